@@ -1,0 +1,85 @@
+"""The two small protocols every connector implements: a ticket source that is polled, a mail transport.
+
+Sources page through what changed since a cursor they define themselves; ingest makes the result
+idempotent. Transports send one message and, where the provider allows, say whether a message id
+was already delivered, so a crash between "sent" and "marked sent" never doubles a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from engine.ingest import TicketIn
+
+
+@dataclass(frozen=True)
+class RejectedItem:
+    """A source item that could not be read as a ticket; kept whole for a person to look at."""
+
+    external_id: str | None
+    error: str
+    payload: str
+
+
+@dataclass(frozen=True)
+class PolledPage:
+    """One page of a poll: what it held and the cursor to resume after it."""
+
+    items: list[TicketIn]
+    cursor: str | None
+    rejected: list[RejectedItem] = field(default_factory=list)
+
+
+@runtime_checkable
+class TicketSource(Protocol):
+    name: str
+
+    def poll(self, cursor: str | None) -> Iterator[PolledPage]:
+        """Yield pages of new or changed items after `cursor`, oldest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class OutgoingAttachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    message_id: str
+    from_address: str
+    from_name: str
+    to_address: str
+    subject: str
+    body_text: str
+    body_html: str | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)
+    attachments: tuple[OutgoingAttachment, ...] = ()
+
+
+class DeliveryError(Exception):
+    """Sending failed. `permanent` failures (rejected recipient, bad request) are not retried."""
+
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+@runtime_checkable
+class MailTransport(Protocol):
+    name: str
+
+    def send(self, email: OutgoingEmail) -> str:
+        """Hand `email` to the provider and return its id for the message; raise DeliveryError on failure."""
+        ...
+
+    def was_delivered(self, message_id: str) -> bool | None:
+        """Whether the provider already has `message_id`: True, False, or None when it cannot tell."""
+        ...

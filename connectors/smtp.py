@@ -1,0 +1,82 @@
+"""Send through any SMTP server (plain, STARTTLS or implicit TLS, with optional login)."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+
+from connectors.base import DeliveryError, OutgoingEmail
+from engine.settings import ConfigurationError, Settings
+
+
+def build_mime(email: OutgoingEmail) -> EmailMessage:
+    """The RFC 5322 message, threaded by In-Reply-To/References, with our loop-guard headers."""
+    message = EmailMessage()
+    message["From"] = formataddr((email.from_name, email.from_address))
+    message["To"] = email.to_address
+    message["Subject"] = email.subject
+    message["Message-ID"] = email.message_id
+    message["Date"] = formatdate(localtime=False)
+    if email.in_reply_to:
+        message["In-Reply-To"] = email.in_reply_to
+    if email.references:
+        message["References"] = " ".join(email.references)
+    for name, value in email.headers.items():
+        message[name] = value
+    message.set_content(email.body_text)
+    if email.body_html:
+        message.add_alternative(email.body_html, subtype="html")
+    for attachment in email.attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        message.add_attachment(
+            attachment.data, maintype=maintype, subtype=subtype or "octet-stream", filename=attachment.filename
+        )
+    return message
+
+
+class SmtpTransport:
+    name = "smtp"
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.SMTP_HOST:
+            raise ConfigurationError("SMTP_HOST: required when OUTBOX_TRANSPORT=smtp")
+        self.host = settings.SMTP_HOST
+        self.port = settings.SMTP_PORT
+        self.security = settings.SMTP_SECURITY
+        self.username = settings.SMTP_USERNAME
+        self.password = settings.SMTP_PASSWORD
+        self.timeout = settings.SMTP_TIMEOUT_SECONDS
+
+    def _connect(self) -> smtplib.SMTP:
+        if self.security == "ssl":
+            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=ssl.create_default_context())
+        client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        if self.security == "starttls":
+            client.starttls(context=ssl.create_default_context())
+        return client
+
+    def send(self, email: OutgoingEmail) -> str:
+        try:
+            with self._connect() as client:
+                if self.username:
+                    client.login(self.username, self.password.get_secret_value())
+                refused = client.send_message(build_mime(email))
+        except smtplib.SMTPRecipientsRefused as error:
+            raise DeliveryError(f"recipient refused by {self.host}: {list(error.recipients)}", permanent=True) from None
+        except smtplib.SMTPAuthenticationError:
+            raise DeliveryError(f"SMTP login to {self.host} failed: check SMTP_USERNAME/SMTP_PASSWORD") from None
+        except smtplib.SMTPResponseException as error:
+            raise DeliveryError(
+                f"SMTP {self.host} answered {error.smtp_code}", permanent=500 <= error.smtp_code < 600
+            ) from None
+        except (OSError, smtplib.SMTPException) as error:
+            raise DeliveryError(f"SMTP {self.host}:{self.port} unreachable: {type(error).__name__}: {error}") from None
+        if refused:
+            raise DeliveryError(f"recipient refused by {self.host}: {sorted(refused)}", permanent=True)
+        return email.message_id
+
+    def was_delivered(self, message_id: str) -> bool | None:
+        """SMTP cannot be asked after the fact; a person decides (see the outbox's `uncertain` state)."""
+        return None

@@ -1,0 +1,58 @@
+"""`python -m engine run | health | migrate`: the engine without the UI, for extra workers and operations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+
+from engine.health import health_report
+from engine.logs import configure_logging
+from engine.runtime import build_runtime
+from engine.scheduler import run_all_once, start_scheduler
+from engine.settings import ConfigurationError, get_settings
+
+log = logging.getLogger("engine")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the engine's jobs until stopped (SIGINT/SIGTERM)")
+    run.add_argument("--once", action="store_true", help="run every job once, print the results and exit")
+    commands.add_parser("health", help="print the health check as JSON; exit 1 when unhealthy")
+    commands.add_parser("migrate", help="upgrade the database schema to the newest version")
+    args = parser.parse_args(argv)
+    try:
+        settings = get_settings()
+        configure_logging(settings)
+        runtime = build_runtime(settings)
+    except ConfigurationError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    if args.command == "migrate":
+        print(f"database schema is current ({runtime.engine.url.render_as_string(hide_password=True)})")
+        return 0
+    if args.command == "health":
+        report = health_report(runtime)
+        print(json.dumps(report, indent=2, default=str))
+        return 1 if report["status"] == "unhealthy" else 0
+    if args.once:
+        print(json.dumps(run_all_once(runtime), default=lambda value: getattr(value, "as_dict", lambda: str(value))()))
+        return 0
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    scheduler = start_scheduler(runtime)
+    log.info("engine running", extra={"worker": runtime.worker, "jobs": [job.id for job in scheduler.get_jobs()]})
+    stop.wait()
+    scheduler.shutdown(wait=True)
+    log.info("engine stopped", extra={"worker": runtime.worker})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The seed's health check (§10.2): database, AI, mail transport, vector store, resources, jobs, outbox."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import psutil
+from sqlalchemy import func, select, text
+
+from engine.enums import OutboxState
+from engine.models import JobStatus, OutboxMessage, utcnow
+from engine.runtime import Runtime
+
+STALE_JOB = timedelta(minutes=10)
+
+
+def health_report(runtime: Runtime) -> dict[str, Any]:
+    """`status` is healthy, degraded (works, with a part needing attention) or unhealthy (cannot work)."""
+    report: dict[str, Any] = {
+        "status": "healthy",
+        "timestamp": utcnow().isoformat(),
+        "worker": runtime.worker,
+        "checks": {},
+    }
+    checks = report["checks"]
+
+    def degrade(level: str) -> None:
+        if report["status"] != "unhealthy":
+            report["status"] = level
+
+    try:
+        with runtime.factory() as session:
+            session.execute(text("SELECT 1"))
+            checks["database"] = {"status": "healthy", "dialect": runtime.engine.dialect.name}
+            checks["outbox"] = _outbox(session)
+            checks["jobs"] = _jobs(session)
+    except Exception as error:
+        checks["database"] = {"status": "unhealthy", "error": f"{type(error).__name__}: {error}"[:500]}
+        degrade("unhealthy")
+    else:
+        if checks["outbox"]["failed"] or checks["outbox"]["uncertain"] or checks["jobs"]["failing"]:
+            degrade("degraded")
+    checks["llm"] = {
+        "status": "disabled" if runtime.settings.LLM_PROVIDER == "none" else "configured",
+        "provider": runtime.settings.LLM_PROVIDER,
+        "analyser": runtime.analyser.name,
+    }
+    checks["mail_transport"] = {"status": "configured", "transport": runtime.transport.name}
+    checks["sources"] = {"configured": [source.name for source in runtime.sources]}
+    checks["resources"] = _resources(runtime)
+    if checks["resources"]["status"] != "healthy":
+        degrade("degraded")
+    return report
+
+
+def _outbox(session: Any) -> dict[str, Any]:
+    counts = dict(session.execute(select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)).all())
+    oldest = session.scalar(
+        select(func.min(OutboxMessage.created_at)).where(OutboxMessage.state == OutboxState.PENDING)
+    )
+    return {
+        "pending": counts.get(OutboxState.PENDING, 0),
+        "sending": counts.get(OutboxState.SENDING, 0),
+        "sent": counts.get(OutboxState.SENT, 0),
+        "failed": counts.get(OutboxState.FAILED, 0),
+        "uncertain": counts.get(OutboxState.UNCERTAIN, 0),
+        "suppressed": counts.get(OutboxState.SUPPRESSED, 0),
+        "oldest_pending_seconds": round((utcnow() - oldest).total_seconds()) if oldest else 0,
+    }
+
+
+def _jobs(session: Any) -> dict[str, Any]:
+    rows = session.scalars(select(JobStatus).order_by(JobStatus.job, JobStatus.worker)).all()
+    recent = utcnow() - STALE_JOB
+    jobs = [
+        {
+            "job": row.job,
+            "worker": row.worker,
+            "ok": row.last_ok,
+            "runs": row.runs,
+            "failures": row.failures,
+            "last_finished_at": row.last_finished_at.isoformat() if row.last_finished_at else None,
+            "last_error": None if row.last_ok else row.last_error,
+        }
+        for row in rows
+    ]
+    failing = [
+        job["job"]
+        for job, row in zip(jobs, rows, strict=True)
+        if not row.last_ok and row.last_finished_at and row.last_finished_at > recent
+    ]
+    return {"failing": failing, "runs": jobs}
+
+
+def _resources(runtime: Runtime) -> dict[str, Any]:
+    cpu = psutil.cpu_percent(interval=0.2)
+    memory = psutil.virtual_memory().percent
+    disk = psutil.disk_usage(str(runtime.settings.DATA_DIR)).percent
+    busy = cpu > 90 or memory > 90 or disk > 90
+    return {
+        "status": "degraded" if busy else "healthy",
+        "cpu_percent": cpu,
+        "memory_percent": memory,
+        "disk_percent": disk,
+    }

@@ -1,0 +1,281 @@
+"""Normalise what sources deliver into tickets and conversation messages: idempotent, threaded, loop-safe.
+
+Polling the same data twice creates nothing twice: tickets are keyed by (source, external_id) and
+messages by (source, message external id). A message that names `TCKT-<id>` or continues a known
+thread is a reply to that ticket, not a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from engine.enums import TicketStatus
+from engine.lifecycle import REOPENABLE, transition
+from engine.mailguard import automatic_reason
+from engine.models import Attachment, Blob, EmailInteraction, OutboxMessage, Ticket, utcnow
+from engine.settings import Settings
+from engine.timeline import record_event
+
+log = logging.getLogger(__name__)
+REFERENCE = re.compile(r"\bTCKT-(\d{1,12})\b", re.IGNORECASE)
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class AttachmentIn(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    filename: str = Field(min_length=1, max_length=500)
+    content_type: str | None = None
+    data: bytes
+
+
+class TicketIn(BaseModel):
+    """One item from a source: a new ticket, an update of one, or an e-mail that may continue a thread."""
+
+    model_config = ConfigDict(frozen=True, str_strip_whitespace=True)
+
+    source: str = Field(min_length=1, max_length=50)
+    external_id: str = Field(min_length=1, max_length=255)
+    requester_email: str = Field(min_length=3, max_length=320)
+    requester_name: str | None = Field(default=None, max_length=255)
+    subject: str = Field(default="", max_length=100_000)
+    body: str = Field(default="", max_length=2_000_000)
+    kind: Literal["ticket", "email"] = "ticket"
+    priority: str | None = Field(default=None, max_length=50)
+    category: str | None = Field(default=None, max_length=100)
+    external_url: str | None = Field(default=None, max_length=1000)
+    updated_at: datetime | None = None
+    thread_id: str | None = Field(default=None, max_length=500)
+    message_id: str | None = Field(default=None, max_length=500)
+    in_reply_to: str | None = Field(default=None, max_length=500)
+    references: list[str] = Field(default_factory=list)
+    headers: dict[str, str] = Field(default_factory=dict)
+    attachments: list[AttachmentIn] = Field(default_factory=list)
+    additional_info: dict[str, object] = Field(default_factory=dict)
+
+    @field_validator("requester_email")
+    @classmethod
+    def _looks_like_address(cls, value: str) -> str:
+        address = value.rsplit("<", 1)[-1].strip(">").strip().lower()
+        if "@" not in address or " " in address:
+            raise ValueError(f"not an e-mail address: {value[:80]!r}")
+        return address
+
+    @field_validator("subject", "body")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        return CONTROL_CHARACTERS.sub("", value)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    ticket_id: int
+    outcome: Literal["created", "updated", "reply", "duplicate", "automatic"]
+
+
+def ingest(session: Session, item: TicketIn, settings: Settings) -> IngestResult:
+    """Record `item` once: a new ticket, an update, or a message on the ticket it continues."""
+    if item.kind == "email" and (existing := _known_message(session, item)):
+        return IngestResult(existing.ticket_id, "duplicate")
+    ticket = session.scalar(select(Ticket).where(Ticket.source == item.source, Ticket.external_id == item.external_id))
+    if ticket is not None:
+        return _update(session, ticket, item)
+    if item.kind == "email" and (thread := _thread_of(session, item)) is not None:
+        return _reply(session, thread, item, settings)
+    try:
+        with session.begin_nested():
+            return _create(session, item, settings)
+    except IntegrityError:
+        # Another worker created it between our look-up and insert: it is a duplicate now.
+        log.info("concurrent ingest of %s/%s", item.source, item.external_id)
+        ticket = session.scalar(
+            select(Ticket).where(Ticket.source == item.source, Ticket.external_id == item.external_id)
+        )
+        if ticket is None:
+            raise
+        return IngestResult(ticket.id, "duplicate")
+
+
+def _known_message(session: Session, item: TicketIn) -> EmailInteraction | None:
+    return session.scalar(
+        select(EmailInteraction).where(
+            EmailInteraction.source == item.source, EmailInteraction.external_id == item.external_id
+        )
+    )
+
+
+def _thread_of(session: Session, item: TicketIn) -> Ticket | None:
+    """The ticket this message continues: by `TCKT-<id>` in the subject, else by thread or Message-ID chain."""
+    if match := REFERENCE.search(item.subject):
+        ticket = session.get(Ticket, int(match.group(1)))
+        if ticket is not None:
+            return ticket
+    ids = [value for value in (item.in_reply_to, *item.references) if value]
+    if ids:
+        known = session.scalar(
+            select(OutboxMessage.ticket_id).where(OutboxMessage.message_id.in_(ids)).limit(1)
+        ) or session.scalar(select(EmailInteraction.ticket_id).where(EmailInteraction.message_id.in_(ids)).limit(1))
+        if known is not None:
+            return session.get(Ticket, known)
+    if item.thread_id:
+        return session.scalar(
+            select(Ticket).where(Ticket.thread_key == item.thread_id).order_by(Ticket.id.desc()).limit(1)
+        )
+    return None
+
+
+def _create(session: Session, item: TicketIn, settings: Settings) -> IngestResult:
+    reason = automatic_reason(item.headers, item.requester_email, item.subject, settings.from_address)
+    now = utcnow()
+    ticket = Ticket(
+        source=item.source,
+        external_id=item.external_id,
+        external_url=item.external_url,
+        email=item.requester_email,
+        requester_name=item.requester_name,
+        subject=item.subject[:500],
+        description=item.body or item.subject,
+        status=TicketStatus.NEW,
+        priority=item.priority,
+        category=item.category,
+        additional_info=item.additional_info or None,
+        thread_key=item.thread_id or item.message_id,
+        automatic_reason=reason,
+        pending_since=now,
+        source_updated_at=item.updated_at,
+        created_at=now,
+    )
+    session.add(ticket)
+    session.flush()
+    message = _add_message(session, ticket, item, "initial", reason) if item.kind == "email" else None
+    _store_attachments(session, ticket, message, item, settings)
+    record_event(
+        session,
+        ticket,
+        "received",
+        f"Received from {item.source}: {item.subject[:120]}",
+        actor=f"source:{item.source}",
+        external_id=item.external_id,
+        automatic=reason,
+    )
+    if reason:
+        record_event(session, ticket, "automatic_message", f"Automatic message ({reason}): no automated reply")
+    return IngestResult(ticket.id, "created")
+
+
+def _update(session: Session, ticket: Ticket, item: TicketIn) -> IngestResult:
+    """A changed ticket at the source: keep our copy current without re-triggering work twice."""
+    if (
+        item.updated_at is not None
+        and ticket.source_updated_at is not None
+        and item.updated_at <= ticket.source_updated_at
+    ):
+        return IngestResult(ticket.id, "duplicate")
+    changed = {
+        name: value
+        for name, value in (("subject", item.subject[:500]), ("description", item.body), ("priority", item.priority))
+        if value and getattr(ticket, name) != value
+    }
+    ticket.source_updated_at = item.updated_at or ticket.source_updated_at
+    if not changed:
+        return IngestResult(ticket.id, "duplicate")
+    for name, value in changed.items():
+        setattr(ticket, name, value)
+    record_event(
+        session,
+        ticket,
+        "updated",
+        f"Updated at {item.source}: {', '.join(changed)}",
+        actor=f"source:{item.source}",
+        fields=sorted(changed),
+    )
+    return IngestResult(ticket.id, "updated")
+
+
+def _reply(session: Session, ticket: Ticket, item: TicketIn, settings: Settings) -> IngestResult:
+    reason = automatic_reason(item.headers, item.requester_email, item.subject, settings.from_address)
+    message = _add_message(session, ticket, item, "automatic" if reason else "reply", reason)
+    _store_attachments(session, ticket, message, item, settings)
+    if reason:
+        record_event(
+            session,
+            ticket,
+            "automatic_message",
+            f"Automatic message received ({reason}): not answered",
+            actor=f"source:{item.source}",
+            message_id=message.id,
+        )
+        return IngestResult(ticket.id, "automatic")
+    record_event(
+        session, ticket, "reply_received", f"Reply from {item.requester_email}", actor="customer", message_id=message.id
+    )
+    if ticket.taken_over_by or ticket.status == TicketStatus.ESCALATED:
+        ticket.action_required = True
+        record_event(session, ticket, "needs_attention", "Customer replied on a ticket held by a person")
+    elif TicketStatus(ticket.status) in REOPENABLE:
+        transition(session, ticket, TicketStatus.NEW, actor="customer", reason="customer replied")
+        ticket.pending_since = utcnow()
+    else:
+        ticket.pending_since = utcnow()
+    return IngestResult(ticket.id, "reply")
+
+
+def _add_message(
+    session: Session, ticket: Ticket, item: TicketIn, email_type: str, reason: str | None
+) -> EmailInteraction:
+    message = EmailInteraction(
+        ticket_id=ticket.id,
+        direction="inbound",
+        email_type=email_type,
+        source=item.source,
+        external_id=item.external_id,
+        message_id=item.message_id,
+        in_reply_to=item.in_reply_to,
+        references=" ".join(item.references) or None,
+        from_address=item.requester_email,
+        subject=item.subject[:500],
+        body=item.body,
+        headers=item.headers,
+        automatic_reason=reason,
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def _store_attachments(
+    session: Session, ticket: Ticket, message: EmailInteraction | None, item: TicketIn, settings: Settings
+) -> None:
+    """Keep each attachment's bytes once per content hash; an oversized one is recorded, not stored."""
+    for attachment in item.attachments:
+        size = len(attachment.data)
+        row = Attachment(
+            ticket_id=ticket.id,
+            email_interaction_id=message.id if message else None,
+            filename=attachment.filename,
+            content_type=attachment.content_type,
+            size=size,
+        )
+        if size > settings.MAX_ATTACHMENT_BYTES:
+            row.status = "too_large"
+            row.error = f"{size} bytes is over the {settings.MAX_ATTACHMENT_BYTES}-byte limit (MAX_ATTACHMENT_BYTES)"
+            record_event(
+                session, ticket, "attachment_rejected", f"Attachment {attachment.filename} not stored: too large"
+            )
+        else:
+            digest = hashlib.sha256(attachment.data).hexdigest()
+            if session.get(Blob, digest) is None:
+                session.add(Blob(sha256=digest, size=size, data=attachment.data))
+                session.flush()
+            row.sha256 = digest
+        session.add(row)

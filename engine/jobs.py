@@ -1,0 +1,126 @@
+"""The engine's jobs as plain functions a scheduler, a CLI or a test can call, and their run records."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.base import TicketSource
+from engine.db import advisory_key, transaction
+from engine.ingest import ingest
+from engine.models import IngestError, JobStatus, SourceCursor, utcnow
+from engine.settings import Settings
+
+log = logging.getLogger(__name__)
+_local_locks: dict[str, threading.Lock] = {}
+_local_locks_guard = threading.Lock()
+
+
+@contextmanager
+def exclusive(engine: Engine, name: str) -> Iterator[bool]:
+    """Run-once-at-a-time across every process: a PostgreSQL advisory lock, or a process lock on SQLite."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            acquired = bool(
+                connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": advisory_key(name)}).scalar()
+            )
+            try:
+                yield acquired
+            finally:
+                if acquired:
+                    connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": advisory_key(name)})
+                connection.commit()
+        return
+    with _local_locks_guard:
+        lock = _local_locks.setdefault(f"{engine.url}:{name}", threading.Lock())
+    acquired = lock.acquire(blocking=False)
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            lock.release()
+
+
+def poll_source(
+    engine: Engine, factory: sessionmaker[Session], settings: Settings, source: TicketSource
+) -> dict[str, int]:
+    """Fetch what changed at `source` and ingest it, page by page, moving the cursor with each committed page.
+
+    A bad item is kept whole in `ingest_errors` and the rest of the page goes on.
+    """
+    counts: Counter[str] = Counter()
+    with exclusive(engine, f"poll:{source.name}") as acquired:
+        if not acquired:
+            return {"skipped": 1}
+        with factory() as session:
+            stored = session.get(SourceCursor, source.name)
+            cursor = stored.cursor if stored else None
+        for page in source.poll(cursor):
+            with transaction(factory) as session:
+                for item in page.items:
+                    try:
+                        with session.begin_nested():
+                            counts[ingest(session, item, settings).outcome] += 1
+                    except Exception as error:
+                        log.exception("could not ingest %s/%s", source.name, item.external_id)
+                        session.add(
+                            IngestError(
+                                source=source.name,
+                                external_id=item.external_id,
+                                error=f"{type(error).__name__}: {error}"[:4000],
+                                payload=item.model_dump_json(exclude={"attachments"}),
+                            )
+                        )
+                        counts["errors"] += 1
+                for rejected in page.rejected:
+                    log.error("rejected item from %s: %s", source.name, rejected.error)
+                    session.add(
+                        IngestError(
+                            source=source.name,
+                            external_id=rejected.external_id,
+                            error=rejected.error,
+                            payload=rejected.payload,
+                        )
+                    )
+                    counts["errors"] += 1
+                if page.cursor is not None:
+                    session.merge(SourceCursor(source=source.name, cursor=page.cursor, updated_at=utcnow()))
+    return dict(counts)
+
+
+def run_job(factory: sessionmaker[Session], worker: str, name: str, job: Callable[[], Any]) -> Any:
+    """Run one job and record how it went, for the status panel and `engine health`."""
+    started = utcnow()
+    began = time.perf_counter()
+    error: str | None = None
+    result: Any = None
+    try:
+        result = job()
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        log.error("job %s failed: %s\n%s", name, error, traceback.format_exc(limit=5))
+    outcome = result.as_dict() if hasattr(result, "as_dict") else result if isinstance(result, dict) else {}
+    try:
+        with transaction(factory) as session:
+            status = session.get(JobStatus, (worker, name)) or JobStatus(worker=worker, job=name, runs=0, failures=0)
+            status.last_started_at = started
+            status.last_finished_at = utcnow()
+            status.last_ok = error is None
+            status.runs += 1
+            status.failures += error is not None
+            status.last_result = {**outcome, "duration_ms": round((time.perf_counter() - began) * 1000)}
+            if error:
+                status.last_error = error[:4000]
+            session.merge(status)
+    except Exception:
+        log.exception("could not record the run of job %s", name)
+    return result

@@ -1,0 +1,290 @@
+"""The stages of one ticket: claim → acknowledge → analyse → decide → act.
+
+A claim is a lease (token + expiry) taken with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several
+engine processes share the queue and each ticket is worked once. Analysis runs outside any
+transaction (a model may take seconds); its results commit only if the claim still holds, in one
+transaction with the timeline, the action and any outgoing message. A crash anywhere leaves either
+nothing or everything, and an expired lease lets another worker pick the ticket up again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.analysis import Analyser, AnalysisResult, TicketSnapshot
+from engine.db import is_postgres, transaction
+from engine.enums import ActionKind, ActionState, MessageKind, TicketStatus
+from engine.failpoints import failpoint
+from engine.lifecycle import transition
+from engine.models import Action, Analysis, EmailInteraction, Ticket, utcnow
+from engine.outbox import enqueue_email
+from engine.policy import delivery_verdict
+from engine.settings import Settings
+from engine.templates import EmailContent, acknowledgement, to_html
+from engine.timeline import record_event
+
+log = logging.getLogger(__name__)
+
+DECISION_KIND = {
+    "resolve": ActionKind.PROPOSE_RESOLUTION,
+    "ask": ActionKind.REQUEST_INFO,
+    "escalate": ActionKind.ESCALATE,
+}
+MESSAGE_KIND = {
+    ActionKind.PROPOSE_RESOLUTION: MessageKind.RESOLUTION,
+    ActionKind.REQUEST_INFO: MessageKind.REQUEST_INFO,
+}
+
+
+@dataclass(frozen=True)
+class Claim:
+    ticket_id: int
+    token: str
+    snapshot: TicketSnapshot
+    pending_since: object
+
+
+@dataclass
+class ProcessReport:
+    claimed: int = 0
+    processed: int = 0
+    abandoned: int = 0
+    failed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def process_pending(
+    factory: sessionmaker[Session], settings: Settings, analyser: Analyser, *, worker: str
+) -> ProcessReport:
+    """One run of the processing job: claim a batch, then work each claimed ticket."""
+    report = ProcessReport()
+    claims = claim_pending_tickets(factory, settings, worker=worker)
+    report.claimed = len(claims)
+    for claim in claims:
+        failpoint("pipeline.after_claim")
+        try:
+            result = analyser.analyse(claim.snapshot)
+        except Exception as error:
+            log.exception("analyser %s failed", analyser.name, extra={"ticket": claim.snapshot.reference})
+            result = AnalysisResult(
+                analyser=analyser.name, decision="escalate", reason=f"analysis failed: {type(error).__name__}: {error}"
+            )
+            report.failed += 1
+        failpoint("pipeline.before_commit")
+        if commit_analysis(factory, settings, claim, result):
+            report.processed += 1
+        else:
+            report.abandoned += 1
+        failpoint("pipeline.after_commit")
+    return report
+
+
+def claim_pending_tickets(factory: sessionmaker[Session], settings: Settings, *, worker: str) -> list[Claim]:
+    """Lease tickets that need work; acknowledge new ones in the same transaction, so the ack is never lost."""
+    now = utcnow()
+    with transaction(factory) as session:
+        query = (
+            select(Ticket)
+            .where(Ticket.pending_since.is_not(None), or_(Ticket.claim_expires.is_(None), Ticket.claim_expires < now))
+            .order_by(Ticket.pending_since, Ticket.id)
+            .limit(settings.PROCESS_BATCH_SIZE)
+        )
+        if is_postgres(session):
+            query = query.with_for_update(skip_locked=True)
+        claims = []
+        for ticket in session.scalars(query).all():
+            if ticket.claim_token is not None:
+                record_event(session, ticket, "claim_expired", f"Worker {ticket.claimed_by} stopped mid-way; retrying")
+            ticket.claim_token = uuid.uuid4().hex
+            ticket.claimed_by = worker
+            ticket.claim_expires = now + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
+            if _skip_automation(session, ticket):
+                continue
+            _acknowledge(session, settings, ticket)
+            if ticket.status != TicketStatus.ANALYZING:
+                transition(session, ticket, TicketStatus.ANALYZING, reason="analysis started", worker=worker)
+            replies = session.scalars(
+                select(EmailInteraction.body)
+                .where(EmailInteraction.ticket_id == ticket.id, EmailInteraction.email_type == "reply")
+                .order_by(EmailInteraction.id)
+            ).all()
+            claims.append(
+                Claim(ticket.id, ticket.claim_token, TicketSnapshot.of(ticket, list(replies)), ticket.pending_since)
+            )
+    return claims
+
+
+def _skip_automation(session: Session, ticket: Ticket) -> bool:
+    """Tickets a person holds, and mail sent by machines, get no automated work at all."""
+    reason = None
+    if ticket.taken_over_by:
+        reason = f"taken over by {ticket.taken_over_by}"
+    elif ticket.automatic_reason:
+        reason = f"automatic message ({ticket.automatic_reason})"
+    if reason is None:
+        return False
+    _release(ticket)
+    if ticket.automatic_reason and ticket.status == TicketStatus.NEW:
+        ticket.team = ticket.team or "Triage"
+        transition(session, ticket, TicketStatus.ESCALATED, reason=f"{reason}: a person decides")
+    else:
+        record_event(session, ticket, "automation_skipped", f"Automation skipped: {reason}")
+    return True
+
+
+def _acknowledge(session: Session, settings: Settings, ticket: Ticket) -> None:
+    content = acknowledgement(ticket, settings.SUPPORT_SIGNATURE)
+    enqueue_email(session, settings, ticket, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key=f"ack:{ticket.id}")
+
+
+def _release(ticket: Ticket) -> None:
+    ticket.pending_since = None
+    ticket.claim_token = None
+    ticket.claimed_by = None
+    ticket.claim_expires = None
+
+
+def commit_analysis(factory: sessionmaker[Session], settings: Settings, claim: Claim, result: AnalysisResult) -> bool:
+    """Record the analysis, the decision and its effects, if our claim still holds. False: someone else has it."""
+    with transaction(factory) as session:
+        query = select(Ticket).where(Ticket.id == claim.ticket_id)
+        if is_postgres(session):
+            query = query.with_for_update()
+        ticket = session.scalar(query)
+        if ticket is None or ticket.claim_token != claim.token:
+            log.warning("claim lost before commit", extra={"ticket": f"TCKT-{claim.ticket_id}"})
+            return False
+        analysis = Analysis(
+            ticket_id=ticket.id,
+            analyser=result.analyser,
+            decision=result.decision,
+            confidence=result.confidence,
+            summary=result.summary or result.reason,
+            resolution_steps=result.resolution_steps,
+            information_gaps=result.information_gaps,
+            follow_up_questions=result.follow_up_questions,
+            evidence=result.evidence,
+            guards=result.guards,
+        )
+        session.add(analysis)
+        session.flush()
+        record_event(
+            session,
+            ticket,
+            "analysed",
+            f"Analysed by {result.analyser}: {result.decision} ({result.reason})",
+            analysis_id=analysis.id,
+            confidence=result.confidence,
+        )
+        void_open_drafts(session, ticket, reason="superseded by a new analysis")
+        act(session, settings, ticket, analysis, result)
+        still_pending = ticket.pending_since != claim.pending_since
+        _release(ticket)
+        if still_pending:
+            ticket.pending_since = utcnow()
+        return True
+
+
+def act(session: Session, settings: Settings, ticket: Ticket, analysis: Analysis, result: AnalysisResult) -> Action:
+    """Turn the decision into an action; the policy says whether a customer message goes out now."""
+    kind = DECISION_KIND[result.decision]
+    team = result.team or ticket.team or settings.DEFAULT_TEAM
+    if kind is ActionKind.ESCALATE:
+        action = Action(
+            ticket_id=ticket.id,
+            analysis_id=analysis.id,
+            kind=kind,
+            state=ActionState.EXECUTED,
+            team=team,
+            reason=result.reason,
+            decided_by="engine",
+            decided_at=utcnow(),
+        )
+        session.add(action)
+        session.flush()
+        ticket.team = team
+        transition(session, ticket, TicketStatus.ESCALATED, reason=result.reason, action_id=action.id, team=team)
+        return action
+    verdict = delivery_verdict(ticket, result, settings)
+    action = Action(
+        ticket_id=ticket.id,
+        analysis_id=analysis.id,
+        kind=kind,
+        state=ActionState.AWAITING_APPROVAL,
+        subject=result.draft_subject,
+        body=result.draft_body,
+        team=team,
+        reason=result.reason,
+        policy={"auto_send": verdict.auto_send, "reasons": verdict.reasons},
+    )
+    session.add(action)
+    session.flush()
+    record_event(
+        session,
+        ticket,
+        "action_proposed",
+        f"Proposed {kind} (v{action.version})",
+        action_id=action.id,
+        policy=verdict.reasons,
+    )
+    if verdict.auto_send:
+        execute_action(session, settings, ticket, action, actor="engine")
+    else:
+        transition(
+            session, ticket, TicketStatus.AWAITING_APPROVAL, reason="; ".join(verdict.reasons), action_id=action.id
+        )
+    return action
+
+
+def execute_action(session: Session, settings: Settings, ticket: Ticket, action: Action, *, actor: str) -> None:
+    """Carry out an approved (or auto-approved) customer message: queue it and move the ticket on."""
+    message_kind = MESSAGE_KIND[ActionKind(action.kind)]
+    content = EmailContent(
+        subject=action.subject or "", body_text=action.body or "", body_html=to_html(action.body or "")
+    )
+    enqueue_email(
+        session,
+        settings,
+        ticket,
+        message_kind,
+        content,
+        dedupe_key=f"action:{action.id}:v{action.version}",
+        action=action,
+        automated=actor == "engine",
+    )
+    action.state = ActionState.EXECUTED
+    action.decided_by = actor
+    action.decided_at = utcnow()
+    if action.kind == ActionKind.REQUEST_INFO:
+        ticket.follow_up_count += 1
+        transition(session, ticket, TicketStatus.AWAITING_CUSTOMER, actor=actor, reason="asked for information")
+    else:
+        ticket.resolution = action.body
+        transition(session, ticket, TicketStatus.RESOLVED, actor=actor, reason="resolution sent")
+
+
+def void_open_drafts(session: Session, ticket: Ticket, *, reason: str, actor: str = "engine") -> int:
+    """Void drafts awaiting approval when the ticket is re-analysed or re-opened: approvals bind to what was seen."""
+    drafts = session.scalars(
+        select(Action).where(Action.ticket_id == ticket.id, Action.state == ActionState.AWAITING_APPROVAL)
+    ).all()
+    for draft in drafts:
+        draft.state = ActionState.VOIDED
+        draft.reason = f"{draft.reason} — voided: {reason}".strip(" —")
+        record_event(
+            session,
+            ticket,
+            "action_voided",
+            f"Draft {draft.kind} v{draft.version} voided: {reason}",
+            actor=actor,
+            action_id=draft.id,
+        )
+    return len(drafts)

@@ -1,0 +1,30 @@
+"""Whether a proposed customer message goes out on its own or waits for a person."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.analysis import AnalysisResult
+from engine.models import Ticket
+from engine.settings import Settings
+
+
+@dataclass(frozen=True)
+class PolicyVerdict:
+    auto_send: bool
+    reasons: list[str]
+
+
+def delivery_verdict(ticket: Ticket, result: AnalysisResult, settings: Settings) -> PolicyVerdict:
+    """Auto-send only when every condition holds; each unmet one is a reason a person sees."""
+    held = []
+    if not settings.AUTOPILOT_ENABLED:
+        held.append("autopilot is off")
+    if ticket.taken_over_by:
+        held.append(f"taken over by {ticket.taken_over_by}")
+    if result.confidence < settings.AUTO_SEND_MIN_CONFIDENCE:
+        held.append(f"confidence {result.confidence:.2f} below {settings.AUTO_SEND_MIN_CONFIDENCE:.2f}")
+    if result.decision == "resolve" and not result.evidence:
+        held.append("no evidence cited")
+    held.extend(f"guard: {guard}" for guard in result.guards)
+    return PolicyVerdict(auto_send=not held, reasons=held or ["all auto-send conditions met"])

@@ -1,0 +1,147 @@
+"""Configuration from the environment and `.env`, with the seed's variable names kept as they are.
+
+Every setting has a safe default (the embedded, keyless mode) or fails with one message that names
+the variable, so an operator knows exactly what to fix. Secrets are `SecretStr`: they never print.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigurationError(RuntimeError):
+    """A setting is missing or malformed; the message names the variable and never its secret value."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True)
+
+    # Storage
+    DATA_DIR: Path = PROJECT_ROOT / "data"
+    DATABASE_URL: str = ""
+    LOG_FILE: Path | None = None
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Engine
+    ENGINE_ENABLED: bool = True
+    WORKER_ID: str = ""
+    POLL_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
+    PROCESS_INTERVAL_SECONDS: float = Field(default=2.0, gt=0)
+    OUTBOX_INTERVAL_SECONDS: float = Field(default=2.0, gt=0)
+    CLAIM_LEASE_SECONDS: float = Field(default=300.0, gt=0)
+    PROCESS_BATCH_SIZE: int = Field(default=50, ge=1)
+    OUTBOX_MAX_ATTEMPTS: int = Field(default=8, ge=1)
+    OUTBOX_BACKOFF_SECONDS: float = Field(default=30.0, gt=0)
+    MAX_ATTACHMENT_BYTES: int = Field(default=25 * 1024 * 1024, ge=1)
+
+    # Demo feed: the built-in source that keeps a fresh install alive.
+    DEMO_FEED_ENABLED: bool = True
+    DEMO_FEED_INTERVAL_SECONDS: float = Field(default=15.0, gt=0)
+    DEMO_FEED_BATCH: int = Field(default=1, ge=1)
+    DEMO_FEED_FIRST_BATCH: int = Field(default=20, ge=0)
+
+    # Outgoing mail
+    OUTBOX_TRANSPORT: Literal["database", "smtp"] = "database"
+    SUPPORT_FROM_EMAIL: str = "support@no-touch.localhost"
+    SUPPORT_FROM_NAME: str = "No-Touch Support"
+    SUPPORT_SIGNATURE: str = "— The Support Team"
+    AUTOPILOT_ENABLED: bool = False
+    AUTO_SEND_MIN_CONFIDENCE: float = Field(default=0.85, ge=0, le=1)
+    DEFAULT_TEAM: str = "Service Desk"
+    MAX_AUTOMATED_EMAILS_PER_HOUR: int = Field(default=5, ge=0)
+    SMTP_HOST: str = ""
+    SMTP_PORT: int = Field(default=587, ge=1, le=65535)
+    SMTP_USERNAME: str = ""
+    SMTP_PASSWORD: SecretStr = SecretStr("")
+    SMTP_SECURITY: Literal["none", "starttls", "ssl"] = "starttls"
+    SMTP_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+
+    # Seed §4.3: ServiceNow, Jira, Microsoft Graph, Azure OpenAI, Mailgun, SerpAPI
+    SNOW_API_URL: str = ""
+    SNOW_AUTH_USERNAME: str = ""
+    SNOW_AUTH_PASSWORD: SecretStr = SecretStr("")
+    JIRA_SERVER: str = ""
+    JIRA_USERNAME: str = ""
+    JIRA_API_TOKEN: SecretStr = SecretStr("")
+    JIRA_SSL_VERIFY: bool = True
+    MS_GRAPH_CLIENT_ID: str = ""
+    MS_GRAPH_CLIENT_SECRET: SecretStr = SecretStr("")
+    MS_GRAPH_TENANT_ID: str = ""
+    MS_GRAPH_MAILBOX: str = ""
+    AZURE_OPENAI_ENDPOINT: str = ""
+    AZURE_OPENAI_API_KEY: SecretStr = SecretStr("")
+    AZURE_OPENAI_API_VERSION: str = "2024-10-21"
+    AZURE_OPENAI_DEPLOYMENT: str = ""
+    AZURE_OPENAI_EMBED_API_ENDPOINT: str = ""
+    AZURE_OPENAI_EMBED_API_KEY: SecretStr = SecretStr("")
+    AZURE_OPENAI_EMBED_VERSION: str = "2024-10-21"
+    AZURE_OPENAI_EMBED_MODEL: str = "text-embedding-ada-002"
+    MAILGUN_API_KEY: SecretStr = SecretStr("")
+    MAILGUN_DOMAIN: str = ""
+    MAILGUN_FROM_EMAIL: str = ""
+    MAILGUN_WEBHOOK_SIGNING_KEY: SecretStr = SecretStr("")
+    SERPAPI_API_KEY: SecretStr = SecretStr("")
+
+    # AI
+    LLM_PROVIDER: Literal["none", "azure", "openai"] = "none"
+    EMBEDDINGS_PROVIDER: Literal["local", "azure", "openai"] = "local"
+
+    # Knowledge base and embeddings
+    CHROMA_HOST: str = ""
+    CHROMA_PORT: int = Field(default=8000, ge=1, le=65535)
+    CHROMA_COLLECTION: str = Field(default="kb_chunks", min_length=3, max_length=512)
+    OPENAI_BASE_URL: str = ""
+    OPENAI_API_KEY: SecretStr = SecretStr("")
+    OPENAI_EMBED_MODEL: str = "text-embedding-3-small"
+    EMBED_BATCH_SIZE: int = Field(default=32, ge=1)
+    KB_MAX_FILE_BYTES: int = Field(default=25 * 1024 * 1024, ge=1)
+    KB_CHUNK_SIZE: int = Field(default=800, ge=100)
+    KB_CHUNK_OVERLAP: int = Field(default=120, ge=0)
+    KB_TESSERACT_CMD: str = "tesseract"
+    KB_OCR_LANGUAGES: str = "eng"
+    KB_SEARCH_CANDIDATES: int = Field(default=50, ge=1)
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        if value.startswith("postgresql://"):
+            return "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @property
+    def database_url(self) -> str:
+        """The configured database, or a SQLite file under DATA_DIR."""
+        return self.DATABASE_URL or f"sqlite:///{self.DATA_DIR / 'no_touch.db'}"
+
+    @property
+    def from_address(self) -> str:
+        """The desk's sending address: the seed's MAILGUN_FROM_EMAIL when set, else SUPPORT_FROM_EMAIL."""
+        return self.MAILGUN_FROM_EMAIL or self.SUPPORT_FROM_EMAIL
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, so logging can redact it wherever it appears."""
+        secrets = [value.get_secret_value() for value in self.__dict__.values() if isinstance(value, SecretStr)]
+        return [secret for secret in secrets if len(secret) >= 4]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning pydantic's report into one message per variable, without values."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problems = [f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors()]
+        raise ConfigurationError("Invalid configuration — " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

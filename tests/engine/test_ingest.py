@@ -1,0 +1,138 @@
+import pydantic
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.enums import TicketStatus
+from engine.ingest import AttachmentIn, ingest
+from engine.lifecycle import transition
+from engine.models import Attachment, Blob, EmailInteraction, Ticket, TimelineEvent
+from engine.settings import Settings
+from tests.factories import email_in, ticket_in
+
+
+def count(session: Session, model: type) -> int:
+    return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_polling_the_same_items_twice_creates_nothing_twice(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    items = [ticket_in(), ticket_in(), email_in()]
+    with session_factory.begin() as session:
+        first = [ingest(session, item, settings).outcome for item in items]
+    with session_factory.begin() as session:
+        second = [ingest(session, item, settings).outcome for item in items]
+    assert first == ["created", "created", "created"]
+    assert second == ["duplicate", "duplicate", "duplicate"]
+    with session_factory() as session:
+        assert count(session, Ticket) == 3
+        assert count(session, EmailInteraction) == 1
+        assert count(session, TimelineEvent) == 3
+
+
+def test_changed_item_at_the_source_updates_the_ticket(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    original = ticket_in(priority="low")
+    with session_factory.begin() as session:
+        ticket_id = ingest(session, original, settings).ticket_id
+        changed = original.model_copy(update={"priority": "critical", "body": "Now the whole team is blocked."})
+        assert ingest(session, changed, settings).outcome == "updated"
+        ticket = session.get(Ticket, ticket_id)
+        assert (ticket.priority, ticket.description) == ("critical", "Now the whole team is blocked.")
+        assert ticket.timeline[-1].data["fields"] == ["description", "priority"]
+
+
+def test_reply_naming_the_ticket_threads_and_reopens_it(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with session_factory.begin() as session:
+        ticket = session.get(Ticket, ingest(session, ticket_in(), settings).ticket_id)
+        ticket.pending_since = None
+        transition(session, ticket, TicketStatus.AWAITING_CUSTOMER, reason="asked for the error message")
+        reply = email_in(
+            requester_email=ticket.email,
+            subject=f"Re: Additional Information Required: {ticket.reference}",
+            body="The error is AUTH-401.",
+        )
+        result = ingest(session, reply, settings)
+        assert (result.ticket_id, result.outcome) == (ticket.id, "reply")
+        assert ticket.status == TicketStatus.NEW
+        assert ticket.pending_since is not None
+        assert count(session, Ticket) == 1
+        assert session.scalar(select(EmailInteraction.body).where(EmailInteraction.email_type == "reply")) == (
+            "The error is AUTH-401."
+        )
+
+
+def test_reply_threads_by_in_reply_to_and_by_conversation(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with session_factory.begin() as session:
+        first = ingest(session, email_in(thread_id="conv-1", message_id="<a@x.example>"), settings)
+        by_header = ingest(session, email_in(subject="Re: no ref", in_reply_to="<a@x.example>"), settings)
+        by_thread = ingest(session, email_in(subject="still broken", thread_id="conv-1"), settings)
+        unrelated = ingest(session, email_in(subject="new problem", thread_id="conv-2"), settings)
+    assert by_header.ticket_id == by_thread.ticket_id == first.ticket_id
+    assert (by_header.outcome, by_thread.outcome, unrelated.outcome) == ("reply", "reply", "created")
+
+
+def test_reply_to_an_escalated_ticket_flags_people_instead_of_reopening(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with session_factory.begin() as session:
+        ticket = session.get(Ticket, ingest(session, ticket_in(), settings).ticket_id)
+        ticket.pending_since = None
+        transition(session, ticket, TicketStatus.ESCALATED, reason="outage")
+        ingest(session, email_in(subject=f"Re: {ticket.reference}", body="any news?"), settings)
+        assert ticket.status == TicketStatus.ESCALATED
+        assert ticket.action_required
+        assert ticket.pending_since is None
+
+
+def test_automatic_reply_is_recorded_but_does_not_reopen(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with session_factory.begin() as session:
+        ticket = session.get(Ticket, ingest(session, ticket_in(), settings).ticket_id)
+        ticket.pending_since = None
+        transition(session, ticket, TicketStatus.AWAITING_CUSTOMER)
+        ooo = email_in(subject=f"Out of office: {ticket.reference}", headers={"Auto-Submitted": "auto-replied"})
+        assert ingest(session, ooo, settings).outcome == "automatic"
+        assert ticket.status == TicketStatus.AWAITING_CUSTOMER
+        assert ticket.pending_since is None
+        assert ticket.timeline[-1].type == "automatic_message"
+
+
+def test_attachments_are_stored_once_by_content_and_oversized_ones_are_recorded(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    settings.MAX_ATTACHMENT_BYTES = 1000
+    log = AttachmentIn(filename="error.log", content_type="text/plain", data=b"Traceback ...\n" * 10)
+    huge = AttachmentIn(filename="dump.bin", content_type="application/octet-stream", data=b"\0" * 1001)
+    with session_factory.begin() as session:
+        ingest(session, ticket_in(attachments=[log, huge]), settings)
+        ingest(session, ticket_in(attachments=[log]), settings)
+    with session_factory() as session:
+        assert count(session, Blob) == 1
+        rows = session.scalars(select(Attachment).order_by(Attachment.id)).all()
+        assert [(row.filename, row.status) for row in rows] == [
+            ("error.log", "stored"),
+            ("dump.bin", "too_large"),
+            ("error.log", "stored"),
+        ]
+        assert "MAX_ATTACHMENT_BYTES" in rows[1].error
+
+
+def test_malformed_item_is_refused_with_a_clear_message() -> None:
+    with pytest.raises(pydantic.ValidationError, match="not an e-mail address"):
+        ticket_in(requester_email="nobody")
+    with pytest.raises(pydantic.ValidationError, match="external_id"):
+        ticket_in(external_id="")
+
+
+def test_control_characters_are_stripped(settings: Settings, session_factory: sessionmaker[Session]) -> None:
+    with session_factory.begin() as session:
+        ticket = session.get(Ticket, ingest(session, ticket_in(subject="hi\x00\x1b[31m there"), settings).ticket_id)
+        assert ticket.subject == "hi[31m there"

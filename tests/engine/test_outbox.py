@@ -1,0 +1,144 @@
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.smtp import SmtpTransport
+from engine.enums import MessageKind, OutboxState
+from engine.ingest import ingest
+from engine.models import EmailInteraction, OutboxMessage, Ticket, utcnow
+from engine.outbox import DatabaseTransport, deliver_outbox, enqueue_email, resolve_uncertain
+from engine.settings import Settings
+from engine.templates import acknowledgement
+from tests.factories import email_in
+from tests.mail_sink import Mailbox, free_port, smtp_sink
+
+
+@pytest.fixture
+def sink(settings: Settings) -> Iterator[Mailbox]:
+    with smtp_sink() as (mailbox, port):
+        settings.OUTBOX_TRANSPORT = "smtp"
+        settings.SMTP_HOST, settings.SMTP_PORT, settings.SMTP_SECURITY = "127.0.0.1", port, "none"
+        yield mailbox
+
+
+def queue_ack(factory: sessionmaker[Session], settings: Settings) -> int:
+    with factory.begin() as session:
+        item = email_in(message_id="<customer-1@customer.example>", subject="VPN drops every hour")
+        ticket = session.get(Ticket, ingest(session, item, settings).ticket_id)
+        content = acknowledgement(ticket, settings.SUPPORT_SIGNATURE)
+        message = enqueue_email(session, settings, ticket, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key="ack")
+        again = enqueue_email(session, settings, ticket, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key="ack")
+        assert again.id == message.id
+        return message.id
+
+
+def test_database_transport_delivers_once_and_records_the_conversation(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    outbox_id = queue_ack(session_factory, settings)
+    assert deliver_outbox(session_factory, settings, DatabaseTransport()).sent == 1
+    assert deliver_outbox(session_factory, settings, DatabaseTransport()).sent == 0
+    with session_factory() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        ticket = session.get(Ticket, message.ticket_id)
+        assert message.state == OutboxState.SENT
+        assert message.transport_message_id == f"local:{message.message_id}"
+        assert ticket.acknowledged_at is not None
+        outbound = session.scalars(select(EmailInteraction).where(EmailInteraction.direction == "outbound")).all()
+        assert [m.message_id for m in outbound] == [message.message_id]
+        assert ticket.timeline[-1].type == "email_sent"
+
+
+def test_smtp_delivery_threads_and_marks_itself_automatic(
+    session_factory: sessionmaker[Session], settings: Settings, sink: Mailbox
+) -> None:
+    queue_ack(session_factory, settings)
+    assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).sent == 1
+    [received] = sink.messages
+    assert received["Subject"].startswith("Ticket Received: TCKT-")
+    assert received["In-Reply-To"] == "<customer-1@customer.example>"
+    assert received["Auto-Submitted"] == "auto-replied"
+    assert received["X-Loop"] == settings.from_address
+    assert received.get_body(("plain",)).get_content().startswith("Hello User")
+    assert "<p>" in received.get_body(("html",)).get_content()
+
+
+def test_temporary_failure_backs_off_then_delivers(
+    session_factory: sessionmaker[Session], settings: Settings, sink: Mailbox
+) -> None:
+    outbox_id = queue_ack(session_factory, settings)
+    sink.fail_next = ["451 4.3.0 Try again later"]
+    report = deliver_outbox(session_factory, settings, SmtpTransport(settings))
+    assert (report.sent, report.retried) == (0, 1)
+    with session_factory.begin() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        assert message.state == OutboxState.PENDING
+        assert message.next_attempt_at > utcnow() + timedelta(seconds=settings.OUTBOX_BACKOFF_SECONDS - 5)
+        assert "451" in message.last_error
+        message.next_attempt_at = utcnow()
+    assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).sent == 1
+    assert len(sink.messages) == 1
+
+
+def test_permanent_failure_stops_and_asks_a_person(
+    session_factory: sessionmaker[Session], settings: Settings, sink: Mailbox
+) -> None:
+    outbox_id = queue_ack(session_factory, settings)
+    sink.fail_next = ["550 5.1.1 No such user"]
+    assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).failed == 1
+    with session_factory() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        ticket = session.get(Ticket, message.ticket_id)
+        assert message.state == OutboxState.FAILED
+        assert ticket.action_required
+        assert ticket.timeline[-1].type == "email_failed"
+
+
+def test_unreachable_server_is_a_clear_retryable_error(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    settings.SMTP_HOST, settings.SMTP_PORT, settings.SMTP_SECURITY = "127.0.0.1", free_port(), "none"
+    settings.SMTP_PASSWORD = type(settings.SMTP_PASSWORD)("s3cret-smtp-pass")
+    outbox_id = queue_ack(session_factory, settings)
+    assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).retried == 1
+    with session_factory() as session:
+        error = session.get(OutboxMessage, outbox_id).last_error
+    assert f"127.0.0.1:{settings.SMTP_PORT} unreachable" in error
+    assert "s3cret" not in error
+
+
+def test_crashed_send_on_smtp_waits_for_a_person_then_resends_once(
+    session_factory: sessionmaker[Session], settings: Settings, sink: Mailbox
+) -> None:
+    outbox_id = queue_ack(session_factory, settings)
+    with session_factory.begin() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        message.state, message.claim_token = OutboxState.SENDING, "dead-worker"
+        message.claim_expires = utcnow() - timedelta(seconds=1)
+    assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).uncertain == 1
+    assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).sent == 0
+    assert sink.messages == []
+    with session_factory.begin() as session:
+        resolve_uncertain(session, outbox_id, resend=True, actor="operator:ann")
+    assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).sent == 1
+    assert len(sink.messages) == 1
+
+
+def test_crashed_send_on_the_database_transport_is_simply_retried(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    outbox_id = queue_ack(session_factory, settings)
+    with session_factory.begin() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        message.state, message.claim_token = OutboxState.SENDING, "dead-worker"
+        message.claim_expires = utcnow() - timedelta(seconds=1)
+    report = deliver_outbox(session_factory, settings, DatabaseTransport())
+    assert (report.reconciled, report.sent) == (1, 1)
+    with session_factory() as session:
+        sent = session.scalar(
+            select(func.count()).select_from(EmailInteraction).where(EmailInteraction.direction == "outbound")
+        )
+        assert sent == 1

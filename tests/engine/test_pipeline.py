@@ -1,0 +1,167 @@
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.analysis import AnalysisResult, NoAnalyser, TicketSnapshot
+from engine.enums import ActionState, TicketStatus
+from engine.ingest import ingest
+from engine.models import Action, Analysis, OutboxMessage, Ticket
+from engine.pipeline import claim_pending_tickets, process_pending
+from engine.settings import Settings
+from tests.factories import email_in, ticket_in
+
+
+@dataclass
+class Proposes:
+    """An analyser double returning a fixed decision, recording what it saw."""
+
+    decision: str = "resolve"
+    confidence: float = 0.95
+    name: str = "fixed"
+    seen: list[TicketSnapshot] = field(default_factory=list)
+
+    def analyse(self, ticket: TicketSnapshot) -> AnalysisResult:
+        self.seen.append(ticket)
+        return AnalysisResult(
+            analyser=self.name,
+            decision=self.decision,
+            reason="test",
+            confidence=self.confidence,  # type: ignore[arg-type]
+            draft_subject=f"Resolution Proposed: {ticket.reference}",
+            draft_body="1. Restart the VPN client.",
+            evidence=[{"source_kind": "kb", "title": "vpn.md"}],
+        )
+
+
+def new_ticket(factory: sessionmaker[Session], settings: Settings, **fields: object) -> int:
+    with factory.begin() as session:
+        return ingest(session, ticket_in(**fields), settings).ticket_id
+
+
+def test_without_an_analyser_every_ticket_is_acknowledged_and_goes_to_a_person(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    ticket_id = new_ticket(session_factory, settings)
+    report = process_pending(session_factory, settings, NoAnalyser(), worker="w1")
+    assert (report.claimed, report.processed) == (1, 1)
+    assert process_pending(session_factory, settings, NoAnalyser(), worker="w1").claimed == 0
+    with session_factory() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket.status == TicketStatus.ESCALATED
+        assert ticket.team == settings.DEFAULT_TEAM
+        [action] = session.scalars(select(Action)).all()
+        assert (action.kind, action.state, action.reason) == ("escalate", "executed", "no analyser configured")
+        [analysis] = session.scalars(select(Analysis)).all()
+        assert (analysis.analyser, analysis.resolution_steps) == ("none", [])
+        [ack] = session.scalars(select(OutboxMessage)).all()
+        assert (ack.kind, ack.dedupe_key) == ("acknowledgement", f"ack:{ticket_id}")
+        assert [e.type for e in ticket.timeline] == [
+            "received",
+            "email_queued",
+            "status_changed",
+            "analysed",
+            "status_changed",
+        ]
+
+
+def test_a_claimed_ticket_is_not_claimed_again_until_its_lease_expires(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    new_ticket(session_factory, settings)
+    assert len(claim_pending_tickets(session_factory, settings, worker="a")) == 1
+    assert claim_pending_tickets(session_factory, settings, worker="b") == []
+    settings.CLAIM_LEASE_SECONDS = 0.001
+    with session_factory.begin() as session:
+        session.scalar(select(Ticket)).claim_expires = session.scalar(select(Ticket)).created_at
+    [claim] = claim_pending_tickets(session_factory, settings, worker="b")
+    with session_factory() as session:
+        ticket = session.get(Ticket, claim.ticket_id)
+        assert ticket.claimed_by == "b"
+        assert "claim_expired" in [e.type for e in ticket.timeline]
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 1
+
+
+def test_low_confidence_draft_waits_for_approval(session_factory: sessionmaker[Session], settings: Settings) -> None:
+    settings.AUTOPILOT_ENABLED = True
+    ticket_id = new_ticket(session_factory, settings)
+    process_pending(session_factory, settings, Proposes(confidence=0.4), worker="w")
+    with session_factory() as session:
+        ticket = session.get(Ticket, ticket_id)
+        action = session.scalar(select(Action))
+        assert ticket.status == TicketStatus.AWAITING_APPROVAL
+        assert action.state == ActionState.AWAITING_APPROVAL
+        assert action.policy["reasons"] == ["confidence 0.40 below 0.85"]
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 1
+
+
+def test_confident_resolution_with_autopilot_goes_out(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    settings.AUTOPILOT_ENABLED = True
+    ticket_id = new_ticket(session_factory, settings)
+    process_pending(session_factory, settings, Proposes(), worker="w")
+    with session_factory() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket.status == TicketStatus.RESOLVED
+        assert ticket.resolution == "1. Restart the VPN client."
+        kinds = session.scalars(select(OutboxMessage.kind).order_by(OutboxMessage.id)).all()
+        assert kinds == ["acknowledgement", "resolution"]
+
+
+def test_reply_during_analysis_is_analysed_again(session_factory: sessionmaker[Session], settings: Settings) -> None:
+    ticket_id = new_ticket(session_factory, settings)
+    analyser = Proposes()
+
+    class ReplyArrivesMeanwhile:
+        name = "slow"
+
+        def analyse(self, ticket: TicketSnapshot) -> AnalysisResult:
+            with session_factory.begin() as session:
+                ingest(session, email_in(subject=f"Re: {ticket.reference}", body="also: error 0x80070005"), settings)
+            return analyser.analyse(ticket)
+
+    process_pending(session_factory, settings, ReplyArrivesMeanwhile(), worker="w")
+    process_pending(session_factory, settings, analyser, worker="w")
+    assert [snapshot.replies for snapshot in analyser.seen] == [(), ("also: error 0x80070005",)]
+    with session_factory() as session:
+        drafts = session.scalars(select(Action.state).where(Action.ticket_id == ticket_id).order_by(Action.id)).all()
+        assert drafts == [ActionState.VOIDED, ActionState.AWAITING_APPROVAL]
+
+
+def test_automatic_mail_gets_no_acknowledgement_and_goes_to_triage(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    ticket_id = new_ticket(session_factory, settings, headers={"Precedence": "bulk"}, subject="Weekly newsletter")
+    process_pending(session_factory, settings, Proposes(), worker="w")
+    with session_factory() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert (ticket.status, ticket.team) == (TicketStatus.ESCALATED, "Triage")
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+
+
+def test_analyser_crash_escalates_with_the_reason(session_factory: sessionmaker[Session], settings: Settings) -> None:
+    class Broken:
+        name = "broken"
+
+        def analyse(self, ticket: TicketSnapshot) -> AnalysisResult:
+            raise RuntimeError("model returned nonsense")
+
+    ticket_id = new_ticket(session_factory, settings)
+    report = process_pending(session_factory, settings, Broken(), worker="w")
+    assert (report.processed, report.failed) == (1, 1)
+    with session_factory() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket.status == TicketStatus.ESCALATED
+        assert "analysis failed: RuntimeError: model returned nonsense" in ticket.timeline[-1].title
+
+
+def test_mail_from_a_no_reply_sender_is_never_answered(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    settings.AUTOPILOT_ENABLED = True
+    ticket_id = new_ticket(session_factory, settings, requester_email="no-reply@shop.example")
+    process_pending(session_factory, settings, Proposes(decision="ask"), worker="w")
+    with session_factory() as session:
+        assert session.scalars(select(OutboxMessage)).all() == []
+        assert session.get(Ticket, ticket_id).status == TicketStatus.ESCALATED

@@ -1,0 +1,54 @@
+"""A real SMTP server on 127.0.0.1 (aiosmtpd) that keeps what it receives, for outbox tests."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+class Mailbox:
+    """Collects messages; `fail_next` makes the server answer the next DATA commands with an error."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.fail_next: list[str] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        with self.lock:
+            if self.fail_next:
+                return self.fail_next.pop(0)
+            parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+            self.messages.append(parsed)  # type: ignore[arg-type]
+        return "250 Message accepted for delivery"
+
+    def message_ids(self) -> list[str]:
+        with self.lock:
+            return [str(message["Message-ID"]) for message in self.messages]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def smtp_sink(**kwargs: Any) -> Iterator[tuple[Mailbox, int]]:
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port, **kwargs)
+    controller.start()
+    try:
+        yield mailbox, port
+    finally:
+        controller.stop()

@@ -1,0 +1,36 @@
+"""The process-wide engine for the Streamlit app: built once per server process, not once per browser session."""
+
+from __future__ import annotations
+
+import streamlit as st
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from engine.logs import configure_logging
+from engine.runtime import Runtime, build_runtime
+from engine.scheduler import start_scheduler
+from engine.settings import ConfigurationError, get_settings
+
+
+@st.cache_resource(show_spinner="Opening the ticket store…", on_release=lambda runtime: runtime.engine.dispose())
+def engine_runtime() -> Runtime:
+    settings = get_settings()
+    configure_logging(settings)
+    return build_runtime(settings)
+
+
+@st.cache_resource(on_release=lambda scheduler: scheduler and scheduler.shutdown(wait=False))
+def engine_scheduler() -> BackgroundScheduler | None:
+    """The engine's jobs, started once for the whole server unless ENGINE_ENABLED=false."""
+    runtime = engine_runtime()
+    return start_scheduler(runtime) if runtime.settings.ENGINE_ENABLED else None
+
+
+def app_runtime() -> Runtime:
+    """The runtime, with the scheduler running; a configuration error stops the page with its message."""
+    try:
+        runtime = engine_runtime()
+    except ConfigurationError as error:
+        st.error(f"The app cannot start: {error}. Fix the variable in `.env` or the environment and reload.")
+        st.stop()
+    engine_scheduler()
+    return runtime
