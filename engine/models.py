@@ -358,6 +358,17 @@ class AuditEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class DeskPolicyVersion(Base):
+    """One saved version of the desk policy (engine/desk_policy.py); the newest one is in force."""
+
+    __tablename__ = "desk_policy"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    policy: Mapped[dict[str, Any]] = mapped_column()
+    changed_by: Mapped[str] = mapped_column(String(120))
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class SourceCursor(Base):
     """Where a poller stopped, so a restart resumes instead of starting over."""
 

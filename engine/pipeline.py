@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.analysis import Analyser, AnalysisResult, TicketSnapshot
 from engine.db import is_postgres, transaction
+from engine.desk_policy import current_policy
 from engine.enums import ActionKind, ActionState, MessageKind, TicketStatus
 from engine.failpoints import failpoint
 from engine.lifecycle import transition
@@ -213,7 +214,7 @@ def act(session: Session, settings: Settings, ticket: Ticket, analysis: Analysis
         ticket.team = team
         transition(session, ticket, TicketStatus.ESCALATED, reason=result.reason, action_id=action.id, team=team)
         return action
-    verdict = delivery_verdict(ticket, result, settings)
+    verdict = delivery_verdict(ticket, result, current_policy(session, settings))
     action = Action(
         ticket_id=ticket.id,
         analysis_id=analysis.id,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.analysis import AnalysisResult
+from engine.desk_policy import DeskPolicy
 from engine.models import Ticket
-from engine.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -15,15 +15,15 @@ class PolicyVerdict:
     reasons: list[str]
 
 
-def delivery_verdict(ticket: Ticket, result: AnalysisResult, settings: Settings) -> PolicyVerdict:
+def delivery_verdict(ticket: Ticket, result: AnalysisResult, policy: DeskPolicy) -> PolicyVerdict:
     """Auto-send only when every condition holds; each unmet one is a reason a person sees."""
     held = []
-    if not settings.AUTOPILOT_ENABLED:
-        held.append("autopilot is off")
+    if not policy.autopilot_on(ticket.source, ticket.category):
+        held.append(f"autopilot is off for {ticket.source}/{ticket.category or 'any category'}")
     if ticket.taken_over_by:
         held.append(f"taken over by {ticket.taken_over_by}")
-    if result.confidence < settings.AUTO_SEND_MIN_CONFIDENCE:
-        held.append(f"confidence {result.confidence:.2f} below {settings.AUTO_SEND_MIN_CONFIDENCE:.2f}")
+    if result.confidence < policy.auto_send_min_confidence:
+        held.append(f"confidence {result.confidence:.2f} below {policy.auto_send_min_confidence:.2f}")
     if result.decision == "resolve" and not result.evidence:
         held.append("no evidence cited")
     held.extend(f"guard: {guard}" for guard in result.guards)

@@ -1,0 +1,75 @@
+"""The desk's policy as support leads set it in the dashboard: autopilot switches, thresholds, weights, templates.
+
+Stored append-only (every save is a new version with who and when), so a lead can see what changed and
+the engine always reads one consistent version. Environment settings give the defaults.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.models import DeskPolicyVersion
+from engine.settings import Settings
+from engine.timeline import record_audit
+
+SEED_WEIGHTS = {
+    "code_change_complexity": 0.20,
+    "new_feature_scope": 0.15,
+    "dev_team_involvement": 0.20,
+    "estimated_hours": 0.20,
+    "system_impact": 0.15,
+    "dependency_complexity": 0.10,
+}
+"""Seed §8.1.2: the escalation criteria and their weights."""
+
+
+class DeskPolicy(BaseModel):
+    autopilot: dict[str, bool] = Field(default_factory=dict)
+    """Keys `source:category`, `source:*`, `*:category` or `*:*`; the most specific key wins."""
+    auto_send_min_confidence: float = Field(default=0.85, ge=0, le=1)
+    escalation_threshold: float = Field(default=70.0, ge=0, le=100)
+    escalation_weights: dict[str, float] = Field(default_factory=lambda: dict(SEED_WEIGHTS))
+    follow_up_limit: int = Field(default=3, ge=0, le=20)
+    templates: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("escalation_weights")
+    @classmethod
+    def _weights_known_and_positive(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = set(weights) - set(SEED_WEIGHTS)
+        if unknown:
+            raise ValueError(f"unknown escalation criteria: {sorted(unknown)}")
+        if any(weight < 0 for weight in weights.values()):
+            raise ValueError("escalation weights must not be negative")
+        return weights
+
+    def autopilot_on(self, source: str, category: str | None) -> bool:
+        category = category or "*"
+        for key in (f"{source}:{category}", f"{source}:*", f"*:{category}", "*:*"):
+            if key in self.autopilot:
+                return self.autopilot[key]
+        return False
+
+
+def default_policy(settings: Settings) -> DeskPolicy:
+    return DeskPolicy(
+        autopilot={"*:*": settings.AUTOPILOT_ENABLED}, auto_send_min_confidence=settings.AUTO_SEND_MIN_CONFIDENCE
+    )
+
+
+def current_policy(session: Session, settings: Settings) -> DeskPolicy:
+    """The newest saved policy, or the defaults from the environment when none was saved."""
+    latest = session.scalar(select(DeskPolicyVersion).order_by(DeskPolicyVersion.version.desc()).limit(1))
+    return DeskPolicy.model_validate(latest.policy) if latest else default_policy(settings)
+
+
+def save_policy(session: Session, policy: DeskPolicy, *, actor: str) -> DeskPolicyVersion:
+    """Store `policy` as the next version and audit who changed what."""
+    latest = session.scalar(select(DeskPolicyVersion).order_by(DeskPolicyVersion.version.desc()).limit(1))
+    row = DeskPolicyVersion(version=(latest.version + 1) if latest else 1, policy=policy.model_dump(), changed_by=actor)
+    session.add(row)
+    before = latest.policy if latest else {}
+    changed = sorted(key for key, value in policy.model_dump().items() if before.get(key) != value)
+    record_audit(session, actor, "change_policy", "desk_policy", row.version, changed=changed)
+    return row
