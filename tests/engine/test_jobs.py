@@ -1,0 +1,91 @@
+from collections.abc import Iterator
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.base import PolledPage, RejectedItem
+from connectors.demo import DemoSource, load_sample
+from engine.jobs import exclusive, poll_source, run_job
+from engine.models import IngestError, JobStatus, SourceCursor, Ticket
+from engine.settings import Settings
+from tests.factories import ticket_in
+
+
+class ListSource:
+    """A source serving fixed pages; the cursor is the number of pages already served."""
+
+    name = "listed"
+
+    def __init__(self, pages: list[PolledPage]) -> None:
+        self.pages = pages
+        self.asked_from: list[str | None] = []
+
+    def poll(self, cursor: str | None) -> Iterator[PolledPage]:
+        self.asked_from.append(cursor)
+        yield from self.pages[int(cursor or 0) :]
+
+
+def test_pages_commit_with_their_cursor_and_a_restart_resumes(
+    engine: Engine, session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    pages = [PolledPage([ticket_in(), ticket_in()], "1"), PolledPage([ticket_in()], "2")]
+    source = ListSource(pages)
+    assert poll_source(engine, session_factory, settings, source) == {"created": 3}
+    assert poll_source(engine, session_factory, settings, ListSource(pages)) == {}
+    with session_factory() as session:
+        assert session.get(SourceCursor, "listed").cursor == "2"
+        assert session.scalar(select(func.count()).select_from(Ticket)) == 3
+
+
+def test_an_unreadable_item_is_kept_and_the_rest_of_the_page_goes_on(
+    engine: Engine, session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    broken = RejectedItem(external_id="INC9", error="caller has no e-mail address", payload='{"number": "INC9"}')
+    source = ListSource([PolledPage([ticket_in()], "1", rejected=[broken])])
+    assert poll_source(engine, session_factory, settings, source) == {"created": 1, "errors": 1}
+    with session_factory() as session:
+        [error] = session.scalars(select(IngestError)).all()
+        assert (error.source, error.external_id, error.payload) == ("listed", "INC9", '{"number": "INC9"}')
+
+
+def test_a_poll_already_running_elsewhere_is_skipped(
+    engine: Engine, session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with exclusive(engine, "poll:listed") as held:
+        assert held
+        assert poll_source(engine, session_factory, settings, ListSource([])) == {"skipped": 1}
+
+
+def test_job_runs_and_failures_are_recorded(session_factory: sessionmaker[Session]) -> None:
+    def failing() -> None:
+        raise ConnectionError("ServiceNow unreachable")
+
+    run_job(session_factory, "w1", "poll_x", lambda: {"created": 2})
+    run_job(session_factory, "w1", "poll_x", failing)
+    with session_factory() as session:
+        status = session.get(JobStatus, ("w1", "poll_x"))
+        assert (status.runs, status.failures, status.last_ok) == (2, 1, False)
+        assert status.last_error == "ConnectionError: ServiceNow unreachable"
+
+
+def test_demo_feed_replays_the_sample_at_its_pace(
+    engine: Engine, session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    source = DemoSource(first_batch=20, batch=2)
+    first = poll_source(engine, session_factory, settings, source)
+    second = poll_source(engine, session_factory, settings, source)
+    assert sum(first.values()) == 20
+    assert sum(second.values()) == 2
+    with session_factory() as session:
+        assert session.get(SourceCursor, "demo").cursor == "22"
+
+
+def test_demo_sample_is_varied_and_threads() -> None:
+    sample = load_sample()
+    ids = {record["id"] for record in sample}
+    assert len(sample) == len(ids) >= 300
+    assert {record["expected_action"] for record in sample} >= {"resolve", "ask", "escalate"}
+    replies = [record for record in sample if record["kind"] == "reply"]
+    assert replies
+    assert all(record["reply_to"] in ids for record in replies)
+    assert all(record["requester_email"].endswith(".example") for record in sample)
