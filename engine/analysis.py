@@ -1,13 +1,13 @@
-"""What the analyser sees of a ticket and what it must return; the analyser the engine runs by default.
+"""What an analyser sees of a ticket and what it must return.
 
-Until a real analyser is configured the engine is honest about it: every ticket goes to a person with
-the reason "no analyser configured", and no AI output is invented.
+Analysers: engine/retrieval_analyser.py (LLM_PROVIDER=none) and engine/llm_analyser.py (azure, openai).
+The decision is a typed field, never parsed out of free text.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from engine.models import Ticket
 
@@ -23,11 +23,18 @@ class TicketSnapshot:
     subject: str
     description: str
     email: str
+    requester_name: str | None
+    source: str
     priority: str | None
     category: str | None
     team: str | None
     follow_up_count: int
     replies: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        """Everything the customer wrote, oldest first."""
+        return "\n\n".join([self.subject, self.description, *self.replies])
 
     @classmethod
     def of(cls, ticket: Ticket, replies: list[str]) -> TicketSnapshot:
@@ -37,6 +44,8 @@ class TicketSnapshot:
             subject=ticket.subject,
             description=ticket.description,
             email=ticket.email,
+            requester_name=ticket.requester_name,
+            source=ticket.source,
             priority=ticket.priority,
             category=ticket.category,
             team=ticket.team,
@@ -60,6 +69,13 @@ class AnalysisResult:
     guards: list[str] = field(default_factory=list)
     draft_subject: str | None = None
     draft_body: str | None = None
+    category: str | None = None
+    escalation: dict[str, Any] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: int = 0
+    error: str | None = None
 
 
 class Analyser(Protocol):
@@ -68,14 +84,3 @@ class Analyser(Protocol):
     def analyse(self, ticket: TicketSnapshot) -> AnalysisResult:
         """Decide what to do with a ticket. Must not raise for bad model output; may raise on bugs."""
         ...
-
-
-class NoAnalyser:
-    """The honest pass-through: route every ticket to a person."""
-
-    name = "none"
-
-    def analyse(self, ticket: TicketSnapshot) -> AnalysisResult:
-        return AnalysisResult(
-            analyser=self.name, decision="escalate", reason="no analyser configured", team=ticket.team
-        )

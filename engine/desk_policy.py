@@ -24,6 +24,19 @@ SEED_WEIGHTS = {
 }
 """Seed §8.1.2: the escalation criteria and their weights."""
 
+TEAM_ROUTES = {
+    "access": "Identity & Access",
+    "email": "Messaging",
+    "network": "Network",
+    "hardware": "Field Services",
+    "software": "Desktop Applications",
+    "product_howto": "Customer Support",
+    "product_bug": "Engineering",
+    "billing": "Billing",
+    "outage": "Incident Response",
+    "security": "Security",
+}
+
 
 class DeskPolicy(BaseModel):
     autopilot: dict[str, bool] = Field(default_factory=dict)
@@ -33,6 +46,18 @@ class DeskPolicy(BaseModel):
     escalation_weights: dict[str, float] = Field(default_factory=lambda: dict(SEED_WEIGHTS))
     follow_up_limit: int = Field(default=3, ge=0, le=20)
     templates: dict[str, str] = Field(default_factory=dict)
+    always_escalate_categories: list[str] = Field(default_factory=lambda: ["outage", "security"])
+    vip_requesters: list[str] = Field(default_factory=list)
+    """E-mail addresses or `@domain`s whose tickets always go to a person."""
+    team_routes: dict[str, str] = Field(default_factory=lambda: dict(TEAM_ROUTES))
+    """Category → team that receives its escalations."""
+
+    def is_vip(self, address: str) -> bool:
+        address = address.lower()
+        return any(
+            address == vip.lower() or (vip.startswith("@") and address.endswith(vip.lower()))
+            for vip in self.vip_requesters
+        )
 
     @field_validator("escalation_weights")
     @classmethod

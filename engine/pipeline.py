@@ -13,6 +13,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,7 +24,7 @@ from engine.desk_policy import current_policy
 from engine.enums import ActionKind, ActionState, MessageKind, TicketStatus
 from engine.failpoints import failpoint
 from engine.lifecycle import transition
-from engine.models import Action, Analysis, EmailInteraction, Ticket, utcnow
+from engine.models import Action, Analysis, EmailInteraction, Escalation, Ticket, utcnow
 from engine.outbox import enqueue_email
 from engine.policy import delivery_verdict
 from engine.settings import Settings
@@ -174,9 +175,17 @@ def commit_analysis(factory: sessionmaker[Session], settings: Settings, claim: C
             follow_up_questions=result.follow_up_questions,
             evidence=result.evidence,
             guards=result.guards,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            cost_usd=result.cost_usd,
+            latency_ms=result.latency_ms,
+            error=result.error,
         )
         session.add(analysis)
         session.flush()
+        if result.escalation:
+            record_escalation(session, ticket, analysis, result.escalation)
+        ticket.category = ticket.category or result.category
         record_event(
             session,
             ticket,
@@ -192,6 +201,24 @@ def commit_analysis(factory: sessionmaker[Session], settings: Settings, claim: C
         if still_pending:
             ticket.pending_since = utcnow()
         return True
+
+
+def record_escalation(session: Session, ticket: Ticket, analysis: Analysis, assessment: dict[str, Any]) -> None:
+    """Keep every criterion and weighted component, for the score breakdown on the ticket page."""
+    ticket.escalation_criteria = assessment["criteria"]
+    session.add(
+        Escalation(
+            ticket_id=ticket.id,
+            analysis_id=analysis.id,
+            criteria=assessment["criteria"],
+            components=assessment["components"],
+            weighted_score=assessment["weighted_score"],
+            threshold=assessment["threshold"],
+            escalate=assessment["escalate"],
+            reasons=assessment["reasons"],
+            team=assessment["team"],
+        )
+    )
 
 
 def act(session: Session, settings: Settings, ticket: Ticket, analysis: Analysis, result: AnalysisResult) -> Action:

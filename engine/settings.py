@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,12 +49,13 @@ class Settings(BaseSettings):
     DEMO_FEED_FIRST_BATCH: int = Field(default=20, ge=0)
 
     # Outgoing mail
-    OUTBOX_TRANSPORT: Literal["database", "smtp"] = "database"
+    OUTBOX_TRANSPORT: Literal["database", "smtp", "mailgun"] = "database"
     SUPPORT_FROM_EMAIL: str = "support@no-touch.localhost"
     SUPPORT_FROM_NAME: str = "No-Touch Support"
     SUPPORT_SIGNATURE: str = "— The Support Team"
     AUTOPILOT_ENABLED: bool = False
     AUTO_SEND_MIN_CONFIDENCE: float = Field(default=0.85, ge=0, le=1)
+    RESOLVE_MIN_CONFIDENCE: float = Field(default=0.55, ge=0, le=1)
     DEFAULT_TEAM: str = "Service Desk"
     MAX_AUTOMATED_EMAILS_PER_HOUR: int = Field(default=5, ge=0)
     SMTP_HOST: str = ""
@@ -89,6 +91,47 @@ class Settings(BaseSettings):
     MAILGUN_WEBHOOK_SIGNING_KEY: SecretStr = SecretStr("")
     SERPAPI_API_KEY: SecretStr = SecretStr("")
 
+    # Connectors
+    CONNECTOR_CONNECT_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
+    CONNECTOR_READ_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+    CONNECTOR_RETRY_ATTEMPTS: int = Field(default=4, ge=1)
+    CONNECTOR_BACKOFF_SECONDS: float = Field(default=1.0, ge=0)
+    CONNECTOR_MAX_BACKOFF_SECONDS: float = Field(default=60.0, ge=0)
+    CONNECTOR_MAX_RETRY_AFTER_SECONDS: float = Field(default=300.0, ge=0)
+    CONNECTOR_BREAKER_THRESHOLD: int = Field(default=5, ge=1)
+    CONNECTOR_BREAKER_RESET_SECONDS: float = Field(default=60.0, gt=0)
+    CONNECTOR_CA_BUNDLE: str = ""
+    CONNECTOR_PAGE_SIZE: int = Field(default=100, ge=1, le=10_000)
+    SNOW_EXTRA_TABLES: str = ""
+    SNOW_POLL_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
+    SNOW_START_AT: str = ""
+    SNOW_RESOLVED_CLOSE_CODE: str = "Solution provided"
+    SNOW_NOTES_AS: Literal["work_notes", "comments"] = "work_notes"
+    JIRA_PROJECTS: str = ""
+    JIRA_JQL: str = ""
+    JIRA_TIMEZONE: str = "UTC"
+    JIRA_TRANSITIONS: dict[str, str] = Field(default_factory=dict)
+    JIRA_POLL_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
+    MS_GRAPH_AUTHORITY_HOST: str = "https://login.microsoftonline.com"
+    MS_GRAPH_BASE_URL: str = "https://graph.microsoft.com/v1.0"
+    MS_GRAPH_FOLDER: str = "inbox"
+    MS_GRAPH_POLL_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
+    MAILGUN_API_BASE_URL: str = "https://api.mailgun.net"
+    MAILGUN_EVENTS_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
+    MAILGUN_WEBHOOK_MAX_AGE_SECONDS: float = Field(default=300.0, gt=0)
+    IMAP_HOST: str = ""
+    IMAP_PORT: int = Field(default=993, ge=1, le=65535)
+    IMAP_SECURITY: Literal["none", "starttls", "ssl"] = "ssl"
+    IMAP_USERNAME: str = ""
+    IMAP_PASSWORD: SecretStr = SecretStr("")
+    IMAP_FOLDER: str = "INBOX"
+    IMAP_POLL_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
+    SERPAPI_BASE_URL: str = "https://serpapi.com"
+    SERPAPI_ENGINE: str = "google"
+    SYNC_BACK_ENABLED: bool = True
+    SYNC_BACK_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
+    SYNC_BACK_MAX_ATTEMPTS: int = Field(default=5, ge=1)
+
     # AI
     LLM_PROVIDER: Literal["none", "azure", "openai"] = "none"
     EMBEDDINGS_PROVIDER: Literal["local", "azure", "openai"] = "local"
@@ -102,11 +145,23 @@ class Settings(BaseSettings):
     OPENAI_EMBED_MODEL: str = "text-embedding-3-small"
     EMBED_BATCH_SIZE: int = Field(default=32, ge=1)
     KB_MAX_FILE_BYTES: int = Field(default=25 * 1024 * 1024, ge=1)
-    KB_CHUNK_SIZE: int = Field(default=800, ge=100)
-    KB_CHUNK_OVERLAP: int = Field(default=120, ge=0)
+    KB_CHUNK_SIZE: int = Field(default=400, ge=100)
+    KB_CHUNK_OVERLAP: int = Field(default=80, ge=0)
     KB_TESSERACT_CMD: str = "tesseract"
     KB_OCR_LANGUAGES: str = "eng"
     KB_SEARCH_CANDIDATES: int = Field(default=50, ge=1)
+
+    # Dashboard and sign-in
+    DASHBOARD_SESSION_IDLE_MINUTES: float = Field(default=30.0, gt=0)
+    DASHBOARD_MAX_FAILED_LOGINS: int = Field(default=5, ge=1)
+    DASHBOARD_LOCKOUT_MINUTES: float = Field(default=15.0, gt=0)
+    DASHBOARD_SSO_DEFAULT_ROLE: Literal["viewer", "agent", "lead", "admin"] = "viewer"
+    DASHBOARD_REFRESH_SECONDS: float = Field(default=10.0, ge=1)
+    DASHBOARD_PAGE_SIZE: int = Field(default=50, ge=10, le=500)
+    SLA_RESOLUTION_HOURS: dict[str, float] = Field(
+        default_factory=lambda: {"critical": 4.0, "high": 8.0, "medium": 24.0, "low": 72.0, "": 24.0}
+    )
+    """Hours to resolve by priority (lower-case); "" is the target for tickets without a priority."""
 
     @field_validator("DATABASE_URL")
     @classmethod
@@ -130,6 +185,8 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every configured secret, so logging can redact it wherever it appears."""
         secrets = [value.get_secret_value() for value in self.__dict__.values() if isinstance(value, SecretStr)]
+        if self.DATABASE_URL:
+            secrets.append(make_url(self.DATABASE_URL).password or "")
         return [secret for secret in secrets if len(secret) >= 4]
 
 

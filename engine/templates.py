@@ -38,6 +38,82 @@ def acknowledgement(ticket: Ticket, signature: str) -> EmailContent:
     )
 
 
+RESOLUTION = Template(
+    "Hello $name,\n\n"
+    'Thank you for contacting us about "$summary". This should solve it:\n\n'
+    "$steps\n\n"
+    "$sources\n\n"
+    "If it does not, simply reply to this e-mail (keep $reference in the subject) and a person will take over.\n\n"
+    "$signature"
+)
+
+REQUEST_INFO = Template(
+    "Hello $name,\n\n"
+    'Thank you for contacting us about "$summary". To help you quickly we need a few more details:\n\n'
+    "$questions\n\n"
+    "Please reply to this e-mail and keep $reference in the subject.\n\n"
+    "$signature"
+)
+
+TEMPLATES = {"acknowledgement": ACKNOWLEDGEMENT, "resolution": RESOLUTION, "request_info": REQUEST_INFO}
+
+
+def numbered(lines: list[str]) -> str:
+    return "\n".join(f"{number}. {line}" for number, line in enumerate(lines, 1))
+
+
+def render(kind: str, overrides: dict[str, str], **values: str) -> str:
+    """Fill the template of `kind`, a lead's override (Settings page) when one is saved."""
+    template = Template(overrides[kind]) if overrides.get(kind) else TEMPLATES[kind]
+    return template.safe_substitute(**values)
+
+
+def resolution_email(
+    reference: str,
+    name: str | None,
+    summary: str,
+    steps: list[str],
+    sources: list[str],
+    signature: str,
+    overrides: dict[str, str],
+    note: str = "",
+) -> tuple[str, str]:
+    """Subject and body of a proposed resolution (seed: "Resolution Proposed: TCKT-{id}")."""
+    body = render(
+        "resolution",
+        overrides,
+        name=name or "there",
+        summary=summary[:120],
+        steps=numbered(steps),
+        sources="Sources: " + "; ".join(sources) if sources else "",
+        reference=reference,
+        signature=signature,
+    )
+    return f"Resolution Proposed: {reference}", body + (f"\n\n{note}" if note else "")
+
+
+def request_info_email(
+    reference: str,
+    name: str | None,
+    summary: str,
+    questions: list[str],
+    signature: str,
+    overrides: dict[str, str],
+    note: str = "",
+) -> tuple[str, str]:
+    """Subject and body asking for what is missing (seed: "Additional Information Required: TCKT-{id}")."""
+    body = render(
+        "request_info",
+        overrides,
+        name=name or "there",
+        summary=summary[:120],
+        questions=numbered(questions),
+        reference=reference,
+        signature=signature,
+    )
+    return f"Additional Information Required: {reference}", body + (f"\n\n{note}" if note else "")
+
+
 def to_html(text: str) -> str:
     """A plain-text message as escaped HTML: nothing from a ticket can become markup."""
     paragraphs = "".join(f"<p>{html.escape(part).replace(chr(10), '<br>')}</p>" for part in text.split("\n\n"))

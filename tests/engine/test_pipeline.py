@@ -3,7 +3,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.analysis import AnalysisResult, NoAnalyser, TicketSnapshot
+from engine.analysis import AnalysisResult, TicketSnapshot
 from engine.enums import ActionState, TicketStatus
 from engine.ingest import ingest
 from engine.models import Action, Analysis, OutboxMessage, Ticket
@@ -39,21 +39,21 @@ def new_ticket(factory: sessionmaker[Session], settings: Settings, **fields: obj
         return ingest(session, ticket_in(**fields), settings).ticket_id
 
 
-def test_without_an_analyser_every_ticket_is_acknowledged_and_goes_to_a_person(
+def test_escalation_acknowledges_and_routes_the_ticket_to_a_team(
     session_factory: sessionmaker[Session], settings: Settings
 ) -> None:
     ticket_id = new_ticket(session_factory, settings)
-    report = process_pending(session_factory, settings, NoAnalyser(), worker="w1")
+    report = process_pending(session_factory, settings, Proposes(decision="escalate"), worker="w1")
     assert (report.claimed, report.processed) == (1, 1)
-    assert process_pending(session_factory, settings, NoAnalyser(), worker="w1").claimed == 0
+    assert process_pending(session_factory, settings, Proposes(decision="escalate"), worker="w1").claimed == 0
     with session_factory() as session:
         ticket = session.get(Ticket, ticket_id)
         assert ticket.status == TicketStatus.ESCALATED
         assert ticket.team == settings.DEFAULT_TEAM
         [action] = session.scalars(select(Action)).all()
-        assert (action.kind, action.state, action.reason) == ("escalate", "executed", "no analyser configured")
+        assert (action.kind, action.state, action.reason) == ("escalate", "executed", "test")
         [analysis] = session.scalars(select(Analysis)).all()
-        assert (analysis.analyser, analysis.resolution_steps) == ("none", [])
+        assert analysis.analyser == "fixed"
         [ack] = session.scalars(select(OutboxMessage)).all()
         assert (ack.kind, ack.dedupe_key) == ("acknowledgement", f"ack:{ticket_id}")
         assert [e.type for e in ticket.timeline] == [

@@ -1,0 +1,219 @@
+"""The analyser for LLM_PROVIDER=none: decisions from retrieval evidence and rules, no generated text.
+
+It proposes the resolution written in the best-matching KB passage or resolved ticket when the evidence
+is strong, asks category-specific questions when the report lacks what a person would need, and
+otherwise hands the ticket to a person. Its confidence comes from the retrievers' scores and whether
+they agree; every draft says it was assembled from the knowledge base without an AI model.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import asdict, replace
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.analysis import AnalysisResult, TicketSnapshot
+from engine.desk_policy import DeskPolicy, current_policy
+from engine.escalation import DETAIL_SIGNALS, Assessment, assess, rule_criteria
+from engine.guards import injection_reasons, leaked_personal_data, social_engineering_reasons
+from engine.models import KbChunk
+from engine.settings import Settings
+from engine.templates import request_info_email, resolution_email
+
+log = logging.getLogger(__name__)
+NAME = "retrieval-only"
+LABEL = "[Prepared from our knowledge base without an AI model (retrieval-only). A person can take over at any time.]"
+HOW_TO = re.compile(
+    r"\b(how (do|can|to|should)|where (can|do|is)|is (there|it possible)|can (i|we|you)|what (is|are|does))\b", re.I
+)
+NUMBERED = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+(.+)$")
+SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+MAX_STEPS = 8
+
+GAP_QUESTIONS = {
+    "error": "What exact error message or code do you see? A screenshot is welcome.",
+    "steps": "What were you doing when it happened: which steps lead to the problem?",
+    "since": "Since when does this happen, and did anything change around then (update, new device, move)?",
+}
+AFFECTED_QUESTIONS = {
+    "network": "Where are you connecting from (office, home, VPN) and on which device?",
+    "access": "Which account (user name) and which application or sign-in page is affected?",
+    "email": "Which mailbox and which mail app (Outlook desktop, Outlook on the web, phone)?",
+    "hardware": "Which device is it (model or asset tag) and where is it?",
+    "software": "Which application and version, on which computer?",
+    "product_bug": "Which workspace or project, which browser, and does it happen for other users too?",
+    "product_howto": "Which workspace and which part of Northwind Cloud are you working in?",
+    "billing": "Which invoice or subscription (number or date) is this about?",
+}
+DEFAULT_AFFECTED = "Which system or application is affected, and is it only you or other people too?"
+
+
+class RetrievalAnalyser:
+    """Evidence in, decision out; thresholds are the evaluated operating point (see `python -m engine.evaluate`)."""
+
+    name = NAME
+
+    def __init__(self, factory: sessionmaker[Session], settings: Settings) -> None:
+        self.factory = factory
+        self.settings = settings
+
+    def analyse(self, ticket: TicketSnapshot) -> AnalysisResult:
+        began = time.perf_counter()
+        with self.factory() as session:
+            policy = current_policy(session, self.settings)
+            evidence, kb_error = self._evidence(session, ticket)
+        result = decide(ticket, evidence, policy, self.settings, kb_error=kb_error)
+        return _with_latency(result, began)
+
+    def _evidence(self, session: Session, ticket: TicketSnapshot) -> tuple[list[dict[str, Any]], str | None]:
+        """Cited evidence for the ticket; an empty knowledge base is answered without loading any model."""
+        if session.scalar(select(KbChunk.id).limit(1)) is None:
+            return [], None
+        from kb.search import search
+
+        try:
+            found = search(session, self.settings, query_of(ticket), k=5, queries=None)
+        except Exception as error:  # the knowledge base being down must not stop the desk
+            log.exception("knowledge base search failed", extra={"ticket": ticket.reference})
+            return [], f"knowledge base unavailable: {type(error).__name__}: {error}"
+        return [
+            item.model_dump() for item in found if item.source_id != ticket.id or item.source_kind != "ticket"
+        ], None
+
+
+def query_of(ticket: TicketSnapshot) -> str:
+    """What to search for: the latest reply carries the newest facts, the subject and body the problem."""
+    latest = ticket.replies[-1] if ticket.replies else ""
+    return " ".join(part for part in (ticket.subject, ticket.description[:1500], latest[:800]) if part)
+
+
+def retrieval_confidence(evidence: list[dict[str, Any]]) -> float:
+    """0–1 from the top hit: its semantic similarity, whether both retrievers rank it first, and its lead."""
+    if not evidence:
+        return 0.0
+    top = evidence[0]
+    similarity = max(0.0, min(1.0, float(top.get("vector_score") or 0.0)))
+    agree = 1.0 if top.get("vector_rank") == 1 and top.get("bm25_rank") == 1 else 0.0
+    second = evidence[1]["fused_score"] if len(evidence) > 1 else 0.0
+    lead = (top["fused_score"] - second) / top["fused_score"] if top["fused_score"] else 0.0
+    return round(min(1.0, 0.6 * similarity + 0.25 * agree + 0.15 * lead), 3)
+
+
+def information_gaps(ticket: TicketSnapshot) -> tuple[list[str], list[str]]:
+    """What a problem report lacks and the questions that would close it; how-to questions lack nothing."""
+    text = ticket.text
+    if HOW_TO.search(text) and len(text.split()) < 60:
+        return [], []
+    missing = [
+        name
+        for name, signal in zip(("error", "steps", "since", "affected"), DETAIL_SIGNALS, strict=True)
+        if not signal.search(text)
+    ]
+    questions = [
+        GAP_QUESTIONS[name] if name != "affected" else AFFECTED_QUESTIONS.get(ticket.category or "", DEFAULT_AFFECTED)
+        for name in missing
+    ]
+    return missing, questions
+
+
+def resolution_steps(text: str) -> list[str]:
+    """The numbered steps of a passage, or its sentences when it has none."""
+    lines = [match.group(1).strip() for line in text.splitlines() if (match := NUMBERED.match(line))]
+    if len(lines) >= 2:
+        return lines[:MAX_STEPS]
+    sentences = [part.strip() for part in SENTENCE.split(" ".join(text.split())) if len(part.strip()) > 3]
+    return sentences[:MAX_STEPS]
+
+
+def citation(item: dict[str, Any]) -> str:
+    return f"{item['title']} ({item['location']})" if item.get("location") else str(item["title"])
+
+
+def decide(
+    ticket: TicketSnapshot,
+    evidence: list[dict[str, Any]],
+    policy: DeskPolicy,
+    settings: Settings,
+    *,
+    kb_error: str | None = None,
+) -> AnalysisResult:
+    """Guards first, then escalation rules, then the evidence: resolve, ask, or hand to a person."""
+    assessment = assess(ticket, rule_criteria(ticket), policy)
+    confidence = retrieval_confidence(evidence)
+    gaps, questions = information_gaps(ticket)
+    guards = injection_reasons(ticket.text) + social_engineering_reasons(ticket.text)
+    common: dict[str, Any] = {
+        "analyser": NAME,
+        "confidence": confidence,
+        "evidence": evidence,
+        "information_gaps": gaps,
+        "follow_up_questions": questions,
+        "escalation": escalation_record(assessment),
+        "team": assessment.team or ticket.team,
+        "error": kb_error,
+    }
+    if guards:
+        return AnalysisResult(decision="escalate", reason="; ".join(guards), guards=guards, **common)
+    if assessment.escalate:
+        return AnalysisResult(decision="escalate", reason="; ".join(assessment.reasons), **common)
+    if evidence and confidence >= settings.RESOLVE_MIN_CONFIDENCE:
+        return _propose_resolution(ticket, evidence[0], policy, settings, common)
+    if gaps and len(gaps) >= 2:
+        subject, body = request_info_email(
+            ticket.reference,
+            ticket.requester_name,
+            ticket.subject or ticket.description,
+            questions,
+            settings.SUPPORT_SIGNATURE,
+            policy.templates,
+            note=LABEL,
+        )
+        return AnalysisResult(
+            decision="ask", reason=f"missing: {', '.join(gaps)}", draft_subject=subject, draft_body=body, **common
+        )
+    reason = kb_error or (f"no strong evidence (confidence {confidence:.2f})" if evidence else "no evidence found")
+    return AnalysisResult(decision="escalate", reason=reason, **common)
+
+
+def _propose_resolution(
+    ticket: TicketSnapshot, top: dict[str, Any], policy: DeskPolicy, settings: Settings, common: dict[str, Any]
+) -> AnalysisResult:
+    steps = resolution_steps(top["text"])
+    subject, body = resolution_email(
+        ticket.reference,
+        ticket.requester_name,
+        ticket.subject or ticket.description,
+        steps,
+        [citation(top)],
+        settings.SUPPORT_SIGNATURE,
+        policy.templates,
+        note=LABEL,
+    )
+    guards = injection_reasons(top["text"]) + leaked_personal_data(
+        body, [ticket.text, *([top["text"]] if top["source_kind"] == "kb" else [])]
+    )
+    return AnalysisResult(
+        decision="resolve",
+        reason=f"matches {citation(top)}",
+        resolution_steps=steps,
+        guards=guards,
+        summary=f"Proposed the steps of {citation(top)}",
+        draft_subject=subject,
+        draft_body=body,
+        **common,
+    )
+
+
+def escalation_record(assessment: Assessment) -> dict[str, Any]:
+    record = asdict(assessment)
+    record["criteria"] = assessment.criteria.model_dump()
+    return record
+
+
+def _with_latency(result: AnalysisResult, began: float) -> AnalysisResult:
+    return replace(result, latency_ms=round((time.perf_counter() - began) * 1000))

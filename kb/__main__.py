@@ -1,0 +1,122 @@
+"""`python -m kb add|list|remove|reindex|search`: manage the knowledge base from a console."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+from tqdm import tqdm
+
+from engine.db import make_engine, make_session_factory, upgrade_database
+from engine.settings import Settings, get_settings
+from kb import indexer
+from kb.embed import go_offline
+from kb.search import search
+
+
+def _files(paths: Sequence[str]) -> Iterator[Path]:
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            yield from sorted(child for child in path.rglob("*") if child.is_file() and not child.name.startswith("."))
+        else:
+            yield path
+
+
+def _add(session: Session, settings: Settings, args: argparse.Namespace) -> int:
+    files = list(_files(args.paths))
+    failures = 0
+    with tqdm(files, unit="file", desc="Indexing", disable=args.quiet) as bar:
+        for path in bar:
+            bar.set_postfix_str(path.name[-40:])
+            if not path.is_file():
+                tqdm.write(f"{path}: not found")
+                failures += 1
+                continue
+            document = indexer.add_document(
+                session, settings, path.name, path.read_bytes(), uploaded_by=args.by, team=args.team
+            )
+            line = f"#{document.id} {path.name}: {document.status}, {document.chunk_count} chunks"
+            tqdm.write(line + (f" — {document.error}" if document.error else ""))
+            failures += document.status != indexer.INDEXED
+    return 1 if failures and failures == len(files) else 0
+
+
+def _list(session: Session) -> int:
+    documents = indexer.list_documents(session)
+    if not documents:
+        print("The knowledge base is empty. Add files with: python -m kb add PATH...")
+        return 0
+    print(f"{'ID':>5}  {'STATUS':<16} {'CHUNKS':>6}  {'TEAM':<12} FILE")
+    for document in documents:
+        print(
+            f"{document.id:>5}  {document.status:<16} {document.chunk_count:>6}  {(document.team or '-'):<12} "
+            f"{document.filename}" + (f"  ({document.error})" if document.error else "")
+        )
+    return 0
+
+
+def _reindex(session: Session, settings: Settings) -> int:
+    with tqdm(desc="Reindexing", unit="step") as bar:
+
+        def progress(message: str) -> None:
+            bar.update(1)
+            bar.set_postfix_str(message[-60:])
+
+        counts = indexer.reindex_all(session, settings, progress)
+    print(", ".join(f"{name}: {value}" for name, value in counts.items()))
+    return 0
+
+
+def _search(session: Session, settings: Settings, args: argparse.Namespace) -> int:
+    for rank, evidence in enumerate(search(session, settings, args.query, k=args.k), 1):
+        print(
+            f"{rank}. [{evidence.source_kind}] {evidence.title} — {evidence.location or 'whole'} "
+            f"(fused {evidence.fused_score:.4f}; vector #{evidence.vector_rank} bm25 #{evidence.bm25_rank})"
+        )
+        print("   " + evidence.text[:300].replace("\n", " "))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kb", description="Manage the No-Touch Support knowledge base.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add = commands.add_parser("add", help="add files or folders")
+    add.add_argument("paths", nargs="+")
+    add.add_argument("--team", default=None, help="only this team's retrieval sees them (default: everyone)")
+    add.add_argument("--by", default="cli", help="who uploaded them")
+    add.add_argument("--quiet", action="store_true", help="no progress bar")
+    commands.add_parser("list", help="list documents and their status")
+    remove = commands.add_parser("remove", help="remove a document by id")
+    remove.add_argument("id", type=int)
+    commands.add_parser("reindex", help="re-extract everything; rebuild vectors after a model change")
+    find = commands.add_parser("search", help="try a query")
+    find.add_argument("query")
+    find.add_argument("-k", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    go_offline()
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    upgrade_database(engine)
+    with make_session_factory(engine)() as session:
+        if args.command == "add":
+            return _add(session, settings, args)
+        if args.command == "list":
+            return _list(session)
+        if args.command == "remove":
+            if indexer.remove_document(session, settings, args.id):
+                print(f"Removed document {args.id}.")
+                return 0
+            print(f"No document {args.id}.", file=sys.stderr)
+            return 1
+        if args.command == "reindex":
+            return _reindex(session, settings)
+        return _search(session, settings, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

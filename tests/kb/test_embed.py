@@ -1,0 +1,84 @@
+"""Embedding providers: the local model, and Azure / OpenAI-compatible endpoints against a loopback emulator;
+a change of model asks for a reindex instead of mixing vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.settings import Settings
+from kb import indexer
+from kb.embed import LOCAL_MODEL_NAME, get_embedder
+from kb.search import search
+from kb.store import ReindexRequiredError, reset_caches
+from tests.kb.conftest import assert_consistent
+from tests.kb.embeddings_emulator import DIMENSION, EmbeddingsEmulator
+
+ROUTER = b"# Router\nTo reset the router, hold the recessed button for ten seconds.\n"
+MAIL = b"# Mailbox\nWhen Outlook says the mailbox is full, archive old items.\n"
+
+
+def test_local_model_is_loaded_once_and_normalised(settings: Settings) -> None:
+    embedder = get_embedder(settings)
+    assert embedder is get_embedder(settings.model_copy(update={"KB_CHUNK_SIZE": 500}))
+    vectors = embedder.embed_documents(["reset the router", "reboot the modem", "bake a cake"])
+    assert embedder.name == LOCAL_MODEL_NAME and vectors.shape == (3, 384) and embedder.dimension == 384
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+
+
+@pytest.mark.parametrize("provider", ["openai", "azure"])
+def test_remote_providers_over_the_wire(provider: str, settings: Settings) -> None:
+    with EmbeddingsEmulator() as emulator:
+        if provider == "openai":
+            remote = settings.model_copy(
+                update={
+                    "EMBEDDINGS_PROVIDER": "openai",
+                    "OPENAI_BASE_URL": emulator.url + "/v1",
+                    "OPENAI_API_KEY": SecretStr("sk-test"),
+                    "EMBED_BATCH_SIZE": 2,
+                }
+            )
+        else:
+            remote = settings.model_copy(
+                update={
+                    "EMBEDDINGS_PROVIDER": "azure",
+                    "AZURE_OPENAI_EMBED_API_ENDPOINT": emulator.url,
+                    "AZURE_OPENAI_EMBED_API_KEY": SecretStr("azure-key"),
+                    "AZURE_OPENAI_EMBED_MODEL": "ada-deployment",
+                    "EMBED_BATCH_SIZE": 2,
+                }
+            )
+        embedder = get_embedder(remote)
+        vectors = embedder.embed_documents(["one", "two", "three"])
+        assert vectors.shape == (3, DIMENSION) and embedder.dimension == DIMENSION
+        assert len(emulator.requests) == 2  # batched by EMBED_BATCH_SIZE
+        request = emulator.requests[0]
+        if provider == "openai":
+            assert request["path"] == "/v1/embeddings" and request["headers"]["authorization"] == "Bearer sk-test"
+            assert embedder.name == "openai:text-embedding-3-small"
+        else:
+            assert request["path"].startswith("/openai/deployments/ada-deployment/embeddings?api-version=")
+            assert request["headers"]["api-key"] == "azure-key" and embedder.name == "azure:ada-deployment"
+        assert request["body"]["input"] == ["one", "two"]  # strings, not tiktoken ids: works offline
+
+
+def test_changing_model_asks_for_reindex(session_factory: sessionmaker[Session], settings: Settings) -> None:
+    with session_factory() as session:
+        indexer.add_document(session, settings, "router.md", ROUTER)
+        indexer.add_document(session, settings, "mail.md", MAIL)
+    reset_caches()
+    with EmbeddingsEmulator() as emulator, session_factory() as session:
+        remote = settings.model_copy(update={"EMBEDDINGS_PROVIDER": "openai", "OPENAI_BASE_URL": emulator.url})
+        with pytest.raises(ReindexRequiredError, match="python -m kb reindex"):
+            search(session, remote, "router")
+        refused = indexer.add_document(session, remote, "late.md", b"# Late\nA late document.\n")
+        assert refused.status == "error" and "reindex" in (refused.error or "")
+
+        counts = indexer.reindex_all(session, remote)
+        assert counts["vector_index_replaced"] == 1 and counts["documents"] == 3
+        assert search(session, remote, "recessed button router", k=1)[0].title == "router"
+        assert_consistent(session, remote)
+        assert all(r["body"]["model"] == "text-embedding-3-small" for r in emulator.requests)

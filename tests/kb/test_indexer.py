@@ -1,0 +1,318 @@
+"""Indexing and hybrid search against a real database (SQLite and PostgreSQL), Chroma and the BM25 log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.enums import TicketStatus
+from engine.models import Attachment, Blob, EmailInteraction, KbChunk, KbDocument, Ticket
+from engine.settings import Settings
+from kb import indexer
+from kb.search import search
+from kb.store import get_runtime, reset_caches
+from tests.kb.conftest import assert_consistent
+from tests.kb.files import make_docx, make_encrypted_pdf, make_pdf, make_png, make_pptx
+
+ROUTER = "# Router\nTo reset the router, hold the recessed button for ten seconds until the lights blink amber.\n"
+MAIL = "# Mailbox quota\nWhen Outlook says the mailbox is full, archive old items or ask for a larger quota.\n"
+
+
+def add(session: Session, settings: Settings, name: str, data: bytes, **kwargs: object) -> KbDocument:
+    return indexer.add_document(session, settings, name, data, **kwargs)  # type: ignore[arg-type]
+
+
+def make_ticket(
+    session: Session,
+    number: int,
+    *,
+    status: str = TicketStatus.RESOLVED,
+    team: str | None = "network",
+    description: str = "VPN disconnects every five minutes on the hotel wifi",
+    resolution: str | None = "Switched the VPN client to TCP 443; stable since.",
+) -> Ticket:
+    ticket = Ticket(
+        source="demo",
+        external_id=f"T{number}",
+        email="user@example.com",
+        subject=f"VPN drops {number}",
+        description=description,
+        status=status,
+        team=team,
+        resolution=resolution,
+    )
+    session.add(ticket)
+    session.flush()
+    return ticket
+
+
+def test_add_search_cite(session_factory: sessionmaker[Session], settings: Settings) -> None:
+    with session_factory() as session:
+        router = add(session, settings, "router.md", ROUTER.encode(), uploaded_by="lead")
+        add(session, settings, "mail.md", MAIL.encode())
+        pdf = add(
+            session, settings, "printer.pdf", make_pdf(["Printer setup guide", "Toner E42 means reseat the cartridge"])
+        )
+        deck = add(session, settings, "sso.pptx", make_pptx([("Single sign-on", "Approve the MFA push on your phone")]))
+        assert [d.status for d in (router, pdf, deck)] == ["indexed"] * 3
+        assert router.chunk_count == 1 and router.uploaded_by == "lead"
+        blob = session.get(Blob, router.sha256)
+        assert blob is not None and bytes(blob.data) == ROUTER.encode()
+
+        evidence = search(session, settings, "how do I reset my router?", k=3)
+        best = evidence[0]
+        assert (best.source_kind, best.source_id, best.title) == ("kb", router.id, "router")
+        assert best.location == "section Router" and "recessed button" in best.text
+        assert best.vector_rank == 1 and best.bm25_rank == 1 and best.bm25_score and best.vector_score
+        assert len({(e.source_kind, e.source_id) for e in evidence}) == len(evidence)
+
+        toner = search(session, settings, "toner error E42", k=1)[0]
+        assert toner.source_id == pdf.id and toner.location == "page 2"
+        assert search(session, settings, "MFA push", k=1)[0].location.startswith("slide 1")
+        assert_consistent(session, settings)
+
+
+def test_bad_files_get_a_status_and_the_batch_goes_on(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    batch = [
+        ("secret.pdf", make_encrypted_pdf("classified"), "encrypted"),
+        ("cut.pdf", make_pdf(["cut"])[:50], "corrupt"),
+        ("empty.txt", b"", "empty"),
+        ("huge.txt", b"x" * 200_000, "too_large"),
+        ("shot.png", make_png("hello"), "ocr_unavailable"),
+        ("router.md", ROUTER.encode(), "indexed"),
+    ]
+    settings = settings.model_copy(update={"KB_MAX_FILE_BYTES": 100_000, "KB_TESSERACT_CMD": "no-such-tesseract"})
+    with session_factory() as session:
+        documents = [add(session, settings, name, data) for name, data, _ in batch]
+        assert [d.status for d in documents] == [status for _, _, status in batch]
+        assert all(d.error for d in documents[:-1]) and documents[-1].error is None
+        assert documents[3].sha256 is None  # oversized bytes are not stored
+        assert [d.filename for d in indexer.list_documents(session)] == [name for name, _, _ in batch]
+        assert search(session, settings, "router reset", k=5)[0].source_id == documents[-1].id
+        assert_consistent(session, settings)
+
+
+def test_change_and_delete_touch_only_that_document(session_factory: sessionmaker[Session], settings: Settings) -> None:
+    first = "# Install\nRun the installer as administrator.\n\n# Licence\nEnter the key from the portal.\n"
+    second = "# Install\nRun the installer as administrator.\n\n# Licence\nLicences now come from single sign-on.\n"
+    with session_factory() as session:
+        guide = add(session, settings, "guide.md", first.encode())
+        other = add(session, settings, "mail.md", MAIL.encode())
+        before = assert_consistent(session, settings)
+        other_chunks = {str(i) for i in session.scalars(select(KbChunk.id).where(KbChunk.source_id == other.id))}
+        install_chunk = session.scalar(
+            select(KbChunk.id).where(KbChunk.source_id == guide.id, KbChunk.chunk_index == 0)
+        )
+
+        indexer.replace_document(session, settings, guide.id, "guide.md", second.encode())
+        after = assert_consistent(session, settings)
+        assert other_chunks <= after and str(install_chunk) in after  # unchanged chunks keep their id and vector
+        assert len(after - before) == 1 and len(before - after) == 1
+        assert search(session, settings, "single sign-on licence", k=1)[0].source_id == guide.id
+
+        assert indexer.remove_document(session, settings, guide.id)
+        remaining = assert_consistent(session, settings)
+        assert remaining == other_chunks
+        assert session.get(KbDocument, guide.id) is None
+        assert all(e.source_id != guide.id for e in search(session, settings, "installer administrator licence"))
+        assert not indexer.remove_document(session, settings, guide.id)
+
+
+def test_restart_replays_bm25_without_rebuild(session_factory: sessionmaker[Session], settings: Settings) -> None:
+    with session_factory() as session:
+        router = add(session, settings, "router.md", ROUTER.encode())
+        add(session, settings, "mail.md", MAIL.encode())
+        indexer.remove_document(session, settings, router.id)
+        ids = assert_consistent(session, settings)
+
+    reset_caches()  # a new process: nothing in memory
+    runtime = get_runtime(settings)
+    assert set(runtime.keywords.hashes()) == ids  # replayed from the log, before any database read
+    assert [hit[0] for hit in runtime.keywords.search("mailbox quota", 5)] == sorted(ids)
+    with session_factory() as session:
+        assert indexer.sync_keyword_index(session, runtime) == 0  # nothing to rebuild
+        assert search(session, settings, "outlook mailbox full", k=1)[0].title == "mail"
+
+
+def test_another_process_change_is_picked_up(session_factory: sessionmaker[Session], settings: Settings) -> None:
+    with session_factory() as session:
+        add(session, settings, "mail.md", MAIL.encode())
+        assert search(session, settings, "mailbox", k=1)
+        keywords = get_runtime(settings).keywords
+        stale = keywords.hashes()
+    keywords.reset()  # as if this process missed another's changes
+    keywords.add([])
+    with session_factory() as session:
+        assert search(session, settings, "mailbox quota", k=1)[0].title == "mail"
+        assert keywords.hashes() == stale
+
+
+def test_job_repairs_a_crash_between_database_and_indexes(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with session_factory() as session:
+        add(session, settings, "router.md", ROUTER.encode())
+        mail = add(session, settings, "mail.md", MAIL.encode())
+        runtime = get_runtime(settings)
+        lost = str(session.scalar(select(KbChunk.id).where(KbChunk.source_id == mail.id)))
+        runtime.vectors.delete([lost])
+        runtime.vectors.upsert(
+            ["999999"],
+            runtime.embedder.embed_documents(["ghost"]),
+            [{"kind": "kb", "source_id": 999, "team": "", "date": 0, "hash": "x"}],
+        )
+    counts = indexer.run_index_job(session_factory, settings)
+    assert counts["vectors_repaired"] == 2 and counts["chunks"] == 2
+    with session_factory() as session:
+        assert_consistent(session, settings)
+
+
+def resolved_ticket_with_history(session: Session) -> Ticket:
+    ticket = make_ticket(session, 1)
+    session.add(
+        EmailInteraction(
+            ticket_id=ticket.id,
+            direction="inbound",
+            email_type="reply",
+            source="demo",
+            from_address="user@example.com",
+            body="It also happens on the office guest network.",
+        )
+    )
+    session.add(
+        EmailInteraction(
+            ticket_id=ticket.id,
+            direction="outbound",
+            email_type="ack",
+            source="demo",
+            from_address="support@example.com",
+            body="We are looking into it (outbound, not indexed)",
+        )
+    )
+    session.add(Attachment(ticket_id=ticket.id, filename="log.txt", size=10, extracted_text="IKE phase 2 timeout"))
+    return ticket
+
+
+def test_resolved_tickets_incrementally(session_factory: sessionmaker[Session], settings: Settings) -> None:
+    with session_factory() as session:
+        ticket = resolved_ticket_with_history(session)
+        make_ticket(session, 2, status=TicketStatus.NEW, description="Printer jammed")
+        session.commit()
+        assert indexer.index_resolved_tickets(session, settings) == 1
+        assert indexer.index_resolved_tickets(session, settings) == 0  # nothing changed since the cursor
+        chunks = list(session.scalars(select(KbChunk).where(KbChunk.source_kind == "ticket")))
+        sections = {c.location.get("section") or c.location.get("attachment") for c in chunks}
+        assert sections == {"description", "customer reply", "log.txt", "resolution"}
+        assert not any("outbound" in c.text for c in chunks)
+
+        evidence = search(session, settings, "VPN keeps dropping on hotel wifi", k=3, source_kinds={"ticket"})
+        assert evidence[0].title == f"TCKT-{ticket.id} VPN drops 1" and evidence[0].source_kind == "ticket"
+        assert search(session, settings, "IKE phase 2 timeout", k=1)[0].location == "attachment log.txt"
+
+        ticket.resolution = "Replaced the VPN profile with the split-tunnel one."
+        session.commit()
+        assert indexer.index_resolved_tickets(session, settings) == 1
+        assert "split-tunnel" in search(session, settings, "split tunnel profile", k=1)[0].text
+        assert_consistent(session, settings)
+
+        ticket.status = TicketStatus.ANALYZING  # re-opened: its answer is no longer evidence
+        session.commit()
+        assert indexer.index_resolved_tickets(session, settings) == 1
+        assert search(session, settings, "VPN hotel wifi", source_kinds={"ticket"}) == []
+        assert_consistent(session, settings)
+
+
+def test_filters_by_kind_team_and_date(session_factory: sessionmaker[Session], settings: Settings) -> None:
+    with session_factory() as session:
+        ticket = make_ticket(session, 1, team="network")
+        ticket.resolved_at = datetime.now(UTC) - timedelta(days=30)
+        make_ticket(session, 2, team="desktop", description="VPN icon missing from the tray after the update")
+        session.commit()
+        indexer.index_resolved_tickets(session, settings)
+        shared = add(
+            session, settings, "vpn.md", b"# VPN\nThe VPN client lives in the system tray; start it from there.\n"
+        )
+        add(
+            session,
+            settings,
+            "vpn-network.md",
+            b"# VPN gateways\nNetwork team: VPN gateways are vpn1 and vpn2.\n",
+            team="network",
+        )
+
+        kb_only = search(session, settings, "VPN", k=10, source_kinds={"kb"})
+        assert {e.source_kind for e in kb_only} == {"kb"} and len(kb_only) == 2
+        desktop = search(session, settings, "VPN", k=10, team="desktop")
+        assert {(e.source_kind, e.title.split()[0]) for e in desktop} == {("ticket", "TCKT-2"), ("kb", "vpn")}
+        assert shared.id in {e.source_id for e in desktop if e.source_kind == "kb"}
+        recent = search(
+            session, settings, "VPN", k=10, source_kinds={"ticket"}, since=datetime.now(UTC) - timedelta(days=1)
+        )
+        assert [e.title.split()[0] for e in recent] == ["TCKT-2"]
+
+
+def test_multi_query_and_given_queries(session_factory: sessionmaker[Session], settings: Settings) -> None:
+    class FakeChat:
+        def invoke(self, prompt: str) -> str:
+            assert "<<<" in prompt
+            return "1. archive outlook items\n- raise mailbox quota\n"
+
+    class BrokenChat:
+        def invoke(self, prompt: str) -> str:
+            raise TimeoutError("LLM down")
+
+    from kb.search import deterministic_queries, generate_queries
+
+    assert deterministic_queries("How do I reset the router?") == [
+        "How do I reset the router?",
+        "reset the router",
+        "reset router",
+    ]
+    assert generate_queries("mailbox full", FakeChat()) == [
+        "mailbox full",
+        "archive outlook items",
+        "raise mailbox quota",
+    ]
+    assert generate_queries("mailbox full", BrokenChat()) == ["mailbox full"]
+    with session_factory() as session:
+        add(session, settings, "mail.md", MAIL.encode())
+        add(session, settings, "router.md", ROUTER.encode())
+        assert search(session, settings, "", queries=["recessed button"], k=1)[0].title == "router"
+        assert search(session, settings, "my outlook is full", chat_model=FakeChat(), k=1)[0].title == "mail"
+        assert search(session, settings, "   ") == []
+
+
+def test_cli(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tmp_path: object,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import kb.__main__ as cli
+
+    folder = tmp_path / "docs"  # type: ignore[operator]
+    folder.mkdir()
+    (folder / "router.md").write_text(ROUTER)
+    (folder / "guide.docx").write_bytes(make_docx([("Printer", 1), ("Reseat the toner.", 0)]))
+    (folder / "bad.pdf").write_bytes(b"%PDF-1.4 broken")
+    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+    assert cli.main(["add", "--quiet", "--team", "network", str(folder)]) == 0
+    assert cli.main(["list"]) == 0
+    listing = capsys.readouterr().out
+    assert "router.md" in listing and "corrupt" in listing and "network" in listing
+    assert cli.main(["search", "reset router", "-k", "1"]) == 0
+    assert "router" in capsys.readouterr().out
+    assert cli.main(["reindex"]) == 0
+    assert "documents: 3" in capsys.readouterr().out
+    with session_factory() as session:
+        router_id = session.scalar(select(KbDocument.id).where(KbDocument.filename == "router.md"))
+        session.commit()
+        assert cli.main(["remove", str(router_id)]) == 0
+        assert cli.main(["remove", str(router_id)]) == 1
+        assert_consistent(session, settings)
