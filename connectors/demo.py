@@ -13,9 +13,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from connectors.base import PolledPage
 from engine.ingest import TicketIn
-from engine.models import utcnow
+from engine.models import SourceCursor, utcnow
+from engine.settings import Settings
 
 SAMPLE = Path(__file__).resolve().parent / "demo_data" / "tickets.jsonl"
 DEMO_DOMAIN = "demo.northwind-labs.example"
@@ -67,3 +70,26 @@ class DemoSource:
         end = min(len(records), start + (self.first_batch if cursor is None else self.batch))
         if end > start:
             yield PolledPage(items=[to_ticket_in(record) for record in records[start:end]], cursor=str(end))
+
+
+DEMO_KNOWLEDGE = Path(__file__).resolve().parent / "demo_data" / "kb"
+SEEDED_MARKER = "demo:knowledge"
+
+
+def seed_demo_knowledge(factory: sessionmaker[Session], settings: Settings) -> int:
+    """Put the demo articles in the knowledge base once, so the demo tickets have something to be answered from.
+
+    A marker in `source_cursors` records that it was done: documents a lead deletes stay deleted.
+    """
+    with factory() as session:
+        if session.get(SourceCursor, SEEDED_MARKER) is not None:
+            return 0
+    from kb.indexer import add_document
+
+    paths = sorted(DEMO_KNOWLEDGE.glob("*.md"))
+    with factory() as session:
+        for path in paths:
+            add_document(session, settings, path.name, path.read_bytes(), uploaded_by="demo")
+        session.merge(SourceCursor(source=SEEDED_MARKER, cursor=str(len(paths)), updated_at=utcnow()))
+        session.commit()
+    return len(paths)

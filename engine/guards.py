@@ -10,8 +10,11 @@ import re
 from collections.abc import Iterable
 
 INJECTION = re.compile(
-    r"(ignore|disregard|forget|override|bypass)\s+(all\s+|any\s+|the\s+|your\s+|my\s+)*"
-    r"(previous|prior|above|earlier|system|original)?\s*(instructions?|prompts?|rules|guidelines|directives)"
+    r"(ignore|disregard|forget|override|bypass)\s+(all\s+|any\s+|the\s+|your\s+|my\s+|usual\s+|normal\s+|"
+    r"standard\s+|security\s+)*(previous|prior|above|earlier|system|original)?\s*"
+    r"(instructions?|prompts?|rules|guidelines|directives|policy|policies)"
+    r"|\b(dear|hey|hi|attention|to the|note for the)\s+(ai|bot|assistant|ai assistant|language model|llm|model)\b"
+    r"|\bchatgpt\b|\bas an ai\b|language model reading this|\bpretend (that |to be |you are |the )"
     r"|you\s+are\s+now\s+(a|an|the|in)\b"
     r"|(reveal|print|show|repeat|output)\s+(me\s+)?(your|the)\s+(system\s+)?(prompt|instructions)"
     r"|system\s+prompt|developer\s+mode|jailbreak|do\s+anything\s+now|\bDAN\b"
@@ -28,6 +31,10 @@ CREDENTIAL_OR_PAYMENT = re.compile(
     r"|(disable|remove|reset|turn\s+off)\s+(the\s+)?(mfa|2fa|two[- ]factor)\s+(for|on)\s+"
     r"(another|someone|my\s+(boss|colleague|manager)|this\s+other|the\s+ceo)"
     r"|without\s+(any\s+)?(verification|verifying|checking|approval)"
+    r"|no\s+need\s+to\s+(verify|check|confirm|validate)"
+    r"|(reset|disable|remove|turn\s+off)\s+(the\s+)?(mfa|2fa|two[- ]factor|authenticator)\s+(for|on)\s+"
+    r"(?!me\b|my\s+(own\s+)?(account|phone|laptop)\b)"
+    r"|pre-?shared\s+key|\bpsk\b|private\s+key"
     r"|gift\s*cards?|wire\s+(the\s+)?(money|funds|transfer)|change\s+(the\s+)?(bank|payment)\s+(details|account)"
     r"|(bank|iban|routing)\s+(account\s+)?(number|details)|bitcoin|crypto\s*wallet",
     re.IGNORECASE,

@@ -11,13 +11,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, exists, literal, or_, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import TicketSource
 from engine.db import advisory_key, transaction
 from engine.ingest import ingest
-from engine.models import IngestError, JobStatus, SourceCursor, utcnow
+from engine.models import IngestError, JobStatus, KbChunk, KbDocument, SourceCursor, Ticket, utcnow
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -124,3 +124,25 @@ def run_job(factory: sessionmaker[Session], worker: str, name: str, job: Callabl
     except Exception:
         log.exception("could not record the run of job %s", name)
     return result
+
+
+def index_knowledge(factory: sessionmaker[Session], settings: Settings) -> dict[str, int]:
+    """The `reindex` job: resolved tickets and pending documents into the knowledge base.
+
+    Skipped without loading the vector store while there is nothing to index or repair.
+    """
+    with factory() as session:
+        anything = session.scalar(
+            select(literal(1)).where(
+                or_(
+                    exists().where(KbDocument.id.is_not(None)),
+                    exists().where(KbChunk.id.is_not(None)),
+                    exists().where(Ticket.resolved_at.is_not(None)),
+                )
+            )
+        )
+    if not anything:
+        return {"chunks": 0}
+    from kb.indexer import run_index_job
+
+    return run_index_job(factory, settings)

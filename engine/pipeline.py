@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -66,27 +67,36 @@ class ProcessReport:
 def process_pending(
     factory: sessionmaker[Session], settings: Settings, analyser: Analyser, *, worker: str
 ) -> ProcessReport:
-    """One run of the processing job: claim a batch, then work each claimed ticket."""
+    """One run of the processing job: claim a batch, analyse up to ANALYSIS_CONCURRENCY tickets at once.
+
+    Analyses overlap because a model call mostly waits on the network; each result commits on its own.
+    """
     report = ProcessReport()
     claims = claim_pending_tickets(factory, settings, worker=worker)
     report.claimed = len(claims)
-    for claim in claims:
-        failpoint("pipeline.after_claim")
-        try:
-            result = analyser.analyse(claim.snapshot)
-        except Exception as error:
-            log.exception("analyser %s failed", analyser.name, extra={"ticket": claim.snapshot.reference})
-            result = AnalysisResult(
-                analyser=analyser.name, decision="escalate", reason=f"analysis failed: {type(error).__name__}: {error}"
-            )
-            report.failed += 1
-        failpoint("pipeline.before_commit")
-        if commit_analysis(factory, settings, claim, result):
-            report.processed += 1
-        else:
-            report.abandoned += 1
-        failpoint("pipeline.after_commit")
+    if not claims:
+        return report
+    with ThreadPoolExecutor(max_workers=min(settings.ANALYSIS_CONCURRENCY, len(claims))) as pool:
+        for claim, (result, failed) in zip(claims, pool.map(lambda c: _analyse(analyser, c), claims), strict=True):
+            report.failed += failed
+            failpoint("pipeline.before_commit")
+            if commit_analysis(factory, settings, claim, result):
+                report.processed += 1
+            else:
+                report.abandoned += 1
+            failpoint("pipeline.after_commit")
     return report
+
+
+def _analyse(analyser: Analyser, claim: Claim) -> tuple[AnalysisResult, bool]:
+    """The analyser's result, or an escalation carrying its error: a crash never leaves a ticket unanswered."""
+    failpoint("pipeline.after_claim")
+    try:
+        return analyser.analyse(claim.snapshot), False
+    except Exception as error:
+        log.exception("analyser %s failed", analyser.name, extra={"ticket": claim.snapshot.reference})
+        reason = f"analysis failed: {type(error).__name__}: {error}"
+        return AnalysisResult(analyser=analyser.name, decision="escalate", reason=reason, error=reason), True
 
 
 def claim_pending_tickets(factory: sessionmaker[Session], settings: Settings, *, worker: str) -> list[Claim]:

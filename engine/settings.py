@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     OUTBOX_INTERVAL_SECONDS: float = Field(default=2.0, gt=0)
     CLAIM_LEASE_SECONDS: float = Field(default=300.0, gt=0)
     PROCESS_BATCH_SIZE: int = Field(default=50, ge=1)
+    ANALYSIS_CONCURRENCY: int = Field(default=8, ge=1, le=64)
     OUTBOX_MAX_ATTEMPTS: int = Field(default=8, ge=1)
     OUTBOX_BACKOFF_SECONDS: float = Field(default=30.0, gt=0)
     MAX_ATTACHMENT_BYTES: int = Field(default=25 * 1024 * 1024, ge=1)
@@ -136,6 +137,25 @@ class Settings(BaseSettings):
     LLM_PROVIDER: Literal["none", "azure", "openai"] = "none"
     EMBEDDINGS_PROVIDER: Literal["local", "azure", "openai"] = "local"
 
+    # LLM: the chat model behind LLM_PROVIDER=azure|openai (AZURE_OPENAI_* above; OPENAI_BASE_URL/KEY below)
+    OPENAI_CHAT_MODEL: str = "gpt-4o-mini"
+    LLM_TEMPERATURE: float = Field(default=0.2, ge=0, le=2)
+    LLM_TIMEOUT_SECONDS: float = Field(default=60.0, gt=0)
+    LLM_MAX_RETRIES: int = Field(default=3, ge=0, le=10)
+    """Retries of one call on 408/409/429/5xx, timeouts and broken connections (Retry-After honoured)."""
+    LLM_MAX_OUTPUT_TOKENS: int = Field(default=1500, ge=64)
+    LLM_TOKENS_PER_MINUTE: int = Field(default=0, ge=0)
+    """The deployment's token quota; calls wait (at most LLM_BUDGET_MAX_WAIT_SECONDS) when it is spent. 0: no limit."""
+    LLM_BUDGET_MAX_WAIT_SECONDS: float = Field(default=30.0, ge=0)
+    LLM_PRICE_INPUT_PER_1K: float = Field(default=0.0, ge=0)
+    LLM_PRICE_OUTPUT_PER_1K: float = Field(default=0.0, ge=0)
+    LLM_REDACT_PII: bool = True
+    """Replace e-mail addresses, phone, IBAN and card numbers in ticket text before it reaches the model."""
+    LLM_TOOL_CALLING: bool = True
+    """False for servers without tool calling (e.g. llama.cpp without --jinja): a fixed chain replaces the agent."""
+    LLM_STRUCTURED_OUTPUT: Literal["json_schema", "function_calling"] = "json_schema"
+    LLM_AGENT_MAX_ITERATIONS: int = Field(default=3, ge=1, le=10)
+
     # Knowledge base and embeddings
     CHROMA_HOST: str = ""
     CHROMA_PORT: int = Field(default=8000, ge=1, le=65535)
@@ -149,6 +169,7 @@ class Settings(BaseSettings):
     KB_CHUNK_OVERLAP: int = Field(default=80, ge=0)
     KB_TESSERACT_CMD: str = "tesseract"
     KB_OCR_LANGUAGES: str = "eng"
+    KB_INDEX_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
     KB_SEARCH_CANDIDATES: int = Field(default=50, ge=1)
 
     # Dashboard and sign-in

@@ -1,0 +1,119 @@
+"""The LLM_PROVIDER=none analyser on a real (small) knowledge base: resolve, ask, escalate, never unsafe."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.enums import OutboxState, TicketStatus
+from engine.ingest import ingest
+from engine.models import Escalation, OutboxMessage, Ticket
+from engine.pipeline import process_pending
+from engine.retrieval_analyser import LABEL, RetrievalAnalyser
+from engine.settings import Settings
+from kb.indexer import add_document
+from kb.store import reset_caches
+from tests.ai.test_escalation import snapshot
+from tests.factories import ticket_in
+
+ARTICLES = Path(__file__).resolve().parent.parent.parent / "connectors" / "demo_data" / "kb"
+CORPUS = sorted((Path(__file__).resolve().parent.parent / "corpus" / "injection").glob("*.txt"))
+
+
+@pytest.fixture
+def analyser(session_factory: sessionmaker[Session], settings: Settings) -> Iterator[RetrievalAnalyser]:
+    reset_caches()
+    with session_factory() as session:
+        for name in ("invite-users-northwind-cloud.md", "vpn-setup.md", "reset-password.md", "printer-setup.md"):
+            add_document(session, settings, name, (ARTICLES / name).read_bytes())
+    yield RetrievalAnalyser(session_factory, settings)
+    reset_caches()
+
+
+def test_how_to_is_answered_from_the_matching_article(analyser: RetrievalAnalyser) -> None:
+    result = analyser.analyse(
+        snapshot("How do I invite new users to our Northwind Cloud workspace?", subject="Inviting colleagues")
+    )
+    assert result.decision == "resolve", result.reason
+    assert result.evidence[0]["title"].startswith("invite-users-northwind-cloud")
+    assert result.confidence >= 0.55
+    assert result.draft_subject == "Resolution Proposed: TCKT-1"
+    assert LABEL in result.draft_body
+    assert "Sources: invite-users-northwind-cloud" in result.draft_body
+    assert result.resolution_steps
+    assert result.guards == []
+    assert result.escalation["components"]["system_impact"]["weight"] == 0.15
+
+
+def test_vague_problem_report_gets_category_specific_questions(analyser: RetrievalAnalyser) -> None:
+    result = analyser.analyse(snapshot("it is broken again, please fix", subject="broken", category="network"))
+    assert result.decision == "ask"
+    assert "Where are you connecting from (office, home, VPN) and on which device?" in result.follow_up_questions
+    assert result.draft_subject == "Additional Information Required: TCKT-1"
+    assert LABEL in result.draft_body
+
+
+def test_outage_goes_to_the_incident_team(analyser: RetrievalAnalyser) -> None:
+    result = analyser.analyse(snapshot("502 Bad Gateway for all users since 9:00, nobody can work", category="outage"))
+    assert result.decision == "escalate"
+    assert result.team == "Incident Response"
+    assert "category outage always goes to a person" in result.reason
+
+
+def test_knowledge_base_failure_hands_the_ticket_to_a_person(
+    analyser: RetrievalAnalyser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> list[object]:
+        raise ConnectionError("Chroma server at 127.0.0.1:8000 refused the connection")
+
+    monkeypatch.setattr("kb.search.search", broken)
+    result = analyser.analyse(snapshot("How do I invite new users to Northwind Cloud?"))
+    assert result.decision == "escalate"
+    assert result.reason.startswith("knowledge base unavailable: ConnectionError")
+
+
+def test_no_injection_ever_auto_sends_even_with_autopilot_on(
+    analyser: RetrievalAnalyser, session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    settings.AUTOPILOT_ENABLED = True
+    settings.AUTO_SEND_MIN_CONFIDENCE = 0.0
+    with session_factory.begin() as session:
+        for case in CORPUS:
+            subject, _, body = case.read_text(encoding="utf-8").partition("\n\n")
+            ingest(
+                session,
+                ticket_in(subject=subject + " — how do I invite users to Northwind Cloud?", body=body),
+                settings,
+            )
+    process_pending(session_factory, settings, analyser, worker="w")
+    with session_factory() as session:
+        statuses = session.scalars(select(Ticket.status)).all()
+        assert len(statuses) == len(CORPUS)
+        assert set(statuses) == {TicketStatus.ESCALATED}
+        sent_kinds = session.scalars(select(OutboxMessage.kind).where(OutboxMessage.state == OutboxState.PENDING)).all()
+        assert set(sent_kinds) == {"acknowledgement"}
+        assert session.scalars(select(Escalation.weighted_score)).all()
+
+
+def test_confident_answer_goes_out_on_autopilot_and_is_recorded(
+    analyser: RetrievalAnalyser, session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    settings.AUTOPILOT_ENABLED = True
+    settings.AUTO_SEND_MIN_CONFIDENCE = 0.5
+    with session_factory.begin() as session:
+        ingest(
+            session,
+            ticket_in(
+                subject="Inviting colleagues", body="How do I invite new users to our Northwind Cloud workspace?"
+            ),
+            settings,
+        )
+    process_pending(session_factory, settings, analyser, worker="w")
+    with session_factory() as session:
+        ticket = session.scalar(select(Ticket))
+        assert ticket.status == TicketStatus.RESOLVED
+        kinds = session.scalars(select(OutboxMessage.kind).order_by(OutboxMessage.id)).all()
+        assert kinds == ["acknowledgement", "resolution"]
+        assert ticket.escalation_criteria["system_impact"] == "Low"
