@@ -1,4 +1,4 @@
-"""Today at a glance: queue counts, what needs a person, the engine's jobs and the newest events."""
+"""Today at a glance: queue counts, automation, first response, what needs a person, engine and connector health."""
 
 from datetime import timedelta
 
@@ -6,58 +6,84 @@ import pandas as pd
 import streamlit as st
 
 from engine.health import health_report
-from engine.models import utcnow
-from engine.queries import attention_counts, job_statuses, recent_events, resolved_since, status_counts
-from ui.runtime import app_runtime
+from engine.queries import attention_counts, job_statuses, recent_events, today_summary
+from ui.auth import session_alive
+from ui.components import page
+from ui.connectors import connector_rows
 
-st.set_page_config(page_title="No-Touch Support", page_icon="🎫", layout="wide")
-runtime = app_runtime()
-st.title("No-Touch Support")
+runtime, actor = page("Today")
+st.title("Today")
 st.caption(
-    f"Analyser: **{runtime.analyser.name}** · mail transport: **{runtime.transport.name}** · "
-    f"sources: **{', '.join(source.name for source in runtime.sources) or 'none configured'}**"
+    f"Analyser **{runtime.analyser.name}** · mail transport **{runtime.transport.name}** · "
+    f"sources **{', '.join(source.name for source in runtime.sources) or 'none configured'}**"
 )
 
 
-@st.fragment(run_every=timedelta(seconds=5))
+@st.fragment(run_every=timedelta(seconds=runtime.settings.DASHBOARD_REFRESH_SECONDS))
 def overview() -> None:
+    """Refreshes on its own; widgets elsewhere on the page keep what the operator typed."""
+    if not session_alive():
+        return
     with runtime.factory() as session:
-        counts = status_counts(session)
+        today = today_summary(session)
         attention = attention_counts(session)
-        resolved_today = resolved_since(session, utcnow().replace(hour=0, minute=0, second=0, microsecond=0))
         jobs = job_statuses(session)
         events = recent_events(session, limit=15)
-    open_tickets = sum(n for status, n in counts.items() if status not in ("Resolved", "Closed"))
-    columns = st.columns(5)
-    columns[0].metric("Open", open_tickets)
-    columns[1].metric("Awaiting approval", counts["AwaitingApproval"])
-    columns[2].metric("Escalated", counts["Escalated"])
-    columns[3].metric("Awaiting customer", counts["AwaitingCustomer"])
-    columns[4].metric("Resolved today", resolved_today)
+    cards = st.columns(6)
+    cards[0].metric("Open", f"{today.open:,}", border=True)
+    cards[1].metric("Awaiting approval", f"{today.awaiting_approval:,}", border=True)
+    cards[2].metric("Escalated", f"{today.escalated:,}", border=True)
+    cards[3].metric("Resolved today", f"{today.resolved_today:,}", border=True)
+    cards[4].metric(
+        "Automation rate",
+        "—" if today.automation_rate is None else f"{today.automation_rate:.0%}",
+        help="Tickets resolved today that no person touched.",
+        border=True,
+    )
+    cards[5].metric(
+        "First response p50",
+        "—" if today.first_response_p50_minutes is None else f"{today.first_response_p50_minutes:.0f} min",
+        help="Median time to the first answer, tickets of the last 7 days.",
+        border=True,
+    )
     needs = {what: n for what, n in attention.items() if n}
     if needs:
-        st.warning("Needs a person: " + " · ".join(f"{n} {what}" for what, n in needs.items()))
+        st.warning("Needs a person: " + " · ".join(f"{n} {what}" for what, n in needs.items()), icon="⚠️")
 
-    st.subheader("Engine")
-    if not runtime.settings.ENGINE_ENABLED:
-        st.info("The engine is off in this process (ENGINE_ENABLED=false); run `python -m engine run` as a worker.")
-    if jobs:
+    events_column, health_column = st.columns([3, 2])
+    with events_column:
+        st.subheader("Newest events")
+        if events:
+            st.dataframe(
+                pd.DataFrame(events),
+                hide_index=True,
+                width="stretch",
+                column_config={"when": st.column_config.DatetimeColumn("when", format="HH:mm:ss")},
+            )
+        else:
+            st.info("Nothing has happened yet: tickets appear here as sources deliver them.")
+    with health_column:
+        st.subheader("Engine")
+        if not runtime.settings.ENGINE_ENABLED:
+            st.info("The engine is off in this process (ENGINE_ENABLED=false); run `python -m engine run` as a worker.")
         failing = [job for job in jobs if not job["ok"]]
         for job in failing:
             st.error(f"Job {job['job']} on {job['worker']} failed: {job['last error']}")
-        st.dataframe(pd.DataFrame(jobs), hide_index=True, width="stretch")
-    else:
-        st.info("No engine job has run yet.")
-
-    st.subheader("Newest events")
-    if events:
-        st.dataframe(pd.DataFrame(events), hide_index=True, width="stretch")
-    else:
-        st.info("Nothing has happened yet: tickets appear here as sources deliver them.")
+        if jobs:
+            st.dataframe(
+                pd.DataFrame(jobs)[["job", "ok", "last run", "runs", "failures"]],
+                hide_index=True,
+                width="stretch",
+                column_config={"last run": st.column_config.DatetimeColumn("last run", format="HH:mm:ss")},
+            )
+        else:
+            st.caption("No engine job has run yet.")
+        st.subheader("Connectors")
+        st.dataframe(pd.DataFrame(connector_rows(runtime)), hide_index=True, width="stretch")
 
 
 overview()
 
-with st.expander("Health check (JSON)"):
-    if st.button("Run health check"):
+with st.expander("Full health check"):
+    if st.button("Run health check", key="home_health"):
         st.json(health_report(runtime))

@@ -1,16 +1,23 @@
-"""`python -m engine run | health | migrate`: the engine without the UI, for extra workers and operations."""
+"""`python -m engine run | health | migrate | create-admin`: the engine without the UI, for workers and operations."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import signal
 import sys
 import threading
 
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.auth import OperatorError, create_first_admin
+from engine.db import transaction
 from engine.health import health_report
 from engine.logs import configure_logging
+from engine.models import utcnow
 from engine.runtime import build_runtime
 from engine.scheduler import run_all_once, start_scheduler
 from engine.settings import ConfigurationError, get_settings
@@ -25,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--once", action="store_true", help="run every job once, print the results and exit")
     commands.add_parser("health", help="print the health check as JSON; exit 1 when unhealthy")
     commands.add_parser("migrate", help="upgrade the database schema to the newest version")
+    admin = commands.add_parser(
+        "create-admin", help="create the first dashboard admin (password read from a prompt or from stdin)"
+    )
+    admin.add_argument("username")
+    admin.add_argument("--email", default=None, help="also lets this admin sign in through SSO with this address")
     args = parser.parse_args(argv)
     try:
         settings = get_settings()
@@ -33,9 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+    except OperationalError as error:
+        reason = f"database unreachable: {type(error.orig).__name__}: {str(error.orig).strip()}"[:500]
+        log.error(reason)
+        if args.command == "health":
+            checks = {"database": {"status": "unhealthy", "error": reason}}
+            print(json.dumps({"status": "unhealthy", "timestamp": utcnow().isoformat(), "checks": checks}, indent=2))
+        return 1
     if args.command == "migrate":
         print(f"database schema is current ({runtime.engine.url.render_as_string(hide_password=True)})")
         return 0
+    if args.command == "create-admin":
+        return _create_admin(runtime.factory, args.username, args.email)
     if args.command == "health":
         report = health_report(runtime)
         print(json.dumps(report, indent=2, default=str))
@@ -51,6 +72,25 @@ def main(argv: list[str] | None = None) -> int:
     stop.wait()
     scheduler.shutdown(wait=True)
     log.info("engine stopped", extra={"worker": runtime.worker})
+    return 0
+
+
+def _create_admin(factory: sessionmaker[Session], username: str, email: str | None) -> int:
+    """Prompt twice on a terminal; read one line from stdin otherwise (for scripts), never from argv."""
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        with transaction(factory) as session:
+            create_first_admin(session, username, password, email=email)
+    except OperatorError as error:
+        print(f"not created: {error}", file=sys.stderr)
+        return 1
+    print(f"admin {username} created; sign in on the dashboard")
     return 0
 
 

@@ -72,6 +72,8 @@ class Ticket(Base):
     __table_args__ = (
         UniqueConstraint("source", "external_id", name="uq_tickets_source_external_id"),
         Index("ix_tickets_status_created", "status", "created_at"),
+        Index("ix_tickets_updated_at", "updated_at"),
+        Index("ix_tickets_created_source", "created_at", "source"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -104,6 +106,8 @@ class Ticket(Base):
     acknowledged_at: Mapped[datetime | None] = mapped_column()
     first_response_at: Mapped[datetime | None] = mapped_column()
     resolved_at: Mapped[datetime | None] = mapped_column()
+    human_touched_at: Mapped[datetime | None] = mapped_column()
+    """When an operator first acted on the ticket; null means fully automated (the automation rate)."""
 
     timeline: Mapped[list[TimelineEvent]] = relationship(
         back_populates="ticket", order_by="TimelineEvent.id", cascade="all, delete-orphan", passive_deletes=True
@@ -232,7 +236,10 @@ class Action(Base):
     """A decision about a ticket, automated or human. `version` binds an approval to the draft seen."""
 
     __tablename__ = "actions"
-    __table_args__ = (Index("ix_actions_state_created", "state", "created_at"),)
+    __table_args__ = (
+        Index("ix_actions_state_created", "state", "created_at"),
+        Index("ix_actions_decided_at", "decided_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
@@ -348,6 +355,7 @@ class AuditEntry(Base):
     """Who did what, when, to which thing: every human decision and configuration change."""
 
     __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_action_at", "action", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -1,0 +1,178 @@
+"""How long the server takes to render the queue, a ticket and the metrics page at 100,000 tickets and
+1,000,000 timeline events in PostgreSQL (goal: every page under one second).
+
+    .venv/bin/python bench/dashboard.py [--url postgresql+psycopg://postgres@127.0.0.1:5432/nts_bench]
+                                        [--tickets 100000] [--events 1000000] [--runs 15]
+
+The data is generated once in SQL (generate_series) and kept, so later runs only measure. Each page is run
+once to warm caches, then `--runs` times through AppTest; the script prints p50 / p95 / max per page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TICKETS_SQL = """
+INSERT INTO tickets (source, external_id, email, requester_name, subject, description, status, priority, category,
+    team, action_required, escalation_criteria, follow_up_count, created_at, updated_at, first_response_at,
+    resolved_at, human_touched_at)
+SELECT (ARRAY['servicenow','jira','outlook','demo'])[1 + i % 4], 'BENCH-' || i, 'user' || (i % 5000) || '@example.com',
+    'User ' || (i % 5000), 'Cannot reach the VPN from site ' || (i % 97) || ' (case ' || i || ')',
+    'Since this morning the VPN client says the gateway is unreachable. Ticket number ' || i,
+    (ARRAY['New','AwaitingApproval','AwaitingCustomer','Escalated','Resolved','Resolved','Closed'])[1 + i % 7],
+    (ARRAY['critical','high','medium','low'])[1 + i % 4],
+    (ARRAY['network','access','email','hardware','software'])[1 + i % 5],
+    (ARRAY['Service Desk','Network','Identity','Field Services'])[1 + i % 4],
+    false, '{}'::jsonb, i % 3,
+    now() - make_interval(mins => (i * 7) % 259200), now() - make_interval(mins => (i * 7) % 259200 - 30),
+    now() - make_interval(mins => (i * 7) % 259200 - 1 - i % 90),
+    CASE WHEN i % 7 IN (4, 5, 6) THEN now() - make_interval(mins => (i * 7) % 259200 - 60 - i % 2000) END,
+    CASE WHEN i % 3 = 0 THEN now() - make_interval(mins => (i * 7) % 259200 - 20) END
+FROM generate_series(1, :n) AS i
+"""
+EVENTS_SQL = """
+INSERT INTO timelines (ticket_id, type, title, actor, timestamp, data)
+SELECT t.first_id + (i % :n),
+    (ARRAY['received','email_queued','status_changed','analysed','action_proposed'])[1 + i % 5],
+    'Bench event ' || i, CASE WHEN i % 10 = 0 THEN 'operator:bench' ELSE 'engine' END,
+    now() - make_interval(secs => i), '{}'::jsonb
+FROM generate_series(1, :events) AS i, (SELECT min(id) AS first_id FROM tickets) AS t
+"""
+ANALYSES_SQL = """
+INSERT INTO analyses (ticket_id, analyser, decision, confidence, summary, resolution_steps, information_gaps,
+    follow_up_questions, evidence, guards, prompt_tokens, completion_tokens, cost_usd, latency_ms, created_at)
+SELECT id, 'retrieval-only', 'resolve', (id % 100) / 100.0, 'VPN gateway unreachable', '["Restart the client"]',
+    '[]', '[]', '[{"source_kind": "kb", "source_id": 1, "title": "vpn-setup.md", "location": "section Gateway",
+    "text": "Restart the VPN client.", "fused_score": 0.03, "vector_rank": 1, "bm25_rank": 2, "chunk_id": 1}]',
+    '[]', 0, 0, 0, 120, created_at
+FROM tickets
+"""
+ACTIONS_SQL = """
+INSERT INTO actions (ticket_id, analysis_id, kind, state, version, subject, body, team, reason, policy, created_by,
+    decided_by, decided_at, created_at, updated_at)
+SELECT a.ticket_id, a.id, 'propose_resolution',
+    (ARRAY['awaiting_approval','executed','executed','rejected','voided'])[1 + a.ticket_id % 5], 1 + a.ticket_id % 2,
+    'Resolution Proposed', 'Restart the VPN client.', 'Network', 'bench', '{}'::jsonb, 'engine',
+    CASE WHEN a.ticket_id % 4 = 0 THEN 'engine' ELSE 'operator:bench' END, a.created_at, a.created_at, a.created_at
+FROM analyses a
+"""
+ESCALATIONS_SQL = """
+INSERT INTO escalations (ticket_id, analysis_id, criteria, components, weighted_score, threshold, escalate, reasons,
+    team, created_at)
+SELECT ticket_id, id, '{}'::jsonb,
+    '{"system_impact": {"score": 40, "weight": 0.15, "weighted": 6}, "estimated_hours": {"score": 50, "weight": 0.2,
+    "weighted": 10}}'::jsonb, 16, 70, false, '["bench"]'::jsonb, 'Network', created_at
+FROM analyses WHERE ticket_id % 3 = 0
+"""
+
+
+def prepare(url: str, tickets: int, events: int) -> int:
+    """Create and fill the database unless it already holds the data; returns a ticket id to open."""
+    from engine.auth import create_first_admin
+    from engine.db import make_engine, make_session_factory, upgrade_database
+
+    parsed = make_url(url)
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        if not connection.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": parsed.database}):
+            connection.execute(text(f'CREATE DATABASE "{parsed.database}"'))
+    admin.dispose()
+    engine = make_engine(url)
+    upgrade_database(engine)
+    with engine.begin() as connection:
+        have = connection.scalar(text("SELECT count(*) FROM tickets"))
+        if have < tickets:
+            started = time.perf_counter()
+            print(f"generating {tickets:,} tickets and {events:,} timeline events…", flush=True)
+            connection.execute(
+                text("TRUNCATE tickets, timelines, analyses, actions, escalations, operators, audit_log CASCADE")
+            )
+            connection.execute(text(TICKETS_SQL), {"n": tickets})
+            connection.execute(text(EVENTS_SQL), {"n": tickets, "events": events})
+            for statement in (ANALYSES_SQL, ACTIONS_SQL, ESCALATIONS_SQL):
+                connection.execute(text(statement))
+            print(f"generated in {time.perf_counter() - started:.0f} s", flush=True)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("ANALYZE"))
+    factory = make_session_factory(engine)
+    with factory.begin() as session:
+        if not session.scalar(text("SELECT count(*) FROM operators WHERE username = 'bench'")):
+            create_first_admin(session, "bench", "bench-password-123")
+        ticket_id = session.scalar(text("SELECT max(id) FROM tickets WHERE status = 'AwaitingApproval'"))
+    engine.dispose()
+    return int(ticket_id)
+
+
+def measure(page: str, runs: int, **query: str) -> list[float]:
+    """Server time of `runs` renders of `page` by one signed-in session, after one warm-up render."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=120)
+    if page != "Home.py":
+        at.switch_page(page)
+    at.session_state["auth_user"] = {
+        "username": "bench",
+        "role": "admin",
+        "method": "password",
+        "last_seen": time.time(),
+    }
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    if at.exception:
+        raise RuntimeError(f"{page} failed: {at.exception[0].message}")
+    timings = []
+    for _ in range(runs):
+        at.session_state["auth_user"] = {**at.session_state["auth_user"], "last_seen": time.time()}
+        at.session_state["queue_refreshes"] = len(timings) + 1
+        started = time.perf_counter()
+        at.run()
+        timings.append(time.perf_counter() - started)
+    return timings
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/nts_bench")
+    parser.add_argument("--tickets", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    ticket_id = prepare(args.url, args.tickets, args.events)
+    os.environ.update(
+        DATABASE_URL=args.url,
+        DATA_DIR=tempfile.mkdtemp(prefix="nts-bench-"),
+        ENGINE_ENABLED="false",
+        DEMO_FEED_ENABLED="false",
+        LOG_LEVEL="WARNING",
+    )
+    print(f"{'page':<28}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}")
+    for label, page, query in (
+        ("queue (page 1 of 2,000)", "pages/1_Queue.py", {}),
+        (f"ticket TCKT-{ticket_id}", "pages/2_Ticket.py", {"id": str(ticket_id)}),
+        ("metrics (last 30 days)", "pages/4_Metrics.py", {}),
+        ("home", "Home.py", {}),
+    ):
+        timings = sorted(measure(page, args.runs, **query))
+        p95 = timings[min(len(timings) - 1, round(0.95 * (len(timings) - 1)))]
+        print(
+            f"{label:<28}{statistics.median(timings) * 1000:>10.0f}{p95 * 1000:>10.0f}{timings[-1] * 1000:>10.0f}",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

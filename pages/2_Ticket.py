@@ -1,0 +1,485 @@
+"""One ticket's workspace: conversation, timeline, evidence, escalation score, attachments, mail, and every decision.
+
+Approvals bind to the draft version on screen (engine/actions.py refuses a stale one). Anything that writes
+to a customer asks for confirmation first. Ticket text is shown as text, never as markdown or HTML.
+"""
+
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from engine.actions import (
+    PRIORITIES,
+    PermissionDeniedError,
+    StaleDraftError,
+    approve_draft,
+    assign,
+    edit_draft,
+    override_decision,
+    reject_draft,
+    request_reanalysis,
+    resolve_uncertain_message,
+    send_manual_reply,
+    set_status,
+    take_over,
+)
+from engine.db import transaction
+from engine.desk_policy import current_policy
+from engine.enums import Role, TicketStatus
+from engine.lifecycle import IllegalTransitionError
+from engine.queries import TicketStory, sla_label, teams, ticket_story
+from ui.auth import allowed
+from ui.components import ago, flash, page, plain, role_hint, show_flash, status_badge
+
+runtime, actor = page("Ticket")
+NO_AI = ("none", "retrieval-only")
+AGENT_ONLY = role_hint(actor, Role.AGENT)
+CAN_ACT = allowed(actor, Role.AGENT)
+
+raw_id = st.query_params.get("id") or st.session_state.get("ticket_id")
+typed = st.sidebar.text_input("Open ticket", placeholder="TCKT-123", key="ticket_open")
+if typed.strip():
+    raw_id = typed.strip().upper().removeprefix("TCKT-")
+if not raw_id or not str(raw_id).isdigit():
+    st.title("Ticket")
+    st.info("Pick a ticket on the Queue page, or type its TCKT-id in the sidebar.")
+    st.stop()
+ticket_id = int(raw_id)
+st.session_state["ticket_id"] = ticket_id
+if st.query_params.get("id") != str(ticket_id):
+    st.query_params["id"] = str(ticket_id)
+
+with runtime.factory() as session:
+    story = ticket_story(session, ticket_id)
+    known_teams = sorted({*teams(session), runtime.settings.DEFAULT_TEAM})
+    policy = current_policy(session, runtime.settings)
+if story is None:
+    st.title(f"TCKT-{ticket_id}")
+    st.warning(f"TCKT-{ticket_id} does not exist (or was deleted).")
+    st.stop()
+ticket = story.ticket
+analysis = story.latest_analysis
+escalation = story.latest_escalation
+draft = story.open_draft
+
+
+def act(label: str, operation: Any) -> None:
+    """Run one operator action in its own transaction and report the outcome after the rerun."""
+    try:
+        with transaction(runtime.factory) as session:
+            operation(session)
+    except PermissionDeniedError as error:
+        flash(f"Refused: {error}", "error")
+    except StaleDraftError as error:
+        flash(f"The draft changed since you looked at it, nothing was sent: {error}. Review the new version.", "error")
+    except (IllegalTransitionError, ValueError, LookupError) as error:
+        flash(f"{label} failed: {error}", "error")
+    else:
+        flash(f"{label}: done. It is in the timeline and the audit log.")
+    st.session_state.pop("ticket_confirm", None)
+    st.rerun()
+
+
+def ask_confirmation(op: str, **details: Any) -> None:
+    st.session_state["ticket_confirm"] = {"op": op, "ticket": ticket.id, **details}
+
+
+st.title(f"{ticket.reference} · {plain(ticket.subject) or '(no subject)'}")
+st.markdown(
+    f"{status_badge(ticket.status)} &nbsp; from **{plain(ticket.requester_name or ticket.email)}** "
+    f"({plain(ticket.email)}) via **{plain(ticket.source)}** · received {ago(ticket.created_at)}"
+)
+show_flash()
+if ticket.taken_over_by:
+    st.info(f"{plain(ticket.taken_over_by)} has taken this ticket over: automation is stopped for it.", icon="✋")
+
+cards = st.columns(5)
+cards[0].metric("Priority", ticket.priority or "—", border=True)
+cards[1].metric("Team", ticket.team or "—", border=True)
+cards[2].metric(
+    "AI confidence",
+    "—" if analysis is None or analysis.analyser == "none" else f"{analysis.confidence:.0%}",
+    border=True,
+)
+cards[3].metric(
+    "Escalation score",
+    "—" if escalation is None else f"{escalation.weighted_score:.0f} / {escalation.threshold:.0f}",
+    border=True,
+)
+cards[4].metric(
+    "SLA",
+    sla_label(ticket.created_at, ticket.priority, ticket.resolved_at, runtime.settings.SLA_RESOLUTION_HOURS),
+    border=True,
+)
+
+main, side = st.columns([3, 2], gap="large")
+
+
+def conversation(story: TicketStory) -> None:
+    with st.chat_message("user", avatar="🙋"):
+        st.caption(f"{story.ticket.email} · {story.ticket.created_at:%Y-%m-%d %H:%M} · original request")
+        st.text(story.ticket.description)
+    for message in story.messages:
+        if message.email_type == "original":
+            continue
+        inbound = message.direction == "inbound"
+        with st.chat_message("user" if inbound else "assistant", avatar="🙋" if inbound else "🎧"):
+            st.caption(f"{message.from_address} · {message.received_at:%Y-%m-%d %H:%M} · {message.email_type}")
+            st.text(message.body)
+    for outgoing in story.outbox:
+        with st.chat_message("assistant", avatar="🎧"):
+            st.caption(
+                f"to {outgoing.to_address} · {outgoing.created_at:%Y-%m-%d %H:%M} · {outgoing.kind} · {outgoing.state}"
+            )
+            st.text(f"{outgoing.subject}\n\n{outgoing.body_text}")
+
+
+def evidence(story: TicketStory) -> None:
+    items = analysis.evidence if analysis else []
+    if analysis is None:
+        st.info("No analysis yet: the engine has not looked at this ticket.")
+    elif not items:
+        st.info(
+            "No evidence cited: the knowledge base had nothing relevant for this ticket."
+            + (" The desk runs retrieval-only (no AI model configured)." if analysis.analyser in NO_AI else "")
+        )
+    if analysis is not None and (analysis.summary or analysis.resolution_steps):
+        with st.container(border=True):
+            st.caption("AI summary")
+            st.text(analysis.summary)
+            for number, step in enumerate(analysis.resolution_steps, 1):
+                st.text(f"{number}. {step}")
+            for gap in analysis.information_gaps:
+                st.text(f"Missing: {gap}")
+    if items:
+        table = pd.DataFrame(
+            [
+                {
+                    "#": number,
+                    "source": f"{item.get('source_kind', '')} {item.get('source_id', '')}".strip(),
+                    "title": item.get("title", ""),
+                    "where": item.get("location", ""),
+                    "fused": item.get("fused_score"),
+                    "vector rank": item.get("vector_rank"),
+                    "vector score": item.get("vector_score"),
+                    "BM25 rank": item.get("bm25_rank"),
+                    "BM25 score": item.get("bm25_score"),
+                }
+                for number, item in enumerate(items, 1)
+            ]
+        )
+        st.dataframe(
+            table,
+            hide_index=True,
+            width="stretch",
+            column_config={"fused": st.column_config.NumberColumn("fused (RRF)", format="%.4f")},
+        )
+        for number, item in enumerate(items, 1):
+            with st.expander(
+                f"[{number}] {plain(str(item.get('title', '')))} — {plain(str(item.get('location', '')))}"
+            ):
+                st.text(str(item.get("text", "")))
+    if st.button("Preview what the knowledge base would cite now", key="ticket_preview_evidence"):
+        from kb.search import search
+
+        with runtime.factory() as session:
+            found = search(session, runtime.settings, f"{ticket.subject}\n{ticket.description}", k=5)
+        if not found:
+            st.caption("The knowledge base has nothing for this ticket.")
+        for hit in found:
+            with st.container(border=True):
+                st.caption(
+                    f"{hit.source_kind} {hit.source_id} · {hit.location} · fused {hit.fused_score:.4f} · "
+                    f"vector #{hit.vector_rank or '—'} · BM25 #{hit.bm25_rank or '—'}"
+                )
+                st.text(f"{hit.title}\n{hit.text[:600]}")
+
+
+def escalation_breakdown() -> None:
+    if escalation is None:
+        st.info("No escalation score yet: the analyser has not scored this ticket's escalation criteria.")
+        st.caption("Weights in force: " + ", ".join(f"{k} {v:.2f}" for k, v in policy.escalation_weights.items()))
+        return
+    components = escalation.components or {}
+    names = list(components)
+    weighted = [float(components[name].get("weighted", 0)) for name in names]
+    figure = go.Figure()
+    for name, value in zip(names, weighted, strict=True):
+        figure.add_bar(
+            y=["score"],
+            x=[value],
+            name=f"{name} ({components[name].get('score', 0):.0f} × {components[name].get('weight', 0):.2f})",
+            orientation="h",
+        )
+    figure.add_vline(
+        x=escalation.threshold,
+        line_dash="dash",
+        line_color="#dc2626",
+        annotation_text=f"threshold {escalation.threshold:.0f}",
+    )
+    figure.update_layout(
+        barmode="stack",
+        height=220,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis={"range": [0, max(100, escalation.threshold + 5, sum(weighted))], "title": "weighted score"},
+        legend={"orientation": "h", "y": -0.4},
+        showlegend=True,
+    )
+    verdict = "escalate" if escalation.escalate else "stay automated"
+    st.markdown(f"**{escalation.weighted_score:.1f}** against threshold **{escalation.threshold:.0f}** → **{verdict}**")
+    st.plotly_chart(figure, width="stretch", key="ticket_escalation_chart")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "criterion": name,
+                    "score": components[name].get("score"),
+                    "weight": components[name].get("weight"),
+                    "weighted": components[name].get("weighted"),
+                    "reading": (escalation.criteria or {}).get(name, ""),
+                }
+                for name in names
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+    for reason in escalation.reasons:
+        st.text(f"• {reason}")
+
+
+def timeline(story: TicketStory) -> None:
+    st.dataframe(
+        pd.DataFrame([{"when": e.timestamp, "event": e.type, "what": e.title, "by": e.actor} for e in story.timeline]),
+        hide_index=True,
+        width="stretch",
+        column_config={"when": st.column_config.DatetimeColumn("when", format="YYYY-MM-DD HH:mm:ss")},
+    )
+
+
+def attachments(story: TicketStory) -> None:
+    if not story.attachments:
+        st.caption("No attachments.")
+    for attachment in story.attachments:
+        with st.expander(f"📎 {plain(attachment.filename)} · {attachment.size:,} bytes · {attachment.status}"):
+            if attachment.error:
+                st.warning(attachment.error)
+            st.text((attachment.extracted_text or "(no text extracted)")[:5000])
+
+
+def outgoing(story: TicketStory) -> None:
+    if not story.outbox:
+        st.caption("No outgoing mail for this ticket.")
+        return
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "kind": m.kind,
+                    "state": m.state,
+                    "to": m.to_address,
+                    "subject": m.subject,
+                    "automated": m.automated,
+                    "attempts": m.attempts,
+                    "sent": m.sent_at,
+                    "error": m.last_error or "",
+                }
+                for m in story.outbox
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+    for message in story.outbox:
+        if message.state == "uncertain":
+            st.warning(f"Delivery of {message.kind} #{message.id} is uncertain: the transport could not confirm it.")
+            resend, delivered, _ = st.columns([1, 1, 3])
+            if resend.button("Send again", key=f"ticket_resend_{message.id}", disabled=not CAN_ACT, help=AGENT_ONLY):
+                act("Resend", lambda s, m=message.id: resolve_uncertain_message(s, actor, m, resend=True))
+            if delivered.button(
+                "It arrived", key=f"ticket_arrived_{message.id}", disabled=not CAN_ACT, help=AGENT_ONLY
+            ):
+                act("Mark delivered", lambda s, m=message.id: resolve_uncertain_message(s, actor, m, resend=False))
+
+
+with main:
+    tabs = st.tabs(["Conversation", "Timeline", "Evidence", "Escalation score", "Attachments", "Outgoing mail"])
+    with tabs[0]:
+        conversation(story)
+    with tabs[1]:
+        timeline(story)
+    with tabs[2]:
+        evidence(story)
+    with tabs[3]:
+        escalation_breakdown()
+    with tabs[4]:
+        attachments(story)
+    with tabs[5]:
+        outgoing(story)
+
+with side:
+    st.subheader("AI draft")
+    if draft is None:
+        st.caption(
+            "No draft awaiting approval."
+            + (
+                " Retrieval-only mode (no AI model): write a reply or override below."
+                if analysis and analysis.analyser in NO_AI
+                else ""
+            )
+        )
+    else:
+        st.caption(
+            f"{draft.kind.replace('_', ' ')} · version {draft.version} · "
+            + ("; ".join(draft.policy.get("reasons", [])) or "held for approval")
+        )
+        subject = st.text_input("Subject", value=draft.subject or "", key=f"draft_subject_{draft.id}_{draft.version}")
+        body = st.text_area("Message", value=draft.body or "", height=220, key=f"draft_body_{draft.id}_{draft.version}")
+        edited = subject != (draft.subject or "") or body != (draft.body or "")
+        send, save = st.columns(2)
+        if send.button(
+            "Send edited" if edited else "Approve and send",
+            type="primary",
+            disabled=not CAN_ACT,
+            help=AGENT_ONLY,
+            key="ticket_approve",
+            width="stretch",
+        ):
+            ask_confirmation(
+                "approve", action=draft.id, version=draft.version, edited=edited, subject=subject, body=body
+            )
+        if save.button(
+            "Save edit", disabled=not CAN_ACT or not edited, help=AGENT_ONLY, key="ticket_save_edit", width="stretch"
+        ):
+            act(
+                "Edit saved",
+                lambda s: edit_draft(s, actor, draft.id, draft.version, subject=subject, body=body),
+            )
+        with st.popover("Reject…", disabled=not CAN_ACT, help=AGENT_ONLY, width="stretch"):
+            reason = st.text_input("Why is this draft wrong?", key=f"reject_reason_{draft.id}")
+            if st.button("Reject draft", key="ticket_reject", disabled=not reason.strip()):
+                act("Rejected", lambda s: reject_draft(s, actor, draft.id, draft.version, reason=reason))
+
+    confirm = st.session_state.get("ticket_confirm")
+    if confirm and confirm.get("ticket") == ticket.id:
+        with st.container(border=True):
+            if confirm["op"] == "approve":
+                st.warning(f"Send {'your edited version' if confirm['edited'] else 'this draft'} to {ticket.email}?")
+            elif confirm["op"] == "reply":
+                st.warning(f"Send your reply to {ticket.email}?")
+            else:
+                st.warning(f"Override the decision with **{confirm['decision']}** for {ticket.reference}?")
+            yes, no = st.columns(2)
+            if yes.button(
+                "Confirm and send" if confirm["op"] != "override" else "Confirm",
+                type="primary",
+                key="ticket_confirm_yes",
+            ):
+
+                def confirmed(session: Any) -> None:
+                    if confirm["op"] == "approve":
+                        version = confirm["version"]
+                        if confirm["edited"]:
+                            version = edit_draft(
+                                session,
+                                actor,
+                                confirm["action"],
+                                version,
+                                subject=confirm["subject"],
+                                body=confirm["body"],
+                            ).version
+                        approve_draft(session, runtime.settings, actor, confirm["action"], version)
+                    elif confirm["op"] == "reply":
+                        send_manual_reply(
+                            session,
+                            runtime.settings,
+                            actor,
+                            ticket.id,
+                            subject=confirm["subject"],
+                            body=confirm["body"],
+                        )
+                    else:
+                        override_decision(
+                            session,
+                            runtime.settings,
+                            actor,
+                            ticket.id,
+                            confirm["decision"],
+                            reason=confirm["reason"],
+                            subject=confirm["subject"],
+                            body=confirm["body"],
+                            team=confirm["team"],
+                            priority=confirm["priority"],
+                        )
+
+                act(
+                    {"approve": "Sent", "reply": "Reply sent", "override": "Decision overridden"}[confirm["op"]],
+                    confirmed,
+                )
+            if no.button("Cancel", key="ticket_confirm_no"):
+                st.session_state.pop("ticket_confirm", None)
+                st.rerun()
+
+    st.subheader("Ticket")
+    buttons = st.columns(2)
+    if buttons[0].button(
+        "Take over",
+        disabled=not CAN_ACT or ticket.taken_over_by == actor.username,
+        help=AGENT_ONLY or "Automation stops for this ticket; you own it.",
+        key="ticket_take_over",
+        width="stretch",
+    ):
+        act("Taken over", lambda s: take_over(s, actor, ticket.id))
+    if buttons[1].button(
+        "Re-analyse",
+        disabled=not CAN_ACT,
+        help=AGENT_ONLY or "Hand the ticket back to the engine for a fresh analysis.",
+        key="ticket_reanalyse",
+        width="stretch",
+    ):
+        act("Re-analysis requested", lambda s: request_reanalysis(s, actor, ticket.id))
+    if buttons[0].button("Mark resolved", disabled=not CAN_ACT, help=AGENT_ONLY, key="ticket_resolve", width="stretch"):
+        act("Resolved", lambda s: set_status(s, actor, ticket.id, TicketStatus.RESOLVED, reason="resolved by hand"))
+    if buttons[1].button("Close", disabled=not CAN_ACT, help=AGENT_ONLY, key="ticket_close", width="stretch"):
+        act("Closed", lambda s: set_status(s, actor, ticket.id, TicketStatus.CLOSED, reason="closed by hand"))
+
+    with st.expander("Assign team or priority"), st.form("ticket_assign"):
+        team_choice = st.selectbox(
+            "Team", known_teams, index=known_teams.index(ticket.team) if ticket.team in known_teams else 0
+        )
+        priority_choice = st.selectbox(
+            "Priority",
+            PRIORITIES,
+            index=PRIORITIES.index(ticket.priority) if ticket.priority in PRIORITIES else 2,
+            key="ticket_assign_priority",
+        )
+        if st.form_submit_button("Assign", disabled=not CAN_ACT, help=AGENT_ONLY):
+            act("Assigned", lambda s: assign(s, actor, ticket.id, team=team_choice, priority=priority_choice))
+
+    with st.expander("Override the decision"), st.form("ticket_override"):
+        decision = st.radio("Decision", ["resolve", "ask", "escalate"], horizontal=True, key="override_decision")
+        override_team = st.selectbox("Team", ["(keep)", *known_teams], key="override_team")
+        override_priority = st.selectbox("Priority", ["(keep)", *PRIORITIES], key="override_priority")
+        override_subject = st.text_input("Subject (resolve / ask)", key="override_subject")
+        override_body = st.text_area("Message to the customer (resolve / ask)", key="override_body")
+        override_reason = st.text_input("Reason (for the audit log)", key="override_reason")
+        if st.form_submit_button("Override…", disabled=not CAN_ACT, help=AGENT_ONLY):
+            ask_confirmation(
+                "override",
+                decision=decision,
+                team=None if override_team == "(keep)" else override_team,
+                priority=None if override_priority == "(keep)" else override_priority,
+                subject=override_subject,
+                body=override_body,
+                reason=override_reason,
+            )
+            st.rerun()
+
+    with st.expander("Write a reply", expanded=draft is None and CAN_ACT), st.form("ticket_reply"):
+        reply_subject = st.text_input("Subject", value=f"Re: {ticket.subject}"[:200], key="reply_subject")
+        reply_body = st.text_area("Message", key="reply_body", height=160)
+        if st.form_submit_button("Send reply…", disabled=not CAN_ACT, help=AGENT_ONLY):
+            ask_confirmation("reply", subject=reply_subject, body=reply_body)
+            st.rerun()

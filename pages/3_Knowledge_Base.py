@@ -1,0 +1,154 @@
+"""The knowledge base: upload files (a progress bar each), see how each indexed, preview chunks, re-index, delete,
+and try a question to see the evidence the engine would cite."""
+
+import pandas as pd
+import streamlit as st
+
+from engine.actions import PermissionDeniedError, add_kb_document, reindex_kb_document, remove_kb_document
+from engine.enums import Role
+from engine.queries import kb_chunks, kb_documents
+from ui.auth import allowed
+from ui.components import flash, page, plain, role_hint, show_flash
+
+runtime, actor = page("Knowledge base")
+CAN_EDIT = allowed(actor, Role.LEAD)
+LEAD_ONLY = role_hint(actor, Role.LEAD)
+ACCEPTED = ["pdf", "docx", "pptx", "md", "txt", "html", "htm", "csv", "eml", "png", "jpg", "jpeg", "tif", "tiff"]
+
+st.title("Knowledge base")
+show_flash()
+upload_tab, documents_tab, search_tab = st.tabs(["Upload", "Documents", "Try a search"])
+
+with upload_tab:
+    if not CAN_EDIT:
+        st.info(f"Uploading, re-indexing and deleting need the lead role; you are {actor.role.value}.")
+    generation = st.session_state.get("kb_upload_generation", 0)
+    files = st.file_uploader(
+        "Add documents",
+        type=ACCEPTED,
+        accept_multiple_files=True,
+        key=f"kb_files_{generation}",
+        disabled=not CAN_EDIT,
+        help="PDF, Word, PowerPoint, Markdown, text, HTML, CSV, e-mail and scanned images (OCR).",
+    )
+    team = st.text_input("Team (optional)", key="kb_team", disabled=not CAN_EDIT, help="Limits retrieval to this team.")
+    if st.button("Add to the knowledge base", type="primary", disabled=not CAN_EDIT or not files, key="kb_upload"):
+        results = []
+        bars = [(upload, st.progress(0.0, text=f"{upload.name}: waiting")) for upload in files or []]
+        for upload, bar in bars:
+            bar.progress(0.2, text=f"{upload.name}: extracting and indexing…")
+            try:
+                with runtime.factory() as session:
+                    document = add_kb_document(
+                        session, runtime.settings, actor, upload.name, upload.getvalue(), team=team.strip() or None
+                    )
+                    status, chunks, error = document.status, document.chunk_count, document.error
+            except PermissionDeniedError as refused:
+                status, chunks, error = "refused", 0, str(refused)
+            results.append({"file": upload.name, "status": status, "chunks": chunks, "error": error or ""})
+            bar.progress(1.0, text=f"{upload.name}: {status}" + (f" ({chunks} chunks)" if chunks else f" — {error}"))
+        failed = [r for r in results if r["status"] != "indexed"]
+        st.session_state["kb_upload_generation"] = generation + 1
+        st.session_state["kb_last_upload"] = results
+        (st.warning if failed else st.success)(
+            f"{len(results) - len(failed)} of {len(results)} file(s) indexed"
+            + (": " + "; ".join(f"{r['file']}: {r['error'] or r['status']}" for r in failed) if failed else ".")
+        )
+    elif last := st.session_state.get("kb_last_upload"):
+        st.caption("Last upload")
+        st.dataframe(pd.DataFrame(last), hide_index=True, width="stretch")
+
+with documents_tab:
+    with runtime.factory() as session:
+        documents = kb_documents(session)
+    if not documents:
+        st.info("The knowledge base is empty: upload documents on the Upload tab.")
+    else:
+        indexed = sum(d.status == "indexed" for d in documents)
+        st.caption(f"{len(documents)} documents · {indexed} indexed · {sum(d.chunk_count for d in documents):,} chunks")
+        table = pd.DataFrame(
+            [
+                {
+                    "id": d.id,
+                    "file": d.filename,
+                    "title": d.title or "",
+                    "status": d.status,
+                    "chunks": d.chunk_count,
+                    "team": d.team or "",
+                    "size": d.size,
+                    "uploaded by": d.uploaded_by or "",
+                    "indexed": d.indexed_at,
+                    "problem": d.error or "",
+                }
+                for d in documents
+            ]
+        )
+        picked = st.dataframe(
+            table,
+            hide_index=True,
+            width="stretch",
+            on_select="rerun",
+            selection_mode="single-row",
+            key="kb_table",
+            column_config={"size": st.column_config.NumberColumn("size (bytes)", format="%d")},
+        )
+        if picked and picked.selection.rows:
+            document = documents[picked.selection.rows[0]]
+            st.subheader(plain(document.title or document.filename))
+            if document.error:
+                st.error(f"{document.status}: {document.error}")
+            buttons = st.columns([1, 1, 4])
+            if buttons[0].button("Re-index", disabled=not CAN_EDIT, help=LEAD_ONLY, key="kb_reindex"):
+                with runtime.factory() as session:
+                    again = reindex_kb_document(session, runtime.settings, actor, document.id)
+                    flash(f"{again.filename}: {again.status}, {again.chunk_count} chunks")
+                st.rerun()
+            if buttons[1].button("Delete", disabled=not CAN_EDIT, help=LEAD_ONLY, key="kb_delete"):
+                st.session_state["kb_confirm_delete"] = document.id
+            if st.session_state.get("kb_confirm_delete") == document.id:
+                st.warning(f"Delete {document.filename} and its {document.chunk_count} chunks from every index?")
+                yes, no, _ = st.columns([1, 1, 4])
+                if yes.button("Delete for good", type="primary", key="kb_delete_yes"):
+                    with runtime.factory() as session:
+                        remove_kb_document(session, runtime.settings, actor, document.id)
+                    st.session_state.pop("kb_confirm_delete")
+                    st.session_state.pop("kb_table", None)
+                    flash(f"{document.filename} deleted.")
+                    st.rerun()
+                if no.button("Keep it", key="kb_delete_no"):
+                    st.session_state.pop("kb_confirm_delete")
+                    st.rerun()
+            with runtime.factory() as session:
+                chunks = kb_chunks(session, document.id)
+            st.caption(f"First {len(chunks)} of {document.chunk_count} chunks")
+            for chunk in chunks:
+                where = ", ".join(f"{k} {v}" for k, v in (chunk.location or {}).items() if v not in (None, "", []))
+                with st.expander(f"Chunk {chunk.chunk_index + 1}" + (f" · {plain(where)}" if where else "")):
+                    st.text(chunk.text)
+        else:
+            st.caption("Select a document to preview its chunks, re-index or delete it.")
+
+with search_tab:
+    with st.form("kb_search"):
+        query = st.text_input("Question", placeholder="How do I reset my VPN token?", key="kb_query")
+        k = st.slider("Results", 1, 10, 5, key="kb_k")
+        asked = st.form_submit_button("Search")
+    if asked and query.strip():
+        from kb.search import search
+
+        with runtime.factory() as session:
+            hits = search(session, runtime.settings, query, k=k)
+        if not hits:
+            st.info("No evidence found. Upload documents, or resolved tickets will be indexed as they close.")
+        for number, hit in enumerate(hits, 1):
+            with st.container(border=True):
+                st.markdown(
+                    f"**[{number}] {plain(hit.title)}** · {plain(hit.location)} · {hit.source_kind} {hit.source_id}"
+                )
+                st.caption(
+                    f"fused {hit.fused_score:.4f} · vector #{hit.vector_rank or '—'}"
+                    + (f" ({hit.vector_score:.3f})" if hit.vector_score is not None else "")
+                    + f" · BM25 #{hit.bm25_rank or '—'}"
+                    + (f" ({hit.bm25_score:.2f})" if hit.bm25_score is not None else "")
+                )
+                st.text(hit.text[:1200])

@@ -1,0 +1,275 @@
+"""The desk's policy (autopilot, thresholds, escalation weights, templates), connectors, engine jobs and operators.
+
+Everyone signed in may read; leads change the policy; admins test connectors and manage operators. Each save
+is a new policy version in the audit log.
+"""
+
+from string import Template
+
+import pandas as pd
+import streamlit as st
+from pydantic import ValidationError
+
+from engine.actions import PermissionDeniedError, change_policy
+from engine.auth import OperatorError, create_operator, list_operators, update_operator
+from engine.db import transaction
+from engine.desk_policy import SEED_WEIGHTS, DeskPolicy, current_policy
+from engine.enums import Role
+from engine.queries import job_statuses, policy_history, sources
+from engine.templates import ACKNOWLEDGEMENT
+from ui.auth import allowed
+from ui.components import flash, page, role_hint, show_flash
+from ui.connectors import connector_health, connector_rows, test_connection
+
+runtime, actor = page("Settings")
+IS_LEAD, IS_ADMIN = allowed(actor, Role.LEAD), allowed(actor, Role.ADMIN)
+TEMPLATE_DEFAULTS = {
+    "acknowledgement": ACKNOWLEDGEMENT.template,
+    "resolution": (
+        "Hello $name,\n\n$body\n\nIf this did not solve it, reply and keep $reference in the subject.\n\n$signature"
+    ),
+    "request_info": "Hello $name,\n\nTo help with $reference we need a little more information:\n\n$body\n\n$signature",
+}
+SAMPLE = {
+    "name": "Dana",
+    "reference": "TCKT-1042",
+    "summary": "VPN disconnects every few minutes",
+    "body": "1. Open the VPN client.\n2. Choose TCP 443 under Settings → Protocol.",
+    "signature": runtime.settings.SUPPORT_SIGNATURE,
+}
+
+st.title("Settings")
+show_flash()
+with runtime.factory() as session:
+    policy = current_policy(session, runtime.settings)
+    history = policy_history(session)
+    known_sources = sources(session)
+    jobs = job_statuses(session)
+
+policy_tab, templates_tab, connectors_tab, operators_tab = st.tabs(
+    ["Policy", "E-mail templates", "Connectors & engine", "Operators"]
+)
+
+
+def save(new_policy: dict[str, object], what: str) -> None:
+    try:
+        validated = DeskPolicy.model_validate({**policy.model_dump(), **new_policy})
+        with transaction(runtime.factory) as session:
+            version = change_policy(session, actor, validated)
+    except ValidationError as error:
+        st.error("Not saved: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()))
+        return
+    except PermissionDeniedError as error:
+        st.error(f"Refused: {error}")
+        return
+    flash(f"{what} saved as policy version {version}.")
+    st.rerun()
+
+
+with policy_tab:
+    if not IS_LEAD:
+        st.info(f"Changing the policy needs the lead role; you are {actor.role.value}.")
+    if history:
+        st.caption(
+            f"Version {history[0]['version']} by {history[0]['changed by']} · {history[0]['when']:%Y-%m-%d %H:%M}"
+        )
+    else:
+        st.caption("Defaults from the environment (AUTOPILOT_ENABLED, AUTO_SEND_MIN_CONFIDENCE); never saved.")
+    with st.form("policy_form"):
+        st.markdown("**Autopilot**: which messages may go out without a person, by source and category (`*` = any).")
+        switches = pd.DataFrame(
+            [
+                {"source": key.split(":", 1)[0], "category": key.split(":", 1)[1], "autopilot": on}
+                for key, on in policy.autopilot.items()
+            ],
+            columns=["source", "category", "autopilot"],
+        )
+        edited = st.data_editor(
+            switches,
+            num_rows="dynamic",
+            hide_index=True,
+            width="stretch",
+            key="policy_autopilot",
+            column_config={
+                "source": st.column_config.SelectboxColumn("source", options=["*", *known_sources], required=True),
+                "category": st.column_config.TextColumn("category", required=True, default="*"),
+                "autopilot": st.column_config.CheckboxColumn("autopilot", default=False),
+            },
+            disabled=not IS_LEAD,
+        )
+        columns = st.columns(3)
+        confidence = columns[0].slider(
+            "Auto-send minimum confidence",
+            0.0,
+            1.0,
+            float(policy.auto_send_min_confidence),
+            0.01,
+            key="policy_confidence",
+        )
+        threshold = columns[1].slider(
+            "Escalation threshold", 0.0, 100.0, float(policy.escalation_threshold), 1.0, key="policy_threshold"
+        )
+        follow_ups = columns[2].number_input(
+            "Follow-up questions before escalating", 0, 20, int(policy.follow_up_limit), key="policy_follow_ups"
+        )
+        st.markdown("**Escalation weights** (seed §8.1.2): how much each criterion counts towards the score.")
+        weight_columns = st.columns(3)
+        weights = {
+            name: weight_columns[index % 3].number_input(
+                name.replace("_", " "),
+                0.0,
+                1.0,
+                float(policy.escalation_weights.get(name, SEED_WEIGHTS[name])),
+                0.05,
+                key=f"policy_weight_{name}",
+            )
+            for index, name in enumerate(SEED_WEIGHTS)
+        }
+        total_weight = sum(weights.values())
+        st.caption(
+            f"Weights add up to {total_weight:.2f}" + ("" if abs(total_weight - 1) < 1e-6 else " (usually 1.00)")
+        )
+        if st.form_submit_button("Save policy", type="primary", disabled=not IS_LEAD, help=role_hint(actor, Role.LEAD)):
+            rows = edited.dropna(subset=["source"]).to_dict("records")
+            save(
+                {
+                    "autopilot": {f"{r['source']}:{r['category'] or '*'}": bool(r["autopilot"]) for r in rows},
+                    "auto_send_min_confidence": confidence,
+                    "escalation_threshold": threshold,
+                    "follow_up_limit": int(follow_ups),
+                    "escalation_weights": weights,
+                },
+                "Policy",
+            )
+    if history:
+        with st.expander("Policy history"):
+            st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
+
+with templates_tab:
+    st.caption("Placeholders: $name, $reference, $summary (acknowledgement), $body (the drafted text), $signature.")
+    kind = st.selectbox("Template", list(TEMPLATE_DEFAULTS), key="template_kind")
+    text = st.text_area(
+        "Text",
+        value=policy.templates.get(kind, TEMPLATE_DEFAULTS[kind]),
+        height=260,
+        key=f"template_text_{kind}",
+        disabled=not IS_LEAD,
+    )
+    st.markdown("**Preview** with a sample ticket")
+    try:
+        preview = Template(text).substitute(SAMPLE)
+    except (KeyError, ValueError) as error:
+        st.error(f"The template has an unknown or malformed placeholder: {error}")
+        preview = None
+    if preview is not None:
+        with st.container(border=True):
+            st.text(preview)
+    if st.button(
+        "Save template",
+        type="primary",
+        disabled=not IS_LEAD or preview is None,
+        help=role_hint(actor, Role.LEAD),
+        key="template_save",
+    ):
+        save({"templates": {**policy.templates, kind: text}}, f"Template {kind}")
+
+with connectors_tab:
+    st.subheader("Connectors")
+    if connector_health() is None:
+        st.caption("Showing the configured sources and their poll jobs (detailed connector checks are not installed).")
+    st.dataframe(pd.DataFrame(connector_rows(runtime)), hide_index=True, width="stretch")
+    names = [source.name for source in runtime.sources]
+    if names:
+        pick, test = st.columns([3, 1])
+        name = pick.selectbox("Connector", names, key="connector_pick", label_visibility="collapsed")
+        if test.button(
+            "Test connection", disabled=not IS_ADMIN, help=role_hint(actor, Role.ADMIN), key="connector_test"
+        ):
+            result = test_connection(name, runtime)
+            (st.error if result.get("last_error") else st.success)(
+                f"{name}: " + ", ".join(f"{k} {v}" for k, v in result.items() if k != "name" and v not in (None, ""))
+            )
+    st.subheader("Engine jobs")
+    if jobs:
+        st.dataframe(pd.DataFrame(jobs), hide_index=True, width="stretch")
+    else:
+        st.caption("No engine job has run yet.")
+
+with operators_tab:
+    if not IS_ADMIN:
+        st.info(f"Managing operators needs the admin role; you are {actor.role.value}.")
+    else:
+        with runtime.factory() as session:
+            operators = list_operators(session)
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "username": o.username,
+                        "name": o.display_name,
+                        "e-mail": o.email or "",
+                        "role": o.role,
+                        "active": o.is_active,
+                        "sign-in": "password" if o.password_hash else "SSO only",
+                        "locked until": o.locked_until,
+                        "last sign-in": o.last_login_at,
+                    }
+                    for o in operators
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+        roles = [role.value for role in Role]
+        add, change = st.columns(2)
+        with add.form("operator_add", clear_on_submit=True):
+            st.markdown("**Add an operator**")
+            username = st.text_input("Username", key="operator_new_username")
+            display_name = st.text_input("Name", key="operator_new_name")
+            email = st.text_input("E-mail (for SSO)", key="operator_new_email")
+            role = st.selectbox("Role", roles, key="operator_new_role")
+            password = st.text_input("Password (empty: SSO only)", type="password", key="operator_new_password")
+            if st.form_submit_button("Add operator", type="primary"):
+                try:
+                    with transaction(runtime.factory) as session:
+                        create_operator(
+                            session,
+                            actor,
+                            username,
+                            Role(role),
+                            password=password or None,
+                            display_name=display_name,
+                            email=email or None,
+                        )
+                except (OperatorError, PermissionDeniedError) as error:
+                    st.error(f"Not added: {error}")
+                else:
+                    flash(f"{username} added as {role}.")
+                    st.rerun()
+        change.markdown("**Change an operator**")
+        who = change.selectbox("Operator", [o.username for o in operators], key="operator_pick")
+        current = next((o for o in operators if o.username == who), None)
+        with change.form("operator_change"):
+            new_role = st.selectbox(
+                "Role", roles, index=roles.index(current.role) if current else 0, key=f"operator_role_{who}"
+            )
+            active = st.checkbox("Active", value=bool(current and current.is_active), key=f"operator_active_{who}")
+            new_password = st.text_input("New password (optional)", type="password", key="operator_password")
+            unlock = st.checkbox("Unlock after failed sign-ins", key="operator_unlock")
+            if st.form_submit_button("Save changes"):
+                try:
+                    with transaction(runtime.factory) as session:
+                        update_operator(
+                            session,
+                            actor,
+                            who,
+                            role=Role(new_role),
+                            active=active,
+                            password=new_password or None,
+                            unlock=unlock,
+                        )
+                except (OperatorError, PermissionDeniedError, LookupError) as error:
+                    st.error(f"Not changed: {error}")
+                else:
+                    flash(f"{who} updated.")
+                    st.rerun()

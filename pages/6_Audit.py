@@ -1,0 +1,64 @@
+"""The audit log: who did what, when, to which ticket, draft, document, policy or operator; filter and export."""
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import pandas as pd
+import streamlit as st
+
+from engine.enums import Role
+from engine.queries import AuditFilter, audit_page, audit_vocabulary
+from ui.components import page
+
+runtime, actor = page("Audit", Role.LEAD)
+PAGE_SIZE = 100
+EXPORT_LIMIT = 50_000
+st.title("Audit log")
+
+with runtime.factory() as session:
+    actors, actions = audit_vocabulary(session)
+today = date.today()
+filters = st.columns([2, 2, 2, 2])
+who = filters[0].multiselect("Who", actors, key="audit_who", placeholder="Anyone")
+what = filters[1].multiselect("Action", actions, key="audit_what", placeholder="Any action")
+target = filters[2].text_input("Target id", key="audit_target", placeholder="TCKT-42 or an id")
+dates = filters[3].date_input("Dates", value=(today - timedelta(days=30), today), key="audit_dates")
+start_day, end_day = (dates[0], dates[-1]) if isinstance(dates, tuple) and dates else (today, today)
+audit = AuditFilter(
+    actors=tuple(who),
+    actions=tuple(what),
+    search=target,
+    start=datetime.combine(start_day, time.min, UTC),
+    end=datetime.combine(end_day + timedelta(days=1), time.min, UTC),
+)
+page_number = int(st.session_state.get("audit_page", 1))
+with runtime.factory() as session:
+    rows, total = audit_page(session, audit, offset=(page_number - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+pages = max(1, -(-total // PAGE_SIZE))
+st.caption(f"{total:,} entries · page {page_number} of {pages:,}")
+if not rows:
+    st.info("No audit entries match.")
+else:
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        width="stretch",
+        column_config={"when": st.column_config.DatetimeColumn("when", format="YYYY-MM-DD HH:mm:ss")},
+    )
+pager = st.columns([1, 1, 4, 2])
+if pager[0].button("← Newer", disabled=page_number <= 1, key="audit_prev"):
+    st.session_state["audit_page"] = page_number - 1
+    st.rerun()
+if pager[1].button("Older →", disabled=page_number >= pages, key="audit_next"):
+    st.session_state["audit_page"] = page_number + 1
+    st.rerun()
+if total and pager[3].button("Prepare CSV export", key="audit_export"):
+    with runtime.factory() as session:
+        everything, _ = audit_page(session, audit, limit=EXPORT_LIMIT)
+    st.download_button(
+        f"Download {len(everything):,} entries (CSV)",
+        pd.DataFrame(everything).to_csv(index=False).encode(),
+        file_name=f"audit_{start_day}_{end_day}.csv",
+        mime="text/csv",
+        key="audit_download",
+        icon=":material/download:",
+    )

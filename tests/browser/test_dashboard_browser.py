@@ -1,0 +1,187 @@
+"""End to end in headless Chromium: sign in, open a ticket, edit and approve its draft, see it in the outbox and
+the timeline, upload a PDF to the knowledge base and find it, and screenshot every page.
+
+The app runs as `streamlit run` in a child process on a free loopback port, against this test's database.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import Page, expect, sync_playwright
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.auth import create_first_admin
+from engine.models import OutboxMessage
+from engine.settings import Settings
+from tests.kb.embeddings_emulator import EmbeddingsEmulator
+from tests.kb.files import make_pdf
+from tests.pages.conftest import PASSWORD
+from tests.pages.seed import drafted, escalated, scored
+from tests.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/_stcore/health", timeout=1).ok
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture
+def dashboard(settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """The app serving this test's database; yields its URL and the drafted ticket's id."""
+    with session_factory.begin() as session:
+        create_first_admin(session, "ada", PASSWORD)
+    ticket_id, _ = drafted(session_factory, settings, subject="VPN drops every hour on hotel wifi")
+    scored(session_factory, ticket_id)
+    escalated(session_factory, settings, subject="Printer on floor 3 shows E42")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with EmbeddingsEmulator() as embeddings:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "DATABASE_URL": settings.database_url,
+            "DATA_DIR": str(settings.DATA_DIR),
+            "ENGINE_ENABLED": "false",
+            "DEMO_FEED_ENABLED": "false",
+            "EMBEDDINGS_PROVIDER": "openai",
+            "OPENAI_BASE_URL": embeddings.url + "/v1",
+            "OPENAI_API_KEY": "sk-test",
+            "LOG_LEVEL": "WARNING",
+        }
+        log = (tmp_path / "streamlit.log").open("w")
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "Home.py",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+                "--browser.serverAddress",
+                "localhost",
+                "--browser.gatherUsageStats",
+                "false",
+                "--server.fileWatcherType",
+                "none",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until(lambda: healthy(url), timeout=60, what="the dashboard's health endpoint")
+            yield url, ticket_id
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+            log.close()
+
+
+def shoot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("[data-testid='stStatusWidget']")).to_have_count(0, timeout=30_000)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def go(page: Page, name: str, heading: str) -> None:
+    """Follow the sidebar link (same browser session, so the sign-in holds)."""
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=name, exact=True).click()
+    expect(page.get_by_role("heading", name=heading, exact=False).first).to_be_visible(timeout=30_000)
+
+
+def test_operator_journey(dashboard: tuple[str, int], session_factory: sessionmaker[Session]) -> None:
+    url, ticket_id = dashboard
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.set_default_timeout(30_000)
+        page.goto(url)
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+        expect(page.get_by_text("VPN drops")).to_have_count(0)
+        shoot(page, "0_sign_in")
+        page.get_by_label("Username").fill("ada")
+        page.get_by_role("textbox", name="Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Today")).to_be_visible()
+        expect(page.get_by_text("Awaiting approval", exact=True)).to_be_visible()
+        shoot(page, "1_home")
+
+        go(page, "Queue", "Queue")
+        expect(page.get_by_text("2 tickets · page 1 of 1")).to_be_visible()
+        expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+        shoot(page, "2_queue")
+
+        go(page, "Ticket", "Ticket")
+        page.get_by_label("Open ticket").fill(f"TCKT-{ticket_id}")
+        page.get_by_label("Open ticket").press("Enter")
+        expect(page.get_by_role("heading", name=f"TCKT-{ticket_id}")).to_be_visible()
+        page.get_by_role("tab", name="Escalation score").click()
+        expect(page.get_by_text("against threshold")).to_be_visible()
+        shoot(page, "3_ticket")
+        draft = page.locator("textarea[aria-label='Message']").first
+        draft.fill("1. Switch the VPN client to TCP 443.\n2. Reconnect.")
+        draft.press("Control+Enter")
+        page.get_by_role("button", name="Send edited").click()
+        page.get_by_role("button", name="Confirm and send").click()
+        expect(page.get_by_text("Sent: done. It is in the timeline and the audit log.")).to_be_visible()
+        page.get_by_role("tab", name="Outgoing mail").click()
+        expect(page.get_by_text("Switch the VPN client to TCP 443").first).to_be_attached()
+        page.get_by_role("tab", name="Timeline").click()
+        shoot(page, "4_ticket_after_approval")
+        with session_factory() as session:
+            sent = session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "resolution"))
+            assert sent is not None and sent.body_text.startswith("1. Switch the VPN client to TCP 443.")
+
+        go(page, "Knowledge Base", "Knowledge base")
+        pdf = SCREENSHOTS.parent / "printer-guide.pdf"
+        pdf.write_bytes(make_pdf(["Printer guide", "Toner error E42 means reseat the cartridge"]))
+        page.locator("input[type='file']").set_input_files(str(pdf))
+        expect(page.get_by_text("printer-guide.pdf")).to_be_visible()
+        page.get_by_role("button", name="Add to the knowledge base").click()
+        expect(page.get_by_text("1 of 1 file(s) indexed.")).to_be_visible(timeout=60_000)
+        shoot(page, "5_knowledge_base_upload")
+        page.get_by_role("tab", name="Try a search").click()
+        page.get_by_label("Question").fill("toner error E42")
+        page.get_by_role("button", name="Search").click()
+        expect(page.get_by_text("Toner error E42 means reseat the cartridge")).to_be_visible()
+        shoot(page, "6_knowledge_base_search")
+
+        go(page, "Metrics", "Metrics")
+        expect(page.get_by_text("Tickets in and out per day")).to_be_visible()
+        expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
+        shoot(page, "7_metrics")
+        go(page, "Settings", "Settings")
+        shoot(page, "8_settings")
+        go(page, "Audit", "Audit log")
+        expect(page.get_by_text("approve_draft").first).to_be_attached()
+        shoot(page, "9_audit")
+        browser.close()

@@ -1,0 +1,62 @@
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from engine.logs import configure_logging
+from engine.settings import Settings, load_settings
+from tests.engine_process import run_engine
+
+
+@pytest.fixture
+def restore_logging() -> None:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_log_lines_are_json_with_the_ticket_and_never_a_secret(tmp_path: Path) -> None:
+    settings = load_settings(
+        _env_file=None, LOG_FILE=tmp_path / "app.log", SNOW_AUTH_PASSWORD="pa55-w0rd-snow", DATA_DIR=tmp_path
+    )
+    configure_logging(settings)
+    log = logging.getLogger("test")
+    log.info("polled", extra={"ticket": "TCKT-7"})
+    log.warning("login failed with pa55-w0rd-snow for %s", "svc")
+    try:
+        raise RuntimeError("auth=pa55-w0rd-snow rejected")
+    except RuntimeError:
+        log.exception("connector crashed")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    lines = [json.loads(line) for line in (tmp_path / "app.log").read_text().splitlines()]
+    assert lines[0]["ticket"] == "TCKT-7"
+    assert lines[0]["level"] == "INFO"
+    assert "pa55-w0rd-snow" not in (tmp_path / "app.log").read_text()
+    assert lines[1]["msg"] == "login failed with *** for svc"
+    assert "auth=*** rejected" in lines[2]["msg"]
+
+
+def test_health_cli_reports_json_and_fails_when_the_database_is_down(settings: Settings, tmp_path: Path) -> None:
+    healthy = run_engine(settings, "health", cwd=tmp_path)
+    assert healthy.returncode == 0, healthy.stderr
+    report = json.loads(healthy.stdout)
+    assert report["checks"]["database"]["status"] == "healthy"
+    assert report["checks"]["llm"]["status"] == "disabled"
+    settings.DATABASE_URL = "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    down = run_engine(settings, "health", cwd=tmp_path)
+    assert down.returncode == 1
+    assert json.loads(down.stdout[down.stdout.index("{\n"):])["checks"]["database"]["status"] == "unhealthy"
+
+
+def test_cli_names_a_malformed_setting(settings: Settings, tmp_path: Path) -> None:
+    result = run_engine(settings, "health", cwd=tmp_path, POLL_INTERVAL_SECONDS="often")
+    assert result.returncode == 2
+    assert "POLL_INTERVAL_SECONDS" in result.stderr

@@ -1,0 +1,67 @@
+"""Home at a glance, the metrics page (with the offline evaluation report) and the audit log."""
+
+import json
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.settings import Settings
+from tests.pages.conftest import open_page, texts
+from tests.pages.seed import drafted, escalated
+
+
+def test_home_counts_and_events(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    drafted(session_factory, app)
+    escalated(session_factory, app)
+    at = open_page("Home.py", "vic")
+    assert not at.exception
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert (metrics["Open"], metrics["Awaiting approval"], metrics["Escalated"]) == ("2", "1", "1")
+    assert metrics["Automation rate"] == "—"
+    assert "Needs a person: 1 drafts awaiting approval" in texts(at)
+    assert "action_proposed" in set(at.dataframe[0].value["event"])
+
+
+def test_metrics_show_outcomes_and_the_evaluation_report(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    drafted(session_factory, app)
+    escalated(session_factory, app)
+    report = app.DATA_DIR / "evaluation" / "latest.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(
+        json.dumps(
+            {
+                "generated_at": "2026-11-24T10:00:00Z",
+                "dataset": "demo-120",
+                "decision_accuracy": 0.82,
+                "confusion_matrix": {"resolve": {"resolve": 40, "escalate": 3}, "escalate": {"escalate": 30}},
+                "threshold_curve": [{"threshold": 0.5, "precision": 0.8, "coverage": 0.6}],
+                "per_category": {"network": {"accuracy": 0.9}},
+            }
+        )
+    )
+    at = open_page("pages/4_Metrics.py", "vic")
+    assert not at.exception
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert metrics["Received"] == "2" and metrics["Escalation rate"] == "50%"
+    assert metrics["decision accuracy"] == "0.820"
+    assert "Generated 2026-11-24T10:00:00Z on dataset demo-120" in texts(at)
+    assert len(at.get("download_button")) >= 3
+    assert len(at.get("plotly_chart")) >= 4
+
+
+def test_metrics_without_data_or_report(app: Settings) -> None:
+    at = open_page("pages/4_Metrics.py", "vic")
+    assert not at.exception
+    assert "No evaluation report yet" in texts(at)
+
+
+def test_audit_needs_a_lead_and_filters(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    drafted(session_factory, app)
+    refused = open_page("pages/6_Audit.py", "ann")
+    assert "This page needs the lead role or above; you are signed in as agent." in texts(refused)
+    at = open_page("pages/6_Audit.py", "lee")
+    assert not at.exception
+    assert {"operator_created"} <= set(at.dataframe[0].value["action"])
+    at.multiselect(key="audit_who").set_value(["cli"]).run()
+    assert set(at.dataframe[0].value["who"]) == {"cli"}
+    at = at.button(key="audit_export").click().run()
+    assert at.get("download_button")

@@ -1,0 +1,123 @@
+"""The knowledge-base page (upload, status, chunks, search, re-index, delete) and the settings page."""
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from streamlit.testing.v1 import AppTest
+
+from engine.desk_policy import current_policy
+from engine.enums import Role
+from engine.models import AuditEntry, KbDocument, Operator
+from engine.settings import Settings
+from tests.kb.files import make_pdf
+from tests.pages.conftest import PASSWORD, open_page, texts
+
+KB = "pages/3_Knowledge_Base.py"
+SETTINGS = "pages/5_Settings.py"
+ROUTER = b"# Router\nTo reset the router, hold the recessed button for ten seconds until the lights blink amber.\n"
+
+
+def upload(at: AppTest, *files: tuple[str, bytes, str]) -> AppTest:
+    at.file_uploader[0].set_value(list(files))
+    return at.run().button(key="kb_upload").click().run()
+
+
+def test_a_lead_uploads_previews_searches_reindexes_and_deletes(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    at = upload(
+        open_page(KB, "lee"),
+        ("router.md", ROUTER, "text/markdown"),
+        ("printer.pdf", make_pdf(["Printer setup guide", "Toner E42 means reseat the cartridge"]), "application/pdf"),
+        ("empty.txt", b"", "text/plain"),
+    )
+    assert not at.exception
+    assert "2 of 3 file(s) indexed: empty.txt" in texts(at)
+    assert len(at.get("progress")) == 3
+    with session_factory() as session:
+        documents = {d.filename: d for d in session.scalars(select(KbDocument))}
+        assert documents["printer.pdf"].status == "indexed" and documents["printer.pdf"].uploaded_by == "lee"
+        assert (
+            session.scalars(select(AuditEntry.action).where(AuditEntry.action == "kb_upload")).all()
+            == ["kb_upload"] * 3
+        )
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["empty.txt", "printer.pdf", "router.md"]
+    at.session_state["kb_table"] = {"selection": {"rows": [1], "columns": [], "cells": []}}
+    at.run()
+    assert "Toner E42 means reseat the cartridge" in [text.value for text in at.text]
+    at = at.button(key="kb_reindex").click().run()
+    assert "printer.pdf: indexed, 2 chunks" in texts(at)
+
+    at.text_input(key="kb_query").input("toner error E42")
+    at = next(b for b in at.button if b.label == "Search").click().run()
+    assert "**[1] printer** · page 2 · kb" in texts(at)
+    assert "fused" in texts(at) and "BM25 #1" in texts(at)
+
+    at.session_state["kb_table"] = {"selection": {"rows": [1], "columns": [], "cells": []}}
+    at = at.run().button(key="kb_delete").click().run()
+    at = at.button(key="kb_delete_yes").click().run()
+    assert "printer.pdf deleted." in texts(at)
+    with session_factory() as session:
+        assert "printer.pdf" not in set(session.scalars(select(KbDocument.filename)))
+
+
+def test_an_agent_may_search_but_not_change_the_knowledge_base(app: Settings) -> None:
+    at = open_page(KB, "ann")
+    assert "Uploading, re-indexing and deleting need the lead role; you are agent." in texts(at)
+    assert at.file_uploader[0].disabled
+    assert at.button(key="kb_upload").disabled
+
+
+def test_a_lead_changes_the_policy_and_it_is_versioned(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    at = open_page(SETTINGS, "lee")
+    assert not at.exception
+    at.slider(key="policy_threshold").set_value(60.0)
+    at.number_input(key="policy_follow_ups").set_value(2)
+    at = next(b for b in at.button if b.label == "Save policy").click().run()
+    assert "Policy saved as policy version 1." in texts(at)
+    with session_factory() as session:
+        policy = current_policy(session, app)
+        assert (policy.escalation_threshold, policy.follow_up_limit) == (60.0, 2)
+        assert session.scalar(select(AuditEntry.actor).where(AuditEntry.action == "change_policy")) == "lee"
+
+
+def test_templates_preview_and_refuse_a_broken_placeholder(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    at = open_page(SETTINGS, "lee")
+    at.selectbox(key="template_kind").set_value("resolution").run()
+    at.text_area(key="template_text_resolution").input("Hi $name, see $reference.\n$signature").run()
+    assert "Hi Dana, see TCKT-1042." in "\n".join(text.value for text in at.text)
+    at = at.button(key="template_save").click().run()
+    with session_factory() as session:
+        assert current_policy(session, app).templates["resolution"].startswith("Hi $name")
+    at.text_area(key="template_text_resolution").input("Hi $nme").run()
+    assert "unknown or malformed placeholder" in texts(at)
+    assert at.button(key="template_save").disabled
+
+
+def test_an_agent_reads_settings_but_cannot_save(app: Settings) -> None:
+    at = open_page(SETTINGS, "ann")
+    assert "Changing the policy needs the lead role; you are agent." in texts(at)
+    assert next(b for b in at.button if b.label == "Save policy").disabled
+    assert "Managing operators needs the admin role; you are agent." in texts(at)
+    assert at.button(key="connector_test").disabled if any(b.key == "connector_test" for b in at.button) else True
+
+
+def test_an_admin_adds_an_operator_and_changes_a_role(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    at = open_page(SETTINGS, "ada")
+    at.text_input(key="operator_new_username").input("bo")
+    at.selectbox(key="operator_new_role").set_value("agent")
+    at.text_input(key="operator_new_password").input(PASSWORD)
+    at = next(b for b in at.button if b.label == "Add operator").click().run()
+    assert "bo added as agent." in texts(at)
+    at.selectbox(key="operator_pick").set_value("vic").run()
+    at.selectbox(key="operator_role_vic").set_value("lead")
+    at = next(b for b in at.button if b.label == "Save changes").click().run()
+    with session_factory() as session:
+        roles = dict(session.execute(select(Operator.username, Operator.role)).all())
+        assert (roles["bo"], roles["vic"]) == (Role.AGENT, Role.LEAD)
+    at.selectbox(key="operator_pick").set_value("ada").run()
+    at.selectbox(key="operator_role_ada").set_value("viewer")
+    at = next(b for b in at.button if b.label == "Save changes").click().run()
+    assert "ada is the last active admin" in texts(at)

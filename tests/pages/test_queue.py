@@ -1,0 +1,88 @@
+"""The queue: server-side filter, search and paging; bulk approve, assign and close; a row opens the ticket."""
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from streamlit.testing.v1 import AppTest
+
+from engine.enums import ActionState, TicketStatus
+from engine.models import Action, AuditEntry, OutboxMessage, Ticket
+from engine.settings import Settings
+from tests.engine.test_pipeline import new_ticket
+from tests.pages.conftest import open_page, texts
+from tests.pages.seed import drafted, escalated
+
+QUEUE = "pages/1_Queue.py"
+
+
+def select_rows(at: AppTest, *rows: int) -> AppTest:
+    at.session_state["queue_table"] = {"selection": {"rows": list(rows), "columns": [], "cells": []}}
+    return at.run()
+
+
+def click(at: AppTest, key: str) -> AppTest:
+    return at.button(key=key).click().run()
+
+
+def test_lists_filters_searches_and_pages(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    for number in range(55):
+        new_ticket(session_factory, app, subject=f"Printer jam {number}" if number % 5 == 0 else f"VPN issue {number}")
+    at = open_page(QUEUE)
+    assert not at.exception
+    assert "55 tickets · page 1 of 2" in texts(at)
+    table = at.dataframe[0].value
+    assert len(table) == 50 and table.iloc[0]["ticket"] == "TCKT-55"
+    assert {"confidence", "escalation_score", "sla", "age_hours"} <= set(table.columns)
+    at = click(at, "queue_next")
+    assert len(at.dataframe[0].value) == 5 and "page 2 of 2" in texts(at)
+    at.text_input(key="queue_search").input("printer").run()
+    assert "11 tickets · page 1 of 1" in texts(at)
+    at.text_input(key="queue_search").input("TCKT-3").run()
+    assert list(at.dataframe[0].value["ticket"]) == ["TCKT-3"]
+
+
+def test_one_selected_row_opens_the_ticket(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id = new_ticket(session_factory, app)
+    at = select_rows(open_page(QUEUE), 0)
+    at = click(at, "queue_open")
+    assert at.title[0].value.startswith(f"TCKT-{ticket_id} ·")
+
+
+def test_bulk_approve_sends_each_draft_as_listed(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    first, _ = drafted(session_factory, app)
+    second, _ = drafted(session_factory, app)
+    at = select_rows(open_page(QUEUE), 0, 1)
+    at = click(at, "queue_bulk_approve")
+    assert "Send the 2 draft(s) exactly as drafted to their customers?" in texts(at)
+    at = click(at, "queue_confirm_yes")
+    assert "Approve: 2 done" in texts(at)
+    with session_factory() as session:
+        assert (
+            session.scalars(select(Ticket.status).where(Ticket.id.in_((first, second)))).all()
+            == [TicketStatus.RESOLVED] * 2
+        )
+        assert len(session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "resolution")).all()) == 2
+
+
+def test_bulk_assign_and_close_skip_what_they_cannot_do(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    done = escalated(session_factory, app)
+    open_one = escalated(session_factory, app)
+    at = select_rows(open_page(QUEUE), 0, 1)
+    at.selectbox(key="queue_bulk_team").set_value("Service Desk")
+    at.selectbox(key="queue_bulk_priority").set_value("high")
+    at = click(click(at, "queue_bulk_assign"), "queue_confirm_yes")
+    assert "Assign: 2 done" in texts(at)
+    at = select_rows(at, 0, 1)
+    at = click(click(at, "queue_bulk_close"), "queue_confirm_yes")
+    with session_factory() as session:
+        tickets = session.scalars(select(Ticket).where(Ticket.id.in_((done, open_one)))).all()
+        assert {(t.priority, t.status) for t in tickets} == {("high", TicketStatus.CLOSED)}
+        assert {"assign", "set_status"} <= set(session.scalars(select(AuditEntry.action)))
+
+
+def test_a_viewer_cannot_act_in_bulk(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    _, action_id = drafted(session_factory, app)
+    at = select_rows(open_page(QUEUE, "vic"), 0)
+    for key in ("queue_bulk_approve", "queue_bulk_assign", "queue_bulk_close"):
+        assert at.button(key=key).disabled
+    with session_factory() as session:
+        assert session.get(Action, action_id).state == ActionState.AWAITING_APPROVAL

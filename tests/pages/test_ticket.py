@@ -1,0 +1,220 @@
+"""The ticket workspace: what it shows, and every operator action, each confirmed, timelined and audited."""
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from streamlit.testing.v1 import AppTest
+
+from engine.actions import Actor, edit_draft
+from engine.enums import ActionState, Role, TicketStatus
+from engine.models import Action, AuditEntry, OutboxMessage, Ticket, TimelineEvent
+from engine.settings import Settings
+from tests.engine.test_pipeline import new_ticket
+from tests.pages.conftest import open_page, texts
+from tests.pages.seed import drafted, escalated, scored
+
+TICKET = "pages/2_Ticket.py"
+
+
+def click(at: AppTest, label: str) -> AppTest:
+    [button] = [b for b in at.button if b.label == label]
+    return button.click().run()
+
+
+def events(factory: sessionmaker[Session], ticket_id: int) -> list[str]:
+    with factory() as session:
+        return list(session.scalars(select(TimelineEvent.type).where(TimelineEvent.ticket_id == ticket_id)))
+
+
+def audited(factory: sessionmaker[Session]) -> list[str]:
+    with factory() as session:
+        return list(session.scalars(select(AuditEntry.action).where(AuditEntry.action != "sign_in")))
+
+
+def test_shows_conversation_timeline_evidence_score_and_draft(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    ticket_id, _ = drafted(session_factory, app, subject="VPN drops every hour")
+    scored(session_factory, ticket_id)
+    at = open_page(TICKET, id=str(ticket_id))
+    assert not at.exception
+    assert at.title[0].value == f"TCKT-{ticket_id} · VPN drops every hour"
+    assert [tab.label for tab in at.tabs] == [
+        "Conversation",
+        "Timeline",
+        "Evidence",
+        "Escalation score",
+        "Attachments",
+        "Outgoing mail",
+    ]
+    timeline, evidence = at.dataframe[0].value, at.dataframe[1].value
+    assert {"received", "analysed", "action_proposed"} <= set(timeline["event"])
+    assert evidence.iloc[0]["title"] == "vpn.md"
+    assert "**11.0** against threshold **70** → **stay automated**" in texts(at)
+    assert at.get("plotly_chart")
+    assert at.text_area[0].value == "1. Restart the VPN client."
+    assert at.metric[2].value == "50%"
+
+
+def test_a_fresh_ticket_says_there_is_no_analysis_yet(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id = new_ticket(session_factory, app)
+    at = open_page(TICKET, id=str(ticket_id))
+    assert "No analysis yet" in texts(at)
+    assert "No escalation score yet" in texts(at)
+    assert "No draft awaiting approval." in texts(at)
+
+
+def test_approve_and_send_asks_first_then_queues_the_draft(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    ticket_id, action_id = drafted(session_factory, app)
+    at = click(open_page(TICKET, id=str(ticket_id)), "Approve and send")
+    assert "Send this draft to user" in texts(at)
+    with session_factory() as session:
+        assert session.get(Action, action_id).state == ActionState.AWAITING_APPROVAL
+    at = click(at, "Confirm and send")
+    assert "Sent: done. It is in the timeline and the audit log." in texts(at)
+    with session_factory() as session:
+        [sent] = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "resolution")).all()
+        assert sent.body_text == "1. Restart the VPN client." and not sent.automated
+        assert session.get(Ticket, ticket_id).status == TicketStatus.RESOLVED
+    assert "approved" in events(session_factory, ticket_id)
+    assert "approve_draft" in audited(session_factory)
+
+
+def test_edit_then_send_sends_the_edited_text(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id, action_id = drafted(session_factory, app)
+    at = open_page(TICKET, id=str(ticket_id))
+    at.text_area(key=f"draft_body_{action_id}_1").input("1. Reinstall the VPN client.").run()
+    at = click(click(at, "Send edited"), "Confirm and send")
+    with session_factory() as session:
+        assert session.get(Action, action_id).version == 2
+        body = session.scalar(select(OutboxMessage.body_text).where(OutboxMessage.kind == "resolution"))
+        assert body == "1. Reinstall the VPN client."
+    assert {"edited", "approved"} <= set(events(session_factory, ticket_id))
+    assert {"edit_draft", "approve_draft"} <= set(audited(session_factory))
+
+
+def test_save_edit_keeps_the_new_version_waiting(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id, action_id = drafted(session_factory, app)
+    at = open_page(TICKET, id=str(ticket_id))
+    at.text_area(key=f"draft_body_{action_id}_1").input("Try the other cable.").run()
+    at = click(at, "Save edit")
+    assert at.text_area(key=f"draft_body_{action_id}_2").value == "Try the other cable."
+    with session_factory() as session:
+        assert session.get(Action, action_id).state == ActionState.AWAITING_APPROVAL
+        assert session.scalar(select(OutboxMessage.id).where(OutboxMessage.kind == "resolution")) is None
+
+
+def test_a_draft_changed_by_someone_else_is_not_sent(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id, action_id = drafted(session_factory, app)
+    at = click(open_page(TICKET, id=str(ticket_id)), "Approve and send")
+    with session_factory.begin() as session:
+        edit_draft(session, Actor("lee", Role.LEAD), action_id, 1, subject="s", body="Lee's version")
+    at = click(at, "Confirm and send")
+    assert "The draft changed since you looked at it, nothing was sent" in texts(at)
+    with session_factory() as session:
+        assert session.scalar(select(OutboxMessage.id).where(OutboxMessage.kind == "resolution")) is None
+
+
+def test_reject_with_a_reason_escalates(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id, action_id = drafted(session_factory, app)
+    at = open_page(TICKET, id=str(ticket_id))
+    at.text_input(key=f"reject_reason_{action_id}").input("wrong product").run()
+    at = click(at, "Reject draft")
+    assert "Rejected: done." in texts(at)
+    with session_factory() as session:
+        assert session.get(Action, action_id).reason == "wrong product"
+        assert session.get(Ticket, ticket_id).status == TicketStatus.ESCALATED
+    assert "reject_draft" in audited(session_factory)
+
+
+def test_take_over_and_reanalyse(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id, action_id = drafted(session_factory, app)
+    at = click(open_page(TICKET, id=str(ticket_id)), "Take over")
+    assert "ann has taken this ticket over: automation is stopped for it." in texts(at)
+    with session_factory() as session:
+        assert session.get(Ticket, ticket_id).taken_over_by == "ann"
+        assert session.get(Action, action_id).state == ActionState.VOIDED
+    at = click(at, "Re-analyse")
+    with session_factory() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket.taken_over_by is None and ticket.pending_since is not None
+    assert {"taken_over", "reanalysis_requested"} <= set(events(session_factory, ticket_id))
+
+
+def test_override_to_escalate_with_team_and_priority(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id, action_id = drafted(session_factory, app)
+    at = open_page(TICKET, id=str(ticket_id))
+    at.radio(key="override_decision").set_value("escalate")
+    at.selectbox(key="override_team").set_value("Service Desk")
+    at.selectbox(key="override_priority").set_value("high")
+    at.text_input(key="override_reason").input("VIP customer")
+    at = click(click(at, "Override…"), "Confirm")
+    assert "Decision overridden: done." in texts(at)
+    with session_factory() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert (ticket.status, ticket.priority, ticket.team) == (TicketStatus.ESCALATED, "high", "Service Desk")
+        assert session.get(Action, action_id).state == ActionState.VOIDED
+    assert {"overridden", "assigned"} <= set(events(session_factory, ticket_id))
+    assert "override_decision" in audited(session_factory)
+
+
+def test_override_to_resolve_needs_a_message(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id = escalated(session_factory, app)
+    at = open_page(TICKET, id=str(ticket_id))
+    at.radio(key="override_decision").set_value("resolve")
+    at.text_input(key="override_reason").input("known fix")
+    at = click(click(at, "Override…"), "Confirm")
+    assert "to resolve, write the message the customer receives" in texts(at)
+    at.text_area(key="override_body").input("Restart the router.")
+    at = click(click(at, "Override…"), "Confirm")
+    with session_factory() as session:
+        assert session.get(Ticket, ticket_id).status == TicketStatus.RESOLVED
+        assert session.scalar(select(OutboxMessage.body_text).where(OutboxMessage.kind == "resolution")) == (
+            "Restart the router."
+        )
+
+
+def test_manual_reply_goes_through_the_outbox(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id = escalated(session_factory, app)
+    at = open_page(TICKET, id=str(ticket_id))
+    at.text_area(key="reply_body").input("I will call you at 3pm.")
+    at = click(click(at, "Send reply…"), "Confirm and send")
+    assert "Reply sent: done." in texts(at)
+    with session_factory() as session:
+        reply = session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "manual_reply"))
+        assert reply.body_text == "I will call you at 3pm." and f"TCKT-{ticket_id}" in reply.subject
+    assert "manual_reply" in events(session_factory, ticket_id)
+
+
+def test_assign_resolve_and_close(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id = escalated(session_factory, app)
+    at = open_page(TICKET, id=str(ticket_id))
+    at.selectbox(key="ticket_assign_priority").set_value("critical")
+    at = click(at, "Assign")
+    at = click(at, "Mark resolved")
+    at = click(at, "Close")
+    with session_factory() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert (ticket.priority, ticket.status) == ("critical", TicketStatus.CLOSED)
+    assert {"assign", "set_status"} <= set(audited(session_factory))
+
+
+def test_a_viewer_can_read_but_every_action_is_disabled(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id, action_id = drafted(session_factory, app)
+    at = open_page(TICKET, "vic", id=str(ticket_id))
+    assert at.title[0].value.startswith(f"TCKT-{ticket_id}")
+    for label in ("Approve and send", "Take over", "Re-analyse", "Mark resolved", "Close", "Assign", "Override…"):
+        [button] = [b for b in at.button if b.label == label]
+        assert button.disabled, label
+    with session_factory() as session:
+        assert session.get(Action, action_id).state == ActionState.AWAITING_APPROVAL
+
+
+def test_ticket_text_is_never_markup(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id = new_ticket(
+        session_factory, app, subject="**urgent** [click](http://evil.example) <img src=x>", body="<script>x</script>"
+    )
+    at = open_page(TICKET, id=str(ticket_id))
+    assert r"\*\*urgent\*\* \[click\]\(http\:" in at.title[0].value
+    assert "<script>x</script>" in [text.value for text in at.text]

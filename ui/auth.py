@@ -1,0 +1,136 @@
+"""The sign-in gate every page passes before it shows data: built-in accounts, optional OIDC through `st.login`.
+
+The browser session holds only the username, the role and when it was last active; the role is read again
+from the database on every page run, so a demotion or deactivation applies at once.
+"""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from engine.actions import RANK, Actor
+from engine.auth import authenticate, current_actor, sso_actor
+from engine.db import transaction
+from engine.enums import Role
+from engine.runtime import Runtime
+from ui.runtime import app_runtime
+
+SESSION_KEY = "auth_user"
+NOTICE_KEY = "auth_notice"
+
+
+def sso_configured() -> bool:
+    """OpenID Connect is on when `.streamlit/secrets.toml` has an [auth] section."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all is the common case
+        return False
+
+
+def _expired(runtime: Runtime) -> bool:
+    user = st.session_state.get(SESSION_KEY)
+    if not user:
+        return False
+    return time.time() - user["last_seen"] > runtime.settings.DASHBOARD_SESSION_IDLE_MINUTES * 60
+
+
+def sign_out(notice: str = "") -> None:
+    st.session_state.pop(SESSION_KEY, None)
+    if notice:
+        st.session_state[NOTICE_KEY] = notice
+
+
+def _remember(actor: Actor, method: str) -> None:
+    st.session_state[SESSION_KEY] = {
+        "username": actor.username,
+        "role": actor.role.value,
+        "method": method,
+        "last_seen": time.time(),
+    }
+
+
+def _sign_in_form(runtime: Runtime) -> None:
+    st.title("No-Touch Support")
+    st.caption("Sign in to see the support desk.")
+    if notice := st.session_state.pop(NOTICE_KEY, None):
+        st.info(notice)
+    left, _ = st.columns([2, 3])
+    with left.form("sign_in"):
+        username = st.text_input("Username", key="sign_in_username")
+        password = st.text_input("Password", type="password", key="sign_in_password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        with transaction(runtime.factory) as session:
+            result = authenticate(session, runtime.settings, username, password)
+        if result.actor is None:
+            left.error(result.error or "Sign-in failed.")
+        else:
+            _remember(result.actor, "password")
+            st.rerun()
+    if sso_configured():
+        left.divider()
+        if left.button("Sign in with single sign-on", key="sign_in_sso"):
+            st.login()
+
+
+def _sso_user(runtime: Runtime) -> Actor | None:
+    if not sso_configured() or not st.user.is_logged_in:
+        return None
+    with transaction(runtime.factory) as session:
+        result = sso_actor(session, runtime.settings, str(st.user.get("email") or ""), str(st.user.get("name") or ""))
+    if result.actor is None:
+        st.error(result.error or "Single sign-on was refused.")
+        st.stop()
+    _remember(result.actor, "sso")
+    return result.actor
+
+
+def session_alive() -> bool:
+    """For live fragments: False (and the page reloads to the sign-in form) once the session is idle too long."""
+    if st.session_state.get(SESSION_KEY) and not _expired(app_runtime()):
+        return True
+    st.rerun()
+    return False
+
+
+def require_signed_in(min_role: Role = Role.VIEWER) -> Actor:
+    """The signed-in operator with at least `min_role`; otherwise the sign-in form or a refusal, and stop."""
+    runtime = app_runtime()
+    if _expired(runtime):
+        sign_out(f"You were signed out after {runtime.settings.DASHBOARD_SESSION_IDLE_MINUTES:g} minutes idle.")
+    user = st.session_state.get(SESSION_KEY)
+    actor: Actor | None = None
+    if user:
+        with runtime.factory() as session:
+            actor = current_actor(session, user["username"])
+        if actor is None:
+            sign_out("Your account is no longer active.")
+    if actor is None:
+        actor = _sso_user(runtime)
+    if actor is None:
+        _sign_in_form(runtime)
+        st.stop()
+    assert actor is not None
+    _remember(actor, st.session_state[SESSION_KEY]["method"] if user else "sso")
+    _sidebar(actor)
+    if RANK[actor.role] < RANK[min_role]:
+        st.error(f"This page needs the {min_role.value} role or above; you are signed in as {actor.role.value}.")
+        st.stop()
+    return actor
+
+
+def _sidebar(actor: Actor) -> None:
+    with st.sidebar:
+        st.caption(f"Signed in as **{actor.username}** · {actor.role.value}")
+        if st.button("Sign out", key="sign_out"):
+            method = st.session_state.get(SESSION_KEY, {}).get("method")
+            sign_out("You are signed out.")
+            if method == "sso":
+                st.logout()
+            st.rerun()
+
+
+def allowed(actor: Actor, role: Role) -> bool:
+    return RANK[actor.role] >= RANK[role]

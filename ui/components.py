@@ -1,0 +1,73 @@
+"""Small pieces every page shares: page setup, safe text, formatting, the one-shot notice after an action."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+import streamlit as st
+
+from engine.actions import Actor
+from engine.enums import Role
+from engine.models import utcnow
+from engine.runtime import Runtime
+from ui.auth import allowed, require_signed_in
+from ui.runtime import app_runtime
+
+FLASH_KEY = "flash"
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+STATUS_COLOUR = {
+    "New": "blue",
+    "Analyzing": "violet",
+    "AwaitingApproval": "orange",
+    "AwaitingCustomer": "gray",
+    "Escalated": "red",
+    "Resolved": "green",
+    "Closed": "gray",
+}
+
+
+def page(title: str, min_role: Role = Role.VIEWER) -> tuple[Runtime, Actor]:
+    """Configure the page, open the runtime and pass the sign-in gate: the first lines of every page."""
+    st.set_page_config(page_title=f"{title} · No-Touch Support", page_icon="🎫", layout="wide")
+    runtime = app_runtime()
+    actor = require_signed_in(min_role)
+    return runtime, actor
+
+
+def plain(text: str | None) -> str:
+    """User-supplied text made inert for markdown labels: no links, images, emphasis, colours or maths."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", (text or "").replace("\n", " "))
+
+
+def status_badge(status: str) -> str:
+    return f":{STATUS_COLOUR.get(status, 'gray')}-badge[{status}]"
+
+
+def ago(moment: datetime | None) -> str:
+    if moment is None:
+        return "—"
+    seconds = (utcnow() - moment).total_seconds()
+    if seconds < 90:
+        return "just now"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h ago"
+    return f"{seconds / 86400:.0f} days ago"
+
+
+def flash(message: str, kind: str = "success") -> None:
+    """Show `message` once, after the rerun that follows an action."""
+    st.session_state[FLASH_KEY] = (kind, message)
+
+
+def show_flash() -> None:
+    if entry := st.session_state.pop(FLASH_KEY, None):
+        kind, message = entry
+        {"success": st.success, "error": st.error, "warning": st.warning}.get(kind, st.info)(message)
+
+
+def role_hint(actor: Actor, role: Role) -> str | None:
+    """The tooltip on a control the operator's role does not allow."""
+    return None if allowed(actor, role) else f"Needs the {role.value} role; you are {actor.role.value}."
