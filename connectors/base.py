@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from engine.ingest import TicketIn
 
@@ -82,4 +82,30 @@ class MailTransport(Protocol):
 
     def was_delivered(self, message_id: str) -> bool | None:
         """Whether the provider already has `message_id`: True, False, or None when it cannot tell."""
+        ...
+
+
+@dataclass(frozen=True)
+class SourceUpdate:
+    """One decision about a ticket, to be written back to the system the ticket came from.
+
+    `note` adds a work note or comment; `status` moves the source record (and, when escalating, its
+    assignment group; when resolving, its close notes).
+    """
+
+    event_id: int
+    external_id: str
+    kind: Literal["note", "status"]
+    text: str
+    status: str | None = None
+    team: str | None = None
+    resolution: str | None = None
+
+
+@runtime_checkable
+class SyncBack(Protocol):
+    name: str
+
+    def push(self, update: SourceUpdate) -> None:
+        """Apply `update` at the source or raise ConnectorError; the sync cursor moves past it only on return."""
         ...

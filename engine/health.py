@@ -48,6 +48,9 @@ def health_report(runtime: Runtime) -> dict[str, Any]:
     }
     checks["mail_transport"] = {"status": "configured", "transport": runtime.transport.name}
     checks["sources"] = {"configured": [source.name for source in runtime.sources]}
+    checks["connectors"] = _connectors(runtime)
+    if checks["connectors"]["failing"]:
+        degrade("degraded")
     checks["resources"] = _resources(runtime)
     if checks["resources"]["status"] != "healthy":
         degrade("degraded")
@@ -91,6 +94,28 @@ def _jobs(session: Any) -> dict[str, Any]:
         if not row.last_ok and row.last_finished_at and row.last_finished_at > recent
     ]
     return {"failing": failing, "runs": jobs}
+
+
+def _connectors(runtime: Runtime) -> dict[str, Any]:
+    """Each configured connector's last poll, last error and backlog (no vendor is called from here)."""
+    from connectors.health import check_connectors
+
+    statuses = [status for status in check_connectors(runtime.settings) if status.configured or status.last_error]
+    return {
+        "failing": [s.name for s in statuses if s.reachable is False or s.authenticated is False],
+        "connectors": [
+            {
+                "name": s.name,
+                "configured": s.configured,
+                "reachable": s.reachable,
+                "authenticated": s.authenticated,
+                "last_poll": s.last_poll.isoformat() if s.last_poll else None,
+                "last_error": s.last_error,
+                "backlog": s.backlog,
+            }
+            for s in statuses
+        ],
+    }
 
 
 def _resources(runtime: Runtime) -> dict[str, Any]:

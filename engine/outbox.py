@@ -377,4 +377,8 @@ def make_transport(settings: Settings) -> MailTransport:
         from connectors.smtp import SmtpTransport
 
         return SmtpTransport(settings)
+    if settings.OUTBOX_TRANSPORT == "mailgun":
+        from connectors.mailgun import MailgunTransport
+
+        return MailgunTransport(settings)
     return DatabaseTransport()

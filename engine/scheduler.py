@@ -10,23 +10,31 @@ from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from engine.jobs import poll_source, run_job
+from connectors.base import TicketSource
+from connectors.demo import seed_demo_knowledge
+from engine.jobs import index_knowledge, poll_source, run_job
 from engine.models import utcnow
 from engine.outbox import deliver_outbox
 from engine.pipeline import process_pending
 from engine.runtime import Runtime
+from engine.sync import poll_mailgun_events, sync_back
 
 
 def engine_jobs(runtime: Runtime) -> dict[str, tuple[float, Callable[[], object]]]:
     """Each job's name, interval and zero-argument callable."""
     settings = runtime.settings
     jobs: dict[str, tuple[float, Callable[[], object]]] = {}
+    intervals = {
+        "demo": settings.DEMO_FEED_INTERVAL_SECONDS,
+        "servicenow": settings.SNOW_POLL_INTERVAL_SECONDS,
+        "jira": settings.JIRA_POLL_INTERVAL_SECONDS,
+        "outlook": settings.MS_GRAPH_POLL_INTERVAL_SECONDS,
+        "imap": settings.IMAP_POLL_INTERVAL_SECONDS,
+    }
     for source in runtime.sources:
-        interval = settings.DEMO_FEED_INTERVAL_SECONDS if source.name == "demo" else settings.POLL_INTERVAL_SECONDS
-        jobs[f"poll_{source.name}"] = (
-            interval,
-            lambda source=source: poll_source(runtime.engine, runtime.factory, settings, source),
-        )
+        interval = intervals.get(source.name, settings.POLL_INTERVAL_SECONDS)
+        jobs[f"poll_{source.name}"] = (interval, lambda source=source: _poll(runtime, source))
+    jobs["reindex"] = (settings.KB_INDEX_INTERVAL_SECONDS, lambda: index_knowledge(runtime.factory, settings))
     jobs["process_pending"] = (
         settings.PROCESS_INTERVAL_SECONDS,
         lambda: process_pending(runtime.factory, settings, runtime.analyser, worker=runtime.worker),
@@ -35,7 +43,24 @@ def engine_jobs(runtime: Runtime) -> dict[str, tuple[float, Callable[[], object]
         settings.OUTBOX_INTERVAL_SECONDS,
         lambda: deliver_outbox(runtime.factory, settings, runtime.transport),
     )
+    if runtime.delivery_events is not None:
+        jobs["poll_mailgun_events"] = (
+            settings.MAILGUN_EVENTS_INTERVAL_SECONDS,
+            lambda: poll_mailgun_events(runtime.engine, runtime.factory, runtime.delivery_events),
+        )
+    if settings.SYNC_BACK_ENABLED and runtime.sync_targets:
+        jobs["sync_back"] = (
+            settings.SYNC_BACK_INTERVAL_SECONDS,
+            lambda: sync_back(runtime.engine, runtime.factory, settings, runtime.sync_targets),
+        )
     return jobs
+
+
+def _poll(runtime: Runtime, source: TicketSource) -> dict[str, int]:
+    """Poll one source; the demo feed first puts its articles in the knowledge base, so its tickets get answers."""
+    if source.name == "demo":
+        seed_demo_knowledge(runtime.factory, runtime.settings)
+    return poll_source(runtime.engine, runtime.factory, runtime.settings, source)
 
 
 def run_all_once(runtime: Runtime) -> dict[str, object]:

@@ -1,0 +1,288 @@
+"""Outlook / Microsoft 365 mailbox through Microsoft Graph: a delta query over one folder, app-only auth via msal.
+
+The cursor is the `@odata.nextLink` or `@odata.deltaLink` Graph hands back, so each message is read
+once and a restart resumes mid-round. New conversations become tickets; replies thread onto theirs by
+`TCKT-<id>`, In-Reply-To/References or conversationId (ingest decides). Processed messages are marked
+read after their page is committed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import msal
+import requests
+from pydantic import ValidationError
+
+from connectors.base import PolledPage, RejectedItem
+from connectors.http import (
+    AuthenticationError,
+    ConnectorError,
+    HttpClient,
+    MalformedResponseError,
+    UnreachableError,
+    VerifyingSession,
+    breaker_from_settings,
+    policy_from_settings,
+    verify_setting,
+)
+from engine.ingest import AttachmentIn, TicketIn
+from engine.settings import ConfigurationError, Settings
+
+log = logging.getLogger(__name__)
+NAME = "outlook"
+SELECT = (
+    "id,subject,body,from,sender,receivedDateTime,lastModifiedDateTime,conversationId,internetMessageId,"
+    "internetMessageHeaders,hasAttachments,isRead"
+)
+THREAD_HEADERS = (
+    "in-reply-to", "references", "auto-submitted", "precedence", "x-autoreply", "x-auto-response-suppress",
+    "list-id", "x-loop", "return-path",
+)
+
+
+def configuration_problems(settings: Settings) -> list[str]:
+    problems = []
+    for name in ("MS_GRAPH_CLIENT_ID", "MS_GRAPH_TENANT_ID", "MS_GRAPH_MAILBOX"):
+        if not getattr(settings, name):
+            problems.append(f"{name}: not set")
+    if not settings.MS_GRAPH_CLIENT_SECRET.get_secret_value():
+        problems.append("MS_GRAPH_CLIENT_SECRET: not set (Azure portal → App registrations → Certificates & secrets)")
+    if settings.MS_GRAPH_MAILBOX and "@" not in settings.MS_GRAPH_MAILBOX:
+        problems.append("MS_GRAPH_MAILBOX: must be the mailbox address, e.g. support@company.com")
+    if urlsplit(settings.MS_GRAPH_AUTHORITY_HOST).scheme != "https":
+        problems.append("MS_GRAPH_AUTHORITY_HOST: must be an https URL (msal accepts no other)")
+    return problems
+
+
+def is_configured(settings: Settings) -> bool:
+    return bool(settings.MS_GRAPH_CLIENT_ID or settings.MS_GRAPH_MAILBOX)
+
+
+class GraphToken(requests.auth.AuthBase):
+    """Bearer auth from msal's client-credentials flow; msal caches the token and renews it before expiry."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.scope = [f"{_resource(settings.MS_GRAPH_BASE_URL)}/.default"]
+        self._app: msal.ConfidentialClientApplication | None = None
+
+    @property
+    def app(self) -> msal.ConfidentialClientApplication:
+        """Built on first use: msal fetches the tenant's OpenID configuration in its constructor."""
+        if self._app is None:
+            settings = self.settings
+            try:
+                self._app = msal.ConfidentialClientApplication(
+                    settings.MS_GRAPH_CLIENT_ID,
+                    client_credential=settings.MS_GRAPH_CLIENT_SECRET.get_secret_value(),
+                    authority=f"{settings.MS_GRAPH_AUTHORITY_HOST.rstrip('/')}/{settings.MS_GRAPH_TENANT_ID}",
+                    http_client=VerifyingSession(verify_setting(settings)),
+                    instance_discovery=settings.MS_GRAPH_AUTHORITY_HOST == "https://login.microsoftonline.com",
+                    timeout=(settings.CONNECTOR_CONNECT_TIMEOUT_SECONDS, settings.CONNECTOR_READ_TIMEOUT_SECONDS),
+                )
+            except ValueError:
+                raise AuthenticationError(
+                    NAME, f"tenant {settings.MS_GRAPH_TENANT_ID!r} not found at {settings.MS_GRAPH_AUTHORITY_HOST} "
+                    "(check MS_GRAPH_TENANT_ID)"
+                ) from None
+            except requests.RequestException:
+                host = urlsplit(settings.MS_GRAPH_AUTHORITY_HOST).netloc
+                raise UnreachableError(NAME, f"{host} unreachable", retryable=True) from None
+        return self._app
+
+    def token(self) -> str:
+        try:
+            result = self.app.acquire_token_for_client(scopes=self.scope)
+        except requests.RequestException:
+            raise UnreachableError(NAME, "token endpoint unreachable", retryable=True) from None
+        if "access_token" not in result:
+            description = str(result.get("error_description", "")).splitlines()[0][:200]
+            raise AuthenticationError(
+                NAME, f"token request refused: {result.get('error')}: {description} "
+                "(check MS_GRAPH_CLIENT_ID, MS_GRAPH_CLIENT_SECRET and MS_GRAPH_TENANT_ID)"
+            )
+        return str(result["access_token"])
+
+    def forget(self) -> None:
+        """Drop the cached token, e.g. after Graph answered 401 to it."""
+        if self._app is not None:
+            self._app.remove_tokens_for_client()
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token()}"
+        return request
+
+
+def _resource(base_url: str) -> str:
+    parts = urlsplit(base_url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class GraphMailSource:
+    """Polls one mailbox folder with a delta query; the cursor is Graph's own next/delta link."""
+
+    name = NAME
+
+    def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        if problems := configuration_problems(settings):
+            raise ConfigurationError("Microsoft Graph — " + "; ".join(problems))
+        self.mailbox = settings.MS_GRAPH_MAILBOX
+        self.folder = settings.MS_GRAPH_FOLDER
+        self.page_size = settings.CONNECTOR_PAGE_SIZE
+        self.max_attachment_bytes = settings.MAX_ATTACHMENT_BYTES
+        self.auth = GraphToken(settings)
+        self.http = HttpClient(
+            NAME,
+            settings.MS_GRAPH_BASE_URL,
+            policy=policy_from_settings(settings),
+            auth=self.auth,
+            headers={"Prefer": f'IdType="ImmutableId", odata.maxpagesize={self.page_size}'},
+            verify=verify_setting(settings),
+            sleep=sleep,
+            breaker=breaker_from_settings(NAME, settings),
+        )
+
+    @property
+    def _user(self) -> str:
+        return f"users/{quote(self.mailbox)}"
+
+    def call(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
+        """One Graph call; a 401 once drops the cached token and tries again with a fresh one."""
+        try:
+            return self.http.request(method, path_or_url, **kwargs)
+        except AuthenticationError as error:
+            if error.status != 401:
+                raise
+            self.auth.forget()
+            return self.http.request(method, path_or_url, **kwargs)
+
+    def poll(self, cursor: str | None) -> Iterator[PolledPage]:
+        url = cursor or f"{self._user}/mailFolders/{quote(self.folder)}/messages/delta?$select={SELECT}"
+        while True:
+            try:
+                body = json.loads(self.call("GET", url).content.decode("utf-8", errors="replace"))
+            except ValueError:
+                raise MalformedResponseError(NAME, "delta answer is not JSON") from None
+            except ConnectorError as error:
+                if error.status == 410 and cursor:
+                    log.warning("%s delta link expired; starting a new round", NAME)
+                    yield from self.poll(None)
+                    return
+                raise
+            if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+                raise MalformedResponseError(NAME, "delta answer has no `value` list")
+            next_link = body.get("@odata.nextLink")
+            resume = next_link or body.get("@odata.deltaLink")
+            items, rejected, processed = self._read(body["value"])
+            if items or rejected or resume != url:
+                yield PolledPage(items=items, cursor=resume, rejected=rejected)
+            self._mark_read(processed)
+            if not next_link:
+                return
+            url = next_link
+
+    def _read(self, values: list[Any]) -> tuple[list[TicketIn], list[RejectedItem], list[str]]:
+        items, rejected, processed = [], [], []
+        for message in values:
+            if not isinstance(message, dict) or "@removed" in message or not message.get("id"):
+                continue
+            try:
+                items.append(self.to_ticket_in(message))
+                if not message.get("isRead"):  # marking a read message again would echo it back in every round
+                    processed.append(str(message["id"]))
+            except (ValueError, ValidationError, KeyError, TypeError, ConnectorError) as error:
+                rejected.append(
+                    RejectedItem(str(message.get("id")), f"{NAME} message: {error}"[:2000],
+                                 json.dumps(message, default=str)[:100_000])
+                )
+        return items, rejected, processed
+
+    def to_ticket_in(self, message: dict[str, Any]) -> TicketIn:
+        """One Graph message as a source item: vendor ids for threading, real timestamps, its attachments."""
+        sender = (message.get("from") or message.get("sender") or {}).get("emailAddress") or {}
+        if not sender.get("address"):
+            raise ValueError("message has no sender address")
+        headers = {
+            str(h.get("name")).lower(): str(h.get("value"))
+            for h in message.get("internetMessageHeaders") or []
+            if isinstance(h, dict) and str(h.get("name")).lower() in THREAD_HEADERS
+        }
+        body = message.get("body") or {}
+        text = str(body.get("content") or "")
+        if str(body.get("contentType", "")).lower() == "html":
+            text = html_to_text(text)
+        attachments, notes = self._attachments(message) if message.get("hasAttachments") else ([], [])
+        stamp = message.get("lastModifiedDateTime") or message.get("receivedDateTime")
+        return TicketIn(
+            source=NAME,
+            external_id=str(message["id"]),
+            kind="email",
+            requester_email=str(sender["address"]),
+            requester_name=sender.get("name"),
+            subject=str(message.get("subject") or ""),
+            body=text,
+            updated_at=parse_graph_time(str(stamp)) if stamp else None,
+            thread_id=message.get("conversationId"),
+            message_id=message.get("internetMessageId"),
+            in_reply_to=headers.get("in-reply-to"),
+            references=headers.get("references", "").split(),
+            headers={key.title(): value for key, value in headers.items()},
+            attachments=attachments,
+            additional_info={NAME: {"skipped_attachments": notes}} if notes else {},
+        )
+
+    def _attachments(self, message: dict[str, Any]) -> tuple[list[AttachmentIn], list[str]]:
+        """File attachments and inline images as bytes; item and reference attachments are noted and skipped."""
+        response = self.call("GET", f"{self._user}/messages/{quote(str(message['id']))}/attachments")
+        try:
+            values = json.loads(response.content)["value"]
+        except (ValueError, KeyError, TypeError):
+            raise MalformedResponseError(NAME, "attachments answer has no `value` list") from None
+        files, notes = [], []
+        for attachment in values:
+            kind = str(attachment.get("@odata.type", ""))
+            name = str(attachment.get("name") or "attachment")[:500]
+            if kind != "#microsoft.graph.fileAttachment":
+                notes.append(f"{name}: {kind.rsplit('.', 1)[-1] or 'unknown'} not imported")
+                continue
+            if int(attachment.get("size") or 0) > self.max_attachment_bytes or not attachment.get("contentBytes"):
+                notes.append(f"{name}: too large or empty, not imported")
+                continue
+            try:
+                data = base64.b64decode(attachment["contentBytes"], validate=True)
+            except (binascii.Error, ValueError):
+                notes.append(f"{name}: content is not valid base64")
+                continue
+            files.append(AttachmentIn(filename=name, content_type=attachment.get("contentType"), data=data))
+        return files, notes
+
+    def _mark_read(self, message_ids: list[str]) -> None:
+        """After the page is committed: flag each message read, so people see what the desk took in."""
+        for message_id in message_ids:
+            try:
+                self.call("PATCH", f"{self._user}/messages/{quote(message_id)}", json={"isRead": True})
+            except ConnectorError as error:
+                log.warning("could not mark %s message as read: %s", NAME, error)
+
+    def ping(self) -> None:
+        self.call("GET", f"{self._user}/mailFolders/{quote(self.folder)}", params={"$select": "id"})
+
+
+def parse_graph_time(value: str) -> datetime:
+    """Graph's ISO 8601 UTC timestamps (`2024-01-31T10:00:00Z`, sometimes with fractions)."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def html_to_text(html: str) -> str:
+    from bs4 import BeautifulSoup
+
+    return BeautifulSoup(html, "html.parser").get_text("\n").strip()

@@ -1,0 +1,382 @@
+"""What every HTTP connector shares: timeouts, retries with backoff, Retry-After, a circuit breaker, safe errors.
+
+Written once so each vendor module only says which paths to call and how to read the answers. Errors
+name the connector, the method and the path, never a query string, header or body that could carry a
+secret: SerpAPI takes its key in the query, and requests' own exceptions print whole URLs.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+REJECTED_BEFORE_PROCESSING = frozenset({429, 503})
+MAX_JSON_BYTES = 50 * 1024 * 1024
+
+
+class ConnectorError(RuntimeError):
+    """A call to an outside system failed; the message says which connector and what to do, never a secret."""
+
+    def __init__(
+        self,
+        connector: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        not_sent: bool = False,
+    ) -> None:
+        super().__init__(f"{connector}: {message}")
+        self.not_sent = not_sent
+        self.connector = connector
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class AuthenticationError(ConnectorError):
+    """401/403: the credentials are wrong or lack a permission; retrying will not help."""
+
+
+class NotFoundError(ConnectorError):
+    """404: the record or the endpoint does not exist (a wrong base URL looks like this too)."""
+
+
+class UnreachableError(ConnectorError):
+    """No answer at all: DNS, refused connection, TLS failure or timeout."""
+
+
+class MalformedResponseError(ConnectorError):
+    """The server answered 2xx with something we cannot read."""
+
+
+class CircuitOpenError(ConnectorError):
+    """Calls are paused after repeated failures, so one dead source does not hold up the engine."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try one call: attempts in total, exponential backoff with jitter, Retry-After up to a cap."""
+
+    attempts: int = 4
+    backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 60.0
+    max_retry_after_seconds: float = 300.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout, self.read_timeout)
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before attempt `attempt + 1`: the server's Retry-After when given, else backoff."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after_seconds)
+        base = min(self.backoff_seconds * 2 ** (attempt - 1), self.max_backoff_seconds)
+        return base * (0.5 + random.random() / 2)
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+
+
+@dataclass
+class CircuitBreaker:
+    """Closed → open after `threshold` failed calls in a row → half-open after `reset_seconds` → closed on success."""
+
+    name: str
+    threshold: int = 5
+    reset_seconds: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    failures: int = 0
+    opened_at: float | None = None
+    last_error: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half-open" if self.clock() - self.opened_at >= self.reset_seconds else "open"
+
+    def before_call(self) -> None:
+        with self._lock:
+            if self.state == "open":
+                assert self.opened_at is not None
+                wait = self.reset_seconds - (self.clock() - self.opened_at)
+                raise CircuitOpenError(
+                    self.name,
+                    f"paused for {wait:.0f}s more after {self.failures} failed calls in a row "
+                    f"(last: {self.last_error})",
+                    retryable=True,
+                    retry_after=wait,
+                )
+
+    def record_success(self) -> None:
+        with self._lock:
+            self.failures = 0
+            self.opened_at = None
+            self.last_error = None
+
+    def record_failure(self, error: str) -> None:
+        with self._lock:
+            self.failures += 1
+            self.last_error = error[:300]
+            if self.failures >= self.threshold or self.opened_at is not None:
+                self.opened_at = self.clock()
+
+
+_breakers: dict[str, CircuitBreaker] = {}
+_breakers_guard = threading.Lock()
+
+
+def breaker_for(name: str, *, threshold: int = 5, reset_seconds: float = 60.0) -> CircuitBreaker:
+    """The process-wide breaker of one connector, shared by its poller, write-back and health check."""
+    with _breakers_guard:
+        breaker = _breakers.get(name)
+        if breaker is None:
+            breaker = _breakers[name] = CircuitBreaker(name, threshold=threshold, reset_seconds=reset_seconds)
+        return breaker
+
+
+def reset_breakers() -> None:
+    """Forget every breaker's state (tests, and the Settings page after a configuration change)."""
+    with _breakers_guard:
+        _breakers.clear()
+
+
+def call_with_retry(
+    operation: Callable[[], T],
+    *,
+    policy: RetryPolicy,
+    breaker: CircuitBreaker | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    idempotent: bool = True,
+) -> T:
+    """Run `operation`, retrying ConnectorErrors marked retryable; the breaker sees one outcome per call.
+
+    A non-idempotent call (a send) is retried only when the server said it did not process it (429/503)
+    or the connection was never made, so a retry cannot do the thing twice.
+    """
+    if breaker is not None:
+        breaker.before_call()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            result = operation()
+        except ConnectorError as error:
+            safe_to_repeat = idempotent or error.status in REJECTED_BEFORE_PROCESSING or error.not_sent
+            if error.retryable and safe_to_repeat and attempt < policy.attempts:
+                wait = policy.delay(attempt, error.retry_after)
+                log.warning("%s; attempt %s of %s, retrying in %.1fs", error, attempt, policy.attempts, wait)
+                sleep(wait)
+                continue
+            if breaker is not None and _counts_against_source(error):
+                breaker.record_failure(str(error))
+            elif breaker is not None:
+                breaker.record_success()
+            raise
+        if breaker is not None:
+            breaker.record_success()
+        return result
+
+
+def _counts_against_source(error: ConnectorError) -> bool:
+    """Only an unhealthy source opens the breaker: a 404 for one record or a 400 for one payload does not."""
+    return isinstance(error, UnreachableError | AuthenticationError | MalformedResponseError) or error.retryable
+
+
+def describe_url(url: str) -> str:
+    """Host and path only: query strings may carry keys (SerpAPI) and user data."""
+    parts = urlsplit(url)
+    return f"{parts.netloc}{parts.path}"
+
+
+def error_from_response(connector: str, method: str, response: requests.Response) -> ConnectorError:
+    """The ConnectorError a non-2xx answer means, with the vendor's own error message when it gives one."""
+    status = response.status_code
+    where = f"{method} {describe_url(response.url or '')}"
+    detail = vendor_message(response)
+    text = f"{where} answered {status}" + (f": {detail}" if detail else "")
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if status in (401, 403):
+        hint = "check the credentials" if status == 401 else "the account lacks a permission for this"
+        return AuthenticationError(connector, f"{text} ({hint})", status=status)
+    if status == 404:
+        return NotFoundError(connector, text, status=status)
+    return ConnectorError(
+        connector, text, status=status, retryable=status in RETRYABLE_STATUS, retry_after=retry_after
+    )
+
+
+def vendor_message(response: requests.Response, limit: int = 300) -> str:
+    """The error text a vendor put in its body (ServiceNow, Graph, Jira, Mailgun, SerpAPI shapes), shortened."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    candidates: list[Any] = []
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            candidates += [error.get("message"), error.get("detail"), error.get("code")]
+        candidates += [
+            error if isinstance(error, str) else None,
+            body.get("error_description"),
+            body.get("message"),
+            "; ".join(str(m) for m in body.get("errorMessages", []) if m) or None,
+        ]
+    message = next((str(value) for value in candidates if value), "")
+    return message.replace("\n", " ")[:limit]
+
+
+@dataclass
+class HttpClient:
+    """A requests session bound to one connector: base URL, auth, timeouts, retries and its breaker."""
+
+    connector: str
+    base_url: str
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    auth: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    verify: bool | str = True
+    sleep: Callable[[float], None] = time.sleep
+    breaker: CircuitBreaker | None = None
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        self.session.headers.update({"Accept": "application/json", "User-Agent": "no-touch-support/0.1"})
+        self.session.headers.update(self.headers)
+        self.session.auth = self.auth
+        self.session.verify = self.verify
+        if self.breaker is None:
+            self.breaker = breaker_for(self.connector)
+
+    def url(self, path_or_url: str) -> str:
+        return path_or_url if "://" in path_or_url else f"{self.base_url}/{path_or_url.lstrip('/')}"
+
+    def request(
+        self, method: str, path_or_url: str, *, idempotent: bool | None = None, **kwargs: Any
+    ) -> requests.Response:
+        """One call with retries; a 2xx response or a ConnectorError."""
+        url = self.url(path_or_url)
+        kwargs.setdefault("timeout", self.policy.timeout)
+        kwargs.setdefault("verify", self.verify)  # per request: REQUESTS_CA_BUNDLE would override the session's
+
+        def attempt() -> requests.Response:
+            try:
+                response = self.session.request(method, url, **kwargs)
+            except requests.exceptions.ConnectTimeout:
+                raise _unreachable(self.connector, method, url, "connection timed out", not_sent=True) from None
+            except requests.exceptions.SSLError:
+                raise _unreachable(self.connector, method, url, "TLS handshake failed", not_sent=True) from None
+            except requests.exceptions.ConnectionError as error:
+                reason = "connection reset" if "reset" in str(error).lower() else "connection failed"
+                not_sent = "refused" in str(error).lower() or "resolve" in str(error).lower()
+                raise _unreachable(self.connector, method, url, reason, not_sent=not_sent) from None
+            except requests.exceptions.Timeout:
+                raise _unreachable(self.connector, method, url, "timed out waiting for the answer") from None
+            if response.status_code >= 400:
+                raise error_from_response(self.connector, method, response)
+            return response
+
+        retry_safe = method.upper() in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS") if idempotent is None else idempotent
+        assert self.breaker is not None
+        return call_with_retry(
+            attempt, policy=self.policy, breaker=self.breaker, sleep=self.sleep, idempotent=retry_safe
+        )
+
+    def json(self, method: str, path_or_url: str, **kwargs: Any) -> Any:
+        """A call whose 2xx answer must be JSON; anything else is a MalformedResponseError."""
+        response = self.request(method, path_or_url, **kwargs)
+        return parse_json(self.connector, method, response)
+
+    def get_json(self, path_or_url: str, **kwargs: Any) -> Any:
+        return self.json("GET", path_or_url, **kwargs)
+
+
+def parse_json(connector: str, method: str, response: requests.Response) -> Any:
+    where = f"{method} {describe_url(response.url or '')}"
+    if len(response.content) > MAX_JSON_BYTES:
+        raise MalformedResponseError(connector, f"{where}: answer of {len(response.content)} bytes is too large")
+    try:
+        text = response.content.decode("utf-8")
+    except UnicodeDecodeError:
+        # One bad byte in one description must not stall a source forever: keep the rest, mark the damage.
+        log.warning("%s %s: answer is not valid UTF-8; undecodable bytes replaced", connector, where)
+        text = response.content.decode("utf-8", errors="replace")
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise MalformedResponseError(connector, f"{where}: answer is not JSON ({error.msg} at {error.pos})") from None
+
+
+def _unreachable(connector: str, method: str, url: str, reason: str, *, not_sent: bool = False) -> UnreachableError:
+    return UnreachableError(connector, f"{method} {describe_url(url)}: {reason}", retryable=True, not_sent=not_sent)
+
+
+def policy_from_settings(settings: Any) -> RetryPolicy:
+    """The retry policy the `# Connectors` settings describe."""
+    return RetryPolicy(
+        attempts=settings.CONNECTOR_RETRY_ATTEMPTS,
+        backoff_seconds=settings.CONNECTOR_BACKOFF_SECONDS,
+        max_backoff_seconds=settings.CONNECTOR_MAX_BACKOFF_SECONDS,
+        max_retry_after_seconds=settings.CONNECTOR_MAX_RETRY_AFTER_SECONDS,
+        connect_timeout=settings.CONNECTOR_CONNECT_TIMEOUT_SECONDS,
+        read_timeout=settings.CONNECTOR_READ_TIMEOUT_SECONDS,
+    )
+
+
+def verify_setting(settings: Any) -> bool | str:
+    """CONNECTOR_CA_BUNDLE when set (a private CA, or the test emulators' certificate), else the system store."""
+    return settings.CONNECTOR_CA_BUNDLE or True
+
+
+class VerifyingSession(requests.Session):
+    """A session whose `verify` wins over REQUESTS_CA_BUNDLE (requests lets the environment override a session's)."""
+
+    def __init__(self, verify: bool | str) -> None:
+        super().__init__()
+        self.verify = verify
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("verify", self.verify)
+        return super().request(method, url, *args, **kwargs)
+
+
+def breaker_from_settings(name: str, settings: Any) -> CircuitBreaker:
+    return breaker_for(
+        name, threshold=settings.CONNECTOR_BREAKER_THRESHOLD, reset_seconds=settings.CONNECTOR_BREAKER_RESET_SECONDS
+    )

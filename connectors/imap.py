@@ -1,0 +1,220 @@
+"""Any IMAP mailbox as a source, for teams not on Microsoft 365: UID-based polling, no IDLE needed.
+
+The cursor is `UIDVALIDITY:last UID`; a changed UIDVALIDITY (the server renumbered the folder) starts
+over, and ingest's Message-ID keys make that harmless. Messages are fetched with BODY.PEEK and flagged
+\\Seen only after their page is committed.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import imaplib
+import logging
+import re
+import ssl
+from collections.abc import Iterator
+from datetime import UTC
+from email.message import EmailMessage
+from email.utils import parseaddr, parsedate_to_datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from connectors.base import PolledPage, RejectedItem
+from connectors.http import AuthenticationError, ConnectorError, UnreachableError, breaker_from_settings
+from engine.ingest import AttachmentIn, TicketIn
+from engine.settings import ConfigurationError, Settings
+
+log = logging.getLogger(__name__)
+NAME = "imap"
+KEPT_HEADERS = ("Auto-Submitted", "Precedence", "X-Autoreply", "X-Auto-Response-Suppress", "List-Id", "X-Loop",
+                "Return-Path", "X-Autorespond")
+UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
+
+
+def configuration_problems(settings: Settings) -> list[str]:
+    problems = []
+    if not settings.IMAP_HOST:
+        problems.append("IMAP_HOST: not set")
+    if not settings.IMAP_USERNAME:
+        problems.append("IMAP_USERNAME: not set")
+    if not settings.IMAP_PASSWORD.get_secret_value():
+        problems.append("IMAP_PASSWORD: not set")
+    return problems
+
+
+def is_configured(settings: Settings) -> bool:
+    return bool(settings.IMAP_HOST)
+
+
+class ImapSource:
+    name = NAME
+
+    def __init__(self, settings: Settings) -> None:
+        if problems := configuration_problems(settings):
+            raise ConfigurationError("IMAP — " + "; ".join(problems))
+        self.settings = settings
+        self.page_size = settings.CONNECTOR_PAGE_SIZE
+        self.breaker = breaker_from_settings(NAME, settings)
+        self.timeout = settings.CONNECTOR_READ_TIMEOUT_SECONDS
+
+    def _connect(self) -> imaplib.IMAP4:
+        s = self.settings
+        try:
+            if s.IMAP_SECURITY == "ssl":
+                client: imaplib.IMAP4 = imaplib.IMAP4_SSL(s.IMAP_HOST, s.IMAP_PORT, ssl_context=self._tls(),
+                                                          timeout=self.timeout)
+            else:
+                client = imaplib.IMAP4(s.IMAP_HOST, s.IMAP_PORT, timeout=self.timeout)
+                if s.IMAP_SECURITY == "starttls":
+                    client.starttls(ssl_context=self._tls())
+        except (OSError, imaplib.IMAP4.error) as error:
+            raise UnreachableError(NAME, f"{s.IMAP_HOST}:{s.IMAP_PORT} unreachable ({type(error).__name__})",
+                                   retryable=True) from None
+        try:
+            client.login(s.IMAP_USERNAME, s.IMAP_PASSWORD.get_secret_value())
+        except imaplib.IMAP4.error:
+            raise AuthenticationError(NAME, f"login to {s.IMAP_HOST} refused: check IMAP_USERNAME/IMAP_PASSWORD",
+                                      status=401) from None
+        return client
+
+    def _tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.settings.CONNECTOR_CA_BUNDLE or None)
+
+    def poll(self, cursor: str | None) -> Iterator[PolledPage]:
+        self.breaker.before_call()
+        try:
+            client = self._connect()
+        except ConnectorError as error:
+            self.breaker.record_failure(str(error))
+            raise
+        try:
+            yield from self._poll(client, cursor)
+            self.breaker.record_success()
+        except (OSError, imaplib.IMAP4.error) as error:
+            failure = UnreachableError(NAME, f"{self.settings.IMAP_HOST}: {type(error).__name__}", retryable=True)
+            self.breaker.record_failure(str(failure))
+            raise failure from None
+        finally:
+            try:
+                client.logout()
+            except (OSError, imaplib.IMAP4.error):
+                log.debug("IMAP logout failed")
+
+    def _poll(self, client: imaplib.IMAP4, cursor: str | None) -> Iterator[PolledPage]:
+        status, _ = client.select(_quote(self.settings.IMAP_FOLDER))
+        if status != "OK":
+            raise ConnectorError(NAME, f"folder {self.settings.IMAP_FOLDER!r} cannot be opened (IMAP_FOLDER)")
+        validity = _uidvalidity(client)
+        known_validity, _, last = (cursor or "").partition(":")
+        after = int(last) if known_validity == validity and last.isdigit() else 0
+        status, found = client.uid("SEARCH", f"UID {after + 1}:*")
+        uids = sorted(int(uid) for uid in (found[0] or b"").split() if int(uid) > after)
+        for start in range(0, len(uids), self.page_size):
+            batch = uids[start:start + self.page_size]
+            items, rejected, fetched = [], [], []
+            for uid, raw in self._fetch(client, batch):
+                fetched.append(uid)
+                try:
+                    items.append(to_ticket_in(raw, f"{validity}:{uid}", self.settings.MAX_ATTACHMENT_BYTES))
+                except (ValueError, ValidationError, TypeError, LookupError) as error:
+                    rejected.append(RejectedItem(f"{validity}:{uid}", f"{NAME} UID {uid}: {error}"[:2000],
+                                                 raw[:100_000].decode("utf-8", errors="replace")))
+            yield PolledPage(items=items, cursor=f"{validity}:{batch[-1]}", rejected=rejected)
+            if fetched:
+                client.uid("STORE", ",".join(str(uid) for uid in fetched), "+FLAGS", "(\\Seen)")
+
+    def _fetch(self, client: imaplib.IMAP4, uids: list[int]) -> list[tuple[int, bytes]]:
+        status, data = client.uid("FETCH", ",".join(str(uid) for uid in uids), "(UID BODY.PEEK[])")
+        if status != "OK":
+            raise ConnectorError(NAME, f"FETCH refused: {data!r}"[:300])
+        messages = []
+        for part in data:
+            if isinstance(part, tuple) and (match := re.search(rb"UID (\d+)", part[0])):
+                messages.append((int(match.group(1)), part[1]))
+        return messages
+
+    def ping(self) -> None:
+        client = self._connect()
+        try:
+            client.select(_quote(self.settings.IMAP_FOLDER), readonly=True)
+        finally:
+            client.logout()
+
+
+def _quote(folder: str) -> str:
+    return f'"{folder}"' if " " in folder else folder
+
+
+def _uidvalidity(client: imaplib.IMAP4) -> str:
+    for value in client.response("UIDVALIDITY")[1] or []:
+        if value:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    status, data = client.status("INBOX", "(UIDVALIDITY)")
+    match = UIDVALIDITY.search(data[0] or b"") if status == "OK" and data else None
+    return match.group(1).decode() if match else "0"
+
+
+def to_ticket_in(raw: bytes, fallback_id: str, max_attachment_bytes: int) -> TicketIn:
+    """An RFC 5322 message as a source item, keyed by its Message-ID so renumbering cannot duplicate it."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    name, address = parseaddr(str(message.get("From", "")))
+    if not address:
+        raise ValueError("message has no From address")
+    message_id = str(message.get("Message-ID", "")).strip() or None
+    references = str(message.get("References", "")).split()
+    body_part = message.get_body(preferencelist=("plain", "html"))
+    body = _text(body_part) if body_part is not None else ""
+    if body_part is not None and body_part.get_content_subtype() == "html":
+        from connectors.graph_mail import html_to_text
+
+        body = html_to_text(body)
+    attachments = [
+        AttachmentIn(filename=str(part.get_filename() or "attachment")[:500],
+                     content_type=part.get_content_type(), data=part.get_payload(decode=True) or b"")
+        for part in message.iter_attachments()
+        if len(part.get_payload(decode=True) or b"") <= max_attachment_bytes
+    ]
+    date = message.get("Date")
+    try:
+        updated = parsedate_to_datetime(str(date)).astimezone(UTC) if date else None
+    except (TypeError, ValueError):
+        updated = None
+    return TicketIn(
+        source=NAME,
+        external_id=message_id or fallback_id,
+        kind="email",
+        requester_email=address,
+        requester_name=name or None,
+        subject=str(message.get("Subject", "")),
+        body=body,
+        updated_at=updated,
+        thread_id=(references[0] if references else message_id),
+        message_id=message_id,
+        in_reply_to=str(message.get("In-Reply-To", "")).strip() or None,
+        references=references,
+        headers={key: str(message[key]) for key in KEPT_HEADERS if message.get(key) is not None},
+        attachments=attachments,
+    )
+
+
+def _text(part: Any) -> str:
+    """A text part's content, whatever its declared charset; undecodable bytes become U+FFFD."""
+    try:
+        return str(part.get_content())
+    except (LookupError, UnicodeDecodeError):
+        payload = part.get_payload(decode=True) or b""
+        return payload.decode(part.get_content_charset() or "utf-8", errors="replace") if _known(part) else \
+            payload.decode("utf-8", errors="replace")
+
+
+def _known(part: Any) -> bool:
+    import codecs
+
+    try:
+        codecs.lookup(part.get_content_charset() or "utf-8")
+    except LookupError:
+        return False
+    return True

@@ -1,0 +1,289 @@
+"""Mailgun: send through the Messages API, learn what happened from the Events API, verify webhooks.
+
+We set our own Message-Id (`h:Message-Id`), so the outbox can ask the Events API whether a message it
+lost track of in a crash was accepted (`was_delivered`) instead of marking it uncertain. Delivery,
+bounce and complaint events land on the ticket's timeline; the poller and an optional webhook share
+`ingest_mailgun_event`, which records each event once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from email.utils import formataddr
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors.base import DeliveryError, OutgoingEmail
+from connectors.http import (
+    AuthenticationError,
+    ConnectorError,
+    HttpClient,
+    MalformedResponseError,
+    RetryPolicy,
+    breaker_from_settings,
+    policy_from_settings,
+    verify_setting,
+)
+from engine.models import OutboxMessage, Ticket, TimelineEvent
+from engine.settings import ConfigurationError, Settings
+from engine.timeline import record_event
+
+log = logging.getLogger(__name__)
+NAME = "mailgun"
+EVENT_TYPES = {
+    "delivered": "email_delivered",
+    "failed": "email_bounced",
+    "complained": "email_complained",
+    "unsubscribed": "email_unsubscribed",
+}
+NEEDS_A_PERSON = frozenset({"email_bounced", "email_complained", "email_unsubscribed"})
+
+
+def configuration_problems(settings: Settings) -> list[str]:
+    problems = []
+    if not settings.MAILGUN_API_KEY.get_secret_value():
+        problems.append("MAILGUN_API_KEY: not set (Mailgun → API Security → sending or private API key)")
+    if not settings.MAILGUN_DOMAIN:
+        problems.append("MAILGUN_DOMAIN: not set (the sending domain, e.g. mg.example.com)")
+    elif "/" in settings.MAILGUN_DOMAIN or "@" in settings.MAILGUN_DOMAIN:
+        problems.append("MAILGUN_DOMAIN: must be a bare domain like mg.example.com")
+    if not settings.MAILGUN_FROM_EMAIL:
+        problems.append("MAILGUN_FROM_EMAIL: not set (the address customers see and reply to)")
+    if urlsplit(settings.MAILGUN_API_BASE_URL).scheme not in ("http", "https"):
+        problems.append("MAILGUN_API_BASE_URL: must be https://api.mailgun.net or https://api.eu.mailgun.net")
+    return problems
+
+
+def is_configured(settings: Settings) -> bool:
+    return bool(settings.MAILGUN_DOMAIN or settings.MAILGUN_API_KEY.get_secret_value())
+
+
+def _client(settings: Settings, sleep: Callable[[float], None], policy: RetryPolicy | None = None) -> HttpClient:
+    if problems := configuration_problems(settings):
+        raise ConfigurationError("Mailgun — " + "; ".join(problems))
+    return HttpClient(
+        NAME,
+        f"{settings.MAILGUN_API_BASE_URL.rstrip('/')}/v3/{settings.MAILGUN_DOMAIN}",
+        policy=policy or policy_from_settings(settings),
+        auth=("api", settings.MAILGUN_API_KEY.get_secret_value()),
+        verify=verify_setting(settings),
+        sleep=sleep,
+        breaker=breaker_from_settings(NAME, settings),
+    )
+
+
+def bare_id(message_id: str) -> str:
+    """Mailgun filters and reports message ids without the angle brackets."""
+    return message_id.strip().removeprefix("<").removesuffix(">")
+
+
+class MailgunTransport:
+    """The outbox's transport through the Messages API; retries 429/5xx a few times, then hands back to the outbox."""
+
+    name = NAME
+
+    def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.http = _client(settings, sleep)
+
+    def send(self, email: OutgoingEmail) -> str:
+        data: list[tuple[str, str]] = [
+            ("from", formataddr((email.from_name, email.from_address))),
+            ("to", email.to_address),
+            ("subject", email.subject),
+            ("text", email.body_text),
+            ("h:Message-Id", email.message_id),
+        ]
+        if email.body_html:
+            data.append(("html", email.body_html))
+        if email.in_reply_to:
+            data.append(("h:In-Reply-To", email.in_reply_to))
+        if email.references:
+            data.append(("h:References", " ".join(email.references)))
+        data += [(f"h:{name}", value) for name, value in email.headers.items()]
+        files = [("attachment", (a.filename, a.data, a.content_type)) for a in email.attachments]
+        try:
+            body = self.http.json("POST", "messages", data=data, files=files or None, idempotent=False)
+        except AuthenticationError as error:
+            raise DeliveryError(f"{error}: check MAILGUN_API_KEY and MAILGUN_DOMAIN") from None
+        except ConnectorError as error:
+            permanent = error.status is not None and 400 <= error.status < 500 and error.status != 429
+            raise DeliveryError(str(error), permanent=permanent, retry_after=error.retry_after) from None
+        provider_id = body.get("id") if isinstance(body, dict) else None
+        return str(provider_id or email.message_id)
+
+    def was_delivered(self, message_id: str) -> bool | None:
+        """Whether Mailgun accepted `message_id`: any event for it means yes; None when Mailgun cannot be asked."""
+        try:
+            body = self.http.get_json("events", params={"message-id": bare_id(message_id), "limit": 10})
+        except ConnectorError as error:
+            log.warning("cannot ask Mailgun about %s: %s", message_id, error)
+            return None
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            return None
+        return any(item.get("event") in ("accepted", "delivered", "failed", "opened") for item in items)
+
+    def ping(self) -> None:
+        self.http.get_json("events", params={"limit": 1})
+
+
+class MailgunEvents:
+    """Pages of the Events API in time order; the cursor is the `paging.next` URL to ask next time."""
+
+    name = NAME
+
+    def __init__(
+        self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep, lookback_seconds: float = 3600.0
+    ) -> None:
+        self.http = _client(settings, sleep)
+        self.lookback_seconds = lookback_seconds
+        self.page_size = min(settings.CONNECTOR_PAGE_SIZE, 300)
+
+    def pages(self, cursor: str | None) -> Iterator[tuple[list[dict[str, Any]], str]]:
+        """Each page of events with the cursor to resume after it; stops at the first empty page."""
+        if cursor:
+            url = self._rebase(cursor)
+            params: dict[str, Any] | None = None
+        else:
+            url = "events"
+            params = {"begin": int(time.time() - self.lookback_seconds), "ascending": "yes", "limit": self.page_size}
+        while True:
+            body = self.http.get_json(url, params=params)
+            if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+                raise MalformedResponseError(NAME, "events answer has no `items` list")
+            next_url = (body.get("paging") or {}).get("next")
+            if not body["items"] or not next_url:
+                return
+            yield body["items"], str(next_url)
+            url, params = self._rebase(str(next_url)), None
+
+    def _rebase(self, url: str) -> str:
+        """Mailgun's paging URLs name api.mailgun.net; keep only the path so MAILGUN_API_BASE_URL applies."""
+        parts = urlsplit(url)
+        path = parts.path.split("/events", 1)[-1]
+        return f"events{path}" + (f"?{parts.query}" if parts.query else "")
+
+
+def ingest_mailgun_event(session: Session, event: dict[str, Any]) -> str | None:
+    """Put one delivery event on its ticket's timeline, once; returns the timeline type, or None if ignored."""
+    kind = EVENT_TYPES.get(str(event.get("event")))
+    event_id = str(event.get("id") or "")
+    message = event.get("message") if isinstance(event.get("message"), dict) else {}
+    headers = message.get("headers") if isinstance(message.get("headers"), dict) else {}
+    message_id = headers.get("message-id")
+    if kind is None or not event_id or not message_id:
+        return None
+    outbox = session.scalar(select(OutboxMessage).where(OutboxMessage.message_id == f"<{bare_id(message_id)}>"))
+    if outbox is None:
+        return None
+    if event.get("event") == "failed" and event.get("severity") == "temporary":
+        return None
+    earlier = session.scalars(
+        select(TimelineEvent.data).where(
+            TimelineEvent.ticket_id == outbox.ticket_id, TimelineEvent.type.in_(EVENT_TYPES.values())
+        )
+    ).all()
+    if any(data.get("mailgun_event_id") == event_id for data in earlier):
+        return None
+    ticket = session.get(Ticket, outbox.ticket_id)
+    assert ticket is not None
+    recipient = str(event.get("recipient") or outbox.to_address)
+    reason = _reason(event)
+    titles = {
+        "email_delivered": f"{outbox.kind} delivered to {recipient}",
+        "email_bounced": f"{outbox.kind} to {recipient} bounced" + (f": {reason}" if reason else ""),
+        "email_complained": f"{recipient} marked the {outbox.kind} as spam",
+        "email_unsubscribed": f"{recipient} unsubscribed",
+    }
+    if kind in NEEDS_A_PERSON:
+        ticket.action_required = True
+    record_event(
+        session,
+        ticket,
+        kind,
+        titles[kind],
+        actor="mailgun",
+        mailgun_event_id=event_id,
+        outbox_id=outbox.id,
+        message_id=outbox.message_id,
+        reason=reason,
+    )
+    return kind
+
+
+def _reason(event: dict[str, Any]) -> str:
+    status = event.get("delivery-status") if isinstance(event.get("delivery-status"), dict) else {}
+    parts = [str(event.get("reason") or ""), str(status.get("message") or status.get("description") or "")]
+    return "; ".join(part for part in parts if part)[:300]
+
+
+class ReplayGuard:
+    """Tokens seen in the last `max_age` seconds: a webhook replayed within its validity window is refused."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def first_time(self, token: str, now: float, max_age: float) -> bool:
+        with self._lock:
+            self._seen = {key: at for key, at in self._seen.items() if now - at <= max_age}
+            if token in self._seen:
+                return False
+            self._seen[token] = now
+            return True
+
+
+_replays = ReplayGuard()
+
+
+def verify_webhook_signature(
+    signing_key: str,
+    timestamp: str,
+    token: str,
+    signature: str,
+    *,
+    max_age: float = 300.0,
+    now: float | None = None,
+    replays: ReplayGuard | None = None,
+) -> bool:
+    """Mailgun's webhook check: HMAC-SHA256(key, timestamp + token) == signature, fresh, and not seen before."""
+    if not (signing_key and timestamp and token and signature):
+        return False
+    current = time.time() if now is None else now
+    try:
+        age = current - float(timestamp)
+    except ValueError:
+        return False
+    if abs(age) > max_age:
+        return False
+    expected = hmac.new(signing_key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature.lower()):
+        return False
+    return (replays or _replays).first_time(token, current, max_age)
+
+
+def webhook_event(payload: bytes, signing_key: str, *, max_age: float = 300.0) -> dict[str, Any] | None:
+    """The event of a webhook POST body (`{"signature": {...}, "event-data": {...}}`) if its signature holds."""
+    try:
+        body = json.loads(payload)
+        signature = body["signature"]
+        event = body["event-data"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    ok = verify_webhook_signature(
+        signing_key,
+        str(signature.get("timestamp", "")),
+        str(signature.get("token", "")),
+        str(signature.get("signature", "")),
+        max_age=max_age,
+    )
+    return event if ok and isinstance(event, dict) else None

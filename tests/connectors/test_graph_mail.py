@@ -1,0 +1,135 @@
+"""Outlook mailbox through Microsoft Graph: msal against the identity emulator (TLS), delta paging, threading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.graph_mail import GraphMailSource, configuration_problems
+from connectors.http import AuthenticationError, ConnectorError
+from engine.jobs import poll_source
+from engine.models import EmailInteraction, Ticket
+from engine.settings import Settings
+from tests.connectors.conftest import Sleeps, graph_values, with_settings
+from tests.emulators.base import Response
+from tests.emulators.graph import GraphEmulator, IdentityEmulator, file_attachment, graph_error, item_attachment
+
+
+@pytest.fixture
+def make_source(plain_settings: Settings, identity: IdentityEmulator, graph: GraphEmulator,
+                tls_files: tuple[Path, Path, Path]):
+    def build(settings: Settings | None = None, sleeps: Sleeps | None = None, **values: object) -> GraphMailSource:
+        configured = with_settings(settings or plain_settings,
+                                   **{**graph_values(identity, graph, tls_files[0]), **values})
+        return GraphMailSource(configured, sleep=sleeps if sleeps is not None else Sleeps())
+    return build
+
+
+def items_of(pages) -> list:
+    return [item for page in pages for item in page.items]
+
+
+def test_delta_pages_each_message_once_and_resumes(make_source, graph: GraphEmulator,
+                                                   identity: IdentityEmulator) -> None:
+    sent = [graph.deliver(f"user{n}@example.com", f"Question {n}") for n in range(23)]
+    source = make_source(CONNECTOR_PAGE_SIZE=5)
+    pages = list(source.poll(None))
+    assert [item.external_id for item in items_of(pages)] == [m["id"] for m in sent]
+    assert "$deltatoken" in pages[-1].cursor
+    assert len(identity.issued) == 1, "one token, cached by msal for every call"
+    assert all(message["isRead"] for message in graph.messages.values())
+    later = graph.deliver("late@example.com", "Arrived later")
+    again = items_of(make_source(CONNECTOR_PAGE_SIZE=5).poll(pages[-1].cursor))
+    ids = [item.external_id for item in again]
+    assert later["id"] in ids
+    assert set(ids) - {later["id"]} <= {m["id"] for m in sent}, "read-marks come back as changes, ingest dedupes them"
+
+
+def test_restart_mid_round_continues_from_the_next_link(make_source, graph: GraphEmulator) -> None:
+    sent = [graph.deliver(f"user{n}@example.com", f"Question {n}") for n in range(12)]
+    first = next(make_source(CONNECTOR_PAGE_SIZE=5).poll(None))
+    assert "$skiptoken" in first.cursor
+    rest = list(make_source(CONNECTOR_PAGE_SIZE=5).poll(first.cursor))
+    assert [i.external_id for i in [*first.items, *items_of(rest)]] == [m["id"] for m in sent]
+
+
+def test_message_fields_threading_headers_and_attachments(make_source, graph: GraphEmulator) -> None:
+    graph.deliver(
+        "Casey@Example.com", "RE: VPN [TCKT-5]", "<p>Still <b>broken</b></p>", html=True, conversation="conv-1",
+        headers={"In-Reply-To": "<ack-5@desk>", "References": "<orig@x> <ack-5@desk>", "Received": "ignored"},
+        attachments=[file_attachment("log.pdf", b"%PDF-1.4"), file_attachment("shot.png", b"PNG", "image/png", True),
+                     item_attachment("Forwarded mail")],
+    )
+    [item] = items_of(make_source().poll(None))
+    assert item.kind == "email" and item.requester_email == "casey@example.com"
+    assert item.body == "Still \nbroken" or ("Still" in item.body and "<b>" not in item.body)
+    assert item.thread_id == "conv-1" and item.in_reply_to == "<ack-5@desk>"
+    assert item.references == ["<orig@x>", "<ack-5@desk>"]
+    assert item.message_id and item.updated_at is not None
+    assert [(a.filename, a.data) for a in item.attachments] == [("log.pdf", b"%PDF-1.4"), ("shot.png", b"PNG")]
+    assert item.additional_info == {"outlook": {"skipped_attachments": ["Forwarded mail: itemAttachment not imported"]}}
+
+
+def test_wrong_secret_is_named_but_not_shown(make_source, caplog: pytest.LogCaptureFixture) -> None:
+    wrong = "not-the-secret-000"
+    with pytest.raises(AuthenticationError, match=r"invalid_client.*MS_GRAPH_CLIENT_SECRET") as raised:
+        list(make_source(MS_GRAPH_CLIENT_SECRET=SecretStr(wrong)).poll(None))
+    assert wrong not in str(raised.value) and wrong not in caplog.text
+
+
+def test_unknown_tenant(make_source) -> None:
+    with pytest.raises(AuthenticationError, match="MS_GRAPH_TENANT_ID"):
+        list(make_source(MS_GRAPH_TENANT_ID="nobody").poll(None))
+
+
+def test_expired_token_is_renewed_once(make_source, graph: GraphEmulator, identity: IdentityEmulator) -> None:
+    graph.deliver("a@example.com", "One")
+    source = make_source()
+    list(source.poll(None))
+    graph.expired_tokens.update(identity.issued)
+    graph.deliver("b@example.com", "Two")
+    assert [i.subject for i in items_of(source.poll(None))][-1] == "Two"
+    assert len(identity.issued) == 2
+
+
+def test_throttling_and_expired_delta_links(make_source, graph: GraphEmulator, sleeps: Sleeps) -> None:
+    graph.deliver("a@example.com", "One")
+    graph.fail(graph_error(429, "TooManyRequests", "Please retry again later.", **{"Retry-After": "4"}),
+               path="/v1.0/users")
+    source = make_source(sleeps=sleeps, CONNECTOR_MAX_RETRY_AFTER_SECONDS=30)
+    pages = list(source.poll(None))
+    assert sleeps == [4.0] and len(items_of(pages)) == 1
+    graph.changes.clear()
+    assert [i.subject for i in items_of(source.poll(pages[-1].cursor))] == [], "410 restarts the round"
+    graph.fail(Response(200, b"<html>proxy error</html>"), path="/v1.0/users")
+    with pytest.raises(ConnectorError, match="not JSON"):
+        list(source.poll(None))
+
+
+def test_configuration_problems(plain_settings: Settings) -> None:
+    problems = configuration_problems(with_settings(plain_settings, MS_GRAPH_MAILBOX="support",
+                                                    MS_GRAPH_AUTHORITY_HOST="http://login.example"))
+    assert "MS_GRAPH_CLIENT_ID: not set" in problems
+    assert "MS_GRAPH_MAILBOX: must be the mailbox address, e.g. support@company.com" in problems
+    assert "MS_GRAPH_AUTHORITY_HOST: must be an https URL (msal accepts no other)" in problems
+
+
+def test_new_conversations_and_replies_through_the_poll_job(
+    engine: Engine, session_factory: sessionmaker[Session], settings: Settings, make_source, graph: GraphEmulator
+) -> None:
+    first = graph.deliver("casey@example.com", "Printer offline", conversation="conv-9")
+    source = make_source(settings)
+    assert poll_source(engine, session_factory, settings, source) == {"created": 1}
+    graph.deliver("casey@example.com", "RE: Printer offline", "It is back", conversation="conv-9")
+    assert poll_source(engine, session_factory, settings, source) == {"duplicate": 1, "reply": 1}
+    assert poll_source(engine, session_factory, settings, source) == {"duplicate": 1}, "the read-mark echo"
+    assert poll_source(engine, session_factory, settings, source) == {}
+    with session_factory() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert ticket.external_id == first["id"] and ticket.thread_key == "conv-9"
+        assert len(session.scalars(select(EmailInteraction)).all()) == 2

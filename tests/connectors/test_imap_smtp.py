@@ -1,0 +1,107 @@
+"""IMAP source against a loopback IMAP server, and the Jira + IMAP/SMTP round trip."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.http import AuthenticationError
+from connectors.imap import ImapSource
+from connectors.jira import JiraSource
+from connectors.smtp import SmtpTransport
+from engine.enums import MessageKind, TicketStatus
+from engine.jobs import poll_source
+from engine.lifecycle import transition
+from engine.models import EmailInteraction, Ticket
+from engine.outbox import deliver_outbox, enqueue_email
+from engine.settings import Settings
+from engine.sync import sync_back
+from engine.templates import acknowledgement
+from tests.connectors.conftest import imap_values, jira_values, with_settings
+from tests.emulators.imap import ImapEmulator
+from tests.emulators.jira import JiraEmulator
+from tests.mail_sink import smtp_sink
+
+
+def mail(subject: str, body: str = "Hello", *, sender: str = "pat@example.com", charset: str = "utf-8",
+         **headers: str) -> bytes:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = f"Pat <{sender}>", "desk@example.test", subject
+    message["Message-ID"] = headers.pop("message_id", f"<{abs(hash(subject + body))}@example.com>")
+    message["Date"] = "Sat, 01 Mar 2025 08:00:00 +0000"
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(body, charset=charset)
+    return bytes(message)
+
+
+def test_polls_by_uid_marks_seen_and_resumes(plain_settings: Settings, imap_server: ImapEmulator) -> None:
+    for n in range(7):
+        imap_server.append(mail(f"Question {n}"))
+    source = ImapSource(with_settings(plain_settings, **imap_values(imap_server), CONNECTOR_PAGE_SIZE=3))
+    pages = list(source.poll(None))
+    assert [len(p.items) for p in pages] == [3, 3, 1]
+    assert pages[-1].cursor == f"{imap_server.uidvalidity}:7"
+    assert all("\\Seen" in m.flags for m in imap_server.messages)
+    assert list(source.poll(pages[-1].cursor)) == [], "n:* matching the last message is not read twice"
+    imap_server.append(mail("Question 7"))
+    [page] = list(source.poll(pages[-1].cursor))
+    assert [i.subject for i in page.items] == ["Question 7"]
+    imap_server.renumber()
+    again = [i.external_id for p in source.poll(page.cursor) for i in p.items]
+    assert len(again) == 8, "a new UIDVALIDITY starts over; Message-IDs keep ingest idempotent"
+
+
+def test_threading_headers_charsets_and_bad_messages(plain_settings: Settings, imap_server: ImapEmulator) -> None:
+    imap_server.append(mail("RE: VPN [TCKT-3]", "Grüße", charset="iso-8859-1", In_Reply_To="<ack@desk>",
+                            References="<orig@x> <ack@desk>", Auto_Submitted="auto-replied"))
+    imap_server.append(b"Subject: no sender\r\n\r\nbody")
+    [page] = list(ImapSource(with_settings(plain_settings, **imap_values(imap_server))).poll(None))
+    [item] = page.items
+    assert item.body.strip() == "Grüße" and item.in_reply_to == "<ack@desk>"
+    assert item.references == ["<orig@x>", "<ack@desk>"] and item.thread_id == "<orig@x>"
+    assert item.headers == {"Auto-Submitted": "auto-replied"}
+    assert "no From address" in page.rejected[0].error
+
+
+def test_wrong_password(plain_settings: Settings, imap_server: ImapEmulator, caplog: pytest.LogCaptureFixture) -> None:
+    wrong = "imap-wrong-999"
+    values = {**imap_values(imap_server), "IMAP_PASSWORD": SecretStr(wrong)}
+    with pytest.raises(AuthenticationError, match="IMAP_PASSWORD") as raised:
+        list(ImapSource(with_settings(plain_settings, **values)).poll(None))
+    assert wrong not in str(raised.value) and wrong not in caplog.text
+
+
+@pytest.mark.slow
+def test_jira_smtp_imap_round_trip(engine: Engine, session_factory: sessionmaker[Session], settings: Settings,
+                                   jira_server: JiraEmulator, imap_server: ImapEmulator) -> None:
+    jira_server.add_issue("Printer offline", reporter="rita@example.com")
+    with smtp_sink() as (mailbox, port):
+        configured = with_settings(settings, **jira_values(jira_server), **imap_values(imap_server),
+                                   OUTBOX_TRANSPORT="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=port,
+                                   SMTP_SECURITY="none")
+        jira, imap = JiraSource(configured), ImapSource(configured)
+        assert poll_source(engine, session_factory, configured, jira) == {"created": 1}
+        with session_factory() as session, session.begin():
+            ticket = session.scalars(select(Ticket)).one()
+            content = acknowledgement(ticket, configured.SUPPORT_SIGNATURE)
+            enqueue_email(session, configured, ticket, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key="ack")
+        assert deliver_outbox(session_factory, configured, SmtpTransport(configured)).sent == 1
+        [ack] = mailbox.messages
+    imap_server.append(mail("Re: your printer", "Still offline", sender="rita@example.com",
+                            In_Reply_To=str(ack["Message-ID"])))
+    assert poll_source(engine, session_factory, configured, imap) == {"reply": 1}
+    with session_factory() as session, session.begin():
+        ticket = session.scalars(select(Ticket)).one()
+        assert session.scalars(select(EmailInteraction.body).where(EmailInteraction.direction == "inbound")).one() \
+            .strip() == "Still offline"
+        ticket.resolution = "Replaced the toner"
+        transition(session, ticket, TicketStatus.RESOLVED, reason="fixed")
+    assert sync_back(engine, session_factory, configured, [jira]).pushed == 2
+    assert jira_server.transitions_done == [("SUP-1", "Resolve Issue")]
+    assert "acknowledgement sent to rita@example.com" in jira_server.comments[0][1]

@@ -1,0 +1,136 @@
+"""A small IMAP4rev1 server on 127.0.0.1 for the IMAP connector's tests (imaplib is the client).
+
+Implements the part of RFC 3501 the connector uses: greeting with CAPABILITY, CAPABILITY, LOGIN
+(`NO [AUTHENTICATIONFAILED]` on bad credentials), SELECT/EXAMINE with EXISTS, UIDVALIDITY and UIDNEXT,
+UID SEARCH over `n:*` ranges (where `*` is the highest UID, so `n:*` always matches that message),
+UID FETCH of `BODY.PEEK[]` as literals, UID STORE `+FLAGS`, NOOP and LOGOUT.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import socketserver
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StoredMessage:
+    uid: int
+    raw: bytes
+    flags: set[str] = field(default_factory=set)
+
+
+class ImapEmulator:
+    def __init__(self, username: str = "desk@example.test", password: str = "imap-secret-654") -> None:  # noqa: S107
+        self.username, self.password = username, password
+        self.uidvalidity = 1700000000
+        self.messages: list[StoredMessage] = []
+        self.lock = threading.Lock()
+        self.commands: list[str] = []
+        self._server: socketserver.ThreadingTCPServer | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.server_address[1]
+
+    def append(self, raw: bytes) -> int:
+        with self.lock:
+            uid = (self.messages[-1].uid if self.messages else 0) + 1
+            self.messages.append(StoredMessage(uid, raw))
+            return uid
+
+    def renumber(self) -> None:
+        """What a server does after a mailbox rebuild: new UIDVALIDITY, new UIDs."""
+        with self.lock:
+            self.uidvalidity += 1
+            for n, message in enumerate(self.messages, start=101):
+                message.uid = n
+
+    def start(self) -> ImapEmulator:
+        emulator = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def send(self, line: str | bytes) -> None:
+                self.wfile.write(line if isinstance(line, bytes) else line.encode() + b"\r\n")
+
+            def handle(self) -> None:
+                self.send("* OK [CAPABILITY IMAP4rev1] emulator ready")
+                selected = False
+                while line := self.rfile.readline():
+                    text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+                    emulator.commands.append(text)
+                    tag, _, rest = text.partition(" ")
+                    command, _, args = rest.partition(" ")
+                    command = command.upper()
+                    if command == "UID":
+                        sub, _, args = args.partition(" ")
+                        command = f"UID {sub.upper()}"
+                    if command == "CAPABILITY":
+                        self.send("* CAPABILITY IMAP4rev1")
+                    elif command == "LOGIN":
+                        user, password = shlex.split(args)
+                        if (user, password) != (emulator.username, emulator.password):
+                            self.send(f"{tag} NO [AUTHENTICATIONFAILED] Invalid credentials")
+                            continue
+                    elif command in ("SELECT", "EXAMINE"):
+                        with emulator.lock:
+                            self.send(f"* {len(emulator.messages)} EXISTS")
+                            self.send(f"* OK [UIDVALIDITY {emulator.uidvalidity}] UIDs valid")
+                            next_uid = (emulator.messages[-1].uid if emulator.messages else 0) + 1
+                            self.send(f"* OK [UIDNEXT {next_uid}] Predicted next UID")
+                        selected = True
+                        mode = "READ-ONLY" if command == "EXAMINE" else "READ-WRITE"
+                        self.send(f"{tag} OK [{mode}] {command} completed")
+                        continue
+                    elif command.startswith("UID") and not selected:
+                        self.send(f"{tag} BAD No mailbox selected")
+                        continue
+                    elif command == "UID SEARCH":
+                        self.send("* SEARCH " + " ".join(str(uid) for uid in self._search(args)))
+                    elif command == "UID FETCH":
+                        uids, _, _items = args.partition(" ")
+                        for seq, message in self._matching(uids):
+                            self.send(f"* {seq} FETCH (UID {message.uid} BODY[] {{{len(message.raw)}}}".encode()
+                                      + b"\r\n" + message.raw + b")\r\n")
+                    elif command == "UID STORE":
+                        uids, _, flags = args.partition(" ")
+                        names = set(re.findall(r"\\\w+", flags))
+                        for seq, message in self._matching(uids):
+                            message.flags |= names
+                            self.send(f"* {seq} FETCH (UID {message.uid} FLAGS ({' '.join(sorted(message.flags))}))")
+                    elif command == "LOGOUT":
+                        self.send("* BYE logging out")
+                        self.send(f"{tag} OK LOGOUT completed")
+                        return
+                    elif command != "NOOP":
+                        self.send(f"{tag} BAD unknown command")
+                        continue
+                    self.send(f"{tag} OK {command} completed")
+
+            def _search(self, args: str) -> list[int]:
+                match = re.fullmatch(r"UID (\d+):\*", args.strip())
+                with emulator.lock:
+                    uids = [m.uid for m in emulator.messages]
+                if not match or not uids:
+                    return []
+                start = int(match.group(1))
+                return [uid for uid in uids if uid >= start] or [uids[-1]]
+
+            def _matching(self, spec: str) -> list[tuple[int, StoredMessage]]:
+                wanted = {int(uid) for uid in spec.split(",") if uid.isdigit()}
+                with emulator.lock:
+                    return [(n, m) for n, m in enumerate(emulator.messages, start=1) if m.uid in wanted]
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

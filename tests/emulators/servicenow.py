@@ -1,0 +1,195 @@
+"""ServiceNow emulator: Table API (`/api/now/table/{table}`) and Attachment API (`/api/now/attachment`).
+
+Follows the ServiceNow REST API reference: Table API
+(https://docs.servicenow.com/bundle/kingston-application-development/page/integrate/inbound-rest/concept/c_TableAPI.html:
+`sysparm_query` encoded queries with `^`, `^NQ`, `ORDERBY`/`ORDERBYDESC`, `IN`; `sysparm_limit`,
+`sysparm_offset`, `sysparm_fields`, `sysparm_exclude_reference_link`; `{"result": ...}` bodies;
+`X-Total-Count` and a `Link` header with first/prev/next/last; PATCH merges fields and appends
+`work_notes`/`comments` to the journal), Attachment API
+(https://www.servicenow.com/docs/r/zurich/api-reference/rest-apis/c_AttachmentAPI.html: metadata list,
+`/{sys_id}/file` download) and its error shape `{"error": {"message", "detail"}, "status": "failure"}`
+with Basic authentication.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from tests.emulators.base import Emulator, Request, Response
+
+CONDITION = re.compile(r"^([a-z_.]+?)(>=|<=|!=|>|<|=|IN|STARTSWITH|LIKE)(.*)$")
+
+
+def failure(status: int, message: str, detail: str = "") -> Response:
+    return Response.json({"error": {"message": message, "detail": detail}, "status": "failure"}, status)
+
+
+@dataclass
+class ServiceNowEmulator(Emulator):
+    username: str = "integration"
+    password: str = "snow-secret-123"
+    tables: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    attachments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    journal: list[dict[str, str]] = field(default_factory=list)
+    clock: datetime = field(default_factory=lambda: datetime(2025, 3, 1, 8, 0, 0, tzinfo=UTC))
+
+    def __post_init__(self) -> None:
+        super().__init__()
+
+    def tick(self, seconds: int = 1) -> str:
+        with self.lock:
+            self.clock += timedelta(seconds=seconds)
+            return self.clock.strftime("%Y-%m-%d %H:%M:%S")
+
+    def add_user(self, email: str | None, name: str = "Sample User") -> str:
+        sys_id = uuid.uuid4().hex
+        self.tables.setdefault("sys_user", {})[sys_id] = {"sys_id": sys_id, "email": email or "", "name": name}
+        return sys_id
+
+    def add_incident(self, short_description: str, *, caller: str | None = None, updated: str | None = None,
+                     table: str = "incident", **fields: Any) -> dict[str, Any]:
+        with self.lock:
+            incidents = self.tables.setdefault(table, {})
+            sys_id = fields.pop("sys_id", None) or uuid.uuid4().hex
+            stamp = updated or self.tick()
+            record = {
+                "sys_id": sys_id,
+                "number": f"INC{len(incidents) + 10001:07d}",
+                "short_description": short_description,
+                "description": fields.pop("description", short_description),
+                "caller_id": {"link": f"/api/now/table/sys_user/{caller}", "value": caller} if caller else "",
+                "priority": "3",
+                "category": "inquiry",
+                "state": "1",
+                "assignment_group": "",
+                "sys_created_on": stamp,
+                "sys_updated_on": stamp,
+                **fields,
+            }
+            incidents[sys_id] = record
+            return record
+
+    def attach(self, table: str, sys_id: str, filename: str, data: bytes, content_type: str = "text/plain") -> None:
+        attachment_id = uuid.uuid4().hex
+        self.attachments[attachment_id] = {
+            "sys_id": attachment_id,
+            "file_name": filename,
+            "content_type": content_type,
+            "size_bytes": str(len(data)),
+            "table_name": table,
+            "table_sys_id": sys_id,
+            "download_link": f"/api/now/attachment/{attachment_id}/file",
+        }
+        self.files[attachment_id] = data
+
+    def handle(self, request: Request) -> Response:
+        if not self._authorised(request):
+            return failure(401, "User Not Authenticated", "Required to provide Auth information")
+        parts = request.path.strip("/").split("/")
+        if parts[:3] == ["api", "now", "table"] and len(parts) == 4 and request.method == "GET":
+            return self._list(request, parts[3])
+        if parts[:3] == ["api", "now", "table"] and len(parts) == 5:
+            record = self.tables.get(parts[3], {}).get(parts[4])
+            if record is None:
+                return failure(404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval")
+            if request.method == "PATCH":
+                return self._update(parts[3], record, request.json())
+            return Response.json({"result": self._shape(record, request)})
+        if parts[:3] == ["api", "now", "attachment"] and len(parts) == 3:
+            rows = self._select(list(self.attachments.values()), request.arg("sysparm_query", ""))
+            return Response.json({"result": rows})
+        if parts[:3] == ["api", "now", "attachment"] and len(parts) == 5 and parts[4] == "file":
+            meta = self.attachments.get(parts[3])
+            if meta is None:
+                return failure(404, "Record doesn't exist or ACL restricts the record retrieval")
+            return Response(200, self.files[parts[3]], {"Content-Type": meta["content_type"]})
+        return failure(400, "Requested URI does not represent any resource", request.path)
+
+    def _authorised(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        return (user, password) == (self.username, self.password)
+
+    def _list(self, request: Request, table: str) -> Response:
+        with self.lock:
+            rows = self._select(list(self.tables.get(table, {}).values()), request.arg("sysparm_query", ""))
+        limit = int(request.arg("sysparm_limit", "10000") or 10000)
+        offset = int(request.arg("sysparm_offset", "0") or 0)
+        page = rows[offset : offset + limit]
+        links = []
+        base = {key: values[0] for key, values in request.query.items()}
+        for rel, start in (("first", 0), ("prev", max(offset - limit, 0)), ("next", offset + limit),
+                           ("last", max(len(rows) - limit, 0))):
+            if rel == "next" and offset + limit >= len(rows):
+                continue
+            links.append(f'<{self.url}{request.path}?{urlencode({**base, "sysparm_offset": start})}>;rel="{rel}"')
+        return Response.json(
+            {"result": [self._shape(row, request) for row in page]},
+            **{"X-Total-Count": str(len(rows)), "Link": ",".join(links)},
+        )
+
+    def _shape(self, record: dict[str, Any], request: Request) -> dict[str, Any]:
+        fields = request.arg("sysparm_fields")
+        shaped = {key: value for key, value in record.items() if not fields or key in fields.split(",")}
+        if request.arg("sysparm_exclude_reference_link") == "true":
+            shaped = {key: value["value"] if isinstance(value, dict) else value for key, value in shaped.items()}
+        return shaped
+
+    def _update(self, table: str, record: dict[str, Any], changes: dict[str, Any]) -> Response:
+        with self.lock:
+            for journal_field in ("work_notes", "comments"):
+                if text := changes.pop(journal_field, None):
+                    self.journal.append({"sys_id": record["sys_id"], "field": journal_field, "text": text})
+            record.update({key: str(value) for key, value in changes.items()})
+            record["sys_updated_on"] = self.tick()
+        return Response.json({"result": {"sys_id": record["sys_id"]}})
+
+    @staticmethod
+    def _select(rows: list[dict[str, Any]], query: str) -> list[dict[str, Any]]:
+        """Filter and sort by an encoded query: OR-groups split by ^NQ, conditions by ^, ORDERBY terms anywhere."""
+        order: list[tuple[str, bool]] = []
+        groups: list[list[tuple[str, str, str]]] = []
+        for group in query.split("^NQ") if query else []:
+            conditions = []
+            for term in filter(None, group.split("^")):
+                if term.startswith("ORDERBYDESC"):
+                    order.append((term[11:], True))
+                elif term.startswith("ORDERBY"):
+                    order.append((term[7:], False))
+                elif match := CONDITION.match(term):
+                    conditions.append(match.groups())
+                else:
+                    raise ValueError(f"unsupported query term {term!r}")
+            groups.append(conditions)
+
+        def value(row: dict[str, Any], name: str) -> str:
+            found = row.get(name, "")
+            return str(found["value"] if isinstance(found, dict) else found)
+
+        def matches(row: dict[str, Any], conditions: list[tuple[str, str, str]]) -> bool:
+            for name, op, expected in conditions:
+                actual = value(row, name)
+                ok = {
+                    "=": actual == expected, "!=": actual != expected, ">": actual > expected,
+                    ">=": actual >= expected, "<": actual < expected, "<=": actual <= expected,
+                    "IN": actual in expected.split(","), "STARTSWITH": actual.startswith(expected),
+                    "LIKE": expected in actual,
+                }[op]
+                if not ok:
+                    return False
+            return True
+
+        groups = [g for g in groups if g] or [[]]
+        selected = [row for row in rows if any(matches(row, conditions) for conditions in groups)]
+        for name, descending in reversed(order):
+            selected.sort(key=lambda row, name=name: value(row, name), reverse=descending)
+        return selected
