@@ -153,7 +153,7 @@ def _skip_automation(session: Session, ticket: Ticket) -> bool:
 
 
 def _acknowledge(session: Session, settings: Settings, ticket: Ticket) -> None:
-    content = acknowledgement(ticket, settings.SUPPORT_SIGNATURE)
+    content = acknowledgement(ticket, settings.SUPPORT_SIGNATURE, current_policy(session, settings).templates)
     enqueue_email(session, settings, ticket, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key=f"ack:{ticket.id}")
 
 

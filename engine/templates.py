@@ -26,8 +26,11 @@ ACKNOWLEDGEMENT = Template(
 )
 
 
-def acknowledgement(ticket: Ticket, signature: str) -> EmailContent:
-    text = ACKNOWLEDGEMENT.substitute(
+def acknowledgement(ticket: Ticket, signature: str, overrides: dict[str, str] | None = None) -> EmailContent:
+    """The seed's acknowledgement for every new ticket, in the lead's wording when one is saved."""
+    text = render(
+        "acknowledgement",
+        overrides or {},
         name=ticket.requester_name or "there",
         reference=ticket.reference,
         summary=(ticket.subject or ticket.description)[:200],
@@ -56,6 +59,15 @@ REQUEST_INFO = Template(
 )
 
 TEMPLATES = {"acknowledgement": ACKNOWLEDGEMENT, "resolution": RESOLUTION, "request_info": REQUEST_INFO}
+SAMPLE_VALUES = {
+    "name": "Dana",
+    "reference": "TCKT-1042",
+    "summary": "VPN disconnects every few minutes",
+    "steps": "1. Open the VPN client.\n2. Choose TCP 443 under Settings > Protocol.",
+    "sources": "Sources: vpn-setup.md (section Troubleshooting)",
+    "questions": "1. What exact error message do you see?\n2. Since when does this happen?",
+}
+"""What a preview fills in; a lead's template may use these placeholders and $signature."""
 
 
 def numbered(lines: list[str]) -> str:

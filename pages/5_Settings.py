@@ -16,27 +16,14 @@ from engine.db import transaction
 from engine.desk_policy import SEED_WEIGHTS, DeskPolicy, current_policy
 from engine.enums import Role
 from engine.queries import job_statuses, policy_history, sources
-from engine.templates import ACKNOWLEDGEMENT
+from engine.templates import SAMPLE_VALUES, TEMPLATES
 from ui.auth import allowed
 from ui.components import flash, page, role_hint, show_flash
 from ui.connectors import connector_health, connector_rows, test_connection
 
 runtime, actor = page("Settings")
 IS_LEAD, IS_ADMIN = allowed(actor, Role.LEAD), allowed(actor, Role.ADMIN)
-TEMPLATE_DEFAULTS = {
-    "acknowledgement": ACKNOWLEDGEMENT.template,
-    "resolution": (
-        "Hello $name,\n\n$body\n\nIf this did not solve it, reply and keep $reference in the subject.\n\n$signature"
-    ),
-    "request_info": "Hello $name,\n\nTo help with $reference we need a little more information:\n\n$body\n\n$signature",
-}
-SAMPLE = {
-    "name": "Dana",
-    "reference": "TCKT-1042",
-    "summary": "VPN disconnects every few minutes",
-    "body": "1. Open the VPN client.\n2. Choose TCP 443 under Settings → Protocol.",
-    "signature": runtime.settings.SUPPORT_SIGNATURE,
-}
+SAMPLE = {**SAMPLE_VALUES, "signature": runtime.settings.SUPPORT_SIGNATURE}
 
 st.title("Settings")
 show_flash()
@@ -146,11 +133,14 @@ with policy_tab:
             st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
 
 with templates_tab:
-    st.caption("Placeholders: $name, $reference, $summary (acknowledgement), $body (the drafted text), $signature.")
-    kind = st.selectbox("Template", list(TEMPLATE_DEFAULTS), key="template_kind")
+    st.caption(
+        "Placeholders: $name, $reference, $summary, $signature; $steps and $sources (resolution); "
+        "$questions (request for information)."
+    )
+    kind = st.selectbox("Template", list(TEMPLATES), key="template_kind")
     text = st.text_area(
         "Text",
-        value=policy.templates.get(kind, TEMPLATE_DEFAULTS[kind]),
+        value=policy.templates.get(kind, TEMPLATES[kind].template),
         height=260,
         key=f"template_text_{kind}",
         disabled=not IS_LEAD,
