@@ -5,8 +5,12 @@ Passwords are only ever hashed and compared here; they are never logged, stored 
 
 from __future__ import annotations
 
+import hmac
+import logging
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -19,6 +23,7 @@ from engine.models import Operator, utcnow
 from engine.settings import Settings
 from engine.timeline import record_audit
 
+log = logging.getLogger(__name__)
 MIN_PASSWORD_LENGTH = 10
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
@@ -221,3 +226,37 @@ __all__ = [
     "sso_actor",
     "update_operator",
 ]
+
+
+def setup_code_path(settings: Settings) -> Path:
+    return settings.DATA_DIR / "first-admin-setup-code"
+
+
+def pending_setup_code(session: Session, settings: Settings) -> str | None:
+    """While no admin exists: the one-time code that lets the person at the console create the first admin.
+
+    Like Jenkins' initial password: written to a file only the server's user can read and to the server
+    log, so a fresh `make run` is usable without a CLI step and a stranger on the network cannot take over.
+    """
+    path = setup_code_path(settings)
+    if _active_admins(session):
+        path.unlink(missing_ok=True)
+        return None
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(9), encoding="utf-8")
+        path.chmod(0o600)
+        log.warning("No admin yet: create the first one in the browser with the setup code in %s", path)
+    return path.read_text(encoding="utf-8").strip()
+
+
+def create_first_admin_with_code(
+    session: Session, settings: Settings, code: str, username: str, password: str
+) -> Operator:
+    """The browser's bootstrap: the console's setup code proves the person may create the first admin."""
+    expected = pending_setup_code(session, settings)
+    if expected is None or not hmac.compare_digest(code.strip(), expected):
+        raise OperatorError("the setup code is not right: copy it from the file named in the server's log")
+    operator = create_first_admin(session, username, password)
+    setup_code_path(settings).unlink(missing_ok=True)
+    return operator

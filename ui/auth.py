@@ -11,7 +11,16 @@ import time
 import streamlit as st
 
 from engine.actions import RANK, Actor
-from engine.auth import authenticate, current_actor, sso_actor
+from engine.auth import (
+    MIN_PASSWORD_LENGTH,
+    OperatorError,
+    authenticate,
+    create_first_admin_with_code,
+    current_actor,
+    pending_setup_code,
+    setup_code_path,
+    sso_actor,
+)
 from engine.db import transaction
 from engine.enums import Role
 from engine.runtime import Runtime
@@ -51,7 +60,44 @@ def _remember(actor: Actor, method: str) -> None:
     }
 
 
+def _first_admin_form(runtime: Runtime) -> None:
+    """First start: whoever can read the setup code on the server creates the first admin here."""
+    st.title("No-Touch Support")
+    st.subheader("Create the first admin")
+    st.caption(
+        f"No one can sign in yet. The setup code is in `{setup_code_path(runtime.settings)}` on the server "
+        "(readable only by the account running the app)."
+    )
+    left, _ = st.columns([2, 3])
+    with left.form("first_admin"):
+        code = st.text_input("Setup code", type="password", key="setup_code")
+        username = st.text_input("Admin username", key="setup_username")
+        password = st.text_input(
+            f"Password (at least {MIN_PASSWORD_LENGTH} characters)", type="password", key="setup_password"
+        )
+        repeated = st.text_input("Password again", type="password", key="setup_password_again")
+        submitted = st.form_submit_button("Create admin", type="primary")
+    if not submitted:
+        return
+    if password != repeated:
+        left.error("The two passwords differ.")
+        return
+    try:
+        with transaction(runtime.factory) as session:
+            create_first_admin_with_code(session, runtime.settings, code, username, password)
+    except OperatorError as error:
+        left.error(str(error))
+        return
+    st.session_state[NOTICE_KEY] = f"Admin {username} created: sign in below."
+    st.rerun()
+
+
 def _sign_in_form(runtime: Runtime) -> None:
+    with runtime.factory() as session:
+        needs_first_admin = pending_setup_code(session, runtime.settings) is not None
+    if needs_first_admin:
+        _first_admin_form(runtime)
+        return
     st.title("No-Touch Support")
     st.caption("Sign in to see the support desk.")
     if notice := st.session_state.pop(NOTICE_KEY, None):
