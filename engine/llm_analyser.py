@@ -172,38 +172,21 @@ def kb_search(session: Session, settings: Settings, query: str, queries: list[st
 
 
 def serpapi_search(settings: Settings, query: str) -> list[dict[str, Any]]:
-    """The top organic web results as evidence (SerpAPI, seed §4.3), through the shared connector client."""
-    from connectors.http import HttpClient, breaker_from_settings, policy_from_settings, verify_setting
+    """The top organic web results as evidence (SerpAPI, seed §4.3), through the SerpAPI connector."""
+    from connectors.serpapi import SerpApiClient
 
-    client = HttpClient(
-        "serpapi",
-        settings.SERPAPI_BASE_URL,
-        policy=policy_from_settings(settings),
-        verify=verify_setting(settings),
-        breaker=breaker_from_settings("serpapi", settings),
-    )
-    data = client.get_json(
-        "/search.json",
-        params={
-            "engine": settings.SERPAPI_ENGINE,
-            "q": query,
-            "num": 3,
-            "api_key": settings.SERPAPI_API_KEY.get_secret_value(),
-        },
-    )
     return [
         {
             "source_kind": "web",
             "source_id": 0,
-            "title": str(result.get("title", "")),
-            "location": str(result.get("link", "")),
-            "location_data": {"url": str(result.get("link", ""))},
-            "text": str(result.get("snippet", "")),
+            "title": result.title,
+            "location": result.url,
+            "location_data": {"url": result.url},
+            "text": result.snippet,
             "fused_score": 0.0,
             "chunk_id": 0,
         }
-        for result in (data.get("organic_results") or [])[:3]
-        if isinstance(result, dict)
+        for result in SerpApiClient(settings).search(query, count=3)
     ]
 
 
