@@ -9,6 +9,7 @@ they agree; every draft says it was assembled from the knowledge base without an
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from dataclasses import asdict, replace
@@ -92,16 +93,28 @@ def query_of(ticket: TicketSnapshot) -> str:
     return " ".join(part for part in (ticket.subject, ticket.description[:1500], latest[:800]) if part)
 
 
+CONFIDENCE_WEIGHTS = {"bias": -2.74, "similarity": 2.316, "vector_first": 0.796, "bm25_first": 0.953, "lead": 0.966}
+"""Logistic weights fitted on the tuning half of the EMQA e-manual questions (in-scope and out-of-scope),
+checked on the held-out half: `bench/evaluation.py` prints the resulting precision/coverage curve."""
+
+
 def retrieval_confidence(evidence: list[dict[str, Any]]) -> float:
-    """0–1 from the top hit: its semantic similarity, whether both retrievers rank it first, and its lead."""
+    """Estimated probability that the top passage answers the ticket, from retrieval signals only: its
+    semantic similarity, whether each retriever ranks it first, and how far it leads the runner-up."""
     if not evidence:
         return 0.0
     top = evidence[0]
-    similarity = max(0.0, min(1.0, float(top.get("vector_score") or 0.0)))
-    agree = 1.0 if top.get("vector_rank") == 1 and top.get("bm25_rank") == 1 else 0.0
     second = evidence[1]["fused_score"] if len(evidence) > 1 else 0.0
     lead = (top["fused_score"] - second) / top["fused_score"] if top["fused_score"] else 0.0
-    return round(min(1.0, 0.6 * similarity + 0.25 * agree + 0.15 * lead), 3)
+    weights = CONFIDENCE_WEIGHTS
+    logit = (
+        weights["bias"]
+        + weights["similarity"] * max(0.0, min(1.0, float(top.get("vector_score") or 0.0)))
+        + weights["vector_first"] * (top.get("vector_rank") == 1)
+        + weights["bm25_first"] * (top.get("bm25_rank") == 1)
+        + weights["lead"] * min(1.0, lead * 5)
+    )
+    return round(1 / (1 + math.exp(-logit)), 3)
 
 
 def information_gaps(ticket: TicketSnapshot) -> tuple[list[str], list[str]]:

@@ -38,7 +38,7 @@ def test_how_to_is_answered_from_the_matching_article(analyser: RetrievalAnalyse
     )
     assert result.decision == "resolve", result.reason
     assert result.evidence[0]["title"].startswith("invite-users-northwind-cloud")
-    assert result.confidence >= 0.55
+    assert result.confidence >= analyser.settings.RESOLVE_MIN_CONFIDENCE
     assert result.draft_subject == "Resolution Proposed: TCKT-1"
     assert LABEL in result.draft_body
     assert "Sources: invite-users-northwind-cloud" in result.draft_body
