@@ -106,3 +106,23 @@ def redact_personal_data(text: str) -> str:
 def fence(text: str) -> str:
     """Ticket text inside a prompt, marked as data; fence markers inside it are neutralised."""
     return "<<<TICKET DATA\n" + text.replace("<<<", "‹‹‹").replace(">>>", "›››") + "\nEND TICKET DATA>>>"
+
+
+DATABASE_COMMANDS = re.compile(
+    r"\bunion\s+(all\s+)?select\b|;\s*(drop|delete|truncate|alter|insert|update)\s+\w+"
+    r"|['\"]\s*or\s+['\"]*\w*['\"]*\s*=|\bxp_cmdshell\b|\b(pg_)?sleep\s*\(\s*\d+\s*\)|\bbenchmark\s*\(|'\s*--|\)\s*;\s*--",
+    re.IGNORECASE,
+)
+MANY_ADDRESSES = 50
+
+
+def suspicious_input_reasons(text: str) -> list[str]:
+    """Input that looks machine-made or mangled: a person should read it before anything is sent back."""
+    reasons = []
+    if "\ufffd" in text:
+        reasons.append("text has characters that could not be decoded")
+    if len(EMAIL.findall(text)) > MANY_ADDRESSES:
+        reasons.append(f"text lists more than {MANY_ADDRESSES} e-mail addresses")
+    if match := DATABASE_COMMANDS.search(text):
+        reasons.append(f"text contains database commands: {match.group(0)[:40]!r}")
+    return reasons

@@ -12,14 +12,15 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.enums import TicketStatus
+from engine.guards import suspicious_input_reasons
 from engine.lifecycle import REOPENABLE, transition
 from engine.mailguard import automatic_reason
 from engine.models import Attachment, Blob, EmailInteraction, OutboxMessage, Ticket, utcnow
@@ -31,12 +32,25 @@ REFERENCE = re.compile(r"\bTCKT-(\d{1,12})\b", re.IGNORECASE)
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+def _printable(value: object) -> object:
+    """Text (also inside lists and dicts) without control characters: PostgreSQL refuses NUL in text and JSONB."""
+    if isinstance(value, str):
+        return CONTROL_CHARACTERS.sub("", value)
+    if isinstance(value, list):
+        return [_printable(item) for item in value]
+    if isinstance(value, dict):
+        return {_printable(key): _printable(item) for key, item in value.items()}
+    return value
+
+
 class AttachmentIn(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     filename: str = Field(min_length=1, max_length=500)
     content_type: str | None = None
     data: bytes
+
+    _strip_control_characters = field_validator("filename", "content_type")(_printable)
 
 
 class TicketIn(BaseModel):
@@ -62,6 +76,17 @@ class TicketIn(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     attachments: list[AttachmentIn] = Field(default_factory=list)
     additional_info: dict[str, object] = Field(default_factory=dict)
+    control_characters_removed: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _note_control_characters(cls, data: Any) -> Any:
+        """Remember that the message needed cleaning: such input is held for a person (engine/policy.py)."""
+        if isinstance(data, dict) and any(
+            isinstance(data.get(name), str) and CONTROL_CHARACTERS.search(data[name]) for name in ("subject", "body")
+        ):
+            return {**data, "control_characters_removed": True}
+        return data
 
     @field_validator("requester_email")
     @classmethod
@@ -71,10 +96,22 @@ class TicketIn(BaseModel):
             raise ValueError(f"not an e-mail address: {value[:80]!r}")
         return address
 
-    @field_validator("subject", "body")
-    @classmethod
-    def _printable(cls, value: str) -> str:
-        return CONTROL_CHARACTERS.sub("", value)
+    _strip_control_characters = field_validator(
+        "source",
+        "external_id",
+        "requester_name",
+        "subject",
+        "body",
+        "priority",
+        "category",
+        "external_url",
+        "thread_id",
+        "message_id",
+        "in_reply_to",
+        "references",
+        "headers",
+        "additional_info",
+    )(_printable)
 
 
 @dataclass(frozen=True)
@@ -159,6 +196,7 @@ def _create(session: Session, item: TicketIn, settings: Settings) -> IngestResul
     session.flush()
     message = _add_message(session, ticket, item, "initial", reason) if item.kind == "email" else None
     _store_attachments(session, ticket, message, item, settings)
+    hold_for_review(session, ticket, input_warnings(item, settings))
     record_event(
         session,
         ticket,
@@ -206,6 +244,7 @@ def _reply(session: Session, ticket: Ticket, item: TicketIn, settings: Settings)
     reason = automatic_reason(item.headers, item.requester_email, item.subject, settings.from_address)
     message = _add_message(session, ticket, item, "automatic" if reason else "reply", reason)
     _store_attachments(session, ticket, message, item, settings)
+    hold_for_review(session, ticket, input_warnings(item, settings))
     if reason:
         record_event(
             session,
@@ -228,6 +267,29 @@ def _reply(session: Session, ticket: Ticket, item: TicketIn, settings: Settings)
     else:
         ticket.pending_since = utcnow()
     return IngestResult(ticket.id, "reply")
+
+
+def input_warnings(item: TicketIn, settings: Settings) -> list[str]:
+    """What about this message means a person should read it before anything automatic goes back."""
+    warnings = suspicious_input_reasons(f"{item.subject}\n{item.body}")
+    if item.control_characters_removed:
+        warnings.append("control characters were removed from the text")
+    warnings.extend(
+        f"attachment {attachment.filename} was too large to examine"
+        for attachment in item.attachments
+        if len(attachment.data) > settings.MAX_ATTACHMENT_BYTES
+    )
+    return warnings
+
+
+def hold_for_review(session: Session, ticket: Ticket, warnings: list[str]) -> None:
+    """Record input warnings on the ticket; the auto-send policy holds every message for it while any exist."""
+    if not warnings:
+        return
+    info = dict(ticket.additional_info or {})
+    info["input_warnings"] = sorted({*info.get("input_warnings", []), *warnings})
+    ticket.additional_info = info
+    record_event(session, ticket, "input_held", "Held for a person: " + "; ".join(warnings), warnings=warnings)
 
 
 def _add_message(

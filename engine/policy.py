@@ -27,4 +27,5 @@ def delivery_verdict(ticket: Ticket, result: AnalysisResult, policy: DeskPolicy)
     if result.decision == "resolve" and not result.evidence:
         held.append("no evidence cited")
     held.extend(f"guard: {guard}" for guard in result.guards)
+    held.extend(f"input: {warning}" for warning in (ticket.additional_info or {}).get("input_warnings", []))
     return PolicyVerdict(auto_send=not held, reasons=held or ["all auto-send conditions met"])

@@ -44,6 +44,8 @@ CONTENT_TYPES = {
 CSV_ROWS_PER_SECTION = 20
 OCR_TIMEOUT_SECONDS = 120
 MAX_ATTACHMENT_DEPTH = 3
+MAX_UNPACKED_BYTES = 100 * 1024 * 1024
+"""An Office file may unpack to at most this much: a few kilobytes can otherwise hold gigabytes of XML."""
 
 
 @dataclass
@@ -228,9 +230,24 @@ def _pdf(data: bytes) -> list[Section]:
         raise ExtractionError(ENCRYPTED, "the PDF is password-protected; upload an unprotected copy") from None
 
 
+def _refuse_zip_bomb(data: bytes) -> None:
+    """Refuse an archive whose members add up to more than MAX_UNPACKED_BYTES, before anything is inflated.
+
+    The declared sizes bound what is read: `zipfile` stops at a member's declared size (and checks its CRC).
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        unpacked = sum(member.file_size for member in archive.infolist())
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise ExtractionError(
+            TOO_LARGE,
+            f"the file unpacks to {unpacked:,} bytes; the limit is {MAX_UNPACKED_BYTES:,} (a zip bomb?)",
+        )
+
+
 def _docx(data: bytes) -> tuple[list[Section], str | None]:
     from docx import Document
 
+    _refuse_zip_bomb(data)
     document = Document(io.BytesIO(data))
     sections: list[Section] = []
     path: list[str] = []
@@ -270,6 +287,7 @@ def _heading_level(style: str) -> int:
 def _pptx(data: bytes) -> list[Section]:
     from pptx import Presentation
 
+    _refuse_zip_bomb(data)
     sections = []
     for number, slide in enumerate(Presentation(io.BytesIO(data)).slides, 1):
         texts: list[str] = []

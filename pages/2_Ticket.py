@@ -119,19 +119,20 @@ main, side = st.columns([3, 2], gap="large")
 
 def conversation(story: TicketStory) -> None:
     with st.chat_message("user", avatar="🙋"):
-        st.caption(f"{story.ticket.email} · {story.ticket.created_at:%Y-%m-%d %H:%M} · original request")
+        st.caption(f"{plain(story.ticket.email)} · {story.ticket.created_at:%Y-%m-%d %H:%M} · original request")
         st.text(story.ticket.description)
     for message in story.messages:
         if message.email_type == "original":
             continue
         inbound = message.direction == "inbound"
         with st.chat_message("user" if inbound else "assistant", avatar="🙋" if inbound else "🎧"):
-            st.caption(f"{message.from_address} · {message.received_at:%Y-%m-%d %H:%M} · {message.email_type}")
+            st.caption(f"{plain(message.from_address)} · {message.received_at:%Y-%m-%d %H:%M} · {message.email_type}")
             st.text(message.body)
     for outgoing in story.outbox:
         with st.chat_message("assistant", avatar="🎧"):
             st.caption(
-                f"to {outgoing.to_address} · {outgoing.created_at:%Y-%m-%d %H:%M} · {outgoing.kind} · {outgoing.state}"
+                f"to {plain(outgoing.to_address)} · {outgoing.created_at:%Y-%m-%d %H:%M} · "
+                f"{outgoing.kind} · {outgoing.state}"
             )
             st.text(f"{outgoing.subject}\n\n{outgoing.body_text}")
 

@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from engine.exports import to_safe_csv
 from engine.metrics import (
     MetricsFilter,
     approval_outcomes,
@@ -46,7 +47,7 @@ LAYOUT: dict[str, Any] = {"height": 320, "margin": {"l": 10, "r": 10, "t": 40, "
 def csv_button(frame: pd.DataFrame, name: str) -> None:
     st.download_button(
         f"CSV · {name}",
-        frame.to_csv(index=False).encode(),
+        to_safe_csv(frame),
         file_name=f"{name.replace(' ', '_')}_{start_day}_{end_day}.csv",
         mime="text/csv",
         key=f"metrics_csv_{name}",

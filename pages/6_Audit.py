@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.enums import Role
+from engine.exports import to_safe_csv
 from engine.queries import AuditFilter, audit_page, audit_vocabulary
 from ui.components import page
 
@@ -56,7 +57,7 @@ if total and pager[3].button("Prepare CSV export", key="audit_export"):
         everything, _ = audit_page(session, audit, limit=EXPORT_LIMIT)
     st.download_button(
         f"Download {len(everything):,} entries (CSV)",
-        pd.DataFrame(everything).to_csv(index=False).encode(),
+        to_safe_csv(pd.DataFrame(everything)),
         file_name=f"audit_{start_day}_{end_day}.csv",
         mime="text/csv",
         key="audit_download",
