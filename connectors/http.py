@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from engine.observability import count_connector_error
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -206,6 +208,7 @@ def call_with_retry(
                 breaker.record_failure(str(error))
             elif breaker is not None:
                 breaker.record_success()
+            count_connector_error(error)
             raise
         if breaker is not None:
             breaker.record_success()

@@ -18,6 +18,7 @@ from engine.db import transaction
 from engine.health import health_report
 from engine.logs import configure_logging
 from engine.models import utcnow
+from engine.observability import start_metrics_server
 from engine.runtime import build_runtime
 from engine.scheduler import run_all_once, start_scheduler
 from engine.settings import ConfigurationError, get_settings
@@ -30,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the engine's jobs until stopped (SIGINT/SIGTERM)")
     run.add_argument("--once", action="store_true", help="run every job once, print the results and exit")
+    run.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="N",
+        help="serve Prometheus metrics on http://127.0.0.1:N/metrics while running",
+    )
     commands.add_parser("health", help="print the health check as JSON; exit 1 when unhealthy")
     commands.add_parser("migrate", help="upgrade the database schema to the newest version")
     admin = commands.add_parser(
@@ -67,12 +74,29 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    metrics = None
+    if args.metrics_port:
+        try:
+            metrics = start_metrics_server(args.metrics_port, runtime.factory)
+        except OSError as error:
+            print(f"cannot serve metrics on 127.0.0.1:{args.metrics_port}: {error.strerror}", file=sys.stderr)
+            return 2
     scheduler = start_scheduler(runtime)
     log.info("engine running", extra={"worker": runtime.worker, "jobs": [job.id for job in scheduler.get_jobs()]})
     stop.wait()
     scheduler.shutdown(wait=True)
+    if metrics is not None:
+        metrics.shutdown()
     log.info("engine stopped", extra={"worker": runtime.worker})
     return 0
+
+
+def _port(value: str) -> int:
+    """A TCP port number, so a typo fails at the command line rather than at bind time."""
+    port = int(value)
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (1-65535)")
+    return port
 
 
 def _create_admin(factory: sessionmaker[Session], username: str, email: str | None) -> int:

@@ -18,6 +18,7 @@ from connectors.base import TicketSource
 from engine.db import advisory_key, transaction
 from engine.ingest import ingest
 from engine.models import IngestError, JobStatus, KbChunk, KbDocument, SourceCursor, Ticket, utcnow
+from engine.observability import observe_job, observe_poll
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def exclusive(engine: Engine, name: str) -> Iterator[bool]:
             lock.release()
 
 
+@observe_poll
 def poll_source(
     engine: Engine, factory: sessionmaker[Session], settings: Settings, source: TicketSource
 ) -> dict[str, int]:
@@ -108,6 +110,7 @@ def run_job(factory: sessionmaker[Session], worker: str, name: str, job: Callabl
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         log.error("job %s failed: %s\n%s", name, error, traceback.format_exc(limit=5))
+    observe_job(name, time.perf_counter() - began, failed=error is not None)
     outcome = result.as_dict() if hasattr(result, "as_dict") else result if isinstance(result, dict) else {}
     try:
         with transaction(factory) as session:
