@@ -22,6 +22,7 @@ from engine.enums import MessageKind, OutboxState
 from engine.failpoints import failpoint
 from engine.mailguard import automated_sent_last_hour, outgoing_headers, undeliverable_reason
 from engine.models import Action, EmailInteraction, OutboxMessage, Ticket, utcnow
+from engine.observability import observe_delivery
 from engine.settings import Settings
 from engine.templates import EmailContent
 from engine.timeline import record_event
@@ -110,6 +111,7 @@ def deliver_outbox(
     _reconcile_expired_claims(factory, transport, report)
     for outbox_id, token in _claim_due(factory, settings, transport.name, batch):
         _deliver_one(factory, settings, transport, outbox_id, token, report)
+    observe_delivery(report)
     return report
 
 
@@ -138,8 +140,13 @@ def _claim_due(factory: sessionmaker[Session], settings: Settings, transport: st
     return claimed
 
 
-def _start_sending(factory: sessionmaker[Session], outbox_id: int, token: str) -> OutboxMessage | None:
-    """Mark one leased row `sending`, if the lease still holds: from here on a crash makes it uncertain."""
+def _start_sending(
+    factory: sessionmaker[Session], settings: Settings, outbox_id: int, token: str
+) -> OutboxMessage | None:
+    """Mark one leased row `sending`, if the lease still holds: from here on a crash makes it uncertain.
+
+    The lease restarts with the send, so a long batch never hands its last rows to reconciliation mid-send.
+    """
     with transaction(factory) as session:
         started = session.execute(
             update(OutboxMessage)
@@ -148,7 +155,11 @@ def _start_sending(factory: sessionmaker[Session], outbox_id: int, token: str) -
                 OutboxMessage.claim_token == token,
                 OutboxMessage.state == OutboxState.PENDING,
             )
-            .values(state=OutboxState.SENDING, attempts=OutboxMessage.attempts + 1)
+            .values(
+                state=OutboxState.SENDING,
+                attempts=OutboxMessage.attempts + 1,
+                claim_expires=utcnow() + timedelta(seconds=settings.CLAIM_LEASE_SECONDS),
+            )
         ).rowcount
         return session.get(OutboxMessage, outbox_id) if started else None
 
@@ -161,7 +172,7 @@ def _deliver_one(
     token: str,
     report: DeliveryReport,
 ) -> None:
-    message = _start_sending(factory, outbox_id, token)
+    message = _start_sending(factory, settings, outbox_id, token)
     if message is None:
         return
     email = _as_email(message, settings)

@@ -13,7 +13,7 @@ import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -24,8 +24,11 @@ from engine.db import is_postgres, transaction
 from engine.desk_policy import current_policy
 from engine.enums import ActionKind, ActionState, MessageKind, TicketStatus
 from engine.failpoints import failpoint
+from engine.guards import injection_reasons, social_engineering_reasons
+from engine.ingest import hold_for_review
 from engine.lifecycle import transition
-from engine.models import Action, Analysis, EmailInteraction, Escalation, Ticket, utcnow
+from engine.models import Action, Analysis, Attachment, Blob, EmailInteraction, Escalation, Ticket, utcnow
+from engine.observability import observe_analysis
 from engine.outbox import enqueue_email
 from engine.policy import delivery_verdict
 from engine.settings import Settings
@@ -77,7 +80,9 @@ def process_pending(
     if not claims:
         return report
     with ThreadPoolExecutor(max_workers=min(settings.ANALYSIS_CONCURRENCY, len(claims))) as pool:
-        for claim, (result, failed) in zip(claims, pool.map(lambda c: _analyse(analyser, c), claims), strict=True):
+        for claim, (result, failed) in zip(
+            claims, pool.map(lambda c: _analyse(factory, settings, analyser, c), claims), strict=True
+        ):
             report.failed += failed
             failpoint("pipeline.before_commit")
             if commit_analysis(factory, settings, claim, result):
@@ -88,9 +93,12 @@ def process_pending(
     return report
 
 
-def _analyse(analyser: Analyser, claim: Claim) -> tuple[AnalysisResult, bool]:
+def _analyse(
+    factory: sessionmaker[Session], settings: Settings, analyser: Analyser, claim: Claim
+) -> tuple[AnalysisResult, bool]:
     """The analyser's result, or an escalation carrying its error: a crash never leaves a ticket unanswered."""
     failpoint("pipeline.after_claim")
+    read_attachments(factory, settings, claim.ticket_id)
     try:
         return analyser.analyse(claim.snapshot), False
     except Exception as error:
@@ -99,10 +107,58 @@ def _analyse(analyser: Analyser, claim: Claim) -> tuple[AnalysisResult, bool]:
         return AnalysisResult(analyser=analyser.name, decision="escalate", reason=reason, error=reason), True
 
 
+def read_attachments(factory: sessionmaker[Session], settings: Settings, ticket_id: int) -> None:
+    """Extract the text of the ticket's new attachments; unreadable ones, or instructions hidden in one,
+    hold every automatic message for a person (engine/policy.py reads the warnings)."""
+    from kb.extract import OK, extract
+
+    with factory() as session:
+        pending = [
+            (row.id, row.filename, data)
+            for row, data in session.execute(
+                select(Attachment, Blob.data)
+                .join(Blob, Blob.sha256 == Attachment.sha256)
+                .where(Attachment.ticket_id == ticket_id, Attachment.status == "stored")
+            )
+        ]
+    if not pending:
+        return
+    results = {
+        attachment_id: (
+            filename,
+            extract(
+                filename,
+                data,
+                max_bytes=settings.KB_MAX_FILE_BYTES,
+                tesseract_cmd=settings.KB_TESSERACT_CMD,
+                ocr_languages=settings.KB_OCR_LANGUAGES,
+            ),
+        )
+        for attachment_id, filename, data in pending
+    }
+    warnings = []
+    with transaction(factory) as session:
+        for attachment_id, (filename, result) in results.items():
+            row = session.get(Attachment, attachment_id)
+            if row is None:
+                continue
+            if result.status == OK:
+                row.status, row.extracted_text = "extracted", result.text[:200_000]
+                found = injection_reasons(result.text) + social_engineering_reasons(result.text)
+                warnings.extend(f"attachment {filename}: {reason}" for reason in found)
+            else:
+                row.status, row.error = result.status, result.error
+                warnings.append(f"attachment {filename} could not be read ({result.status})")
+        ticket = session.get(Ticket, ticket_id)
+        if ticket is not None:
+            hold_for_review(session, ticket, warnings)
+
+
 def claim_pending_tickets(factory: sessionmaker[Session], settings: Settings, *, worker: str) -> list[Claim]:
     """Lease tickets that need work; acknowledge new ones in the same transaction, so the ack is never lost."""
     now = utcnow()
     with transaction(factory) as session:
+        requeue_stranded(session, now)
         query = (
             select(Ticket)
             .where(Ticket.pending_since.is_not(None), or_(Ticket.claim_expires.is_(None), Ticket.claim_expires < now))
@@ -132,6 +188,26 @@ def claim_pending_tickets(factory: sessionmaker[Session], settings: Settings, *,
                 Claim(ticket.id, ticket.claim_token, TicketSnapshot.of(ticket, list(replies)), ticket.pending_since)
             )
     return claims
+
+
+def requeue_stranded(session: Session, now: datetime) -> int:
+    """Queue again tickets left in Analyzing with nothing pending and no live lease: no claim would ever reach them.
+
+    The engine never leaves that state behind, but the lifecycle lets an operator set Analyzing by hand.
+    """
+    query = select(Ticket).where(
+        Ticket.status == TicketStatus.ANALYZING,
+        Ticket.pending_since.is_(None),
+        or_(Ticket.claim_expires.is_(None), Ticket.claim_expires < now),
+    )
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    stranded = session.scalars(query).all()
+    for ticket in stranded:
+        _release(ticket)
+        ticket.pending_since = now
+        record_event(session, ticket, "requeued", "In Analyzing with no analysis queued: queued for analysis again")
+    return len(stranded)
 
 
 def _skip_automation(session: Session, ticket: Ticket) -> bool:
@@ -206,6 +282,7 @@ def commit_analysis(factory: sessionmaker[Session], settings: Settings, claim: C
         )
         void_open_drafts(session, ticket, reason="superseded by a new analysis")
         act(session, settings, ticket, analysis, result)
+        observe_analysis(result, ticket.pending_since)
         still_pending = ticket.pending_since != claim.pending_since
         _release(ticket)
         if still_pending:
