@@ -32,7 +32,7 @@ from engine.runtime import build_analyser
 from engine.settings import Settings, get_settings, load_settings
 
 ACTIONS = ("resolve", "ask", "escalate")
-THRESHOLDS = [round(step * 0.05, 2) for step in range(21)]
+THRESHOLDS = sorted({round(step * 0.05, 2) for step in range(21)} | {round(0.8 + step * 0.01, 2) for step in range(11)})
 
 
 @dataclass(frozen=True)
