@@ -41,7 +41,7 @@ TEAM_ROUTES = {
 class DeskPolicy(BaseModel):
     autopilot: dict[str, bool] = Field(default_factory=dict)
     """Keys `source:category`, `source:*`, `*:category` or `*:*`; the most specific key wins."""
-    auto_send_min_confidence: float = Field(default=0.8, ge=0, le=1)
+    auto_send_min_confidence: float = Field(default=0.85, ge=0, le=1)
     escalation_threshold: float = Field(default=70.0, ge=0, le=100)
     escalation_weights: dict[str, float] = Field(default_factory=lambda: dict(SEED_WEIGHTS))
     follow_up_limit: int = Field(default=3, ge=0, le=20)

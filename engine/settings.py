@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     SUPPORT_FROM_NAME: str = "No-Touch Support"
     SUPPORT_SIGNATURE: str = "— The Support Team"
     AUTOPILOT_ENABLED: bool = False
-    AUTO_SEND_MIN_CONFIDENCE: float = Field(default=0.8, ge=0, le=1)
+    AUTO_SEND_MIN_CONFIDENCE: float = Field(default=0.85, ge=0, le=1)
     RESOLVE_MIN_CONFIDENCE: float = Field(default=0.5, ge=0, le=1)
     DEFAULT_TEAM: str = "Service Desk"
     MAX_AUTOMATED_EMAILS_PER_HOUR: int = Field(default=5, ge=0)
