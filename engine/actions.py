@@ -61,6 +61,16 @@ def _touched(ticket: Ticket) -> None:
     ticket.human_touched_at = ticket.human_touched_at or utcnow()
 
 
+def _stop_engine_work(ticket: Ticket) -> None:
+    """A person's decision replaces whatever the engine was doing with the ticket or had queued for it.
+
+    The claim in flight is void, so its analysis is discarded on commit instead of acting on a ticket the
+    person has already moved.
+    """
+    ticket.claim_token = ticket.claimed_by = ticket.claim_expires = None
+    ticket.pending_since = None
+
+
 def _open_draft(session: Session, action_id: int, seen_version: int) -> tuple[Action, Ticket]:
     action = session.get(Action, action_id)
     if action is None:
@@ -133,8 +143,7 @@ def take_over(session: Session, actor: Actor, ticket_id: int) -> Ticket:
     ticket = _ticket(session, ticket_id)
     _touched(ticket)
     ticket.taken_over_by = actor.username
-    ticket.claim_token = ticket.claimed_by = ticket.claim_expires = None
-    ticket.pending_since = None
+    _stop_engine_work(ticket)
     void_open_drafts(session, ticket, reason=f"taken over by {actor.username}", actor=actor.label)
     if ticket.status in (TicketStatus.NEW, TicketStatus.ANALYZING, TicketStatus.AWAITING_APPROVAL):
         transition(session, ticket, TicketStatus.ESCALATED, actor=actor.label, reason=f"taken over by {actor.username}")
@@ -197,13 +206,19 @@ def send_manual_reply(
 
 
 def set_status(session: Session, actor: Actor, ticket_id: int, status: TicketStatus, *, reason: str = "") -> Ticket:
-    """Resolve, close or re-route a ticket by hand, within the lifecycle's rules."""
+    """Resolve, close or re-route a ticket by hand, within the lifecycle's rules.
+
+    New or Analyzing hands the ticket to the engine for a fresh analysis; any other status is the person's call,
+    so queued or running engine work for the ticket stops.
+    """
     require(actor, Role.AGENT)
     ticket = _ticket(session, ticket_id)
     _touched(ticket)
     transition(session, ticket, status, actor=actor.label, reason=reason or f"set by {actor.username}")
+    _stop_engine_work(ticket)
+    if status in (TicketStatus.NEW, TicketStatus.ANALYZING):
+        ticket.pending_since = utcnow()
     if status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
-        ticket.pending_since = None
         void_open_drafts(session, ticket, reason=f"ticket {status.lower()} by {actor.username}", actor=actor.label)
     record_audit(session, actor.username, "set_status", "ticket", ticket.id, status=status, reason=reason)
     return ticket
@@ -273,6 +288,7 @@ def override_decision(
         raise ValueError(f"to {decision}, write the message the customer receives")
     ticket = _ticket(session, ticket_id)
     _touched(ticket)
+    _stop_engine_work(ticket)
     void_open_drafts(session, ticket, reason=f"overridden by {actor.username}", actor=actor.label)
     assign(session, actor, ticket_id, team=team, priority=priority)
     record_event(

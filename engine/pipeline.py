@@ -193,7 +193,8 @@ def claim_pending_tickets(factory: sessionmaker[Session], settings: Settings, *,
 def requeue_stranded(session: Session, now: datetime) -> int:
     """Queue again tickets left in Analyzing with nothing pending and no live lease: no claim would ever reach them.
 
-    The engine never leaves that state behind, but the lifecycle lets an operator set Analyzing by hand.
+    Neither the engine nor the dashboard leaves that state behind; the sweeper is the net for what older
+    versions, hand edits of the database or a bug might.
     """
     query = select(Ticket).where(
         Ticket.status == TicketStatus.ANALYZING,
@@ -249,6 +250,14 @@ def commit_analysis(factory: sessionmaker[Session], settings: Settings, claim: C
         ticket = session.scalar(query)
         if ticket is None or ticket.claim_token != claim.token:
             log.warning("claim lost before commit", extra={"ticket": f"TCKT-{claim.ticket_id}"})
+            if ticket is not None:
+                record_event(
+                    session,
+                    ticket,
+                    "analysis_discarded",
+                    f"Analysis by {result.analyser} discarded: a person or another worker took the ticket meanwhile",
+                    decision=result.decision,
+                )
             return False
         analysis = Analysis(
             ticket_id=ticket.id,

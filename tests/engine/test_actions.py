@@ -8,6 +8,7 @@ from engine.actions import (
     StaleDraftError,
     approve_draft,
     edit_draft,
+    override_decision,
     reject_draft,
     request_reanalysis,
     send_manual_reply,
@@ -15,8 +16,8 @@ from engine.actions import (
     take_over,
 )
 from engine.enums import ActionState, Role, TicketStatus
-from engine.models import Action, AuditEntry, OutboxMessage, Ticket
-from engine.pipeline import process_pending
+from engine.models import Action, Analysis, AuditEntry, OutboxMessage, Ticket, TimelineEvent
+from engine.pipeline import claim_pending_tickets, commit_analysis, process_pending
 from engine.settings import Settings
 from tests.engine.test_pipeline import Proposes, new_ticket
 
@@ -97,6 +98,46 @@ def test_taken_over_ticket_gets_no_automation(session_factory: sessionmaker[Sess
         [reply] = session.scalars(select(OutboxMessage)).all()
         assert reply.subject == f"About your VPN [{ticket.reference}]"
         assert not reply.automated
+
+
+@pytest.mark.parametrize(
+    "decide",
+    [
+        pytest.param(
+            lambda session, settings, ticket_id: set_status(session, ANN, ticket_id, TicketStatus.RESOLVED),
+            id="resolve",
+        ),
+        pytest.param(
+            lambda session, settings, ticket_id: override_decision(
+                session, settings, ANN, ticket_id, "escalate", reason="billing dispute", team="Finance"
+            ),
+            id="override",
+        ),
+    ],
+)
+def test_a_persons_decision_during_analysis_wins_over_the_engine(
+    session_factory: sessionmaker[Session], settings: Settings, decide: object
+) -> None:
+    settings.AUTOPILOT_ENABLED = True
+    ticket_id = new_ticket(session_factory, settings)
+    [claim] = claim_pending_tickets(session_factory, settings, worker="w")
+    with session_factory.begin() as session:
+        decided = decide(session, settings, ticket_id)  # type: ignore[operator]
+        status = session.get(Ticket, ticket_id).status
+
+    assert not commit_analysis(session_factory, settings, claim, Proposes().analyse(claim.snapshot))
+
+    assert process_pending(session_factory, settings, Proposes(), worker="w").claimed == 0
+    with session_factory() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket.status == status and ticket.claim_token is None and ticket.pending_since is None
+        assert session.scalars(select(Analysis)).all() == []
+        assert [action.id for action in session.scalars(select(Action))] == (
+            [] if isinstance(decided, Ticket) else [decided.id]
+        )
+        assert session.scalars(select(OutboxMessage.kind)).all() == ["acknowledgement"]
+        events = session.scalars(select(TimelineEvent.type).where(TimelineEvent.ticket_id == ticket_id)).all()
+        assert "analysis_discarded" in events
 
 
 def test_viewer_may_not_change_anything(session_factory: sessionmaker[Session], settings: Settings) -> None:

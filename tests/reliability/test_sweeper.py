@@ -13,17 +13,14 @@ from tests.engine.test_pipeline import Proposes, new_ticket
 ANN = Actor("ann", Role.AGENT)
 
 
-def test_a_ticket_set_to_analyzing_by_hand_is_queued_again_and_analysed(
+def test_a_ticket_left_in_analyzing_with_nothing_queued_is_queued_again_and_analysed(
     session_factory: sessionmaker[Session], settings: Settings
 ) -> None:
     ticket_id = new_ticket(session_factory, settings)
     analyser = Proposes(decision="escalate")
     process_pending(session_factory, settings, analyser, worker="w1")
     with session_factory.begin() as session:
-        set_status(session, ANN, ticket_id, TicketStatus.ANALYZING, reason="look again")
-    with session_factory() as session:
-        stuck = session.get(Ticket, ticket_id)
-        assert (stuck.status, stuck.pending_since, stuck.claim_token) == (TicketStatus.ANALYZING, None, None)
+        session.get(Ticket, ticket_id).status = TicketStatus.ANALYZING
 
     report = process_pending(session_factory, settings, analyser, worker="w2")
 
@@ -35,6 +32,21 @@ def test_a_ticket_set_to_analyzing_by_hand_is_queued_again_and_analysed(
         assert len(session.scalars(select(Analysis).where(Analysis.ticket_id == ticket_id)).all()) == 2
         events = session.scalars(select(TimelineEvent.type).where(TimelineEvent.ticket_id == ticket_id)).all()
     assert events.count("requeued") == 1
+
+
+def test_a_ticket_set_to_analyzing_by_hand_is_queued_at_once(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    ticket_id = new_ticket(session_factory, settings)
+    analyser = Proposes(decision="escalate")
+    process_pending(session_factory, settings, analyser, worker="w1")
+    with session_factory.begin() as session:
+        set_status(session, ANN, ticket_id, TicketStatus.ANALYZING, reason="look again")
+
+    assert process_pending(session_factory, settings, analyser, worker="w2").processed == 1
+    with session_factory() as session:
+        events = session.scalars(select(TimelineEvent.type).where(TimelineEvent.ticket_id == ticket_id)).all()
+    assert events.count("analysed") == 2 and "requeued" not in events
 
 
 def test_an_expired_lease_without_pending_work_is_queued_again(
