@@ -47,6 +47,7 @@ health: install
 
 lint: install-dev
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: install-dev lint
 	$(BIN)/python -m pytest

@@ -47,9 +47,13 @@ def main() -> None:
     caller = snow.add_user("caller@example.com", "Casey")
     for n in range(args.count):
         snow.add_incident(f"Incident {n}", caller=caller, description=f"Something broke, case {n}. " * 5)
-    settings = base.model_copy(update={
-        "SNOW_API_URL": f"{snow.url}/api/now/table/incident", "SNOW_AUTH_USERNAME": snow.username,
-        "SNOW_AUTH_PASSWORD": SecretStr(snow.password)})
+    settings = base.model_copy(
+        update={
+            "SNOW_API_URL": f"{snow.url}/api/now/table/incident",
+            "SNOW_AUTH_USERNAME": snow.username,
+            "SNOW_AUTH_PASSWORD": SecretStr(snow.password),
+        }
+    )
     measure("servicenow", args.count, lambda: ServiceNowSource(settings).poll(None))
     snow.stop()
 
@@ -58,11 +62,17 @@ def main() -> None:
     graph = GraphEmulator(identity=identity).start()
     for n in range(args.count):
         graph.deliver(f"user{n}@example.com", f"Question {n}", f"Body of question {n}. " * 5)
-    settings = base.model_copy(update={
-        "MS_GRAPH_AUTHORITY_HOST": identity.url, "MS_GRAPH_BASE_URL": f"{graph.url}/v1.0",
-        "MS_GRAPH_TENANT_ID": identity.tenant, "MS_GRAPH_CLIENT_ID": identity.client_id,
-        "MS_GRAPH_CLIENT_SECRET": SecretStr(identity.client_secret), "MS_GRAPH_MAILBOX": graph.mailbox,
-        "CONNECTOR_CA_BUNDLE": str(ca)})
+    settings = base.model_copy(
+        update={
+            "MS_GRAPH_AUTHORITY_HOST": identity.url,
+            "MS_GRAPH_BASE_URL": f"{graph.url}/v1.0",
+            "MS_GRAPH_TENANT_ID": identity.tenant,
+            "MS_GRAPH_CLIENT_ID": identity.client_id,
+            "MS_GRAPH_CLIENT_SECRET": SecretStr(identity.client_secret),
+            "MS_GRAPH_MAILBOX": graph.mailbox,
+            "CONNECTOR_CA_BUNDLE": str(ca),
+        }
+    )
     measure("outlook", args.count, lambda: GraphMailSource(settings).poll(None))
     graph.stop()
     identity.stop()

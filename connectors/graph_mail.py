@@ -44,8 +44,15 @@ SELECT = (
     "internetMessageHeaders,hasAttachments,isRead"
 )
 THREAD_HEADERS = (
-    "in-reply-to", "references", "auto-submitted", "precedence", "x-autoreply", "x-auto-response-suppress",
-    "list-id", "x-loop", "return-path",
+    "in-reply-to",
+    "references",
+    "auto-submitted",
+    "precedence",
+    "x-autoreply",
+    "x-auto-response-suppress",
+    "list-id",
+    "x-loop",
+    "return-path",
 )
 
 
@@ -91,8 +98,9 @@ class GraphToken(requests.auth.AuthBase):
                 )
             except ValueError:
                 raise AuthenticationError(
-                    NAME, f"tenant {settings.MS_GRAPH_TENANT_ID!r} not found at {settings.MS_GRAPH_AUTHORITY_HOST} "
-                    "(check MS_GRAPH_TENANT_ID)"
+                    NAME,
+                    f"tenant {settings.MS_GRAPH_TENANT_ID!r} not found at {settings.MS_GRAPH_AUTHORITY_HOST} "
+                    "(check MS_GRAPH_TENANT_ID)",
                 ) from None
             except requests.RequestException:
                 host = urlsplit(settings.MS_GRAPH_AUTHORITY_HOST).netloc
@@ -107,8 +115,9 @@ class GraphToken(requests.auth.AuthBase):
         if "access_token" not in result:
             description = str(result.get("error_description", "")).splitlines()[0][:200]
             raise AuthenticationError(
-                NAME, f"token request refused: {result.get('error')}: {description} "
-                "(check MS_GRAPH_CLIENT_ID, MS_GRAPH_CLIENT_SECRET and MS_GRAPH_TENANT_ID)"
+                NAME,
+                f"token request refused: {result.get('error')}: {description} "
+                "(check MS_GRAPH_CLIENT_ID, MS_GRAPH_CLIENT_SECRET and MS_GRAPH_TENANT_ID)",
             )
         return str(result["access_token"])
 
@@ -201,8 +210,11 @@ class GraphMailSource:
                     processed.append(str(message["id"]))
             except (ValueError, ValidationError, KeyError, TypeError, ConnectorError) as error:
                 rejected.append(
-                    RejectedItem(str(message.get("id")), f"{NAME} message: {error}"[:2000],
-                                 json.dumps(message, default=str)[:100_000])
+                    RejectedItem(
+                        str(message.get("id")),
+                        f"{NAME} message: {error}"[:2000],
+                        json.dumps(message, default=str)[:100_000],
+                    )
                 )
         return items, rejected, processed
 

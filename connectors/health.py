@@ -156,19 +156,21 @@ def test_connection(name: str, settings: Settings) -> ConnectorStatus:
     problems = CONNECTORS[name][1](settings)
     base = {"name": name, "last_poll": None, "backlog": None}
     if problems:
-        return ConnectorStatus(configured=False, reachable=None, authenticated=None,
-                               last_error="; ".join(problems), **base)  # type: ignore[arg-type]
+        return ConnectorStatus(
+            configured=False, reachable=None, authenticated=None, last_error="; ".join(problems), **base
+        )  # type: ignore[arg-type]
     try:
         _probe(name, settings)
     except AuthenticationError as error:
-        return ConnectorStatus(configured=configured, reachable=True, authenticated=False, last_error=str(error),
-                               **base)  # type: ignore[arg-type]
+        return ConnectorStatus(
+            configured=configured, reachable=True, authenticated=False, last_error=str(error), **base
+        )  # type: ignore[arg-type]
     except (ConnectorError, ConfigurationError) as error:
         unreachable = getattr(error, "retryable", False) or isinstance(error, ConfigurationError)
-        return ConnectorStatus(configured=configured, reachable=not unreachable, authenticated=None,
-                               last_error=str(error), **base)  # type: ignore[arg-type]
-    return ConnectorStatus(configured=configured, reachable=True, authenticated=True, last_error=None,
-                           **base)  # type: ignore[arg-type]
+        return ConnectorStatus(
+            configured=configured, reachable=not unreachable, authenticated=None, last_error=str(error), **base
+        )  # type: ignore[arg-type]
+    return ConnectorStatus(configured=configured, reachable=True, authenticated=True, last_error=None, **base)  # type: ignore[arg-type]
 
 
 test_connection.__test__ = False  # type: ignore[attr-defined]  # a name pytest would otherwise collect
@@ -202,8 +204,9 @@ def _smtp_ping(settings: Settings) -> None:
     except smtplib.SMTPAuthenticationError:
         raise AuthenticationError("smtp", "login refused: check SMTP_USERNAME/SMTP_PASSWORD", status=535) from None
     except (OSError, smtplib.SMTPException) as error:
-        raise ConnectorError("smtp", f"{settings.SMTP_HOST}:{settings.SMTP_PORT} unreachable: {type(error).__name__}",
-                             retryable=True) from None
+        raise ConnectorError(
+            "smtp", f"{settings.SMTP_HOST}:{settings.SMTP_PORT} unreachable: {type(error).__name__}", retryable=True
+        ) from None
 
 
 def _serpapi_ping(settings: Settings) -> None:

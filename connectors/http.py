@@ -238,9 +238,7 @@ def error_from_response(connector: str, method: str, response: requests.Response
         return AuthenticationError(connector, f"{text} ({hint})", status=status)
     if status == 404:
         return NotFoundError(connector, text, status=status)
-    return ConnectorError(
-        connector, text, status=status, retryable=status in RETRYABLE_STATUS, retry_after=retry_after
-    )
+    return ConnectorError(connector, text, status=status, retryable=status in RETRYABLE_STATUS, retry_after=retry_after)
 
 
 def vendor_message(response: requests.Response, limit: int = 300) -> str:

@@ -28,8 +28,16 @@ from engine.settings import ConfigurationError, Settings
 
 log = logging.getLogger(__name__)
 NAME = "imap"
-KEPT_HEADERS = ("Auto-Submitted", "Precedence", "X-Autoreply", "X-Auto-Response-Suppress", "List-Id", "X-Loop",
-                "Return-Path", "X-Autorespond")
+KEPT_HEADERS = (
+    "Auto-Submitted",
+    "Precedence",
+    "X-Autoreply",
+    "X-Auto-Response-Suppress",
+    "List-Id",
+    "X-Loop",
+    "Return-Path",
+    "X-Autorespond",
+)
 UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 
 
@@ -63,20 +71,23 @@ class ImapSource:
         s = self.settings
         try:
             if s.IMAP_SECURITY == "ssl":
-                client: imaplib.IMAP4 = imaplib.IMAP4_SSL(s.IMAP_HOST, s.IMAP_PORT, ssl_context=self._tls(),
-                                                          timeout=self.timeout)
+                client: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                    s.IMAP_HOST, s.IMAP_PORT, ssl_context=self._tls(), timeout=self.timeout
+                )
             else:
                 client = imaplib.IMAP4(s.IMAP_HOST, s.IMAP_PORT, timeout=self.timeout)
                 if s.IMAP_SECURITY == "starttls":
                     client.starttls(ssl_context=self._tls())
         except (OSError, imaplib.IMAP4.error) as error:
-            raise UnreachableError(NAME, f"{s.IMAP_HOST}:{s.IMAP_PORT} unreachable ({type(error).__name__})",
-                                   retryable=True) from None
+            raise UnreachableError(
+                NAME, f"{s.IMAP_HOST}:{s.IMAP_PORT} unreachable ({type(error).__name__})", retryable=True
+            ) from None
         try:
             client.login(s.IMAP_USERNAME, s.IMAP_PASSWORD.get_secret_value())
         except imaplib.IMAP4.error:
-            raise AuthenticationError(NAME, f"login to {s.IMAP_HOST} refused: check IMAP_USERNAME/IMAP_PASSWORD",
-                                      status=401) from None
+            raise AuthenticationError(
+                NAME, f"login to {s.IMAP_HOST} refused: check IMAP_USERNAME/IMAP_PASSWORD", status=401
+            ) from None
         return client
 
     def _tls(self) -> ssl.SSLContext:
@@ -112,15 +123,20 @@ class ImapSource:
         status, found = client.uid("SEARCH", f"UID {after + 1}:*")
         uids = sorted(int(uid) for uid in (found[0] or b"").split() if int(uid) > after)
         for start in range(0, len(uids), self.page_size):
-            batch = uids[start:start + self.page_size]
+            batch = uids[start : start + self.page_size]
             items, rejected, fetched = [], [], []
             for uid, raw in self._fetch(client, batch):
                 fetched.append(uid)
                 try:
                     items.append(to_ticket_in(raw, f"{validity}:{uid}", self.settings.MAX_ATTACHMENT_BYTES))
                 except (ValueError, ValidationError, TypeError, LookupError) as error:
-                    rejected.append(RejectedItem(f"{validity}:{uid}", f"{NAME} UID {uid}: {error}"[:2000],
-                                                 raw[:100_000].decode("utf-8", errors="replace")))
+                    rejected.append(
+                        RejectedItem(
+                            f"{validity}:{uid}",
+                            f"{NAME} UID {uid}: {error}"[:2000],
+                            raw[:100_000].decode("utf-8", errors="replace"),
+                        )
+                    )
             yield PolledPage(items=items, cursor=f"{validity}:{batch[-1]}", rejected=rejected)
             if fetched:
                 client.uid("STORE", ",".join(str(uid) for uid in fetched), "+FLAGS", "(\\Seen)")
@@ -172,8 +188,11 @@ def to_ticket_in(raw: bytes, fallback_id: str, max_attachment_bytes: int) -> Tic
 
         body = html_to_text(body)
     attachments = [
-        AttachmentIn(filename=str(part.get_filename() or "attachment")[:500],
-                     content_type=part.get_content_type(), data=part.get_payload(decode=True) or b"")
+        AttachmentIn(
+            filename=str(part.get_filename() or "attachment")[:500],
+            content_type=part.get_content_type(),
+            data=part.get_payload(decode=True) or b"",
+        )
         for part in message.iter_attachments()
         if len(part.get_payload(decode=True) or b"") <= max_attachment_bytes
     ]
@@ -206,8 +225,11 @@ def _text(part: Any) -> str:
         return str(part.get_content())
     except (LookupError, UnicodeDecodeError):
         payload = part.get_payload(decode=True) or b""
-        return payload.decode(part.get_content_charset() or "utf-8", errors="replace") if _known(part) else \
-            payload.decode("utf-8", errors="replace")
+        return (
+            payload.decode(part.get_content_charset() or "utf-8", errors="replace")
+            if _known(part)
+            else payload.decode("utf-8", errors="replace")
+        )
 
 
 def _known(part: Any) -> bool:

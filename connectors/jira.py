@@ -141,8 +141,13 @@ class JiraSource:
                 try:
                     items.append(self.to_ticket_in(issue))
                 except (ValueError, ValidationError, KeyError, TypeError, ConnectorError) as error:
-                    rejected.append(RejectedItem(str(issue["key"]), f"{NAME} {issue['key']}: {error}"[:2000],
-                                                 json.dumps(issue, default=str)[:100_000]))
+                    rejected.append(
+                        RejectedItem(
+                            str(issue["key"]),
+                            f"{NAME} {issue['key']}: {error}"[:2000],
+                            json.dumps(issue, default=str)[:100_000],
+                        )
+                    )
                 if updated:
                     if updated != position.get("updated"):
                         position = {"updated": updated, "keys": []}
@@ -158,11 +163,17 @@ class JiraSource:
     def _search(self, jql: str, start: int, token: str | None) -> dict[str, Any]:
         client = self.client
         if client._is_cloud:
-            body = self._call(lambda: client.enhanced_search_issues(
-                jql, nextPageToken=token, maxResults=self.page_size, fields=list(FIELDS), json_result=True))
+            body = self._call(
+                lambda: client.enhanced_search_issues(
+                    jql, nextPageToken=token, maxResults=self.page_size, fields=list(FIELDS), json_result=True
+                )
+            )
         else:
-            body = self._call(lambda: client.search_issues(
-                jql, startAt=start, maxResults=self.page_size, fields=list(FIELDS), json_result=True))
+            body = self._call(
+                lambda: client.search_issues(
+                    jql, startAt=start, maxResults=self.page_size, fields=list(FIELDS), json_result=True
+                )
+            )
         if not isinstance(body, dict):
             raise ConnectorError(NAME, "search answer is not a JSON object")
         return body
@@ -179,8 +190,11 @@ class JiraSource:
         reporter = fields.get("reporter") or {}
         if not reporter.get("emailAddress"):
             raise ValueError("the reporter's e-mail address is not visible to this account (profile privacy)")
-        files = [self._download(meta) for meta in fields.get("attachment") or []
-                 if int(meta.get("size") or 0) <= self.max_attachment_bytes and meta.get("content")]
+        files = [
+            self._download(meta)
+            for meta in fields.get("attachment") or []
+            if int(meta.get("size") or 0) <= self.max_attachment_bytes and meta.get("content")
+        ]
         server = self.settings.JIRA_SERVER.rstrip("/")
         return TicketIn(
             source=NAME,
@@ -195,15 +209,19 @@ class JiraSource:
             external_url=f"{server}/browse/{issue['key']}",
             updated_at=parse_jira_time(str(fields["updated"])) if fields.get("updated") else None,
             attachments=files,
-            additional_info={NAME: {"key": issue["key"], "id": issue.get("id"),
-                                    "status": (fields.get("status") or {}).get("name")}},
+            additional_info={
+                NAME: {"key": issue["key"], "id": issue.get("id"), "status": (fields.get("status") or {}).get("name")}
+            },
         )
 
     def _download(self, meta: dict[str, Any]) -> AttachmentIn:
         session = self.client._session
         response = self._call(lambda: session.get(str(meta["content"])))
-        return AttachmentIn(filename=str(meta.get("filename") or "attachment")[:500],
-                            content_type=meta.get("mimeType"), data=response.content)
+        return AttachmentIn(
+            filename=str(meta.get("filename") or "attachment")[:500],
+            content_type=meta.get("mimeType"),
+            data=response.content,
+        )
 
     def push(self, update: SourceUpdate) -> None:
         """A comment for every update; a status also runs the transition JIRA_TRANSITIONS names for it."""
@@ -220,8 +238,9 @@ class JiraSource:
         if match is None:
             names = ", ".join(sorted(str(t.get("name")) for t in available)) or "none"
             raise ConnectorError(
-                NAME, f"{key}: no transition named {wanted!r} for status {update.status} (JIRA_TRANSITIONS); "
-                f"available from here: {names}"
+                NAME,
+                f"{key}: no transition named {wanted!r} for status {update.status} (JIRA_TRANSITIONS); "
+                f"available from here: {names}",
             )
         fields = {"resolution": {"name": "Done"}} if update.status == TicketStatus.RESOLVED else None
         self._call(lambda: client.transition_issue(key, str(match["id"]), fields=fields))
@@ -246,8 +265,9 @@ def _connector_error(error: JIRAError) -> ConnectorError:
         return NotFoundError(NAME, message, status=status)
     headers = error.response.headers if error.response is not None else {}
     retryable = status in (429, 500, 502, 503, 504)
-    return ConnectorError(NAME, message, status=status, retryable=retryable,
-                          retry_after=parse_retry_after(headers.get("Retry-After")))
+    return ConnectorError(
+        NAME, message, status=status, retryable=retryable, retry_after=parse_retry_after(headers.get("Retry-After"))
+    )
 
 
 def _already_passed(updated: str, key: str, position: dict[str, Any]) -> bool:

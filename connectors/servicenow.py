@@ -52,7 +52,9 @@ def configuration_problems(settings: Settings) -> list[str]:
     if not url:
         problems.append("SNOW_API_URL: not set (e.g. https://<instance>.service-now.com/api/now/table/incident)")
     elif urlsplit(url).scheme not in ("http", "https") or "/api/now/table/" not in url:
-        problems.append("SNOW_API_URL: must be a Table API URL like https://<instance>.service-now.com/api/now/table/incident")
+        problems.append(
+            "SNOW_API_URL: must be a Table API URL like https://<instance>.service-now.com/api/now/table/incident"
+        )
     if not settings.SNOW_AUTH_USERNAME:
         problems.append("SNOW_AUTH_USERNAME: not set")
     if not settings.SNOW_AUTH_PASSWORD.get_secret_value():

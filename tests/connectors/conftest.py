@@ -117,8 +117,12 @@ def jira_server() -> Iterator[JiraEmulator]:
 
 
 def jira_values(jira: JiraEmulator) -> dict[str, object]:
-    return {"JIRA_SERVER": jira.url, "JIRA_USERNAME": jira.username, "JIRA_API_TOKEN": SecretStr(jira.token),
-            "JIRA_TRANSITIONS": {"Resolved": "Resolve Issue", "Closed": "Close Issue", "Escalated": "Escalate"}}
+    return {
+        "JIRA_SERVER": jira.url,
+        "JIRA_USERNAME": jira.username,
+        "JIRA_API_TOKEN": SecretStr(jira.token),
+        "JIRA_TRANSITIONS": {"Resolved": "Resolve Issue", "Closed": "Close Issue", "Escalated": "Escalate"},
+    }
 
 
 @pytest.fixture
@@ -129,5 +133,10 @@ def imap_server() -> Iterator[ImapEmulator]:
 
 
 def imap_values(server: ImapEmulator) -> dict[str, object]:
-    return {"IMAP_HOST": "127.0.0.1", "IMAP_PORT": server.port, "IMAP_SECURITY": "none",
-            "IMAP_USERNAME": server.username, "IMAP_PASSWORD": SecretStr(server.password)}
+    return {
+        "IMAP_HOST": "127.0.0.1",
+        "IMAP_PORT": server.port,
+        "IMAP_SECURITY": "none",
+        "IMAP_USERNAME": server.username,
+        "IMAP_PASSWORD": SecretStr(server.password),
+    }

@@ -31,11 +31,18 @@ from tests.emulators.servicenow import ServiceNowEmulator
 
 @pytest.mark.slow
 def test_servicenow_mailgun_graph_round_trip(
-    engine: Engine, session_factory: sessionmaker[Session], settings: Settings, snow: ServiceNowEmulator,
-    mailgun: MailgunEmulator, identity: IdentityEmulator, graph: GraphEmulator, tls_files: tuple[Path, Path, Path],
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    snow: ServiceNowEmulator,
+    mailgun: MailgunEmulator,
+    identity: IdentityEmulator,
+    graph: GraphEmulator,
+    tls_files: tuple[Path, Path, Path],
 ) -> None:
-    configured = with_settings(settings, **snow_values(snow), **mailgun_values(mailgun),
-                               **graph_values(identity, graph, tls_files[0]))
+    configured = with_settings(
+        settings, **snow_values(snow), **mailgun_values(mailgun), **graph_values(identity, graph, tls_files[0])
+    )
     caller = snow.add_user("casey@example.com", "Casey Caller")
     incident = snow.add_incident("VPN drops every hour", caller=caller, description="Since Monday")
     servicenow, outlook = ServiceNowSource(configured), GraphMailSource(configured)
@@ -49,11 +56,17 @@ def test_servicenow_mailgun_graph_round_trip(
     [ack] = mailgun.messages
     assert "TCKT-1" in (ack.one("subject") or "")
 
-    graph.deliver("casey@example.com", "RE: " + (ack.one("subject") or "").replace("TCKT-1", "ticket"),
-                  "It still drops after the update", headers={"In-Reply-To": ack.one("h:Message-Id") or ""})
+    graph.deliver(
+        "casey@example.com",
+        "RE: " + (ack.one("subject") or "").replace("TCKT-1", "ticket"),
+        "It still drops after the update",
+        headers={"In-Reply-To": ack.one("h:Message-Id") or ""},
+    )
     assert poll_source(engine, session_factory, configured, outlook) == {"reply": 1}
     assert poll_mailgun_events(engine, session_factory, MailgunEvents(configured)) == {
-        "ignored": 1, "email_delivered": 1}
+        "ignored": 1,
+        "email_delivered": 1,
+    }
 
     with session_factory() as session, session.begin():
         ticket = session.scalars(select(Ticket)).one()
@@ -75,10 +88,18 @@ def test_servicenow_mailgun_graph_round_trip(
 
 
 def test_sync_back_retries_then_gives_up_and_waits_out_outages(
-    engine: Engine, session_factory: sessionmaker[Session], settings: Settings, snow: ServiceNowEmulator,
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    snow: ServiceNowEmulator,
 ) -> None:
-    configured = with_settings(settings, **snow_values(snow), SYNC_BACK_MAX_ATTEMPTS=2, CONNECTOR_RETRY_ATTEMPTS=1,
-                               CONNECTOR_BREAKER_THRESHOLD=50)
+    configured = with_settings(
+        settings,
+        **snow_values(snow),
+        SYNC_BACK_MAX_ATTEMPTS=2,
+        CONNECTOR_RETRY_ATTEMPTS=1,
+        CONNECTOR_BREAKER_THRESHOLD=50,
+    )
     caller = snow.add_user("casey@example.com")
     gone, kept = (snow.add_incident(f"Issue {n}", caller=caller) for n in range(2))
     servicenow = ServiceNowSource(configured)

@@ -21,12 +21,15 @@ from tests.emulators.graph import GraphEmulator, IdentityEmulator, file_attachme
 
 
 @pytest.fixture
-def make_source(plain_settings: Settings, identity: IdentityEmulator, graph: GraphEmulator,
-                tls_files: tuple[Path, Path, Path]):
+def make_source(
+    plain_settings: Settings, identity: IdentityEmulator, graph: GraphEmulator, tls_files: tuple[Path, Path, Path]
+):
     def build(settings: Settings | None = None, sleeps: Sleeps | None = None, **values: object) -> GraphMailSource:
-        configured = with_settings(settings or plain_settings,
-                                   **{**graph_values(identity, graph, tls_files[0]), **values})
+        configured = with_settings(
+            settings or plain_settings, **{**graph_values(identity, graph, tls_files[0]), **values}
+        )
         return GraphMailSource(configured, sleep=sleeps if sleeps is not None else Sleeps())
+
     return build
 
 
@@ -34,8 +37,9 @@ def items_of(pages) -> list:
     return [item for page in pages for item in page.items]
 
 
-def test_delta_pages_each_message_once_and_resumes(make_source, graph: GraphEmulator,
-                                                   identity: IdentityEmulator) -> None:
+def test_delta_pages_each_message_once_and_resumes(
+    make_source, graph: GraphEmulator, identity: IdentityEmulator
+) -> None:
     sent = [graph.deliver(f"user{n}@example.com", f"Question {n}") for n in range(23)]
     source = make_source(CONNECTOR_PAGE_SIZE=5)
     pages = list(source.poll(None))
@@ -60,10 +64,17 @@ def test_restart_mid_round_continues_from_the_next_link(make_source, graph: Grap
 
 def test_message_fields_threading_headers_and_attachments(make_source, graph: GraphEmulator) -> None:
     graph.deliver(
-        "Casey@Example.com", "RE: VPN [TCKT-5]", "<p>Still <b>broken</b></p>", html=True, conversation="conv-1",
+        "Casey@Example.com",
+        "RE: VPN [TCKT-5]",
+        "<p>Still <b>broken</b></p>",
+        html=True,
+        conversation="conv-1",
         headers={"In-Reply-To": "<ack-5@desk>", "References": "<orig@x> <ack-5@desk>", "Received": "ignored"},
-        attachments=[file_attachment("log.pdf", b"%PDF-1.4"), file_attachment("shot.png", b"PNG", "image/png", True),
-                     item_attachment("Forwarded mail")],
+        attachments=[
+            file_attachment("log.pdf", b"%PDF-1.4"),
+            file_attachment("shot.png", b"PNG", "image/png", True),
+            item_attachment("Forwarded mail"),
+        ],
     )
     [item] = items_of(make_source().poll(None))
     assert item.kind == "email" and item.requester_email == "casey@example.com"
@@ -99,8 +110,9 @@ def test_expired_token_is_renewed_once(make_source, graph: GraphEmulator, identi
 
 def test_throttling_and_expired_delta_links(make_source, graph: GraphEmulator, sleeps: Sleeps) -> None:
     graph.deliver("a@example.com", "One")
-    graph.fail(graph_error(429, "TooManyRequests", "Please retry again later.", **{"Retry-After": "4"}),
-               path="/v1.0/users")
+    graph.fail(
+        graph_error(429, "TooManyRequests", "Please retry again later.", **{"Retry-After": "4"}), path="/v1.0/users"
+    )
     source = make_source(sleeps=sleeps, CONNECTOR_MAX_RETRY_AFTER_SECONDS=30)
     pages = list(source.poll(None))
     assert sleeps == [4.0] and len(items_of(pages)) == 1
@@ -112,8 +124,9 @@ def test_throttling_and_expired_delta_links(make_source, graph: GraphEmulator, s
 
 
 def test_configuration_problems(plain_settings: Settings) -> None:
-    problems = configuration_problems(with_settings(plain_settings, MS_GRAPH_MAILBOX="support",
-                                                    MS_GRAPH_AUTHORITY_HOST="http://login.example"))
+    problems = configuration_problems(
+        with_settings(plain_settings, MS_GRAPH_MAILBOX="support", MS_GRAPH_AUTHORITY_HOST="http://login.example")
+    )
     assert "MS_GRAPH_CLIENT_ID: not set" in problems
     assert "MS_GRAPH_MAILBOX: must be the mailbox address, e.g. support@company.com" in problems
     assert "MS_GRAPH_AUTHORITY_HOST: must be an https URL (msal accepts no other)" in problems

@@ -28,8 +28,9 @@ from tests.emulators.jira import JiraEmulator
 from tests.mail_sink import smtp_sink
 
 
-def mail(subject: str, body: str = "Hello", *, sender: str = "pat@example.com", charset: str = "utf-8",
-         **headers: str) -> bytes:
+def mail(
+    subject: str, body: str = "Hello", *, sender: str = "pat@example.com", charset: str = "utf-8", **headers: str
+) -> bytes:
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = f"Pat <{sender}>", "desk@example.test", subject
     message["Message-ID"] = headers.pop("message_id", f"<{abs(hash(subject + body))}@example.com>")
@@ -58,8 +59,16 @@ def test_polls_by_uid_marks_seen_and_resumes(plain_settings: Settings, imap_serv
 
 
 def test_threading_headers_charsets_and_bad_messages(plain_settings: Settings, imap_server: ImapEmulator) -> None:
-    imap_server.append(mail("RE: VPN [TCKT-3]", "Grüße", charset="iso-8859-1", In_Reply_To="<ack@desk>",
-                            References="<orig@x> <ack@desk>", Auto_Submitted="auto-replied"))
+    imap_server.append(
+        mail(
+            "RE: VPN [TCKT-3]",
+            "Grüße",
+            charset="iso-8859-1",
+            In_Reply_To="<ack@desk>",
+            References="<orig@x> <ack@desk>",
+            Auto_Submitted="auto-replied",
+        )
+    )
     imap_server.append(b"Subject: no sender\r\n\r\nbody")
     [page] = list(ImapSource(with_settings(plain_settings, **imap_values(imap_server))).poll(None))
     [item] = page.items
@@ -78,13 +87,24 @@ def test_wrong_password(plain_settings: Settings, imap_server: ImapEmulator, cap
 
 
 @pytest.mark.slow
-def test_jira_smtp_imap_round_trip(engine: Engine, session_factory: sessionmaker[Session], settings: Settings,
-                                   jira_server: JiraEmulator, imap_server: ImapEmulator) -> None:
+def test_jira_smtp_imap_round_trip(
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    jira_server: JiraEmulator,
+    imap_server: ImapEmulator,
+) -> None:
     jira_server.add_issue("Printer offline", reporter="rita@example.com")
     with smtp_sink() as (mailbox, port):
-        configured = with_settings(settings, **jira_values(jira_server), **imap_values(imap_server),
-                                   OUTBOX_TRANSPORT="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=port,
-                                   SMTP_SECURITY="none")
+        configured = with_settings(
+            settings,
+            **jira_values(jira_server),
+            **imap_values(imap_server),
+            OUTBOX_TRANSPORT="smtp",
+            SMTP_HOST="127.0.0.1",
+            SMTP_PORT=port,
+            SMTP_SECURITY="none",
+        )
         jira, imap = JiraSource(configured), ImapSource(configured)
         assert poll_source(engine, session_factory, configured, jira) == {"created": 1}
         with session_factory() as session, session.begin():
@@ -93,13 +113,16 @@ def test_jira_smtp_imap_round_trip(engine: Engine, session_factory: sessionmaker
             enqueue_email(session, configured, ticket, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key="ack")
         assert deliver_outbox(session_factory, configured, SmtpTransport(configured)).sent == 1
         [ack] = mailbox.messages
-    imap_server.append(mail("Re: your printer", "Still offline", sender="rita@example.com",
-                            In_Reply_To=str(ack["Message-ID"])))
+    imap_server.append(
+        mail("Re: your printer", "Still offline", sender="rita@example.com", In_Reply_To=str(ack["Message-ID"]))
+    )
     assert poll_source(engine, session_factory, configured, imap) == {"reply": 1}
     with session_factory() as session, session.begin():
         ticket = session.scalars(select(Ticket)).one()
-        assert session.scalars(select(EmailInteraction.body).where(EmailInteraction.direction == "inbound")).one() \
-            .strip() == "Still offline"
+        assert (
+            session.scalars(select(EmailInteraction.body).where(EmailInteraction.direction == "inbound")).one().strip()
+            == "Still offline"
+        )
         ticket.resolution = "Replaced the toner"
         transition(session, ticket, TicketStatus.RESOLVED, reason="fixed")
     assert sync_back(engine, session_factory, configured, [jira]).pushed == 2

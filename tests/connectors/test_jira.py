@@ -17,13 +17,15 @@ from tests.emulators.jira import JiraEmulator
 
 
 def source(settings: Settings, jira: JiraEmulator, sleeps: Sleeps | None = None, **values: object) -> JiraSource:
-    return JiraSource(with_settings(settings, **{**jira_values(jira), **values}),
-                      sleep=sleeps if sleeps is not None else Sleeps())
+    return JiraSource(
+        with_settings(settings, **{**jira_values(jira), **values}), sleep=sleeps if sleeps is not None else Sleeps()
+    )
 
 
 @pytest.mark.parametrize("deployment", ["Server", "Cloud"])
-def test_pages_and_resumes_without_duplicates(plain_settings: Settings, jira_server: JiraEmulator,
-                                              deployment: str) -> None:
+def test_pages_and_resumes_without_duplicates(
+    plain_settings: Settings, jira_server: JiraEmulator, deployment: str
+) -> None:
     jira_server.deployment = deployment
     issues = [jira_server.add_issue(f"Laptop {n}") for n in range(23)]
     pages = list(source(plain_settings, jira_server, CONNECTOR_PAGE_SIZE=5).poll(None))
@@ -60,15 +62,18 @@ def test_write_back_comments_and_named_transitions(plain_settings: Settings, jir
         connector.push(SourceUpdate(4, "SUP-99", "note", "hello"))
 
 
-def test_errors_rate_limits_and_secrets(plain_settings: Settings, jira_server: JiraEmulator, sleeps: Sleeps,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_errors_rate_limits_and_secrets(
+    plain_settings: Settings, jira_server: JiraEmulator, sleeps: Sleeps, caplog: pytest.LogCaptureFixture
+) -> None:
     jira_server.add_issue("VPN")
     wrong = "wrong-token-abcdef"
     with pytest.raises(AuthenticationError, match=r"401.*JIRA_API_TOKEN") as raised:
         list(source(plain_settings, jira_server, JIRA_API_TOKEN=SecretStr(wrong)).poll(None))
     assert wrong not in str(raised.value) and wrong not in caplog.text
-    jira_server.fail(Response.json({"errorMessages": ["Rate limit exceeded."]}, 429, **{"Retry-After": "5"}),
-                     path="/rest/api/2/search")
+    jira_server.fail(
+        Response.json({"errorMessages": ["Rate limit exceeded."]}, 429, **{"Retry-After": "5"}),
+        path="/rest/api/2/search",
+    )
     items = list(source(plain_settings, jira_server, sleeps, CONNECTOR_MAX_RETRY_AFTER_SECONDS=60).poll(None))
     assert sleeps == [5.0] and len(items) == 1
 

@@ -54,8 +54,9 @@ def email(**overrides: object) -> OutgoingEmail:
     return OutgoingEmail(**values)
 
 
-def test_send_keeps_our_message_id_threading_headers_and_attachments(plain_settings: Settings,
-                                                                       mailgun: MailgunEmulator) -> None:
+def test_send_keeps_our_message_id_threading_headers_and_attachments(
+    plain_settings: Settings, mailgun: MailgunEmulator
+) -> None:
     provider_id = transport(plain_settings, mailgun).send(email())
     assert provider_id == "<abc123.tckt-7@mg.example.test>"
     [sent] = mailgun.messages
@@ -76,8 +77,9 @@ def test_was_delivered_asks_the_events_api(plain_settings: Settings, mailgun: Ma
     assert mailgun_transport.was_delivered("<abc123.tckt-7@mg.example.test>") is None
 
 
-def test_rate_limits_are_retried_after_the_servers_delay(plain_settings: Settings, mailgun: MailgunEmulator,
-                                                          sleeps: Sleeps) -> None:
+def test_rate_limits_are_retried_after_the_servers_delay(
+    plain_settings: Settings, mailgun: MailgunEmulator, sleeps: Sleeps
+) -> None:
     mailgun.fail(Response.json({"message": "Too many requests"}, 429, **{"Retry-After": "3"}), times=1)
     transport(plain_settings, mailgun, sleeps, CONNECTOR_MAX_RETRY_AFTER_SECONDS=60).send(email())
     assert sleeps == [3.0]
@@ -101,8 +103,9 @@ def test_a_slow_send_is_not_repeated(plain_settings: Settings, mailgun: MailgunE
     assert mailgun.paths("POST").count(f"/v3/{mailgun.domain}/messages") == 1, "the send may have happened"
 
 
-def test_wrong_key_is_reported_without_the_key(plain_settings: Settings, mailgun: MailgunEmulator,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_wrong_key_is_reported_without_the_key(
+    plain_settings: Settings, mailgun: MailgunEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
     from pydantic import SecretStr
 
     wrong = "key-WRONG-0123456789"
@@ -142,8 +145,10 @@ def test_webhook_body_is_read_only_when_signed() -> None:
     import time
 
     key, stamp = "signing-key-789", str(int(time.time()))
-    body = {"signature": {"timestamp": stamp, "token": "tok-w1", "signature": sign(key, stamp, "tok-w1")},
-            "event-data": {"event": "delivered", "id": "e1"}}
+    body = {
+        "signature": {"timestamp": stamp, "token": "tok-w1", "signature": sign(key, stamp, "tok-w1")},
+        "event-data": {"event": "delivered", "id": "e1"},
+    }
     assert webhook_event(json.dumps(body).encode(), key) == {"event": "delivered", "id": "e1"}
     body["signature"]["token"] = "tok-w2"
     assert webhook_event(json.dumps(body).encode(), key) is None
@@ -163,8 +168,13 @@ def test_event_pages_follow_paging_next(plain_settings: Settings, mailgun: Mailg
 
 def queue(session_factory: sessionmaker[Session], settings: Settings) -> int:
     with session_factory() as session, session.begin():
-        item = TicketIn(source="demo", external_id="t1", requester_email="customer@example.com",
-                        subject="VPN broken", body="It does not connect")
+        item = TicketIn(
+            source="demo",
+            external_id="t1",
+            requester_email="customer@example.com",
+            subject="VPN broken",
+            body="It does not connect",
+        )
         ticket = session.get(Ticket, ingest(session, item, settings).ticket_id)
         assert ticket is not None
         content = acknowledgement(ticket, settings.SUPPORT_SIGNATURE)

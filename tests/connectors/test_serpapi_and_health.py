@@ -28,8 +28,9 @@ def serp_settings(settings: Settings, serp: SerpApiEmulator, key: str | None = N
     return with_settings(settings, SERPAPI_BASE_URL=serp.url, SERPAPI_API_KEY=SecretStr(key or serp.api_key))
 
 
-def test_search_results_and_key_never_in_errors(plain_settings: Settings, serp: SerpApiEmulator,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_search_results_and_key_never_in_errors(
+    plain_settings: Settings, serp: SerpApiEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
     results = SerpApiClient(serp_settings(plain_settings, serp)).search("outlook profile repair", count=3)
     assert [r.position for r in results] == [1, 2, 3] and results[0].url == "https://example.com/1"
     assert SerpApiClient(serp_settings(plain_settings, serp)).search("nothing at all") == []
@@ -39,8 +40,9 @@ def test_search_results_and_key_never_in_errors(plain_settings: Settings, serp: 
     assert wrong not in str(raised.value) and wrong not in caplog.text
 
 
-def test_test_connection_reports_each_state(plain_settings: Settings, snow: ServiceNowEmulator,
-                                            serp: SerpApiEmulator) -> None:
+def test_test_connection_reports_each_state(
+    plain_settings: Settings, snow: ServiceNowEmulator, serp: SerpApiEmulator
+) -> None:
     good = test_connection("servicenow", with_settings(plain_settings, **snow_values(snow)))
     assert (good.configured, good.reachable, good.authenticated, good.last_error) == (True, True, True, None)
     wrong = with_settings(plain_settings, **{**snow_values(snow), "SNOW_AUTH_PASSWORD": SecretStr("nope-nope")})
@@ -54,8 +56,9 @@ def test_test_connection_reports_each_state(plain_settings: Settings, snow: Serv
     assert test_connection("serpapi", serp_settings(plain_settings, serp)).authenticated is True
 
 
-def test_check_connectors_reads_jobs_and_backlog(session_factory: sessionmaker[Session], settings: Settings,
-                                                 snow: ServiceNowEmulator) -> None:
+def test_check_connectors_reads_jobs_and_backlog(
+    session_factory: sessionmaker[Session], settings: Settings, snow: ServiceNowEmulator
+) -> None:
     configured = with_settings(settings, **snow_values(snow))
 
     def failing() -> None:

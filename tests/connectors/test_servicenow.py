@@ -117,15 +117,18 @@ def test_unreadable_records_are_rejected_and_the_rest_goes_on(
 
 def test_retry_after_is_honoured(plain_settings: Settings, snow: ServiceNowEmulator, sleeps: Sleeps) -> None:
     seed(snow, 1)
-    snow.fail(Response.json({"error": {"message": "Too many requests"}}, 429, **{"Retry-After": "7"}),
-              path="/api/now/table/incident")
+    snow.fail(
+        Response.json({"error": {"message": "Too many requests"}}, 429, **{"Retry-After": "7"}),
+        path="/api/now/table/incident",
+    )
     items = everything(source(plain_settings, snow, sleeps, CONNECTOR_MAX_RETRY_AFTER_SECONDS=600).poll(None))
     assert len(items) == 1
     assert sleeps == [7.0]
 
 
-def test_server_errors_back_off_exponentially_then_give_up(plain_settings: Settings, snow: ServiceNowEmulator,
-                                                           sleeps: Sleeps) -> None:
+def test_server_errors_back_off_exponentially_then_give_up(
+    plain_settings: Settings, snow: ServiceNowEmulator, sleeps: Sleeps
+) -> None:
     seed(snow, 1)
     snow.fail(Response.json({"error": {"message": "boom"}}, 500), path="/api/now/table/incident", times=10)
     polled = source(plain_settings, snow, sleeps, CONNECTOR_BACKOFF_SECONDS=1.0, CONNECTOR_RETRY_ATTEMPTS=4).poll(None)
@@ -148,8 +151,9 @@ def test_a_dead_source_opens_the_breaker(plain_settings: Settings, snow: Service
     assert len(snow.requests) == calls, "an open breaker makes no call"
 
 
-def test_wrong_password_is_a_clear_error_without_the_secret(plain_settings: Settings, snow: ServiceNowEmulator,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_wrong_password_is_a_clear_error_without_the_secret(
+    plain_settings: Settings, snow: ServiceNowEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
     seed(snow, 1)
     wrong = "Wr0ng-Passw0rd-xyz"
     configured = with_settings(plain_settings, **{**snow_values(snow), "SNOW_AUTH_PASSWORD": _secret(wrong)})
@@ -163,8 +167,13 @@ def test_wrong_password_is_a_clear_error_without_the_secret(plain_settings: Sett
 
 def test_timeouts_malformed_and_non_utf8_answers(plain_settings: Settings, snow: ServiceNowEmulator) -> None:
     seed(snow, 1)
-    connector = source(plain_settings, snow, CONNECTOR_READ_TIMEOUT_SECONDS=0.2, CONNECTOR_RETRY_ATTEMPTS=2,
-                       CONNECTOR_BREAKER_THRESHOLD=100)
+    connector = source(
+        plain_settings,
+        snow,
+        CONNECTOR_READ_TIMEOUT_SECONDS=0.2,
+        CONNECTOR_RETRY_ATTEMPTS=2,
+        CONNECTOR_BREAKER_THRESHOLD=100,
+    )
     snow.fail(None, path="/api/now/table/incident", delay=0.6, times=2)
     with pytest.raises(UnreachableError, match="timed out"):
         list(connector.poll(None))
@@ -194,8 +203,11 @@ def test_write_back_notes_state_group_and_resolution(plain_settings: Settings, s
     connector.push(SourceUpdate(3, external_id, "status", "Resolved", status="Resolved", resolution="Reset the VPN"))
     assert record["state"] == "6"
     assert record["close_code"] == "Solution provided" and record["close_notes"] == "Reset the VPN"
-    assert [entry["text"] for entry in snow.journal] == ["Acknowledgement sent to the caller", "Escalated to Network",
-                                                         "Resolved"]
+    assert [entry["text"] for entry in snow.journal] == [
+        "Acknowledgement sent to the caller",
+        "Escalated to Network",
+        "Resolved",
+    ]
     assert all(entry["field"] == "work_notes" for entry in snow.journal)
     with pytest.raises(NotFoundError, match="404: No Record found"):
         connector.push(SourceUpdate(4, "incident:missing", "note", "hello"))

@@ -53,32 +53,39 @@ class IdentityEmulator(Emulator):
     def handle(self, request: Request) -> Response:
         base = f"{self.url}/{self.tenant}"
         if request.path == f"/{self.tenant}/v2.0/.well-known/openid-configuration":
-            return Response.json({
-                "issuer": f"{base}/v2.0",
-                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                "token_endpoint": f"{base}/oauth2/v2.0/token",
-                "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-            })
+            return Response.json(
+                {
+                    "issuer": f"{base}/v2.0",
+                    "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                    "token_endpoint": f"{base}/oauth2/v2.0/token",
+                    "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+                }
+            )
         if request.path.endswith("/.well-known/openid-configuration"):
-            return Response.json({"error": "invalid_tenant",
-                                  "error_description": "AADSTS90002: Tenant not found."}, 400)
+            return Response.json(
+                {"error": "invalid_tenant", "error_description": "AADSTS90002: Tenant not found."}, 400
+            )
         if request.path == f"/{self.tenant}/oauth2/v2.0/token" and request.method == "POST":
             form = {key: values[0] for key, values in request.form().items()}
             if form.get("grant_type") != "client_credentials":
                 return Response.json({"error": "unsupported_grant_type"}, 400)
             if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
-                return Response.json({
-                    "error": "invalid_client",
-                    "error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret being "
-                    "sent in the request is the client secret value, not the client secret ID.",
-                }, 401)
+                return Response.json(
+                    {
+                        "error": "invalid_client",
+                        "error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret being "
+                        "sent in the request is the client secret value, not the client secret ID.",
+                    },
+                    401,
+                )
             if not form.get("scope", "").endswith("/.default"):
                 return Response.json({"error": "invalid_scope", "error_description": "AADSTS1002012"}, 400)
             token = f"eyJ.{uuid.uuid4().hex}"
             with self.lock:
                 self.issued.append(token)
-            return Response.json({"token_type": "Bearer", "expires_in": self.expires_in, "ext_expires_in": 3599,
-                                  "access_token": token})
+            return Response.json(
+                {"token_type": "Bearer", "expires_in": self.expires_in, "ext_expires_in": 3599, "access_token": token}
+            )
         return Response.json({"error": "not_found"}, 404)
 
 
@@ -95,9 +102,18 @@ class GraphEmulator(Emulator):
     def __post_init__(self) -> None:
         super().__init__()
 
-    def deliver(self, sender: str, subject: str, body: str = "Hello", *, conversation: str | None = None,
-                headers: dict[str, str] | None = None, html: bool = False,
-                attachments: list[dict[str, Any]] | None = None, name: str = "Customer") -> dict[str, Any]:
+    def deliver(
+        self,
+        sender: str,
+        subject: str,
+        body: str = "Hello",
+        *,
+        conversation: str | None = None,
+        headers: dict[str, str] | None = None,
+        html: bool = False,
+        attachments: list[dict[str, Any]] | None = None,
+        name: str = "Customer",
+    ) -> dict[str, Any]:
         """A message arrives in the folder."""
         with self.lock:
             message_id = f"AAkAL{uuid.uuid4().hex}"
@@ -132,7 +148,7 @@ class GraphEmulator(Emulator):
         prefix = f"/v1.0/users/{self.mailbox}/"
         if not path.startswith(prefix):
             return graph_error(404, "ErrorInvalidUser", "The requested user is invalid.")
-        rest = path[len(prefix):]
+        rest = path[len(prefix) :]
         if match := re.fullmatch(r"mailFolders/([^/]+)/messages/delta", rest):
             return self._delta(request, match.group(1))
         if match := re.fullmatch(r"mailFolders/([^/]+)", rest):
@@ -174,7 +190,7 @@ class GraphEmulator(Emulator):
             fields = set(selected.split(",")) | {"id"} if selected else None
             page = [
                 {k: v for k, v in self.messages[m].items() if fields is None or k in fields}
-                for m in ordered[offset:offset + size]
+                for m in ordered[offset : offset + size]
             ]
         link = f"{self.url}/v1.0/users/{self.mailbox}/mailFolders/{folder}/messages/delta"
         body: dict[str, Any] = {"@odata.context": f"{self.url}/v1.0/$metadata#Collection(message)", "value": page}
@@ -187,11 +203,23 @@ class GraphEmulator(Emulator):
 
 
 def file_attachment(name: str, data: bytes, content_type: str = "application/pdf", inline: bool = False) -> dict:
-    return {"@odata.type": "#microsoft.graph.fileAttachment", "id": uuid.uuid4().hex, "name": name,
-            "contentType": content_type, "size": len(data), "isInline": inline,
-            "contentBytes": base64.b64encode(data).decode()}
+    return {
+        "@odata.type": "#microsoft.graph.fileAttachment",
+        "id": uuid.uuid4().hex,
+        "name": name,
+        "contentType": content_type,
+        "size": len(data),
+        "isInline": inline,
+        "contentBytes": base64.b64encode(data).decode(),
+    }
 
 
 def item_attachment(name: str) -> dict:
-    return {"@odata.type": "#microsoft.graph.itemAttachment", "id": uuid.uuid4().hex, "name": name,
-            "contentType": None, "size": 1234, "isInline": False}
+    return {
+        "@odata.type": "#microsoft.graph.itemAttachment",
+        "id": uuid.uuid4().hex,
+        "name": name,
+        "contentType": None,
+        "size": 1234,
+        "isInline": False,
+    }

@@ -93,8 +93,12 @@ class ImapEmulator:
                     elif command == "UID FETCH":
                         uids, _, _items = args.partition(" ")
                         for seq, message in self._matching(uids):
-                            self.send(f"* {seq} FETCH (UID {message.uid} BODY[] {{{len(message.raw)}}}".encode()
-                                      + b"\r\n" + message.raw + b")\r\n")
+                            self.send(
+                                f"* {seq} FETCH (UID {message.uid} BODY[] {{{len(message.raw)}}}".encode()
+                                + b"\r\n"
+                                + message.raw
+                                + b")\r\n"
+                            )
                     elif command == "UID STORE":
                         uids, _, flags = args.partition(" ")
                         names = set(re.findall(r"\\\w+", flags))

@@ -21,8 +21,11 @@ from typing import Any
 from tests.emulators.base import Emulator, Request, Response
 
 UPDATED = re.compile(r'updated >= "(\d{4})/(\d{2})/(\d{2}) (\d{2}):(\d{2})"')
-WORKFLOW = [{"id": "11", "name": "Start Progress"}, {"id": "21", "name": "Resolve Issue"},
-            {"id": "31", "name": "Close Issue"}]
+WORKFLOW = [
+    {"id": "11", "name": "Start Progress"},
+    {"id": "21", "name": "Resolve Issue"},
+    {"id": "31", "name": "Close Issue"},
+]
 
 
 def errors(status: int, *messages: str) -> Response:
@@ -50,27 +53,50 @@ class JiraEmulator(Emulator):
     def add_issue(self, summary: str, reporter: str | None = "rita@example.com", **fields: Any) -> dict[str, Any]:
         with self.lock:
             key = f"SUP-{len(self.issues) + 1}"
-            issue = {"id": str(10000 + len(self.issues)), "key": key, "fields": {
-                "summary": summary, "description": fields.pop("description", summary),
-                "reporter": {"displayName": "Rita Reporter", "emailAddress": reporter} if reporter else
-                {"displayName": "Hidden"},
-                "priority": {"name": "Medium"}, "issuetype": {"name": "Service Request"},
-                "status": {"name": "Open"}, "updated": fields.pop("updated", None) or self.stamp(), "attachment": [],
-                **fields}}
+            issue = {
+                "id": str(10000 + len(self.issues)),
+                "key": key,
+                "fields": {
+                    "summary": summary,
+                    "description": fields.pop("description", summary),
+                    "reporter": {"displayName": "Rita Reporter", "emailAddress": reporter}
+                    if reporter
+                    else {"displayName": "Hidden"},
+                    "priority": {"name": "Medium"},
+                    "issuetype": {"name": "Service Request"},
+                    "status": {"name": "Open"},
+                    "updated": fields.pop("updated", None) or self.stamp(),
+                    "attachment": [],
+                    **fields,
+                },
+            }
             self.issues[key] = issue
             return issue
 
     def attach(self, key: str, filename: str, data: bytes) -> None:
         attachment_id = str(20000 + len(self.files))
         self.files[attachment_id] = data
-        self.issues[key]["fields"]["attachment"].append({
-            "id": attachment_id, "filename": filename, "size": len(data), "mimeType": "text/plain",
-            "content": f"{self.url}/secure/attachment/{attachment_id}/{filename}"})
+        self.issues[key]["fields"]["attachment"].append(
+            {
+                "id": attachment_id,
+                "filename": filename,
+                "size": len(data),
+                "mimeType": "text/plain",
+                "content": f"{self.url}/secure/attachment/{attachment_id}/{filename}",
+            }
+        )
 
     def handle(self, request: Request) -> Response:
         if request.path == "/rest/api/2/serverInfo":
-            return Response.json({"baseUrl": self.url, "version": "9.12.0", "versionNumbers": [9, 12, 0],
-                                  "deploymentType": self.deployment, "serverTitle": "Emulated Jira"})
+            return Response.json(
+                {
+                    "baseUrl": self.url,
+                    "version": "9.12.0",
+                    "versionNumbers": [9, 12, 0],
+                    "deploymentType": self.deployment,
+                    "serverTitle": "Emulated Jira",
+                }
+            )
         header = request.headers.get("authorization", "")
         if not header.startswith("Basic ") or base64.b64decode(header[6:]).decode() != f"{self.username}:{self.token}":
             return errors(401, "You are not authenticated. Authentication required to perform this operation.")
@@ -113,12 +139,13 @@ class JiraEmulator(Emulator):
         limit = int(request.arg("maxResults", "50") or 50)
         if cloud:
             start = int(request.arg("nextPageToken", "0") or 0)
-            page = rows[start:start + limit]
+            page = rows[start : start + limit]
             more = start + limit < len(rows)
             body: dict[str, Any] = {"issues": page, "isLast": not more}
             if more:
                 body["nextPageToken"] = str(start + limit)
             return Response.json(body)
         start = int(request.arg("startAt", "0") or 0)
-        return Response.json({"startAt": start, "maxResults": limit, "total": len(rows),
-                              "issues": rows[start:start + limit]})
+        return Response.json(
+            {"startAt": start, "maxResults": limit, "total": len(rows), "issues": rows[start : start + limit]}
+        )

@@ -59,9 +59,18 @@ class MailgunEmulator(Emulator):
 
     def bounce(self, message: SentMessage) -> dict[str, Any]:
         return self.add_event(
-            "failed", message.id, message.one("to") or "", severity="permanent", reason="bounce",
-            **{"delivery-status": {"code": 550, "message": "5.1.1 The email account does not exist",
-                                   "description": "Not delivered"}},
+            "failed",
+            message.id,
+            message.one("to") or "",
+            severity="permanent",
+            reason="bounce",
+            **{
+                "delivery-status": {
+                    "code": 550,
+                    "message": "5.1.1 The email account does not exist",
+                    "description": "Not delivered",
+                }
+            },
         )
 
     def handle(self, request: Request) -> Response:
@@ -70,7 +79,7 @@ class MailgunEmulator(Emulator):
         prefix = f"/v3/{self.domain}/"
         if not request.path.startswith(prefix):
             return Response.json({"message": "Domain not found"}, 404)
-        rest = request.path[len(prefix):]
+        rest = request.path[len(prefix) :]
         if rest == "messages" and request.method == "POST":
             return self._send(request)
         if rest == "events" and request.method == "GET":
@@ -118,28 +127,39 @@ class MailgunEmulator(Emulator):
             message = SentMessage(message_id, fields, attachments)
             self.messages.append(message)
         self.add_event("accepted", message_id, fields["to"][0])
-        self.add_event("delivered", message_id, fields["to"][0],
-                       **{"delivery-status": {"code": 250, "message": "OK", "description": ""}})
+        self.add_event(
+            "delivered",
+            message_id,
+            fields["to"][0],
+            **{"delivery-status": {"code": 250, "message": "OK", "description": ""}},
+        )
         return Response.json({"id": f"<{message_id}>", "message": "Queued. Thank you."})
 
     def _events(self, position: int, filters: dict[str, Any], limit: int) -> Response:
         limit = min(limit, 300)
         with self.lock:
             matching = [
-                event for event in self.events
+                event
+                for event in self.events
                 if event["timestamp"] >= filters["begin"]
                 and (not filters["event"] or event["event"] == filters["event"])
                 and (not filters["message-id"] or event["message"]["headers"]["message-id"] == filters["message-id"])
             ]
-        page = matching[position:position + limit]
+        page = matching[position : position + limit]
         following = position + len(page)
 
         def link(at: int) -> str:
             token = f"{at}|{filters['begin']}|{filters['event'] or ''}|{filters['message-id'] or ''}|{limit}"
             return f"{self.url}/v3/{self.domain}/events/{base64.urlsafe_b64encode(token.encode()).decode()}"
 
-        return Response.json({
-            "items": page,
-            "paging": {"next": link(following), "previous": link(max(position - limit, 0)),
-                       "first": link(0), "last": link(max(len(matching) - limit, 0))},
-        })
+        return Response.json(
+            {
+                "items": page,
+                "paging": {
+                    "next": link(following),
+                    "previous": link(max(position - limit, 0)),
+                    "first": link(0),
+                    "last": link(max(len(matching) - limit, 0)),
+                },
+            }
+        )

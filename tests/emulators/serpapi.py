@@ -22,23 +22,34 @@ class SerpApiEmulator(Emulator):
 
     def handle(self, request: Request) -> Response:
         if request.arg("api_key") != self.api_key:
-            return Response.json({"error": "Invalid API key. Your API key should be here: "
-                                           "https://serpapi.com/manage-api-key"}, 401)
+            return Response.json(
+                {"error": "Invalid API key. Your API key should be here: https://serpapi.com/manage-api-key"}, 401
+            )
         if request.path == "/account.json":
             return Response.json({"account_email": "desk@example.com", "plan_searches_left": 100})
         if request.path != "/search.json":
             return Response.json({"error": "Unsupported path"}, 404)
         query = request.arg("q", "") or ""
         if "nothing" in query:
-            return Response.json({"search_metadata": {"status": "Success"},
-                                  "error": "Google hasn't returned any results for this query."})
+            return Response.json(
+                {
+                    "search_metadata": {"status": "Success"},
+                    "error": "Google hasn't returned any results for this query.",
+                }
+            )
         num = int(request.arg("num", "10") or 10)
-        return Response.json({
-            "search_metadata": {"status": "Success"},
-            "search_parameters": {"engine": request.arg("engine"), "q": query},
-            "organic_results": [
-                {"position": n, "title": f"{query} — result {n}", "link": f"https://example.com/{n}",
-                 "snippet": f"How to fix {query}, step {n}"}
-                for n in range(1, num + 1)
-            ],
-        })
+        return Response.json(
+            {
+                "search_metadata": {"status": "Success"},
+                "search_parameters": {"engine": request.arg("engine"), "q": query},
+                "organic_results": [
+                    {
+                        "position": n,
+                        "title": f"{query} — result {n}",
+                        "link": f"https://example.com/{n}",
+                        "snippet": f"How to fix {query}, step {n}",
+                    }
+                    for n in range(1, num + 1)
+                ],
+            }
+        )

@@ -53,8 +53,15 @@ class ServiceNowEmulator(Emulator):
         self.tables.setdefault("sys_user", {})[sys_id] = {"sys_id": sys_id, "email": email or "", "name": name}
         return sys_id
 
-    def add_incident(self, short_description: str, *, caller: str | None = None, updated: str | None = None,
-                     table: str = "incident", **fields: Any) -> dict[str, Any]:
+    def add_incident(
+        self,
+        short_description: str,
+        *,
+        caller: str | None = None,
+        updated: str | None = None,
+        table: str = "incident",
+        **fields: Any,
+    ) -> dict[str, Any]:
         with self.lock:
             incidents = self.tables.setdefault(table, {})
             sys_id = fields.pop("sys_id", None) or uuid.uuid4().hex
@@ -127,8 +134,12 @@ class ServiceNowEmulator(Emulator):
         page = rows[offset : offset + limit]
         links = []
         base = {key: values[0] for key, values in request.query.items()}
-        for rel, start in (("first", 0), ("prev", max(offset - limit, 0)), ("next", offset + limit),
-                           ("last", max(len(rows) - limit, 0))):
+        for rel, start in (
+            ("first", 0),
+            ("prev", max(offset - limit, 0)),
+            ("next", offset + limit),
+            ("last", max(len(rows) - limit, 0)),
+        ):
             if rel == "next" and offset + limit >= len(rows):
                 continue
             links.append(f'<{self.url}{request.path}?{urlencode({**base, "sysparm_offset": start})}>;rel="{rel}"')
@@ -179,9 +190,14 @@ class ServiceNowEmulator(Emulator):
             for name, op, expected in conditions:
                 actual = value(row, name)
                 ok = {
-                    "=": actual == expected, "!=": actual != expected, ">": actual > expected,
-                    ">=": actual >= expected, "<": actual < expected, "<=": actual <= expected,
-                    "IN": actual in expected.split(","), "STARTSWITH": actual.startswith(expected),
+                    "=": actual == expected,
+                    "!=": actual != expected,
+                    ">": actual > expected,
+                    ">=": actual >= expected,
+                    "<": actual < expected,
+                    "<=": actual <= expected,
+                    "IN": actual in expected.split(","),
+                    "STARTSWITH": actual.startswith(expected),
                     "LIKE": expected in actual,
                 }[op]
                 if not ok:

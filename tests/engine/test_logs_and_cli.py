@@ -53,7 +53,7 @@ def test_health_cli_reports_json_and_fails_when_the_database_is_down(settings: S
     settings.DATABASE_URL = "postgresql+psycopg://nobody@127.0.0.1:1/none"
     down = run_engine(settings, "health", cwd=tmp_path)
     assert down.returncode == 1
-    assert json.loads(down.stdout[down.stdout.index("{\n"):])["checks"]["database"]["status"] == "unhealthy"
+    assert json.loads(down.stdout[down.stdout.index("{\n") :])["checks"]["database"]["status"] == "unhealthy"
 
 
 def test_cli_names_a_malformed_setting(settings: Settings, tmp_path: Path) -> None:
