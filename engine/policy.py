@@ -26,6 +26,8 @@ def delivery_verdict(ticket: Ticket, result: AnalysisResult, policy: DeskPolicy)
         held.append(f"confidence {result.confidence:.2f} below {policy.auto_send_min_confidence:.2f}")
     if result.decision == "resolve" and not result.evidence:
         held.append("no evidence cited")
+    if result.error:
+        held.append(f"analysis incomplete: {result.error}")
     held.extend(f"guard: {guard}" for guard in result.guards)
     held.extend(f"input: {warning}" for warning in (ticket.additional_info or {}).get("input_warnings", []))
     return PolicyVerdict(auto_send=not held, reasons=held or ["all auto-send conditions met"])

@@ -6,15 +6,10 @@ The app runs as `streamlit run` in a child process on a free loopback port, agai
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,29 +17,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.auth import create_first_admin
 from engine.models import OutboxMessage
 from engine.settings import Settings
+from tests.app_process import streamlit_app
 from tests.kb.embeddings_emulator import EmbeddingsEmulator
 from tests.kb.files import make_pdf
 from tests.pages.conftest import PASSWORD
 from tests.pages.seed import drafted, escalated, scored
-from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/_stcore/health", timeout=1).ok
-    except requests.RequestException:
-        return False
 
 
 @pytest.fixture
@@ -55,12 +37,8 @@ def dashboard(settings: Settings, session_factory: sessionmaker[Session], tmp_pa
     ticket_id, _ = drafted(session_factory, settings, subject="VPN drops every hour on hotel wifi")
     scored(session_factory, ticket_id)
     escalated(session_factory, settings, subject="Printer on floor 3 shows E42")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with EmbeddingsEmulator() as embeddings:
         env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
             "DATABASE_URL": settings.database_url,
             "DATA_DIR": str(settings.DATA_DIR),
             "ENGINE_ENABLED": "false",
@@ -70,39 +48,8 @@ def dashboard(settings: Settings, session_factory: sessionmaker[Session], tmp_pa
             "OPENAI_API_KEY": "sk-test",
             "LOG_LEVEL": "WARNING",
         }
-        log = (tmp_path / "streamlit.log").open("w")
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "Home.py",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--server.headless",
-                "true",
-                "--browser.serverAddress",
-                "localhost",
-                "--browser.gatherUsageStats",
-                "false",
-                "--server.fileWatcherType",
-                "none",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_until(lambda: healthy(url), timeout=60, what="the dashboard's health endpoint")
+        with streamlit_app(env, tmp_path / "streamlit.log") as url:
             yield url, ticket_id
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
-            log.close()
 
 
 def shoot(page: Page, name: str) -> None:

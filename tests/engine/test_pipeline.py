@@ -19,6 +19,7 @@ class Proposes:
     decision: str = "resolve"
     confidence: float = 0.95
     name: str = "fixed"
+    error: str | None = None
     seen: list[TicketSnapshot] = field(default_factory=list)
 
     def analyse(self, ticket: TicketSnapshot) -> AnalysisResult:
@@ -31,6 +32,7 @@ class Proposes:
             draft_subject=f"Resolution Proposed: {ticket.reference}",
             draft_body="1. Restart the VPN client.",
             evidence=[{"source_kind": "kb", "title": "vpn.md"}],
+            error=self.error,
         )
 
 
@@ -92,6 +94,19 @@ def test_low_confidence_draft_waits_for_approval(session_factory: sessionmaker[S
         assert ticket.status == TicketStatus.AWAITING_APPROVAL
         assert action.state == ActionState.AWAITING_APPROVAL
         assert action.policy["reasons"] == ["confidence 0.40 below 0.85"]
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 1
+
+
+def test_an_analysis_that_hit_an_error_never_goes_out_on_its_own(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    settings.AUTOPILOT_ENABLED = True
+    new_ticket(session_factory, settings)
+    process_pending(session_factory, settings, Proposes(error="knowledge base unavailable: ConnectError"), worker="w")
+    with session_factory() as session:
+        action = session.scalar(select(Action))
+        assert action.state == ActionState.AWAITING_APPROVAL
+        assert action.policy["reasons"] == ["analysis incomplete: knowledge base unavailable: ConnectError"]
         assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 1
 
 
