@@ -35,7 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         "--metrics-port",
         type=_port,
         metavar="N",
-        help="serve Prometheus metrics on http://127.0.0.1:N/metrics while running",
+        help="serve Prometheus metrics on http://ADDRESS:N/metrics while running",
+    )
+    run.add_argument(
+        "--metrics-address",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="interface for the metrics endpoint (default loopback; 0.0.0.0 inside a container on a private network)",
     )
     commands.add_parser("health", help="print the health check as JSON; exit 1 when unhealthy")
     commands.add_parser("migrate", help="upgrade the database schema to the newest version")
@@ -77,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     metrics = None
     if args.metrics_port:
         try:
-            metrics = start_metrics_server(args.metrics_port, runtime.factory)
+            metrics = start_metrics_server(args.metrics_port, runtime.factory, address=args.metrics_address)
         except OSError as error:
-            print(f"cannot serve metrics on 127.0.0.1:{args.metrics_port}: {error.strerror}", file=sys.stderr)
+            print(
+                f"cannot serve metrics on {args.metrics_address}:{args.metrics_port}: {error.strerror}", file=sys.stderr
+            )
             return 2
     scheduler = start_scheduler(runtime)
     log.info("engine running", extra={"worker": runtime.worker, "jobs": [job.id for job in scheduler.get_jobs()]})

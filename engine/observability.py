@@ -191,13 +191,14 @@ def _age(moments: list[datetime | None]) -> float:
     return max((utcnow() - min(known)).total_seconds(), 0.0) if known else 0.0
 
 
-def start_metrics_server(port: int, factory: sessionmaker[Session]) -> WSGIServer:
-    """Serve /metrics on 127.0.0.1:`port` from a daemon thread (once per process); OSError if the port is taken.
+def start_metrics_server(port: int, factory: sessionmaker[Session], *, address: str = "127.0.0.1") -> WSGIServer:
+    """Serve /metrics on `address`:`port` from a daemon thread (once per process); OSError if the port is taken.
 
-    Loopback only: the scrape shows ticket volumes, so a Prometheus elsewhere reaches it through a proxy or sidecar.
+    Loopback by default: the scrape shows ticket volumes, so only a container on a private network should open it
+    wider (docker-compose.yml does, for a Prometheus on the same network).
     """
     disable_created_metrics()  # a `_created` twin of every counter doubles the series and no rule uses it
-    server, _ = start_http_server(port, addr="127.0.0.1")
+    server, _ = start_http_server(port, addr=address)
     REGISTRY.register(DatabaseCollector(factory))
-    log.info("metrics on http://127.0.0.1:%s/metrics", port)
+    log.info("metrics on http://%s:%s/metrics", address, port)
     return server

@@ -1,4 +1,5 @@
-"""Two engines over SMTP while a controller SIGKILLs them and cuts their database connections at random moments.
+"""Two engines over SMTP while a controller SIGKILLs them, cuts their database connections and restarts the
+PostgreSQL server itself at random moments.
 
 The faults come at seeded random points of progress; afterwards the desk must settle with every ticket analysed
 once, nothing left claimed, and every acknowledgement in the sink exactly once after an operator settles the
@@ -35,6 +36,8 @@ TICKETS = 2000
 SEED = 20240611
 KILLS = 6
 DROPS = 4
+RESTARTS = 1
+CLUSTERS = Path("/etc/postgresql")
 TUNING = {
     "CLAIM_LEASE_SECONDS": 2,
     "PROCESS_INTERVAL_SECONDS": 0.2,
@@ -97,6 +100,14 @@ def drop_connections(engine: Engine) -> int:
     return dropped
 
 
+def restart_postgres() -> None:
+    """Restart the server (Debian cluster tools, as `.ci/run` starts it): every connection of every engine breaks,
+    and for a few seconds no new one is accepted."""
+    version = sorted(path.name for path in CLUSTERS.iterdir())[-1]
+    command = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+
 def analyses_done(factory: sessionmaker[Session]) -> int:
     with factory() as session:
         return session.scalar(select(func.count()).select_from(Analysis)) or 0
@@ -130,17 +141,19 @@ def settle_uncertain(factory: sessionmaker[Session], mailbox: Mailbox) -> int:
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-def test_kills_and_connection_drops_neither_lose_nor_double_work(
+def test_kills_drops_and_a_database_restart_neither_lose_nor_double_work(
     engine: Engine, session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path
 ) -> None:
+    if not CLUSTERS.is_dir():
+        pytest.skip("restarting PostgreSQL needs the Debian cluster tools (/etc/postgresql), as in CI")
     with session_factory.begin() as session:
         for _ in range(TICKETS):
             ingest(session, ticket_in(), settings)
     rng = random.Random(SEED)
-    faults = ["kill"] * KILLS + ["drop"] * DROPS
+    faults = ["kill"] * KILLS + ["drop"] * DROPS + ["restart"] * RESTARTS
     rng.shuffle(faults)
     moments = sorted(rng.randint(TICKETS // 20, TICKETS * 9 // 10) for _ in faults)
-    kills = drops = dropped_backends = 0
+    kills = drops = restarts = dropped_backends = 0
     with smtp_sink() as (mailbox, port):
         settings.OUTBOX_TRANSPORT, settings.SMTP_HOST, settings.SMTP_PORT, settings.SMTP_SECURITY = (
             "smtp",
@@ -161,9 +174,12 @@ def test_kills_and_connection_drops_neither_lose_nor_double_work(
                 if fault == "kill":
                     engines.kill_and_restart(rng.randrange(len(engines.processes)))
                     kills += 1
-                else:
+                elif fault == "drop":
                     dropped_backends += drop_connections(engine)
                     drops += 1
+                else:
+                    restart_postgres()
+                    restarts += 1
 
             def quiet() -> bool:
                 engines.assert_alive()
@@ -198,16 +214,17 @@ def test_kills_and_connection_drops_neither_lose_nor_double_work(
         requeued = session.scalar(select(func.count()).where(TimelineEvent.type == "requeued"))
         acknowledgements = list(session.scalars(select(OutboxMessage.message_id)))
     print(
-        f"\nfault injection (seed {SEED}): kills={kills} connection_drops={drops} "
+        f"\nfault injection (seed {SEED}): kills={kills} connection_drops={drops} postgres_restarts={restarts} "
         f"(backends terminated={dropped_backends}) reclaimed_claims={reclaimed} requeued_by_sweeper={requeued} "
         f"uncertain_rows={resolved} (of which had arrived={len(uncertain_ids & set(before))}) "
         f"received_before_resolution={before.total()} received_messages={received.total()}"
     )
-    assert kills == KILLS and drops == DROPS
+    assert (kills, drops, restarts) == (KILLS, DROPS, RESTARTS)
     assert len(per_ticket) == TICKETS and set(per_ticket.values()) == {1}, "a ticket was analysed twice or never"
     assert stuck == 0 and claimed == 0 and requeued == 0
     assert max(before.values()) == 1, "a message reached the customer twice before any operator acted"
-    assert resolved <= KILLS + DROPS * len(engines.processes), "uncertain rows without a crash or cut mid-send"
+    cuts = KILLS + (DROPS + RESTARTS) * len(engines.processes)
+    assert resolved <= cuts, "uncertain rows without a crash or cut mid-send"
     assert len(acknowledgements) == TICKETS
     assert received == Counter(acknowledgements), "every acknowledgement arrives exactly once"
     assert exit_codes == [0, 0]
