@@ -64,17 +64,32 @@ class OutgoingEmail:
 
 
 class DeliveryError(Exception):
-    """Sending failed. `permanent` failures (rejected recipient, bad request) are not retried."""
+    """Sending failed. `permanent` failures (rejected recipient, bad request) are not retried; `uncertain` ones
+    (the request went out but the answer was lost: a timeout, a reset, a cut-off body) may have been delivered,
+    so the outbox asks the transport before it sends again; `deferred` ones never reached the provider (its
+    circuit breaker is open) and do not count as an attempt."""
 
-    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        uncertain: bool = False,
+        deferred: bool = False,
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
+        self.uncertain = uncertain
+        self.deferred = deferred
 
 
 @runtime_checkable
 class MailTransport(Protocol):
     name: str
+    confirms_delivery: bool
+    """Whether `was_delivered` can ever say yes or no; None from such a transport means "not now, ask again"."""
 
     def send(self, email: OutgoingEmail) -> str:
         """Hand `email` to the provider and return its id for the message; raise DeliveryError on failure."""
@@ -101,11 +116,20 @@ class SourceUpdate:
     team: str | None = None
     resolution: str | None = None
 
+    @property
+    def marker(self) -> str:
+        """The tag in the note's text that tells this update's note apart from every other one."""
+        return f"· event {self.event_id}]"
+
 
 @runtime_checkable
 class SyncBack(Protocol):
     name: str
 
-    def push(self, update: SourceUpdate) -> None:
-        """Apply `update` at the source or raise ConnectorError; the sync cursor moves past it only on return."""
+    def push(self, update: SourceUpdate, *, check_first: bool = False) -> None:
+        """Apply `update` at the source or raise ConnectorError; the sync cursor moves past it only on return.
+
+        `check_first`: an earlier push of it lost its answer, so its note may be there already; look for the
+        note's marker and do not write it twice.
+        """
         ...

@@ -142,6 +142,7 @@ class CircuitBreaker:
                     f"(last: {self.last_error})",
                     retryable=True,
                     retry_after=wait,
+                    not_sent=True,
                 )
 
     def record_success(self) -> None:
@@ -309,6 +310,8 @@ class HttpClient:
                 raise _unreachable(self.connector, method, url, reason, not_sent=not_sent) from None
             except requests.exceptions.Timeout:
                 raise _unreachable(self.connector, method, url, "timed out waiting for the answer") from None
+            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
+                raise _unreachable(self.connector, method, url, "the answer was cut off mid-body") from None
             if response.status_code >= 400:
                 raise error_from_response(self.connector, method, response)
             return response

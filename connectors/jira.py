@@ -106,7 +106,7 @@ class JiraSource:
             self._client = self._call(connect)
         return self._client
 
-    def _call(self, operation: Callable[[], T]) -> T:
+    def _call(self, operation: Callable[[], T], *, idempotent: bool = True) -> T:
         def attempt() -> T:
             try:
                 return operation()
@@ -116,10 +116,16 @@ class JiraSource:
                 raise UnreachableError(NAME, f"{_host(self.settings)}: timed out", retryable=True) from None
             except requests.exceptions.ConnectionError:
                 raise UnreachableError(NAME, f"{_host(self.settings)}: connection failed", retryable=True) from None
+            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
+                raise UnreachableError(
+                    NAME, f"{_host(self.settings)}: the answer was cut off mid-body", retryable=True
+                ) from None
             except ValueError as error:
                 raise ConnectorError(NAME, f"{_host(self.settings)}: unreadable answer ({error})") from None
 
-        return call_with_retry(attempt, policy=self.policy, breaker=self.breaker, sleep=self.sleep)
+        return call_with_retry(
+            attempt, policy=self.policy, breaker=self.breaker, sleep=self.sleep, idempotent=idempotent
+        )
 
     def poll(self, cursor: str | None) -> Iterator[PolledPage]:
         position = _decode(cursor)
@@ -223,11 +229,17 @@ class JiraSource:
             data=response.content,
         )
 
-    def push(self, update: SourceUpdate) -> None:
-        """A comment for every update; a status also runs the transition JIRA_TRANSITIONS names for it."""
+    def push(self, update: SourceUpdate, *, check_first: bool = False) -> None:
+        """A comment for every update; a status also runs the transition JIRA_TRANSITIONS names for it.
+
+        Adding a comment is never repeated blindly: with `check_first` the issue's comments are searched for it.
+        """
         client, key = self.client, update.external_id
-        if update.text:
-            self._call(lambda: client.add_comment(key, update.text))
+        written = check_first and any(
+            update.marker in (comment.body or "") for comment in self._call(lambda: client.comments(key))
+        )
+        if update.text and not written:
+            self._call(lambda: client.add_comment(key, update.text), idempotent=False)
         if update.kind != "status" or not update.status:
             return
         wanted = self.transitions.get(update.status.lower())

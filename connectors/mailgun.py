@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from connectors.base import DeliveryError, OutgoingEmail
 from connectors.http import (
     AuthenticationError,
+    CircuitOpenError,
     ConnectorError,
     HttpClient,
     MalformedResponseError,
@@ -90,6 +91,7 @@ class MailgunTransport:
     """The outbox's transport through the Messages API; retries 429/5xx a few times, then hands back to the outbox."""
 
     name = NAME
+    confirms_delivery = True
 
     def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.http = _client(settings, sleep)
@@ -116,7 +118,13 @@ class MailgunTransport:
             raise DeliveryError(f"{error}: check MAILGUN_API_KEY and MAILGUN_DOMAIN") from None
         except ConnectorError as error:
             permanent = error.status is not None and 400 <= error.status < 500 and error.status != 429
-            raise DeliveryError(str(error), permanent=permanent, retry_after=error.retry_after) from None
+            raise DeliveryError(
+                str(error),
+                permanent=permanent,
+                retry_after=error.retry_after,
+                uncertain=error.status is None and not error.not_sent,
+                deferred=isinstance(error, CircuitOpenError),
+            ) from None
         provider_id = body.get("id") if isinstance(body, dict) else None
         return str(provider_id or email.message_id)
 

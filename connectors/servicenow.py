@@ -34,6 +34,7 @@ from engine.settings import ConfigurationError, Settings
 log = logging.getLogger(__name__)
 NAME = "servicenow"
 TIMESTAMP = "%Y-%m-%d %H:%M:%S"
+JOURNAL_FIELDS = frozenset({"work_notes", "comments"})
 PRIORITIES = {"1": "Critical", "2": "High", "3": "Moderate", "4": "Low", "5": "Planning"}
 INCIDENT_STATES: dict[str, dict[str, str]] = {
     TicketStatus.NEW: {"state": "1"},
@@ -120,13 +121,20 @@ class ServiceNowClient:
         return self.http.request("GET", path, headers={"Accept": "*/*"}).content
 
     def update(self, table: str, sys_id: str, fields: dict[str, str]) -> None:
+        """PATCH a record. A journal field (work notes, comments) appends an entry, so such a PATCH is never
+        repeated blindly: the caller checks for it first (`has_journal_entry`)."""
         self.http.request(
             "PATCH",
             f"api/now/table/{table}/{sys_id}",
             params={"sysparm_input_display_value": "true", "sysparm_fields": "sys_id"},
             json=fields,
-            idempotent=True,
+            idempotent=not JOURNAL_FIELDS & fields.keys(),
         )
+
+    def has_journal_entry(self, sys_id: str, containing: str) -> bool:
+        """Whether the record's journal (table sys_journal_field) holds an entry with this text."""
+        query = f"element_id={sys_id}^valueLIKE{containing}"
+        return bool(self.records("sys_journal_field", query, 1))
 
     def ping(self) -> None:
         """One cheap authenticated call: the first record's id of the polled table."""
@@ -243,10 +251,11 @@ class ServiceNowSource:
             )
         return found
 
-    def push(self, update: SourceUpdate) -> None:
+    def push(self, update: SourceUpdate, *, check_first: bool = False) -> None:
         """A note becomes a work note (or comment); a status moves the record's state, group and close notes."""
         table, _, sys_id = update.external_id.partition(":")
-        fields: dict[str, str] = {self.notes_field: update.text} if update.text else {}
+        written = check_first and self.client.has_journal_entry(sys_id, update.marker)
+        fields: dict[str, str] = {self.notes_field: update.text} if update.text and not written else {}
         if update.kind == "status" and table == "incident" and update.status in INCIDENT_STATES:
             fields.update(INCIDENT_STATES[update.status])
             if update.status == TicketStatus.ESCALATED and update.team:

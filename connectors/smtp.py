@@ -38,6 +38,7 @@ def build_mime(email: OutgoingEmail) -> EmailMessage:
 
 class SmtpTransport:
     name = "smtp"
+    confirms_delivery = False
 
     def __init__(self, settings: Settings) -> None:
         if not settings.SMTP_HOST:
@@ -58,10 +59,12 @@ class SmtpTransport:
         return client
 
     def send(self, email: OutgoingEmail) -> str:
+        handed_over = False
         try:
             with self._connect() as client:
                 if self.username:
                     client.login(self.username, self.password.get_secret_value())
+                handed_over = True
                 refused = client.send_message(build_mime(email))
         except smtplib.SMTPRecipientsRefused as error:
             raise DeliveryError(f"recipient refused by {self.host}: {list(error.recipients)}", permanent=True) from None
@@ -72,6 +75,12 @@ class SmtpTransport:
                 f"SMTP {self.host} answered {error.smtp_code}", permanent=500 <= error.smtp_code < 600
             ) from None
         except (OSError, smtplib.SMTPException) as error:
+            if handed_over:
+                raise DeliveryError(
+                    f"SMTP {self.host}:{self.port} dropped the connection while taking the message: "
+                    f"{type(error).__name__}: {error}",
+                    uncertain=True,
+                ) from None
             raise DeliveryError(f"SMTP {self.host}:{self.port} unreachable: {type(error).__name__}: {error}") from None
         if refused:
             raise DeliveryError(f"recipient refused by {self.host}: {sorted(refused)}", permanent=True)

@@ -108,7 +108,7 @@ def deliver_outbox(
 ) -> DeliveryReport:
     """One run of the delivery job: settle crashed sends, then claim and send what is due."""
     report = DeliveryReport()
-    _reconcile_expired_claims(factory, transport, report)
+    _reconcile_expired_claims(factory, settings, transport, report)
     for outbox_id, token in _claim_due(factory, settings, transport.name, batch):
         _deliver_one(factory, settings, transport, outbox_id, token, report)
     observe_delivery(report)
@@ -276,6 +276,24 @@ def _record_failure(
         message.last_error = str(error)[:2000]
         message.claim_token = None
         message.claim_expires = None
+        if error.deferred:
+            message.attempts -= 1
+        delay = error.retry_after or min(
+            settings.OUTBOX_BACKOFF_SECONDS * 2 ** max(message.attempts - 1, 0), MAX_BACKOFF_SECONDS
+        )
+        if error.uncertain and not error.permanent:
+            message.claim_expires = utcnow() + timedelta(seconds=delay)
+            record_event(
+                session,
+                ticket,
+                "email_unconfirmed",
+                f"{message.kind} to {message.to_address}: {error}. It may have gone out: the transport is asked "
+                "before anything is sent again.",
+                outbox_id=message.id,
+            )
+            log.warning("delivery unconfirmed, will reconcile: %s", error, extra={"ticket": ticket.reference})
+            report.retried += 1
+            return
         if error.permanent or message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
             message.state = OutboxState.FAILED
             ticket.action_required = True
@@ -290,9 +308,6 @@ def _record_failure(
             log.error("delivery failed for good: %s", error, extra={"ticket": ticket.reference})
             report.failed += 1
             return
-        delay = error.retry_after or min(
-            settings.OUTBOX_BACKOFF_SECONDS * 2 ** (message.attempts - 1), MAX_BACKOFF_SECONDS
-        )
         message.state = OutboxState.PENDING
         message.next_attempt_at = utcnow() + timedelta(seconds=delay)
         log.warning(
@@ -305,8 +320,11 @@ def _record_failure(
         report.retried += 1
 
 
-def _reconcile_expired_claims(factory: sessionmaker[Session], transport: MailTransport, report: DeliveryReport) -> None:
-    """Settle rows whose sender died mid-send: the transport says whether the message got out."""
+def _reconcile_expired_claims(
+    factory: sessionmaker[Session], settings: Settings, transport: MailTransport, report: DeliveryReport
+) -> None:
+    """Settle rows whose send was cut short (the sender died, or the provider's answer was lost): the transport
+    says whether the message got out; when it cannot tell, a person decides."""
     with transaction(factory) as session:
         query = select(OutboxMessage).where(
             OutboxMessage.state == OutboxState.SENDING, OutboxMessage.claim_expires < utcnow()
@@ -320,6 +338,9 @@ def _reconcile_expired_claims(factory: sessionmaker[Session], transport: MailTra
             if delivered:
                 _mark_sent(session, message.id, message.claim_token, message.message_id)
                 report.reconciled += 1
+            elif delivered is None and transport.confirms_delivery and _still_confirmable(message, settings):
+                message.claim_token = None
+                message.claim_expires = utcnow() + timedelta(seconds=settings.OUTBOX_BACKOFF_SECONDS)
             elif delivered is False:
                 message.state = OutboxState.PENDING
                 message.claim_token = None
@@ -328,7 +349,7 @@ def _reconcile_expired_claims(factory: sessionmaker[Session], transport: MailTra
                     session,
                     ticket,
                     "email_retry",
-                    f"{message.kind} was not delivered before a crash: retrying",
+                    f"{message.kind} was not delivered: retrying",
                     outbox_id=message.id,
                 )
                 report.reconciled += 1
@@ -340,11 +361,16 @@ def _reconcile_expired_claims(factory: sessionmaker[Session], transport: MailTra
                     session,
                     ticket,
                     "email_uncertain",
-                    f"{message.kind} to {message.to_address}: the sender stopped mid-send and {transport.name} cannot "
+                    f"{message.kind} to {message.to_address}: the send was cut short and {transport.name} cannot "
                     "confirm delivery. Check the recipient's mailbox, then resend or mark as sent.",
                     outbox_id=message.id,
                 )
                 report.uncertain += 1
+
+
+def _still_confirmable(message: OutboxMessage, settings: Settings) -> bool:
+    """Within the window in which a provider that can confirm delivery is asked again rather than a person."""
+    return utcnow() - message.next_attempt_at < timedelta(seconds=settings.OUTBOX_CONFIRM_WINDOW_SECONDS)
 
 
 def resolve_uncertain(session: Session, outbox_id: int, *, resend: bool, actor: str) -> OutboxMessage:
@@ -374,6 +400,7 @@ class DatabaseTransport:
     """
 
     name = "database"
+    confirms_delivery = True
 
     def send(self, email: OutgoingEmail) -> str:
         return f"local:{email.message_id}"

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     ANALYSIS_CONCURRENCY: int = Field(default=8, ge=1, le=64)
     OUTBOX_MAX_ATTEMPTS: int = Field(default=8, ge=1)
     OUTBOX_BACKOFF_SECONDS: float = Field(default=30.0, gt=0)
+    OUTBOX_CONFIRM_WINDOW_SECONDS: float = Field(default=3600.0, ge=0)
     MAX_ATTACHMENT_BYTES: int = Field(default=25 * 1024 * 1024, ge=1)
 
     # Demo feed: the built-in source that keeps a fresh install alive.

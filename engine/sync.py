@@ -4,7 +4,9 @@
 after a per-source cursor and pushes each event that matters as a note or a state change. The cursor
 moves only past events the source accepted. An event the source refuses (4xx) is tried again next run
 and, after SYNC_BACK_MAX_ATTEMPTS refusals, recorded as `sync_failed` and passed; while the source is
-down or its breaker is open, the run stops and nothing is counted, so an outage drops nothing.
+down or its breaker is open, the run stops and nothing is counted, so an outage drops nothing. A push whose
+answer was lost (timeout, reset, cut-off body) may have been applied: the next run asks the source to look
+for that note's marker first, so a note is never written twice.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import SourceUpdate, SyncBack
-from connectors.http import ConnectorError
+from connectors.http import ConnectorError, UnreachableError
 from engine.db import transaction
 from engine.enums import TicketStatus
 from engine.jobs import exclusive
@@ -89,9 +91,12 @@ def _sync_one(factory: sessionmaker[Session], settings: Settings, target: SyncBa
         updates = [(event.id, ticket.id, as_update(session, event, ticket)) for event, ticket in events]
     for event_id, ticket_id, update in updates:
         try:
-            target.push(update)
+            target.push(update, check_first=state["unconfirmed"] == event_id)
         except ConnectorError as error:
             if error.retryable:
+                if isinstance(error, UnreachableError) and not error.not_sent:
+                    state["unconfirmed"] = event_id
+                    _save(factory, target.name, state)
                 report.stopped = f"{target.name}: {error}"
                 log.warning("sync to %s paused: %s", target.name, error)
                 break
@@ -102,6 +107,7 @@ def _sync_one(factory: sessionmaker[Session], settings: Settings, target: SyncBa
             continue
         state["after"] = event_id
         state["failures"].pop(str(event_id), None)
+        state["unconfirmed"] = None
         _save(factory, target.name, state)
         report.pushed += 1
         report.sources[target.name] = report.sources.get(target.name, 0) + 1
@@ -115,17 +121,22 @@ def as_update(session: Session, event: TimelineEvent, ticket: Ticket) -> SourceU
             event_id=event.id,
             external_id=ticket.external_id,
             kind="status",
-            text=f"[No-Touch Support {ticket.reference}] {event.title}",
+            text=f"{_tag(ticket, event)} {event.title}",
             status=status,
             team=(ticket.team or _escalation_team(ticket)) if status == TicketStatus.ESCALATED else None,
             resolution=ticket.resolution if status in (TicketStatus.RESOLVED, TicketStatus.CLOSED) else None,
         )
-    text = f"[No-Touch Support {ticket.reference}] {event.title}"
+    text = f"{_tag(ticket, event)} {event.title}"
     if event.type == "email_sent" and (outbox_id := event.data.get("outbox_id")):
         message = session.get(OutboxMessage, outbox_id)
         if message is not None:
             text += f"\n\nSubject: {message.subject}\n\n{message.body_text}"
     return SourceUpdate(event_id=event.id, external_id=ticket.external_id, kind="note", text=text)
+
+
+def _tag(ticket: Ticket, event: TimelineEvent) -> str:
+    """The note's opening tag; its end is SourceUpdate.marker, so a note written once can be found again."""
+    return f"[No-Touch Support {ticket.reference} · event {event.id}]"
 
 
 def _escalation_team(ticket: Ticket) -> str | None:
@@ -171,14 +182,18 @@ def _count_failure(
 def _load(session: Session, source: str) -> dict[str, Any]:
     row = session.get(SourceCursor, cursor_name(source))
     if row is None:
-        return {"after": 0, "failures": {}}
+        return {"after": 0, "failures": {}, "unconfirmed": None}
     try:
         state = json.loads(row.cursor)
-        return {"after": int(state["after"]), "failures": dict(state.get("failures", {}))}
+        return {
+            "after": int(state["after"]),
+            "failures": dict(state.get("failures", {})),
+            "unconfirmed": state.get("unconfirmed"),
+        }
     except (ValueError, KeyError, TypeError):
         log.error("unreadable sync cursor for %s: %r; starting after the newest event", source, row.cursor[:100])
         newest = session.scalar(select(TimelineEvent.id).order_by(TimelineEvent.id.desc()).limit(1)) or 0
-        return {"after": newest, "failures": {}}
+        return {"after": newest, "failures": {}, "unconfirmed": None}
 
 
 def _save(factory: sessionmaker[Session], source: str, state: dict[str, Any]) -> None:

@@ -16,11 +16,13 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
 class Mailbox:
-    """Collects messages; `fail_next` makes the server answer the next DATA commands with an error."""
+    """Collects messages; `fail_next` makes the server answer the next DATA commands with an error, and
+    `vanish_next` makes it keep the next messages but drop the connection instead of answering."""
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.fail_next: list[str] = []
+        self.vanish_next = 0
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
@@ -29,6 +31,10 @@ class Mailbox:
                 return self.fail_next.pop(0)
             parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
             self.messages.append(parsed)  # type: ignore[arg-type]
+            if self.vanish_next:
+                self.vanish_next -= 1
+                assert server.transport is not None
+                server.transport.abort()
         return "250 Message accepted for delivery"
 
     def message_ids(self) -> list[str]:

@@ -1,7 +1,7 @@
 """A small threaded HTTP(S) server that vendor emulators build on, with scripted faults and a request log.
 
 Each emulator answers the vendor's documented paths; `faults` lets a test make the next matching
-requests fail the way real services do (429 with Retry-After, 5xx, slow answers, broken bodies).
+requests fail the way real services do (429 with Retry-After, 5xx, slow answers, broken or cut-off bodies).
 """
 
 from __future__ import annotations
@@ -42,10 +42,16 @@ class Response:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    truncated: bool = False
 
     @classmethod
     def json(cls, payload: Any, status: int = 200, **headers: str) -> Response:
         return cls(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **headers})
+
+    @classmethod
+    def cut_off(cls, payload: Any) -> Response:
+        """A 200 whose connection drops halfway through the body it announced (a proxy or network failure)."""
+        return cls(200, json.dumps(payload).encode(), {"Content-Type": "application/json"}, truncated=True)
 
 
 @dataclass
@@ -128,7 +134,9 @@ class Emulator:
                         self.send_header(key, value)
                     self.send_header("Content-Length", str(len(response.body)))
                     self.end_headers()
-                    self.wfile.write(response.body)
+                    self.wfile.write(response.body[: len(response.body) // 2] if response.truncated else response.body)
+                    if response.truncated:
+                        self.close_connection = True
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 

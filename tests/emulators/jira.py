@@ -4,7 +4,8 @@ Follows the Jira REST API v2 reference (https://developer.atlassian.com/cloud/ji
 and https://docs.atlassian.com/software/jira/docs/api/REST/): `GET /rest/api/2/serverInfo`
 (`versionNumbers`, `deploymentType`), `GET /rest/api/2/search` (Server/Data Center: `jql`, `startAt`,
 `maxResults`, `fields` → `{startAt, maxResults, total, issues}`), `GET /rest/api/2/search/jql` (Cloud:
-`nextPageToken` → `{issues, nextPageToken, isLast}`), `POST /rest/api/2/issue/{key}/comment`,
+`nextPageToken` → `{issues, nextPageToken, isLast}`), `GET|POST /rest/api/2/issue/{key}/comment`
+(`{startAt, maxResults, total, comments}`),
 `GET|POST /rest/api/2/issue/{key}/transitions`, `GET /rest/api/2/myself`, attachment content URLs,
 Basic auth with e-mail + API token, and errors as `{"errorMessages": [...], "errors": {}}`.
 JQL support is the subset the connector sends: `updated >= "yyyy/MM/dd HH:mm"` and `ORDER BY updated, key`.
@@ -116,6 +117,13 @@ class JiraEmulator(Emulator):
             if what == "comment" and request.method == "POST":
                 self.comments.append((key, request.json()["body"]))
                 return Response.json({"id": str(len(self.comments)), "body": request.json()["body"]}, 201)
+            if what == "comment" and request.method == "GET":
+                mine = [
+                    {"id": str(n), "self": f"{self.url}/rest/api/2/issue/{key}/comment/{n}", "body": body}
+                    for n, (issue, body) in enumerate(self.comments, start=1)
+                    if issue == key
+                ]
+                return Response.json({"startAt": 0, "maxResults": 5000, "total": len(mine), "comments": mine})
             if what == "transitions" and request.method == "GET":
                 return Response.json({"expand": "transitions", "transitions": WORKFLOW})
             if what == "transitions" and request.method == "POST":

@@ -5,7 +5,8 @@ Follows the ServiceNow REST API reference: Table API
 `sysparm_query` encoded queries with `^`, `^NQ`, `ORDERBY`/`ORDERBYDESC`, `IN`; `sysparm_limit`,
 `sysparm_offset`, `sysparm_fields`, `sysparm_exclude_reference_link`; `{"result": ...}` bodies;
 `X-Total-Count` and a `Link` header with first/prev/next/last; PATCH merges fields and appends
-`work_notes`/`comments` to the journal), Attachment API
+`work_notes`/`comments` to the journal, which reads back as table `sys_journal_field` with `element_id`,
+`element`, `name` and `value`), Attachment API
 (https://www.servicenow.com/docs/r/zurich/api-reference/rest-apis/c_AttachmentAPI.html: metadata list,
 `/{sys_id}/file` download) and its error shape `{"error": {"message", "detail"}, "status": "failure"}`
 with Basic authentication.
@@ -160,6 +161,15 @@ class ServiceNowEmulator(Emulator):
             for journal_field in ("work_notes", "comments"):
                 if text := changes.pop(journal_field, None):
                     self.journal.append({"sys_id": record["sys_id"], "field": journal_field, "text": text})
+                    entry = uuid.uuid4().hex
+                    self.tables.setdefault("sys_journal_field", {})[entry] = {
+                        "sys_id": entry,
+                        "element_id": record["sys_id"],
+                        "element": journal_field,
+                        "name": table,
+                        "value": text,
+                        "sys_created_on": self.tick(0),
+                    }
             record.update({key: str(value) for key, value in changes.items()})
             record["sys_updated_on"] = self.tick()
         return Response.json({"result": {"sys_id": record["sys_id"]}})

@@ -1,3 +1,4 @@
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -125,6 +126,29 @@ def test_crashed_send_on_smtp_waits_for_a_person_then_resends_once(
         resolve_uncertain(session, outbox_id, resend=True, actor="operator:ann")
     assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).sent == 1
     assert len(sink.messages) == 1
+
+
+def test_a_send_whose_answer_is_lost_is_never_repeated_blindly(
+    session_factory: sessionmaker[Session], settings: Settings, sink: Mailbox
+) -> None:
+    settings.OUTBOX_BACKOFF_SECONDS = 0.01
+    outbox_id = queue_ack(session_factory, settings)
+    sink.vanish_next = 1
+
+    assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).retried == 1
+    with session_factory() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        assert message.state == OutboxState.SENDING and "dropped the connection" in message.last_error
+    time.sleep(0.05)
+    assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).uncertain == 1
+
+    assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).sent == 0
+    assert len(sink.messages) == 1
+    with session_factory() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        assert message.state == OutboxState.UNCERTAIN
+        events = [event.type for event in session.get(Ticket, message.ticket_id).timeline]
+    assert events[-2:] == ["email_unconfirmed", "email_uncertain"]
 
 
 def test_crashed_send_on_the_database_transport_is_simply_retried(

@@ -47,6 +47,7 @@ class Transport:
     seconds: list[float]
     meanwhile: dict[int, object] = field(default_factory=dict)
     name: str = "slow"
+    confirms_delivery: bool = False
 
     def send(self, email: OutgoingEmail) -> str:
         call = len(self.provider.received)
