@@ -279,7 +279,7 @@ def outgoing(story: TicketStory) -> None:
             [
                 {
                     "kind": m.kind,
-                    "state": m.state,
+                    "state": "awaiting confirmation" if m.state == "sending" and not m.claim_token else m.state,
                     "to": m.to_address,
                     "subject": m.subject,
                     "automated": m.automated,
