@@ -22,6 +22,7 @@ from engine.observability import start_metrics_server
 from engine.runtime import build_runtime
 from engine.scheduler import run_all_once, start_scheduler
 from engine.settings import ConfigurationError, get_settings
+from engine.webhooks import start_webhook_server
 
 log = logging.getLogger("engine")
 
@@ -43,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ADDRESS",
         help="interface for the metrics endpoint (default loopback; 0.0.0.0 inside a container on a private network)",
     )
+    run.add_argument(
+        "--webhook-port",
+        type=_port,
+        metavar="N",
+        help="receive Mailgun webhooks on http://ADDRESS:N/webhooks/mailgun (needs MAILGUN_WEBHOOK_SIGNING_KEY)",
+    )
+    run.add_argument("--webhook-address", default="127.0.0.1", metavar="ADDRESS", help="interface for the webhooks")
     commands.add_parser("health", help="print the health check as JSON; exit 1 when unhealthy")
     commands.add_parser("migrate", help="upgrade the database schema to the newest version")
     admin = commands.add_parser(
@@ -89,12 +97,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"cannot serve metrics on {args.metrics_address}:{args.metrics_port}: {error.strerror}", file=sys.stderr
             )
             return 2
+    webhooks = None
+    if args.webhook_port:
+        try:
+            webhooks = start_webhook_server(args.webhook_port, runtime.factory, settings, address=args.webhook_address)
+        except (OSError, ValueError) as error:
+            print(f"cannot receive webhooks on {args.webhook_address}:{args.webhook_port}: {error}", file=sys.stderr)
+            return 2
     scheduler = start_scheduler(runtime)
     log.info("engine running", extra={"worker": runtime.worker, "jobs": [job.id for job in scheduler.get_jobs()]})
     stop.wait()
     scheduler.shutdown(wait=True)
-    if metrics is not None:
-        metrics.shutdown()
+    for server in (metrics, webhooks):
+        if server is not None:
+            server.shutdown()
     log.info("engine stopped", extra={"worker": runtime.worker})
     return 0
 
