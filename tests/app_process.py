@@ -32,17 +32,20 @@ def answers(url: str) -> bool:
 
 
 @contextmanager
-def streamlit_app(env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """The app with this environment (on top of ours) until the block ends; yields its URL once it is healthy."""
-    port = free_port()
+def streamlit_app(env: dict[str, str], log_path: Path, *, cwd: Path = ROOT, port: int | None = None) -> Iterator[str]:
+    """The app with this environment (on top of ours) until the block ends; yields its URL once it is healthy.
+
+    Streamlit reads `.streamlit/` (config, secrets) from `cwd`.
+    """
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(port)]
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "Home.py"), "--server.port", str(port)]
     command += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.serverAddress", "localhost"]
     command += ["--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
     with log_path.open("w") as log:
         server = subprocess.Popen(
             command,
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, "PYTHONPATH": str(ROOT), **env},
             stdout=log,
             stderr=subprocess.STDOUT,
