@@ -11,6 +11,7 @@ import email.utils
 import json
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -345,6 +346,13 @@ def parse_json(connector: str, method: str, response: requests.Response) -> Any:
         return json.loads(text)
     except ValueError as error:
         raise MalformedResponseError(connector, f"{where}: answer is not JSON ({error.msg} at {error.pos})") from None
+
+
+def tls_problem(error: ssl.SSLError) -> str:
+    """What went wrong in a TLS handshake, with the setting that fixes the usual cause."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"TLS certificate not trusted ({error.verify_message}); for a private CA set CONNECTOR_CA_BUNDLE"
+    return f"TLS handshake failed ({error.reason or type(error).__name__})"
 
 
 def _unreachable(connector: str, method: str, url: str, reason: str, *, not_sent: bool = False) -> UnreachableError:

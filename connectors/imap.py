@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from connectors.base import PolledPage, RejectedItem
-from connectors.http import AuthenticationError, ConnectorError, UnreachableError, breaker_from_settings
+from connectors.http import AuthenticationError, ConnectorError, UnreachableError, breaker_from_settings, tls_problem
 from engine.ingest import AttachmentIn, TicketIn
 from engine.settings import ConfigurationError, Settings
 
@@ -78,6 +78,8 @@ class ImapSource:
                 client = imaplib.IMAP4(s.IMAP_HOST, s.IMAP_PORT, timeout=self.timeout)
                 if s.IMAP_SECURITY == "starttls":
                     client.starttls(ssl_context=self._tls())
+        except ssl.SSLError as error:
+            raise UnreachableError(NAME, f"{s.IMAP_HOST}:{s.IMAP_PORT}: {tls_problem(error)}", retryable=True) from None
         except (OSError, imaplib.IMAP4.error) as error:
             raise UnreachableError(
                 NAME, f"{s.IMAP_HOST}:{s.IMAP_PORT} unreachable ({type(error).__name__})", retryable=True

@@ -8,6 +8,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 
 from connectors.base import DeliveryError, OutgoingEmail
+from connectors.http import tls_problem
 from engine.settings import ConfigurationError, Settings
 
 
@@ -49,14 +50,19 @@ class SmtpTransport:
         self.username = settings.SMTP_USERNAME
         self.password = settings.SMTP_PASSWORD
         self.timeout = settings.SMTP_TIMEOUT_SECONDS
+        self.ca_bundle = settings.CONNECTOR_CA_BUNDLE
 
     def _connect(self) -> smtplib.SMTP:
         if self.security == "ssl":
-            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=ssl.create_default_context())
+            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._tls())
         client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         if self.security == "starttls":
-            client.starttls(context=ssl.create_default_context())
+            client.starttls(context=self._tls())
         return client
+
+    def _tls(self) -> ssl.SSLContext:
+        """Certificates checked against the system store, or CONNECTOR_CA_BUNDLE for a private CA."""
+        return ssl.create_default_context(cafile=self.ca_bundle or None)
 
     def send(self, email: OutgoingEmail) -> str:
         handed_over = False
@@ -74,6 +80,8 @@ class SmtpTransport:
             raise DeliveryError(
                 f"SMTP {self.host} answered {error.smtp_code}", permanent=500 <= error.smtp_code < 600
             ) from None
+        except ssl.SSLError as error:
+            raise DeliveryError(f"SMTP {self.host}:{self.port}: {tls_problem(error)}") from None
         except (OSError, smtplib.SMTPException) as error:
             if handed_over:
                 raise DeliveryError(

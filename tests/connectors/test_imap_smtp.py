@@ -1,8 +1,11 @@
-"""IMAP source against a loopback IMAP server, and the Jira + IMAP/SMTP round trip."""
+"""IMAP source against a loopback IMAP server (plain and TLS), SMTP with STARTTLS, and the Jira + IMAP/SMTP
+round trip."""
 
 from __future__ import annotations
 
+import ssl
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -10,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.http import AuthenticationError
+from connectors.base import DeliveryError, OutgoingEmail
+from connectors.http import AuthenticationError, UnreachableError
 from connectors.imap import ImapSource
 from connectors.jira import JiraSource
 from connectors.smtp import SmtpTransport
@@ -128,3 +132,34 @@ def test_jira_smtp_imap_round_trip(
     assert sync_back(engine, session_factory, configured, [jira]).pushed == 2
     assert jira_server.transitions_done == [("SUP-1", "Resolve Issue")]
     assert "acknowledgement sent to rita@example.com" in jira_server.comments[0][1]
+
+
+def test_imap_over_tls_checks_the_certificate(plain_settings: Settings, tls_files: tuple[Path, Path, Path]) -> None:
+    ca, certificate, key = tls_files
+    server = ImapEmulator(tls=(certificate, key)).start()
+    try:
+        server.append(mail("Over TLS"))
+        values = {**imap_values(server), "IMAP_SECURITY": "ssl"}
+        [page] = list(ImapSource(with_settings(plain_settings, **values, CONNECTOR_CA_BUNDLE=str(ca))).poll(None))
+        assert [item.subject for item in page.items] == ["Over TLS"]
+        untrusted = ImapSource(with_settings(plain_settings, **values))
+        with pytest.raises(UnreachableError, match=r"certificate not trusted .*CONNECTOR_CA_BUNDLE"):
+            list(untrusted.poll(None))
+    finally:
+        server.stop()
+
+
+def test_smtp_starttls_checks_the_certificate(plain_settings: Settings, tls_files: tuple[Path, Path, Path]) -> None:
+    ca, certificate, key = tls_files
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificate, key)
+    with smtp_sink(tls_context=context, require_starttls=True) as (mailbox, port):
+        values = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": port, "SMTP_SECURITY": "starttls"}
+        trusted = SmtpTransport(with_settings(plain_settings, **values, CONNECTOR_CA_BUNDLE=str(ca)))
+        trusted.send(OutgoingEmail("<tls-1@desk>", "desk@example.test", "Desk", "pat@example.com", "Hi", "Hello"))
+        assert mailbox.message_ids() == ["<tls-1@desk>"]
+        untrusted = SmtpTransport(with_settings(plain_settings, **values))
+        with pytest.raises(DeliveryError, match="certificate not trusted") as refused:
+            untrusted.send(OutgoingEmail("<tls-2@desk>", "desk@example.test", "Desk", "pat@example.com", "Hi", "x"))
+        assert not refused.value.uncertain
+    assert mailbox.message_ids() == ["<tls-1@desk>"]

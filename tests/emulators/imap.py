@@ -3,7 +3,8 @@
 Implements the part of RFC 3501 the connector uses: greeting with CAPABILITY, CAPABILITY, LOGIN
 (`NO [AUTHENTICATIONFAILED]` on bad credentials), SELECT/EXAMINE with EXISTS, UIDVALIDITY and UIDNEXT,
 UID SEARCH over `n:*` ranges (where `*` is the highest UID, so `n:*` always matches that message),
-UID FETCH of `BODY.PEEK[]` as literals, UID STORE `+FLAGS`, NOOP and LOGOUT.
+UID FETCH of `BODY.PEEK[]` as literals, UID STORE `+FLAGS`, NOOP and LOGOUT; with `tls=(certificate, key)`
+it speaks implicit TLS from the first byte, as on port 993 (RFC 8314).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import re
 import shlex
 import socketserver
+import ssl
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -23,8 +26,15 @@ class StoredMessage:
 
 
 class ImapEmulator:
-    def __init__(self, username: str = "desk@example.test", password: str = "imap-secret-654") -> None:  # noqa: S107
+    def __init__(
+        self,
+        username: str = "desk@example.test",
+        password: str = "imap-secret-654",  # noqa: S107
+        *,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.username, self.password = username, password
+        self.tls = tls
         self.uidvalidity = 1700000000
         self.messages: list[StoredMessage] = []
         self.lock = threading.Lock()
@@ -131,6 +141,10 @@ class ImapEmulator:
         socketserver.ThreadingTCPServer.allow_reuse_address = True
         self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
