@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from connectors.graph_mail import GraphMailSource
 from connectors.servicenow import ServiceNowSource
 from engine.settings import Settings, load_settings
-from tests.emulators.graph import GraphEmulator, IdentityEmulator
+from tests.emulators.graph import GraphEmulator, IdentityEmulator, graph_values
 from tests.emulators.servicenow import ServiceNowEmulator
 from tests.emulators.tls import make_certificate
 
@@ -62,17 +62,7 @@ def main() -> None:
     graph = GraphEmulator(identity=identity).start()
     for n in range(args.count):
         graph.deliver(f"user{n}@example.com", f"Question {n}", f"Body of question {n}. " * 5)
-    settings = base.model_copy(
-        update={
-            "MS_GRAPH_AUTHORITY_HOST": identity.url,
-            "MS_GRAPH_BASE_URL": f"{graph.url}/v1.0",
-            "MS_GRAPH_TENANT_ID": identity.tenant,
-            "MS_GRAPH_CLIENT_ID": identity.client_id,
-            "MS_GRAPH_CLIENT_SECRET": SecretStr(identity.client_secret),
-            "MS_GRAPH_MAILBOX": graph.mailbox,
-            "CONNECTOR_CA_BUNDLE": str(ca),
-        }
-    )
+    settings = base.model_copy(update=graph_values(identity, graph, ca))
     measure("outlook", args.count, lambda: GraphMailSource(settings).poll(None))
     graph.stop()
     identity.stop()

@@ -21,18 +21,18 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import drop_postgres, fresh_postgres, start_engines  # noqa: E402
 from connectors.demo import load_sample, to_ticket_in  # noqa: E402
 from engine.db import make_engine, make_session_factory, transaction, upgrade_database  # noqa: E402
 from engine.enums import MessageKind, OutboxState  # noqa: E402
@@ -81,18 +81,6 @@ def _rss_mb(pid: int) -> float:
         return float("nan")
 
 
-def fresh_postgres(admin_url: str) -> tuple[str, str]:
-    name = f"nts_load_{uuid.uuid4().hex[:8]}"
-    with create_engine(admin_url, isolation_level="AUTOCOMMIT").connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    return admin_url.rsplit("/", 1)[0] + f"/{name}", name
-
-
-def drop_postgres(admin_url: str, name: str) -> None:
-    with create_engine(admin_url, isolation_level="AUTOCOMMIT").connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 def engine_environment(url: str, workdir: Path, emulator: OpenAIEmulator, args: argparse.Namespace) -> dict[str, str]:
     return {
         **os.environ,
@@ -114,19 +102,6 @@ def engine_environment(url: str, workdir: Path, emulator: OpenAIEmulator, args: 
         "AUTO_SEND_MIN_CONFIDENCE": "0.5",
         "MAX_AUTOMATED_EMAILS_PER_HOUR": "1000000",
     }
-
-
-def start_engines(count: int, env: dict[str, str], workdir: Path) -> list[subprocess.Popen[bytes]]:
-    return [
-        subprocess.Popen(
-            [sys.executable, "-m", "engine", "run"],
-            env={**env, "WORKER_ID": f"load-{n}"},
-            cwd=workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for n in range(count)
-    ]
 
 
 def stop_engines(workers: list[subprocess.Popen[bytes]]) -> None:
@@ -226,7 +201,7 @@ def throughput(args: argparse.Namespace, emulator: OpenAIEmulator, processes: in
         engine: Engine, factory: sessionmaker[Session], settings: Settings, env: dict[str, str], workdir: Path
     ) -> None:
         items = Feed().take(args.tickets)
-        workers = start_engines(processes, env, workdir)
+        workers = start_engines(processes, env, workdir, "load")
         memory = Memory(workers)
         calls_before = len(emulator.requests)
         began = time.monotonic()
@@ -255,7 +230,7 @@ def soak(args: argparse.Namespace, emulator: OpenAIEmulator) -> None:
         engine: Engine, factory: sessionmaker[Session], settings: Settings, env: dict[str, str], workdir: Path
     ) -> None:
         feed = Feed()
-        workers = start_engines(args.soak_engines, env, workdir)
+        workers = start_engines(args.soak_engines, env, workdir, "load")
         memory = Memory(workers)
         began = time.monotonic()
         end = began + args.soak_minutes * 60

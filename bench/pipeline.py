@@ -12,18 +12,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import drop_postgres, fresh_postgres, start_engines  # noqa: E402
 from connectors.demo import load_sample, to_ticket_in  # noqa: E402
 from engine.db import make_engine, make_session_factory, transaction, upgrade_database  # noqa: E402
 from engine.enums import MessageKind, OutboxState  # noqa: E402
@@ -35,18 +34,6 @@ from engine.settings import load_settings  # noqa: E402
 def demo_items(count: int) -> list:
     sample = [record for record in load_sample() if record["kind"] == "ticket" and not record.get("headers")]
     return [to_ticket_in(sample[n % len(sample)], cycle=n // len(sample) + 1) for n in range(count)]
-
-
-def fresh_postgres(admin_url: str) -> tuple[str, str]:
-    name = f"nts_bench_{uuid.uuid4().hex[:8]}"
-    with create_engine(admin_url, isolation_level="AUTOCOMMIT").connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    return admin_url.rsplit("/", 1)[0] + f"/{name}", name
-
-
-def drop_postgres(admin_url: str, name: str) -> None:
-    with create_engine(admin_url, isolation_level="AUTOCOMMIT").connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def run(url: str, processes: int, tickets: int, page: int, rate: float, workdir: Path) -> dict[str, float]:
@@ -67,16 +54,7 @@ def run(url: str, processes: int, tickets: int, page: int, rate: float, workdir:
         "PROCESS_BATCH_SIZE": "200",
         "MAX_AUTOMATED_EMAILS_PER_HOUR": "1000000",
     }
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "engine", "run"],
-            env={**env, "WORKER_ID": f"bench-{n}"},
-            cwd=workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for n in range(processes)
-    ]
+    workers = start_engines(processes, env, workdir, "bench")
     items = demo_items(tickets)
     started = time.monotonic()
     try:

@@ -14,6 +14,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from engine.settings import Settings
+
 
 class Mailbox:
     """Collects messages; `fail_next` makes the server answer the next DATA commands with an error, and
@@ -58,3 +60,13 @@ def smtp_sink(**kwargs: Any) -> Iterator[tuple[Mailbox, int]]:
         yield mailbox, port
     finally:
         controller.stop()
+
+
+def send_through(settings: Settings, port: int) -> None:
+    """Point the outbox of `settings` at the sink on `port` (plain SMTP on loopback)."""
+    settings.OUTBOX_TRANSPORT, settings.SMTP_HOST, settings.SMTP_PORT, settings.SMTP_SECURITY = (
+        "smtp",
+        "127.0.0.1",
+        port,
+        "none",
+    )

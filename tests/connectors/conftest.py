@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from connectors.http import reset_breakers
 from engine.settings import Settings, load_settings
 from tests.emulators.base import running
-from tests.emulators.graph import GraphEmulator, IdentityEmulator
+from tests.emulators.graph import GraphEmulator, IdentityEmulator, graph_values  # noqa: F401 (used by tests)
 from tests.emulators.imap import ImapEmulator
 from tests.emulators.jira import JiraEmulator
 from tests.emulators.mailgun import MailgunEmulator
@@ -97,18 +97,6 @@ def identity(tls_files: tuple[Path, Path, Path]) -> Iterator[IdentityEmulator]:
 @pytest.fixture
 def graph(identity: IdentityEmulator) -> Iterator[GraphEmulator]:
     yield from running(GraphEmulator(identity=identity))  # type: ignore[misc]
-
-
-def graph_values(identity: IdentityEmulator, graph: GraphEmulator, ca: Path) -> dict[str, object]:
-    return {
-        "MS_GRAPH_AUTHORITY_HOST": identity.url,
-        "MS_GRAPH_BASE_URL": f"{graph.url}/v1.0",
-        "MS_GRAPH_TENANT_ID": identity.tenant,
-        "MS_GRAPH_CLIENT_ID": identity.client_id,
-        "MS_GRAPH_CLIENT_SECRET": SecretStr(identity.client_secret),
-        "MS_GRAPH_MAILBOX": graph.mailbox,
-        "CONNECTOR_CA_BUNDLE": str(ca),
-    }
 
 
 @pytest.fixture

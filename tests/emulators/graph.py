@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from pydantic import SecretStr
+
 from tests.emulators.base import Emulator, Request, Response
 
 
@@ -222,4 +224,17 @@ def item_attachment(name: str) -> dict:
         "contentType": None,
         "size": 1234,
         "isInline": False,
+    }
+
+
+def graph_values(identity: IdentityEmulator, graph: GraphEmulator, ca: Path) -> dict[str, object]:
+    """Settings that point the Graph connector at these emulators, trusting the test CA."""
+    return {
+        "MS_GRAPH_AUTHORITY_HOST": identity.url,
+        "MS_GRAPH_BASE_URL": f"{graph.url}/v1.0",
+        "MS_GRAPH_TENANT_ID": identity.tenant,
+        "MS_GRAPH_CLIENT_ID": identity.client_id,
+        "MS_GRAPH_CLIENT_SECRET": SecretStr(identity.client_secret),
+        "MS_GRAPH_MAILBOX": graph.mailbox,
+        "CONNECTOR_CA_BUNDLE": str(ca),
     }

@@ -16,7 +16,7 @@ from engine.outbox import resolve_uncertain
 from engine.settings import Settings
 from tests.engine_process import run_engine
 from tests.factories import ticket_in
-from tests.mail_sink import smtp_sink
+from tests.mail_sink import send_through, smtp_sink
 
 TICKETS = 3
 STEPS = [
@@ -90,12 +90,7 @@ def test_kill_mid_send_over_smtp_never_doubles_a_message(
     step: str, arrived: bool, session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path
 ) -> None:
     with smtp_sink() as (mailbox, port):
-        settings.OUTBOX_TRANSPORT, settings.SMTP_HOST, settings.SMTP_PORT, settings.SMTP_SECURITY = (
-            "smtp",
-            "127.0.0.1",
-            port,
-            "none",
-        )
+        send_through(settings, port)
         crashed = run_engine(settings, "run", "--once", cwd=tmp_path, NTS_FAILPOINTS=step, CLAIM_LEASE_SECONDS=1)
         assert crashed.returncode == -signal.SIGKILL, crashed.stdout + crashed.stderr
         assert len(mailbox.messages) == int(arrived)

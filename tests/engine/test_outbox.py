@@ -14,14 +14,13 @@ from engine.outbox import DatabaseTransport, deliver_outbox, enqueue_email, reso
 from engine.settings import Settings
 from engine.templates import acknowledgement
 from tests.factories import email_in
-from tests.mail_sink import Mailbox, free_port, smtp_sink
+from tests.mail_sink import Mailbox, free_port, send_through, smtp_sink
 
 
 @pytest.fixture
 def sink(settings: Settings) -> Iterator[Mailbox]:
     with smtp_sink() as (mailbox, port):
-        settings.OUTBOX_TRANSPORT = "smtp"
-        settings.SMTP_HOST, settings.SMTP_PORT, settings.SMTP_SECURITY = "127.0.0.1", port, "none"
+        send_through(settings, port)
         yield mailbox
 
 

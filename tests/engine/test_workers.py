@@ -12,7 +12,7 @@ from engine.models import Analysis, Ticket, TimelineEvent
 from engine.settings import Settings
 from tests.engine_process import start_engine
 from tests.factories import ticket_in
-from tests.mail_sink import smtp_sink
+from tests.mail_sink import send_through, smtp_sink
 from tests.waiting import wait_until
 
 TICKETS = 200
@@ -28,12 +28,7 @@ def test_two_engines_share_the_work_exactly_once(
         for _ in range(TICKETS):
             ingest(session, ticket_in(), settings)
     with smtp_sink() as (mailbox, port):
-        settings.OUTBOX_TRANSPORT, settings.SMTP_HOST, settings.SMTP_PORT, settings.SMTP_SECURITY = (
-            "smtp",
-            "127.0.0.1",
-            port,
-            "none",
-        )
+        send_through(settings, port)
         tuning = {"PROCESS_INTERVAL_SECONDS": 0.2, "OUTBOX_INTERVAL_SECONDS": 0.2, "PROCESS_BATCH_SIZE": 10}
         workers = [start_engine(settings, "run", cwd=tmp_path, WORKER_ID=f"worker-{n}", **tuning) for n in (1, 2)]
 

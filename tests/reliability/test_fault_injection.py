@@ -29,7 +29,7 @@ from engine.outbox import resolve_uncertain
 from engine.settings import Settings
 from tests.engine_process import engine_env
 from tests.factories import ticket_in
-from tests.mail_sink import Mailbox, smtp_sink
+from tests.mail_sink import Mailbox, send_through, smtp_sink
 from tests.waiting import wait_until
 
 TICKETS = 2000
@@ -155,12 +155,7 @@ def test_kills_drops_and_a_database_restart_neither_lose_nor_double_work(
     moments = sorted(rng.randint(TICKETS // 20, TICKETS * 9 // 10) for _ in faults)
     kills = drops = restarts = dropped_backends = 0
     with smtp_sink() as (mailbox, port):
-        settings.OUTBOX_TRANSPORT, settings.SMTP_HOST, settings.SMTP_PORT, settings.SMTP_SECURITY = (
-            "smtp",
-            "127.0.0.1",
-            port,
-            "none",
-        )
+        send_through(settings, port)
         engines = Engines(settings, tmp_path)
         engines.processes = [engines.start(), engines.start()]
         try:

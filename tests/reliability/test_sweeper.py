@@ -11,18 +11,24 @@ from engine.settings import Settings
 from tests.engine.test_pipeline import Proposes, new_ticket
 
 ANN = Actor("ann", Role.AGENT)
+ESCALATES = Proposes(decision="escalate")
+
+
+def analysed_once(factory: sessionmaker[Session], settings: Settings) -> int:
+    """A ticket the engine has analysed and escalated; its id."""
+    ticket_id = new_ticket(factory, settings)
+    process_pending(factory, settings, ESCALATES, worker="w1")
+    return ticket_id
 
 
 def test_a_ticket_left_in_analyzing_with_nothing_queued_is_queued_again_and_analysed(
     session_factory: sessionmaker[Session], settings: Settings
 ) -> None:
-    ticket_id = new_ticket(session_factory, settings)
-    analyser = Proposes(decision="escalate")
-    process_pending(session_factory, settings, analyser, worker="w1")
+    ticket_id = analysed_once(session_factory, settings)
     with session_factory.begin() as session:
         session.get(Ticket, ticket_id).status = TicketStatus.ANALYZING
 
-    report = process_pending(session_factory, settings, analyser, worker="w2")
+    report = process_pending(session_factory, settings, ESCALATES, worker="w2")
 
     assert (report.claimed, report.processed) == (1, 1)
     with session_factory() as session:
@@ -37,13 +43,11 @@ def test_a_ticket_left_in_analyzing_with_nothing_queued_is_queued_again_and_anal
 def test_a_ticket_set_to_analyzing_by_hand_is_queued_at_once(
     session_factory: sessionmaker[Session], settings: Settings
 ) -> None:
-    ticket_id = new_ticket(session_factory, settings)
-    analyser = Proposes(decision="escalate")
-    process_pending(session_factory, settings, analyser, worker="w1")
+    ticket_id = analysed_once(session_factory, settings)
     with session_factory.begin() as session:
         set_status(session, ANN, ticket_id, TicketStatus.ANALYZING, reason="look again")
 
-    assert process_pending(session_factory, settings, analyser, worker="w2").processed == 1
+    assert process_pending(session_factory, settings, ESCALATES, worker="w2").processed == 1
     with session_factory() as session:
         events = session.scalars(select(TimelineEvent.type).where(TimelineEvent.ticket_id == ticket_id)).all()
     assert events.count("analysed") == 2 and "requeued" not in events
