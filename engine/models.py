@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -265,7 +266,8 @@ class OutboxMessage(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_state_next_attempt", "state", "next_attempt_at"),
-        Index("ix_outbox_to_created", "to_address", "created_at"),
+        # the mail-loop guard counts messages per recipient per hour, case-insensitively (engine/mailguard.py)
+        Index("ix_outbox_recipient_created", text("lower(to_address)"), "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
