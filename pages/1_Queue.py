@@ -14,7 +14,7 @@ from engine.db import transaction
 from engine.enums import Role, TicketStatus
 from engine.queries import QueueFilter, queue_page, sources, teams
 from ui.auth import allowed, session_alive
-from ui.components import flash, page, role_hint, show_flash
+from ui.components import flash, page, page_buttons, role_hint, show_flash
 
 runtime, actor = page("Queue")
 PAGE_SIZE = runtime.settings.DASHBOARD_PAGE_SIZE
@@ -128,12 +128,7 @@ picked = st.dataframe(
 selected = [rows[index] for index in (picked.selection.rows if picked else []) if index < len(rows)]
 
 pager = st.columns([1, 1, 2, 6])
-if pager[0].button("← Previous", disabled=page_number <= 1, key="queue_prev"):
-    st.session_state["queue_page"] = page_number - 1
-    st.rerun()
-if pager[1].button("Next →", disabled=page_number >= pages, key="queue_next"):
-    st.session_state["queue_page"] = page_number + 1
-    st.rerun()
+page_buttons(pager, "queue", page_number, pages, ("← Previous", "Next →"))
 jump = pager[2].number_input(
     "Go to page",
     min_value=1,

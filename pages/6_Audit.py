@@ -8,7 +8,7 @@ import streamlit as st
 from engine.enums import Role
 from engine.exports import to_safe_csv
 from engine.queries import AuditFilter, audit_page, audit_vocabulary
-from ui.components import page
+from ui.components import page, page_buttons
 
 runtime, actor = page("Audit", Role.LEAD)
 PAGE_SIZE = 100
@@ -46,12 +46,7 @@ else:
         column_config={"when": st.column_config.DatetimeColumn("when", format="YYYY-MM-DD HH:mm:ss")},
     )
 pager = st.columns([1, 1, 4, 2])
-if pager[0].button("← Newer", disabled=page_number <= 1, key="audit_prev"):
-    st.session_state["audit_page"] = page_number - 1
-    st.rerun()
-if pager[1].button("Older →", disabled=page_number >= pages, key="audit_next"):
-    st.session_state["audit_page"] = page_number + 1
-    st.rerun()
+page_buttons(pager, "audit", page_number, pages, ("← Newer", "Older →"))
 if total and pager[3].button("Prepare CSV export", key="audit_export"):
     with runtime.factory() as session:
         everything, _ = audit_page(session, audit, limit=EXPORT_LIMIT)

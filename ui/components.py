@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 
 import streamlit as st
 
@@ -71,3 +72,12 @@ def show_flash() -> None:
 def role_hint(actor: Actor, role: Role) -> str | None:
     """The tooltip on a control the operator's role does not allow."""
     return None if allowed(actor, role) else f"Needs the {role.value} role; you are {actor.role.value}."
+
+
+def page_buttons(columns: list[Any], name: str, page_number: int, pages: int, labels: tuple[str, str]) -> None:
+    """Previous / next buttons in the first two columns; the page number lives in session state `{name}_page`."""
+    for column, step, label, which in ((columns[0], -1, labels[0], "prev"), (columns[1], 1, labels[1], "next")):
+        target = page_number + step
+        if column.button(label, disabled=not 1 <= target <= pages, key=f"{name}_{which}"):
+            st.session_state[f"{name}_page"] = target
+            st.rerun()

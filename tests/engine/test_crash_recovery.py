@@ -1,7 +1,6 @@
 """SIGKILL the engine at every step between claim and delivery; after a restart nothing is lost or doubled."""
 
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from engine.settings import Settings
 from tests.engine_process import run_engine
 from tests.factories import ticket_in
 from tests.mail_sink import send_through, smtp_sink
+from tests.waiting import wait_until
 
 TICKETS = 3
 STEPS = [
@@ -31,10 +31,14 @@ STEPS = [
 
 def settle(condition: Callable[[], bool], restart: Callable[[], None], deadline: float = 60) -> None:
     """Restart the engine until `condition` holds (claims need their short lease to expire first)."""
-    end = time.monotonic() + deadline
-    while not condition():
-        assert time.monotonic() < end, "the engine did not recover in time"
+
+    def recovered() -> bool:
+        if condition():
+            return True
         restart()
+        return False
+
+    wait_until(recovered, timeout=deadline, interval=0, what="the engine to recover")
 
 
 def counts(factory: sessionmaker[Session]) -> dict[str, object]:

@@ -1,4 +1,3 @@
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -15,6 +14,7 @@ from engine.settings import Settings
 from engine.templates import acknowledgement
 from tests.factories import email_in
 from tests.mail_sink import Mailbox, free_port, send_through, smtp_sink
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -138,8 +138,11 @@ def test_a_send_whose_answer_is_lost_is_never_repeated_blindly(
     with session_factory() as session:
         message = session.get(OutboxMessage, outbox_id)
         assert message.state == OutboxState.SENDING and "dropped the connection" in message.last_error
-    time.sleep(0.05)
-    assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).uncertain == 1
+    wait_until(
+        lambda: deliver_outbox(session_factory, settings, SmtpTransport(settings)).uncertain == 1,
+        timeout=10,
+        what="the unconfirmed send to be settled once its short lease has run out",
+    )
 
     assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).sent == 0
     assert len(sink.messages) == 1

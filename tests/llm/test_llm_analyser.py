@@ -9,20 +9,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.llm_analyser import LlmAnalyser
 from engine.settings import Settings
+from tests.emulators.openai_api import CRITERIA
 from tests.llm.conftest import FakeKb, calls, kb_item, said, scripted, snapshot, tool_calling
 
 VPN_STEPS = (
     "1. Open the VPN client and choose Settings.\n2. Set the protocol to IKEv2.\n3. Restart the laptop and connect."
 )
-CRITERIA = {
-    "code_change_complexity": 1,
-    "new_feature_scope": 0,
-    "dev_team_involvement": 1,
-    "estimated_hours": 0.5,
-    "system_impact": "Low",
-    "dependency_complexity": 1,
-    "user_provided_info_quality": 7,
-}
 QUERIES = json.dumps({"queries": ["vpn error 809", "ikev2 vpn blocked", "vpn client protocol setting"]})
 
 
