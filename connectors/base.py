@@ -115,6 +115,8 @@ class SourceUpdate:
     status: str | None = None
     team: str | None = None
     resolution: str | None = None
+    public: bool = False
+    """Whether the customer may see it: only customer-facing messages are public; notes stay internal."""
 
     @property
     def marker(self) -> str:

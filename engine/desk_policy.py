@@ -51,6 +51,13 @@ class DeskPolicy(BaseModel):
     """E-mail addresses or `@domain`s whose tickets always go to a person."""
     team_routes: dict[str, str] = Field(default_factory=lambda: dict(TEAM_ROUTES))
     """Category → team that receives its escalations."""
+    allowed_domains: list[str] = Field(default_factory=list)
+    """Domains, beside the desk's own (Settings.own_domains), that an automatic message may link or write to."""
+
+    def allowed_domain_set(self, settings: Settings) -> set[str]:
+        """Every domain an automatic message may name: the desk's own and the ones a lead allowed."""
+        extra = {domain.strip().lower().lstrip("@.") for domain in self.allowed_domains if domain.strip()}
+        return settings.own_domains() | extra
 
     def is_vip(self, address: str) -> bool:
         address = address.lower()

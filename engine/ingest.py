@@ -64,7 +64,13 @@ class TicketIn(BaseModel):
     requester_name: str | None = Field(default=None, max_length=255)
     subject: str = Field(default="", max_length=100_000)
     body: str = Field(default="", max_length=2_000_000)
-    kind: Literal["ticket", "email"] = "ticket"
+    kind: Literal["ticket", "email", "comment"] = "ticket"
+    """`comment`: a reply written at the source (a ServiceNow caller comment, a Jira reporter comment)."""
+    parent_external_id: str | None = Field(default=None, max_length=255)
+    """For a `comment`: the external id of the ticket it belongs to."""
+    history: bool = False
+    """Already resolved or closed at the source when first seen: stored and learned from, never reopened,
+    acknowledged or written back."""
     priority: str | None = Field(default=None, max_length=50)
     category: str | None = Field(default=None, max_length=100)
     external_url: str | None = Field(default=None, max_length=1000)

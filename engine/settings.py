@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     AUTO_SEND_MIN_CONFIDENCE: float = Field(default=0.85, ge=0, le=1)
     RESOLVE_MIN_CONFIDENCE: float = Field(default=0.5, ge=0, le=1)
     DEFAULT_TEAM: str = "Service Desk"
+    OUTGOING_ALLOWED_DOMAINS: str = ""
+    """Comma-separated domains an automatic message may link or write to; the desk's own domains always are."""
     MAX_AUTOMATED_EMAILS_PER_HOUR: int = Field(default=5, ge=0)
     SMTP_HOST: str = ""
     SMTP_PORT: int = Field(default=587, ge=1, le=65535)
@@ -203,6 +205,13 @@ class Settings(BaseSettings):
     def from_address(self) -> str:
         """The desk's sending address: the seed's MAILGUN_FROM_EMAIL when set, else SUPPORT_FROM_EMAIL."""
         return self.MAILGUN_FROM_EMAIL or self.SUPPORT_FROM_EMAIL
+
+    def own_domains(self) -> set[str]:
+        """The desk's own domains (its sending addresses and Mailgun domain) and the configured extra ones."""
+        addresses = (self.SUPPORT_FROM_EMAIL, self.MAILGUN_FROM_EMAIL)
+        domains = {address.rsplit("@", 1)[-1] for address in addresses if "@" in address}
+        domains |= {self.MAILGUN_DOMAIN, *self.OUTGOING_ALLOWED_DOMAINS.split(",")}
+        return {domain.strip().lower().lstrip("@.") for domain in domains if domain and domain.strip()}
 
     def secret_values(self) -> list[str]:
         """Every configured secret, so logging can redact it wherever it appears."""
