@@ -6,6 +6,8 @@ the engine always reads one consistent version. Environment settings give the de
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,6 +25,8 @@ SEED_WEIGHTS = {
     "dependency_complexity": 0.10,
 }
 """Seed §8.1.2: the escalation criteria and their weights."""
+
+DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62}")
 
 TEAM_ROUTES = {
     "access": "Identity & Access",
@@ -51,6 +55,9 @@ class DeskPolicy(BaseModel):
     """E-mail addresses or `@domain`s whose tickets always go to a person."""
     team_routes: dict[str, str] = Field(default_factory=lambda: dict(TEAM_ROUTES))
     """Category → team that receives its escalations."""
+    quote_customer_summary: bool = False
+    """Opt-in: `$summary` in automatic messages is a neutralised summary of the subject (no links, addresses or
+    digits, a few words) instead of "your request"."""
     allowed_domains: list[str] = Field(default_factory=list)
     """Domains, beside the desk's own (Settings.own_domains), that an automatic message may link or write to."""
 
@@ -65,6 +72,17 @@ class DeskPolicy(BaseModel):
             address == vip.lower() or (vip.startswith("@") and address.endswith(vip.lower()))
             for vip in self.vip_requesters
         )
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _domains_are_domains(cls, domains: list[str]) -> list[str]:
+        cleaned = []
+        for entry in domains:
+            domain = entry.strip().lower().removeprefix("https://").removeprefix("http://").strip("/@. ")
+            if not DOMAIN.fullmatch(domain):
+                raise ValueError(f"not a domain name: {entry[:80]!r} (write it as help.example.com)")
+            cleaned.append(domain)
+        return sorted(set(cleaned))
 
     @field_validator("escalation_weights")
     @classmethod

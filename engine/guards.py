@@ -126,3 +126,22 @@ def suspicious_input_reasons(text: str) -> list[str]:
     if match := DATABASE_COMMANDS.search(text):
         reasons.append(f"text contains database commands: {match.group(0)[:40]!r}")
     return reasons
+
+
+SENSITIVE_INTENTS = {
+    "access change (password, MFA, phone number, privileges)": re.compile(
+        r"\b(password|passcode|mfa|2fa|two[- ]factor|authenticator|temporary access pass|sms number|phone number|"
+        r"admin rights|privileges?|group membership)\b",
+        re.IGNORECASE,
+    ),
+    "payment or bank-detail change": re.compile(r"\b(iban|bank (account|details)|payroll|direct deposit)\b", re.I),
+    "gift cards, vouchers or crypto": re.compile(r"\b(gift ?cards?|vouchers?|usdt|bitcoin|crypto)\b", re.I),
+    "legal threat": re.compile(r"\b(lawyer|attorney|lawsuit|sue you|legal action)\b", re.I),
+    "security incident": re.compile(r"\b(phishing|malware|ransomware|breach|compromised|hacked)\b", re.I),
+}
+
+
+def sensitive_intent_reasons(*texts: str) -> list[str]:
+    """Intents that are never answered automatically, at any threshold: a person checks who is asking."""
+    joined = "\n".join(texts)
+    return [f"possible social engineering: {name}" for name, rule in SENSITIVE_INTENTS.items() if rule.search(joined)]

@@ -87,7 +87,7 @@ class TicketIn(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _note_control_characters(cls, data: Any) -> Any:
-        """Remember that the message needed cleaning: such input is held for a person (engine/policy.py)."""
+        """Remember that the message needed cleaning: such input is held for a person (engine/decision.py)."""
         if isinstance(data, dict) and any(
             isinstance(data.get(name), str) and CONTROL_CHARACTERS.search(data[name]) for name in ("subject", "body")
         ):

@@ -32,16 +32,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.analysis import AnalysisResult, Decision, TicketSnapshot
+from engine.decision import Screening, conclude, hand_over, screen_ticket
 from engine.desk_policy import TEAM_ROUTES, DeskPolicy, current_policy
 from engine.escalation import Criteria, assess, rule_criteria
-from engine.guards import (
-    fence,
-    injection_reasons,
-    leaked_personal_data,
-    redact_personal_data,
-    social_engineering_reasons,
-    unsupported_steps,
-)
+from engine.guards import fence, redact_personal_data, unsupported_steps
 from engine.llm import UsageRecorder, build_chat_model, supports_tool_calling, token_budget
 from engine.models import KbChunk
 from engine.prompts import (
@@ -55,7 +49,7 @@ from engine.prompts import (
 )
 from engine.retrieval_analyser import citation, decide, escalation_record, query_of
 from engine.settings import Settings
-from engine.templates import request_info_email, resolution_email
+from engine.templates import request_info_email, resolution_email, summary_of
 
 log = logging.getLogger(__name__)
 AI_LABEL = "[Drafted by an AI assistant from our knowledge base. A person can take over at any time.]"
@@ -254,9 +248,9 @@ class LlmAnalyser:
             has_kb = session.scalar(select(KbChunk.id).limit(1)) is not None
         text = redact_personal_data(ticket.text) if self.settings.LLM_REDACT_PII else ticket.text
         run = Run(ticket, policy, usage, {"callbacks": [usage], "tags": [ticket.reference]}, fence(text))
-        social = social_engineering_reasons(ticket.text)
-        if social:
-            result = self._hand_over(run, social)
+        screening = screen_ticket(ticket)
+        if screening.attacks:
+            result = self._hand_over(run, screening)
         else:
             self._gather_evidence(run, has_kb)
             result = self._decide(run)
@@ -270,16 +264,13 @@ class LlmAnalyser:
             latency_ms=round((time.perf_counter() - began) * 1000),
         )
 
-    def _hand_over(self, run: Run, reasons: list[str]) -> AnalysisResult:
-        """Credentials, verification bypass, payments: a person's call, so the model is not asked at all."""
+    def _hand_over(self, run: Run, screening: Screening) -> AnalysisResult:
+        """A suspected attack is a person's call: the model is not asked, so it never reads the attacker's text."""
         assessment = assess(run.ticket, rule_criteria(run.ticket), run.policy)
-        return AnalysisResult(
-            analyser=self.name,
-            decision="escalate",
-            reason="; ".join(reasons),
-            guards=reasons,
-            escalation=escalation_record(assessment),
-            team=assessment.team or run.ticket.team,
+        return hand_over(
+            self.name,
+            screening,
+            {"escalation": escalation_record(assessment), "team": assessment.team or run.ticket.team},
         )
 
     def _gather_evidence(self, run: Run, has_kb: bool) -> None:
@@ -459,7 +450,10 @@ class LlmAnalyser:
         return tools + [finishing(name) for name in FINISHING_TOOLS]
 
     def _result(self, run: Run, answer: LlmDecision) -> AnalysisResult:
-        """The desk's rules on the model's answer: escalation score, drafts from templates, guards on the draft."""
+        """The desk's rules on the model's answer: escalation score, drafts from templates, the shared draft review."""
+        return conclude(run.ticket, self._draft(run, answer), run.policy, self.settings)
+
+    def _draft(self, run: Run, answer: LlmDecision) -> AnalysisResult:
         ticket = run.ticket
         scored = ticket if ticket.category or not answer.category else replace(ticket, category=answer.category)
         assessment = assess(scored, answer.escalation_criteria, run.policy)
@@ -477,14 +471,13 @@ class LlmAnalyser:
             "team": assessment.team or ticket.team,
             "error": run.kb_error,
         }
-        guards = injection_reasons(ticket.text)
         if assessment.escalate:
-            return AnalysisResult(decision="escalate", reason="; ".join(assessment.reasons), guards=guards, **common)
+            return AnalysisResult(decision="escalate", reason="; ".join(assessment.reasons), **common)
         if answer.decision == "escalate":
             return AnalysisResult(
-                decision="escalate", reason=answer.reason or "the model hands it to a person", guards=guards, **common
+                decision="escalate", reason=answer.reason or "the model hands it to a person", **common
             )
-        summary = ticket.subject or ticket.description
+        summary = summary_of(ticket.subject, quote_customer=run.policy.quote_customer_summary)
         signature, templates = self.settings.SUPPORT_SIGNATURE, run.policy.templates
         if answer.decision == "ask":
             subject, body = request_info_email(
@@ -496,18 +489,13 @@ class LlmAnalyser:
                 templates,
                 note=AI_LABEL,
             )
-            guards += leaked_personal_data(body, [ticket.text])
             reason = f"missing: {', '.join(answer.information_gaps) or 'details'}"
-            return AnalysisResult(
-                decision="ask", reason=reason, guards=guards, draft_subject=subject, draft_body=body, **common
-            )
+            return AnalysisResult(decision="ask", reason=reason, draft_subject=subject, draft_body=body, **common)
         steps = [step.text for step in answer.resolution_steps]
-        cited_items = [run.evidence[n - 1] for n in cited]
-        guards += unsupported_steps(
+        guards = unsupported_steps(
             steps,
             [[run.evidence[n - 1]["text"] for n in step.evidence if n in numbers] for step in answer.resolution_steps],
         )
-        guards += injection_reasons(*(str(item["text"]) for item in cited_items))
         lines = [
             f"{step.text} [{', '.join(map(str, valid))}]"
             if (valid := [n for n in step.evidence if n in numbers])
@@ -524,8 +512,6 @@ class LlmAnalyser:
             templates,
             note=AI_LABEL,
         )
-        kb_texts = [str(item["text"]) for item in cited_items if item["source_kind"] == "kb"]
-        guards += leaked_personal_data(body, [ticket.text, *kb_texts])
         reason = f"resolution citing {', '.join(f'[{n}]' for n in cited)}" if cited else "resolution without citations"
         return AnalysisResult(
             decision="resolve",

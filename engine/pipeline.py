@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.analysis import Analyser, AnalysisResult, TicketSnapshot
 from engine.db import is_postgres, transaction
+from engine.decision import delivery_verdict
 from engine.desk_policy import current_policy
 from engine.enums import ActionKind, ActionState, MessageKind, TicketStatus
 from engine.failpoints import failpoint
@@ -30,7 +31,6 @@ from engine.lifecycle import transition
 from engine.models import Action, Analysis, Attachment, Blob, EmailInteraction, Escalation, Ticket, utcnow
 from engine.observability import observe_analysis
 from engine.outbox import enqueue_email
-from engine.policy import delivery_verdict
 from engine.settings import Settings
 from engine.templates import EmailContent, acknowledgement, to_html
 from engine.timeline import record_event
@@ -109,7 +109,7 @@ def _analyse(
 
 def read_attachments(factory: sessionmaker[Session], settings: Settings, ticket_id: int) -> None:
     """Extract the text of the ticket's new attachments; unreadable ones, or instructions hidden in one,
-    hold every automatic message for a person (engine/policy.py reads the warnings)."""
+    hold every automatic message for a person (engine/decision.py reads the warnings)."""
     from kb.extract import OK, extract
 
     with factory() as session:
@@ -230,7 +230,10 @@ def _skip_automation(session: Session, ticket: Ticket) -> bool:
 
 
 def _acknowledge(session: Session, settings: Settings, ticket: Ticket) -> None:
-    content = acknowledgement(ticket, settings.SUPPORT_SIGNATURE, current_policy(session, settings).templates)
+    policy = current_policy(session, settings)
+    content = acknowledgement(
+        ticket, settings.SUPPORT_SIGNATURE, policy.templates, quote_customer=policy.quote_customer_summary
+    )
     enqueue_email(session, settings, ticket, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key=f"ack:{ticket.id}")
 
 

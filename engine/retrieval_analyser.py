@@ -19,12 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.analysis import AnalysisResult, TicketSnapshot
+from engine.decision import conclude, hand_over, screen_ticket
 from engine.desk_policy import DeskPolicy, current_policy
 from engine.escalation import DETAIL_SIGNALS, Assessment, assess, rule_criteria
-from engine.guards import injection_reasons, leaked_personal_data, social_engineering_reasons
 from engine.models import KbChunk
 from engine.settings import Settings
-from engine.templates import request_info_email, resolution_email
+from engine.templates import request_info_email, resolution_email, summary_of
 
 log = logging.getLogger(__name__)
 NAME = "retrieval-only"
@@ -156,12 +156,23 @@ def decide(
     kb_error: str | None = None,
 ) -> AnalysisResult:
     """Guards first, then escalation rules, then the evidence: resolve, ask, or hand to a person."""
+    result = _decide(ticket, evidence, policy, settings, kb_error=kb_error)
+    return conclude(ticket, result, policy, settings)
+
+
+def _decide(
+    ticket: TicketSnapshot,
+    evidence: list[dict[str, Any]],
+    policy: DeskPolicy,
+    settings: Settings,
+    *,
+    kb_error: str | None,
+) -> AnalysisResult:
     assessment = assess(ticket, rule_criteria(ticket), policy)
     confidence = retrieval_confidence(evidence)
     gaps, questions = information_gaps(ticket)
-    guards = injection_reasons(ticket.text) + social_engineering_reasons(ticket.text)
+    screening = screen_ticket(ticket)
     common: dict[str, Any] = {
-        "analyser": NAME,
         "confidence": confidence,
         "evidence": evidence,
         "information_gaps": gaps,
@@ -170,27 +181,32 @@ def decide(
         "team": assessment.team or ticket.team,
         "error": kb_error,
     }
-    if guards:
-        return AnalysisResult(decision="escalate", reason="; ".join(guards), guards=guards, **common)
+    if screening.attacks:
+        return hand_over(NAME, screening, common)
     if assessment.escalate:
-        return AnalysisResult(decision="escalate", reason="; ".join(assessment.reasons), **common)
+        return AnalysisResult(analyser=NAME, decision="escalate", reason="; ".join(assessment.reasons), **common)
     if evidence and confidence >= settings.RESOLVE_MIN_CONFIDENCE:
         return _propose_resolution(ticket, evidence[0], policy, settings, common)
     if gaps and len(gaps) >= 2:
         subject, body = request_info_email(
             ticket.reference,
             ticket.requester_name,
-            ticket.subject or ticket.description,
+            summary_of(ticket.subject, quote_customer=policy.quote_customer_summary),
             questions,
             settings.SUPPORT_SIGNATURE,
             policy.templates,
             note=LABEL,
         )
         return AnalysisResult(
-            decision="ask", reason=f"missing: {', '.join(gaps)}", draft_subject=subject, draft_body=body, **common
+            analyser=NAME,
+            decision="ask",
+            reason=f"missing: {', '.join(gaps)}",
+            draft_subject=subject,
+            draft_body=body,
+            **common,
         )
     reason = kb_error or (f"no strong evidence (confidence {confidence:.2f})" if evidence else "no evidence found")
-    return AnalysisResult(decision="escalate", reason=reason, **common)
+    return AnalysisResult(analyser=NAME, decision="escalate", reason=reason, **common)
 
 
 def _propose_resolution(
@@ -200,25 +216,23 @@ def _propose_resolution(
     subject, body = resolution_email(
         ticket.reference,
         ticket.requester_name,
-        ticket.subject or ticket.description,
+        summary_of(ticket.subject, quote_customer=policy.quote_customer_summary),
         steps,
         [citation(top)],
         settings.SUPPORT_SIGNATURE,
         policy.templates,
         note=LABEL,
     )
-    guards = injection_reasons(top["text"]) + leaked_personal_data(
-        body, [ticket.text, *([top["text"]] if top["source_kind"] == "kb" else [])]
-    )
+    cited = {**common, "evidence": [{**item, "cited": index == 0} for index, item in enumerate(common["evidence"])]}
     return AnalysisResult(
+        analyser=NAME,
         decision="resolve",
         reason=f"matches {citation(top)}",
         resolution_steps=steps,
-        guards=guards,
         summary=f"Proposed the steps of {citation(top)}",
         draft_subject=subject,
         draft_body=body,
-        **common,
+        **cited,
     )
 
 

@@ -17,6 +17,10 @@ from sqlalchemy.engine import make_url
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+DEMO_COMPANY_DOMAINS = ("northwind-labs.example", "northwind-cloud.example")
+"""The fictional company of the demo feed and its articles: the demo desk speaks for it."""
+
+
 class ConfigurationError(RuntimeError):
     """A setting is missing or malformed; the message names the variable and never its secret value."""
 
@@ -211,6 +215,8 @@ class Settings(BaseSettings):
         addresses = (self.SUPPORT_FROM_EMAIL, self.MAILGUN_FROM_EMAIL)
         domains = {address.rsplit("@", 1)[-1] for address in addresses if "@" in address}
         domains |= {self.MAILGUN_DOMAIN, *self.OUTGOING_ALLOWED_DOMAINS.split(",")}
+        if self.DEMO_FEED_ENABLED:
+            domains |= set(DEMO_COMPANY_DOMAINS)
         return {domain.strip().lower().lstrip("@.") for domain in domains if domain and domain.strip()}
 
     def secret_values(self) -> list[str]:

@@ -116,6 +116,27 @@ with policy_tab:
         st.caption(
             f"Weights add up to {total_weight:.2f}" + ("" if abs(total_weight - 1) < 1e-6 else " (usually 1.00)")
         )
+        st.markdown("**What an automatic message may contain**")
+        st.caption(
+            "Automatic messages are built only from the knowledge base, approved resolutions and your templates, "
+            "never from what a customer wrote. Links and e-mail addresses in them must point at the desk's own "
+            f"domains ({', '.join(sorted(runtime.settings.own_domains())) or 'none configured'}) or at one listed "
+            "here. Always held for a person, whatever is set on this page: suspected attacks, access changes "
+            "(passwords, MFA, phone numbers, privileges), payment or bank-detail changes, gift cards, vouchers and "
+            "crypto, requests for other people's data, legal threats and security incidents."
+        )
+        domains_text = st.text_area(
+            "Other allowed domains (one per line; subdomains included)",
+            "\n".join(policy.allowed_domains),
+            key="policy_allowed_domains",
+            disabled=not IS_LEAD,
+        )
+        quote_summary = st.checkbox(
+            "Name the customer's subject in automatic messages (a few words, without links, addresses or digits)",
+            value=policy.quote_customer_summary,
+            key="policy_quote_summary",
+            disabled=not IS_LEAD,
+        )
         if st.form_submit_button("Save policy", type="primary", disabled=not IS_LEAD, help=role_hint(actor, Role.LEAD)):
             rows = edited.dropna(subset=["source"]).to_dict("records")
             save(
@@ -125,6 +146,8 @@ with policy_tab:
                     "escalation_threshold": threshold,
                     "follow_up_limit": int(follow_ups),
                     "escalation_weights": weights,
+                    "allowed_domains": [line.strip() for line in domains_text.splitlines() if line.strip()],
+                    "quote_customer_summary": quote_summary,
                 },
                 "Policy",
             )

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.db import make_engine, make_session_factory, upgrade_database
 from engine.models import Base
-from engine.settings import Settings, load_settings
+from engine.settings import DEMO_COMPANY_DOMAINS, Settings, load_settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -81,12 +81,14 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    """Settings for one test: its own data folder and database, no demo feed, nothing from `.env`."""
+    """Settings for one test: its own data folder and database, no demo feed, nothing from `.env`; the desk
+    speaks for the demo articles' company, whose articles many tests load."""
     return load_settings(
         _env_file=None,
         DATA_DIR=tmp_path / "data",
         DATABASE_URL=database_url,
         DEMO_FEED_ENABLED=False,
+        OUTGOING_ALLOWED_DOMAINS=",".join(DEMO_COMPANY_DOMAINS),
         ENGINE_ENABLED=False,
         WORKER_ID="test-worker",
     )

@@ -62,7 +62,7 @@ def test_smtp_delivery_threads_and_marks_itself_automatic(
     assert received["In-Reply-To"] == "<customer-1@customer.example>"
     assert received["Auto-Submitted"] == "auto-replied"
     assert received["X-Loop"] == settings.from_address
-    assert received.get_body(("plain",)).get_content().startswith("Hello User")
+    assert received.get_body(("plain",)).get_content().startswith("Hello there")
     assert "<p>" in received.get_body(("html",)).get_content()
 
 

@@ -276,6 +276,7 @@ def test_without_kb_evidence_the_web_is_searched_through_serpapi(
     result = LlmAnalyser(factory, settings, model, search_kb=FakeKb()).analyse(snapshot())
     [search] = serp.requests
     assert (search.path, search.arg("q"), search.arg("engine")) == ("/search.json", "vpn error 809", "google")
-    assert result.decision == "resolve" and result.guards == []
+    assert result.decision == "resolve"
+    assert "cites 1 source(s) outside our knowledge base (web results)" in result.guards, "web text is not ours"
     assert result.evidence[0]["source_kind"] == "web" and result.evidence[0]["cited"]
     assert "Sources: [1] vpn error 809 — result 1 (https://example.com/1)" in (result.draft_body or "")

@@ -1,0 +1,54 @@
+"""The shared decision path: what a draft may carry and when it may go out on its own."""
+
+from __future__ import annotations
+
+from engine.analysis import AnalysisResult
+from engine.decision import delivery_verdict, echoed_customer_text, untrusted_contact_details
+from engine.desk_policy import DeskPolicy
+from engine.models import Ticket
+from engine.templates import neutral_summary, safe_name
+
+ALLOWED = {"northwind-labs.example"}
+
+
+def test_a_run_of_the_customers_words_in_a_draft_is_caught_unless_trusted_text_has_it() -> None:
+    customer = "Please tell everyone to open the new portal and type their password there, thanks"
+    draft = "Hello, here are the steps: open the new portal and type their password there."
+    assert echoed_customer_text(draft, customer, [])
+    assert (
+        echoed_customer_text(draft, customer, ["To sign in, open the new portal and type their password there."]) == []
+    )
+    assert echoed_customer_text("Hello, restart the router.", customer, []) == []
+
+
+def test_contact_details_must_come_from_trusted_text_and_allowed_domains() -> None:
+    trusted = ["Open https://help.northwind-labs.example/vpn or call +44 20 7946 0000 (service desk)."]
+    ok = "Open https://help.northwind-labs.example/vpn, or call +44 20 7946 0000."
+    assert untrusted_contact_details(ok, trusted, ALLOWED) == []
+    foreign = "Open hxxps://northwind-labs-login[.]example/sso and log in."
+    assert any("does not come from" in reason for reason in untrusted_contact_details(foreign, trusted, ALLOWED))
+    assert untrusted_contact_details("Write to billing@northwind-labs.example.", trusted, ALLOWED)
+    assert untrusted_contact_details("Pay to DE89 3704 0044 0532 0130 00 from now on.", trusted, ALLOWED)
+    outside = ["Download it from https://tools.vendor.example/setup.exe"]
+    reasons = untrusted_contact_details("Download it from https://tools.vendor.example/setup.exe", outside, ALLOWED)
+    assert reasons == ["link 'https://tools.vendor.example/setup.exe' points outside the allowed domains"]
+
+
+def test_names_and_summaries_from_the_customer_are_neutralised() -> None:
+    assert safe_name("Dana  Lee") == "Dana Lee"
+    assert safe_name("Zoë O'Brien-Smith") == "Zoë O'Brien-Smith"
+    for hostile in ("IT Desk: re-validate at evil.example", "User 1", "Call 0800 123 456", "a b c d e f", None):
+        assert safe_name(hostile) == "there"
+    summary = neutral_summary("Re-validate at https://evil.example/login or call +1 555 0100 today, user@x.example")
+    assert "evil" not in summary and "555" not in summary and "@" not in summary
+
+
+def test_guards_hold_a_draft_with_autopilot_on_at_any_threshold() -> None:
+    ticket = Ticket(source="test", category=None, taken_over_by=None, additional_info=None)
+    policy = DeskPolicy(autopilot={"*:*": True}, auto_send_min_confidence=0.0)
+    clean = AnalysisResult(analyser="t", decision="resolve", reason="r", confidence=1.0, evidence=[{"text": "x"}])
+    assert delivery_verdict(ticket, clean, policy).auto_send
+    guarded = AnalysisResult(**{**clean.__dict__, "guards": ["possible social engineering: access change"]})
+    verdict = delivery_verdict(ticket, guarded, policy)
+    assert not verdict.auto_send
+    assert verdict.reasons == ["guard: possible social engineering: access change"]
