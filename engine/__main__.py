@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.auth import OperatorError, create_first_admin
 from engine.db import transaction
+from engine.engine_lock import EngineAlreadyRunningError, claim_engine
 from engine.health import health_report
 from engine.logs import configure_logging
 from engine.models import utcnow
@@ -83,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2, default=str))
         return 1 if report["status"] == "unhealthy" else 0
     if args.once:
+        try:
+            claim_engine(settings)
+        except EngineAlreadyRunningError as error:
+            print(f"cannot run the engine: {error}", file=sys.stderr)
+            return 2
         print(json.dumps(run_all_once(runtime), default=lambda value: getattr(value, "as_dict", lambda: str(value))()))
         return 0
     stop = threading.Event()
@@ -104,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as error:
             print(f"cannot receive webhooks on {args.webhook_address}:{args.webhook_port}: {error}", file=sys.stderr)
             return 2
-    scheduler = start_scheduler(runtime)
+    try:
+        scheduler = start_scheduler(runtime)
+    except EngineAlreadyRunningError as error:
+        print(f"cannot start the engine: {error}", file=sys.stderr)
+        return 2
     log.info("engine running", extra={"worker": runtime.worker, "jobs": [job.id for job in scheduler.get_jobs()]})
     stop.wait()
     scheduler.shutdown(wait=True)

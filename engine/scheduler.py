@@ -12,6 +12,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from connectors.base import TicketSource
 from connectors.demo import seed_demo_knowledge
+from engine.engine_lock import claim_engine
 from engine.jobs import index_knowledge, poll_source, run_job
 from engine.models import utcnow
 from engine.outbox import deliver_outbox
@@ -71,6 +72,8 @@ def run_all_once(runtime: Runtime) -> dict[str, object]:
 
 
 def start_scheduler(runtime: Runtime) -> BackgroundScheduler:
+    """The engine's jobs on a timer; EngineAlreadyRunningError when another process runs them on this SQLite file."""
+    claim_engine(runtime.settings)
     scheduler = BackgroundScheduler(
         daemon=True, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}
     )

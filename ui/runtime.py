@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from engine.engine_lock import EngineAlreadyRunningError
 from engine.logs import configure_logging
 from engine.runtime import Runtime, build_runtime
 from engine.scheduler import start_scheduler
@@ -20,7 +21,11 @@ def engine_runtime() -> Runtime:
 
 @st.cache_resource(on_release=lambda scheduler: scheduler and scheduler.shutdown(wait=False))
 def engine_scheduler() -> BackgroundScheduler | None:
-    """The engine's jobs, started once for the whole server unless ENGINE_ENABLED=false."""
+    """The engine's jobs, started once for the whole server unless ENGINE_ENABLED=false.
+
+    On SQLite another process may already run the engine (`python -m engine run`): the dashboard then shows its
+    work and says so; the error is not cached, so this server takes over once that process stops.
+    """
     runtime = engine_runtime()
     return start_scheduler(runtime) if runtime.settings.ENGINE_ENABLED else None
 
@@ -32,5 +37,8 @@ def app_runtime() -> Runtime:
     except ConfigurationError as error:
         st.error(f"The app cannot start: {error}. Fix the variable in `.env` or the environment and reload.")
         st.stop()
-    engine_scheduler()
+    try:
+        engine_scheduler()
+    except EngineAlreadyRunningError as error:
+        st.caption(f"This dashboard runs no engine of its own: {error}.")
     return runtime
