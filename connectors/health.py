@@ -160,7 +160,7 @@ def test_connection(name: str, settings: Settings) -> ConnectorStatus:
             configured=False, reachable=None, authenticated=None, last_error="; ".join(problems), **base
         )  # type: ignore[arg-type]
     try:
-        _probe(name, settings)
+        missing = _probe(name, settings)
     except AuthenticationError as error:
         return ConnectorStatus(
             configured=configured, reachable=True, authenticated=False, last_error=str(error), **base
@@ -170,13 +170,16 @@ def test_connection(name: str, settings: Settings) -> ConnectorStatus:
         return ConnectorStatus(
             configured=configured, reachable=not unreachable, authenticated=None, last_error=str(error), **base
         )  # type: ignore[arg-type]
-    return ConnectorStatus(configured=configured, reachable=True, authenticated=True, last_error=None, **base)  # type: ignore[arg-type]
+    return ConnectorStatus(
+        configured=configured, reachable=True, authenticated=True, last_error="; ".join(missing) or None, **base
+    )  # type: ignore[arg-type]
 
 
 test_connection.__test__ = False  # type: ignore[attr-defined]  # a name pytest would otherwise collect
 
 
-def _probe(name: str, settings: Settings) -> None:
+def _probe(name: str, settings: Settings) -> list[str]:
+    """Raise when `name` cannot be used at all; else the permissions it lacks (only ServiceNow names them)."""
     one_try = settings.model_copy(update={"CONNECTOR_RETRY_ATTEMPTS": 1})
     probes: dict[str, Callable[[], Any]] = {
         "servicenow": lambda: servicenow.ServiceNowClient(one_try).ping(),
@@ -187,7 +190,8 @@ def _probe(name: str, settings: Settings) -> None:
         "smtp": lambda: _smtp_ping(one_try),
         "serpapi": lambda: _serpapi_ping(one_try),
     }
-    probes[name]()
+    missing = probes[name]()
+    return missing if isinstance(missing, list) else []
 
 
 def _smtp_ping(settings: Settings) -> None:

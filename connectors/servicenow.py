@@ -1,9 +1,15 @@
 """ServiceNow: incidents (and optionally other task tables) polled through the Table API, decisions written back.
 
-Polling is keyset paging on (sys_updated_on, sys_id): each page asks for records after the last one
-read, ordered the same way, `sysparm_limit` at a time. Offset paging would skip a record whenever an
-earlier one is updated mid-poll (it moves to the end and every offset shifts); keyset paging cannot.
-The cursor is that last (timestamp, sys_id) per table, so a restart resumes exactly there.
+Polling is keyset paging on (sys_updated_on, sys_id): each page asks for records after the last one read,
+ordered the same way. That query needs `^NQ` (OR); an instance that does not honour it answers short, so
+when a keyset page ends the poll, one plain `sys_updated_on>=` page checks that nothing after our position
+was missed, and if something was, the rest of the run pages by `sysparm_offset` (checked against
+`X-Total-Count`) and drops what it has read already. The cursor is that last (timestamp, sys_id) per table,
+plus the start of the window (SNOW_START_AT, else the moment of the first poll), so a restart moves nothing.
+
+Incidents already resolved, closed or cancelled when polled are sent as history; callers' portal comments
+(`sys_journal_field`, element `comments`) are sent as comments on their incident. Attachments and journal
+entries are read where the integration user may read them, and skipped with one warning per run where not.
 """
 
 from __future__ import annotations
@@ -20,10 +26,13 @@ from pydantic import ValidationError
 
 from connectors.base import PolledPage, RejectedItem, SourceUpdate
 from connectors.http import (
+    AuthenticationError,
     ConnectorError,
     HttpClient,
     MalformedResponseError,
+    NotFoundError,
     breaker_from_settings,
+    parse_json,
     policy_from_settings,
     verify_setting,
 )
@@ -36,6 +45,9 @@ NAME = "servicenow"
 TIMESTAMP = "%Y-%m-%d %H:%M:%S"
 JOURNAL_FIELDS = frozenset({"work_notes", "comments"})
 PRIORITIES = {"1": "Critical", "2": "High", "3": "Moderate", "4": "Low", "5": "Planning"}
+FINISHED_STATES = {"6": "resolved", "7": "closed", "8": "closed"}
+"""Incident states (Resolved, Closed, Canceled) a record is in when it arrives as history."""
+OUR_MARKER = "[No-Touch Support "
 INCIDENT_STATES: dict[str, dict[str, str]] = {
     TicketStatus.NEW: {"state": "1"},
     TicketStatus.ANALYZING: {"state": "2"},
@@ -92,16 +104,27 @@ class ServiceNowClient:
         )
 
     def records(self, table: str, query: str, limit: int) -> list[dict[str, Any]]:
-        body = self.http.get_json(
+        return self.page(table, query, limit, 0)[0]
+
+    def page(self, table: str, query: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of a table and the total the query matches (`X-Total-Count`), when the instance says."""
+        response = self.http.request(
+            "GET",
             f"api/now/table/{table}",
             params={
                 "sysparm_query": query,
                 "sysparm_limit": limit,
-                "sysparm_offset": 0,
+                "sysparm_offset": offset,
                 "sysparm_exclude_reference_link": "true",
             },
         )
-        return _result_list(body, f"table {table}")
+        body = parse_json(NAME, "GET", response)
+        total = response.headers.get("X-Total-Count", "")
+        return _result_list(body, f"table {table}"), int(total) if total.isdigit() else None
+
+    def user_by_name(self, user_name: str) -> dict[str, Any] | None:
+        rows = self.records("sys_user", f"user_name={user_name}", 1)
+        return rows[0] if rows else None
 
     def user(self, sys_id: str) -> dict[str, Any]:
         body = self.http.get_json(f"api/now/table/sys_user/{sys_id}", params={"sysparm_fields": "email,name,sys_id"})
@@ -136,9 +159,31 @@ class ServiceNowClient:
         query = f"element_id={sys_id}^valueLIKE{containing}"
         return bool(self.records("sys_journal_field", query, 1))
 
-    def ping(self) -> None:
-        """One cheap authenticated call: the first record's id of the polled table."""
+    def ping(self) -> list[str]:
+        """Read one record of every table the connector uses; raise if the polled table cannot be read at all,
+        else name each permission missing."""
         self.records(self.tables[0], "ORDERBYsys_id", 1)
+        missing = []
+        for table in self.tables[1:]:
+            missing += _unreadable(lambda table=table: self.records(table, "ORDERBYsys_id", 1), table, "poll it")
+        missing += _unreadable(lambda: self.records("sys_user", "ORDERBYsys_id", 1), "sys_user", "find callers")
+        missing += _unreadable(lambda: self.attachments(self.tables[0], ["0"]), "sys_attachment", "read attachments")
+        missing += _unreadable(
+            lambda: self.records("sys_journal_field", "element=comments", 1),
+            "sys_journal_field",
+            "read callers' comments and check notes after a lost answer",
+        )
+        return missing
+
+
+def _unreadable(call: Callable[[], object], table: str, purpose: str) -> list[str]:
+    try:
+        call()
+    except (AuthenticationError, NotFoundError) as error:
+        if error.status == 401:
+            raise
+        return [f"{table} not readable ({error.status}): grant read on {table} to {purpose}"]
+    return []
 
 
 def _result_list(body: Any, what: str) -> list[dict[str, Any]]:
@@ -158,18 +203,54 @@ class ServiceNowSource:
         self.start_at = settings.SNOW_START_AT
         self.max_attachment_bytes = settings.MAX_ATTACHMENT_BYTES
         self.close_code = settings.SNOW_RESOLVED_CLOSE_CODE
-        self.notes_field = settings.SNOW_NOTES_AS
+        self.close_notes = settings.SNOW_CLOSE_NOTES_DEFAULT
+        self.groups = settings.SNOW_ASSIGNMENT_GROUPS
+        self.username = settings.SNOW_AUTH_USERNAME
         self._users: dict[str, tuple[str | None, str | None]] = {}
+        self._warned: set[str] = set()
 
     def poll(self, cursor: str | None) -> Iterator[PolledPage]:
         positions = _decode_cursor(cursor)
+        new_window = "start_at" not in positions
+        positions.setdefault("start_at", self.start_at or utcnow_timestamp())
+        self._warned = set()
         for table in self.client.tables:
             yield from self._poll_table(table, positions)
+            yield from self._poll_comments(table, positions)
+        if new_window:
+            yield PolledPage(items=[], cursor=json.dumps(positions, sort_keys=True))
 
-    def _poll_table(self, table: str, positions: dict[str, dict[str, str]]) -> Iterator[PolledPage]:
+    def _records_after(
+        self, table: str, position: dict[str, str], query: str = "", stamp: str = "sys_updated_on"
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of records after `position` in (`stamp`, sys_id) order; see the module docstring."""
         while True:
-            position = positions.get(table) or ({"updated": self.start_at, "sys_id": ""} if self.start_at else None)
-            records = self.client.records(table, _query_after(position), self.page_size)
+            records, _ = self.client.page(table, query + _query_after(position, stamp), self.page_size, 0)
+            if records:
+                yield records
+                position = _position(records[-1], position, stamp)
+            if len(records) < self.page_size:
+                break
+        # The keyset query says we are done: check with a query that does not need ^NQ.
+        since = f"{query}{stamp}>={position['updated']}^ORDERBY{stamp}^ORDERBYsys_id"
+        offset = 0
+        while True:
+            records, total = self.client.page(table, since, self.page_size, offset)
+            offset += len(records)
+            after = (position["updated"], position["sys_id"])
+            fresh = [r for r in records if isinstance(r, dict) and _key(r, stamp) > after]
+            if fresh:
+                if "paging" not in self._warned:
+                    self._warned.add("paging")
+                    log.warning("%s %s: keyset (^NQ) paging missed records; paging by offset", NAME, table)
+                yield fresh
+                position = _position(fresh[-1], position, stamp)
+            if not records or len(records) < self.page_size or (total is not None and offset >= total):
+                return
+
+    def _poll_table(self, table: str, positions: dict[str, Any]) -> Iterator[PolledPage]:
+        position = positions.get(table) or {"updated": positions["start_at"], "sys_id": ""}
+        for records in self._records_after(table, position):
             readable = [record for record in records if isinstance(record, dict) and record.get("sys_id")]
             files = self._attachments(table, readable)
             items: list[TicketIn] = []
@@ -189,13 +270,51 @@ class ServiceNowSource:
                             json.dumps(record, default=str)[:100_000],
                         )
                     )
-            last = next((r for r in reversed(readable) if r.get("sys_updated_on")), None)
-            if last is not None:
-                positions[table] = {"updated": str(last["sys_updated_on"]), "sys_id": str(last["sys_id"])}
-            if records:
-                yield PolledPage(items=items, cursor=json.dumps(positions, sort_keys=True), rejected=rejected)
-            if len(records) < self.page_size or last is None:
-                return
+            positions[table] = _position(records[-1], position)
+            position = positions[table]
+            yield PolledPage(items=items, cursor=json.dumps(positions, sort_keys=True), rejected=rejected)
+
+    def _poll_comments(self, table: str, positions: dict[str, Any]) -> Iterator[PolledPage]:
+        """Callers' portal comments on this table's records, as replies; our own entries are never replies."""
+        key = f"{table}:comments"
+        position = positions.get(key) or {"updated": positions["start_at"], "sys_id": ""}
+        try:
+            query = f"name={table}^element=comments^"
+            for entries in self._records_after("sys_journal_field", position, query, "sys_created_on"):
+                items = [item for entry in entries if (item := self._comment(table, entry)) is not None]
+                positions[key] = _position(entries[-1], position, "sys_created_on")
+                position = positions[key]
+                yield PolledPage(items=items, cursor=json.dumps(positions, sort_keys=True))
+        except (AuthenticationError, NotFoundError) as error:
+            if error.status == 401:
+                raise
+            self._warn_once("journal", f"callers' comments not read: grant read on sys_journal_field ({error})")
+
+    def _comment(self, table: str, entry: dict[str, Any]) -> TicketIn | None:
+        author = str(entry.get("sys_created_by") or "")
+        text = str(entry.get("value") or "")
+        if not text.strip() or author == self.username or OUR_MARKER in text or not entry.get("element_id"):
+            return None
+        user = self.client.user_by_name(author) if author else None
+        email = str((user or {}).get("email") or "")
+        if not email:
+            log.warning("%s comment %s by %r: the author has no e-mail address; skipped", NAME, entry["sys_id"], author)
+            return None
+        return TicketIn(
+            source=NAME,
+            external_id=f"sys_journal_field:{entry['sys_id']}",
+            kind="comment",
+            parent_external_id=f"{table}:{entry['element_id']}",
+            requester_email=email,
+            requester_name=str((user or {}).get("name") or "") or None,
+            body=text,
+            updated_at=parse_timestamp(str(entry["sys_created_on"])) if entry.get("sys_created_on") else None,
+        )
+
+    def _warn_once(self, what: str, message: str) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            log.warning("%s: %s", NAME, message)
 
     def to_ticket_in(self, table: str, record: dict[str, Any], files: list[AttachmentIn]) -> TicketIn:
         """One Table API record as a source item; the caller's e-mail comes from sys_user."""
@@ -204,6 +323,8 @@ class ServiceNowSource:
             raise ValueError("the caller has no e-mail address in sys_user, so nobody could be answered")
         sys_id = str(record["sys_id"])
         number = str(record.get("number") or sys_id)
+        finished = FINISHED_STATES.get(str(record.get("state") or ""))
+        close_notes = str(record.get("close_notes") or "")
         return TicketIn(
             source=NAME,
             external_id=f"{table}:{sys_id}",
@@ -212,12 +333,17 @@ class ServiceNowSource:
             requester_name=name,
             subject=str(record.get("short_description") or number),
             body=str(record.get("description") or record.get("short_description") or ""),
+            history=finished is not None,
             priority=PRIORITIES.get(str(record.get("priority") or ""), record.get("priority") or None),
             category=str(record.get("category") or "") or None,
             external_url=f"{self.client.instance}/nav_to.do?uri={table}.do?sys_id={sys_id}",
             updated_at=parse_timestamp(str(record["sys_updated_on"])),
             attachments=files,
-            additional_info={NAME: {"table": table, "number": number, "sys_id": sys_id, "state": record.get("state")}},
+            additional_info={
+                NAME: {"table": table, "number": number, "sys_id": sys_id, "state": record.get("state")},
+                **({"source_status": finished, "resolution": close_notes} if finished and close_notes else {}),
+                **({"source_status": finished} if finished and not close_notes else {}),
+            },
         )
 
     def _person(self, sys_id: str | None) -> tuple[str | None, str | None]:
@@ -233,7 +359,14 @@ class ServiceNowSource:
         if not records:
             return {}
         found: dict[str, list[AttachmentIn]] = {}
-        for meta in self.client.attachments(table, [str(record["sys_id"]) for record in records]):
+        try:
+            listed = self.client.attachments(table, [str(record["sys_id"]) for record in records])
+        except (AuthenticationError, NotFoundError) as error:
+            if error.status == 401:
+                raise
+            self._warn_once("attachments", f"attachments not readable: grant read on sys_attachment ({error})")
+            return {}
+        for meta in listed:
             owner = str(meta.get("table_sys_id") or "")
             size = int(meta.get("size_bytes") or 0)
             if not owner or not meta.get("sys_id"):
@@ -252,17 +385,19 @@ class ServiceNowSource:
         return found
 
     def push(self, update: SourceUpdate, *, check_first: bool = False) -> None:
-        """A note becomes a work note (or comment); a status moves the record's state, group and close notes."""
+        """A note becomes a work note (a comment when the customer may see it); a status moves the record's
+        state, and closing writes the close code and notes; a team sets the assignment group."""
         table, _, sys_id = update.external_id.partition(":")
         written = check_first and self.client.has_journal_entry(sys_id, update.marker)
-        fields: dict[str, str] = {self.notes_field: update.text} if update.text and not written else {}
+        journal = "comments" if update.public else "work_notes"
+        fields: dict[str, str] = {journal: update.text} if update.text and not written else {}
+        if update.team:
+            fields["assignment_group"] = self.groups.get(update.team, update.team)
         if update.kind == "status" and table == "incident" and update.status in INCIDENT_STATES:
             fields.update(INCIDENT_STATES[update.status])
-            if update.status == TicketStatus.ESCALATED and update.team:
-                fields["assignment_group"] = update.team
-            if update.status == TicketStatus.RESOLVED:
+            if update.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
                 fields["close_code"] = self.close_code
-                fields["close_notes"] = update.resolution or update.text or "Resolved by the support desk"
+                fields["close_notes"] = update.resolution or self.close_notes
         if fields:
             self.client.update(table, sys_id, fields)
 
@@ -274,15 +409,30 @@ def _reference(value: Any) -> str | None:
     return str(value) if value else None
 
 
-def _query_after(position: dict[str, str] | None) -> str:
-    order = "ORDERBYsys_updated_on^ORDERBYsys_id"
+def _query_after(position: dict[str, str] | None, stamp: str = "sys_updated_on") -> str:
+    order = f"ORDERBY{stamp}^ORDERBYsys_id"
     if not position or not position.get("updated"):
         return order
     updated, sys_id = position["updated"], position.get("sys_id", "")
-    return f"sys_updated_on>{updated}^NQsys_updated_on={updated}^sys_id>{sys_id}^{order}"
+    return f"{stamp}>{updated}^NQ{stamp}={updated}^sys_id>{sys_id}^{order}"
 
 
-def _decode_cursor(cursor: str | None) -> dict[str, dict[str, str]]:
+def _key(record: dict[str, Any], stamp: str) -> tuple[str, str]:
+    return str(record.get(stamp) or ""), str(record.get("sys_id") or "")
+
+
+def _position(record: Any, before: dict[str, str], stamp: str = "sys_updated_on") -> dict[str, str]:
+    """The keyset position after `record`; one without a timestamp or id leaves the position where it was."""
+    if isinstance(record, dict) and record.get(stamp) and record.get("sys_id"):
+        return {"updated": str(record[stamp]), "sys_id": str(record["sys_id"])}
+    return before
+
+
+def utcnow_timestamp() -> str:
+    return datetime.now(UTC).strftime(TIMESTAMP)
+
+
+def _decode_cursor(cursor: str | None) -> dict[str, Any]:
     if not cursor:
         return {}
     try:

@@ -114,7 +114,9 @@ class Settings(BaseSettings):
     SNOW_POLL_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
     SNOW_START_AT: str = ""
     SNOW_RESOLVED_CLOSE_CODE: str = "Solution provided"
-    SNOW_NOTES_AS: Literal["work_notes", "comments"] = "work_notes"
+    SNOW_CLOSE_NOTES_DEFAULT: str = "Closed by the support desk"
+    SNOW_ASSIGNMENT_GROUPS: dict[str, str] = Field(default_factory=dict)
+    """Team name → assignment group (sys_id or name) set when a ticket is assigned or escalated to that team."""
     JIRA_PROJECTS: str = ""
     JIRA_JQL: str = ""
     JIRA_TIMEZONE: str = "UTC"

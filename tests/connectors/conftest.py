@@ -71,6 +71,7 @@ def snow_values(snow: ServiceNowEmulator) -> dict[str, object]:
         "SNOW_API_URL": f"{snow.url}/api/now/table/incident",
         "SNOW_AUTH_USERNAME": snow.username,
         "SNOW_AUTH_PASSWORD": SecretStr(snow.password),
+        "SNOW_START_AT": "2000-01-01 00:00:00",
     }
 
 

@@ -20,8 +20,9 @@ from connectors.http import (
     UnreachableError,
 )
 from connectors.servicenow import ServiceNowSource, configuration_problems
+from engine.enums import TicketStatus
 from engine.jobs import poll_source
-from engine.models import IngestError, SourceCursor, Ticket
+from engine.models import EmailInteraction, IngestError, SourceCursor, Ticket
 from engine.settings import ConfigurationError, Settings
 from tests.connectors.conftest import Sleeps, snow_values, with_settings
 from tests.emulators.base import Response
@@ -29,7 +30,7 @@ from tests.emulators.servicenow import ServiceNowEmulator
 
 
 def source(settings: Settings, snow: ServiceNowEmulator, sleep: Sleeps | None = None, **values: object):
-    configured = with_settings(settings, **snow_values(snow), **values)
+    configured = with_settings(settings, **{**snow_values(snow), **values})
     return ServiceNowSource(configured, sleep=sleep if sleep is not None else Sleeps())
 
 
@@ -47,7 +48,7 @@ def test_pages_through_every_incident_in_order(plain_settings: Settings, snow: S
     pages = list(source(plain_settings, snow, CONNECTOR_PAGE_SIZE=25).poll(None))
     items = [item for page in pages for item in page.items]
     assert [item.external_id for item in items] == [f"incident:{r['sys_id']}" for r in records]
-    assert len(pages) == 6
+    assert [len(page.items) for page in pages] == [25, 25, 25, 25, 25, 5, 0], "the last page stores the window"
     assert items[0].requester_email == "caller@example.com"
     assert items[0].requester_name == "Casey Caller"
     assert items[0].updated_at is not None and items[0].updated_at.tzinfo is not None
@@ -107,7 +108,7 @@ def test_unreadable_records_are_rejected_and_the_rest_goes_on(
     nobody = snow.add_user(None, "No Mail")
     snow.add_incident("From someone without e-mail", caller=nobody)
     snow.add_incident("Enormous", caller=good[0]["caller_id"]["value"], description="é" * 2_100_000)
-    [page] = list(source(plain_settings, snow).poll(None))
+    page, _ = list(source(plain_settings, snow).poll(None))
     assert [item.subject for item in page.items] == ["Printer 0 jams", "Printer 1 jams"]
     errors = [rejected.error for rejected in page.rejected]
     assert any("no e-mail address" in error for error in errors)
@@ -251,3 +252,115 @@ def _secret(value: str):
     from pydantic import SecretStr
 
     return SecretStr(value)
+
+
+@pytest.mark.parametrize("status", [403, 404])
+def test_unreadable_attachments_warn_once_and_incidents_still_arrive(
+    plain_settings: Settings, snow: ServiceNowEmulator, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    records = seed(snow, 30)
+    snow.attach("incident", records[0]["sys_id"], "error.log", b"trace")
+    snow.restricted["sys_attachment"] = status
+    items = everything(source(plain_settings, snow, CONNECTOR_PAGE_SIZE=10).poll(None))
+    assert len(items) == 30 and items[0].attachments == []
+    assert caplog.text.count("attachments not readable: grant read on sys_attachment") == 1
+
+
+def test_test_connection_names_each_unreadable_table(plain_settings: Settings, snow: ServiceNowEmulator) -> None:
+    from connectors.health import test_connection
+
+    snow.restricted.update({"sys_attachment": 404, "sys_journal_field": 403})
+    status = test_connection("servicenow", with_settings(plain_settings, **snow_values(snow)))
+    assert status.authenticated is True and status.last_error is not None
+    assert "sys_attachment not readable (404): grant read on sys_attachment" in status.last_error
+    assert "sys_journal_field not readable (403)" in status.last_error and "sys_user" not in status.last_error
+
+
+def test_every_incident_arrives_once_when_the_instance_ignores_nq(
+    plain_settings: Settings, snow: ServiceNowEmulator
+) -> None:
+    snow.honours_nq = False
+    records = seed(snow, 10, updated="2025-03-01 09:00:00") + seed(snow, 45)
+    items = everything(source(plain_settings, snow, CONNECTOR_PAGE_SIZE=7).poll(None))
+    assert sorted(item.external_id for item in items) == sorted(f"incident:{r['sys_id']}" for r in records)
+    assert len(items) == len(records)
+
+
+def test_the_window_starts_when_first_configured_and_a_restart_keeps_it(
+    plain_settings: Settings, snow: ServiceNowEmulator
+) -> None:
+    seed(snow, 3)
+    configured = with_settings(plain_settings, **{**snow_values(snow), "SNOW_START_AT": ""})
+    pages = list(ServiceNowSource(configured, sleep=Sleeps()).poll(None))
+    assert everything(pages) == []
+    cursor = pages[-1].cursor
+    start_at = json.loads(cursor)["start_at"]
+    later = snow.add_incident(
+        "After the start", caller=snow.add_user("late@example.com"), updated="2999-01-01 00:00:00"
+    )
+    items = everything(ServiceNowSource(configured, sleep=Sleeps()).poll(cursor))
+    assert [item.external_id for item in items] == [f"incident:{later['sys_id']}"]
+    assert json.loads(cursor)["start_at"] == start_at
+
+
+def test_backfill_sends_closed_incidents_as_history_and_queues_nothing_for_them(
+    engine: Engine, session_factory: sessionmaker[Session], settings: Settings, snow: ServiceNowEmulator
+) -> None:
+    from engine.pipeline import claim_pending_tickets
+
+    caller = snow.add_user("caller@example.com")
+    for n in range(200):
+        closed = n % 10 < 3
+        fields = {"state": "7", "close_notes": f"Fixed {n}"} if closed else {}
+        snow.add_incident(f"Issue {n}", caller=caller, **fields)
+    configured = with_settings(settings, **snow_values(snow))
+    assert poll_source(engine, session_factory, configured, ServiceNowSource(configured)) == {
+        "created": 140,
+        "history": 60,
+    }
+    with session_factory() as session:
+        history = session.scalars(select(Ticket).where(Ticket.pending_since.is_(None))).all()
+        assert len(history) == 60 and all(t.status == TicketStatus.CLOSED and t.resolution for t in history)
+        history_ids = {ticket.id for ticket in history}
+    claimed = {claim.ticket_id for claim in claim_pending_tickets(session_factory, configured, worker="w1")}
+    assert not claimed & history_ids, "nothing is acknowledged or analysed for history"
+    assert poll_source(engine, session_factory, configured, ServiceNowSource(configured)) == {}
+
+
+def test_caller_comments_become_replies_and_ours_do_not(
+    engine: Engine, session_factory: sessionmaker[Session], settings: Settings, snow: ServiceNowEmulator
+) -> None:
+    caller = snow.add_user("casey@example.com", "Casey")
+    incident = snow.add_incident("VPN drops", caller=caller)
+    configured = with_settings(settings, **snow_values(snow))
+    servicenow = ServiceNowSource(configured)
+    poll_source(engine, session_factory, configured, servicenow)
+    servicenow.push(
+        SourceUpdate(1, f"incident:{incident['sys_id']}", "note", "[No-Touch Support TCKT-1 · event 1] hi", public=True)
+    )
+    snow.add_comment(incident, caller, "It still drops after the update")
+    counts = poll_source(engine, session_factory, configured, servicenow)
+    assert counts.get("reply") == 1
+    with session_factory() as session:
+        [reply] = session.scalars(select(EmailInteraction)).all()
+        assert (reply.body, reply.from_address) == ("It still drops after the update", "casey@example.com")
+        assert [entry["field"] for entry in snow.journal] == ["comments", "comments"], "ours public, then the caller's"
+    assert poll_source(engine, session_factory, configured, servicenow).get("reply") is None
+
+
+def test_closing_writes_close_information_and_teams_set_the_group(
+    plain_settings: Settings, snow: ServiceNowEmulator
+) -> None:
+    snow.requires_close_info = True
+    [record] = seed(snow, 1)
+    servicenow = source(plain_settings, snow, SNOW_ASSIGNMENT_GROUPS={"Network": "net-group-id"})
+    external_id = f"incident:{record['sys_id']}"
+    servicenow.push(SourceUpdate(1, external_id, "note", "[tag · event 1] assigned", team="Network"))
+    assert record["assignment_group"] == "net-group-id"
+    servicenow.push(SourceUpdate(2, external_id, "status", "[tag · event 2] closed", status=TicketStatus.CLOSED))
+    assert (record["state"], record["close_code"], record["close_notes"]) == (
+        "7",
+        "Solution provided",
+        "Closed by the support desk",
+    )
+    assert [entry["field"] for entry in snow.journal] == ["work_notes", "work_notes"]

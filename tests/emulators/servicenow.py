@@ -10,6 +10,19 @@ Follows the ServiceNow REST API reference: Table API
 (https://www.servicenow.com/docs/r/zurich/api-reference/rest-apis/c_AttachmentAPI.html: metadata list,
 `/{sys_id}/file` download) and its error shape `{"error": {"message", "detail"}, "status": "failure"}`
 with Basic authentication.
+
+Behaviours of real instances, each switchable:
+- `restricted`: tables the integration user may not read. The Table API requires "sufficient roles to access
+  the data in the table" (docs.servicenow.com "Table API"); an ACL refusal answers 403 "User Not Authorized",
+  and an instance that hides the table answers 404 "Invalid table". The Attachment API reads sys_attachment
+  (docs.servicenow.com "Attachment API", role requirements), so restricting it refuses the attachment list.
+- `honours_nq=False`: `^NQ` (the encoded-query OR) is read as `^` (AND), as an instance that does not
+  support it behaves: keyset pages after the first come back empty while `X-Total-Count` (the number of
+  records the query matches, sent with every Table API list) and `sysparm_offset` paging still work.
+- `requires_close_info`: a data policy refusing Resolved/Closed without `close_code` and `close_notes`
+  (403 "Operation Failed", as instances enforcing close information answer).
+- `add_comment`: a caller's customer-visible portal comment, a `comments` entry in sys_journal_field with
+  `sys_created_by` the author's user_name and `sys_created_on`.
 """
 
 from __future__ import annotations
@@ -39,6 +52,9 @@ class ServiceNowEmulator(Emulator):
     attachments: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
     journal: list[dict[str, str]] = field(default_factory=list)
+    restricted: dict[str, int] = field(default_factory=dict)
+    honours_nq: bool = True
+    requires_close_info: bool = False
     clock: datetime = field(default_factory=lambda: datetime(2025, 3, 1, 8, 0, 0, tzinfo=UTC))
 
     def __post_init__(self) -> None:
@@ -51,8 +67,21 @@ class ServiceNowEmulator(Emulator):
 
     def add_user(self, email: str | None, name: str = "Sample User") -> str:
         sys_id = uuid.uuid4().hex
-        self.tables.setdefault("sys_user", {})[sys_id] = {"sys_id": sys_id, "email": email or "", "name": name}
+        user_name = (email or sys_id).split("@")[0]
+        self.tables.setdefault("sys_user", {})[sys_id] = {
+            "sys_id": sys_id,
+            "email": email or "",
+            "name": name,
+            "user_name": user_name,
+        }
         return sys_id
+
+    def add_comment(self, incident: dict[str, Any], author: str, text: str, *, table: str = "incident") -> None:
+        """A caller's comment through the portal, by user sys_id."""
+        user_name = self.tables["sys_user"][author]["user_name"]
+        with self.lock:
+            self._journal(table, incident, "comments", text, user_name)
+            incident["sys_updated_on"] = self.tick()
 
     def add_incident(
         self,
@@ -101,6 +130,11 @@ class ServiceNowEmulator(Emulator):
         if not self._authorised(request):
             return failure(401, "User Not Authenticated", "Required to provide Auth information")
         parts = request.path.strip("/").split("/")
+        table = parts[3] if parts[:3] == ["api", "now", "table"] and len(parts) > 3 else "sys_attachment"
+        if table in self.restricted and request.method == "GET":
+            if self.restricted[table] == 404:
+                return failure(404, "Invalid table", table)
+            return failure(403, "User Not Authorized", f"ACL restricts read of {table}")
         if parts[:3] == ["api", "now", "table"] and len(parts) == 4 and request.method == "GET":
             return self._list(request, parts[3])
         if parts[:3] == ["api", "now", "table"] and len(parts) == 5:
@@ -156,30 +190,36 @@ class ServiceNowEmulator(Emulator):
             shaped = {key: value["value"] if isinstance(value, dict) else value for key, value in shaped.items()}
         return shaped
 
+    def _journal(self, table: str, record: dict[str, Any], element: str, text: str, author: str) -> None:
+        self.journal.append({"sys_id": record["sys_id"], "field": element, "text": text})
+        entry = uuid.uuid4().hex
+        self.tables.setdefault("sys_journal_field", {})[entry] = {
+            "sys_id": entry,
+            "element_id": record["sys_id"],
+            "element": element,
+            "name": table,
+            "value": text,
+            "sys_created_by": author,
+            "sys_created_on": self.tick(),
+        }
+
     def _update(self, table: str, record: dict[str, Any], changes: dict[str, Any]) -> Response:
+        closing = str(changes.get("state")) in ("6", "7")
+        if self.requires_close_info and closing and not (changes.get("close_code") and changes.get("close_notes")):
+            return failure(403, "Operation Failed", "Data Policy Exception: Close code, Close notes are mandatory")
         with self.lock:
             for journal_field in ("work_notes", "comments"):
                 if text := changes.pop(journal_field, None):
-                    self.journal.append({"sys_id": record["sys_id"], "field": journal_field, "text": text})
-                    entry = uuid.uuid4().hex
-                    self.tables.setdefault("sys_journal_field", {})[entry] = {
-                        "sys_id": entry,
-                        "element_id": record["sys_id"],
-                        "element": journal_field,
-                        "name": table,
-                        "value": text,
-                        "sys_created_on": self.tick(0),
-                    }
+                    self._journal(table, record, journal_field, text, self.username)
             record.update({key: str(value) for key, value in changes.items()})
             record["sys_updated_on"] = self.tick()
         return Response.json({"result": {"sys_id": record["sys_id"]}})
 
-    @staticmethod
-    def _select(rows: list[dict[str, Any]], query: str) -> list[dict[str, Any]]:
+    def _select(self, rows: list[dict[str, Any]], query: str) -> list[dict[str, Any]]:
         """Filter and sort by an encoded query: OR-groups split by ^NQ, conditions by ^, ORDERBY terms anywhere."""
         order: list[tuple[str, bool]] = []
         groups: list[list[tuple[str, str, str]]] = []
-        for group in query.split("^NQ") if query else []:
+        for group in query.split("^NQ") if query and self.honours_nq else [query.replace("^NQ", "^")]:
             conditions = []
             for term in filter(None, group.split("^")):
                 if term.startswith("ORDERBYDESC"):
