@@ -13,15 +13,23 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 from jira import JIRA, JIRAError
-from pydantic import ValidationError
+from pydantic import Field, SecretStr, ValidationError
 
-from connectors.base import PolledPage, RejectedItem, SourceUpdate
+from connectors.base import (
+    AttachmentIn,
+    ConfigurationError,
+    ConnectorSettings,
+    PolledPage,
+    RejectedItem,
+    SourceUpdate,
+    TicketIn,
+)
 from connectors.http import (
     AuthenticationError,
     ConnectorError,
@@ -33,13 +41,29 @@ from connectors.http import (
     policy_from_settings,
 )
 from engine.enums import TicketStatus
-from engine.ingest import AttachmentIn, TicketIn
-from engine.settings import ConfigurationError, Settings
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
+
 
 log = logging.getLogger(__name__)
 NAME = "jira"
 FIELDS = ["summary", "description", "reporter", "priority", "issuetype", "updated", "attachment", "status"]
 T = TypeVar("T")
+
+
+class JiraSettings(ConnectorSettings):
+    """Jira (Cloud or Data Center): the server, its credentials, what to poll and how to move issues."""
+
+    JIRA_SERVER: str = ""
+    JIRA_USERNAME: str = ""
+    JIRA_API_TOKEN: SecretStr = SecretStr("")
+    JIRA_SSL_VERIFY: bool = True
+    JIRA_PROJECTS: str = ""
+    JIRA_JQL: str = ""
+    JIRA_TIMEZONE: str = "UTC"
+    JIRA_TRANSITIONS: dict[str, str] = Field(default_factory=dict)
+    JIRA_POLL_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
 
 
 def configuration_problems(settings: Settings) -> list[str]:

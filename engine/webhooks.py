@@ -1,10 +1,11 @@
 """Mailgun's webhooks, received by `python -m engine run --webhook-port N`: delivery, bounce and complaint
 events reach the ticket timeline within a second instead of at the next poll of the events API.
 
-Both paths feed `ingest_mailgun_event`, which records each Mailgun event id once, so a webhook and a later
-poll of the same event never show it twice. Answers follow Mailgun's retry contract: 200 when the event is
-stored (or is not ours), 406 when the signature is wrong, stale or replayed (Mailgun does not retry a 406),
-500 when the database is unavailable (Mailgun retries later), so an outage loses no event.
+Both paths feed `record_delivery_event` (engine/delivery_events.py), which records each Mailgun event id
+once, so a webhook and a later poll of the same event never show it twice. Answers follow Mailgun's retry
+contract: 200 when the event is stored (or is not ours), 406 when the signature is wrong, stale or replayed
+(Mailgun does not retry a 406), 500 when the database is unavailable (Mailgun retries later), so an outage
+loses no event.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.mailgun import ingest_mailgun_event, webhook_event
+from connectors.mailgun import delivery_event, webhook_event
 from engine.db import transaction
+from engine.delivery_events import record_delivery_event
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,8 @@ def mailgun_webhook_app(factory: sessionmaker[Session], settings: Settings) -> C
             return answer("406 Not Acceptable", "signature not accepted")
         try:
             with transaction(factory) as session:
-                kind = ingest_mailgun_event(session, event)
+                record = delivery_event(event)
+                kind = record_delivery_event(session, record) if record is not None else None
         except SQLAlchemyError as error:
             log.error("mailgun webhook %s not stored, Mailgun will retry: %s", event.get("id"), type(error).__name__)
             return answer("500 Internal Server Error", "not stored; retry later")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from engine.ingest import TicketIn
+from connectors.base import TicketIn
 
 _counter = itertools.count(1)
 

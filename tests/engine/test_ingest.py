@@ -4,7 +4,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.enums import TicketStatus
-from engine.ingest import AttachmentIn, ingest
+from connectors.base import AttachmentIn
+from engine.ingest import ingest
 from engine.lifecycle import transition
 from engine.models import Attachment, Blob, EmailInteraction, Ticket, TimelineEvent
 from engine.settings import Settings

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import PolledPage, RejectedItem
 from engine.enums import TicketStatus
-from engine.ingest import AttachmentIn, TicketIn
+from connectors.base import AttachmentIn, TicketIn
 from engine.jobs import poll_source
 from engine.models import Action, Attachment, Blob, EmailInteraction, IngestError, Operator, OutboxMessage, Ticket
 from engine.pipeline import process_pending
