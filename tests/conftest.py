@@ -12,9 +12,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors.demo import COMPANY_DOMAINS
 from engine.db import make_engine, make_session_factory, upgrade_database
 from engine.models import Base
-from connectors.demo import COMPANY_DOMAINS
 from engine.settings import Settings, load_settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

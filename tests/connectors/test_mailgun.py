@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.base import DeliveryError, OutgoingAttachment, OutgoingEmail
+from connectors.base import DeliveryError, OutgoingAttachment, OutgoingEmail, TicketIn
 from connectors.mailgun import (
     MailgunEvents,
     MailgunTransport,
@@ -20,13 +20,12 @@ from connectors.mailgun import (
     verify_webhook_signature,
     webhook_event,
 )
+from engine.delivery_events import poll_delivery_events
 from engine.enums import MessageKind, OutboxState
-from connectors.base import TicketIn
 from engine.ingest import ingest
 from engine.models import OutboxMessage, Ticket, TimelineEvent, utcnow
 from engine.outbox import _as_email, deliver_outbox, enqueue_email, make_transport
 from engine.settings import Settings
-from engine.delivery_events import poll_delivery_events
 from engine.templates import acknowledgement
 from tests.connectors.conftest import Sleeps, mailgun_values, with_settings
 from tests.emulators.base import Response

@@ -17,10 +17,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.mailgun import MailgunEvents
+from engine.delivery_events import poll_delivery_events
 from engine.models import Ticket, TimelineEvent
 from engine.outbox import deliver_outbox, make_transport
 from engine.settings import Settings
-from engine.delivery_events import poll_delivery_events
 from engine.webhooks import PATH, start_webhook_server
 from tests.app_process import free_port
 from tests.connectors.conftest import mailgun_values, with_settings

@@ -8,9 +8,9 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.connector_status import ConnectorStatus, check_connectors, test_connection
 from connectors.http import AuthenticationError
 from connectors.serpapi import SerpApiClient
+from engine.connector_status import ConnectorStatus, check_connectors, test_connection
 from engine.jobs import run_job
 from engine.settings import Settings
 from tests.connectors.conftest import snow_values, with_settings

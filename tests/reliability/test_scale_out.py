@@ -19,9 +19,9 @@ from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors.base import TicketIn
 from engine.auth import create_first_admin
 from engine.enums import MessageKind, TicketStatus
-from connectors.base import TicketIn
 from engine.ingest import ingest
 from engine.models import Analysis, KbDocument, OutboxMessage, Ticket, TimelineEvent
 from engine.settings import Settings
