@@ -36,7 +36,7 @@ class Runtime:
     transport: MailTransport
     sources: list[TicketSource] = field(default_factory=list)
     sync_targets: list[SyncBack] = field(default_factory=list)
-    """The sources that take decisions back (ServiceNow, Jira), when SYNC_BACK_ENABLED."""
+    """The configured connectors that take decisions back to their source, when SYNC_BACK_ENABLED."""
     delivery_events: list[DeliveryEvents] = field(default_factory=list)
     """Event logs of the transport in use, so deliveries and bounces reach the timeline."""
 

@@ -159,8 +159,7 @@ class CoreSettings(BaseSettings):
 
     @property
     def from_address(self) -> str:
-        """The desk's sending address: a connector's sender when one is set (the seed's MAILGUN_FROM_EMAIL), else
-        SUPPORT_FROM_EMAIL."""
+        """The desk's sending address: the address a mail connector sets, when one does, else SUPPORT_FROM_EMAIL."""
         senders = (entry.sender(self) for entry in registry.connectors() if entry.sender is not None)
         return next((address for address in senders if address), self.SUPPORT_FROM_EMAIL)
 
