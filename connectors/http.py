@@ -226,10 +226,14 @@ def _counts_against_source(error: ConnectorError) -> bool:
     return isinstance(error, UnreachableError | AuthenticationError | MalformedResponseError) or error.retryable
 
 
+def url_host(url: str) -> str:
+    """A URL's host and port, without the user-info (`user:password@`) a configured URL may carry."""
+    return urlsplit(url).netloc.rpartition("@")[2]
+
+
 def describe_url(url: str) -> str:
     """Host, port and path only: user-info carries passwords, query strings keys (SerpAPI) and user data."""
-    parts = urlsplit(url)
-    return f"{parts.netloc.rpartition('@')[2]}{parts.path}"
+    return f"{url_host(url)}{urlsplit(url).path}"
 
 
 def error_from_response(connector: str, method: str, response: requests.Response) -> ConnectorError:
