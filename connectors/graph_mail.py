@@ -32,6 +32,7 @@ from connectors.http import (
     VerifyingSession,
     breaker_from_settings,
     policy_from_settings,
+    url_host,
     verify_setting,
 )
 from engine.ingest import AttachmentIn, TicketIn
@@ -103,7 +104,7 @@ class GraphToken(requests.auth.AuthBase):
                     "(check MS_GRAPH_TENANT_ID)",
                 ) from None
             except requests.RequestException:
-                host = urlsplit(settings.MS_GRAPH_AUTHORITY_HOST).netloc
+                host = url_host(settings.MS_GRAPH_AUTHORITY_HOST)
                 raise UnreachableError(NAME, f"{host} unreachable", retryable=True) from None
         return self._app
 

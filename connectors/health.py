@@ -1,7 +1,8 @@
 """Each connector's state for the Settings page and `python -m engine health`.
 
 `check_connectors` is cheap (settings and the database only: last poll, last error, backlog, breaker);
-`test_connection` makes one live, authenticated call to the vendor and says what it found.
+`test_connection` makes one live, authenticated call to the vendor and says what it found. Errors are shown
+to operators, so credentials written into a connector URL are removed from them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from connectors.http import AuthenticationError, ConnectorError, breaker_for
 from engine.db import make_engine, make_session_factory
 from engine.enums import OutboxState
 from engine.models import JobStatus, OutboxMessage, SourceCursor
+from engine.redaction import redact_url_credentials
 from engine.settings import ConfigurationError, Settings
 
 log = logging.getLogger(__name__)
@@ -115,7 +117,7 @@ def _status(session: Session | None, settings: Settings, name: str) -> Connector
         reachable=reachable,
         authenticated=authenticated,
         last_poll=last_poll,
-        last_error=error,
+        last_error=redact_url_credentials(error) if error else None,
         backlog=_backlog(session, settings, name) if session is not None and configured else None,
     )
 
@@ -152,27 +154,29 @@ def test_connection(name: str, settings: Settings) -> ConnectorStatus:
     """One live call to `name` with the given settings: reachable? authenticated? and the error, if any."""
     if name not in CONNECTORS:
         raise ValueError(f"unknown connector {name!r}; known: {', '.join(CONNECTORS)}")
-    configured = CONNECTORS[name][0](settings)
     problems = CONNECTORS[name][1](settings)
-    base = {"name": name, "last_poll": None, "backlog": None}
-    if problems:
-        return ConnectorStatus(
-            configured=False, reachable=None, authenticated=None, last_error="; ".join(problems), **base
-        )  # type: ignore[arg-type]
+    reachable, authenticated, error = (None, None, "; ".join(problems)) if problems else _probe_outcome(name, settings)
+    return ConnectorStatus(
+        name=name,
+        configured=CONNECTORS[name][0](settings) and not problems,
+        reachable=reachable,
+        authenticated=authenticated,
+        last_poll=None,
+        last_error=redact_url_credentials(error) if error else None,
+        backlog=None,
+    )
+
+
+def _probe_outcome(name: str, settings: Settings) -> tuple[bool | None, bool | None, str | None]:
+    """(reachable, authenticated, error) of one live call."""
     try:
         missing = _probe(name, settings)
     except AuthenticationError as error:
-        return ConnectorStatus(
-            configured=configured, reachable=True, authenticated=False, last_error=str(error), **base
-        )  # type: ignore[arg-type]
+        return True, False, str(error)
     except (ConnectorError, ConfigurationError) as error:
         unreachable = getattr(error, "retryable", False) or isinstance(error, ConfigurationError)
-        return ConnectorStatus(
-            configured=configured, reachable=not unreachable, authenticated=None, last_error=str(error), **base
-        )  # type: ignore[arg-type]
-    return ConnectorStatus(
-        configured=configured, reachable=True, authenticated=True, last_error="; ".join(missing) or None, **base
-    )  # type: ignore[arg-type]
+        return not unreachable, None, str(error)
+    return True, True, "; ".join(missing) or None
 
 
 test_connection.__test__ = False  # type: ignore[attr-defined]  # a name pytest would otherwise collect

@@ -31,6 +31,7 @@ from connectors.http import (
     call_with_retry,
     parse_retry_after,
     policy_from_settings,
+    url_host,
 )
 from engine.enums import TicketStatus
 from engine.ingest import AttachmentIn, TicketIn
@@ -291,7 +292,7 @@ def _already_passed(updated: str, key: str, position: dict[str, Any]) -> bool:
 
 
 def _host(settings: Settings) -> str:
-    return urlsplit(settings.JIRA_SERVER).netloc
+    return url_host(settings.JIRA_SERVER)
 
 
 def _decode(cursor: str | None) -> dict[str, Any]:

@@ -7,10 +7,11 @@ configured sources and their poll jobs' last runs, which is what the engine itse
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from engine.queries import job_statuses
+from engine.redaction import redact_url_credentials
 from engine.runtime import Runtime
 
 
@@ -22,8 +23,12 @@ def connector_health() -> ModuleType | None:
 
 
 def _as_row(status: Any) -> dict[str, Any]:
+    """One table row; the error without credentials, whichever version of `connectors.health` produced it."""
     fields = ("name", "configured", "reachable", "authenticated", "last_poll", "last_error", "backlog")
-    return {name: getattr(status, name, None) for name in fields}
+    row = {name: getattr(status, name, None) for name in fields}
+    if row["last_error"]:
+        row["last_error"] = redact_url_credentials(str(row["last_error"]))
+    return row
 
 
 def connector_rows(runtime: Runtime) -> list[dict[str, Any]]:
@@ -32,7 +37,7 @@ def connector_rows(runtime: Runtime) -> list[dict[str, Any]]:
         try:
             return [_as_row(status) for status in health.check_connectors(runtime.settings)]
         except Exception as error:  # a broken check must not take the dashboard down
-            return [{"name": "connector check", "last_error": f"{type(error).__name__}: {error}"}]
+            return [_as_row(SimpleNamespace(name="connector check", last_error=f"{type(error).__name__}: {error}"))]
     with runtime.factory() as session:
         polls = {
             job["job"].removeprefix("poll_"): job for job in job_statuses(session) if job["job"].startswith("poll_")
