@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from engine.enums import TicketStatus
 from engine.guards import suspicious_input_reasons
-from engine.lifecycle import REOPENABLE, transition
+from engine.lifecycle import ALLOWED, REOPENABLE, transition
 from engine.mailguard import automatic_reason
 from engine.models import Attachment, Blob, EmailInteraction, OutboxMessage, Ticket, utcnow
 from engine.settings import Settings
@@ -70,7 +70,8 @@ class TicketIn(BaseModel):
     """For a `comment`: the external id of the ticket it belongs to."""
     history: bool = False
     """Already resolved or closed at the source when first seen: stored and learned from, never reopened,
-    acknowledged or written back."""
+    acknowledged or written back. `additional_info["source_status"] == "resolved"` stores it as Resolved (else
+    Closed); `additional_info["resolution"]` (the source's close notes) becomes its resolution."""
     priority: str | None = Field(default=None, max_length=50)
     category: str | None = Field(default=None, max_length=100)
     external_url: str | None = Field(default=None, max_length=1000)
@@ -122,14 +123,20 @@ class TicketIn(BaseModel):
 
 @dataclass(frozen=True)
 class IngestResult:
-    ticket_id: int
-    outcome: Literal["created", "updated", "reply", "duplicate", "automatic"]
+    ticket_id: int | None
+    """None only for an `unattached` comment: its ticket is not one we hold, so it is recorded nowhere."""
+    outcome: Literal["created", "history", "updated", "reply", "duplicate", "automatic", "unattached"]
+
+
+CLOSED_AT_SOURCE = frozenset({TicketStatus.RESOLVED, TicketStatus.CLOSED})
 
 
 def ingest(session: Session, item: TicketIn, settings: Settings) -> IngestResult:
     """Record `item` once: a new ticket, an update, or a message on the ticket it continues."""
-    if item.kind == "email" and (existing := _known_message(session, item)):
+    if item.kind in ("email", "comment") and (existing := _known_message(session, item)):
         return IngestResult(existing.ticket_id, "duplicate")
+    if item.kind == "comment":
+        return _comment(session, item, settings)
     ticket = session.scalar(select(Ticket).where(Ticket.source == item.source, Ticket.external_id == item.external_id))
     if ticket is not None:
         return _update(session, ticket, item)
@@ -177,7 +184,20 @@ def _thread_of(session: Session, item: TicketIn) -> Ticket | None:
     return None
 
 
+def _comment(session: Session, item: TicketIn, settings: Settings) -> IngestResult:
+    """A reply written at the source: the same path as an e-mail reply, on the ticket it was written on."""
+    ticket = session.scalar(
+        select(Ticket).where(Ticket.source == item.source, Ticket.external_id == item.parent_external_id)
+    )
+    if ticket is None:
+        log.info("comment %s/%s: ticket %s is not one we hold", item.source, item.external_id, item.parent_external_id)
+        return IngestResult(None, "unattached")
+    return _reply(session, ticket, item, settings)
+
+
 def _create(session: Session, item: TicketIn, settings: Settings) -> IngestResult:
+    if item.history:
+        return _create_history(session, item, settings)
     reason = automatic_reason(item.headers, item.requester_email, item.subject, settings.from_address)
     now = utcnow()
     ticket = Ticket(
@@ -217,6 +237,42 @@ def _create(session: Session, item: TicketIn, settings: Settings) -> IngestResul
     return IngestResult(ticket.id, "created")
 
 
+def _create_history(session: Session, item: TicketIn, settings: Settings) -> IngestResult:
+    """Work finished at the source before we saw it: kept to learn from, with nothing to do and nothing to say."""
+    status = TicketStatus.RESOLVED if item.additional_info.get("source_status") == "resolved" else TicketStatus.CLOSED
+    resolution = item.additional_info.get("resolution")
+    ticket = Ticket(
+        source=item.source,
+        external_id=item.external_id,
+        external_url=item.external_url,
+        email=item.requester_email,
+        requester_name=item.requester_name,
+        subject=item.subject[:500],
+        description=item.body or item.subject,
+        status=status,
+        priority=item.priority,
+        category=item.category,
+        resolution=str(resolution) if resolution else None,
+        additional_info={**item.additional_info, "history": True},
+        thread_key=item.thread_id or item.message_id,
+        pending_since=None,
+        source_updated_at=item.updated_at,
+        created_at=utcnow(),
+    )
+    session.add(ticket)
+    session.flush()
+    _store_attachments(session, ticket, None, item, settings)
+    record_event(
+        session,
+        ticket,
+        "received_history",
+        f"Received as history from {item.source} ({status}): not acknowledged, analysed or written back",
+        actor=f"source:{item.source}",
+        external_id=item.external_id,
+    )
+    return IngestResult(ticket.id, "history")
+
+
 def _update(session: Session, ticket: Ticket, item: TicketIn) -> IngestResult:
     """A changed ticket at the source: keep our copy current without re-triggering work twice."""
     if (
@@ -231,8 +287,9 @@ def _update(session: Session, ticket: Ticket, item: TicketIn) -> IngestResult:
         if value and getattr(ticket, name) != value
     }
     ticket.source_updated_at = item.updated_at or ticket.source_updated_at
+    closed = item.history and _close_from_source(session, ticket, item)
     if not changed:
-        return IngestResult(ticket.id, "duplicate")
+        return IngestResult(ticket.id, "updated" if closed else "duplicate")
     for name, value in changed.items():
         setattr(ticket, name, value)
     record_event(
@@ -244,6 +301,22 @@ def _update(session: Session, ticket: Ticket, item: TicketIn) -> IngestResult:
         fields=sorted(changed),
     )
     return IngestResult(ticket.id, "updated")
+
+
+def _close_from_source(session: Session, ticket: Ticket, item: TicketIn) -> bool:
+    """The source closed a ticket we hold as open work: close ours too where the lifecycle allows; never reopen."""
+    current = TicketStatus(ticket.status)
+    if current in CLOSED_AT_SOURCE:
+        return False
+    if TicketStatus.CLOSED not in ALLOWED[current]:
+        log.warning("%s was closed at %s but is %s here: left as it is", ticket.reference, item.source, current)
+        return False
+    resolution = item.additional_info.get("resolution")
+    if resolution and not ticket.resolution:
+        ticket.resolution = str(resolution)
+    ticket.pending_since = None
+    transition(session, ticket, TicketStatus.CLOSED, actor=f"source:{item.source}", reason=f"closed at {item.source}")
+    return True
 
 
 def _reply(session: Session, ticket: Ticket, item: TicketIn, settings: Settings) -> IngestResult:

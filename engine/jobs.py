@@ -110,6 +110,9 @@ def run_job(factory: sessionmaker[Session], worker: str, name: str, job: Callabl
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         log.error("job %s failed: %s\n%s", name, error, traceback.format_exc(limit=5))
+    if error is None and getattr(result, "ok", True) is False:
+        error = str(getattr(result, "problem", "the job reported a problem"))
+        log.warning("job %s finished with problems: %s", name, error)
     observe_job(name, time.perf_counter() - began, failed=error is not None)
     outcome = result.as_dict() if hasattr(result, "as_dict") else result if isinstance(result, dict) else {}
     try:

@@ -87,7 +87,7 @@ def test_servicenow_mailgun_graph_round_trip(
     assert poll_source(engine, session_factory, configured, servicenow) == {"duplicate": 1}, "our write-back echo"
 
 
-def test_sync_back_retries_then_gives_up_and_waits_out_outages(
+def test_sync_back_retries_each_event_and_a_refusal_fails_only_its_own(
     engine: Engine,
     session_factory: sessionmaker[Session],
     settings: Settings,
@@ -96,7 +96,8 @@ def test_sync_back_retries_then_gives_up_and_waits_out_outages(
     configured = with_settings(
         settings,
         **snow_values(snow),
-        SYNC_BACK_MAX_ATTEMPTS=2,
+        SYNC_BACK_MAX_ATTEMPTS=3,
+        SYNC_BACK_INTERVAL_SECONDS=0.001,
         CONNECTOR_RETRY_ATTEMPTS=1,
         CONNECTOR_BREAKER_THRESHOLD=50,
     )
@@ -110,17 +111,16 @@ def test_sync_back_retries_then_gives_up_and_waits_out_outages(
             transition(session, ticket, TicketStatus.ESCALATED, reason="needs a network engineer")
             ticket.team = "Network"
 
-    snow.fail(Response.json({"error": {"message": "maintenance"}}, 503))
+    snow.fail(Response.json({"error": {"message": "maintenance"}}, 503), times=2)
     outage = sync_back(engine, session_factory, configured, [servicenow])
-    assert outage.pushed == 0 and outage.stopped and "503" in outage.stopped
-    first = sync_back(engine, session_factory, configured, [servicenow])
-    assert (first.pushed, first.failed, first.given_up) == (0, 1, 0), "404 counted once, later events wait"
+    assert (outage.pushed, outage.retrying, outage.failed) == (0, 2, 0), "each event waits for its own retry"
     second = sync_back(engine, session_factory, configured, [servicenow])
-    assert (second.pushed, second.given_up) == (1, 1)
+    assert (second.pushed, second.failed, second.retrying) == (1, 1, 0), "404 fails its event alone"
     assert kept["assignment_group"] == "Network" and kept["state"] == "2"
     with session_factory() as session:
         failed = session.scalars(select(TimelineEvent).where(TimelineEvent.type == "sync_failed")).one()
-        assert "404" in failed.title and "after 2 tries" in failed.title
+        assert "404" in failed.title
         assert session.get(Ticket, failed.ticket_id).action_required
         cursor = json.loads(session.get(SourceCursor, "sync:servicenow").cursor)
-        assert cursor["failures"] == {}
+        assert cursor["retry"] == {}
+        assert sync_backlog(session, "servicenow") == 0

@@ -136,3 +136,79 @@ def test_control_characters_are_stripped(settings: Settings, session_factory: se
     with session_factory.begin() as session:
         ticket = session.get(Ticket, ingest(session, ticket_in(subject="hi\x00\x1b[31m there"), settings).ticket_id)
         assert ticket.subject == "hi[31m there"
+
+
+def test_history_is_stored_closed_with_nothing_to_do(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    resolved = ticket_in(history=True, additional_info={"source_status": "resolved", "resolution": "Reset the token"})
+    closed = ticket_in(history=True)
+    with session_factory.begin() as session:
+        outcomes = [ingest(session, item, settings).outcome for item in (resolved, closed)]
+        assert ingest(session, closed, settings).outcome == "duplicate"
+    assert outcomes == ["history", "history"]
+    with session_factory() as session:
+        tickets = session.scalars(select(Ticket).order_by(Ticket.id)).all()
+        assert [(t.status, t.pending_since, t.resolution) for t in tickets] == [
+            (TicketStatus.RESOLVED, None, "Reset the token"),
+            (TicketStatus.CLOSED, None, None),
+        ]
+        assert [e.type for e in session.scalars(select(TimelineEvent))] == ["received_history"] * 2
+
+
+def test_history_of_open_work_closes_it_and_never_reopens(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    open_item, analysing_item = ticket_in(), ticket_in()
+    with session_factory.begin() as session:
+        open_id = ingest(session, open_item, settings).ticket_id
+        analysing = session.get(Ticket, ingest(session, analysing_item, settings).ticket_id)
+        transition(session, analysing, TicketStatus.ANALYZING)
+        closed_at_source = {"history": True, "additional_info": {"resolution": "Fixed by the network team"}}
+        assert ingest(session, open_item.model_copy(update=closed_at_source), settings).outcome == "updated"
+        assert ingest(session, analysing_item.model_copy(update=closed_at_source), settings).outcome == "duplicate"
+        ticket = session.get(Ticket, open_id)
+        assert (ticket.status, ticket.pending_since, ticket.resolution) == (
+            TicketStatus.CLOSED,
+            None,
+            "Fixed by the network team",
+        )
+        assert ticket.timeline[-1].actor == "source:test"
+        assert analysing.status == TicketStatus.ANALYZING, "ANALYZING → CLOSED is not a legal move"
+        assert ingest(session, open_item.model_copy(update={"body": "Reopened?"}), settings).outcome == "updated"
+        assert ticket.status == TicketStatus.CLOSED
+
+
+def test_source_comment_is_a_reply_once_and_unattached_ones_are_counted(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    parent = ticket_in()
+    comment = ticket_in(
+        kind="comment", external_id="journal-1", parent_external_id=parent.external_id, body="Still down"
+    )
+    orphan = ticket_in(kind="comment", external_id="journal-2", parent_external_id="INC-unknown", body="Hello?")
+    with session_factory.begin() as session:
+        ticket = session.get(Ticket, ingest(session, parent, settings).ticket_id)
+        ticket.pending_since = None
+        transition(session, ticket, TicketStatus.AWAITING_CUSTOMER, reason="asked for the error")
+        outcomes = [ingest(session, item, settings) for item in (comment, comment, orphan)]
+        assert [(r.ticket_id, r.outcome) for r in outcomes] == [
+            (ticket.id, "reply"),
+            (ticket.id, "duplicate"),
+            (None, "unattached"),
+        ]
+        assert ticket.status == TicketStatus.NEW and ticket.pending_since is not None
+        [message] = session.scalars(select(EmailInteraction)).all()
+        assert (message.ticket_id, message.email_type, message.body) == (ticket.id, "reply", "Still down")
+
+
+def test_source_comment_on_an_escalated_ticket_flags_a_person(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    parent = ticket_in()
+    with session_factory.begin() as session:
+        ticket = session.get(Ticket, ingest(session, parent, settings).ticket_id)
+        transition(session, ticket, TicketStatus.ESCALATED, reason="needs a network engineer")
+        comment = ticket_in(kind="comment", external_id="journal-3", parent_external_id=parent.external_id)
+        assert ingest(session, comment, settings).outcome == "reply"
+        assert ticket.action_required and ticket.status == TicketStatus.ESCALATED
