@@ -54,6 +54,7 @@ FIELDS = [
     "attachment",
     "status",
     "comment",
+    "resolution",
 ]
 START_FORMAT = "%Y-%m-%d %H:%M"
 OUR_NOTE = re.compile(r"· event \d+\]")
@@ -272,7 +273,10 @@ class JiraSource:
             external_url=f"{self.settings.JIRA_SERVER.rstrip('/')}/browse/{key}",
             updated_at=parse_jira_time(str(fields["updated"])) if fields.get("updated") else None,
             attachments=self._new_attachments(key, fields.get("attachment") or [], fetched),
-            additional_info={NAME: {"key": key, "id": issue.get("id"), "status": status.get("name")}},
+            additional_info={
+                NAME: {"key": key, "id": issue.get("id"), "status": status.get("name")},
+                **({"resolution": resolution} if (resolution := (fields.get("resolution") or {}).get("name")) else {}),
+            },
         )
 
     def _new_attachments(
@@ -532,14 +536,17 @@ def _adf(node: dict[str, Any], depth: int = 0) -> str:
     return f"{text}\n\n" if kind in BLOCKS else text
 
 
-WIKI_RULES = [
+WIKI_RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     (re.compile(r"^h[1-6]\.\s*", re.MULTILINE), ""),
     (re.compile(r"^bq\.\s*", re.MULTILINE), "> "),
     (re.compile(r"\{(?:quote|panel(?::[^}]*)?)\}"), ""),
     (re.compile(r"\{color(?::[^}]*)?\}"), ""),
     (re.compile(r"^\s*[*\-]+\s+", re.MULTILINE), "- "),
     (re.compile(r"^\s*#+\s+", re.MULTILINE), "1. "),
-    (re.compile(r"\|\|?"), " | "),
+    (
+        re.compile(r"^\|\|?(.*?)\|\|?[ \t]*$", re.MULTILINE),
+        lambda m: " | ".join(cell.strip() for cell in re.split(r"\|\|?", m.group(1))),
+    ),
     (re.compile(r"\\\\"), "\n"),
     (re.compile(r"(?<![\w*])\*(\S(?:[^*\n]*\S)?)\*(?![\w*])"), r"\1"),
     (re.compile(r"(?<![\w_])_(\S(?:[^_\n]*\S)?)_(?![\w_])"), r"\1"),
