@@ -108,6 +108,7 @@ def test_jira_smtp_imap_round_trip(
             SMTP_HOST="127.0.0.1",
             SMTP_PORT=port,
             SMTP_SECURITY="none",
+            JIRA_INTERNAL_NOTES="property",
         )
         jira, imap = JiraSource(configured), ImapSource(configured)
         assert poll_source(engine, session_factory, configured, jira) == {"created": 1}
@@ -131,7 +132,8 @@ def test_jira_smtp_imap_round_trip(
         transition(session, ticket, TicketStatus.RESOLVED, reason="fixed")
     assert sync_back(engine, session_factory, configured, [jira]).pushed == 2
     assert jira_server.transitions_done == [("SUP-1", "Resolve Issue")]
-    assert "acknowledgement sent to rita@example.com" in jira_server.comments[0][1]
+    [(_, text, visibility), *_] = jira_server.comments
+    assert "acknowledgement sent to rita@example.com" in text and visibility == "internal"
 
 
 def test_imap_over_tls_checks_the_certificate(plain_settings: Settings, tls_files: tuple[Path, Path, Path]) -> None:

@@ -8,11 +8,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import SourceUpdate
 from connectors.http import AuthenticationError, ConnectorError, NotFoundError
 from connectors.jira import JiraSource, configuration_problems, readable_text
+from engine.enums import TicketStatus
+from engine.jobs import poll_source
+from engine.lifecycle import transition
+from engine.models import EmailInteraction, Ticket
 from engine.settings import Settings
+from engine.sync import sync_back
 from tests.connectors.conftest import Sleeps, jira_values, with_settings
 from tests.emulators.base import Response
 from tests.emulators.jira import JiraEmulator, adf
@@ -277,3 +285,32 @@ def test_configuration_problems(plain_settings: Settings) -> None:
         "JIRA_TIMEZONE: unknown time zone 'Mars/Base' (e.g. Europe/Berlin; leave empty to use the Jira account's own)",
         "JIRA_START_AT: must look like 2026-01-31 23:59 (UTC)",
     ]
+
+
+def test_poll_and_write_back_through_the_engine(
+    engine: Engine, session_factory: sessionmaker[Session], settings: Settings, jira_server: JiraEmulator
+) -> None:
+    """Reporter comments reach their ticket as replies, Done issues arrive as history, and one transition
+    the workflow refuses fails only its own event."""
+    jira_server.add_issue("Printer offline")
+    jira_server.add_issue("Old and done", done=True)
+    jira_server.add_issue("VPN drops")
+    jira_server.workflows["SUP-1"] = [{"id": "11", "name": "Start Progress"}]
+    configured = with_settings(settings, **jira_values(jira_server), JIRA_INTERNAL_NOTES="property")
+    connector = JiraSource(configured, sleep=Sleeps())
+    assert poll_source(engine, session_factory, configured, connector) == {"created": 2, "history": 1}
+    jira_server.add_comment("SUP-1", "It is still offline")
+    assert poll_source(engine, session_factory, configured, connector) == {"duplicate": 1, "reply": 1}
+    assert poll_source(engine, session_factory, configured, connector) == {}
+    with session_factory() as session, session.begin():
+        tickets = {t.external_id: t for t in session.scalars(select(Ticket))}
+        assert tickets["SUP-2"].status == TicketStatus.CLOSED and tickets["SUP-2"].pending_since is None
+        [reply] = session.scalars(select(EmailInteraction)).all()
+        assert reply.ticket_id == tickets["SUP-1"].id and reply.body == "It is still offline"
+        for key in ("SUP-1", "SUP-3"):
+            tickets[key].resolution = "Fixed"
+            transition(session, tickets[key], TicketStatus.RESOLVED, reason="fixed")
+    report = sync_back(engine, session_factory, configured, [connector])
+    assert report.failed == 1 and report.pushed >= 1
+    assert jira_server.transitions_done == [("SUP-3", "Resolve Issue")]
+    assert "SUP-2" not in {key for key, _, _ in jira_server.comments}, "history is never written back"
