@@ -11,15 +11,17 @@ descriptions and comments as wiki markup, v3 as Atlassian Document Format
 (`{comments, startAt, maxResults, total}`) and the rest from `GET /rest/api/{2,3}/issue/{key}/comment`
 (paged by `startAt`/`maxResults`); `POST /rest/api/2/issue/{key}/comment` with the `sd.public.comment`
 property `{"internal": true}` for an internal note
-(https://developer.atlassian.com/cloud/jira/service-desk/rest/api-group-request/#api-rest-servicedeskapi-request-issueidorkey-comment-post
-explains public/internal; the property is the documented way on the platform API);
-`POST /rest/servicedeskapi/request/{key}/comment` `{"body", "public"}` (404 outside a service project);
+(the platform API's way of marking a Service Management comment internal, as the `jira` library's
+`add_comment(is_internal=True)` sends it);
+`POST /rest/servicedeskapi/request/{key}/comment` `{"body", "public"}` ("creates a public or private
+(internal) comment on a customer request, with the comment visibility set by public",
+https://developer.atlassian.com/cloud/jira/service-desk/rest/api-group-request/; 404 outside a service project);
 `GET|POST /rest/api/2/issue/{key}/transitions` with a per-issue workflow (a transition not offered answers
 400 as Jira does); statuses with `statusCategory.key` (`new`, `indeterminate`, `done`); attachment
 content URLs; Basic auth with e-mail + API token; errors as `{"errorMessages": [...], "errors": {}}`.
-JQL support is the subset the connector sends: `updated >= "yyyy/MM/dd HH:mm"`, read in the account's
-time zone as Jira does (https://support.atlassian.com/jira-software-cloud/docs/jql-fields/#Updated:
-"the time zone of the user"), and `ORDER BY updated, key`.
+JQL support is the subset the connector sends: `updated >= "yyyy/MM/dd HH:mm"`, read in the searching
+user's time zone as Jira reads JQL dates (https://support.atlassian.com/jira-software-cloud/docs/jql-fields/,
+Updated), and `ORDER BY updated, key`.
 """
 
 from __future__ import annotations
