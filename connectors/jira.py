@@ -337,7 +337,6 @@ class JiraSource:
     def _comments(self, key: str, embedded: Any = None) -> Iterator[dict[str, Any]]:
         """Every comment of an issue: the search answer's first page, then `/issue/{key}/comment` pages."""
         page = embedded if isinstance(embedded, dict) else self._read(f"issue/{key}/comment", {"startAt": 0})
-        seen = 0
         while True:
             comments = [c for c in page.get("comments") or [] if isinstance(c, dict) and c.get("id")]
             yield from comments
