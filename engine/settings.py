@@ -121,7 +121,13 @@ class Settings(BaseSettings):
     """Team name → assignment group (sys_id or name) set when a ticket is assigned or escalated to that team."""
     JIRA_PROJECTS: str = ""
     JIRA_JQL: str = ""
-    JIRA_TIMEZONE: str = "UTC"
+    JIRA_TIMEZONE: str = ""
+    """Override only: by default the zone JQL dates are read in is the account's own (`/rest/api/2/myself`)."""
+    JIRA_START_AT: str = ""
+    """Issues updated before this (`2026-01-31 23:59`, UTC) are not polled; empty: from when first configured."""
+    JIRA_INTERNAL_NOTES: Literal["jsm", "property", "none"] = "none"
+    """How internal notes reach Jira: `jsm` (Service Management request comment, public false), `property`
+    (`sd.public.comment` internal), `none` (not written: in Jira Software every comment is visible)."""
     JIRA_TRANSITIONS: dict[str, str] = Field(default_factory=dict)
     JIRA_POLL_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
     MS_GRAPH_AUTHORITY_HOST: str = "https://login.microsoftonline.com"

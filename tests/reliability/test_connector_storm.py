@@ -78,6 +78,7 @@ def test_every_vendor_api_misbehaving_for_a_while_loses_and_doubles_nothing(
         CONNECTOR_BREAKER_RESET_SECONDS=0.5,
         OUTBOX_BACKOFF_SECONDS=1,
         SYNC_BACK_ENABLED=True,
+        JIRA_INTERNAL_NOTES="property",
     )
     for n in range(PER_SOURCE):
         snow.add_incident(f"Laptop {n} will not boot", caller=snow.add_user(f"caller{n}@example.com"))
