@@ -4,6 +4,12 @@ The cursor is the `@odata.nextLink` or `@odata.deltaLink` Graph hands back, so e
 once and a restart resumes mid-round. New conversations become tickets; replies thread onto theirs by
 `TCKT-<id>`, In-Reply-To/References or conversationId (ingest decides). Processed messages are marked
 read after their page is committed.
+
+An expired or unusable delta token is answered 410 Gone or, as the delta query overview says, with
+another 40X error whose code names the sync state (`syncStateNotFound`, `syncStateInvalid`,
+`resyncRequired`, ...; https://learn.microsoft.com/graph/delta-query-overview): the round then starts
+again from scratch. That is safe because ingest keys every message by its Graph id (an ImmutableId),
+and nothing else here depends on what was read before.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from connectors.http import (
     VerifyingSession,
     breaker_from_settings,
     policy_from_settings,
+    url_host,
     verify_setting,
 )
 
@@ -45,6 +52,8 @@ SELECT = (
     "id,subject,body,from,sender,receivedDateTime,lastModifiedDateTime,conversationId,internetMessageId,"
     "internetMessageHeaders,hasAttachments,isRead"
 )
+RESYNC_CODES = ("syncstate", "resync", "deltatoken")
+"""Graph error codes (lower-cased parts) that mean the stored delta or skip token can no longer be used."""
 THREAD_HEADERS = (
     "in-reply-to",
     "references",
@@ -118,7 +127,7 @@ class GraphToken(requests.auth.AuthBase):
                     "(check MS_GRAPH_TENANT_ID)",
                 ) from None
             except requests.RequestException:
-                host = urlsplit(settings.MS_GRAPH_AUTHORITY_HOST).netloc
+                host = url_host(settings.MS_GRAPH_AUTHORITY_HOST)
                 raise UnreachableError(NAME, f"{host} unreachable", retryable=True) from None
         return self._app
 
@@ -174,6 +183,16 @@ class GraphMailSource:
             sleep=sleep,
             breaker=breaker_from_settings(NAME, settings),
         )
+        self.http.session.hooks["response"].append(self._note_error_code)
+        self.last_error_code = ""
+
+    def _note_error_code(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        """Keep the `error.code` of a refused call: the status alone does not tell an expired token apart."""
+        if response.status_code >= 400:
+            try:
+                self.last_error_code = str(response.json()["error"]["code"])
+            except (ValueError, KeyError, TypeError):
+                self.last_error_code = ""
 
     @property
     def _user(self) -> str:
@@ -182,12 +201,25 @@ class GraphMailSource:
     def call(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
         """One Graph call; a 401 once drops the cached token and tries again with a fresh one."""
         try:
-            return self.http.request(method, path_or_url, **kwargs)
+            try:
+                return self.http.request(method, path_or_url, **kwargs)
+            except AuthenticationError as error:
+                if error.status != 401:
+                    raise
+                self.auth.forget()
+                return self.http.request(method, path_or_url, **kwargs)
         except AuthenticationError as error:
-            if error.status != 401:
+            if error.status != 403:
                 raise
-            self.auth.forget()
-            return self.http.request(method, path_or_url, **kwargs)
+            raise AuthenticationError(
+                NAME,
+                f"mailbox {self.mailbox}: Microsoft Graph refused access (403 {self.last_error_code or 'Forbidden'}). "
+                "The app registration needs the Mail.ReadWrite application permission (not delegated) with admin "
+                "consent granted for the tenant; if an Exchange application access policy "
+                "(New-ApplicationAccessPolicy) restricts the app, this mailbox must be in the group it allows "
+                "(check with Test-ApplicationAccessPolicy)",
+                status=403,
+            ) from None
 
     def poll(self, cursor: str | None) -> Iterator[PolledPage]:
         url = cursor or f"{self._user}/mailFolders/{quote(self.folder)}/messages/delta?$select={SELECT}"
@@ -197,8 +229,15 @@ class GraphMailSource:
             except ValueError:
                 raise MalformedResponseError(NAME, "delta answer is not JSON") from None
             except ConnectorError as error:
-                if error.status == 410 and cursor:
-                    log.warning("%s delta link expired; starting a new round", NAME)
+                if cursor and self._token_expired(error):
+                    log.warning(
+                        "%s (Microsoft Graph, mailbox %s): the stored delta link can no longer be used (%s %s); "
+                        "reading the folder again from the start, already known messages are skipped",
+                        NAME,
+                        self.mailbox,
+                        error.status,
+                        self.last_error_code or "Gone",
+                    )
                     yield from self.poll(None)
                     return
                 raise
@@ -213,6 +252,13 @@ class GraphMailSource:
             if not next_link:
                 return
             url = next_link
+
+    def _token_expired(self, error: ConnectorError) -> bool:
+        """410 Gone, or a 40X whose code names the sync state: the delta token has to be thrown away."""
+        if error.status == 410:
+            return True
+        code = self.last_error_code.lower()
+        return error.status is not None and 400 <= error.status < 500 and any(part in code for part in RESYNC_CODES)
 
     def _read(self, values: list[Any]) -> tuple[list[TicketIn], list[RejectedItem], list[str]]:
         items, rejected, processed = [], [], []

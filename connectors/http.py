@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import requests
 
 from engine.observability import count_connector_error
+from engine.redaction import redact_url_credentials
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,7 +33,10 @@ MAX_JSON_BYTES = 50 * 1024 * 1024
 
 
 class ConnectorError(RuntimeError):
-    """A call to an outside system failed; the message says which connector and what to do, never a secret."""
+    """A call to an outside system failed; the message says which connector and what to do, never a secret.
+
+    Messages are built from URLs and vendor answers, so credentials in any URL they quote are removed here.
+    """
 
     def __init__(
         self,
@@ -44,7 +48,7 @@ class ConnectorError(RuntimeError):
         retry_after: float | None = None,
         not_sent: bool = False,
     ) -> None:
-        super().__init__(f"{connector}: {message}")
+        super().__init__(redact_url_credentials(f"{connector}: {message}"))
         self.not_sent = not_sent
         self.connector = connector
         self.status = status
@@ -222,10 +226,14 @@ def _counts_against_source(error: ConnectorError) -> bool:
     return isinstance(error, UnreachableError | AuthenticationError | MalformedResponseError) or error.retryable
 
 
+def url_host(url: str) -> str:
+    """A URL's host and port, without the user-info (`user:password@`) a configured URL may carry."""
+    return urlsplit(url).netloc.rpartition("@")[2]
+
+
 def describe_url(url: str) -> str:
-    """Host and path only: query strings may carry keys (SerpAPI) and user data."""
-    parts = urlsplit(url)
-    return f"{parts.netloc}{parts.path}"
+    """Host, port and path only: user-info carries passwords, query strings keys (SerpAPI) and user data."""
+    return f"{url_host(url)}{urlsplit(url).path}"
 
 
 def error_from_response(connector: str, method: str, response: requests.Response) -> ConnectorError:

@@ -135,6 +135,16 @@ class ImapSource:
             raise ConnectorError(NAME, f"folder {self.settings.IMAP_FOLDER!r} cannot be opened (IMAP_FOLDER)")
         validity = _uidvalidity(client)
         known_validity, _, last = (cursor or "").partition(":")
+        if cursor and known_validity != validity:
+            log.warning(
+                "%s %s folder %r: UIDVALIDITY changed from %s to %s (the folder was recreated or renumbered); "
+                "reading it again from the start, messages already taken in are recognised by their Message-ID",
+                NAME,
+                self.settings.IMAP_HOST,
+                self.settings.IMAP_FOLDER,
+                known_validity,
+                validity,
+            )
         after = int(last) if known_validity == validity and last.isdigit() else 0
         status, found = client.uid("SEARCH", f"UID {after + 1}:*")
         uids = sorted(int(uid) for uid in (found[0] or b"").split() if int(uid) > after)

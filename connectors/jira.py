@@ -1,19 +1,24 @@
-"""Jira: issues polled by JQL on `updated` (the `jira` library), comments and transitions written back.
+"""Jira: issues and their reporters' comments polled by JQL on `updated` (the `jira` library); notes and
+transitions written back.
 
-JQL compares `updated` at minute precision in the account's time zone (JIRA_TIMEZONE), so each poll
-asks from the minute of the last issue seen and skips issues it has already passed at that exact
-timestamp; ingest drops anything older than what it holds. Jira Cloud pages by `nextPageToken`
-(`/search/jql`), Server and Data Center by `startAt` (`/search`): both are handled.
+Reading follows the deployment: Jira Cloud is read through REST v3, whose bodies are Atlassian Document
+Format (mentions keep their names there), Server and Data Center through REST v2, whose bodies are wiki
+markup; both are turned into readable text wherever they appear. Writing uses v2, which takes plain text
+on both. JQL compares `updated` at minute precision in the account's own time zone (`/myself`
+`timeZone`, JIRA_TIMEZONE overrides it), so each poll asks from the minute of the last issue seen and
+skips issues it has already passed at that timestamp. The cursor also keeps the start of the window
+(JIRA_START_AT, else the moment of the first poll) and the attachment ids already fetched per issue.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -39,6 +44,7 @@ from connectors.http import (
     call_with_retry,
     parse_retry_after,
     policy_from_settings,
+    url_host,
 )
 from engine.enums import TicketStatus
 
@@ -48,7 +54,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 NAME = "jira"
-FIELDS = ["summary", "description", "reporter", "priority", "issuetype", "updated", "attachment", "status"]
+FIELDS = [
+    "summary",
+    "description",
+    "reporter",
+    "assignee",
+    "priority",
+    "issuetype",
+    "updated",
+    "attachment",
+    "status",
+    "comment",
+    "resolution",
+]
+START_FORMAT = "%Y-%m-%d %H:%M"
+OUR_NOTE = re.compile(r"· event \d+\]")
+"""The end of the tag engine/sync.py opens every written note with (SourceUpdate.marker)."""
+REMEMBERED_ISSUES = 5000
+COMMENT_PAGE = 100
 T = TypeVar("T")
 
 
@@ -61,7 +84,13 @@ class JiraSettings(ConnectorSettings):
     JIRA_SSL_VERIFY: bool = True
     JIRA_PROJECTS: str = ""
     JIRA_JQL: str = ""
-    JIRA_TIMEZONE: str = "UTC"
+    JIRA_TIMEZONE: str = ""
+    """Override only: by default the zone JQL dates are read in is the account's own (`/rest/api/2/myself`)."""
+    JIRA_START_AT: str = ""
+    """Issues updated before this (`2026-01-31 23:59`, UTC) are not polled; empty: from when first configured."""
+    JIRA_INTERNAL_NOTES: Literal["jsm", "property", "none"] = "none"
+    """How internal notes reach Jira: `jsm` (Service Management request comment, public false), `property`
+    (`sd.public.comment` internal), `none` (not written: in Jira Software every comment is visible)."""
     JIRA_TRANSITIONS: dict[str, str] = Field(default_factory=dict)
     JIRA_POLL_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
 
@@ -76,10 +105,16 @@ def configuration_problems(settings: Settings) -> list[str]:
         problems.append("JIRA_USERNAME: not set (the account's e-mail address)")
     if not settings.JIRA_API_TOKEN.get_secret_value():
         problems.append("JIRA_API_TOKEN: not set (Atlassian account → Security → API tokens)")
-    try:
-        ZoneInfo(settings.JIRA_TIMEZONE)
-    except (ZoneInfoNotFoundError, ValueError):
-        problems.append(f"JIRA_TIMEZONE: unknown time zone {settings.JIRA_TIMEZONE!r} (e.g. UTC, Europe/Berlin)")
+    if settings.JIRA_TIMEZONE and _zone(settings.JIRA_TIMEZONE) is None:
+        problems.append(
+            f"JIRA_TIMEZONE: unknown time zone {settings.JIRA_TIMEZONE!r} "
+            "(e.g. Europe/Berlin; leave empty to use the Jira account's own)"
+        )
+    if settings.JIRA_START_AT:
+        try:
+            datetime.strptime(settings.JIRA_START_AT, START_FORMAT)
+        except ValueError:
+            problems.append("JIRA_START_AT: must look like 2026-01-31 23:59 (UTC)")
     return problems
 
 
@@ -88,7 +123,7 @@ def is_configured(settings: Settings) -> bool:
 
 
 class JiraSource:
-    """Polls issues changed since the cursor; pushes comments and transitions by configurable names."""
+    """Polls issues changed since the cursor and their reporters' comments; pushes notes and named transitions."""
 
     name = NAME
 
@@ -99,13 +134,20 @@ class JiraSource:
         self.sleep = sleep
         self.policy = policy_from_settings(settings)
         self.breaker = breaker_from_settings(NAME, settings)
-        self.zone = ZoneInfo(settings.JIRA_TIMEZONE)
+        self.zone_override = _zone(settings.JIRA_TIMEZONE) if settings.JIRA_TIMEZONE else None
+        self.start_at = (
+            datetime.strptime(settings.JIRA_START_AT, START_FORMAT).replace(tzinfo=UTC)
+            if settings.JIRA_START_AT
+            else None
+        )
+        self.internal_notes = settings.JIRA_INTERNAL_NOTES
         self.page_size = settings.CONNECTOR_PAGE_SIZE
         self.transitions = {status.lower(): name for status, name in settings.JIRA_TRANSITIONS.items()}
         projects = [p.strip() for p in settings.JIRA_PROJECTS.split(",") if p.strip()]
         self.base_jql = settings.JIRA_JQL or (f"project in ({', '.join(projects)})" if projects else "")
         self.max_attachment_bytes = settings.MAX_ATTACHMENT_BYTES
         self._client: JIRA | None = None
+        self._me: dict[str, Any] | None = None
 
     @property
     def client(self) -> JIRA:
@@ -130,6 +172,25 @@ class JiraSource:
             self._client = self._call(connect)
         return self._client
 
+    @property
+    def me(self) -> dict[str, Any]:
+        """The integration account (`/myself`): its comments are ours, its time zone is the one JQL reads."""
+        if self._me is None:
+            client = self.client
+            self._me = self._call(lambda: client.myself())
+        return self._me
+
+    @property
+    def zone(self) -> ZoneInfo:
+        if self.zone_override is not None:
+            return self.zone_override
+        name = str(self.me.get("timeZone") or "")
+        zone = _zone(name)
+        if zone is None:
+            log.warning("%s: the account's time zone %r is unknown; reading JQL dates as UTC", NAME, name)
+            return ZoneInfo("UTC")
+        return zone
+
     def _call(self, operation: Callable[[], T], *, idempotent: bool = True) -> T:
         def attempt() -> T:
             try:
@@ -151,9 +212,22 @@ class JiraSource:
             attempt, policy=self.policy, breaker=self.breaker, sleep=self.sleep, idempotent=idempotent
         )
 
+    def _read(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        """GET one REST resource in the version the deployment speaks natively (v3 on Cloud, v2 elsewhere)."""
+        client = self.client
+        base = "{server}/rest/api/3/{path}" if client._is_cloud else JIRA.JIRA_BASE_URL
+        body = self._call(lambda: client._get_json(path, params=params, base=base))
+        if not isinstance(body, dict):
+            raise ConnectorError(NAME, f"{path}: the answer is not a JSON object")
+        return body
+
     def poll(self, cursor: str | None) -> Iterator[PolledPage]:
         position = _decode(cursor)
-        jql = self._jql(position.get("updated"))
+        if not position.get("start"):
+            position["start"] = (self.start_at or datetime.now(UTC)).strftime(START_FORMAT)
+        fetched: dict[str, list[str]] = position.setdefault("attachments", {})
+        since = parse_jira_time(position["updated"]) if position.get("updated") else _start(position)
+        jql = self._jql(since)
         token: str | None = None
         start = 0
         while True:
@@ -169,7 +243,7 @@ class JiraSource:
                 if _already_passed(updated, str(issue["key"]), position):
                     continue
                 try:
-                    items.append(self.to_ticket_in(issue))
+                    items.extend(self.issue_items(issue, fetched))
                 except (ValueError, ValidationError, KeyError, TypeError, ConnectorError) as error:
                     rejected.append(
                         RejectedItem(
@@ -180,9 +254,10 @@ class JiraSource:
                     )
                 if updated:
                     if updated != position.get("updated"):
-                        position = {"updated": updated, "keys": []}
+                        position.update(updated=updated, keys=[])
                     position["keys"].append(str(issue["key"]))
-            if issues:
+            _forget_oldest(fetched)
+            if issues or cursor is None:
                 yield PolledPage(items=items, cursor=json.dumps(position), rejected=rejected)
             token = body.get("nextPageToken")
             start += len(issues)
@@ -191,58 +266,66 @@ class JiraSource:
                 return
 
     def _search(self, jql: str, start: int, token: str | None) -> dict[str, Any]:
-        client = self.client
-        if client._is_cloud:
-            body = self._call(
-                lambda: client.enhanced_search_issues(
-                    jql, nextPageToken=token, maxResults=self.page_size, fields=list(FIELDS), json_result=True
-                )
-            )
-        else:
-            body = self._call(
-                lambda: client.search_issues(
-                    jql, startAt=start, maxResults=self.page_size, fields=list(FIELDS), json_result=True
-                )
-            )
-        if not isinstance(body, dict):
-            raise ConnectorError(NAME, "search answer is not a JSON object")
-        return body
+        params: dict[str, Any] = {"jql": jql, "maxResults": self.page_size, "fields": ",".join(FIELDS)}
+        if self.client._is_cloud:
+            return self._read("search/jql", {**params, **({"nextPageToken": token} if token else {})})
+        return self._read("search", {**params, "startAt": start})
 
-    def _jql(self, updated: str | None) -> str:
+    def _jql(self, since: datetime) -> str:
         conditions = [f"({self.base_jql})"] if self.base_jql else []
-        if updated:
-            local = parse_jira_time(updated).astimezone(self.zone)
-            conditions.append(f'updated >= "{local:%Y/%m/%d %H:%M}"')
+        conditions.append(f'updated >= "{since.astimezone(self.zone):%Y/%m/%d %H:%M}"')
         return " AND ".join(conditions) + " ORDER BY updated ASC, key ASC"
 
-    def to_ticket_in(self, issue: dict[str, Any]) -> TicketIn:
+    def issue_items(self, issue: dict[str, Any], fetched: dict[str, list[str]]) -> list[TicketIn]:
+        """The issue, then its reporter's comments; an issue already done when seen is history, without replies."""
+        ticket = self.to_ticket_in(issue, fetched)
+        if ticket.history:
+            return [ticket]
+        return [ticket, *self._reporter_comments(issue, ticket)]
+
+    def to_ticket_in(self, issue: dict[str, Any], fetched: dict[str, list[str]] | None = None) -> TicketIn:
         fields = issue.get("fields") or {}
+        key = str(issue["key"])
         reporter = fields.get("reporter") or {}
         if not reporter.get("emailAddress"):
             raise ValueError("the reporter's e-mail address is not visible to this account (profile privacy)")
-        files = [
-            self._download(meta)
-            for meta in fields.get("attachment") or []
-            if int(meta.get("size") or 0) <= self.max_attachment_bytes and meta.get("content")
-        ]
-        server = self.settings.JIRA_SERVER.rstrip("/")
+        status = fields.get("status") or {}
         return TicketIn(
             source=NAME,
-            external_id=str(issue["key"]),
+            external_id=key,
             kind="ticket",
+            history=str((status.get("statusCategory") or {}).get("key") or "") == "done",
             requester_email=str(reporter["emailAddress"]),
             requester_name=reporter.get("displayName"),
-            subject=str(fields.get("summary") or issue["key"]),
-            body=_plain(fields.get("description")),
+            subject=str(fields.get("summary") or key),
+            body=readable_text(fields.get("description"), _names(issue)),
             priority=(fields.get("priority") or {}).get("name"),
             category=(fields.get("issuetype") or {}).get("name"),
-            external_url=f"{server}/browse/{issue['key']}",
+            external_url=f"{self.settings.JIRA_SERVER.rstrip('/')}/browse/{key}",
             updated_at=parse_jira_time(str(fields["updated"])) if fields.get("updated") else None,
-            attachments=files,
+            attachments=self._new_attachments(key, fields.get("attachment") or [], fetched),
             additional_info={
-                NAME: {"key": issue["key"], "id": issue.get("id"), "status": (fields.get("status") or {}).get("name")}
+                NAME: {"key": key, "id": issue.get("id"), "status": status.get("name")},
+                **({"resolution": resolution} if (resolution := (fields.get("resolution") or {}).get("name")) else {}),
             },
         )
+
+    def _new_attachments(
+        self, key: str, metas: list[dict[str, Any]], fetched: dict[str, list[str]] | None
+    ) -> list[AttachmentIn]:
+        """Attachments not fetched on an earlier poll: every write-back bumps `updated`, the files stay the same."""
+        known = fetched.pop(key, []) if fetched is not None else []
+        files = []
+        for meta in metas:
+            attachment_id = str(meta.get("id") or meta.get("content"))
+            if attachment_id in known or not meta.get("content"):
+                continue
+            if int(meta.get("size") or 0) <= self.max_attachment_bytes:
+                files.append(self._download(meta))
+            known.append(attachment_id)
+        if fetched is not None and known:
+            fetched[key] = known
+        return files
 
     def _download(self, meta: dict[str, Any]) -> AttachmentIn:
         session = self.client._session
@@ -253,37 +336,99 @@ class JiraSource:
             data=response.content,
         )
 
-    def push(self, update: SourceUpdate, *, check_first: bool = False) -> None:
-        """A comment for every update; a status also runs the transition JIRA_TRANSITIONS names for it.
+    def _reporter_comments(self, issue: dict[str, Any], ticket: TicketIn) -> list[TicketIn]:
+        """The reporter's visible comments as replies; ours (by author or note tag) and other people's are not."""
+        fields = issue.get("fields") or {}
+        key, reporter, names = str(issue["key"]), fields.get("reporter") or {}, _names(issue)
+        replies = []
+        for comment in self._comments(key, fields.get("comment")):
+            text = readable_text(comment.get("body"), names)
+            author = comment.get("author") or {}
+            if comment.get("jsdPublic") is False or OUR_NOTE.search(text) or _same_user(author, self.me):
+                continue
+            if not _same_user(author, reporter):
+                continue
+            stamp = comment.get("updated") or comment.get("created")
+            replies.append(
+                TicketIn(
+                    source=NAME,
+                    external_id=f"{key}#comment-{comment['id']}",
+                    kind="comment",
+                    parent_external_id=key,
+                    requester_email=ticket.requester_email,
+                    requester_name=author.get("displayName") or ticket.requester_name,
+                    subject=f"Re: {ticket.subject}",
+                    body=text,
+                    external_url=f"{ticket.external_url}?focusedCommentId={comment['id']}",
+                    updated_at=parse_jira_time(str(stamp)) if stamp else None,
+                )
+            )
+        return replies
 
-        Adding a comment is never repeated blindly: with `check_first` the issue's comments are searched for it.
+    def _comments(self, key: str, embedded: Any = None) -> Iterator[dict[str, Any]]:
+        """Every comment of an issue: the search answer's first page, then `/issue/{key}/comment` pages."""
+        page = embedded if isinstance(embedded, dict) else self._read(f"issue/{key}/comment", {"startAt": 0})
+        while True:
+            comments = [c for c in page.get("comments") or [] if isinstance(c, dict) and c.get("id")]
+            yield from comments
+            seen = int(page.get("startAt") or 0) + len(page.get("comments") or [])
+            if not comments or seen >= int(page.get("total") or 0):
+                return
+            page = self._read(f"issue/{key}/comment", {"startAt": seen, "maxResults": COMMENT_PAGE})
+
+    def push(self, update: SourceUpdate, *, check_first: bool = False) -> None:
+        """A note as a comment (internal ones as JIRA_INTERNAL_NOTES says); a status also runs its transition.
+
+        The transition is looked up first, so a workflow that refuses it fails the event before anything is
+        written. Adding a comment is never repeated blindly: with `check_first` the comments are searched for it.
         """
-        client, key = self.client, update.external_id
-        written = check_first and any(
-            update.marker in (comment.body or "") for comment in self._call(lambda: client.comments(key))
-        )
-        if update.text and not written:
-            self._call(lambda: client.add_comment(key, update.text), idempotent=False)
+        key = update.external_id
+        transition = self._transition_for(update)
+        if update.text and (update.public or self.internal_notes != "none"):
+            written = check_first and any(
+                update.marker in readable_text(comment.get("body"), {}) for comment in self._comments(key)
+            )
+            if not written:
+                self._comment(key, update.text, public=update.public)
+        if transition is not None:
+            client = self.client
+            fields = {"resolution": {"name": "Done"}} if update.status == TicketStatus.RESOLVED else None
+            self._call(lambda: client.transition_issue(key, transition, fields=fields))
+
+    def _transition_for(self, update: SourceUpdate) -> str | None:
+        """The id of the transition JIRA_TRANSITIONS names for this status, if the issue's workflow offers it."""
         if update.kind != "status" or not update.status:
-            return
+            return None
         wanted = self.transitions.get(update.status.lower())
         if wanted is None:
-            return
+            return None
+        client, key = self.client, update.external_id
         available = self._call(lambda: client.transitions(key))
         match = next((t for t in available if str(t.get("name", "")).lower() == wanted.lower()), None)
         if match is None:
             names = ", ".join(sorted(str(t.get("name")) for t in available)) or "none"
             raise ConnectorError(
                 NAME,
-                f"{key}: no transition named {wanted!r} for status {update.status} (JIRA_TRANSITIONS); "
-                f"available from here: {names}",
+                f"{key}: the workflow offers no transition named {wanted!r} for status {update.status} "
+                f"(JIRA_TRANSITIONS); available from here: {names}",
+                status=409,
             )
-        fields = {"resolution": {"name": "Done"}} if update.status == TicketStatus.RESOLVED else None
-        self._call(lambda: client.transition_issue(key, str(match["id"]), fields=fields))
+        return str(match["id"])
+
+    def _comment(self, key: str, text: str, *, public: bool) -> None:
+        """One comment: through Service Management with its visibility, as an internal property, or plain."""
+        client = self.client
+        if self.internal_notes == "jsm":
+            url = f"{self.settings.JIRA_SERVER.rstrip('/')}/rest/servicedeskapi/request/{key}/comment"
+            payload = json.dumps({"body": text, "public": public})
+            self._call(lambda: client._session.post(url, data=payload), idempotent=False)
+        else:
+            internal = self.internal_notes == "property" and not public
+            self._call(lambda: client.add_comment(key, text, is_internal=internal), idempotent=False)
 
     def ping(self) -> None:
-        client = self.client
-        self._call(lambda: client.myself())
+        self._me = None
+        _ = self.me
 
 
 def _connector_error(error: JIRAError) -> ConnectorError:
@@ -314,8 +459,43 @@ def _already_passed(updated: str, key: str, position: dict[str, Any]) -> bool:
     return this < last or (this == last and key in position.get("keys", []))
 
 
+def _forget_oldest(fetched: dict[str, list[str]]) -> None:
+    """Keep the attachment memory to the issues seen most recently, so the cursor stays small."""
+    for key in list(fetched)[: max(0, len(fetched) - REMEMBERED_ISSUES)]:
+        del fetched[key]
+
+
+def _same_user(one: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Cloud names people by accountId, Server and Data Center by name/key; e-mail only when neither is there."""
+    for attribute in ("accountId", "name", "key", "emailAddress"):
+        if one.get(attribute) and other.get(attribute):
+            return str(one[attribute]).lower() == str(other[attribute]).lower()
+    return False
+
+
+def _names(issue: dict[str, Any]) -> dict[str, str]:
+    """Display names of the people an issue shows, by accountId and user name, for wiki-markup mentions."""
+    fields = issue.get("fields") or {}
+    people = [fields.get("reporter"), fields.get("assignee")]
+    people += [c.get("author") for c in (fields.get("comment") or {}).get("comments") or [] if isinstance(c, dict)]
+    names = {}
+    for person in people:
+        if isinstance(person, dict) and person.get("displayName"):
+            for attribute in ("accountId", "name", "key"):
+                if person.get(attribute):
+                    names[str(person[attribute])] = str(person["displayName"])
+    return names
+
+
 def _host(settings: Settings) -> str:
-    return urlsplit(settings.JIRA_SERVER).netloc
+    return url_host(settings.JIRA_SERVER)
+
+
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 def _decode(cursor: str | None) -> dict[str, Any]:
@@ -326,24 +506,113 @@ def _decode(cursor: str | None) -> dict[str, Any]:
     return position if isinstance(position, dict) else {}
 
 
-def _plain(description: Any) -> str:
-    """Text of a description: a string in API v2, an Atlassian Document in v3."""
-    if isinstance(description, str):
-        return description
-    if isinstance(description, dict):
-        parts: list[str] = []
+def _start(position: dict[str, Any]) -> datetime:
+    return datetime.strptime(str(position["start"]), START_FORMAT).replace(tzinfo=UTC)
 
-        def walk(node: dict[str, Any]) -> None:
-            if node.get("type") == "text":
-                parts.append(str(node.get("text", "")))
-            for child in node.get("content") or []:
-                walk(child)
-            if node.get("type") == "paragraph":
-                parts.append("\n")
 
-        walk(description)
-        return "".join(parts).strip()
+def readable_text(body: Any, names: dict[str, str]) -> str:
+    """Text of a description or comment: Atlassian Document Format (REST v3) or wiki markup (REST v2)."""
+    if isinstance(body, dict):
+        return _collapse(_adf(body))
+    if isinstance(body, str):
+        return _collapse(wiki_text(body, names))
     return ""
+
+
+BLOCKS = frozenset({"paragraph", "heading", "blockquote", "panel", "expand", "nestedExpand", "mediaSingle"})
+
+
+def _adf(node: dict[str, Any], depth: int = 0) -> str:
+    """One ADF node as text (https://developer.atlassian.com/cloud/jira/platform/apis/document/structure/)."""
+    kind, attrs = node.get("type"), node.get("attrs") or {}
+    children = [child for child in node.get("content") or [] if isinstance(child, dict)]
+    if kind == "text":
+        text = str(node.get("text", ""))
+        link = next((m.get("attrs", {}).get("href") for m in node.get("marks") or [] if m.get("type") == "link"), None)
+        return f"{text} ({link})" if link and link != text else text
+    if kind == "hardBreak":
+        return "\n"
+    if kind == "mention":
+        name = str(attrs.get("text") or attrs.get("displayName") or "someone")
+        return name if name.startswith("@") else f"@{name}"
+    if kind == "emoji":
+        return str(attrs.get("text") or attrs.get("shortName") or "")
+    if kind in ("inlineCard", "blockCard", "embedCard"):
+        url = str(attrs.get("url") or (attrs.get("data") or {}).get("url") or "")
+        return url if kind == "inlineCard" else f"{url}\n\n"
+    if kind in ("status", "date"):
+        return str(attrs.get("text") or attrs.get("timestamp") or "")
+    if kind == "rule":
+        return "---\n\n"
+    if kind == "codeBlock":
+        return "```\n" + "".join(_adf(child) for child in children) + "\n```\n\n"
+    if kind in ("bulletList", "orderedList"):
+        start = int(attrs.get("order") or 1)
+        lines = []
+        for number, item in enumerate(children, start=start):
+            bullet = f"{number}." if kind == "orderedList" else "-"
+            text = _adf(item, depth + 1).strip("\n")
+            lines.append("  " * depth + f"{bullet} {text}")
+        return "\n".join(lines) + "\n" + ("" if depth else "\n")
+    if kind == "listItem":
+        return "\n".join(_adf(child, depth).strip("\n") for child in children)
+    if kind == "table":
+        return "\n".join(_adf(row) for row in children) + "\n\n"
+    if kind == "tableRow":
+        return " | ".join(_adf(cell).strip() for cell in children)
+    if kind in ("tableCell", "tableHeader"):
+        return " ".join(_adf(child).strip() for child in children)
+    text = "".join(_adf(child, depth) for child in children)
+    return f"{text}\n\n" if kind in BLOCKS else text
+
+
+WIKI_RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
+    (re.compile(r"^h[1-6]\.\s*", re.MULTILINE), ""),
+    (re.compile(r"^bq\.\s*", re.MULTILINE), "> "),
+    (re.compile(r"\{(?:quote|panel(?::[^}]*)?)\}"), ""),
+    (re.compile(r"\{color(?::[^}]*)?\}"), ""),
+    (re.compile(r"^\s*[*\-]+\s+", re.MULTILINE), "- "),
+    (re.compile(r"^\s*#+\s+", re.MULTILINE), "1. "),
+    (
+        re.compile(r"^\|\|?(.*?)\|\|?[ \t]*$", re.MULTILINE),
+        lambda m: " | ".join(cell.strip() for cell in re.split(r"\|\|?", m.group(1))),
+    ),
+    (re.compile(r"\\\\"), "\n"),
+    (re.compile(r"(?<![\w*])\*(\S(?:[^*\n]*\S)?)\*(?![\w*])"), r"\1"),
+    (re.compile(r"(?<![\w_])_(\S(?:[^_\n]*\S)?)_(?![\w_])"), r"\1"),
+    (re.compile(r"\{\{(.+?)\}\}"), r"\1"),
+]
+WIKI_CODE = re.compile(r"\{(code|noformat)(?::[^}]*)?\}(.*?)\{\1\}", re.DOTALL)
+WIKI_LINK = re.compile(r"\[([^\[\]|]+)\|([^\[\]]+)\]|\[((?:https?|mailto):[^\[\]]+)\]")
+WIKI_MENTION = re.compile(r"\[~(?:accountid:)?([^\[\]]+)\]")
+
+
+def wiki_text(markup: str, names: dict[str, str]) -> str:
+    """Jira wiki markup (https://jira.atlassian.com/secure/WikiRendererHelpAction.jspa) as plain text.
+
+    Code and noformat blocks are kept verbatim; mentions become "@Name" where the issue shows that person.
+    """
+    pieces = WIKI_CODE.split(markup)
+    out = []
+    for index in range(0, len(pieces), 3):
+        out.append(_wiki_prose(pieces[index], names))
+        if index + 2 < len(pieces):
+            out.append("\n```\n" + pieces[index + 2].strip("\n") + "\n```\n")
+    return "".join(out)
+
+
+def _wiki_prose(text: str, names: dict[str, str]) -> str:
+    text = WIKI_MENTION.sub(lambda m: "@" + names.get(m.group(1), m.group(1).split(":")[-1]), text)
+    text = WIKI_LINK.sub(
+        lambda m: m.group(3) or (m.group(2) if m.group(1) == m.group(2) else f"{m.group(1)} ({m.group(2)})"), text
+    )
+    for pattern, replacement in WIKI_RULES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _collapse(text: str) -> str:
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(line.rstrip() for line in text.splitlines())).strip()
 
 
 def parse_jira_time(value: str) -> datetime:

@@ -12,9 +12,11 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
+import math
+import re
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from email.utils import formataddr
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -54,6 +56,10 @@ EVENT_TYPES: dict[str, DeliveryKind] = {
     "complained": "email_complained",
     "unsubscribed": "email_unsubscribed",
 }
+MAX_WEBHOOK_JSON_DEPTH = 32
+MAX_WEBHOOK_TOKEN_LENGTH = 200
+# A whole string (an unterminated one runs to the end, so scanning stays linear) or one bracket.
+_JSON_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*+"?|[\[\]{}]', re.DOTALL)
 
 
 class MailgunSettings(ConnectorSettings):
@@ -231,64 +237,87 @@ def _reason(event: dict[str, Any]) -> str:
     return "; ".join(part for part in parts if part)[:300]
 
 
-class ReplayGuard:
-    """Tokens seen in the last `max_age` seconds: a webhook replayed within its validity window is refused."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def first_time(self, token: str, now: float, max_age: float) -> bool:
-        with self._lock:
-            self._seen = {key: at for key, at in self._seen.items() if now - at <= max_age}
-            if token in self._seen:
-                return False
-            self._seen[token] = now
-            return True
+class MalformedWebhookError(ValueError):
+    """A webhook body that is not what Mailgun posts; the message is the short reason answered with 406."""
 
 
-_replays = ReplayGuard()
+@dataclass(frozen=True)
+class SignedEvent:
+    """A webhook body of the right shape: its signature's three strings and its event object."""
+
+    timestamp: str
+    token: str
+    signature: str
+    event: dict[str, Any]
+
+
+def json_depth(payload: bytes, limit: int = MAX_WEBHOOK_JSON_DEPTH) -> int:
+    """How deeply `payload` nests arrays and objects, counted up to `limit` + 1 without recursion, so a
+    200,000-deep body is refused before `json.loads` recurses into it. Brackets inside strings do not count."""
+    depth = deepest = 0
+    for match in _JSON_NESTING.finditer(payload):
+        bracket = match[0]
+        if bracket in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > limit:
+                break
+        elif bracket in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+def parse_webhook(payload: bytes) -> SignedEvent:
+    """The `{"signature": {...}, "event-data": {...}}` body Mailgun posts, every field this desk reads checked
+    for its type before anything uses it; MalformedWebhookError says what is wrong."""
+    if json_depth(payload) > MAX_WEBHOOK_JSON_DEPTH:
+        raise MalformedWebhookError(f"JSON nested deeper than {MAX_WEBHOOK_JSON_DEPTH} levels")
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        raise MalformedWebhookError("body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise MalformedWebhookError("body must be a JSON object")
+    signature = body.get("signature")
+    fields = ("timestamp", "token", "signature")
+    if not isinstance(signature, dict) or not all(isinstance(signature.get(f), str) and signature[f] for f in fields):
+        raise MalformedWebhookError("signature must be an object of timestamp, token and signature strings")
+    if len(signature["token"]) > MAX_WEBHOOK_TOKEN_LENGTH:
+        raise MalformedWebhookError(f"signature.token longer than {MAX_WEBHOOK_TOKEN_LENGTH} characters")
+    event = body.get("event-data")
+    if not isinstance(event, dict):
+        raise MalformedWebhookError("event-data must be an object")
+    for name in ("id", "event"):
+        if not isinstance(event.get(name), str) or not event[name]:
+            raise MalformedWebhookError(f"event-data.{name} must be a non-empty string")
+    stamp = event.get("timestamp", 0)
+    if isinstance(stamp, bool) or not isinstance(stamp, int | float):
+        raise MalformedWebhookError("event-data.timestamp must be a number")
+    message = event.get("message", {})
+    headers = message.get("headers", {}) if isinstance(message, dict) else None
+    if not isinstance(headers, dict):
+        raise MalformedWebhookError("event-data.message.headers must be an object")
+    if not isinstance(headers.get("message-id", ""), str):
+        raise MalformedWebhookError("event-data.message.headers.message-id must be a string")
+    return SignedEvent(signature["timestamp"], signature["token"], signature["signature"], event)
 
 
 def verify_webhook_signature(
-    signing_key: str,
-    timestamp: str,
-    token: str,
-    signature: str,
-    *,
-    max_age: float = 300.0,
-    now: float | None = None,
-    replays: ReplayGuard | None = None,
+    signing_key: str, timestamp: str, token: str, signature: str, *, max_age: float = 300.0, now: float | None = None
 ) -> bool:
-    """Mailgun's webhook check: HMAC-SHA256(key, timestamp + token) == signature, fresh, and not seen before."""
+    """Mailgun's webhook check: HMAC-SHA256(key, timestamp + token) == signature, and fresh.
+
+    Replays are refused where the event is stored, in the same transaction (engine/webhooks.py), so a delivery
+    the database refused leaves its token unused for Mailgun's retry.
+    """
     if not (signing_key and timestamp and token and signature):
         return False
-    current = time.time() if now is None else now
     try:
-        age = current - float(timestamp)
+        signed_at = float(timestamp)
     except ValueError:
         return False
-    if abs(age) > max_age:
+    current = time.time() if now is None else now
+    if not math.isfinite(signed_at) or abs(current - signed_at) > max_age:
         return False
     expected = hmac.new(signing_key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature.lower()):
-        return False
-    return (replays or _replays).first_time(token, current, max_age)
-
-
-def webhook_event(payload: bytes, signing_key: str, *, max_age: float = 300.0) -> dict[str, Any] | None:
-    """The event of a webhook POST body (`{"signature": {...}, "event-data": {...}}`) if its signature holds."""
-    try:
-        body = json.loads(payload)
-        signature = body["signature"]
-        event = body["event-data"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    ok = verify_webhook_signature(
-        signing_key,
-        str(signature.get("timestamp", "")),
-        str(signature.get("token", "")),
-        str(signature.get("signature", "")),
-        max_age=max_age,
-    )
-    return event if ok and isinstance(event, dict) else None
+    return hmac.compare_digest(expected.encode(), signature.lower().encode())

@@ -20,6 +20,7 @@ from engine.health import health_report
 from engine.logs import configure_logging
 from engine.models import utcnow
 from engine.observability import start_metrics_server
+from engine.redaction import redact_url_credentials
 from engine.runtime import build_runtime
 from engine.scheduler import run_all_once, start_scheduler
 from engine.settings import ConfigurationError, get_settings
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     except OperationalError as error:
-        reason = f"database unreachable: {type(error.orig).__name__}: {str(error.orig).strip()}"[:500]
+        reason = redact_url_credentials(f"database unreachable: {type(error.orig).__name__}: {str(error.orig).strip()}")
+        reason = reason[:500]
         log.error(reason)
         if args.command == "health":
             checks = {"database": {"status": "unhealthy", "error": reason}}

@@ -12,6 +12,14 @@ from typing import Any, Literal, Protocol
 from engine.models import Ticket
 
 Decision = Literal["resolve", "ask", "escalate"]
+RETRIEVAL_ONLY = ("none", "retrieval-only")
+
+
+def draft_label(analyser: str) -> str:
+    """How operators see an engine-prepared draft was made; kept in the timeline, never sent to the customer."""
+    if analyser in RETRIEVAL_ONLY or analyser.endswith("(fallback: retrieval-only)"):
+        return "Prepared from the knowledge base without an AI model (retrieval-only)"
+    return f"Drafted by the AI model ({analyser}) from the knowledge base"
 
 
 @dataclass(frozen=True)

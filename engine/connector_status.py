@@ -1,7 +1,8 @@
 """Each registered connector's state for Home, the Settings page and `python -m engine health`.
 
 `check_connectors` is cheap (settings and the database only: last poll, last error, backlog, breaker);
-`test_connection` makes one live, authenticated call to the vendor and says what it found.
+`test_connection` makes one live, authenticated call to the vendor and says what it found. Errors are shown
+to operators, so credentials written into a connector URL are removed from them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from connectors.registry import Connector
 from engine.db import make_engine, make_session_factory
 from engine.enums import OutboxState
 from engine.models import JobStatus, OutboxMessage, SourceCursor
+from engine.redaction import redact_url_credentials
 from engine.settings import ConfigurationError, Settings
 from engine.sync import sync_backlog
 
@@ -85,7 +87,7 @@ def _status(session: Session | None, settings: Settings, entry: Connector) -> Co
         reachable=reachable,
         authenticated=authenticated,
         last_poll=last_poll,
-        last_error=error,
+        last_error=redact_url_credentials(error) if error else None,
         backlog=_backlog(session, settings, entry) if session is not None and wanted else None,
         source=entry.source is not None,
         failing=wanted and (bool(problems) or job_ok is False or reachable is False or authenticated is False),
@@ -132,7 +134,7 @@ def test_connection(name: str, settings: Settings) -> ConnectorStatus:
         reachable=reachable,
         authenticated=authenticated,
         last_poll=None,
-        last_error=error,
+        last_error=redact_url_credentials(error) if error else None,
         backlog=None,
         source=entry.source is not None,
     )

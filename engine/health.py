@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text
 from engine.connector_status import ConnectorStatus, check_connectors
 from engine.enums import OutboxState
 from engine.models import JobStatus, OutboxMessage, utcnow
+from engine.redaction import redact_url_credentials
 from engine.runtime import Runtime
 
 STALE_JOB = timedelta(minutes=10)
@@ -43,7 +44,8 @@ def health_report(runtime: Runtime) -> dict[str, Any]:
             checks["outbox"] = _outbox(session)
             checks["jobs"] = _jobs(session)
     except Exception as error:
-        checks["database"] = {"status": "unhealthy", "error": f"{type(error).__name__}: {error}"[:500]}
+        reason = redact_url_credentials(f"{type(error).__name__}: {error}")
+        checks["database"] = {"status": "unhealthy", "error": reason[:500]}
         degrade("unhealthy")
     else:
         if checks["outbox"]["failed"] or checks["outbox"]["uncertain"] or checks["jobs"]["failing"]:
@@ -92,7 +94,7 @@ def _jobs(session: Any) -> dict[str, Any]:
             "runs": row.runs,
             "failures": row.failures,
             "last_finished_at": row.last_finished_at.isoformat() if row.last_finished_at else None,
-            "last_error": None if row.last_ok else row.last_error,
+            "last_error": None if row.last_ok or row.last_error is None else redact_url_credentials(row.last_error),
         }
         for row in rows
     ]

@@ -20,6 +20,7 @@ from engine.db import advisory_key, transaction
 from engine.ingest import ingest
 from engine.models import IngestError, JobStatus, KbChunk, KbDocument, SourceCursor, Ticket, utcnow
 from engine.observability import observe_job, observe_poll
+from engine.redaction import redact_url_credentials
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def poll_source(
                             IngestError(
                                 source=source.name,
                                 external_id=item.external_id,
-                                error=f"{type(error).__name__}: {error}"[:4000],
+                                error=redact_url_credentials(f"{type(error).__name__}: {error}")[:4000],
                                 payload=item.model_dump_json(exclude={"attachments"}),
                             )
                         )
@@ -90,7 +91,7 @@ def poll_source(
                         IngestError(
                             source=source.name,
                             external_id=rejected.external_id,
-                            error=rejected.error,
+                            error=redact_url_credentials(rejected.error),
                             payload=rejected.payload,
                         )
                     )
@@ -101,7 +102,7 @@ def poll_source(
 
 
 def run_job(factory: sessionmaker[Session], worker: str, name: str, job: Callable[[], Any]) -> Any:
-    """Run one job and record how it went, for the status panel and `engine health`."""
+    """Run one job and record how it went, for the status panel and `engine health`; URL credentials removed."""
     started = utcnow()
     began = time.perf_counter()
     error: str | None = None
@@ -109,7 +110,7 @@ def run_job(factory: sessionmaker[Session], worker: str, name: str, job: Callabl
     try:
         result = job()
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        error = redact_url_credentials(f"{type(exc).__name__}: {exc}")
         log.error("job %s failed: %s\n%s", name, error, traceback.format_exc(limit=5))
     if error is None and getattr(result, "ok", True) is False:
         error = str(getattr(result, "problem", "the job reported a problem"))

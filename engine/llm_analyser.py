@@ -52,7 +52,6 @@ from engine.settings import Settings
 from engine.templates import request_info_email, resolution_email, summary_of
 
 log = logging.getLogger(__name__)
-AI_LABEL = "[Drafted by an AI assistant from our knowledge base. A person can take over at any time.]"
 MAX_QUERIES = 4
 JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 
@@ -487,7 +486,6 @@ class LlmAnalyser:
                 answer.follow_up_questions,
                 signature,
                 templates,
-                note=AI_LABEL,
             )
             reason = f"missing: {', '.join(answer.information_gaps) or 'details'}"
             return AnalysisResult(decision="ask", reason=reason, draft_subject=subject, draft_body=body, **common)
@@ -510,7 +508,6 @@ class LlmAnalyser:
             [f"[{n}] {citation(run.evidence[n - 1])}" for n in cited],
             signature,
             templates,
-            note=AI_LABEL,
         )
         reason = f"resolution citing {', '.join(f'[{n}]' for n in cited)}" if cited else "resolution without citations"
         return AnalysisResult(

@@ -1,4 +1,8 @@
-"""Structured logging: one JSON line per event with the ticket id, to stdout and LOG_FILE, secrets redacted."""
+"""Structured logging: one JSON line per event with the ticket id, to stdout and LOG_FILE, secrets redacted.
+
+Two layers: configured secrets by value (RedactingFilter), and credentials in any URL by shape, on the whole
+rendered line including extra fields and tracebacks (JsonFormatter), whether or not secrets are configured.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from engine.redaction import redact_url_credentials
 from engine.settings import Settings
 
 STANDARD_FIELDS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
@@ -24,7 +29,7 @@ class JsonFormatter(logging.Formatter):
         entry.update({key: value for key, value in vars(record).items() if key not in STANDARD_FIELDS})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return redact_url_credentials(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 class RedactingFilter(logging.Filter):

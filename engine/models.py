@@ -417,3 +417,13 @@ class JobStatus(Base):
     last_result: Mapped[dict[str, Any]] = mapped_column(default=dict)
     runs: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WebhookToken(Base):
+    """A Mailgun webhook's signature token, written in the transaction that stores its event: a replay is refused,
+    while a delivery the database refused (500) leaves no token behind and is accepted when Mailgun retries it."""
+
+    __tablename__ = "webhook_tokens"
+
+    token: Mapped[str] = mapped_column(String(200), primary_key=True)
+    signed_at: Mapped[datetime] = mapped_column(index=True)

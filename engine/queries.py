@@ -32,6 +32,7 @@ from engine.models import (
     TimelineEvent,
     utcnow,
 )
+from engine.redaction import redact_url_credentials
 
 SORTABLE = {
     "newest": (Ticket.id.desc(),),
@@ -248,6 +249,7 @@ def recent_events(session: Session, limit: int = 20) -> list[dict[str, Any]]:
 
 
 def job_statuses(session: Session) -> list[dict[str, Any]]:
+    """Each job's last run for the dashboard; errors stored before URL redaction existed are cleaned here too."""
     rows = session.scalars(select(JobStatus).order_by(JobStatus.job, JobStatus.worker)).all()
     return [
         {
@@ -258,7 +260,7 @@ def job_statuses(session: Session) -> list[dict[str, Any]]:
             "runs": row.runs,
             "failures": row.failures,
             "last result": row.last_result,
-            "last error": "" if row.last_ok else (row.last_error or ""),
+            "last error": "" if row.last_ok else redact_url_credentials(row.last_error or ""),
         }
         for row in rows
     ]

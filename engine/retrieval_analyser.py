@@ -3,7 +3,8 @@
 It proposes the resolution written in the best-matching KB passage or resolved ticket when the evidence
 is strong, asks category-specific questions when the report lacks what a person would need, and
 otherwise hands the ticket to a person. Its confidence comes from the retrievers' scores and whether
-they agree; every draft says it was assembled from the knowledge base without an AI model.
+they agree; operators see that a draft was assembled from the knowledge base without an AI model (the
+customer gets the answer, not our internals).
 """
 
 from __future__ import annotations
@@ -28,13 +29,24 @@ from engine.templates import request_info_email, resolution_email, summary_of
 
 log = logging.getLogger(__name__)
 NAME = "retrieval-only"
-LABEL = "[Prepared from our knowledge base without an AI model (retrieval-only). A person can take over at any time.]"
 HOW_TO = re.compile(
     r"\b(how (do|can|to|should)|where (can|do|is)|is (there|it possible)|can (i|we|you)|what (is|are|does))\b", re.I
 )
 NUMBERED = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+(.+)$")
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 MAX_STEPS = 8
+MAX_SENTENCES = 4
+HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
+MARKDOWN_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+MARKDOWN_MARKS = re.compile(r"\*\*|__|(?<!\w)[*_](?=\S)|(?<=\S)[*_](?!\w)|`")
+WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
+STOPWORDS = frozenset(
+    re.findall(
+        r"\w+",
+        "the and for you your our are can how what when where which with this that have has not from into does why "
+        "who was were will would should could there their them they then than also any all but its",
+    )
+)
 
 GAP_QUESTIONS = {
     "error": "What exact error message or code do you see? A screenshot is welcome.",
@@ -134,13 +146,32 @@ def information_gaps(ticket: TicketSnapshot) -> tuple[list[str], list[str]]:
     return missing, questions
 
 
-def resolution_steps(text: str) -> list[str]:
-    """The numbered steps of a passage, or its sentences when it has none."""
-    lines = [match.group(1).strip() for line in text.splitlines() if (match := NUMBERED.match(line))]
-    if len(lines) >= 2:
-        return lines[:MAX_STEPS]
-    sentences = [part.strip() for part in SENTENCE.split(" ".join(text.split())) if len(part.strip()) > 3]
-    return sentences[:MAX_STEPS]
+def plain_text(line: str) -> str:
+    """A line of an article as a customer reads it: no markdown emphasis, code ticks or link syntax."""
+    line = MARKDOWN_LINK.sub(lambda m: m.group(1) if m.group(1) == m.group(2) else f"{m.group(1)} ({m.group(2)})", line)
+    return " ".join(MARKDOWN_MARKS.sub("", line).split())
+
+
+def _terms(text: str) -> set[str]:
+    return {word for word in WORD.findall(text.lower()) if word not in STOPWORDS}
+
+
+def resolution_steps(text: str, question: str = "") -> list[str]:
+    """The passage's numbered steps, or else its sentences that answer the question, in the article's order.
+
+    Headings and tables are not steps; the customer's words only choose among the article's sentences.
+    """
+    lines = [line for line in text.splitlines() if line.strip() and not HEADING.match(line) and "|" not in line]
+    numbered = [plain_text(match.group(1)) for line in lines if (match := NUMBERED.match(line))]
+    if len(numbered) >= 2:
+        return numbered[:MAX_STEPS]
+    sentences = [
+        plain_text(part) for part in SENTENCE.split(" ".join(" ".join(lines).split())) if len(part.strip()) > 3
+    ]
+    wanted = _terms(question)
+    relevant = [index for index, sentence in enumerate(sentences) if _terms(sentence) & wanted]
+    chosen = relevant[:MAX_SENTENCES] if relevant else list(range(min(MAX_SENTENCES, len(sentences))))
+    return [sentences[index] for index in sorted(chosen)]
 
 
 def citation(item: dict[str, Any]) -> str:
@@ -195,7 +226,6 @@ def _decide(
             questions,
             settings.SUPPORT_SIGNATURE,
             policy.templates,
-            note=LABEL,
         )
         return AnalysisResult(
             analyser=NAME,
@@ -212,7 +242,7 @@ def _decide(
 def _propose_resolution(
     ticket: TicketSnapshot, top: dict[str, Any], policy: DeskPolicy, settings: Settings, common: dict[str, Any]
 ) -> AnalysisResult:
-    steps = resolution_steps(top["text"])
+    steps = resolution_steps(top["text"], query_of(ticket))
     subject, body = resolution_email(
         ticket.reference,
         ticket.requester_name,
@@ -221,7 +251,6 @@ def _propose_resolution(
         [citation(top)],
         settings.SUPPORT_SIGNATURE,
         policy.templates,
-        note=LABEL,
     )
     cited = {**common, "evidence": [{**item, "cited": index == 0} for index, item in enumerate(common["evidence"])]}
     return AnalysisResult(

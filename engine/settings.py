@@ -9,13 +9,14 @@ from __future__ import annotations
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 from connectors import registry
 from connectors.base import ConfigurationError
+from engine.redaction import redact_url_credentials
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -174,11 +175,21 @@ class CoreSettings(BaseSettings):
         return {domain.strip().lower().lstrip("@.") for domain in domains if domain and domain.strip()}
 
     def secret_values(self) -> list[str]:
-        """Every configured secret, so logging can redact it wherever it appears."""
+        """Every configured secret, so logging can redact it wherever it appears, also outside a URL's shape."""
         secrets = [value.get_secret_value() for value in self.__dict__.values() if isinstance(value, SecretStr)]
-        if self.DATABASE_URL:
-            secrets.append(make_url(self.DATABASE_URL).password or "")
-        return [secret for secret in secrets if len(secret) >= 4]
+        for value in self.__dict__.values():
+            if isinstance(value, str) and "@" in value and "://" in value:
+                password = _url_password(value)
+                secrets += [password, unquote(password)]
+        return list(dict.fromkeys(secret for secret in secrets if len(secret) >= 4))
+
+
+def _url_password(url: str) -> str:
+    """The password in a URL's user-info (`scheme://user:password@host`), or "" when it has none."""
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
 
 
 class Settings(*registry.settings_mixins(), CoreSettings):
@@ -204,7 +215,7 @@ def load_settings(**overrides: object) -> Settings:
         return settings_class()(**overrides)
     except ValidationError as error:
         problems = [f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors()]
-        raise ConfigurationError("Invalid configuration — " + "; ".join(problems)) from None
+        raise ConfigurationError(redact_url_credentials("Invalid configuration — " + "; ".join(problems))) from None
 
 
 @lru_cache(maxsize=1)

@@ -117,7 +117,6 @@ def resolution_email(
     sources: list[str],
     signature: str,
     overrides: dict[str, str],
-    note: str = "",
 ) -> tuple[str, str]:
     """Subject and body of a proposed resolution (seed: "Resolution Proposed: TCKT-{id}")."""
     body = render(
@@ -130,7 +129,7 @@ def resolution_email(
         reference=reference,
         signature=signature,
     )
-    return f"Resolution Proposed: {reference}", body + (f"\n\n{note}" if note else "")
+    return f"Resolution Proposed: {reference}", body
 
 
 def request_info_email(
@@ -140,7 +139,6 @@ def request_info_email(
     questions: list[str],
     signature: str,
     overrides: dict[str, str],
-    note: str = "",
 ) -> tuple[str, str]:
     """Subject and body asking for what is missing (seed: "Additional Information Required: TCKT-{id}")."""
     body = render(
@@ -152,7 +150,7 @@ def request_info_email(
         reference=reference,
         signature=signature,
     )
-    return f"Additional Information Required: {reference}", body + (f"\n\n{note}" if note else "")
+    return f"Additional Information Required: {reference}", body
 
 
 def to_html(text: str) -> str:

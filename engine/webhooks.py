@@ -3,8 +3,10 @@ events reach the ticket timeline within a second instead of at the next poll of 
 
 Both paths feed `record_delivery_event` (engine/delivery_events.py), which records each Mailgun event id
 once, so a webhook and a later poll of the same event never show it twice. Answers follow Mailgun's retry
-contract: 200 when the event is stored (or is not ours), 406 when the signature is wrong, stale or replayed
-(Mailgun does not retry a 406), 500 when the database is unavailable (Mailgun retries later), so an outage
+contract: 200 when the event is stored (or is not ours), 406 for anything we will never accept (not a JSON
+body of Mailgun's shape, a wrong, stale or replayed signature; Mailgun does not retry a 406), and 500 only
+when the database fails while storing (Mailgun retries later). The signature's token is written in the
+transaction that stores the event, so a refused attempt leaves it unused and the retry is accepted: an outage
 loses no event.
 """
 
@@ -13,16 +15,25 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.mailgun import delivery_event, webhook_event
+from connectors.mailgun import (
+    MalformedWebhookError,
+    SignedEvent,
+    delivery_event,
+    parse_webhook,
+    verify_webhook_signature,
+)
 from engine.db import transaction
 from engine.delivery_events import record_delivery_event
+from engine.models import WebhookToken, utcnow
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,11 +54,16 @@ class _QuietHandler(WSGIRequestHandler):
 def mailgun_webhook_app(factory: sessionmaker[Session], settings: Settings) -> Callable[..., Iterable[bytes]]:
     """The WSGI application behind the webhook URL configured at Mailgun."""
     signing_key = settings.MAILGUN_WEBHOOK_SIGNING_KEY.get_secret_value()
+    max_age = settings.MAILGUN_WEBHOOK_MAX_AGE_SECONDS
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         def answer(status: str, text: str) -> list[bytes]:
             start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
             return [text.encode()]
+
+        def refuse(reason: str) -> list[bytes]:
+            log.warning("mailgun webhook refused: %s", reason)
+            return answer("406 Not Acceptable", reason)
 
         if environ.get("PATH_INFO") != PATH:
             return answer("404 Not Found", "unknown path")
@@ -59,23 +75,44 @@ def mailgun_webhook_app(factory: sessionmaker[Session], settings: Settings) -> C
             length = -1
         if not 0 < length <= MAX_BODY_BYTES:
             return answer("413 Content Too Large", f"body must be 1 to {MAX_BODY_BYTES} bytes")
-        event = webhook_event(
-            environ["wsgi.input"].read(length), signing_key, max_age=settings.MAILGUN_WEBHOOK_MAX_AGE_SECONDS
-        )
-        if event is None:
-            log.warning("mailgun webhook refused: bad, stale or replayed signature, or not an event")
-            return answer("406 Not Acceptable", "signature not accepted")
+        if str(environ.get("CONTENT_TYPE", "")).split(";", 1)[0].strip().lower() != "application/json":
+            return refuse("Content-Type must be application/json")
+        try:
+            signed = parse_webhook(environ["wsgi.input"].read(length))
+        except MalformedWebhookError as error:
+            return refuse(str(error))
+        if not verify_webhook_signature(signing_key, signed.timestamp, signed.token, signed.signature, max_age=max_age):
+            return refuse("signature not accepted: wrong signing key or stale timestamp")
+        event_id = signed.event["id"]
         try:
             with transaction(factory) as session:
-                record = delivery_event(event)
+                first_time = claim_token(session, signed, max_age)
+                record = delivery_event(signed.event) if first_time else None
                 kind = record_delivery_event(session, record) if record is not None else None
         except SQLAlchemyError as error:
-            log.error("mailgun webhook %s not stored, Mailgun will retry: %s", event.get("id"), type(error).__name__)
+            log.error("mailgun webhook %s not stored, Mailgun will retry: %s", event_id, type(error).__name__)
             return answer("500 Internal Server Error", "not stored; retry later")
-        log.info("mailgun webhook %s: %s", event.get("event"), kind or "ignored")
+        if not first_time:
+            return refuse(f"token already used by a stored delivery (replay of event {event_id})")
+        log.info("mailgun webhook %s %s: %s", signed.event["event"], event_id, kind or "ignored")
         return answer("200 OK", kind or "ignored")
 
     return app
+
+
+def claim_token(session: Session, signed: SignedEvent, max_age: float) -> bool:
+    """Record the signature's token in the caller's transaction, so it counts as used only once its event is
+    stored; False when a stored delivery used it already. Tokens too old to pass the freshness check go."""
+    session.execute(delete(WebhookToken).where(WebhookToken.signed_at < utcnow() - timedelta(seconds=max_age)))
+    if session.get(WebhookToken, signed.token) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            signed_at = datetime.fromtimestamp(float(signed.timestamp), UTC)
+            session.add(WebhookToken(token=signed.token, signed_at=signed_at))
+    except IntegrityError:  # the same token stored by a concurrent delivery a moment ago
+        return False
+    return True
 
 
 def start_webhook_server(

@@ -25,6 +25,7 @@ from engine.actions import (
     set_status,
     take_over,
 )
+from engine.analysis import RETRIEVAL_ONLY, draft_label
 from engine.db import transaction
 from engine.desk_policy import current_policy
 from engine.enums import Role, TicketStatus
@@ -34,7 +35,6 @@ from ui.auth import allowed
 from ui.components import ago, flash, page, plain, role_hint, show_flash, status_badge
 
 runtime, actor = page("Ticket")
-NO_AI = ("none", "retrieval-only")
 AGENT_ONLY = role_hint(actor, Role.AGENT)
 CAN_ACT = allowed(actor, Role.AGENT)
 
@@ -144,7 +144,7 @@ def evidence(story: TicketStory) -> None:
     elif not items:
         st.info(
             "No evidence cited: the knowledge base had nothing relevant for this ticket."
-            + (" The desk runs retrieval-only (no AI model configured)." if analysis.analyser in NO_AI else "")
+            + (" The desk runs retrieval-only (no AI model configured)." if analysis.analyser in RETRIEVAL_ONLY else "")
         )
     if analysis is not None and (analysis.summary or analysis.resolution_steps):
         with st.container(border=True):
@@ -327,7 +327,7 @@ with side:
             "No draft awaiting approval."
             + (
                 " Retrieval-only mode (no AI model): write a reply or override below."
-                if analysis and analysis.analyser in NO_AI
+                if analysis and analysis.analyser in RETRIEVAL_ONLY
                 else ""
             )
         )
@@ -336,6 +336,8 @@ with side:
             f"{draft.kind.replace('_', ' ')} · version {draft.version} · "
             + ("; ".join(draft.policy.get("reasons", [])) or "held for approval")
         )
+        if analysis is not None and "edited_by" not in (draft.policy or {}):
+            st.caption(draft_label(analysis.analyser) + " · not part of the message")
         subject = st.text_input("Subject", value=draft.subject or "", key=f"draft_subject_{draft.id}_{draft.version}")
         body = st.text_area("Message", value=draft.body or "", height=220, key=f"draft_body_{draft.id}_{draft.version}")
         edited = subject != (draft.subject or "") or body != (draft.body or "")

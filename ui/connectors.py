@@ -7,6 +7,7 @@ from typing import Any
 from connectors import registry
 from engine.connector_status import ConnectorStatus, check_connectors
 from engine.connector_status import test_connection as probe
+from engine.redaction import redact_url_credentials
 from engine.runtime import Runtime
 
 COLUMNS = ("name", "label", "configured", "reachable", "authenticated", "last_poll", "last_error", "backlog")
@@ -21,7 +22,7 @@ def connector_rows(runtime: Runtime) -> list[dict[str, Any]]:
     try:
         return [_as_row(status) for status in check_connectors(runtime.settings)]
     except Exception as error:
-        return [{"name": "connector check", "last_error": f"{type(error).__name__}: {error}"}]
+        return [{"name": "connector check", "last_error": redact_url_credentials(f"{type(error).__name__}: {error}")}]
 
 
 def connector_names() -> list[str]:

@@ -111,6 +111,7 @@ def jira_values(jira: JiraEmulator) -> dict[str, object]:
         "JIRA_USERNAME": jira.username,
         "JIRA_API_TOKEN": SecretStr(jira.token),
         "JIRA_TRANSITIONS": {"Resolved": "Resolve Issue", "Closed": "Close Issue", "Escalated": "Escalate"},
+        "JIRA_START_AT": "2025-01-01 00:00",
     }
 
 

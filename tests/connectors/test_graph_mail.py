@@ -146,3 +146,56 @@ def test_new_conversations_and_replies_through_the_poll_job(
         ticket = session.scalars(select(Ticket)).one()
         assert ticket.external_id == first["id"] and ticket.thread_key == "conv-9"
         assert len(session.scalars(select(EmailInteraction)).all()) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(410, "SyncStateNotFound"), (400, "syncStateNotFound"), (400, "syncStateInvalid"), (400, "resyncRequired")],
+)
+def test_an_expired_delta_link_restarts_the_round(
+    make_source, graph: GraphEmulator, status: int, code: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sent = [graph.deliver(f"user{n}@example.com", f"Question {n}") for n in range(3)]
+    source = make_source(CONNECTOR_PAGE_SIZE=2)
+    cursor = list(source.poll(None))[-1].cursor
+    graph.expire_delta_links(status, code)
+    later = graph.deliver("late@example.com", "After the token expired")
+    pages = list(source.poll(cursor))
+    assert {i.external_id for i in items_of(pages)} == {m["id"] for m in [*sent, later]}
+    assert f"outlook (Microsoft Graph, mailbox {graph.mailbox})" in caplog.text and code in caplog.text
+    echoes = items_of(source.poll(pages[-1].cursor))
+    assert {i.external_id for i in echoes} <= {later["id"]}, "the fresh delta link works: only the read-mark echo"
+
+
+def test_other_bad_requests_are_not_taken_for_an_expired_link(make_source, graph: GraphEmulator) -> None:
+    graph.deliver("a@example.com", "One")
+    source = make_source()
+    cursor = list(source.poll(None))[-1].cursor
+    graph.expire_delta_links(400, "BadRequest")
+    with pytest.raises(ConnectorError, match=r"outlook: .*400"):
+        list(source.poll(cursor))
+
+
+def test_a_mailbox_the_app_may_not_read_names_what_to_grant(make_source, graph: GraphEmulator) -> None:
+    graph.denied = True
+    for attempt in (lambda s: list(s.poll(None)), lambda s: s.ping()):
+        with pytest.raises(AuthenticationError) as refused:
+            attempt(make_source())
+        message = str(refused.value)
+        assert message.startswith(f"outlook: mailbox {graph.mailbox}: Microsoft Graph refused access (403")
+        for needed in ("Mail.ReadWrite application permission", "admin consent", "New-ApplicationAccessPolicy"):
+            assert needed in message
+
+
+def test_a_restarted_round_creates_nothing_twice(
+    engine: Engine, session_factory: sessionmaker[Session], settings: Settings, make_source, graph: GraphEmulator
+) -> None:
+    for n in range(3):
+        graph.deliver(f"user{n}@example.com", f"Question {n}")
+    source = make_source(settings)
+    assert poll_source(engine, session_factory, settings, source) == {"created": 3}
+    graph.expire_delta_links(400, "syncStateNotFound")
+    graph.deliver("late@example.com", "After the token expired")
+    assert poll_source(engine, session_factory, settings, source) == {"created": 1, "duplicate": 3}
+    with session_factory() as session:
+        assert len(session.scalars(select(Ticket)).all()) == 4

@@ -45,7 +45,9 @@ def mail(
     return bytes(message)
 
 
-def test_polls_by_uid_marks_seen_and_resumes(plain_settings: Settings, imap_server: ImapEmulator) -> None:
+def test_polls_by_uid_marks_seen_and_resumes(
+    plain_settings: Settings, imap_server: ImapEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
     for n in range(7):
         imap_server.append(mail(f"Question {n}"))
     source = ImapSource(with_settings(plain_settings, **imap_values(imap_server), CONNECTOR_PAGE_SIZE=3))
@@ -60,6 +62,21 @@ def test_polls_by_uid_marks_seen_and_resumes(plain_settings: Settings, imap_serv
     imap_server.renumber()
     again = [i.external_id for p in source.poll(page.cursor) for i in p.items]
     assert len(again) == 8, "a new UIDVALIDITY starts over; Message-IDs keep ingest idempotent"
+    assert f"UIDVALIDITY changed from {imap_server.uidvalidity - 1} to {imap_server.uidvalidity}" in caplog.text
+
+
+def test_a_recreated_folder_creates_nothing_twice(
+    engine: Engine, session_factory: sessionmaker[Session], settings: Settings, imap_server: ImapEmulator
+) -> None:
+    for n in range(3):
+        imap_server.append(mail(f"Question {n}"))
+    source = ImapSource(with_settings(settings, **imap_values(imap_server)))
+    assert poll_source(engine, session_factory, settings, source) == {"created": 3}
+    imap_server.renumber()
+    imap_server.append(mail("Question 3"))
+    assert poll_source(engine, session_factory, settings, source) == {"created": 1, "duplicate": 3}
+    with session_factory() as session:
+        assert len(session.scalars(select(Ticket)).all()) == 4
 
 
 def test_threading_headers_charsets_and_bad_messages(plain_settings: Settings, imap_server: ImapEmulator) -> None:
@@ -108,6 +125,7 @@ def test_jira_smtp_imap_round_trip(
             SMTP_HOST="127.0.0.1",
             SMTP_PORT=port,
             SMTP_SECURITY="none",
+            JIRA_INTERNAL_NOTES="property",
         )
         jira, imap = JiraSource(configured), ImapSource(configured)
         assert poll_source(engine, session_factory, configured, jira) == {"created": 1}
@@ -131,7 +149,8 @@ def test_jira_smtp_imap_round_trip(
         transition(session, ticket, TicketStatus.RESOLVED, reason="fixed")
     assert sync_back(engine, session_factory, configured, [jira]).pushed == 2
     assert jira_server.transitions_done == [("SUP-1", "Resolve Issue")]
-    assert "acknowledgement sent to rita@example.com" in jira_server.comments[0][1]
+    [(_, text, visibility), *_] = jira_server.comments
+    assert "acknowledgement sent to rita@example.com" in text and visibility == "internal"
 
 
 def test_imap_over_tls_checks_the_certificate(plain_settings: Settings, tls_files: tuple[Path, Path, Path]) -> None:

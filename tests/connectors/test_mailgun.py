@@ -13,12 +13,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import DeliveryError, OutgoingAttachment, OutgoingEmail, TicketIn
 from connectors.mailgun import (
+    MAX_WEBHOOK_JSON_DEPTH,
     MailgunEvents,
     MailgunTransport,
-    ReplayGuard,
+    MalformedWebhookError,
     configuration_problems,
+    json_depth,
+    parse_webhook,
     verify_webhook_signature,
-    webhook_event,
 )
 from engine.delivery_events import poll_delivery_events
 from engine.enums import MessageKind, OutboxState
@@ -129,30 +131,38 @@ def sign(key: str, timestamp: str, token: str) -> str:
 
 def test_webhook_signatures() -> None:
     key, now = "signing-key-789", 1_700_000_000.0
-    guard = ReplayGuard()
     good = sign(key, "1700000000", "tok-1")
-    assert verify_webhook_signature(key, "1700000000", "tok-1", good, now=now, replays=guard)
-    assert not verify_webhook_signature(key, "1700000000", "tok-1", good, now=now, replays=guard), "replayed"
-    assert not verify_webhook_signature(key, "1700000000", "tok-2", good, now=now, replays=guard), "wrong signature"
+    assert verify_webhook_signature(key, "1700000000", "tok-1", good, now=now)
+    assert verify_webhook_signature(key, "1700000000", "tok-1", good.upper(), now=now), "hex in either case"
+    assert not verify_webhook_signature(key, "1700000000", "tok-2", good, now=now), "wrong signature"
     stale = sign(key, "1699999000", "tok-3")
-    assert not verify_webhook_signature(key, "1699999000", "tok-3", stale, now=now, replays=guard), "stale"
-    assert not verify_webhook_signature(key, "soon", "tok-4", sign(key, "soon", "tok-4"), now=now, replays=guard)
+    assert not verify_webhook_signature(key, "1699999000", "tok-3", stale, now=now), "stale"
+    assert not verify_webhook_signature(key, "soon", "tok-4", sign(key, "soon", "tok-4"), now=now)
+    assert not verify_webhook_signature(key, "nan", "tok-4", sign(key, "nan", "tok-4"), now=now)
     assert not verify_webhook_signature("", "1700000000", "tok-5", sign("", "1700000000", "tok-5"), now=now)
+    assert not verify_webhook_signature(key, "1700000000", "tok-6", "é" * 64, now=now), "non-ASCII signature"
 
 
-def test_webhook_body_is_read_only_when_signed() -> None:
-    import json
-    import time
+def test_json_depth_counts_brackets_outside_strings_without_recursion() -> None:
+    assert json_depth(b'{"a": [1, {"b": "[[[{{{"}]}') == 3
+    assert json_depth(b'{"a": "\\"}') == 1
+    assert json_depth(b"[" * 200_000 + b"]" * 200_000) == MAX_WEBHOOK_JSON_DEPTH + 1
+    assert json_depth(b'"' + b'\\"' * 100_000) == 0, "an unterminated string is scanned once"
 
-    key, stamp = "signing-key-789", str(int(time.time()))
-    body = {
-        "signature": {"timestamp": stamp, "token": "tok-w1", "signature": sign(key, stamp, "tok-w1")},
-        "event-data": {"event": "delivered", "id": "e1"},
-    }
-    assert webhook_event(json.dumps(body).encode(), key) == {"event": "delivered", "id": "e1"}
-    body["signature"]["token"] = "tok-w2"
-    assert webhook_event(json.dumps(body).encode(), key) is None
-    assert webhook_event(b"not json", key) is None
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[1, 2]", "body must be a JSON object"),
+        (b'{"signature": "abc", "event-data": {}}', "signature must be an object"),
+        (b'{"signature": {"timestamp": 1, "token": "t", "signature": "s"}}', "signature must be an object"),
+        (b'{"signature": {"timestamp": "1", "token": "t", "signature": "s"}, "event-data": []}', "event-data must"),
+        (b'{"signature": {"timestamp": "1", "token": "t", "signature": "s"}, "event-data": {"id": 5}}', ".id must"),
+    ],
+)
+def test_webhook_bodies_of_the_wrong_shape_are_refused(body: bytes, reason: str) -> None:
+    with pytest.raises(MalformedWebhookError, match=reason):
+        parse_webhook(body)
 
 
 def test_event_pages_follow_paging_next(plain_settings: Settings, mailgun: MailgunEmulator) -> None:

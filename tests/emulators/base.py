@@ -56,12 +56,17 @@ class Response:
 
 @dataclass
 class Fault:
-    """Answer the next `times` requests whose path starts with `path` with this instead (after `delay` seconds)."""
+    """Answer the next `times` requests whose path starts with `path` (and, when set, whose method is `method`)
+    with this instead (after `delay` seconds)."""
 
     response: Response | None = None
     path: str = ""
     times: int = 1
     delay: float = 0.0
+    method: str | None = None
+
+    def matches(self, request: Request) -> bool:
+        return request.path.startswith(self.path) and self.method in (None, request.method)
 
 
 class Emulator:
@@ -81,9 +86,17 @@ class Emulator:
         scheme = "https" if self.tls else "http"
         return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
-    def fail(self, response: Response | None = None, *, path: str = "", times: int = 1, delay: float = 0.0) -> None:
+    def fail(
+        self,
+        response: Response | None = None,
+        *,
+        path: str = "",
+        times: int = 1,
+        delay: float = 0.0,
+        method: str | None = None,
+    ) -> None:
         with self.lock:
-            self.faults.append(Fault(response, path, times, delay))
+            self.faults.append(Fault(response, path, times, delay, method))
 
     def handle(self, request: Request) -> Response:
         raise NotImplementedError
@@ -95,7 +108,7 @@ class Emulator:
     def _dispatch(self, request: Request) -> Response:
         with self.lock:
             self.requests.append(request)
-            fault = next((f for f in self.faults if request.path.startswith(f.path)), None)
+            fault = next((f for f in self.faults if f.matches(request)), None)
             if fault is not None:
                 fault.times -= 1
                 if fault.times <= 0:

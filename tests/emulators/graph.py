@@ -9,8 +9,14 @@ https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-client-creds
 Graph (v1.0): `GET /users/{mailbox}/mailFolders/{folder}/messages/delta` with `$select`, pages sized by
 `Prefer: odata.maxpagesize=N`, `@odata.nextLink` ($skiptoken) until a last page with
 `@odata.deltaLink` ($deltatoken) that later returns only messages created or changed since, an expired
-token answering 410 `SyncStateNotFound` (https://learn.microsoft.com/en-us/graph/delta-query-messages,
-https://learn.microsoft.com/en-us/graph/api/message-delta); `GET /users/{mailbox}/messages/{id}/attachments`
+token answering 410 Gone or, as the overview allows ("a 40X-series error"), 400 with `syncStateNotFound`,
+`syncStateInvalid` or `resyncRequired` (https://learn.microsoft.com/en-us/graph/delta-query-messages,
+https://learn.microsoft.com/graph/delta-query-overview, https://learn.microsoft.com/en-us/graph/api/message-delta;
+the 400 `syncStateNotFound` wording is Microsoft's own: "The sync state generation is not found. The delta
+token is expired and data must be synchronized again."); 403 `ErrorAccessDenied` when the app may not read
+the mailbox (missing Mail.ReadWrite application permission, no admin consent, or an Exchange application
+access policy, https://learn.microsoft.com/en-us/graph/auth-limit-mailbox-access);
+`GET /users/{mailbox}/messages/{id}/attachments`
 (fileAttachment with base64 `contentBytes`, itemAttachment, referenceAttachment); `PATCH` a message
 (`isRead`), which makes it show up in the next delta round as on Exchange; 401
 `InvalidAuthenticationToken` and 429 `TooManyRequests` with Retry-After in Graph's error shape.
@@ -100,6 +106,15 @@ class GraphEmulator(Emulator):
     changes: list[str] = field(default_factory=list)
     revoked: set[str] = field(default_factory=set)
     expired_tokens: set[str] = field(default_factory=set)
+    generation: int = 0
+    expiry: tuple[int, str] = (410, "SyncStateNotFound")
+    denied: bool = False
+
+    def expire_delta_links(self, status: int = 410, code: str = "SyncStateNotFound") -> None:
+        """Every delta and skip token handed out so far stops working, answered with `status` and `code`."""
+        with self.lock:
+            self.generation += 1
+            self.expiry = (status, code)
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -151,6 +166,12 @@ class GraphEmulator(Emulator):
         if not path.startswith(prefix):
             return graph_error(404, "ErrorInvalidUser", "The requested user is invalid.")
         rest = path[len(prefix) :]
+        if self.denied:
+            return graph_error(
+                403,
+                "ErrorAccessDenied",
+                "Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings.",
+            )
         if match := re.fullmatch(r"mailFolders/([^/]+)/messages/delta", rest):
             return self._delta(request, match.group(1))
         if match := re.fullmatch(r"mailFolders/([^/]+)", rest):
@@ -173,13 +194,20 @@ class GraphEmulator(Emulator):
         size = 10
         if match := re.search(r"odata\.maxpagesize=(\d+)", request.headers.get("prefer", "")):
             size = int(match.group(1))
-        if token := request.arg("$deltatoken"):
-            start = int(base64.urlsafe_b64decode(token).decode())
-            if start > len(self.changes):
-                return graph_error(410, "SyncStateNotFound", "The sync state generation is not found.")
-            end, offset = len(self.changes), 0
-        elif token := request.arg("$skiptoken"):
-            start, end, offset = (int(n) for n in base64.urlsafe_b64decode(token).decode().split("|"))
+        token = request.arg("$deltatoken") or request.arg("$skiptoken")
+        numbers = [int(n) for n in base64.urlsafe_b64decode(token).decode().split("|")] if token else []
+        if numbers and (numbers[0] != self.generation or numbers[1] > len(self.changes)):
+            status, code = self.expiry
+            return graph_error(
+                status,
+                code,
+                "The sync state generation is not found. The delta token is expired and data must be "
+                "synchronized again.",
+            )
+        if request.arg("$deltatoken"):
+            start, end, offset = numbers[1], len(self.changes), 0
+        elif request.arg("$skiptoken"):
+            start, end, offset = numbers[1:]
         else:
             start, end, offset = 0, len(self.changes), 0
         with self.lock:
@@ -197,10 +225,11 @@ class GraphEmulator(Emulator):
         link = f"{self.url}/v1.0/users/{self.mailbox}/mailFolders/{folder}/messages/delta"
         body: dict[str, Any] = {"@odata.context": f"{self.url}/v1.0/$metadata#Collection(message)", "value": page}
         if offset + size < len(ordered):
-            token = base64.urlsafe_b64encode(f"{start}|{end}|{offset + size}".encode()).decode()
+            token = base64.urlsafe_b64encode(f"{self.generation}|{start}|{end}|{offset + size}".encode()).decode()
             body["@odata.nextLink"] = f"{link}?$skiptoken={token}"
         else:
-            body["@odata.deltaLink"] = f"{link}?$deltatoken={base64.urlsafe_b64encode(str(end).encode()).decode()}"
+            token = base64.urlsafe_b64encode(f"{self.generation}|{end}".encode()).decode()
+            body["@odata.deltaLink"] = f"{link}?$deltatoken={token}"
         return Response.json(body, **{"Preference-Applied": f"odata.maxpagesize={size}"})
 
 

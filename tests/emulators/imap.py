@@ -53,7 +53,8 @@ class ImapEmulator:
             return uid
 
     def renumber(self) -> None:
-        """What a server does after a mailbox rebuild: new UIDVALIDITY, new UIDs."""
+        """What a server does when the folder is recreated or rebuilt: new UIDVALIDITY, new UIDs (RFC 3501
+        2.3.1.1: UIDs from before are no longer valid, and a client must resynchronise)."""
         with self.lock:
             self.uidvalidity += 1
             for n, message in enumerate(self.messages, start=101):

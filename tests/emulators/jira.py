@@ -1,14 +1,27 @@
-"""Jira emulator: the REST API v2 paths the `jira` library calls for search, comments and transitions.
+"""Jira emulator: the REST v2/v3 and Service Management paths the `jira` library and the connector call.
 
-Follows the Jira REST API v2 reference (https://developer.atlassian.com/cloud/jira/platform/rest/v2/
-and https://docs.atlassian.com/software/jira/docs/api/REST/): `GET /rest/api/2/serverInfo`
-(`versionNumbers`, `deploymentType`), `GET /rest/api/2/search` (Server/Data Center: `jql`, `startAt`,
-`maxResults`, `fields` → `{startAt, maxResults, total, issues}`), `GET /rest/api/2/search/jql` (Cloud:
-`nextPageToken` → `{issues, nextPageToken, isLast}`), `GET|POST /rest/api/2/issue/{key}/comment`
-(`{startAt, maxResults, total, comments}`),
-`GET|POST /rest/api/2/issue/{key}/transitions`, `GET /rest/api/2/myself`, attachment content URLs,
-Basic auth with e-mail + API token, and errors as `{"errorMessages": [...], "errors": {}}`.
-JQL support is the subset the connector sends: `updated >= "yyyy/MM/dd HH:mm"` and `ORDER BY updated, key`.
+Follows Atlassian's references: REST v2 (https://developer.atlassian.com/cloud/jira/platform/rest/v2/,
+https://docs.atlassian.com/software/jira/docs/api/REST/) and v3
+(https://developer.atlassian.com/cloud/jira/platform/rest/v3/), which differ in bodies: v2 serves
+descriptions and comments as wiki markup, v3 as Atlassian Document Format
+(https://developer.atlassian.com/cloud/jira/platform/apis/document/structure/).
+`GET /rest/api/2/serverInfo` (`deploymentType`), `GET /rest/api/{2,3}/myself` (`accountId` on Cloud,
+`name`/`key` on Server, `timeZone`), `GET /rest/api/{2,3}/search` (Server: `startAt`, `total`) and
+`/search/jql` (Cloud: `nextPageToken`, `isLast`), with the `comment` field embedded as a first page
+(`{comments, startAt, maxResults, total}`) and the rest from `GET /rest/api/{2,3}/issue/{key}/comment`
+(paged by `startAt`/`maxResults`); `POST /rest/api/2/issue/{key}/comment` with the `sd.public.comment`
+property `{"internal": true}` for an internal note
+(the platform API's way of marking a Service Management comment internal, as the `jira` library's
+`add_comment(is_internal=True)` sends it);
+`POST /rest/servicedeskapi/request/{key}/comment` `{"body", "public"}` ("creates a public or private
+(internal) comment on a customer request, with the comment visibility set by public",
+https://developer.atlassian.com/cloud/jira/service-desk/rest/api-group-request/; 404 outside a service project);
+`GET|POST /rest/api/2/issue/{key}/transitions` with a per-issue workflow (a transition not offered answers
+400 as Jira does); statuses with `statusCategory.key` (`new`, `indeterminate`, `done`); attachment
+content URLs; Basic auth with e-mail + API token; errors as `{"errorMessages": [...], "errors": {}}`.
+JQL support is the subset the connector sends: `updated >= "yyyy/MM/dd HH:mm"`, read in the searching
+user's time zone as Jira reads JQL dates (https://support.atlassian.com/jira-software-cloud/docs/jql-fields/,
+Updated), and `ORDER BY updated, key`.
 """
 
 from __future__ import annotations
@@ -18,19 +31,56 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tests.emulators.base import Emulator, Request, Response
 
 UPDATED = re.compile(r'updated >= "(\d{4})/(\d{2})/(\d{2}) (\d{2}):(\d{2})"')
+STAMP = "%Y-%m-%dT%H:%M:%S.000+0000"
 WORKFLOW = [
     {"id": "11", "name": "Start Progress"},
     {"id": "21", "name": "Resolve Issue"},
     {"id": "31", "name": "Close Issue"},
 ]
+OPEN = {"name": "Open", "statusCategory": {"key": "new", "name": "To Do"}}
+DONE = {"name": "Done", "statusCategory": {"key": "done", "name": "Done"}}
+REPORTER = {
+    "accountId": "5b10-rita",
+    "name": "rita",
+    "key": "rita",
+    "displayName": "Rita Reporter",
+    "emailAddress": "rita@example.com",
+}
 
 
 def errors(status: int, *messages: str) -> Response:
     return Response.json({"errorMessages": list(messages), "errors": {}}, status)
+
+
+def adf(*paragraphs: str) -> dict[str, Any]:
+    """A plain Atlassian document: one paragraph per string."""
+    content = [{"type": "paragraph", "content": [{"type": "text", "text": p}]} for p in paragraphs]
+    return {"type": "doc", "version": 1, "content": content}
+
+
+def wiki_of(body: Any) -> str:
+    """What v2 serves for a body stored as ADF: its text nodes (mentions by their text), blocks on lines."""
+    if isinstance(body, str):
+        return body
+    parts: list[str] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        if node.get("type") == "text":
+            parts.append(str(node.get("text", "")))
+        elif node.get("type") == "mention":
+            parts.append(f"[~accountid:{node.get('attrs', {}).get('id')}]")
+        for child in node.get("content") or []:
+            walk(child)
+        if node.get("type") in ("paragraph", "heading"):
+            parts.append("\n")
+
+    walk(body)
+    return "".join(parts).strip()
 
 
 @dataclass
@@ -38,20 +88,49 @@ class JiraEmulator(Emulator):
     username: str = "bot@example.com"
     token: str = "jira-token-secret-321"
     deployment: str = "Server"
+    time_zone: str = "UTC"
+    service_desk: bool = False
+    embedded_comments: int = 3
+    comment_page: int = 2
     issues: dict[str, dict[str, Any]] = field(default_factory=dict)
-    comments: list[tuple[str, str]] = field(default_factory=list)
+    notes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    workflows: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     transitions_done: list[tuple[str, str]] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
+    downloads: list[str] = field(default_factory=list)
     clock: datetime = field(default_factory=lambda: datetime(2025, 3, 1, 8, 0, 0, tzinfo=UTC))
 
     def __post_init__(self) -> None:
         super().__init__()
 
+    @property
+    def me(self) -> dict[str, Any]:
+        return {
+            "accountId": "5b10-desk-bot",
+            "name": "deskbot",
+            "key": "deskbot",
+            "emailAddress": self.username,
+            "displayName": "Desk Bot",
+            "timeZone": self.time_zone,
+        }
+
+    @property
+    def comments(self) -> list[tuple[str, str, str]]:
+        """Every comment the integration account wrote: (issue key, text, "public" or "internal")."""
+        return [
+            (key, str(c["body"]), "public" if c["public"] else "internal")
+            for key, notes in self.notes.items()
+            for c in notes
+            if c["author"]["accountId"] == self.me["accountId"]
+        ]
+
     def stamp(self, seconds: int = 20) -> str:
         self.clock += timedelta(seconds=seconds)
-        return self.clock.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        return self.clock.strftime(STAMP)
 
-    def add_issue(self, summary: str, reporter: str | None = "rita@example.com", **fields: Any) -> dict[str, Any]:
+    def add_issue(
+        self, summary: str, reporter: str | None = "rita@example.com", *, done: bool = False, **fields: Any
+    ) -> dict[str, Any]:
         with self.lock:
             key = f"SUP-{len(self.issues) + 1}"
             issue = {
@@ -60,19 +139,38 @@ class JiraEmulator(Emulator):
                 "fields": {
                     "summary": summary,
                     "description": fields.pop("description", summary),
-                    "reporter": {"displayName": "Rita Reporter", "emailAddress": reporter}
-                    if reporter
-                    else {"displayName": "Hidden"},
+                    "reporter": {**REPORTER, "emailAddress": reporter} if reporter else {"displayName": "Hidden"},
+                    "assignee": None,
                     "priority": {"name": "Medium"},
                     "issuetype": {"name": "Service Request"},
-                    "status": {"name": "Open"},
+                    "status": DONE if done else OPEN,
                     "updated": fields.pop("updated", None) or self.stamp(),
                     "attachment": [],
                     **fields,
                 },
             }
             self.issues[key] = issue
+            self.notes[key] = []
             return issue
+
+    def add_comment(self, key: str, body: Any, *, by_reporter: bool = True, public: bool = True) -> dict[str, Any]:
+        """A comment written in Jira by the reporter (or, `by_reporter=False`, by the integration account)."""
+        with self.lock:
+            return self._comment(key, body, REPORTER if by_reporter else self.me, public)
+
+    def _comment(self, key: str, body: Any, author: dict[str, Any], public: bool) -> dict[str, Any]:
+        stamp = self.stamp()
+        comment = {
+            "id": str(30000 + sum(len(n) for n in self.notes.values())),
+            "author": author,
+            "body": body,
+            "public": public,
+            "created": stamp,
+            "updated": stamp,
+        }
+        self.notes[key].append(comment)
+        self.issues[key]["fields"]["updated"] = stamp
+        return comment
 
     def attach(self, key: str, filename: str, data: bytes) -> None:
         attachment_id = str(20000 + len(self.files))
@@ -88,7 +186,8 @@ class JiraEmulator(Emulator):
         )
 
     def handle(self, request: Request) -> Response:
-        if request.path == "/rest/api/2/serverInfo":
+        path = request.path
+        if re.fullmatch(r"/rest/api/[23]/serverInfo", path):
             return Response.json(
                 {
                     "baseUrl": self.url,
@@ -101,49 +200,87 @@ class JiraEmulator(Emulator):
         header = request.headers.get("authorization", "")
         if not header.startswith("Basic ") or base64.b64decode(header[6:]).decode() != f"{self.username}:{self.token}":
             return errors(401, "You are not authenticated. Authentication required to perform this operation.")
-        path = request.path
-        if path == "/rest/api/2/field":
-            return Response.json([])
-        if path == "/rest/api/2/myself":
-            return Response.json({"emailAddress": self.username, "displayName": "Desk Bot"})
-        if path in ("/rest/api/2/search", "/rest/api/2/search/jql"):
-            return self._search(request, cloud=path.endswith("/jql"))
         if match := re.fullmatch(r"/secure/attachment/(\d+)/.+", path):
+            self.downloads.append(match.group(1))
             return Response(200, self.files[match.group(1)], {"Content-Type": "application/octet-stream"})
-        if match := re.fullmatch(r"/rest/api/2/issue/([A-Z]+-\d+)/(comment|transitions)", path):
+        if match := re.fullmatch(r"/rest/servicedeskapi/request/([A-Z]+-\d+)/comment", path):
+            return self._request_comment(request, match.group(1))
+        match = re.fullmatch(r"/rest/api/([23])/(.+)", path)
+        if not match:
+            return errors(404, f"No resource at {path}")
+        version, rest = int(match.group(1)), match.group(2)
+        if rest == "field":
+            return Response.json([])
+        if rest == "myself":
+            return Response.json(self.me)
+        if rest in ("search", "search/jql"):
+            return self._search(request, version, cloud=rest.endswith("/jql"))
+        if match := re.fullmatch(r"issue/([A-Z]+-\d+)/(comment|transitions)", rest):
             key, what = match.groups()
             if key not in self.issues:
                 return errors(404, "Issue does not exist or you do not have permission to see it.")
-            if what == "comment" and request.method == "POST":
-                self.comments.append((key, request.json()["body"]))
-                return Response.json({"id": str(len(self.comments)), "body": request.json()["body"]}, 201)
-            if what == "comment" and request.method == "GET":
-                mine = [
-                    {"id": str(n), "self": f"{self.url}/rest/api/2/issue/{key}/comment/{n}", "body": body}
-                    for n, (issue, body) in enumerate(self.comments, start=1)
-                    if issue == key
-                ]
-                return Response.json({"startAt": 0, "maxResults": 5000, "total": len(mine), "comments": mine})
-            if what == "transitions" and request.method == "GET":
-                return Response.json({"expand": "transitions", "transitions": WORKFLOW})
-            if what == "transitions" and request.method == "POST":
-                wanted = str(request.json()["transition"]["id"])
-                name = next((t["name"] for t in WORKFLOW if t["id"] == wanted), None)
-                if name is None:
-                    return errors(400, f"Transition id '{wanted}' is not valid for this issue.")
-                self.transitions_done.append((key, name))
-                self.issues[key]["fields"]["updated"] = self.stamp()
-                return Response(204)
+            if what == "comment":
+                return self._comments(request, key, version)
+            return self._transitions(request, key)
         return errors(404, f"No resource at {path}")
 
-    def _search(self, request: Request, *, cloud: bool) -> Response:
+    def _comments(self, request: Request, key: str, version: int) -> Response:
+        if request.method == "POST":
+            if version == 3 and isinstance(request.json()["body"], str):
+                return errors(400, "Comment body is not valid!")
+            properties = request.json().get("properties") or []
+            internal = any(p.get("key") == "sd.public.comment" and p["value"].get("internal") for p in properties)
+            with self.lock:
+                comment = self._comment(key, request.json()["body"], self.me, not internal)
+            return Response.json(self._render(comment, version), 201)
+        start = int(request.arg("startAt", "0") or 0)
+        limit = min(int(request.arg("maxResults", str(self.comment_page)) or 0), self.comment_page)
+        return Response.json(self._comment_page(key, version, start, limit))
+
+    def _comment_page(self, key: str, version: int, start: int, limit: int) -> dict[str, Any]:
+        notes = self.notes[key]
+        page = [self._render(c, version) for c in notes[start : start + limit]]
+        return {"startAt": start, "maxResults": limit, "total": len(notes), "comments": page}
+
+    def _render(self, comment: dict[str, Any], version: int) -> dict[str, Any]:
+        body = comment["body"]
+        shown = (adf(body) if isinstance(body, str) else body) if version == 3 else wiki_of(body)
+        rendered = {key: value for key, value in comment.items() if key not in ("public", "body")}
+        rendered["body"] = shown
+        if self.service_desk and version == 3:
+            rendered["jsdPublic"] = comment["public"]
+        return rendered
+
+    def _request_comment(self, request: Request, key: str) -> Response:
+        if not self.service_desk or key not in self.issues:
+            return Response.json({"errorMessage": "The request could not be found or you cannot see it."}, 404)
+        body = request.json()
+        with self.lock:
+            comment = self._comment(key, str(body["body"]), self.me, bool(body.get("public", True)))
+        return Response.json({"id": comment["id"], "body": comment["body"], "public": comment["public"]}, 201)
+
+    def _transitions(self, request: Request, key: str) -> Response:
+        offered = self.workflows.get(key, WORKFLOW)
+        if request.method == "GET":
+            return Response.json({"expand": "transitions", "transitions": offered})
+        wanted = str(request.json()["transition"]["id"])
+        name = next((t["name"] for t in offered if t["id"] == wanted), None)
+        if name is None:
+            return errors(400, f"Transition id '{wanted}' is not valid for this issue.")
+        with self.lock:
+            self.transitions_done.append((key, name))
+            self.issues[key]["fields"]["updated"] = self.stamp()
+        return Response(204)
+
+    def _search(self, request: Request, version: int, *, cloud: bool) -> Response:
         jql = request.arg("jql", "") or ""
         rows = list(self.issues.values())
         if match := UPDATED.search(jql):
             year, month, day, hour, minute = (int(g) for g in match.groups())
-            since = datetime(year, month, day, hour, minute, tzinfo=UTC)
+            since = datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(self.time_zone))
             rows = [r for r in rows if datetime.strptime(r["fields"]["updated"], "%Y-%m-%dT%H:%M:%S.%f%z") >= since]
         rows.sort(key=lambda r: (r["fields"]["updated"], int(r["key"].split("-")[1])))
+        rows = [self._issue(row, version) for row in rows]
         limit = int(request.arg("maxResults", "50") or 50)
         if cloud:
             start = int(request.arg("nextPageToken", "0") or 0)
@@ -157,3 +294,14 @@ class JiraEmulator(Emulator):
         return Response.json(
             {"startAt": start, "maxResults": limit, "total": len(rows), "issues": rows[start : start + limit]}
         )
+
+    def _issue(self, row: dict[str, Any], version: int) -> dict[str, Any]:
+        fields = dict(row["fields"])
+        description = fields["description"]
+        fields["description"] = (
+            (adf(description) if isinstance(description, str) else description)
+            if version == 3
+            else wiki_of(description)
+        )
+        fields["comment"] = self._comment_page(row["key"], version, 0, self.embedded_comments)
+        return {**row, "fields": fields}

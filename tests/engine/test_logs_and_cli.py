@@ -44,6 +44,23 @@ def test_log_lines_are_json_with_the_ticket_and_never_a_secret(tmp_path: Path) -
     assert "auth=*** rejected" in lines[2]["msg"]
 
 
+@pytest.mark.usefixtures("restore_logging")
+def test_url_credentials_are_redacted_from_every_log_line_without_configured_secrets(tmp_path: Path) -> None:
+    configure_logging(load_settings(_env_file=None, LOG_FILE=tmp_path / "app.log", DATA_DIR=tmp_path))
+    url = "https://integration:s3cret-url@acme.service-now.com/api?api_key=k3y-in-query"
+    log = logging.getLogger("test")
+    log.warning("polling %s", url, extra={"endpoint": url})
+    try:
+        raise ConnectionError(f"cannot reach {url}")
+    except ConnectionError:
+        log.exception("poll failed")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    logged = (tmp_path / "app.log").read_text()
+    assert "s3cret-url" not in logged and "k3y-in-query" not in logged and "integration" not in logged
+    assert json.loads(logged.splitlines()[0])["endpoint"] == "https://***@acme.service-now.com/api?api_key=***"
+
+
 def test_health_cli_reports_json_and_fails_when_the_database_is_down(settings: Settings, tmp_path: Path) -> None:
     healthy = run_engine(settings, "health", cwd=tmp_path)
     assert healthy.returncode == 0, healthy.stderr

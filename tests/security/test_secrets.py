@@ -1,5 +1,6 @@
-"""Configured secrets never reach a log line, stdout, stderr or the health report, even at DEBUG with every
-connector failing (unreachable hosts), the analyser failing and mail delivery failing."""
+"""Configured secrets, and credentials written into connector URLs, never reach a log line, stdout, stderr, the
+job status or the health report, even at DEBUG with every connector failing (unreachable hosts), the analyser
+failing and mail delivery failing."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.models import JobStatus
+from engine.queries import job_statuses
 from engine.settings import Settings
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.engine.test_pipeline import new_ticket
@@ -94,4 +97,37 @@ def test_no_secret_in_logs_output_or_health(
     outputs = {"log": logged, "run stdout": once.stdout, "run stderr": once.stderr}
     outputs |= {"health stdout": health.stdout, "health stderr": health.stderr}
     leaks = [(where, secret) for where, output in outputs.items() for secret in secrets if secret in output]
+    assert leaks == []
+
+
+URL_CREDENTIALS = {  # user-info in every URL setting a connector calls, each to a dead port
+    "SNOW_API_URL": "http://snow-url-user:snow-url-S3cret@127.0.0.1:9/api/now/table/incident",
+    "JIRA_SERVER": "http://jira-url-user:jira-url-S3cret@127.0.0.1:9",
+    "MAILGUN_API_BASE_URL": "http://mg-url-user:mailgun-url-S3cret@127.0.0.1:9",
+    "OPENAI_BASE_URL": "http://openai-url-user:openai-url-S3cret@127.0.0.1:9/v1",
+}
+
+
+def test_credentials_in_connector_urls_never_shown(
+    session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path
+) -> None:
+    new_ticket(session_factory, settings, subject="VPN drops", body="The VPN drops every hour since Monday.")
+    log_file = tmp_path / "engine.log"
+    environment = {**SECRETS, **FAILING_EVERYWHERE, **URL_CREDENTIALS, "LOG_FILE": log_file}
+    once = run_engine(settings, "run", "--once", cwd=tmp_path, timeout=120, **environment)
+    health = run_engine(settings, "health", cwd=tmp_path, timeout=60, **environment)
+    assert once.returncode == 0, once.stderr[-2000:]
+    with session_factory() as session:
+        servicenow = session.scalars(select(JobStatus).where(JobStatus.job == "poll_servicenow")).one()
+        statuses = json.dumps(job_statuses(session), default=str)
+    assert not servicenow.last_ok and "127.0.0.1:9/api/now/table/incident" in (servicenow.last_error or "")
+    report = json.loads(health.stdout[health.stdout.index("{\n") :])
+    connectors = {entry["name"]: entry for entry in report["checks"]["connectors"]["connectors"]}
+    assert "127.0.0.1:9" in connectors["servicenow"]["last_error"], "the failing URL is shown, without credentials"
+    outputs = {"log": log_file.read_text(encoding="utf-8"), "run stdout": once.stdout, "run stderr": once.stderr}
+    outputs |= {"health stdout": health.stdout, "health stderr": health.stderr, "job status": statuses}
+    credentials = [part for url in URL_CREDENTIALS.values() for part in url.split("//")[1].split("@")[0].split(":")]
+    leaks = [
+        (where, credential) for where, output in outputs.items() for credential in credentials if credential in output
+    ]
     assert leaks == []
