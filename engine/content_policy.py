@@ -63,6 +63,8 @@ SECRET_REQUEST = re.compile(
     rf"|\b(?:what\s+is|what's|we\s+(?:need|require)|(?:ask|asking)\s+for)\s+(?:\w+\s+){{0,3}}?{CONFIDENTIAL_THINGS}",
     re.IGNORECASE,
 )
+NEGATION = re.compile(r"\b(never|not|n't|nobody|no\s+one|no\s+need\s+to)\W*(\w+\W+)?$", re.IGNORECASE)
+"""Just before a request, it turns the request into a warning: "never share your password"."""
 CELL_START = r"(?:^|(?<=[\s,;|:\"']))"
 FORMULA_CELL = re.compile(
     CELL_START + r"[=+\-@](?:[\w.\"'$!:+\-*/&^ ]{0,40}?[+\-*/&^(])?[A-Za-z_][\w.]*\s*(?:\(|\|)", re.MULTILINE
@@ -167,10 +169,14 @@ def payment_requests(text: str) -> list[str]:
 def secret_requests(text: str) -> list[str]:
     """Asking the reader to hand over a password, MFA or one-time code, recovery codes or keys.
 
-    Telling someone to *enter* their password into a sign-in page is ordinary help-desk text and is not
-    matched; whether that page is the desk's own is `foreign_domains`' question.
+    Telling someone to *enter* their password into a sign-in page, or never to share it, is ordinary help-desk
+    text and is not matched; whether that page is the desk's own is `foreign_domains`' question.
     """
-    return [" ".join(match.group(0).split()) for match in SECRET_REQUEST.finditer(text)]
+    return [
+        " ".join(match.group(0).split())
+        for match in SECRET_REQUEST.finditer(text)
+        if not NEGATION.search(text[max(0, match.start() - 30) : match.start()])
+    ]
 
 
 def formula_cells(text: str) -> list[str]:
