@@ -6,15 +6,18 @@ import io
 from email.message import EmailMessage
 
 
-def make_pdf(pages: list[str]) -> bytes:
-    """A minimal valid PDF with one line of Helvetica text per page, xref offsets computed."""
+def make_pdf(pages: list[str], extra: dict[int, str] | None = None) -> bytes:
+    """A minimal valid PDF with one line of Helvetica text per page, xref offsets computed.
+
+    `extra` appends raw content-stream operators to a page (1-based), e.g. white text: `1 1 1 rg BT ... ET`.
+    """
     objects: list[bytes] = []
     kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(len(pages)))
     objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
     objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode())
     font_number = 3 + 2 * len(pages)
     for i, text in enumerate(pages):
-        content = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+        content = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET {(extra or {}).get(i + 1, '')}".encode()
         objects.append(
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 {font_number} 0 R >> >> "
             f"/Contents {4 + 2 * i} 0 R >>".encode()
@@ -59,6 +62,26 @@ def make_docx(paragraphs: list[tuple[str, int]]) -> bytes:
     table = document.add_table(rows=2, cols=2)
     table.cell(0, 0).text, table.cell(0, 1).text = "Error", "Fix"
     table.cell(1, 0).text, table.cell(1, 1).text = "E42", "Reseat the toner cartridge"
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def make_docx_with_hidden_runs(visible: str, hidden: list[tuple[str, str]]) -> bytes:
+    """One paragraph of `visible` text followed by runs hidden as named: "vanish", "white" or "tiny"."""
+    from docx import Document
+    from docx.shared import Pt, RGBColor
+
+    document = Document()
+    paragraph = document.add_paragraph(visible)
+    for text, how in hidden:
+        run = paragraph.add_run(" " + text)
+        if how == "vanish":
+            run.font.hidden = True
+        elif how == "white":
+            run.font.color.rgb = RGBColor(0xFF, 0xFF, 0xFF)
+        else:
+            run.font.size = Pt(1)
     out = io.BytesIO()
     document.save(out)
     return out.getvalue()
