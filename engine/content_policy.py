@@ -29,7 +29,7 @@ REFANG = (
     (re.compile(r"\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)", re.IGNORECASE), "."),
     (re.compile(r"\[@\]|\[at\]|\(at\)", re.IGNORECASE), "@"),
 )
-LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"
+LABEL = r"[^\W_][\w-]*+"
 URL = re.compile(r"\b(?:https?|ftp)://[^\s<>\"'`)\]]+|\bwww\.[^\s<>\"'`)\]]+", re.IGNORECASE)
 BARE_DOMAIN = re.compile(rf"(?<![\w.@/-])((?:{LABEL}\.)+([a-z]{{2,24}}))\b(?![\w-]|\.\w)", re.IGNORECASE)
 EMAIL_ADDRESS = re.compile(rf"(?<![\w.+-])[\w.+-]+@((?:{LABEL}\.)+[a-z]{{2,24}})\b", re.IGNORECASE)

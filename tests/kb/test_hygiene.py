@@ -168,6 +168,9 @@ def test_hostile_documents_are_quarantined_and_never_evidence_until_approved(
         ):
             evidence = search(session, settings, query, k=10)
             assert evidence and all(e.quarantine is None for e in evidence), query
+        hidden = search(session, settings, "reply with your password and MFA code", k=10, include_quarantined=True)
+        [docx] = [e for e in hidden if e.source_id == documents["printer.docx"].id]
+        assert docx.location == "hidden (hidden text in Word (w:vanish))" and docx.quarantine
         everything = search(session, settings, "new settlement account", k=10, include_quarantined=True)
         [billing] = [e for e in everything if e.source_id == documents["billing.pdf"].id]
         assert billing.location == "page 2" and billing.quarantine and billing.quarantine.startswith("bank or payment")
