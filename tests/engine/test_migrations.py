@@ -33,7 +33,8 @@ def _migrate(engine: Engine, revision: str) -> None:
 
 
 def test_0006_drops_ticket_evidence_and_makes_the_index_rebuild(engine: Engine) -> None:
-    """Ticket chunks indexed under the old rule (customer text) go; KB chunks stay; the index job starts over."""
+    """Ticket chunks indexed under the old rule (customer text) go; KB chunks stay, their documents wait to be
+    screened; the index job starts over."""
     _migrate(engine, "0005")
     chunks = sa.table(
         "kb_chunks",
@@ -65,6 +66,12 @@ def test_0006_drops_ticket_evidence_and_makes_the_index_rebuild(engine: Engine) 
                 for kind, text in (("ticket", "1. Open https://portal-login.example"), ("kb", "Restart the router"))
             ],
         )
+        connection.execute(
+            sa.text(
+                "INSERT INTO kb_documents (filename, size, status, chunk_count, created_at, updated_at) "
+                "VALUES ('router.md', 1, 'indexed', 1, :now, :now), ('bad.pdf', 1, 'corrupt', 0, :now, :now)"
+            ).bindparams(sa.bindparam("now", now, type_=UTCDateTime())),
+        )
         connection.execute(cursors.delete())
         connection.execute(
             cursors.insert(),
@@ -78,8 +85,10 @@ def test_0006_drops_ticket_evidence_and_makes_the_index_rebuild(engine: Engine) 
     with engine.connect() as connection:
         remaining = connection.execute(sa.text("SELECT source_kind, quarantine, approved_by FROM kb_chunks")).all()
         cursor_rows = dict(connection.execute(sa.text("SELECT source, cursor FROM source_cursors")).all())
-        counts = connection.execute(sa.text("SELECT count(*) FROM kb_documents WHERE quarantined_count <> 0")).scalar()
+        documents = connection.execute(
+            sa.text("SELECT filename, status, quarantined_count FROM kb_documents ORDER BY filename")
+        ).all()
     assert [tuple(row) for row in remaining] == [("kb", None, None)]
     assert "kb:tickets" not in cursor_rows and cursor_rows["imap"] == "42"
     assert cursor_rows["kb:index-version"] not in ("", "old-token")
-    assert counts == 0
+    assert [tuple(row) for row in documents] == [("bad.pdf", "corrupt", 0), ("router.md", "pending", 0)]

@@ -4,7 +4,8 @@ Chunks the hygiene scan flags (hidden text, injected instructions, requests for 
 links, spreadsheet formulas) carry a reason and stay out of the analysers until a lead approves them. Ticket
 chunks indexed under the old rule (subject, description, customer replies, attachments) are removed, the ticket
 cursor is reset and the index version moves, so the next index job rebuilds ticket evidence from approved
-resolutions only and the Chroma/BM25 repairs drop the old vectors.
+resolutions only and the Chroma/BM25 repairs drop the old vectors. Indexed documents go back to `pending`, so the
+same job extracts and screens them again (unchanged chunks keep their vectors; only the scan is new).
 
 Revision ID: 0006
 Revises: 0005
@@ -32,6 +33,7 @@ def upgrade() -> None:
     with op.batch_alter_table("kb_documents", schema=None) as batch_op:
         batch_op.add_column(sa.Column("quarantined_count", sa.Integer(), nullable=False, server_default=sa.text("0")))
     op.execute("DELETE FROM kb_chunks WHERE source_kind = 'ticket'")
+    op.execute("UPDATE kb_documents SET status = 'pending' WHERE status = 'indexed'")
     op.execute("DELETE FROM source_cursors WHERE source IN ('kb:tickets', 'kb:index-version')")
     cursors = sa.table(
         "source_cursors",
