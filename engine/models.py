@@ -311,6 +311,8 @@ class KbDocument(Base):
     status: Mapped[str] = mapped_column(String(30), default="pending")
     error: Mapped[str | None] = mapped_column(Text)
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    quarantined_count: Mapped[int] = mapped_column(Integer, default=0)
+    """Chunks held back from the analysers until a lead approves them."""
     uploaded_by: Mapped[str | None] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -332,6 +334,10 @@ class KbChunk(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     team: Mapped[str | None] = mapped_column(String(100))
     source_date: Mapped[datetime | None] = mapped_column()
+    quarantine: Mapped[str | None] = mapped_column(Text)
+    """Why the hygiene scan held this chunk back (None when clean); the analysers never see it unless approved."""
+    approved_by: Mapped[str | None] = mapped_column(String(120))
+    approved_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
