@@ -230,6 +230,8 @@ class Escalation(Base):
     escalate: Mapped[bool] = mapped_column(Boolean, default=False)
     reasons: Mapped[list[Any]] = mapped_column(default=list)
     team: Mapped[str | None] = mapped_column(String(100))
+    route: Mapped[dict[str, Any] | None] = mapped_column()
+    """The learned routing's suggestion (engine/routing.py): team or none, its probability, why."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -433,3 +435,20 @@ class WebhookToken(Base):
 
     token: Mapped[str] = mapped_column(String(200), primary_key=True)
     signed_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class RoutingModel(Base):
+    """A routing model learned from the desk's resolved tickets (engine/routing.py); the newest row is served."""
+
+    __tablename__ = "routing_models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    history: Mapped[int] = mapped_column(Integer)
+    """How many resolved tickets it learned from."""
+    first_line: Mapped[str] = mapped_column(String(100))
+    threshold: Mapped[float | None] = mapped_column(Float)
+    """The probability from which it routes; null: it never reached the target precision and never routes."""
+    teams: Mapped[list[Any]] = mapped_column(default=list)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    model: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
