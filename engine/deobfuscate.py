@@ -30,16 +30,15 @@ INVISIBLE = re.compile(
 CONFUSABLES = str.maketrans(
     dict(
         zip(
-            "аᴀɑαвсϲеєёԑҽεһіїıɩιјκкⅼӏмոпοорρԛѕтτцυսνѵԝѡхχуүγᴢɡ"
-            "АВΒСЕΕНΗІΙЈКΚМΜΝОΟРΡЅТΤХΧУΥΖ",
-            "aaaabcceeeeeehiiiiijkklimnnooopqsttuuuvvwwxxyyyzg"
-            "ABBCEEHHIIJKKMMNOOPPSTTXXYYZ",
+            "аᴀɑαвсϲеєёԑҽεһіїıɩιјκкⅼӏмոпοорρԛѕтτцυսνѵԝѡхχуүγᴢɡАВΒСЕΕНΗІΙЈКΚМΜΝОΟРΡЅТΤХΧУΥΖ",
+            "aaaabcceeeeeehiiiiijkklimnnooopqsttuuuvvwwxxyyyzgABBCEEHHIIJKKMMNOOPPSTTXXYYZ",
             strict=True,
         )
     )
 )
 LEET = str.maketrans("013457@$|!", "oieastasii")
-LEET_TOKEN = re.compile(r"\b(?=[a-z0-9@$|!]*[a-z])(?=[a-z0-9@$|!]*[0134577@$|!])[a-z0-9@$|!]{3,20}\b", re.IGNORECASE)
+# A word with leet digits in it (never 2, 6, 8 or 9, which no letter hides behind: "sha256" stays as it is).
+LEET_TOKEN = re.compile(r"\b(?=[a-z013457@$|!]*[a-z])(?=[a-z013457@$|!]*[013457@$|!])[a-z013457@$|!]{3,20}\b", re.I)
 STRIP_ACCENTS = re.compile(r"[\u0300-\u036f]")
 SPACE = re.compile(r"[ \t\u00a0]+")
 
@@ -58,9 +57,12 @@ QP_SEQUENCE = re.compile(r"=[0-9A-F]{2}|=\r?\n")
 WORDS = re.compile(r"[^\W\d_]{2,}")
 # Short function words of the languages we read: a view that gains many of them became language.
 FUNCTION_WORDS = frozenset(
-    "the and you your to of is in for this that it with are be on not all me my are was what how now from "
-    "der die das und ist nicht sie ich du mit den zu ein eine le la les et est vous tu de des pas pour un une "
-    "el los las y es que por para una il di che per non sono het een van en niet je ik o os um uma com não".split()
+    (  # noqa: SIM905
+        "the and you your to of is in for this that it with are be on not all me my was what how now from "
+        "der die das und ist nicht sie ich du mit den zu ein eine le la les et est vous tu de des pas pour "
+        "un une el los las y es que por para una il di che per non sono het een van en niet je ik o os um "
+        "uma com não"
+    ).split()
 )
 
 
@@ -98,7 +100,8 @@ def _decode_run(run: str, kind: str) -> str | None:
             raw = bytes.fromhex(re.sub(r"\\x|0x|[\s:,-]", "", run))
     except (binascii.Error, ValueError):
         return None
-    return _printable_text(raw)
+    nested = raw.decode("ascii", "replace")
+    return _printable_text(raw) or (nested if BASE64_RUN.fullmatch(nested) or HEX_RUN.fullmatch(nested) else None)
 
 
 def _decoded_runs(text: str) -> list[str]:
@@ -138,7 +141,7 @@ def _views(text: str, depth: int) -> list[str]:
         found.append(rotated)
     hidden = _hidden_html(clean)
     found += [fold(piece) for piece in hidden]
-    if depth < MAX_DEPTH:
+    if depth <= MAX_DEPTH:
         budget = MAX_DECODED
         for decoded in _decoded_runs(clean):
             budget -= len(decoded)

@@ -22,6 +22,9 @@ CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
 WORD = re.compile(r"[a-z0-9]{3,}")
 
 
+MAX_READ = 200_000  # characters read per text: a longer text is held for a person, not read to the end
+
+
 @dataclass(frozen=True)
 class Detection:
     """What one text holds: each threat family found with the snippet that showed it, and the classifier's score."""
@@ -43,6 +46,9 @@ class Detection:
 def detect(text: str) -> Detection:
     """Every view of `text` (normalised, decoded, extracted) read by the family rules and the classifier."""
     found: dict[str, str] = {}
+    if len(text or "") > MAX_READ:
+        found["oversized"] = f"{len(text)} characters; only the first and last {MAX_READ // 2} were read"
+        text = text[: MAX_READ // 2] + "\n" + text[-MAX_READ // 2 :]
     text_views = views(text or "")
     for view in text_views:
         for family, pattern in FAMILIES.items():

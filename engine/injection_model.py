@@ -42,10 +42,12 @@ def threshold() -> float:
     return _weights()[2]
 
 
-def injection_score(folded_texts: list[str], *, window_limit: int = 50) -> float:
-    """Highest probability over the texts (each cut in windows) that it is an injection or jailbreak."""
+def injection_score(folded_texts: list[str], *, window_limit: int = 12) -> float:
+    """Highest probability over the texts that one is an injection or jailbreak; long texts are read in windows,
+    at most `window_limit` of them spread over the whole text (the rules still read all of it)."""
     windows = [text[start : start + MAX_CHARS] for text in folded_texts for start in range(0, len(text), MAX_CHARS)]
-    windows = [window for window in windows[:window_limit] if window.strip()]
+    step = max(1, len(windows) // window_limit)
+    windows = [window for window in windows[::step][:window_limit] if window.strip()]
     if not windows:
         return 0.0
     coef, intercept, _ = _weights()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-CLAUSE_BREAK = r"and|or|then|but|und|oder|dann|et|ou|puis|y|o|luego|e|oppure|poi|en|of|dan|to|zu|a|pour|para|per|om"
+CLAUSE_BREAK = r"and|or|then|but|und|oder|dann|et|ou|puis|y|o|luego|e|oppure|poi|en|of|dan|to|zu|pour|para|per|om"
 GAP = r"(?:\s+(?!(?:" + CLAUSE_BREAK + r")\b)[^\s.!?;]+){0,%d}\s+"
 
 
@@ -98,7 +98,8 @@ ROLE_PLAY = (
     r"|\b(?:je bent|jij bent) nu\b|\bvanaf nu,? (?:ben je|ben jij|antwoord|gedraag|reageer)\b|\bdoe alsof\b"
 )
 ROLE_MARKERS = (
-    r"<\|?\s*im_start\s*\|?>|<\|(?:system|assistant|user|endoftext|im_end)\|>|\[/?inst\]|\[/?sys(?:tem)?\]|<<\s*sys\s*>>"
+    r"<\|?\s*im_start\s*\|?>|<\|(?:system|assistant|user|endoftext|im_end)\|>|\[/?inst\]|\[/?sys(?:tem)?\]"
+    r"|<<\s*sys\s*>>"
     r"|</?\s*(?:system|assistant|instructions?|sys|admin|instruction)\s*>|^\s*#{1,6}\s*(?:system|instruction|assistant"
     r"|new instructions?)\b|[\"']role[\"']\s*:\s*[\"'](?:system|assistant|developer)[\"']"
     r"|^\s*(?:system|assistant|admin)(?: (?:prompt|message|override|instruction|note|notice))?\s*:\s*(?:ignore|you\b"
@@ -120,8 +121,12 @@ ADDRESSING_THE_AI = (
     r"|\bchatgpt,|\b(?:chatgpt|gpt-?4) (?:with|mode)|\bas chatgpt\b"
 )
 REVEAL = (
-    near(r"reveal|print|show|repeat|output|display|leak|dump|disclose|recite|tell me", r"(?:your|the) (?:system |initial "
-         r"|original |hidden |secret |first )?(?:prompt|instructions|configuration|rules)", 3)
+    near(
+        r"reveal|print|show|repeat|output|display|leak|dump|disclose|recite|tell me",
+        r"(?:your|the) (?:system |initial "
+        r"|original |hidden |secret |first )?(?:prompt|instructions|configuration|rules)",
+        3,
+    )
     + r"|\bwhat (?:are|were) your (?:initial |original |system |hidden )?(?:instructions|rules|prompt)\b"
     r"|\bwhat were you told\b|\bsystem ?prompt\b|\bsystemprompt\b"
 )
@@ -129,26 +134,52 @@ INJECTION = "|".join(
     [
         near(IGNORE, r"(?:(?:" + EARLIER + r")\w*\s+)?(?:" + DIRECTIVES + r")", 5),
         near(r"(?:" + EARLIER + r")\w*\s+(?:" + DIRECTIVES + r")", IGNORE, 4),
-        near(IGNORE, r"(?:everything|all|anything|alles|tout|todo|tutto|tudo|alles) (?:above|before|previous|prior"
-             r"|else|oben|davor|ci-dessus|precedent|anterior|sopra|acima|hierboven|eerder)", 3),
+        near(
+            IGNORE,
+            r"(?:what|everything|anything|all) (?:you were|you've been|you have been|you are|was) (?:told"
+            r"|given|instructed|asked|programmed)|(?:alles|was) (?:man )?dir (?:gesagt|vorgegeben)|(?:ce qu'on|tout ce"
+            r" qu'on) (?:t'a|vous a) dit|(?:lo que|todo lo que) (?:te|se te) (?:dijeron|ha dicho)|(?:quello che|tutto"
+            r" cio che) ti (?:hanno|e stato) detto|(?:o que|tudo o que) (?:te|lhe) (?:disseram|foi dito)|(?:wat|alles"
+            r" wat) (?:je|jou) (?:is )?(?:gezegd|verteld)",
+            3,
+        ),
+        near(
+            IGNORE,
+            r"(?:everything|all|anything|alles|tout|todo|tutto|tudo|alles) (?:above|before|previous|prior"
+            r"|else|oben|davor|ci-dessus|precedent|anterior|sopra|acima|hierboven|eerder)",
+            3,
+        ),
         r"\b(?:new|updated|revised|real|actual|true|neue|nouvelles?|nuevas?|nuove|novas?|nieuwe)\s+(?:system\s+)?"
         r"(?:" + DIRECTIVES + r")\w*\s*(?::|follow|are\b|below|folgen|suivantes|siguientes|seguenti|seguintes|volgen)",
         ROLE_PLAY,
         ROLE_MARKERS,
         ADDRESSING_THE_AI,
         REVEAL,
-        near(ADD_TO_REPLY, r"(?:in|into|to|at the (?:end|bottom|top) of|within|zu|dans|a|en|nella|nel|na|no|aan)\s+"
-             r"(?:your|the|every|each|any|all|deine[rnm]?|die|der|ihre[rnm]?|ta|votre|la|tu|su|la|tua|sua|la|je|jouw|uw"
-             r"|het|de)\s+(?:" + REPLY + r")", 8),
+        near(
+            ADD_TO_REPLY,
+            r"(?:in|into|to|at the (?:end|bottom|top) of|within|zu|dans|a|en|nella|nel|na|no|aan)\s+"
+            r"(?:your|the|every|each|any|all|deine[rnm]?|die|der|ihre[rnm]?|ta|votre|la|tu|su|la|tua|sua|la|je|jouw|uw"
+            r"|het|de)\s+(?:" + REPLY + r")",
+            8,
+        ),
         r"\b(?:when|whenever|if) (?:you )?(?:reply|respond|answer|summari[sz]e)\w*,? (?:\w+ ){0,3}(?:always |also "
         r"|must |should )?(?:include|add|mention|say|tell|recommend|link|state|insert|append)\b",
-        r"\b(?:reply|respond|answer)\w* (?:only )?with [\"'`]",
-        near(r"tell|instruct|advise|inform|direct|ask", r"the (?:customer|user|requester|caller|client|recipient)s? "
-             r"(?:to (?:visit|click|go to|call|send|pay|install|download|log ?in|enter|reset|buy)|that)", 1),
-        near(r"include|append|attach|insert|add|embed|put|paste|reveal|disclose|print|output|leak|dump|list", SECRETS, 5)
-        + r"[^.\n]{0,40}\b(?:in|into|to|with) (?:your|the) (?:" + REPLY + r")",
+        r"(?:^|[.!:]\s*)(?:reply|respond|answer|always reply|always respond) (?:only )?with [\"'`]",
+        near(
+            r"(?:tell|instruct|advise|inform|direct|ask)\b",
+            r"the (?:customer|user|requester|caller|client|recipient)s? "
+            r"(?:to (?:visit|click|go to|call|send|pay|install|download|log ?in at|sign ?in at|enter|buy|confirm|verify"
+            r"|update|open|run)|that)",
+            1,
+        ),
+        near(
+            r"include|append|attach|insert|add|embed|put|paste|reveal|disclose|print|output|leak|dump|list", SECRETS, 5
+        )
+        + r"[^.\n]{0,40}\b(?:in|into|to|with) (?:your|the) (?:"
+        + REPLY
+        + r")",
         r"(?:忽略|无视|忽视|不要理会|忘记|忘掉|不要遵守|跳过)[^。\n]{0,12}(?:指令|指示|说明|规则|提示|设定|要求)",
-        r"你现在是|从现在开始[，,]?你|扮演|假装你是|新的?指令[:：]|系统提示|开发者模式",
+        r"你现在是|从现在开始[，,]?你|扮演|假装你是|新的?指令[:：]|系统提示词|开发者模式",
         r"在(?:你的|您的)?(?:回复|回答|答复|摘要)中[^。\n]{0,10}(?:加入|包含|附上|添加|写上|告诉|提供|插入)",
     ]
 )
@@ -166,17 +197,23 @@ CHANGE = (
 )
 ACCESS_OBJECTS = (
     r"password|passwort|kennwort|mot de passe|\bmdp\b|contrasena|clave de acceso|senha|wachtwoord|\bpin\b"
-    r"|\bmfa\b|\b2fa\b|two[- ]factor|multi[- ]factor|zwei-faktor|double authentification|doble factor|autenticazione a due"
-    r"|dois fatores|tweestapsverificatie|authenticator|\botp\b|security key|sms (?:number|code)|phone number|mobile number"
-    r"|telefonnummer|handynummer|mobilnummer|numero de (?:telephone|portable|movil|celular|telemovel)|numero di (?:telefono"
-    r"|cellulare)|telefoonnummer|mobiel nummer|temporary access pass|\btap\b|admin(?:istrator)? (?:rights|access|privileges"
-    r"|permissions|role)|privileges|local admin|domain admin|adminrechte|administratorrechte|droits (?:d'administrateur|admin)"
+    r"|\bmfa\b|\b2fa\b|two[- ]factor|multi[- ]factor|zwei-faktor|double authentification|doble factor"
+    r"|autenticazione a due"
+    r"|dois fatores|tweestapsverificatie|authenticator|\botp\b|security key|sms[ -]?(?:number|code|nummer)"
+    r"|phone number|mobile number"
+    r"|telefonnummer|handynummer|mobilnummer|numero de (?:telephone|portable|movil|celular|telemovel)"
+    r"|numero di (?:telefono"
+    r"|cellulare)|telefoonnummer|mobiel nummer|temporary access pass|\btap\b|admin(?:istrator)? (?:rights|access"
+    r"|privileges"
+    r"|permissions|role)|privileges|local admin|domain admin|adminrechte|administratorrechte"
+    r"|droits (?:d'administrateur|admin)"
     r"|derechos de administrador|diritti di amministratore|direitos de administrador|beheerdersrechten|group membership"
     r"|security group|access rights|berechtigung|zugriffsrechte|permissions"
 )
 PAYMENT_OBJECTS = (
     r"bank|iban|swift|\bbic\b|routing|account number|sort code|payroll|direct deposit|salary account|payee|beneficiar"
-    r"|remittance|payment details|payment account|kontoverbindung|bankverbindung|\bkonto|gehaltskonto|coordonnees bancaires"
+    r"|remittance|payment details|payment account|kontoverbindung|bankverbindung|\bkonto|gehaltskonto"
+    r"|coordonnees bancaires"
     r"|\brib\b|compte bancaire|cuenta bancaria|datos bancarios|numero de cuenta|coordinate bancarie|conto corrente"
     r"|dados bancarios|conta bancaria|rekeningnummer|bankgegevens|bankrekening"
 )
@@ -194,21 +231,26 @@ GIFT_CARD_OR_CRYPTO = (
     r"gift ?cards?|gift ?vouchers?|(?:apple|itunes|google play|amazon|steam|app store|ebay|store|prepaid|visa)"
     r" (?:store )?(?:cards?|vouchers?|gift|credit|codes?)|\bvouchers?\b|gutschein|geschenkkarte|cartes? cadeaux?"
     r"|bons? d'achat|tarjetas? (?:de )?regalo|buoni? regalo|carta regalo|cartao(?:-| )presente|vale(?:-| )presente"
-    r"|cadeaubon|cadeaukaart|bitcoin|\bbtc\b|\busdt\b|tether|ethereum|\beth\b|crypto|krypto|cripto|binance|coinbase"
+    r"|cadeaubon|cadeaukaart|bitcoin|\bbtc\b|\busdt\b|\btether\b|ethereum|\beth\b|crypto|krypto|cripto|binance|coinbase"
     r"|monero|wallet address|礼品卡|购物卡|充值卡|比特币|加密货币|泰达币"
 )
 OTHER_PERSON = (
-    r"(?:his|her|their|another (?:user|person|employee|colleague)'?s?|someone else'?s|other (?:users|employees|people)'?s?"
+    r"(?:his|her|their|another (?:user|person|employee|colleague)'?s?|someone else'?s|other (?:users|employees"
+    r"|people)'?s?"
     r"|(?:my )?(?:colleague|manager|boss|coworker|co-worker|employee|ceo|cfo|director|assistant|ex|wife|husband)'s)"
 )
 OTHER_PERSONS_DATA = "|".join(
     [
-        near(r"send|give|provide|share|forward|export|tell|show|list|get|access|read|look up|pull|open|need|want",
-             OTHER_PERSON + r"\s+(?:\w+\s+){0,2}(?:data|details|personal|address|home|phone|number|e-?mails?|mailbox"
-             r"|inbox|files|salary|records|calendar|chats?|messages|location|history|documents|contact)", 4),
+        near(
+            r"send|give|provide|share|forward|export|tell|show|list|get|access|read|look up|pull|open|need|want",
+            OTHER_PERSON + r"\s+(?:\w+\s+){0,2}(?:data|details|personal|address|home|phone|number|e-?mails?|mailbox"
+            r"|inbox|files|salary|records|calendar|chats?|messages|location|history|documents|contact)",
+            4,
+        ),
         r"\b(?:mailbox|inbox|e-?mails?|files|calendar|home address|salary|personal data|data) of (?:my |our |the )?"
         r"(?:colleague|manager|boss|coworker|employee|ceo|another user|other users|someone else)",
-        r"\b(?:home address|private address|salary|personal (?:data|details|phone)) of (?:the )?(?:employee|user|staff)",
+        r"\b(?:home address|private address|salary|personal (?:data|details|phone)) of (?:the )?(?:employee|user"
+        r"|staff)",
         r"\b(?:daten|postfach|adresse|telefonnummer|gehalt|e-mails)\s+(?:meines|meiner|von meinem|von meiner|eines"
         r" anderen|des|der)\s+(?:kolleg|chef|mitarbeiter|vorgesetzt)",
         r"\b(?:donnees|adresse|telephone|e-?mails|boite mail|salaire)\s+(?:de mon|de ma|d'un autre|de mes|d'une autre)"
@@ -224,17 +266,24 @@ OTHER_PERSONS_DATA = "|".join(
         r"(?:同事|经理|老板|他人|别人|其他员工)的(?:资料|数据|邮箱|邮件|电话|地址|工资|个人信息)",
     ]
 )
-ACCESS_FOR_SOMEONE_ELSE = near(
-    CHANGE,
-    r"(?:" + ACCESS_OBJECTS + r")\w*\s+(?:\w+\s+){0,2}(?:for|on|of|fur|von|pour|de|para|per|voor|van)\s+(?:my |our |the |a |"
-    r"mein\w* |mon |ma |mi |il mio |la mia |o meu |a minha |mijn )?(?:\w+ )?(?:colleague|manager|boss|coworker|ceo|cfo"
-    r"|director|assistant|another|someone|other|user \w+|kolleg|chef|vorgesetzt|collegue|companer|jefe|collega|capo"
-    r"|colega|chefe|baas)",
-    3,
-) + "|" + near(CHANGE, OTHER_PERSON + r"\s+(?:\w+\s+){0,2}(?:" + ACCESS_OBJECTS + r")", 3)
+ACCESS_FOR_SOMEONE_ELSE = (
+    near(
+        CHANGE,
+        r"(?:"
+        + ACCESS_OBJECTS
+        + r")\w*\s+(?:\w+\s+){0,2}(?:for|on|of|fur|von|pour|de|para|per|voor|van)\s+(?:my |our |the |a |"
+        r"mein\w* |mon |ma |mi |il mio |la mia |o meu |a minha |mijn )?(?:\w+ )?(?:colleague|manager|boss|coworker"
+        r"|ceo|cfo"
+        r"|director|assistant|another|someone|other|user \w+|kolleg|chef|vorgesetzt|collegue|companer|jefe|collega|capo"
+        r"|colega|chefe|baas)",
+        3,
+    )
+    + "|"
+    + near(CHANGE, OTHER_PERSON + r"\s+(?:\w+\s+){0,2}(?:" + ACCESS_OBJECTS + r")", 3)
+)
 ACCESS = "|".join(
     [
-        either_order(CHANGE, ACCESS_OBJECTS, 5),
+        either_order(CHANGE, ACCESS_OBJECTS, 6),
         r"\b(?:password|passwort|kennwort|mot de passe|contrasena|senha|wachtwoord)\w*\s+(?:has |is |ist |est |ha |"
         r"e |is )?(?:expired|abgelaufen|expire|caducad|vencid|scadut|expirad|verlopen)",
         r"\blocked out\b|\baccount (?:is |has been )?(?:locked|blocked|disabled)|\bgesperrt\b|\bverrouille\b|\bbloquead"
@@ -249,7 +298,8 @@ ACCESS = "|".join(
 LEGAL = (
     r"\blawyers?\b|\battorney|\bsolicitor|\blegal action|\blaw ?suit|\bsue (?:you|your|the)\b|\b(?:to|in) court\b"
     r"|\bcourt (?:case|order)|\bsmall claims|\blitigation|\bgdpr\b|\bdsgvo\b|\brgpd\b|\bdata protection (?:authority"
-    r"|officer|complaint)|\bico complaint|\bregulator\b|\banwalt|\brechtsanwalt|\bklage (?:einreichen|erheben)|\bverklagen"
+    r"|officer|complaint)|\bico complaint|\bregulator\b|\banwalt|\brechtsanwalt|\bklage (?:einreichen|erheben)"
+    r"|\bverklagen"
     r"|\bvor gericht|\babmahnung|\bavocat|\bpoursuites?\b|\bporter plainte|\bdeposer (?:une )?plainte|\bcnil\b"
     r"|\btribunal|\babogado|\bdemanda judicial|\bdemandar|\bdenuncia|\bavvocat|\bdenunciar|\bquerela|\badvogad"
     r"|\bprocessar|\bacao judicial|\badvocaat|\brechtszaak|\bnaar de rechter|\baansprakelijk|律师|起诉|法院|诉讼"
@@ -264,10 +314,11 @@ SECURITY_INCIDENT = (
     r"|invadid|vazamento|suspeit|kwaadaardig|datalek|verdacht|gecompromitteerd|钓鱼|病毒|勒索|入侵|泄露|被黑|恶意"
 )
 CREDENTIAL_VERBS = (
-    r"send|give|tell|share|e-?mail|forward|provide|include|reveal|disclose|read out|text|post|paste|write down|let me"
-    r" have|dictate|schick|send|gib|teil|nenn|verrat|ubermittel|envoi|envoy|donne|communiqu|partag|indiqu|envi|dame"
-    r"|comparte|proporcion|indica|invia|manda|dammi|condividi|fornisc|comunic|envie|mande|me de|compartilh|fornec"
-    r"|inform|stuur|geef|deel|verstuur|mail"
+    r"(?:send|give|tell|share|forward|e-?mail (?:me|us|him|her|them)|text me|provide|include|reveal|disclose"
+    r"|read out|paste|write down|let me have|dictate"
+    r"|schick\w*|sende\w*|gib|geben sie|teile\w*|nenne\w*|verrat\w*|ubermittel\w*|envoie\w*|envoyez|donne\w*"
+    r"|communique\w*|partage\w*|indiquez|envia\w*|envie\w*|dame|comparte\w*|proporciona\w*|invia\w*|manda\w*"
+    r"|dammi|condividi|fornisci|comunica\w*|me de|compartilhe|forneca|stuur|geef|deel|verstuur)\b"
 )
 CREDENTIALS = (
     r"(?:passwords?|passwd|passcode|passphrase|credentials|login details|api[ _-]?keys?|access keys?|tokens?|secret"
@@ -286,10 +337,12 @@ CREDENTIAL_REQUEST = "|".join(
 )
 VERIFICATION_BYPASS = (
     r"\bwithout (?:any )?(?:verification|verifying|checking|approval|the usual checks|a ticket|callback)"
-    r"|\bno need to (?:verify|check|confirm|validate|call)|\bskip (?:the )?(?:verification|approval|security check|callback)"
+    r"|\bno need to (?:verify|check|confirm|validate|call)|\bskip (?:the )?(?:verification|approval|security check"
+    r"|callback)"
     r"|\bohne (?:verifizierung|prufung|ruckfrage|freigabe)|\bsans (?:verification|validation|controle)"
     r"|\bsin (?:verificacion|verificar|comprobacion)|\bsenza (?:verifica|controllo|approvazione)"
-    r"|\bsem (?:verificacao|verificar|aprovacao)|\bzonder (?:verificatie|controle|goedkeuring)|无需验证|不用验证|跳过验证"
+    r"|\bsem (?:verificacao|verificar|aprovacao)|\bzonder (?:verificatie|controle|goedkeuring)"
+    r"|无需验证|不用验证|跳过验证"
 )
 
 FAMILIES: dict[str, re.Pattern[str]] = {
@@ -319,6 +372,7 @@ FAMILY_LABELS = {
     "other_persons_data": "request for another person's data",
     "legal_threat": "legal threat (lawyer, lawsuit, data-protection complaint)",
     "security_incident": "security incident (phishing, malware, breach, compromised account)",
+    "oversized": "text too long to check in full",
 }
 SOCIAL_ENGINEERING = (
     "credential_request",
