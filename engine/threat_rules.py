@@ -26,6 +26,9 @@ def either_order(first: str, second: str, gap: int = 4) -> str:
 # --- prompt injection -------------------------------------------------------------------------------------------
 IGNORE = (
     r"ignor|disregard|forget|overrid|bypass|skip|neglect|set aside|throw away|discard|abandon"
+    r"|do not follow|don't follow|stop following|no longer follow|befolge nicht|befolge keine|nicht mehr befolg"
+    r"|ne suis plus|ne suivez plus|ne respecte plus|ne respectez plus|no sigas|deja de seguir|non seguire|smetti di"
+    r" seguire|nao siga|pare de seguir|volg niet|volg geen"
     r"|vergiss|vergessen|missacht|uberschreib|umgeh|verwirf|nicht beacht"
     r"|oubli|ne tiens pas compte|ne tenez pas compte|fais abstraction|faites abstraction|contourn"
     r"|olvid|omit|pasa por alto|haz caso omiso|no hagas caso|no tengas en cuenta"
@@ -34,7 +37,7 @@ IGNORE = (
     r"|negeer|vergeet|negeren|omzeil|overschrijf"
 )
 DIRECTIVES = (
-    r"instruction|prompt|rules\b|guideline|directive|directions\b|polic(?:y|ies)|guardrail|restriction|programming"
+    r"instruction|prompt|rules\b|guideline|directive|directions\b|polic(?:y|ies)|guardrail|restriction|programming|inputs"
     r"|safety (?:filter|guideline|setting)|content filter|system message|constraints|training"
     r"|anweisung|instruktion|regeln|vorgabe|richtlinie|befehle|systemnachricht"
     r"|consigne|regles|directive"
@@ -79,6 +82,25 @@ SECRETS = (
     r"|connection string|system prompt|hashes"
 )
 ROLE_PLAY = (
+    r"\byou will now (?:simulate|pose|act|be|take on|play|respond|answer|pretend|become)\b|\bfrom this moment,? you\b"
+    r"|\byou will (?:take on|assume|play) the role\b|\b(?:simulate|pose as|play|emulate) (?:a|an|the|\d+) (?:\w+ )?"
+    r"(?:chatbot|ai|characters?|persona|personalit)|\bi want you to (?:act as|act like|pretend|play the role|simulate"
+    r"|become|roleplay|role-play)|\bact like you(?: are|'re)\b|\bstay in character\b|\bbreak(?:ing)? character\b"
+    r"|\bnever refuses?\b|\b(?:must|will|should|shall) (?:never|not) (?:refuse|decline|censor)"
+    r"|\b(?:does ?n[o']t|do ?n[o']t|never|won't|will not) (?:follow|care about|abide by|have) (?:any )?(?:rules"
+    r"|guidelines|ethics|morals|restrictions|filters|content polic)|\b(?:openai|chatgpt)(?:'s)? (?:content )?polic"
+    r"|\bcontent polic(?:y|ies)\b|\b(?:uncensored|unfiltered|amoral|unrestricted|unethical|jailbroken) (?:ai|chatbot"
+    r"|assistant|model|response|version|mode|character|persona)\b"
+    r"|\b(?:visible|invisible|hidden|instructions?|notes?|message|profile|hint)s? (?:to|for) (?:the )?(?:ai|llm"
+    r"|language models?|automated (?:\w+ )?(?:systems?|software|analysis|screening|tools?|agents?|readers?))\b"
+    r"|\bsystem chain of thought\b|\binvisible to (?:humans|people|readers|users)\b"
+    r"|\bvisible (?:only )?to (?:the )?(?:llm|ai|language model|model)s?\b"
+    r"|\b(?:administrator|admin|system|security|developer) override\b"
+    r"|\boverrid\w* (?:\w+ ){0,3}and (?:output|print|say|reply|respond|report|write)\b"
+    r"|\bignore (?:the )?rest of (?:this|the) \w+ and (?:print|say|output|reply|respond|write|repeat|tell|answer"
+    r"|report)\b"
+    r"|\b(?:reveal|print|show|display|output|dump|repeat) (?:me )?(?:your |the )?(?:full |complete |entire )?system "
+    r"(?:prompt|instructions|configuration|message)|"
     r"\byou\s+are\s+now\s+(?:a|an|the|my|called|named|free|unrestricted|unfiltered|jailbroken|no longer|dan\b"
     r"|going to (?:act|pretend|be|respond|answer)|in (?:developer|dan|god|jailbreak|unrestricted|debug) mode)"
     r"|\bfrom now on,? (?:you (?:are|will|must|shall|should|have to)|act|respond|answer|reply|behave|only)\b"
