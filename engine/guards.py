@@ -6,8 +6,10 @@ prompt injection, LLM02 sensitive information disclosure, LLM09 misinformation v
 
 from __future__ import annotations
 
-import functools
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -23,6 +25,7 @@ WORD = re.compile(r"[a-z0-9]{3,}")
 
 
 MAX_READ = 200_000  # characters read per text: a longer text is held for a person, not read to the end
+RECENT_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,26 @@ class Detection:
         return [family for family in self.families if family != "injection"]
 
 
-@functools.lru_cache(maxsize=256)
+_RECENT: OrderedDict[bytes, Detection] = OrderedDict()  # keyed by digest, so no ticket text is kept
+_RECENT_LOCK = threading.Lock()
+
+
 def detect(text: str) -> Detection:
+    """`scan`, remembered for the last few texts: one ticket is checked by several guards in a row."""
+    key = hashlib.blake2b((text or "").encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    with _RECENT_LOCK:
+        if (hit := _RECENT.get(key)) is not None:
+            _RECENT.move_to_end(key)
+            return hit
+    found = scan(text)
+    with _RECENT_LOCK:
+        _RECENT[key] = found
+        if len(_RECENT) > RECENT_SIZE:
+            _RECENT.popitem(last=False)
+    return found
+
+
+def scan(text: str) -> Detection:
     """Every view of `text` (normalised, decoded, extracted) read by the family rules and the classifier."""
     found: dict[str, str] = {}
     if len(text or "") > MAX_READ:
