@@ -233,8 +233,9 @@ ACCESS_OBJECTS = (
     r"|security group|access rights|berechtigung|zugriffsrechte|permissions"
 )
 PAYMENT_OBJECTS = (
-    r"bank|iban|swift|\bbic\b|routing|account number|sort code|payroll|direct deposit|salary account|payee|beneficiar"
-    r"|remittance|payment details|payment account|kontoverbindung|bankverbindung|\bkonto|gehaltskonto"
+    r"bank ?(?:details|account|information|data|connection)|banking details|iban|swift"
+    r"|\bbic\b|routing|account number|sort code|payroll|direct deposit|salary account|payee|beneficiar"
+    r"|remittance|payment details|payment account|kontoverbindung|bankverbindung|bankkonto|kontonummer|gehaltskonto"
     r"|coordonnees bancaires"
     r"|\brib\b|compte bancaire|cuenta bancaria|datos bancarios|numero de cuenta|coordinate bancarie|conto corrente"
     r"|dados bancarios|conta bancaria|rekeningnummer|bankgegevens|bankrekening"
@@ -246,7 +247,6 @@ PAYMENT = "|".join(
         r"|\bpay (?:this|the|that) invoice (?:to|into)|\b(?:ueberweis|uberweis)\w*|\bvirement\b|\btransferencia\b"
         r"|\bbonifico\b|\boverboeking\b|\bwire transfer",
         r"(?:更改|变更|修改)[^。\n]{0,10}(?:银行|账户|账号|收款)",
-        r"\b[a-z]{2}\d{2}(?: ?[a-z0-9]{4}){3,7}\b",
     ]
 )
 GIFT_CARD_OR_CRYPTO = (
@@ -257,7 +257,7 @@ GIFT_CARD_OR_CRYPTO = (
     r"|monero|wallet address|礼品卡|购物卡|充值卡|比特币|加密货币|泰达币"
 )
 OTHER_PERSON = (
-    r"(?:his|her|their|another (?:user|person|employee|colleague)'?s?|someone else'?s|other (?:users|employees"
+    r"(?:his|her|their(?! own)|another (?:user|person|employee|colleague)'?s?|someone else'?s|other (?:users|employees"
     r"|people)'?s?"
     r"|(?:my )?(?:colleague|manager|boss|coworker|co-worker|employee|ceo|cfo|director|assistant|ex|wife|husband)'s)"
 )
