@@ -2,6 +2,8 @@
 
 Each check returns human-readable reasons; any reason holds the draft for a person (OWASP LLM01
 prompt injection, LLM02 sensitive information disclosure, LLM09 misinformation via unsupported claims).
+Injection and social-engineering checks share one path, `detect`: every view of the text (engine.deobfuscate)
+read by the family rules (engine.threat_rules) and the shipped classifier (engine.injection_model).
 """
 
 from __future__ import annotations
