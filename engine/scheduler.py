@@ -17,6 +17,7 @@ from engine.jobs import index_knowledge, poll_source, run_job, seed_knowledge
 from engine.models import utcnow
 from engine.outbox import deliver_outbox
 from engine.pipeline import process_pending
+from engine.routing import train_routing
 from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.sync import sync_back
@@ -42,6 +43,8 @@ def engine_jobs(runtime: Runtime) -> dict[str, tuple[float, Callable[[], object]
         settings.OUTBOX_INTERVAL_SECONDS,
         lambda: deliver_outbox(runtime.factory, settings, runtime.transport),
     )
+    if settings.ROUTING_ENABLED:
+        jobs["train_routing"] = (settings.ROUTING_INTERVAL_SECONDS, lambda: train_routing(runtime.factory, settings))
     for events in runtime.delivery_events:
         jobs[f"poll_{events.name}_events"] = (
             poll_interval(settings, events.name),
