@@ -73,6 +73,26 @@ def _common_letter_share(text: str) -> float:
     return sum(char in COMMON_LETTERS for char in letters) / len(letters) if letters else 0.0
 
 
+FUNCTION_WORDS = frozenset(
+    PLAIN_WORD.findall(
+        "the and you your to of in is it for with on this that are be not from as at or if all any now new my our "
+        "ignore reply answer send tell include password"
+    )
+)
+"""Words almost every English sentence has (and a few an attacker needs): ROT13 turns them into gibberish."""
+
+
+def _function_words(text: str) -> int:
+    return sum(word in FUNCTION_WORDS for word in PLAIN_WORD.findall(text))
+
+
+def _reads_better_rotated(text: str, rotated: str) -> bool:
+    """ROT13 hides a sentence when rotating brings back more common words (a whole message, or a run in one),
+    or when the letters read more like a language."""
+    gained = _function_words(rotated) - _function_words(text)
+    return gained >= 3 or _common_letter_share(rotated) > _common_letter_share(text) + 0.15
+
+
 def _printable_text(raw: bytes) -> str | None:
     """Decoded bytes that are readable text (not a hash, an image or an ID), else None."""
     try:
@@ -132,7 +152,7 @@ def _views(text: str, depth: int) -> list[str]:
     if len(MIXED_LEET_WORD.findall(normalised, 0, MAX_DECODED)) >= MIN_LEET_WORDS:
         found.append(LEET_WORD.sub(lambda m: m.group(0).translate(LEET), normalised))
     rotated = codecs.encode(normalised, "rot13")
-    if _common_letter_share(rotated[:MAX_DECODED]) > _common_letter_share(normalised[:MAX_DECODED]) + 0.15:
+    if _reads_better_rotated(normalised[:MAX_DECODED], rotated[:MAX_DECODED]):
         found.append(rotated)
     hidden = _hidden_html(clean)
     found += [fold(piece) for piece in hidden]
