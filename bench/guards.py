@@ -36,7 +36,7 @@ from engine.desk_policy import DeskPolicy
 from engine.guards import Detection, scan, suspicious_input_reasons
 from engine.models import Ticket
 from engine.retrieval_analyser import RetrievalAnalyser
-from engine.settings import load_settings
+from engine.settings import DEMO_ALLOWED_DOMAINS, load_settings
 from kb.indexer import add_document
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,7 +170,10 @@ SOCIAL_TICKETS = (
 def decision_desk(workdir: Path) -> RetrievalAnalyser:
     """A desk on a scratch SQLite database with the demo articles in its knowledge base."""
     settings = load_settings(
-        _env_file=None, DATA_DIR=workdir, DEMO_FEED_ENABLED=False, OUTGOING_ALLOWED_DOMAINS="northwind-labs.example"
+        _env_file=None,
+        DATA_DIR=workdir,
+        DEMO_FEED_ENABLED=False,
+        OUTGOING_ALLOWED_DOMAINS=",".join(DEMO_ALLOWED_DOMAINS),
     )
     engine = make_engine(settings.database_url)
     upgrade_database(engine)

@@ -21,6 +21,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DEMO_COMPANY_DOMAINS = ("northwind-labs.example", "northwind-cloud.example")
 """The fictional company of the demo feed and its articles: the demo desk speaks for it."""
+DEMO_ALLOWED_DOMAINS = (*DEMO_COMPANY_DOMAINS, "microsoft.com", "office.com", "draw.io")
+"""What the demo articles link to: the company's own sites and the vendors its IT articles send people to."""
 
 
 class ConfigurationError(RuntimeError):
@@ -232,7 +234,7 @@ class Settings(BaseSettings):
         domains = {address.rsplit("@", 1)[-1] for address in addresses if "@" in address}
         domains |= {self.MAILGUN_DOMAIN, *self.OUTGOING_ALLOWED_DOMAINS.split(",")}
         if self.DEMO_FEED_ENABLED:
-            domains |= set(DEMO_COMPANY_DOMAINS)
+            domains |= set(DEMO_ALLOWED_DOMAINS)
         return {domain.strip().lower().lstrip("@.") for domain in domains if domain and domain.strip()}
 
     def secret_values(self) -> list[str]:
