@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.guard_corpus import TRANSLATION_FRAMES, garak_attacks, obfuscations
+from connectors.demo import ALLOWED_DOMAINS
 from engine.analysis import AnalysisResult, TicketSnapshot
 from engine.db import make_engine, make_session_factory, upgrade_database
 from engine.decision import delivery_verdict
@@ -170,7 +171,10 @@ SOCIAL_TICKETS = (
 def decision_desk(workdir: Path) -> RetrievalAnalyser:
     """A desk on a scratch SQLite database with the demo articles in its knowledge base."""
     settings = load_settings(
-        _env_file=None, DATA_DIR=workdir, DEMO_FEED_ENABLED=False, OUTGOING_ALLOWED_DOMAINS="northwind-labs.example"
+        _env_file=None,
+        DATA_DIR=workdir,
+        DEMO_FEED_ENABLED=False,
+        OUTGOING_ALLOWED_DOMAINS=",".join(ALLOWED_DOMAINS),
     )
     engine = make_engine(settings.database_url)
     upgrade_database(engine)

@@ -28,6 +28,8 @@ KNOWLEDGE = Path(__file__).resolve().parent / "demo_data" / "kb"
 """The articles the demo tickets are answered from; the engine puts them in the knowledge base (engine/jobs.py)."""
 COMPANY_DOMAINS = ("northwind-labs.example", "northwind-cloud.example")
 """The fictional company of the demo feed and its articles: the demo desk speaks for it."""
+ALLOWED_DOMAINS = (*COMPANY_DOMAINS, "microsoft.com", "office.com", "draw.io")
+"""What the demo articles link to: the company's own sites and the vendors its IT articles send people to."""
 DEMO_DOMAIN = "demo.northwind-labs.example"
 
 
@@ -75,8 +77,8 @@ def is_configured(settings: Settings) -> bool:
 
 
 def own_domains(settings: Settings) -> tuple[str, ...]:
-    """The demo company's domains while the demo feed runs: its tickets and articles link and write to them."""
-    return COMPANY_DOMAINS if settings.DEMO_FEED_ENABLED else ()
+    """While the demo feed runs, the desk speaks for the demo company and may link where its articles link."""
+    return ALLOWED_DOMAINS if settings.DEMO_FEED_ENABLED else ()
 
 
 class DemoSource:

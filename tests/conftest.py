@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.demo import COMPANY_DOMAINS
+from connectors.demo import ALLOWED_DOMAINS
 from engine.db import make_engine, make_session_factory, upgrade_database
 from engine.models import Base
 from engine.settings import Settings, load_settings
@@ -89,7 +89,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         DATA_DIR=tmp_path / "data",
         DATABASE_URL=database_url,
         DEMO_FEED_ENABLED=False,
-        OUTGOING_ALLOWED_DOMAINS=",".join(COMPANY_DOMAINS),
+        OUTGOING_ALLOWED_DOMAINS=",".join(ALLOWED_DOMAINS),
         ENGINE_ENABLED=False,
         WORKER_ID="test-worker",
     )
