@@ -76,6 +76,18 @@ class Settings(BaseSettings):
     OUTGOING_ALLOWED_DOMAINS: str = ""
     """Comma-separated domains an automatic message may link or write to; the desk's own domains always are."""
     MAX_AUTOMATED_EMAILS_PER_HOUR: int = Field(default=5, ge=0)
+
+    # Outcomes: "Did this solve your problem?" links and resolution states (engine/outcomes.py)
+    DESK_PUBLIC_URL: str = ""
+    """The base URL customers reach the engine's web endpoint at (https://support.example.com); unset: no links."""
+    DESK_LINK_SECRET: SecretStr = SecretStr("")
+    """Signs the links; unset: a random key generated once and kept in DATA_DIR/link_secret."""
+    DESK_LINK_TTL_DAYS: float = Field(default=14.0, gt=0)
+    OUTCOME_ASSUMED_HOURS: float = Field(default=24.0, gt=0)
+    """A resolution with no reply for this long counts as assumed solved."""
+    OUTCOME_DURABLE_DAYS: float = Field(default=7.0, gt=0)
+    """A resolution not re-opened for this long is durable."""
+    OUTCOME_INTERVAL_SECONDS: float = Field(default=300.0, gt=0)
     SMTP_HOST: str = ""
     SMTP_PORT: int = Field(default=587, ge=1, le=65535)
     SMTP_USERNAME: str = ""
@@ -209,6 +221,14 @@ class Settings(BaseSettings):
     )
     """Hours to resolve by priority (lower-case); "" is the target for tickets without a priority."""
 
+    @field_validator("DESK_PUBLIC_URL")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and (urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname):
+            raise ValueError("must be an http(s) URL such as https://support.example.com")
+        return value
+
     @field_validator("DATABASE_URL")
     @classmethod
     def _known_database(cls, value: str) -> str:
@@ -229,10 +249,12 @@ class Settings(BaseSettings):
         return self.MAILGUN_FROM_EMAIL or self.SUPPORT_FROM_EMAIL
 
     def own_domains(self) -> set[str]:
-        """The desk's own domains (its sending addresses and Mailgun domain) and the configured extra ones."""
+        """The desk's own domains (sending addresses, Mailgun domain, public URL) and the configured extra ones."""
         addresses = (self.SUPPORT_FROM_EMAIL, self.MAILGUN_FROM_EMAIL)
         domains = {address.rsplit("@", 1)[-1] for address in addresses if "@" in address}
         domains |= {self.MAILGUN_DOMAIN, *self.OUTGOING_ALLOWED_DOMAINS.split(",")}
+        if self.DESK_PUBLIC_URL:
+            domains.add(urlsplit(self.DESK_PUBLIC_URL).hostname or "")
         if self.DEMO_FEED_ENABLED:
             domains |= set(DEMO_ALLOWED_DOMAINS)
         return {domain.strip().lower().lstrip("@.") for domain in domains if domain and domain.strip()}
