@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine.enums import TicketStatus
+from engine.enums import OutcomeState, TicketStatus
 from engine.ingest import TicketIn
-from engine.models import Ticket, utcnow
+from engine.models import ResolutionOutcome, Ticket, utcnow
 
 _counter = itertools.count(1)
 
@@ -97,3 +97,22 @@ def resolved_ticket(session: Session, subject: str, description: str, team: str)
     )
     session.add(ticket)
     return ticket
+
+
+def resolution_outcome(
+    session: Session, *, category: str, state: OutcomeState, automated: bool = True, confidence: float = 0.9
+) -> ResolutionOutcome:
+    """A resolved ticket of `category` and what became of its resolution."""
+    ticket = resolved_ticket(session, f"{category} question", "How do I do it?", "Service Desk")
+    ticket.category = category
+    session.flush()
+    outcome = ResolutionOutcome(
+        ticket_id=ticket.id,
+        automated=automated,
+        source=ticket.source,
+        category=category,
+        confidence=confidence,
+        state=state,
+    )
+    session.add(outcome)
+    return outcome
