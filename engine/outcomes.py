@@ -21,7 +21,7 @@ from engine.db import transaction
 from engine.desk_policy import current_policy, save_policy
 from engine.enums import OutcomeState, TicketStatus
 from engine.lifecycle import transition
-from engine.models import Action, Analysis, ResolutionOutcome, Ticket, utcnow
+from engine.models import Action, Analysis, AuditEntry, ResolutionOutcome, Ticket, utcnow
 from engine.settings import Settings
 from engine.timeline import record_audit, record_event
 
@@ -30,6 +30,8 @@ Answer = Literal["yes", "no"]
 FINAL = frozenset({OutcomeState.REOPENED, OutcomeState.DURABLE})
 OPEN = frozenset({OutcomeState.PENDING, OutcomeState.CONFIRMED, OutcomeState.ASSUMED})
 MAX_COMMENT_CHARS = 2000
+SWITCH_OFF = "autopilot_floor_switch_off"
+"""The audit action of the floor switching a category's autopilot off."""
 FLOOR_WINDOW_DAYS = 30
 """The durable rate behind the autopilot floor counts automatic resolutions of the last 30 days."""
 
@@ -258,7 +260,7 @@ def apply_durable_floor(session: Session, settings: Settings, *, now: datetime) 
         record_audit(
             session,
             "engine",
-            "autopilot_floor_switch_off",
+            SWITCH_OFF,
             "category",
             found.category,
             durable_rate=round(found.rate, 3),
@@ -268,6 +270,17 @@ def apply_durable_floor(session: Session, settings: Settings, *, now: datetime) 
             policy_version=version.version,
         )
     return len(switched)
+
+
+def autopilot_switch_offs(session: Session, since: datetime) -> list[AuditEntry]:
+    """The floor's switch-offs since `since`, newest first: what the Home page tells the leads."""
+    return list(
+        session.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.action == SWITCH_OFF, AuditEntry.at >= since)
+            .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        )
+    )
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from engine.enums import OutcomeState, TicketStatus
 from engine.ingest import TicketIn
-from engine.models import ResolutionOutcome, Ticket, utcnow
+from engine.models import Analysis, ResolutionOutcome, Ticket, utcnow
 
 _counter = itertools.count(1)
 
@@ -116,3 +116,19 @@ def resolution_outcome(
     )
     session.add(outcome)
     return outcome
+
+
+def analysed_ticket(session: Session, subject: str, *, confidence: float, evidence: bool) -> int:
+    """A resolved ticket whose analysis had `confidence`, with or without evidence: what knowledge gaps read."""
+    ticket = resolved_ticket(session, subject, subject + ". Please help.", "Service Desk")
+    session.flush()
+    session.add(
+        Analysis(
+            ticket_id=ticket.id,
+            analyser="test",
+            decision="escalate",
+            confidence=confidence,
+            evidence=[{"title": "kb.md"}] if evidence else [],
+        )
+    )
+    return ticket.id
