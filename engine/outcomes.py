@@ -311,7 +311,10 @@ def customer_confirmed(session: Session, ticket_id: int) -> bool:
 
 
 def outcome_funnel(session: Session, since: datetime) -> dict[str, Any]:
-    """The resolution funnel since `since`, automatic and human apart, with reopen rate and CSAT."""
+    """The resolution funnel since `since`, automatic and human apart, with reopen rate and CSAT.
+
+    Assumed counts every resolution that passed the silence window unanswered (also those since durable), so
+    confirmed + assumed is the funnel's middle stage."""
     received = session.scalar(select(func.count()).select_from(Ticket).where(Ticket.created_at >= since)) or 0
     rows = session.execute(
         select(
@@ -326,7 +329,9 @@ def outcome_funnel(session: Session, since: datetime) -> dict[str, Any]:
         funnel[name] = {
             "resolved": len(mine),
             "confirmed": sum(1 for row in mine if row.answer == "yes"),
-            "assumed": states[OutcomeState.ASSUMED],
+            "assumed": sum(
+                1 for row in mine if row.answer != "yes" and row.state in (OutcomeState.ASSUMED, OutcomeState.DURABLE)
+            ),
             "durable": states[OutcomeState.DURABLE],
             "reopened": states[OutcomeState.REOPENED],
             "reopen_rate": states[OutcomeState.REOPENED] / len(mine) if mine else 0.0,

@@ -44,6 +44,8 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    request_queue_size = 128
+    """socketserver's default backlog of 5 resets connections when customers click at once (bench/outcomes.py)."""
 
 
 class _QuietHandler(WSGIRequestHandler):

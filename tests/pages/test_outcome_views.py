@@ -3,7 +3,7 @@ autopilot switched off by the floor on Home."""
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.desk_policy import DeskPolicy, save_policy
+from engine.desk_policy import DeskPolicy, current_policy, save_policy
 from engine.enums import OutcomeState
 from engine.models import utcnow
 from engine.outcomes import apply_durable_floor
@@ -50,3 +50,16 @@ def test_home_tells_the_leads_when_the_floor_switched_autopilot_off(
     assert not at.exception
     assert "Autopilot switched off for **network**" in "\n".join(warning.value for warning in at.warning)
     assert "0% of its automatic answers stayed solved" in texts(at)
+
+
+def test_a_lead_sets_the_durable_floor(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    with session_factory.begin() as session:
+        save_policy(session, DeskPolicy(durable_floor={"network": 0.8}), actor="lee")
+    at = open_page("pages/5_Settings.py", "lee")
+    assert not at.exception
+    at.number_input(key="policy_floor_min").set_value(5)
+    at = next(b for b in at.button if b.label == "Save floor").click().run()
+    assert "Durable floor saved as policy version 2." in texts(at)
+    with session_factory() as session:
+        policy = current_policy(session, app)
+    assert (policy.durable_floor, policy.durable_floor_min_resolutions) == ({"network": 0.8}, 5)
