@@ -33,7 +33,8 @@ MAX_COMMENT_CHARS = 2000
 SWITCH_OFF = "autopilot_floor_switch_off"
 """The audit action of the floor switching a category's autopilot off."""
 FLOOR_WINDOW_DAYS = 30
-"""The durable rate behind the autopilot floor counts automatic resolutions of the last 30 days."""
+"""The durable rate behind the autopilot floor counts the automatic resolutions of 30 days, those old enough to
+have settled (sent at least OUTCOME_DURABLE_DAYS ago)."""
 
 
 def open_outcome(session: Session, ticket: Ticket, action: Action, *, automated: bool) -> ResolutionOutcome:
@@ -211,8 +212,11 @@ class CategoryDurability:
         return self.durable / self.decided if self.decided else 0.0
 
 
-def automatic_durability(session: Session, since: datetime) -> list[CategoryDurability]:
-    """Per category, automatic resolutions since `since` that became durable or were re-opened."""
+def automatic_durability(session: Session, since: datetime, until: datetime) -> list[CategoryDurability]:
+    """Per category, automatic resolutions sent between `since` and `until` that became durable or were re-opened.
+
+    `until` must be at least the durable window ago: younger resolutions can already be re-opened but not yet
+    durable, and counting them would make every category look worse than it is."""
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     for category, state, count in session.execute(
         select(ResolutionOutcome.category, ResolutionOutcome.state, func.count())
@@ -220,6 +224,7 @@ def automatic_durability(session: Session, since: datetime) -> list[CategoryDura
             ResolutionOutcome.automated.is_(True),
             ResolutionOutcome.state.in_(list(FINAL)),
             ResolutionOutcome.resolved_at >= since,
+            ResolutionOutcome.resolved_at < until,
         )
         .group_by(ResolutionOutcome.category, ResolutionOutcome.state)
     ):
@@ -232,12 +237,13 @@ def automatic_durability(session: Session, since: datetime) -> list[CategoryDura
 
 def apply_durable_floor(session: Session, settings: Settings, *, now: datetime) -> int:
     """Switch the autopilot off for each category whose durable automatic resolution rate fell below the lead's
-    floor (with enough resolutions to judge); a new policy version by "engine", audit-logged for the leads."""
+    floor (with enough settled resolutions to judge); a new policy version by "engine", audit-logged for the leads."""
     policy = current_policy(session, settings)
     if not policy.durable_floor:
         return 0
     switched = []
-    for found in automatic_durability(session, now - timedelta(days=FLOOR_WINDOW_DAYS)):
+    settled = now - timedelta(days=settings.OUTCOME_DURABLE_DAYS)
+    for found in automatic_durability(session, settled - timedelta(days=FLOOR_WINDOW_DAYS), settled):
         floor = policy.durable_floor.get(found.category, policy.durable_floor.get("*"))
         if floor is None or found.decided < policy.durable_floor_min_resolutions or found.rate >= floor:
             continue

@@ -3,7 +3,7 @@ classified, the clock moved by hand, the autopilot floor, and the labels the con
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +19,11 @@ from engine.settings import Settings
 from kb.indexer import ticket_sections
 from tests.engine.test_pipeline import Proposes, new_ticket
 from tests.factories import email_in, resolution_outcome
+
+
+def settled() -> datetime:
+    """A moment past the durable window of resolutions made now."""
+    return utcnow() + timedelta(days=8)
 
 
 def resolved_automatically(factory: sessionmaker[Session], settings: Settings) -> int:
@@ -122,7 +127,8 @@ def test_the_floor_switches_a_categorys_autopilot_off_and_tells_the_leads(
             resolution_outcome(session, category="billing", state=state)
         for state in (OutcomeState.REOPENED,) * 3:
             resolution_outcome(session, category="access", state=state, automated=False)
-    assert advance_outcomes(session_factory, settings).autopilot_switched_off == 1
+    assert advance_outcomes(session_factory, settings).autopilot_switched_off == 0  # too young to have settled
+    assert advance_outcomes(session_factory, settings, now=settled()).autopilot_switched_off == 1
     with session_factory() as session:
         policy = current_policy(session, settings)
         assert not policy.autopilot_on("test", "network")
@@ -131,14 +137,14 @@ def test_the_floor_switches_a_categorys_autopilot_off_and_tells_the_leads(
         assert newest.changed_by == "engine"
         audit = session.scalars(select(AuditEntry).where(AuditEntry.action == "autopilot_floor_switch_off")).one()
         assert (audit.actor, audit.target_id, audit.details["durable_rate"]) == ("engine", "network", 0.333)
-    assert advance_outcomes(session_factory, settings).autopilot_switched_off == 0
+    assert advance_outcomes(session_factory, settings, now=settled()).autopilot_switched_off == 0
 
 
 def test_too_few_resolutions_are_not_judged(session_factory: sessionmaker[Session], settings: Settings) -> None:
     with session_factory.begin() as session:
         save_policy(session, DeskPolicy(autopilot={"*:*": True}, durable_floor={"network": 0.9}), actor="lee")
         resolution_outcome(session, category="network", state=OutcomeState.REOPENED)
-    assert advance_outcomes(session_factory, settings).autopilot_switched_off == 0
+    assert advance_outcomes(session_factory, settings, now=settled()).autopilot_switched_off == 0
 
 
 def test_judged_automatic_resolutions_become_calibration_labels(

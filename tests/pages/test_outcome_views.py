@@ -1,6 +1,8 @@
 """The outcome views: the resolution funnel on Metrics, knowledge gaps on the Knowledge Base page, and the
 autopilot switched off by the floor on Home."""
 
+from datetime import timedelta
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.desk_policy import DeskPolicy, current_policy, save_policy
@@ -45,7 +47,7 @@ def test_home_tells_the_leads_when_the_floor_switched_autopilot_off(
         save_policy(session, DeskPolicy(autopilot={"*:*": True}, durable_floor={"*": 0.9}), actor="lee")
         for _ in range(20):
             resolution_outcome(session, category="network", state=OutcomeState.REOPENED)
-        apply_durable_floor(session, app, now=utcnow())
+        apply_durable_floor(session, app, now=utcnow() + timedelta(days=8))
     at = open_page("Home.py", "lee")
     assert not at.exception
     assert "Autopilot switched off for **network**" in "\n".join(warning.value for warning in at.warning)
