@@ -10,7 +10,7 @@ import streamlit as st
 
 from engine.exports import to_safe_csv
 from engine.models import utcnow
-from engine.outcomes import autopilot_switch_offs, outcome_breakdown, outcome_funnel
+from engine.outcomes import autopilot_switch_offs, outcome_breakdown, outcome_funnel, outcome_labels
 from engine.runtime import Runtime
 from kb.gaps import knowledge_gaps
 from ui.components import plain
@@ -22,6 +22,7 @@ def resolution_funnel(runtime: Runtime, start: datetime) -> None:
     """Received → answered automatically → confirmed or assumed → durable, reopen rate and CSAT, automatic vs human."""
     with runtime.factory() as session:
         funnel = outcome_funnel(session, start)
+        labels = outcome_labels(session)
         tables = {by: pd.DataFrame(outcome_breakdown(session, start, by)) for by in ("category", "source", "week")}
     automatic, human = funnel["automatic"], funnel["human"]
     st.subheader("Resolution outcomes")
@@ -50,6 +51,16 @@ def resolution_funnel(runtime: Runtime, start: datetime) -> None:
     st.dataframe(stages, hide_index=True, width="stretch", key="outcomes_funnel")
     compare = pd.DataFrame([{"resolved by": name, **funnel[name]} for name in ("automatic", "human")])
     st.dataframe(compare, hide_index=True, width="stretch", key="outcomes_compare")
+    verdicts = pd.DataFrame([label.__dict__ for label in labels], columns=["category", "confidence", "solved"])
+    if not verdicts.empty:
+        st.markdown("**AI confidence against the customer's verdict** (confirmed or durable = solved, re-opened = not)")
+        verdicts["confidence band"] = (verdicts["confidence"] * 10).astype(int).clip(upper=9) / 10
+        calibration = (
+            verdicts.groupby(["category", "confidence band"])["solved"]
+            .agg(answers="count", solved_share="mean")
+            .reset_index()
+        )
+        st.dataframe(calibration.round(3), hide_index=True, width="stretch", key="outcomes_calibration")
     for by, frame in tables.items():
         if frame.empty:
             continue

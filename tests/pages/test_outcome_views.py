@@ -25,6 +25,8 @@ def test_metrics_show_the_resolution_funnel(app: Settings, session_factory: sess
     assert metrics["Answered automatically"].value == "2" and metrics["Durable"].value == "1"
     assert metrics["Reopen rate · automatic"].value == "50%" and metrics["Reopen rate · human"].value == "0%"
     assert "Resolution outcomes" in texts(at)
+    calibration = next(frame.value for frame in at.dataframe if "solved_share" in frame.value.columns)
+    assert calibration["answers"].sum() == 2 and calibration["solved_share"].tolist() == [0.5]
     assert any(button.label == "CSV · outcomes per category" for button in at.get("download_button"))
 
 
