@@ -113,7 +113,8 @@ def record_link_answer(
         session,
         ticket,
         "resolution_rejected",
-        f"Customer says the resolution did not solve it{rating}",
+        f"Customer says the resolution did not solve it{rating}"
+        + (f": “{' '.join(outcome.comment.split())[:200]}”" if outcome.comment else ""),
         actor="customer",
         comment=outcome.comment or "",
     )

@@ -110,6 +110,7 @@ def test_no_reopens_the_ticket_for_a_person_with_the_comment(
             )
         ).one()
         assert rejected.data["comment"] == "Still the same error"
+        assert rejected.title == "Customer says the resolution did not solve it, rated 2/5: “Still the same error”"
     assert outcome_of(session_factory, ticket_id).state == OutcomeState.REOPENED
 
 
