@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.actions import Actor, approve_draft
@@ -16,8 +17,10 @@ from engine.models import Action, AuditEntry, DeskPolicyVersion, ResolutionOutco
 from engine.outcomes import advance_outcomes, outcome_funnel, outcome_labels
 from engine.pipeline import process_pending
 from engine.settings import Settings
+from engine.sync import sync_back
 from kb.indexer import ticket_sections
 from tests.engine.test_pipeline import Proposes, new_ticket
+from tests.engine.test_sync import FakeSource
 from tests.factories import email_in, resolution_outcome
 
 
@@ -169,3 +172,18 @@ def test_an_automatic_resolution_teaches_the_knowledge_base_once_the_customer_co
     reply(session_factory, settings, ticket_id, "Thank you, works now")
     with session_factory() as session:
         assert [section.text for section in ticket_sections(session, session.get(Ticket, ticket_id))]
+
+
+def test_the_customers_verdict_and_the_final_state_are_written_back_to_the_source(
+    engine: Engine, session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    ticket_id = resolved_automatically(session_factory, settings)
+    reply(session_factory, settings, ticket_id, "Thank you, works now")
+    advance_outcomes(session_factory, settings, now=settled())
+    source = FakeSource()
+    sync_back(engine, session_factory, settings, [source])
+    with session_factory() as session:
+        pushed = session.scalars(
+            select(TimelineEvent.type).where(TimelineEvent.id.in_([event_id for _, event_id, _ in source.pushed]))
+        ).all()
+    assert {"resolution_confirmed", "resolution_outcome"} <= set(pushed)
