@@ -106,7 +106,7 @@ def simulate(url: str, args: argparse.Namespace, workdir: Path) -> None:
     analyser = FixedRateAnalyser(args.answered)
     chance = random.Random(args.seed)
     tickets = month_of_tickets(args.tickets)
-    start = utcnow()
+    start = utcnow() - timedelta(days=args.days)  # the simulated month ends now: only new rows are >= today
     latencies: list[float] = []
     pipeline_seconds = 0.0
     per_day = -(-len(tickets) // args.days)
@@ -169,9 +169,14 @@ def simulate(url: str, args: argparse.Namespace, workdir: Path) -> None:
     with factory() as session:
         funnel = outcome_funnel(session, start - timedelta(days=1))
         table = outcome_breakdown(session, start - timedelta(days=1), "category")
+        weeks = [
+            row
+            for row in outcome_breakdown(session, start - timedelta(days=1), "week")
+            if row["resolved by"] == "automatic"
+        ]
         switched = autopilot_switch_offs(session, start - timedelta(days=1))
     engine.dispose()
-    report(funnel, table, switched, latencies, burst, pipeline_seconds, len(tickets))
+    report(funnel, table, weeks, switched, latencies, burst, pipeline_seconds, len(tickets))
 
 
 def _timed_get(url: str) -> float:
@@ -185,7 +190,14 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def report(
-    funnel: dict, table: list[dict], switched: list, latencies: list[float], burst: list[float], seconds: float, n: int
+    funnel: dict,
+    table: list[dict],
+    weeks: list[dict],
+    switched: list,
+    latencies: list[float],
+    burst: list[float],
+    seconds: float,
+    n: int,
 ) -> None:
     automatic, human = funnel["automatic"], funnel["human"]
     print(f"pipeline: {n:,} tickets ingested and analysed in {seconds:.1f} s ({n / seconds * 3600:,.0f} tickets/hour)")
@@ -203,6 +215,7 @@ def report(
             f"{row['category']:<16}{row['resolved by']:<11}{row['resolutions']:>9,}{row['confirmed']:>10,}"
             f"{row['durable']:>9,}{row['reopened']:>9,}{row['CSAT'] or '—':>7}"
         )
+    print("automatic resolutions per week: " + ", ".join(f"{row['week']} {row['resolutions']:,}" for row in weeks))
     for entry in switched:
         details = entry.details
         print(
