@@ -10,6 +10,7 @@ from engine.queries import attention_counts, job_statuses, recent_events, today_
 from ui.auth import session_alive
 from ui.components import page
 from ui.connectors import connector_rows
+from ui.outcomes import autopilot_floor_notices
 
 runtime, actor = page("Today")
 st.title("Today")
@@ -83,6 +84,7 @@ def overview() -> None:
 
 
 overview()
+autopilot_floor_notices(runtime)
 
 with st.expander("Full health check"):
     if st.button("Run health check", key="home_health"):

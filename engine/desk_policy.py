@@ -61,6 +61,12 @@ class DeskPolicy(BaseModel):
     allowed_domains: list[str] = Field(default_factory=list)
     """Domains, beside the desk's own (Settings.own_domains), that an automatic message may link or write to."""
 
+    durable_floor: dict[str, float] = Field(default_factory=dict)
+    """Category (or "*" for every category) → the lowest share of automatic resolutions that must stay durable;
+    below it the engine switches that category's autopilot off (engine/outcomes.py `apply_durable_floor`)."""
+    durable_floor_min_resolutions: int = Field(default=20, ge=1)
+    """How many durable-or-reopened automatic resolutions a category needs before the floor judges it."""
+
     def allowed_domain_set(self, settings: Settings) -> set[str]:
         """Every domain an automatic message may name: the desk's own and the ones a lead allowed."""
         extra = {domain.strip().lower().lstrip("@.") for domain in self.allowed_domains if domain.strip()}
@@ -83,6 +89,14 @@ class DeskPolicy(BaseModel):
                 raise ValueError(f"not a domain name: {entry[:80]!r} (write it as help.example.com)")
             cleaned.append(domain)
         return sorted(set(cleaned))
+
+    @field_validator("durable_floor")
+    @classmethod
+    def _floors_are_shares(cls, floors: dict[str, float]) -> dict[str, float]:
+        wrong = sorted(category for category, floor in floors.items() if not 0 <= floor <= 1)
+        if wrong:
+            raise ValueError(f"a durable floor is a share from 0 to 1 (check {', '.join(wrong)})")
+        return floors
 
     @field_validator("escalation_weights")
     @classmethod

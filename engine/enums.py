@@ -43,6 +43,16 @@ class MessageKind(StrEnum):
     MANUAL_REPLY = "manual_reply"
 
 
+class OutcomeState(StrEnum):
+    """What became of a resolution (engine/outcomes.py): pending until the customer answers or time decides."""
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    ASSUMED = "assumed"
+    REOPENED = "reopened"
+    DURABLE = "durable"
+
+
 class Role(StrEnum):
     VIEWER = "viewer"
     AGENT = "agent"

@@ -23,6 +23,8 @@ from engine.guards import suspicious_input_reasons
 from engine.lifecycle import ALLOWED, REOPENABLE, transition
 from engine.mailguard import automatic_reason
 from engine.models import Attachment, Blob, EmailInteraction, OutboxMessage, Ticket, utcnow
+from engine.outcomes import record_reply_outcome
+from engine.reply_classifier import classify_reply
 from engine.settings import Settings
 from engine.timeline import record_event
 
@@ -249,6 +251,10 @@ def _reply(session: Session, ticket: Ticket, item: TicketIn, settings: Settings)
     if ticket.taken_over_by or ticket.status == TicketStatus.ESCALATED:
         ticket.action_required = True
         record_event(session, ticket, "needs_attention", "Customer replied on a ticket held by a person")
+    elif ticket.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED) and record_reply_outcome(
+        session, ticket, classify_reply(item.body)
+    ):
+        return IngestResult(ticket.id, "reply")
     elif TicketStatus(ticket.status) in REOPENABLE:
         transition(session, ticket, TicketStatus.NEW, actor="customer", reason="customer replied")
         ticket.pending_since = utcnow()

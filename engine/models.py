@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from engine.enums import OutboxState, TicketStatus
+from engine.enums import OutboxState, OutcomeState, TicketStatus
 
 
 def utcnow() -> datetime:
@@ -452,3 +452,32 @@ class RoutingModel(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     model: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ResolutionOutcome(Base):
+    """What became of one resolution e-mail: the customer's answer, CSAT, and the state time gives it.
+
+    `answered_at` is set once, by a conditional update in the transaction that records the answer: that makes
+    each pair of yes/no links single-use across processes.
+    """
+
+    __tablename__ = "resolution_outcomes"
+    __table_args__ = (Index("ix_resolution_outcomes_state_resolved", "state", "resolved_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    action_id: Mapped[int | None] = mapped_column(ForeignKey("actions.id", ondelete="SET NULL"))
+    automated: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(50))
+    category: Mapped[str | None] = mapped_column(String(100))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    """The analysis confidence behind the resolution, for calibration against what the customer said."""
+    state: Mapped[str] = mapped_column(String(20), default=OutcomeState.PENDING)
+    resolved_at: Mapped[datetime] = mapped_column(default=utcnow)
+    state_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    answer: Mapped[str | None] = mapped_column(String(10))
+    """"yes" or "no", from a link or a classified reply."""
+    answered_via: Mapped[str | None] = mapped_column(String(10))
+    answered_at: Mapped[datetime | None] = mapped_column()
+    csat: Mapped[int | None] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)

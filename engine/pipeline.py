@@ -20,6 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.analysis import Analyser, AnalysisResult, TicketSnapshot
+from engine.confirmation_links import confirmation_block
 from engine.db import is_postgres, transaction
 from engine.decision import delivery_verdict
 from engine.desk_policy import current_policy
@@ -31,6 +32,7 @@ from engine.lifecycle import transition
 from engine.models import Action, Analysis, Attachment, Blob, EmailInteraction, Escalation, Ticket, utcnow
 from engine.observability import observe_analysis
 from engine.outbox import enqueue_email
+from engine.outcomes import open_outcome
 from engine.settings import Settings
 from engine.templates import EmailContent, acknowledgement, to_html
 from engine.timeline import record_event
@@ -377,9 +379,11 @@ def act(session: Session, settings: Settings, ticket: Ticket, analysis: Analysis
 def execute_action(session: Session, settings: Settings, ticket: Ticket, action: Action, *, actor: str) -> None:
     """Carry out an approved (or auto-approved) customer message: queue it and move the ticket on."""
     message_kind = MESSAGE_KIND[ActionKind(action.kind)]
-    content = EmailContent(
-        subject=action.subject or "", body_text=action.body or "", body_html=to_html(action.body or "")
-    )
+    body = action.body or ""
+    if message_kind is MessageKind.RESOLUTION:
+        outcome = open_outcome(session, ticket, action, automated=actor == "engine")
+        body = "\n\n".join(part for part in (body.rstrip(), confirmation_block(settings, outcome.id)) if part)
+    content = EmailContent(subject=action.subject or "", body_text=body, body_html=to_html(body))
     enqueue_email(
         session,
         settings,

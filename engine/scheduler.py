@@ -16,6 +16,7 @@ from engine.engine_lock import claim_engine
 from engine.jobs import index_knowledge, poll_source, run_job, seed_knowledge
 from engine.models import utcnow
 from engine.outbox import deliver_outbox
+from engine.outcomes import advance_outcomes
 from engine.pipeline import process_pending
 from engine.routing import train_routing
 from engine.runtime import Runtime
@@ -42,6 +43,10 @@ def engine_jobs(runtime: Runtime) -> dict[str, tuple[float, Callable[[], object]
     jobs["deliver_outbox"] = (
         settings.OUTBOX_INTERVAL_SECONDS,
         lambda: deliver_outbox(runtime.factory, settings, runtime.transport),
+    )
+    jobs["advance_outcomes"] = (
+        settings.OUTCOME_INTERVAL_SECONDS,
+        lambda: advance_outcomes(runtime.factory, settings),
     )
     if settings.ROUTING_ENABLED:
         jobs["train_routing"] = (settings.ROUTING_INTERVAL_SECONDS, lambda: train_routing(runtime.factory, settings))

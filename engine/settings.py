@@ -66,6 +66,18 @@ class CoreSettings(BaseSettings):
     """Comma-separated domains an automatic message may link or write to; the desk's own domains always are."""
     MAX_AUTOMATED_EMAILS_PER_HOUR: int = Field(default=5, ge=0)
 
+    # Outcomes: "Did this solve your problem?" links and resolution states (engine/outcomes.py)
+    DESK_PUBLIC_URL: str = ""
+    """The base URL customers reach the engine's web endpoint at (https://support.example.com); unset: no links."""
+    DESK_LINK_SECRET: SecretStr = SecretStr("")
+    """Signs the links; unset: a random key generated once and kept in DATA_DIR/link_secret."""
+    DESK_LINK_TTL_DAYS: float = Field(default=14.0, gt=0)
+    OUTCOME_ASSUMED_HOURS: float = Field(default=24.0, gt=0)
+    """A resolution with no reply for this long counts as assumed solved."""
+    OUTCOME_DURABLE_DAYS: float = Field(default=7.0, gt=0)
+    """A resolution not re-opened for this long is durable."""
+    OUTCOME_INTERVAL_SECONDS: float = Field(default=300.0, gt=0)
+
     # Seed §4.3: Azure OpenAI (each connector's own settings live in its module, see connectors/registry.py)
     AZURE_OPENAI_ENDPOINT: str = ""
     AZURE_OPENAI_API_KEY: SecretStr = SecretStr("")
@@ -150,6 +162,14 @@ class CoreSettings(BaseSettings):
             raise ValueError(f"must be one of: database, {', '.join(senders)}")
         return value
 
+    @field_validator("DESK_PUBLIC_URL")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and (urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname):
+            raise ValueError("must be an http(s) URL such as https://support.example.com")
+        return value
+
     @field_validator("DATABASE_URL")
     @classmethod
     def _known_database(cls, value: str) -> str:
@@ -171,13 +191,16 @@ class CoreSettings(BaseSettings):
         return next((address for address in senders if address), self.SUPPORT_FROM_EMAIL)
 
     def own_domains(self) -> set[str]:
-        """The desk's own domains (its sending addresses, its connectors' domains) and the configured extra ones."""
+        """The desk's own domains (its sending addresses, its connectors' domains, its public URL) and the configured
+        extra ones."""
         addresses = (self.SUPPORT_FROM_EMAIL, self.from_address)
         domains = {address.rsplit("@", 1)[-1] for address in addresses if "@" in address}
         domains |= set(self.OUTGOING_ALLOWED_DOMAINS.split(","))
         for entry in registry.connectors():
             if entry.own_domains is not None:
                 domains |= set(entry.own_domains(self))
+        if self.DESK_PUBLIC_URL:
+            domains.add(urlsplit(self.DESK_PUBLIC_URL).hostname or "")
         return {domain.strip().lower().lstrip("@.") for domain in domains if domain and domain.strip()}
 
     def secret_values(self) -> list[str]:

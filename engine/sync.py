@@ -44,6 +44,9 @@ NOTE_TYPES = frozenset(
         "overridden",
         "email_bounced",
         "email_complained",
+        "resolution_confirmed",
+        "resolution_rejected",
+        "resolution_outcome",
     }
 )
 SYNCED_TYPES = NOTE_TYPES | {"status_changed"}

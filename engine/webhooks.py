@@ -1,5 +1,6 @@
-"""Mailgun's webhooks, received by `python -m engine run --webhook-port N`: delivery, bounce and complaint
-events reach the ticket timeline within a second instead of at the next poll of the events API.
+"""The engine's web endpoint, `python -m engine run --webhook-port N`: Mailgun's webhooks (delivery, bounce and
+complaint events reach the ticket timeline within a second instead of at the next poll of the events API) and
+the customers' "Did this solve your problem?" links (engine/confirmation_links.py, under /r/).
 
 Both paths feed `record_delivery_event` (engine/delivery_events.py), which records each Mailgun event id
 once, so a webhook and a later poll of the same event never show it twice. Answers follow Mailgun's retry
@@ -31,6 +32,7 @@ from connectors.mailgun import (
     parse_webhook,
     verify_webhook_signature,
 )
+from engine.confirmation_links import PREFIX, confirmation_app
 from engine.db import transaction
 from engine.delivery_events import record_delivery_event
 from engine.models import WebhookToken, utcnow
@@ -44,6 +46,8 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    request_queue_size = 128
+    """socketserver's default backlog of 5 resets connections when customers click at once (bench/outcomes.py)."""
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -115,22 +119,43 @@ def claim_token(session: Session, signed: SignedEvent, max_age: float) -> bool:
     return True
 
 
+def desk_web_app(factory: sessionmaker[Session], settings: Settings) -> Callable[..., Iterable[bytes]]:
+    """Mailgun's webhook (when its signing key is set) and the confirmation links (when DESK_PUBLIC_URL is)."""
+    keyed = bool(settings.MAILGUN_WEBHOOK_SIGNING_KEY.get_secret_value())
+    mailgun = mailgun_webhook_app(factory, settings) if keyed else None
+    links = confirmation_app(factory, settings) if settings.DESK_PUBLIC_URL else None
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if links is not None and str(environ.get("PATH_INFO", "")).startswith(PREFIX):
+            return links(environ, start_response)
+        if mailgun is not None:
+            return mailgun(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"unknown path"]
+
+    return app
+
+
 def start_webhook_server(
     port: int, factory: sessionmaker[Session], settings: Settings, *, address: str = "127.0.0.1"
 ) -> WSGIServer:
-    """Serve the webhook from a daemon thread until `shutdown()`; OSError if the port is taken.
+    """Serve the webhook and the confirmation links from a daemon thread until `shutdown()`; OSError if the port
+    is taken.
 
-    A public deployment puts it behind the TLS proxy that Mailgun posts to.
+    A public deployment puts it behind the TLS proxy that Mailgun posts to and DESK_PUBLIC_URL names.
     """
-    if not settings.MAILGUN_WEBHOOK_SIGNING_KEY.get_secret_value():
-        raise ValueError("MAILGUN_WEBHOOK_SIGNING_KEY is not set: webhooks cannot be verified, so none are accepted")
+    if not settings.MAILGUN_WEBHOOK_SIGNING_KEY.get_secret_value() and not settings.DESK_PUBLIC_URL:
+        raise ValueError(
+            "MAILGUN_WEBHOOK_SIGNING_KEY is not set (webhooks cannot be verified) and DESK_PUBLIC_URL is not set "
+            "(no confirmation links): nothing to serve"
+        )
     server = make_server(
         address,
         port,
-        mailgun_webhook_app(factory, settings),
+        desk_web_app(factory, settings),
         server_class=_ThreadingServer,
         handler_class=_QuietHandler,
     )
-    threading.Thread(target=server.serve_forever, name="mailgun-webhooks", daemon=True).start()
-    log.info("mailgun webhooks on http://%s:%s%s", address, server.server_port, PATH)
+    threading.Thread(target=server.serve_forever, name="desk-web", daemon=True).start()
+    log.info("web endpoint on http://%s:%s (%s, %s)", address, server.server_port, PATH, PREFIX)
     return server

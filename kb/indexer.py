@@ -35,6 +35,7 @@ from engine.desk_policy import current_policy
 from engine.enums import ActionKind, ActionState, TicketStatus
 from engine.guards import injection_reasons
 from engine.models import Action, Attachment, Blob, KbChunk, KbDocument, SourceCursor, Ticket, utcnow
+from engine.outcomes import customer_confirmed
 from engine.settings import Settings
 from kb.chunk import Chunk, chunk_sections
 from kb.extract import HIDDEN, OK, Extraction, Section, extract
@@ -417,8 +418,8 @@ def ticket_sections(session: Session, ticket: Ticket) -> list[Section]:
 
     The subject, description, replies and attachments are the customer's words; indexed, they would reach other
     customers as "steps" (stored cross-ticket injection). The evidence is the body of the ticket's latest executed
-    resolution when a person decided it (an operator's approval or override). A ticket the engine resolved on its
-    own teaches nothing (a later change will count the customer's confirmation).
+    resolution when a person decided it (an operator's approval or override), or when the customer confirmed an
+    automatic one (engine/outcomes.py). An automatic resolution nobody confirmed teaches nothing.
     """
     resolution = session.scalar(
         select(Action)
@@ -430,7 +431,9 @@ def ticket_sections(session: Session, ticket: Ticket) -> list[Section]:
         .order_by(Action.decided_at.desc(), Action.id.desc())
         .limit(1)
     )
-    if resolution is None or not resolution.decided_by or resolution.decided_by == "engine":
+    if resolution is None or not resolution.decided_by:
+        return []
+    if resolution.decided_by == "engine" and not customer_confirmed(session, ticket.id):
         return []
     echoed = [ticket.subject, (ticket.subject or ticket.description)[:200]]
     text = resolution_text(resolution.body or "", echoed)

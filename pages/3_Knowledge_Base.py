@@ -1,5 +1,5 @@
 """The knowledge base: upload files (a progress bar each), see how each indexed, preview chunks, re-index, delete,
-review quarantined chunks, and try a question to see the evidence the engine would cite."""
+review quarantined chunks, try a question to see the evidence the engine would cite, and see the knowledge gaps."""
 
 import pandas as pd
 import streamlit as st
@@ -18,6 +18,7 @@ from kb.chunk import describe_location
 from kb.indexer import quarantined_chunks
 from ui.auth import allowed
 from ui.components import flash, page, plain, role_hint, show_flash
+from ui.outcomes import knowledge_gap_list
 
 runtime, actor = page("Knowledge base")
 CAN_EDIT = allowed(actor, Role.LEAD)
@@ -26,7 +27,9 @@ ACCEPTED = ["pdf", "docx", "pptx", "md", "txt", "html", "htm", "csv", "eml", "pn
 
 st.title("Knowledge base")
 show_flash()
-upload_tab, documents_tab, quarantine_tab, search_tab = st.tabs(["Upload", "Documents", "Quarantined", "Try a search"])
+upload_tab, documents_tab, quarantine_tab, search_tab, gaps_tab = st.tabs(
+    ["Upload", "Documents", "Quarantined", "Try a search", "Knowledge gaps"]
+)
 
 with upload_tab:
     if not CAN_EDIT:
@@ -196,3 +199,6 @@ with search_tab:
                         + plain(hit.quarantine)
                     )
                 st.text(hit.text[:1200])
+
+with gaps_tab:
+    knowledge_gap_list(runtime)

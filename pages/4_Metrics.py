@@ -23,6 +23,7 @@ from engine.metrics import (
 )
 from engine.queries import sources
 from ui.components import page
+from ui.outcomes import resolution_funnel
 
 runtime, actor = page("Metrics")
 st.title("Metrics")
@@ -161,6 +162,8 @@ with right:
         csv_button(errors, "connector errors")
     if not polls.empty:
         st.dataframe(polls, hide_index=True, width="stretch")
+
+resolution_funnel(runtime, metrics.start)
 
 st.subheader("Offline evaluation")
 report = evaluation_report(runtime.settings)

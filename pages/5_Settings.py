@@ -151,6 +151,44 @@ with policy_tab:
                 },
                 "Policy",
             )
+    with st.form("durable_floor_form"):
+        st.markdown(
+            "**Durable floor**: when fewer of a category's automatic answers stay solved (not re-opened within "
+            f"{runtime.settings.OUTCOME_DURABLE_DAYS:g} days) than this share, the engine switches that category's "
+            "autopilot off and tells the leads on the Home page (`*` = every category)."
+        )
+        floors = st.data_editor(
+            pd.DataFrame(
+                [{"category": category, "floor": share} for category, share in policy.durable_floor.items()],
+                columns=["category", "floor"],
+            ),
+            num_rows="dynamic",
+            hide_index=True,
+            width="stretch",
+            key="policy_durable_floor",
+            column_config={
+                "category": st.column_config.TextColumn("category", required=True, default="*"),
+                "floor": st.column_config.NumberColumn("floor", min_value=0.0, max_value=1.0, step=0.05, default=0.8),
+            },
+            disabled=not IS_LEAD,
+        )
+        judged_after = st.number_input(
+            "Judge a category after this many durable or re-opened automatic answers",
+            1,
+            10_000,
+            int(policy.durable_floor_min_resolutions),
+            key="policy_floor_min",
+            disabled=not IS_LEAD,
+        )
+        if st.form_submit_button("Save floor", disabled=not IS_LEAD, help=role_hint(actor, Role.LEAD)):
+            rows = floors.dropna().to_dict("records")
+            save(
+                {
+                    "durable_floor": {str(r["category"]).strip() or "*": float(r["floor"]) for r in rows},
+                    "durable_floor_min_resolutions": int(judged_after),
+                },
+                "Durable floor",
+            )
     if history:
         with st.expander("Policy history"):
             st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from connectors.base import TicketIn
-from engine.enums import TicketStatus
-from engine.models import Ticket, utcnow
+from engine.enums import OutcomeState, TicketStatus
+from engine.models import Analysis, ResolutionOutcome, Ticket, utcnow
 
 _counter = itertools.count(1)
 
@@ -97,3 +97,38 @@ def resolved_ticket(session: Session, subject: str, description: str, team: str)
     )
     session.add(ticket)
     return ticket
+
+
+def resolution_outcome(
+    session: Session, *, category: str, state: OutcomeState, automated: bool = True, confidence: float = 0.9
+) -> ResolutionOutcome:
+    """A resolved ticket of `category` and what became of its resolution."""
+    ticket = resolved_ticket(session, f"{category} question", "How do I do it?", "Service Desk")
+    ticket.category = category
+    session.flush()
+    outcome = ResolutionOutcome(
+        ticket_id=ticket.id,
+        automated=automated,
+        source=ticket.source,
+        category=category,
+        confidence=confidence,
+        state=state,
+    )
+    session.add(outcome)
+    return outcome
+
+
+def analysed_ticket(session: Session, subject: str, *, confidence: float, evidence: bool) -> int:
+    """A resolved ticket whose analysis had `confidence`, with or without evidence: what knowledge gaps read."""
+    ticket = resolved_ticket(session, subject, subject + ". Please help.", "Service Desk")
+    session.flush()
+    session.add(
+        Analysis(
+            ticket_id=ticket.id,
+            analyser="test",
+            decision="escalate",
+            confidence=confidence,
+            evidence=[{"title": "kb.md"}] if evidence else [],
+        )
+    )
+    return ticket.id

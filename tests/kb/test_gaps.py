@@ -1,0 +1,43 @@
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.enums import OutcomeState
+from engine.models import ResolutionOutcome, utcnow
+from kb.gaps import knowledge_gaps
+from tests.factories import analysed_ticket
+
+VPN = ["VPN certificate expired on my laptop", "VPN says certificate expired", "certificate expired error in VPN"]
+INVOICE = ["Invoice PDF is missing the VAT number", "Where is the VAT number on my invoice", "invoice VAT wrong"]
+
+
+def test_weak_unanswered_and_reopened_tickets_group_into_labelled_topics(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_factory.begin() as session:
+        for subject in VPN * 2:
+            analysed_ticket(session, subject, confidence=0.0, evidence=False)
+        for subject in INVOICE:
+            analysed_ticket(session, subject, confidence=0.3, evidence=True)
+        reopened = analysed_ticket(session, INVOICE[0], confidence=0.9, evidence=True)
+        session.add(
+            ResolutionOutcome(
+                ticket_id=reopened, automated=True, source="test", category="billing", state=OutcomeState.REOPENED
+            )
+        )
+        for _ in range(5):
+            analysed_ticket(session, "How do I change my password", confidence=0.95, evidence=True)
+    with session_factory() as session:
+        gaps = knowledge_gaps(session, utcnow() - timedelta(days=1), max_topics=2)
+    assert [gap.tickets for gap in gaps] == [6, 4]
+    assert "vpn" in gaps[0].label or "certificate" in gaps[0].label
+    assert "invoice" in gaps[1].label or "vat" in gaps[1].label
+    assert gaps[1].reopened == 1 and len(gaps[1].examples) == 3
+    assert all("password" not in example for gap in gaps for example in gap.examples)
+
+
+def test_no_gaps_without_weak_answers(session_factory: sessionmaker[Session]) -> None:
+    with session_factory.begin() as session:
+        analysed_ticket(session, "How do I change my password", confidence=0.95, evidence=True)
+    with session_factory() as session:
+        assert knowledge_gaps(session, utcnow() - timedelta(days=1)) == []
