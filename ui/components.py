@@ -16,16 +16,8 @@ from ui.auth import allowed, require_signed_in
 from ui.runtime import app_runtime
 
 FLASH_KEY = "flash"
+_AUTOLINK = re.compile(r"(\\:|www\\.)", re.IGNORECASE)
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-STATUS_COLOUR = {
-    "New": "blue",
-    "Analyzing": "violet",
-    "AwaitingApproval": "orange",
-    "AwaitingCustomer": "gray",
-    "Escalated": "red",
-    "Resolved": "green",
-    "Closed": "gray",
-}
 
 
 def page(title: str, min_role: Role = Role.VIEWER) -> tuple[Runtime, Actor]:
@@ -37,12 +29,12 @@ def page(title: str, min_role: Role = Role.VIEWER) -> tuple[Runtime, Actor]:
 
 
 def plain(text: str | None) -> str:
-    """User-supplied text made inert for markdown labels: no links, images, emphasis, colours or maths."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", (text or "").replace("\n", " "))
+    """User-supplied text made inert for markdown labels: no links (bare URLs included), images, emphasis or maths.
 
-
-def status_badge(status: str) -> str:
-    return f":{STATUS_COLOUR.get(status, 'gray')}-badge[{status}]"
+    Escaping alone leaves `https://…` and `www.…` to the autolinker; a zero-width space inside breaks them.
+    """
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", (text or "").replace("\n", " "))
+    return _AUTOLINK.sub(lambda match: match.group(1) + "\u200b", escaped)
 
 
 def ago(moment: datetime | None) -> str:
