@@ -50,6 +50,8 @@ class QueueFilter:
     priorities: tuple[str, ...] = ()
     search: str = ""
     sort: Literal["newest", "oldest", "recently updated"] = "newest"
+    held_by: str = ""
+    """Only tickets this operator has taken over ("mine")."""
 
 
 def status_counts(session: Session) -> dict[str, int]:
@@ -75,6 +77,8 @@ def _queue_conditions(queue: QueueFilter) -> list[Any]:
         conditions.append(Ticket.team.in_(queue.teams))
     if queue.priorities:
         conditions.append(Ticket.priority.in_(queue.priorities))
+    if queue.held_by:
+        conditions.append(Ticket.taken_over_by == queue.held_by)
     if text := queue.search.strip():
         if text.upper().startswith("TCKT-") and text[5:].isdigit():
             conditions.append(Ticket.id == int(text[5:]))
