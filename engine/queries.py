@@ -367,7 +367,7 @@ def audit_page(
             "who": entry.actor,
             "action": entry.action,
             "target": f"{entry.target_type} {entry.target_id or ''}".strip(),
-            "details": ", ".join(f"{key}={value}" for key, value in entry.details.items()),
+            "details": dict(entry.details),
         }
         for entry in entries
     ], total

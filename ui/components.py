@@ -13,6 +13,7 @@ from engine.enums import Role
 from engine.models import utcnow
 from engine.runtime import Runtime
 from ui.auth import allowed, require_signed_in
+from ui.glossary import humanise
 from ui.runtime import app_runtime
 
 FLASH_KEY = "flash"
@@ -73,3 +74,27 @@ def page_buttons(columns: list[Any], name: str, page_number: int, pages: int, la
         if column.button(label, disabled=not 1 <= target <= pages, key=f"{name}_{which}"):
             st.session_state[f"{name}_page"] = target
             st.rerun()
+
+
+HEALTH_COLOUR = {"healthy": "green", "configured": "green", "degraded": "orange", "unhealthy": "red"}
+
+
+def health_cards(report: dict[str, Any]) -> None:
+    """The health check as one card per part (status and its plain facts); the raw report only behind "details"."""
+    overall = str(report.get("status", "unknown"))
+    st.markdown(f"Overall: :{HEALTH_COLOUR.get(overall, 'gray')}-badge[{overall}] · checked by {report.get('worker')}")
+    checks: dict[str, Any] = report.get("checks", {})
+    columns = st.columns(3)
+    for index, (name, check) in enumerate(checks.items()):
+        with columns[index % 3].container(border=True):
+            state = str(check.get("status", "")) if isinstance(check, dict) else ""
+            badge = f" :{HEALTH_COLOUR.get(state, 'gray')}-badge[{state}]" if state else ""
+            st.markdown(f"**{humanise(name)}**{badge}")
+            facts = check.items() if isinstance(check, dict) else [("value", check)]
+            for key, value in facts:
+                if key == "status" or isinstance(value, dict):
+                    continue
+                shown = (", ".join(map(str, value)) or "none") if isinstance(value, list) else value
+                st.caption(f"{humanise(str(key))}: {plain(str(shown))}")
+    with st.expander("Details (the full report)"):
+        st.json(report)
