@@ -245,3 +245,14 @@ def details(values: dict[str, Any]) -> str:
         shown = ", ".join(field(str(item)).lower() for item in value) if isinstance(value, list | tuple) else value
         parts.append(f"{humanise(key).lower()}: {words(str(shown))}")
     return " · ".join(parts)
+
+
+OUTCOME_COLOUR = {
+    "approved as-is": "#16a34a",
+    "auto-sent": "#0d9488",
+    "edited": "#2563eb",
+    "pending": "#f59e0b",
+    "rejected": "#dc2626",
+    "voided": "#9ca3af",
+}
+"""One colour per draft outcome, the same in every chart."""

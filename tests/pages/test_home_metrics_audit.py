@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.settings import Settings
 from tests.pages.conftest import open_page, texts
 from tests.pages.seed import drafted, escalated
+from ui import glossary
 
 
 def test_home_counts_and_events(app: Settings, session_factory: sessionmaker[Session]) -> None:
@@ -56,6 +57,16 @@ def test_metrics_show_outcomes_and_the_evaluation_report(app: Settings, session_
     assert "Generated 2026-11-24T10:00:00Z on dataset demo-120" in texts(at)
     assert len(at.get("download_button")) >= 3
     assert len(at.get("plotly_chart")) >= 4
+    charts = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    shown = json.dumps(charts)
+    assert "direction=" not in shown and "first_response_minutes" not in shown
+    colours = {
+        trace["name"]: trace["marker"]["color"]
+        for chart in charts
+        for trace in chart["data"]
+        if trace.get("legendgroup") in glossary.OUTCOME_COLOUR
+    }
+    assert colours and all(glossary.OUTCOME_COLOUR[name] == colour for name, colour in colours.items())
 
 
 def test_metrics_without_data_or_report(app: Settings) -> None:
