@@ -98,3 +98,23 @@ def health_cards(report: dict[str, Any]) -> None:
                 st.caption(f"{humanise(str(key))}: {plain(str(shown))}")
     with st.expander("Details (the full report)"):
         st.json(report)
+
+
+_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+_EXTENSION = re.compile(r"\.(pdf|docx|pptx|md|txt|html?|csv|eml|png|jpe?g|tiff?)$", re.IGNORECASE)
+
+
+def article_title(title: str | None, filename: str | None = None) -> str:
+    """A knowledge-base article's name for people: its own title, or one made from a file name ("vpn-reset.md"
+    reads "Vpn reset")."""
+    name = (title or "").strip() or (filename or "").strip()
+    if " " in name and not _EXTENSION.search(name):
+        return name
+    text = " ".join(_EXTENSION.sub("", name).replace("_", " ").replace("-", " ").split())
+    return text[:1].upper() + text[1:] or "Untitled"
+
+
+def article_text(text: str) -> None:
+    """An article's text rendered as the markdown it was written in, without images (nothing loads from elsewhere);
+    markdown never renders raw HTML, so hidden markup stays inert."""
+    st.markdown(_IMAGE.sub("", text))
