@@ -24,6 +24,7 @@ from ui.components import flash, page, page_buttons, plain, role_hint, show_flas
 VIEWS = ("All tickets", "Needs approval", "Mine", "Escalated to my team")
 KEEP = "no change"
 SHORTCUTS = {"j": "queue_down", "k": "queue_up", "Enter": "queue_open", "a": "queue_approve", "e": "queue_edit"}
+# Keys press the queue's own buttons, so a shortcut does nothing a click could not; typing in a field is left alone.
 KEYBOARD = """<script>
 const doc = window.parent.document;
 if (!doc.queueShortcuts) {
@@ -38,7 +39,6 @@ if (!doc.queueShortcuts) {
   });
 }
 </script>""".replace("SHORTCUTS", json.dumps(SHORTCUTS))
-"""Keys press the queue's own buttons, so a shortcut does nothing a click could not; typing in a field is left alone."""
 
 
 def with_view(queue: QueueFilter, view: str, actor: Actor, team: str) -> QueueFilter:
@@ -182,7 +182,7 @@ if not rows:
 
 cursor = min(int(st.session_state.get("queue_cursor", 0)), len(rows) - 1)
 focus = rows[cursor]
-focus_bar = st.columns([6, 1, 1, 1, 2, 1], vertical_alignment="center")
+focus_bar = st.columns([5, 1, 1, 1.4, 2, 1.3], vertical_alignment="center")
 focus_bar[0].markdown(f"▶ **{focus['ticket']}** · {plain(focus['subject'])}")
 for column, key, label, step in ((focus_bar[1], "queue_up", "↑ k", -1), (focus_bar[2], "queue_down", "↓ j", 1)):
     if column.button(label, key=key, disabled=not 0 <= cursor + step < len(rows), width="stretch"):
@@ -204,6 +204,8 @@ if focus_bar[5].button("Edit (e)", key="queue_edit", help="Open the ticket at it
 frame = pd.DataFrame(rows)
 frame["status"] = frame["status"].map(glossary.status)
 frame["draft"] = frame["draft"].map(lambda draft: "✓" if draft else "")
+frame["confidence"] = frame["confidence"].map(lambda value: "—" if pd.isna(value) else f"{value:.0%}")
+frame["escalation_score"] = frame["escalation_score"].map(lambda value: "—" if pd.isna(value) else f"{value:.0f}")
 styled = frame.style.apply(
     lambda row: ["background-color: rgba(255, 196, 0, 0.25)" if row.name == cursor else ""] * len(row), axis=1
 )
@@ -230,16 +232,16 @@ picked = st.dataframe(
     ],
     column_config={
         "ticket": st.column_config.TextColumn("Ticket", width=80, help="Click a cell to open the ticket."),
-        "status": st.column_config.TextColumn("Status", width=130),
-        "subject": st.column_config.TextColumn("Subject", width=260),
-        "priority": st.column_config.TextColumn("Priority", width=70),
-        "team": st.column_config.TextColumn("Team", width=100),
-        "age_hours": st.column_config.NumberColumn("Age (h)", format="%.1f", width=65),
-        "sla": st.column_config.TextColumn("SLA", width=90),
-        "confidence": st.column_config.NumberColumn("Confidence", format="percent", width=85),
-        "escalation_score": st.column_config.NumberColumn("Escalation", format="%.0f", width=80),
+        "status": st.column_config.TextColumn("Status", width=115),
+        "subject": st.column_config.TextColumn("Subject", width=200),
+        "priority": st.column_config.TextColumn("Priority", width=65),
+        "team": st.column_config.TextColumn("Team", width=85),
+        "age_hours": st.column_config.NumberColumn("Age (h)", format="%.1f", width=60),
+        "sla": st.column_config.TextColumn("SLA", width=75),
+        "confidence": st.column_config.TextColumn("Confidence", width=75),
+        "escalation_score": st.column_config.TextColumn("Escalation", width=70),
         "draft": st.column_config.TextColumn("Draft", width=50),
-        "held_by": st.column_config.TextColumn("Owner", width=70),
+        "held_by": st.column_config.TextColumn("Owner", width=65),
     },
 )
 clicked = picked.selection.cells if picked else []

@@ -49,11 +49,11 @@ LABELS = {
     name: glossary.field(name)
     for name in ("day", "tickets", "drafts", "source", "outcome", "reason", "errors", "direction", "category")
 }
+# Every chart split by outcome uses the same colours in the same order.
 OUTCOMES: dict[str, Any] = {
     "color_discrete_map": glossary.OUTCOME_COLOUR,
     "category_orders": {"outcome": list(glossary.OUTCOME_COLOUR)},
 }
-"""Every chart split by outcome uses the same colours in the same order."""
 
 
 def whole_counts(figure: Any, largest: float, axis: str = "y") -> None:

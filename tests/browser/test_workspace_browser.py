@@ -43,6 +43,7 @@ def test_every_page_and_tab_reads_in_human_words_and_fits(dashboard: tuple[str, 
         page.reload()
         expect(page.get_by_role("heading", name="Today")).to_be_visible()
         expect(page.get_by_role("button", name="Sign in")).to_have_count(0)
+        page.get_by_text("Full health check").click()
         page.get_by_role("button", name="Run health check").click()
         expect(page.get_by_text("Details (the full report)")).to_be_visible()
         check(page, "1_home")
