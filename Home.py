@@ -10,7 +10,7 @@ from engine.queries import attention_counts, job_statuses, recent_events, today_
 from ui import glossary
 from ui.auth import session_alive
 from ui.components import health_cards, page
-from ui.connectors import connector_rows
+from ui.connectors import connector_cards
 
 runtime, actor = page("Today")
 st.title("Today")
@@ -95,7 +95,7 @@ def overview() -> None:
         else:
             st.caption("No engine job has run yet.")
         st.subheader("Connectors")
-        st.dataframe(pd.DataFrame(connector_rows(runtime)).fillna(""), hide_index=True, width="stretch")
+        connector_cards(runtime, columns=1)
 
 
 overview()

@@ -63,6 +63,12 @@ def sources(session: Session) -> list[str]:
     return list(session.scalars(select(Ticket.source).distinct().order_by(Ticket.source)))
 
 
+def categories(session: Session) -> list[str]:
+    """The ticket categories the analysers have used, lower case: what autopilot switches can match."""
+    found = session.scalars(select(Ticket.category).where(Ticket.category.is_not(None)).distinct())
+    return sorted({category.lower() for category in found if category})
+
+
 def teams(session: Session) -> list[str]:
     return list(session.scalars(select(Ticket.team).where(Ticket.team.is_not(None)).distinct().order_by(Ticket.team)))
 

@@ -72,7 +72,13 @@ def test_every_page_and_tab_reads_in_human_words_and_fits(dashboard: tuple[str, 
             page.get_by_role("tab", name=tab).click()
             check(page, f"3_ticket_{number}_{tab.lower().replace(' ', '_')}")
 
-        for name, heading in (("Knowledge Base", "Knowledge base"), ("Metrics", "Metrics"), ("Audit", "Audit log")):
+        for name, heading in (
+            ("Knowledge Base", "Knowledge base"),
+            ("Metrics", "Metrics"),
+            ("Settings", "Settings"),
+            ("Audit", "Audit log"),
+        ):
             go(page, name, heading)
             check(page, f"4_{name.lower().replace(' ', '_')}")
+
         browser.close()

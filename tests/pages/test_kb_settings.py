@@ -139,3 +139,28 @@ def test_an_agent_searches_articles_rendered_without_ranking_internals(
     assert "**[1] Router reset** · article" in shown
     assert any("hold the recessed button" in markdown.value for markdown in at.markdown)
     assert "by keywords" not in shown and "Why this ranked here" not in [e.label for e in at.expander]
+
+
+def test_a_viewer_sees_the_policy_read_only_in_human_words(app: Settings) -> None:
+    at = open_page(SETTINGS, "vic")
+    assert not at.exception
+    assert at.slider(key="policy_threshold").disabled and at.slider(key="policy_confidence").disabled
+    assert at.number_input(key="policy_follow_ups").disabled
+    assert at.number_input(key="policy_weight_code_change_complexity").label == "Code change needed"
+    assert "§" not in texts(at) and "AUTOPILOT_ENABLED" not in texts(at)
+    assert not any("variable" in frame.value.columns for frame in at.dataframe)
+
+
+def test_autopilot_categories_are_matched_in_lower_case_and_unknown_ones_are_flagged(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    at = open_page(SETTINGS, "lee")
+    at.session_state["policy_autopilot"] = {
+        "edited_rows": {},
+        "added_rows": [{"source": "*", "category": "Billing ", "autopilot": True}],
+        "deleted_rows": [],
+    }
+    at = next(b for b in at.button if b.label == "Save policy").click().run()
+    assert "No ticket has had the category billing yet" in texts(at)
+    with session_factory() as session:
+        assert current_policy(session, app).autopilot.get("*:billing") is True
