@@ -70,7 +70,7 @@ def connector_cards(runtime: Runtime, columns: int = 2) -> None:
             configured = row.get("configured")
             st.markdown(
                 f"**{plain(str(row.get('label') or row.get('name')))}** "
-                + (_state(configured, "configured", "not configured"))
+                + (":green-badge[configured]" if configured else ":gray-badge[not configured]")
             )
             if configured:
                 st.markdown(

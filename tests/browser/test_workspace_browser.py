@@ -80,5 +80,9 @@ def test_every_page_and_tab_reads_in_human_words_and_fits(dashboard: tuple[str, 
         ):
             go(page, name, heading)
             check(page, f"4_{name.lower().replace(' ', '_')}")
+            if name == "Settings":
+                page.get_by_role("tab", name="Connectors & engine").click()
+                expect(page.get_by_text("Engine jobs")).to_be_visible()
+                check(page, "4_settings_connectors")
 
         browser.close()
