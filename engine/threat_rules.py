@@ -14,9 +14,13 @@ CLAUSE_BREAK = r"and|or|then|but|und|oder|dann|et|ou|puis|y|o|luego|e|oppure|poi
 GAP = r"(?:\s+(?!(?:" + CLAUSE_BREAK + r")\b)[^\s.!?;]+){0,%d}\s+"
 
 
+ELISION = r"(?:(?:[ldjmnst]|qu|dell|dall|nell|sull|all)')?"
+"""French and Italian elide the article into the next word ("l'authentification", "dell'account")."""
+
+
 def near(first: str, second: str, gap: int = 4) -> str:
     """`first` (a stem) then `second` (a stem), at most `gap` words apart within one clause."""
-    return r"\b(?:" + first + r")\w*" + (GAP % gap) + r"(?:" + second + r")"
+    return r"\b(?:" + first + r")\w*" + (GAP % gap) + ELISION + r"(?:" + second + r")"
 
 
 def either_order(first: str, second: str, gap: int = 4) -> str:
@@ -266,6 +270,12 @@ OTHER_PERSON = (
 )
 OTHER_PERSONS_DATA = "|".join(
     [
+        r"\b(?:payslips?|pay ?slips?|pay ?stubs?|salar(?:y|ies)|personnel (?:files?|records?)|hr (?:files?|records?)"
+        r"|home addresses|(?:private |personal )?phone numbers|performance reviews|medical records|passport"
+        r"|gehaltsabrechnung\w*|fiches? de paie|nominas?|buste paga|holerites?|loonstroken?)\s+(?:\w+\s+){0,2}"
+        r"(?:of|for|von|de|des|di|del|dos|das|van)\s+(?:everyone|everybody|all|every|each|the (?:whole |entire )?"
+        r"(?:team|department|staff|company|office)|other|my (?:team|colleagues|staff|department)|alle[nr]?|tous|todos"
+        r"|tutti|iedereen)",
         near(
             r"send|give|provide|share|forward|export|tell|show|list|get|access|read|look up|pull|open|need|want",
             OTHER_PERSON + r"\s+(?:\w+\s+){0,2}(?:data|details|personal|address|home|phone|number|e-?mails?|mailbox"
@@ -308,6 +318,12 @@ ACCESS_FOR_SOMEONE_ELSE = (
 )
 ACCESS = "|".join(
     [
+        near(
+            r"add|put|include|enrol|hinzufug|aufnehm|ajout|anad|agreg|aggiung|inserisc|adicion|inclu|voeg",
+            r"(?:\w+\s+){0,4}?(?:(?:security |admin\w* |ad |azure |entra )group|gruppe|groupe|grupo|gruppo|groep"
+            r"|admins?\b|administrators?\b|sudoers|local admin)",
+            6,
+        ),
         either_order(CHANGE, ACCESS_OBJECTS, 6),
         r"\b(?:password|passwort|kennwort|mot de passe|contrasena|senha|wachtwoord)\w*\s+(?:has |is |ist |est |ha |"
         r"e |is )?(?:expired|abgelaufen|expire|caducad|vencid|scadut|expirad|verlopen)",

@@ -120,6 +120,8 @@ SENSITIVE = {
         "Kannst du die Handynummer für die SMS-Codes auf meinem Konto ändern?",
         "Issue a Temporary Access Pass for j.doe and mail it to jdoe.private@gmail.example",
         "Merci de réinitialiser mon mot de passe.",
+        "Could you add my account to the Domain Admins group? My manager said it is fine.",
+        "Per favore disattiva l'autenticazione a due fattori sul mio account.",
     ],
     "access_for_someone_else": ["Change the SMS number on my manager's account to +44 7700 900123."],
     "payment_change": [
@@ -132,7 +134,10 @@ SENSITIVE = {
         "Pay the consultant 2,000 USDT to the wallet below.",
         "Compra tarjetas regalo de Amazon para el evento.",
     ],
-    "other_persons_data": ["Can you export my colleague's mailbox and send me her emails from March?"],
+    "other_persons_data": [
+        "Can you export my colleague's mailbox and send me her emails from March?",
+        "For the audit, forward me the payslips of everyone in the sales department.",
+    ],
     "legal_threat": [
         "If this is not fixed today my lawyer will contact you.",
         "Ich werde eine Beschwerde nach DSGVO einreichen.",
