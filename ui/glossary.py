@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from engine.enums import ActionKind, ActionState, MessageKind, OutboxState, TicketStatus
+from engine.enums import ActionKind, MessageKind, OutboxState, TicketStatus
 
 STATUS: dict[str, str] = {
     TicketStatus.NEW: "New",
@@ -36,12 +36,6 @@ DRAFT_KIND: dict[str, str] = {
     ActionKind.REQUEST_INFO: "request for information",
     ActionKind.ESCALATE: "escalation",
     ActionKind.MANUAL_REPLY: "reply written by a person",
-}
-DRAFT_STATE: dict[str, str] = {
-    ActionState.AWAITING_APPROVAL: "awaiting approval",
-    ActionState.EXECUTED: "sent",
-    ActionState.REJECTED: "rejected",
-    ActionState.VOIDED: "withdrawn",
 }
 DELIVERY: dict[str, str] = {
     OutboxState.PENDING: "queued",
