@@ -67,6 +67,8 @@ DECISION = {"resolve": "resolve", "ask": "ask the customer", "escalate": "escala
 EVENT = {
     "received": "Received",
     "received_history": "Imported with its history",
+    "reply_received": "Customer replied",
+    "attachment_rejected": "Attachment refused",
     "updated": "Updated at the source",
     "status_changed": "Status changed",
     "analysed": "Analysed",
