@@ -7,9 +7,10 @@ import streamlit as st
 
 from engine.health import health_report
 from engine.queries import attention_counts, job_statuses, recent_events, today_summary
+from ui import glossary
 from ui.auth import session_alive
-from ui.components import page
-from ui.connectors import connector_rows
+from ui.components import health_cards, page
+from ui.connectors import connector_cards
 from ui.outcomes import autopilot_floor_notices
 
 runtime, actor = page("Today")
@@ -55,8 +56,17 @@ def overview() -> None:
     with events_column:
         st.subheader("Newest events")
         if events:
+            readable = [
+                {
+                    **event,
+                    "event": glossary.event(event["event"]),
+                    "what": glossary.words(event["what"]),
+                    "by": glossary.actor(event["by"]),
+                }
+                for event in events
+            ]
             st.dataframe(
-                pd.DataFrame(events),
+                pd.DataFrame(readable),
                 hide_index=True,
                 width="stretch",
                 column_config={"when": st.column_config.DatetimeColumn("when", format="HH:mm:ss")},
@@ -66,13 +76,19 @@ def overview() -> None:
     with health_column:
         st.subheader("Engine")
         if not runtime.settings.ENGINE_ENABLED:
-            st.info("The engine is off in this process (ENGINE_ENABLED=false); run `python -m engine run` as a worker.")
+            st.info(
+                "The engine does not run inside this dashboard: a separate worker "
+                "(`python -m engine run`) does the work."
+            )
         failing = [job for job in jobs if not job["ok"]]
         for job in failing:
-            st.error(f"Job {job['job']} on {job['worker']} failed: {job['last error']}")
+            st.error(f"Job “{glossary.humanise(job['job'])}” on {job['worker']} failed: {job['last error']}")
         if jobs:
+            table = pd.DataFrame(jobs)
+            table["job"] = table["job"].map(glossary.humanise)
+            table["ok"] = table["ok"].map(lambda ok: "✓ ok" if ok else "✗ failed")
             st.dataframe(
-                pd.DataFrame(jobs)[["job", "ok", "last run", "runs", "failures"]],
+                table[["job", "ok", "last run", "runs", "failures"]],
                 hide_index=True,
                 width="stretch",
                 column_config={"last run": st.column_config.DatetimeColumn("last run", format="HH:mm:ss")},
@@ -80,7 +96,7 @@ def overview() -> None:
         else:
             st.caption("No engine job has run yet.")
         st.subheader("Connectors")
-        st.dataframe(pd.DataFrame(connector_rows(runtime)), hide_index=True, width="stretch")
+        connector_cards(runtime, columns=1)
 
 
 overview()
@@ -88,4 +104,4 @@ autopilot_floor_notices(runtime)
 
 with st.expander("Full health check"):
     if st.button("Run health check", key="home_health"):
-        st.json(health_report(runtime))
+        health_cards(health_report(runtime))

@@ -137,16 +137,24 @@ def reject_draft(session: Session, actor: Actor, action_id: int, seen_version: i
     return action
 
 
+OWNABLE = frozenset({TicketStatus.NEW, TicketStatus.ANALYZING, TicketStatus.AWAITING_APPROVAL, TicketStatus.ESCALATED})
+"""States a take-over turns into In progress; a ticket waiting on its customer or finished keeps its status."""
+
+
 def take_over(session: Session, actor: Actor, ticket_id: int) -> Ticket:
-    """A person owns the ticket from now on: automation stops for it, any claim in flight is void."""
+    """A person owns the ticket from now on: automation stops for it, any claim in flight is void.
+
+    An open AI draft stays, as the owner's starting point: it is sent only when they approve it.
+    """
     require(actor, Role.AGENT)
     ticket = _ticket(session, ticket_id)
     _touched(ticket)
     ticket.taken_over_by = actor.username
     _stop_engine_work(ticket)
-    void_open_drafts(session, ticket, reason=f"taken over by {actor.username}", actor=actor.label)
-    if ticket.status in (TicketStatus.NEW, TicketStatus.ANALYZING, TicketStatus.AWAITING_APPROVAL):
-        transition(session, ticket, TicketStatus.ESCALATED, actor=actor.label, reason=f"taken over by {actor.username}")
+    if ticket.status in OWNABLE:
+        transition(
+            session, ticket, TicketStatus.IN_PROGRESS, actor=actor.label, reason=f"taken over by {actor.username}"
+        )
     record_event(session, ticket, "taken_over", f"{actor.username} took the ticket over", actor=actor.label)
     record_audit(session, actor.username, "take_over", "ticket", ticket.id)
     return ticket

@@ -145,12 +145,15 @@ def _new_operator(
     return operator
 
 
-def create_first_admin(session: Session, username: str, password: str, *, email: str | None = None) -> Operator:
-    """The CLI's bootstrap: only while no active admin exists, so it cannot be used to add a back door."""
+def create_first_admin(
+    session: Session, username: str, password: str, *, email: str | None = None, by: str = "cli"
+) -> Operator:
+    """The bootstrap (the CLI, or the browser with the setup code, named in `by`): only while no active admin
+    exists, so it cannot be used to add a back door."""
     if _active_admins(session):
         raise OperatorError("an admin already exists; sign in as that admin and add operators on the Settings page")
     operator = _new_operator(session, username, Role.ADMIN, password, username, email)
-    record_audit(session, "cli", "operator_created", "operator", operator.id, username=operator.username, role="admin")
+    record_audit(session, by, "operator_created", "operator", operator.id, username=operator.username, role="admin")
     return operator
 
 
@@ -257,6 +260,6 @@ def create_first_admin_with_code(
     expected = pending_setup_code(session, settings)
     if expected is None or not hmac.compare_digest(code.strip(), expected):
         raise OperatorError("the setup code is not right: copy it from the file named in the server's log")
-    operator = create_first_admin(session, username, password)
+    operator = create_first_admin(session, username, password, by="setup code (browser)")
     setup_code_path(settings).unlink(missing_ok=True)
     return operator

@@ -8,6 +8,8 @@ class TicketStatus(StrEnum):
     ANALYZING = "Analyzing"
     AWAITING_APPROVAL = "AwaitingApproval"
     AWAITING_CUSTOMER = "AwaitingCustomer"
+    IN_PROGRESS = "InProgress"
+    """A person took the ticket over and owns it; automation leaves it alone."""
     ESCALATED = "Escalated"
     RESOLVED = "Resolved"
     CLOSED = "Closed"

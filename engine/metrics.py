@@ -7,6 +7,8 @@ whatever the size of the desk.
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -109,16 +111,27 @@ def response_times(session: Session, metrics: MetricsFilter) -> list[dict[str, A
     ]
 
 
+_MEASURED = re.compile(r"\s*\([^)]*\d[^)]*\)|\s*\b\d+(?:\.\d+)?\b")
+"""Figures inside a reason ("confidence 0.42", "(score 71)") that make each ticket's reason unique."""
+
+
+def reason_group(reason: str | None) -> str:
+    """One label for the reasons that differ only in their figures: "no strong evidence (confidence 0.31)" and
+    "... (confidence 0.42)" are the same reason."""
+    return " ".join(_MEASURED.sub("", reason or "").split()).strip(" :;,-") or "(none given)"
+
+
 def escalation_reasons(session: Session, metrics: MetricsFilter, limit: int = 10) -> list[dict[str, Any]]:
     rows = session.execute(
         select(Action.reason, func.count().label("tickets"))
         .join(Ticket, Ticket.id == Action.ticket_id)
         .where(Action.kind == ActionKind.ESCALATE, *_in_range(Action.created_at, metrics))
         .group_by(Action.reason)
-        .order_by(func.count().desc())
-        .limit(limit)
     ).all()
-    return [{"reason": reason or "(none given)", "tickets": n} for reason, n in rows]
+    grouped: Counter[str] = Counter()
+    for reason, n in rows:
+        grouped[reason_group(reason)] += n
+    return [{"reason": reason, "tickets": n} for reason, n in grouped.most_common(limit)]
 
 
 def _outcome_case() -> Any:

@@ -50,6 +50,8 @@ class QueueFilter:
     priorities: tuple[str, ...] = ()
     search: str = ""
     sort: Literal["newest", "oldest", "recently updated"] = "newest"
+    held_by: str = ""
+    """Only tickets this operator has taken over ("mine")."""
 
 
 def status_counts(session: Session) -> dict[str, int]:
@@ -59,6 +61,12 @@ def status_counts(session: Session) -> dict[str, int]:
 
 def sources(session: Session) -> list[str]:
     return list(session.scalars(select(Ticket.source).distinct().order_by(Ticket.source)))
+
+
+def categories(session: Session) -> list[str]:
+    """The ticket categories the analysers have used, lower case: what autopilot switches can match."""
+    found = session.scalars(select(Ticket.category).where(Ticket.category.is_not(None)).distinct())
+    return sorted({category.lower() for category in found if category})
 
 
 def teams(session: Session) -> list[str]:
@@ -75,6 +83,8 @@ def _queue_conditions(queue: QueueFilter) -> list[Any]:
         conditions.append(Ticket.team.in_(queue.teams))
     if queue.priorities:
         conditions.append(Ticket.priority.in_(queue.priorities))
+    if queue.held_by:
+        conditions.append(Ticket.taken_over_by == queue.held_by)
     if text := queue.search.strip():
         if text.upper().startswith("TCKT-") and text[5:].isdigit():
             conditions.append(Ticket.id == int(text[5:]))
@@ -363,7 +373,7 @@ def audit_page(
             "who": entry.actor,
             "action": entry.action,
             "target": f"{entry.target_type} {entry.target_id or ''}".strip(),
-            "details": ", ".join(f"{key}={value}" for key, value in entry.details.items()),
+            "details": dict(entry.details),
         }
         for entry in entries
     ], total

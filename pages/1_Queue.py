@@ -1,32 +1,80 @@
-"""The ticket queue: filter, search, sort and page on the server; select rows to approve, assign or close them.
+"""The ticket queue: saved views, filter, search, sort and page on the server; one click opens a ticket; tick
+rows to approve, assign or close them; j / k / Enter / a / e work from the keyboard.
 
 The page shows a snapshot (the rows the operator selected from never shift under them); a live counter
 says when new tickets arrived, and Refresh loads them.
 """
 
+import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
+import streamlit.components.v1 as components
 
-from engine.actions import PRIORITIES, bulk_approve, bulk_assign, bulk_close
+from engine.actions import PRIORITIES, Actor, bulk_approve, bulk_assign, bulk_close
 from engine.db import transaction
 from engine.enums import Role, TicketStatus
 from engine.queries import QueueFilter, queue_page, sources, teams
+from ui import glossary
 from ui.auth import allowed, session_alive
-from ui.components import flash, page, page_buttons, role_hint, show_flash
+from ui.components import flash, page, page_buttons, plain, role_hint, show_flash
+
+VIEWS = ("All tickets", "Needs approval", "Mine", "Escalated to my team")
+KEEP = "no change"
+SHORTCUTS = {"j": "queue_down", "k": "queue_up", "Enter": "queue_open", "a": "queue_approve", "e": "queue_edit"}
+# Keys press the queue's own buttons, so a shortcut does nothing a click could not; typing in a field is left alone.
+KEYBOARD = """<script>
+const doc = window.parent.document;
+if (!doc.queueShortcuts) {
+  doc.queueShortcuts = true;
+  doc.addEventListener("keydown", (event) => {
+    const target = event.target;
+    if (event.ctrlKey || event.metaKey || event.altKey || target.isContentEditable) return;
+    if (["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName)) return;
+    const key = SHORTCUTS[event.key];
+    const button = key && doc.querySelector(`.st-key-${key} button`);
+    if (button && !button.disabled) { event.preventDefault(); button.click(); }
+  });
+}
+</script>""".replace("SHORTCUTS", json.dumps(SHORTCUTS))
+
+
+def with_view(queue: QueueFilter, view: str, actor: Actor, team: str) -> QueueFilter:
+    """The saved view narrows the filters: drafts to approve, tickets the operator owns, or their team's escalations."""
+    if view == "Needs approval":
+        return replace(queue, statuses=(TicketStatus.AWAITING_APPROVAL,))
+    if view == "Mine":
+        return replace(queue, held_by=actor.username)
+    if view == "Escalated to my team":
+        return replace(queue, statuses=(TicketStatus.ESCALATED,), teams=(team,))
+    return queue
+
 
 runtime, actor = page("Queue")
 PAGE_SIZE = runtime.settings.DASHBOARD_PAGE_SIZE
 st.title("Queue")
 show_flash()
+components.html(KEYBOARD, height=0)
 
 with runtime.factory() as session:
     known_sources, known_teams = sources(session), teams(session)
 known_teams = sorted({*known_teams, runtime.settings.DEFAULT_TEAM})
 
+views = st.columns([5, 2])
+view = views[0].segmented_control("View", VIEWS, default=VIEWS[0], key="queue_view") or VIEWS[0]
+my_team = views[1].selectbox(
+    "My team",
+    known_teams,
+    key="queue_my_team",
+    disabled=view != "Escalated to my team",
+    help="For the view Escalated to my team.",
+)
 filters = st.columns([2, 2, 2, 2, 3, 2])
-statuses = filters[0].multiselect("Status", [s.value for s in TicketStatus], key="queue_status", placeholder="Any")
+statuses = filters[0].multiselect(
+    "Status", list(TicketStatus), format_func=glossary.status, key="queue_status", placeholder="Any"
+)
 chosen_sources = filters[1].multiselect("Source", known_sources, key="queue_source", placeholder="Any")
 chosen_teams = filters[2].multiselect("Team", known_teams, key="queue_team", placeholder="Any")
 chosen_priorities = filters[3].multiselect("Priority", PRIORITIES, key="queue_priority", placeholder="Any")
@@ -40,6 +88,7 @@ queue = QueueFilter(
     search=search,
     sort=sort,
 )
+queue = with_view(queue, view, actor, my_team)
 
 if st.session_state.get("queue_filter_seen") != queue:
     st.session_state["queue_filter_seen"] = queue
@@ -80,104 +129,12 @@ if bar[1].button("Refresh", key="queue_refresh", icon=":material/refresh:", widt
     st.rerun()
 new_arrivals()
 
-if not rows:
-    st.info("No tickets match. New tickets appear here as the sources deliver them.")
-    st.stop()
 
-frame = pd.DataFrame(rows)
-frame["draft"] = frame["draft"].map(lambda draft: "awaiting approval" if draft else "")
-picked = st.dataframe(
-    frame,
-    hide_index=True,
-    width="stretch",
-    height=min(38 + 35 * len(rows), 740),
-    on_select="rerun",
-    selection_mode="multi-row",
-    key="queue_table",
-    column_order=[
-        "ticket",
-        "status",
-        "subject",
-        "requester",
-        "source",
-        "priority",
-        "team",
-        "age_hours",
-        "sla",
-        "confidence",
-        "escalation_score",
-        "draft",
-        "held_by",
-    ],
-    column_config={
-        "ticket": st.column_config.TextColumn("Ticket", width="small"),
-        "status": st.column_config.TextColumn("Status"),
-        "subject": st.column_config.TextColumn("Subject", width="large"),
-        "requester": st.column_config.TextColumn("Requester"),
-        "source": st.column_config.TextColumn("Source", width="small"),
-        "priority": st.column_config.TextColumn("Priority", width="small"),
-        "team": st.column_config.TextColumn("Team"),
-        "age_hours": st.column_config.NumberColumn("Age (h)", format="%.1f", width="small"),
-        "sla": st.column_config.TextColumn("SLA", width="small"),
-        "confidence": st.column_config.ProgressColumn("Confidence", min_value=0.0, max_value=1.0, format="%.2f"),
-        "escalation_score": st.column_config.ProgressColumn("Escalation", min_value=0, max_value=100, format="%.0f"),
-        "draft": st.column_config.TextColumn("Draft"),
-        "held_by": st.column_config.TextColumn("Held by", width="small"),
-    },
-)
-selected = [rows[index] for index in (picked.selection.rows if picked else []) if index < len(rows)]
-
-pager = st.columns([1, 1, 2, 6])
-page_buttons(pager, "queue", page_number, pages, ("← Previous", "Next →"))
-jump = pager[2].number_input(
-    "Go to page",
-    min_value=1,
-    max_value=pages,
-    value=page_number,
-    key=f"queue_jump_{page_number}_{pages}",
-    label_visibility="collapsed",
-)
-if jump != page_number:
-    st.session_state["queue_page"] = int(jump)
-    st.rerun()
-
-if not selected:
-    st.caption("Select rows to open a ticket or act on several at once.")
-    st.stop()
-
-st.divider()
-st.subheader(f"{len(selected)} selected")
-ids = [row["id"] for row in selected]
-drafts = {row["id"]: row["draft"] for row in selected if row["draft"]}
-no_right = role_hint(actor, Role.AGENT)
-actions = st.columns([1, 1, 2, 2, 1])
-if len(selected) == 1 and actions[0].button("Open ticket", type="primary", key="queue_open"):
-    st.switch_page("pages/2_Ticket.py", query_params={"id": str(ids[0])})
-if actions[1].button(
-    f"Approve {len(drafts)} draft(s)",
-    disabled=not drafts or not allowed(actor, Role.AGENT),
-    help=no_right,
-    key="queue_bulk_approve",
-):
-    st.session_state["queue_confirm"] = {"op": "approve", "drafts": drafts}
-team = actions[2].selectbox("Team", ["(keep)", *known_teams], key="queue_bulk_team", label_visibility="collapsed")
-priority = actions[3].selectbox(
-    "Priority", ["(keep)", *PRIORITIES], key="queue_bulk_priority", label_visibility="collapsed"
-)
-if actions[4].button("Assign", disabled=not allowed(actor, Role.AGENT), help=no_right, key="queue_bulk_assign"):
-    st.session_state["queue_confirm"] = {
-        "op": "assign",
-        "ids": ids,
-        "team": None if team == "(keep)" else team,
-        "priority": None if priority == "(keep)" else priority,
-    }
-if st.button(
-    f"Close {len(ids)} ticket(s)", disabled=not allowed(actor, Role.AGENT), help=no_right, key="queue_bulk_close"
-):
-    st.session_state["queue_confirm"] = {"op": "close", "ids": ids}
-
-confirm = st.session_state.get("queue_confirm")
-if confirm:
+def confirm_panel() -> None:
+    """The confirmation every bulk or keyboard action waits for; nothing is sent or changed before it."""
+    confirm = st.session_state.get("queue_confirm")
+    if not confirm:
+        return
     what = {
         "approve": f"Send the {len(confirm.get('drafts', {}))} draft(s) exactly as drafted to their customers?",
         "assign": f"Set team {confirm.get('team') or '(unchanged)'} and priority "
@@ -217,3 +174,132 @@ if confirm:
         if no.button("Cancel", key="queue_confirm_no"):
             st.session_state.pop("queue_confirm")
             st.rerun()
+
+
+if not rows:
+    st.info("No tickets match. New tickets appear here as the sources deliver them.")
+    st.stop()
+
+cursor = min(int(st.session_state.get("queue_cursor", 0)), len(rows) - 1)
+focus = rows[cursor]
+focus_bar = st.columns([5, 1, 1, 1.4, 2, 1.3], vertical_alignment="center")
+focus_bar[0].markdown(f"▶ **{focus['ticket']}** · {plain(focus['subject'])}")
+for column, key, label, step in ((focus_bar[1], "queue_up", "↑ k", -1), (focus_bar[2], "queue_down", "↓ j", 1)):
+    if column.button(label, key=key, disabled=not 0 <= cursor + step < len(rows), width="stretch"):
+        st.session_state["queue_cursor"] = cursor + step
+        st.rerun()
+if focus_bar[3].button("Open ↵", key="queue_open", type="primary", width="stretch"):
+    st.switch_page("pages/2_Ticket.py", query_params={"id": str(focus["id"])})
+if focus_bar[4].button(
+    "Approve draft (a)",
+    key="queue_approve",
+    disabled=not focus["draft"] or not allowed(actor, Role.AGENT),
+    help=role_hint(actor, Role.AGENT) or "Send this ticket's draft, after a confirmation.",
+    width="stretch",
+):
+    st.session_state["queue_confirm"] = {"op": "approve", "drafts": {focus["id"]: focus["draft"]}}
+if focus_bar[5].button("Edit (e)", key="queue_edit", help="Open the ticket at its draft.", width="stretch"):
+    st.switch_page("pages/2_Ticket.py", query_params={"id": str(focus["id"])})
+
+frame = pd.DataFrame(rows)
+frame["status"] = frame["status"].map(glossary.status)
+frame["draft"] = frame["draft"].map(lambda draft: "✓" if draft else "")
+frame["confidence"] = frame["confidence"].map(lambda value: "—" if pd.isna(value) else f"{value:.0%}")
+frame["escalation_score"] = frame["escalation_score"].map(lambda value: "—" if pd.isna(value) else f"{value:.0f}")
+styled = frame.style.apply(
+    lambda row: ["background-color: rgba(255, 196, 0, 0.25)" if row.name == cursor else ""] * len(row), axis=1
+)
+picked = st.dataframe(
+    styled,
+    hide_index=True,
+    width="stretch",
+    height=min(38 + 35 * len(rows), 640),
+    on_select="rerun",
+    selection_mode=["multi-row", "single-cell"],
+    key="queue_table",
+    column_order=[
+        "ticket",
+        "status",
+        "subject",
+        "priority",
+        "team",
+        "age_hours",
+        "sla",
+        "confidence",
+        "escalation_score",
+        "draft",
+        "held_by",
+    ],
+    column_config={
+        "ticket": st.column_config.TextColumn("Ticket", width=80, help="Click a cell to open the ticket."),
+        "status": st.column_config.TextColumn("Status", width=115),
+        "subject": st.column_config.TextColumn("Subject", width=200),
+        "priority": st.column_config.TextColumn("Priority", width=65),
+        "team": st.column_config.TextColumn("Team", width=85),
+        "age_hours": st.column_config.NumberColumn("Age (h)", format="%.1f", width=60),
+        "sla": st.column_config.TextColumn("SLA", width=75),
+        "confidence": st.column_config.TextColumn("Confidence", width=75),
+        "escalation_score": st.column_config.TextColumn("Escalation", width=70),
+        "draft": st.column_config.TextColumn("Draft", width=50),
+        "held_by": st.column_config.TextColumn("Owner", width=65),
+    },
+)
+clicked = picked.selection.cells if picked else []
+if clicked and clicked[0][0] < len(rows):
+    st.switch_page("pages/2_Ticket.py", query_params={"id": str(rows[clicked[0][0]]["id"])})
+selected = [rows[index] for index in (picked.selection.rows if picked else []) if index < len(rows)]
+
+pager = st.columns([2, 2, 2, 6])
+page_buttons(pager, "queue", page_number, pages, ("← Previous", "Next →"))
+jump = pager[2].number_input(
+    "Go to page",
+    min_value=1,
+    max_value=pages,
+    value=page_number,
+    key=f"queue_jump_{page_number}_{pages}",
+    label_visibility="collapsed",
+)
+if jump != page_number:
+    st.session_state["queue_page"] = int(jump)
+    st.rerun()
+
+if not selected:
+    st.caption("Click a cell to open its ticket; tick rows to act on several at once.")
+    confirm_panel()
+    st.stop()
+
+st.divider()
+st.subheader(f"{len(selected)} selected")
+ids = [row["id"] for row in selected]
+drafts = {row["id"]: row["draft"] for row in selected if row["draft"]}
+no_right = role_hint(actor, Role.AGENT)
+actions = st.columns([2, 2, 2, 1, 2], vertical_alignment="bottom")
+if actions[0].button(
+    f"Approve {len(drafts)} draft(s)",
+    disabled=not drafts or not allowed(actor, Role.AGENT),
+    help=no_right,
+    key="queue_bulk_approve",
+    width="stretch",
+):
+    st.session_state["queue_confirm"] = {"op": "approve", "drafts": drafts}
+team = actions[1].selectbox("Set team", [KEEP, *known_teams], key="queue_bulk_team")
+priority = actions[2].selectbox("Set priority", [KEEP, *PRIORITIES], key="queue_bulk_priority")
+if actions[3].button(
+    "Assign", disabled=not allowed(actor, Role.AGENT), help=no_right, key="queue_bulk_assign", width="stretch"
+):
+    st.session_state["queue_confirm"] = {
+        "op": "assign",
+        "ids": ids,
+        "team": None if team == KEEP else team,
+        "priority": None if priority == KEEP else priority,
+    }
+if actions[4].button(
+    f"Close {len(ids)} ticket(s)",
+    disabled=not allowed(actor, Role.AGENT),
+    help=no_right,
+    key="queue_bulk_close",
+    width="stretch",
+):
+    st.session_state["queue_confirm"] = {"op": "close", "ids": ids}
+
+confirm_panel()

@@ -4,6 +4,7 @@ Approvals bind to the draft version on screen (engine/actions.py refuses a stale
 to a customer asks for confirmation first. Ticket text is shown as text, never as markdown or HTML.
 """
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -31,11 +32,13 @@ from engine.desk_policy import current_policy
 from engine.enums import Role, TicketStatus
 from engine.lifecycle import IllegalTransitionError
 from engine.queries import TicketStory, sla_label, teams, ticket_story
-from ui.auth import allowed
-from ui.components import ago, flash, page, plain, role_hint, show_flash, status_badge
+from ui import glossary
+from ui.auth import allowed, session_alive
+from ui.components import ago, flash, page, plain, role_hint, show_flash
 
 runtime, actor = page("Ticket")
 AGENT_ONLY = role_hint(actor, Role.AGENT)
+KEEP = "no change"
 CAN_ACT = allowed(actor, Role.AGENT)
 
 raw_id = st.query_params.get("id") or st.session_state.get("ticket_id")
@@ -88,12 +91,16 @@ def ask_confirmation(op: str, **details: Any) -> None:
 
 st.title(f"{ticket.reference} · {plain(ticket.subject) or '(no subject)'}")
 st.markdown(
-    f"{status_badge(ticket.status)} &nbsp; from **{plain(ticket.requester_name or ticket.email)}** "
+    f"{glossary.status_badge(ticket.status)} &nbsp; from **{plain(ticket.requester_name or ticket.email)}** "
     f"({plain(ticket.email)}) via **{plain(ticket.source)}** · received {ago(ticket.created_at)}"
 )
 show_flash()
 if ticket.taken_over_by:
-    st.info(f"{plain(ticket.taken_over_by)} has taken this ticket over: automation is stopped for it.", icon="✋")
+    st.info(
+        f"{plain(ticket.taken_over_by)} owns this ticket: automation is stopped for it"
+        + (", the AI draft stays as a starting point." if draft else "."),
+        icon="✋",
+    )
 
 cards = st.columns(5)
 cards[0].metric("Priority", ticket.priority or "—", border=True)
@@ -105,7 +112,7 @@ cards[2].metric(
 )
 cards[3].metric(
     "Escalation score",
-    "—" if escalation is None else f"{escalation.weighted_score:.0f} / {escalation.threshold:.0f}",
+    "—" if escalation is None else f"{escalation.weighted_score:.1f} / {escalation.threshold:.0f}",
     border=True,
 )
 cards[4].metric(
@@ -117,24 +124,51 @@ cards[4].metric(
 main, side = st.columns([3, 2], gap="large")
 
 
-def conversation(story: TicketStory) -> None:
-    with st.chat_message("user", avatar="🙋"):
-        st.caption(f"{plain(story.ticket.email)} · {story.ticket.created_at:%Y-%m-%d %H:%M} · original request")
-        st.text(story.ticket.description)
+def thread(story: TicketStory) -> list[tuple[datetime, bool, str, str]]:
+    """The conversation in time order, each message once: (when, inbound, heading, text).
+
+    The ticket's description is the first message (the stored copy of it is skipped); mail the desk sent is
+    shown from the outbox with its delivery state, so its copy in the conversation log is skipped too.
+    """
+    sent_ids = {message.message_id for message in story.outbox}
+    entries = [
+        (
+            story.ticket.created_at,
+            True,
+            f"{plain(story.ticket.email)} · {glossary.message_kind('original')}",
+            story.ticket.description,
+        )
+    ]
     for message in story.messages:
-        if message.email_type == "original":
+        if message.email_type in ("original", "initial") or message.message_id in sent_ids:
             continue
         inbound = message.direction == "inbound"
-        with st.chat_message("user" if inbound else "assistant", avatar="🙋" if inbound else "🎧"):
-            st.caption(f"{plain(message.from_address)} · {message.received_at:%Y-%m-%d %H:%M} · {message.email_type}")
-            st.text(message.body)
-    for outgoing in story.outbox:
-        with st.chat_message("assistant", avatar="🎧"):
-            st.caption(
-                f"to {plain(outgoing.to_address)} · {outgoing.created_at:%Y-%m-%d %H:%M} · "
-                f"{outgoing.kind} · {outgoing.state}"
+        entries.append(
+            (
+                message.received_at,
+                inbound,
+                f"{plain(message.from_address)} · {glossary.message_kind(message.email_type)}",
+                message.body,
             )
-            st.text(f"{outgoing.subject}\n\n{outgoing.body_text}")
+        )
+    for outgoing in story.outbox:
+        entries.append(
+            (
+                outgoing.created_at,
+                False,
+                f"to {plain(outgoing.to_address)} · {glossary.message_kind(outgoing.kind)} · "
+                f"{glossary.delivery_badge(outgoing.state)}",
+                f"{outgoing.subject}\n\n{outgoing.body_text}",
+            )
+        )
+    return sorted(entries, key=lambda entry: entry[0])
+
+
+def conversation(story: TicketStory) -> None:
+    for when, inbound, heading, text in thread(story):
+        with st.chat_message("user" if inbound else "assistant", avatar="🙋" if inbound else "🎧"):
+            st.markdown(f"{heading} · {when:%Y-%m-%d %H:%M}")
+            st.text(text)
 
 
 def evidence(story: TicketStory) -> None:
@@ -153,30 +187,28 @@ def evidence(story: TicketStory) -> None:
             for number, step in enumerate(analysis.resolution_steps, 1):
                 st.text(f"{number}. {step}")
             for gap in analysis.information_gaps:
-                st.text(f"Missing: {gap}")
+                st.text(f"Missing: {glossary.gap(gap)}")
     if items:
         table = pd.DataFrame(
             [
                 {
                     "#": number,
-                    "source": f"{item.get('source_kind', '')} {item.get('source_id', '')}".strip(),
                     "title": item.get("title", ""),
                     "where": item.get("location", ""),
                     "fused": item.get("fused_score"),
-                    "vector rank": item.get("vector_rank"),
-                    "vector score": item.get("vector_score"),
-                    "BM25 rank": item.get("bm25_rank"),
-                    "BM25 score": item.get("bm25_score"),
+                    "meaning rank": item.get("vector_rank") or "",
+                    "keyword rank": item.get("bm25_rank") or "",
                 }
                 for number, item in enumerate(items, 1)
             ]
         )
-        st.dataframe(
-            table,
-            hide_index=True,
-            width="stretch",
-            column_config={"fused": st.column_config.NumberColumn("fused (RRF)", format="%.4f")},
-        )
+        with st.expander("How the knowledge base ranked these"):
+            st.dataframe(
+                table,
+                hide_index=True,
+                width="stretch",
+                column_config={"fused": st.column_config.NumberColumn("combined score", format="%.3f")},
+            )
         for number, item in enumerate(items, 1):
             with st.expander(
                 f"[{number}] {plain(str(item.get('title', '')))} — {plain(str(item.get('location', '')))}"
@@ -191,27 +223,35 @@ def evidence(story: TicketStory) -> None:
             st.caption("The knowledge base has nothing for this ticket.")
         for hit in found:
             with st.container(border=True):
-                st.caption(
-                    f"{hit.source_kind} {hit.source_id} · {hit.location} · fused {hit.fused_score:.4f} · "
-                    f"vector #{hit.vector_rank or '—'} · BM25 #{hit.bm25_rank or '—'}"
-                )
-                st.text(f"{hit.title}\n{hit.text[:600]}")
+                st.caption(f"{plain(hit.title)} · {plain(hit.location)}")
+                st.text(hit.text[:600])
 
 
 def escalation_breakdown() -> None:
     if escalation is None:
         st.info("No escalation score yet: the analyser has not scored this ticket's escalation criteria.")
-        st.caption("Weights in force: " + ", ".join(f"{k} {v:.2f}" for k, v in policy.escalation_weights.items()))
+        st.caption(
+            "Weights in force: "
+            + ", ".join(f"{glossary.criterion(k)} {v:.2f}" for k, v in policy.escalation_weights.items())
+        )
         return
     components = escalation.components or {}
     names = list(components)
     weighted = [float(components[name].get("weighted", 0)) for name in names]
+    verdict = "escalate to a person" if escalation.escalate else "stays automated"
+    st.markdown(
+        f"Score **{escalation.weighted_score:.1f}** against threshold **{escalation.threshold:.0f}** → **{verdict}**"
+    )
+    for reason in escalation.reasons:
+        st.markdown(f"- {plain(glossary.words(reason))}")
     figure = go.Figure()
     for name, value in zip(names, weighted, strict=True):
+        part = components[name]
         figure.add_bar(
-            y=["score"],
+            y=[""],
             x=[value],
-            name=f"{name} ({components[name].get('score', 0):.0f} × {components[name].get('weight', 0):.2f})",
+            name=f"{glossary.criterion(name)} {float(part.get('score', 0)):.0f} × {float(part.get('weight', 0)):.2f}"
+            f" = {value:.1f}",
             orientation="h",
         )
     figure.add_vline(
@@ -219,45 +259,47 @@ def escalation_breakdown() -> None:
         line_dash="dash",
         line_color="#dc2626",
         annotation_text=f"threshold {escalation.threshold:.0f}",
+        annotation_position="top",
     )
     figure.update_layout(
         barmode="stack",
-        height=220,
+        height=200 + 22 * len(names),
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        xaxis={"range": [0, max(100, escalation.threshold + 5, sum(weighted))], "title": "weighted score"},
-        legend={"orientation": "h", "y": -0.4},
+        xaxis={"range": [0, max(100, escalation.threshold + 5, sum(weighted))], "title": None},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0},
         showlegend=True,
     )
-    verdict = "escalate" if escalation.escalate else "stay automated"
-    st.markdown(f"**{escalation.weighted_score:.1f}** against threshold **{escalation.threshold:.0f}** → **{verdict}**")
     st.plotly_chart(figure, width="stretch", key="ticket_escalation_chart")
     st.dataframe(
         pd.DataFrame(
             [
                 {
-                    "criterion": name,
-                    "score": components[name].get("score"),
-                    "weight": components[name].get("weight"),
-                    "weighted": components[name].get("weighted"),
-                    "reading": (escalation.criteria or {}).get(name, ""),
+                    "criterion": glossary.criterion(name),
+                    "score": float(components[name].get("score") or 0),
+                    "weight": float(components[name].get("weight") or 0),
+                    "weighted": float(components[name].get("weighted") or 0),
+                    "reading": str((escalation.criteria or {}).get(name, "")),
                 }
                 for name in names
             ]
         ),
         hide_index=True,
         width="stretch",
+        column_config={
+            "score": st.column_config.NumberColumn("score (0–100)", format="%.0f"),
+            "weight": st.column_config.NumberColumn("weight", format="%.2f"),
+            "weighted": st.column_config.NumberColumn("weighted", format="%.1f"),
+        },
     )
-    for reason in escalation.reasons:
-        st.text(f"• {reason}")
 
 
 def timeline(story: TicketStory) -> None:
-    st.dataframe(
-        pd.DataFrame([{"when": e.timestamp, "event": e.type, "what": e.title, "by": e.actor} for e in story.timeline]),
-        hide_index=True,
-        width="stretch",
-        column_config={"when": st.column_config.DatetimeColumn("when", format="YYYY-MM-DD HH:mm:ss")},
-    )
+    """Every event as a line of its own, newest last; long titles wrap instead of being cut."""
+    for event in story.timeline:
+        st.markdown(
+            f"`{event.timestamp:%m-%d %H:%M:%S}` **{glossary.event(event.type)}** · "
+            f"{plain(glossary.words(event.title))} · _{plain(glossary.actor(event.actor))}_"
+        )
 
 
 def attachments(story: TicketStory) -> None:
@@ -278,11 +320,13 @@ def outgoing(story: TicketStory) -> None:
         pd.DataFrame(
             [
                 {
-                    "kind": m.kind,
-                    "state": "awaiting confirmation" if m.state == "sending" and not m.claim_token else m.state,
+                    "what": glossary.message_kind(m.kind),
+                    "delivery": "awaiting confirmation"
+                    if m.state == "sending" and not m.claim_token
+                    else glossary.delivery(m.state),
                     "to": m.to_address,
                     "subject": m.subject,
-                    "automated": m.automated,
+                    "sent by": "the desk" if m.automated else "a person",
                     "attempts": m.attempts,
                     "sent": m.sent_at,
                     "error": m.last_error or "",
@@ -295,7 +339,10 @@ def outgoing(story: TicketStory) -> None:
     )
     for message in story.outbox:
         if message.state == "uncertain":
-            st.warning(f"Delivery of {message.kind} #{message.id} is uncertain: the transport could not confirm it.")
+            st.warning(
+                f"Delivery of the {glossary.message_kind(message.kind)} (#{message.id}) is uncertain: "
+                "the mail service could not confirm it."
+            )
             resend, delivered, _ = st.columns([1, 1, 3])
             if resend.button("Send again", key=f"ticket_resend_{message.id}", disabled=not CAN_ACT, help=AGENT_ONLY):
                 act("Resend", lambda s, m=message.id: resolve_uncertain_message(s, actor, m, resend=True))
@@ -305,20 +352,30 @@ def outgoing(story: TicketStory) -> None:
                 act("Mark delivered", lambda s, m=message.id: resolve_uncertain_message(s, actor, m, resend=False))
 
 
-with main:
+@st.fragment(run_every=timedelta(seconds=runtime.settings.DASHBOARD_REFRESH_SECONDS))
+def live_ticket() -> None:
+    """The ticket's record, read again every few seconds: a send shows as delivered without a reload."""
+    if not session_alive():
+        return
+    with runtime.factory() as session:
+        fresh = ticket_story(session, ticket_id) or story
     tabs = st.tabs(["Conversation", "Timeline", "Evidence", "Escalation score", "Attachments", "Outgoing mail"])
     with tabs[0]:
-        conversation(story)
+        conversation(fresh)
     with tabs[1]:
-        timeline(story)
+        timeline(fresh)
     with tabs[2]:
-        evidence(story)
+        evidence(fresh)
     with tabs[3]:
         escalation_breakdown()
     with tabs[4]:
-        attachments(story)
+        attachments(fresh)
     with tabs[5]:
-        outgoing(story)
+        outgoing(fresh)
+
+
+with main:
+    live_ticket()
 
 with side:
     st.subheader("AI draft")
@@ -333,13 +390,26 @@ with side:
         )
     else:
         st.caption(
-            f"{draft.kind.replace('_', ' ')} · version {draft.version} · "
-            + ("; ".join(draft.policy.get("reasons", [])) or "held for approval")
+            f"{glossary.draft_kind(draft.kind).capitalize()} · version {draft.version} · "
+            + (glossary.words("; ".join(draft.policy.get("reasons", []))) or "held for approval")
         )
         if analysis is not None and "edited_by" not in (draft.policy or {}):
             st.caption(draft_label(analysis.analyser) + " · not part of the message")
-        subject = st.text_input("Subject", value=draft.subject or "", key=f"draft_subject_{draft.id}_{draft.version}")
-        body = st.text_area("Message", value=draft.body or "", height=220, key=f"draft_body_{draft.id}_{draft.version}")
+        subject = st.text_input(
+            "Subject",
+            value=draft.subject or "",
+            key=f"draft_subject_{draft.id}_{draft.version}",
+            disabled=not CAN_ACT,
+            help=AGENT_ONLY,
+        )
+        body = st.text_area(
+            "Message",
+            value=draft.body or "",
+            height=220,
+            key=f"draft_body_{draft.id}_{draft.version}",
+            disabled=not CAN_ACT,
+            help=AGENT_ONLY,
+        )
         edited = subject != (draft.subject or "") or body != (draft.body or "")
         send, save = st.columns(2)
         if send.button(
@@ -373,7 +443,9 @@ with side:
             elif confirm["op"] == "reply":
                 st.warning(f"Send your reply to {ticket.email}?")
             else:
-                st.warning(f"Override the decision with **{confirm['decision']}** for {ticket.reference}?")
+                st.warning(
+                    f"Override the decision with **{glossary.DECISION[confirm['decision']]}** for {ticket.reference}?"
+                )
             yes, no = st.columns(2)
             if yes.button(
                 "Confirm and send" if confirm["op"] != "override" else "Confirm",
@@ -430,7 +502,7 @@ with side:
     if buttons[0].button(
         "Take over",
         disabled=not CAN_ACT or ticket.taken_over_by == actor.username,
-        help=AGENT_ONLY or "Automation stops for this ticket; you own it.",
+        help=AGENT_ONLY or "You own the ticket: automation stops, the AI draft stays as your starting point.",
         key="ticket_take_over",
         width="stretch",
     ):
@@ -462,18 +534,35 @@ with side:
             act("Assigned", lambda s: assign(s, actor, ticket.id, team=team_choice, priority=priority_choice))
 
     with st.expander("Override the decision"), st.form("ticket_override"):
-        decision = st.radio("Decision", ["resolve", "ask", "escalate"], horizontal=True, key="override_decision")
-        override_team = st.selectbox("Team", ["(keep)", *known_teams], key="override_team")
-        override_priority = st.selectbox("Priority", ["(keep)", *PRIORITIES], key="override_priority")
-        override_subject = st.text_input("Subject (resolve / ask)", key="override_subject")
-        override_body = st.text_area("Message to the customer (resolve / ask)", key="override_body")
-        override_reason = st.text_input("Reason (for the audit log)", key="override_reason")
+        decision = st.radio(
+            "Decision",
+            list(glossary.DECISION),
+            format_func=glossary.DECISION.get,
+            horizontal=True,
+            key=f"override_decision_{ticket.id}",
+            disabled=not CAN_ACT,
+        )
+        override_team = st.selectbox(
+            "Team", [KEEP, *known_teams], key=f"override_team_{ticket.id}", disabled=not CAN_ACT
+        )
+        override_priority = st.selectbox(
+            "Priority", [KEEP, *PRIORITIES], key=f"override_priority_{ticket.id}", disabled=not CAN_ACT
+        )
+        override_subject = st.text_input(
+            "Subject (resolve / ask)", key=f"override_subject_{ticket.id}", disabled=not CAN_ACT
+        )
+        override_body = st.text_area(
+            "Message to the customer (resolve / ask)", key=f"override_body_{ticket.id}", disabled=not CAN_ACT
+        )
+        override_reason = st.text_input(
+            "Reason (for the audit log)", key=f"override_reason_{ticket.id}", disabled=not CAN_ACT
+        )
         if st.form_submit_button("Override…", disabled=not CAN_ACT, help=AGENT_ONLY):
             ask_confirmation(
                 "override",
                 decision=decision,
-                team=None if override_team == "(keep)" else override_team,
-                priority=None if override_priority == "(keep)" else override_priority,
+                team=None if override_team == KEEP else override_team,
+                priority=None if override_priority == KEEP else override_priority,
                 subject=override_subject,
                 body=override_body,
                 reason=override_reason,
@@ -481,8 +570,10 @@ with side:
             st.rerun()
 
     with st.expander("Write a reply", expanded=draft is None and CAN_ACT), st.form("ticket_reply"):
-        reply_subject = st.text_input("Subject", value=f"Re: {ticket.subject}"[:200], key="reply_subject")
-        reply_body = st.text_area("Message", key="reply_body", height=160)
+        reply_subject = st.text_input(
+            "Subject", value=f"Re: {ticket.subject}"[:200], key=f"reply_subject_{ticket.id}", disabled=not CAN_ACT
+        )
+        reply_body = st.text_area("Message", key=f"reply_body_{ticket.id}", height=160, disabled=not CAN_ACT)
         if st.form_submit_button("Send reply…", disabled=not CAN_ACT, help=AGENT_ONLY):
             ask_confirmation("reply", subject=reply_subject, body=reply_body)
             st.rerun()

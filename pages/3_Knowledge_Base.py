@@ -17,7 +17,7 @@ from engine.queries import kb_chunks, kb_documents
 from kb.chunk import describe_location
 from kb.indexer import quarantined_chunks
 from ui.auth import allowed
-from ui.components import flash, page, plain, role_hint, show_flash
+from ui.components import article_text, article_title, flash, page, plain, role_hint, show_flash
 from ui.outcomes import knowledge_gap_list
 
 runtime, actor = page("Knowledge base")
@@ -81,9 +81,8 @@ with documents_tab:
         table = pd.DataFrame(
             [
                 {
-                    "id": d.id,
+                    "title": article_title(d.title, d.filename),
                     "file": d.filename,
-                    "title": d.title or "",
                     "status": d.status,
                     "chunks": d.chunk_count,
                     "quarantined": d.quarantined_count,
@@ -107,7 +106,7 @@ with documents_tab:
         )
         if picked and picked.selection.rows:
             document = documents[picked.selection.rows[0]]
-            st.subheader(plain(document.title or document.filename))
+            st.subheader(plain(article_title(document.title, document.filename)))
             if document.error:
                 st.error(f"{document.status}: {document.error}")
             buttons = st.columns([1, 1, 4])
@@ -140,7 +139,7 @@ with documents_tab:
                 with st.expander(f"Chunk {chunk.chunk_index + 1}" + (f" · {plain(where)}" if where else "") + held):
                     if chunk.quarantine:
                         st.caption(f"Quarantine: {plain(chunk.quarantine)}")
-                    st.text(chunk.text)
+                    (st.text if chunk.quarantine else article_text)(chunk.text)
         else:
             st.caption("Select a document to preview its chunks, re-index or delete it.")
 
@@ -158,7 +157,7 @@ with quarantine_tab:
         chunk = item.chunk
         with st.container(border=True):
             where = describe_location(chunk.location) or "whole document"
-            st.markdown(f"**{plain(item.title)}** · {plain(where)} · {chunk.source_kind} {chunk.source_id}")
+            st.markdown(f"**{plain(article_title(item.title))}** · {plain(where)}")
             st.warning(f"Quarantined: {plain(chunk.quarantine or '')}")
             st.text(chunk.text[:600] + ("…" if len(chunk.text) > 600 else ""))
             if CAN_EDIT and st.button("Approve as evidence", key=f"kb_approve_{chunk.id}"):
@@ -184,21 +183,22 @@ with search_tab:
             st.info("No evidence found. Upload documents, or resolved tickets will be indexed as they close.")
         for number, hit in enumerate(hits, 1):
             with st.container(border=True):
-                st.markdown(
-                    f"**[{number}] {plain(hit.title)}** · {plain(hit.location)} · {hit.source_kind} {hit.source_id}"
-                )
-                st.caption(
-                    f"fused {hit.fused_score:.4f} · vector #{hit.vector_rank or '—'}"
-                    + (f" ({hit.vector_score:.3f})" if hit.vector_score is not None else "")
-                    + f" · BM25 #{hit.bm25_rank or '—'}"
-                    + (f" ({hit.bm25_score:.2f})" if hit.bm25_score is not None else "")
-                )
+                kind = "resolved ticket" if hit.source_kind == "ticket" else "article"
+                st.markdown(f"**[{number}] {plain(article_title(hit.title))}** · {kind} · {plain(hit.location)}")
+                if CAN_EDIT:
+                    with st.expander("Why this ranked here"):
+                        st.caption(
+                            f"combined {hit.fused_score:.4f} · by meaning #{hit.vector_rank or '—'}"
+                            + (f" ({hit.vector_score:.3f})" if hit.vector_score is not None else "")
+                            + f" · by keywords #{hit.bm25_rank or '—'}"
+                            + (f" ({hit.bm25_score:.2f})" if hit.bm25_score is not None else "")
+                        )
                 if hit.quarantine:
                     (st.info if hit.approved_by else st.warning)(
                         (f"Approved by {hit.approved_by}; " if hit.approved_by else "Quarantined, never cited: ")
                         + plain(hit.quarantine)
                     )
-                st.text(hit.text[:1200])
+                (st.text if hit.quarantine else article_text)(hit.text[:1200])
 
 with gaps_tab:
     knowledge_gap_list(runtime)

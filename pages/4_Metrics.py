@@ -1,9 +1,11 @@
 """How the desk is doing: volume, automation, deflection, response times, escalations, approvals, AI confidence,
 connector errors and the offline evaluation, for a date range and set of sources, each downloadable as CSV."""
 
+import math
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -22,6 +24,7 @@ from engine.metrics import (
     tickets_per_day,
 )
 from engine.queries import sources
+from ui import glossary
 from ui.components import page
 from ui.outcomes import resolution_funnel
 
@@ -43,6 +46,47 @@ metrics = MetricsFilter(
     sources=tuple(chosen_sources),
 )
 LAYOUT: dict[str, Any] = {"height": 320, "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend_title_text": ""}
+LABELS = {
+    name: glossary.field(name)
+    for name in ("day", "tickets", "drafts", "source", "outcome", "reason", "errors", "direction", "category")
+}
+# Every chart split by outcome uses the same colours in the same order.
+OUTCOMES: dict[str, Any] = {
+    "color_discrete_map": glossary.OUTCOME_COLOUR,
+    "category_orders": {"outcome": list(glossary.OUTCOME_COLOUR)},
+}
+
+
+def whole_counts(figure: Any, largest: float, axis: str = "y") -> None:
+    """Counts are whole tickets: ticks a whole number apart, about six of them up to the `largest` bar."""
+    step = max(1, math.ceil(float(largest) / 6))
+    getattr(figure, f"update_{axis}axes")(tick0=0, dtick=step, tickformat=",d", rangemode="tozero")
+
+
+def wrapped(label: str, width: int = 38) -> str:
+    """A long axis label over several lines instead of cut off."""
+    words, lines = label.split(), [""]
+    for word in words:
+        if lines[-1] and len(lines[-1]) + len(word) > width:
+            lines.append("")
+        lines[-1] = f"{lines[-1]} {word}".strip()
+    return "<br>".join(lines)
+
+
+@st.cache_data(ttl=60, show_spinner="Counting…", max_entries=20)
+def load(metrics: MetricsFilter) -> dict[str, Any]:
+    """The page's figures for one range and set of sources; a minute's cache makes switching back to Metrics instant."""
+    with runtime.factory() as session:
+        return {
+            "summary": outcomes(session, metrics),
+            "volume": tickets_per_day(session, metrics),
+            "times": response_times(session, metrics),
+            "reasons": escalation_reasons(session, metrics),
+            "approvals": approval_outcomes(session, metrics),
+            "confidence": confidence_vs_outcome(session, metrics),
+            "errors": connector_errors(session, metrics),
+            "polls": poll_failures(session),
+        }
 
 
 def csv_button(frame: pd.DataFrame, name: str) -> None:
@@ -60,17 +104,15 @@ def percent(part: int, whole: int) -> str:
     return f"{part / whole:.0%}" if whole else "—"
 
 
-with runtime.factory() as session:
-    summary = outcomes(session, metrics)
-    volume = pd.DataFrame(tickets_per_day(session, metrics), columns=["day", "source", "direction", "tickets"])
-    times = pd.DataFrame(
-        response_times(session, metrics), columns=["source", "first_response_minutes", "resolution_hours"]
-    )
-    reasons = pd.DataFrame(escalation_reasons(session, metrics), columns=["reason", "tickets"])
-    approvals = pd.DataFrame(approval_outcomes(session, metrics), columns=["category", "outcome", "drafts"])
-    confidence = pd.DataFrame(confidence_vs_outcome(session, metrics), columns=["confidence", "outcome", "drafts"])
-    errors = pd.DataFrame(connector_errors(session, metrics), columns=["day", "source", "errors"])
-    polls = pd.DataFrame(poll_failures(session))
+figures = load(metrics)
+summary = figures["summary"]
+volume = pd.DataFrame(figures["volume"], columns=["day", "source", "direction", "tickets"])
+times = pd.DataFrame(figures["times"], columns=["source", "first_response_minutes", "resolution_hours"])
+reasons = pd.DataFrame(figures["reasons"], columns=["reason", "tickets"])
+approvals = pd.DataFrame(figures["approvals"], columns=["category", "outcome", "drafts"])
+confidence = pd.DataFrame(figures["confidence"], columns=["confidence", "outcome", "drafts"])
+errors = pd.DataFrame(figures["errors"], columns=["day", "source", "errors"])
+polls = pd.DataFrame(figures["polls"])
 
 cards = st.columns(5)
 cards[0].metric("Received", f"{summary.received:,}", border=True)
@@ -96,9 +138,17 @@ with left:
         st.info("No tickets in this range.")
     else:
         figure = px.bar(
-            volume.sort_values("day"), x="day", y="tickets", color="source", facet_row="direction", barmode="stack"
+            volume.sort_values("day").assign(direction=volume["direction"].map(glossary.field)),
+            x="day",
+            y="tickets",
+            color="source",
+            facet_row="direction",
+            barmode="stack",
+            labels=LABELS,
         )
         figure.update_xaxes(type="category")
+        figure.for_each_annotation(lambda note: note.update(text=note.text.split("=")[-1]))
+        whole_counts(figure, volume.groupby(["day", "direction"])["tickets"].sum().max())
         figure.update_layout(**{**LAYOUT, "height": 380})
         st.plotly_chart(figure, width="stretch", key="metrics_volume")
         csv_button(volume, "tickets per day")
@@ -108,13 +158,25 @@ with right:
     if times.dropna(how="all", subset=["first_response_minutes", "resolution_hours"]).empty:
         st.info("No responses in this range yet.")
     else:
-        melted = times.melt(id_vars="source", var_name="measure", value_name="value").dropna()
-        figure = px.histogram(melted, x="value", color="source", facet_col="measure", nbins=40)
-        figure.update_xaxes(matches=None)
-        figure.update_layout(**{**LAYOUT, "height": 380})
-        st.plotly_chart(figure, width="stretch", key="metrics_times")
+        for measure, panel in zip(("first_response_minutes", "resolution_hours"), st.columns(2), strict=True):
+            values = times.dropna(subset=[measure])
+            if values.empty:
+                panel.caption(f"{glossary.field(measure)}: none yet.")
+                continue
+            top = max(float(values[measure].max()) * 1.1, 1.0)
+            figure = px.histogram(
+                values, x=measure, color="source", range_x=[0, top], labels={**LABELS, measure: glossary.field(measure)}
+            )
+            figure.update_traces(xbins={"start": 0, "end": top, "size": top / 30})
+            whole_counts(figure, np.histogram(values[measure], bins=30, range=(0, top))[0].max())
+            figure.update_layout(**{**LAYOUT, "height": 300, "yaxis_title": "Tickets", "showlegend": False})
+            panel.plotly_chart(figure, width="stretch", key=f"metrics_times_{measure}")
         stats = times[["first_response_minutes", "resolution_hours"]].describe(percentiles=[0.5, 0.9]).T
-        st.dataframe(stats[["count", "50%", "90%", "max"]].round(1), width="stretch")
+        stats.index = stats.index.map(glossary.field)
+        stats = (
+            stats[["count", "50%", "90%", "max"]].round(1).rename(columns={"50%": "median", "90%": "90th percentile"})
+        )
+        st.dataframe(stats, width="stretch")
         csv_button(times, "response times")
 
 left, right = st.columns(2)
@@ -123,8 +185,16 @@ with left:
     if reasons.empty:
         st.info("Nothing escalated in this range.")
     else:
-        figure = px.bar(reasons.sort_values("tickets"), x="tickets", y="reason", orientation="h")
-        figure.update_layout(**LAYOUT)
+        figure = px.bar(
+            reasons.sort_values("tickets").assign(reason=reasons["reason"].map(lambda r: wrapped(glossary.words(r)))),
+            x="tickets",
+            y="reason",
+            orientation="h",
+            labels=LABELS,
+        )
+        figure.update_yaxes(automargin=True, title=None)
+        whole_counts(figure, reasons["tickets"].max(), "x")
+        figure.update_layout(**{**LAYOUT, "height": max(320, 60 + 38 * len(reasons))})
         st.plotly_chart(figure, width="stretch", key="metrics_reasons")
         csv_button(reasons, "escalation reasons")
 with right:
@@ -132,7 +202,10 @@ with right:
     if approvals.empty:
         st.info("No AI drafts in this range: with no analyser configured every ticket goes to a person.")
     else:
-        figure = px.bar(approvals, x="category", y="drafts", color="outcome", barmode="stack")
+        figure = px.bar(
+            approvals, x="category", y="drafts", color="outcome", barmode="stack", labels=LABELS, **OUTCOMES
+        )
+        whole_counts(figure, approvals.groupby("category")["drafts"].sum().max())
         figure.update_layout(**LAYOUT)
         st.plotly_chart(figure, width="stretch", key="metrics_approvals")
         csv_button(approvals, "approval outcomes")
@@ -144,9 +217,16 @@ with left:
         st.info("No AI drafts to compare yet.")
     else:
         figure = px.bar(
-            confidence.sort_values("confidence"), x="confidence", y="drafts", color="outcome", barmode="stack"
+            confidence.sort_values("confidence"),
+            x="confidence",
+            y="drafts",
+            color="outcome",
+            barmode="stack",
+            labels=LABELS,
+            **OUTCOMES,
         )
         figure.update_xaxes(title="AI confidence (band)", dtick=0.1)
+        whole_counts(figure, confidence.groupby("confidence")["drafts"].sum().max())
         figure.update_layout(**LAYOUT)
         st.plotly_chart(figure, width="stretch", key="metrics_confidence")
         csv_button(confidence, "confidence vs outcome")
@@ -155,8 +235,9 @@ with right:
     if errors.empty and (polls.empty or not polls["failures"].sum()):
         st.success("No connector errors in this range.")
     if not errors.empty:
-        figure = px.bar(errors.sort_values("day"), x="day", y="errors", color="source")
+        figure = px.bar(errors.sort_values("day"), x="day", y="errors", color="source", labels=LABELS)
         figure.update_xaxes(type="category")
+        whole_counts(figure, errors.groupby("day")["errors"].sum().max())
         figure.update_layout(**LAYOUT)
         st.plotly_chart(figure, width="stretch", key="metrics_errors")
         csv_button(errors, "connector errors")

@@ -4,6 +4,7 @@ Everyone signed in may read; leads change the policy; admins test connectors and
 is a new policy version in the audit log.
 """
 
+import json
 from string import Template
 
 import pandas as pd
@@ -15,11 +16,12 @@ from engine.auth import OperatorError, create_operator, list_operators, update_o
 from engine.db import transaction
 from engine.desk_policy import SEED_WEIGHTS, DeskPolicy, current_policy
 from engine.enums import Role
-from engine.queries import job_statuses, policy_history, sources
+from engine.queries import categories, job_statuses, policy_history, sources
 from engine.templates import SAMPLE_VALUES, TEMPLATES
+from ui import glossary
 from ui.auth import allowed
 from ui.components import flash, page, role_hint, show_flash
-from ui.connectors import connector_names, connector_rows, connector_variables, test_connection
+from ui.connectors import connector_cards, connector_names, connector_variables, test_connection
 
 runtime, actor = page("Settings")
 IS_LEAD, IS_ADMIN = allowed(actor, Role.LEAD), allowed(actor, Role.ADMIN)
@@ -31,6 +33,7 @@ with runtime.factory() as session:
     policy = current_policy(session, runtime.settings)
     history = policy_history(session)
     known_sources = sources(session)
+    known_categories = categories(session)
     jobs = job_statuses(session)
 
 policy_tab, templates_tab, connectors_tab, operators_tab = st.tabs(
@@ -38,7 +41,7 @@ policy_tab, templates_tab, connectors_tab, operators_tab = st.tabs(
 )
 
 
-def save(new_policy: dict[str, object], what: str) -> None:
+def save(new_policy: dict[str, object], what: str, warning: str = "") -> None:
     try:
         validated = DeskPolicy.model_validate({**policy.model_dump(), **new_policy})
         with transaction(runtime.factory) as session:
@@ -49,7 +52,10 @@ def save(new_policy: dict[str, object], what: str) -> None:
     except PermissionDeniedError as error:
         st.error(f"Refused: {error}")
         return
-    flash(f"{what} saved as policy version {version}.")
+    flash(
+        f"{what} saved as policy version {version}." + (f" {warning}" if warning else ""),
+        "warning" if warning else "success",
+    )
     st.rerun()
 
 
@@ -61,9 +67,12 @@ with policy_tab:
             f"Version {history[0]['version']} by {history[0]['changed by']} · {history[0]['when']:%Y-%m-%d %H:%M}"
         )
     else:
-        st.caption("Defaults from the environment (AUTOPILOT_ENABLED, AUTO_SEND_MIN_CONFIDENCE); never saved.")
+        st.caption("The server's defaults: no one has saved a policy yet.")
     with st.form("policy_form"):
-        st.markdown("**Autopilot**: which messages may go out without a person, by source and category (`*` = any).")
+        st.markdown(
+            "**Autopilot**: which messages may go out without a person, by source and category (`*` = any). "
+            "Add a row with the + under the table; categories are the ones tickets have had so far."
+        )
         switches = pd.DataFrame(
             [
                 {"source": key.split(":", 1)[0], "category": key.split(":", 1)[1], "autopilot": on}
@@ -79,7 +88,12 @@ with policy_tab:
             key="policy_autopilot",
             column_config={
                 "source": st.column_config.SelectboxColumn("source", options=["*", *known_sources], required=True),
-                "category": st.column_config.TextColumn("category", required=True, default="*"),
+                "category": st.column_config.SelectboxColumn(
+                    "category",
+                    options=sorted({"*", *known_categories, *(key.split(":", 1)[1] for key in policy.autopilot)}),
+                    required=True,
+                    default="*",
+                ),
                 "autopilot": st.column_config.CheckboxColumn("autopilot", default=False),
             },
             disabled=not IS_LEAD,
@@ -92,23 +106,36 @@ with policy_tab:
             float(policy.auto_send_min_confidence),
             0.01,
             key="policy_confidence",
+            disabled=not IS_LEAD,
         )
         threshold = columns[1].slider(
-            "Escalation threshold", 0.0, 100.0, float(policy.escalation_threshold), 1.0, key="policy_threshold"
+            "Escalation threshold",
+            0.0,
+            100.0,
+            float(policy.escalation_threshold),
+            1.0,
+            key="policy_threshold",
+            disabled=not IS_LEAD,
         )
         follow_ups = columns[2].number_input(
-            "Follow-up questions before escalating", 0, 20, int(policy.follow_up_limit), key="policy_follow_ups"
+            "Follow-up questions before escalating",
+            0,
+            20,
+            int(policy.follow_up_limit),
+            key="policy_follow_ups",
+            disabled=not IS_LEAD,
         )
-        st.markdown("**Escalation weights** (seed §8.1.2): how much each criterion counts towards the score.")
+        st.markdown("**Escalation weights**: how much each criterion counts towards the score.")
         weight_columns = st.columns(3)
         weights = {
             name: weight_columns[index % 3].number_input(
-                name.replace("_", " "),
+                glossary.criterion(name),
                 0.0,
                 1.0,
                 float(policy.escalation_weights.get(name, SEED_WEIGHTS[name])),
                 0.05,
                 key=f"policy_weight_{name}",
+                disabled=not IS_LEAD,
             )
             for index, name in enumerate(SEED_WEIGHTS)
         }
@@ -139,9 +166,15 @@ with policy_tab:
         )
         if st.form_submit_button("Save policy", type="primary", disabled=not IS_LEAD, help=role_hint(actor, Role.LEAD)):
             rows = edited.dropna(subset=["source"]).to_dict("records")
+            unknown = sorted(
+                {str(r["category"]).strip().lower() for r in rows}
+                - {"*", "", *known_categories, *(key.split(":", 1)[1] for key in policy.autopilot)}
+            )
             save(
                 {
-                    "autopilot": {f"{r['source']}:{r['category'] or '*'}": bool(r["autopilot"]) for r in rows},
+                    "autopilot": {
+                        f"{r['source']}:{str(r['category'] or '*').strip().lower()}": bool(r["autopilot"]) for r in rows
+                    },
                     "auto_send_min_confidence": confidence,
                     "escalation_threshold": threshold,
                     "follow_up_limit": int(follow_ups),
@@ -150,6 +183,9 @@ with policy_tab:
                     "quote_customer_summary": quote_summary,
                 },
                 "Policy",
+                f"No ticket has had the category {', '.join(unknown)} yet: its switch applies only once one does."
+                if unknown
+                else "",
             )
     with st.form("durable_floor_form"):
         st.markdown(
@@ -226,9 +262,10 @@ with templates_tab:
 
 with connectors_tab:
     st.subheader("Connectors")
-    st.dataframe(pd.DataFrame(connector_rows(runtime)), hide_index=True, width="stretch")
-    with st.expander("Each connector's settings (environment variables; values are never shown)"):
-        st.dataframe(pd.DataFrame(connector_variables(runtime)), hide_index=True, width="stretch")
+    connector_cards(runtime, columns=3)
+    if IS_ADMIN:
+        with st.expander("Server configuration behind each connector (for the administrator; values never shown)"):
+            st.dataframe(pd.DataFrame(connector_variables(runtime)), hide_index=True, width="stretch")
     names = connector_names()
     if names:
         pick, test = st.columns([3, 1])
@@ -242,7 +279,16 @@ with connectors_tab:
             )
     st.subheader("Engine jobs")
     if jobs:
-        st.dataframe(pd.DataFrame(jobs), hide_index=True, width="stretch")
+        table = pd.DataFrame(jobs)
+        table["job"] = table["job"].map(glossary.humanise)
+        table["ok"] = table["ok"].map(lambda ok: "✓ ok" if ok else "✗ failed")
+        st.dataframe(
+            table[["job", "worker", "ok", "last run", "runs", "failures", "last error"]].fillna(""),
+            hide_index=True,
+            width="stretch",
+        )
+        with st.expander("details (each job's last result)"):
+            st.json(json.dumps({f"{j['job']} · {j['worker']}": j["last result"] for j in jobs}, default=str))
     else:
         st.caption("No engine job has run yet.")
 

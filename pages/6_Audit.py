@@ -1,6 +1,7 @@
 """The audit log: who did what, when, to which ticket, draft, document, policy or operator; filter and export."""
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -8,6 +9,7 @@ import streamlit as st
 from engine.enums import Role
 from engine.exports import to_safe_csv
 from engine.queries import AuditFilter, audit_page, audit_vocabulary
+from ui import glossary
 from ui.components import page, page_buttons
 
 runtime, actor = page("Audit", Role.LEAD)
@@ -19,8 +21,10 @@ with runtime.factory() as session:
     actors, actions = audit_vocabulary(session)
 today = date.today()
 filters = st.columns([2, 2, 2, 2])
-who = filters[0].multiselect("Who", actors, key="audit_who", placeholder="Anyone")
-what = filters[1].multiselect("Action", actions, key="audit_what", placeholder="Any action")
+who = filters[0].multiselect("Who", actors, format_func=glossary.actor, key="audit_who", placeholder="Anyone")
+what = filters[1].multiselect(
+    "Action", actions, format_func=glossary.audit_action, key="audit_what", placeholder="Any action"
+)
 target = filters[2].text_input("Target id", key="audit_target", placeholder="TCKT-42 or an id")
 dates = filters[3].date_input("Dates", value=(today - timedelta(days=30), today), key="audit_dates")
 start_day, end_day = (dates[0], dates[-1]) if isinstance(dates, tuple) and dates else (today, today)
@@ -35,12 +39,29 @@ page_number = int(st.session_state.get("audit_page", 1))
 with runtime.factory() as session:
     rows, total = audit_page(session, audit, offset=(page_number - 1) * PAGE_SIZE, limit=PAGE_SIZE)
 pages = max(1, -(-total // PAGE_SIZE))
+
+
+def readable(entries: list[dict[str, Any]]) -> pd.DataFrame:
+    """Audit rows in people's words: who, what they did, to what, with which details."""
+    return pd.DataFrame(
+        [
+            {
+                **entry,
+                "who": glossary.actor(entry["who"]),
+                "action": glossary.audit_action(entry["action"]),
+                "details": glossary.details(entry["details"]),
+            }
+            for entry in entries
+        ]
+    )
+
+
 st.caption(f"{total:,} entries · page {page_number} of {pages:,}")
 if not rows:
     st.info("No audit entries match.")
 else:
     st.dataframe(
-        pd.DataFrame(rows),
+        readable(rows),
         hide_index=True,
         width="stretch",
         column_config={"when": st.column_config.DatetimeColumn("when", format="YYYY-MM-DD HH:mm:ss")},
@@ -52,7 +73,7 @@ if total and pager[3].button("Prepare CSV export", key="audit_export"):
         everything, _ = audit_page(session, audit, limit=EXPORT_LIMIT)
     st.download_button(
         f"Download {len(everything):,} entries (CSV)",
-        to_safe_csv(pd.DataFrame(everything)),
+        to_safe_csv(readable(everything)),
         file_name=f"audit_{start_day}_{end_day}.csv",
         mime="text/csv",
         key="audit_download",

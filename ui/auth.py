@@ -1,14 +1,17 @@
 """The sign-in gate every page passes before it shows data: built-in accounts, optional OIDC through `st.login`.
 
 The browser session holds only the username, the role and when it was last active; the role is read again
-from the database on every page run, so a demotion or deactivation applies at once.
+from the database on every page run, so a demotion or deactivation applies at once. A signed, expiring cookie
+(engine/sessions.py) brings the session back after a reload; signing out or idling out deletes it.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 import streamlit as st
+import streamlit.components.v1 as components
 
 from engine.actions import RANK, Actor
 from engine.auth import (
@@ -24,10 +27,14 @@ from engine.auth import (
 from engine.db import transaction
 from engine.enums import Role
 from engine.runtime import Runtime
+from engine.sessions import issue_token, token_user
 from ui.runtime import app_runtime
 
 SESSION_KEY = "auth_user"
 NOTICE_KEY = "auth_notice"
+COOKIE = "nts_session"
+COOKIE_KEY = "auth_cookie"
+"""Session state: the cookie value to write on the next run, or "" to delete it and never restore from it again."""
 
 
 def sso_configured() -> bool:
@@ -47,6 +54,7 @@ def _expired(runtime: Runtime) -> bool:
 
 def sign_out(notice: str = "") -> None:
     st.session_state.pop(SESSION_KEY, None)
+    st.session_state[COOKIE_KEY] = ""
     if notice:
         st.session_state[NOTICE_KEY] = notice
 
@@ -58,6 +66,52 @@ def _remember(actor: Actor, method: str) -> None:
         "method": method,
         "last_seen": time.time(),
     }
+
+
+def _cookie_lifetime(runtime: Runtime) -> float:
+    return runtime.settings.DASHBOARD_SESSION_IDLE_MINUTES * 60
+
+
+def _issue_cookie(runtime: Runtime, actor: Actor) -> None:
+    """Sign a fresh cookie for `actor`; it is written into the browser on the next page run."""
+    token = issue_token(runtime.settings, actor.username, _cookie_lifetime(runtime))
+    st.session_state[COOKIE_KEY] = token
+    st.session_state["auth_cookie_expires"] = time.time() + _cookie_lifetime(runtime)
+
+
+def _write_cookie() -> None:
+    """Streamlit reads cookies but cannot set them: a zero-height component sets (or deletes) it in the page."""
+    token = st.session_state.get(COOKIE_KEY)
+    if token is None or st.session_state.get("auth_cookie_written") == token:
+        return
+    st.session_state["auth_cookie_written"] = token
+    age = int(_cookie_lifetime(app_runtime())) if token else 0
+    components.html(
+        "<script>const secure = window.parent.location.protocol === 'https:' ? '; Secure' : '';"
+        f"window.parent.document.cookie = {json.dumps(f'{COOKIE}={token}; Path=/; Max-Age={age}; SameSite=Strict')}"
+        " + secure;</script>",
+        height=0,
+    )
+
+
+def browser_cookie() -> str | None:
+    """The session cookie the browser sent when this session connected."""
+    return st.context.cookies.get(COOKIE)
+
+
+def _cookie_actor(runtime: Runtime) -> Actor | None:
+    """The operator a valid cookie names, unless this browser session signed out (its cookies are read once)."""
+    if st.session_state.get(COOKIE_KEY) == "":
+        return None
+    named = token_user(runtime.settings, browser_cookie())
+    if named is None:
+        return None
+    with runtime.factory() as session:
+        actor = current_actor(session, named[0])
+    if actor is not None:
+        _remember(actor, "cookie")
+        st.session_state["auth_cookie_expires"] = named[1]
+    return actor
 
 
 def _first_admin_form(runtime: Runtime) -> None:
@@ -114,6 +168,7 @@ def _sign_in_form(runtime: Runtime) -> None:
             left.error(result.error or "Sign-in failed.")
         else:
             _remember(result.actor, "password")
+            _issue_cookie(runtime, result.actor)
             st.rerun()
     if sso_configured():
         left.divider()
@@ -130,6 +185,7 @@ def _sso_user(runtime: Runtime) -> Actor | None:
         st.error(result.error or "Single sign-on was refused.")
         st.stop()
     _remember(result.actor, "sso")
+    _issue_cookie(runtime, result.actor)
     return result.actor
 
 
@@ -153,13 +209,20 @@ def require_signed_in(min_role: Role = Role.VIEWER) -> Actor:
             actor = current_actor(session, user["username"])
         if actor is None:
             sign_out("Your account is no longer active.")
+    if actor is None and not user:
+        actor = _cookie_actor(runtime)
+        user = st.session_state.get(SESSION_KEY)
     if actor is None:
         actor = _sso_user(runtime)
     if actor is None:
+        _write_cookie()
         _sign_in_form(runtime)
         st.stop()
     assert actor is not None
     _remember(actor, st.session_state[SESSION_KEY]["method"] if user else "sso")
+    if st.session_state.get("auth_cookie_expires", 0) - time.time() < _cookie_lifetime(runtime) / 2:
+        _issue_cookie(runtime, actor)
+    _write_cookie()
     _sidebar(actor)
     if RANK[actor.role] < RANK[min_role]:
         st.error(f"This page needs the {min_role.value} role or above; you are signed in as {actor.role.value}.")

@@ -13,19 +13,12 @@ from engine.enums import Role
 from engine.models import utcnow
 from engine.runtime import Runtime
 from ui.auth import allowed, require_signed_in
+from ui.glossary import humanise
 from ui.runtime import app_runtime
 
 FLASH_KEY = "flash"
+_AUTOLINK = re.compile(r"(\\:|www\\.)", re.IGNORECASE)
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-STATUS_COLOUR = {
-    "New": "blue",
-    "Analyzing": "violet",
-    "AwaitingApproval": "orange",
-    "AwaitingCustomer": "gray",
-    "Escalated": "red",
-    "Resolved": "green",
-    "Closed": "gray",
-}
 
 
 def page(title: str, min_role: Role = Role.VIEWER) -> tuple[Runtime, Actor]:
@@ -37,12 +30,12 @@ def page(title: str, min_role: Role = Role.VIEWER) -> tuple[Runtime, Actor]:
 
 
 def plain(text: str | None) -> str:
-    """User-supplied text made inert for markdown labels: no links, images, emphasis, colours or maths."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", (text or "").replace("\n", " "))
+    """User-supplied text made inert for markdown labels: no links (bare URLs included), images, emphasis or maths.
 
-
-def status_badge(status: str) -> str:
-    return f":{STATUS_COLOUR.get(status, 'gray')}-badge[{status}]"
+    Escaping alone leaves `https://…` and `www.…` to the autolinker; a zero-width space inside breaks them.
+    """
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", (text or "").replace("\n", " "))
+    return _AUTOLINK.sub(lambda match: match.group(1) + "\u200b", escaped)
 
 
 def ago(moment: datetime | None) -> str:
@@ -81,3 +74,47 @@ def page_buttons(columns: list[Any], name: str, page_number: int, pages: int, la
         if column.button(label, disabled=not 1 <= target <= pages, key=f"{name}_{which}"):
             st.session_state[f"{name}_page"] = target
             st.rerun()
+
+
+HEALTH_COLOUR = {"healthy": "green", "configured": "green", "degraded": "orange", "unhealthy": "red"}
+
+
+def health_cards(report: dict[str, Any]) -> None:
+    """The health check as one card per part (status and its plain facts); the raw report only behind "details"."""
+    overall = str(report.get("status", "unknown"))
+    st.markdown(f"Overall: :{HEALTH_COLOUR.get(overall, 'gray')}-badge[{overall}] · checked by {report.get('worker')}")
+    checks: dict[str, Any] = report.get("checks", {})
+    columns = st.columns(3)
+    for index, (name, check) in enumerate(checks.items()):
+        with columns[index % 3].container(border=True):
+            state = str(check.get("status", "")) if isinstance(check, dict) else ""
+            badge = f" :{HEALTH_COLOUR.get(state, 'gray')}-badge[{state}]" if state else ""
+            st.markdown(f"**{humanise(name)}**{badge}")
+            facts = check.items() if isinstance(check, dict) else [("value", check)]
+            for key, value in facts:
+                if key == "status" or isinstance(value, dict):
+                    continue
+                shown = (", ".join(map(str, value)) or "none") if isinstance(value, list) else value
+                st.caption(f"{humanise(str(key))}: {plain(str(shown))}")
+    with st.expander("Details (the full report)"):
+        st.json(report)
+
+
+_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+_EXTENSION = re.compile(r"\.(pdf|docx|pptx|md|txt|html?|csv|eml|png|jpe?g|tiff?)$", re.IGNORECASE)
+
+
+def article_title(title: str | None, filename: str | None = None) -> str:
+    """A knowledge-base article's name for people: its own title, or one made from a file name ("vpn-reset.md"
+    reads "Vpn reset")."""
+    name = (title or "").strip() or (filename or "").strip()
+    if " " in name and not _EXTENSION.search(name):
+        return name
+    text = " ".join(_EXTENSION.sub("", name).replace("_", " ").replace("-", " ").split())
+    return text[:1].upper() + text[1:] or "Untitled"
+
+
+def article_text(text: str) -> None:
+    """An article's text rendered as the markdown it was written in, without images (nothing loads from elsewhere);
+    markdown never renders raw HTML, so hidden markup stays inert."""
+    st.markdown(_IMAGE.sub("", text))

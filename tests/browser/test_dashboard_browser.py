@@ -6,63 +6,17 @@ The app runs as `streamlit run` in a child process on a free loopback port, agai
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.auth import create_first_admin
 from engine.models import OutboxMessage
-from engine.settings import Settings
-from tests.app_process import streamlit_app
-from tests.kb.embeddings_emulator import EmbeddingsEmulator
+from tests.browser.conftest import CHROMIUM_ARGS, SCREENSHOTS, go, shoot
 from tests.kb.files import make_pdf
 from tests.pages.conftest import PASSWORD
-from tests.pages.seed import drafted, escalated, scored
 
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@pytest.fixture
-def dashboard(settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path) -> Iterator[tuple[str, int]]:
-    """The app serving this test's database; yields its URL and the drafted ticket's id."""
-    with session_factory.begin() as session:
-        create_first_admin(session, "ada", PASSWORD)
-    ticket_id, _ = drafted(session_factory, settings, subject="VPN drops every hour on hotel wifi")
-    scored(session_factory, ticket_id)
-    escalated(session_factory, settings, subject="Printer on floor 3 shows E42")
-    with EmbeddingsEmulator() as embeddings:
-        env = {
-            "DATABASE_URL": settings.database_url,
-            "DATA_DIR": str(settings.DATA_DIR),
-            "ENGINE_ENABLED": "false",
-            "DEMO_FEED_ENABLED": "false",
-            "EMBEDDINGS_PROVIDER": "openai",
-            "OPENAI_BASE_URL": embeddings.url + "/v1",
-            "OPENAI_API_KEY": "sk-test",
-            "LOG_LEVEL": "WARNING",
-        }
-        with streamlit_app(env, tmp_path / "streamlit.log") as url:
-            yield url, ticket_id
-
-
-def shoot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_load_state("networkidle")
-    expect(page.locator("[data-testid='stStatusWidget']")).to_have_count(0, timeout=30_000)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-def go(page: Page, name: str, heading: str) -> None:
-    """Follow the sidebar link (same browser session, so the sign-in holds)."""
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=name, exact=True).click()
-    expect(page.get_by_role("heading", name=heading, exact=False).first).to_be_visible(timeout=30_000)
 
 
 def test_operator_journey(dashboard: tuple[str, int], session_factory: sessionmaker[Session]) -> None:
@@ -129,6 +83,6 @@ def test_operator_journey(dashboard: tuple[str, int], session_factory: sessionma
         go(page, "Settings", "Settings")
         shoot(page, "8_settings")
         go(page, "Audit", "Audit log")
-        expect(page.get_by_text("approve_draft").first).to_be_attached()
+        expect(page.get_by_text("approved a draft").first).to_be_attached()
         shoot(page, "9_audit")
         browser.close()

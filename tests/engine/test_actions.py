@@ -84,6 +84,23 @@ def test_reject_needs_a_reason_and_escalates(session_factory: sessionmaker[Sessi
         assert sent_bodies(session) == []
 
 
+def test_take_over_keeps_the_draft_as_a_starting_point(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    ticket_id, action_id = drafted(session_factory, settings)
+    with session_factory.begin() as session:
+        take_over(session, ANN, ticket_id)
+    with session_factory() as session:
+        ticket, draft = session.get(Ticket, ticket_id), session.get(Action, action_id)
+        assert (ticket.status, ticket.taken_over_by) == (TicketStatus.IN_PROGRESS, "ann")
+        assert draft.state == ActionState.AWAITING_APPROVAL
+    with session_factory.begin() as session:
+        approve_draft(session, settings, ANN, action_id, 1)
+    with session_factory() as session:
+        assert session.get(Ticket, ticket_id).status == TicketStatus.RESOLVED
+        assert len(sent_bodies(session)) == 1
+
+
 def test_taken_over_ticket_gets_no_automation(session_factory: sessionmaker[Session], settings: Settings) -> None:
     settings.AUTOPILOT_ENABLED = True
     ticket_id = new_ticket(session_factory, settings)
@@ -94,7 +111,7 @@ def test_taken_over_ticket_gets_no_automation(session_factory: sessionmaker[Sess
         send_manual_reply(session, settings, ANN, ticket_id, subject="About your VPN", body="I'll call you at 3pm.")
     with session_factory() as session:
         ticket = session.get(Ticket, ticket_id)
-        assert (ticket.status, ticket.taken_over_by) == (TicketStatus.ESCALATED, "ann")
+        assert (ticket.status, ticket.taken_over_by) == (TicketStatus.IN_PROGRESS, "ann")
         [reply] = session.scalars(select(OutboxMessage)).all()
         assert reply.subject == f"About your VPN [{ticket.reference}]"
         assert not reply.automated

@@ -17,11 +17,13 @@ def test_every_transition_writes_its_event_in_the_same_transaction(
         ticket = session.get(Ticket, ingest(session, ticket_in(), settings).ticket_id)
         transition(session, ticket, TicketStatus.ANALYZING, reason="analysis started")
         transition(session, ticket, TicketStatus.ESCALATED, actor="operator:ann", reason="outage")
+        transition(session, ticket, TicketStatus.IN_PROGRESS, actor="operator:ann", reason="taken over by ann")
     with session_factory() as session:
         events = session.scalars(select(TimelineEvent).where(TimelineEvent.type == "status_changed")).all()
         assert [(e.data["previous"], e.data["status"], e.actor) for e in events] == [
             ("New", "Analyzing", "engine"),
             ("Analyzing", "Escalated", "operator:ann"),
+            ("Escalated", "InProgress", "operator:ann"),
         ]
 
 

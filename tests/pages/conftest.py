@@ -57,6 +57,7 @@ def app(
     monkeypatch.chdir(settings.DATA_DIR.parent)
     get_settings.cache_clear()
     st.cache_resource.clear()
+    st.cache_data.clear()
     reset_caches()
     with session_factory.begin() as session:
         create_first_admin(session, "ada", PASSWORD)
@@ -65,6 +66,7 @@ def app(
                 create_operator(session, Actor("ada", Role.ADMIN), name, role, password=PASSWORD)
     yield get_settings()
     st.cache_resource.clear()
+    st.cache_data.clear()
     get_settings.cache_clear()
     reset_caches()
 

@@ -1,10 +1,10 @@
 """A fresh install: nobody can sign in until the person holding the server's setup code creates the first admin."""
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.auth import setup_code_path
-from engine.models import Operator
+from engine.models import AuditEntry, Operator
 from engine.settings import Settings
 from tests.pages.conftest import PASSWORD, open_page, texts
 from tests.pages.test_sign_in import sign_in
@@ -32,6 +32,9 @@ def test_first_admin_needs_the_setup_code_from_the_server(
     created = create(code)
     assert "Admin root-admin created: sign in below." in texts(created)
     assert not setup_code_path(app).exists()
+    with session_factory() as session:
+        creators = session.scalars(select(AuditEntry.actor).where(AuditEntry.action == "operator_created")).all()
+        assert "setup code (browser)" in creators
     signed_in = sign_in(created, "root-admin", PASSWORD)
     assert not signed_in.exception
     assert "Create the first admin" not in texts(signed_in)

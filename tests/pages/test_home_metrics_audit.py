@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.settings import Settings
 from tests.pages.conftest import open_page, texts
 from tests.pages.seed import drafted, escalated
+from ui import glossary
 
 
 def test_home_counts_and_events(app: Settings, session_factory: sessionmaker[Session]) -> None:
@@ -18,7 +19,17 @@ def test_home_counts_and_events(app: Settings, session_factory: sessionmaker[Ses
     assert (metrics["Open"], metrics["Awaiting approval"], metrics["Escalated"]) == ("2", "1", "1")
     assert metrics["Automation rate"] == "—"
     assert "Needs a person: 1 drafts awaiting approval" in texts(at)
-    assert "action_proposed" in set(at.dataframe[0].value["event"])
+    events = at.dataframe[0].value
+    assert {"Draft proposed", "Status changed"} <= set(events["event"])
+    assert not any("_" in what or "AwaitingApproval" in what for what in events["what"])
+
+
+def test_home_health_check_reads_as_cards(app: Settings) -> None:
+    at = open_page("Home.py", "ada")
+    at = at.button(key="home_health").click().run()
+    assert not at.exception
+    assert any(m.value.startswith("**Database** :green-badge[healthy]") for m in at.markdown)
+    assert at.expander[-1].label == "Details (the full report)"
 
 
 def test_metrics_show_outcomes_and_the_evaluation_report(app: Settings, session_factory: sessionmaker[Session]) -> None:
@@ -46,6 +57,16 @@ def test_metrics_show_outcomes_and_the_evaluation_report(app: Settings, session_
     assert "Generated 2026-11-24T10:00:00Z on dataset demo-120" in texts(at)
     assert len(at.get("download_button")) >= 3
     assert len(at.get("plotly_chart")) >= 4
+    charts = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    shown = json.dumps(charts)
+    assert "direction=" not in shown and "first_response_minutes" not in shown
+    colours = {
+        trace["name"]: trace["marker"]["color"]
+        for chart in charts
+        for trace in chart["data"]
+        if trace.get("legendgroup") in glossary.OUTCOME_COLOUR
+    }
+    assert colours and all(glossary.OUTCOME_COLOUR[name] == colour for name, colour in colours.items())
 
 
 def test_metrics_without_data_or_report(app: Settings) -> None:
@@ -60,8 +81,9 @@ def test_audit_needs_a_lead_and_filters(app: Settings, session_factory: sessionm
     assert "This page needs the lead role or above; you are signed in as agent." in texts(refused)
     at = open_page("pages/6_Audit.py", "lee")
     assert not at.exception
-    assert {"operator_created"} <= set(at.dataframe[0].value["action"])
+    assert {"created an operator"} <= set(at.dataframe[0].value["action"])
+    assert any({"username: lee", "role: lead"} == set(d.split(" · ")) for d in at.dataframe[0].value["details"])
     at.multiselect(key="audit_who").set_value(["cli"]).run()
-    assert set(at.dataframe[0].value["who"]) == {"cli"}
+    assert set(at.dataframe[0].value["who"]) == {"the command line"}
     at = at.button(key="audit_export").click().run()
     assert at.get("download_button")

@@ -32,7 +32,7 @@ def test_an_agent_sees_what_is_quarantined_and_why_but_cannot_approve(
     at = open_page(KB, "ann")
     assert not at.exception
     shown = texts(at)
-    assert "**password** · section Faster help · kb" in shown
+    assert "**Password** · section Faster help" in shown
     reason = "links or addresses outside the allowed domains: 'no-touch-localhost.support'"
     assert f"Quarantined: {plain(reason)}" in shown  # shown inert: a reason cannot carry a live link
     assert any("sign in at https://no-touch-localhost.support/reset" in text.value for text in at.text)

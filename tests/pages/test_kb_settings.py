@@ -4,6 +4,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
+from engine.actions import Actor, add_kb_document
 from engine.desk_policy import current_policy
 from engine.enums import Role
 from engine.models import AuditEntry, KbDocument, Operator
@@ -44,14 +45,17 @@ def test_a_lead_uploads_previews_searches_reindexes_and_deletes(
     assert list(table["file"]) == ["empty.txt", "printer.pdf", "router.md"]
     at.session_state["kb_table"] = {"selection": {"rows": [1], "columns": [], "cells": []}}
     at.run()
-    assert "Toner E42 means reseat the cartridge" in [text.value for text in at.text]
+    assert "Toner E42 means reseat the cartridge" in texts(at)
+    [documents_table] = [frame.value for frame in at.dataframe if "title" in frame.value.columns]
+    assert list(documents_table["title"]) == ["Empty", "Printer", "Router"]
     at = at.button(key="kb_reindex").click().run()
     assert "printer.pdf: indexed, 2 chunks" in texts(at)
 
     at.text_input(key="kb_query").input("toner error E42")
     at = next(b for b in at.button if b.label == "Search").click().run()
-    assert "**[1] printer** · page 2 · kb" in texts(at)
-    assert "fused" in texts(at) and "BM25 #1" in texts(at)
+    assert "**[1] Printer** · article · page 2" in texts(at)
+    assert "by keywords #1" in texts(at)
+    assert "Why this ranked here" in [expander.label for expander in at.expander]
 
     at.session_state["kb_table"] = {"selection": {"rows": [1], "columns": [], "cells": []}}
     at = at.run().button(key="kb_delete").click().run()
@@ -121,3 +125,42 @@ def test_an_admin_adds_an_operator_and_changes_a_role(app: Settings, session_fac
     at.selectbox(key="operator_role_ada").set_value("viewer")
     at = next(b for b in at.button if b.label == "Save changes").click().run()
     assert "ada is the last active admin" in texts(at)
+
+
+def test_an_agent_searches_articles_rendered_without_ranking_internals(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    with session_factory() as session:
+        add_kb_document(session, app, Actor("lee", Role.LEAD), "router-reset.md", ROUTER)
+    at = open_page(KB, "ann")
+    at.text_input(key="kb_query").input("reset the router")
+    at = next(b for b in at.button if b.label == "Search").click().run()
+    shown = texts(at)
+    assert "**[1] Router reset** · article" in shown
+    assert any("hold the recessed button" in markdown.value for markdown in at.markdown)
+    assert "by keywords" not in shown and "Why this ranked here" not in [e.label for e in at.expander]
+
+
+def test_a_viewer_sees_the_policy_read_only_in_human_words(app: Settings) -> None:
+    at = open_page(SETTINGS, "vic")
+    assert not at.exception
+    assert at.slider(key="policy_threshold").disabled and at.slider(key="policy_confidence").disabled
+    assert at.number_input(key="policy_follow_ups").disabled
+    assert at.number_input(key="policy_weight_code_change_complexity").label == "Code change needed"
+    assert "§" not in texts(at) and "AUTOPILOT_ENABLED" not in texts(at)
+    assert not any("variable" in frame.value.columns for frame in at.dataframe)
+
+
+def test_autopilot_categories_are_matched_in_lower_case_and_unknown_ones_are_flagged(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    at = open_page(SETTINGS, "lee")
+    at.session_state["policy_autopilot"] = {
+        "edited_rows": {},
+        "added_rows": [{"source": "*", "category": "Billing ", "autopilot": True}],
+        "deleted_rows": [],
+    }
+    at = next(b for b in at.button if b.label == "Save policy").click().run()
+    assert "No ticket has had the category billing yet" in texts(at)
+    with session_factory() as session:
+        assert current_policy(session, app).autopilot.get("*:billing") is True

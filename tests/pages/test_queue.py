@@ -4,7 +4,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
-from engine.enums import ActionState, TicketStatus
+from engine.actions import Actor, assign, take_over
+from engine.enums import ActionState, Role, TicketStatus
 from engine.models import Action, AuditEntry, OutboxMessage, Ticket
 from engine.settings import Settings
 from tests.engine.test_pipeline import new_ticket
@@ -40,11 +41,54 @@ def test_lists_filters_searches_and_pages(app: Settings, session_factory: sessio
     assert list(at.dataframe[0].value["ticket"]) == ["TCKT-3"]
 
 
-def test_one_selected_row_opens_the_ticket(app: Settings, session_factory: sessionmaker[Session]) -> None:
-    ticket_id = new_ticket(session_factory, app)
-    at = select_rows(open_page(QUEUE), 0)
+def test_one_click_on_a_cell_opens_its_ticket(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    first = new_ticket(session_factory, app)
+    new_ticket(session_factory, app)
+    at = open_page(QUEUE)
+    at.session_state["queue_table"] = {"selection": {"rows": [], "columns": [], "cells": [[1, "subject"]]}}
+    assert at.run().title[0].value.startswith(f"TCKT-{first} ·")
+
+
+def test_j_k_move_the_focus_and_enter_opens_it(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    first = new_ticket(session_factory, app, subject="Older one")
+    new_ticket(session_factory, app, subject="Newer one")
+    at = open_page(QUEUE)
+    assert "▶ **TCKT-2** · Newer one" in texts(at) and at.button(key="queue_up").disabled
+    at = click(at, "queue_down")
+    assert "▶ **TCKT-1** · Older one" in texts(at) and at.button(key="queue_down").disabled
+    assert at.button(key="queue_approve").disabled
     at = click(at, "queue_open")
-    assert at.title[0].value.startswith(f"TCKT-{ticket_id} ·")
+    assert at.title[0].value.startswith(f"TCKT-{first} ·")
+
+
+def test_a_to_approve_the_focused_draft_asks_first(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id, action_id = drafted(session_factory, app)
+    at = click(open_page(QUEUE), "queue_approve")
+    assert "Send the 1 draft(s) exactly as drafted to their customers?" in texts(at)
+    with session_factory() as session:
+        assert session.get(Action, action_id).state == ActionState.AWAITING_APPROVAL
+    at = click(at, "queue_confirm_yes")
+    with session_factory() as session:
+        assert session.get(Ticket, ticket_id).status == TicketStatus.RESOLVED
+
+
+def test_saved_views(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    waiting, _ = drafted(session_factory, app)
+    pushed = escalated(session_factory, app)
+    owned = new_ticket(session_factory, app)
+    with session_factory.begin() as session:
+        take_over(session, Actor("ann", Role.AGENT), owned)
+        assign(session, Actor("ann", Role.AGENT), pushed, team="Network", priority="high")
+    at = open_page(QUEUE)
+    assert len(at.dataframe[0].value) == 3
+    at.button_group(key="queue_view").set_value("Needs approval").run()
+    assert list(at.dataframe[0].value["ticket"]) == [f"TCKT-{waiting}"]
+    assert list(at.dataframe[0].value["status"]) == ["Awaiting approval"]
+    at.button_group(key="queue_view").set_value("Mine").run()
+    assert list(at.dataframe[0].value["ticket"]) == [f"TCKT-{owned}"]
+    at.button_group(key="queue_view").set_value("Escalated to my team").run()
+    at.selectbox(key="queue_my_team").set_value("Network").run()
+    assert list(at.dataframe[0].value["ticket"]) == [f"TCKT-{pushed}"]
 
 
 def test_bulk_approve_sends_each_draft_as_listed(app: Settings, session_factory: sessionmaker[Session]) -> None:

@@ -10,6 +10,7 @@ from engine.actions import Actor
 from engine.auth import update_operator
 from engine.enums import Role
 from engine.models import AuditEntry, Operator
+from engine.sessions import issue_token, token_user
 from engine.settings import Settings
 from tests.pages.conftest import PASSWORD, open_page, texts
 from tests.pages.seed import escalated
@@ -91,3 +92,33 @@ def test_sign_out(app: Settings) -> None:
     at.sidebar.button(key="sign_out").click().run()
     assert "You are signed out." in texts(at)
     assert [button.label for button in at.button] == ["Sign in"]
+
+
+def test_sign_in_issues_a_signed_cookie_and_a_reload_with_it_stays_signed_in(
+    app: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = sign_in(open_page("pages/1_Queue.py", user=None), "ann", PASSWORD)
+    token = at.session_state["auth_cookie"]
+    assert token_user(app, token)[0] == "ann"
+    monkeypatch.setattr("ui.auth.browser_cookie", lambda: token)
+    reloaded = open_page("pages/1_Queue.py", user=None)
+    assert reloaded.title[0].value == "Queue"
+    assert reloaded.session_state["auth_user"]["username"] == "ann"
+
+
+def test_a_forged_or_expired_cookie_shows_the_sign_in_form(app: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = issue_token(app, "ann", 600)
+    for cookie in (real[:-1] + ("0" if real[-1] != "0" else "1"), issue_token(app, "ann", 600, now=time.time() - 900)):
+        monkeypatch.setattr("ui.auth.browser_cookie", lambda cookie=cookie: cookie)
+        at = open_page("pages/1_Queue.py", user=None)
+        assert [button.label for button in at.button] == ["Sign in"]
+
+
+def test_signing_out_deletes_the_cookie_and_does_not_come_back_from_it(
+    app: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ui.auth.browser_cookie", lambda: issue_token(app, "ann", 600))
+    at = open_page("pages/1_Queue.py", user=None)
+    at = at.button(key="sign_out").click().run()
+    assert [button.label for button in at.button] == ["Sign in"]
+    assert at.session_state["auth_cookie"] == ""

@@ -46,10 +46,13 @@ def test_shows_conversation_timeline_evidence_score_and_draft(
         "Attachments",
         "Outgoing mail",
     ]
-    timeline, evidence = at.dataframe[0].value, at.dataframe[1].value
-    assert {"received", "analysed", "action_proposed"} <= set(timeline["event"])
+    assert all(f"**{event}**" in texts(at) for event in ("Received", "Analysed", "Draft proposed"))
+    evidence = at.dataframe[0].value
     assert evidence.iloc[0]["title"] == "vpn.md"
-    assert "**11.0** against threshold **70** → **stay automated**" in texts(at)
+    assert "Score **11.0** against threshold **70** → **stays automated**" in texts(at)
+    assert at.metric[3].value == "11.0 / 70"
+    assert "small, single\\-user problem" in texts(at)
+    assert list(at.dataframe[1].value["criterion"]) == ["System impact", "Estimated effort"]
     assert at.get("plotly_chart")
     assert at.text_area[0].value == "1. Restart the VPN client."
     assert at.metric[2].value == "50%"
@@ -131,10 +134,13 @@ def test_reject_with_a_reason_escalates(app: Settings, session_factory: sessionm
 def test_take_over_and_reanalyse(app: Settings, session_factory: sessionmaker[Session]) -> None:
     ticket_id, action_id = drafted(session_factory, app)
     at = click(open_page(TICKET, id=str(ticket_id)), "Take over")
-    assert "ann has taken this ticket over: automation is stopped for it." in texts(at)
+    assert "ann owns this ticket: automation is stopped for it, the AI draft stays as a starting point." in texts(at)
+    assert ":blue-badge[In progress (owned)]" in texts(at)
+    assert at.text_area(key=f"draft_body_{action_id}_1").value == "1. Restart the VPN client."
     with session_factory() as session:
-        assert session.get(Ticket, ticket_id).taken_over_by == "ann"
-        assert session.get(Action, action_id).state == ActionState.VOIDED
+        ticket = session.get(Ticket, ticket_id)
+        assert (ticket.taken_over_by, ticket.status) == ("ann", TicketStatus.IN_PROGRESS)
+        assert session.get(Action, action_id).state == ActionState.AWAITING_APPROVAL
     at = click(at, "Re-analyse")
     with session_factory() as session:
         ticket = session.get(Ticket, ticket_id)
@@ -145,10 +151,10 @@ def test_take_over_and_reanalyse(app: Settings, session_factory: sessionmaker[Se
 def test_override_to_escalate_with_team_and_priority(app: Settings, session_factory: sessionmaker[Session]) -> None:
     ticket_id, action_id = drafted(session_factory, app)
     at = open_page(TICKET, id=str(ticket_id))
-    at.radio(key="override_decision").set_value("escalate")
-    at.selectbox(key="override_team").set_value("Service Desk")
-    at.selectbox(key="override_priority").set_value("high")
-    at.text_input(key="override_reason").input("VIP customer")
+    at.radio(key=f"override_decision_{ticket_id}").set_value("escalate")
+    at.selectbox(key=f"override_team_{ticket_id}").set_value("Service Desk")
+    at.selectbox(key=f"override_priority_{ticket_id}").set_value("high")
+    at.text_input(key=f"override_reason_{ticket_id}").input("VIP customer")
     at = click(click(at, "Override…"), "Confirm")
     assert "Decision overridden: done." in texts(at)
     with session_factory() as session:
@@ -162,11 +168,11 @@ def test_override_to_escalate_with_team_and_priority(app: Settings, session_fact
 def test_override_to_resolve_needs_a_message(app: Settings, session_factory: sessionmaker[Session]) -> None:
     ticket_id = escalated(session_factory, app)
     at = open_page(TICKET, id=str(ticket_id))
-    at.radio(key="override_decision").set_value("resolve")
-    at.text_input(key="override_reason").input("known fix")
+    at.radio(key=f"override_decision_{ticket_id}").set_value("resolve")
+    at.text_input(key=f"override_reason_{ticket_id}").input("known fix")
     at = click(click(at, "Override…"), "Confirm")
     assert "to resolve, write the message the customer receives" in texts(at)
-    at.text_area(key="override_body").input("Restart the router.")
+    at.text_area(key=f"override_body_{ticket_id}").input("Restart the router.")
     at = click(click(at, "Override…"), "Confirm")
     with session_factory() as session:
         assert session.get(Ticket, ticket_id).status == TicketStatus.RESOLVED
@@ -178,7 +184,7 @@ def test_override_to_resolve_needs_a_message(app: Settings, session_factory: ses
 def test_manual_reply_goes_through_the_outbox(app: Settings, session_factory: sessionmaker[Session]) -> None:
     ticket_id = escalated(session_factory, app)
     at = open_page(TICKET, id=str(ticket_id))
-    at.text_area(key="reply_body").input("I will call you at 3pm.")
+    at.text_area(key=f"reply_body_{ticket_id}").input("I will call you at 3pm.")
     at = click(click(at, "Send reply…"), "Confirm and send")
     assert "Reply sent: done." in texts(at)
     with session_factory() as session:
@@ -207,6 +213,9 @@ def test_a_viewer_can_read_but_every_action_is_disabled(app: Settings, session_f
     for label in ("Approve and send", "Take over", "Re-analyse", "Mark resolved", "Close", "Assign", "Override…"):
         [button] = [b for b in at.button if b.label == label]
         assert button.disabled, label
+    assert at.text_area(key=f"draft_body_{action_id}_1").disabled
+    assert at.text_input(key=f"draft_subject_{action_id}_1").disabled
+    assert at.text_area(key=f"reply_body_{ticket_id}").disabled
     with session_factory() as session:
         assert session.get(Action, action_id).state == ActionState.AWAITING_APPROVAL
 
@@ -218,3 +227,43 @@ def test_ticket_text_is_never_markup(app: Settings, session_factory: sessionmake
     at = open_page(TICKET, id=str(ticket_id))
     assert r"\*\*urgent\*\* \[click\]\(http\:" in at.title[0].value
     assert "<script>x</script>" in [text.value for text in at.text]
+
+
+def test_a_url_in_the_subject_is_not_a_link(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id = new_ticket(session_factory, app, subject="Down: https://status.example.com and www.example.com")
+    title = open_page(TICKET, id=str(ticket_id)).title[0].value
+    assert "https://" not in title.replace("\\", "") and "www.example" not in title.replace("\\", "")
+    assert title.replace("\\", "").replace("\u200b", "").endswith("https://status.example.com and www.example.com")
+
+
+def test_the_reply_subject_belongs_to_the_ticket_on_screen(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    first = escalated(session_factory, app, subject="Deleted dashboard by mistake")
+    second = escalated(session_factory, app, subject="Printer jams")
+    at = open_page(TICKET, id=str(first))
+    assert at.text_input(key=f"reply_subject_{first}").value == "Re: Deleted dashboard by mistake"
+    at.query_params["id"] = str(second)
+    at.run()
+    assert at.text_input(key=f"reply_subject_{second}").value == "Re: Printer jams"
+    assert all(widget.value != "Re: Deleted dashboard by mistake" for widget in at.text_input)
+
+
+def test_the_conversation_shows_each_message_once_in_time_order(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    ticket_id = escalated(session_factory, app, body="My VPN drops every hour.")
+    at = open_page(TICKET, id=str(ticket_id))
+    bodies = [text.value for text in at.text]
+    assert bodies.count("My VPN drops every hour.") == 1
+    with session_factory() as session:
+        sent = session.scalars(select(OutboxMessage).where(OutboxMessage.ticket_id == ticket_id)).all()
+    assert sent, "the escalation acknowledges the customer"
+    for message in sent:
+        assert sum(message.body_text in body for body in bodies) == 1
+    headings = [m.value for m in at.markdown]
+    [request] = [index for index, text in enumerate(headings) if "· original request ·" in text]
+    [acknowledgement] = [
+        index for index, text in enumerate(headings) if "acknowledgement · :gray-badge[queued]" in text
+    ]
+    assert request < acknowledgement
