@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -29,6 +30,7 @@ MIN_COVERAGE = 0.4
 MIN_KEY_COVERAGE = 0.5
 MIN_SAMPLES = 30
 MIN_PER_CLASS = 8
+L2 = 0.5
 FILLER = frozenset(
     tokenize(
         "hello hi dear thanks thank regards please help problem issue question need want know would like get "
@@ -135,18 +137,31 @@ DEFAULT_MODEL = ConfidenceModel(
 
 
 def fit_confidence(samples: Sequence[tuple[dict[str, float], int]], feedback: int = 0) -> ConfidenceModel | None:
-    """Logistic fit of labelled cases (features, 1 = the top passage was right); None when too few to trust."""
+    """Logistic fit of labelled cases (features, 1 = the top passage was right); None when too few to trust.
+
+    Every weight is kept at or above zero: stronger evidence must never lower the confidence, whatever
+    quirk a small knowledge base's self-test shows. A light L2 penalty keeps weights finite when cases separate.
+    """
     positives = sum(label for _, label in samples)
     if len(samples) < MIN_SAMPLES or min(positives, len(samples) - positives) < MIN_PER_CLASS:
         return None
-    from sklearn.linear_model import LogisticRegression
+    from scipy.optimize import minimize
 
-    matrix = [[features[name] for name in FEATURES] for features, _ in samples]
-    labels = [label for _, label in samples]
-    model = LogisticRegression(C=1.0, max_iter=1000).fit(matrix, labels)
+    matrix = np.array([[features[name] for name in FEATURES] for features, _ in samples], dtype=float)
+    labels = np.array([label for _, label in samples], dtype=float)
+
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        logits = params[0] + matrix @ params[1:]
+        predicted = 1.0 / (1.0 + np.exp(-logits))
+        value = np.logaddexp(0.0, logits).sum() - labels @ logits + L2 * (params[1:] @ params[1:])
+        residual = predicted - labels
+        return float(value), np.concatenate([[residual.sum()], matrix.T @ residual + 2 * L2 * params[1:]])
+
+    bounds = [(None, None)] + [(0.0, None)] * len(FEATURES)
+    fitted = minimize(loss, np.zeros(len(FEATURES) + 1), jac=True, method="L-BFGS-B", bounds=bounds).x
     return ConfidenceModel(
-        intercept=round(float(model.intercept_[0]), 4),
-        coef={name: round(float(value), 4) for name, value in zip(FEATURES, model.coef_[0], strict=True)},
+        intercept=round(float(fitted[0]), 4),
+        coef={name: round(float(value), 4) for name, value in zip(FEATURES, fitted[1:], strict=True)},
         samples=len(samples),
         positives=positives,
         feedback=feedback,

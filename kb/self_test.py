@@ -40,6 +40,7 @@ MAX_SOURCES = 150
 CANDIDATES = 50
 TOP = 10
 MIN_QUERIES = 8
+MIN_LEFT = 8
 TIE = 0.005
 SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 HEADING_MAX = 120
@@ -80,10 +81,12 @@ def off_topic_questions() -> list[str]:
 
 
 def pseudo_queries(corpus: SelfTestCorpus, max_sources: int = MAX_SOURCES) -> list[PseudoQuery]:
-    """A heading and a first sentence per source, from a fixed hash-ordered sample of the sources."""
-    first_chunk: dict[Source, int] = {}
+    """A heading and a first sentence per source, from a fixed hash-ordered sample of the sources; only where
+    the source, once they are cut out, still has MIN_LEFT terms to be found by."""
+    chunks: dict[Source, list[int]] = defaultdict(list)
     for index, source in enumerate(corpus.sources):
-        first_chunk.setdefault(source, index)
+        chunks[source].append(index)
+    first_chunk = {source: indexes[0] for source, indexes in chunks.items()}
     chosen = sorted(first_chunk, key=lambda source: hashlib.sha256(f"{source[0]}:{source[1]}".encode()).digest())
     queries = []
     for source in chosen[:max_sources]:
@@ -91,9 +94,12 @@ def pseudo_queries(corpus: SelfTestCorpus, max_sources: int = MAX_SOURCES) -> li
         heading = lines[0] if len(lines) > 1 and len(lines[0]) <= HEADING_MAX else ""
         body = " ".join(lines[1:] if heading else lines)
         sentence = " ".join(SENTENCE_END.split(body, maxsplit=1)[0].split()[:30])
+        left = len(tokenize(" ".join(corpus.texts[index] for index in chunks[source])))
         for text in (heading or corpus.titles.get(source, ""), sentence):
-            if len(tokenize(text)) >= 2 and len(text.split()) >= 2:
+            cut = len(tokenize(text))
+            if cut >= 2 and left - cut >= MIN_LEFT:
                 queries.append(PseudoQuery(text, source))
+                left -= cut
     return queries
 
 
@@ -155,11 +161,12 @@ class _Retrievers:
         return result
 
     def evidence(self, hits: Sequence[FusedHit], fusion: Fusion) -> list[dict[str, Any]]:
-        """Hits shaped like kb.search's Evidence, as the confidence features read them."""
+        """Hits shaped like kb.search's Evidence, as the confidence features read them: found by the masked
+        indexes, cited with their whole text, as a real answer would cite the passage."""
         return [
             {
                 "title": self.corpus.titles.get((hit.kind, hit.source_id), ""),
-                "text": self.texts[self.index_of[hit.chunk_id]],
+                "text": self.corpus.texts[self.index_of[hit.chunk_id]],
                 "fused_score": hit.fused_score / fusion.best_score,
                 "vector_rank": hit.ranks.get("vector"),
                 "vector_score": hit.scores.get("vector"),

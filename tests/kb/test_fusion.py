@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kb.keyword import K1, B, KeywordIndex, KeywordRecord
 from kb.calibration import DEFAULT_FUSION, RRF_K, Fusion
+from kb.keyword import K1, B, KeywordIndex, KeywordRecord
 from kb.search import fuse
 
 
@@ -15,7 +15,7 @@ def ranked(*sources: int, kind: str = "kb") -> list[tuple[str, float, str, int]]
 
 
 def test_defaults_before_calibration_are_the_emqa_ones() -> None:
-    assert DEFAULT_FUSION == Fusion("rrf", 0.25, 10) and RRF_K == 10
+    assert Fusion("rrf", 0.25, 10) == DEFAULT_FUSION and RRF_K == 10
     assert DEFAULT_FUSION.weights == {"vector": 0.25, "bm25": 0.75}
     assert (K1, B) == (0.75, 0.3)
 
