@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from engine.desk_policy import DeskPolicy, save_policy
 from engine.enums import ActionKind, ActionState, MessageKind, Role, TicketStatus
 from engine.lifecycle import transition
-from engine.models import Action, KbDocument, Ticket, utcnow
+from engine.models import Action, KbChunk, KbDocument, Ticket, utcnow
 from engine.outbox import enqueue_email, resolve_uncertain
 from engine.pipeline import execute_action, void_open_drafts
 from engine.settings import Settings
@@ -421,3 +421,22 @@ def remove_kb_document(session: Session, settings: Settings, actor: Actor, docum
 
     record_audit(session, actor.username, "kb_delete", "kb_document", document_id)
     return remove_document(session, settings, document_id)
+
+
+def approve_kb_chunk(session: Session, actor: Actor, chunk_id: int) -> KbChunk:
+    """A lead read a quarantined chunk and lets the analysers cite it, until its content changes."""
+    require(actor, Role.LEAD)
+    from kb.indexer import approve_chunk
+
+    chunk = approve_chunk(session, chunk_id, actor.username)
+    record_audit(
+        session,
+        actor.username,
+        "kb_approve_chunk",
+        "kb_chunk",
+        chunk.id,
+        source=f"{chunk.source_kind}:{chunk.source_id}",
+        location=chunk.location,
+        reason=chunk.quarantine,
+    )
+    return chunk

@@ -102,7 +102,7 @@ def review_draft(ticket: TicketSnapshot, result: AnalysisResult, policy: DeskPol
     reasons = []
     if untrusted := [item for item in cited if item.get("source_kind") not in TRUSTED_KINDS]:
         reasons.append(f"cites {len(untrusted)} source(s) outside our knowledge base (web results)")
-    if quarantined := [item for item in cited if item.get("quarantine")]:
+    if quarantined := [item for item in cited if item.get("quarantine") and not item.get("approved_by")]:
         reasons.append(f"cites {len(quarantined)} quarantined knowledge-base passage(s)")
     reasons += injection_reasons(*trusted)
     reasons += echoed_customer_text(draft, ticket.text, trusted + templates)

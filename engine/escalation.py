@@ -14,6 +14,7 @@ from pydantic import BaseModel, field_validator
 
 from engine.analysis import TicketSnapshot
 from engine.desk_policy import DeskPolicy
+from engine.routing import RouteSuggestion, routing_text, served_suggestion
 
 IMPACT_SCORE = {"Low": 20.0, "Medium": 60.0, "High": 100.0}
 MAX_HOURS = 40.0
@@ -71,6 +72,8 @@ class Assessment:
     escalate: bool
     reasons: list[str] = field(default_factory=list)
     team: str | None = None
+    route: RouteSuggestion | None = None
+    """The learned routing's suggestion, asked when the category names no team; its team only when confident."""
 
 
 def component_value(name: str, criteria: Criteria) -> float:
@@ -106,6 +109,8 @@ def assess(ticket: TicketSnapshot, criteria: Criteria, policy: DeskPolicy) -> As
         reasons.append("VIP requester")
     if (ticket.category or "") in policy.always_escalate_categories:
         reasons.append(f"category {ticket.category} always goes to a person")
+    team = policy.team_routes.get(ticket.category or "")
+    route = None if team else served_suggestion(routing_text(ticket.subject, ticket.description, ticket.email))
     return Assessment(
         criteria=criteria,
         components=components,
@@ -115,7 +120,8 @@ def assess(ticket: TicketSnapshot, criteria: Criteria, policy: DeskPolicy) -> As
         threshold=policy.escalation_threshold,
         escalate=bool(reasons),
         reasons=reasons,
-        team=policy.team_routes.get(ticket.category or ""),
+        team=team or (route.team if route else None),
+        route=route,
     )
 
 

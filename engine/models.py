@@ -230,6 +230,8 @@ class Escalation(Base):
     escalate: Mapped[bool] = mapped_column(Boolean, default=False)
     reasons: Mapped[list[Any]] = mapped_column(default=list)
     team: Mapped[str | None] = mapped_column(String(100))
+    route: Mapped[dict[str, Any] | None] = mapped_column()
+    """The learned routing's suggestion (engine/routing.py): team or none, its probability, why."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -311,6 +313,8 @@ class KbDocument(Base):
     status: Mapped[str] = mapped_column(String(30), default="pending")
     error: Mapped[str | None] = mapped_column(Text)
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    quarantined_count: Mapped[int] = mapped_column(Integer, default=0)
+    """Chunks held back from the analysers until a lead approves them."""
     uploaded_by: Mapped[str | None] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -332,6 +336,10 @@ class KbChunk(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     team: Mapped[str | None] = mapped_column(String(100))
     source_date: Mapped[datetime | None] = mapped_column()
+    quarantine: Mapped[str | None] = mapped_column(Text)
+    """Why the hygiene scan held this chunk back (None when clean); the analysers never see it unless approved."""
+    approved_by: Mapped[str | None] = mapped_column(String(120))
+    approved_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -427,3 +435,20 @@ class WebhookToken(Base):
 
     token: Mapped[str] = mapped_column(String(200), primary_key=True)
     signed_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class RoutingModel(Base):
+    """A routing model learned from the desk's resolved tickets (engine/routing.py); the newest row is served."""
+
+    __tablename__ = "routing_models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    history: Mapped[int] = mapped_column(Integer)
+    """How many resolved tickets it learned from."""
+    first_line: Mapped[str] = mapped_column(String(100))
+    threshold: Mapped[float | None] = mapped_column(Float)
+    """The probability from which it routes; null: it never reached the target precision and never routes."""
+    teams: Mapped[list[Any]] = mapped_column(default=list)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    model: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

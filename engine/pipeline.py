@@ -316,6 +316,7 @@ def record_escalation(session: Session, ticket: Ticket, analysis: Analysis, asse
             escalate=assessment["escalate"],
             reasons=assessment["reasons"],
             team=assessment["team"],
+            route=assessment.get("route"),
         )
     )
 

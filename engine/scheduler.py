@@ -17,6 +17,7 @@ from engine.jobs import index_knowledge, poll_source, run_job
 from engine.models import utcnow
 from engine.outbox import deliver_outbox
 from engine.pipeline import process_pending
+from engine.routing import train_routing
 from engine.runtime import Runtime
 from engine.sync import poll_mailgun_events, sync_back
 
@@ -44,6 +45,8 @@ def engine_jobs(runtime: Runtime) -> dict[str, tuple[float, Callable[[], object]
         settings.OUTBOX_INTERVAL_SECONDS,
         lambda: deliver_outbox(runtime.factory, settings, runtime.transport),
     )
+    if settings.ROUTING_ENABLED:
+        jobs["train_routing"] = (settings.ROUTING_INTERVAL_SECONDS, lambda: train_routing(runtime.factory, settings))
     if runtime.delivery_events is not None:
         jobs["poll_mailgun_events"] = (
             settings.MAILGUN_EVENTS_INTERVAL_SECONDS,

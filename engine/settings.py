@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     AUTO_SEND_MIN_CONFIDENCE: float = Field(default=0.85, ge=0, le=1)
     RESOLVE_MIN_CONFIDENCE: float = Field(default=0.5, ge=0, le=1)
     DEFAULT_TEAM: str = "Service Desk"
+    ROUTING_ENABLED: bool = True
+    """Learn team routing from resolved tickets (engine/routing.py) for tickets whose category names no team."""
+    ROUTING_MIN_HISTORY: int = Field(default=300, ge=10)
+    ROUTING_RETRAIN_AFTER: int = Field(default=100, ge=1)
+    ROUTING_TARGET_PRECISION: float = Field(default=0.85, gt=0, le=1)
+    ROUTING_INTERVAL_SECONDS: float = Field(default=900.0, gt=0)
     OUTGOING_ALLOWED_DOMAINS: str = ""
     """Comma-separated domains an automatic message may link or write to; the desk's own domains always are."""
     MAX_AUTOMATED_EMAILS_PER_HOUR: int = Field(default=5, ge=0)

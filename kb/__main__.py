@@ -40,6 +40,8 @@ def _add(session: Session, settings: Settings, args: argparse.Namespace) -> int:
                 session, settings, path.name, path.read_bytes(), uploaded_by=args.by, team=args.team
             )
             line = f"#{document.id} {path.name}: {document.status}, {document.chunk_count} chunks"
+            if document.quarantined_count:
+                line += f" ({document.quarantined_count} quarantined: approve them on the Knowledge Base page)"
             tqdm.write(line + (f" — {document.error}" if document.error else ""))
             failures += document.status != indexer.INDEXED
     return 1 if failures and failures == len(files) else 0
@@ -50,10 +52,11 @@ def _list(session: Session) -> int:
     if not documents:
         print("The knowledge base is empty. Add files with: python -m kb add PATH...")
         return 0
-    print(f"{'ID':>5}  {'STATUS':<16} {'CHUNKS':>6}  {'TEAM':<12} FILE")
+    print(f"{'ID':>5}  {'STATUS':<16} {'CHUNKS':>6} {'HELD':>5}  {'TEAM':<12} FILE")
     for document in documents:
         print(
-            f"{document.id:>5}  {document.status:<16} {document.chunk_count:>6}  {(document.team or '-'):<12} "
+            f"{document.id:>5}  {document.status:<16} {document.chunk_count:>6} {document.quarantined_count:>5}  "
+            f"{(document.team or '-'):<12} "
             f"{document.filename}" + (f"  ({document.error})" if document.error else "")
         )
     return 0

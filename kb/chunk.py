@@ -12,7 +12,7 @@ from typing import Any
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from kb.extract import Section
+from kb.extract import HIDDEN, Section
 
 SEPARATORS = ["\n\n", "\n", ". ", "; ", ", ", " ", ""]
 
@@ -74,4 +74,6 @@ def describe_location(location: dict[str, Any]) -> str:
             parts.append(f"{key} {location[key]}")
     if "title" in location and "slide" in location:
         parts[-1] += f" ({location['title']})"
+    if HIDDEN in location:
+        parts.append(f"hidden ({location[HIDDEN]})")
     return ", ".join(parts)

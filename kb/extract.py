@@ -2,6 +2,9 @@
 
 The type is read from the bytes, not trusted from the name: a PDF renamed `.txt` is still a PDF.
 A bad file never raises: it comes back with a status and a message a person can act on.
+Text a reader of the file would not see (hidden Word runs, white or tiny text, CSS-hidden HTML, comments,
+invisible PDF text, hidden slides and shapes) comes back in sections of its own, located `{"hidden": why}`,
+never mixed into the visible text: a person must see it before it can become evidence.
 """
 
 from __future__ import annotations
@@ -10,16 +13,20 @@ import csv
 import email
 import email.policy
 import io
+import logging
 import re
 import shutil
 import subprocess
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import PurePath
 from typing import Any
 
 from bs4 import BeautifulSoup
+
+log = logging.getLogger(__name__)
 
 OK = "ok"
 EMPTY = "empty"
@@ -46,6 +53,10 @@ OCR_TIMEOUT_SECONDS = 120
 MAX_ATTACHMENT_DEPTH = 3
 MAX_UNPACKED_BYTES = 100 * 1024 * 1024
 """An Office file may unpack to at most this much: a few kilobytes can otherwise hold gigabytes of XML."""
+HIDDEN = "hidden"
+"""Location key of a section the source hides from its reader; the value says how it was hidden."""
+TINY_POINTS = 2.0
+"""Text this small or smaller (in points) is not meant to be read."""
 
 
 @dataclass
@@ -225,9 +236,109 @@ def _pdf(data: bytes) -> list[Section]:
         if not unlocked:
             raise ExtractionError(ENCRYPTED, "the PDF is password-protected; upload an unprotected copy")
     try:
-        return [Section(page.extract_text() or "", {"page": number}) for number, page in enumerate(reader.pages, 1)]
+        return [section for number, page in enumerate(reader.pages, 1) for section in _pdf_page(reader, page, number)]
     except FileNotDecryptedError:
         raise ExtractionError(ENCRYPTED, "the PDF is password-protected; upload an unprotected copy") from None
+
+
+TEXT_SHOWING = {b"Tj", b"TJ", b"'", b'"'}
+
+
+@dataclass
+class _PdfTextState:
+    """The part of the PDF graphics state that decides whether text can be seen."""
+
+    fill: tuple[float, ...] = (0.0,)
+    fill_space: str = "gray"
+    render_mode: int = 0
+    font_size: float = 12.0
+    text_scale: float = 1.0
+    matrix_scale: float = 1.0
+
+    def hidden_reason(self) -> str | None:
+        if self.render_mode in (3, 7):
+            return "invisible PDF text (render mode 3)"
+        white = {"gray": (1.0,), "rgb": (1.0, 1.0, 1.0), "cmyk": (0.0, 0.0, 0.0, 0.0)}[self.fill_space]
+        if tuple(round(value, 3) for value in self.fill) == white:
+            return "white PDF text"
+        if abs(self.font_size * self.text_scale * self.matrix_scale) <= TINY_POINTS:
+            return f"PDF text of {TINY_POINTS:g} pt or less"
+        return None
+
+
+def _scale(operands: list[Any]) -> float:
+    """The vertical scale of a matrix `a b c d e f`."""
+    return (float(operands[2]) ** 2 + float(operands[3]) ** 2) ** 0.5
+
+
+def _pdf_hidden_marks(operations: list[tuple[list[Any], bytes]]) -> list[str | None]:
+    """For each operation, why the text it shows is hidden (None when visible or not text).
+
+    Follows q/Q, fill colour (g, rg, k), render mode (Tr), font size (Tf), Tm and cm scaling in the page's own
+    content stream; text in form XObjects, colours set through colour spaces (sc/scn), text under a white
+    rectangle or off the page are not detected.
+    """
+    state, stack, marks = _PdfTextState(), [], []
+    for operands, operator in operations:
+        mark = None
+        if operator == b"q":
+            stack.append(_PdfTextState(**vars(state)))
+        elif operator == b"Q" and stack:
+            state = stack.pop()
+        elif operator in (b"g", b"rg", b"k") and operands:
+            state.fill = tuple(float(value) for value in operands)
+            state.fill_space = {b"g": "gray", b"rg": "rgb", b"k": "cmyk"}[operator]
+        elif operator == b"Tr" and operands:
+            state.render_mode = int(operands[0])
+        elif operator == b"Tf" and len(operands) == 2:
+            state.font_size = float(operands[1])
+        elif operator == b"Tm" and len(operands) == 6:
+            state.text_scale = _scale(operands)
+        elif operator == b"BT":
+            state.text_scale = 1.0
+        elif operator == b"cm" and len(operands) == 6:
+            state.matrix_scale *= _scale(operands)
+        elif operator in TEXT_SHOWING:
+            mark = state.hidden_reason()
+        marks.append(mark)
+    return marks
+
+
+def _blank(operands: list[Any], operator: bytes) -> list[Any]:
+    """The same text-showing operation with nothing to show (`"` keeps its spacing operands)."""
+    from pypdf.generic import ArrayObject, ByteStringObject
+
+    if operator == b"TJ":
+        return [ArrayObject()]
+    return [*operands[:-1], ByteStringObject(b"")]
+
+
+def _pdf_page(reader: Any, page: Any, number: int) -> list[Section]:
+    """The page's visible text, and its hidden text (white, tiny, invisible) as a section of its own."""
+    from pypdf.generic import ContentStream, NameObject
+
+    contents = page.get_contents()
+    if contents is None:
+        return [Section(page.extract_text() or "", {"page": number})]
+    stream = ContentStream(contents, reader)
+    operations = list(stream.operations)
+    marks = _pdf_hidden_marks(operations)
+    reasons = sorted({mark for mark in marks if mark})
+    if not reasons:
+        return [Section(page.extract_text() or "", {"page": number})]
+
+    def text_where(keep: Callable[[str | None], bool]) -> str:
+        edited = ContentStream(None, reader)
+        edited.operations = [
+            (operands if operator not in TEXT_SHOWING or keep(mark) else _blank(operands, operator), operator)
+            for (operands, operator), mark in zip(operations, marks, strict=True)
+        ]
+        page[NameObject("/Contents")] = edited
+        return page.extract_text() or ""
+
+    visible = text_where(lambda mark: mark is None)
+    hidden = text_where(lambda mark: mark is not None)
+    return [Section(visible, {"page": number}), Section(hidden, {"page": number, HIDDEN: ", ".join(reasons)})]
 
 
 def _refuse_zip_bomb(data: bytes) -> None:
@@ -250,6 +361,7 @@ def _docx(data: bytes) -> tuple[list[Section], str | None]:
     _refuse_zip_bomb(data)
     document = Document(io.BytesIO(data))
     sections: list[Section] = []
+    hidden: dict[str, list[str]] = {}
     path: list[str] = []
     lines: list[str] = []
     title = document.core_properties.title or None
@@ -261,7 +373,7 @@ def _docx(data: bytes) -> tuple[list[Section], str | None]:
 
     for paragraph in document.paragraphs:
         style = (paragraph.style.name if paragraph.style is not None else "") or ""
-        text = paragraph.text.strip()
+        text = _docx_visible_text(paragraph, hidden)
         level = _heading_level(style)
         if level and text:
             flush()
@@ -272,9 +384,50 @@ def _docx(data: bytes) -> tuple[list[Section], str | None]:
             lines.append(text)
     flush()
     for number, table in enumerate(document.tables, 1):
-        rows = [" | ".join(cell.text.strip() for cell in row.cells) for row in table.rows]
+        rows = [
+            " | ".join("\n".join(_docx_visible_text(p, hidden) for p in cell.paragraphs).strip() for cell in row.cells)
+            for row in table.rows
+        ]
         sections.append(Section("\n".join(rows), {"table": number}))
+    sections.extend(Section("\n".join(texts), {HIDDEN: why}) for why, texts in hidden.items())
     return sections, title
+
+
+def _docx_visible_text(paragraph: Any, hidden: dict[str, list[str]]) -> str:
+    """The paragraph's visible text; its hidden runs go to `hidden`, grouped by how they were hidden."""
+    from docx.text.run import Run
+
+    runs = [Run(element, paragraph) for element in paragraph._p.xpath(".//w:r")]
+    reasons = [_docx_hidden_reason(run, paragraph) for run in runs]
+    if not any(reasons):
+        return paragraph.text.strip()
+    for run, why in zip(runs, reasons, strict=True):
+        if why and run.text.strip():
+            hidden.setdefault(why, []).append(run.text.strip())
+    return "".join(run.text for run, why in zip(runs, reasons, strict=True) if not why).strip()
+
+
+def _docx_hidden_reason(run: Any, paragraph: Any) -> str | None:
+    """Why Word would not show this run to a reader: w:vanish (directly or by style), white, or ≤ 2 pt."""
+    from docx.enum.dml import MSO_THEME_COLOR
+    from docx.shared import Pt, RGBColor
+
+    fonts = [run.font]
+    if run.style is not None:
+        fonts.append(run.style.font)
+    if paragraph.style is not None:
+        fonts.append(paragraph.style.font)
+    if any(font.hidden for font in fonts):
+        return "hidden text in Word (w:vanish)"
+    color = run.font.color
+    if color.type is not None and (
+        color.rgb == RGBColor(0xFF, 0xFF, 0xFF) or color.theme_color == MSO_THEME_COLOR.BACKGROUND_1
+    ):
+        return "white text in Word"
+    size = next((font.size for font in fonts if font.size is not None), None)
+    if size is not None and size <= Pt(TINY_POINTS):
+        return f"Word text of {TINY_POINTS:g} pt or less"
+    return None
 
 
 def _heading_level(style: str) -> int:
@@ -291,35 +444,105 @@ def _pptx(data: bytes) -> list[Section]:
     sections = []
     for number, slide in enumerate(Presentation(io.BytesIO(data)).slides, 1):
         texts: list[str] = []
+        hidden: list[str] = []
         title = ""
         for shape in slide.shapes:
+            shown = hidden if shape._element.xpath("./*[1]/p:cNvPr[@hidden='1' or @hidden='true']") else texts
             if shape.has_text_frame and shape.text_frame.text.strip():
-                texts.append(shape.text_frame.text.strip())
+                shown.append(shape.text_frame.text.strip())
                 if shape == slide.shapes.title:
                     title = shape.text_frame.text.strip()
             if getattr(shape, "has_table", False) and shape.has_table:
-                texts.extend(" | ".join(cell.text for cell in row.cells) for row in shape.table.rows)
+                shown.extend(" | ".join(cell.text for cell in row.cells) for row in shape.table.rows)
         if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
             texts.append(slide.notes_slide.notes_text_frame.text)
         location: dict[str, Any] = {"slide": number}
         if title:
             location["title"] = title
+        if slide._element.get("show") in ("0", "false"):
+            sections.append(Section("\n".join(texts + hidden), {**location, HIDDEN: "hidden slide"}))
+            continue
         sections.append(Section("\n".join(texts), location))
+        if hidden:
+            sections.append(Section("\n".join(hidden), {**location, HIDDEN: "hidden shape on the slide"}))
+    return sections
+
+
+HIDING_CSS = (
+    (re.compile(r"display\s*:\s*none", re.IGNORECASE), "display:none"),
+    (re.compile(r"visibility\s*:\s*(hidden|collapse)", re.IGNORECASE), "visibility:hidden"),
+    (re.compile(r"font-size\s*:\s*0*(\.0+)?\s*(px|pt|em|rem|%)?\s*(;|$|!)", re.IGNORECASE), "font-size:0"),
+    (re.compile(r"opacity\s*:\s*0*(\.0+)?\s*(;|$|!)", re.IGNORECASE), "opacity:0"),
+    (
+        re.compile(r"(^|;|\s)color\s*:\s*(white|#fff\b|#ffffff\b|rgba?\(\s*255\s*,\s*255\s*,\s*255)", re.IGNORECASE),
+        "white text",
+    ),
+    (re.compile(r"(left|top|right|text-indent|margin-left|margin-top)\s*:\s*-\d{3,}", re.IGNORECASE), "off-screen"),
+    (re.compile(r"clip\s*:\s*rect\(\s*0", re.IGNORECASE), "clipped away"),
+    (re.compile(r"(^|;|\s)(width|height|max-height|max-width)\s*:\s*0*(px)?\s*(;|$|!)", re.IGNORECASE), "zero size"),
+)
+CSS_RULE = re.compile(r"([^{}@]+)\{([^{}]*)\}")
+
+
+def _css_hiding(style: str) -> str | None:
+    """Which way (if any) a CSS declaration block hides its element from a reader."""
+    if re.search(r"background(-color)?\s*:\s*(?!white|#fff\b|#ffffff\b|transparent)", style, re.IGNORECASE):
+        checks = [(pattern, why) for pattern, why in HIDING_CSS if why != "white text"]
+    else:
+        checks = list(HIDING_CSS)
+    return next((f"CSS-hidden HTML ({why})" for pattern, why in checks if pattern.search(style)), None)
+
+
+def _hidden_html(soup: BeautifulSoup) -> list[Section]:
+    """Take comments and hidden elements out of `soup`, returning their text as hidden sections."""
+    from bs4 import Comment, Tag
+
+    sections = [
+        Section(str(comment), {HIDDEN: "HTML comment"})
+        for comment in soup.find_all(string=lambda node: isinstance(node, Comment))
+    ]
+    for comment in soup.find_all(string=lambda node: isinstance(node, Comment)):
+        comment.extract()
+    marked: list[tuple[Tag, str]] = []
+    for style in soup.find_all("style"):
+        for selectors, declarations in CSS_RULE.findall(style.get_text()):
+            why = _css_hiding(declarations)
+            for selector in selectors.split(",") if why else []:
+                try:
+                    marked.extend((tag, why) for tag in soup.select(selector.strip()))
+                except Exception as error:  # a selector soupsieve cannot parse: inline styles are still checked
+                    log.info("CSS selector %r not understood, skipped: %s", selector.strip()[:80], error)
+    for tag in soup.find_all(True):
+        if tag.has_attr("hidden"):
+            marked.append((tag, "HTML hidden attribute"))
+        elif tag.get("type") == "hidden" and tag.get("value"):
+            marked.append((tag, "hidden form field"))
+        elif why := _css_hiding(str(tag.get("style", ""))):
+            marked.append((tag, why))
+    marked_ids = {id(tag) for tag, _ in marked}
+    for tag, why in marked:
+        if tag.decomposed or any(id(parent) in marked_ids for parent in tag.parents):
+            continue
+        text = tag.get("value", "") if tag.get("type") == "hidden" else tag.get_text("\n", strip=True)
+        if str(text).strip():
+            sections.append(Section(str(text), {HIDDEN: why}))
+        tag.decompose()
     return sections
 
 
 def _html(markup: str) -> tuple[list[Section], str | None]:
-    """Scripts and styles dropped; headings become Markdown headings so sections follow them."""
+    """Scripts and styles dropped; headings become Markdown headings so sections follow them; hidden text apart."""
     soup = BeautifulSoup(markup, "lxml")
     title_tag = soup.find("title")
     title = title_tag.get_text(strip=True) if title_tag else ""
+    hidden = _hidden_html(soup)
     for tag in soup(["script", "style", "noscript", "template", "svg", "head"]):
         tag.decompose()
     for level in range(1, 7):
         for heading in soup.find_all(f"h{level}"):
             heading.replace_with(f"\n\n{'#' * level} {heading.get_text(' ', strip=True)}\n\n")
     text = soup.get_text("\n")
-    return _markdown(text), title or None
+    return _markdown(text) + hidden, title or None
 
 
 def _markdown(text: str) -> list[Section]:
@@ -382,8 +605,15 @@ def _eml(
     body_part = message.get_body(preferencelist=("plain", "html"))
     if body_part is not None:
         content = body_part.get_content()
-        body = _markdown_text_of_html(content) if body_part.get_content_type() == "text/html" else content
-        sections.append(Section(body, {"part": "body"}))
+        if body_part.get_content_type() == "text/html":
+            html_sections = _html(content)[0]
+            visible = "\n\n".join(section.text for section in html_sections if HIDDEN not in section.location)
+            sections.append(Section(visible, {"part": "body"}))
+            sections.extend(
+                Section(s.text, {"part": "body", **s.location}) for s in html_sections if HIDDEN in s.location
+            )
+        else:
+            sections.append(Section(content, {"part": "body"}))
     warnings: list[str] = []
     for part in message.iter_attachments():
         name = part.get_filename() or "attachment"
@@ -403,10 +633,6 @@ def _eml(
             continue
         sections.extend(Section(s.text, {"attachment": name, **s.location}) for s in inner.sections)
     return sections, subject or None, warnings
-
-
-def _markdown_text_of_html(markup: str) -> str:
-    return "\n\n".join(section.text for section in _html(markup)[0])
 
 
 def tesseract_available(tesseract_cmd: str) -> str | None:

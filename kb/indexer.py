@@ -6,12 +6,18 @@ chunks keep their rows and vectors. Any process that sees a new token brings its
 table, and the index job repairs Chroma the same way, so the two never disagree for long, even after a
 crash between the steps. Functions commit the session they are given: the indexes outside the database
 must only ever see committed chunks.
+
+Every chunk is screened as it is written: hidden text, instructions aimed at an assistant or the reader, requests
+for secrets, bank details, links outside the desk's allowed domains and spreadsheet formulas put it in quarantine
+(`KbChunk.quarantine`), where operators can see it but the analysers cannot until a lead approves it. An approval
+belongs to the content: it survives re-indexing while the chunk is unchanged.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -23,12 +29,15 @@ import numpy as np
 from sqlalchemy import delete, exists, func, or_, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.content_policy import content_reasons
 from engine.db import advisory_key, is_postgres
-from engine.enums import TicketStatus
-from engine.models import Attachment, Blob, EmailInteraction, KbChunk, KbDocument, SourceCursor, Ticket, utcnow
+from engine.desk_policy import current_policy
+from engine.enums import ActionKind, ActionState, TicketStatus
+from engine.guards import injection_reasons, social_engineering_reasons
+from engine.models import Action, Attachment, Blob, KbChunk, KbDocument, SourceCursor, Ticket, utcnow
 from engine.settings import Settings
 from kb.chunk import Chunk, chunk_sections
-from kb.extract import OK, Extraction, Section, extract
+from kb.extract import HIDDEN, OK, Extraction, Section, extract
 from kb.keyword import KeywordRecord
 from kb.store import KbRuntime, get_runtime
 
@@ -111,12 +120,27 @@ def bump_version(session: Session) -> None:
         cursor.cursor = uuid.uuid4().hex
 
 
+def quarantine_reason(chunk: Chunk, allowed_domains: set[str]) -> str | None:
+    """Why a chunk must not reach the analysers before a person has read it; None when it is clean."""
+    reasons = [f"hidden in the source: {chunk.location[HIDDEN]}"] if HIDDEN in chunk.location else []
+    reasons += injection_reasons(chunk.text) + social_engineering_reasons(chunk.text)
+    reasons += content_reasons(chunk.text, allowed_domains)
+    return "; ".join(reasons) or None
+
+
+def allowed_domains(session: Session, settings: Settings) -> set[str]:
+    """The domains evidence may link or write to: the desk's own and the ones a lead allowed."""
+    return current_policy(session, settings).allowed_domain_set(settings)
+
+
 def _stage_sources(session: Session, runtime: KbRuntime, items: Sequence[SourceChunks]) -> PendingChange:
     """Diff each source's wanted chunks against its rows, embed only new ones, stage the row changes.
 
     Ends the read transaction before embedding, so SQLite's write lock is not held during the slow part.
+    Kept rows are screened again (the allow-list may have changed) and keep their approval.
     """
     runtime.vectors.check_model()
+    allowed = allowed_domains(session, runtime.settings)
     pools: dict[tuple[str, int], dict[str, list[KbChunk]]] = defaultdict(lambda: defaultdict(list))
     by_kind: dict[str, set[int]] = defaultdict(set)
     for item in items:
@@ -125,7 +149,7 @@ def _stage_sources(session: Session, runtime: KbRuntime, items: Sequence[SourceC
         condition = or_(*[(KbChunk.source_kind == kind) & KbChunk.source_id.in_(ids) for kind, ids in by_kind.items()])
         for row in session.scalars(select(KbChunk).where(condition)):
             pools[(row.source_kind, row.source_id)][row.content_hash].append(row)
-    kept: list[tuple[KbChunk, int]] = []
+    kept: list[tuple[KbChunk, Chunk]] = []
     fresh: list[tuple[SourceChunks, Chunk, str]] = []
     stale: list[KbChunk] = []
     for item in items:
@@ -133,14 +157,15 @@ def _stage_sources(session: Session, runtime: KbRuntime, items: Sequence[SourceC
         for chunk in item.chunks:
             stored = item.stored_hash(chunk)
             if pool.get(stored):
-                kept.append((pool[stored].pop(), chunk.index))
+                kept.append((pool[stored].pop(), chunk))
             else:
                 fresh.append((item, chunk, stored))
         stale.extend(row for rows in pool.values() for row in rows)
     session.commit()
     vectors = runtime.embedder.embed_documents([chunk.text for _, chunk, _ in fresh]) if fresh else None
-    for row, index in kept:
-        row.chunk_index = index
+    for row, chunk in kept:
+        row.chunk_index = chunk.index
+        row.quarantine = quarantine_reason(chunk, allowed)
     removed = [row.id for row in stale]
     if removed:
         session.execute(delete(KbChunk).where(KbChunk.id.in_(removed)))
@@ -154,6 +179,7 @@ def _stage_sources(session: Session, runtime: KbRuntime, items: Sequence[SourceC
             content_hash=stored,
             team=item.team,
             source_date=item.date,
+            quarantine=quarantine_reason(chunk, allowed),
         )
         for item, chunk, stored in fresh
     ]
@@ -269,6 +295,7 @@ def _index_document(session: Session, settings: Settings, document: KbDocument, 
     if extraction.status != OK:
         change = _remove_source(session, "kb", document.id)
         document.status, document.error, document.chunk_count = extraction.status, extraction.error, 0
+        document.quarantined_count = 0
         session.commit()
         _apply(runtime, change)
         return
@@ -286,9 +313,71 @@ def _index_document(session: Session, settings: Settings, document: KbDocument, 
         return
     document.title = extraction.title or document.filename
     document.status, document.chunk_count, document.indexed_at = INDEXED, len(chunks), utcnow()
+    document.quarantined_count = _awaiting_review(session, document.id)
     document.error = "; ".join(extraction.warnings) or None
     session.commit()
     _apply(runtime, change)
+    if document.quarantined_count:
+        log.warning(
+            "knowledge-base document %s (%s): %d of %d chunks quarantined until a lead approves them",
+            document.id,
+            document.filename,
+            document.quarantined_count,
+            document.chunk_count,
+        )
+
+
+AWAITING_REVIEW = KbChunk.quarantine.is_not(None) & KbChunk.approved_at.is_(None)
+"""A quarantined chunk no lead has approved: invisible to the analysers."""
+
+
+def _awaiting_review(session: Session, document_id: int) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(KbChunk)
+            .where(KbChunk.source_kind == "kb", KbChunk.source_id == document_id, AWAITING_REVIEW)
+        )
+        or 0
+    )
+
+
+@dataclass
+class QuarantinedChunk:
+    """A quarantined chunk with the title of its source, for the Knowledge Base page."""
+
+    chunk: KbChunk
+    title: str
+
+
+def quarantined_chunks(session: Session, *, include_approved: bool = False, limit: int = 200) -> list[QuarantinedChunk]:
+    """Quarantined chunks, newest first, each with its document's title or its ticket's reference."""
+    query = select(KbChunk).where(KbChunk.quarantine.is_not(None) if include_approved else AWAITING_REVIEW)
+    chunks = list(session.scalars(query.order_by(KbChunk.id.desc()).limit(limit)))
+    return [QuarantinedChunk(chunk, source_title(session, chunk.source_kind, chunk.source_id)) for chunk in chunks]
+
+
+def source_title(session: Session, kind: str, source_id: int) -> str:
+    """What a citation calls a source: the document's title, or `TCKT-n subject` for a ticket."""
+    if kind == "ticket":
+        ticket = session.get(Ticket, source_id)
+        return f"TCKT-{source_id} {ticket.subject if ticket else ''}".strip()
+    document = session.get(KbDocument, source_id)
+    return (document.title or document.filename) if document else f"document {source_id}"
+
+
+def approve_chunk(session: Session, chunk_id: int, approver: str) -> KbChunk:
+    """A person read a quarantined chunk and lets the analysers use it; its document's count follows."""
+    chunk = session.get(KbChunk, chunk_id)
+    if chunk is None:
+        raise LookupError(f"knowledge-base chunk {chunk_id} does not exist (re-indexed since the page loaded?)")
+    if chunk.quarantine is None:
+        raise ValueError(f"knowledge-base chunk {chunk_id} is not quarantined")
+    chunk.approved_by, chunk.approved_at = approver, utcnow()
+    session.flush()
+    if chunk.source_kind == "kb" and (document := session.get(KbDocument, chunk.source_id)) is not None:
+        document.quarantined_count = _awaiting_review(session, document.id)
+    return chunk
 
 
 def remove_document(session: Session, settings: Settings, document_id: int) -> bool:
@@ -319,27 +408,54 @@ def list_documents(session: Session) -> list[KbDocument]:
 
 
 def ticket_sections(session: Session, ticket: Ticket) -> list[Section]:
-    """What a resolved ticket teaches (seed §8.2.1): the problem, the customer's replies, attachments, the fix."""
-    sections = [Section(f"{ticket.subject}\n{ticket.description}".strip(), {"section": "description"})]
-    replies = session.scalars(
-        select(EmailInteraction)
-        .where(EmailInteraction.ticket_id == ticket.id, EmailInteraction.direction == "inbound")
-        .order_by(EmailInteraction.received_at, EmailInteraction.id)
+    """What a resolved ticket teaches: only the resolution a person wrote or approved, never what the customer wrote.
+
+    The subject, description, replies and attachments are the customer's words; indexed, they would reach other
+    customers as "steps" (stored cross-ticket injection). The evidence is the body of the ticket's latest executed
+    resolution when a person decided it (an operator's approval or override). A ticket the engine resolved on its
+    own teaches nothing (a later change will count the customer's confirmation).
+    """
+    resolution = session.scalar(
+        select(Action)
+        .where(
+            Action.ticket_id == ticket.id,
+            Action.kind == ActionKind.PROPOSE_RESOLUTION,
+            Action.state == ActionState.EXECUTED,
+        )
+        .order_by(Action.decided_at.desc(), Action.id.desc())
+        .limit(1)
     )
-    for reply in replies:
-        if reply.body.strip() and reply.body.strip() != ticket.description.strip():
-            sections.append(
-                Section(reply.body, {"section": "customer reply", "date": reply.received_at.date().isoformat()})
-            )
-    attachments = session.scalars(
-        select(Attachment)
-        .where(Attachment.ticket_id == ticket.id, Attachment.extracted_text.is_not(None))
-        .order_by(Attachment.id)
-    )
-    sections.extend(Section(a.extracted_text or "", {"attachment": a.filename}) for a in attachments)
-    if ticket.resolution:
-        sections.append(Section(ticket.resolution, {"section": "resolution"}))
-    return [section for section in sections if section.text.strip()]
+    if resolution is None or not resolution.decided_by or resolution.decided_by == "engine":
+        return []
+    echoed = [ticket.subject, (ticket.subject or ticket.description)[:200]]
+    text = resolution_text(resolution.body or "", echoed)
+    return [Section(text, {"section": "resolution"})] if text else []
+
+
+GREETING = re.compile(
+    r"^\s*(hello|hi|hey|dear|good (morning|afternoon|evening))\b[^\n]{0,60}[,!:.]?\s*$", re.IGNORECASE
+)
+SIGN_OFF = re.compile(
+    r"^\s*(--\s*|(best|kind|warm|many)?\s*(regards|wishes|thanks)[,!.]?|thank you[,!.]?|cheers[,!.]?|"
+    r"sincerely[,!.]?|yours( sincerely| truly)?[,!.]?)\s*$",
+    re.IGNORECASE,
+)
+SIGNATURE_LINES = 6
+"""A sign-off this close to the end starts the signature; further up it is part of the text."""
+
+
+def resolution_text(body: str, echoed: Sequence[str] = ()) -> str:
+    """The resolution without its greeting line, signature and any line quoting `echoed` customer text (the
+    template's "Thank you for contacting us about ..."): what the steps were, not who wrote to whom."""
+    quotes = [quote.strip() for quote in echoed if len(quote.strip()) >= 8]
+    lines = [line for line in body.strip().splitlines() if not any(quote in line for quote in quotes)]
+    if lines and GREETING.match(lines[0]):
+        lines = lines[1:]
+    for position in range(max(0, len(lines) - SIGNATURE_LINES), len(lines)):
+        if SIGN_OFF.match(lines[position]):
+            lines = lines[:position]
+            break
+    return "\n".join(lines).strip()
 
 
 def _ticket_item(session: Session, settings: Settings, ticket: Ticket) -> SourceChunks:

@@ -13,20 +13,21 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.models import KbChunk, KbDocument, Ticket
+from engine.models import KbChunk
 from engine.settings import Settings
 from kb.calibration import DEFAULT_FUSION, Fusion, stored_fusion
 from kb.chunk import describe_location
-from kb.indexer import sync_keyword_index
+from kb.indexer import AWAITING_REVIEW, ID_BATCH, source_title, sync_keyword_index
 from kb.keyword import STOPWORDS, TOKEN
 from kb.store import KbRuntime, chroma_where, get_runtime
 
@@ -59,6 +60,9 @@ class Evidence(BaseModel):
     bm25_rank: int | None = None
     bm25_score: float | None = None
     chunk_id: int
+    quarantine: str | None = None
+    """Why the hygiene scan held the chunk back; only `include_quarantined` searches return such chunks."""
+    approved_by: str | None = None
 
 
 def deterministic_queries(query: str) -> list[str]:
@@ -177,9 +181,14 @@ def retrieve(
     team: str | None = None,
     since: int | None = None,
     fusion: Fusion = DEFAULT_FUSION,
+    withheld: Callable[[set[str]], set[str]] | None = None,
 ) -> list[FusedHit]:
     """Both retrievers for every query, fused; vector hits the keyword index does not know are dropped,
-    so a chunk removed from the database never surfaces from a stale vector."""
+    so a chunk removed from the database never surfaces from a stale vector.
+
+    `withheld` names, among the candidate chunk ids, those that must not be ranked at all (quarantined); they
+    are dropped before fusion so a source's clean chunks still compete.
+    """
     lists: list[tuple[str, list[tuple[str, float, str, int]]]] = []
     if "vector" in retrievers:
         vectors = runtime.embedder.embed_queries(list(queries))
@@ -192,6 +201,9 @@ def retrieve(
         for query in queries:
             ranked = runtime.keywords.search(query, candidates, kinds=source_kinds, team=team, since=since)
             lists.append(("bm25", [(chunk_id, score, *_source(runtime, chunk_id)) for chunk_id, score in ranked]))
+    if withheld is not None:
+        dropped = withheld({hit[0] for _, ranked in lists for hit in ranked})
+        lists = [(retriever, [hit for hit in ranked if hit[0] not in dropped]) for retriever, ranked in lists]
     return fuse(lists, fusion)
 
 
@@ -219,12 +231,14 @@ def search(
     since: datetime | None = None,
     queries: list[str] | None = None,
     chat_model: Any | None = None,
+    include_quarantined: bool = False,
 ) -> list[Evidence]:
     """The best k pieces of evidence for `query` among KB documents and resolved tickets, each cited.
 
     `queries` overrides the rewrites (the caller already generated them); `chat_model` lets an LLM rewrite.
     The fusion is the one this knowledge base calibrated for itself; fused scores are a share of the best
-    possible, so they mean the same whatever the fusion.
+    possible, so they mean the same whatever the fusion. Quarantined chunks no lead has approved are never
+    evidence; `include_quarantined` (the Knowledge Base page) returns them too, with their reason.
     """
     if not query.strip() and not queries:
         return []
@@ -240,8 +254,21 @@ def search(
         team=team,
         since=int(since.timestamp()) if since else None,
         fusion=fusion,
+        withheld=None if include_quarantined else partial(_awaiting_review, session),
     )
     return _evidence(session, best_per_source(hits, k), fusion)
+
+
+def _awaiting_review(session: Session, chunk_ids: set[str]) -> set[str]:
+    """The quarantined, unapproved chunks among `chunk_ids` (a primary-key lookup, batched)."""
+    ids = sorted(int(chunk_id) for chunk_id in chunk_ids)
+    return {
+        str(chunk_id)
+        for start in range(0, len(ids), ID_BATCH)
+        for chunk_id in session.scalars(
+            select(KbChunk.id).where(KbChunk.id.in_(ids[start : start + ID_BATCH]), AWAITING_REVIEW)
+        )
+    }
 
 
 def _evidence(session: Session, hits: list[FusedHit], fusion: Fusion) -> list[Evidence]:
@@ -249,28 +276,16 @@ def _evidence(session: Session, hits: list[FusedHit], fusion: Fusion) -> list[Ev
         return []
     ids = [int(hit.chunk_id) for hit in hits]
     chunks = {chunk.id: chunk for chunk in session.scalars(select(KbChunk).where(KbChunk.id.in_(ids)))}
-    doc_ids = {c.source_id for c in chunks.values() if c.source_kind == "kb"}
-    ticket_ids = {c.source_id for c in chunks.values() if c.source_kind == "ticket"}
-    documents = (
-        {d.id: d for d in session.scalars(select(KbDocument).where(KbDocument.id.in_(doc_ids)))} if doc_ids else {}
-    )
-    tickets = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_(ticket_ids)))} if ticket_ids else {}
     evidence = []
     for hit in hits:
         chunk = chunks.get(int(hit.chunk_id))
         if chunk is None:
             continue
-        if chunk.source_kind == "ticket":
-            ticket = tickets.get(chunk.source_id)
-            title = f"TCKT-{chunk.source_id} {ticket.subject if ticket else ''}".strip()
-        else:
-            document = documents.get(chunk.source_id)
-            title = (document.title or document.filename) if document else f"document {chunk.source_id}"
         evidence.append(
             Evidence(
                 source_kind=chunk.source_kind,
                 source_id=chunk.source_id,
-                title=title,
+                title=source_title(session, chunk.source_kind, chunk.source_id),
                 location=describe_location(chunk.location),
                 location_data=dict(chunk.location),
                 text=chunk.text,
@@ -280,6 +295,8 @@ def _evidence(session: Session, hits: list[FusedHit], fusion: Fusion) -> list[Ev
                 bm25_rank=hit.ranks.get("bm25"),
                 bm25_score=hit.scores.get("bm25"),
                 chunk_id=chunk.id,
+                quarantine=chunk.quarantine,
+                approved_by=chunk.approved_by,
             )
         )
     return evidence

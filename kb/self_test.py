@@ -29,6 +29,7 @@ from engine.models import KbChunk, KbDocument
 from engine.settings import Settings
 from kb.calibration import DEFAULT_FUSION, FUSION_METHODS, Calibration, Fusion, chunk_census, save_calibration
 from kb.embed import Embedder
+from kb.indexer import AWAITING_REVIEW
 from kb.keyword import KeywordIndex, KeywordRecord, tokenize
 from kb.search import FusedHit, best_per_source, deterministic_queries, fuse
 from kb.store import get_runtime
@@ -248,9 +249,11 @@ def run_self_test(
 
 
 def load_corpus(session: Session, settings: Settings) -> SelfTestCorpus:
-    """Every chunk the database and Chroma both hold, with document titles."""
+    """Every chunk the database and Chroma both hold and search may cite (no quarantined ones), with titles."""
     rows = session.execute(
-        select(KbChunk.id, KbChunk.text, KbChunk.source_kind, KbChunk.source_id).order_by(KbChunk.id)
+        select(KbChunk.id, KbChunk.text, KbChunk.source_kind, KbChunk.source_id)
+        .where(~AWAITING_REVIEW)
+        .order_by(KbChunk.id)
     ).all()
     titles = {("kb", doc_id): title or "" for doc_id, title in session.execute(select(KbDocument.id, KbDocument.title))}
     session.commit()

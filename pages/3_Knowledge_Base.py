@@ -1,12 +1,21 @@
 """The knowledge base: upload files (a progress bar each), see how each indexed, preview chunks, re-index, delete,
-and try a question to see the evidence the engine would cite."""
+review quarantined chunks, and try a question to see the evidence the engine would cite."""
 
 import pandas as pd
 import streamlit as st
 
-from engine.actions import PermissionDeniedError, add_kb_document, reindex_kb_document, remove_kb_document
+from engine.actions import (
+    PermissionDeniedError,
+    add_kb_document,
+    approve_kb_chunk,
+    reindex_kb_document,
+    remove_kb_document,
+)
+from engine.db import transaction
 from engine.enums import Role
 from engine.queries import kb_chunks, kb_documents
+from kb.chunk import describe_location
+from kb.indexer import quarantined_chunks
 from ui.auth import allowed
 from ui.components import flash, page, plain, role_hint, show_flash
 
@@ -17,7 +26,7 @@ ACCEPTED = ["pdf", "docx", "pptx", "md", "txt", "html", "htm", "csv", "eml", "pn
 
 st.title("Knowledge base")
 show_flash()
-upload_tab, documents_tab, search_tab = st.tabs(["Upload", "Documents", "Try a search"])
+upload_tab, documents_tab, quarantine_tab, search_tab = st.tabs(["Upload", "Documents", "Quarantined", "Try a search"])
 
 with upload_tab:
     if not CAN_EDIT:
@@ -74,6 +83,7 @@ with documents_tab:
                     "title": d.title or "",
                     "status": d.status,
                     "chunks": d.chunk_count,
+                    "quarantined": d.quarantined_count,
                     "team": d.team or "",
                     "size": d.size,
                     "uploaded by": d.uploaded_by or "",
@@ -123,10 +133,39 @@ with documents_tab:
             st.caption(f"First {len(chunks)} of {document.chunk_count} chunks")
             for chunk in chunks:
                 where = ", ".join(f"{k} {v}" for k, v in (chunk.location or {}).items() if v not in (None, "", []))
-                with st.expander(f"Chunk {chunk.chunk_index + 1}" + (f" · {plain(where)}" if where else "")):
+                held = " · quarantined" if chunk.quarantine and not chunk.approved_at else ""
+                with st.expander(f"Chunk {chunk.chunk_index + 1}" + (f" · {plain(where)}" if where else "") + held):
+                    if chunk.quarantine:
+                        st.caption(f"Quarantine: {plain(chunk.quarantine)}")
                     st.text(chunk.text)
         else:
             st.caption("Select a document to preview its chunks, re-index or delete it.")
+
+with quarantine_tab:
+    st.caption(
+        "Chunks the hygiene scan held back (hidden text, instructions to an assistant or the reader, requests for "
+        "secrets, bank details, links outside the allowed domains, spreadsheet formulas). The engine never cites "
+        "them until a lead approves them; an approval lasts while the chunk's content is unchanged."
+    )
+    with runtime.factory() as session:
+        held = quarantined_chunks(session)
+    if not held:
+        st.info("Nothing is quarantined.")
+    for item in held:
+        chunk = item.chunk
+        with st.container(border=True):
+            where = describe_location(chunk.location) or "whole document"
+            st.markdown(f"**{plain(item.title)}** · {plain(where)} · {chunk.source_kind} {chunk.source_id}")
+            st.warning(f"Quarantined: {plain(chunk.quarantine or '')}")
+            st.text(chunk.text[:600] + ("…" if len(chunk.text) > 600 else ""))
+            if CAN_EDIT and st.button("Approve as evidence", key=f"kb_approve_{chunk.id}"):
+                try:
+                    with transaction(runtime.factory) as session:
+                        approve_kb_chunk(session, actor, chunk.id)
+                    flash(f"Chunk {chunk.id} of {item.title} approved; the engine may cite it now.")
+                except (LookupError, ValueError, PermissionDeniedError) as refused:
+                    flash(f"Not approved: {refused}", "error")
+                st.rerun()
 
 with search_tab:
     with st.form("kb_search"):
@@ -137,7 +176,7 @@ with search_tab:
         from kb.search import search
 
         with runtime.factory() as session:
-            hits = search(session, runtime.settings, query, k=k)
+            hits = search(session, runtime.settings, query, k=k, include_quarantined=True)
         if not hits:
             st.info("No evidence found. Upload documents, or resolved tickets will be indexed as they close.")
         for number, hit in enumerate(hits, 1):
@@ -151,4 +190,9 @@ with search_tab:
                     + f" · BM25 #{hit.bm25_rank or '—'}"
                     + (f" ({hit.bm25_score:.2f})" if hit.bm25_score is not None else "")
                 )
+                if hit.quarantine:
+                    (st.info if hit.approved_by else st.warning)(
+                        (f"Approved by {hit.approved_by}; " if hit.approved_by else "Quarantined, never cited: ")
+                        + plain(hit.quarantine)
+                    )
                 st.text(hit.text[:1200])

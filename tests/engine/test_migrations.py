@@ -1,9 +1,12 @@
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
-from engine.db import upgrade_database
-from engine.models import Base
+from engine.db import MIGRATIONS, upgrade_database
+from engine.models import Base, JSONType, UTCDateTime, utcnow
 
 
 def test_migrations_build_exactly_the_models(engine: Engine) -> None:
@@ -17,3 +20,75 @@ def test_upgrade_is_idempotent(engine: Engine) -> None:
     upgrade_database(engine)
     upgrade_database(engine)
     assert {"tickets", "timelines", "outbox", "actions", "audit_log"} <= set(inspect(engine).get_table_names())
+
+
+def _migrate(engine: Engine, revision: str) -> None:
+    """Move the schema to `revision`, up or down, as `upgrade_database` does."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        current = MigrationContext.configure(connection).get_current_revision() or ""
+        (command.upgrade if revision == "head" or revision > current else command.downgrade)(config, revision)
+
+
+def test_0006_drops_ticket_evidence_and_makes_the_index_rebuild(engine: Engine) -> None:
+    """Ticket chunks indexed under the old rule (customer text) go; KB chunks stay, their documents wait to be
+    screened; the index job starts over."""
+    _migrate(engine, "0005")
+    chunks = sa.table(
+        "kb_chunks",
+        sa.column("source_kind", sa.String()),
+        sa.column("source_id", sa.Integer()),
+        sa.column("chunk_index", sa.Integer()),
+        sa.column("text", sa.Text()),
+        sa.column("location", JSONType),
+        sa.column("content_hash", sa.String()),
+        sa.column("created_at", UTCDateTime()),
+    )
+    cursors = sa.table(
+        "source_cursors", sa.column("source", sa.String()), sa.column("cursor", sa.Text()), sa.column("updated_at")
+    )
+    now = utcnow()
+    with engine.begin() as connection:
+        connection.execute(
+            chunks.insert(),
+            [
+                {
+                    "source_kind": kind,
+                    "source_id": 1,
+                    "chunk_index": 0,
+                    "text": text,
+                    "location": {},
+                    "content_hash": kind,
+                    "created_at": now,
+                }
+                for kind, text in (("ticket", "1. Open https://portal-login.example"), ("kb", "Restart the router"))
+            ],
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO kb_documents (filename, size, status, chunk_count, created_at, updated_at) "
+                "VALUES ('router.md', 1, 'indexed', 1, :now, :now), ('bad.pdf', 1, 'corrupt', 0, :now, :now)"
+            ).bindparams(sa.bindparam("now", now, type_=UTCDateTime())),
+        )
+        connection.execute(cursors.delete())
+        connection.execute(
+            cursors.insert(),
+            [
+                {"source": "kb:tickets", "cursor": "2026-01-01T00:00:00+00:00", "updated_at": now},
+                {"source": "kb:index-version", "cursor": "old-token", "updated_at": now},
+                {"source": "imap", "cursor": "42", "updated_at": now},
+            ],
+        )
+    _migrate(engine, "head")
+    with engine.connect() as connection:
+        remaining = connection.execute(sa.text("SELECT source_kind, quarantine, approved_by FROM kb_chunks")).all()
+        cursor_rows = dict(connection.execute(sa.text("SELECT source, cursor FROM source_cursors")).all())
+        documents = connection.execute(
+            sa.text("SELECT filename, status, quarantined_count FROM kb_documents ORDER BY filename")
+        ).all()
+    assert [tuple(row) for row in remaining] == [("kb", None, None)]
+    assert "kb:tickets" not in cursor_rows and cursor_rows["imap"] == "42"
+    assert cursor_rows["kb:index-version"] not in ("", "old-token")
+    assert [tuple(row) for row in documents] == [("bad.pdf", "corrupt", 0), ("router.md", "pending", 0)]

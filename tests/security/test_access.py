@@ -74,6 +74,7 @@ WRITES: dict[str, tuple[Role, Call]] = {
         Role.LEAD,
         lambda d, a: engine.actions.change_policy(d.session, a, current_policy(d.session, d.settings)),
     ),
+    "approve_kb_chunk": (Role.LEAD, lambda d, a: engine.actions.approve_kb_chunk(d.session, a, 1)),
     "add_kb_document": (
         Role.LEAD,
         lambda d, a: engine.actions.add_kb_document(d.session, d.settings, a, "x.md", b"# X\nsome text"),

@@ -1,5 +1,5 @@
 """Hostile files for the knowledge base: each ends with a status, the rest of the batch is indexed, none is cited
-in an automatic answer."""
+in an automatic answer (an injected article is quarantined, so the analysers never see it)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.enums import ActionState, TicketStatus
+from engine.enums import ActionKind, MessageKind, TicketStatus
 from engine.ingest import ingest
-from engine.models import Action, KbDocument, Ticket
+from engine.models import Action, KbChunk, KbDocument, OutboxMessage, Ticket
 from engine.pipeline import process_pending
 from engine.retrieval_analyser import RetrievalAnalyser
 from engine.settings import Settings
@@ -22,6 +22,7 @@ from kb.extract import extract
 from kb.indexer import add_document
 from tests.corpus.hostile.make_corpus import make_deep_html, make_many_recipients_eml, make_office_bomb
 from tests.factories import ticket_in
+from tests.kb.files import hostile_kb_documents
 from tests.security.conftest import HOSTILE, customer_messages
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,11 +105,14 @@ def test_hostile_documents_do_not_stop_the_batch(
     assert all(error for status, error in statuses.values() if status != "indexed")
 
 
-def test_an_injected_knowledge_base_article_is_never_sent_on_its_own(
+def test_an_injected_knowledge_base_article_is_quarantined_and_never_cited(
     session_factory: sessionmaker[Session], autopilot: Settings
 ) -> None:
     with session_factory() as session:
-        add_document(session, autopilot, "vpn-password.md", (HOSTILE / "kb-injection.md").read_bytes())
+        document = add_document(session, autopilot, "vpn-password.md", (HOSTILE / "kb-injection.md").read_bytes())
+        [chunk] = session.scalars(select(KbChunk).where(KbChunk.source_id == document.id))
+        assert document.quarantined_count == 1 and chunk.quarantine
+        assert "possible prompt injection" in chunk.quarantine and "evil.example" in chunk.quarantine
     with session_factory.begin() as session:
         ticket_id = ingest(
             session,
@@ -118,8 +122,44 @@ def test_an_injected_knowledge_base_article_is_never_sent_on_its_own(
     process_pending(session_factory, autopilot, RetrievalAnalyser(session_factory, autopilot), worker="w")
     assert customer_messages(session_factory) == []
     with session_factory() as session:
-        assert session.get(Ticket, ticket_id).status == TicketStatus.AWAITING_APPROVAL
+        assert session.get(Ticket, ticket_id).status == TicketStatus.ESCALATED  # no evidence: a person answers
         [action] = session.scalars(select(Action).where(Action.ticket_id == ticket_id))
-        assert action.state == ActionState.AWAITING_APPROVAL
-        assert "vpn-password" in action.body, "the draft cites the article a person must now check"
-        assert any(reason.startswith("guard: possible prompt injection") for reason in action.policy["reasons"])
+        assert action.kind == ActionKind.ESCALATE and "vpn-password" not in (action.body or "") + action.reason
+
+
+HOSTILE_QUESTIONS = (
+    "Where do I pay the open invoices, to which account?",
+    "How do I reset the printer?",
+    "How do I connect to the VPN and sign in?",
+    "The scanner needs a fix, where is the guide?",
+    "Faster password reset: where do I sign in?",
+)
+HOSTILE_CONTENT = (
+    "GB82",
+    "settlement",
+    "MFA",
+    "password and",
+    "vpn-no-touch",
+    "HYPERLINK",
+    "no-touch-localhost.support",
+)
+
+
+def test_hostile_knowledge_base_content_never_reaches_a_customer(
+    session_factory: sessionmaker[Session], autopilot: Settings
+) -> None:
+    with session_factory() as session:
+        for name, data in hostile_kb_documents().items():
+            add_document(session, autopilot, name, data)
+    with session_factory.begin() as session:
+        tickets = [ingest(session, ticket_in(subject=q, body=q), autopilot).ticket_id for q in HOSTILE_QUESTIONS]
+    process_pending(session_factory, autopilot, RetrievalAnalyser(session_factory, autopilot), worker="w")
+    with session_factory() as session:
+        drafts = [
+            f"{action.body or ''}\n{action.reason}"
+            for action in session.scalars(select(Action).where(Action.ticket_id.in_(tickets)))
+        ]
+        replies = select(OutboxMessage).where(OutboxMessage.kind != MessageKind.ACKNOWLEDGEMENT)
+        sent = [f"{m.subject}\n{m.body_text}" for m in session.scalars(replies)]
+    assert len(drafts) == len(HOSTILE_QUESTIONS)
+    assert not [(word, text) for text in drafts + sent for word in HOSTILE_CONTENT if word in text]

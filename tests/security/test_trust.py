@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.desk_policy import DeskPolicy, save_policy
 from engine.enums import MessageKind, TicketStatus
 from engine.ingest import ingest
-from engine.models import Action, OutboxMessage, Ticket
+from engine.models import OutboxMessage, Ticket
 from engine.pipeline import process_pending
 from engine.retrieval_analyser import RetrievalAnalyser
 from engine.settings import Settings
-from kb.indexer import add_document
+from kb.indexer import add_document, reindex_document
 from kb.store import reset_caches
 from tests.factories import email_in, ticket_in
 
@@ -118,25 +118,25 @@ def test_sensitive_intents_are_held_for_a_person_at_any_threshold(
 def test_links_go_out_only_to_allowed_domains(
     desk: RetrievalAnalyser, session_factory: sessionmaker[Session], settings: Settings
 ) -> None:
-    """A link in a trusted article still needs its domain on the allow-list before a message goes out alone."""
+    """An article linking outside the allowed domains is quarantined at index time and never answers on its own;
+    once a lead allows the domain, the re-indexed article answers with its link."""
     article = (
         b"# Exporting the monthly usage report\n\nTo export the monthly usage report of your workspace:\n\n"
         b"1. Open https://reports.partner-analytics.example/usage in your browser.\n"
         b"2. Choose the month and press Export usage report.\n"
     )
     with session_factory() as session:
-        add_document(session, settings, "usage-report.md", article)
+        document_id = add_document(session, settings, "usage-report.md", article).id
     question = "How do I export the monthly usage report of my workspace?"
     [held] = run(session_factory, settings, desk, ticket_in(subject="Usage report export", body=question))
-    with session_factory() as session:
-        draft = session.scalar(select(Action).where(Action.ticket_id == held))
-        assert draft is not None and draft.policy is not None and not draft.policy["auto_send"]
-        assert any("outside the allowed domains" in reason for reason in draft.policy["reasons"])
+    assert all("partner-analytics" not in m.body_text for m in messages(session_factory, held))
     with session_factory.begin() as session:
         allowed = DeskPolicy(
             autopilot={"*:*": True}, auto_send_min_confidence=0.0, allowed_domains=["partner-analytics.example"]
         )
         save_policy(session, allowed, actor="lead")
+    with session_factory() as session:
+        reindex_document(session, settings, document_id)
     [sent] = run(session_factory, settings, desk, ticket_in(subject="Usage report export", body=question))
     resolution = [m for m in messages(session_factory, sent) if m.kind == MessageKind.RESOLUTION]
     assert resolution and "https://reports.partner-analytics.example/usage" in resolution[0].body_text

@@ -3,8 +3,8 @@
 An in-memory guard marked a token used before its event was stored, so an event refused with 500 (database
 locked) was refused as replayed when Mailgun retried it, and a restart or a second worker forgot every token.
 
-Revision ID: 0007_webhook_tokens
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 from collections.abc import Sequence
@@ -14,8 +14,8 @@ from alembic import op
 
 import engine.models
 
-revision: str = "0007_webhook_tokens"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,144 @@
+"""Routing benchmark on the ITSM tickets: the reference (TF-IDF + LinearSVC) and engine/routing.py side by side.
+
+Usage: .venv/bin/python bench/routing.py /work/shared/data [--folds 3 | --folds 0]
+
+tickets_dev.csv is split by row order: the first 80 % is the tuning part, the last 20 % the held-out part.
+Tuning figures are cross-validated on the tuning part only (contiguous folds, so no fold sees its future); the
+held-out figures train on the whole tuning part and score the held-out part once. Both go through
+`engine.routing.evaluate_files`, the path of `python -m engine.routing evaluate`. Figures are printed; nothing
+is asserted. Times are wall-clock on this machine (2 cores): training, and prediction per ticket in a batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import pandas as pd
+
+from engine.routing import COVERAGES, RoutingScores, evaluate_files, routing_report
+
+HELD_OUT_SHARE = 0.2
+
+
+def reference(train: Path, test: Path) -> dict[str, Any]:
+    """The baseline to beat: raw subject + description, TF-IDF words + character 2–4-grams, LinearSVC."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline, make_union
+    from sklearn.svm import LinearSVC
+
+    def read(path: Path) -> tuple[list[str], list[str]]:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = frame[frame["Assignment group"].str.strip() != ""]
+        return list(frame["Short description"] + " " + frame["Description"]), list(frame["Assignment group"])
+
+    texts, teams = read(train)
+    test_texts, test_teams = read(test)
+    first_line = Counter(teams).most_common(1)[0][0]
+    began = time.perf_counter()
+    model = make_pipeline(
+        make_union(TfidfVectorizer(), TfidfVectorizer(analyzer="char", ngram_range=(2, 4))), LinearSVC()
+    ).fit(texts, teams)
+    trained = time.perf_counter() - began
+    began = time.perf_counter()
+    decision = model.decision_function(test_texts)
+    predicted = time.perf_counter() - began
+    classes = list(model.classes_)
+    scores = RoutingScores(
+        predicted=[classes[index] for index in decision.argmax(axis=1)],
+        confidence=decision.max(axis=1),
+        specialist=-decision[:, classes.index(first_line)],
+        routed=[True] * len(test_texts),
+    )
+    return {
+        **routing_report(test_teams, scores, first_line),
+        "train_seconds": trained,
+        "latency_ms": predicted / len(test_texts) * 1000,
+    }
+
+
+def table(title: str, results: dict[str, dict[str, Any]]) -> str:
+    def cell(value: Any) -> str:
+        return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    rows = [
+        ("accuracy", lambda r: r["accuracy"]),
+        ("macro-F1", lambda r: r["macro_f1"]),
+        ("specialist AUROC", lambda r: r["specialist_auroc"]),
+        *(
+            (f"precision @ {coverage:.0%} coverage", lambda r, c=coverage: r["precision_at_coverage"][c])
+            for coverage in COVERAGES
+        ),
+        ("routed share (abstention)", lambda r: r["routed_share"]),
+        ("routed precision", lambda r: r["routed_precision"]),
+        ("specialist tickets routed", lambda r: r["specialists_routed"]),
+        ("training s", lambda r: r["train_seconds"]),
+        ("prediction ms/ticket", lambda r: r["latency_ms"]),
+    ]
+    names = list(results)
+    lines = [title, f"{'':32s}" + "".join(f"{name:>14s}" for name in names)]
+    for label, value in rows:
+        lines.append(f"{label:32s}" + "".join(f"{cell(value(results[name])):>14s}" for name in names))
+    return "\n".join(lines)
+
+
+def averaged(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for key, value in reports[0].items():
+        if isinstance(value, dict):
+            merged[key] = {inner: float(np.mean([r[key][inner] for r in reports])) for inner in value}
+        elif isinstance(value, float | int) or value is None:
+            values = [r[key] for r in reports if r[key] is not None]
+            merged[key] = float(np.mean(values)) if values else None
+        else:
+            merged[key] = value
+    return merged
+
+
+def compare(train: Path, test: Path) -> dict[str, dict[str, Any]]:
+    return {"reference": reference(train, test), "learned": evaluate_files(train, test)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--folds", type=int, default=3, help="cross-validation folds on the tuning part (0: skip)")
+    args = parser.parse_args()
+    frame = pd.read_csv(args.data_dir / "itsm-tickets" / "tickets_dev.csv", dtype=str, keep_default_na=False)
+    cut = round(len(frame) * (1 - HELD_OUT_SHARE))
+    tuning, held_out = frame.iloc[:cut], frame.iloc[cut:]
+    with tempfile.TemporaryDirectory() as folder:
+        directory = Path(folder)
+
+        def written(part: pd.DataFrame, name: str) -> Path:
+            part.to_csv(directory / name, index=False)
+            return directory / name
+
+        if args.folds:
+            bounds = np.linspace(0, len(tuning), args.folds + 1).astype(int)
+            folds = [
+                compare(
+                    written(pd.concat([tuning.iloc[: bounds[k]], tuning.iloc[bounds[k + 1] :]]), f"t{k}.csv"),
+                    written(tuning.iloc[bounds[k] : bounds[k + 1]], f"v{k}.csv"),
+                )
+                for k in range(args.folds)
+            ]
+            results = {name: averaged([fold[name] for fold in folds]) for name in ("reference", "learned")}
+            print(table(f"TUNING part ({len(tuning)} tickets), {args.folds}-fold contiguous CV, mean", results))
+            print()
+        results = compare(written(tuning, "tuning.csv"), written(held_out, "held_out.csv"))
+        print(table(f"HELD-OUT part ({len(held_out)} tickets, last {HELD_OUT_SHARE:.0%} by row order)", results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Learned routing: clear tickets go to the team that resolved their like, unclear ones stay with the first line."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.analysis import TicketSnapshot
+from engine.db import transaction
+from engine.desk_policy import DeskPolicy
+from engine.escalation import assess, rule_criteria
+from engine.models import RoutingModel
+from engine.routing import TeamModel, main, routing_text, serve, suggest_team, train_routing
+from engine.settings import Settings
+from tests.factories import resolved_ticket, routing_history
+
+CLEAR = {
+    "Network": ("vpn tunnel drops", "the vpn tunnel drops every few minutes and the firewall rule blocks me"),
+    "Messaging": ("outlook mailbox full", "my outlook mailbox full warning and the shared mailbox missing"),
+}
+AMBIGUOUS = ("problem", "vpn tunnel drops, outlook mailbox full, password reset and how do i order")
+
+
+@pytest.fixture(autouse=True)
+def no_served_model() -> Iterator[None]:
+    """The served model is process-wide: no test leaves one behind for the next."""
+    serve(None)
+    yield
+    serve(None)
+
+
+def snapshot(subject: str, description: str, category: str | None = None) -> TicketSnapshot:
+    return TicketSnapshot(
+        id=1,
+        reference="TCKT-1",
+        subject=subject,
+        description=description,
+        email="someone@customer.example",
+        requester_name=None,
+        source="servicenow",
+        priority=None,
+        category=category,
+        team=None,
+        follow_up_count=0,
+    )
+
+
+def fitted(per_team: int = 40) -> TeamModel:
+    rows = routing_history(per_team)
+    texts = [routing_text(subject, description) for subject, description, _ in rows]
+    return TeamModel(first_line="Service Desk", target_precision=0.85).fit(texts, [team for *_, team in rows])
+
+
+def test_routes_clear_tickets_and_leaves_ambiguous_ones_with_the_first_line() -> None:
+    model = fitted()
+    for team, (subject, description) in CLEAR.items():
+        suggestion = model.suggest(routing_text(subject, description))
+        assert suggestion.team == team, suggestion
+        assert suggestion.probability >= model.threshold
+        assert suggestion.specialist_probability > 0.5
+    unclear = model.suggest(routing_text(*AMBIGUOUS))
+    assert unclear.team is None
+    assert "first line" in unclear.reason
+    first_line = model.suggest(routing_text("how do i order", "general request: how do i order a new starter kit"))
+    assert first_line.team is None
+    assert first_line.specialist_probability < 0.5
+
+
+def test_text_cleaning_drops_headers_signatures_and_repeated_subjects() -> None:
+    text = routing_text(
+        "Printer offline",
+        "From: anna@corp.example\nSent: Monday\nPrinter offline\n\nThe printer on floor 3 is offline.\n\n"
+        "Kind regards,\nAnna Example\nThis e-mail is confidential and intended only for the addressee.",
+        "Anna Example",
+    )
+    assert text == "printer offline the printer on floor 0 is offline. caller_annaexample"
+
+
+def add_history(factory: sessionmaker[Session], rows: list[tuple[str, str, str]]) -> None:
+    with transaction(factory) as session:
+        for subject, description, team in rows:
+            resolved_ticket(session, subject, description, team)
+
+
+def stored_models(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(RoutingModel)) or 0
+
+
+def test_job_trains_once_enough_history_resolved_and_retrains_as_more_resolves(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    settings = settings.model_copy(update={"ROUTING_MIN_HISTORY": 100, "ROUTING_RETRAIN_AFTER": 40})
+    history = routing_history(60)
+    add_history(session_factory, history[:80])
+    assert train_routing(session_factory, settings) == {"trained": False, "model": None, "history": 0}
+    with session_factory() as session:
+        assert suggest_team(session, settings, routing_text(*CLEAR["Network"])) is None
+
+    add_history(session_factory, history[80:120])
+    outcome = train_routing(session_factory, settings)
+    assert outcome["trained"] and outcome["history"] == 120
+    with session_factory() as session:
+        assert suggest_team(session, settings, routing_text(*CLEAR["Network"])).team == "Network"
+        assert suggest_team(session, settings, routing_text(*AMBIGUOUS)).team is None
+
+    add_history(session_factory, history[120:150])
+    assert train_routing(session_factory, settings)["trained"] is False  # 30 new < ROUTING_RETRAIN_AFTER
+    add_history(session_factory, history[150:])
+    outcome = train_routing(session_factory, settings)
+    assert outcome["trained"] and outcome["history"] == 240
+    with session_factory() as session:
+        assert stored_models(session) == 2
+        newest = session.scalar(select(RoutingModel).order_by(RoutingModel.id.desc()).limit(1))
+        assert newest.history == 240 and set(newest.teams) == {
+            "Network",
+            "Identity & Access",
+            "Messaging",
+            "Service Desk",
+        }
+
+
+def test_assess_takes_the_learned_team_only_when_the_category_names_none() -> None:
+    serve(fitted())
+    policy = DeskPolicy()
+    ticket = snapshot(*CLEAR["Network"])
+    routed = assess(ticket, rule_criteria(ticket), policy)
+    assert routed.team == "Network"
+    assert routed.route is not None and routed.route.team == "Network" and "resolved tickets" in routed.route.reason
+
+    unclear = snapshot(*AMBIGUOUS)
+    assessment = assess(unclear, rule_criteria(unclear), policy)
+    assert assessment.team is None and assessment.route is not None and assessment.route.team is None
+
+    categorised = snapshot(*CLEAR["Network"], category="billing")
+    by_category = assess(categorised, rule_criteria(categorised), policy)
+    assert by_category.team == "Billing" and by_category.route is None
+
+
+def write_csv(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Short description", "Description", "Caller", "Assignment group"])
+        writer.writerows((subject, description, "caller one", team) for subject, description, team in rows)
+    return path
+
+
+def test_cli_evaluate_prints_the_metrics_and_the_coverage_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = write_csv(tmp_path / "train.csv", routing_history(30, seed=1))
+    test = write_csv(tmp_path / "test.csv", [*routing_history(5, seed=2), ("vpn", "vpn tunnel drops", "")])
+    assert main(["evaluate", "--train", str(train), "--test", str(test), "--first-line", "Service Desk"]) == 0
+    printed = capsys.readouterr().out
+    assert "20 tickets" in printed  # the row without an assignment group is skipped
+    for label in ("accuracy", "macro-F1", "specialist AUROC", " 10%", "100%", "routed (abstaining"):
+        assert label in printed
+
+
+def test_cli_evaluate_names_a_missing_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Title,Group\nvpn down,Network\n", encoding="utf-8")
+    assert main(["evaluate", "--train", str(bad), "--test", str(bad)]) == 2
+    assert "missing column(s) ['short description', 'description', 'assignment group']" in capsys.readouterr().err
