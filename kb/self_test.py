@@ -16,7 +16,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ CANDIDATES = 50
 TOP = 10
 MIN_QUERIES = 8
 MIN_LEFT = 8
+MAX_RELEVANT = 5
 TIE = 0.005
 SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 HEADING_MAX = 120
@@ -62,9 +63,16 @@ class SelfTestCorpus:
 
 @dataclass(frozen=True)
 class PseudoQuery:
+    """A question with the sources that answer it: its own, and any other holding its text (a duplicated section)."""
+
     text: str
     source: Source
     masked: bool = True
+    relevant: frozenset[Source] = frozenset()
+
+    @property
+    def answers(self) -> frozenset[Source]:
+        return self.relevant or frozenset({self.source})
 
 
 @dataclass
@@ -104,12 +112,29 @@ def pseudo_queries(corpus: SelfTestCorpus, max_sources: int = MAX_SOURCES) -> li
     return queries
 
 
+def with_duplicates(corpus: SelfTestCorpus, queries: Sequence[PseudoQuery]) -> list[PseudoQuery]:
+    """Each masked pseudo-query with every source whose text holds it; too generic ones (in more than
+    MAX_RELEVANT sources, say a heading like "Overview") are dropped."""
+    lowered = [text.lower() for text in corpus.texts]
+    kept = []
+    for query in queries:
+        if not query.masked:
+            kept.append(query)
+            continue
+        needle = query.text.lower()
+        relevant = frozenset(corpus.sources[i] for i, text in enumerate(lowered) if needle in text) | {query.source}
+        if len(relevant) <= MAX_RELEVANT:
+            kept.append(replace(query, relevant=relevant))
+    return kept
+
+
 def masked_texts(corpus: SelfTestCorpus, queries: Sequence[PseudoQuery]) -> list[str]:
-    """Each chunk with the masked pseudo-queries of its own source cut out (case-insensitive)."""
+    """Each chunk with the masked pseudo-queries it answers cut out (case-insensitive)."""
     by_source: dict[Source, list[str]] = defaultdict(list)
     for query in queries:
         if query.masked:
-            by_source[query.source].append(query.text)
+            for source in query.answers:
+                by_source[source].append(query.text)
     texts = list(corpus.texts)
     for index, source in enumerate(corpus.sources):
         for text in by_source.get(source, []):
@@ -178,13 +203,13 @@ class _Retrievers:
         ]
 
 
-def _without(lists: Lists, source: Source) -> Lists:
-    return [(name, [item for item in ranked if (item[2], item[3]) != source]) for name, ranked in lists]
+def _without(lists: Lists, sources: frozenset[Source]) -> Lists:
+    return [(name, [item for item in ranked if (item[2], item[3]) not in sources]) for name, ranked in lists]
 
 
-def _rank_of(lists: Lists, fusion: Fusion, source: Source) -> int | None:
+def _rank_of(lists: Lists, fusion: Fusion, sources: frozenset[Source]) -> int | None:
     ranked = best_per_source(fuse(lists, fusion), TOP)
-    return next((n for n, hit in enumerate(ranked, 1) if (hit.kind, hit.source_id) == source), None)
+    return next((n for n, hit in enumerate(ranked, 1) if (hit.kind, hit.source_id) in sources), None)
 
 
 def _scores(ranks: Sequence[int | None]) -> dict[str, float]:
@@ -209,29 +234,37 @@ def run_self_test(
     approved: Sequence[tuple[str, Source]] = (),
     max_sources: int = MAX_SOURCES,
 ) -> SelfTest:
-    """Pseudo-queries (masked) and approved pairs (as asked) → the fusion grid → the confidence cases."""
+    """Pseudo-queries (masked) and approved pairs (as asked) → the fusion grid → the confidence cases.
+
+    The fusion is chosen on the masked run alone. The confidence model learns from the masked run (a question
+    sharing none of its exact words with the passage) and from the same questions unmasked (sharing all):
+    real questions fall between the two, so the model is fitted across that whole range.
+    """
     queries = pseudo_queries(corpus, max_sources)
     known = set(corpus.sources)
     queries += [PseudoQuery(question, source, masked=False) for question, source in approved if source in known]
+    queries = with_duplicates(corpus, queries)
     if len(queries) < MIN_QUERIES:
         return SelfTest(DEFAULT_FUSION, {"queries": len(queries), "note": "too few documents to choose"}, [])
     retrievers = _Retrievers(corpus, masked_texts(corpus, queries), embedder)
     lists = retrievers.lists([query.text for query in queries])
     grid = {
         Fusion(method, weight): _scores(
-            [_rank_of(found, Fusion(method, weight), q.source) for q, found in zip(queries, lists, strict=True)]
+            [_rank_of(found, Fusion(method, weight), q.answers) for q, found in zip(queries, lists, strict=True)]
         )
         for method in FUSION_METHODS
         for weight in VECTOR_WEIGHTS
     }
     fusion = choose_fusion(grid)
+    unmasked = _Retrievers(corpus, list(corpus.texts), embedder)
     samples: list[tuple[dict[str, float], int]] = []
-    for query, found in zip(queries, lists, strict=True):
-        hits = best_per_source(fuse(found, fusion), 5)
-        right = bool(hits) and (hits[0].kind, hits[0].source_id) == query.source
-        samples.append((evidence_features(query.text, retrievers.evidence(hits, fusion)), int(right)))
-        held_out = best_per_source(fuse(_without(found, query.source), fusion), 5)
-        samples.append((evidence_features(query.text, retrievers.evidence(held_out, fusion)), 0))
+    for run, run_lists in ((retrievers, lists), (unmasked, unmasked.lists([query.text for query in queries]))):
+        for query, found in zip(queries, run_lists, strict=True):
+            hits = best_per_source(fuse(found, fusion), 5)
+            right = bool(hits) and (hits[0].kind, hits[0].source_id) in query.answers
+            samples.append((evidence_features(query.text, run.evidence(hits, fusion)), int(right)))
+            held_out = best_per_source(fuse(_without(found, query.answers), fusion), 5)
+            samples.append((evidence_features(query.text, run.evidence(held_out, fusion)), 0))
     off_topic = off_topic_questions()
     for question, found in zip(off_topic, retrievers.lists(off_topic), strict=True):
         samples.append(
