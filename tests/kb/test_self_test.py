@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from kb.calibration import Fusion
-from kb.self_test import SelfTestCorpus, choose_fusion, masked_texts, pseudo_queries, run_self_test
+from kb.self_test import SelfTestCorpus, choose_fusion, masked_texts, pseudo_queries, run_self_test, with_duplicates
 
 TOPICS = 12
 DIMENSION = 32
@@ -111,3 +111,20 @@ def test_ties_go_to_the_more_balanced_fusion() -> None:
         Fusion("minmax", 0.5): {"mrr": 0.80},
     }
     assert choose_fusion(grid) == Fusion("rrf", 0.7)
+
+
+def test_a_duplicated_section_answers_the_pseudo_query_too() -> None:
+    """Manuals repeat sections word for word: finding the twin is no miss, and the twin is masked as well."""
+    embedder = TopicEmbedder()
+    corpus = topic_corpus(embedder, body_word="b")
+    twin = SelfTestCorpus(
+        [*corpus.ids, "twin"],
+        [*corpus.texts, corpus.texts[3]],
+        [*corpus.sources, ("kb", 99)],
+        np.vstack([corpus.vectors, corpus.vectors[3:4]]),
+    )
+    queries = with_duplicates(twin, pseudo_queries(twin))
+    heading = next(query for query in queries if query.text == "Guide to kw3a setup")
+    assert heading.answers == {("kb", 3), ("kb", 99)}
+    assert "Guide to kw3a setup" not in masked_texts(twin, queries)[-1]
+    assert run_self_test(twin, embedder).report["hit_at_1"] == 1.0
