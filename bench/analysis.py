@@ -27,10 +27,11 @@ from pydantic import SecretStr  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
+from connectors.base import TicketIn  # noqa: E402
 from connectors.demo import load_sample, to_ticket_in  # noqa: E402
 from engine.analysis import Analyser, TicketSnapshot  # noqa: E402
 from engine.db import make_engine, make_session_factory, transaction, upgrade_database  # noqa: E402
-from engine.ingest import TicketIn, ingest  # noqa: E402
+from engine.ingest import ingest  # noqa: E402
 from engine.llm_analyser import LlmAnalyser  # noqa: E402
 from engine.models import Ticket  # noqa: E402
 from engine.pipeline import process_pending  # noqa: E402

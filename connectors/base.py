@@ -7,11 +7,115 @@ was already delivered, so a crash between "sent" and "marked sent" never doubles
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from datetime import datetime
+from typing import Any, Literal, Protocol, runtime_checkable
 
-from engine.ingest import TicketIn
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _printable(value: object) -> object:
+    """Text (also inside lists and dicts) without control characters: PostgreSQL refuses NUL in text and JSONB."""
+    if isinstance(value, str):
+        return CONTROL_CHARACTERS.sub("", value)
+    if isinstance(value, list):
+        return [_printable(item) for item in value]
+    if isinstance(value, dict):
+        return {_printable(key): _printable(item) for key, item in value.items()}
+    return value
+
+
+class AttachmentIn(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    filename: str = Field(min_length=1, max_length=500)
+    content_type: str | None = None
+    data: bytes
+
+    _strip_control_characters = field_validator("filename", "content_type")(_printable)
+
+
+class TicketIn(BaseModel):
+    """One item from a source: a new ticket, an update of one, or an e-mail that may continue a thread."""
+
+    model_config = ConfigDict(frozen=True, str_strip_whitespace=True)
+
+    source: str = Field(min_length=1, max_length=50)
+    external_id: str = Field(min_length=1, max_length=255)
+    requester_email: str = Field(min_length=3, max_length=320)
+    requester_name: str | None = Field(default=None, max_length=255)
+    subject: str = Field(default="", max_length=100_000)
+    body: str = Field(default="", max_length=2_000_000)
+    kind: Literal["ticket", "email", "comment"] = "ticket"
+    """`comment`: a reply written at the source (a ServiceNow caller comment, a Jira reporter comment)."""
+    parent_external_id: str | None = Field(default=None, max_length=255)
+    """For a `comment`: the external id of the ticket it belongs to."""
+    history: bool = False
+    """Already resolved or closed at the source when first seen: stored and learned from, never reopened,
+    acknowledged or written back. `additional_info["source_status"] == "resolved"` stores it as Resolved (else
+    Closed); `additional_info["resolution"]` (the source's close notes) becomes its resolution."""
+    priority: str | None = Field(default=None, max_length=50)
+    category: str | None = Field(default=None, max_length=100)
+    external_url: str | None = Field(default=None, max_length=1000)
+    updated_at: datetime | None = None
+    thread_id: str | None = Field(default=None, max_length=500)
+    message_id: str | None = Field(default=None, max_length=500)
+    in_reply_to: str | None = Field(default=None, max_length=500)
+    references: list[str] = Field(default_factory=list)
+    headers: dict[str, str] = Field(default_factory=dict)
+    attachments: list[AttachmentIn] = Field(default_factory=list)
+    additional_info: dict[str, object] = Field(default_factory=dict)
+    control_characters_removed: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _note_control_characters(cls, data: Any) -> Any:
+        """Remember that the message needed cleaning: such input is held for a person (engine/decision.py)."""
+        if isinstance(data, dict) and any(
+            isinstance(data.get(name), str) and CONTROL_CHARACTERS.search(data[name]) for name in ("subject", "body")
+        ):
+            return {**data, "control_characters_removed": True}
+        return data
+
+    @field_validator("requester_email")
+    @classmethod
+    def _looks_like_address(cls, value: str) -> str:
+        address = value.rsplit("<", 1)[-1].strip(">").strip().lower()
+        if "@" not in address or " " in address:
+            raise ValueError(f"not an e-mail address: {value[:80]!r}")
+        return address
+
+    _strip_control_characters = field_validator(
+        "source",
+        "external_id",
+        "requester_name",
+        "subject",
+        "body",
+        "priority",
+        "category",
+        "external_url",
+        "thread_id",
+        "message_id",
+        "in_reply_to",
+        "references",
+        "headers",
+        "additional_info",
+    )(_printable)
+
+
+class ConfigurationError(RuntimeError):
+    """A setting is missing or malformed; the message names the variable and never its secret value."""
+
+
+class ConnectorSettings(BaseSettings):
+    """A connector's own settings: a mixin of engine.settings.Settings, read from the same environment and `.env`."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True)
 
 
 @dataclass(frozen=True)
@@ -83,6 +187,40 @@ class DeliveryError(Exception):
         self.retry_after = retry_after
         self.uncertain = uncertain
         self.deferred = deferred
+
+
+DeliveryKind = Literal["email_delivered", "email_bounced", "email_complained", "email_unsubscribed"]
+
+
+@dataclass(frozen=True)
+class DeliveryEvent:
+    """What a mail provider reports about one message we sent, keyed by the provider's own event id."""
+
+    provider: str
+    event_id: str
+    kind: DeliveryKind
+    message_id: str
+    """Our Message-Id, with angle brackets, as the outbox stores it."""
+    recipient: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeliveryPage:
+    """One page of a provider's event log: the events the desk tracks, how many it skipped, where to resume."""
+
+    events: list[DeliveryEvent]
+    ignored: int
+    cursor: str
+
+
+@runtime_checkable
+class DeliveryEvents(Protocol):
+    name: str
+
+    def pages(self, cursor: str | None) -> Iterator[DeliveryPage]:
+        """Yield pages of the provider's events after `cursor`, oldest first."""
+        ...
 
 
 @runtime_checkable

@@ -9,19 +9,37 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session, sessionmaker
+from pydantic import Field
 
-from connectors.base import PolledPage
-from engine.ingest import TicketIn
-from engine.models import SourceCursor, utcnow
-from engine.settings import Settings
+from connectors.base import ConnectorSettings, PolledPage, TicketIn
 
+if TYPE_CHECKING:
+    from engine.settings import Settings
+
+
+NAME = "demo"
 SAMPLE = Path(__file__).resolve().parent / "demo_data" / "tickets.jsonl"
+KNOWLEDGE = Path(__file__).resolve().parent / "demo_data" / "kb"
+"""The articles the demo tickets are answered from; the engine puts them in the knowledge base (engine/jobs.py)."""
+COMPANY_DOMAINS = ("northwind-labs.example", "northwind-cloud.example")
+"""The fictional company of the demo feed and its articles: the demo desk speaks for it."""
+ALLOWED_DOMAINS = (*COMPANY_DOMAINS, "microsoft.com", "office.com", "draw.io")
+"""What the demo articles link to: the company's own sites and the vendors its IT articles send people to."""
 DEMO_DOMAIN = "demo.northwind-labs.example"
+
+
+class DemoSettings(ConnectorSettings):
+    """The built-in demo feed that keeps a fresh install alive."""
+
+    DEMO_FEED_ENABLED: bool = True
+    DEMO_FEED_INTERVAL_SECONDS: float = Field(default=15.0, gt=0)
+    DEMO_FEED_BATCH: int = Field(default=1, ge=1)
+    DEMO_FEED_FIRST_BATCH: int = Field(default=20, ge=0)
 
 
 @cache
@@ -37,7 +55,7 @@ def to_ticket_in(record: dict[str, Any], *, cycle: int = 0) -> TicketIn:
     parent = f"{record['reply_to']}{suffix}" if record.get("reply_to") else None
     is_email = record["kind"] == "reply" or record.get("channel") == "email"
     return TicketIn(
-        source="demo",
+        source=NAME,
         external_id=own_id,
         kind="email" if is_email else "ticket",
         requester_email=record["requester_email"],
@@ -46,7 +64,7 @@ def to_ticket_in(record: dict[str, Any], *, cycle: int = 0) -> TicketIn:
         body=record["body"],
         priority=record.get("priority"),
         category=record.get("category"),
-        updated_at=utcnow(),
+        updated_at=datetime.now(UTC),
         thread_id=parent or own_id,
         message_id=f"<{own_id}@{DEMO_DOMAIN}>",
         in_reply_to=f"<{parent}@{DEMO_DOMAIN}>" if parent else None,
@@ -54,10 +72,19 @@ def to_ticket_in(record: dict[str, Any], *, cycle: int = 0) -> TicketIn:
     )
 
 
+def is_configured(settings: Settings) -> bool:
+    return settings.DEMO_FEED_ENABLED
+
+
+def own_domains(settings: Settings) -> tuple[str, ...]:
+    """While the demo feed runs, the desk speaks for the demo company and may link where its articles link."""
+    return ALLOWED_DOMAINS if settings.DEMO_FEED_ENABLED else ()
+
+
 class DemoSource:
     """Replays the sample: a first batch at once, then `batch` items per poll. The cursor is the next line."""
 
-    name = "demo"
+    name = NAME
 
     def __init__(self, *, first_batch: int = 20, batch: int = 1, path: Path = SAMPLE) -> None:
         self.first_batch = first_batch
@@ -70,26 +97,3 @@ class DemoSource:
         end = min(len(records), start + (self.first_batch if cursor is None else self.batch))
         if end > start:
             yield PolledPage(items=[to_ticket_in(record) for record in records[start:end]], cursor=str(end))
-
-
-DEMO_KNOWLEDGE = Path(__file__).resolve().parent / "demo_data" / "kb"
-SEEDED_MARKER = "demo:knowledge"
-
-
-def seed_demo_knowledge(factory: sessionmaker[Session], settings: Settings) -> int:
-    """Put the demo articles in the knowledge base once, so the demo tickets have something to be answered from.
-
-    A marker in `source_cursors` records that it was done: documents a lead deletes stay deleted.
-    """
-    with factory() as session:
-        if session.get(SourceCursor, SEEDED_MARKER) is not None:
-            return 0
-    from kb.indexer import add_document
-
-    paths = sorted(DEMO_KNOWLEDGE.glob("*.md"))
-    with factory() as session:
-        for path in paths:
-            add_document(session, settings, path.name, path.read_bytes(), uploaded_by="demo")
-        session.merge(SourceCursor(source=SEEDED_MARKER, cursor=str(len(paths)), updated_at=utcnow()))
-        session.commit()
-    return len(paths)

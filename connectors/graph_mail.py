@@ -21,14 +21,14 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import msal
 import requests
-from pydantic import ValidationError
+from pydantic import Field, SecretStr, ValidationError
 
-from connectors.base import PolledPage, RejectedItem
+from connectors.base import AttachmentIn, ConfigurationError, ConnectorSettings, PolledPage, RejectedItem, TicketIn
 from connectors.http import (
     AuthenticationError,
     ConnectorError,
@@ -41,8 +41,10 @@ from connectors.http import (
     url_host,
     verify_setting,
 )
-from engine.ingest import AttachmentIn, TicketIn
-from engine.settings import ConfigurationError, Settings
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
+
 
 log = logging.getLogger(__name__)
 NAME = "outlook"
@@ -63,6 +65,19 @@ THREAD_HEADERS = (
     "x-loop",
     "return-path",
 )
+
+
+class GraphMailSettings(ConnectorSettings):
+    """A Microsoft 365 mailbox read through Microsoft Graph with an app registration."""
+
+    MS_GRAPH_CLIENT_ID: str = ""
+    MS_GRAPH_CLIENT_SECRET: SecretStr = SecretStr("")
+    MS_GRAPH_TENANT_ID: str = ""
+    MS_GRAPH_MAILBOX: str = ""
+    MS_GRAPH_AUTHORITY_HOST: str = "https://login.microsoftonline.com"
+    MS_GRAPH_BASE_URL: str = "https://graph.microsoft.com/v1.0"
+    MS_GRAPH_FOLDER: str = "inbox"
+    MS_GRAPH_POLL_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
 
 
 def configuration_problems(settings: Settings) -> list[str]:

@@ -17,14 +17,16 @@ from collections.abc import Iterator
 from datetime import UTC
 from email.message import EmailMessage
 from email.utils import parseaddr, parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import ValidationError
+from pydantic import Field, SecretStr, ValidationError
 
-from connectors.base import PolledPage, RejectedItem
+from connectors.base import AttachmentIn, ConfigurationError, ConnectorSettings, PolledPage, RejectedItem, TicketIn
 from connectors.http import AuthenticationError, ConnectorError, UnreachableError, breaker_from_settings, tls_problem
-from engine.ingest import AttachmentIn, TicketIn
-from engine.settings import ConfigurationError, Settings
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
+
 
 log = logging.getLogger(__name__)
 NAME = "imap"
@@ -39,6 +41,18 @@ KEPT_HEADERS = (
     "X-Autorespond",
 )
 UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
+
+
+class ImapSettings(ConnectorSettings):
+    """Any IMAP mailbox: server, login and the folder to read."""
+
+    IMAP_HOST: str = ""
+    IMAP_PORT: int = Field(default=993, ge=1, le=65535)
+    IMAP_SECURITY: Literal["none", "starttls", "ssl"] = "ssl"
+    IMAP_USERNAME: str = ""
+    IMAP_PASSWORD: SecretStr = SecretStr("")
+    IMAP_FOLDER: str = "INBOX"
+    IMAP_POLL_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
 
 
 def configuration_problems(settings: Settings) -> list[str]:

@@ -18,15 +18,23 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 from jira import JIRA, JIRAError
-from pydantic import ValidationError
+from pydantic import Field, SecretStr, ValidationError
 
-from connectors.base import PolledPage, RejectedItem, SourceUpdate
+from connectors.base import (
+    AttachmentIn,
+    ConfigurationError,
+    ConnectorSettings,
+    PolledPage,
+    RejectedItem,
+    SourceUpdate,
+    TicketIn,
+)
 from connectors.http import (
     AuthenticationError,
     ConnectorError,
@@ -39,8 +47,10 @@ from connectors.http import (
     url_host,
 )
 from engine.enums import TicketStatus
-from engine.ingest import AttachmentIn, TicketIn
-from engine.settings import ConfigurationError, Settings
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
+
 
 log = logging.getLogger(__name__)
 NAME = "jira"
@@ -63,6 +73,26 @@ OUR_NOTE = re.compile(r"· event \d+\]")
 REMEMBERED_ISSUES = 5000
 COMMENT_PAGE = 100
 T = TypeVar("T")
+
+
+class JiraSettings(ConnectorSettings):
+    """Jira (Cloud or Data Center): the server, its credentials, what to poll and how to move issues."""
+
+    JIRA_SERVER: str = ""
+    JIRA_USERNAME: str = ""
+    JIRA_API_TOKEN: SecretStr = SecretStr("")
+    JIRA_SSL_VERIFY: bool = True
+    JIRA_PROJECTS: str = ""
+    JIRA_JQL: str = ""
+    JIRA_TIMEZONE: str = ""
+    """Override only: by default the zone JQL dates are read in is the account's own (`/rest/api/2/myself`)."""
+    JIRA_START_AT: str = ""
+    """Issues updated before this (`2026-01-31 23:59`, UTC) are not polled; empty: from when first configured."""
+    JIRA_INTERNAL_NOTES: Literal["jsm", "property", "none"] = "none"
+    """How internal notes reach Jira: `jsm` (Service Management request comment, public false), `property`
+    (`sd.public.comment` internal), `none` (not written: in Jira Software every comment is visible)."""
+    JIRA_TRANSITIONS: dict[str, str] = Field(default_factory=dict)
+    JIRA_POLL_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
 
 
 def configuration_problems(settings: Settings) -> list[str]:

@@ -2,8 +2,8 @@
 
 We set our own Message-Id (`h:Message-Id`), so the outbox can ask the Events API whether a message it
 lost track of in a crash was accepted (`was_delivered`) instead of marking it uncertain. Delivery,
-bounce and complaint events land on the ticket's timeline; the poller and an optional webhook share
-`ingest_mailgun_event`, which records each event once.
+bounce and complaint events become `DeliveryEvent` records (`delivery_event`) that the engine puts on the
+ticket's timeline (engine/delivery_events.py), from the poller and from the optional webhook alike.
 """
 
 from __future__ import annotations
@@ -18,13 +18,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.utils import formataddr
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from pydantic import Field, SecretStr
 
-from connectors.base import DeliveryError, OutgoingEmail
+from connectors.base import (
+    ConfigurationError,
+    ConnectorSettings,
+    DeliveryError,
+    DeliveryEvent,
+    DeliveryKind,
+    DeliveryPage,
+    OutgoingEmail,
+)
 from connectors.http import (
     AuthenticationError,
     CircuitOpenError,
@@ -36,23 +43,35 @@ from connectors.http import (
     policy_from_settings,
     verify_setting,
 )
-from engine.models import OutboxMessage, Ticket, TimelineEvent
-from engine.settings import ConfigurationError, Settings
-from engine.timeline import record_event
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
+
 
 log = logging.getLogger(__name__)
 NAME = "mailgun"
-EVENT_TYPES = {
+EVENT_TYPES: dict[str, DeliveryKind] = {
     "delivered": "email_delivered",
     "failed": "email_bounced",
     "complained": "email_complained",
     "unsubscribed": "email_unsubscribed",
 }
-NEEDS_A_PERSON = frozenset({"email_bounced", "email_complained", "email_unsubscribed"})
 MAX_WEBHOOK_JSON_DEPTH = 32
 MAX_WEBHOOK_TOKEN_LENGTH = 200
 # A whole string (an unterminated one runs to the end, so scanning stays linear) or one bracket.
 _JSON_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*+"?|[\[\]{}]', re.DOTALL)
+
+
+class MailgunSettings(ConnectorSettings):
+    """Mailgun: the sending domain and key, the address customers see, and webhook verification."""
+
+    MAILGUN_API_KEY: SecretStr = SecretStr("")
+    MAILGUN_DOMAIN: str = ""
+    MAILGUN_FROM_EMAIL: str = ""
+    MAILGUN_WEBHOOK_SIGNING_KEY: SecretStr = SecretStr("")
+    MAILGUN_API_BASE_URL: str = "https://api.mailgun.net"
+    MAILGUN_EVENTS_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
+    MAILGUN_WEBHOOK_MAX_AGE_SECONDS: float = Field(default=300.0, gt=0)
 
 
 def configuration_problems(settings: Settings) -> list[str]:
@@ -162,7 +181,7 @@ class MailgunEvents:
         self.lookback_seconds = lookback_seconds
         self.page_size = min(settings.CONNECTOR_PAGE_SIZE, 300)
 
-    def pages(self, cursor: str | None) -> Iterator[tuple[list[dict[str, Any]], str]]:
+    def pages(self, cursor: str | None) -> Iterator[DeliveryPage]:
         """Each page of events with the cursor to resume after it; stops at the first empty page."""
         if cursor:
             url = self._rebase(cursor)
@@ -177,7 +196,9 @@ class MailgunEvents:
             next_url = (body.get("paging") or {}).get("next")
             if not body["items"] or not next_url:
                 return
-            yield body["items"], str(next_url)
+            events = [delivery_event(item) if isinstance(item, dict) else None for item in body["items"]]
+            tracked = [event for event in events if event is not None]
+            yield DeliveryPage(events=tracked, ignored=len(events) - len(tracked), cursor=str(next_url))
             url, params = self._rebase(str(next_url)), None
 
     def _rebase(self, url: str) -> str:
@@ -187,8 +208,9 @@ class MailgunEvents:
         return f"events{path}" + (f"?{parts.query}" if parts.query else "")
 
 
-def ingest_mailgun_event(session: Session, event: dict[str, Any]) -> str | None:
-    """Put one delivery event on its ticket's timeline, once; returns the timeline type, or None if ignored."""
+def delivery_event(event: dict[str, Any]) -> DeliveryEvent | None:
+    """One Events API item or webhook event as a delivery record; None for what the desk does not track
+    (opens, clicks, temporary failures that Mailgun retries itself, items without an id or a message id)."""
     kind = EVENT_TYPES.get(str(event.get("event")))
     event_id = str(event.get("id") or "")
     message = event.get("message") if isinstance(event.get("message"), dict) else {}
@@ -196,42 +218,17 @@ def ingest_mailgun_event(session: Session, event: dict[str, Any]) -> str | None:
     message_id = headers.get("message-id")
     if kind is None or not event_id or not isinstance(message_id, str) or not message_id:
         return None
-    outbox = session.scalar(select(OutboxMessage).where(OutboxMessage.message_id == f"<{bare_id(message_id)}>"))
-    if outbox is None:
-        return None
     if event.get("event") == "failed" and event.get("severity") == "temporary":
         return None
-    earlier = session.scalars(
-        select(TimelineEvent.data).where(
-            TimelineEvent.ticket_id == outbox.ticket_id, TimelineEvent.type.in_(EVENT_TYPES.values())
-        )
-    ).all()
-    if any(data.get("mailgun_event_id") == event_id for data in earlier):
-        return None
-    ticket = session.get(Ticket, outbox.ticket_id)
-    assert ticket is not None
-    recipient = str(event.get("recipient") or outbox.to_address)
-    reason = _reason(event)
-    titles = {
-        "email_delivered": f"{outbox.kind} delivered to {recipient}",
-        "email_bounced": f"{outbox.kind} to {recipient} bounced" + (f": {reason}" if reason else ""),
-        "email_complained": f"{recipient} marked the {outbox.kind} as spam",
-        "email_unsubscribed": f"{recipient} unsubscribed",
-    }
-    if kind in NEEDS_A_PERSON:
-        ticket.action_required = True
-    record_event(
-        session,
-        ticket,
-        kind,
-        titles[kind],
-        actor="mailgun",
-        mailgun_event_id=event_id,
-        outbox_id=outbox.id,
-        message_id=outbox.message_id,
-        reason=reason,
+    recipient = event.get("recipient")
+    return DeliveryEvent(
+        provider=NAME,
+        event_id=event_id,
+        kind=kind,
+        message_id=f"<{bare_id(message_id)}>",
+        recipient=recipient if isinstance(recipient, str) and recipient else None,
+        reason=_reason(event),
     )
-    return kind
 
 
 def _reason(event: dict[str, Any]) -> str:

@@ -9,7 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from pydantic import SecretStr
+
+from connectors.base import ConfigurationError, ConnectorSettings
 from connectors.http import (
     ConnectorError,
     HttpClient,
@@ -18,9 +22,20 @@ from connectors.http import (
     policy_from_settings,
     verify_setting,
 )
-from engine.settings import ConfigurationError, Settings
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
+
 
 NAME = "serpapi"
+
+
+class SerpApiSettings(ConnectorSettings):
+    """SerpAPI web search for the agent's SearchWeb tool."""
+
+    SERPAPI_API_KEY: SecretStr = SecretStr("")
+    SERPAPI_BASE_URL: str = "https://serpapi.com"
+    SERPAPI_ENGINE: str = "google"
 
 
 @dataclass(frozen=True)
@@ -29,6 +44,19 @@ class WebResult:
     url: str
     snippet: str
     position: int
+
+
+def configuration_problems(settings: Settings) -> list[str]:
+    return [] if settings.SERPAPI_API_KEY.get_secret_value() else ["SERPAPI_API_KEY: not set"]
+
+
+def is_configured(settings: Settings) -> bool:
+    return bool(settings.SERPAPI_API_KEY.get_secret_value())
+
+
+def ping(settings: Settings) -> None:
+    """The free account call: proves the key works."""
+    SerpApiClient(settings).account()
 
 
 class SerpApiClient:

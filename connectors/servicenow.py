@@ -19,12 +19,20 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
+from pydantic import Field, SecretStr, ValidationError
 
-from connectors.base import PolledPage, RejectedItem, SourceUpdate
+from connectors.base import (
+    AttachmentIn,
+    ConfigurationError,
+    ConnectorSettings,
+    PolledPage,
+    RejectedItem,
+    SourceUpdate,
+    TicketIn,
+)
 from connectors.http import (
     AuthenticationError,
     ConnectorError,
@@ -37,8 +45,10 @@ from connectors.http import (
     verify_setting,
 )
 from engine.enums import TicketStatus
-from engine.ingest import AttachmentIn, TicketIn
-from engine.settings import ConfigurationError, Settings
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
+
 
 log = logging.getLogger(__name__)
 NAME = "servicenow"
@@ -56,6 +66,21 @@ INCIDENT_STATES: dict[str, dict[str, str]] = {
     TicketStatus.RESOLVED: {"state": "6"},
     TicketStatus.CLOSED: {"state": "7"},
 }
+
+
+class ServiceNowSettings(ConnectorSettings):
+    """ServiceNow Table API: the polled table, its credentials and how decisions are written back."""
+
+    SNOW_API_URL: str = ""
+    SNOW_AUTH_USERNAME: str = ""
+    SNOW_AUTH_PASSWORD: SecretStr = SecretStr("")
+    SNOW_EXTRA_TABLES: str = ""
+    SNOW_POLL_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
+    SNOW_START_AT: str = ""
+    SNOW_RESOLVED_CLOSE_CODE: str = "Solution provided"
+    SNOW_CLOSE_NOTES_DEFAULT: str = "Closed by the support desk"
+    SNOW_ASSIGNMENT_GROUPS: dict[str, str] = Field(default_factory=dict)
+    """Team name → assignment group (sys_id or name) set when a ticket is assigned or escalated to that team."""
 
 
 def configuration_problems(settings: Settings) -> list[str]:

@@ -6,10 +6,52 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
+from typing import TYPE_CHECKING, Literal
 
-from connectors.base import DeliveryError, OutgoingEmail
-from connectors.http import tls_problem
-from engine.settings import ConfigurationError, Settings
+from pydantic import Field, SecretStr
+
+from connectors.base import ConfigurationError, ConnectorSettings, DeliveryError, OutgoingEmail
+from connectors.http import AuthenticationError, ConnectorError, tls_problem
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
+
+NAME = "smtp"
+
+
+class SmtpSettings(ConnectorSettings):
+    """Any SMTP server the outbox sends through when OUTBOX_TRANSPORT=smtp."""
+
+    SMTP_HOST: str = ""
+    SMTP_PORT: int = Field(default=587, ge=1, le=65535)
+    SMTP_USERNAME: str = ""
+    SMTP_PASSWORD: SecretStr = SecretStr("")
+    SMTP_SECURITY: Literal["none", "starttls", "ssl"] = "starttls"
+    SMTP_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+
+
+def configuration_problems(settings: Settings) -> list[str]:
+    return [] if settings.SMTP_HOST else ["SMTP_HOST: not set"]
+
+
+def is_configured(settings: Settings) -> bool:
+    return bool(settings.SMTP_HOST)
+
+
+def ping(settings: Settings) -> None:
+    """Connect, log in when a username is set, and say NOOP: what "test connection" asks of an SMTP server."""
+    transport = SmtpTransport(settings)
+    try:
+        with transport._connect() as client:
+            if transport.username:
+                client.login(transport.username, transport.password.get_secret_value())
+            client.noop()
+    except smtplib.SMTPAuthenticationError:
+        raise AuthenticationError(NAME, "login refused: check SMTP_USERNAME/SMTP_PASSWORD", status=535) from None
+    except (OSError, smtplib.SMTPException) as error:
+        raise ConnectorError(
+            NAME, f"{settings.SMTP_HOST}:{settings.SMTP_PORT} unreachable: {type(error).__name__}", retryable=True
+        ) from None
 
 
 def build_mime(email: OutgoingEmail) -> EmailMessage:
@@ -38,7 +80,7 @@ def build_mime(email: OutgoingEmail) -> EmailMessage:
 
 
 class SmtpTransport:
-    name = "smtp"
+    name = NAME
     confirms_delivery = False
 
     def __init__(self, settings: Settings) -> None:

@@ -31,7 +31,8 @@ REFANG = (
     (re.compile(r"\[@\]|\[at\]|\(at\)", re.IGNORECASE), "@"),
 )
 LABEL = r"[^\W_][\w-]*+"
-URL = re.compile(r"\b(?:https?|ftp)://[^\s<>\"'`)\]]+|\bwww\.[^\s<>\"'`)\]]+", re.IGNORECASE)
+URL = re.compile(r"\b(?:https?|ftp)://[^\s<>\"'`)\]*]+|\bwww\.[^\s<>\"'`)\]*]+", re.IGNORECASE)
+"""A link ends where markdown emphasis (`**https://x.example**`) or a bracket begins."""
 BARE_DOMAIN = re.compile(rf"(?<![\w.@/-])((?:{LABEL}\.)+([a-z]{{2,24}}))\b(?![\w-]|\.\w)", re.IGNORECASE)
 EMAIL_ADDRESS = re.compile(rf"(?<![\w.+-])[\w.+-]+@((?:{LABEL}\.)+[a-z]{{2,24}})\b", re.IGNORECASE)
 PHONE_NUMBER = re.compile(r"(?<![\w+])\+?\d[\d ()/.-]{6,}\d(?!\w)")
@@ -61,9 +62,11 @@ SECRET_REQUEST = re.compile(
     r"\b(?:send|give|tell|share|e-?mail|forward|provide|disclose|reveal|hand\s+over|read\s+out|text|"
     r"(?:reply|respond|answer|write\s+back)\s+with|include|submit\s+(?:to\s+us|here))\b"
     rf"(?:\W+(?!and\b|or\b)\w+){{0,6}}?\W+{CONFIDENTIAL_THINGS}"
-    rf"|\b(?:what\s+is|what's|we\s+(?:need|require)|(?:ask|asking)\s+for)\s+(?:\w+\s+){{0,3}}?{CONFIDENTIAL_THINGS}",
+    rf"|\b(?:what\s+is|what's|we\s+(?:need|require))\s+(?:\w+\s+){{0,3}}?{CONFIDENTIAL_THINGS}",
     re.IGNORECASE,
 )
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n")
+"""A request stays inside its sentence: "your e-mail address. 3. Sign in with your password" asks for nothing."""
 NEGATION = re.compile(r"\b(never|not|n't|nobody|no\s+one|no\s+need\s+to)\W*(\w+\W+)?$", re.IGNORECASE)
 """Just before a request, it turns the request into a warning: "never share your password"."""
 CELL_START = r"(?:^|(?<=[\s,;|:\"']))"
@@ -175,8 +178,9 @@ def secret_requests(text: str) -> list[str]:
     """
     return [
         " ".join(match.group(0).split())
-        for match in SECRET_REQUEST.finditer(text)
-        if not NEGATION.search(text[max(0, match.start() - 30) : match.start()])
+        for sentence in SENTENCE_END.split(text)
+        for match in SECRET_REQUEST.finditer(sentence)
+        if not NEGATION.search(sentence[max(0, match.start() - 30) : match.start()])
     ]
 
 

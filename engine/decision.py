@@ -20,6 +20,7 @@ from engine.analysis import AnalysisResult, TicketSnapshot
 from engine.content_policy import outgoing_items
 from engine.desk_policy import DeskPolicy
 from engine.guards import (
+    detect,
     injection_reasons,
     leaked_personal_data,
     sensitive_intent_reasons,
@@ -34,7 +35,9 @@ TRUSTED_KINDS = frozenset({"kb", "ticket"})
 ECHO_WORDS = 6
 """A run of this many of the customer's words in an automatic message means their text is being relayed."""
 WORDS = re.compile(r"\w+", re.UNICODE)
-ATTACK_HINT = "a person must read it: nothing is drafted from it"
+SUSPICION_SCORE = 0.6
+"""The injection classifier's score from which a draft waits for a person (its operating point for escalation
+is higher): on the real IT tickets it holds about 0.6 % more, and it catches role-play jailbreaks the rules miss."""
 
 
 @dataclass(frozen=True)
@@ -49,12 +52,18 @@ class Screening:
 
 
 def screen_ticket(ticket: TicketSnapshot) -> Screening:
-    """Guards on everything the customer wrote, the same for every analyser."""
+    """Guards on everything the customer wrote, the same for every analyser.
+
+    Below the classifier's operating point there is a band where a message reads like instructions to an AI
+    without being clearly one: such a ticket may still get a draft, but a person reads it before it goes out.
+    """
     text = ticket.text
-    return Screening(
-        attacks=injection_reasons(text) + social_engineering_reasons(text),
-        sensitive=sensitive_intent_reasons(text),
-    )
+    attacks = injection_reasons(text) + social_engineering_reasons(text)
+    sensitive = sensitive_intent_reasons(text)
+    score = detect(text).injection_score
+    if not attacks and score >= SUSPICION_SCORE:
+        sensitive.append(f"possible prompt injection: reads like instructions to an AI (score {score:.2f})")
+    return Screening(attacks=attacks, sensitive=sensitive)
 
 
 def _ngrams(text: str, size: int = ECHO_WORDS) -> set[tuple[str, ...]]:

@@ -2,43 +2,23 @@
 
 Each check returns human-readable reasons; any reason holds the draft for a person (OWASP LLM01
 prompt injection, LLM02 sensitive information disclosure, LLM09 misinformation via unsupported claims).
+Injection and social-engineering checks share one path, `detect`: every view of the text (engine.deobfuscate)
+read by the family rules (engine.threat_rules) and the shipped classifier (engine.injection_model).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-INJECTION = re.compile(
-    r"(ignore|disregard|forget|override|bypass)\s+(all\s+|any\s+|the\s+|your\s+|my\s+|usual\s+|normal\s+|"
-    r"standard\s+|security\s+)*(previous|prior|above|earlier|system|original)?\s*"
-    r"(instructions?|prompts?|rules|guidelines|directives|policy|policies)"
-    r"|\b(dear|hey|hi|attention|to the|note for the)\s+(ai|bot|assistant|ai assistant|language model|llm|model)\b"
-    r"|\bchatgpt\b|\bas an ai\b|language model reading this|\bpretend (that |to be |you are |the )"
-    r"|you\s+are\s+now\s+(a|an|the|in)\b"
-    r"|(reveal|print|show|repeat|output)\s+(me\s+)?(your|the)\s+(system\s+)?(prompt|instructions)"
-    r"|system\s+prompt|developer\s+mode|jailbreak|do\s+anything\s+now|\bDAN\b"
-    r"|</?\s*(system|assistant|instructions?)\s*>|\[\s*(system|inst)\s*\]|###\s*(system|instruction)"
-    r"|new\s+instructions?\s*:|act\s+as\s+(if\s+you\s+are\s+)?(an?\s+)?(admin|administrator|root|system)"
-    r"|ignoriere\s+(alle\s+)?(vorherigen|bisherigen)\s+anweisungen"
-    r"|ignore[sz]?\s+(toutes\s+)?les\s+instructions\s+(pr[ée]c[ée]dentes|ant[ée]rieures)"
-    r"|ignora\s+(todas\s+)?las\s+instrucciones",
-    re.IGNORECASE,
-)
-CREDENTIAL_OR_PAYMENT = re.compile(
-    r"(send|give|tell|share|email|forward|provide)\s+(me\s+|us\s+)?(the\s+|your\s+|his\s+|her\s+|their\s+)?"
-    r"(admin\s+|root\s+|master\s+|current\s+)?(password|passcode|credentials?|api\s*key|token|secret|recovery\s+codes?)"
-    r"|(disable|remove|reset|turn\s+off)\s+(the\s+)?(mfa|2fa|two[- ]factor)\s+(for|on)\s+"
-    r"(another|someone|my\s+(boss|colleague|manager)|this\s+other|the\s+ceo)"
-    r"|without\s+(any\s+)?(verification|verifying|checking|approval)"
-    r"|no\s+need\s+to\s+(verify|check|confirm|validate)"
-    r"|(reset|disable|remove|turn\s+off)\s+(the\s+)?(mfa|2fa|two[- ]factor|authenticator)\s+(for|on)\s+"
-    r"(?!me\b|my\s+(own\s+)?(account|phone|laptop)\b)"
-    r"|pre-?shared\s+key|\bpsk\b|private\s+key"
-    r"|gift\s*cards?|wire\s+(the\s+)?(money|funds|transfer)|change\s+(the\s+)?(bank|payment)\s+(details|account)"
-    r"|(bank|iban|routing)\s+(account\s+)?(number|details)|bitcoin|crypto\s*wallet",
-    re.IGNORECASE,
-)
+from engine import injection_model
+from engine.deobfuscate import views
+from engine.threat_rules import FAMILIES, FAMILY_LABELS, SOCIAL_ENGINEERING
+
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 PHONE = re.compile(r"(?<!\w)\+?\d[\d ()/-]{7,}\d(?!\w)")
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?\b")
@@ -46,16 +26,84 @@ CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
 WORD = re.compile(r"[a-z0-9]{3,}")
 
 
+MAX_READ = 200_000  # characters read per text: a longer text is held for a person, not read to the end
+RECENT_SIZE = 256
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What one text holds: each threat family found with the snippet that showed it, and the classifier's score."""
+
+    families: dict[str, str] = field(default_factory=dict)
+    injection_score: float = 0.0
+    injection_threshold: float = 1.0
+
+    @property
+    def injection(self) -> bool:
+        return "injection" in self.families or self.injection_score >= self.injection_threshold
+
+    @property
+    def sensitive(self) -> list[str]:
+        return [family for family in self.families if family != "injection"]
+
+
+_RECENT: OrderedDict[bytes, Detection] = OrderedDict()  # keyed by digest, so no ticket text is kept
+_RECENT_LOCK = threading.Lock()
+
+
+def detect(text: str) -> Detection:
+    """`scan`, remembered for the last few texts: one ticket is checked by several guards in a row."""
+    key = hashlib.blake2b((text or "").encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    with _RECENT_LOCK:
+        if (hit := _RECENT.get(key)) is not None:
+            _RECENT.move_to_end(key)
+            return hit
+    found = scan(text)
+    with _RECENT_LOCK:
+        _RECENT[key] = found
+        if len(_RECENT) > RECENT_SIZE:
+            _RECENT.popitem(last=False)
+    return found
+
+
+def scan(text: str) -> Detection:
+    """Every view of `text` (normalised, decoded, extracted) read by the family rules and the classifier."""
+    found: dict[str, str] = {}
+    if len(text or "") > MAX_READ:
+        found["oversized"] = f"{len(text)} characters; only the first and last {MAX_READ // 2} were read"
+        text = text[: MAX_READ // 2] + "\n" + text[-MAX_READ // 2 :]
+    text_views = views(text or "")
+    for view in text_views:
+        for family, pattern in FAMILIES.items():
+            if family not in found and (match := pattern.search(view)):
+                found[family] = match.group(0)[:60]
+    return Detection(found, injection_model.injection_score(text_views), injection_model.threshold())
+
+
 def injection_reasons(*texts: str) -> list[str]:
     """Instructions aimed at the model hidden in a ticket, a reply, an attachment or a KB passage."""
-    found = [match.group(0) for text in texts for match in [INJECTION.search(text or "")] if match]
-    return [f"possible prompt injection: {found[0][:60]!r}"] if found else []
+    for text in texts:
+        found = detect(text or "")
+        if "injection" in found.families:
+            return [f"possible prompt injection: {found.families['injection']!r}"]
+        if found.injection:
+            return [f"possible prompt injection: classifier score {found.injection_score:.2f}"]
+    return []
 
 
 def social_engineering_reasons(*texts: str) -> list[str]:
-    """Requests for credentials, MFA changes for someone else, payments: always a person's call."""
-    found = [match.group(0) for text in texts for match in [CREDENTIAL_OR_PAYMENT.search(text or "")] if match]
-    return [f"asks for credentials, verification bypass or payment: {found[0][:60]!r}"] if found else []
+    """Requests for credentials, access changes for someone else, payments: always a person's call."""
+    for text in texts:
+        found = detect(text or "").families
+        if hit := next((family for family in SOCIAL_ENGINEERING if family in found), None):
+            return [f"asks for credentials, verification bypass or payment: {found[hit]!r}"]
+    return []
+
+
+def sensitive_intent_reasons(*texts: str) -> list[str]:
+    """One reason per sensitive family: never automatic, a person decides (ordinary password resets included)."""
+    families = dict.fromkeys(family for text in texts for family in detect(text or "").sensitive)
+    return [f"possible social engineering: {FAMILY_LABELS[family]}" for family in families]
 
 
 def _luhn(digits: str) -> bool:
@@ -126,22 +174,3 @@ def suspicious_input_reasons(text: str) -> list[str]:
     if match := DATABASE_COMMANDS.search(text):
         reasons.append(f"text contains database commands: {match.group(0)[:40]!r}")
     return reasons
-
-
-SENSITIVE_INTENTS = {
-    "access change (password, MFA, phone number, privileges)": re.compile(
-        r"\b(password|passcode|mfa|2fa|two[- ]factor|authenticator|temporary access pass|sms number|phone number|"
-        r"admin rights|privileges?|group membership)\b",
-        re.IGNORECASE,
-    ),
-    "payment or bank-detail change": re.compile(r"\b(iban|bank (account|details)|payroll|direct deposit)\b", re.I),
-    "gift cards, vouchers or crypto": re.compile(r"\b(gift ?cards?|vouchers?|usdt|bitcoin|crypto)\b", re.I),
-    "legal threat": re.compile(r"\b(lawyer|attorney|lawsuit|sue you|legal action)\b", re.I),
-    "security incident": re.compile(r"\b(phishing|malware|ransomware|breach|compromised|hacked)\b", re.I),
-}
-
-
-def sensitive_intent_reasons(*texts: str) -> list[str]:
-    """Intents that are never answered automatically, at any threshold: a person checks who is asking."""
-    joined = "\n".join(texts)
-    return [f"possible social engineering: {name}" for name, rule in SENSITIVE_INTENTS.items() if rule.search(joined)]

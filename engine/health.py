@@ -1,4 +1,10 @@
-"""The seed's health check (§10.2): database, AI, mail transport, vector store, resources, jobs, outbox."""
+"""The seed's health check (§10.2): database, AI, mail transport, vector store, resources, jobs, outbox, sources.
+
+The status says whether the desk can do its work: unhealthy when the database is gone or every configured
+ticket source is failing (nothing new can arrive), degraded when a part needs attention (a failing connector,
+failed or uncertain mail, a failing job). CPU, memory and disk are reported for information; a busy machine
+is not a broken desk.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import Any
 import psutil
 from sqlalchemy import func, select, text
 
+from engine.connector_status import ConnectorStatus, check_connectors
 from engine.enums import OutboxState
 from engine.models import JobStatus, OutboxMessage, utcnow
 from engine.redaction import redact_url_credentials
@@ -49,13 +56,14 @@ def health_report(runtime: Runtime) -> dict[str, Any]:
         "analyser": runtime.analyser.name,
     }
     checks["mail_transport"] = {"status": "configured", "transport": runtime.transport.name}
-    checks["sources"] = {"configured": [source.name for source in runtime.sources]}
-    checks["connectors"] = _connectors(runtime)
-    if checks["connectors"]["failing"]:
+    statuses = [status for status in check_connectors(runtime.settings) if status.configured or status.failing]
+    checks["connectors"] = _connectors(statuses)
+    checks["sources"] = _sources(statuses)
+    if checks["sources"]["status"] == "unhealthy":
+        degrade("unhealthy")
+    elif checks["connectors"]["failing"]:
         degrade("degraded")
     checks["resources"] = _resources(runtime)
-    if checks["resources"]["status"] != "healthy":
-        degrade("degraded")
     return report
 
 
@@ -98,13 +106,10 @@ def _jobs(session: Any) -> dict[str, Any]:
     return {"failing": failing, "runs": jobs}
 
 
-def _connectors(runtime: Runtime) -> dict[str, Any]:
+def _connectors(statuses: list[ConnectorStatus]) -> dict[str, Any]:
     """Each configured connector's last poll, last error and backlog (no vendor is called from here)."""
-    from connectors.health import check_connectors
-
-    statuses = [status for status in check_connectors(runtime.settings) if status.configured or status.last_error]
     return {
-        "failing": [s.name for s in statuses if s.reachable is False or s.authenticated is False],
+        "failing": [status.name for status in statuses if status.failing],
         "connectors": [
             {
                 "name": s.name,
@@ -120,14 +125,18 @@ def _connectors(runtime: Runtime) -> dict[str, Any]:
     }
 
 
+def _sources(statuses: list[ConnectorStatus]) -> dict[str, Any]:
+    """The ticket sources: unhealthy when every one is failing (the desk hears nothing), degraded when some are."""
+    sources = [status for status in statuses if status.source]
+    failing = [status.name for status in sources if status.failing]
+    state = "unhealthy" if sources and len(failing) == len(sources) else "degraded" if failing else "healthy"
+    return {"status": state, "configured": [status.name for status in sources], "failing": failing}
+
+
 def _resources(runtime: Runtime) -> dict[str, Any]:
-    cpu = psutil.cpu_percent(interval=0.2)
-    memory = psutil.virtual_memory().percent
-    disk = psutil.disk_usage(str(runtime.settings.DATA_DIR)).percent
-    busy = cpu > 90 or memory > 90 or disk > 90
+    """The machine's load, for information: it never changes the status."""
     return {
-        "status": "degraded" if busy else "healthy",
-        "cpu_percent": cpu,
-        "memory_percent": memory,
-        "disk_percent": disk,
+        "cpu_percent": psutil.cpu_percent(interval=0.2),
+        "memory_percent": psutil.virtual_memory().percent,
+        "disk_percent": psutil.disk_usage(str(runtime.settings.DATA_DIR)).percent,
     }

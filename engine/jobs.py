@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, exists, literal, or_, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors import registry
 from connectors.base import TicketSource
 from engine.db import advisory_key, transaction
 from engine.ingest import ingest
@@ -153,3 +154,29 @@ def index_knowledge(factory: sessionmaker[Session], settings: Settings) -> dict[
     from kb.indexer import run_index_job
 
     return run_index_job(factory, settings)
+
+
+def seed_knowledge(factory: sessionmaker[Session], settings: Settings) -> dict[str, int]:
+    """The `seed_knowledge` job: the articles a configured connector brings (the demo feed's), added once, so its
+    tickets have something to be answered from.
+
+    A marker in `source_cursors` records that it was done: documents a lead deletes stay deleted.
+    """
+    added: dict[str, int] = {}
+    for entry in registry.connectors():
+        if entry.knowledge is None or not entry.configured(settings):
+            continue
+        marker = f"{entry.name}:knowledge"
+        with factory() as session:
+            if session.get(SourceCursor, marker) is not None:
+                continue
+        from kb.indexer import add_document
+
+        paths = sorted(entry.knowledge.glob("*.md"))
+        with factory() as session:
+            for path in paths:
+                add_document(session, settings, path.name, path.read_bytes(), uploaded_by=entry.name)
+            session.merge(SourceCursor(source=marker, cursor=str(len(paths)), updated_at=utcnow()))
+            session.commit()
+        added[entry.name] = len(paths)
+    return added

@@ -16,7 +16,8 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.base import DeliveryError, MailTransport, OutgoingEmail
+from connectors import registry
+from connectors.base import ConfigurationError, DeliveryError, MailTransport, OutgoingEmail
 from engine.db import is_postgres, transaction
 from engine.enums import MessageKind, OutboxState
 from engine.failpoints import failpoint
@@ -410,13 +411,10 @@ class DatabaseTransport:
 
 
 def make_transport(settings: Settings) -> MailTransport:
-    """The transport OUTBOX_TRANSPORT names."""
-    if settings.OUTBOX_TRANSPORT == "smtp":
-        from connectors.smtp import SmtpTransport
-
-        return SmtpTransport(settings)
-    if settings.OUTBOX_TRANSPORT == "mailgun":
-        from connectors.mailgun import MailgunTransport
-
-        return MailgunTransport(settings)
-    return DatabaseTransport()
+    """The transport OUTBOX_TRANSPORT names: the local database mailbox, or a connector that sends mail."""
+    if settings.OUTBOX_TRANSPORT == "database":
+        return DatabaseTransport()
+    build = registry.connector(settings.OUTBOX_TRANSPORT).transport
+    if build is None:
+        raise ConfigurationError(f"OUTBOX_TRANSPORT: {settings.OUTBOX_TRANSPORT} does not send mail")
+    return build(settings)

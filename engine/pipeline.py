@@ -145,6 +145,8 @@ def read_attachments(factory: sessionmaker[Session], settings: Settings, ticket_
             if result.status == OK:
                 row.status, row.extracted_text = "extracted", result.text[:200_000]
                 found = injection_reasons(result.text) + social_engineering_reasons(result.text)
+                hidden = sorted({str(s.location["hidden"]) for s in result.sections if s.location.get("hidden")})
+                found += [f"text hidden in the file ({', '.join(hidden)})"] if hidden else []
                 warnings.extend(f"attachment {filename}: {reason}" for reason in found)
             else:
                 row.status, row.error = result.status, result.error

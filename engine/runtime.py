@@ -1,4 +1,7 @@
-"""Everything one engine process holds: settings, database, analyser, transport, sources, worker id."""
+"""Everything one engine process holds: settings, database, analyser, transport, sources, worker id.
+
+The connector parts are built from connectors/registry.py for the connectors whose settings are present.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +10,20 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.base import MailTransport, SyncBack, TicketSource
-from connectors.demo import DemoSource
+from connectors import registry
+from connectors.base import DeliveryEvents, MailTransport, SyncBack, TicketSource
 from engine.analysis import Analyser
 from engine.db import make_engine, make_session_factory, upgrade_database
 from engine.outbox import make_transport
 from engine.settings import ConfigurationError, Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -31,47 +35,50 @@ class Runtime:
     analyser: Analyser
     transport: MailTransport
     sources: list[TicketSource] = field(default_factory=list)
-    delivery_events: Any = None
-
-    @property
-    def sync_targets(self) -> list[SyncBack]:
-        """The sources that take decisions back (ServiceNow, Jira)."""
-        return [source for source in self.sources if isinstance(source, SyncBack)]
+    sync_targets: list[SyncBack] = field(default_factory=list)
+    """The configured connectors that take decisions back to their source, when SYNC_BACK_ENABLED."""
+    delivery_events: list[DeliveryEvents] = field(default_factory=list)
+    """Event logs of the transport in use, so deliveries and bounces reach the timeline."""
 
 
-def _source_builders() -> list[tuple[str, Callable[[Settings], bool], Callable[[Settings], TicketSource]]]:
-    from connectors import graph_mail, imap, jira, servicenow
-
-    return [
-        ("servicenow", servicenow.is_configured, servicenow.ServiceNowSource),
-        ("jira", jira.is_configured, jira.JiraSource),
-        ("outlook", graph_mail.is_configured, graph_mail.GraphMailSource),
-        ("imap", imap.is_configured, imap.ImapSource),
-    ]
+def _build(settings: Settings, part: str, build: Callable[[Settings], T]) -> T | None:
+    """One connector part; one with a broken configuration is logged and left out."""
+    try:
+        return build(settings)
+    except ConfigurationError as error:
+        log.error("%s left out: %s", part, error)
+        return None
 
 
 def configured_sources(settings: Settings) -> list[TicketSource]:
-    """The sources whose settings are present; one with a broken configuration is logged and left out."""
-    sources: list[TicketSource] = []
-    if settings.DEMO_FEED_ENABLED:
-        sources.append(DemoSource(first_batch=settings.DEMO_FEED_FIRST_BATCH, batch=settings.DEMO_FEED_BATCH))
-    for name, is_configured, build in _source_builders():
-        if not is_configured(settings):
-            continue
-        try:
-            sources.append(build(settings))
-        except ConfigurationError as error:
-            log.error("source %s left out: %s", name, error)
-    return sources
+    """The sources whose settings are present."""
+    built = (
+        _build(settings, f"source {entry.name}", entry.source)
+        for entry in registry.connectors()
+        if entry.source is not None and entry.configured(settings)
+    )
+    return [source for source in built if source is not None]
 
 
-def delivery_events(settings: Settings) -> Any:
-    """Mailgun's event log when Mailgun sends our mail, so deliveries and bounces reach the timeline."""
-    if settings.OUTBOX_TRANSPORT != "mailgun":
-        return None
-    from connectors.mailgun import MailgunEvents
+def configured_sync_targets(settings: Settings) -> list[SyncBack]:
+    """The configured sources that take write-back; none when SYNC_BACK_ENABLED is off."""
+    if not settings.SYNC_BACK_ENABLED:
+        return []
+    built = (
+        _build(settings, f"write-back to {entry.name}", entry.sync_back)
+        for entry in registry.connectors()
+        if entry.sync_back is not None and entry.configured(settings)
+    )
+    return [target for target in built if target is not None]
 
-    return MailgunEvents(settings)
+
+def configured_delivery_events(settings: Settings) -> list[DeliveryEvents]:
+    """The event log of the connector that sends our mail, if it has one."""
+    entry = registry.CONNECTORS.get(settings.OUTBOX_TRANSPORT)
+    if entry is None or entry.delivery_events is None:
+        return []
+    events = _build(settings, f"delivery events of {entry.name}", entry.delivery_events)
+    return [events] if events is not None else []
 
 
 def build_analyser(settings: Settings, factory: sessionmaker[Session]) -> Analyser:
@@ -99,5 +106,6 @@ def build_runtime(settings: Settings) -> Runtime:
         analyser=build_analyser(settings, factory),
         transport=make_transport(settings),
         sources=configured_sources(settings),
-        delivery_events=delivery_events(settings),
+        sync_targets=configured_sync_targets(settings),
+        delivery_events=configured_delivery_events(settings),
     )

@@ -10,32 +10,30 @@ from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from connectors.base import TicketSource
-from connectors.demo import seed_demo_knowledge
+from connectors import registry
+from engine.delivery_events import poll_delivery_events
 from engine.engine_lock import claim_engine
-from engine.jobs import index_knowledge, poll_source, run_job
+from engine.jobs import index_knowledge, poll_source, run_job, seed_knowledge
 from engine.models import utcnow
 from engine.outbox import deliver_outbox
 from engine.pipeline import process_pending
 from engine.routing import train_routing
 from engine.runtime import Runtime
-from engine.sync import poll_mailgun_events, sync_back
+from engine.settings import Settings
+from engine.sync import sync_back
 
 
 def engine_jobs(runtime: Runtime) -> dict[str, tuple[float, Callable[[], object]]]:
-    """Each job's name, interval and zero-argument callable."""
+    """Each job's name, interval and zero-argument callable, in pipeline order."""
     settings = runtime.settings
     jobs: dict[str, tuple[float, Callable[[], object]]] = {}
-    intervals = {
-        "demo": settings.DEMO_FEED_INTERVAL_SECONDS,
-        "servicenow": settings.SNOW_POLL_INTERVAL_SECONDS,
-        "jira": settings.JIRA_POLL_INTERVAL_SECONDS,
-        "outlook": settings.MS_GRAPH_POLL_INTERVAL_SECONDS,
-        "imap": settings.IMAP_POLL_INTERVAL_SECONDS,
-    }
+    if any(entry.knowledge is not None and entry.configured(settings) for entry in registry.connectors()):
+        jobs["seed_knowledge"] = (settings.KB_INDEX_INTERVAL_SECONDS, lambda: seed_knowledge(runtime.factory, settings))
     for source in runtime.sources:
-        interval = intervals.get(source.name, settings.POLL_INTERVAL_SECONDS)
-        jobs[f"poll_{source.name}"] = (interval, lambda source=source: _poll(runtime, source))
+        jobs[f"poll_{source.name}"] = (
+            poll_interval(settings, source.name),
+            lambda source=source: poll_source(runtime.engine, runtime.factory, settings, source),
+        )
     jobs["reindex"] = (settings.KB_INDEX_INTERVAL_SECONDS, lambda: index_knowledge(runtime.factory, settings))
     jobs["process_pending"] = (
         settings.PROCESS_INTERVAL_SECONDS,
@@ -47,12 +45,12 @@ def engine_jobs(runtime: Runtime) -> dict[str, tuple[float, Callable[[], object]
     )
     if settings.ROUTING_ENABLED:
         jobs["train_routing"] = (settings.ROUTING_INTERVAL_SECONDS, lambda: train_routing(runtime.factory, settings))
-    if runtime.delivery_events is not None:
-        jobs["poll_mailgun_events"] = (
-            settings.MAILGUN_EVENTS_INTERVAL_SECONDS,
-            lambda: poll_mailgun_events(runtime.engine, runtime.factory, runtime.delivery_events),
+    for events in runtime.delivery_events:
+        jobs[f"poll_{events.name}_events"] = (
+            poll_interval(settings, events.name),
+            lambda events=events: poll_delivery_events(runtime.engine, runtime.factory, events),
         )
-    if settings.SYNC_BACK_ENABLED and runtime.sync_targets:
+    if runtime.sync_targets:
         jobs["sync_back"] = (
             settings.SYNC_BACK_INTERVAL_SECONDS,
             lambda: sync_back(runtime.engine, runtime.factory, settings, runtime.sync_targets),
@@ -60,11 +58,12 @@ def engine_jobs(runtime: Runtime) -> dict[str, tuple[float, Callable[[], object]
     return jobs
 
 
-def _poll(runtime: Runtime, source: TicketSource) -> dict[str, int]:
-    """Poll one source; the demo feed first puts its articles in the knowledge base, so its tickets get answers."""
-    if source.name == "demo":
-        seed_demo_knowledge(runtime.factory, runtime.settings)
-    return poll_source(runtime.engine, runtime.factory, runtime.settings, source)
+def poll_interval(settings: Settings, name: str) -> float:
+    """How often connector `name` is read: its own interval setting, else POLL_INTERVAL_SECONDS."""
+    entry = registry.CONNECTORS.get(name)
+    if entry is None or entry.poll_interval is None:
+        return settings.POLL_INTERVAL_SECONDS
+    return entry.poll_interval(settings)
 
 
 def run_all_once(runtime: Runtime) -> dict[str, object]:

@@ -6,7 +6,7 @@ the variable, so an operator knows exactly what to fix. Secrets are `SecretStr`:
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -14,20 +14,16 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors import registry
+from connectors.base import ConfigurationError
 from engine.redaction import redact_url_credentials
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-DEMO_COMPANY_DOMAINS = ("northwind-labs.example", "northwind-cloud.example")
-"""The fictional company of the demo feed and its articles: the demo desk speaks for it."""
+class CoreSettings(BaseSettings):
+    """The engine's own settings; `Settings` adds every connector's."""
 
-
-class ConfigurationError(RuntimeError):
-    """A setting is missing or malformed; the message names the variable and never its secret value."""
-
-
-class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True)
 
     # Storage
@@ -50,14 +46,9 @@ class Settings(BaseSettings):
     OUTBOX_CONFIRM_WINDOW_SECONDS: float = Field(default=3600.0, ge=0)
     MAX_ATTACHMENT_BYTES: int = Field(default=25 * 1024 * 1024, ge=1)
 
-    # Demo feed: the built-in source that keeps a fresh install alive.
-    DEMO_FEED_ENABLED: bool = True
-    DEMO_FEED_INTERVAL_SECONDS: float = Field(default=15.0, gt=0)
-    DEMO_FEED_BATCH: int = Field(default=1, ge=1)
-    DEMO_FEED_FIRST_BATCH: int = Field(default=20, ge=0)
-
     # Outgoing mail
-    OUTBOX_TRANSPORT: Literal["database", "smtp", "mailgun"] = "database"
+    OUTBOX_TRANSPORT: str = "database"
+    """`database` (the embedded local mailbox) or the name of a connector that sends mail (connectors/registry.py)."""
     SUPPORT_FROM_EMAIL: str = "support@no-touch.localhost"
     SUPPORT_FROM_NAME: str = "No-Touch Support"
     SUPPORT_SIGNATURE: str = "— The Support Team"
@@ -74,25 +65,8 @@ class Settings(BaseSettings):
     OUTGOING_ALLOWED_DOMAINS: str = ""
     """Comma-separated domains an automatic message may link or write to; the desk's own domains always are."""
     MAX_AUTOMATED_EMAILS_PER_HOUR: int = Field(default=5, ge=0)
-    SMTP_HOST: str = ""
-    SMTP_PORT: int = Field(default=587, ge=1, le=65535)
-    SMTP_USERNAME: str = ""
-    SMTP_PASSWORD: SecretStr = SecretStr("")
-    SMTP_SECURITY: Literal["none", "starttls", "ssl"] = "starttls"
-    SMTP_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
 
-    # Seed §4.3: ServiceNow, Jira, Microsoft Graph, Azure OpenAI, Mailgun, SerpAPI
-    SNOW_API_URL: str = ""
-    SNOW_AUTH_USERNAME: str = ""
-    SNOW_AUTH_PASSWORD: SecretStr = SecretStr("")
-    JIRA_SERVER: str = ""
-    JIRA_USERNAME: str = ""
-    JIRA_API_TOKEN: SecretStr = SecretStr("")
-    JIRA_SSL_VERIFY: bool = True
-    MS_GRAPH_CLIENT_ID: str = ""
-    MS_GRAPH_CLIENT_SECRET: SecretStr = SecretStr("")
-    MS_GRAPH_TENANT_ID: str = ""
-    MS_GRAPH_MAILBOX: str = ""
+    # Seed §4.3: Azure OpenAI (each connector's own settings live in its module, see connectors/registry.py)
     AZURE_OPENAI_ENDPOINT: str = ""
     AZURE_OPENAI_API_KEY: SecretStr = SecretStr("")
     AZURE_OPENAI_API_VERSION: str = "2024-10-21"
@@ -101,11 +75,6 @@ class Settings(BaseSettings):
     AZURE_OPENAI_EMBED_API_KEY: SecretStr = SecretStr("")
     AZURE_OPENAI_EMBED_VERSION: str = "2024-10-21"
     AZURE_OPENAI_EMBED_MODEL: str = "text-embedding-ada-002"
-    MAILGUN_API_KEY: SecretStr = SecretStr("")
-    MAILGUN_DOMAIN: str = ""
-    MAILGUN_FROM_EMAIL: str = ""
-    MAILGUN_WEBHOOK_SIGNING_KEY: SecretStr = SecretStr("")
-    SERPAPI_API_KEY: SecretStr = SecretStr("")
 
     # Connectors
     CONNECTOR_CONNECT_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
@@ -118,40 +87,6 @@ class Settings(BaseSettings):
     CONNECTOR_BREAKER_RESET_SECONDS: float = Field(default=60.0, gt=0)
     CONNECTOR_CA_BUNDLE: str = ""
     CONNECTOR_PAGE_SIZE: int = Field(default=100, ge=1, le=10_000)
-    SNOW_EXTRA_TABLES: str = ""
-    SNOW_POLL_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
-    SNOW_START_AT: str = ""
-    SNOW_RESOLVED_CLOSE_CODE: str = "Solution provided"
-    SNOW_CLOSE_NOTES_DEFAULT: str = "Closed by the support desk"
-    SNOW_ASSIGNMENT_GROUPS: dict[str, str] = Field(default_factory=dict)
-    """Team name → assignment group (sys_id or name) set when a ticket is assigned or escalated to that team."""
-    JIRA_PROJECTS: str = ""
-    JIRA_JQL: str = ""
-    JIRA_TIMEZONE: str = ""
-    """Override only: by default the zone JQL dates are read in is the account's own (`/rest/api/2/myself`)."""
-    JIRA_START_AT: str = ""
-    """Issues updated before this (`2026-01-31 23:59`, UTC) are not polled; empty: from when first configured."""
-    JIRA_INTERNAL_NOTES: Literal["jsm", "property", "none"] = "none"
-    """How internal notes reach Jira: `jsm` (Service Management request comment, public false), `property`
-    (`sd.public.comment` internal), `none` (not written: in Jira Software every comment is visible)."""
-    JIRA_TRANSITIONS: dict[str, str] = Field(default_factory=dict)
-    JIRA_POLL_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
-    MS_GRAPH_AUTHORITY_HOST: str = "https://login.microsoftonline.com"
-    MS_GRAPH_BASE_URL: str = "https://graph.microsoft.com/v1.0"
-    MS_GRAPH_FOLDER: str = "inbox"
-    MS_GRAPH_POLL_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
-    MAILGUN_API_BASE_URL: str = "https://api.mailgun.net"
-    MAILGUN_EVENTS_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
-    MAILGUN_WEBHOOK_MAX_AGE_SECONDS: float = Field(default=300.0, gt=0)
-    IMAP_HOST: str = ""
-    IMAP_PORT: int = Field(default=993, ge=1, le=65535)
-    IMAP_SECURITY: Literal["none", "starttls", "ssl"] = "ssl"
-    IMAP_USERNAME: str = ""
-    IMAP_PASSWORD: SecretStr = SecretStr("")
-    IMAP_FOLDER: str = "INBOX"
-    IMAP_POLL_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
-    SERPAPI_BASE_URL: str = "https://serpapi.com"
-    SERPAPI_ENGINE: str = "google"
     SYNC_BACK_ENABLED: bool = True
     SYNC_BACK_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
     SYNC_BACK_MAX_ATTEMPTS: int = Field(default=5, ge=1)
@@ -207,6 +142,14 @@ class Settings(BaseSettings):
     )
     """Hours to resolve by priority (lower-case); "" is the target for tickets without a priority."""
 
+    @field_validator("OUTBOX_TRANSPORT")
+    @classmethod
+    def _known_transport(cls, value: str) -> str:
+        senders = [entry.name for entry in registry.connectors() if entry.transport is not None]
+        if value not in ("database", *senders):
+            raise ValueError(f"must be one of: database, {', '.join(senders)}")
+        return value
+
     @field_validator("DATABASE_URL")
     @classmethod
     def _known_database(cls, value: str) -> str:
@@ -223,16 +166,18 @@ class Settings(BaseSettings):
 
     @property
     def from_address(self) -> str:
-        """The desk's sending address: the seed's MAILGUN_FROM_EMAIL when set, else SUPPORT_FROM_EMAIL."""
-        return self.MAILGUN_FROM_EMAIL or self.SUPPORT_FROM_EMAIL
+        """The desk's sending address: the address a mail connector sets, when one does, else SUPPORT_FROM_EMAIL."""
+        senders = (entry.sender(self) for entry in registry.connectors() if entry.sender is not None)
+        return next((address for address in senders if address), self.SUPPORT_FROM_EMAIL)
 
     def own_domains(self) -> set[str]:
-        """The desk's own domains (its sending addresses and Mailgun domain) and the configured extra ones."""
-        addresses = (self.SUPPORT_FROM_EMAIL, self.MAILGUN_FROM_EMAIL)
+        """The desk's own domains (its sending addresses, its connectors' domains) and the configured extra ones."""
+        addresses = (self.SUPPORT_FROM_EMAIL, self.from_address)
         domains = {address.rsplit("@", 1)[-1] for address in addresses if "@" in address}
-        domains |= {self.MAILGUN_DOMAIN, *self.OUTGOING_ALLOWED_DOMAINS.split(",")}
-        if self.DEMO_FEED_ENABLED:
-            domains |= set(DEMO_COMPANY_DOMAINS)
+        domains |= set(self.OUTGOING_ALLOWED_DOMAINS.split(","))
+        for entry in registry.connectors():
+            if entry.own_domains is not None:
+                domains |= set(entry.own_domains(self))
         return {domain.strip().lower().lstrip("@.") for domain in domains if domain and domain.strip()}
 
     def secret_values(self) -> list[str]:
@@ -253,10 +198,27 @@ def _url_password(url: str) -> str:
         return ""
 
 
+class Settings(*registry.settings_mixins(), CoreSettings):
+    """The core settings and every registered connector's, so `settings.SNOW_API_URL` reads as it always did."""
+
+    model_config = CoreSettings.model_config
+
+
+def settings_class() -> type[Settings]:
+    """`Settings`, extended with the settings of any connector registered after this module was imported."""
+    late = tuple(mixin for mixin in registry.settings_mixins() if not issubclass(Settings, mixin))
+    return _extended(late) if late else Settings
+
+
+@cache
+def _extended(mixins: tuple[type[BaseSettings], ...]) -> type[Settings]:
+    return type("Settings", (*mixins, Settings), {"model_config": CoreSettings.model_config, "__module__": __name__})
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings, turning pydantic's report into one message per variable, without values."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return settings_class()(**overrides)
     except ValidationError as error:
         problems = [f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors()]
         raise ConfigurationError(redact_url_credentials("Invalid configuration — " + "; ".join(problems))) from None

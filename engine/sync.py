@@ -1,4 +1,4 @@
-"""Write what the desk decides back to the source system, and read delivery events from the mail provider.
+"""Write what the desk decides back to the source system.
 
 `sync_back` reads the timeline (written in the same transaction as every change, so nothing is missed)
 after a per-source cursor and pushes each event that matters as a note or a state change. Each event stands
@@ -294,24 +294,3 @@ def sync_backlog(session: Session, source: str) -> int:
         )
         or 0
     )
-
-
-def poll_mailgun_events(engine: Engine, factory: sessionmaker[Session], events: Any) -> dict[str, int]:
-    """Read Mailgun's event log after the stored cursor and put deliveries, bounces and complaints on tickets."""
-    from connectors.mailgun import ingest_mailgun_event
-
-    counts: dict[str, int] = {}
-    name = "mailgun:events"
-    with exclusive(engine, name) as acquired:
-        if not acquired:
-            return {"skipped": 1}
-        with factory() as session:
-            stored = session.get(SourceCursor, name)
-            cursor = stored.cursor if stored else None
-        for items, next_cursor in events.pages(cursor):
-            with transaction(factory) as session:
-                for item in items:
-                    kind = ingest_mailgun_event(session, item) if isinstance(item, dict) else None
-                    counts[kind or "ignored"] = counts.get(kind or "ignored", 0) + 1
-                session.merge(SourceCursor(source=name, cursor=next_cursor, updated_at=utcnow()))
-    return counts

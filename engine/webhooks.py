@@ -1,12 +1,13 @@
 """Mailgun's webhooks, received by `python -m engine run --webhook-port N`: delivery, bounce and complaint
 events reach the ticket timeline within a second instead of at the next poll of the events API.
 
-Both paths feed `ingest_mailgun_event`, which records each Mailgun event id once, so a webhook and a later
-poll of the same event never show it twice. Answers follow Mailgun's retry contract: 200 when the event is
-stored (or is not ours), 406 for anything we will never accept (not a JSON body of Mailgun's shape, a wrong,
-stale or replayed signature; Mailgun does not retry a 406), and 500 only when the database fails while storing
-(Mailgun retries later). The signature's token is written in the transaction that stores the event, so a
-refused attempt leaves it unused and the retry is accepted: an outage loses no event.
+Both paths feed `record_delivery_event` (engine/delivery_events.py), which records each Mailgun event id
+once, so a webhook and a later poll of the same event never show it twice. Answers follow Mailgun's retry
+contract: 200 when the event is stored (or is not ours), 406 for anything we will never accept (not a JSON
+body of Mailgun's shape, a wrong, stale or replayed signature; Mailgun does not retry a 406), and 500 only
+when the database fails while storing (Mailgun retries later). The signature's token is written in the
+transaction that stores the event, so a refused attempt leaves it unused and the retry is accepted: an outage
+loses no event.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from connectors.mailgun import (
     MalformedWebhookError,
     SignedEvent,
-    ingest_mailgun_event,
+    delivery_event,
     parse_webhook,
     verify_webhook_signature,
 )
 from engine.db import transaction
+from engine.delivery_events import record_delivery_event
 from engine.models import WebhookToken, utcnow
 from engine.settings import Settings
 
@@ -85,7 +87,8 @@ def mailgun_webhook_app(factory: sessionmaker[Session], settings: Settings) -> C
         try:
             with transaction(factory) as session:
                 first_time = claim_token(session, signed, max_age)
-                kind = ingest_mailgun_event(session, signed.event) if first_time else None
+                record = delivery_event(signed.event) if first_time else None
+                kind = record_delivery_event(session, record) if record is not None else None
         except SQLAlchemyError as error:
             log.error("mailgun webhook %s not stored, Mailgun will retry: %s", event_id, type(error).__name__)
             return answer("500 Internal Server Error", "not stored; retry later")

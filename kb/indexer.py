@@ -33,7 +33,7 @@ from engine.content_policy import content_reasons
 from engine.db import advisory_key, is_postgres
 from engine.desk_policy import current_policy
 from engine.enums import ActionKind, ActionState, TicketStatus
-from engine.guards import injection_reasons, social_engineering_reasons
+from engine.guards import injection_reasons
 from engine.models import Action, Attachment, Blob, KbChunk, KbDocument, SourceCursor, Ticket, utcnow
 from engine.settings import Settings
 from kb.chunk import Chunk, chunk_sections
@@ -121,9 +121,14 @@ def bump_version(session: Session) -> None:
 
 
 def quarantine_reason(chunk: Chunk, allowed_domains: set[str]) -> str | None:
-    """Why a chunk must not reach the analysers before a person has read it; None when it is clean."""
+    """Why a chunk must not reach the analysers before a person has read it; None when it is clean.
+
+    The customer-intent rules (gift cards, vouchers, payment changes) are not used here: an article may warn
+    about gift-card scams or hand out Wi-Fi vouchers. What an article must not do is address an assistant,
+    ask its reader for secrets, carry bank details, link outside the allowed domains or hide text.
+    """
     reasons = [f"hidden in the source: {chunk.location[HIDDEN]}"] if HIDDEN in chunk.location else []
-    reasons += injection_reasons(chunk.text) + social_engineering_reasons(chunk.text)
+    reasons += injection_reasons(chunk.text)
     reasons += content_reasons(chunk.text, allowed_domains)
     return "; ".join(reasons) or None
 

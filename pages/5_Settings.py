@@ -19,7 +19,7 @@ from engine.queries import job_statuses, policy_history, sources
 from engine.templates import SAMPLE_VALUES, TEMPLATES
 from ui.auth import allowed
 from ui.components import flash, page, role_hint, show_flash
-from ui.connectors import connector_health, connector_rows, test_connection
+from ui.connectors import connector_names, connector_rows, connector_variables, test_connection
 
 runtime, actor = page("Settings")
 IS_LEAD, IS_ADMIN = allowed(actor, Role.LEAD), allowed(actor, Role.ADMIN)
@@ -188,10 +188,10 @@ with templates_tab:
 
 with connectors_tab:
     st.subheader("Connectors")
-    if connector_health() is None:
-        st.caption("Showing the configured sources and their poll jobs (detailed connector checks are not installed).")
     st.dataframe(pd.DataFrame(connector_rows(runtime)), hide_index=True, width="stretch")
-    names = [source.name for source in runtime.sources]
+    with st.expander("Each connector's settings (environment variables; values are never shown)"):
+        st.dataframe(pd.DataFrame(connector_variables(runtime)), hide_index=True, width="stretch")
+    names = connector_names()
     if names:
         pick, test = st.columns([3, 1])
         name = pick.selectbox("Connector", names, key="connector_pick", label_visibility="collapsed")

@@ -12,9 +12,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors.demo import ALLOWED_DOMAINS
 from engine.db import make_engine, make_session_factory, upgrade_database
 from engine.models import Base
-from engine.settings import DEMO_COMPANY_DOMAINS, Settings, load_settings
+from engine.settings import Settings, load_settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -88,7 +89,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         DATA_DIR=tmp_path / "data",
         DATABASE_URL=database_url,
         DEMO_FEED_ENABLED=False,
-        OUTGOING_ALLOWED_DOMAINS=",".join(DEMO_COMPANY_DOMAINS),
+        OUTGOING_ALLOWED_DOMAINS=",".join(ALLOWED_DOMAINS),
         ENGINE_ENABLED=False,
         WORKER_ID="test-worker",
     )

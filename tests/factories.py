@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from connectors.base import TicketIn
 from engine.enums import TicketStatus
-from engine.ingest import TicketIn
 from engine.models import Ticket, utcnow
 
 _counter = itertools.count(1)

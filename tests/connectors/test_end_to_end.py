@@ -14,13 +14,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from connectors.graph_mail import GraphMailSource
 from connectors.mailgun import MailgunEvents
 from connectors.servicenow import ServiceNowSource
+from engine.delivery_events import poll_delivery_events
 from engine.enums import MessageKind, TicketStatus
 from engine.jobs import poll_source
 from engine.lifecycle import transition
 from engine.models import EmailInteraction, SourceCursor, Ticket, TimelineEvent
 from engine.outbox import deliver_outbox, enqueue_email, make_transport
 from engine.settings import Settings
-from engine.sync import poll_mailgun_events, sync_back, sync_backlog
+from engine.sync import sync_back, sync_backlog
 from engine.templates import acknowledgement
 from tests.connectors.conftest import graph_values, mailgun_values, snow_values, with_settings
 from tests.emulators.base import Response
@@ -63,7 +64,7 @@ def test_servicenow_mailgun_graph_round_trip(
         headers={"In-Reply-To": ack.one("h:Message-Id") or ""},
     )
     assert poll_source(engine, session_factory, configured, outlook) == {"reply": 1}
-    assert poll_mailgun_events(engine, session_factory, MailgunEvents(configured)) == {
+    assert poll_delivery_events(engine, session_factory, MailgunEvents(configured)) == {
         "ignored": 1,
         "email_delivered": 1,
     }

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.base import DeliveryError, OutgoingAttachment, OutgoingEmail
+from connectors.base import DeliveryError, OutgoingAttachment, OutgoingEmail, TicketIn
 from connectors.mailgun import (
     MAX_WEBHOOK_JSON_DEPTH,
     MailgunEvents,
@@ -22,12 +22,12 @@ from connectors.mailgun import (
     parse_webhook,
     verify_webhook_signature,
 )
+from engine.delivery_events import poll_delivery_events
 from engine.enums import MessageKind, OutboxState
-from engine.ingest import TicketIn, ingest
+from engine.ingest import ingest
 from engine.models import OutboxMessage, Ticket, TimelineEvent, utcnow
 from engine.outbox import _as_email, deliver_outbox, enqueue_email, make_transport
 from engine.settings import Settings
-from engine.sync import poll_mailgun_events
 from engine.templates import acknowledgement
 from tests.connectors.conftest import Sleeps, mailgun_values, with_settings
 from tests.emulators.base import Response
@@ -170,10 +170,10 @@ def test_event_pages_follow_paging_next(plain_settings: Settings, mailgun: Mailg
         mailgun.add_event("delivered", f"<m{n}@x>", "a@example.com")
     events = MailgunEvents(with_settings(plain_settings, **mailgun_values(mailgun), CONNECTOR_PAGE_SIZE=3))
     pages = list(events.pages(None))
-    assert [len(items) for items, _ in pages] == [3, 3, 1]
+    assert [len(page.events) for page in pages] == [3, 3, 1]
     mailgun.add_event("delivered", "<m7@x>", "a@example.com")
-    [(later, _)] = list(events.pages(pages[-1][1]))
-    assert [event["message"]["headers"]["message-id"] for event in later] == ["m7@x"]
+    [later] = list(events.pages(pages[-1].cursor))
+    assert [event.message_id for event in later.events] == ["<m7@x>"]
 
 
 def queue(session_factory: sessionmaker[Session], settings: Settings) -> int:
@@ -220,12 +220,12 @@ def test_delivery_events_land_on_the_timeline_once(
     queue(session_factory, configured)
     deliver_outbox(session_factory, configured, make_transport(configured))
     events = MailgunEvents(configured)
-    first = poll_mailgun_events(engine, session_factory, events)
+    first = poll_delivery_events(engine, session_factory, events)
     assert first == {"ignored": 1, "email_delivered": 1}
     mailgun.bounce(mailgun.messages[0])
     mailgun.add_event("opened", mailgun.messages[0].id, "customer@example.com")
-    assert poll_mailgun_events(engine, session_factory, events) == {"email_bounced": 1, "ignored": 1}
-    assert poll_mailgun_events(engine, session_factory, events) == {}
+    assert poll_delivery_events(engine, session_factory, events) == {"email_bounced": 1, "ignored": 1}
+    assert poll_delivery_events(engine, session_factory, events) == {}
     with session_factory() as session:
         types = session.scalars(select(TimelineEvent.type).order_by(TimelineEvent.id)).all()
         assert types.count("email_delivered") == 1 and types.count("email_bounced") == 1

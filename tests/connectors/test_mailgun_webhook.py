@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.mailgun import MailgunEvents
 from engine.db import make_session_factory
+from engine.delivery_events import poll_delivery_events
 from engine.models import Ticket, TimelineEvent, WebhookToken
 from engine.outbox import deliver_outbox, make_transport
 from engine.settings import Settings
-from engine.sync import poll_mailgun_events
 from engine.webhooks import PATH, start_webhook_server
 from tests.app_process import free_port
 from tests.connectors.conftest import mailgun_values, with_settings
@@ -97,7 +97,7 @@ def test_signed_events_land_once_and_forgeries_are_refused(
     stranger = {**delivered, "id": "other", "message": {"headers": {"message-id": "someone-else@x"}}}
     assert requests.post(webhook_url, json=signed(stranger), timeout=5).text == "ignored"
 
-    poll_mailgun_events(engine, session_factory, MailgunEvents(configured))
+    poll_delivery_events(engine, session_factory, MailgunEvents(configured))
     types = timeline(session_factory)
     assert types.count("email_delivered") == 1 and types.count("email_bounced") == 1, "webhook and poll agree"
     with session_factory() as session:

@@ -8,9 +8,9 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.health import ConnectorStatus, check_connectors, test_connection
 from connectors.http import AuthenticationError
 from connectors.serpapi import SerpApiClient
+from engine.connector_status import ConnectorStatus, check_connectors, test_connection
 from engine.jobs import run_job
 from engine.settings import Settings
 from tests.connectors.conftest import snow_values, with_settings
@@ -66,12 +66,12 @@ def test_check_connectors_reads_jobs_and_backlog(
 
     run_job(session_factory, "w1", "poll_servicenow", failing)
     statuses = {status.name: status for status in check_connectors(configured)}
-    assert set(statuses) == {"servicenow", "jira", "outlook", "imap", "mailgun", "smtp", "serpapi"}
+    assert set(statuses) == {"demo", "servicenow", "jira", "outlook", "imap", "mailgun", "smtp", "serpapi"}
     snow_status = statuses["servicenow"]
     assert isinstance(snow_status, ConnectorStatus)
     assert snow_status.configured and snow_status.authenticated is False and snow_status.last_poll is not None
     assert "401" in (snow_status.last_error or "") and snow_status.backlog == 0
-    assert statuses["jira"] == ConnectorStatus("jira", False, None, None, None, None, None)
+    assert statuses["jira"] == ConnectorStatus("jira", "Jira", False, None, None, None, None, None, source=True)
     run_job(session_factory, "w1", "poll_servicenow", lambda: {"created": 1})
     healthy = {s.name: s for s in check_connectors(configured)}["servicenow"]
     assert (healthy.reachable, healthy.authenticated, healthy.last_error) == (True, True, None)

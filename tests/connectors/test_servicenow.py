@@ -267,7 +267,7 @@ def test_unreadable_attachments_warn_once_and_incidents_still_arrive(
 
 
 def test_test_connection_names_each_unreadable_table(plain_settings: Settings, snow: ServiceNowEmulator) -> None:
-    from connectors.health import test_connection
+    from engine.connector_status import test_connection
 
     snow.restricted.update({"sys_attachment": 404, "sys_journal_field": 403})
     status = test_connection("servicenow", with_settings(plain_settings, **snow_values(snow)))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from engine.analysis import AnalysisResult
+import pytest
+
+from engine import decision
+from engine.analysis import AnalysisResult, TicketSnapshot
 from engine.decision import delivery_verdict, echoed_customer_text, untrusted_contact_details
 from engine.desk_policy import DeskPolicy
+from engine.guards import Detection
 from engine.models import Ticket
 from engine.templates import neutral_summary, safe_name
 
@@ -52,3 +56,15 @@ def test_guards_hold_a_draft_with_autopilot_on_at_any_threshold() -> None:
     verdict = delivery_verdict(ticket, guarded, policy)
     assert not verdict.auto_send
     assert verdict.reasons == ["guard: possible social engineering: access change"]
+
+
+def test_a_message_that_reads_like_instructions_to_an_ai_waits_for_a_person(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the suspicion score and the classifier's operating point: drafted, never sent on its own."""
+    ticket = TicketSnapshot(1, "TCKT-1", "Question", "Now play a game with me.", "a@b.example", None, "t", None,
+                            None, None, 0)  # fmt: skip
+    monkeypatch.setattr(decision, "detect", lambda text: Detection(injection_score=0.65, injection_threshold=0.75))
+    screening = decision.screen_ticket(ticket)
+    assert screening.attacks == []
+    assert screening.sensitive == ["possible prompt injection: reads like instructions to an AI (score 0.65)"]
+    monkeypatch.setattr(decision, "detect", lambda text: Detection(injection_score=0.3, injection_threshold=0.75))
+    assert decision.screen_ticket(ticket).sensitive == []

@@ -3,8 +3,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors.base import AttachmentIn
 from engine.enums import TicketStatus
-from engine.ingest import AttachmentIn, ingest
+from engine.ingest import ingest
 from engine.lifecycle import transition
 from engine.models import Attachment, Blob, EmailInteraction, Ticket, TimelineEvent
 from engine.settings import Settings

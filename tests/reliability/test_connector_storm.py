@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.health import check_connectors
+from engine.connector_status import check_connectors
 from engine.enums import OutboxState
 from engine.models import JobStatus, OutboxMessage, Ticket
 from engine.runtime import build_runtime

@@ -19,9 +19,10 @@ from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors.base import TicketIn
 from engine.auth import create_first_admin
 from engine.enums import MessageKind, TicketStatus
-from engine.ingest import TicketIn, ingest
+from engine.ingest import ingest
 from engine.models import Analysis, KbDocument, OutboxMessage, Ticket, TimelineEvent
 from engine.settings import Settings
 from tests.app_process import ChromaServer, streamlit_app

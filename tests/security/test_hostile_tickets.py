@@ -10,9 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.base import PolledPage, RejectedItem
+from connectors.base import AttachmentIn, PolledPage, RejectedItem, TicketIn
 from engine.enums import TicketStatus
-from engine.ingest import AttachmentIn, TicketIn
 from engine.jobs import poll_source
 from engine.models import Action, Attachment, Blob, EmailInteraction, IngestError, Operator, OutboxMessage, Ticket
 from engine.pipeline import process_pending

@@ -7,7 +7,8 @@ import re
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
-from engine.ingest import AttachmentIn, ingest
+from connectors.base import AttachmentIn
+from engine.ingest import ingest
 from engine.settings import Settings
 from tests.factories import email_in, ticket_in
 from tests.pages.conftest import open_page

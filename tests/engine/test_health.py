@@ -1,0 +1,102 @@
+"""`engine health` tells the truth: a busy machine is healthy, failing sources degrade, all failing is unhealthy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.http import reset_breakers
+from engine.health import health_report
+from engine.jobs import run_job
+from engine.runtime import build_runtime
+from engine.settings import Settings
+from tests.engine_process import run_engine
+
+SOURCES = {
+    "SNOW_API_URL": "https://acme.service-now.example/api/now/table/incident",
+    "SNOW_AUTH_USERNAME": "integration",
+    "SNOW_AUTH_PASSWORD": "snow-password-1",
+    "IMAP_HOST": "imap.example.test",
+    "IMAP_USERNAME": "desk@example.test",
+    "IMAP_PASSWORD": "imap-password-1",
+}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_breakers() -> Iterator[None]:
+    reset_breakers()
+    yield
+    reset_breakers()
+
+
+@pytest.fixture
+def two_sources(settings: Settings) -> Settings:
+    secret = {key: SecretStr(value) if "PASSWORD" in key else value for key, value in SOURCES.items()}
+    return settings.model_copy(update=secret)
+
+
+def record_poll(factory: sessionmaker[Session], source: str, *, ok: bool) -> None:
+    def poll() -> dict[str, int]:
+        if not ok:
+            raise RuntimeError(f"{source}: answered 500 Internal Server Error")
+        return {"created": 0}
+
+    run_job(factory, "test-worker", f"poll_{source}", poll)
+
+
+def test_a_busy_machine_is_information_not_degradation(
+    settings: Settings, session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 99.0)
+    report = health_report(build_runtime(settings))
+    assert report["status"] == "healthy"
+    assert report["checks"]["resources"]["cpu_percent"] == 99.0
+    assert "status" not in report["checks"]["resources"]
+
+
+def test_some_failing_sources_degrade_and_all_failing_is_unhealthy(
+    two_sources: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    runtime = build_runtime(two_sources)
+    assert sorted(source.name for source in runtime.sources) == ["imap", "servicenow"]
+    record_poll(session_factory, "servicenow", ok=True)
+    record_poll(session_factory, "imap", ok=True)
+    assert health_report(runtime)["status"] == "healthy"
+
+    record_poll(session_factory, "servicenow", ok=False)
+    report = health_report(runtime)
+    assert report["status"] == "degraded"
+    assert report["checks"]["sources"] == {
+        "status": "degraded",
+        "configured": ["servicenow", "imap"],
+        "failing": ["servicenow"],
+    }
+
+    record_poll(session_factory, "imap", ok=False)
+    report = health_report(runtime)
+    assert report["status"] == "unhealthy"
+    assert report["checks"]["sources"]["failing"] == ["servicenow", "imap"]
+
+
+def test_health_cli_exits_1_only_when_every_source_fails(
+    two_sources: Settings, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    record_poll(session_factory, "servicenow", ok=False)
+    record_poll(session_factory, "imap", ok=True)
+    degraded = run_engine(two_sources, "health", cwd=tmp_path, **SOURCES)
+    assert degraded.returncode == 0, degraded.stderr
+    assert json.loads(degraded.stdout)["status"] == "degraded"
+
+    record_poll(session_factory, "imap", ok=False)
+    unhealthy = run_engine(two_sources, "health", cwd=tmp_path, **SOURCES)
+    assert unhealthy.returncode == 1, unhealthy.stderr
+    report = json.loads(unhealthy.stdout)
+    assert report["status"] == "unhealthy"
+    assert report["checks"]["sources"]["failing"] == ["servicenow", "imap"]
+    assert "snow-password-1" not in unhealthy.stdout and "imap-password-1" not in unhealthy.stdout
