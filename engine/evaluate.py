@@ -6,7 +6,9 @@ DATASET is a CSV or JSONL file of past tickets with columns `subject`, `body` (o
 `question`), optional `id`, `category`, `expected_action` (resolve, ask, escalate, or not_resolve: any
 decision but a resolution) and optional `expected_evidence` (document names or titles, `|`-separated in
 CSV, a list in JSONL). With `--kb`, a scratch knowledge base is built from those files; without it the
-configured knowledge base is used (read only). The report is printed and saved as JSON
+configured knowledge base is used (read only); a scratch one calibrates itself first, as the index job
+would. The report (decisions, the auto-send precision/coverage curve, and how well the confidence is
+calibrated: expected calibration error over 10 bins and the reliability table) is printed and saved as JSON
 (DATA_DIR/evaluation/latest.json by default), which the Metrics page shows.
 """
 
@@ -33,6 +35,7 @@ from engine.settings import Settings, get_settings, load_settings
 
 ACTIONS = ("resolve", "ask", "escalate")
 THRESHOLDS = sorted({round(step * 0.05, 2) for step in range(21)} | {round(0.8 + step * 0.01, 2) for step in range(11)})
+CALIBRATION_BINS = 10
 
 
 @dataclass(frozen=True)
@@ -155,22 +158,61 @@ def report(outcomes: list[Outcome], *, dataset: str, analyser: str, threshold: f
         "threshold_curve": [
             {
                 "threshold": value,
-                **{key: _scores(outcomes, value)[key] for key in ("auto_send_precision", "coverage", "auto_sent")},
+                **{
+                    key: _scores(outcomes, value)[key]
+                    for key in (
+                        "auto_send_precision",
+                        "coverage",
+                        "answerable_coverage",
+                        "auto_sent",
+                        "unanswerable_sent",
+                    )
+                },
             }
             for value in THRESHOLDS
         ],
+        **calibration(outcomes),
     }
+
+
+def calibration(outcomes: list[Outcome], bins: int = CALIBRATION_BINS) -> dict[str, Any]:
+    """Is confidence a probability? Per confidence bin, the mean confidence beside the share of cases whose top
+    passage was the right answer; the expected calibration error is their gap weighted by the bin's cases."""
+    table = []
+    error = 0.0
+    for index in range(bins):
+        low, high = index / bins, (index + 1) / bins
+        members = [o for o in outcomes if low <= o.confidence < high or (index == bins - 1 and o.confidence >= high)]
+        if not members:
+            table.append({"bin": f"{low:.1f}-{high:.1f}", "cases": 0, "mean_confidence": None, "accuracy": None})
+            continue
+        confidence = sum(o.confidence for o in members) / len(members)
+        accuracy = sum(o.right_resolution() for o in members) / len(members)
+        error += len(members) / len(outcomes) * abs(confidence - accuracy)
+        table.append(
+            {
+                "bin": f"{low:.1f}-{high:.1f}",
+                "cases": len(members),
+                "mean_confidence": round(confidence, 4),
+                "accuracy": round(accuracy, 4),
+            }
+        )
+    return {"expected_calibration_error": round(error, 4) if outcomes else None, "reliability": table}
 
 
 def _scores(outcomes: list[Outcome], threshold: float) -> dict[str, Any]:
     sent = [outcome for outcome in outcomes if outcome.auto_sent(threshold)]
     hits = [hit for outcome in outcomes if (hit := outcome.evidence_hit(5)) is not None]
+    answerable = sum(outcome.case.expected_action == "resolve" for outcome in outcomes)
+    sent_answerable = sum(outcome.case.expected_action == "resolve" for outcome in sent)
     return {
         "decision_accuracy": _ratio(sum(outcome.decision_right() for outcome in outcomes), len(outcomes)),
         "hit_at_5": _ratio(sum(hits), len(hits)),
         "auto_sent": len(sent),
         "auto_send_precision": _ratio(sum(outcome.right_resolution() for outcome in sent), len(sent)),
         "coverage": _ratio(len(sent), len(outcomes)),
+        "answerable_coverage": _ratio(sent_answerable, answerable),
+        "unanswerable_sent": len(sent) - sent_answerable,
     }
 
 
@@ -193,6 +235,7 @@ def evaluate(cases: list[Case], settings: Settings, *, dataset: str) -> dict[str
 def build_scratch_knowledge(settings: Settings, paths: list[Path]) -> None:
     """Index `paths` (files or folders) into the scratch database and vector store of `settings`."""
     from kb.indexer import add_document
+    from kb.self_test import calibrate
 
     files = [
         file for path in paths for file in (sorted(path.rglob("*")) if path.is_dir() else [path]) if file.is_file()
@@ -202,7 +245,12 @@ def build_scratch_knowledge(settings: Settings, paths: list[Path]) -> None:
     with make_session_factory(engine)() as session:
         for file in tqdm(files, desc="indexing knowledge", unit="file", file=sys.stderr, disable=None):
             add_document(session, settings, file.name, file.read_bytes(), uploaded_by="evaluation")
+        calibration = calibrate(session, settings)
     engine.dispose()
+    print(
+        f"knowledge base calibrated itself: {calibration.fusion.describe()}, self-test {calibration.self_test}"[:400],
+        file=sys.stderr,
+    )
 
 
 def print_report(result: dict[str, Any]) -> None:
@@ -221,13 +269,18 @@ def print_report(result: dict[str, Any]) -> None:
             f"  {category:<20} accuracy {scores['decision_accuracy']}  hit@5 {scores['hit_at_5']}  "
             f"precision {scores['auto_send_precision']}  coverage {scores['coverage']}"
         )
-    print("\nauto-send threshold curve")
-    print(f"{'threshold':>10}{'precision':>11}{'coverage':>10}{'sent':>6}")
+    print("\nauto-send threshold curve (answerable coverage: share of the cases expecting a resolution sent)")
+    print(f"{'threshold':>10}{'precision':>11}{'coverage':>10}{'answerable':>12}{'sent':>6}{'unanswerable sent':>19}")
     for point in result["threshold_curve"]:
         print(
             f"{point['threshold']:>10.2f}{point['auto_send_precision'] or 0:>11.3f}{point['coverage'] or 0:>10.3f}"
-            f"{point['auto_sent']:>6}"
+            f"{point['answerable_coverage'] or 0:>12.3f}{point['auto_sent']:>6}{point['unanswerable_sent']:>19}"
         )
+    print(f"\nconfidence calibration: expected calibration error {result['expected_calibration_error']} (10 bins)")
+    print(f"{'confidence':>12}{'cases':>7}{'mean conf.':>12}{'right':>8}")
+    for row in result["reliability"]:
+        if row["cases"]:
+            print(f"{row['bin']:>12}{row['cases']:>7}{row['mean_confidence']:>12.3f}{row['accuracy']:>8.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:

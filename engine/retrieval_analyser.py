@@ -2,15 +2,15 @@
 
 It proposes the resolution written in the best-matching KB passage or resolved ticket when the evidence
 is strong, asks category-specific questions when the report lacks what a person would need, and
-otherwise hands the ticket to a person. Its confidence comes from the retrievers' scores and whether
-they agree; operators see that a draft was assembled from the knowledge base without an AI model (the
-customer gets the answer, not our internals).
+otherwise hands the ticket to a person. Its confidence is a probability fitted on this desk's knowledge
+base (engine/confidence.py), and a resolution also needs the passage to cover the question's key terms.
+Operators see that a draft was assembled from the knowledge base without an AI model (the customer gets
+the answer, not our internals).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
 from dataclasses import asdict, replace
@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.analysis import AnalysisResult, TicketSnapshot
+from engine.confidence import DEFAULT_MODEL, ConfidenceModel, answerability, evidence_features
 from engine.decision import conclude, hand_over, screen_ticket
 from engine.desk_policy import DeskPolicy, current_policy
 from engine.escalation import DETAIL_SIGNALS, Assessment, assess, rule_criteria
@@ -80,7 +81,8 @@ class RetrievalAnalyser:
         with self.factory() as session:
             policy = current_policy(session, self.settings)
             evidence, kb_error = self._evidence(session, ticket)
-        result = decide(ticket, evidence, policy, self.settings, kb_error=kb_error)
+            model = desk_confidence_model(session)
+        result = decide(ticket, evidence, policy, self.settings, kb_error=kb_error, confidence_model=model)
         return _with_latency(result, began)
 
     def _evidence(self, session: Session, ticket: TicketSnapshot) -> tuple[list[dict[str, Any]], str | None]:
@@ -99,34 +101,27 @@ class RetrievalAnalyser:
         ], None
 
 
+def desk_confidence_model(session: Session) -> ConfidenceModel:
+    """The confidence model this knowledge base fitted for itself, or the cautious default before it has."""
+    from kb.calibration import stored_calibration
+
+    calibration = stored_calibration(session)
+    return ConfidenceModel.from_record(calibration.confidence if calibration else None)
+
+
 def query_of(ticket: TicketSnapshot) -> str:
     """What to search for: the latest reply carries the newest facts, the subject and body the problem."""
     latest = ticket.replies[-1] if ticket.replies else ""
     return " ".join(part for part in (ticket.subject, ticket.description[:1500], latest[:800]) if part)
 
 
-CONFIDENCE_WEIGHTS = {"bias": -2.74, "similarity": 2.316, "vector_first": 0.796, "bm25_first": 0.953, "lead": 0.966}
-"""Logistic weights fitted on the tuning half of the EMQA e-manual questions (in-scope and out-of-scope),
-checked on the held-out half: `bench/evaluation.py` prints the resulting precision/coverage curve."""
-
-
-def retrieval_confidence(evidence: list[dict[str, Any]]) -> float:
-    """Estimated probability that the top passage answers the ticket, from retrieval signals only: its
-    semantic similarity, whether each retriever ranks it first, and how far it leads the runner-up."""
+def retrieval_confidence(
+    evidence: list[dict[str, Any]], question: str = "", model: ConfidenceModel = DEFAULT_MODEL
+) -> float:
+    """Probability that the top passage answers the ticket, by this desk's fitted model (engine/confidence.py)."""
     if not evidence:
         return 0.0
-    top = evidence[0]
-    second = evidence[1]["fused_score"] if len(evidence) > 1 else 0.0
-    lead = (top["fused_score"] - second) / top["fused_score"] if top["fused_score"] else 0.0
-    weights = CONFIDENCE_WEIGHTS
-    logit = (
-        weights["bias"]
-        + weights["similarity"] * max(0.0, min(1.0, float(top.get("vector_score") or 0.0)))
-        + weights["vector_first"] * (top.get("vector_rank") == 1)
-        + weights["bm25_first"] * (top.get("bm25_rank") == 1)
-        + weights["lead"] * min(1.0, lead * 5)
-    )
-    return round(1 / (1 + math.exp(-logit)), 3)
+    return round(model.probability(evidence_features(question, evidence)), 3)
 
 
 def information_gaps(ticket: TicketSnapshot) -> tuple[list[str], list[str]]:
@@ -185,9 +180,10 @@ def decide(
     settings: Settings,
     *,
     kb_error: str | None = None,
+    confidence_model: ConfidenceModel = DEFAULT_MODEL,
 ) -> AnalysisResult:
     """Guards first, then escalation rules, then the evidence: resolve, ask, or hand to a person."""
-    result = _decide(ticket, evidence, policy, settings, kb_error=kb_error)
+    result = _decide(ticket, evidence, policy, settings, kb_error=kb_error, confidence_model=confidence_model)
     return conclude(ticket, result, policy, settings)
 
 
@@ -198,9 +194,11 @@ def _decide(
     settings: Settings,
     *,
     kb_error: str | None,
+    confidence_model: ConfidenceModel,
 ) -> AnalysisResult:
     assessment = assess(ticket, rule_criteria(ticket), policy)
-    confidence = retrieval_confidence(evidence)
+    question = query_of(ticket)
+    confidence = retrieval_confidence(evidence, question, confidence_model)
     gaps, questions = information_gaps(ticket)
     screening = screen_ticket(ticket)
     common: dict[str, Any] = {
@@ -216,7 +214,8 @@ def _decide(
         return hand_over(NAME, screening, common)
     if assessment.escalate:
         return AnalysisResult(analyser=NAME, decision="escalate", reason="; ".join(assessment.reasons), **common)
-    if evidence and confidence >= settings.RESOLVE_MIN_CONFIDENCE:
+    answerable = bool(evidence) and answerability(question, f"{evidence[0]['title']}\n{evidence[0]['text']}").passes
+    if answerable and confidence >= settings.RESOLVE_MIN_CONFIDENCE:
         return _propose_resolution(ticket, evidence[0], policy, settings, common)
     if gaps and len(gaps) >= 2:
         subject, body = request_info_email(
@@ -235,7 +234,11 @@ def _decide(
             draft_body=body,
             **common,
         )
-    reason = kb_error or (f"no strong evidence (confidence {confidence:.2f})" if evidence else "no evidence found")
+    reason = kb_error or (
+        f"no strong evidence (confidence {confidence:.2f}{'' if answerable else ', the passage misses key terms'})"
+        if evidence
+        else "no evidence found"
+    )
     return AnalysisResult(analyser=NAME, decision="escalate", reason=reason, **common)
 
 

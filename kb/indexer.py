@@ -672,6 +672,7 @@ def run_index_job(session_factory: sessionmaker[Session], settings: Settings) ->
             keywords = sync_keyword_index(session, get_runtime(settings))
             chunks = int(session.scalar(select(func.count()).select_from(KbChunk)) or 0)
             session.commit()
+            calibrated = _recalibrate_if_changed(session, settings)
     return {
         "tickets_indexed": tickets,
         "documents_indexed": len(pending),
@@ -679,4 +680,24 @@ def run_index_job(session_factory: sessionmaker[Session], settings: Settings) ->
         "vectors_repaired": vectors,
         "keyword_repaired": keywords,
         "chunks": chunks,
+        "calibrated": calibrated,
     }
+
+
+def _recalibrate_if_changed(session: Session, settings: Settings) -> int:
+    """A knowledge base that changed materially chooses its fusion and confidence again (kb/self_test.py).
+
+    A failed calibration keeps the previous one and is logged; the index job itself has succeeded.
+    """
+    from kb.calibration import needs_calibration
+    from kb.self_test import calibrate
+
+    if not needs_calibration(session):
+        return 0
+    try:
+        calibrate(session, settings)
+    except Exception:  # the embedder or Chroma failing here must not fail indexing
+        session.rollback()
+        log.exception("calibrating retrieval on the knowledge base failed; the previous calibration stays")
+        return 0
+    return 1

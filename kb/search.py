@@ -1,12 +1,11 @@
 """Hybrid retrieval: several phrasings of the question, each searched by vectors (Chroma) and keywords
-(BM25), fused by weighted reciprocal rank, one piece of evidence per source, with citations.
+(BM25), fused, one piece of evidence per source, with citations.
 
-Fusing ranks rather than scores means neither retriever's scale matters: a chunk both rank highly wins.
-The seed's RRF (k=60, every list weighted alike) scored below BM25 alone on the EMQA benchmark. Chosen on
-a tuning half of its questions (bench/retrieval.py): k=10, BM25 weighted 3:1 over vectors, which beats
-BM25 alone on the tuning half and roughly ties it on the held-out half and the S10 questions (figures in
-kb/README_section.md). A retriever's weight is shared by its phrasings, so the number of rewrites does
-not shift the balance between keywords and vectors.
+How to fuse depends on the knowledge base: a fixed 3:1 keyword lean tuned on one benchmark lost to vectors
+alone on paraphrased help threads. So the fusion (weighted reciprocal rank or min-max normalised scores, and
+the vectors' share) is a `Fusion` each knowledge base chooses for itself (kb/calibration.py); until it has,
+DEFAULT_FUSION is the EMQA choice (RRF k=10, BM25 : vectors 3 : 1). A retriever's weight is shared by its
+phrasings, so the number of rewrites does not shift the balance between keywords and vectors.
 """
 
 from __future__ import annotations
@@ -26,14 +25,13 @@ from sqlalchemy.orm import Session
 
 from engine.models import KbChunk
 from engine.settings import Settings
+from kb.calibration import DEFAULT_FUSION, Fusion, stored_fusion
 from kb.chunk import describe_location
 from kb.indexer import AWAITING_REVIEW, ID_BATCH, source_title, sync_keyword_index
 from kb.keyword import STOPWORDS, TOKEN
 from kb.store import KbRuntime, chroma_where, get_runtime
 
 log = logging.getLogger(__name__)
-RRF_K = 10
-RETRIEVER_WEIGHTS = {"bm25": 3.0, "vector": 1.0}
 MAX_QUERIES = 4
 QUESTION_LEAD = re.compile(
     r"^(how (do|can|to|should|would) (i|we|you)?|what (is|are|does|do)|why (is|does|do|can't|cannot)|"
@@ -112,42 +110,51 @@ class FusedHit:
 
 
 def fuse(
-    ranked_lists: Sequence[tuple[str, Sequence[tuple[str, float, str, int]]]],
-    rrf_k: int = RRF_K,
-    weights: dict[str, float] | None = None,
+    ranked_lists: Sequence[tuple[str, Sequence[tuple[str, float, str, int]]]], fusion: Fusion = DEFAULT_FUSION
 ) -> list[FusedHit]:
-    """Weighted reciprocal rank fusion over sources: score = Σ w/(k + rank) over every (retriever, query) list.
+    """Fusion over sources: each (retriever, query) list adds w · credit to the sources it holds.
 
     Each list is (retriever name, [(chunk id, score, kind, source id), ...]) best first. A retriever's weight
-    (`weights`, default RETRIEVER_WEIGHTS; 1 for a retriever not named) is split evenly over its lists.
-    Ranks count sources, not chunks, so the vector hit on one chunk of a section and the keyword hit on
-    another reinforce each other; the cited chunk is the one the lists ranked best.
+    (0 for one `fusion` does not name) is split evenly over its lists. The credit is 1/(k + rank) for RRF, the
+    score min-max scaled within the list for `minmax`. Ranks count sources, not chunks, so the vector hit on
+    one chunk of a section and the keyword hit on another reinforce each other; the cited chunk is the one
+    the lists credited most.
     """
-    weights = RETRIEVER_WEIGHTS if weights is None else weights
+    weights = fusion.weights
     lists_per_retriever: dict[str, int] = {}
     for retriever, _ in ranked_lists:
         lists_per_retriever[retriever] = lists_per_retriever.get(retriever, 0) + 1
     hits: dict[tuple[str, int], FusedHit] = {}
     for retriever, ranked in ranked_lists:
-        weight = weights.get(retriever, 1.0) / lists_per_retriever[retriever]
+        weight = weights.get(retriever, 0.0) / lists_per_retriever[retriever]
+        scaled = _min_max([score for _, score, _, _ in ranked]) if fusion.method == "minmax" else []
         seen: set[tuple[str, int]] = set()
         for position, (chunk_id, score, kind, source_id) in enumerate(ranked, 1):
             key = (kind, source_id)
             hit = hits.get(key)
             if hit is None:
                 hit = hits[key] = FusedHit(chunk_id, kind, source_id)
-            hit.chunk_scores[chunk_id] = hit.chunk_scores.get(chunk_id, 0.0) + weight / (rrf_k + position)
+            rank = len(seen) + (key not in seen)
+            credit = scaled[position - 1] if scaled else 1.0 / (fusion.rrf_k + rank)
+            hit.chunk_scores[chunk_id] = hit.chunk_scores.get(chunk_id, 0.0) + weight * credit
             if key in seen:
                 continue
             seen.add(key)
-            rank = len(seen)
-            hit.fused_score += weight / (rrf_k + rank)
+            hit.fused_score += weight * credit
             if rank < hit.ranks.get(retriever, 1 << 30):
                 hit.ranks[retriever] = rank
                 hit.scores[retriever] = score
     for hit in hits.values():
         hit.chunk_id = max(hit.chunk_scores, key=lambda chunk_id: (hit.chunk_scores[chunk_id], chunk_id))
     return sorted(hits.values(), key=lambda hit: (-hit.fused_score, hit.kind, hit.source_id))
+
+
+def _min_max(scores: list[float]) -> list[float]:
+    """Scores scaled to 0..1 within one list; a list of equal scores counts as all best."""
+    if not scores:
+        return []
+    low, high = min(scores), max(scores)
+    return [(score - low) / (high - low) if high > low else 1.0 for score in scores]
 
 
 def best_per_source(hits: Sequence[FusedHit], k: int) -> list[FusedHit]:
@@ -173,8 +180,7 @@ def retrieve(
     source_kinds: set[str] | None = None,
     team: str | None = None,
     since: int | None = None,
-    rrf_k: int = RRF_K,
-    weights: dict[str, float] | None = None,
+    fusion: Fusion = DEFAULT_FUSION,
     withheld: Callable[[set[str]], set[str]] | None = None,
 ) -> list[FusedHit]:
     """Both retrievers for every query, fused; vector hits the keyword index does not know are dropped,
@@ -198,7 +204,7 @@ def retrieve(
     if withheld is not None:
         dropped = withheld({hit[0] for _, ranked in lists for hit in ranked})
         lists = [(retriever, [hit for hit in ranked if hit[0] not in dropped]) for retriever, ranked in lists]
-    return fuse(lists, rrf_k, weights)
+    return fuse(lists, fusion)
 
 
 def _source(runtime: KbRuntime, chunk_id: str) -> tuple[str, int]:
@@ -230,13 +236,15 @@ def search(
     """The best k pieces of evidence for `query` among KB documents and resolved tickets, each cited.
 
     `queries` overrides the rewrites (the caller already generated them); `chat_model` lets an LLM rewrite.
-    Quarantined chunks no lead has approved are never evidence; `include_quarantined` (the Knowledge Base page)
-    returns them too, with their reason.
+    The fusion is the one this knowledge base calibrated for itself; fused scores are a share of the best
+    possible, so they mean the same whatever the fusion. Quarantined chunks no lead has approved are never
+    evidence; `include_quarantined` (the Knowledge Base page) returns them too, with their reason.
     """
     if not query.strip() and not queries:
         return []
     runtime = get_runtime(settings)
     sync_keywords(session, runtime)
+    fusion = stored_fusion(session)
     phrasings = queries or generate_queries(query, chat_model)
     hits = retrieve(
         runtime,
@@ -245,9 +253,10 @@ def search(
         source_kinds=source_kinds,
         team=team,
         since=int(since.timestamp()) if since else None,
+        fusion=fusion,
         withheld=None if include_quarantined else partial(_awaiting_review, session),
     )
-    return _evidence(session, best_per_source(hits, k))
+    return _evidence(session, best_per_source(hits, k), fusion)
 
 
 def _awaiting_review(session: Session, chunk_ids: set[str]) -> set[str]:
@@ -262,7 +271,7 @@ def _awaiting_review(session: Session, chunk_ids: set[str]) -> set[str]:
     }
 
 
-def _evidence(session: Session, hits: list[FusedHit]) -> list[Evidence]:
+def _evidence(session: Session, hits: list[FusedHit], fusion: Fusion) -> list[Evidence]:
     if not hits:
         return []
     ids = [int(hit.chunk_id) for hit in hits]
@@ -280,7 +289,7 @@ def _evidence(session: Session, hits: list[FusedHit]) -> list[Evidence]:
                 location=describe_location(chunk.location),
                 location_data=dict(chunk.location),
                 text=chunk.text,
-                fused_score=round(hit.fused_score, 6),
+                fused_score=round(hit.fused_score / fusion.best_score, 6),
                 vector_rank=hit.ranks.get("vector"),
                 vector_score=hit.scores.get("vector"),
                 bm25_rank=hit.ranks.get("bm25"),

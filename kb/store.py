@@ -116,6 +116,18 @@ class VectorStore:
             )
         return hits
 
+    def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of these chunks (those Chroma has), read in pages, for the retrieval self-test."""
+        collection = self._open()
+        found: dict[str, np.ndarray] = {}
+        if collection is None:
+            return found
+        for start in range(0, len(ids), PAGE):
+            page = collection.get(ids=list(ids[start : start + PAGE]), include=["embeddings"])
+            for chunk_id, vector in zip(page["ids"], page["embeddings"], strict=True):
+                found[chunk_id] = np.asarray(vector, dtype=np.float32)
+        return found
+
     def hashes(self) -> dict[str, str]:
         """Every stored chunk id with its content hash, read in pages, for comparison with the database."""
         return dict(self._iter_hashes())

@@ -14,6 +14,7 @@ from engine.actions import (
 from engine.db import transaction
 from engine.enums import Role
 from engine.queries import kb_chunks, kb_documents
+from kb.calibration import calibration_summary
 from kb.chunk import describe_location
 from kb.indexer import quarantined_chunks
 from ui.auth import allowed
@@ -202,3 +203,24 @@ with search_tab:
 
 with gaps_tab:
     knowledge_gap_list(runtime)
+
+# --- Retrieval calibration (read only): what this knowledge base chose for itself (kb/calibration.py) ---
+st.subheader("Retrieval calibration")
+with runtime.factory() as session:
+    calibration = calibration_summary(session)
+if not calibration["calibrated"]:
+    st.caption(
+        f"Not calibrated yet: search uses {calibration['fusion']}. The index job calibrates once documents are indexed."
+    )
+else:
+    test = calibration["self_test"]
+    st.markdown(
+        f"**Fusion:** {calibration['fusion']} · chosen {calibration['calibrated_at'][:16]} "
+        f"on {calibration['chunks']} chunks"
+    )
+    st.caption(
+        f"Self-test on {test.get('queries', 0)} pseudo-questions from the documents: MRR {test.get('mrr', '—')} "
+        f"(BM25 alone {test.get('bm25_mrr', '—')}, vectors alone {test.get('vector_mrr', '—')}); confidence model "
+        f"fitted on {calibration['confidence_samples']} cases; {calibration['changed_since']:.0%} of the chunks "
+        "changed since (10 % re-calibrates)."
+    )

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.evaluate import Case, Outcome, load_cases, main, report
+from engine.evaluate import Case, Outcome, calibration, load_cases, main, report
 
 ARTICLES = Path(__file__).resolve().parent.parent.parent / "connectors" / "demo_data" / "kb"
 
@@ -33,8 +33,30 @@ def test_metrics_count_right_answers_and_out_of_scope() -> None:
         "not_resolve": {"resolve": 1, "escalate": 1},
         "resolve": {"resolve": 2, "escalate": 1},
     }
+    assert (result["answerable_coverage"], result["unanswerable_sent"]) == (0.6667, 0)
     loosest = result["threshold_curve"][0]
     assert (loosest["threshold"], loosest["auto_sent"], loosest["auto_send_precision"]) == (0.0, 3, 0.3333)
+    assert (loosest["answerable_coverage"], loosest["unanswerable_sent"]) == (0.6667, 1)
+
+
+def test_expected_calibration_error_and_reliability_table() -> None:
+    """Confidence 0.95 right twice: gap 0.05; confidence 0.15, right once in two: gap 0.35; ECE is their mean."""
+    outcomes = [
+        outcome("resolve", "resolve", 0.95, ["vpn.md"], ["vpn"]),
+        outcome("resolve", "resolve", 0.95, ["vpn.md"], ["vpn"]),
+        outcome("resolve", "escalate", 0.15, ["vpn.md"], ["vpn"]),
+        outcome("not_resolve", "escalate", 0.15, ["vpn.md"]),
+        outcome("resolve", "resolve", 1.0, ["wifi.md"], ["vpn"]),
+    ]
+    result = calibration(outcomes[:4])
+    assert result["expected_calibration_error"] == pytest.approx(0.2)
+    rows = {row["bin"]: row for row in result["reliability"]}
+    assert rows["0.9-1.0"] == {"bin": "0.9-1.0", "cases": 2, "mean_confidence": 0.95, "accuracy": 1.0}
+    assert rows["0.1-0.2"]["accuracy"] == 0.5 and rows["0.5-0.6"]["cases"] == 0
+    assert len(result["reliability"]) == 10
+    overconfident = calibration(outcomes[4:])
+    assert overconfident["expected_calibration_error"] == 1.0, "a confidence of 1 in the wrong passage"
+    assert calibration([])["expected_calibration_error"] is None
 
 
 def test_loading_is_tolerant(tmp_path: Path) -> None:

@@ -1,11 +1,12 @@
-"""Weighted reciprocal rank fusion and the BM25 parameters, without a database or a model."""
+"""Fusion (weighted reciprocal rank, min-max scores) and the BM25 parameters, without a database or a model."""
 
 from __future__ import annotations
 
 import pytest
 
+from kb.calibration import DEFAULT_FUSION, RRF_K, Fusion
 from kb.keyword import K1, B, KeywordIndex, KeywordRecord
-from kb.search import RETRIEVER_WEIGHTS, RRF_K, fuse
+from kb.search import fuse
 
 
 def ranked(*sources: int, kind: str = "kb") -> list[tuple[str, float, str, int]]:
@@ -13,24 +14,46 @@ def ranked(*sources: int, kind: str = "kb") -> list[tuple[str, float, str, int]]
     return [(f"{source}:0", 1.0 / position, kind, source) for position, source in enumerate(sources, 1)]
 
 
-def test_defaults_are_the_tuned_ones() -> None:
-    assert RRF_K == 10
-    assert RETRIEVER_WEIGHTS == {"bm25": 3.0, "vector": 1.0}
+def test_defaults_before_calibration_are_the_emqa_ones() -> None:
+    assert Fusion("rrf", 0.25, 10) == DEFAULT_FUSION and RRF_K == 10
+    assert DEFAULT_FUSION.weights == {"vector": 0.25, "bm25": 0.75}
     assert (K1, B) == (0.75, 0.3)
 
 
 def test_bm25_outweighs_vectors_by_default() -> None:
     hits = fuse([("vector", ranked(1, 2)), ("bm25", ranked(2, 1))])
     assert [hit.source_id for hit in hits] == [2, 1]
-    assert hits[0].fused_score == pytest.approx(3 / (RRF_K + 1) + 1 / (RRF_K + 2))
+    assert hits[0].fused_score == pytest.approx(0.75 / (RRF_K + 1) + 0.25 / (RRF_K + 2))
     assert hits[0].ranks == {"vector": 2, "bm25": 1}
 
 
 def test_equal_weights_tie_and_break_by_source() -> None:
-    hits = fuse([("vector", ranked(1, 2)), ("bm25", ranked(2, 1))], rrf_k=60, weights={"vector": 1, "bm25": 1})
+    hits = fuse([("vector", ranked(1, 2)), ("bm25", ranked(2, 1))], Fusion("rrf", 0.5, 60))
     assert [hit.source_id for hit in hits] == [1, 2]
     assert hits[0].fused_score == pytest.approx(hits[1].fused_score)
-    assert hits[0].fused_score == pytest.approx(1 / 61 + 1 / 62)
+    assert hits[0].fused_score == pytest.approx(0.5 / 61 + 0.5 / 62)
+
+
+def test_min_max_fusion_weighs_score_gaps_not_ranks() -> None:
+    """A vector list where source 2 is nearly as good as 1 lets a clear BM25 win for 2 decide; RRF would tie."""
+    vector = [("1:0", 0.80, "kb", 1), ("2:0", 0.79, "kb", 2), ("3:0", 0.20, "kb", 3)]
+    bm25 = [("2:0", 9.0, "kb", 2), ("1:0", 1.0, "kb", 1)]
+    hits = fuse([("vector", vector), ("bm25", bm25)], Fusion("minmax", 0.5))
+    assert [hit.source_id for hit in hits] == [2, 1, 3]
+    assert hits[0].fused_score == pytest.approx(0.5 * (0.59 / 0.60) + 0.5 * 1.0)
+    assert Fusion("minmax", 0.5).best_score == 1.0
+
+
+def test_vector_weight_one_is_the_vector_ranking() -> None:
+    hits = fuse([("vector", ranked(1, 2, 3)), ("bm25", ranked(3, 2, 1))], Fusion("rrf", 1.0))
+    assert [hit.source_id for hit in hits] == [1, 2, 3]
+
+
+def test_invalid_fusion_is_refused() -> None:
+    with pytest.raises(ValueError, match="vector weight"):
+        Fusion("rrf", 1.5)
+    with pytest.raises(ValueError, match="method"):
+        Fusion("borda", 0.5)
 
 
 def test_weight_is_shared_by_a_retrievers_phrasings() -> None:
@@ -53,9 +76,9 @@ def test_ranks_count_sources_and_the_best_chunk_is_cited() -> None:
     assert hits[1].ranks == {"bm25": 2, "vector": 2}
 
 
-def test_unnamed_retriever_weighs_one() -> None:
-    hits = fuse([("other", ranked(1))], weights={})
-    assert hits[0].fused_score == pytest.approx(1 / (RRF_K + 1))
+def test_unnamed_retriever_has_no_say() -> None:
+    hits = fuse([("other", ranked(1)), ("bm25", ranked(2))])
+    assert [hit.source_id for hit in hits] == [2, 1] and hits[1].fused_score == 0.0
 
 
 def test_bm25_parameters_per_index() -> None:

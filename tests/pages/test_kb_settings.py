@@ -9,6 +9,7 @@ from engine.desk_policy import current_policy
 from engine.enums import Role
 from engine.models import AuditEntry, KbDocument, Operator
 from engine.settings import Settings
+from kb.calibration import Calibration, Fusion, save_calibration
 from tests.kb.files import make_pdf
 from tests.pages.conftest import PASSWORD, open_page, texts
 
@@ -164,3 +165,20 @@ def test_autopilot_categories_are_matched_in_lower_case_and_unknown_ones_are_fla
     assert "No ticket has had the category billing yet" in texts(at)
     with session_factory() as session:
         assert current_policy(session, app).autopilot.get("*:billing") is True
+
+
+def test_kb_page_shows_the_retrieval_calibration(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    at = open_page(KB, "lee")
+    assert not at.exception
+    assert any(
+        "Not calibrated yet: search uses RRF k=10, vectors 25% / BM25 75%" in caption.value for caption in at.caption
+    )
+    with session_factory() as session:
+        save_calibration(
+            session,
+            Calibration(Fusion("minmax", 0.7), {"queries": 120, "mrr": 0.91, "bm25_mrr": 0.8, "vector_mrr": 0.9}),
+        )
+        session.commit()
+    at = open_page(KB, "lee")
+    assert "**Fusion:** min-max scores, vectors 70% / BM25 30%" in " ".join(m.value for m in at.markdown)
+    assert any("120 pseudo-questions" in caption.value and "MRR 0.91" in caption.value for caption in at.caption)
