@@ -45,7 +45,7 @@ TEAM_ROUTES = {
 class DeskPolicy(BaseModel):
     autopilot: dict[str, bool] = Field(default_factory=dict)
     """Keys `source:category`, `source:*`, `*:category` or `*:*`; the most specific key wins."""
-    auto_send_min_confidence: float = Field(default=0.85, ge=0, le=1)
+    auto_send_min_confidence: float = Field(default=0.75, ge=0, le=1)
     escalation_threshold: float = Field(default=70.0, ge=0, le=100)
     escalation_weights: dict[str, float] = Field(default_factory=lambda: dict(SEED_WEIGHTS))
     follow_up_limit: int = Field(default=3, ge=0, le=20)
@@ -117,9 +117,10 @@ class DeskPolicy(BaseModel):
 
 
 def default_policy(settings: Settings) -> DeskPolicy:
-    return DeskPolicy(
-        autopilot={"*:*": settings.AUTOPILOT_ENABLED}, auto_send_min_confidence=settings.AUTO_SEND_MIN_CONFIDENCE
-    )
+    """The environment's defaults until a lead saves a policy; the demo feed runs on autopilot, so a new install
+    shows what the desk answers on its own (every guard still holds whatever it must)."""
+    autopilot = {"*:*": settings.AUTOPILOT_ENABLED} | ({"demo:*": True} if settings.DEMO_FEED_ENABLED else {})
+    return DeskPolicy(autopilot=autopilot, auto_send_min_confidence=settings.AUTO_SEND_MIN_CONFIDENCE)
 
 
 def current_policy(session: Session, settings: Settings) -> DeskPolicy:

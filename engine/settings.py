@@ -53,7 +53,8 @@ class CoreSettings(BaseSettings):
     SUPPORT_FROM_NAME: str = "No-Touch Support"
     SUPPORT_SIGNATURE: str = "— The Support Team"
     AUTOPILOT_ENABLED: bool = False
-    AUTO_SEND_MIN_CONFIDENCE: float = Field(default=0.85, ge=0, le=1)
+    AUTO_SEND_MIN_CONFIDENCE: float = Field(default=0.75, ge=0, le=1)
+    """The measured operating point of the per-desk calibrated confidence (bench/evaluation.py)."""
     RESOLVE_MIN_CONFIDENCE: float = Field(default=0.5, ge=0, le=1)
     DEFAULT_TEAM: str = "Service Desk"
     ROUTING_ENABLED: bool = True

@@ -3,9 +3,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.desk_policy import DeskPolicy, current_policy, save_policy
+from engine.desk_policy import DeskPolicy, current_policy, default_policy, save_policy
 from engine.models import AuditEntry
-from engine.settings import Settings
+from engine.settings import Settings, load_settings
 
 
 def test_most_specific_autopilot_switch_wins() -> None:
@@ -42,3 +42,9 @@ def test_unknown_or_negative_weights_are_refused() -> None:
         DeskPolicy(escalation_weights={"vibes": 1.0})
     with pytest.raises(pydantic.ValidationError, match="must not be negative"):
         DeskPolicy(escalation_weights={"system_impact": -1})
+
+
+def test_the_demo_feed_runs_on_autopilot_until_a_lead_saves_a_policy() -> None:
+    demo = default_policy(load_settings(_env_file=None, DEMO_FEED_ENABLED=True))
+    assert demo.autopilot_on("demo", "product_howto") and not demo.autopilot_on("jira", None)
+    assert not default_policy(load_settings(_env_file=None, DEMO_FEED_ENABLED=False)).autopilot_on("demo", None)

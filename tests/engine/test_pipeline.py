@@ -93,7 +93,7 @@ def test_low_confidence_draft_waits_for_approval(session_factory: sessionmaker[S
         action = session.scalar(select(Action))
         assert ticket.status == TicketStatus.AWAITING_APPROVAL
         assert action.state == ActionState.AWAITING_APPROVAL
-        assert action.policy["reasons"] == ["confidence 0.40 below 0.85"]
+        assert action.policy["reasons"] == ["confidence 0.40 below 0.75"]
         assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 1
 
 
