@@ -6,10 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from engine.health import health_report
-from engine.queries import attention_counts, job_statuses, recent_events, today_summary
+from engine.queries import attention_counts, held_draft_reasons, job_statuses, recent_events, today_summary
 from ui import glossary
 from ui.auth import session_alive
-from ui.components import health_cards, page
+from ui.components import health_cards, page, why_drafts_wait
 from ui.connectors import connector_cards
 from ui.outcomes import autopilot_floor_notices
 
@@ -29,6 +29,7 @@ def overview() -> None:
     with runtime.factory() as session:
         today = today_summary(session)
         attention = attention_counts(session)
+        held = held_draft_reasons(session)
         jobs = job_statuses(session)
         events = recent_events(session, limit=15)
     cards = st.columns(6)
@@ -48,6 +49,7 @@ def overview() -> None:
         help="Median time to the first answer, tickets of the last 7 days.",
         border=True,
     )
+    why_drafts_wait(held)
     needs = {what: n for what, n in attention.items() if n}
     if needs:
         st.warning("Needs a person: " + " · ".join(f"{n} {what}" for what, n in needs.items()), icon="⚠️")

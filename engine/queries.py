@@ -6,7 +6,9 @@ so a page costs the same at 100 tickets as at 100,000.
 
 from __future__ import annotations
 
+import re
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -292,6 +294,33 @@ def attention_counts(session: Session) -> dict[str, int]:
         )
         or 0,
     }
+
+
+HELD_REASON_FORMS = (
+    (re.compile(r"^confidence [\d.]+ below ([\d.]+)$"), r"below confidence \1"),
+    (re.compile(r"^autopilot is off for ([^/]+)/.*$"), r"autopilot off for \1"),
+    (re.compile(r"^guard: possible social engineering: ([^(;]+).*$"), r"sensitive request: \1"),
+    (re.compile(r"^guard: ([^:'(]+).*$"), r"\1"),
+    (re.compile(r"^input: .*$"), "input a person should read"),
+    (re.compile(r"^analysis incomplete: .*$"), "analysis incomplete"),
+)
+
+
+def held_reason(reason: str) -> str:
+    """A draft's hold reason without its particulars, so reasons can be counted ("below confidence 0.75")."""
+    for pattern, form in HELD_REASON_FORMS:
+        if pattern.match(reason):
+            return pattern.sub(form, reason).strip()
+    return reason
+
+
+def held_draft_reasons(session: Session, limit: int = 5) -> list[tuple[str, int]]:
+    """Why drafts wait for a person, most frequent first: every reason of every draft counts once."""
+    counts: Counter[str] = Counter()
+    policies = session.scalars(select(Action.policy).where(Action.state == ActionState.AWAITING_APPROVAL))
+    for policy in policies:
+        counts.update({held_reason(reason) for reason in (policy or {}).get("reasons", [])})
+    return counts.most_common(limit)
 
 
 def resolved_since(session: Session, since: datetime) -> int:

@@ -16,10 +16,10 @@ import streamlit.components.v1 as components
 from engine.actions import PRIORITIES, Actor, bulk_approve, bulk_assign, bulk_close
 from engine.db import transaction
 from engine.enums import Role, TicketStatus
-from engine.queries import QueueFilter, queue_page, sources, teams
+from engine.queries import QueueFilter, held_draft_reasons, queue_page, sources, teams
 from ui import glossary
 from ui.auth import allowed, session_alive
-from ui.components import flash, page, page_buttons, plain, role_hint, show_flash
+from ui.components import flash, page, page_buttons, plain, role_hint, show_flash, why_drafts_wait
 
 VIEWS = ("All tickets", "Needs approval", "Mine", "Escalated to my team")
 KEEP = "no change"
@@ -60,6 +60,8 @@ components.html(KEYBOARD, height=0)
 
 with runtime.factory() as session:
     known_sources, known_teams = sources(session), teams(session)
+    held = held_draft_reasons(session)
+why_drafts_wait(held)
 known_teams = sorted({*known_teams, runtime.settings.DEFAULT_TEAM})
 
 views = st.columns([5, 2])

@@ -118,3 +118,9 @@ def article_text(text: str) -> None:
     """An article's text rendered as the markdown it was written in, without images (nothing loads from elsewhere);
     markdown never renders raw HTML, so hidden markup stays inert."""
     st.markdown(_IMAGE.sub("", text))
+
+
+def why_drafts_wait(held: list[tuple[str, int]]) -> None:
+    """One line on why drafts wait for a person ("12 below confidence 0.75 · 3 autopilot off for jira")."""
+    if held:
+        st.caption("Why drafts wait for a person: " + " · ".join(f"{count} {reason}" for reason, count in held))

@@ -19,6 +19,7 @@ def test_home_counts_and_events(app: Settings, session_factory: sessionmaker[Ses
     assert (metrics["Open"], metrics["Awaiting approval"], metrics["Escalated"]) == ("2", "1", "1")
     assert metrics["Automation rate"] == "—"
     assert "Needs a person: 1 drafts awaiting approval" in texts(at)
+    assert any(caption.value.startswith("Why drafts wait for a person: 1 ") for caption in at.caption)
     events = at.dataframe[0].value
     assert {"Draft proposed", "Status changed"} <= set(events["event"])
     assert not any("_" in what or "AwaitingApproval" in what for what in events["what"])
