@@ -9,6 +9,7 @@ import pytest
 from engine.confidence import (
     DEFAULT_MODEL,
     FEATURES,
+    UNCALIBRATED_CEILING,
     ConfidenceModel,
     answerability,
     evidence_features,
@@ -96,3 +97,10 @@ def fitted_model() -> ConfidenceModel:
     model = fit_confidence(run_self_test(topic_corpus(embedder, body_word="b"), embedder).samples)
     assert model is not None
     return model
+
+
+def test_an_uncalibrated_desk_never_clears_the_default_auto_send_minimum() -> None:
+    strongest = dict.fromkeys(FEATURES, 1.0)
+    assert DEFAULT_MODEL.probability(strongest) <= UNCALIBRATED_CEILING < 0.75
+    fitted = ConfidenceModel(intercept=-1.0, coef=dict.fromkeys(FEATURES, 1.0), samples=100, positives=50)
+    assert fitted.probability(strongest) > 0.99
