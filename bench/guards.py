@@ -38,7 +38,7 @@ from engine.guards import Detection, scan, suspicious_input_reasons
 from engine.models import Ticket
 from engine.retrieval_analyser import RetrievalAnalyser
 from engine.settings import load_settings
-from kb.indexer import add_document
+from kb.indexer import add_document, run_index_job
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_ATTACK_CHARS = 3_000  # obfuscate the core of long jailbreaks, as a ticket would carry them
@@ -169,7 +169,7 @@ SOCIAL_TICKETS = (
 
 
 def decision_desk(workdir: Path) -> RetrievalAnalyser:
-    """A desk on a scratch SQLite database with the demo articles in its knowledge base."""
+    """A desk on a scratch SQLite database with the demo articles in its knowledge base, calibrated."""
     settings = load_settings(
         _env_file=None,
         DATA_DIR=workdir,
@@ -182,6 +182,7 @@ def decision_desk(workdir: Path) -> RetrievalAnalyser:
     with factory() as session:
         for article in sorted((ROOT / "connectors/demo_data/kb").glob("*.md")):
             add_document(session, settings, article.name, article.read_bytes())
+    run_index_job(factory, settings)  # calibrates fusion and confidence on these articles, as the engine would
     return RetrievalAnalyser(factory, settings)
 
 
