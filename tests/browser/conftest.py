@@ -50,8 +50,8 @@ def dashboard(settings: Settings, session_factory: sessionmaker[Session], tmp_pa
 
 
 def shoot(page: Page, name: str) -> None:
+    """Screenshot once Streamlit has finished running the page (not on network idle: live parts refresh)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_load_state("networkidle")
     expect(page.locator("[data-testid='stStatusWidget']")).to_have_count(0, timeout=30_000)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
