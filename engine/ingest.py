@@ -11,7 +11,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -110,27 +110,14 @@ def _create(session: Session, item: TicketIn, settings: Settings) -> IngestResul
     if item.history:
         return _create_history(session, item, settings)
     reason = automatic_reason(item.headers, item.requester_email, item.subject, settings.from_address)
-    now = utcnow()
-    ticket = Ticket(
-        source=item.source,
-        external_id=item.external_id,
-        external_url=item.external_url,
-        email=item.requester_email,
-        requester_name=item.requester_name,
-        subject=item.subject[:500],
-        description=item.body or item.subject,
+    ticket = _new_ticket(
+        session,
+        item,
         status=TicketStatus.NEW,
-        priority=item.priority,
-        category=item.category,
         additional_info=item.additional_info or None,
-        thread_key=item.thread_id or item.message_id,
         automatic_reason=reason,
-        pending_since=now,
-        source_updated_at=item.updated_at,
-        created_at=now,
+        pending=True,
     )
-    session.add(ticket)
-    session.flush()
     message = _add_message(session, ticket, item, "initial", reason) if item.kind == "email" else None
     _store_attachments(session, ticket, message, item, settings)
     hold_for_review(session, ticket, input_warnings(item, settings))
@@ -148,10 +135,9 @@ def _create(session: Session, item: TicketIn, settings: Settings) -> IngestResul
     return IngestResult(ticket.id, "created")
 
 
-def _create_history(session: Session, item: TicketIn, settings: Settings) -> IngestResult:
-    """Work finished at the source before we saw it: kept to learn from, with nothing to do and nothing to say."""
-    status = TicketStatus.RESOLVED if item.additional_info.get("source_status") == "resolved" else TicketStatus.CLOSED
-    resolution = item.additional_info.get("resolution")
+def _new_ticket(session: Session, item: TicketIn, *, status: TicketStatus, pending: bool, **fields: Any) -> Ticket:
+    """The ticket an item describes, stored; `pending` queues it for the pipeline."""
+    now = utcnow()
     ticket = Ticket(
         source=item.source,
         external_id=item.external_id,
@@ -163,15 +149,29 @@ def _create_history(session: Session, item: TicketIn, settings: Settings) -> Ing
         status=status,
         priority=item.priority,
         category=item.category,
-        resolution=str(resolution) if resolution else None,
-        additional_info={**item.additional_info, "history": True},
         thread_key=item.thread_id or item.message_id,
-        pending_since=None,
+        pending_since=now if pending else None,
         source_updated_at=item.updated_at,
-        created_at=utcnow(),
+        created_at=now,
+        **fields,
     )
     session.add(ticket)
     session.flush()
+    return ticket
+
+
+def _create_history(session: Session, item: TicketIn, settings: Settings) -> IngestResult:
+    """Work finished at the source before we saw it: kept to learn from, with nothing to do and nothing to say."""
+    status = TicketStatus.RESOLVED if item.additional_info.get("source_status") == "resolved" else TicketStatus.CLOSED
+    resolution = item.additional_info.get("resolution")
+    ticket = _new_ticket(
+        session,
+        item,
+        status=status,
+        resolution=str(resolution) if resolution else None,
+        additional_info={**item.additional_info, "history": True},
+        pending=False,
+    )
     _store_attachments(session, ticket, None, item, settings)
     record_event(
         session,
