@@ -41,6 +41,18 @@ FILLER = frozenset(
         "tell could someone anyone way possible also still again since today yesterday best kind"
     )
 )
+FOCUS_UNIT = re.compile(r"(?<=[.!?])\s+|\n+")
+ASKING = re.compile(
+    r"\?|^(?:how|what|where|why|which|when|who|can|could|is|are|do|does|did|should|would|will|may|any)\b"
+    r"|\b(?:i need|i want|i'?d like|i would like|please|pls|looking for|trying to|want to|how to|how do)\b",
+    re.IGNORECASE,
+)
+SALUTATION = re.compile(
+    r"^(?:hi|hello|hey|dear|good (?:morning|afternoon)|thanks?|thank you|many thanks|regards|best|cheers|kind regards"
+    r"|br|sent from)\b[^.!?]{0,30}[.!?]?$",
+    re.IGNORECASE,
+)
+MIN_FOCUS_TERMS = 3
 PRODUCT_LIKE = re.compile(r"\b(?:\w*\d\w*|[A-Za-z]+[A-Z][A-Za-z]*|[A-Z]{2,}\w*)\b")
 NAME_LIKE = re.compile(r"(?<![.!?:]\s)(?<!^)\b[A-Z][a-z]+\w*", re.MULTILINE)
 
@@ -66,6 +78,27 @@ def question_terms(question: str) -> tuple[set[str], set[str]]:
     terms = set(tokenize(question)) - FILLER
     names = PRODUCT_LIKE.findall(question) + NAME_LIKE.findall(question)
     return terms, {stem(name.lower()) for name in names} & terms
+
+
+def question_focus(text: str) -> str:
+    """What the ticket asks, as the self-test's pseudo-questions ask it: its first line (the subject), and the
+    sentences that ask or request something, each with the sentence before it when it says too little alone
+    ("Is there a way around this?"). Greetings, sign-offs and the story around the question are left out,
+    so a long, friendly ticket is not judged less answerable than a terse one. Without an asking sentence,
+    the first line and the first sentence after it."""
+    units = [unit.strip() for unit in FOCUS_UNIT.split(text) if unit.strip()]
+    units = [unit for unit in units if not SALUTATION.match(unit)]
+    if len(units) <= 2:
+        return " ".join(units)
+    kept = {0}
+    for index in range(1, len(units)):
+        if ASKING.search(units[index]):
+            kept.add(index)
+            if len(set(tokenize(units[index])) - FILLER) < MIN_FOCUS_TERMS:
+                kept.add(index - 1)
+    if kept == {0}:
+        kept.add(1)
+    return " ".join(units[index] for index in sorted(kept))
 
 
 def answerability(question: str, passage: str) -> Answerability:

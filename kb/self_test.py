@@ -37,7 +37,7 @@ from kb.store import get_runtime
 log = logging.getLogger(__name__)
 OFF_TOPIC = Path(__file__).resolve().parent / "data" / "off_topic_questions.txt"
 VECTOR_WEIGHTS = tuple(round(step / 10, 1) for step in range(11))
-MAX_SOURCES = 150
+MAX_QUERIES = 400
 CANDIDATES = 50
 TOP = 10
 MIN_QUERIES = 8
@@ -89,27 +89,45 @@ def off_topic_questions() -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
-def pseudo_queries(corpus: SelfTestCorpus, max_sources: int = MAX_SOURCES) -> list[PseudoQuery]:
-    """A heading and a first sentence per source, from a fixed hash-ordered sample of the sources; only where
-    the source, once they are cut out, still has MIN_LEFT terms to be found by."""
+def pseudo_queries(corpus: SelfTestCorpus, max_queries: int = MAX_QUERIES) -> list[PseudoQuery]:
+    """Each section's heading and first sentence, as a customer's question names what a section covers.
+
+    Sources are taken in a fixed hash order and their sections in turn (one from each source before a second
+    from any), so a large knowledge base is sampled evenly; a question is kept only where its source, once
+    the question is cut out, still has MIN_LEFT terms to be found by."""
     chunks: dict[Source, list[int]] = defaultdict(list)
     for index, source in enumerate(corpus.sources):
         chunks[source].append(index)
-    first_chunk = {source: indexes[0] for source, indexes in chunks.items()}
-    chosen = sorted(first_chunk, key=lambda source: hashlib.sha256(f"{source[0]}:{source[1]}".encode()).digest())
-    queries = []
-    for source in chosen[:max_sources]:
-        lines = [line.strip() for line in corpus.texts[first_chunk[source]].splitlines() if line.strip()]
-        heading = lines[0] if len(lines) > 1 and len(lines[0]) <= HEADING_MAX else ""
-        body = " ".join(lines[1:] if heading else lines)
-        sentence = " ".join(SENTENCE_END.split(body, maxsplit=1)[0].split()[:30])
-        left = len(tokenize(" ".join(corpus.texts[index] for index in chunks[source])))
-        for text in (heading or corpus.titles.get(source, ""), sentence):
+    order = sorted(chunks, key=lambda source: hashlib.sha256(f"{source[0]}:{source[1]}".encode()).digest())
+    left = {source: len(tokenize(" ".join(corpus.texts[index] for index in chunks[source]))) for source in order}
+    candidates = {source: _section_questions(corpus, source, chunks[source]) for source in order}
+    queries: list[PseudoQuery] = []
+    for turn in range(max(map(len, candidates.values()), default=0)):
+        for source in order:
+            if turn >= len(candidates[source]) or len(queries) >= max_queries:
+                continue
+            text = candidates[source][turn]
             cut = len(tokenize(text))
-            if cut >= 2 and left - cut >= MIN_LEFT:
+            if cut >= 2 and left[source] - cut >= MIN_LEFT:
                 queries.append(PseudoQuery(text, source))
-                left -= cut
+                left[source] -= cut
     return queries
+
+
+def _section_questions(corpus: SelfTestCorpus, source: Source, indexes: list[int]) -> list[str]:
+    """A source's headings and first sentences, once each, in document order (its title when the first
+    chunk has no heading line)."""
+    found: list[str] = []
+    for position, index in enumerate(indexes):
+        lines = [line.strip() for line in corpus.texts[index].splitlines() if line.strip()]
+        heading_line = lines[0] if len(lines) > 1 and len(lines[0]) <= HEADING_MAX else ""
+        heading = heading_line or (corpus.titles.get(source, "") if position == 0 else "")
+        body = " ".join(lines[1:] if heading_line else lines)
+        sentence = " ".join(SENTENCE_END.split(body, maxsplit=1)[0].split()[:30]) if body else ""
+        for text in (heading, sentence):
+            if text and text.lower() not in {known.lower() for known in found}:
+                found.append(text)
+    return found
 
 
 def with_duplicates(corpus: SelfTestCorpus, queries: Sequence[PseudoQuery]) -> list[PseudoQuery]:
@@ -187,12 +205,12 @@ class _Retrievers:
         return result
 
     def evidence(self, hits: Sequence[FusedHit], fusion: Fusion) -> list[dict[str, Any]]:
-        """Hits shaped like kb.search's Evidence, as the confidence features read them: found by the masked
-        indexes, cited with their whole text, as a real answer would cite the passage."""
+        """Hits shaped like kb.search's Evidence, as the confidence features read them, with the text these
+        indexes hold: a masked pseudo-query's own words are not in its passage, as a paraphrase's are not."""
         return [
             {
                 "title": self.corpus.titles.get((hit.kind, hit.source_id), ""),
-                "text": self.corpus.texts[self.index_of[hit.chunk_id]],
+                "text": self.texts[self.index_of[hit.chunk_id]],
                 "fused_score": hit.fused_score / fusion.best_score,
                 "vector_rank": hit.ranks.get("vector"),
                 "vector_score": hit.scores.get("vector"),
@@ -232,7 +250,7 @@ def run_self_test(
     corpus: SelfTestCorpus,
     embedder: Embedder,
     approved: Sequence[tuple[str, Source]] = (),
-    max_sources: int = MAX_SOURCES,
+    max_queries: int = MAX_QUERIES,
 ) -> SelfTest:
     """Pseudo-queries (masked) and approved pairs (as asked) → the fusion grid → the confidence cases.
 
@@ -240,7 +258,7 @@ def run_self_test(
     sharing none of its exact words with the passage) and from the same questions unmasked (sharing all):
     real questions fall between the two, so the model is fitted across that whole range.
     """
-    queries = pseudo_queries(corpus, max_sources)
+    queries = pseudo_queries(corpus, max_queries)
     known = set(corpus.sources)
     queries += [PseudoQuery(question, source, masked=False) for question, source in approved if source in known]
     queries = with_duplicates(corpus, queries)

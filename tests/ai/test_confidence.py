@@ -14,6 +14,7 @@ from engine.confidence import (
     answerability,
     evidence_features,
     fit_confidence,
+    question_focus,
 )
 from engine.retrieval_analyser import retrieval_confidence
 from kb.self_test import off_topic_questions, run_self_test
@@ -104,3 +105,28 @@ def test_an_uncalibrated_desk_never_clears_the_default_auto_send_minimum() -> No
     assert DEFAULT_MODEL.probability(strongest) <= UNCALIBRATED_CEILING < 0.75
     fitted = ConfidenceModel(intercept=-1.0, coef=dict.fromkeys(FEATURES, 1.0), samples=100, positives=50)
     assert fitted.probability(strongest) > 0.99
+
+
+def test_the_focus_of_a_friendly_ticket_is_its_subject_and_its_question() -> None:
+    ticket = (
+        "Moving Authenticator to new phone\nHi team,\nI'm getting a new phone on Friday, a work upgrade. "
+        "How do I move the Microsoft Authenticator app over so I don't get locked out? "
+        "The old phone keeps working until I hand it in.\nThanks, Lukas"
+    )
+    assert question_focus(ticket) == (
+        "Moving Authenticator to new phone How do I move the Microsoft Authenticator app over so I don't get locked out?"
+    )
+
+
+def test_a_question_that_says_too_little_alone_keeps_the_sentence_before_it() -> None:
+    ticket = (
+        "Outlook on my iPhone\nOutlook on my personal iPhone says the device does not meet the requirements. "
+        "My colleague has the same phone. Is there a way around this?"
+    )
+    assert question_focus(ticket) == "Outlook on my iPhone My colleague has the same phone. Is there a way around this?"
+
+
+def test_a_report_without_a_question_is_focused_on_its_subject_and_first_sentence() -> None:
+    ticket = "Monitors flicker\nBoth monitors go black every few minutes. It started last week. I use the dock."
+    assert question_focus(ticket) == "Monitors flicker Both monitors go black every few minutes."
+    assert question_focus("How do I connect the TV to Wi-Fi?") == "How do I connect the TV to Wi-Fi?"

@@ -56,6 +56,13 @@ def test_vague_problem_report_gets_category_specific_questions(analyser: Retriev
     assert "retrieval-only" not in result.draft_body
 
 
+def test_a_short_report_that_names_only_a_topic_is_asked_about_not_answered(analyser: RetrievalAnalyser) -> None:
+    result = analyser.analyse(snapshot("Password issue again.", subject="Password issue again", category="access"))
+    assert result.evidence and result.evidence[0]["title"].startswith("reset-password")
+    assert result.confidence >= analyser.settings.RESOLVE_MIN_CONFIDENCE, "the article alone would have been proposed"
+    assert result.decision == "ask", "whichever article matches two words, sending it would be a guess"
+
+
 def test_outage_goes_to_the_incident_team(analyser: RetrievalAnalyser) -> None:
     result = analyser.analyse(snapshot("502 Bad Gateway for all users since 9:00, nobody can work", category="outage"))
     assert result.decision == "escalate"

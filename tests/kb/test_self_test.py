@@ -80,6 +80,30 @@ def test_pseudo_queries_are_headings_and_first_sentences_cut_from_their_source()
     assert masked[4] == corpus.texts[4], "other documents keep their text"
 
 
+def test_every_section_gives_questions_and_every_source_is_asked_before_any_twice() -> None:
+    sections = [
+        "Printing in colour\nColour printing is allowed on the third floor printers. Choose colour in the dialog.",
+        "Scanning to email\nTap Scan on the printer panel and pick your own address. The file arrives as a PDF.",
+        "Badge not recognised\nRegister the badge once at the printer. Hold it on the reader for two seconds.",
+    ]
+    corpus = SelfTestCorpus(
+        ids=[str(i) for i in range(4)],
+        texts=[*sections, "Guest wifi\nGuests join the NW-Guest network with the code from reception desks."],
+        sources=[("kb", 1), ("kb", 1), ("kb", 1), ("kb", 2)],
+        vectors=np.zeros((4, DIMENSION), dtype=np.float32),
+    )
+    queries = pseudo_queries(corpus)
+    printer = [query.text for query in queries if query.source == ("kb", 1)]
+    assert printer[:4] == [
+        "Printing in colour",
+        "Colour printing is allowed on the third floor printers.",
+        "Scanning to email",
+        "Tap Scan on the printer panel and pick your own address.",
+    ]
+    first_two = {query.source for query in pseudo_queries(corpus, max_queries=2)}
+    assert first_two == {("kb", 1), ("kb", 2)}, "a long manual cannot crowd out a short article"
+
+
 def test_vectors_win_where_the_words_differ() -> None:
     embedder = TopicEmbedder()
     test = run_self_test(topic_corpus(embedder, body_word="b"), embedder)
