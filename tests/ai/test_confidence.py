@@ -114,7 +114,8 @@ def test_the_focus_of_a_friendly_ticket_is_its_subject_and_its_question() -> Non
         "The old phone keeps working until I hand it in.\nThanks, Lukas"
     )
     assert question_focus(ticket) == (
-        "Moving Authenticator to new phone How do I move the Microsoft Authenticator app over so I don't get locked out?"
+        "Moving Authenticator to new phone "
+        "How do I move the Microsoft Authenticator app over so I don't get locked out?"
     )
 
 
