@@ -13,13 +13,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.enums import OutcomeState, TicketStatus
 from engine.llm_reply_classifier import parse_verdict, read_unclear_replies
-from engine.models import Ticket, TimelineEvent
+from engine.models import ResolutionOutcome, Ticket, TimelineEvent
 from engine.outcome_calibration import category_outcomes
 from engine.outcomes import outcome_labels
+from engine.pipeline import process_pending
 from engine.settings import Settings
 from tests.emulators.base import Response, running
 from tests.emulators.openai_api import OpenAIEmulator, text
 from tests.engine.test_outcomes import outcome_of, reply, resolved_automatically
+from tests.engine.test_pipeline import Proposes
 from tests.llm.test_openai_wire import openai_settings
 
 UNCLEAR = "Hello, I tried what you wrote this morning. Let me get back to you about it."
@@ -148,3 +150,19 @@ def test_a_reply_is_read_on_a_later_run_when_the_model_is_down(
     emulator.script(text("unsolved"))
     assert read_unclear_replies(session_factory, llm).unsolved == 1
     assert outcome_of(session_factory, ticket_id).answered_via == "llm"
+
+
+def test_answering_the_reopened_ticket_again_keeps_the_solved_reading(
+    session_factory: sessionmaker[Session], llm: Settings, emulator: OpenAIEmulator
+) -> None:
+    ticket_id = unclear_reply(session_factory, llm)
+    emulator.script(text("solved"))
+    read_unclear_replies(session_factory, llm)
+    process_pending(session_factory, llm, Proposes(), worker="w")
+    with session_factory() as session:
+        states = session.scalars(
+            select(ResolutionOutcome.state)
+            .where(ResolutionOutcome.ticket_id == ticket_id)
+            .order_by(ResolutionOutcome.id)
+        ).all()
+    assert states == [OutcomeState.CONFIRMED, OutcomeState.PENDING]
