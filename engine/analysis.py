@@ -84,6 +84,8 @@ class AnalysisResult:
     cost_usd: float = 0.0
     latency_ms: int = 0
     error: str | None = None
+    confidence_adjustment: dict[str, Any] | None = None
+    """What customers' verdicts did to the confidence (engine/outcome_calibration.py); None: nothing."""
 
 
 class Analyser(Protocol):

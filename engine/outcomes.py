@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.db import transaction
@@ -32,16 +32,21 @@ OPEN = frozenset({OutcomeState.PENDING, OutcomeState.CONFIRMED, OutcomeState.ASS
 MAX_COMMENT_CHARS = 2000
 SWITCH_OFF = "autopilot_floor_switch_off"
 """The audit action of the floor switching a category's autopilot off."""
+UNCLEAR_REPLY = "unclear"
+"""`answered_via` of a reply the rules could not read: it waits for the LLM's reading when a model is configured."""
 FLOOR_WINDOW_DAYS = 30
 """The durable rate behind the autopilot floor counts the automatic resolutions of 30 days, those old enough to
 have settled (sent at least OUTCOME_DURABLE_DAYS ago)."""
 
 
 def open_outcome(session: Session, ticket: Ticket, action: Action, *, automated: bool) -> ResolutionOutcome:
-    """Start tracking a resolution that is being sent; any earlier open outcome of the ticket is superseded."""
+    """Start tracking a resolution that is being sent; any earlier open outcome of the ticket the customer did not
+    confirm is superseded (a confirmed one, e.g. a reply the LLM read as solved later, keeps its verdict)."""
     for earlier in session.scalars(
         select(ResolutionOutcome).where(
-            ResolutionOutcome.ticket_id == ticket.id, ResolutionOutcome.state.in_(list(OPEN))
+            ResolutionOutcome.ticket_id == ticket.id,
+            ResolutionOutcome.state.in_(list(OPEN)),
+            or_(ResolutionOutcome.answer.is_(None), ResolutionOutcome.answer != "yes"),
         )
     ):
         _set_state(earlier, OutcomeState.REOPENED)
@@ -144,7 +149,10 @@ def reopen_for_a_person(session: Session, ticket: Ticket) -> None:
 
 def record_reply_outcome(session: Session, ticket: Ticket, verdict: str) -> bool:
     """A plain-text reply to a resolved ticket: True when it confirms (the ticket stays resolved), else the
-    resolution counts as re-opened and the caller re-opens the ticket as for any reply."""
+    resolution counts as re-opened and the caller re-opens the ticket as for any reply.
+
+    An `unclear` reply is answered via UNCLEAR_REPLY, so the LLM job (engine/llm_reply_classifier.py) can read it
+    later for the metrics and the calibration; the ticket is re-opened all the same."""
     outcome = latest_outcome(session, ticket.id)
     if outcome is None or outcome.state not in OPEN:
         return False
@@ -153,7 +161,7 @@ def record_reply_outcome(session: Session, ticket: Ticket, verdict: str) -> bool
         session.refresh(outcome)
         _confirm(session, ticket, outcome, "Customer's reply confirms the resolution")
         return True
-    claim_answer(session, outcome.id, "no", "reply")
+    claim_answer(session, outcome.id, "no", UNCLEAR_REPLY if verdict == "unclear" else "reply")
     session.refresh(outcome)
     _set_state(outcome, OutcomeState.REOPENED)
     return False

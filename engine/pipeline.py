@@ -32,6 +32,7 @@ from engine.lifecycle import transition
 from engine.models import Action, Analysis, Attachment, Blob, EmailInteraction, Escalation, Ticket, utcnow
 from engine.observability import observe_analysis
 from engine.outbox import enqueue_email
+from engine.outcome_calibration import describe_adjustment
 from engine.outcomes import open_outcome
 from engine.settings import Settings
 from engine.templates import EmailContent, acknowledgement, to_html
@@ -296,6 +297,15 @@ def commit_analysis(factory: sessionmaker[Session], settings: Settings, claim: C
             analysis_id=analysis.id,
             confidence=result.confidence,
         )
+        if result.confidence_adjustment:
+            record_event(
+                session,
+                ticket,
+                "confidence_adjusted",
+                describe_adjustment(result.confidence_adjustment),
+                analysis_id=analysis.id,
+                **result.confidence_adjustment,
+            )
         void_open_drafts(session, ticket, reason="superseded by a new analysis")
         act(session, settings, ticket, analysis, result)
         observe_analysis(result, ticket.pending_since)

@@ -58,6 +58,17 @@ You have tools. The evidence found so far is in the first message. Call search_k
 query when it does not answer the ticket{{web}}. Finish by calling exactly one of propose_resolution, \
 request_information or escalate; you have at most {{iterations}} turns."""
 
+REPLY_READER = f"""You read customers' replies to a support desk's resolution e-mail.
+{DATA_RULES}
+
+Did the resolution solve the customer's problem? Answer with exactly one word:
+- solved: the reply says the problem is solved or the steps worked, and asks for nothing more.
+- unsolved: the reply says the problem goes on, came back, or the steps did not work.
+- unclear: anything else (a new question, a different problem, not enough to tell)."""
+
+REPLY_PROMPT = ChatPromptTemplate.from_messages(
+    [("system", REPLY_READER), ("human", "The customer's reply:\n{reply}\n\nOne word: solved, unsolved or unclear.")]
+)
 QUERIES_PROMPT = ChatPromptTemplate.from_messages(
     [("system", QUERY_WRITER), ("human", "{ticket}\n{format_instructions}")]
 )

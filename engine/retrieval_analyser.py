@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -25,6 +26,7 @@ from engine.decision import conclude, hand_over, screen_ticket
 from engine.desk_policy import DeskPolicy, current_policy
 from engine.escalation import DETAIL_SIGNALS, Assessment, assess, rule_criteria
 from engine.models import KbChunk
+from engine.outcome_calibration import AdjustmentCache, adjusted
 from engine.settings import Settings
 from engine.templates import request_info_email, resolution_email, summary_of
 
@@ -79,6 +81,7 @@ class RetrievalAnalyser:
     def __init__(self, factory: sessionmaker[Session], settings: Settings) -> None:
         self.factory = factory
         self.settings = settings
+        self.adjustments = AdjustmentCache()
 
     def analyse(self, ticket: TicketSnapshot) -> AnalysisResult:
         began = time.perf_counter()
@@ -86,7 +89,16 @@ class RetrievalAnalyser:
             policy = current_policy(session, self.settings)
             evidence, kb_error = self._evidence(session, ticket)
             model = desk_confidence_model(session)
-        result = decide(ticket, evidence, policy, self.settings, kb_error=kb_error, confidence_model=model)
+            adjustments = self.adjustments.get(session)
+        result = decide(
+            ticket,
+            evidence,
+            policy,
+            self.settings,
+            kb_error=kb_error,
+            confidence_model=model,
+            adjustments=adjustments,
+        )
         return _with_latency(result, began)
 
     def _evidence(self, session: Session, ticket: TicketSnapshot) -> tuple[list[dict[str, Any]], str | None]:
@@ -198,9 +210,20 @@ def decide(
     *,
     kb_error: str | None = None,
     confidence_model: ConfidenceModel = DEFAULT_MODEL,
+    adjustments: Mapping[str, float] | None = None,
 ) -> AnalysisResult:
-    """Guards first, then escalation rules, then the evidence: resolve, ask, or hand to a person."""
-    result = _decide(ticket, evidence, policy, settings, kb_error=kb_error, confidence_model=confidence_model)
+    """Guards first, then escalation rules, then the evidence: resolve, ask, or hand to a person.
+
+    `adjustments` are the per-category logit offsets customers' verdicts earned (engine/outcome_calibration.py)."""
+    result = _decide(
+        ticket,
+        evidence,
+        policy,
+        settings,
+        kb_error=kb_error,
+        confidence_model=confidence_model,
+        adjustments=adjustments,
+    )
     return conclude(ticket, result, policy, settings)
 
 
@@ -212,10 +235,13 @@ def _decide(
     *,
     kb_error: str | None,
     confidence_model: ConfidenceModel,
+    adjustments: Mapping[str, float] | None,
 ) -> AnalysisResult:
     assessment = assess(ticket, rule_criteria(ticket), policy)
     question = focus_of(ticket)
-    confidence = retrieval_confidence(evidence, question, confidence_model)
+    confidence, adjustment = adjusted(
+        retrieval_confidence(evidence, question, confidence_model), ticket.category, adjustments
+    )
     gaps, questions = information_gaps(ticket)
     screening = screen_ticket(ticket)
     common: dict[str, Any] = {
@@ -226,6 +252,7 @@ def _decide(
         "escalation": escalation_record(assessment),
         "team": assessment.team or ticket.team,
         "error": kb_error,
+        "confidence_adjustment": adjustment,
     }
     if screening.attacks:
         return hand_over(NAME, screening, common)

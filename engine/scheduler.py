@@ -48,6 +48,13 @@ def engine_jobs(runtime: Runtime) -> dict[str, tuple[float, Callable[[], object]
         settings.OUTCOME_INTERVAL_SECONDS,
         lambda: advance_outcomes(runtime.factory, settings),
     )
+    if settings.LLM_PROVIDER != "none":
+        from engine.llm_reply_classifier import read_unclear_replies  # langchain only where a model is configured
+
+        jobs["read_unclear_replies"] = (
+            settings.OUTCOME_INTERVAL_SECONDS,
+            lambda: read_unclear_replies(runtime.factory, settings),
+        )
     if settings.ROUTING_ENABLED:
         jobs["train_routing"] = (settings.ROUTING_INTERVAL_SECONDS, lambda: train_routing(runtime.factory, settings))
     for events in runtime.delivery_events:

@@ -23,6 +23,7 @@ from engine.metrics import (
     response_times,
     tickets_per_day,
 )
+from engine.outcome_calibration import MAX_RAISE, MIN_LABELS, PRIOR_CASES, outcome_calibration_table
 from engine.queries import sources
 from ui import glossary
 from ui.components import page
@@ -280,3 +281,19 @@ else:
         categories = pd.DataFrame(per_category).T.reset_index(names="category")
         st.dataframe(categories, hide_index=True, width="stretch")
         csv_button(categories, "evaluation per category")
+
+st.subheader("Customer outcomes of automatic answers")
+st.caption(
+    "Per category, every automatic answer the customer judged (all time, not just these dates): confirmed or "
+    f"durable counts as solved, re-opened as not. From {MIN_LABELS} judged answers on, the gap between the solved "
+    "rate and the confidence the answers had is applied to new confidences in that category (as a logit offset, "
+    f"shrunk toward the prediction with {PRIOR_CASES:.0f} pseudo-answers); raising is capped at +{MAX_RAISE}, "
+    "because a customer who gave up looks like a silent, satisfied one."
+)
+with runtime.factory() as session:
+    judged = pd.DataFrame(outcome_calibration_table(session, runtime.settings))
+if judged.empty:
+    st.info("No automatic answers judged by customers yet: confirmed, durable and re-opened ones appear here.")
+else:
+    st.dataframe(judged, hide_index=True, width="stretch", key="metrics_outcome_calibration")
+    csv_button(judged, "customer outcomes of automatic answers")

@@ -7,16 +7,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.enums import OutboxState, TicketStatus
+from engine.enums import OutboxState, OutcomeState, TicketStatus
 from engine.ingest import ingest
-from engine.models import Escalation, OutboxMessage, Ticket
+from engine.models import Analysis, Escalation, OutboxMessage, ResolutionOutcome, Ticket, TimelineEvent
 from engine.pipeline import process_pending
 from engine.retrieval_analyser import RetrievalAnalyser
 from engine.settings import Settings
 from kb.indexer import add_document
 from kb.store import reset_caches
 from tests.ai.test_escalation import snapshot
-from tests.factories import ticket_in
+from tests.factories import resolution_outcome, ticket_in
 
 ARTICLES = Path(__file__).resolve().parent.parent.parent / "connectors" / "demo_data" / "kb"
 CORPUS = sorted((Path(__file__).resolve().parent.parent / "corpus" / "injection").glob("*.txt"))
@@ -125,3 +125,34 @@ def test_confident_answer_goes_out_on_autopilot_and_is_recorded(
         kinds = session.scalars(select(OutboxMessage.kind).order_by(OutboxMessage.id)).all()
         assert kinds == ["acknowledgement", "resolution"]
         assert ticket.escalation_criteria["system_impact"] == "Low"
+
+
+def test_reopened_automatic_answers_lower_the_next_confidence_in_their_category_below_auto_send(
+    analyser: RetrievalAnalyser, session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    settings.AUTOPILOT_ENABLED = True
+    settings.AUTO_SEND_MIN_CONFIDENCE = 0.5
+    question = {"subject": "Inviting colleagues", "body": "How do I invite new users to our Northwind Cloud workspace?"}
+    with session_factory.begin() as session:
+        ingest(session, ticket_in(category="product_howto", **question), settings)
+    process_pending(session_factory, settings, analyser, worker="w")
+    with session_factory.begin() as session:
+        first = session.scalars(select(ResolutionOutcome)).one()
+        assert first.confidence >= 0.5 and first.category == "product_howto"
+        for _ in range(20):
+            resolution_outcome(
+                session, category="product_howto", state=OutcomeState.REOPENED, confidence=first.confidence
+            )
+        ingest(session, ticket_in(category="product_howto", **question), settings)
+    process_pending(session_factory, settings, RetrievalAnalyser(session_factory, settings), worker="w")
+    with session_factory() as session:
+        second = session.scalars(select(Ticket).order_by(Ticket.id.desc())).first()
+        confidence = session.scalar(select(Analysis.confidence).where(Analysis.ticket_id == second.id))
+        note = session.scalar(
+            select(TimelineEvent).where(
+                TimelineEvent.ticket_id == second.id, TimelineEvent.type == "confidence_adjusted"
+            )
+        )
+        assert second.status != TicketStatus.RESOLVED and confidence < 0.5 < first.confidence
+        assert note.data["fitted"] == first.confidence and note.data["adjusted"] == confidence
+        assert note.title.startswith(f"Confidence lowered from {first.confidence:.2f} to {confidence:.2f}")

@@ -67,3 +67,27 @@ def test_a_lead_sets_the_durable_floor(app: Settings, session_factory: sessionma
     with session_factory() as session:
         policy = current_policy(session, app)
     assert (policy.durable_floor, policy.durable_floor_min_resolutions) == ({"network": 0.8}, 5)
+
+
+def test_metrics_show_what_customer_outcomes_do_to_confidence_per_category(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    with session_factory.begin() as session:
+        for _ in range(6):
+            resolution_outcome(session, category="network", state=OutcomeState.REOPENED, confidence=0.9)
+        resolution_outcome(session, category="billing", state=OutcomeState.CONFIRMED, confidence=0.8)
+    at = open_page("pages/4_Metrics.py", "vic")
+    assert not at.exception
+    assert "Customer outcomes of automatic answers" in texts(at)
+    table = next(frame.value for frame in at.dataframe if "adjustment (logit)" in frame.value.columns)
+    rows = table.set_index("category")
+    assert rows.loc["network", "judged"] == 6 and rows.loc["network", "re-opened"] == 6
+    assert rows.loc["network", "solved rate"] == 0.0 and rows.loc["network", "adjustment (logit)"] < 0
+    assert rows.loc["billing", "adjustment (logit)"] == 0.0, "one judged answer is too few"
+    assert any(button.label == "CSV · customer outcomes of automatic answers" for button in at.get("download_button"))
+
+
+def test_metrics_say_when_no_automatic_answer_was_judged(app: Settings) -> None:
+    at = open_page("pages/4_Metrics.py", "vic")
+    assert not at.exception
+    assert any("No automatic answers judged by customers yet" in info.value for info in at.info)
