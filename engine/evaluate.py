@@ -54,13 +54,14 @@ class Outcome:
     decision: str
     confidence: float
     blocked: bool
-    evidence_titles: list[str] = field(default_factory=list)
+    evidence_names: list[str] = field(default_factory=list)
+    """Each cited source's title and file name: a dataset may name the expected evidence by either."""
 
     def evidence_hit(self, k: int) -> bool | None:
         """Whether an expected document is among the top k cited; None when the case names none."""
         if not self.case.expected_evidence:
             return None
-        return any(_matches(title, self.case.expected_evidence) for title in self.evidence_titles[:k])
+        return any(_matches(name, self.case.expected_evidence) for name in self.evidence_names[:k])
 
     def right_resolution(self) -> bool:
         """Would this answer have been right: a resolution was expected, and the cited source is the right one."""
@@ -78,9 +79,9 @@ class Outcome:
         return self.decision == "resolve" and not self.blocked and self.confidence >= threshold
 
 
-def _matches(title: str, expected: Iterable[str]) -> bool:
-    title = title.lower()
-    return any(name.lower() in title for name in expected if name)
+def _matches(cited: str, expected: Iterable[str]) -> bool:
+    cited = cited.lower()
+    return any(name.lower() in cited for name in expected if name)
 
 
 def load_cases(path: Path) -> list[Case]:
@@ -133,7 +134,7 @@ def outcome_of(case: Case, result: AnalysisResult) -> Outcome:
         decision=result.decision,
         confidence=result.confidence,
         blocked=bool(result.guards),
-        evidence_titles=[str(item.get("title", "")) for item in result.evidence],
+        evidence_names=[f"{item.get('title', '')} {item.get('document', '')}" for item in result.evidence],
     )
 
 
