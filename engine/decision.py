@@ -13,6 +13,7 @@ bank detail that trusted text does not carry (or whose domain is not allowed), i
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -144,6 +145,16 @@ class PolicyVerdict:
     reasons: list[str]
 
 
+def analysis_holds(decision: str, cited: bool, error: str | None, guards: Sequence[str]) -> list[str]:
+    """What holds an analysis's draft for a person at any threshold, for any ticket and autopilot setting; the
+    threshold what-if (engine/threshold_history.py) replays stored analyses through it."""
+    held = ["no evidence cited"] if decision == "resolve" and not cited else []
+    if error:
+        held.append(f"analysis incomplete: {error}")
+    held.extend(f"guard: {guard}" for guard in guards)
+    return held
+
+
 def delivery_verdict(ticket: Ticket, result: AnalysisResult, policy: DeskPolicy) -> PolicyVerdict:
     """Auto-send only when every condition holds; each unmet one is a reason a person sees.
 
@@ -157,10 +168,6 @@ def delivery_verdict(ticket: Ticket, result: AnalysisResult, policy: DeskPolicy)
         held.append(f"taken over by {ticket.taken_over_by}")
     if result.confidence < policy.auto_send_min_confidence:
         held.append(f"confidence {result.confidence:.2f} below {policy.auto_send_min_confidence:.2f}")
-    if result.decision == "resolve" and not result.evidence:
-        held.append("no evidence cited")
-    if result.error:
-        held.append(f"analysis incomplete: {result.error}")
-    held.extend(f"guard: {guard}" for guard in result.guards)
+    held.extend(analysis_holds(result.decision, bool(result.evidence), result.error, result.guards))
     held.extend(f"input: {warning}" for warning in (ticket.additional_info or {}).get("input_warnings", []))
     return PolicyVerdict(auto_send=not held, reasons=held or ["all auto-send conditions met"])

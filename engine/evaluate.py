@@ -20,10 +20,10 @@ import json
 import sys
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
@@ -54,13 +54,14 @@ class Outcome:
     decision: str
     confidence: float
     blocked: bool
-    evidence_titles: list[str] = field(default_factory=list)
+    evidence_names: list[str] = field(default_factory=list)
+    """Each cited source's title and file name: a dataset may name the expected evidence by either."""
 
     def evidence_hit(self, k: int) -> bool | None:
         """Whether an expected document is among the top k cited; None when the case names none."""
         if not self.case.expected_evidence:
             return None
-        return any(_matches(title, self.case.expected_evidence) for title in self.evidence_titles[:k])
+        return any(_matches(name, self.case.expected_evidence) for name in self.evidence_names[:k])
 
     def right_resolution(self) -> bool:
         """Would this answer have been right: a resolution was expected, and the cited source is the right one."""
@@ -78,9 +79,9 @@ class Outcome:
         return self.decision == "resolve" and not self.blocked and self.confidence >= threshold
 
 
-def _matches(title: str, expected: Iterable[str]) -> bool:
-    title = title.lower()
-    return any(name.lower() in title for name in expected if name)
+def _matches(cited: str, expected: Iterable[str]) -> bool:
+    cited = cited.lower()
+    return any(name.lower() in cited for name in expected if name)
 
 
 def load_cases(path: Path) -> list[Case]:
@@ -133,7 +134,7 @@ def outcome_of(case: Case, result: AnalysisResult) -> Outcome:
         decision=result.decision,
         confidence=result.confidence,
         blocked=bool(result.guards),
-        evidence_titles=[str(item.get("title", "")) for item in result.evidence],
+        evidence_names=[f"{item.get('title', '')} {item.get('document', '')}" for item in result.evidence],
     )
 
 
@@ -200,6 +201,27 @@ def calibration(outcomes: list[Outcome], bins: int = CALIBRATION_BINS) -> dict[s
     return {"expected_calibration_error": round(error, 4) if outcomes else None, "reliability": table}
 
 
+class Scored(Protocol):
+    """A decision that a minimum confidence sends or holds, and whether sending it was right (None: not known)."""
+
+    def auto_sent(self, threshold: float) -> bool: ...
+
+    def right_resolution(self) -> bool | None: ...
+
+
+def auto_send_at(items: Sequence[Scored], threshold: float) -> dict[str, Any]:
+    """What a minimum confidence sends: how many, the precision on those whose rightness is known, and the
+    coverage (the share of all items sent). Offline cases and the desk's own history (engine/threshold_history.py)
+    are measured alike."""
+    sent = [item for item in items if item.auto_sent(threshold)]
+    known = [right for item in sent if (right := item.right_resolution()) is not None]
+    return {
+        "auto_sent": len(sent),
+        "auto_send_precision": _ratio(sum(known), len(known)),
+        "coverage": _ratio(len(sent), len(items)),
+    }
+
+
 def _scores(outcomes: list[Outcome], threshold: float) -> dict[str, Any]:
     sent = [outcome for outcome in outcomes if outcome.auto_sent(threshold)]
     hits = [hit for outcome in outcomes if (hit := outcome.evidence_hit(5)) is not None]
@@ -208,9 +230,7 @@ def _scores(outcomes: list[Outcome], threshold: float) -> dict[str, Any]:
     return {
         "decision_accuracy": _ratio(sum(outcome.decision_right() for outcome in outcomes), len(outcomes)),
         "hit_at_5": _ratio(sum(hits), len(hits)),
-        "auto_sent": len(sent),
-        "auto_send_precision": _ratio(sum(outcome.right_resolution() for outcome in sent), len(sent)),
-        "coverage": _ratio(len(sent), len(outcomes)),
+        **auto_send_at(outcomes, threshold),
         "answerable_coverage": _ratio(sent_answerable, answerable),
         "unanswerable_sent": len(sent) - sent_answerable,
     }

@@ -199,7 +199,12 @@ def resolution_steps(text: str, question: str = "") -> list[str]:
 
 
 def citation(item: dict[str, Any]) -> str:
-    return f"{item['title']} ({item['location']})" if item.get("location") else str(item["title"])
+    """The source by its title, then where in it: "Title (section Inviting by e-mail)". A section path that starts
+    with the title (a document's own heading) is not said twice."""
+    title = str(item["title"])
+    location = str(item.get("location") or "").replace(f"section {title} > ", "section ", 1)
+    location = re.sub(rf"(^|, )section {re.escape(title)}$", "", location)
+    return f"{title} ({location})" if location else title
 
 
 def decide(

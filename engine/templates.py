@@ -93,7 +93,7 @@ SAMPLE_VALUES = {
     "reference": "TCKT-1042",
     "summary": "VPN disconnects every few minutes",
     "steps": "1. Open the VPN client.\n2. Choose TCP 443 under Settings > Protocol.",
-    "sources": "Sources: vpn-setup.md (section Troubleshooting)",
+    "sources": "Sources: Installing and troubleshooting the VPN (section Troubleshooting)",
     "questions": "1. What exact error message do you see?\n2. Since when does this happen?",
 }
 """What a preview fills in; a lead's template may use these placeholders and $signature."""

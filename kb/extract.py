@@ -26,6 +26,8 @@ from typing import Any
 
 from bs4 import BeautifulSoup
 
+from kb.titles import clean_title, heading_line, markdown_title, meaningful_title, readable_name
+
 log = logging.getLogger(__name__)
 
 OK = "ok"
@@ -158,29 +160,30 @@ def extract(
     if not data.strip():
         return Extraction("unknown", EMPTY, f"{filename} is empty")
     kind = detect_kind(filename, data)
-    result = Extraction(kind, title=PurePath(filename).stem or filename)
+    name = PurePath(filename).name or filename
+    result = Extraction(kind, title=readable_name(name))
+    title: str | None = None
     try:
         if kind == "pdf":
-            result.sections = _pdf(data)
+            result.sections, title = _pdf(data)
         elif kind == "docx":
             result.sections, title = _docx(data)
-            result.title = title or result.title
         elif kind == "pptx":
-            result.sections = _pptx(data)
+            result.sections, title = _pptx(data)
         elif kind == "html":
             result.sections, title = _html(_decode(data))
-            result.title = title or result.title
         elif kind == "markdown":
-            result.sections = _markdown(_decode(data))
+            text = _decode(data)
+            result.sections, title = _markdown(text), markdown_title(text)
         elif kind == "csv":
             result.sections = _csv(_decode(data))
         elif kind == "text":
-            result.sections = [Section(_decode(data).strip(), {})]
+            text = _decode(data).strip()
+            result.sections, title = [Section(text, {})], heading_line(text.split("\n", 1)[0])
         elif kind == "eml":
             result.sections, title, result.warnings = _eml(
                 data, max_bytes=max_bytes, tesseract_cmd=tesseract_cmd, ocr_languages=ocr_languages, depth=depth
             )
-            result.title = title or result.title
         elif kind in {"png", "jpeg"}:
             result.sections = _ocr(data, tesseract_cmd, ocr_languages)
         elif kind == "corrupt-zip":
@@ -200,6 +203,7 @@ def extract(
             f"{filename}: could not read the {kind} file ({error.__class__.__name__}: {error})",
         )
         return result
+    result.title = clean_title(title) or result.title
     result.sections = [Section(_tidy(s.text), s.location) for s in result.sections if s.text.strip()]
     if not result.sections:
         result.status, result.error = (
@@ -223,7 +227,9 @@ def _tidy(text: str) -> str:
     return re.sub(r"\n\s*\n\s*\n+", "\n\n", text).strip()
 
 
-def _pdf(data: bytes) -> list[Section]:
+def _pdf(data: bytes) -> tuple[list[Section], str]:
+    """The pages' text, and a title: the metadata title when someone wrote one, else a first line that reads as
+    a heading."""
     from pypdf import PdfReader
     from pypdf.errors import FileNotDecryptedError
 
@@ -236,9 +242,17 @@ def _pdf(data: bytes) -> list[Section]:
         if not unlocked:
             raise ExtractionError(ENCRYPTED, "the PDF is password-protected; upload an unprotected copy")
     try:
-        return [section for number, page in enumerate(reader.pages, 1) for section in _pdf_page(reader, page, number)]
+        sections = [s for number, page in enumerate(reader.pages, 1) for s in _pdf_page(reader, page, number)]
     except FileNotDecryptedError:
         raise ExtractionError(ENCRYPTED, "the PDF is password-protected; upload an unprotected copy") from None
+    metadata = reader.metadata
+    return sections, meaningful_title(metadata.title if metadata else None) or _first_heading(sections)
+
+
+def _first_heading(sections: list[Section]) -> str:
+    """The first visible line of the text when it reads as a heading; hidden text never names a document."""
+    first = next((s.text.strip() for s in sections if HIDDEN not in s.location and s.text.strip()), "")
+    return heading_line(first.split("\n", 1)[0])
 
 
 TEXT_SHOWING = {b"Tj", b"TJ", b"'", b'"'}
@@ -355,7 +369,9 @@ def _refuse_zip_bomb(data: bytes) -> None:
         )
 
 
-def _docx(data: bytes) -> tuple[list[Section], str | None]:
+def _docx(data: bytes) -> tuple[list[Section], str]:
+    """Sections by heading, tables, hidden runs apart; the title: the file's title property, else its first
+    Title-styled paragraph, else its first heading."""
     from docx import Document
 
     _refuse_zip_bomb(data)
@@ -364,7 +380,8 @@ def _docx(data: bytes) -> tuple[list[Section], str | None]:
     hidden: dict[str, list[str]] = {}
     path: list[str] = []
     lines: list[str] = []
-    title = document.core_properties.title or None
+    title = meaningful_title(document.core_properties.title)
+    headings: list[tuple[str, str]] = []
 
     def flush() -> None:
         if lines:
@@ -378,7 +395,7 @@ def _docx(data: bytes) -> tuple[list[Section], str | None]:
         if level and text:
             flush()
             path[:] = [*path[: level - 1], text]
-            title = title or (text if style == "Title" else None)
+            headings.append((style, text))
             lines.append(text)
         elif text:
             lines.append(text)
@@ -390,7 +407,8 @@ def _docx(data: bytes) -> tuple[list[Section], str | None]:
         ]
         sections.append(Section("\n".join(rows), {"table": number}))
     sections.extend(Section("\n".join(texts), {HIDDEN: why}) for why, texts in hidden.items())
-    return sections, title
+    styled = next((text for style, text in headings if style == "Title"), "")
+    return sections, title or styled or (headings[0][1] if headings else _first_heading(sections))
 
 
 def _docx_visible_text(paragraph: Any, hidden: dict[str, list[str]]) -> str:
@@ -437,7 +455,8 @@ def _heading_level(style: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def _pptx(data: bytes) -> list[Section]:
+def _pptx(data: bytes) -> tuple[list[Section], str]:
+    """One section per slide (hidden slides and shapes apart); the title is the first shown slide's title."""
     from pptx import Presentation
 
     _refuse_zip_bomb(data)
@@ -465,7 +484,8 @@ def _pptx(data: bytes) -> list[Section]:
         sections.append(Section("\n".join(texts), location))
         if hidden:
             sections.append(Section("\n".join(hidden), {**location, HIDDEN: "hidden shape on the slide"}))
-    return sections
+    titles = [str(s.location["title"]) for s in sections if "title" in s.location and HIDDEN not in s.location]
+    return sections, titles[0] if titles else _first_heading(sections)
 
 
 HIDING_CSS = (
@@ -530,11 +550,13 @@ def _hidden_html(soup: BeautifulSoup) -> list[Section]:
     return sections
 
 
-def _html(markup: str) -> tuple[list[Section], str | None]:
-    """Scripts and styles dropped; headings become Markdown headings so sections follow them; hidden text apart."""
+def _html(markup: str) -> tuple[list[Section], str]:
+    """Scripts and styles dropped; headings become Markdown headings so sections follow them; hidden text apart.
+
+    The title: the page's `<title>`, else its first visible `<h1>` (or a first line that reads as a heading)."""
     soup = BeautifulSoup(markup, "lxml")
     title_tag = soup.find("title")
-    title = title_tag.get_text(strip=True) if title_tag else ""
+    title = title_tag.get_text(" ", strip=True) if title_tag else ""
     hidden = _hidden_html(soup)
     for tag in soup(["script", "style", "noscript", "template", "svg", "head"]):
         tag.decompose()
@@ -542,7 +564,7 @@ def _html(markup: str) -> tuple[list[Section], str | None]:
         for heading in soup.find_all(f"h{level}"):
             heading.replace_with(f"\n\n{'#' * level} {heading.get_text(' ', strip=True)}\n\n")
     text = soup.get_text("\n")
-    return _markdown(text) + hidden, title or None
+    return _markdown(text) + hidden, title or markdown_title(text)
 
 
 def _markdown(text: str) -> list[Section]:

@@ -41,6 +41,7 @@ from kb.chunk import Chunk, chunk_sections
 from kb.extract import HIDDEN, OK, Extraction, Section, extract
 from kb.keyword import KeywordRecord
 from kb.store import KbRuntime, get_runtime
+from kb.titles import readable_name
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +249,12 @@ def add_document(
     """Store, extract, chunk, embed and index one file. A bad file ends with a status and error, never raises."""
     sha256 = hashlib.sha256(data).hexdigest()
     document = KbDocument(
-        filename=filename, size=len(data), team=team, uploaded_by=uploaded_by, status="pending", title=filename
+        filename=filename,
+        size=len(data),
+        team=team,
+        uploaded_by=uploaded_by,
+        status="pending",
+        title=readable_name(filename),
     )
     if len(data) <= settings.KB_MAX_FILE_BYTES:
         if session.get(Blob, sha256) is None:

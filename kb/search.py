@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.models import KbChunk
+from engine.models import KbChunk, KbDocument
 from engine.settings import Settings
 from kb.calibration import DEFAULT_FUSION, Fusion, stored_fusion
 from kb.chunk import describe_location
@@ -51,6 +51,8 @@ class Evidence(BaseModel):
     source_kind: str
     source_id: int
     title: str
+    document: str = ""
+    """The file a knowledge-base passage came from ("" for a ticket): what evaluation datasets name sources by."""
     location: str
     location_data: dict[str, Any] = {}
     text: str
@@ -281,11 +283,13 @@ def _evidence(session: Session, hits: list[FusedHit], fusion: Fusion) -> list[Ev
         chunk = chunks.get(int(hit.chunk_id))
         if chunk is None:
             continue
+        document = session.get(KbDocument, chunk.source_id) if chunk.source_kind == "kb" else None
         evidence.append(
             Evidence(
                 source_kind=chunk.source_kind,
                 source_id=chunk.source_id,
                 title=source_title(session, chunk.source_kind, chunk.source_id),
+                document=document.filename if document else "",
                 location=describe_location(chunk.location),
                 location_data=dict(chunk.location),
                 text=chunk.text,

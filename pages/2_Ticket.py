@@ -32,6 +32,7 @@ from engine.desk_policy import current_policy
 from engine.enums import Role, TicketStatus
 from engine.lifecycle import IllegalTransitionError
 from engine.queries import TicketStory, sla_label, teams, ticket_story
+from engine.retrieval_analyser import citation
 from ui import glossary
 from ui.auth import allowed, session_alive
 from ui.components import ago, flash, page, plain, role_hint, show_flash
@@ -210,9 +211,7 @@ def evidence(story: TicketStory) -> None:
                 column_config={"fused": st.column_config.NumberColumn("combined score", format="%.3f")},
             )
         for number, item in enumerate(items, 1):
-            with st.expander(
-                f"[{number}] {plain(str(item.get('title', '')))} — {plain(str(item.get('location', '')))}"
-            ):
+            with st.expander(f"[{number}] {plain(citation({'title': '', **item}))}"):
                 st.text(str(item.get("text", "")))
     if st.button("Preview what the knowledge base would cite now", key="ticket_preview_evidence"):
         from kb.search import search

@@ -25,6 +25,7 @@ from engine.metrics import (
 )
 from engine.outcome_calibration import MAX_RAISE, MIN_LABELS, PRIOR_CASES, outcome_calibration_table
 from engine.queries import sources
+from engine.threshold_history import threshold_history
 from ui import glossary
 from ui.components import page
 from ui.outcomes import resolution_funnel
@@ -297,3 +298,31 @@ if judged.empty:
 else:
     st.dataframe(judged, hide_index=True, width="stretch", key="metrics_outcome_calibration")
     csv_button(judged, "customer outcomes of automatic answers")
+
+st.subheader("Auto-send threshold on this desk's history")
+with runtime.factory() as session:
+    what_if = threshold_history(session, runtime.settings, metrics)
+if not what_if.eligible:
+    st.info("No AI resolution drafts in this range yet: the what-if appears once the engine has proposed some.")
+else:
+    st.caption(
+        f"The engine analysed tickets {what_if.analysed:,} times in this range; {what_if.eligible:,} resolution "
+        "drafts could have "
+        "been sent on their confidence alone (the others were held by a safety check or were not resolutions). "
+        "For each minimum AI confidence: how many drafts would have gone out automatically, and what became of "
+        "them: a person approved them as-is or the customer confirmed them (right), a person edited or rejected "
+        "them or the customer re-opened the ticket (wrong), or nobody has said yet. Right when known leaves the "
+        f"unknown out; coverage is the share of analysed tickets answered automatically. Today's minimum is "
+        f"{what_if.current:.2f}."
+    )
+    table = pd.DataFrame(what_if.rows)
+    table["current setting"] = table["current setting"].map({True: "today's minimum", False: ""})
+    share = {
+        name: (lambda value: "—" if pd.isna(value) else f"{value:.0%}") for name in ("right when known", "coverage")
+    }
+    shown = table.style.format({"minimum confidence": "{:.2f}", **share}).apply(
+        lambda row: ["font-weight: bold; background-color: #fef3c7" if row["current setting"] else ""] * len(row),
+        axis=1,
+    )
+    st.dataframe(shown, hide_index=True, width="stretch", key="metrics_threshold_history")
+    csv_button(table, "auto-send threshold on history")

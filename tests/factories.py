@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from connectors.base import TicketIn
-from engine.enums import OutcomeState, TicketStatus
-from engine.models import Analysis, ResolutionOutcome, Ticket, utcnow
+from engine.enums import ActionKind, ActionState, OutcomeState, TicketStatus
+from engine.models import Action, Analysis, ResolutionOutcome, Ticket, utcnow
 
 _counter = itertools.count(1)
 
@@ -132,3 +132,58 @@ def analysed_ticket(session: Session, subject: str, *, confidence: float, eviden
         )
     )
     return ticket.id
+
+
+def proposed_resolution(
+    session: Session,
+    *,
+    confidence: float,
+    state: ActionState | None = ActionState.EXECUTED,
+    decided_by: str = "engine",
+    edited: bool = False,
+    outcome: OutcomeState | None = None,
+    answer: str | None = None,
+    guards: tuple[str, ...] = (),
+    decision: str = "resolve",
+    source: str = "test",
+) -> Analysis:
+    """A stored analysis (a resolution proposal by default) with its draft in `state` (None: no draft) and, when
+    sent, what the customer made of it: the history the threshold what-if replays."""
+    ticket = resolved_ticket(session, "How do I reset my password?", "Please help.", "Service Desk")
+    ticket.source = source
+    session.flush()
+    analysis = Analysis(
+        ticket_id=ticket.id,
+        analyser="test",
+        decision=decision,
+        confidence=confidence,
+        evidence=[{"title": "Resetting your password"}],
+        guards=list(guards),
+    )
+    session.add(analysis)
+    session.flush()
+    if state is None:
+        return analysis
+    action = Action(
+        ticket_id=ticket.id,
+        analysis_id=analysis.id,
+        kind=ActionKind.PROPOSE_RESOLUTION,
+        state=state,
+        version=2 if edited else 1,
+        decided_by=None if state == ActionState.AWAITING_APPROVAL else decided_by,
+    )
+    session.add(action)
+    session.flush()
+    if outcome is not None:
+        session.add(
+            ResolutionOutcome(
+                ticket_id=ticket.id,
+                action_id=action.id,
+                automated=decided_by == "engine",
+                source=source,
+                confidence=confidence,
+                state=outcome,
+                answer=answer,
+            )
+        )
+    return analysis

@@ -12,6 +12,7 @@ from engine.actions import Actor
 from engine.enums import Role
 from engine.models import utcnow
 from engine.runtime import Runtime
+from kb.titles import FILE_EXTENSION, readable_name
 from ui.auth import allowed, require_signed_in
 from ui.glossary import humanise
 from ui.runtime import app_runtime
@@ -101,17 +102,15 @@ def health_cards(report: dict[str, Any]) -> None:
 
 
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
-_EXTENSION = re.compile(r"\.(pdf|docx|pptx|md|txt|html?|csv|eml|png|jpe?g|tiff?)$", re.IGNORECASE)
 
 
 def article_title(title: str | None, filename: str | None = None) -> str:
     """A knowledge-base article's name for people: its own title, or one made from a file name ("vpn-reset.md"
-    reads "Vpn reset")."""
+    reads "Vpn reset"), for titles stored before documents were titled by their headings (kb/titles.py)."""
     name = (title or "").strip() or (filename or "").strip()
-    if " " in name and not _EXTENSION.search(name):
+    if " " in name and not FILE_EXTENSION.search(name):
         return name
-    text = " ".join(_EXTENSION.sub("", name).replace("_", " ").replace("-", " ").split())
-    return text[:1].upper() + text[1:] or "Untitled"
+    return readable_name(name)
 
 
 def article_text(text: str) -> None:

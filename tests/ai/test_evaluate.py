@@ -14,7 +14,7 @@ def outcome(expected: str, decision: str, confidence: float, evidence: list[str]
     case = Case(
         id="x", subject="", body="", category="c", expected_action=expected, expected_evidence=tuple(expected_evidence)
     )
-    return Outcome(case=case, decision=decision, confidence=confidence, blocked=False, evidence_titles=evidence)
+    return Outcome(case=case, decision=decision, confidence=confidence, blocked=False, evidence_names=evidence)
 
 
 def test_metrics_count_right_answers_and_out_of_scope() -> None:

@@ -37,11 +37,15 @@ def test_how_to_is_answered_from_the_matching_article(analyser: RetrievalAnalyse
         snapshot("How do I invite new users to our Northwind Cloud workspace?", subject="Inviting colleagues")
     )
     assert result.decision == "resolve", result.reason
-    assert result.evidence[0]["title"].startswith("invite-users-northwind-cloud")
+    assert result.evidence[0]["title"] == "Northwind Cloud: inviting users to your workspace"
+    assert result.evidence[0]["document"] == "invite-users-northwind-cloud.md"
+    sources = next(line for line in (result.draft_body or "").splitlines() if line.startswith("Sources: "))
+    assert sources.startswith("Sources: Northwind Cloud: inviting users to your workspace")
+    assert sources.count("Northwind Cloud: inviting users") == 1, sources
     assert result.confidence >= analyser.settings.RESOLVE_MIN_CONFIDENCE
     assert result.draft_subject == "Resolution Proposed: TCKT-1"
     assert "retrieval-only" not in result.draft_body and "[" not in result.draft_body, "our internals stay with us"
-    assert "Sources: invite-users-northwind-cloud" in result.draft_body
+    assert "invite-users" not in result.draft_body, "the article is cited by its title, not its file name"
     assert result.resolution_steps and not any(step.startswith("#") for step in result.resolution_steps)
     assert not any("**" in step for step in result.resolution_steps), "markdown is rendered, not pasted"
     assert result.guards == []
@@ -58,7 +62,7 @@ def test_vague_problem_report_gets_category_specific_questions(analyser: Retriev
 
 def test_a_short_report_that_names_only_a_topic_is_asked_about_not_answered(analyser: RetrievalAnalyser) -> None:
     result = analyser.analyse(snapshot("Password issue again.", subject="Password issue again", category="access"))
-    assert result.evidence and result.evidence[0]["title"].startswith("reset-password")
+    assert result.evidence and result.evidence[0]["title"] == "Resetting your Northwind Labs password"
     assert result.confidence >= analyser.settings.RESOLVE_MIN_CONFIDENCE, "the article alone would have been proposed"
     assert result.decision == "ask", "whichever article matches two words, sending it would be a guess"
 

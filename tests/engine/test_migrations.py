@@ -92,3 +92,20 @@ def test_0006_drops_ticket_evidence_and_makes_the_index_rebuild(engine: Engine) 
     assert "kb:tickets" not in cursor_rows and cursor_rows["imap"] == "42"
     assert cursor_rows["kb:index-version"] not in ("", "old-token")
     assert [tuple(row) for row in documents] == [("bad.pdf", "corrupt", 0), ("router.md", "pending", 0)]
+
+
+def test_0011_makes_indexed_documents_take_their_heading_as_title(engine: Engine) -> None:
+    _migrate(engine, "0010")
+    now = utcnow()
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO kb_documents (filename, size, status, title, chunk_count, created_at, updated_at) "
+                "VALUES ('vpn-setup.md', 1, 'indexed', 'vpn-setup', 1, :now, :now), "
+                "('bad.pdf', 1, 'corrupt', 'bad', 0, :now, :now)"
+            ).bindparams(sa.bindparam("now", now, type_=UTCDateTime())),
+        )
+    _migrate(engine, "head")
+    with engine.connect() as connection:
+        documents = connection.execute(sa.text("SELECT filename, status FROM kb_documents ORDER BY filename")).all()
+    assert [tuple(row) for row in documents] == [("bad.pdf", "corrupt"), ("vpn-setup.md", "pending")]

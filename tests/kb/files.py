@@ -38,6 +38,17 @@ def make_pdf(pages: list[str], extra: dict[int, str] | None = None) -> bytes:
     return out.getvalue()
 
 
+def make_pdf_with_title(pages: list[str], title: str) -> bytes:
+    """The PDF of `make_pdf` with a title in its document information."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf(pages))))
+    writer.add_metadata({"/Title": title})
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
 def make_encrypted_pdf(text: str) -> bytes:
     password = "s3cret"
     from pypdf import PdfReader, PdfWriter
@@ -49,13 +60,16 @@ def make_encrypted_pdf(text: str) -> bytes:
     return out.getvalue()
 
 
-def make_docx(paragraphs: list[tuple[str, int]]) -> bytes:
-    """(text, heading level) pairs; level 0 is body text."""
+def make_docx(paragraphs: list[tuple[str, int]], *, title: str = "") -> bytes:
+    """(text, heading level) pairs; level 0 is body text, level -1 the Title style. `title`: the title property."""
     from docx import Document
 
     document = Document()
+    document.core_properties.title = title
     for text, level in paragraphs:
-        if level:
+        if level < 0:
+            document.add_heading(text, level=0)
+        elif level:
             document.add_heading(text, level=level)
         else:
             document.add_paragraph(text)

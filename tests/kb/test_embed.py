@@ -79,6 +79,6 @@ def test_changing_model_asks_for_reindex(session_factory: sessionmaker[Session],
 
         counts = indexer.reindex_all(session, remote)
         assert counts["vector_index_replaced"] == 1 and counts["documents"] == 3
-        assert search(session, remote, "recessed button router", k=1)[0].title == "router"
+        assert search(session, remote, "recessed button router", k=1)[0].title == "Router"
         assert_consistent(session, remote)
         assert all(r["body"]["model"] == "text-embedding-3-small" for r in emulator.requests)

@@ -84,7 +84,7 @@ def test_add_search_cite(session_factory: sessionmaker[Session], settings: Setti
 
         evidence = search(session, settings, "how do I reset my router?", k=3)
         best = evidence[0]
-        assert (best.source_kind, best.source_id, best.title) == ("kb", router.id, "router")
+        assert (best.source_kind, best.source_id, best.title) == ("kb", router.id, "Router")
         assert best.location == "section Router" and "recessed button" in best.text
         assert best.vector_rank == 1 and best.bm25_rank == 1 and best.bm25_score and best.vector_score
         assert len({(e.source_kind, e.source_id) for e in evidence}) == len(evidence)
@@ -156,7 +156,7 @@ def test_restart_replays_bm25_without_rebuild(session_factory: sessionmaker[Sess
     assert [hit[0] for hit in runtime.keywords.search("mailbox quota", 5)] == sorted(ids)
     with session_factory() as session:
         assert indexer.sync_keyword_index(session, runtime) == 0  # nothing to rebuild
-        assert search(session, settings, "outlook mailbox full", k=1)[0].title == "mail"
+        assert search(session, settings, "outlook mailbox full", k=1)[0].title == "Mailbox quota"
 
 
 def test_another_process_change_is_picked_up(session_factory: sessionmaker[Session], settings: Settings) -> None:
@@ -168,7 +168,7 @@ def test_another_process_change_is_picked_up(session_factory: sessionmaker[Sessi
     keywords.reset()  # as if this process missed another's changes
     keywords.add([])
     with session_factory() as session:
-        assert search(session, settings, "mailbox quota", k=1)[0].title == "mail"
+        assert search(session, settings, "mailbox quota", k=1)[0].title == "Mailbox quota"
         assert keywords.hashes() == stale
 
 
@@ -190,6 +190,24 @@ def test_job_repairs_a_crash_between_database_and_indexes(
     assert counts["vectors_repaired"] == 2 and counts["chunks"] == 2
     with session_factory() as session:
         assert_consistent(session, settings)
+
+
+def test_documents_marked_pending_get_their_heading_as_title_without_new_vectors(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """What migration 0011 relies on: a document titled by its file name and set back to pending is titled by its
+    heading at the next index job, keeping its chunks."""
+    with session_factory() as session:
+        mail = add(session, settings, "mail-quota.md", MAIL.encode())
+        chunks = set(session.scalars(select(KbChunk.id).where(KbChunk.source_id == mail.id)))
+        mail.title, mail.status = "mail-quota", "pending"
+        session.commit()
+    counts = indexer.run_index_job(session_factory, settings)
+    assert counts["documents_indexed"] == 1 and counts["vectors_repaired"] == 0
+    with session_factory() as session:
+        document = session.get(KbDocument, mail.id)
+        assert document is not None and (document.title, document.status) == ("Mailbox quota", "indexed")
+        assert set(session.scalars(select(KbChunk.id).where(KbChunk.source_id == mail.id))) == chunks
 
 
 def resolved_ticket_with_history(session: Session) -> Ticket:
@@ -268,7 +286,7 @@ def test_filters_by_kind_team_and_date(session_factory: sessionmaker[Session], s
         kb_only = search(session, settings, "VPN", k=10, source_kinds={"kb"})
         assert {e.source_kind for e in kb_only} == {"kb"} and len(kb_only) == 2
         desktop = search(session, settings, "VPN", k=10, team="desktop")
-        assert {(e.source_kind, e.title.split()[0]) for e in desktop} == {("ticket", "TCKT-2"), ("kb", "vpn")}
+        assert {(e.source_kind, e.title.split()[0]) for e in desktop} == {("ticket", "TCKT-2"), ("kb", "VPN")}
         assert shared.id in {e.source_id for e in desktop if e.source_kind == "kb"}
         recent = search(
             session, settings, "VPN", k=10, source_kinds={"ticket"}, since=datetime.now(UTC) - timedelta(days=1)
@@ -302,8 +320,8 @@ def test_multi_query_and_given_queries(session_factory: sessionmaker[Session], s
     with session_factory() as session:
         add(session, settings, "mail.md", MAIL.encode())
         add(session, settings, "router.md", ROUTER.encode())
-        assert search(session, settings, "", queries=["recessed button"], k=1)[0].title == "router"
-        assert search(session, settings, "my outlook is full", chat_model=FakeChat(), k=1)[0].title == "mail"
+        assert search(session, settings, "", queries=["recessed button"], k=1)[0].title == "Router"
+        assert search(session, settings, "my outlook is full", chat_model=FakeChat(), k=1)[0].title == "Mailbox quota"
         assert search(session, settings, "   ") == []
 
 

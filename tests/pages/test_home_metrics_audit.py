@@ -4,7 +4,9 @@ import json
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.enums import ActionState, OutcomeState
 from engine.settings import Settings
+from tests.factories import proposed_resolution
 from tests.pages.conftest import open_page, texts
 from tests.pages.seed import drafted, escalated
 from ui import glossary
@@ -74,6 +76,34 @@ def test_metrics_without_data_or_report(app: Settings) -> None:
     at = open_page("pages/4_Metrics.py", "vic")
     assert not at.exception
     assert "No evaluation report yet" in texts(at)
+    assert "No AI resolution drafts in this range yet" in texts(at)
+
+
+def test_metrics_show_what_each_auto_send_minimum_would_have_done(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    with session_factory() as session:
+        proposed_resolution(session, confidence=0.93, outcome=OutcomeState.CONFIRMED, answer="yes")
+        proposed_resolution(session, confidence=0.8, decided_by="operator:ann")
+        proposed_resolution(session, confidence=0.7, state=ActionState.REJECTED, decided_by="operator:ann")
+        session.commit()
+    at = open_page("pages/4_Metrics.py", "vic")
+    assert not at.exception
+    assert "Auto-send threshold on this desk's history" in texts(at)
+    assert "analysed tickets 3 times in this range; 3 resolution drafts" in texts(at)
+    [table] = [frame.value for frame in at.dataframe if "minimum confidence" in frame.value.columns]
+    rows = table.set_index("minimum confidence")
+    assert rows.loc[0.75, "current setting"] == "today's minimum"
+    assert rows.loc[
+        0.65, ["sent automatically", "confirmed by the customer", "approved as-is", "rejected"]
+    ].tolist() == [
+        3,
+        1,
+        1,
+        1,
+    ]
+    assert rows.loc[0.9, "sent automatically"] == 1 and rows.loc[0.95, "sent automatically"] == 0
+    assert any(button.label == "CSV · auto-send threshold on history" for button in at.get("download_button"))
 
 
 def test_audit_needs_a_lead_and_filters(app: Settings, session_factory: sessionmaker[Session]) -> None:

@@ -32,7 +32,7 @@ def test_an_agent_sees_what_is_quarantined_and_why_but_cannot_approve(
     at = open_page(KB, "ann")
     assert not at.exception
     shown = texts(at)
-    assert "**Password** · section Faster help" in shown
+    assert "**Password reset** · section Faster help" in shown
     reason = "links or addresses outside the allowed domains: 'no-touch-localhost.support'"
     assert f"Quarantined: {plain(reason)}" in shown  # shown inert: a reason cannot carry a live link
     assert any("sign in at https://no-touch-localhost.support/reset" in text.value for text in at.text)
@@ -44,7 +44,7 @@ def test_a_lead_approves_a_chunk_and_it_is_audited(app: Settings, session_factor
     at = open_page(KB, "lee")
     at = at.button(key=f"kb_approve_{chunk_id}").click().run()
     assert not at.exception
-    assert f"Chunk {chunk_id} of password approved; the engine may cite it now." in texts(at)
+    assert f"Chunk {chunk_id} of Password reset approved; the engine may cite it now." in texts(at)
     assert "Nothing is quarantined." in texts(at)
     with session_factory() as session:
         chunk = session.get(KbChunk, chunk_id)

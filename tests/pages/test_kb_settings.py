@@ -48,13 +48,13 @@ def test_a_lead_uploads_previews_searches_reindexes_and_deletes(
     at.run()
     assert "Toner E42 means reseat the cartridge" in texts(at)
     [documents_table] = [frame.value for frame in at.dataframe if "title" in frame.value.columns]
-    assert list(documents_table["title"]) == ["Empty", "Printer", "Router"]
+    assert list(documents_table["title"]) == ["Empty", "Printer setup guide", "Router"]
     at = at.button(key="kb_reindex").click().run()
     assert "printer.pdf: indexed, 2 chunks" in texts(at)
 
     at.text_input(key="kb_query").input("toner error E42")
     at = next(b for b in at.button if b.label == "Search").click().run()
-    assert "**[1] Printer** · article · page 2" in texts(at)
+    assert "**[1] Printer setup guide** · article · page 2" in texts(at)
     assert "by keywords #1" in texts(at)
     assert "Why this ranked here" in [expander.label for expander in at.expander]
 
@@ -137,7 +137,7 @@ def test_an_agent_searches_articles_rendered_without_ranking_internals(
     at.text_input(key="kb_query").input("reset the router")
     at = next(b for b in at.button if b.label == "Search").click().run()
     shown = texts(at)
-    assert "**[1] Router reset** · article" in shown
+    assert "**[1] Router** · article" in shown
     assert any("hold the recessed button" in markdown.value for markdown in at.markdown)
     assert "by keywords" not in shown and "Why this ranked here" not in [e.label for e in at.expander]
 
