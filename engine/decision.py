@@ -41,6 +41,26 @@ SUSPICION_SCORE = 0.6
 is higher): on the real IT tickets it holds about 0.6 % more, and it catches role-play jailbreaks the rules miss."""
 
 
+TRIED = re.compile(
+    r"\b(?:i|we|i'?ve|we'?ve|i have|we have)\s+(?:already\s+|also\s+)?(?:tried|opened|restarted|rebooted|reinstalled"
+    r"|cleared|reset|followed|re-?entered|removed|re-?added|checked)\b",
+    re.IGNORECASE,
+)
+PERSISTS = re.compile(
+    r"\b(?:same (?:error|message|problem|thing|result)|still|(?:comes|came) back|didn'?t (?:help|work|fix)"
+    r"|did not (?:help|work|fix)|no luck|nothing (?:changed|happen\w*)|no change|no difference)\b",
+    re.IGNORECASE,
+)
+
+
+def tried_in_vain(text: str) -> list[str]:
+    """The customer says they already tried something and the problem persists: the article they would get
+    may be what they tried, so a person reads the answer before it goes out."""
+    if TRIED.search(text) and PERSISTS.search(text):
+        return ["the customer already tried something and the problem persists: a person checks the answer"]
+    return []
+
+
 @dataclass(frozen=True)
 class Screening:
     """What the customer's own text says about how far automation may go."""
@@ -49,7 +69,8 @@ class Screening:
     """Instructions aimed at the assistant, requests for credentials, verification bypass or payment fraud:
     the ticket goes to a person and no model sees it."""
     sensitive: list[str]
-    """Sensitive intents: a draft may be prepared for a person, never sent on its own."""
+    """Sensitive intents, and problems the customer already tried to fix in vain: a draft may be prepared for a
+    person, never sent on its own."""
 
 
 def screen_ticket(ticket: TicketSnapshot) -> Screening:
@@ -60,7 +81,7 @@ def screen_ticket(ticket: TicketSnapshot) -> Screening:
     """
     text = ticket.text
     attacks = injection_reasons(text) + social_engineering_reasons(text)
-    sensitive = sensitive_intent_reasons(text)
+    sensitive = sensitive_intent_reasons(text) + tried_in_vain(text)
     score = detect(text).injection_score
     if not attacks and score >= SUSPICION_SCORE:
         sensitive.append(f"possible prompt injection: reads like instructions to an AI (score {score:.2f})")

@@ -68,3 +68,14 @@ def test_a_message_that_reads_like_instructions_to_an_ai_waits_for_a_person(monk
     assert screening.sensitive == ["possible prompt injection: reads like instructions to an AI (score 0.65)"]
     monkeypatch.setattr(decision, "detect", lambda text: Detection(injection_score=0.3, injection_threshold=0.75))
     assert decision.screen_ticket(ticket).sensitive == []
+
+
+def test_a_customer_who_already_tried_in_vain_gets_a_person_to_check_the_answer() -> None:
+    def screened(body: str) -> list[str]:
+        ticket = TicketSnapshot(1, "TCKT-1", "Printer", body, "a@b.example", None, "t", None, None, None, 0)
+        return decision.screen_ticket(ticket).sensitive
+
+    assert screened("Paper jam in tray 2. I opened door B, no paper there, and the same message comes back.")
+    assert screened("We've already restarted the router twice but it still drops every hour.")
+    assert screened("How do I print in colour on the third floor?") == []
+    assert screened("I restarted the laptop and now it works, just wanted to let you know.") == []
