@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
@@ -38,6 +38,7 @@ from engine.escalation import Criteria, assess, rule_criteria
 from engine.guards import fence, redact_personal_data, unsupported_steps
 from engine.llm import UsageRecorder, build_chat_model, supports_tool_calling, token_budget
 from engine.models import KbChunk
+from engine.outcome_calibration import AdjustmentCache, adjusted
 from engine.prompts import (
     AGENT_TASK,
     DECISION_PROMPT,
@@ -152,6 +153,8 @@ class Run:
     usage: UsageRecorder
     config: RunnableConfig
     ticket_text: str
+    adjustments: Mapping[str, float] = field(default_factory=dict)
+    """Per-category corrections customers' verdicts earned (engine/outcome_calibration.py)."""
     evidence: list[dict[str, Any]] = field(default_factory=list)
     kb_error: str | None = None
     errors: list[str] = field(default_factory=list)
@@ -230,6 +233,7 @@ class LlmAnalyser:
         self.budget = token_budget(settings)
         self.uses_agent = supports_tool_calling(self.model, settings)
         self._structured_models: dict[type[BaseModel], Runnable[Any, Any]] = {}
+        self.adjustments = AdjustmentCache()
 
     @property
     def output_route(self) -> Literal["json_schema", "function_calling", "tools", "prompt"]:
@@ -245,8 +249,9 @@ class LlmAnalyser:
         with self.factory() as session:
             policy = current_policy(session, self.settings)
             has_kb = session.scalar(select(KbChunk.id).limit(1)) is not None
+            adjustments = self.adjustments.get(session)
         text = redact_personal_data(ticket.text) if self.settings.LLM_REDACT_PII else ticket.text
-        run = Run(ticket, policy, usage, {"callbacks": [usage], "tags": [ticket.reference]}, fence(text))
+        run = Run(ticket, policy, usage, {"callbacks": [usage], "tags": [ticket.reference]}, fence(text), adjustments)
         screening = screen_ticket(ticket)
         if screening.attacks:
             result = self._hand_over(run, screening)
@@ -458,9 +463,11 @@ class LlmAnalyser:
         assessment = assess(scored, answer.escalation_criteria, run.policy)
         numbers = range(1, len(run.evidence) + 1)
         cited = sorted({n for step in answer.resolution_steps for n in step.evidence if n in numbers})
+        confidence, adjustment = adjusted(answer.confidence, scored.category, run.adjustments)
         common: dict[str, Any] = {
             "analyser": self.name,
-            "confidence": answer.confidence,
+            "confidence": confidence,
+            "confidence_adjustment": adjustment,
             "summary": answer.summary,
             "category": answer.category,
             "information_gaps": answer.information_gaps,

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.desk_policy import default_policy
 from engine.llm_analyser import LlmAnalyser
+from engine.outcome_calibration import logit, sigmoid
 from engine.retrieval_analyser import decide
 from engine.settings import Settings
 from tests.emulators.openai_api import CRITERIA
@@ -275,3 +276,19 @@ def test_both_analysers_apply_the_desk_guards_the_same_way(
     without = decide(sensitive, [], policy, llm_settings)
     held = [guard for guard in without.guards if guard.startswith("possible social engineering")]
     assert held and set(held) <= set(with_model.guards)
+
+
+def test_customers_verdicts_correct_the_models_confidence_in_its_category(
+    with_kb: sessionmaker[Session], llm_settings: Settings
+) -> None:
+    """The same per-category correction as the retrieval analyser's (engine/outcome_calibration.py)."""
+    analyser = chain(with_kb, llm_settings, QUERIES, decision())
+    analyser.adjustments.get = lambda session: {"network": -2.0, "billing": -5.0}  # type: ignore[method-assign]
+    result = analyser.analyse(snapshot())
+    assert result.confidence == round(sigmoid(logit(0.9) - 2.0), 3)
+    assert result.confidence_adjustment == {
+        "category": "network",
+        "logit_offset": -2.0,
+        "fitted": 0.9,
+        "adjusted": result.confidence,
+    }
