@@ -29,6 +29,7 @@ from engine.models import KbChunk
 from engine.outcome_calibration import AdjustmentCache, adjusted
 from engine.settings import Settings
 from engine.templates import request_info_email, resolution_email, summary_of
+from kb.titles import heading_line
 
 log = logging.getLogger(__name__)
 NAME = "retrieval-only"
@@ -186,6 +187,8 @@ def resolution_steps(text: str, question: str = "") -> list[str]:
     Headings and tables are not steps; the customer's words only choose among the article's sentences.
     """
     lines = [line for line in text.splitlines() if line.strip() and not HEADING.match(line) and "|" not in line]
+    if len(lines) > 1 and not NUMBERED.match(lines[0]) and heading_line(lines[0]):
+        lines = lines[1:]  # a chunk starts with its section's heading, which is no step
     numbered = [plain_text(match.group(1)) for line in lines if (match := NUMBERED.match(line))]
     if len(numbered) >= 2:
         return numbered[:MAX_STEPS]

@@ -11,7 +11,7 @@ from engine.enums import OutboxState, OutcomeState, TicketStatus
 from engine.ingest import ingest
 from engine.models import Analysis, Escalation, OutboxMessage, ResolutionOutcome, Ticket, TimelineEvent
 from engine.pipeline import process_pending
-from engine.retrieval_analyser import RetrievalAnalyser
+from engine.retrieval_analyser import RetrievalAnalyser, resolution_steps
 from engine.settings import Settings
 from kb.indexer import add_document
 from kb.store import reset_caches
@@ -160,3 +160,15 @@ def test_reopened_automatic_answers_lower_the_next_confidence_in_their_category_
         assert second.status != TicketStatus.RESOLVED and confidence < 0.5 < first.confidence
         assert note.data["fitted"] == first.confidence and note.data["adjusted"] == confidence
         assert note.title.startswith(f"Confidence lowered from {first.confidence:.2f} to {confidence:.2f}")
+
+
+def test_a_passage_gives_its_sentences_without_the_section_heading_it_starts_with() -> None:
+    passage = (
+        "Home office\nOne monitor and one **NW Dock** can be ordered for home working. Delivery takes about 5 days."
+    )
+    assert resolution_steps(passage) == [
+        "One monitor and one NW Dock can be ordered for home working.",
+        "Delivery takes about 5 days.",
+    ]
+    steps = "Moving to a new phone\n1. Install Authenticator on the new phone.\n2. Scan the QR code."
+    assert resolution_steps(steps) == ["Install Authenticator on the new phone.", "Scan the QR code."]
