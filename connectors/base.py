@@ -61,6 +61,8 @@ class TicketIn(BaseModel):
     Closed); `additional_info["resolution"]` (the source's close notes) becomes its resolution."""
     priority: str | None = Field(default=None, max_length=50)
     category: str | None = Field(default=None, max_length=100)
+    team: str | None = Field(default=None, max_length=100)
+    """For history: the team the source resolved it under, which routing learns from."""
     external_url: str | None = Field(default=None, max_length=1000)
     updated_at: datetime | None = None
     thread_id: str | None = Field(default=None, max_length=500)

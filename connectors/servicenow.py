@@ -157,6 +157,12 @@ class ServiceNowClient:
             raise MalformedResponseError(NAME, "sys_user answer has no `result` object")
         return body["result"]
 
+    def group_name(self, sys_id: str) -> str:
+        body = self.http.get_json(f"api/now/table/sys_user_group/{sys_id}", params={"sysparm_fields": "name"})
+        if not isinstance(body, dict) or not isinstance(body.get("result"), dict):
+            raise MalformedResponseError(NAME, "sys_user_group answer has no `result` object")
+        return str(body["result"].get("name") or "")
+
     def attachments(self, table: str, sys_ids: list[str]) -> list[dict[str, Any]]:
         body = self.http.get_json(
             "api/now/attachment",
@@ -232,6 +238,7 @@ class ServiceNowSource:
         self.groups = settings.SNOW_ASSIGNMENT_GROUPS
         self.username = settings.SNOW_AUTH_USERNAME
         self._users: dict[str, tuple[str | None, str | None]] = {}
+        self._teams: dict[str, str | None] = {}
         self._warned: set[str] = set()
 
     def poll(self, cursor: str | None) -> Iterator[PolledPage]:
@@ -359,6 +366,7 @@ class ServiceNowSource:
             subject=str(record.get("short_description") or number),
             body=str(record.get("description") or record.get("short_description") or ""),
             history=finished is not None,
+            team=self._team(record.get("assignment_group")) if finished else None,
             priority=PRIORITIES.get(str(record.get("priority") or ""), record.get("priority") or None),
             category=str(record.get("category") or "") or None,
             external_url=f"{self.client.instance}/nav_to.do?uri={table}.do?sys_id={sys_id}",
@@ -370,6 +378,27 @@ class ServiceNowSource:
                 **({"source_status": finished} if finished and not close_notes else {}),
             },
         )
+
+    def _team(self, group: Any) -> str | None:
+        """The team a finished record was resolved under, for routing to learn from: the desk's team mapped to
+        that assignment group (SNOW_ASSIGNMENT_GROUPS, by sys_id or name), else the group's name. A user who may
+        not read sys_user_group gets one warning and history without teams."""
+        sys_id = _reference(group)
+        if not sys_id:
+            return None
+        if sys_id not in self._teams:
+            by_group = {group: team for team, group in self.groups.items()}
+            name = by_group.get(sys_id)
+            if name is None and "groups" not in self._warned:
+                try:
+                    name = self.client.group_name(sys_id) or None
+                except (AuthenticationError, NotFoundError) as error:
+                    if error.status == 401:
+                        raise
+                    self._warn_once("groups", f"assignment groups not read, history teaches no routing: grant read "
+                                              f"on sys_user_group ({error})")  # fmt: skip
+            self._teams[sys_id] = by_group.get(name or "", name)
+        return self._teams[sys_id]
 
     def _person(self, sys_id: str | None) -> tuple[str | None, str | None]:
         if not sys_id:

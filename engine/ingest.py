@@ -169,6 +169,7 @@ def _create_history(session: Session, item: TicketIn, settings: Settings) -> Ing
         item,
         status=status,
         resolution=str(resolution) if resolution else None,
+        team=item.team,
         additional_info={**item.additional_info, "history": True},
         pending=False,
     )

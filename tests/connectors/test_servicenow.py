@@ -327,6 +327,41 @@ def test_backfill_sends_closed_incidents_as_history_and_queues_nothing_for_them(
     assert poll_source(engine, session_factory, configured, ServiceNowSource(configured)) == {}
 
 
+def test_history_keeps_the_team_it_was_resolved_under_for_routing_to_learn(
+    engine: Engine, session_factory: sessionmaker[Session], settings: Settings, snow: ServiceNowEmulator
+) -> None:
+    caller = snow.add_user("caller@example.com")
+    network, database = snow.add_group("Network Operations"), snow.add_group("DBA")
+    snow.add_incident("VPN drops", caller=caller, state="7", close_notes="Replaced tunnel", assignment_group=network)
+    snow.add_incident("Slow query", caller=caller, state="7", close_notes="Index added", assignment_group=database)
+    snow.add_incident("New laptop", caller=caller, assignment_group=network)
+    configured = with_settings(settings, **snow_values(snow), SNOW_ASSIGNMENT_GROUPS={"Network": network["value"]})
+    poll_source(engine, session_factory, configured, ServiceNowSource(configured))
+    with session_factory() as session:
+        teams = {subject: team for subject, team in session.execute(select(Ticket.subject, Ticket.team))}
+    assert teams == {"VPN drops": "Network", "Slow query": "DBA", "New laptop": None}, "open work is ours to route"
+
+
+def test_a_user_who_may_not_read_groups_gets_history_without_teams_and_one_warning(
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    snow: ServiceNowEmulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    snow.restricted["sys_user_group"] = 403
+    caller = snow.add_user("caller@example.com")
+    for n in range(3):
+        group = snow.add_group(f"Group {n}")
+        snow.add_incident(f"Old {n}", caller=caller, state="7", close_notes="Done", assignment_group=group)
+    configured = with_settings(settings, **snow_values(snow))
+    with caplog.at_level(logging.WARNING):
+        assert poll_source(engine, session_factory, configured, ServiceNowSource(configured)) == {"history": 3}
+    with session_factory() as session:
+        assert session.scalars(select(Ticket.team)).all() == [None, None, None]
+    assert sum("grant read on sys_user_group" in record.getMessage() for record in caplog.records) == 1
+
+
 def test_caller_comments_become_replies_and_ours_do_not(
     engine: Engine, session_factory: sessionmaker[Session], settings: Settings, snow: ServiceNowEmulator
 ) -> None:

@@ -76,6 +76,12 @@ class ServiceNowEmulator(Emulator):
         }
         return sys_id
 
+    def add_group(self, name: str) -> dict[str, str]:
+        """An assignment group (sys_user_group), as a record's `assignment_group` reference field holds it."""
+        sys_id = uuid.uuid4().hex
+        self.tables.setdefault("sys_user_group", {})[sys_id] = {"sys_id": sys_id, "name": name}
+        return {"link": f"/api/now/table/sys_user_group/{sys_id}", "value": sys_id}
+
     def add_comment(self, incident: dict[str, Any], author: str, text: str, *, table: str = "incident") -> None:
         """A caller's comment through the portal, by user sys_id."""
         user_name = self.tables["sys_user"][author]["user_name"]
