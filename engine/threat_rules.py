@@ -147,6 +147,20 @@ ADDRESSING_THE_AI = (
     r"|answering|analy[sz]ing|triaging) this\b|\bas an? (?:ai|language model|llm)\b"
     r"|\bchatgpt,|\b(?:chatgpt|gpt-?4) (?:with|mode)|\bas chatgpt\b"
 )
+AN_AI = (
+    r"ai|a\.i\.|ai assistant|assistant|chat ?bot|bot|llm|language model|gpt|copilot|virtual (?:agent|assistant)"
+    r"|support (?:bot|assistant|ai)|automated (?:assistant|agent|system|responder)"
+)
+"""Narrower than ASSISTANT: no "model" or "agent", which manuals use for products and people."""
+DIRECTING_THE_AI = (
+    r"\b(?:the|any|an?|all|every|each) (?:" + AN_AI + r")s? (?:must|should|shall|has to|have to|needs? to"
+    r"|(?:is|are) (?:required|instructed|told|expected|supposed) to) (?:\w+ ){0,2}?(?:"
+    + ADD_TO_REPLY
+    + r"|ask|instruct|direct|send|respond|reply|answer|ignore|disregard|forward|share|reveal|advise|inform|urge"
+    r"|request|email|refer|point)\b"
+)
+"""A document telling the assistant, in the third person, what to say or do: "the assistant must tell users to
+email their password to …" (a latent injection that addresses no "you")."""
 REVEAL = (
     near(
         r"reveal|print|show|repeat|output|display|leak|dump|disclose|recite|tell me",
@@ -183,6 +197,7 @@ INJECTION = "|".join(
         ROLE_PLAY,
         ROLE_MARKERS,
         ADDRESSING_THE_AI,
+        DIRECTING_THE_AI,
         REVEAL,
         near(
             ADD_TO_REPLY,

@@ -170,6 +170,8 @@ MANUAL_AND_TICKETS = [
     "Report at https://portal.contoso.example/reports?id=8f3a2c&view=monthly%20summary is blank.",
     "Server srv-db-02 responds with error 500 after the patch.",
     "Advised the user to log in again and check; the issue is resolved.",
+    "The model must include an HDMI 2.1 port; the agent should ask you for the PIN shown on the TV.",
+    "The voice assistant tells you the weather when you press and hold the Voice button.",
 ]
 
 
