@@ -50,26 +50,28 @@ def _build(settings: Settings, part: str, build: Callable[[Settings], T]) -> T |
         return None
 
 
+def _build_configured(
+    settings: Settings, part: str, builder: Callable[[registry.Connector], Callable[[Settings], T] | None]
+) -> list[T]:
+    """What `builder` names for every configured connector that has one; a part that fails to build is left out."""
+    built = (
+        _build(settings, f"{part} {entry.name}", build)
+        for entry in registry.connectors()
+        if (build := builder(entry)) is not None and entry.configured(settings)
+    )
+    return [item for item in built if item is not None]
+
+
 def configured_sources(settings: Settings) -> list[TicketSource]:
     """The sources whose settings are present."""
-    built = (
-        _build(settings, f"source {entry.name}", entry.source)
-        for entry in registry.connectors()
-        if entry.source is not None and entry.configured(settings)
-    )
-    return [source for source in built if source is not None]
+    return _build_configured(settings, "source", lambda entry: entry.source)
 
 
 def configured_sync_targets(settings: Settings) -> list[SyncBack]:
     """The configured sources that take write-back; none when SYNC_BACK_ENABLED is off."""
     if not settings.SYNC_BACK_ENABLED:
         return []
-    built = (
-        _build(settings, f"write-back to {entry.name}", entry.sync_back)
-        for entry in registry.connectors()
-        if entry.sync_back is not None and entry.configured(settings)
-    )
-    return [target for target in built if target is not None]
+    return _build_configured(settings, "write-back to", lambda entry: entry.sync_back)
 
 
 def configured_delivery_events(settings: Settings) -> list[DeliveryEvents]:

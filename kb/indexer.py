@@ -135,6 +135,17 @@ def quarantine_reason(chunk: Chunk, allowed_domains: set[str]) -> str | None:
     return "; ".join(reasons) or None
 
 
+def _clean_title(session: Session, settings: Settings, document: KbDocument, extraction: Extraction) -> str:
+    """The document's own title when it passes the chunks' hygiene, else its readable file name: a title is cited
+    in customers' e-mails and may come from metadata no chunk holds (a PDF's or Word file's title property)."""
+    title = extraction.title or readable_name(document.filename)
+    reasons = injection_reasons(title) + content_reasons(title, allowed_domains(session, settings))
+    if not reasons:
+        return title
+    extraction.warnings.append(f"its own title was not used ({'; '.join(reasons)})")
+    return readable_name(document.filename)
+
+
 def allowed_domains(session: Session, settings: Settings) -> set[str]:
     """The domains evidence may link or write to: the desk's own and the ones a lead allowed."""
     return current_policy(session, settings).allowed_domain_set(settings)
@@ -323,7 +334,7 @@ def _index_document(session: Session, settings: Settings, document: KbDocument, 
         document.status, document.error = FAILED, f"indexing failed: {error}"
         session.commit()
         return
-    document.title = extraction.title or document.filename
+    document.title = _clean_title(session, settings, document, extraction)
     document.status, document.chunk_count, document.indexed_at = INDEXED, len(chunks), utcnow()
     document.quarantined_count = _awaiting_review(session, document.id)
     document.error = "; ".join(extraction.warnings) or None

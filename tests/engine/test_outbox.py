@@ -71,12 +71,15 @@ def test_temporary_failure_backs_off_then_delivers(
 ) -> None:
     outbox_id = queue_ack(session_factory, settings)
     sink.fail_next = ["451 4.3.0 Try again later"]
+    backoff = timedelta(seconds=settings.OUTBOX_BACKOFF_SECONDS)
+    before = utcnow()
     report = deliver_outbox(session_factory, settings, SmtpTransport(settings))
+    after = utcnow()
     assert (report.sent, report.retried) == (0, 1)
     with session_factory.begin() as session:
         message = session.get(OutboxMessage, outbox_id)
         assert message.state == OutboxState.PENDING
-        assert message.next_attempt_at > utcnow() + timedelta(seconds=settings.OUTBOX_BACKOFF_SECONDS - 5)
+        assert before + backoff <= message.next_attempt_at <= after + backoff, "however long the attempt took"
         assert "451" in message.last_error
         message.next_attempt_at = utcnow()
     assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).sent == 1
