@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.health import health_report
-from engine.queries import attention_counts, held_draft_reasons, job_statuses, recent_events, today_summary
+from engine.operators.queries import attention_counts, held_draft_reasons, job_statuses, recent_events, today_summary
 from ui import glossary
 from ui.auth import session_alive
 from ui.components import health_cards, page, why_drafts_wait

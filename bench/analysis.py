@@ -29,14 +29,14 @@ from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from connectors.base import TicketIn  # noqa: E402
 from connectors.demo import load_sample, to_ticket_in  # noqa: E402
-from engine.analysis import Analyser, TicketSnapshot  # noqa: E402
-from engine.db import make_engine, make_session_factory, transaction, upgrade_database  # noqa: E402
-from engine.ingest import ingest  # noqa: E402
-from engine.llm_analyser import LlmAnalyser  # noqa: E402
-from engine.models import Ticket  # noqa: E402
+from engine.analysers.llm_analyser import LlmAnalyser  # noqa: E402
+from engine.analysers.retrieval_analyser import RetrievalAnalyser  # noqa: E402
+from engine.core.analysis import Analyser, TicketSnapshot  # noqa: E402
+from engine.core.db import make_engine, make_session_factory, transaction, upgrade_database  # noqa: E402
+from engine.core.models import Ticket  # noqa: E402
+from engine.core.settings import Settings, load_settings  # noqa: E402
+from engine.intake.ingest import ingest  # noqa: E402
 from engine.pipeline import process_pending  # noqa: E402
-from engine.retrieval_analyser import RetrievalAnalyser  # noqa: E402
-from engine.settings import Settings, load_settings  # noqa: E402
 from kb.embed import go_offline  # noqa: E402
 from kb.indexer import add_document  # noqa: E402
 from tests.emulators.openai_api import OpenAIEmulator, desk_model  # noqa: E402

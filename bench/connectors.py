@@ -22,12 +22,12 @@ from sqlalchemy import func, select
 
 from connectors.graph_mail import GraphMailSource
 from connectors.servicenow import ServiceNowSource
-from engine.db import make_engine, make_session_factory, upgrade_database
-from engine.enums import MessageKind
+from engine.core.db import make_engine, make_session_factory, upgrade_database
+from engine.core.enums import MessageKind
+from engine.core.models import OutboxMessage, Ticket
+from engine.core.settings import Settings, load_settings
 from engine.jobs import poll_source
-from engine.models import OutboxMessage, Ticket
 from engine.pipeline import claim_pending_tickets
-from engine.settings import Settings, load_settings
 from tests.emulators.graph import GraphEmulator, IdentityEmulator, graph_values
 from tests.emulators.servicenow import ServiceNowEmulator
 from tests.emulators.tls import make_certificate

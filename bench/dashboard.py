@@ -82,8 +82,8 @@ FROM analyses WHERE ticket_id % 3 = 0
 
 def prepare(url: str, tickets: int, events: int) -> int:
     """Create and fill the database unless it already holds the data; returns a ticket id to open."""
-    from engine.auth import create_first_admin
-    from engine.db import make_engine, make_session_factory, upgrade_database
+    from engine.core.db import make_engine, make_session_factory, upgrade_database
+    from engine.operators.auth import create_first_admin
 
     parsed = make_url(url)
     admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")

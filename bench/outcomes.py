@@ -35,15 +35,15 @@ sys.path.insert(0, str(ROOT))
 from bench.harness import drop_postgres, fresh_postgres  # noqa: E402
 from connectors.base import TicketIn  # noqa: E402
 from connectors.demo import load_sample, to_ticket_in  # noqa: E402
-from engine.analysis import AnalysisResult, TicketSnapshot  # noqa: E402
-from engine.db import make_engine, make_session_factory, transaction, upgrade_database  # noqa: E402
-from engine.desk_policy import DeskPolicy, save_policy  # noqa: E402
-from engine.ingest import ingest  # noqa: E402
-from engine.models import OutboxMessage, ResolutionOutcome, Ticket, utcnow  # noqa: E402
-from engine.outcomes import advance_outcomes, autopilot_switch_offs, outcome_breakdown, outcome_funnel  # noqa: E402
+from engine.core.analysis import AnalysisResult, TicketSnapshot  # noqa: E402
+from engine.core.db import make_engine, make_session_factory, transaction, upgrade_database  # noqa: E402
+from engine.core.desk_policy import DeskPolicy, save_policy  # noqa: E402
+from engine.core.models import OutboxMessage, ResolutionOutcome, Ticket, utcnow  # noqa: E402
+from engine.core.settings import load_settings  # noqa: E402
+from engine.delivery.webhooks import start_webhook_server  # noqa: E402
+from engine.intake.ingest import ingest  # noqa: E402
+from engine.outcomes.outcomes import advance_outcomes, autopilot_switch_offs, outcome_breakdown, outcome_funnel  # noqa: E402
 from engine.pipeline import process_pending  # noqa: E402
-from engine.settings import load_settings  # noqa: E402
-from engine.webhooks import start_webhook_server  # noqa: E402
 from tests.app_process import free_port  # noqa: E402
 
 PUBLIC_URL = "http://desk.bench.example"

@@ -24,11 +24,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.harness import drop_postgres, fresh_postgres, start_engines  # noqa: E402
 from connectors.demo import load_sample, to_ticket_in  # noqa: E402
-from engine.db import make_engine, make_session_factory, transaction, upgrade_database  # noqa: E402
-from engine.enums import MessageKind, OutboxState  # noqa: E402
-from engine.ingest import ingest  # noqa: E402
-from engine.models import OutboxMessage, Ticket  # noqa: E402
-from engine.settings import load_settings  # noqa: E402
+from engine.core.db import make_engine, make_session_factory, transaction, upgrade_database  # noqa: E402
+from engine.core.enums import MessageKind, OutboxState  # noqa: E402
+from engine.core.models import OutboxMessage, Ticket  # noqa: E402
+from engine.core.settings import load_settings  # noqa: E402
+from engine.intake.ingest import ingest  # noqa: E402
 
 
 def demo_items(count: int) -> list:

@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.settings import load_settings
+from engine.core.settings import load_settings
 from kb.calibration import DEFAULT_FUSION, Fusion
 from kb.chunk import chunk_sections
 from kb.embed import get_embedder, go_offline, model_name

@@ -1,11 +1,13 @@
-"""Routing benchmark on the ITSM tickets: the reference (TF-IDF + LinearSVC) and engine/routing.py side by side.
+"""Routing benchmark on the ITSM tickets: the reference (TF-IDF + LinearSVC) and engine/analysers/routing.py side by
+side.
 
 Usage: .venv/bin/python bench/routing.py /work/shared/data [--folds 3 | --folds 0]
 
 tickets_dev.csv is split by row order: the first 80 % is the tuning part, the last 20 % the held-out part.
 Tuning figures are cross-validated on the tuning part only (contiguous folds, so no fold sees its future); the
 held-out figures train on the whole tuning part and score the held-out part once. Both go through
-`engine.routing.evaluate_files`, the path of `python -m engine.routing evaluate`. Figures are printed; nothing
+`engine.analysers.routing.evaluate_files`, the path of `python -m engine.analysers.routing evaluate`. Figures are
+printed; nothing
 is asserted. Times are wall-clock on this machine (2 cores): training, and prediction per ticket in a batch.
 """
 
@@ -26,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import pandas as pd
 
-from engine.routing import COVERAGES, RoutingScores, evaluate_files, routing_report
+from engine.analysers.routing import COVERAGES, RoutingScores, evaluate_files, routing_report
 
 HELD_OUT_SHARE = 0.2
 

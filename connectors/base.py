@@ -77,7 +77,7 @@ class TicketIn(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _note_control_characters(cls, data: Any) -> Any:
-        """Remember that the message needed cleaning: such input is held for a person (engine/decision.py)."""
+        """Remember that the message needed cleaning: such input is held for a person (engine/trust/decision.py)."""
         if isinstance(data, dict) and any(
             isinstance(data.get(name), str) and CONTROL_CHARACTERS.search(data[name]) for name in ("subject", "body")
         ):
@@ -115,7 +115,8 @@ class ConfigurationError(RuntimeError):
 
 
 class ConnectorSettings(BaseSettings):
-    """A connector's own settings: a mixin of engine.settings.Settings, read from the same environment and `.env`."""
+    """A connector's own settings: a mixin of engine.core.settings.Settings, read from the same environment and
+    `.env`."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True)
 

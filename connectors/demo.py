@@ -19,7 +19,7 @@ from pydantic import Field
 from connectors.base import ConnectorSettings, PolledPage, TicketIn
 
 if TYPE_CHECKING:
-    from engine.settings import Settings
+    from engine.core.settings import Settings
 
 
 NAME = "demo"

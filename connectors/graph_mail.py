@@ -43,7 +43,7 @@ from connectors.http import (
 )
 
 if TYPE_CHECKING:
-    from engine.settings import Settings
+    from engine.core.settings import Settings
 
 
 log = logging.getLogger(__name__)

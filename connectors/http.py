@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from engine.observability import count_connector_error
-from engine.redaction import redact_url_credentials
+from engine.core.redaction import redact_url_credentials
+from engine.ops.observability import count_connector_error
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -25,7 +25,7 @@ from connectors.base import AttachmentIn, ConfigurationError, ConnectorSettings,
 from connectors.http import AuthenticationError, ConnectorError, UnreachableError, breaker_from_settings, tls_problem
 
 if TYPE_CHECKING:
-    from engine.settings import Settings
+    from engine.core.settings import Settings
 
 
 log = logging.getLogger(__name__)

@@ -46,10 +46,10 @@ from connectors.http import (
     policy_from_settings,
     url_host,
 )
-from engine.enums import TicketStatus
+from engine.core.enums import TicketStatus
 
 if TYPE_CHECKING:
-    from engine.settings import Settings
+    from engine.core.settings import Settings
 
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ FIELDS = [
 ]
 START_FORMAT = "%Y-%m-%d %H:%M"
 OUR_NOTE = re.compile(r"· event \d+\]")
-"""The end of the tag engine/sync.py opens every written note with (SourceUpdate.marker)."""
+"""The end of the tag engine/delivery/sync.py opens every written note with (SourceUpdate.marker)."""
 REMEMBERED_ISSUES = 5000
 COMMENT_PAGE = 100
 T = TypeVar("T")

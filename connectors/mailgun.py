@@ -3,7 +3,7 @@
 We set our own Message-Id (`h:Message-Id`), so the outbox can ask the Events API whether a message it
 lost track of in a crash was accepted (`was_delivered`) instead of marking it uncertain. Delivery,
 bounce and complaint events become `DeliveryEvent` records (`delivery_event`) that the engine puts on the
-ticket's timeline (engine/delivery_events.py), from the poller and from the optional webhook alike.
+ticket's timeline (engine/delivery/delivery_events.py), from the poller and from the optional webhook alike.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from connectors.http import (
 )
 
 if TYPE_CHECKING:
-    from engine.settings import Settings
+    from engine.core.settings import Settings
 
 
 log = logging.getLogger(__name__)
@@ -307,7 +307,7 @@ def verify_webhook_signature(
 ) -> bool:
     """Mailgun's webhook check: HMAC-SHA256(key, timestamp + token) == signature, and fresh.
 
-    Replays are refused where the event is stored, in the same transaction (engine/webhooks.py), so a delivery
+    Replays are refused where the event is stored, in the same transaction (engine/delivery/webhooks.py), so a delivery
     the database refused leaves its token unused for Mailgun's retry.
     """
     if not (signing_key and timestamp and token and signature):

@@ -1,6 +1,6 @@
 """Every vendor the desk can talk to, one descriptor each: the only list of connectors in the project.
 
-The engine's settings are composed from each descriptor's settings mixin (engine/settings.py), the runtime
+The engine's settings are composed from each descriptor's settings mixin (engine/core/settings.py), the runtime
 builds sources, write-back targets, the mail transport and delivery-event readers from the builders, the
 scheduler polls at each connector's interval, and health and the Settings page list what is here. Adding a
 vendor is its module and one entry in `CONNECTORS`.
@@ -17,7 +17,7 @@ from connectors import demo, graph_mail, imap, jira, mailgun, serpapi, serviceno
 from connectors.base import ConnectorSettings, DeliveryEvents, MailTransport, SyncBack, TicketSource
 
 if TYPE_CHECKING:
-    from engine.settings import Settings
+    from engine.core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -159,5 +159,5 @@ def connector(name: str) -> Connector:
 
 
 def settings_mixins() -> tuple[type[ConnectorSettings], ...]:
-    """Each connector's settings class, for engine.settings.Settings to inherit."""
+    """Each connector's settings class, for engine.core.settings.Settings to inherit."""
     return tuple(dict.fromkeys(entry.settings for entry in CONNECTORS.values()))

@@ -24,7 +24,7 @@ from connectors.http import (
 )
 
 if TYPE_CHECKING:
-    from engine.settings import Settings
+    from engine.core.settings import Settings
 
 
 NAME = "serpapi"

@@ -44,10 +44,10 @@ from connectors.http import (
     policy_from_settings,
     verify_setting,
 )
-from engine.enums import TicketStatus
+from engine.core.enums import TicketStatus
 
 if TYPE_CHECKING:
-    from engine.settings import Settings
+    from engine.core.settings import Settings
 
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from connectors.base import ConfigurationError, ConnectorSettings, DeliveryError
 from connectors.http import AuthenticationError, ConnectorError, tls_problem
 
 if TYPE_CHECKING:
-    from engine.settings import Settings
+    from engine.core.settings import Settings
 
 NAME = "smtp"
 

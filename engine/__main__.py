@@ -13,18 +13,18 @@ import threading
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.auth import OperatorError, create_first_admin
-from engine.db import transaction
-from engine.engine_lock import EngineAlreadyRunningError, claim_engine
+from engine.core.db import transaction
+from engine.core.logs import configure_logging
+from engine.core.models import utcnow
+from engine.core.redaction import redact_url_credentials
+from engine.core.settings import ConfigurationError, get_settings
+from engine.delivery.webhooks import start_webhook_server
 from engine.health import health_report
-from engine.logs import configure_logging
-from engine.models import utcnow
-from engine.observability import start_metrics_server
-from engine.redaction import redact_url_credentials
+from engine.operators.auth import OperatorError, create_first_admin
+from engine.ops.engine_lock import EngineAlreadyRunningError, claim_engine
+from engine.ops.observability import start_metrics_server
 from engine.runtime import build_runtime
 from engine.scheduler import run_all_once, start_scheduler
-from engine.settings import ConfigurationError, get_settings
-from engine.webhooks import start_webhook_server
 
 log = logging.getLogger("engine")
 

@@ -18,12 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from connectors import registry
 from connectors.http import AuthenticationError, ConnectorError, breaker_for
 from connectors.registry import Connector
-from engine.db import make_engine, make_session_factory
-from engine.enums import OutboxState
-from engine.models import JobStatus, OutboxMessage, SourceCursor
-from engine.redaction import redact_url_credentials
-from engine.settings import ConfigurationError, Settings
-from engine.sync import sync_backlog
+from engine.core.db import make_engine, make_session_factory
+from engine.core.enums import OutboxState
+from engine.core.models import JobStatus, OutboxMessage, SourceCursor
+from engine.core.redaction import redact_url_credentials
+from engine.core.settings import ConfigurationError, Settings
+from engine.delivery.sync import sync_backlog
 
 log = logging.getLogger(__name__)
 

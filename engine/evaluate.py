@@ -20,18 +20,19 @@ import json
 import sys
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from tqdm import tqdm
 
-from engine.analysis import AnalysisResult, TicketSnapshot
-from engine.db import make_engine, make_session_factory, upgrade_database
-from engine.models import utcnow
+from engine.core.analysis import AnalysisResult, TicketSnapshot
+from engine.core.db import make_engine, make_session_factory, upgrade_database
+from engine.core.models import utcnow
+from engine.core.settings import Settings, get_settings, load_settings
+from engine.outcomes.metrics import auto_send_at, ratio
 from engine.runtime import build_analyser
-from engine.settings import Settings, get_settings, load_settings
 
 ACTIONS = ("resolve", "ask", "escalate")
 THRESHOLDS = sorted({round(step * 0.05, 2) for step in range(21)} | {round(0.8 + step * 0.01, 2) for step in range(11)})
@@ -201,43 +202,18 @@ def calibration(outcomes: list[Outcome], bins: int = CALIBRATION_BINS) -> dict[s
     return {"expected_calibration_error": round(error, 4) if outcomes else None, "reliability": table}
 
 
-class Scored(Protocol):
-    """A decision that a minimum confidence sends or holds, and whether sending it was right (None: not known)."""
-
-    def auto_sent(self, threshold: float) -> bool: ...
-
-    def right_resolution(self) -> bool | None: ...
-
-
-def auto_send_at(items: Sequence[Scored], threshold: float) -> dict[str, Any]:
-    """What a minimum confidence sends: how many, the precision on those whose rightness is known, and the
-    coverage (the share of all items sent). Offline cases and the desk's own history (engine/threshold_history.py)
-    are measured alike."""
-    sent = [item for item in items if item.auto_sent(threshold)]
-    known = [right for item in sent if (right := item.right_resolution()) is not None]
-    return {
-        "auto_sent": len(sent),
-        "auto_send_precision": _ratio(sum(known), len(known)),
-        "coverage": _ratio(len(sent), len(items)),
-    }
-
-
 def _scores(outcomes: list[Outcome], threshold: float) -> dict[str, Any]:
     sent = [outcome for outcome in outcomes if outcome.auto_sent(threshold)]
     hits = [hit for outcome in outcomes if (hit := outcome.evidence_hit(5)) is not None]
     answerable = sum(outcome.case.expected_action == "resolve" for outcome in outcomes)
     sent_answerable = sum(outcome.case.expected_action == "resolve" for outcome in sent)
     return {
-        "decision_accuracy": _ratio(sum(outcome.decision_right() for outcome in outcomes), len(outcomes)),
-        "hit_at_5": _ratio(sum(hits), len(hits)),
+        "decision_accuracy": ratio(sum(outcome.decision_right() for outcome in outcomes), len(outcomes)),
+        "hit_at_5": ratio(sum(hits), len(hits)),
         **auto_send_at(outcomes, threshold),
-        "answerable_coverage": _ratio(sent_answerable, answerable),
+        "answerable_coverage": ratio(sent_answerable, answerable),
         "unanswerable_sent": len(sent) - sent_answerable,
     }
-
-
-def _ratio(part: float, whole: int) -> float | None:
-    return round(part / whole, 4) if whole else None
 
 
 def evaluate(cases: list[Case], settings: Settings, *, dataset: str) -> dict[str, Any]:

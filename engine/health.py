@@ -15,9 +15,9 @@ import psutil
 from sqlalchemy import func, select, text
 
 from engine.connector_status import ConnectorStatus, check_connectors
-from engine.enums import OutboxState
-from engine.models import JobStatus, OutboxMessage, utcnow
-from engine.redaction import redact_url_credentials
+from engine.core.enums import OutboxState
+from engine.core.models import JobStatus, OutboxMessage, utcnow
+from engine.core.redaction import redact_url_credentials
 from engine.runtime import Runtime
 
 STALE_JOB = timedelta(minutes=10)

@@ -3,54 +3,25 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, exists, literal, or_, select, text
+from sqlalchemy import Engine, exists, literal, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors import registry
 from connectors.base import TicketSource
-from engine.db import advisory_key, transaction
-from engine.ingest import ingest
-from engine.models import IngestError, JobStatus, KbChunk, KbDocument, SourceCursor, Ticket, utcnow
-from engine.observability import observe_job, observe_poll
-from engine.redaction import redact_url_credentials
-from engine.settings import Settings
+from engine.core.db import exclusive, transaction
+from engine.core.models import IngestError, JobStatus, KbChunk, KbDocument, SourceCursor, Ticket, utcnow
+from engine.core.redaction import redact_url_credentials
+from engine.core.settings import Settings
+from engine.intake.ingest import ingest
+from engine.ops.observability import observe_job, observe_poll
 
 log = logging.getLogger(__name__)
-_local_locks: dict[str, threading.Lock] = {}
-_local_locks_guard = threading.Lock()
-
-
-@contextmanager
-def exclusive(engine: Engine, name: str) -> Iterator[bool]:
-    """Run-once-at-a-time across every process: a PostgreSQL advisory lock, or a process lock on SQLite."""
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as connection:
-            acquired = bool(
-                connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": advisory_key(name)}).scalar()
-            )
-            try:
-                yield acquired
-            finally:
-                if acquired:
-                    connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": advisory_key(name)})
-                connection.commit()
-        return
-    with _local_locks_guard:
-        lock = _local_locks.setdefault(f"{engine.url}:{name}", threading.Lock())
-    acquired = lock.acquire(blocking=False)
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            lock.release()
 
 
 @observe_poll

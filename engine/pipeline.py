@@ -19,24 +19,23 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.analysis import Analyser, AnalysisResult, TicketSnapshot
-from engine.confirmation_links import confirmation_block
-from engine.db import is_postgres, transaction
-from engine.decision import delivery_verdict
-from engine.desk_policy import current_policy
-from engine.enums import ActionKind, ActionState, MessageKind, TicketStatus
-from engine.failpoints import failpoint
-from engine.guards import injection_reasons, social_engineering_reasons
-from engine.ingest import hold_for_review
-from engine.lifecycle import transition
-from engine.models import Action, Analysis, Attachment, Blob, EmailInteraction, Escalation, Ticket, utcnow
-from engine.observability import observe_analysis
-from engine.outbox import enqueue_email
-from engine.outcome_calibration import describe_adjustment
-from engine.outcomes import open_outcome
-from engine.settings import Settings
-from engine.templates import EmailContent, acknowledgement, to_html
-from engine.timeline import record_event
+from engine.core.analysis import Analyser, AnalysisResult, TicketSnapshot
+from engine.core.db import is_postgres, transaction
+from engine.core.desk_policy import DeskPolicy, current_policy
+from engine.core.enums import ActionKind, ActionState, MessageKind, TicketStatus
+from engine.core.lifecycle import transition
+from engine.core.models import Action, Analysis, Attachment, Blob, EmailInteraction, Escalation, Ticket, utcnow
+from engine.core.settings import Settings
+from engine.core.templates import acknowledgement
+from engine.core.timeline import record_event
+from engine.delivery.execution import execute_action, void_open_drafts
+from engine.delivery.outbox import enqueue_email
+from engine.intake.ingest import hold_for_review
+from engine.ops.failpoints import failpoint
+from engine.ops.observability import observe_analysis
+from engine.outcomes.outcome_calibration import describe_adjustment
+from engine.trust.decision import delivery_verdict
+from engine.trust.guards import injection_reasons, social_engineering_reasons
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +43,6 @@ DECISION_KIND = {
     "resolve": ActionKind.PROPOSE_RESOLUTION,
     "ask": ActionKind.REQUEST_INFO,
     "escalate": ActionKind.ESCALATE,
-}
-MESSAGE_KIND = {
-    ActionKind.PROPOSE_RESOLUTION: MessageKind.RESOLUTION,
-    ActionKind.REQUEST_INFO: MessageKind.REQUEST_INFO,
 }
 
 
@@ -57,6 +52,8 @@ class Claim:
     token: str
     snapshot: TicketSnapshot
     pending_since: object
+    policy: DeskPolicy
+    """The desk policy read once at the claim: the analysis and its verdict both use this one version."""
 
 
 @dataclass
@@ -103,7 +100,7 @@ def _analyse(
     failpoint("pipeline.after_claim")
     read_attachments(factory, settings, claim.ticket_id)
     try:
-        return analyser.analyse(claim.snapshot), False
+        return analyser.analyse(claim.snapshot, claim.policy), False
     except Exception as error:
         log.exception("analyser %s failed", analyser.name, extra={"ticket": claim.snapshot.reference})
         reason = f"analysis failed: {type(error).__name__}: {error}"
@@ -112,7 +109,7 @@ def _analyse(
 
 def read_attachments(factory: sessionmaker[Session], settings: Settings, ticket_id: int) -> None:
     """Extract the text of the ticket's new attachments; unreadable ones, or instructions hidden in one,
-    hold every automatic message for a person (engine/decision.py reads the warnings)."""
+    hold every automatic message for a person (engine/trust/decision.py reads the warnings)."""
     from kb.extract import OK, extract
 
     with factory() as session:
@@ -164,6 +161,7 @@ def claim_pending_tickets(factory: sessionmaker[Session], settings: Settings, *,
     now = utcnow()
     with transaction(factory) as session:
         requeue_stranded(session, now)
+        policy = current_policy(session, settings)
         query = (
             select(Ticket)
             .where(Ticket.pending_since.is_not(None), or_(Ticket.claim_expires.is_(None), Ticket.claim_expires < now))
@@ -181,7 +179,7 @@ def claim_pending_tickets(factory: sessionmaker[Session], settings: Settings, *,
             ticket.claim_expires = now + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
             if _skip_automation(session, ticket):
                 continue
-            _acknowledge(session, settings, ticket)
+            _acknowledge(session, settings, ticket, policy)
             if ticket.status != TicketStatus.ANALYZING:
                 transition(session, ticket, TicketStatus.ANALYZING, reason="analysis started", worker=worker)
             replies = session.scalars(
@@ -190,7 +188,13 @@ def claim_pending_tickets(factory: sessionmaker[Session], settings: Settings, *,
                 .order_by(EmailInteraction.id)
             ).all()
             claims.append(
-                Claim(ticket.id, ticket.claim_token, TicketSnapshot.of(ticket, list(replies)), ticket.pending_since)
+                Claim(
+                    ticket.id,
+                    ticket.claim_token,
+                    TicketSnapshot.of(ticket, list(replies)),
+                    ticket.pending_since,
+                    policy,
+                )
             )
     return claims
 
@@ -234,8 +238,7 @@ def _skip_automation(session: Session, ticket: Ticket) -> bool:
     return True
 
 
-def _acknowledge(session: Session, settings: Settings, ticket: Ticket) -> None:
-    policy = current_policy(session, settings)
+def _acknowledge(session: Session, settings: Settings, ticket: Ticket, policy: DeskPolicy) -> None:
     content = acknowledgement(
         ticket, settings.SUPPORT_SIGNATURE, policy.templates, quote_customer=policy.quote_customer_summary
     )
@@ -307,7 +310,7 @@ def commit_analysis(factory: sessionmaker[Session], settings: Settings, claim: C
                 **result.confidence_adjustment,
             )
         void_open_drafts(session, ticket, reason="superseded by a new analysis")
-        act(session, settings, ticket, analysis, result)
+        act(session, settings, ticket, analysis, result, claim.policy)
         observe_analysis(result, ticket.pending_since)
         still_pending = ticket.pending_since != claim.pending_since
         _release(ticket)
@@ -335,8 +338,15 @@ def record_escalation(session: Session, ticket: Ticket, analysis: Analysis, asse
     )
 
 
-def act(session: Session, settings: Settings, ticket: Ticket, analysis: Analysis, result: AnalysisResult) -> Action:
-    """Turn the decision into an action; the policy says whether a customer message goes out now."""
+def act(
+    session: Session,
+    settings: Settings,
+    ticket: Ticket,
+    analysis: Analysis,
+    result: AnalysisResult,
+    policy: DeskPolicy,
+) -> Action:
+    """Turn the decision into an action; the policy the analysis saw says whether a customer message goes out now."""
     kind = DECISION_KIND[result.decision]
     team = result.team or ticket.team or settings.DEFAULT_TEAM
     if kind is ActionKind.ESCALATE:
@@ -355,7 +365,7 @@ def act(session: Session, settings: Settings, ticket: Ticket, analysis: Analysis
         ticket.team = team
         transition(session, ticket, TicketStatus.ESCALATED, reason=result.reason, action_id=action.id, team=team)
         return action
-    verdict = delivery_verdict(ticket, result, current_policy(session, settings))
+    verdict = delivery_verdict(ticket, result, policy)
     action = Action(
         ticket_id=ticket.id,
         analysis_id=analysis.id,
@@ -384,51 +394,3 @@ def act(session: Session, settings: Settings, ticket: Ticket, analysis: Analysis
             session, ticket, TicketStatus.AWAITING_APPROVAL, reason="; ".join(verdict.reasons), action_id=action.id
         )
     return action
-
-
-def execute_action(session: Session, settings: Settings, ticket: Ticket, action: Action, *, actor: str) -> None:
-    """Carry out an approved (or auto-approved) customer message: queue it and move the ticket on."""
-    message_kind = MESSAGE_KIND[ActionKind(action.kind)]
-    body = action.body or ""
-    if message_kind is MessageKind.RESOLUTION:
-        outcome = open_outcome(session, ticket, action, automated=actor == "engine")
-        body = "\n\n".join(part for part in (body.rstrip(), confirmation_block(settings, outcome.id)) if part)
-    content = EmailContent(subject=action.subject or "", body_text=body, body_html=to_html(body))
-    enqueue_email(
-        session,
-        settings,
-        ticket,
-        message_kind,
-        content,
-        dedupe_key=f"action:{action.id}:v{action.version}",
-        action=action,
-        automated=actor == "engine",
-    )
-    action.state = ActionState.EXECUTED
-    action.decided_by = actor
-    action.decided_at = utcnow()
-    if action.kind == ActionKind.REQUEST_INFO:
-        ticket.follow_up_count += 1
-        transition(session, ticket, TicketStatus.AWAITING_CUSTOMER, actor=actor, reason="asked for information")
-    else:
-        ticket.resolution = action.body
-        transition(session, ticket, TicketStatus.RESOLVED, actor=actor, reason="resolution sent")
-
-
-def void_open_drafts(session: Session, ticket: Ticket, *, reason: str, actor: str = "engine") -> int:
-    """Void drafts awaiting approval when the ticket is re-analysed or re-opened: approvals bind to what was seen."""
-    drafts = session.scalars(
-        select(Action).where(Action.ticket_id == ticket.id, Action.state == ActionState.AWAITING_APPROVAL)
-    ).all()
-    for draft in drafts:
-        draft.state = ActionState.VOIDED
-        draft.reason = f"{draft.reason} — voided: {reason}".strip(" —")
-        record_event(
-            session,
-            ticket,
-            "action_voided",
-            f"Draft {draft.kind} v{draft.version} voided: {reason}",
-            actor=actor,
-            action_id=draft.id,
-        )
-    return len(drafts)

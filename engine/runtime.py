@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors import registry
 from connectors.base import DeliveryEvents, MailTransport, SyncBack, TicketSource
-from engine.analysis import Analyser
-from engine.db import make_engine, make_session_factory, upgrade_database
-from engine.outbox import make_transport
-from engine.settings import ConfigurationError, Settings
+from engine.core.analysis import Analyser
+from engine.core.db import make_engine, make_session_factory, upgrade_database
+from engine.core.settings import ConfigurationError, Settings
+from engine.delivery.outbox import make_transport
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -86,10 +86,10 @@ def configured_delivery_events(settings: Settings) -> list[DeliveryEvents]:
 def build_analyser(settings: Settings, factory: sessionmaker[Session]) -> Analyser:
     """The analyser LLM_PROVIDER asks for; `none` is the retrieval-only product mode."""
     if settings.LLM_PROVIDER in ("azure", "openai"):
-        from engine.llm_analyser import LlmAnalyser
+        from engine.analysers.llm_analyser import LlmAnalyser
 
         return LlmAnalyser(factory, settings)
-    from engine.retrieval_analyser import RetrievalAnalyser
+    from engine.analysers.retrieval_analyser import RetrievalAnalyser
 
     return RetrievalAnalyser(factory, settings)
 

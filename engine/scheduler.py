@@ -11,17 +11,17 @@ from collections.abc import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from connectors import registry
-from engine.delivery_events import poll_delivery_events
-from engine.engine_lock import claim_engine
+from engine.analysers.routing import train_routing
+from engine.core.models import utcnow
+from engine.core.settings import Settings
+from engine.delivery.delivery_events import poll_delivery_events
+from engine.delivery.outbox import deliver_outbox
+from engine.delivery.sync import sync_back
 from engine.jobs import index_knowledge, poll_source, run_job, seed_knowledge
-from engine.models import utcnow
-from engine.outbox import deliver_outbox
-from engine.outcomes import advance_outcomes
+from engine.ops.engine_lock import claim_engine
+from engine.outcomes.outcomes import advance_outcomes
 from engine.pipeline import process_pending
-from engine.routing import train_routing
 from engine.runtime import Runtime
-from engine.settings import Settings
-from engine.sync import sync_back
 
 
 def engine_jobs(runtime: Runtime) -> dict[str, tuple[float, Callable[[], object]]]:
@@ -49,7 +49,9 @@ def engine_jobs(runtime: Runtime) -> dict[str, tuple[float, Callable[[], object]
         lambda: advance_outcomes(runtime.factory, settings),
     )
     if settings.LLM_PROVIDER != "none":
-        from engine.llm_reply_classifier import read_unclear_replies  # langchain only where a model is configured
+        from engine.intake.llm_reply_classifier import (
+            read_unclear_replies,  # langchain only where a model is configured
+        )
 
         jobs["read_unclear_replies"] = (
             settings.OUTCOME_INTERVAL_SECONDS,

@@ -10,8 +10,8 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from engine.db import make_engine, make_session_factory, upgrade_database
-from engine.settings import Settings, get_settings
+from engine.core.db import make_engine, make_session_factory, upgrade_database
+from engine.core.settings import Settings, get_settings
 from kb import indexer
 from kb.embed import go_offline
 from kb.search import search

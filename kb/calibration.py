@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.models import KbChunk, SourceCursor, utcnow
+from engine.core.models import KbChunk, SourceCursor, utcnow
 
 log = logging.getLogger(__name__)
 CALIBRATION_SOURCE = "kb:calibration"

@@ -14,8 +14,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.enums import OutcomeState
-from engine.models import Analysis, ResolutionOutcome, Ticket
+from engine.core.enums import OutcomeState
+from engine.core.models import Analysis, ResolutionOutcome, Ticket
 
 WEAK_CONFIDENCE = 0.5
 MAX_TICKETS = 5000

@@ -29,14 +29,14 @@ import numpy as np
 from sqlalchemy import delete, exists, func, or_, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.content_policy import content_reasons
-from engine.db import advisory_key, is_postgres
-from engine.desk_policy import current_policy
-from engine.enums import ActionKind, ActionState, TicketStatus
-from engine.guards import injection_reasons
-from engine.models import Action, Attachment, Blob, KbChunk, KbDocument, SourceCursor, Ticket, utcnow
-from engine.outcomes import customer_confirmed
-from engine.settings import Settings
+from engine.core.db import advisory_key, is_postgres
+from engine.core.desk_policy import current_policy
+from engine.core.enums import ActionKind, ActionState, TicketStatus
+from engine.core.models import Action, Attachment, Blob, KbChunk, KbDocument, SourceCursor, Ticket, utcnow
+from engine.core.settings import Settings
+from engine.outcomes.outcomes import customer_confirmed
+from engine.trust.content_policy import content_reasons
+from engine.trust.guards import injection_reasons
 from kb.chunk import Chunk, chunk_sections
 from kb.extract import HIDDEN, OK, Extraction, Section, extract
 from kb.keyword import KeywordRecord
@@ -436,7 +436,7 @@ def ticket_sections(session: Session, ticket: Ticket) -> list[Section]:
     The subject, description, replies and attachments are the customer's words; indexed, they would reach other
     customers as "steps" (stored cross-ticket injection). The evidence is the body of the ticket's latest executed
     resolution when a person decided it (an operator's approval or override), or when the customer confirmed an
-    automatic one (engine/outcomes.py). An automatic resolution nobody confirmed teaches nothing.
+    automatic one (engine/outcomes/outcomes.py). An automatic resolution nobody confirmed teaches nothing.
     """
     resolution = session.scalar(
         select(Action)

@@ -23,8 +23,8 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.models import KbChunk, KbDocument
-from engine.settings import Settings
+from engine.core.models import KbChunk, KbDocument
+from engine.core.settings import Settings
 from kb.calibration import DEFAULT_FUSION, Fusion, stored_fusion
 from kb.chunk import describe_location
 from kb.indexer import AWAITING_REVIEW, ID_BATCH, source_title, sync_keyword_index

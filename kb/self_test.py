@@ -24,9 +24,9 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.confidence import evidence_features, fit_confidence, operator_verdicts
-from engine.models import KbChunk, KbDocument
-from engine.settings import Settings
+from engine.analysers.confidence import evidence_features, fit_confidence, operator_verdicts
+from engine.core.models import KbChunk, KbDocument
+from engine.core.settings import Settings
 from kb.calibration import DEFAULT_FUSION, FUSION_METHODS, Calibration, Fusion, chunk_census, save_calibration
 from kb.embed import Embedder
 from kb.indexer import AWAITING_REVIEW

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.settings import Settings
+from engine.core.settings import Settings
 from kb.embed import Embedder, get_embedder, go_offline, model_name, reset_embedders
 from kb.keyword import KeywordIndex
 

@@ -13,10 +13,10 @@ import pandas as pd
 import streamlit as st
 import streamlit.components.v1 as components
 
-from engine.actions import PRIORITIES, Actor, bulk_approve, bulk_assign, bulk_close
-from engine.db import transaction
-from engine.enums import Role, TicketStatus
-from engine.queries import QueueFilter, held_draft_reasons, queue_page, sources, teams
+from engine.core.db import transaction
+from engine.core.enums import Role, TicketStatus
+from engine.operators.actions import PRIORITIES, Actor, bulk_approve, bulk_assign, bulk_close
+from engine.operators.queries import QueueFilter, held_draft_reasons, queue_page, sources, teams
 from ui import glossary
 from ui.auth import allowed, session_alive
 from ui.components import flash, page, page_buttons, plain, role_hint, show_flash, why_drafts_wait

@@ -1,6 +1,6 @@
 """One ticket's workspace: conversation, timeline, evidence, escalation score, attachments, mail, and every decision.
 
-Approvals bind to the draft version on screen (engine/actions.py refuses a stale one). Anything that writes
+Approvals bind to the draft version on screen (engine/operators/actions.py refuses a stale one). Anything that writes
 to a customer asks for confirmation first. Ticket text is shown as text, never as markdown or HTML.
 """
 
@@ -11,7 +11,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine.actions import (
+from engine.analysers.retrieval_analyser import citation
+from engine.core.analysis import RETRIEVAL_ONLY, draft_label
+from engine.core.db import transaction
+from engine.core.desk_policy import current_policy
+from engine.core.enums import Role, TicketStatus
+from engine.core.lifecycle import IllegalTransitionError
+from engine.operators.actions import (
     PRIORITIES,
     PermissionDeniedError,
     StaleDraftError,
@@ -26,13 +32,7 @@ from engine.actions import (
     set_status,
     take_over,
 )
-from engine.analysis import RETRIEVAL_ONLY, draft_label
-from engine.db import transaction
-from engine.desk_policy import current_policy
-from engine.enums import Role, TicketStatus
-from engine.lifecycle import IllegalTransitionError
-from engine.queries import TicketStory, sla_label, teams, ticket_story
-from engine.retrieval_analyser import citation
+from engine.operators.queries import TicketStory, sla_label, teams, ticket_story
 from ui import glossary
 from ui.auth import allowed, session_alive
 from ui.components import ago, flash, page, plain, role_hint, show_flash

@@ -4,16 +4,16 @@ review quarantined chunks, try a question to see the evidence the engine would c
 import pandas as pd
 import streamlit as st
 
-from engine.actions import (
+from engine.core.db import transaction
+from engine.core.enums import Role
+from engine.operators.actions import (
     PermissionDeniedError,
     add_kb_document,
     approve_kb_chunk,
     reindex_kb_document,
     remove_kb_document,
 )
-from engine.db import transaction
-from engine.enums import Role
-from engine.queries import kb_chunks, kb_documents
+from engine.operators.queries import kb_chunks, kb_documents
 from kb.calibration import calibration_summary
 from kb.chunk import describe_location
 from kb.indexer import quarantined_chunks

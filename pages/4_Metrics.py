@@ -10,8 +10,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from engine.exports import to_safe_csv
-from engine.metrics import (
+from engine.operators.exports import to_safe_csv
+from engine.operators.queries import sources
+from engine.outcomes.metrics import (
     MetricsFilter,
     approval_outcomes,
     confidence_vs_outcome,
@@ -23,9 +24,8 @@ from engine.metrics import (
     response_times,
     tickets_per_day,
 )
-from engine.outcome_calibration import MAX_RAISE, MIN_LABELS, PRIOR_CASES, outcome_calibration_table
-from engine.queries import sources
-from engine.threshold_history import threshold_history
+from engine.outcomes.outcome_calibration import MAX_RAISE, MIN_LABELS, PRIOR_CASES, outcome_calibration_table
+from engine.outcomes.threshold_history import threshold_history
 from ui import glossary
 from ui.components import page
 from ui.outcomes import resolution_funnel

@@ -11,13 +11,13 @@ import pandas as pd
 import streamlit as st
 from pydantic import ValidationError
 
-from engine.actions import PermissionDeniedError, change_policy
-from engine.auth import OperatorError, create_operator, list_operators, update_operator
-from engine.db import transaction
-from engine.desk_policy import SEED_WEIGHTS, DeskPolicy, current_policy
-from engine.enums import Role
-from engine.queries import categories, job_statuses, policy_history, sources
-from engine.templates import SAMPLE_VALUES, TEMPLATES
+from engine.core.db import transaction
+from engine.core.desk_policy import SEED_WEIGHTS, DeskPolicy, current_policy
+from engine.core.enums import Role
+from engine.core.templates import SAMPLE_VALUES, TEMPLATES
+from engine.operators.actions import PermissionDeniedError, change_policy
+from engine.operators.auth import OperatorError, create_operator, list_operators, update_operator
+from engine.operators.queries import categories, job_statuses, policy_history, sources
 from ui import glossary
 from ui.auth import allowed
 from ui.components import flash, page, role_hint, show_flash

@@ -6,9 +6,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from engine.enums import Role
-from engine.exports import to_safe_csv
-from engine.queries import AuditFilter, audit_page, audit_vocabulary
+from engine.core.enums import Role
+from engine.operators.exports import to_safe_csv
+from engine.operators.queries import AuditFilter, audit_page, audit_vocabulary
 from ui import glossary
 from ui.components import page, page_buttons
 

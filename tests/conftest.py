@@ -13,9 +13,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.demo import ALLOWED_DOMAINS
-from engine.db import make_engine, make_session_factory, upgrade_database
-from engine.models import Base
-from engine.settings import Settings, load_settings
+from engine.core.db import make_engine, make_session_factory, upgrade_database
+from engine.core.models import Base
+from engine.core.settings import Settings, load_settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

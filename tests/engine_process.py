@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.settings import Settings
+from engine.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from connectors.base import TicketIn
-from engine.enums import ActionKind, ActionState, OutcomeState, TicketStatus
-from engine.models import Action, Analysis, ResolutionOutcome, Ticket, utcnow
+from engine.core.enums import ActionKind, ActionState, OutcomeState, TicketStatus
+from engine.core.models import Action, Analysis, ResolutionOutcome, Ticket, utcnow
 
 _counter = itertools.count(1)
 

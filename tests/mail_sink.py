@@ -14,7 +14,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from engine.settings import Settings
+from engine.core.settings import Settings
 
 
 class Mailbox:

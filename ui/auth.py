@@ -2,7 +2,7 @@
 
 The browser session holds only the username, the role and when it was last active; the role is read again
 from the database on every page run, so a demotion or deactivation applies at once. A signed, expiring cookie
-(engine/sessions.py) brings the session back after a reload; signing out or idling out deletes it.
+(engine/operators/sessions.py) brings the session back after a reload; signing out or idling out deletes it.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import time
 import streamlit as st
 import streamlit.components.v1 as components
 
-from engine.actions import RANK, Actor
-from engine.auth import (
+from engine.core.db import transaction
+from engine.core.enums import Role
+from engine.operators.actions import RANK, Actor
+from engine.operators.auth import (
     MIN_PASSWORD_LENGTH,
     OperatorError,
     authenticate,
@@ -24,10 +26,8 @@ from engine.auth import (
     setup_code_path,
     sso_actor,
 )
-from engine.db import transaction
-from engine.enums import Role
+from engine.operators.sessions import issue_token, token_user
 from engine.runtime import Runtime
-from engine.sessions import issue_token, token_user
 from ui.runtime import app_runtime
 
 SESSION_KEY = "auth_user"

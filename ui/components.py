@@ -8,9 +8,9 @@ from typing import Any
 
 import streamlit as st
 
-from engine.actions import Actor
-from engine.enums import Role
-from engine.models import utcnow
+from engine.core.enums import Role
+from engine.core.models import utcnow
+from engine.operators.actions import Actor
 from engine.runtime import Runtime
 from kb.titles import FILE_EXTENSION, readable_name
 from ui.auth import allowed, require_signed_in

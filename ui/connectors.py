@@ -10,7 +10,7 @@ import streamlit as st
 from connectors import registry
 from engine.connector_status import ConnectorStatus, check_connectors
 from engine.connector_status import test_connection as probe
-from engine.redaction import redact_url_credentials
+from engine.core.redaction import redact_url_credentials
 from engine.runtime import Runtime
 from ui.components import ago, plain
 

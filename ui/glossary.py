@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from engine.enums import ActionKind, MessageKind, OutboxState, TicketStatus
+from engine.core.enums import ActionKind, MessageKind, OutboxState, TicketStatus
 
 STATUS: dict[str, str] = {
     TicketStatus.NEW: "New",

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 import pandas as pd
 import streamlit as st
 
-from engine.exports import to_safe_csv
-from engine.models import utcnow
-from engine.outcomes import autopilot_switch_offs, outcome_breakdown, outcome_funnel, outcome_labels
+from engine.core.models import utcnow
+from engine.operators.exports import to_safe_csv
+from engine.outcomes.outcomes import autopilot_switch_offs, outcome_breakdown, outcome_funnel, outcome_labels
 from engine.runtime import Runtime
 from kb.gaps import knowledge_gaps
 from ui.components import plain
@@ -110,7 +110,8 @@ def knowledge_gap_list(runtime: Runtime) -> None:
 
 
 def autopilot_floor_notices(runtime: Runtime) -> None:
-    """Tell the leads when the engine switched a category's autopilot off (audit-logged by engine/outcomes.py)."""
+    """Tell the leads when the engine switched a category's autopilot off (audit-logged by
+    engine/outcomes/outcomes.py)."""
     with runtime.factory() as session:
         entries = autopilot_switch_offs(session, utcnow() - timedelta(days=FLOOR_NOTICE_DAYS))
     for entry in entries:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import streamlit as st
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from engine.engine_lock import EngineAlreadyRunningError
-from engine.logs import configure_logging
+from engine.core.logs import configure_logging
+from engine.core.settings import ConfigurationError, get_settings
+from engine.ops.engine_lock import EngineAlreadyRunningError
 from engine.runtime import Runtime, build_runtime
 from engine.scheduler import start_scheduler
-from engine.settings import ConfigurationError, get_settings
 
 
 @st.cache_resource(show_spinner="Opening the ticket store…", on_release=lambda runtime: runtime.engine.dispose())

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from engine.confidence import (
+from engine.analysers.confidence import (
     DEFAULT_MODEL,
     FEATURES,
     UNCALIBRATED_CEILING,
@@ -16,7 +16,7 @@ from engine.confidence import (
     fit_confidence,
     question_focus,
 )
-from engine.retrieval_analyser import retrieval_confidence
+from engine.analysers.retrieval_analyser import retrieval_confidence
 from kb.self_test import off_topic_questions, run_self_test
 from tests.kb.test_self_test import TopicEmbedder, topic_corpus
 

@@ -1,8 +1,8 @@
 import pytest
 
-from engine.analysis import TicketSnapshot
-from engine.desk_policy import DeskPolicy
-from engine.escalation import Criteria, assess, information_quality, rule_criteria
+from engine.analysers.escalation import Criteria, assess, information_quality, rule_criteria
+from engine.core.analysis import TicketSnapshot
+from engine.core.desk_policy import DeskPolicy
 
 
 def snapshot(text: str, **fields: object) -> TicketSnapshot:

@@ -81,7 +81,7 @@ def test_loading_is_tolerant(tmp_path: Path) -> None:
 def test_replay_against_a_scratch_knowledge_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from engine.settings import get_settings
+    from engine.core.settings import get_settings
 
     get_settings.cache_clear()
     dataset = tmp_path / "cases.jsonl"

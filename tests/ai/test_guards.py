@@ -5,8 +5,8 @@ from urllib.parse import quote
 
 import pytest
 
-from engine.deobfuscate import views
-from engine.guards import (
+from engine.trust.deobfuscate import views
+from engine.trust.guards import (
     detect,
     fence,
     injection_reasons,

@@ -7,12 +7,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.enums import OutboxState, OutcomeState, TicketStatus
-from engine.ingest import ingest
-from engine.models import Analysis, Escalation, OutboxMessage, ResolutionOutcome, Ticket, TimelineEvent
+from engine.analysers.retrieval_analyser import RetrievalAnalyser, resolution_steps
+from engine.core.enums import OutboxState, OutcomeState, TicketStatus
+from engine.core.models import Analysis, Escalation, OutboxMessage, ResolutionOutcome, Ticket, TimelineEvent
+from engine.core.settings import Settings
+from engine.intake.ingest import ingest
 from engine.pipeline import process_pending
-from engine.retrieval_analyser import RetrievalAnalyser, resolution_steps
-from engine.settings import Settings
 from kb.indexer import add_document
 from kb.store import reset_caches
 from tests.ai.test_escalation import snapshot

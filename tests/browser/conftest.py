@@ -12,8 +12,8 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.auth import create_first_admin
-from engine.settings import Settings
+from engine.core.settings import Settings
+from engine.operators.auth import create_first_admin
 from tests.app_process import streamlit_app
 from tests.kb.embeddings_emulator import EmbeddingsEmulator
 from tests.pages.conftest import PASSWORD

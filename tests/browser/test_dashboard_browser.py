@@ -11,7 +11,7 @@ from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.models import OutboxMessage
+from engine.core.models import OutboxMessage
 from tests.browser.conftest import CHROMIUM_ARGS, SCREENSHOTS, go, shoot
 from tests.kb.files import make_pdf
 from tests.pages.conftest import PASSWORD

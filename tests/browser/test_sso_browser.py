@@ -13,9 +13,9 @@ from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.auth import create_first_admin
-from engine.models import AuditEntry, Operator
-from engine.settings import Settings
+from engine.core.models import AuditEntry, Operator
+from engine.core.settings import Settings
+from engine.operators.auth import create_first_admin
 from tests.app_process import ROOT, free_port, streamlit_app
 from tests.browser.test_dashboard_browser import CHROMIUM_ARGS
 from tests.emulators.base import running

@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from connectors.http import reset_breakers
-from engine.settings import Settings, load_settings
+from engine.core.settings import Settings, load_settings
 from tests.emulators.base import running
 from tests.emulators.graph import GraphEmulator, IdentityEmulator, graph_values  # noqa: F401 (used by tests)
 from tests.emulators.imap import ImapEmulator

@@ -14,15 +14,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from connectors.graph_mail import GraphMailSource
 from connectors.mailgun import MailgunEvents
 from connectors.servicenow import ServiceNowSource
-from engine.delivery_events import poll_delivery_events
-from engine.enums import MessageKind, TicketStatus
+from engine.core.enums import MessageKind, TicketStatus
+from engine.core.lifecycle import transition
+from engine.core.models import EmailInteraction, SourceCursor, Ticket, TimelineEvent
+from engine.core.settings import Settings
+from engine.core.templates import acknowledgement
+from engine.delivery.delivery_events import poll_delivery_events
+from engine.delivery.outbox import deliver_outbox, enqueue_email, make_transport
+from engine.delivery.sync import sync_back, sync_backlog
 from engine.jobs import poll_source
-from engine.lifecycle import transition
-from engine.models import EmailInteraction, SourceCursor, Ticket, TimelineEvent
-from engine.outbox import deliver_outbox, enqueue_email, make_transport
-from engine.settings import Settings
-from engine.sync import sync_back, sync_backlog
-from engine.templates import acknowledgement
 from tests.connectors.conftest import graph_values, mailgun_values, snow_values, with_settings
 from tests.emulators.base import Response
 from tests.emulators.graph import GraphEmulator, IdentityEmulator

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.graph_mail import GraphMailSource, configuration_problems
 from connectors.http import AuthenticationError, ConnectorError
+from engine.core.models import EmailInteraction, Ticket
+from engine.core.settings import Settings
 from engine.jobs import poll_source
-from engine.models import EmailInteraction, Ticket
-from engine.settings import Settings
 from tests.connectors.conftest import Sleeps, graph_values, with_settings
 from tests.emulators.base import Response
 from tests.emulators.graph import GraphEmulator, IdentityEmulator, file_attachment, graph_error, item_attachment

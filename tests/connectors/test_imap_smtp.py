@@ -18,14 +18,14 @@ from connectors.http import AuthenticationError, UnreachableError
 from connectors.imap import ImapSource
 from connectors.jira import JiraSource
 from connectors.smtp import SmtpTransport
-from engine.enums import MessageKind, TicketStatus
+from engine.core.enums import MessageKind, TicketStatus
+from engine.core.lifecycle import transition
+from engine.core.models import EmailInteraction, Ticket
+from engine.core.settings import Settings
+from engine.core.templates import acknowledgement
+from engine.delivery.outbox import deliver_outbox, enqueue_email
+from engine.delivery.sync import sync_back
 from engine.jobs import poll_source
-from engine.lifecycle import transition
-from engine.models import EmailInteraction, Ticket
-from engine.outbox import deliver_outbox, enqueue_email
-from engine.settings import Settings
-from engine.sync import sync_back
-from engine.templates import acknowledgement
 from tests.connectors.conftest import imap_values, jira_values, with_settings
 from tests.emulators.imap import ImapEmulator
 from tests.emulators.jira import JiraEmulator

@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from connectors.base import SourceUpdate
 from connectors.http import AuthenticationError, ConnectorError, NotFoundError
 from connectors.jira import JiraSource, configuration_problems, readable_text
-from engine.enums import TicketStatus
+from engine.core.enums import TicketStatus
+from engine.core.lifecycle import transition
+from engine.core.models import EmailInteraction, Ticket
+from engine.core.settings import Settings
+from engine.delivery.sync import sync_back
 from engine.jobs import poll_source
-from engine.lifecycle import transition
-from engine.models import EmailInteraction, Ticket
-from engine.settings import Settings
-from engine.sync import sync_back
 from tests.connectors.conftest import Sleeps, jira_values, with_settings
 from tests.emulators.base import Response
 from tests.emulators.jira import JiraEmulator, adf

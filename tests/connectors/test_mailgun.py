@@ -22,13 +22,13 @@ from connectors.mailgun import (
     parse_webhook,
     verify_webhook_signature,
 )
-from engine.delivery_events import poll_delivery_events
-from engine.enums import MessageKind, OutboxState
-from engine.ingest import ingest
-from engine.models import OutboxMessage, Ticket, TimelineEvent, utcnow
-from engine.outbox import _as_email, deliver_outbox, enqueue_email, make_transport
-from engine.settings import Settings
-from engine.templates import acknowledgement
+from engine.core.enums import MessageKind, OutboxState
+from engine.core.models import OutboxMessage, Ticket, TimelineEvent, utcnow
+from engine.core.settings import Settings
+from engine.core.templates import acknowledgement
+from engine.delivery.delivery_events import poll_delivery_events
+from engine.delivery.outbox import _as_email, deliver_outbox, enqueue_email, make_transport
+from engine.intake.ingest import ingest
 from tests.connectors.conftest import Sleeps, mailgun_values, with_settings
 from tests.emulators.base import Response
 from tests.emulators.mailgun import MailgunEmulator

@@ -21,12 +21,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.mailgun import MailgunEvents
-from engine.db import make_session_factory
-from engine.delivery_events import poll_delivery_events
-from engine.models import Ticket, TimelineEvent, WebhookToken
-from engine.outbox import deliver_outbox, make_transport
-from engine.settings import Settings
-from engine.webhooks import PATH, start_webhook_server
+from engine.core.db import make_session_factory
+from engine.core.models import Ticket, TimelineEvent, WebhookToken
+from engine.core.settings import Settings
+from engine.delivery.delivery_events import poll_delivery_events
+from engine.delivery.outbox import deliver_outbox, make_transport
+from engine.delivery.webhooks import PATH, start_webhook_server
 from tests.app_process import free_port
 from tests.connectors.conftest import mailgun_values, with_settings
 from tests.connectors.test_mailgun import queue, sign
@@ -129,7 +129,7 @@ MALFORMED = {
 def test_malformed_bodies_get_406_with_a_reason_and_a_warning(
     webhook_url: str, body: bytes, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="engine.webhooks"):
+    with caplog.at_level(logging.WARNING, logger="engine.delivery.webhooks"):
         answer = post(webhook_url, body)
     assert (answer.status_code, reason in answer.text) == (406, True), answer.text[:300]
     assert [record.levelname for record in caplog.records] == ["WARNING"]

@@ -15,11 +15,11 @@ from connectors import registry
 from connectors.base import ConnectorSettings, PolledPage
 from connectors.registry import Connector
 from engine.connector_status import check_connectors
+from engine.core.models import Ticket
+from engine.core.settings import Settings, load_settings
 from engine.health import health_report
-from engine.models import Ticket
 from engine.runtime import build_runtime
 from engine.scheduler import engine_jobs, run_all_once
-from engine.settings import Settings, load_settings
 from tests.factories import ticket_in
 from tests.pages.conftest import app, embeddings, open_page  # noqa: F401 (fixtures)
 

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from connectors.http import AuthenticationError
 from connectors.serpapi import SerpApiClient
 from engine.connector_status import ConnectorStatus, check_connectors, test_connection
+from engine.core.settings import Settings
 from engine.jobs import run_job
-from engine.settings import Settings
 from tests.connectors.conftest import snow_values, with_settings
 from tests.emulators.base import running
 from tests.emulators.serpapi import SerpApiEmulator

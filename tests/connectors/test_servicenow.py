@@ -20,10 +20,10 @@ from connectors.http import (
     UnreachableError,
 )
 from connectors.servicenow import ServiceNowSource, configuration_problems
-from engine.enums import TicketStatus
+from engine.core.enums import TicketStatus
+from engine.core.models import EmailInteraction, IngestError, SourceCursor, Ticket
+from engine.core.settings import ConfigurationError, Settings
 from engine.jobs import poll_source
-from engine.models import EmailInteraction, IngestError, SourceCursor, Ticket
-from engine.settings import ConfigurationError, Settings
 from tests.connectors.conftest import Sleeps, snow_values, with_settings
 from tests.emulators.base import Response
 from tests.emulators.servicenow import ServiceNowEmulator

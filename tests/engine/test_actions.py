@@ -2,7 +2,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.actions import (
+from engine.core.enums import ActionState, Role, TicketStatus
+from engine.core.models import Action, Analysis, AuditEntry, OutboxMessage, Ticket, TimelineEvent
+from engine.core.settings import Settings
+from engine.operators.actions import (
     Actor,
     PermissionDeniedError,
     StaleDraftError,
@@ -15,10 +18,7 @@ from engine.actions import (
     set_status,
     take_over,
 )
-from engine.enums import ActionState, Role, TicketStatus
-from engine.models import Action, Analysis, AuditEntry, OutboxMessage, Ticket, TimelineEvent
 from engine.pipeline import claim_pending_tickets, commit_analysis, process_pending
-from engine.settings import Settings
 from tests.engine.test_pipeline import Proposes, new_ticket
 
 ANN = Actor("ann", Role.AGENT)

@@ -12,12 +12,12 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.confirmation_links import check_link, link_secret, sign_link
-from engine.enums import OutcomeState, TicketStatus
-from engine.models import OutboxMessage, ResolutionOutcome, Ticket, TimelineEvent, utcnow
+from engine.core.enums import OutcomeState, TicketStatus
+from engine.core.models import OutboxMessage, ResolutionOutcome, Ticket, TimelineEvent, utcnow
+from engine.core.settings import Settings
+from engine.delivery.confirmation_links import check_link, link_secret, sign_link
+from engine.delivery.webhooks import start_webhook_server
 from engine.pipeline import process_pending
-from engine.settings import Settings
-from engine.webhooks import start_webhook_server
 from tests.app_process import free_port
 from tests.engine.test_pipeline import Proposes, new_ticket
 

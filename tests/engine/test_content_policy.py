@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.content_policy import (
+from engine.trust.content_policy import (
     bank_account_numbers,
     content_reasons,
     crypto_wallets,

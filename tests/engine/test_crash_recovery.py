@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.enums import OutboxState
-from engine.ingest import ingest
-from engine.models import Analysis, EmailInteraction, OutboxMessage, Ticket
-from engine.outbox import resolve_uncertain
-from engine.settings import Settings
+from engine.core.enums import OutboxState
+from engine.core.models import Analysis, EmailInteraction, OutboxMessage, Ticket
+from engine.core.settings import Settings
+from engine.delivery.outbox import resolve_uncertain
+from engine.intake.ingest import ingest
 from tests.engine_process import run_engine
 from tests.factories import ticket_in
 from tests.mail_sink import send_through, smtp_sink

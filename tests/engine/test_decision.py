@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from engine import decision
-from engine.analysis import AnalysisResult, TicketSnapshot
-from engine.decision import delivery_verdict, echoed_customer_text, untrusted_contact_details
-from engine.desk_policy import DeskPolicy
-from engine.guards import Detection
-from engine.models import Ticket
-from engine.templates import neutral_summary, safe_name
+from engine.core.analysis import AnalysisResult, TicketSnapshot
+from engine.core.desk_policy import DeskPolicy
+from engine.core.models import Ticket
+from engine.core.templates import neutral_summary, safe_name
+from engine.trust import decision
+from engine.trust.decision import delivery_verdict, echoed_customer_text, untrusted_contact_details
+from engine.trust.guards import Detection
 
 ALLOWED = {"northwind-labs.example"}
 

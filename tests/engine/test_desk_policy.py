@@ -3,9 +3,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.desk_policy import DeskPolicy, current_policy, default_policy, save_policy
-from engine.models import AuditEntry
-from engine.settings import Settings, load_settings
+from engine.core.desk_policy import DeskPolicy, current_policy, default_policy, save_policy
+from engine.core.models import AuditEntry
+from engine.core.settings import Settings, load_settings
 
 
 def test_most_specific_autopilot_switch_wins() -> None:

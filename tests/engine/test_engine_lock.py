@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.db import make_engine, upgrade_database
-from engine.engine_lock import claim_engine
-from engine.settings import load_settings
+from engine.core.db import make_engine, upgrade_database
+from engine.core.settings import load_settings
+from engine.ops.engine_lock import claim_engine
 from tests.engine_process import run_engine, start_engine
 from tests.waiting import wait_until
 

@@ -12,10 +12,10 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.http import reset_breakers
+from engine.core.settings import Settings
 from engine.health import health_report
 from engine.jobs import run_job
 from engine.runtime import build_runtime
-from engine.settings import Settings
 from tests.engine_process import run_engine
 
 SOURCES = {

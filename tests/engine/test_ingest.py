@@ -4,11 +4,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import AttachmentIn
-from engine.enums import TicketStatus
-from engine.ingest import ingest
-from engine.lifecycle import transition
-from engine.models import Attachment, Blob, EmailInteraction, Ticket, TimelineEvent
-from engine.settings import Settings
+from engine.core.enums import TicketStatus
+from engine.core.lifecycle import transition
+from engine.core.models import Attachment, Blob, EmailInteraction, Ticket, TimelineEvent
+from engine.core.settings import Settings
+from engine.intake.ingest import ingest
 from tests.factories import email_in, ticket_in
 
 

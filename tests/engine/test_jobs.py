@@ -5,9 +5,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import PolledPage, RejectedItem
 from connectors.demo import DemoSource, load_sample
-from engine.jobs import exclusive, poll_source, run_job
-from engine.models import IngestError, JobStatus, SourceCursor, Ticket
-from engine.settings import Settings
+from engine.core.db import exclusive
+from engine.core.models import IngestError, JobStatus, SourceCursor, Ticket
+from engine.core.settings import Settings
+from engine.jobs import poll_source, run_job
 from tests.factories import ticket_in
 
 

@@ -2,11 +2,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.enums import TicketStatus
-from engine.ingest import ingest
-from engine.lifecycle import IllegalTransitionError, transition
-from engine.models import Ticket, TimelineEvent
-from engine.settings import Settings
+from engine.core.enums import TicketStatus
+from engine.core.lifecycle import IllegalTransitionError, transition
+from engine.core.models import Ticket, TimelineEvent
+from engine.core.settings import Settings
+from engine.intake.ingest import ingest
 from tests.factories import ticket_in
 
 

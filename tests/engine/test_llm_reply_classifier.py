@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.enums import OutcomeState, TicketStatus
-from engine.llm_reply_classifier import parse_verdict, read_unclear_replies
-from engine.models import ResolutionOutcome, Ticket, TimelineEvent
-from engine.outcome_calibration import category_outcomes
-from engine.outcomes import outcome_labels
+from engine.core.enums import OutcomeState, TicketStatus
+from engine.core.models import ResolutionOutcome, Ticket, TimelineEvent
+from engine.core.settings import Settings
+from engine.intake.llm_reply_classifier import parse_verdict, read_unclear_replies
+from engine.outcomes.outcome_calibration import category_outcomes
+from engine.outcomes.outcomes import outcome_labels
 from engine.pipeline import process_pending
-from engine.settings import Settings
 from tests.emulators.base import Response, running
 from tests.emulators.openai_api import OpenAIEmulator, text
 from tests.engine.test_outcomes import outcome_of, reply, resolved_automatically

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.logs import configure_logging
-from engine.settings import Settings, load_settings
+from engine.core.logs import configure_logging
+from engine.core.settings import Settings, load_settings
 from tests.engine_process import run_engine
 
 

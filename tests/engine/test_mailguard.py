@@ -6,14 +6,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.analysis import AnalysisResult, TicketSnapshot
-from engine.enums import OutboxState
-from engine.ingest import ingest
-from engine.mailguard import automatic_reason, undeliverable_reason
-from engine.models import OutboxMessage, Ticket
-from engine.outbox import DatabaseTransport, deliver_outbox
+from engine.core.analysis import AnalysisResult, TicketSnapshot
+from engine.core.desk_policy import DeskPolicy
+from engine.core.enums import OutboxState
+from engine.core.models import OutboxMessage, Ticket
+from engine.core.settings import Settings
+from engine.delivery.outbox import DatabaseTransport, deliver_outbox
+from engine.intake.ingest import ingest
 from engine.pipeline import process_pending
-from engine.settings import Settings
+from engine.trust.mailguard import automatic_reason, undeliverable_reason
 from tests.factories import email_in
 
 US = "support@no-touch.localhost"
@@ -67,7 +68,7 @@ class AlwaysAsks:
 
     name: str = "always-asks"
 
-    def analyse(self, ticket: TicketSnapshot) -> AnalysisResult:
+    def analyse(self, ticket: TicketSnapshot, policy: DeskPolicy | None = None) -> AnalysisResult:
         return AnalysisResult(
             analyser=self.name,
             decision="ask",

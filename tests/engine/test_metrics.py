@@ -3,10 +3,10 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.metrics import MetricsFilter, escalation_reasons, reason_group
-from engine.models import Action, utcnow
+from engine.core.models import Action, utcnow
+from engine.core.settings import Settings
+from engine.outcomes.metrics import MetricsFilter, escalation_reasons, reason_group
 from engine.pipeline import process_pending
-from engine.settings import Settings
 from tests.engine.test_pipeline import Proposes, new_ticket
 
 

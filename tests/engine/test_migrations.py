@@ -5,8 +5,8 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
-from engine.db import MIGRATIONS, upgrade_database
-from engine.models import Base, JSONType, UTCDateTime, utcnow
+from engine.core.db import MIGRATIONS, upgrade_database
+from engine.core.models import Base, JSONType, UTCDateTime, utcnow
 
 
 def test_migrations_build_exactly_the_models(engine: Engine) -> None:

@@ -6,12 +6,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.smtp import SmtpTransport
-from engine.enums import MessageKind, OutboxState
-from engine.ingest import ingest
-from engine.models import EmailInteraction, OutboxMessage, Ticket, utcnow
-from engine.outbox import DatabaseTransport, deliver_outbox, enqueue_email, resolve_uncertain
-from engine.settings import Settings
-from engine.templates import acknowledgement
+from engine.core.enums import MessageKind, OutboxState
+from engine.core.models import EmailInteraction, OutboxMessage, Ticket, utcnow
+from engine.core.settings import Settings
+from engine.core.templates import acknowledgement
+from engine.delivery.outbox import DatabaseTransport, deliver_outbox, enqueue_email, resolve_uncertain
+from engine.intake.ingest import ingest
 from tests.factories import email_in
 from tests.mail_sink import Mailbox, free_port, send_through, smtp_sink
 from tests.waiting import wait_until

@@ -8,8 +8,9 @@ import math
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.enums import OutcomeState
-from engine.outcome_calibration import (
+from engine.core.enums import OutcomeState
+from engine.core.settings import Settings
+from engine.outcomes.outcome_calibration import (
     MAX_RAISE,
     MIN_LABELS,
     PRIOR_CASES,
@@ -20,7 +21,6 @@ from engine.outcome_calibration import (
     logit,
     outcome_calibration_table,
 )
-from engine.settings import Settings
 from tests.factories import resolution_outcome
 
 

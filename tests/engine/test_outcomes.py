@@ -9,15 +9,15 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.actions import Actor, approve_draft
-from engine.desk_policy import DeskPolicy, current_policy, save_policy
-from engine.enums import OutcomeState, Role, TicketStatus
-from engine.ingest import ingest
-from engine.models import Action, AuditEntry, DeskPolicyVersion, ResolutionOutcome, Ticket, TimelineEvent, utcnow
-from engine.outcomes import advance_outcomes, outcome_funnel, outcome_labels
+from engine.core.desk_policy import DeskPolicy, current_policy, save_policy
+from engine.core.enums import OutcomeState, Role, TicketStatus
+from engine.core.models import Action, AuditEntry, DeskPolicyVersion, ResolutionOutcome, Ticket, TimelineEvent, utcnow
+from engine.core.settings import Settings
+from engine.delivery.sync import sync_back
+from engine.intake.ingest import ingest
+from engine.operators.actions import Actor, approve_draft
+from engine.outcomes.outcomes import advance_outcomes, outcome_funnel, outcome_labels
 from engine.pipeline import process_pending
-from engine.settings import Settings
-from engine.sync import sync_back
 from kb.indexer import ticket_sections
 from tests.engine.test_pipeline import Proposes, new_ticket
 from tests.engine.test_sync import FakeSource

@@ -3,12 +3,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.analysis import AnalysisResult, TicketSnapshot
-from engine.enums import ActionState, TicketStatus
-from engine.ingest import ingest
-from engine.models import Action, Analysis, OutboxMessage, Ticket
+from engine.core.analysis import AnalysisResult, TicketSnapshot
+from engine.core.desk_policy import DeskPolicy, save_policy
+from engine.core.enums import ActionState, TicketStatus
+from engine.core.models import Action, Analysis, OutboxMessage, Ticket
+from engine.core.settings import Settings
+from engine.intake.ingest import ingest
 from engine.pipeline import claim_pending_tickets, process_pending
-from engine.settings import Settings
 from tests.factories import email_in, ticket_in
 
 
@@ -22,7 +23,7 @@ class Proposes:
     error: str | None = None
     seen: list[TicketSnapshot] = field(default_factory=list)
 
-    def analyse(self, ticket: TicketSnapshot) -> AnalysisResult:
+    def analyse(self, ticket: TicketSnapshot, policy: DeskPolicy | None = None) -> AnalysisResult:
         self.seen.append(ticket)
         return AnalysisResult(
             analyser=self.name,
@@ -131,10 +132,10 @@ def test_reply_during_analysis_is_analysed_again(session_factory: sessionmaker[S
     class ReplyArrivesMeanwhile:
         name = "slow"
 
-        def analyse(self, ticket: TicketSnapshot) -> AnalysisResult:
+        def analyse(self, ticket: TicketSnapshot, policy: DeskPolicy | None = None) -> AnalysisResult:
             with session_factory.begin() as session:
                 ingest(session, email_in(subject=f"Re: {ticket.reference}", body="also: error 0x80070005"), settings)
-            return analyser.analyse(ticket)
+            return analyser.analyse(ticket, policy)
 
     process_pending(session_factory, settings, ReplyArrivesMeanwhile(), worker="w")
     process_pending(session_factory, settings, analyser, worker="w")
@@ -155,11 +156,38 @@ def test_automatic_mail_gets_no_acknowledgement_and_goes_to_triage(
         assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
 
 
+def test_one_ticket_is_analysed_and_judged_under_the_policy_its_claim_read(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """A lead saving a new policy while a ticket is being analysed changes the next ticket, not this one."""
+    with session_factory.begin() as session:
+        save_policy(session, DeskPolicy(autopilot={"*:*": True}, auto_send_min_confidence=0.5), actor="lee")
+    ticket_id = new_ticket(session_factory, settings)
+    analyser = Proposes()
+
+    class PolicyChangesMeanwhile:
+        name = "slow"
+        seen: list[DeskPolicy | None] = []
+
+        def analyse(self, ticket: TicketSnapshot, policy: DeskPolicy | None = None) -> AnalysisResult:
+            self.seen.append(policy)
+            with session_factory.begin() as session:
+                save_policy(session, DeskPolicy(autopilot={"*:*": False}), actor="lee")
+            return analyser.analyse(ticket, policy)
+
+    changing = PolicyChangesMeanwhile()
+    process_pending(session_factory, settings, changing, worker="w")
+    assert changing.seen[0] is not None and changing.seen[0].autopilot == {"*:*": True}
+    with session_factory() as session:
+        assert session.get(Ticket, ticket_id).status == TicketStatus.RESOLVED
+        assert session.scalar(select(Action)).state == ActionState.EXECUTED
+
+
 def test_analyser_crash_escalates_with_the_reason(session_factory: sessionmaker[Session], settings: Settings) -> None:
     class Broken:
         name = "broken"
 
-        def analyse(self, ticket: TicketSnapshot) -> AnalysisResult:
+        def analyse(self, ticket: TicketSnapshot, policy: DeskPolicy | None = None) -> AnalysisResult:
             raise RuntimeError("model returned nonsense")
 
     ticket_id = new_ticket(session_factory, settings)

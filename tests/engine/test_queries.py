@@ -1,6 +1,6 @@
 """Read models for the dashboard: why drafts wait, counted without their particulars."""
 
-from engine.queries import held_reason
+from engine.operators.queries import held_reason
 
 
 def test_hold_reasons_are_counted_by_kind_not_by_their_particulars() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from connectors.http import ConnectorError, describe_url
-from engine.redaction import redact_url_credentials
-from engine.settings import ConfigurationError, load_settings
+from engine.core.redaction import redact_url_credentials
+from engine.core.settings import ConfigurationError, load_settings
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 import pytest
 
-from engine.reply_classifier import classify_reply, reply_text
+from engine.intake.reply_classifier import classify_reply, reply_text
 
 
 @pytest.mark.parametrize(

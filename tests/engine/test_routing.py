@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.analysis import TicketSnapshot
-from engine.db import transaction
-from engine.desk_policy import DeskPolicy
-from engine.escalation import assess, rule_criteria
-from engine.models import RoutingModel
-from engine.routing import TeamModel, main, routing_text, serve, suggest_team, train_routing
-from engine.settings import Settings
+from engine.analysers.escalation import assess, rule_criteria
+from engine.analysers.routing import TeamModel, main, routing_text, serve, suggest_team, train_routing
+from engine.core.analysis import TicketSnapshot
+from engine.core.db import transaction
+from engine.core.desk_policy import DeskPolicy
+from engine.core.models import RoutingModel
+from engine.core.settings import Settings
 from tests.factories import resolved_ticket, routing_history
 
 CLEAR = {

@@ -1,7 +1,7 @@
 import stat
 
-from engine.sessions import issue_token, signing_key_path, token_user
-from engine.settings import Settings
+from engine.core.settings import Settings
+from engine.operators.sessions import issue_token, signing_key_path, token_user
 
 
 def test_a_token_names_its_operator_until_it_expires(settings: Settings) -> None:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.settings import ConfigurationError, load_settings
+from engine.core.settings import ConfigurationError, load_settings
 
 
 def test_defaults_are_the_embedded_keyless_mode(tmp_path: Path) -> None:

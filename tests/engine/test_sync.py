@@ -12,15 +12,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import SourceUpdate
 from connectors.http import CircuitOpenError, ConnectorError, NotFoundError, UnreachableError
-from engine.enums import MessageKind, TicketStatus
-from engine.ingest import ingest
+from engine.core.enums import MessageKind, TicketStatus
+from engine.core.lifecycle import transition
+from engine.core.models import JobStatus, SourceCursor, Ticket, TimelineEvent
+from engine.core.settings import Settings
+from engine.core.templates import EmailContent
+from engine.delivery.outbox import enqueue_email
+from engine.delivery.sync import as_update, sync_back, sync_backlog
+from engine.intake.ingest import ingest
 from engine.jobs import run_job
-from engine.lifecycle import transition
-from engine.models import JobStatus, SourceCursor, Ticket, TimelineEvent
-from engine.outbox import enqueue_email
-from engine.settings import Settings
-from engine.sync import as_update, sync_back, sync_backlog
-from engine.templates import EmailContent
 from tests.factories import ticket_in
 
 

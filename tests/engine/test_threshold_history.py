@@ -6,11 +6,11 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.enums import ActionState, OutcomeState
-from engine.metrics import MetricsFilter
-from engine.models import utcnow
-from engine.settings import Settings
-from engine.threshold_history import (
+from engine.core.enums import ActionState, OutcomeState
+from engine.core.models import utcnow
+from engine.core.settings import Settings
+from engine.outcomes.metrics import MetricsFilter
+from engine.outcomes.threshold_history import (
     APPROVED,
     CONFIRMED,
     EDITED,

@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.ingest import ingest
-from engine.models import Analysis, Ticket, TimelineEvent
-from engine.settings import Settings
+from engine.core.models import Analysis, Ticket, TimelineEvent
+from engine.core.settings import Settings
+from engine.intake.ingest import ingest
 from tests.engine_process import start_engine
 from tests.factories import ticket_in
 from tests.mail_sink import send_through, smtp_sink

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.models import KbChunk
-from engine.settings import Settings
+from engine.core.models import KbChunk
+from engine.core.settings import Settings
 from kb.store import get_runtime, reset_caches
 
 

@@ -7,8 +7,8 @@ import logging
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.models import SourceCursor
-from engine.settings import Settings
+from engine.core.models import SourceCursor
+from engine.core.settings import Settings
 from kb import indexer
 from kb.calibration import (
     CALIBRATION_SOURCE,

@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.settings import Settings
+from engine.core.settings import Settings
 from kb import indexer
 from kb.embed import LOCAL_MODEL_NAME, get_embedder
 from kb.search import search

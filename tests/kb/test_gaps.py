@@ -2,8 +2,8 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.enums import OutcomeState
-from engine.models import ResolutionOutcome, utcnow
+from engine.core.enums import OutcomeState
+from engine.core.models import ResolutionOutcome, utcnow
 from kb.gaps import knowledge_gaps
 from tests.factories import analysed_ticket
 

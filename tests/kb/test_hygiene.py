@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.models import KbChunk, KbDocument
-from engine.settings import Settings
+from engine.core.models import KbChunk, KbDocument
+from engine.core.settings import Settings
 from kb import indexer
 from kb.extract import HIDDEN, extract
 from kb.search import search
@@ -214,7 +214,7 @@ def test_approving_needs_a_quarantined_chunk(session_factory: sessionmaker[Sessi
 def test_a_domain_the_lead_allows_lifts_the_quarantine_on_reindex(
     session_factory: sessionmaker[Session], settings: Settings
 ) -> None:
-    from engine.desk_policy import current_policy, save_policy
+    from engine.core.desk_policy import current_policy, save_policy
 
     with session_factory() as session:
         document = indexer.add_document(session, settings, "password.md", CLEAN_MARKDOWN.encode())

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.enums import ActionKind, ActionState, TicketStatus
-from engine.models import Action, Attachment, Blob, EmailInteraction, KbChunk, KbDocument, Ticket
-from engine.settings import Settings
+from engine.core.enums import ActionKind, ActionState, TicketStatus
+from engine.core.models import Action, Attachment, Blob, EmailInteraction, KbChunk, KbDocument, Ticket
+from engine.core.settings import Settings
 from kb import indexer
 from kb.search import search
 from kb.store import get_runtime, reset_caches

@@ -12,10 +12,10 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatResult
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.analysis import TicketSnapshot
-from engine.db import make_engine, make_session_factory, upgrade_database
-from engine.models import KbChunk
-from engine.settings import Settings, load_settings
+from engine.core.analysis import TicketSnapshot
+from engine.core.db import make_engine, make_session_factory, upgrade_database
+from engine.core.models import KbChunk
+from engine.core.settings import Settings, load_settings
 
 
 class ScriptedModel(GenericFakeChatModel):

@@ -9,11 +9,11 @@ from langchain_openai import AzureChatOpenAI, ChatOpenAI
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.llm import TokenBudget, approximate_token_ids, build_chat_model
-from engine.llm_analyser import LlmAnalyser
-from engine.retrieval_analyser import RetrievalAnalyser
+from engine.analysers.llm import TokenBudget, approximate_token_ids, build_chat_model
+from engine.analysers.llm_analyser import LlmAnalyser
+from engine.analysers.retrieval_analyser import RetrievalAnalyser
+from engine.core.settings import ConfigurationError, Settings
 from engine.runtime import build_analyser
-from engine.settings import ConfigurationError, Settings
 
 
 class FakeClock:

@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.desk_policy import default_policy
-from engine.llm_analyser import LlmAnalyser
-from engine.outcome_calibration import logit, sigmoid
-from engine.retrieval_analyser import decide
-from engine.settings import Settings
+from engine.analysers.llm_analyser import LlmAnalyser
+from engine.analysers.retrieval_analyser import decide
+from engine.core.desk_policy import default_policy
+from engine.core.settings import Settings
+from engine.outcomes.outcome_calibration import logit, sigmoid
 from tests.emulators.openai_api import CRITERIA
 from tests.llm.conftest import FakeKb, calls, kb_item, said, scripted, snapshot, tool_calling
 
@@ -281,7 +281,7 @@ def test_both_analysers_apply_the_desk_guards_the_same_way(
 def test_customers_verdicts_correct_the_models_confidence_in_its_category(
     with_kb: sessionmaker[Session], llm_settings: Settings
 ) -> None:
-    """The same per-category correction as the retrieval analyser's (engine/outcome_calibration.py)."""
+    """The same per-category correction as the retrieval analyser's (engine/outcomes/outcome_calibration.py)."""
     analyser = chain(with_kb, llm_settings, QUERIES, decision())
     analyser.adjustments.get = lambda session: {"network": -2.0, "billing": -5.0}  # type: ignore[method-assign]
     result = analyser.analyse(snapshot())

@@ -16,12 +16,12 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.enums import TicketStatus
-from engine.ingest import ingest
-from engine.llm_analyser import LlmAnalyser
-from engine.models import Analysis, Escalation, Ticket
+from engine.analysers.llm_analyser import LlmAnalyser
+from engine.core.enums import TicketStatus
+from engine.core.models import Analysis, Escalation, Ticket
+from engine.core.settings import Settings
+from engine.intake.ingest import ingest
 from engine.pipeline import process_pending
-from engine.settings import Settings
 from tests.emulators.base import Response, running
 from tests.emulators.openai_api import OpenAIEmulator, Reply, desk_model, rate_limited, tool_call
 from tests.emulators.serpapi import SerpApiEmulator

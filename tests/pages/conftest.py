@@ -15,10 +15,10 @@ import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
-from engine.actions import Actor
-from engine.auth import create_first_admin, create_operator
-from engine.enums import Role
-from engine.settings import Settings, get_settings
+from engine.core.enums import Role
+from engine.core.settings import Settings, get_settings
+from engine.operators.actions import Actor
+from engine.operators.auth import create_first_admin, create_operator
 from kb.store import reset_caches
 from tests.kb.embeddings_emulator import EmbeddingsEmulator
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.models import Action, Escalation
+from engine.core.models import Action, Escalation
+from engine.core.settings import Settings
 from engine.pipeline import process_pending
-from engine.settings import Settings
 from tests.engine.test_pipeline import Proposes, new_ticket
 
 

@@ -3,9 +3,9 @@
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.auth import setup_code_path
-from engine.models import AuditEntry, Operator
-from engine.settings import Settings
+from engine.core.models import AuditEntry, Operator
+from engine.core.settings import Settings
+from engine.operators.auth import setup_code_path
 from tests.pages.conftest import PASSWORD, open_page, texts
 from tests.pages.test_sign_in import sign_in
 

@@ -4,8 +4,8 @@ import json
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.enums import ActionState, OutcomeState
-from engine.settings import Settings
+from engine.core.enums import ActionState, OutcomeState
+from engine.core.settings import Settings
 from tests.factories import proposed_resolution
 from tests.pages.conftest import open_page, texts
 from tests.pages.seed import drafted, escalated

@@ -3,8 +3,8 @@
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.models import AuditEntry, KbChunk
-from engine.settings import Settings
+from engine.core.models import AuditEntry, KbChunk
+from engine.core.settings import Settings
 from kb.indexer import add_document
 from tests.pages.conftest import open_page, texts
 from ui.components import plain

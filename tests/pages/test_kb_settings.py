@@ -4,11 +4,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
-from engine.actions import Actor, add_kb_document
-from engine.desk_policy import current_policy
-from engine.enums import Role
-from engine.models import AuditEntry, KbDocument, Operator
-from engine.settings import Settings
+from engine.core.desk_policy import current_policy
+from engine.core.enums import Role
+from engine.core.models import AuditEntry, KbDocument, Operator
+from engine.core.settings import Settings
+from engine.operators.actions import Actor, add_kb_document
 from kb.calibration import Calibration, Fusion, save_calibration
 from tests.kb.files import make_pdf
 from tests.pages.conftest import PASSWORD, open_page, texts

@@ -5,11 +5,11 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.desk_policy import DeskPolicy, current_policy, save_policy
-from engine.enums import OutcomeState
-from engine.models import utcnow
-from engine.outcomes import apply_durable_floor
-from engine.settings import Settings
+from engine.core.desk_policy import DeskPolicy, current_policy, save_policy
+from engine.core.enums import OutcomeState
+from engine.core.models import utcnow
+from engine.core.settings import Settings
+from engine.outcomes.outcomes import apply_durable_floor
 from tests.factories import analysed_ticket, resolution_outcome
 from tests.pages.conftest import open_page, texts
 

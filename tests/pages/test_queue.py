@@ -4,10 +4,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
-from engine.actions import Actor, assign, take_over
-from engine.enums import ActionState, Role, TicketStatus
-from engine.models import Action, AuditEntry, OutboxMessage, Ticket
-from engine.settings import Settings
+from engine.core.enums import ActionState, Role, TicketStatus
+from engine.core.models import Action, AuditEntry, OutboxMessage, Ticket
+from engine.core.settings import Settings
+from engine.operators.actions import Actor, assign, take_over
 from tests.engine.test_pipeline import new_ticket
 from tests.pages.conftest import open_page, texts
 from tests.pages.seed import drafted, escalated

@@ -6,12 +6,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.actions import Actor
-from engine.auth import update_operator
-from engine.enums import Role
-from engine.models import AuditEntry, Operator
-from engine.sessions import issue_token, token_user
-from engine.settings import Settings
+from engine.core.enums import Role
+from engine.core.models import AuditEntry, Operator
+from engine.core.settings import Settings
+from engine.operators.actions import Actor
+from engine.operators.auth import update_operator
+from engine.operators.sessions import issue_token, token_user
 from tests.pages.conftest import PASSWORD, open_page, texts
 from tests.pages.seed import escalated
 

@@ -16,12 +16,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.connector_status import check_connectors
-from engine.enums import OutboxState
-from engine.models import JobStatus, OutboxMessage, Ticket
+from engine.core.enums import OutboxState
+from engine.core.models import JobStatus, OutboxMessage, Ticket
+from engine.core.settings import Settings
+from engine.delivery.sync import sync_backlog
 from engine.runtime import build_runtime
 from engine.scheduler import run_all_once
-from engine.settings import Settings
-from engine.sync import sync_backlog
 from tests.connectors.conftest import graph_values, jira_values, mailgun_values, snow_values, with_settings
 from tests.emulators.base import Emulator, Response
 from tests.emulators.graph import GraphEmulator, IdentityEmulator

@@ -22,11 +22,11 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.enums import OutboxState, TicketStatus
-from engine.ingest import ingest
-from engine.models import Analysis, OutboxMessage, Ticket, TimelineEvent, utcnow
-from engine.outbox import resolve_uncertain
-from engine.settings import Settings
+from engine.core.enums import OutboxState, TicketStatus
+from engine.core.models import Analysis, OutboxMessage, Ticket, TimelineEvent, utcnow
+from engine.core.settings import Settings
+from engine.delivery.outbox import resolve_uncertain
+from engine.intake.ingest import ingest
 from tests.engine_process import engine_env
 from tests.factories import ticket_in
 from tests.mail_sink import Mailbox, send_through, smtp_sink

@@ -20,15 +20,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import PolledPage
 from connectors.http import AuthenticationError, RetryPolicy, call_with_retry
-from engine.db import make_session_factory
-from engine.enums import MessageKind, OutboxState, TicketStatus
-from engine.ingest import ingest
+from engine.core.db import make_session_factory
+from engine.core.enums import MessageKind, OutboxState, TicketStatus
+from engine.core.models import OutboxMessage, Ticket, utcnow
+from engine.core.settings import Settings
+from engine.core.templates import EmailContent
+from engine.delivery.outbox import enqueue_email
+from engine.intake.ingest import ingest
 from engine.jobs import poll_source, run_job
-from engine.models import OutboxMessage, Ticket, utcnow
-from engine.observability import DatabaseCollector
-from engine.outbox import enqueue_email
-from engine.settings import Settings
-from engine.templates import EmailContent
+from engine.ops.observability import DatabaseCollector
 from tests.engine_process import start_engine
 from tests.factories import ticket_in
 from tests.waiting import wait_until

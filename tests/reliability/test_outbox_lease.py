@@ -13,12 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import OutgoingEmail
-from engine.enums import MessageKind, OutboxState
-from engine.ingest import ingest
-from engine.models import OutboxMessage, Ticket, utcnow
-from engine.outbox import deliver_outbox, enqueue_email
-from engine.settings import Settings
-from engine.templates import acknowledgement
+from engine.core.enums import MessageKind, OutboxState
+from engine.core.models import OutboxMessage, Ticket, utcnow
+from engine.core.settings import Settings
+from engine.core.templates import acknowledgement
+from engine.delivery.outbox import deliver_outbox, enqueue_email
+from engine.intake.ingest import ingest
 from tests.factories import ticket_in
 
 
@@ -81,7 +81,7 @@ def test_a_batch_longer_than_the_lease_is_neither_doubled_nor_uncertain(
     lease = settings.CLAIM_LEASE_SECONDS
     queue_acknowledgements(session_factory, settings, 2)
     clock = Clock()
-    monkeypatch.setattr("engine.outbox.utcnow", clock)
+    monkeypatch.setattr("engine.delivery.outbox.utcnow", clock)
     provider = Provider(delivered_answer)
     other_worker = Transport(provider, clock, seconds=[0, 0, 0])
     live_worker = Transport(provider, clock, seconds=[0.75 * lease, 0.5 * lease])

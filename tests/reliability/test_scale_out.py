@@ -20,11 +20,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import TicketIn
-from engine.auth import create_first_admin
-from engine.enums import MessageKind, TicketStatus
-from engine.ingest import ingest
-from engine.models import Analysis, KbDocument, OutboxMessage, Ticket, TimelineEvent
-from engine.settings import Settings
+from engine.core.enums import MessageKind, TicketStatus
+from engine.core.models import Analysis, KbDocument, OutboxMessage, Ticket, TimelineEvent
+from engine.core.settings import Settings
+from engine.intake.ingest import ingest
+from engine.operators.auth import create_first_admin
 from tests.app_process import ChromaServer, streamlit_app
 from tests.browser.test_dashboard_browser import CHROMIUM_ARGS
 from tests.engine_process import engine_env, start_engine

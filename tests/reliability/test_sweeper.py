@@ -3,11 +3,11 @@
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.actions import Actor, set_status
-from engine.enums import Role, TicketStatus
-from engine.models import Analysis, Ticket, TimelineEvent, utcnow
+from engine.core.enums import Role, TicketStatus
+from engine.core.models import Analysis, Ticket, TimelineEvent, utcnow
+from engine.core.settings import Settings
+from engine.operators.actions import Actor, set_status
 from engine.pipeline import claim_pending_tickets, process_pending, requeue_stranded
-from engine.settings import Settings
 from tests.engine.test_pipeline import Proposes, new_ticket
 
 ANN = Actor("ann", Role.AGENT)

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.enums import MessageKind
-from engine.models import OutboxMessage
-from engine.settings import Settings
+from engine.core.enums import MessageKind
+from engine.core.models import OutboxMessage
+from engine.core.settings import Settings
 from kb.store import reset_caches
 from tests.kb.embeddings_emulator import EmbeddingsEmulator
 from tests.pages.conftest import app, embeddings  # noqa: F401 - page fixtures, shared

@@ -1,6 +1,7 @@
 """Every write the engine offers refuses, server side, a role that may not do it, and writes nothing when it does.
 
-The table below must name every public function of engine/actions.py and engine/auth.py that takes an `Actor`:
+The table below must name every public function of engine/operators/actions.py and engine/operators/auth.py that
+takes an `Actor`:
 a new write function without an entry fails `test_every_write_function_is_covered`.
 """
 
@@ -16,14 +17,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-import engine.actions
-import engine.auth
-from engine.actions import RANK, Actor, PermissionDeniedError
-from engine.auth import OperatorError, authenticate, create_first_admin, create_operator
-from engine.desk_policy import current_policy
-from engine.enums import Role, TicketStatus
-from engine.models import AuditEntry, Base, KbDocument, OutboxMessage
-from engine.settings import Settings
+import engine.operators.actions
+import engine.operators.auth
+from engine.core.desk_policy import current_policy
+from engine.core.enums import Role, TicketStatus
+from engine.core.models import AuditEntry, Base, KbDocument, OutboxMessage
+from engine.core.settings import Settings
+from engine.operators.actions import RANK, Actor, PermissionDeniedError
+from engine.operators.auth import OperatorError, authenticate, create_first_admin, create_operator
 from tests.pages.seed import drafted
 
 CHECKS_ONLY = {"require"}
@@ -42,58 +43,77 @@ class Desk:
 
 Call = Callable[[Desk, Actor], object]
 WRITES: dict[str, tuple[Role, Call]] = {
-    "approve_draft": (Role.AGENT, lambda d, a: engine.actions.approve_draft(d.session, d.settings, a, d.action_id, 1)),
+    "approve_draft": (
+        Role.AGENT,
+        lambda d, a: engine.operators.actions.approve_draft(d.session, d.settings, a, d.action_id, 1),
+    ),
     "edit_draft": (
         Role.AGENT,
-        lambda d, a: engine.actions.edit_draft(d.session, a, d.action_id, 1, subject="s", body="b"),
+        lambda d, a: engine.operators.actions.edit_draft(d.session, a, d.action_id, 1, subject="s", body="b"),
     ),
-    "reject_draft": (Role.AGENT, lambda d, a: engine.actions.reject_draft(d.session, a, d.action_id, 1, reason="no")),
-    "take_over": (Role.AGENT, lambda d, a: engine.actions.take_over(d.session, a, d.ticket_id)),
-    "request_reanalysis": (Role.AGENT, lambda d, a: engine.actions.request_reanalysis(d.session, a, d.ticket_id)),
+    "reject_draft": (
+        Role.AGENT,
+        lambda d, a: engine.operators.actions.reject_draft(d.session, a, d.action_id, 1, reason="no"),
+    ),
+    "take_over": (Role.AGENT, lambda d, a: engine.operators.actions.take_over(d.session, a, d.ticket_id)),
+    "request_reanalysis": (
+        Role.AGENT,
+        lambda d, a: engine.operators.actions.request_reanalysis(d.session, a, d.ticket_id),
+    ),
     "send_manual_reply": (
         Role.AGENT,
-        lambda d, a: engine.actions.send_manual_reply(d.session, d.settings, a, d.ticket_id, subject="s", body="b"),
+        lambda d, a: engine.operators.actions.send_manual_reply(
+            d.session, d.settings, a, d.ticket_id, subject="s", body="b"
+        ),
     ),
-    "set_status": (Role.AGENT, lambda d, a: engine.actions.set_status(d.session, a, d.ticket_id, TicketStatus.CLOSED)),
-    "assign": (Role.AGENT, lambda d, a: engine.actions.assign(d.session, a, d.ticket_id, team="Network")),
+    "set_status": (
+        Role.AGENT,
+        lambda d, a: engine.operators.actions.set_status(d.session, a, d.ticket_id, TicketStatus.CLOSED),
+    ),
+    "assign": (Role.AGENT, lambda d, a: engine.operators.actions.assign(d.session, a, d.ticket_id, team="Network")),
     "override_decision": (
         Role.AGENT,
-        lambda d, a: engine.actions.override_decision(d.session, d.settings, a, d.ticket_id, "escalate", reason="r"),
+        lambda d, a: engine.operators.actions.override_decision(
+            d.session, d.settings, a, d.ticket_id, "escalate", reason="r"
+        ),
     ),
     "resolve_uncertain_message": (
         Role.AGENT,
-        lambda d, a: engine.actions.resolve_uncertain_message(d.session, a, d.outbox_id, resend=True),
+        lambda d, a: engine.operators.actions.resolve_uncertain_message(d.session, a, d.outbox_id, resend=True),
     ),
     "bulk_approve": (
         Role.AGENT,
-        lambda d, a: engine.actions.bulk_approve(d.session, d.settings, a, {d.ticket_id: (d.action_id, 1)}),
+        lambda d, a: engine.operators.actions.bulk_approve(d.session, d.settings, a, {d.ticket_id: (d.action_id, 1)}),
     ),
-    "bulk_assign": (Role.AGENT, lambda d, a: engine.actions.bulk_assign(d.session, a, [d.ticket_id], team="Network")),
-    "bulk_close": (Role.AGENT, lambda d, a: engine.actions.bulk_close(d.session, a, [d.ticket_id])),
+    "bulk_assign": (
+        Role.AGENT,
+        lambda d, a: engine.operators.actions.bulk_assign(d.session, a, [d.ticket_id], team="Network"),
+    ),
+    "bulk_close": (Role.AGENT, lambda d, a: engine.operators.actions.bulk_close(d.session, a, [d.ticket_id])),
     "change_policy": (
         Role.LEAD,
-        lambda d, a: engine.actions.change_policy(d.session, a, current_policy(d.session, d.settings)),
+        lambda d, a: engine.operators.actions.change_policy(d.session, a, current_policy(d.session, d.settings)),
     ),
-    "approve_kb_chunk": (Role.LEAD, lambda d, a: engine.actions.approve_kb_chunk(d.session, a, 1)),
+    "approve_kb_chunk": (Role.LEAD, lambda d, a: engine.operators.actions.approve_kb_chunk(d.session, a, 1)),
     "add_kb_document": (
         Role.LEAD,
-        lambda d, a: engine.actions.add_kb_document(d.session, d.settings, a, "x.md", b"# X\nsome text"),
+        lambda d, a: engine.operators.actions.add_kb_document(d.session, d.settings, a, "x.md", b"# X\nsome text"),
     ),
     "reindex_kb_document": (
         Role.LEAD,
-        lambda d, a: engine.actions.reindex_kb_document(d.session, d.settings, a, d.document_id),
+        lambda d, a: engine.operators.actions.reindex_kb_document(d.session, d.settings, a, d.document_id),
     ),
     "remove_kb_document": (
         Role.LEAD,
-        lambda d, a: engine.actions.remove_kb_document(d.session, d.settings, a, d.document_id),
+        lambda d, a: engine.operators.actions.remove_kb_document(d.session, d.settings, a, d.document_id),
     ),
     "create_operator": (
         Role.ADMIN,
-        lambda d, a: engine.auth.create_operator(d.session, a, "eve", Role.ADMIN, password="a long password"),
+        lambda d, a: engine.operators.auth.create_operator(d.session, a, "eve", Role.ADMIN, password="a long password"),
     ),
     "update_operator": (
         Role.ADMIN,
-        lambda d, a: engine.auth.update_operator(d.session, a, a.username, role=Role.ADMIN),
+        lambda d, a: engine.operators.auth.update_operator(d.session, a, a.username, role=Role.ADMIN),
     ),
 }
 
@@ -110,7 +130,7 @@ def takes_an_actor(module: ModuleType) -> set[str]:
 
 
 def test_every_write_function_is_covered() -> None:
-    assert takes_an_actor(engine.actions) | takes_an_actor(engine.auth) == set(WRITES) | CHECKS_ONLY
+    assert takes_an_actor(engine.operators.actions) | takes_an_actor(engine.operators.auth) == set(WRITES) | CHECKS_ONLY
 
 
 def row_counts(session: Session) -> dict[str, int]:

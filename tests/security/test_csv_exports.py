@@ -13,11 +13,11 @@ import pytest
 import streamlit
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.actions import Actor, override_decision
-from engine.auth import create_operator
-from engine.enums import Role
-from engine.exports import FORMULA_PREFIXES, to_safe_csv
-from engine.settings import Settings
+from engine.core.enums import Role
+from engine.core.settings import Settings
+from engine.operators.actions import Actor, override_decision
+from engine.operators.auth import create_operator
+from engine.operators.exports import FORMULA_PREFIXES, to_safe_csv
 from tests.engine.test_pipeline import new_ticket
 from tests.pages.conftest import open_page
 from tests.security.conftest import lines_of
@@ -38,7 +38,7 @@ def test_every_formula_prefix_is_neutralised_and_numbers_are_kept() -> None:
 
 
 def test_no_csv_is_written_outside_the_shared_helper() -> None:
-    """Every export goes through engine/exports.py: a new `.to_csv(` or `csv.writer` elsewhere fails here."""
+    """Every export goes through engine/operators/exports.py: a new `.to_csv(` or `csv.writer` elsewhere fails here."""
     writers = re.compile(r"\.to_csv\(|csv\.writer|csv\.DictWriter")
     offenders = [
         str(path.relative_to(ROOT))

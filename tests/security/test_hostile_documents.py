@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.enums import ActionKind, MessageKind, TicketStatus
-from engine.ingest import ingest
-from engine.models import Action, KbChunk, KbDocument, OutboxMessage, Ticket
+from engine.analysers.retrieval_analyser import RetrievalAnalyser
+from engine.core.enums import ActionKind, MessageKind, TicketStatus
+from engine.core.models import Action, KbChunk, KbDocument, OutboxMessage, Ticket
+from engine.core.settings import Settings
+from engine.intake.ingest import ingest
 from engine.pipeline import process_pending
-from engine.retrieval_analyser import RetrievalAnalyser
-from engine.settings import Settings
 from kb.extract import extract
 from kb.indexer import add_document
 from tests.corpus.hostile.make_corpus import make_deep_html, make_many_recipients_eml, make_office_bomb

@@ -11,12 +11,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import AttachmentIn, PolledPage, RejectedItem, TicketIn
-from engine.enums import TicketStatus
+from engine.analysers.retrieval_analyser import RetrievalAnalyser
+from engine.core.enums import TicketStatus
+from engine.core.models import Action, Attachment, Blob, EmailInteraction, IngestError, Operator, OutboxMessage, Ticket
+from engine.core.settings import Settings
 from engine.jobs import poll_source
-from engine.models import Action, Attachment, Blob, EmailInteraction, IngestError, Operator, OutboxMessage, Ticket
 from engine.pipeline import process_pending
-from engine.retrieval_analyser import RetrievalAnalyser
-from engine.settings import Settings
 from tests.corpus.hostile.make_corpus import INJECTION, make_large_attachment, make_many_recipients_eml
 from tests.factories import email_in, ticket_in
 from tests.security.conftest import HOSTILE, customer_messages, lines_of

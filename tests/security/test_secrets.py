@@ -14,9 +14,9 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.models import JobStatus
-from engine.queries import job_statuses
-from engine.settings import Settings
+from engine.core.models import JobStatus
+from engine.core.settings import Settings
+from engine.operators.queries import job_statuses
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.engine.test_pipeline import new_ticket
 from tests.engine_process import run_engine

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.db import make_engine, upgrade_database
-from engine.settings import Settings
+from engine.core.db import make_engine, upgrade_database
+from engine.core.settings import Settings
 from tests.engine.test_pipeline import new_ticket
 from tests.pages.conftest import open_page, texts
 

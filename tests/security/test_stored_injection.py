@@ -6,12 +6,12 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.actions import Actor, approve_draft
-from engine.enums import ActionKind, ActionState, Role, TicketStatus
-from engine.ingest import ingest
-from engine.models import Action, KbChunk, Ticket
+from engine.core.enums import ActionKind, ActionState, Role, TicketStatus
+from engine.core.models import Action, KbChunk, Ticket
+from engine.core.settings import Settings
+from engine.intake.ingest import ingest
+from engine.operators.actions import Actor, approve_draft
 from engine.pipeline import execute_action
-from engine.settings import Settings
 from kb.indexer import run_index_job
 from kb.search import search
 from tests.factories import ticket_in

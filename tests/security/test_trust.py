@@ -15,13 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import AttachmentIn
-from engine.desk_policy import DeskPolicy, save_policy
-from engine.enums import MessageKind, TicketStatus
-from engine.ingest import ingest
-from engine.models import OutboxMessage, Ticket
+from engine.analysers.retrieval_analyser import RetrievalAnalyser
+from engine.core.desk_policy import DeskPolicy, save_policy
+from engine.core.enums import MessageKind, TicketStatus
+from engine.core.models import OutboxMessage, Ticket
+from engine.core.settings import Settings
+from engine.intake.ingest import ingest
 from engine.pipeline import process_pending
-from engine.retrieval_analyser import RetrievalAnalyser
-from engine.settings import Settings
 from kb.indexer import add_document, reindex_document
 from kb.store import reset_caches
 from tests.factories import email_in, ticket_in

@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
 from connectors.base import AttachmentIn
-from engine.ingest import ingest
-from engine.settings import Settings
+from engine.core.settings import Settings
+from engine.intake.ingest import ingest
 from tests.factories import email_in, ticket_in
 from tests.pages.conftest import open_page
 from tests.security.conftest import lines_of

@@ -1,8 +1,8 @@
 import re
 from pathlib import Path
 
-from engine.desk_policy import SEED_WEIGHTS
-from engine.enums import ActionKind, OutboxState, TicketStatus
+from engine.core.desk_policy import SEED_WEIGHTS
+from engine.core.enums import ActionKind, OutboxState, TicketStatus
 from ui import glossary
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,333 @@
+"""The analyser for LLM_PROVIDER=none: decisions from retrieval evidence and rules, no generated text.
+
+It proposes the resolution written in the best-matching KB passage or resolved ticket when the evidence
+is strong, asks category-specific questions when the report lacks what a person would need, and
+otherwise hands the ticket to a person. Its confidence is a probability fitted on this desk's knowledge
+base (engine/analysers/confidence.py), and a resolution also needs the passage to cover the question's key terms.
+Operators see that a draft was assembled from the knowledge base without an AI model (the customer gets
+the answer, not our internals).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, replace
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.analysers.confidence import DEFAULT_MODEL, ConfidenceModel, answerability, evidence_features, question_focus
+from engine.analysers.escalation import DETAIL_SIGNALS, Assessment, assess, rule_criteria
+from engine.core.analysis import AnalysisResult, TicketSnapshot
+from engine.core.desk_policy import DeskPolicy, current_policy
+from engine.core.models import KbChunk
+from engine.core.settings import Settings
+from engine.core.templates import request_info_email, resolution_email, summary_of
+from engine.outcomes.outcome_calibration import AdjustmentCache, adjusted
+from engine.trust.decision import conclude, hand_over, screen_ticket
+from kb.titles import heading_line
+
+log = logging.getLogger(__name__)
+NAME = "retrieval-only"
+HOW_TO = re.compile(
+    r"\b(how (do|can|to|should)|where (can|do|is)|is (there|it possible)|can (i|we|you)|what (is|are|does))\b", re.I
+)
+NUMBERED = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+(.+)$")
+SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+MAX_STEPS = 8
+VAGUE_GAPS = 3
+VAGUE_WORDS = 25
+"""A short report that lacks three of the four details ("Password issue again") is asked about, never
+answered: whichever article matches its few words, sending it would be a guess."""
+MAX_SENTENCES = 4
+HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
+MARKDOWN_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+MARKDOWN_MARKS = re.compile(r"\*\*|__|(?<!\w)[*_](?=\S)|(?<=\S)[*_](?!\w)|`")
+WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
+STOPWORDS = frozenset(
+    re.findall(
+        r"\w+",
+        "the and for you your our are can how what when where which with this that have has not from into does why "
+        "who was were will would should could there their them they then than also any all but its",
+    )
+)
+
+GAP_QUESTIONS = {
+    "error": "What exact error message or code do you see? A screenshot is welcome.",
+    "steps": "What were you doing when it happened: which steps lead to the problem?",
+    "since": "Since when does this happen, and did anything change around then (update, new device, move)?",
+}
+AFFECTED_QUESTIONS = {
+    "network": "Where are you connecting from (office, home, VPN) and on which device?",
+    "access": "Which account (user name) and which application or sign-in page is affected?",
+    "email": "Which mailbox and which mail app (Outlook desktop, Outlook on the web, phone)?",
+    "hardware": "Which device is it (model or asset tag) and where is it?",
+    "software": "Which application and version, on which computer?",
+    "product_bug": "Which workspace or project, which browser, and does it happen for other users too?",
+    "product_howto": "Which workspace and which part of Northwind Cloud are you working in?",
+    "billing": "Which invoice or subscription (number or date) is this about?",
+}
+DEFAULT_AFFECTED = "Which system or application is affected, and is it only you or other people too?"
+
+
+class RetrievalAnalyser:
+    """Evidence in, decision out; thresholds are the evaluated operating point (see `python -m engine.evaluate`)."""
+
+    name = NAME
+
+    def __init__(self, factory: sessionmaker[Session], settings: Settings) -> None:
+        self.factory = factory
+        self.settings = settings
+        self.adjustments = AdjustmentCache()
+
+    def analyse(self, ticket: TicketSnapshot, policy: DeskPolicy | None = None) -> AnalysisResult:
+        began = time.perf_counter()
+        with self.factory() as session:
+            policy = policy or current_policy(session, self.settings)
+            evidence, kb_error = self._evidence(session, ticket)
+            model = desk_confidence_model(session)
+            adjustments = self.adjustments.get(session)
+        result = decide(
+            ticket,
+            evidence,
+            policy,
+            self.settings,
+            kb_error=kb_error,
+            confidence_model=model,
+            adjustments=adjustments,
+        )
+        return _with_latency(result, began)
+
+    def _evidence(self, session: Session, ticket: TicketSnapshot) -> tuple[list[dict[str, Any]], str | None]:
+        """Cited evidence for the ticket; an empty knowledge base is answered without loading any model."""
+        if session.scalar(select(KbChunk.id).limit(1)) is None:
+            return [], None
+        from kb.search import deterministic_queries, search
+
+        question, focus = query_of(ticket), focus_of(ticket)
+        phrasings = deterministic_queries(question)
+        phrasings += [focus] if focus.lower() not in {phrase.lower() for phrase in phrasings} else []
+        try:
+            found = search(session, self.settings, question, k=5, queries=phrasings)
+        except Exception as error:  # the knowledge base being down must not stop the desk
+            log.exception("knowledge base search failed", extra={"ticket": ticket.reference})
+            return [], f"knowledge base unavailable: {type(error).__name__}: {error}"
+        return [
+            item.model_dump() for item in found if item.source_id != ticket.id or item.source_kind != "ticket"
+        ], None
+
+
+def desk_confidence_model(session: Session) -> ConfidenceModel:
+    """The confidence model this knowledge base fitted for itself, or the cautious default before it has."""
+    from kb.calibration import stored_calibration
+
+    calibration = stored_calibration(session)
+    return ConfidenceModel.from_record(calibration.confidence if calibration else None)
+
+
+def query_of(ticket: TicketSnapshot) -> str:
+    """What to search for: the latest reply carries the newest facts, the subject and body the problem."""
+    return " ".join(_query_parts(ticket))
+
+
+def focus_of(ticket: TicketSnapshot) -> str:
+    """What the ticket asks (engine.analysers.confidence.question_focus): searched beside the whole text, and what the
+    confidence and the answerability check judge the passage against."""
+    return question_focus("\n".join(_query_parts(ticket)))
+
+
+def _query_parts(ticket: TicketSnapshot) -> list[str]:
+    latest = ticket.replies[-1] if ticket.replies else ""
+    return [part for part in (ticket.subject, ticket.description[:1500], latest[:800]) if part]
+
+
+def retrieval_confidence(
+    evidence: list[dict[str, Any]], question: str = "", model: ConfidenceModel = DEFAULT_MODEL
+) -> float:
+    """Probability that the top passage answers the ticket, by this desk's fitted model
+    (engine/analysers/confidence.py)."""
+    if not evidence:
+        return 0.0
+    return round(model.probability(evidence_features(question, evidence)), 3)
+
+
+def information_gaps(ticket: TicketSnapshot) -> tuple[list[str], list[str]]:
+    """What a problem report lacks and the questions that would close it; how-to questions lack nothing."""
+    text = ticket.text
+    if HOW_TO.search(text) and len(text.split()) < 60:
+        return [], []
+    missing = [
+        name
+        for name, signal in zip(("error", "steps", "since", "affected"), DETAIL_SIGNALS, strict=True)
+        if not signal.search(text)
+    ]
+    questions = [
+        GAP_QUESTIONS[name] if name != "affected" else AFFECTED_QUESTIONS.get(ticket.category or "", DEFAULT_AFFECTED)
+        for name in missing
+    ]
+    return missing, questions
+
+
+def plain_text(line: str) -> str:
+    """A line of an article as a customer reads it: no markdown emphasis, code ticks or link syntax."""
+    line = MARKDOWN_LINK.sub(lambda m: m.group(1) if m.group(1) == m.group(2) else f"{m.group(1)} ({m.group(2)})", line)
+    return " ".join(MARKDOWN_MARKS.sub("", line).split())
+
+
+def _terms(text: str) -> set[str]:
+    return {word for word in WORD.findall(text.lower()) if word not in STOPWORDS}
+
+
+def resolution_steps(text: str, question: str = "") -> list[str]:
+    """The passage's numbered steps, or else its sentences that answer the question, in the article's order.
+
+    Headings and tables are not steps; the customer's words only choose among the article's sentences.
+    """
+    lines = [line for line in text.splitlines() if line.strip() and not HEADING.match(line) and "|" not in line]
+    if len(lines) > 1 and not NUMBERED.match(lines[0]) and heading_line(lines[0]):
+        lines = lines[1:]  # a chunk starts with its section's heading, which is no step
+    numbered = [plain_text(match.group(1)) for line in lines if (match := NUMBERED.match(line))]
+    if len(numbered) >= 2:
+        return numbered[:MAX_STEPS]
+    sentences = [
+        plain_text(part) for part in SENTENCE.split(" ".join(" ".join(lines).split())) if len(part.strip()) > 3
+    ]
+    wanted = _terms(question)
+    relevant = [index for index, sentence in enumerate(sentences) if _terms(sentence) & wanted]
+    chosen = relevant[:MAX_SENTENCES] if relevant else list(range(min(MAX_SENTENCES, len(sentences))))
+    return [sentences[index] for index in sorted(chosen)]
+
+
+def citation(item: dict[str, Any]) -> str:
+    """The source by its title, then where in it: "Title (section Inviting by e-mail)". A section path that starts
+    with the title (a document's own heading) is not said twice."""
+    title = str(item["title"])
+    location = str(item.get("location") or "").replace(f"section {title} > ", "section ", 1)
+    location = re.sub(rf"(^|, )section {re.escape(title)}$", "", location)
+    return f"{title} ({location})" if location else title
+
+
+def decide(
+    ticket: TicketSnapshot,
+    evidence: list[dict[str, Any]],
+    policy: DeskPolicy,
+    settings: Settings,
+    *,
+    kb_error: str | None = None,
+    confidence_model: ConfidenceModel = DEFAULT_MODEL,
+    adjustments: Mapping[str, float] | None = None,
+) -> AnalysisResult:
+    """Guards first, then escalation rules, then the evidence: resolve, ask, or hand to a person.
+
+    `adjustments` are the per-category logit offsets customers' verdicts earned
+    (engine/outcomes/outcome_calibration.py)."""
+    result = _decide(
+        ticket,
+        evidence,
+        policy,
+        settings,
+        kb_error=kb_error,
+        confidence_model=confidence_model,
+        adjustments=adjustments,
+    )
+    return conclude(ticket, result, policy, settings)
+
+
+def _decide(
+    ticket: TicketSnapshot,
+    evidence: list[dict[str, Any]],
+    policy: DeskPolicy,
+    settings: Settings,
+    *,
+    kb_error: str | None,
+    confidence_model: ConfidenceModel,
+    adjustments: Mapping[str, float] | None,
+) -> AnalysisResult:
+    assessment = assess(ticket, rule_criteria(ticket), policy)
+    question = focus_of(ticket)
+    confidence, adjustment = adjusted(
+        retrieval_confidence(evidence, question, confidence_model), ticket.category, adjustments
+    )
+    gaps, questions = information_gaps(ticket)
+    screening = screen_ticket(ticket)
+    common: dict[str, Any] = {
+        "confidence": confidence,
+        "evidence": evidence,
+        "information_gaps": gaps,
+        "follow_up_questions": questions,
+        "escalation": escalation_record(assessment),
+        "team": assessment.team or ticket.team,
+        "error": kb_error,
+        "confidence_adjustment": adjustment,
+    }
+    if screening.attacks:
+        return hand_over(NAME, screening, common)
+    if assessment.escalate:
+        return AnalysisResult(analyser=NAME, decision="escalate", reason="; ".join(assessment.reasons), **common)
+    answerable = bool(evidence) and answerability(question, f"{evidence[0]['title']}\n{evidence[0]['text']}").passes
+    vague = len(gaps) >= VAGUE_GAPS and len(ticket.text.split()) <= VAGUE_WORDS
+    if answerable and confidence >= settings.RESOLVE_MIN_CONFIDENCE and not vague:
+        return _propose_resolution(ticket, evidence[0], policy, settings, common)
+    if gaps and len(gaps) >= 2:
+        subject, body = request_info_email(
+            ticket.reference,
+            ticket.requester_name,
+            summary_of(ticket.subject, quote_customer=policy.quote_customer_summary),
+            questions,
+            settings.SUPPORT_SIGNATURE,
+            policy.templates,
+        )
+        return AnalysisResult(
+            analyser=NAME,
+            decision="ask",
+            reason=f"missing: {', '.join(gaps)}",
+            draft_subject=subject,
+            draft_body=body,
+            **common,
+        )
+    reason = kb_error or (
+        f"no strong evidence (confidence {confidence:.2f}{'' if answerable else ', the passage misses key terms'})"
+        if evidence
+        else "no evidence found"
+    )
+    return AnalysisResult(analyser=NAME, decision="escalate", reason=reason, **common)
+
+
+def _propose_resolution(
+    ticket: TicketSnapshot, top: dict[str, Any], policy: DeskPolicy, settings: Settings, common: dict[str, Any]
+) -> AnalysisResult:
+    steps = resolution_steps(top["text"], query_of(ticket))
+    subject, body = resolution_email(
+        ticket.reference,
+        ticket.requester_name,
+        summary_of(ticket.subject, quote_customer=policy.quote_customer_summary),
+        steps,
+        [citation(top)],
+        settings.SUPPORT_SIGNATURE,
+        policy.templates,
+    )
+    cited = {**common, "evidence": [{**item, "cited": index == 0} for index, item in enumerate(common["evidence"])]}
+    return AnalysisResult(
+        analyser=NAME,
+        decision="resolve",
+        reason=f"matches {citation(top)}",
+        resolution_steps=steps,
+        summary=f"Proposed the steps of {citation(top)}",
+        draft_subject=subject,
+        draft_body=body,
+        **cited,
+    )
+
+
+def escalation_record(assessment: Assessment) -> dict[str, Any]:
+    record = asdict(assessment)
+    record["criteria"] = assessment.criteria.model_dump()
+    return record
+
+
+def _with_latency(result: AnalysisResult, began: float) -> AnalysisResult:
+    return replace(result, latency_ms=round((time.perf_counter() - began) * 1000))

@@ -1,0 +1,254 @@
+"""Configuration from the environment and `.env`, with the seed's variable names kept as they are.
+
+Every setting has a safe default (the embedded, keyless mode) or fails with one message that names
+the variable, so an operator knows exactly what to fix. Secrets are `SecretStr`: they never print.
+"""
+
+from __future__ import annotations
+
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from connectors import registry
+from connectors.base import ConfigurationError
+from engine.core.redaction import redact_url_credentials
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class CoreSettings(BaseSettings):
+    """The engine's own settings; `Settings` adds every connector's."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True)
+
+    # Storage
+    DATA_DIR: Path = PROJECT_ROOT / "data"
+    DATABASE_URL: str = ""
+    LOG_FILE: Path | None = None
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Engine
+    ENGINE_ENABLED: bool = True
+    WORKER_ID: str = ""
+    POLL_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
+    PROCESS_INTERVAL_SECONDS: float = Field(default=2.0, gt=0)
+    OUTBOX_INTERVAL_SECONDS: float = Field(default=2.0, gt=0)
+    CLAIM_LEASE_SECONDS: float = Field(default=300.0, gt=0)
+    PROCESS_BATCH_SIZE: int = Field(default=50, ge=1)
+    ANALYSIS_CONCURRENCY: int = Field(default=8, ge=1, le=64)
+    OUTBOX_MAX_ATTEMPTS: int = Field(default=8, ge=1)
+    OUTBOX_BACKOFF_SECONDS: float = Field(default=30.0, gt=0)
+    OUTBOX_CONFIRM_WINDOW_SECONDS: float = Field(default=3600.0, ge=0)
+    MAX_ATTACHMENT_BYTES: int = Field(default=25 * 1024 * 1024, ge=1)
+
+    # Outgoing mail
+    OUTBOX_TRANSPORT: str = "database"
+    """`database` (the embedded local mailbox) or the name of a connector that sends mail (connectors/registry.py)."""
+    SUPPORT_FROM_EMAIL: str = "support@no-touch.localhost"
+    SUPPORT_FROM_NAME: str = "No-Touch Support"
+    SUPPORT_SIGNATURE: str = "— The Support Team"
+    AUTOPILOT_ENABLED: bool = False
+    AUTO_SEND_MIN_CONFIDENCE: float = Field(default=0.75, ge=0, le=1)
+    """The measured operating point of the per-desk calibrated confidence (bench/evaluation.py)."""
+    RESOLVE_MIN_CONFIDENCE: float = Field(default=0.5, ge=0, le=1)
+    DEFAULT_TEAM: str = "Service Desk"
+    ROUTING_ENABLED: bool = True
+    """Learn team routing from resolved tickets (engine/analysers/routing.py) for tickets whose category names no
+    team."""
+    ROUTING_MIN_HISTORY: int = Field(default=300, ge=10)
+    ROUTING_RETRAIN_AFTER: int = Field(default=100, ge=1)
+    ROUTING_TARGET_PRECISION: float = Field(default=0.85, gt=0, le=1)
+    ROUTING_INTERVAL_SECONDS: float = Field(default=900.0, gt=0)
+    OUTGOING_ALLOWED_DOMAINS: str = ""
+    """Comma-separated domains an automatic message may link or write to; the desk's own domains always are."""
+    MAX_AUTOMATED_EMAILS_PER_HOUR: int = Field(default=5, ge=0)
+
+    # Outcomes: "Did this solve your problem?" links and resolution states (engine/outcomes/outcomes.py)
+    DESK_PUBLIC_URL: str = ""
+    """The base URL customers reach the engine's web endpoint at (https://support.example.com); unset: no links."""
+    DESK_LINK_SECRET: SecretStr = SecretStr("")
+    """Signs the links; unset: a random key generated once and kept in DATA_DIR/link_secret."""
+    DESK_LINK_TTL_DAYS: float = Field(default=14.0, gt=0)
+    OUTCOME_ASSUMED_HOURS: float = Field(default=24.0, gt=0)
+    """A resolution with no reply for this long counts as assumed solved."""
+    OUTCOME_DURABLE_DAYS: float = Field(default=7.0, gt=0)
+    """A resolution not re-opened for this long is durable."""
+    OUTCOME_INTERVAL_SECONDS: float = Field(default=300.0, gt=0)
+
+    # Seed §4.3: Azure OpenAI (each connector's own settings live in its module, see connectors/registry.py)
+    AZURE_OPENAI_ENDPOINT: str = ""
+    AZURE_OPENAI_API_KEY: SecretStr = SecretStr("")
+    AZURE_OPENAI_API_VERSION: str = "2024-10-21"
+    AZURE_OPENAI_DEPLOYMENT: str = ""
+    AZURE_OPENAI_EMBED_API_ENDPOINT: str = ""
+    AZURE_OPENAI_EMBED_API_KEY: SecretStr = SecretStr("")
+    AZURE_OPENAI_EMBED_VERSION: str = "2024-10-21"
+    AZURE_OPENAI_EMBED_MODEL: str = "text-embedding-ada-002"
+
+    # Connectors
+    CONNECTOR_CONNECT_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
+    CONNECTOR_READ_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+    CONNECTOR_RETRY_ATTEMPTS: int = Field(default=4, ge=1)
+    CONNECTOR_BACKOFF_SECONDS: float = Field(default=1.0, ge=0)
+    CONNECTOR_MAX_BACKOFF_SECONDS: float = Field(default=60.0, ge=0)
+    CONNECTOR_MAX_RETRY_AFTER_SECONDS: float = Field(default=300.0, ge=0)
+    CONNECTOR_BREAKER_THRESHOLD: int = Field(default=5, ge=1)
+    CONNECTOR_BREAKER_RESET_SECONDS: float = Field(default=60.0, gt=0)
+    CONNECTOR_CA_BUNDLE: str = ""
+    CONNECTOR_PAGE_SIZE: int = Field(default=100, ge=1, le=10_000)
+    SYNC_BACK_ENABLED: bool = True
+    SYNC_BACK_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
+    SYNC_BACK_MAX_ATTEMPTS: int = Field(default=5, ge=1)
+
+    # AI
+    LLM_PROVIDER: Literal["none", "azure", "openai"] = "none"
+    EMBEDDINGS_PROVIDER: Literal["local", "azure", "openai"] = "local"
+
+    # LLM: the chat model behind LLM_PROVIDER=azure|openai (AZURE_OPENAI_* above; OPENAI_BASE_URL/KEY below)
+    OPENAI_CHAT_MODEL: str = "gpt-4o-mini"
+    LLM_TEMPERATURE: float = Field(default=0.2, ge=0, le=2)
+    LLM_TIMEOUT_SECONDS: float = Field(default=60.0, gt=0)
+    LLM_MAX_RETRIES: int = Field(default=3, ge=0, le=10)
+    """Retries of one call on 408/409/429/5xx, timeouts and broken connections (Retry-After honoured)."""
+    LLM_MAX_OUTPUT_TOKENS: int = Field(default=1500, ge=64)
+    LLM_TOKENS_PER_MINUTE: int = Field(default=0, ge=0)
+    """The deployment's token quota; calls wait (at most LLM_BUDGET_MAX_WAIT_SECONDS) when it is spent. 0: no limit."""
+    LLM_BUDGET_MAX_WAIT_SECONDS: float = Field(default=30.0, ge=0)
+    LLM_PRICE_INPUT_PER_1K: float = Field(default=0.0, ge=0)
+    LLM_PRICE_OUTPUT_PER_1K: float = Field(default=0.0, ge=0)
+    LLM_REDACT_PII: bool = True
+    """Replace e-mail addresses, phone, IBAN and card numbers in ticket text before it reaches the model."""
+    LLM_TOOL_CALLING: bool = True
+    """False for servers without tool calling (e.g. llama.cpp without --jinja): a fixed chain replaces the agent."""
+    LLM_STRUCTURED_OUTPUT: Literal["json_schema", "function_calling"] = "json_schema"
+    LLM_AGENT_MAX_ITERATIONS: int = Field(default=3, ge=1, le=10)
+
+    # Knowledge base and embeddings
+    CHROMA_HOST: str = ""
+    CHROMA_PORT: int = Field(default=8000, ge=1, le=65535)
+    CHROMA_COLLECTION: str = Field(default="kb_chunks", min_length=3, max_length=512)
+    OPENAI_BASE_URL: str = ""
+    OPENAI_API_KEY: SecretStr = SecretStr("")
+    OPENAI_EMBED_MODEL: str = "text-embedding-3-small"
+    EMBED_BATCH_SIZE: int = Field(default=32, ge=1)
+    KB_MAX_FILE_BYTES: int = Field(default=25 * 1024 * 1024, ge=1)
+    KB_CHUNK_SIZE: int = Field(default=400, ge=100)
+    KB_CHUNK_OVERLAP: int = Field(default=80, ge=0)
+    KB_TESSERACT_CMD: str = "tesseract"
+    KB_OCR_LANGUAGES: str = "eng"
+    KB_INDEX_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
+    KB_SEARCH_CANDIDATES: int = Field(default=50, ge=1)
+
+    # Dashboard and sign-in
+    DASHBOARD_SESSION_IDLE_MINUTES: float = Field(default=30.0, gt=0)
+    DASHBOARD_MAX_FAILED_LOGINS: int = Field(default=5, ge=1)
+    DASHBOARD_LOCKOUT_MINUTES: float = Field(default=15.0, gt=0)
+    DASHBOARD_SSO_DEFAULT_ROLE: Literal["viewer", "agent", "lead", "admin"] = "viewer"
+    DASHBOARD_REFRESH_SECONDS: float = Field(default=10.0, ge=1)
+    DASHBOARD_PAGE_SIZE: int = Field(default=50, ge=10, le=500)
+    SLA_RESOLUTION_HOURS: dict[str, float] = Field(
+        default_factory=lambda: {"critical": 4.0, "high": 8.0, "medium": 24.0, "low": 72.0, "": 24.0}
+    )
+    """Hours to resolve by priority (lower-case); "" is the target for tickets without a priority."""
+
+    @field_validator("OUTBOX_TRANSPORT")
+    @classmethod
+    def _known_transport(cls, value: str) -> str:
+        senders = [entry.name for entry in registry.connectors() if entry.transport is not None]
+        if value not in ("database", *senders):
+            raise ValueError(f"must be one of: database, {', '.join(senders)}")
+        return value
+
+    @field_validator("DESK_PUBLIC_URL")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and (urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname):
+            raise ValueError("must be an http(s) URL such as https://support.example.com")
+        return value
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        if value.startswith("postgresql://"):
+            return "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @property
+    def database_url(self) -> str:
+        """The configured database, or a SQLite file under DATA_DIR."""
+        return self.DATABASE_URL or f"sqlite:///{self.DATA_DIR / 'no_touch.db'}"
+
+    @property
+    def from_address(self) -> str:
+        """The desk's sending address: the address a mail connector sets, when one does, else SUPPORT_FROM_EMAIL."""
+        senders = (entry.sender(self) for entry in registry.connectors() if entry.sender is not None)
+        return next((address for address in senders if address), self.SUPPORT_FROM_EMAIL)
+
+    def own_domains(self) -> set[str]:
+        """The desk's own domains (its sending addresses, its connectors' domains, its public URL) and the configured
+        extra ones."""
+        addresses = (self.SUPPORT_FROM_EMAIL, self.from_address)
+        domains = {address.rsplit("@", 1)[-1] for address in addresses if "@" in address}
+        domains |= set(self.OUTGOING_ALLOWED_DOMAINS.split(","))
+        for entry in registry.connectors():
+            if entry.own_domains is not None:
+                domains |= set(entry.own_domains(self))
+        if self.DESK_PUBLIC_URL:
+            domains.add(urlsplit(self.DESK_PUBLIC_URL).hostname or "")
+        return {domain.strip().lower().lstrip("@.") for domain in domains if domain and domain.strip()}
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, so logging can redact it wherever it appears, also outside a URL's shape."""
+        secrets = [value.get_secret_value() for value in self.__dict__.values() if isinstance(value, SecretStr)]
+        for value in self.__dict__.values():
+            if isinstance(value, str) and "@" in value and "://" in value:
+                password = _url_password(value)
+                secrets += [password, unquote(password)]
+        return list(dict.fromkeys(secret for secret in secrets if len(secret) >= 4))
+
+
+def _url_password(url: str) -> str:
+    """The password in a URL's user-info (`scheme://user:password@host`), or "" when it has none."""
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
+
+
+class Settings(*registry.settings_mixins(), CoreSettings):
+    """The core settings and every registered connector's, so `settings.SNOW_API_URL` reads as it always did."""
+
+    model_config = CoreSettings.model_config
+
+
+def settings_class() -> type[Settings]:
+    """`Settings`, extended with the settings of any connector registered after this module was imported."""
+    late = tuple(mixin for mixin in registry.settings_mixins() if not issubclass(Settings, mixin))
+    return _extended(late) if late else Settings
+
+
+@cache
+def _extended(mixins: tuple[type[BaseSettings], ...]) -> type[Settings]:
+    return type("Settings", (*mixins, Settings), {"model_config": CoreSettings.model_config, "__module__": __name__})
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning pydantic's report into one message per variable, without values."""
+    try:
+        return settings_class()(**overrides)
+    except ValidationError as error:
+        problems = [f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors()]
+        raise ConfigurationError(redact_url_credentials("Invalid configuration — " + "; ".join(problems))) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

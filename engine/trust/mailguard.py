@@ -1,0 +1,88 @@
+"""Mail-loop guard: tell automatic mail from people's mail, mark ours, and cap automated mail per address.
+
+An auto-responder answering our auto-reply answering it is the classic help-desk storm. RFC 3834 and the
+de-facto headers below let us see automatic mail; a per-address hourly cap stops what slips through.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine.core.enums import OutboxState
+from engine.core.models import OutboxMessage, utcnow
+
+AUTOMATIC_SENDER = re.compile(
+    r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|donotreply|bounces?|auto-?reply|autoresponder)([+.\-_@]|$)",
+    re.IGNORECASE,
+)
+BOUNCE_SUBJECT = re.compile(
+    r"^(undeliverable|undelivered mail|delivery status notification|mail delivery (failed|failure)|returned mail)",
+    re.IGNORECASE,
+)
+BULK_PRECEDENCE = frozenset({"bulk", "junk", "list"})
+
+
+def outgoing_headers(our_address: str) -> dict[str, str]:
+    """Headers on every message we send, so well-behaved responders never answer us (RFC 3834 §5)."""
+    return {"Auto-Submitted": "auto-replied", "X-Loop": our_address, "X-Auto-Response-Suppress": "All"}
+
+
+def automatic_reason(headers: Mapping[str, str], sender: str, subject: str, our_address: str) -> str | None:
+    """Why this message was sent by a machine rather than a person, or None for a person's mail."""
+    lower = {key.lower(): str(value).strip() for key, value in headers.items()}
+    auto_submitted = lower.get("auto-submitted", "no").lower()
+    if auto_submitted and auto_submitted != "no":
+        return f"Auto-Submitted: {auto_submitted}"
+    if our_address and our_address.lower() in lower.get("x-loop", "").lower():
+        return "X-Loop names this desk"
+    if lower.get("precedence", "").lower() in BULK_PRECEDENCE:
+        return f"Precedence: {lower['precedence'].lower()}"
+    for header in ("x-autoreply", "x-autorespond"):
+        if header in lower:
+            return f"{header} header"
+    if lower.get("return-path", "").strip() == "<>":
+        return "empty Return-Path (bounce)"
+    if "report-type=delivery-status" in lower.get("content-type", "").lower():
+        return "delivery status report (bounce)"
+    local_part = sender.rsplit("<", 1)[-1].strip(">").strip()
+    if AUTOMATIC_SENDER.match(local_part):
+        return f"automatic sender {local_part}"
+    if our_address and local_part.lower() == our_address.lower():
+        return "sent by this desk"
+    if BOUNCE_SUBJECT.match(subject.strip()):
+        return "bounce subject"
+    return None
+
+
+def undeliverable_reason(address: str, our_address: str) -> str | None:
+    """Why we must never send an automated message to `address`, or None."""
+    if not address or "@" not in address:
+        return f"no valid recipient address ({address!r})"
+    if AUTOMATIC_SENDER.match(address):
+        return f"{address} is an automatic mailbox"
+    if our_address and address.lower() == our_address.lower():
+        return "recipient is this desk itself"
+    return None
+
+
+def automated_sent_last_hour(session: Session, address: str) -> int:
+    """Automated messages queued or sent to `address` in the last hour (suppressed ones do not count)."""
+    since = utcnow() - timedelta(hours=1)
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(
+                func.lower(OutboxMessage.to_address) == address.lower(),
+                OutboxMessage.automated.is_(True),
+                OutboxMessage.created_at >= since,
+                OutboxMessage.state != OutboxState.SUPPRESSED,
+            )
+        )
+        or 0
+    )
