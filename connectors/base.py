@@ -1,22 +1,41 @@
-"""The two small protocols every connector implements: a ticket source that is polled, a mail transport.
+"""The small protocols connectors implement (a ticket source that is polled, a mail transport, a web search, a
+webhook receiver), the settings every connector shares and the status names the desk writes back.
 
 Sources page through what changed since a cursor they define themselves; ingest makes the result
 idempotent. Transports send one message and, where the provider allows, say whether a message id
 was already delivered, so a crash between "sent" and "marked sent" never doubles a message.
+
+Connectors are the bottom of the stack and import no engine code: what both sides need is defined here.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class TicketStatus(StrEnum):
+    """A ticket's state: the desk's vocabulary (engine.core.enums re-exports it) and what write-back maps to a
+    vendor's states, defined once so the two can never drift apart."""
+
+    NEW = "New"
+    ANALYZING = "Analyzing"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    AWAITING_CUSTOMER = "AwaitingCustomer"
+    IN_PROGRESS = "InProgress"
+    """A person took the ticket over and owns it; automation leaves it alone."""
+    ESCALATED = "Escalated"
+    RESOLVED = "Resolved"
+    CLOSED = "Closed"
 
 
 def _printable(value: object) -> object:
@@ -115,10 +134,73 @@ class ConfigurationError(RuntimeError):
 
 
 class ConnectorSettings(BaseSettings):
-    """A connector's own settings: a mixin of engine.core.settings.Settings, read from the same environment and
-    `.env`."""
+    """What every connector reads besides its own variables: timeouts, retries, the circuit breaker, the CA bundle,
+    the page size and the attachment limit. Each connector's settings class inherits it and is a mixin of
+    engine.core.settings.Settings, read from the same environment and `.env`, so one value serves all connectors."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True)
+
+    CONNECTOR_CONNECT_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
+    CONNECTOR_READ_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+    CONNECTOR_RETRY_ATTEMPTS: int = Field(default=4, ge=1)
+    CONNECTOR_BACKOFF_SECONDS: float = Field(default=1.0, ge=0)
+    CONNECTOR_MAX_BACKOFF_SECONDS: float = Field(default=60.0, ge=0)
+    CONNECTOR_MAX_RETRY_AFTER_SECONDS: float = Field(default=300.0, ge=0)
+    CONNECTOR_BREAKER_THRESHOLD: int = Field(default=5, ge=1)
+    CONNECTOR_BREAKER_RESET_SECONDS: float = Field(default=60.0, gt=0)
+    CONNECTOR_CA_BUNDLE: str = ""
+    CONNECTOR_PAGE_SIZE: int = Field(default=100, ge=1, le=10_000)
+    MAX_ATTACHMENT_BYTES: int = Field(default=25 * 1024 * 1024, ge=1)
+
+    @classmethod
+    def own_fields(cls) -> list[str]:
+        """This connector's own environment variables, without the shared ones above, for the Settings page."""
+        return [name for name in cls.model_fields if name not in ConnectorSettings.model_fields]
+
+
+@dataclass(frozen=True)
+class Required:
+    """Field metadata (`Annotated[str, Required("hint")]`): the connector cannot run while the variable is empty."""
+
+    hint: str = ""
+
+
+SettingCheck = Callable[[Any], str | None]
+"""What is wrong with a variable's value (without the variable's name), or None when it is fine."""
+
+
+def setting_problems(settings: ConnectorSettings, model: type[ConnectorSettings], **checks: SettingCheck) -> list[str]:
+    """One message per variable of `model`, in declaration order: "NAME: not set (hint)" for an empty required one,
+    else what its check in `checks` finds wrong. Values are never quoted unless a check chooses to."""
+    problems = []
+    for name, info in model.model_fields.items():
+        value = getattr(settings, name)
+        required = next((marker for marker in info.metadata if isinstance(marker, Required)), None)
+        if required is not None and not (value.get_secret_value() if isinstance(value, SecretStr) else value):
+            problems.append(f"{name}: not set" + (f" ({required.hint})" if required.hint else ""))
+        elif name in checks and (problem := checks[name](value)):
+            problems.append(f"{name}: {problem}")
+    return problems
+
+
+def timestamp_check(layout: str, example: str) -> SettingCheck:
+    """A check that an optional timestamp variable, when set, reads with the strptime `layout`."""
+
+    def check(value: str) -> str | None:
+        try:
+            if value:
+                datetime.strptime(value, layout)
+        except ValueError:
+            return f"must look like {example}"
+        return None
+
+    return check
+
+
+def require_configured(label: str, problems: list[str]) -> None:
+    """Refuse to build a connector whose settings have problems, naming the vendor and every variable to fix."""
+    if problems:
+        raise ConfigurationError(f"{label} — " + "; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -223,6 +305,52 @@ class DeliveryEvents(Protocol):
 
     def pages(self, cursor: str | None) -> Iterator[DeliveryPage]:
         """Yield pages of the provider's events after `cursor`, oldest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class WebResult:
+    title: str
+    url: str
+    snippet: str
+    position: int
+
+
+@runtime_checkable
+class WebSearch(Protocol):
+    name: str
+
+    def search(self, query: str, *, count: int = 5) -> list[WebResult]:
+        """The top results for `query`; an empty list when nothing was found, ConnectorError when the call failed."""
+        ...
+
+
+class RejectedWebhookError(ValueError):
+    """A webhook call the receiver will never accept (malformed, forged, stale); the message is the short reason."""
+
+
+@dataclass(frozen=True)
+class VerifiedWebhook:
+    """A webhook call whose signature checked out: its one-time token (replays are refused where it is stored) and
+    the delivery event it reports, None when the desk does not track that kind."""
+
+    token: str
+    signed_at: datetime
+    event_id: str
+    event_name: str
+    delivery: DeliveryEvent | None
+
+
+@runtime_checkable
+class WebhookReceiver(Protocol):
+    name: str
+    content_type: str
+    """The only Content-Type the provider posts; anything else is refused before the body is read."""
+    max_age: float
+    """Seconds a signature stays fresh: older calls are refused, and tokens are remembered this long."""
+
+    def verify(self, payload: bytes) -> VerifiedWebhook:
+        """The call's event if its body and signature are the provider's, else raise RejectedWebhookError."""
         ...
 
 

@@ -12,15 +12,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field
 
 from connectors.base import ConnectorSettings, PolledPage, TicketIn
-
-if TYPE_CHECKING:
-    from engine.core.settings import Settings
-
 
 NAME = "demo"
 SAMPLE = Path(__file__).resolve().parent / "demo_data" / "tickets.jsonl"
@@ -72,11 +68,11 @@ def to_ticket_in(record: dict[str, Any], *, cycle: int = 0) -> TicketIn:
     )
 
 
-def is_configured(settings: Settings) -> bool:
+def is_configured(settings: DemoSettings) -> bool:
     return settings.DEMO_FEED_ENABLED
 
 
-def own_domains(settings: Settings) -> tuple[str, ...]:
+def own_domains(settings: DemoSettings) -> tuple[str, ...]:
     """While the demo feed runs, the desk speaks for the demo company and may link where its articles link."""
     return ALLOWED_DOMAINS if settings.DEMO_FEED_ENABLED else ()
 

@@ -21,14 +21,23 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
 import msal
 import requests
 from pydantic import Field, SecretStr, ValidationError
 
-from connectors.base import AttachmentIn, ConfigurationError, ConnectorSettings, PolledPage, RejectedItem, TicketIn
+from connectors.base import (
+    AttachmentIn,
+    ConnectorSettings,
+    PolledPage,
+    RejectedItem,
+    Required,
+    TicketIn,
+    require_configured,
+    setting_problems,
+)
 from connectors.http import (
     AuthenticationError,
     ConnectorError,
@@ -41,10 +50,6 @@ from connectors.http import (
     url_host,
     verify_setting,
 )
-
-if TYPE_CHECKING:
-    from engine.core.settings import Settings
-
 
 log = logging.getLogger(__name__)
 NAME = "outlook"
@@ -70,38 +75,37 @@ THREAD_HEADERS = (
 class GraphMailSettings(ConnectorSettings):
     """A Microsoft 365 mailbox read through Microsoft Graph with an app registration."""
 
-    MS_GRAPH_CLIENT_ID: str = ""
-    MS_GRAPH_CLIENT_SECRET: SecretStr = SecretStr("")
-    MS_GRAPH_TENANT_ID: str = ""
-    MS_GRAPH_MAILBOX: str = ""
+    MS_GRAPH_CLIENT_ID: Annotated[str, Required()] = ""
+    MS_GRAPH_CLIENT_SECRET: Annotated[
+        SecretStr, Required("Azure portal → App registrations → Certificates & secrets")
+    ] = SecretStr("")
+    MS_GRAPH_TENANT_ID: Annotated[str, Required()] = ""
+    MS_GRAPH_MAILBOX: Annotated[str, Required()] = ""
     MS_GRAPH_AUTHORITY_HOST: str = "https://login.microsoftonline.com"
     MS_GRAPH_BASE_URL: str = "https://graph.microsoft.com/v1.0"
     MS_GRAPH_FOLDER: str = "inbox"
     MS_GRAPH_POLL_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
 
 
-def configuration_problems(settings: Settings) -> list[str]:
-    problems = []
-    for name in ("MS_GRAPH_CLIENT_ID", "MS_GRAPH_TENANT_ID", "MS_GRAPH_MAILBOX"):
-        if not getattr(settings, name):
-            problems.append(f"{name}: not set")
-    if not settings.MS_GRAPH_CLIENT_SECRET.get_secret_value():
-        problems.append("MS_GRAPH_CLIENT_SECRET: not set (Azure portal → App registrations → Certificates & secrets)")
-    if settings.MS_GRAPH_MAILBOX and "@" not in settings.MS_GRAPH_MAILBOX:
-        problems.append("MS_GRAPH_MAILBOX: must be the mailbox address, e.g. support@company.com")
-    if urlsplit(settings.MS_GRAPH_AUTHORITY_HOST).scheme != "https":
-        problems.append("MS_GRAPH_AUTHORITY_HOST: must be an https URL (msal accepts no other)")
-    return problems
+def configuration_problems(settings: GraphMailSettings) -> list[str]:
+    return setting_problems(
+        settings,
+        GraphMailSettings,
+        MS_GRAPH_MAILBOX=lambda box: None if "@" in box else "must be the mailbox address, e.g. support@company.com",
+        MS_GRAPH_AUTHORITY_HOST=lambda url: (
+            None if urlsplit(url).scheme == "https" else "must be an https URL (msal accepts no other)"
+        ),
+    )
 
 
-def is_configured(settings: Settings) -> bool:
+def is_configured(settings: GraphMailSettings) -> bool:
     return bool(settings.MS_GRAPH_CLIENT_ID or settings.MS_GRAPH_MAILBOX)
 
 
 class GraphToken(requests.auth.AuthBase):
     """Bearer auth from msal's client-credentials flow; msal caches the token and renews it before expiry."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: GraphMailSettings) -> None:
         self.settings = settings
         self.scope = [f"{_resource(settings.MS_GRAPH_BASE_URL)}/.default"]
         self._app: msal.ConfidentialClientApplication | None = None
@@ -165,9 +169,8 @@ class GraphMailSource:
 
     name = NAME
 
-    def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> None:
-        if problems := configuration_problems(settings):
-            raise ConfigurationError("Microsoft Graph — " + "; ".join(problems))
+    def __init__(self, settings: GraphMailSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        require_configured("Microsoft Graph", configuration_problems(settings))
         self.mailbox = settings.MS_GRAPH_MAILBOX
         self.folder = settings.MS_GRAPH_FOLDER
         self.page_size = settings.CONNECTOR_PAGE_SIZE

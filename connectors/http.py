@@ -3,6 +3,9 @@
 Written once so each vendor module only says which paths to call and how to read the answers. Errors
 name the connector, the method and the path, never a query string, header or body that could carry a
 secret: SerpAPI takes its key in the query, and requests' own exceptions print whole URLs.
+
+Every call that fails for good is counted in `nts_connector_errors_total` (the default Prometheus registry, which
+the engine's metrics endpoint serves; alert rules in deploy/prometheus-alerts.yml).
 """
 
 from __future__ import annotations
@@ -21,15 +24,19 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
+from prometheus_client import Counter
 
-from engine.core.redaction import redact_url_credentials
-from engine.ops.observability import count_connector_error
+from connectors.base import ConnectorSettings
+from connectors.redaction import redact_url_credentials
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 REJECTED_BEFORE_PROCESSING = frozenset({429, 503})
 MAX_JSON_BYTES = 50 * 1024 * 1024
+CONNECTOR_ERRORS = Counter(
+    "nts_connector_errors", "Connector calls failed after their retries, by error class", ["connector", "kind"]
+)
 
 
 class ConnectorError(RuntimeError):
@@ -221,6 +228,11 @@ def call_with_retry(
         return result
 
 
+def count_connector_error(error: ConnectorError) -> None:
+    """A connector call failed for good (after its retries), so the caller sees the error."""
+    CONNECTOR_ERRORS.labels(error.connector, type(error).__name__).inc()
+
+
 def _counts_against_source(error: ConnectorError) -> bool:
     """Only an unhealthy source opens the breaker: a 404 for one record or a 400 for one payload does not."""
     return isinstance(error, UnreachableError | AuthenticationError | MalformedResponseError) or error.retryable
@@ -367,7 +379,7 @@ def _unreachable(connector: str, method: str, url: str, reason: str, *, not_sent
     return UnreachableError(connector, f"{method} {describe_url(url)}: {reason}", retryable=True, not_sent=not_sent)
 
 
-def policy_from_settings(settings: Any) -> RetryPolicy:
+def policy_from_settings(settings: ConnectorSettings) -> RetryPolicy:
     """The retry policy the `# Connectors` settings describe."""
     return RetryPolicy(
         attempts=settings.CONNECTOR_RETRY_ATTEMPTS,
@@ -379,7 +391,7 @@ def policy_from_settings(settings: Any) -> RetryPolicy:
     )
 
 
-def verify_setting(settings: Any) -> bool | str:
+def verify_setting(settings: ConnectorSettings) -> bool | str:
     """CONNECTOR_CA_BUNDLE when set (a private CA, or the test emulators' certificate), else the system store."""
     return settings.CONNECTOR_CA_BUNDLE or True
 
@@ -396,7 +408,7 @@ class VerifyingSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
-def breaker_from_settings(name: str, settings: Any) -> CircuitBreaker:
+def breaker_from_settings(name: str, settings: ConnectorSettings) -> CircuitBreaker:
     return breaker_for(
         name, threshold=settings.CONNECTOR_BREAKER_THRESHOLD, reset_seconds=settings.CONNECTOR_BREAKER_RESET_SECONDS
     )

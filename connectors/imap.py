@@ -17,16 +17,21 @@ from collections.abc import Iterator
 from datetime import UTC
 from email.message import EmailMessage
 from email.utils import parseaddr, parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError
 
-from connectors.base import AttachmentIn, ConfigurationError, ConnectorSettings, PolledPage, RejectedItem, TicketIn
+from connectors.base import (
+    AttachmentIn,
+    ConnectorSettings,
+    PolledPage,
+    RejectedItem,
+    Required,
+    TicketIn,
+    require_configured,
+    setting_problems,
+)
 from connectors.http import AuthenticationError, ConnectorError, UnreachableError, breaker_from_settings, tls_problem
-
-if TYPE_CHECKING:
-    from engine.core.settings import Settings
-
 
 log = logging.getLogger(__name__)
 NAME = "imap"
@@ -46,36 +51,28 @@ UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 class ImapSettings(ConnectorSettings):
     """Any IMAP mailbox: server, login and the folder to read."""
 
-    IMAP_HOST: str = ""
+    IMAP_HOST: Annotated[str, Required()] = ""
     IMAP_PORT: int = Field(default=993, ge=1, le=65535)
     IMAP_SECURITY: Literal["none", "starttls", "ssl"] = "ssl"
-    IMAP_USERNAME: str = ""
-    IMAP_PASSWORD: SecretStr = SecretStr("")
+    IMAP_USERNAME: Annotated[str, Required()] = ""
+    IMAP_PASSWORD: Annotated[SecretStr, Required()] = SecretStr("")
     IMAP_FOLDER: str = "INBOX"
     IMAP_POLL_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
 
 
-def configuration_problems(settings: Settings) -> list[str]:
-    problems = []
-    if not settings.IMAP_HOST:
-        problems.append("IMAP_HOST: not set")
-    if not settings.IMAP_USERNAME:
-        problems.append("IMAP_USERNAME: not set")
-    if not settings.IMAP_PASSWORD.get_secret_value():
-        problems.append("IMAP_PASSWORD: not set")
-    return problems
+def configuration_problems(settings: ImapSettings) -> list[str]:
+    return setting_problems(settings, ImapSettings)
 
 
-def is_configured(settings: Settings) -> bool:
+def is_configured(settings: ImapSettings) -> bool:
     return bool(settings.IMAP_HOST)
 
 
 class ImapSource:
     name = NAME
 
-    def __init__(self, settings: Settings) -> None:
-        if problems := configuration_problems(settings):
-            raise ConfigurationError("IMAP — " + "; ".join(problems))
+    def __init__(self, settings: ImapSettings) -> None:
+        require_configured("IMAP", configuration_problems(settings))
         self.settings = settings
         self.page_size = settings.CONNECTOR_PAGE_SIZE
         self.breaker = breaker_from_settings(NAME, settings)

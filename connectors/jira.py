@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,12 +28,16 @@ from pydantic import Field, SecretStr, ValidationError
 
 from connectors.base import (
     AttachmentIn,
-    ConfigurationError,
     ConnectorSettings,
     PolledPage,
     RejectedItem,
+    Required,
     SourceUpdate,
     TicketIn,
+    TicketStatus,
+    require_configured,
+    setting_problems,
+    timestamp_check,
 )
 from connectors.http import (
     AuthenticationError,
@@ -46,11 +50,6 @@ from connectors.http import (
     policy_from_settings,
     url_host,
 )
-from engine.core.enums import TicketStatus
-
-if TYPE_CHECKING:
-    from engine.core.settings import Settings
-
 
 log = logging.getLogger(__name__)
 NAME = "jira"
@@ -78,9 +77,9 @@ T = TypeVar("T")
 class JiraSettings(ConnectorSettings):
     """Jira (Cloud or Data Center): the server, its credentials, what to poll and how to move issues."""
 
-    JIRA_SERVER: str = ""
-    JIRA_USERNAME: str = ""
-    JIRA_API_TOKEN: SecretStr = SecretStr("")
+    JIRA_SERVER: Annotated[str, Required("e.g. https://your-domain.atlassian.net")] = ""
+    JIRA_USERNAME: Annotated[str, Required("the account's e-mail address")] = ""
+    JIRA_API_TOKEN: Annotated[SecretStr, Required("Atlassian account → Security → API tokens")] = SecretStr("")
     JIRA_SSL_VERIFY: bool = True
     JIRA_PROJECTS: str = ""
     JIRA_JQL: str = ""
@@ -95,30 +94,23 @@ class JiraSettings(ConnectorSettings):
     JIRA_POLL_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
 
 
-def configuration_problems(settings: Settings) -> list[str]:
-    problems = []
-    if not settings.JIRA_SERVER:
-        problems.append("JIRA_SERVER: not set (e.g. https://your-domain.atlassian.net)")
-    elif urlsplit(settings.JIRA_SERVER).scheme not in ("http", "https"):
-        problems.append("JIRA_SERVER: must start with https://")
-    if not settings.JIRA_USERNAME:
-        problems.append("JIRA_USERNAME: not set (the account's e-mail address)")
-    if not settings.JIRA_API_TOKEN.get_secret_value():
-        problems.append("JIRA_API_TOKEN: not set (Atlassian account → Security → API tokens)")
-    if settings.JIRA_TIMEZONE and _zone(settings.JIRA_TIMEZONE) is None:
-        problems.append(
-            f"JIRA_TIMEZONE: unknown time zone {settings.JIRA_TIMEZONE!r} "
-            "(e.g. Europe/Berlin; leave empty to use the Jira account's own)"
-        )
-    if settings.JIRA_START_AT:
-        try:
-            datetime.strptime(settings.JIRA_START_AT, START_FORMAT)
-        except ValueError:
-            problems.append("JIRA_START_AT: must look like 2026-01-31 23:59 (UTC)")
-    return problems
+def configuration_problems(settings: JiraSettings) -> list[str]:
+    return setting_problems(
+        settings,
+        JiraSettings,
+        JIRA_SERVER=lambda url: None if urlsplit(url).scheme in ("http", "https") else "must start with https://",
+        JIRA_TIMEZONE=_known_zone,
+        JIRA_START_AT=timestamp_check(START_FORMAT, "2026-01-31 23:59 (UTC)"),
+    )
 
 
-def is_configured(settings: Settings) -> bool:
+def _known_zone(name: str) -> str | None:
+    if not name or _zone(name) is not None:
+        return None
+    return f"unknown time zone {name!r} (e.g. Europe/Berlin; leave empty to use the Jira account's own)"
+
+
+def is_configured(settings: JiraSettings) -> bool:
     return bool(settings.JIRA_SERVER or settings.JIRA_USERNAME)
 
 
@@ -127,9 +119,8 @@ class JiraSource:
 
     name = NAME
 
-    def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> None:
-        if problems := configuration_problems(settings):
-            raise ConfigurationError("Jira — " + "; ".join(problems))
+    def __init__(self, settings: JiraSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        require_configured("Jira", configuration_problems(settings))
         self.settings = settings
         self.sleep = sleep
         self.policy = policy_from_settings(settings)
@@ -487,7 +478,7 @@ def _names(issue: dict[str, Any]) -> dict[str, str]:
     return names
 
 
-def _host(settings: Settings) -> str:
+def _host(settings: JiraSettings) -> str:
     return url_host(settings.JIRA_SERVER)
 
 

@@ -3,7 +3,8 @@
 We set our own Message-Id (`h:Message-Id`), so the outbox can ask the Events API whether a message it
 lost track of in a crash was accepted (`was_delivered`) instead of marking it uncertain. Delivery,
 bounce and complaint events become `DeliveryEvent` records (`delivery_event`) that the engine puts on the
-ticket's timeline (engine/delivery/delivery_events.py), from the poller and from the optional webhook alike.
+ticket's timeline (engine/delivery/delivery_events.py), from the poller and from the optional webhook alike
+(`MailgunWebhook`, the registry's webhook receiver for Mailgun).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import formataddr
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
@@ -31,6 +33,11 @@ from connectors.base import (
     DeliveryKind,
     DeliveryPage,
     OutgoingEmail,
+    RejectedWebhookError,
+    Required,
+    VerifiedWebhook,
+    require_configured,
+    setting_problems,
 )
 from connectors.http import (
     AuthenticationError,
@@ -43,10 +50,6 @@ from connectors.http import (
     policy_from_settings,
     verify_setting,
 )
-
-if TYPE_CHECKING:
-    from engine.core.settings import Settings
-
 
 log = logging.getLogger(__name__)
 NAME = "mailgun"
@@ -65,37 +68,36 @@ _JSON_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*+"?|[\[\]{}]', re.DOTALL)
 class MailgunSettings(ConnectorSettings):
     """Mailgun: the sending domain and key, the address customers see, and webhook verification."""
 
-    MAILGUN_API_KEY: SecretStr = SecretStr("")
-    MAILGUN_DOMAIN: str = ""
-    MAILGUN_FROM_EMAIL: str = ""
+    MAILGUN_API_KEY: Annotated[SecretStr, Required("Mailgun → API Security → sending or private API key")] = SecretStr(
+        ""
+    )
+    MAILGUN_DOMAIN: Annotated[str, Required("the sending domain, e.g. mg.example.com")] = ""
+    MAILGUN_FROM_EMAIL: Annotated[str, Required("the address customers see and reply to")] = ""
     MAILGUN_WEBHOOK_SIGNING_KEY: SecretStr = SecretStr("")
     MAILGUN_API_BASE_URL: str = "https://api.mailgun.net"
     MAILGUN_EVENTS_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
     MAILGUN_WEBHOOK_MAX_AGE_SECONDS: float = Field(default=300.0, gt=0)
 
 
-def configuration_problems(settings: Settings) -> list[str]:
-    problems = []
-    if not settings.MAILGUN_API_KEY.get_secret_value():
-        problems.append("MAILGUN_API_KEY: not set (Mailgun → API Security → sending or private API key)")
-    if not settings.MAILGUN_DOMAIN:
-        problems.append("MAILGUN_DOMAIN: not set (the sending domain, e.g. mg.example.com)")
-    elif "/" in settings.MAILGUN_DOMAIN or "@" in settings.MAILGUN_DOMAIN:
-        problems.append("MAILGUN_DOMAIN: must be a bare domain like mg.example.com")
-    if not settings.MAILGUN_FROM_EMAIL:
-        problems.append("MAILGUN_FROM_EMAIL: not set (the address customers see and reply to)")
-    if urlsplit(settings.MAILGUN_API_BASE_URL).scheme not in ("http", "https"):
-        problems.append("MAILGUN_API_BASE_URL: must be https://api.mailgun.net or https://api.eu.mailgun.net")
-    return problems
+def configuration_problems(settings: MailgunSettings) -> list[str]:
+    return setting_problems(
+        settings,
+        MailgunSettings,
+        MAILGUN_DOMAIN=lambda domain: "must be a bare domain like mg.example.com" if set("/@") & set(domain) else None,
+        MAILGUN_API_BASE_URL=lambda url: (
+            None
+            if urlsplit(url).scheme in ("http", "https")
+            else "must be https://api.mailgun.net or https://api.eu.mailgun.net"
+        ),
+    )
 
 
-def is_configured(settings: Settings) -> bool:
+def is_configured(settings: MailgunSettings) -> bool:
     return bool(settings.MAILGUN_DOMAIN or settings.MAILGUN_API_KEY.get_secret_value())
 
 
-def _client(settings: Settings, sleep: Callable[[float], None], policy: RetryPolicy | None = None) -> HttpClient:
-    if problems := configuration_problems(settings):
-        raise ConfigurationError("Mailgun — " + "; ".join(problems))
+def _client(settings: MailgunSettings, sleep: Callable[[float], None], policy: RetryPolicy | None = None) -> HttpClient:
+    require_configured("Mailgun", configuration_problems(settings))
     return HttpClient(
         NAME,
         f"{settings.MAILGUN_API_BASE_URL.rstrip('/')}/v3/{settings.MAILGUN_DOMAIN}",
@@ -118,7 +120,7 @@ class MailgunTransport:
     name = NAME
     confirms_delivery = True
 
-    def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, settings: MailgunSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.http = _client(settings, sleep)
 
     def send(self, email: OutgoingEmail) -> str:
@@ -175,7 +177,11 @@ class MailgunEvents:
     name = NAME
 
     def __init__(
-        self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep, lookback_seconds: float = 3600.0
+        self,
+        settings: MailgunSettings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        lookback_seconds: float = 3600.0,
     ) -> None:
         self.http = _client(settings, sleep)
         self.lookback_seconds = lookback_seconds
@@ -237,7 +243,7 @@ def _reason(event: dict[str, Any]) -> str:
     return "; ".join(part for part in parts if part)[:300]
 
 
-class MalformedWebhookError(ValueError):
+class MalformedWebhookError(RejectedWebhookError):
     """A webhook body that is not what Mailgun posts; the message is the short reason answered with 406."""
 
 
@@ -321,3 +327,30 @@ def verify_webhook_signature(
         return False
     expected = hmac.new(signing_key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected.encode(), signature.lower().encode())
+
+
+class MailgunWebhook:
+    """The `WebhookReceiver` (connectors/base.py) behind the webhook URL configured at Mailgun: a body of Mailgun's
+    shape, signed with MAILGUN_WEBHOOK_SIGNING_KEY within MAILGUN_WEBHOOK_MAX_AGE_SECONDS."""
+
+    name = NAME
+    content_type = "application/json"
+
+    def __init__(self, settings: MailgunSettings) -> None:
+        if not settings.MAILGUN_WEBHOOK_SIGNING_KEY.get_secret_value():
+            raise ConfigurationError("MAILGUN_WEBHOOK_SIGNING_KEY is not set (webhooks cannot be verified)")
+        self.signing_key = settings.MAILGUN_WEBHOOK_SIGNING_KEY
+        self.max_age = settings.MAILGUN_WEBHOOK_MAX_AGE_SECONDS
+
+    def verify(self, payload: bytes) -> VerifiedWebhook:
+        signed = parse_webhook(payload)
+        key = self.signing_key.get_secret_value()
+        if not verify_webhook_signature(key, signed.timestamp, signed.token, signed.signature, max_age=self.max_age):
+            raise RejectedWebhookError("signature not accepted: wrong signing key or stale timestamp")
+        return VerifiedWebhook(
+            token=signed.token,
+            signed_at=datetime.fromtimestamp(float(signed.timestamp), UTC),
+            event_id=signed.event["id"],
+            event_name=signed.event["event"],
+            delivery=delivery_event(signed.event),
+        )

@@ -1,4 +1,4 @@
-"""SerpAPI: web search for the agent's SearchWeb tool, over the shared HTTP client.
+"""SerpAPI: web search for the agent's SearchWeb tool (the registry's web-search slot), over the shared HTTP client.
 
 SerpAPI takes its key as the `api_key` query parameter; the shared client never puts query strings
 in errors or logs, so the key cannot leak through them.
@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Annotated
 
 from pydantic import SecretStr
 
-from connectors.base import ConfigurationError, ConnectorSettings
+from connectors.base import ConnectorSettings, Required, WebResult, require_configured, setting_problems
 from connectors.http import (
     ConnectorError,
     HttpClient,
@@ -23,46 +22,37 @@ from connectors.http import (
     verify_setting,
 )
 
-if TYPE_CHECKING:
-    from engine.core.settings import Settings
-
-
 NAME = "serpapi"
 
 
 class SerpApiSettings(ConnectorSettings):
     """SerpAPI web search for the agent's SearchWeb tool."""
 
-    SERPAPI_API_KEY: SecretStr = SecretStr("")
+    SERPAPI_API_KEY: Annotated[SecretStr, Required()] = SecretStr("")
     SERPAPI_BASE_URL: str = "https://serpapi.com"
     SERPAPI_ENGINE: str = "google"
 
 
-@dataclass(frozen=True)
-class WebResult:
-    title: str
-    url: str
-    snippet: str
-    position: int
+def configuration_problems(settings: SerpApiSettings) -> list[str]:
+    return setting_problems(settings, SerpApiSettings)
 
 
-def configuration_problems(settings: Settings) -> list[str]:
-    return [] if settings.SERPAPI_API_KEY.get_secret_value() else ["SERPAPI_API_KEY: not set"]
-
-
-def is_configured(settings: Settings) -> bool:
+def is_configured(settings: SerpApiSettings) -> bool:
     return bool(settings.SERPAPI_API_KEY.get_secret_value())
 
 
-def ping(settings: Settings) -> None:
+def ping(settings: SerpApiSettings) -> None:
     """The free account call: proves the key works."""
     SerpApiClient(settings).account()
 
 
 class SerpApiClient:
-    def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> None:
-        if not settings.SERPAPI_API_KEY.get_secret_value():
-            raise ConfigurationError("SerpAPI — SERPAPI_API_KEY: not set")
+    """A `WebSearch` (connectors/base.py) through SerpAPI's search endpoint."""
+
+    name = NAME
+
+    def __init__(self, settings: SerpApiSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        require_configured("SerpAPI", configuration_problems(settings))
         self.key = settings.SERPAPI_API_KEY
         self.engine = settings.SERPAPI_ENGINE
         self.http = HttpClient(

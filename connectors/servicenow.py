@@ -19,19 +19,23 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError
 
 from connectors.base import (
     AttachmentIn,
-    ConfigurationError,
     ConnectorSettings,
     PolledPage,
     RejectedItem,
+    Required,
     SourceUpdate,
     TicketIn,
+    TicketStatus,
+    require_configured,
+    setting_problems,
+    timestamp_check,
 )
 from connectors.http import (
     AuthenticationError,
@@ -44,11 +48,6 @@ from connectors.http import (
     policy_from_settings,
     verify_setting,
 )
-from engine.core.enums import TicketStatus
-
-if TYPE_CHECKING:
-    from engine.core.settings import Settings
-
 
 log = logging.getLogger(__name__)
 NAME = "servicenow"
@@ -71,9 +70,9 @@ INCIDENT_STATES: dict[str, dict[str, str]] = {
 class ServiceNowSettings(ConnectorSettings):
     """ServiceNow Table API: the polled table, its credentials and how decisions are written back."""
 
-    SNOW_API_URL: str = ""
-    SNOW_AUTH_USERNAME: str = ""
-    SNOW_AUTH_PASSWORD: SecretStr = SecretStr("")
+    SNOW_API_URL: Annotated[str, Required("e.g. https://<instance>.service-now.com/api/now/table/incident")] = ""
+    SNOW_AUTH_USERNAME: Annotated[str, Required()] = ""
+    SNOW_AUTH_PASSWORD: Annotated[SecretStr, Required()] = SecretStr("")
     SNOW_EXTRA_TABLES: str = ""
     SNOW_POLL_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
     SNOW_START_AT: str = ""
@@ -83,38 +82,31 @@ class ServiceNowSettings(ConnectorSettings):
     """Team name → assignment group (sys_id or name) set when a ticket is assigned or escalated to that team."""
 
 
-def configuration_problems(settings: Settings) -> list[str]:
+def configuration_problems(settings: ServiceNowSettings) -> list[str]:
     """One message per missing or malformed ServiceNow variable; empty when the connector can run."""
-    problems = []
-    url = settings.SNOW_API_URL
-    if not url:
-        problems.append("SNOW_API_URL: not set (e.g. https://<instance>.service-now.com/api/now/table/incident)")
-    elif urlsplit(url).scheme not in ("http", "https") or "/api/now/table/" not in url:
-        problems.append(
-            "SNOW_API_URL: must be a Table API URL like https://<instance>.service-now.com/api/now/table/incident"
-        )
-    if not settings.SNOW_AUTH_USERNAME:
-        problems.append("SNOW_AUTH_USERNAME: not set")
-    if not settings.SNOW_AUTH_PASSWORD.get_secret_value():
-        problems.append("SNOW_AUTH_PASSWORD: not set")
-    if settings.SNOW_START_AT:
-        try:
-            datetime.strptime(settings.SNOW_START_AT, TIMESTAMP)
-        except ValueError:
-            problems.append("SNOW_START_AT: must look like 2024-01-31 23:59:59 (UTC)")
-    return problems
+    return setting_problems(
+        settings,
+        ServiceNowSettings,
+        SNOW_API_URL=_table_api_url,
+        SNOW_START_AT=timestamp_check(TIMESTAMP, "2024-01-31 23:59:59 (UTC)"),
+    )
 
 
-def is_configured(settings: Settings) -> bool:
+def _table_api_url(url: str) -> str | None:
+    if urlsplit(url).scheme in ("http", "https") and "/api/now/table/" in url:
+        return None
+    return "must be a Table API URL like https://<instance>.service-now.com/api/now/table/incident"
+
+
+def is_configured(settings: ServiceNowSettings) -> bool:
     return bool(settings.SNOW_API_URL or settings.SNOW_AUTH_USERNAME)
 
 
 class ServiceNowClient:
     """The Table and Attachment API calls we make, over the shared HTTP client."""
 
-    def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> None:
-        if problems := configuration_problems(settings):
-            raise ConfigurationError("ServiceNow — " + "; ".join(problems))
+    def __init__(self, settings: ServiceNowSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        require_configured("ServiceNow", configuration_problems(settings))
         instance, _, table = settings.SNOW_API_URL.rstrip("/").partition("/api/now/table/")
         self.instance = instance
         self.tables = [table, *(name.strip() for name in settings.SNOW_EXTRA_TABLES.split(",") if name.strip())]
@@ -228,7 +220,7 @@ class ServiceNowSource:
 
     name = NAME
 
-    def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, settings: ServiceNowSettings, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.client = ServiceNowClient(settings, sleep=sleep)
         self.page_size = settings.CONNECTOR_PAGE_SIZE
         self.start_at = settings.SNOW_START_AT

@@ -6,15 +6,19 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
-from typing import TYPE_CHECKING, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 
-from connectors.base import ConfigurationError, ConnectorSettings, DeliveryError, OutgoingEmail
+from connectors.base import (
+    ConfigurationError,
+    ConnectorSettings,
+    DeliveryError,
+    OutgoingEmail,
+    Required,
+    setting_problems,
+)
 from connectors.http import AuthenticationError, ConnectorError, tls_problem
-
-if TYPE_CHECKING:
-    from engine.core.settings import Settings
 
 NAME = "smtp"
 
@@ -22,7 +26,7 @@ NAME = "smtp"
 class SmtpSettings(ConnectorSettings):
     """Any SMTP server the outbox sends through when OUTBOX_TRANSPORT=smtp."""
 
-    SMTP_HOST: str = ""
+    SMTP_HOST: Annotated[str, Required()] = ""
     SMTP_PORT: int = Field(default=587, ge=1, le=65535)
     SMTP_USERNAME: str = ""
     SMTP_PASSWORD: SecretStr = SecretStr("")
@@ -30,15 +34,15 @@ class SmtpSettings(ConnectorSettings):
     SMTP_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
 
 
-def configuration_problems(settings: Settings) -> list[str]:
-    return [] if settings.SMTP_HOST else ["SMTP_HOST: not set"]
+def configuration_problems(settings: SmtpSettings) -> list[str]:
+    return setting_problems(settings, SmtpSettings)
 
 
-def is_configured(settings: Settings) -> bool:
+def is_configured(settings: SmtpSettings) -> bool:
     return bool(settings.SMTP_HOST)
 
 
-def ping(settings: Settings) -> None:
+def ping(settings: SmtpSettings) -> None:
     """Connect, log in when a username is set, and say NOOP: what "test connection" asks of an SMTP server."""
     transport = SmtpTransport(settings)
     try:
@@ -83,7 +87,7 @@ class SmtpTransport:
     name = NAME
     confirms_delivery = False
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: SmtpSettings) -> None:
         if not settings.SMTP_HOST:
             raise ConfigurationError("SMTP_HOST: required when OUTBOX_TRANSPORT=smtp")
         self.host = settings.SMTP_HOST

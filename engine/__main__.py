@@ -13,6 +13,7 @@ import threading
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors import registry
 from engine.core.db import transaction
 from engine.core.logs import configure_logging
 from engine.core.models import utcnow
@@ -50,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         "--webhook-port",
         type=_port,
         metavar="N",
-        help="receive Mailgun webhooks on http://ADDRESS:N/webhooks/mailgun (needs MAILGUN_WEBHOOK_SIGNING_KEY)",
+        help="serve http://ADDRESS:N: the connectors' webhooks at "
+        + ", ".join(registry.webhook_path(entry.name) for entry in registry.connectors() if entry.webhook)
+        + " (each needs its signing key) and the confirmation links (needs DESK_PUBLIC_URL)",
     )
     run.add_argument("--webhook-address", default="127.0.0.1", metavar="ADDRESS", help="interface for the webhooks")
     commands.add_parser("health", help="print the health check as JSON; exit 1 when unhealthy")

@@ -1,4 +1,5 @@
-"""Each registered connector's state for Home, the Settings page and `python -m engine health`.
+"""Each registered connector's state and variables for Home, the Settings page and `python -m engine health`: the
+one place the UI learns about connectors, so pages never read the registry themselves.
 
 `check_connectors` is cheap (settings and the database only: last poll, last error, backlog, breaker);
 `test_connection` makes one live, authenticated call to the vendor and says what it found. Errors are shown
@@ -120,6 +121,31 @@ def _backlog(session: Session, settings: Settings, entry: Connector) -> int | No
         pending = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.state == OutboxState.PENDING)
         return int(session.scalar(pending) or 0)
     return None
+
+
+def testable_connectors() -> list[str]:
+    """The connectors a person can test: those with something to connect to."""
+    return [entry.name for entry in registry.connectors() if entry.ping is not None]
+
+
+@dataclass(frozen=True)
+class ConnectorVariable:
+    connector: str
+    """The connector's label."""
+    variable: str
+    set: bool
+    """Whether it differs from its default; its value is never shown."""
+
+
+def connector_variables(settings: Settings) -> list[ConnectorVariable]:
+    """Each connector's own environment variables and whether each is set."""
+    rows = []
+    for entry in registry.connectors():
+        for name in entry.fields:
+            field = entry.settings.model_fields[name]
+            value = getattr(settings, name, field.default)
+            rows.append(ConnectorVariable(entry.label, name, value != field.get_default(call_default_factory=True)))
+    return rows
 
 
 def test_connection(name: str, settings: Settings) -> ConnectorStatus:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 import streamlit as st
 
-from connectors import registry
-from engine.connector_status import ConnectorStatus, check_connectors
+from engine.connector_status import ConnectorStatus, check_connectors, testable_connectors
+from engine.connector_status import connector_variables as variables
 from engine.connector_status import test_connection as probe
 from engine.core.redaction import redact_url_credentials
 from engine.runtime import Runtime
@@ -31,23 +32,12 @@ def connector_rows(runtime: Runtime) -> list[dict[str, Any]]:
 
 def connector_names() -> list[str]:
     """The connectors a person can test: those with something to connect to."""
-    return [entry.name for entry in registry.connectors() if entry.ping is not None]
+    return testable_connectors()
 
 
 def connector_variables(runtime: Runtime) -> list[dict[str, Any]]:
     """Each connector's environment variables and whether each is set; values are never shown."""
-    settings = runtime.settings
-    rows = []
-    for entry in registry.connectors():
-        for name, field in entry.settings.model_fields.items():
-            rows.append(
-                {
-                    "connector": entry.label,
-                    "variable": name,
-                    "set": getattr(settings, name, field.default) != field.get_default(call_default_factory=True),
-                }
-            )
-    return rows
+    return [asdict(variable) for variable in variables(runtime.settings)]
 
 
 def test_connection(name: str, runtime: Runtime) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The analyser for LLM_PROVIDER=azure|openai: retrieval, then a model's structured decision, then the desk's rules.
 
 With tool calling the model runs as an agent (LangChain 1.x) with the seed's tools (search the knowledge base,
-search the web when SERPAPI_API_KEY is set, propose resolution, request information, escalate) for at most
+search the web when a web-search connector is configured, propose resolution, request information, escalate) for at most
 LLM_AGENT_MAX_ITERATIONS model calls; without it, a fixed chain does the same: queries → evidence → decision.
 The decision is a typed field of a pydantic answer, never read out of free text. A failed or malformed answer
 is retried once; then the retrieval-only `decide()` answers and the error is recorded. Escalation rules,
@@ -31,6 +31,7 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationError, model_v
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors import base, registry
 from engine.analysers.escalation import Criteria, assess, rule_criteria
 from engine.analysers.llm import UsageRecorder, build_chat_model, supports_tool_calling, token_budget
 from engine.analysers.prompts import (
@@ -167,23 +168,25 @@ def kb_search(session: Session, settings: Settings, query: str, queries: list[st
     return [item.model_dump() for item in search(session, settings, query, k=5, queries=queries)]
 
 
-def serpapi_search(settings: Settings, query: str) -> list[dict[str, Any]]:
-    """The top organic web results as evidence (SerpAPI, seed §4.3), through the SerpAPI connector."""
-    from connectors.serpapi import SerpApiClient
+def web_evidence(searcher: base.WebSearch) -> WebSearch:
+    """The top web results of the registry's web-search connector (seed §4.3: SerpAPI) as evidence."""
 
-    return [
-        {
-            "source_kind": "web",
-            "source_id": 0,
-            "title": result.title,
-            "location": result.url,
-            "location_data": {"url": result.url},
-            "text": result.snippet,
-            "fused_score": 0.0,
-            "chunk_id": 0,
-        }
-        for result in SerpApiClient(settings).search(query, count=3)
-    ]
+    def search(_: Settings, query: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "source_kind": "web",
+                "source_id": 0,
+                "title": result.title,
+                "location": result.url,
+                "location_data": {"url": result.url},
+                "text": result.snippet,
+                "fused_score": 0.0,
+                "chunk_id": 0,
+            }
+            for result in searcher.search(query, count=3)
+        ]
+
+    return search
 
 
 def describe(error: BaseException) -> str:
@@ -229,7 +232,8 @@ class LlmAnalyser:
         self.model = chat_model if chat_model is not None else build_chat_model(settings)
         self.name = name or settings.LLM_PROVIDER
         self.search_kb = search_kb
-        self.search_web = search_web or (serpapi_search if settings.SERPAPI_API_KEY.get_secret_value() else None)
+        searcher = registry.web_search(settings) if search_web is None else None
+        self.search_web = search_web or (web_evidence(searcher) if searcher is not None else None)
         self.budget = token_budget(settings)
         self.uses_agent = supports_tool_calling(self.model, settings)
         self._structured_models: dict[type[BaseModel], Runnable[Any, Any]] = {}

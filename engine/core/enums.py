@@ -1,18 +1,14 @@
-"""The closed vocabularies of the desk: ticket states, action kinds and states, outbox states, roles."""
+"""The closed vocabularies of the desk: ticket states, action kinds and states, outbox states, roles.
+
+Ticket states are defined with the connectors (connectors/base.py), which write them back to the vendors and import
+no engine code; the engine names them from here like every other vocabulary.
+"""
 
 from enum import StrEnum
 
+from connectors.base import TicketStatus
 
-class TicketStatus(StrEnum):
-    NEW = "New"
-    ANALYZING = "Analyzing"
-    AWAITING_APPROVAL = "AwaitingApproval"
-    AWAITING_CUSTOMER = "AwaitingCustomer"
-    IN_PROGRESS = "InProgress"
-    """A person took the ticket over and owns it; automation leaves it alone."""
-    ESCALATED = "Escalated"
-    RESOLVED = "Resolved"
-    CLOSED = "Closed"
+__all__ = ["ActionKind", "ActionState", "MessageKind", "OutboxState", "OutcomeState", "Role", "TicketStatus"]
 
 
 class ActionKind(StrEnum):

@@ -22,7 +22,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class CoreSettings(BaseSettings):
-    """The engine's own settings; `Settings` adds every connector's."""
+    """The engine's own settings; `Settings` adds every connector's, and the variables all connectors share."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True)
 
@@ -44,7 +44,7 @@ class CoreSettings(BaseSettings):
     OUTBOX_MAX_ATTEMPTS: int = Field(default=8, ge=1)
     OUTBOX_BACKOFF_SECONDS: float = Field(default=30.0, gt=0)
     OUTBOX_CONFIRM_WINDOW_SECONDS: float = Field(default=3600.0, ge=0)
-    MAX_ATTACHMENT_BYTES: int = Field(default=25 * 1024 * 1024, ge=1)
+    # MAX_ATTACHMENT_BYTES: connectors.base.ConnectorSettings (sources read it when they fetch attachments)
 
     # Outgoing mail
     OUTBOX_TRANSPORT: str = "database"
@@ -90,17 +90,7 @@ class CoreSettings(BaseSettings):
     AZURE_OPENAI_EMBED_VERSION: str = "2024-10-21"
     AZURE_OPENAI_EMBED_MODEL: str = "text-embedding-ada-002"
 
-    # Connectors
-    CONNECTOR_CONNECT_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
-    CONNECTOR_READ_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
-    CONNECTOR_RETRY_ATTEMPTS: int = Field(default=4, ge=1)
-    CONNECTOR_BACKOFF_SECONDS: float = Field(default=1.0, ge=0)
-    CONNECTOR_MAX_BACKOFF_SECONDS: float = Field(default=60.0, ge=0)
-    CONNECTOR_MAX_RETRY_AFTER_SECONDS: float = Field(default=300.0, ge=0)
-    CONNECTOR_BREAKER_THRESHOLD: int = Field(default=5, ge=1)
-    CONNECTOR_BREAKER_RESET_SECONDS: float = Field(default=60.0, gt=0)
-    CONNECTOR_CA_BUNDLE: str = ""
-    CONNECTOR_PAGE_SIZE: int = Field(default=100, ge=1, le=10_000)
+    # Connectors (CONNECTOR_* timeouts, retries, breaker, CA bundle and page size: connectors.base.ConnectorSettings)
     SYNC_BACK_ENABLED: bool = True
     SYNC_BACK_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
     SYNC_BACK_MAX_ATTEMPTS: int = Field(default=5, ge=1)

@@ -1,9 +1,10 @@
 """Prometheus metrics for `python -m engine run --metrics-port N`: what the desk holds and how its work goes.
 
 Counts of tickets and outbox messages are read from the database at scrape time (one GROUP BY each),
-so they are always current, agree across replicas and cost nothing between scrapes. Job runs, analyses,
-deliveries and connector errors are counters and histograms of this process, fed by one-line calls
-at the places that do the work. Alert rules over these names: deploy/prometheus-alerts.yml.
+so they are always current, agree across replicas and cost nothing between scrapes. Job runs, analyses and
+deliveries are counters and histograms of this process, fed by one-line calls at the places that do the
+work; connector errors are counted where calls are retried (connectors/http.py), in the same default registry
+this endpoint serves. Alert rules over these names: deploy/prometheus-alerts.yml.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from connectors.base import TicketSource
-    from connectors.http import ConnectorError
     from engine.core.analysis import AnalysisResult
     from engine.core.settings import Settings
 
@@ -61,9 +61,6 @@ TICKET_PROCESSING = Histogram(
 DELIVERIES = Counter(
     "nts_outbox_deliveries", "Outbox delivery outcomes (sent, retried, failed, uncertain)", ["outcome"]
 )
-CONNECTOR_ERRORS = Counter(
-    "nts_connector_errors", "Connector calls failed after their retries, by error class", ["connector", "kind"]
-)
 POLL_FAILURES = Counter("nts_source_poll_failures", "Polls of a ticket source that failed as a whole", ["source"])
 INGEST_ERRORS = Counter("nts_ingest_errors", "Items from a source that could not be ingested", ["source"])
 
@@ -92,11 +89,6 @@ def observe_delivery(counts: Mapping[str, int]) -> None:
     """One run of the outbox job: how its sends went (failed and uncertain ones wait for a person)."""
     for outcome in ("sent", "retried", "failed", "uncertain"):
         DELIVERIES.labels(outcome).inc(counts[outcome])
-
-
-def count_connector_error(error: ConnectorError) -> None:
-    """A connector call failed for good (after its retries), so the caller sees the error."""
-    CONNECTOR_ERRORS.labels(error.connector, type(error).__name__).inc()
 
 
 def observe_poll(poll: PollJob) -> PollJob:

@@ -21,12 +21,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.mailgun import MailgunEvents
+from connectors.registry import webhook_path
 from engine.core.db import make_session_factory
 from engine.core.models import Ticket, TimelineEvent, WebhookToken
 from engine.core.settings import Settings
 from engine.delivery.delivery_events import poll_delivery_events
 from engine.delivery.outbox import deliver_outbox, make_transport
-from engine.delivery.webhooks import PATH, start_webhook_server
+from engine.delivery.webhooks import start_webhook_server
 from tests.app_process import free_port
 from tests.connectors.conftest import mailgun_values, with_settings
 from tests.connectors.test_mailgun import queue, sign
@@ -34,6 +35,7 @@ from tests.emulators.mailgun import MailgunEmulator
 from tests.engine_process import run_engine
 
 KEY = "webhook-signing-key-4242"
+PATH = webhook_path("mailgun")
 
 
 @pytest.fixture
