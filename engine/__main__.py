@@ -14,10 +14,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors import registry
+from connectors.redaction import redact_url_credentials
 from engine.core.db import transaction
 from engine.core.logs import configure_logging
 from engine.core.models import utcnow
-from engine.core.redaction import redact_url_credentials
 from engine.core.settings import ConfigurationError, get_settings
 from engine.delivery.webhooks import start_webhook_server
 from engine.health import health_report

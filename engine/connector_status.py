@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors import registry
 from connectors.http import AuthenticationError, ConnectorError, breaker_for
+from connectors.redaction import redact_url_credentials
 from connectors.registry import Connector
 from engine.core.db import make_engine, make_session_factory
 from engine.core.enums import OutboxState
 from engine.core.models import JobStatus, OutboxMessage, SourceCursor
-from engine.core.redaction import redact_url_credentials
 from engine.core.settings import ConfigurationError, Settings
 from engine.delivery.sync import sync_backlog
 

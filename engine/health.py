@@ -14,10 +14,10 @@ from typing import Any
 import psutil
 from sqlalchemy import func, select, text
 
+from connectors.redaction import redact_url_credentials
 from engine.connector_status import ConnectorStatus, check_connectors
 from engine.core.enums import OutboxState
 from engine.core.models import JobStatus, OutboxMessage, utcnow
-from engine.core.redaction import redact_url_credentials
 from engine.runtime import Runtime
 
 STALE_JOB = timedelta(minutes=10)

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors import registry
 from connectors.base import TicketSource
+from connectors.redaction import redact_url_credentials
 from engine.core.db import exclusive, transaction
 from engine.core.models import IngestError, JobStatus, KbChunk, KbDocument, SourceCursor, Ticket, utcnow
-from engine.core.redaction import redact_url_credentials
 from engine.core.settings import Settings
 from engine.intake.ingest import ingest
 from engine.ops.observability import observe_job, observe_poll

@@ -8,10 +8,10 @@ from typing import Any
 
 import streamlit as st
 
+from connectors.redaction import redact_url_credentials
 from engine.connector_status import ConnectorStatus, check_connectors, testable_connectors
 from engine.connector_status import connector_variables as variables
 from engine.connector_status import test_connection as probe
-from engine.core.redaction import redact_url_credentials
 from engine.runtime import Runtime
 from ui.components import ago, plain
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from engine.core.redaction import redact_url_credentials
+from connectors.redaction import redact_url_credentials
 from engine.core.settings import Settings
 
 STANDARD_FIELDS = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}

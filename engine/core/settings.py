@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors import registry
 from connectors.base import ConfigurationError
-from engine.core.redaction import redact_url_credentials
+from connectors.redaction import redact_url_credentials
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

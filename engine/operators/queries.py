@@ -16,6 +16,7 @@ from typing import Any, Literal
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
+from connectors.redaction import redact_url_credentials
 from engine.core.enums import ActionState, TicketStatus
 from engine.core.models import (
     Action,
@@ -34,7 +35,6 @@ from engine.core.models import (
     TimelineEvent,
     utcnow,
 )
-from engine.core.redaction import redact_url_credentials
 
 SORTABLE = {
     "newest": (Ticket.id.desc(),),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from connectors.http import ConnectorError, describe_url
-from engine.core.redaction import redact_url_credentials
+from connectors.redaction import redact_url_credentials
 from engine.core.settings import ConfigurationError, load_settings
 
 
