@@ -17,8 +17,8 @@ from kb.indexer import add_document
 from kb.store import reset_caches
 from tests.factories import resolution_outcome, text_snapshot, ticket_in
 
-ARTICLES = Path(__file__).resolve().parent.parent.parent / "connectors" / "demo_data" / "kb"
-CORPUS = sorted((Path(__file__).resolve().parent.parent / "corpus" / "injection").glob("*.txt"))
+ARTICLES = Path(__file__).resolve().parents[3] / "connectors" / "demo_data" / "kb"
+CORPUS = sorted((Path(__file__).resolve().parents[2] / "corpus" / "injection").glob("*.txt"))
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""LLM fixtures: a migrated SQLite database, settings for the LLM analyser, scripted chat models, a fake KB."""
+"""LLM analyser fixtures: a migrated SQLite database, settings for the LLM analyser, a knowledge base that is not
+empty (the scripted chat models and the fake KB search are in tests/factories.py)."""
 
 from __future__ import annotations
 
