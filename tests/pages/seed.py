@@ -1,4 +1,5 @@
-"""Tickets in the states the pages show: a draft awaiting approval (with evidence and a score), an escalation."""
+"""Tickets in the states the pages show: an escalation and a draft's escalation score (a draft awaiting approval,
+with evidence, is `tests.factories.drafted`)."""
 
 from __future__ import annotations
 
