@@ -1,16 +1,44 @@
-"""Builders for test data, so tests say only what matters to them."""
+"""Builders for test data and test doubles shared by several test modules, so tests say only what matters to them.
+
+Tickets and their history; an analyser that proposes a fixed decision and a write-back target with scripted
+answers; scripted chat models and a fake knowledge-base search for the LLM analyser; an embedder that knows the
+synthetic topics of the self-test's knowledge bases; Mailgun webhook signatures.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 import random
-from typing import Any
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session
+import numpy as np
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatResult
+from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.base import TicketIn
-from engine.core.enums import ActionKind, ActionState, OutcomeState, TicketStatus
+from connectors.base import SourceUpdate, TicketIn
+from connectors.http import ConnectorError
+from engine.core.analysis import AnalysisResult, TicketSnapshot
+from engine.core.desk_policy import DeskPolicy
+from engine.core.enums import ActionKind, ActionState, MessageKind, OutcomeState, TicketStatus
 from engine.core.models import Action, Analysis, ResolutionOutcome, Ticket, utcnow
+from engine.core.settings import Settings
+from engine.core.templates import acknowledgement
+from engine.delivery.outbox import enqueue_email
+from engine.intake.ingest import ingest
+from engine.pipeline import process_pending
+from kb.self_test import SelfTestCorpus
+
+if TYPE_CHECKING:
+    from tests.emulators.openai_api import OpenAIEmulator
 
 _counter = itertools.count(1)
 
@@ -187,3 +215,282 @@ def proposed_resolution(
             )
         )
     return analysis
+
+
+# Tickets through the pipeline, with an analyser double
+
+
+@dataclass
+class Proposes:
+    """An analyser double returning a fixed decision, recording what it saw."""
+
+    decision: str = "resolve"
+    confidence: float = 0.95
+    name: str = "fixed"
+    error: str | None = None
+    seen: list[TicketSnapshot] = field(default_factory=list)
+
+    def analyse(self, ticket: TicketSnapshot, policy: DeskPolicy | None = None) -> AnalysisResult:
+        self.seen.append(ticket)
+        return AnalysisResult(
+            analyser=self.name,
+            decision=self.decision,
+            reason="test",
+            confidence=self.confidence,  # type: ignore[arg-type]
+            draft_subject=f"Resolution Proposed: {ticket.reference}",
+            draft_body="1. Restart the VPN client.",
+            evidence=[{"source_kind": "kb", "title": "vpn.md"}],
+            error=self.error,
+        )
+
+
+def new_ticket(factory: sessionmaker[Session], settings: Settings, **fields: object) -> int:
+    """A new ticket from a person, ingested; override any field of `ticket_in`: its id."""
+    with factory.begin() as session:
+        return ingest(session, ticket_in(**fields), settings).ticket_id
+
+
+def drafted(factory: sessionmaker[Session], settings: Settings, **fields: object) -> tuple[int, int]:
+    """A ticket whose resolution draft, citing evidence, awaits approval: (ticket id, action id)."""
+    ticket_id = new_ticket(factory, settings, **fields)
+    process_pending(factory, settings, Proposes(confidence=0.5), worker="w")
+    with factory() as session:
+        return ticket_id, session.scalar(select(Action.id).where(Action.ticket_id == ticket_id))
+
+
+def resolved_automatically(factory: sessionmaker[Session], settings: Settings) -> int:
+    """A "network" ticket the autopilot resolved with `Proposes` (confidence 0.95): its id."""
+    settings.AUTOPILOT_ENABLED = True
+    ticket_id = new_ticket(factory, settings, category="network")
+    process_pending(factory, settings, Proposes(), worker="w")
+    return ticket_id
+
+
+def outcome_of(factory: sessionmaker[Session], ticket_id: int) -> ResolutionOutcome:
+    """The latest resolution outcome of a ticket."""
+    with factory() as session:
+        return session.scalars(
+            select(ResolutionOutcome).where(ResolutionOutcome.ticket_id == ticket_id).order_by(ResolutionOutcome.id)
+        ).all()[-1]
+
+
+def reply(factory: sessionmaker[Session], settings: Settings, ticket_id: int, body: str) -> Ticket:
+    """The customer answers the ticket by e-mail with `body`: the ticket afterwards."""
+    with factory.begin() as session:
+        ticket = session.get(Ticket, ticket_id)
+        ingest(session, email_in(requester_email=ticket.email, subject=f"Re: {ticket.reference}", body=body), settings)
+    with factory() as session:
+        return session.get(Ticket, ticket_id)
+
+
+# Write-back and delivery
+
+
+@dataclass
+class FakeSource:
+    """A write-back target whose answers for each ticket (external id) are scripted, in order."""
+
+    name: str = "test"
+    answers: dict[str, list[ConnectorError]] = field(default_factory=dict)
+    pushed: list[tuple[str, int, bool]] = field(default_factory=list)
+
+    def push(self, update: SourceUpdate, *, check_first: bool = False) -> None:
+        if self.answers.get(update.external_id):
+            raise self.answers[update.external_id].pop(0)
+        self.pushed.append((update.external_id, update.event_id, check_first))
+
+
+def queue(session_factory: sessionmaker[Session], settings: Settings) -> int:
+    """A demo ticket whose acknowledgement waits in the outbox: the message's id."""
+    with session_factory() as session, session.begin():
+        item = TicketIn(
+            source="demo",
+            external_id="t1",
+            requester_email="customer@example.com",
+            subject="VPN broken",
+            body="It does not connect",
+        )
+        ticket = session.get(Ticket, ingest(session, item, settings).ticket_id)
+        assert ticket is not None
+        content = acknowledgement(ticket, settings.SUPPORT_SIGNATURE)
+        return enqueue_email(session, settings, ticket, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key="ack").id
+
+
+def sign(key: str, timestamp: str, token: str) -> str:
+    """The Mailgun webhook signature of `timestamp` and `token` under the signing `key`."""
+    return hmac.new(key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
+
+
+# The LLM analyser: scripted chat models, a fake knowledge-base search, what the analyser sees
+
+
+class ScriptedModel(GenericFakeChatModel):
+    """A fake chat model without tool calling that remembers every prompt it was sent."""
+
+    seen: list[list[BaseMessage]] = []
+
+    def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> ChatResult:
+        self.seen.append(list(messages))
+        return super()._generate(messages, *args, **kwargs)
+
+
+class ToolCallingModel(ScriptedModel):
+    """The same, with tool calling: `bind_tools` records the tools and answers come as scripted tool calls."""
+
+    bound: list[list[str]] = []
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> ToolCallingModel:  # type: ignore[override]
+        self.bound.append([getattr(tool, "name", None) or getattr(tool, "__name__", str(tool)) for tool in tools])
+        return self
+
+
+def usage(prompt: int = 100, completion: int = 20) -> dict[str, int]:
+    return {"input_tokens": prompt, "output_tokens": completion, "total_tokens": prompt + completion}
+
+
+def said(content: str, prompt: int = 100, completion: int = 20) -> AIMessage:
+    return AIMessage(content=content, usage_metadata=usage(prompt, completion))
+
+
+def calls(name: str, prompt: int = 100, completion: int = 20, **arguments: Any) -> AIMessage:
+    return AIMessage(
+        content="",
+        tool_calls=[{"name": name, "args": arguments, "id": f"call-{name}", "type": "tool_call"}],
+        usage_metadata=usage(prompt, completion),
+    )
+
+
+def scripted(*answers: AIMessage | str) -> ScriptedModel:
+    return ScriptedModel(messages=iter(answers), seen=[])
+
+
+def tool_calling(*answers: AIMessage | str) -> ToolCallingModel:
+    return ToolCallingModel(messages=iter(answers), seen=[], bound=[])
+
+
+def kb_item(number: int, text: str, title: str = "", kind: str = "kb") -> dict[str, Any]:
+    return {
+        "source_kind": kind,
+        "source_id": number,
+        "title": title or f"article-{number}.md",
+        "location": "",
+        "location_data": {},
+        "text": text,
+        "fused_score": 0.03 - number * 0.001,
+        "vector_rank": number,
+        "vector_score": 0.5,
+        "bm25_rank": number,
+        "bm25_score": 3.0,
+        "chunk_id": number,
+    }
+
+
+class FakeKb:
+    """Stands in for kb.search: answers every query with the next batch and records the queries."""
+
+    def __init__(self, *batches: list[dict[str, Any]]) -> None:
+        self.batches = list(batches)
+        self.queries: list[list[str]] = []
+
+    def __call__(self, session: Session, settings: Settings, query: str, queries: list[str]) -> list[dict[str, Any]]:
+        self.queries.append(queries)
+        return self.batches.pop(0) if self.batches else []
+
+
+def snapshot(**overrides: Any) -> TicketSnapshot:
+    """What the LLM analyser sees of a VPN ticket (TCKT-7); override any field."""
+    fields: dict[str, Any] = {
+        "id": 7,
+        "reference": "TCKT-7",
+        "subject": "VPN does not connect",
+        "description": "Since this morning the VPN client on my Windows laptop says 'error 809' when I connect.",
+        "email": "ann@customer.example",
+        "requester_name": "Ann",
+        "source": "email",
+        "priority": None,
+        "category": None,
+        "team": None,
+        "follow_up_count": 0,
+    }
+    fields.update(overrides)
+    return TicketSnapshot(**fields)
+
+
+def text_snapshot(text: str, **fields: object) -> TicketSnapshot:
+    """What an analyser sees of a ticket (TCKT-1) whose description is `text`; override any field."""
+    values: dict[str, object] = {
+        "id": 1,
+        "reference": "TCKT-1",
+        "subject": "",
+        "description": text,
+        "email": "ann@contoso.example",
+        "requester_name": "Ann",
+        "source": "demo",
+        "priority": None,
+        "category": None,
+        "team": None,
+        "follow_up_count": 0,
+    }
+    values.update(fields)
+    return TicketSnapshot(**values)  # type: ignore[arg-type]
+
+
+def openai_settings(settings: Settings, emulator: OpenAIEmulator, **values: object) -> Settings:
+    """`settings` for the OpenAI provider pointed at the chat-completions emulator."""
+    return settings.model_copy(
+        update={
+            "OPENAI_BASE_URL": emulator.openai_base_url,
+            "OPENAI_API_KEY": SecretStr(emulator.api_key),
+            "OPENAI_CHAT_MODEL": "emulated-gpt",
+            "LLM_TIMEOUT_SECONDS": 5.0,
+            "LLM_MAX_RETRIES": 2,
+            **values,
+        }
+    )
+
+
+# Synthetic knowledge bases for the self-test: topic i is named by the word kw{i}a (or kw{i}b)
+
+
+TOPICS = 12
+DIMENSION = 32
+TOPIC_WORD = re.compile(r"\bkw(\d+)[ab]\b")
+
+
+class TopicEmbedder:
+    """Knows that kw{i}a and kw{i}b mean topic i: what a good embedding model does for a paraphrase."""
+
+    def dimension(self) -> int:
+        return DIMENSION
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = 0.05 + 0.02 * noise(texts)
+        for row, text in enumerate(texts):
+            for topic in TOPIC_WORD.findall(text):
+                vectors[row, int(topic)] += 1.0
+        return vectors
+
+    embed_queries = embed_documents
+
+
+def noise(texts: Sequence[str]) -> np.ndarray:
+    seeds = [int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) for text in texts]
+    return np.array([np.random.default_rng(seed).normal(size=DIMENSION) for seed in seeds], dtype=np.float32)
+
+
+def topic_corpus(embedder: TopicEmbedder, *, body_word: str) -> SelfTestCorpus:
+    """One single-chunk document per topic: heading, first sentence naming the topic, a body with `body_word`
+    and a mention of the previous topic (documents of different lengths, so keyword scores differ)."""
+    texts = [
+        f"Guide to kw{i}a setup\nThe kw{i}a feature needs configuring once per account. "
+        f"It is not to be confused with kw{(i - 1) % TOPICS}a. "
+        f"Open the settings panel and follow the steps for kw{i}{body_word}; save the kw{i}{body_word} options "
+        "and restart the account settings panel." + " Then check the panel again." * (i % 4)
+        for i in range(TOPICS)
+    ]
+    return SelfTestCorpus(
+        ids=[str(i) for i in range(TOPICS)],
+        texts=texts,
+        sources=[("kb", i) for i in range(TOPICS)],
+        vectors=embedder.embed_documents(texts),
+    )

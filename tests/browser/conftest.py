@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.core.settings import Settings
 from engine.operators.auth import create_first_admin
 from tests.app_process import streamlit_app
+from tests.factories import drafted
 from tests.kb.embeddings_emulator import EmbeddingsEmulator
 from tests.pages.conftest import PASSWORD
-from tests.pages.seed import drafted, escalated, scored
+from tests.pages.seed import escalated, scored
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"

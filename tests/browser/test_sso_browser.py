@@ -17,7 +17,7 @@ from engine.core.models import AuditEntry, Operator
 from engine.core.settings import Settings
 from engine.operators.auth import create_first_admin
 from tests.app_process import ROOT, free_port, streamlit_app
-from tests.browser.test_dashboard_browser import CHROMIUM_ARGS
+from tests.browser.conftest import CHROMIUM_ARGS
 from tests.emulators.base import running
 from tests.emulators.oidc import OidcProvider
 from tests.pages.conftest import PASSWORD

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from datetime import timedelta
 
 import pytest
@@ -11,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.base import DeliveryError, OutgoingAttachment, OutgoingEmail, TicketIn
+from connectors.base import DeliveryError, OutgoingAttachment, OutgoingEmail
 from connectors.mailgun import (
     MAX_WEBHOOK_JSON_DEPTH,
     MailgunEvents,
@@ -22,16 +20,15 @@ from connectors.mailgun import (
     parse_webhook,
     verify_webhook_signature,
 )
-from engine.core.enums import MessageKind, OutboxState
+from engine.core.enums import OutboxState
 from engine.core.models import OutboxMessage, Ticket, TimelineEvent, utcnow
 from engine.core.settings import Settings
-from engine.core.templates import acknowledgement
 from engine.delivery.delivery_events import poll_delivery_events
-from engine.delivery.outbox import _as_email, deliver_outbox, enqueue_email, make_transport
-from engine.intake.ingest import ingest
+from engine.delivery.outbox import _as_email, deliver_outbox, make_transport
 from tests.connectors.conftest import Sleeps, mailgun_values, with_settings
 from tests.emulators.base import Response
 from tests.emulators.mailgun import MailgunEmulator
+from tests.factories import queue, sign
 
 
 def transport(settings: Settings, mailgun: MailgunEmulator, sleeps: Sleeps | None = None, **values: object):
@@ -125,10 +122,6 @@ def test_configuration_problems(plain_settings: Settings) -> None:
     ]
 
 
-def sign(key: str, timestamp: str, token: str) -> str:
-    return hmac.new(key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
-
-
 def test_webhook_signatures() -> None:
     key, now = "signing-key-789", 1_700_000_000.0
     good = sign(key, "1700000000", "tok-1")
@@ -174,21 +167,6 @@ def test_event_pages_follow_paging_next(plain_settings: Settings, mailgun: Mailg
     mailgun.add_event("delivered", "<m7@x>", "a@example.com")
     [later] = list(events.pages(pages[-1].cursor))
     assert [event.message_id for event in later.events] == ["<m7@x>"]
-
-
-def queue(session_factory: sessionmaker[Session], settings: Settings) -> int:
-    with session_factory() as session, session.begin():
-        item = TicketIn(
-            source="demo",
-            external_id="t1",
-            requester_email="customer@example.com",
-            subject="VPN broken",
-            body="It does not connect",
-        )
-        ticket = session.get(Ticket, ingest(session, item, settings).ticket_id)
-        assert ticket is not None
-        content = acknowledgement(ticket, settings.SUPPORT_SIGNATURE)
-        return enqueue_email(session, settings, ticket, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key="ack").id
 
 
 def test_outbox_delivers_through_mailgun_and_reconciles_a_crash(

@@ -30,9 +30,9 @@ from engine.delivery.outbox import deliver_outbox, make_transport
 from engine.delivery.webhooks import start_webhook_server
 from tests.app_process import free_port
 from tests.connectors.conftest import mailgun_values, with_settings
-from tests.connectors.test_mailgun import queue, sign
 from tests.emulators.mailgun import MailgunEmulator
 from tests.engine_process import run_engine
+from tests.factories import queue, sign
 
 KEY = "webhook-signing-key-4242"
 PATH = webhook_path("mailgun")

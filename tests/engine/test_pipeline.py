@@ -1,5 +1,3 @@
-from dataclasses import dataclass, field
-
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -10,36 +8,7 @@ from engine.core.models import Action, Analysis, OutboxMessage, Ticket
 from engine.core.settings import Settings
 from engine.intake.ingest import ingest
 from engine.pipeline import claim_pending_tickets, process_pending
-from tests.factories import email_in, ticket_in
-
-
-@dataclass
-class Proposes:
-    """An analyser double returning a fixed decision, recording what it saw."""
-
-    decision: str = "resolve"
-    confidence: float = 0.95
-    name: str = "fixed"
-    error: str | None = None
-    seen: list[TicketSnapshot] = field(default_factory=list)
-
-    def analyse(self, ticket: TicketSnapshot, policy: DeskPolicy | None = None) -> AnalysisResult:
-        self.seen.append(ticket)
-        return AnalysisResult(
-            analyser=self.name,
-            decision=self.decision,
-            reason="test",
-            confidence=self.confidence,  # type: ignore[arg-type]
-            draft_subject=f"Resolution Proposed: {ticket.reference}",
-            draft_body="1. Restart the VPN client.",
-            evidence=[{"source_kind": "kb", "title": "vpn.md"}],
-            error=self.error,
-        )
-
-
-def new_ticket(factory: sessionmaker[Session], settings: Settings, **fields: object) -> int:
-    with factory.begin() as session:
-        return ingest(session, ticket_in(**fields), settings).ticket_id
+from tests.factories import Proposes, email_in, new_ticket
 
 
 def test_escalation_acknowledges_and_routes_the_ticket_to_a_team(

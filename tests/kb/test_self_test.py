@@ -7,34 +7,13 @@ topic; in the one where keywords win, the rest repeats `kw{i}a` and the embedder
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from kb.calibration import Fusion
 from kb.self_test import SelfTestCorpus, choose_fusion, masked_texts, pseudo_queries, run_self_test, with_duplicates
-
-TOPICS = 12
-DIMENSION = 32
-TOPIC_WORD = re.compile(r"\bkw(\d+)[ab]\b")
-
-
-class TopicEmbedder:
-    """Knows that kw{i}a and kw{i}b mean topic i: what a good embedding model does for a paraphrase."""
-
-    def dimension(self) -> int:
-        return DIMENSION
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = 0.05 + 0.02 * noise(texts)
-        for row, text in enumerate(texts):
-            for topic in TOPIC_WORD.findall(text):
-                vectors[row, int(topic)] += 1.0
-        return vectors
-
-    embed_queries = embed_documents
+from tests.factories import DIMENSION, TopicEmbedder, topic_corpus
 
 
 class MisleadingEmbedder(TopicEmbedder):
@@ -42,29 +21,6 @@ class MisleadingEmbedder(TopicEmbedder):
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return np.roll(self.embed_documents(texts), 1, axis=1)
-
-
-def noise(texts: Sequence[str]) -> np.ndarray:
-    seeds = [int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) for text in texts]
-    return np.array([np.random.default_rng(seed).normal(size=DIMENSION) for seed in seeds], dtype=np.float32)
-
-
-def topic_corpus(embedder: TopicEmbedder, *, body_word: str) -> SelfTestCorpus:
-    """One single-chunk document per topic: heading, first sentence naming the topic, a body with `body_word`
-    and a mention of the previous topic (documents of different lengths, so keyword scores differ)."""
-    texts = [
-        f"Guide to kw{i}a setup\nThe kw{i}a feature needs configuring once per account. "
-        f"It is not to be confused with kw{(i - 1) % TOPICS}a. "
-        f"Open the settings panel and follow the steps for kw{i}{body_word}; save the kw{i}{body_word} options "
-        "and restart the account settings panel." + " Then check the panel again." * (i % 4)
-        for i in range(TOPICS)
-    ]
-    return SelfTestCorpus(
-        ids=[str(i) for i in range(TOPICS)],
-        texts=texts,
-        sources=[("kb", i) for i in range(TOPICS)],
-        vectors=embedder.embed_documents(texts),
-    )
 
 
 def test_pseudo_queries_are_headings_and_first_sentences_cut_from_their_source() -> None:

@@ -94,3 +94,10 @@ def texts(at: AppTest) -> str:
     for kind in ("title", "header", "subheader", "markdown", "caption", "text", "info", "success", "warning", "error"):
         parts.extend(str(element.value) for element in getattr(at, kind))
     return "\n".join(parts)
+
+
+def sign_in(at, username: str, password: str):
+    """Fill in the sign-in form of the page `at` shows and submit it."""
+    at.text_input(key="sign_in_username").input(username)
+    at.text_input(key="sign_in_password").input(password)
+    return at.button[0].click().run()

@@ -1,22 +1,14 @@
-"""Tickets in the states the pages show: a draft awaiting approval (with evidence and a score), an escalation."""
+"""Tickets in the states the pages show: an escalation and a draft's escalation score (a draft awaiting approval,
+with evidence, is `tests.factories.drafted`)."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.core.models import Action, Escalation
+from engine.core.models import Escalation
 from engine.core.settings import Settings
 from engine.pipeline import process_pending
-from tests.engine.test_pipeline import Proposes, new_ticket
-
-
-def drafted(factory: sessionmaker[Session], settings: Settings, **fields: object) -> tuple[int, int]:
-    """A ticket whose resolution draft awaits approval, with cited evidence: (ticket id, action id)."""
-    ticket_id = new_ticket(factory, settings, **fields)
-    process_pending(factory, settings, Proposes(confidence=0.5), worker="seed")
-    with factory() as session:
-        return ticket_id, session.scalar(select(Action.id).where(Action.ticket_id == ticket_id))
+from tests.factories import Proposes, new_ticket
 
 
 def escalated(factory: sessionmaker[Session], settings: Settings, **fields: object) -> int:

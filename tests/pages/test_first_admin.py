@@ -6,8 +6,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.core.models import AuditEntry, Operator
 from engine.core.settings import Settings
 from engine.operators.auth import setup_code_path
-from tests.pages.conftest import PASSWORD, open_page, texts
-from tests.pages.test_sign_in import sign_in
+from tests.pages.conftest import PASSWORD, open_page, sign_in, texts
 
 
 def test_first_admin_needs_the_setup_code_from_the_server(

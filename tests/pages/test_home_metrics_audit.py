@@ -6,9 +6,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.enums import ActionState, OutcomeState
 from engine.core.settings import Settings
-from tests.factories import proposed_resolution
+from tests.factories import drafted, proposed_resolution
 from tests.pages.conftest import open_page, texts
-from tests.pages.seed import drafted, escalated
+from tests.pages.seed import escalated
 from ui import glossary
 
 

@@ -12,7 +12,7 @@ from engine.core.settings import Settings
 from engine.operators.actions import Actor
 from engine.operators.auth import update_operator
 from engine.operators.sessions import issue_token, token_user
-from tests.pages.conftest import PASSWORD, open_page, texts
+from tests.pages.conftest import PASSWORD, open_page, sign_in, texts
 from tests.pages.seed import escalated
 
 PAGES = [
@@ -36,12 +36,6 @@ def test_every_page_asks_for_sign_in_before_showing_data(
     assert [button.label for button in at.button] == ["Sign in"]
     assert "Secret payroll" not in texts(at)
     assert not at.dataframe and not at.metric
-
-
-def sign_in(at, username: str, password: str):
-    at.text_input(key="sign_in_username").input(username)
-    at.text_input(key="sign_in_password").input(password)
-    return at.button[0].click().run()
 
 
 def test_sign_in_with_the_right_password_shows_the_page(app: Settings) -> None:

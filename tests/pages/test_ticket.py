@@ -8,9 +8,9 @@ from engine.core.enums import ActionState, Role, TicketStatus
 from engine.core.models import Action, AuditEntry, OutboxMessage, Ticket, TimelineEvent
 from engine.core.settings import Settings
 from engine.operators.actions import Actor, edit_draft
-from tests.engine.test_pipeline import new_ticket
+from tests.factories import drafted, new_ticket
 from tests.pages.conftest import open_page, texts
-from tests.pages.seed import drafted, escalated, scored
+from tests.pages.seed import escalated, scored
 
 TICKET = "pages/2_Ticket.py"
 

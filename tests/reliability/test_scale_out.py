@@ -26,7 +26,7 @@ from engine.core.settings import Settings
 from engine.intake.ingest import ingest
 from engine.operators.auth import create_first_admin
 from tests.app_process import ChromaServer, streamlit_app
-from tests.browser.test_dashboard_browser import CHROMIUM_ARGS
+from tests.browser.conftest import CHROMIUM_ARGS
 from tests.engine_process import engine_env, start_engine
 from tests.factories import ticket_in
 from tests.kb.embeddings_emulator import EmbeddingsEmulator

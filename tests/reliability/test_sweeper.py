@@ -8,7 +8,7 @@ from engine.core.models import Analysis, Ticket, TimelineEvent, utcnow
 from engine.core.settings import Settings
 from engine.operators.actions import Actor, set_status
 from engine.pipeline import claim_pending_tickets, process_pending, requeue_stranded
-from tests.engine.test_pipeline import Proposes, new_ticket
+from tests.factories import Proposes, new_ticket
 
 ANN = Actor("ann", Role.AGENT)
 ESCALATES = Proposes(decision="escalate")

@@ -25,7 +25,7 @@ from engine.core.models import AuditEntry, Base, KbDocument, OutboxMessage
 from engine.core.settings import Settings
 from engine.operators.actions import RANK, Actor, PermissionDeniedError
 from engine.operators.auth import OperatorError, authenticate, create_first_admin, create_operator
-from tests.pages.seed import drafted
+from tests.factories import drafted
 
 CHECKS_ONLY = {"require"}
 """Public functions taking an Actor that write nothing: the role check itself."""

@@ -18,7 +18,7 @@ from engine.core.settings import Settings
 from engine.operators.actions import Actor, override_decision
 from engine.operators.auth import create_operator
 from engine.operators.exports import FORMULA_PREFIXES, to_safe_csv
-from tests.engine.test_pipeline import new_ticket
+from tests.factories import new_ticket
 from tests.pages.conftest import open_page
 from tests.security.conftest import lines_of
 

@@ -18,8 +18,8 @@ from engine.core.models import JobStatus
 from engine.core.settings import Settings
 from engine.operators.queries import job_statuses
 from tests.conftest import POSTGRES_ADMIN_URL
-from tests.engine.test_pipeline import new_ticket
 from tests.engine_process import run_engine
+from tests.factories import new_ticket
 
 DEAD = "http://127.0.0.1:9"
 SECRETS = {

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.db import make_engine, upgrade_database
 from engine.core.settings import Settings
-from tests.engine.test_pipeline import new_ticket
+from tests.factories import new_ticket
 from tests.pages.conftest import open_page, texts
 
 

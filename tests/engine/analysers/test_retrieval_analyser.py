@@ -15,11 +15,10 @@ from engine.intake.ingest import ingest
 from engine.pipeline import process_pending
 from kb.indexer import add_document
 from kb.store import reset_caches
-from tests.ai.test_escalation import snapshot
-from tests.factories import resolution_outcome, ticket_in
+from tests.factories import resolution_outcome, text_snapshot, ticket_in
 
-ARTICLES = Path(__file__).resolve().parent.parent.parent / "connectors" / "demo_data" / "kb"
-CORPUS = sorted((Path(__file__).resolve().parent.parent / "corpus" / "injection").glob("*.txt"))
+ARTICLES = Path(__file__).resolve().parents[3] / "connectors" / "demo_data" / "kb"
+CORPUS = sorted((Path(__file__).resolve().parents[2] / "corpus" / "injection").glob("*.txt"))
 
 
 @pytest.fixture
@@ -34,7 +33,7 @@ def analyser(session_factory: sessionmaker[Session], settings: Settings) -> Iter
 
 def test_how_to_is_answered_from_the_matching_article(analyser: RetrievalAnalyser) -> None:
     result = analyser.analyse(
-        snapshot("How do I invite new users to our Northwind Cloud workspace?", subject="Inviting colleagues")
+        text_snapshot("How do I invite new users to our Northwind Cloud workspace?", subject="Inviting colleagues")
     )
     assert result.decision == "resolve", result.reason
     assert result.evidence[0]["title"] == "Northwind Cloud: inviting users to your workspace"
@@ -53,7 +52,7 @@ def test_how_to_is_answered_from_the_matching_article(analyser: RetrievalAnalyse
 
 
 def test_vague_problem_report_gets_category_specific_questions(analyser: RetrievalAnalyser) -> None:
-    result = analyser.analyse(snapshot("it is broken again, please fix", subject="broken", category="network"))
+    result = analyser.analyse(text_snapshot("it is broken again, please fix", subject="broken", category="network"))
     assert result.decision == "ask"
     assert "Where are you connecting from (office, home, VPN) and on which device?" in result.follow_up_questions
     assert result.draft_subject == "Additional Information Required: TCKT-1"
@@ -61,14 +60,16 @@ def test_vague_problem_report_gets_category_specific_questions(analyser: Retriev
 
 
 def test_a_short_report_that_names_only_a_topic_is_asked_about_not_answered(analyser: RetrievalAnalyser) -> None:
-    result = analyser.analyse(snapshot("Password issue again.", subject="Password issue again", category="access"))
+    result = analyser.analyse(text_snapshot("Password issue again.", subject="Password issue again", category="access"))
     assert result.evidence and result.evidence[0]["title"] == "Resetting your Northwind Labs password"
     assert result.confidence >= analyser.settings.RESOLVE_MIN_CONFIDENCE, "the article alone would have been proposed"
     assert result.decision == "ask", "whichever article matches two words, sending it would be a guess"
 
 
 def test_outage_goes_to_the_incident_team(analyser: RetrievalAnalyser) -> None:
-    result = analyser.analyse(snapshot("502 Bad Gateway for all users since 9:00, nobody can work", category="outage"))
+    result = analyser.analyse(
+        text_snapshot("502 Bad Gateway for all users since 9:00, nobody can work", category="outage")
+    )
     assert result.decision == "escalate"
     assert result.team == "Incident Response"
     assert "category outage always goes to a person" in result.reason
@@ -81,7 +82,7 @@ def test_knowledge_base_failure_hands_the_ticket_to_a_person(
         raise ConnectionError("Chroma server at 127.0.0.1:8000 refused the connection")
 
     monkeypatch.setattr("kb.search.search", broken)
-    result = analyser.analyse(snapshot("How do I invite new users to Northwind Cloud?"))
+    result = analyser.analyse(text_snapshot("How do I invite new users to Northwind Cloud?"))
     assert result.decision == "escalate"
     assert result.reason.startswith("knowledge base unavailable: ConnectionError")
 

@@ -25,8 +25,7 @@ from engine.pipeline import process_pending
 from tests.emulators.base import Response, running
 from tests.emulators.openai_api import OpenAIEmulator, Reply, desk_model, rate_limited, tool_call
 from tests.emulators.serpapi import SerpApiEmulator
-from tests.factories import ticket_in
-from tests.llm.conftest import FakeKb, kb_item, said, scripted, snapshot
+from tests.factories import FakeKb, kb_item, openai_settings, said, scripted, snapshot, ticket_in
 
 ASK = {
     "summary": "VPN error",
@@ -48,19 +47,6 @@ def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     sleeps: list[float] = []
     monkeypatch.setattr(openai._base_client, "time", SimpleNamespace(sleep=sleeps.append, time=time.time))
     return sleeps
-
-
-def openai_settings(settings: Settings, emulator: OpenAIEmulator, **values: object) -> Settings:
-    return settings.model_copy(
-        update={
-            "OPENAI_BASE_URL": emulator.openai_base_url,
-            "OPENAI_API_KEY": SecretStr(emulator.api_key),
-            "OPENAI_CHAT_MODEL": "emulated-gpt",
-            "LLM_TIMEOUT_SECONDS": 5.0,
-            "LLM_MAX_RETRIES": 2,
-            **values,
-        }
-    )
 
 
 def azure_settings(settings: Settings, emulator: OpenAIEmulator, **values: object) -> Settings:

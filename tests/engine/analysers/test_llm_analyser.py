@@ -13,7 +13,7 @@ from engine.core.desk_policy import default_policy
 from engine.core.settings import Settings
 from engine.outcomes.outcome_calibration import logit, sigmoid
 from tests.emulators.openai_api import CRITERIA
-from tests.llm.conftest import FakeKb, calls, kb_item, said, scripted, snapshot, tool_calling
+from tests.factories import FakeKb, calls, kb_item, said, scripted, snapshot, tool_calling
 
 VPN_STEPS = (
     "1. Open the VPN client and choose Settings.\n2. Set the protocol to IKEv2.\n3. Restart the laptop and connect."

@@ -18,7 +18,7 @@ from engine.trust.guards import (
     unsupported_steps,
 )
 
-CORPUS = sorted((Path(__file__).resolve().parent.parent / "corpus" / "injection").glob("*.txt"))
+CORPUS = sorted((Path(__file__).resolve().parents[2] / "corpus" / "injection").glob("*.txt"))
 BENIGN = [
     "How do I reset my password? The self-service portal says my link expired.",
     "Outlook keeps asking for my password since the update this morning.",

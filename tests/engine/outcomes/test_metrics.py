@@ -7,7 +7,7 @@ from engine.core.models import Action, utcnow
 from engine.core.settings import Settings
 from engine.outcomes.metrics import MetricsFilter, escalation_reasons, reason_group
 from engine.pipeline import process_pending
-from tests.engine.test_pipeline import Proposes, new_ticket
+from tests.factories import Proposes, new_ticket
 
 
 def test_reasons_that_differ_only_in_their_figures_are_one_group() -> None:

@@ -1,26 +1,8 @@
 import pytest
 
 from engine.analysers.escalation import Criteria, assess, information_quality, rule_criteria
-from engine.core.analysis import TicketSnapshot
 from engine.core.desk_policy import DeskPolicy
-
-
-def snapshot(text: str, **fields: object) -> TicketSnapshot:
-    values: dict[str, object] = {
-        "id": 1,
-        "reference": "TCKT-1",
-        "subject": "",
-        "description": text,
-        "email": "ann@contoso.example",
-        "requester_name": "Ann",
-        "source": "demo",
-        "priority": None,
-        "category": None,
-        "team": None,
-        "follow_up_count": 0,
-    }
-    values.update(fields)
-    return TicketSnapshot(**values)  # type: ignore[arg-type]
+from tests.factories import text_snapshot
 
 
 def test_llm_scores_are_clamped_and_coerced() -> None:
@@ -54,7 +36,7 @@ def test_weighted_score_with_the_information_quality_penalty() -> None:
         dependency_complexity=10,
         user_provided_info_quality=2,
     )
-    result = assess(snapshot("x"), criteria, DeskPolicy())
+    result = assess(text_snapshot("x"), criteria, DeskPolicy())
     assert result.raw_score == 100
     assert result.penalty == pytest.approx(0.10)
     assert result.weighted_score == 90
@@ -73,9 +55,9 @@ def test_threshold_is_configurable_and_inclusive() -> None:
         dependency_complexity=7,
         user_provided_info_quality=8,
     )
-    score = assess(snapshot("x"), criteria, DeskPolicy()).weighted_score
-    assert not assess(snapshot("x"), criteria, DeskPolicy(escalation_threshold=score + 0.01)).escalate
-    assert assess(snapshot("x"), criteria, DeskPolicy(escalation_threshold=score)).escalate
+    score = assess(text_snapshot("x"), criteria, DeskPolicy()).weighted_score
+    assert not assess(text_snapshot("x"), criteria, DeskPolicy(escalation_threshold=score + 0.01)).escalate
+    assert assess(text_snapshot("x"), criteria, DeskPolicy(escalation_threshold=score)).escalate
 
 
 @pytest.mark.parametrize(
@@ -92,18 +74,20 @@ def test_threshold_is_configurable_and_inclusive() -> None:
 )
 def test_escalation_beyond_the_score(fields: dict[str, object], reason: str) -> None:
     policy = DeskPolicy(vip_requesters=["@contoso.example"] if fields.get("email") else [])
-    result = assess(snapshot("How do I export a report?", **fields), Criteria(), policy)
+    result = assess(text_snapshot("How do I export a report?", **fields), Criteria(), policy)
     assert result.escalate
     assert reason in result.reasons
 
 
 def test_rules_tell_an_outage_from_a_how_to() -> None:
-    outage = rule_criteria(snapshot("502 Bad Gateway for all users since 9:00, nobody can log in to Northwind Cloud"))
-    how_to = rule_criteria(snapshot("How do I export my report to CSV?"))
+    outage = rule_criteria(
+        text_snapshot("502 Bad Gateway for all users since 9:00, nobody can log in to Northwind Cloud")
+    )
+    how_to = rule_criteria(text_snapshot("How do I export my report to CSV?"))
     assert outage.system_impact == "High"
     assert (
-        assess(snapshot(""), outage, DeskPolicy()).weighted_score
-        > assess(snapshot(""), how_to, DeskPolicy()).weighted_score
+        assess(text_snapshot(""), outage, DeskPolicy()).weighted_score
+        > assess(text_snapshot(""), how_to, DeskPolicy()).weighted_score
     )
     assert how_to.system_impact == "Low"
 

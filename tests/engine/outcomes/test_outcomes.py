@@ -11,44 +11,27 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.desk_policy import DeskPolicy, current_policy, save_policy
 from engine.core.enums import OutcomeState, Role, TicketStatus
-from engine.core.models import Action, AuditEntry, DeskPolicyVersion, ResolutionOutcome, Ticket, TimelineEvent, utcnow
+from engine.core.models import Action, AuditEntry, DeskPolicyVersion, Ticket, TimelineEvent, utcnow
 from engine.core.settings import Settings
 from engine.delivery.sync import sync_back
-from engine.intake.ingest import ingest
 from engine.operators.actions import Actor, approve_draft
 from engine.outcomes.outcomes import advance_outcomes, outcome_funnel, outcome_labels
 from engine.pipeline import process_pending
 from kb.indexer import ticket_sections
-from tests.engine.test_pipeline import Proposes, new_ticket
-from tests.engine.test_sync import FakeSource
-from tests.factories import email_in, resolution_outcome
+from tests.factories import (
+    FakeSource,
+    Proposes,
+    new_ticket,
+    outcome_of,
+    reply,
+    resolution_outcome,
+    resolved_automatically,
+)
 
 
 def settled() -> datetime:
     """A moment past the durable window of resolutions made now."""
     return utcnow() + timedelta(days=8)
-
-
-def resolved_automatically(factory: sessionmaker[Session], settings: Settings) -> int:
-    settings.AUTOPILOT_ENABLED = True
-    ticket_id = new_ticket(factory, settings, category="network")
-    process_pending(factory, settings, Proposes(), worker="w")
-    return ticket_id
-
-
-def outcome_of(factory: sessionmaker[Session], ticket_id: int) -> ResolutionOutcome:
-    with factory() as session:
-        return session.scalars(
-            select(ResolutionOutcome).where(ResolutionOutcome.ticket_id == ticket_id).order_by(ResolutionOutcome.id)
-        ).all()[-1]
-
-
-def reply(factory: sessionmaker[Session], settings: Settings, ticket_id: int, body: str) -> Ticket:
-    with factory.begin() as session:
-        ticket = session.get(Ticket, ticket_id)
-        ingest(session, email_in(requester_email=ticket.email, subject=f"Re: {ticket.reference}", body=body), settings)
-    with factory() as session:
-        return session.get(Ticket, ticket_id)
 
 
 def test_an_automatic_resolution_is_tracked_with_its_confidence(

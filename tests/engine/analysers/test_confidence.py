@@ -18,7 +18,7 @@ from engine.analysers.confidence import (
 )
 from engine.analysers.retrieval_analyser import retrieval_confidence
 from kb.self_test import off_topic_questions, run_self_test
-from tests.kb.test_self_test import TopicEmbedder, topic_corpus
+from tests.factories import TopicEmbedder, topic_corpus
 
 QUESTION = "How do I connect my Galaxy S10 to the TV with an HDMI cable?"
 ANSWER = "Connecting a phone: plug an HDMI cable into the Galaxy S10 adapter and the TV's HDMI 2 port, then connect."

@@ -19,18 +19,10 @@ from engine.operators.actions import (
     take_over,
 )
 from engine.pipeline import claim_pending_tickets, commit_analysis, process_pending
-from tests.engine.test_pipeline import Proposes, new_ticket
+from tests.factories import Proposes, drafted, new_ticket
 
 ANN = Actor("ann", Role.AGENT)
 VIC = Actor("vic", Role.VIEWER)
-
-
-def drafted(factory: sessionmaker[Session], settings: Settings) -> tuple[int, int]:
-    """A ticket whose resolution draft awaits approval: (ticket id, action id)."""
-    ticket_id = new_ticket(factory, settings)
-    process_pending(factory, settings, Proposes(confidence=0.5), worker="w")
-    with factory() as session:
-        return ticket_id, session.scalar(select(Action.id).where(Action.ticket_id == ticket_id))
 
 
 def sent_bodies(session: Session) -> list[str]:

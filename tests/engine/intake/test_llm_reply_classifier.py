@@ -20,9 +20,7 @@ from engine.outcomes.outcomes import outcome_labels
 from engine.pipeline import process_pending
 from tests.emulators.base import Response, running
 from tests.emulators.openai_api import OpenAIEmulator, text
-from tests.engine.test_outcomes import outcome_of, reply, resolved_automatically
-from tests.engine.test_pipeline import Proposes
-from tests.llm.test_openai_wire import openai_settings
+from tests.factories import Proposes, openai_settings, outcome_of, reply, resolved_automatically
 
 UNCLEAR = "Hello, I tried what you wrote this morning. Let me get back to you about it."
 

@@ -19,7 +19,7 @@ from engine.delivery.confirmation_links import check_link, link_secret, sign_lin
 from engine.delivery.webhooks import start_webhook_server
 from engine.pipeline import process_pending
 from tests.app_process import free_port
-from tests.engine.test_pipeline import Proposes, new_ticket
+from tests.factories import Proposes, new_ticket
 
 LINK = re.compile(r"(http://desk\.example:8443/r/(\S+))")
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.base import SourceUpdate
 from connectors.http import CircuitOpenError, ConnectorError, NotFoundError, UnreachableError
 from engine.core.enums import MessageKind, TicketStatus
 from engine.core.lifecycle import transition
@@ -21,21 +19,7 @@ from engine.delivery.outbox import enqueue_email
 from engine.delivery.sync import as_update, sync_back, sync_backlog
 from engine.intake.ingest import ingest
 from engine.jobs import run_job
-from tests.factories import ticket_in
-
-
-@dataclass
-class FakeSource:
-    """A write-back target whose answers for each ticket (external id) are scripted, in order."""
-
-    name: str = "test"
-    answers: dict[str, list[ConnectorError]] = field(default_factory=dict)
-    pushed: list[tuple[str, int, bool]] = field(default_factory=list)
-
-    def push(self, update: SourceUpdate, *, check_first: bool = False) -> None:
-        if self.answers.get(update.external_id):
-            raise self.answers[update.external_id].pop(0)
-        self.pushed.append((update.external_id, update.event_id, check_first))
+from tests.factories import FakeSource, ticket_in
 
 
 def escalate(session_factory: sessionmaker[Session], settings: Settings, count: int) -> list[str]:
