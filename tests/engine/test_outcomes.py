@@ -17,8 +17,8 @@ from engine.delivery.sync import sync_back
 from engine.intake.ingest import ingest
 from engine.operators.actions import Actor, approve_draft
 from engine.outcomes.outcomes import advance_outcomes, outcome_funnel, outcome_labels
+from engine.outcomes.teaching import ticket_sections
 from engine.pipeline import process_pending
-from kb.indexer import ticket_sections
 from tests.engine.test_pipeline import Proposes, new_ticket
 from tests.engine.test_sync import FakeSource
 from tests.factories import email_in, resolution_outcome
