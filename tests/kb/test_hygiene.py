@@ -235,3 +235,19 @@ def test_a_domain_the_lead_allows_lifts_the_quarantine_on_reindex(
         indexer.reindex_document(own_transactions(session), settings, document.id)
         assert session.get(KbDocument, document.id).quarantined_count == 0
         assert all(chunk.quarantine is None for chunk in chunks_of(session, document))
+
+
+def test_approving_leaves_the_callers_transaction_open(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """kb never commits a session it is handed: the caller commits the approval with its audit entry, or not at all."""
+    with session_factory() as session:
+        document = indexer.add_document(own_transactions(session), settings, "password.md", CLEAN_MARKDOWN.encode())
+        [held] = [chunk for chunk in chunks_of(session, document) if chunk.quarantine]
+        held_id = held.id
+        indexer.approve_chunk(session, held_id, "lee")
+        assert session.get_one(KbDocument, document.id).quarantined_count == 0
+        session.rollback()
+    with session_factory() as session:
+        assert session.get_one(KbChunk, held_id).approved_by is None
+        assert session.get_one(KbDocument, document.id).quarantined_count == 1

@@ -375,3 +375,32 @@ def test_cli(
         assert cli.main(["remove", str(router_id)]) == 0
         assert cli.main(["remove", str(router_id)]) == 1
         assert_consistent(session, settings)
+
+
+def test_knowledge_base_empty(session_factory: sessionmaker[Session], settings: Settings) -> None:
+    """The one "is anything indexed" check the analysers answer from without loading a model."""
+    with session_factory() as session:
+        assert ledger.knowledge_base_empty(session)
+        add(session, settings, "mail.md", MAIL.encode())
+        assert not ledger.knowledge_base_empty(session)
+        indexer.add_document(own_transactions(session), settings, "bad.pdf", b"%PDF-1.4 broken")
+        assert not ledger.knowledge_base_empty(session), "a failed file adds no chunk and removes none"
+
+
+def test_a_bad_file_and_a_failed_embedding_end_with_a_status(
+    session_factory: sessionmaker[Session], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through its own transactions the indexer still never raises for a file: the document says what went wrong."""
+    with session_factory() as session:
+        broken = add(session, settings, "bad.pdf", b"%PDF-1.4 broken")
+        assert broken.status == "corrupt" and broken.chunk_count == 0 and broken.error
+        runtime = get_runtime(settings)
+
+        def down(texts: list[str]) -> None:
+            raise ConnectionError("embedding endpoint down")
+
+        monkeypatch.setattr(runtime.embedder, "embed_documents", down)
+        failed = add(session, settings, "mail.md", MAIL.encode())
+        assert failed.status == indexer.FAILED and "embedding endpoint down" in (failed.error or "")
+        assert ledger.knowledge_base_empty(session)
+        assert_consistent(session, settings)
