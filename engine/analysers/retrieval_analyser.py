@@ -3,7 +3,7 @@
 It proposes the resolution written in the best-matching KB passage or resolved ticket when the evidence
 is strong, asks category-specific questions when the report lacks what a person would need, and
 otherwise hands the ticket to a person. Its confidence is a probability fitted on this desk's knowledge
-base (engine/analysers/confidence.py), and a resolution also needs the passage to cover the question's key terms.
+base (kb/confidence.py), and a resolution also needs the passage to cover the question's key terms.
 Operators see that a draft was assembled from the knowledge base without an AI model (the customer gets
 the answer, not our internals).
 """
@@ -147,7 +147,7 @@ def retrieval_confidence(
     evidence: list[dict[str, Any]], question: str = "", model: ConfidenceModel = DEFAULT_MODEL
 ) -> float:
     """Probability that the top passage answers the ticket, by this desk's fitted model
-    (engine/analysers/confidence.py)."""
+    (kb/confidence.py)."""
     if not evidence:
         return 0.0
     return round(model.probability(evidence_features(question, evidence)), 3)
