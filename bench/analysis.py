@@ -51,9 +51,8 @@ def demo_items(count: int, cycle_offset: int = 0) -> list[TicketIn]:
 
 
 def build_kb(factory: sessionmaker[Session], settings: Settings) -> int:
-    with factory() as session:
-        for path in sorted(KB_FILES.glob("*.md")):
-            add_document(session, settings, path.name, path.read_bytes(), uploaded_by="bench")
+    for path in sorted(KB_FILES.glob("*.md")):
+        add_document(factory, settings, path.name, path.read_bytes(), uploaded_by="bench")
     return len(list(KB_FILES.glob("*.md")))
 
 

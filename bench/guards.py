@@ -36,9 +36,10 @@ from engine.core.db import make_engine, make_session_factory, upgrade_database
 from engine.core.desk_policy import DeskPolicy
 from engine.core.models import Ticket
 from engine.core.settings import load_settings
+from engine.jobs import run_index_job
 from engine.trust.decision import delivery_verdict
 from engine.trust.guards import Detection, scan, suspicious_input_reasons
-from kb.indexer import add_document, run_index_job
+from kb.indexer import add_document
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_ATTACK_CHARS = 3_000  # obfuscate the core of long jailbreaks, as a ticket would carry them
@@ -179,9 +180,8 @@ def decision_desk(workdir: Path) -> RetrievalAnalyser:
     engine = make_engine(settings.database_url)
     upgrade_database(engine)
     factory = make_session_factory(engine)
-    with factory() as session:
-        for article in sorted((ROOT / "connectors/demo_data/kb").glob("*.md")):
-            add_document(session, settings, article.name, article.read_bytes())
+    for article in sorted((ROOT / "connectors/demo_data/kb").glob("*.md")):
+        add_document(factory, settings, article.name, article.read_bytes())
     run_index_job(factory, settings)  # calibrates fusion and confidence on these articles, as the engine would
     return RetrievalAnalyser(factory, settings)
 

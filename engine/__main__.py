@@ -1,4 +1,5 @@
-"""`python -m engine run | health | migrate | create-admin`: the engine without the UI, for workers and operations."""
+"""`python -m engine run | health | migrate | create-admin | reindex-knowledge`: the engine without the UI, for
+workers and operations."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from engine.core.models import utcnow
 from engine.core.settings import ConfigurationError, get_settings
 from engine.delivery.webhooks import start_webhook_server
 from engine.health import health_report
+from engine.jobs import rebuild_knowledge
 from engine.operators.auth import OperatorError, create_first_admin
 from engine.ops.engine_lock import EngineAlreadyRunningError, claim_engine
 from engine.ops.observability import start_metrics_server
@@ -58,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--webhook-address", default="127.0.0.1", metavar="ADDRESS", help="interface for the webhooks")
     commands.add_parser("health", help="print the health check as JSON; exit 1 when unhealthy")
     commands.add_parser("migrate", help="upgrade the database schema to the newest version")
+    commands.add_parser(
+        "reindex-knowledge",
+        help="derive the knowledge base again: every document from its bytes, then what resolved tickets teach",
+    )
     admin = commands.add_parser(
         "create-admin", help="create the first dashboard admin (password read from a prompt or from stdin)"
     )
@@ -84,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "create-admin":
         return _create_admin(runtime.factory, args.username, args.email)
+    if args.command == "reindex-knowledge":
+        counts = rebuild_knowledge(runtime.factory, settings, lambda message: log.info("reindex: %s", message))
+        print(json.dumps(counts))
+        return 0
     if args.command == "health":
         report = health_report(runtime)
         print(json.dumps(report, indent=2, default=str))

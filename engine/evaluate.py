@@ -31,8 +31,10 @@ from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.db import make_engine, make_session_factory, upgrade_database
 from engine.core.models import utcnow
 from engine.core.settings import Settings, get_settings, load_settings
+from engine.jobs import calibrate_knowledge
 from engine.outcomes.metrics import auto_send_at, ratio
 from engine.runtime import build_analyser
+from kb.indexer import add_document
 
 ACTIONS = ("resolve", "ask", "escalate")
 THRESHOLDS = sorted({round(step * 0.05, 2) for step in range(21)} | {round(0.8 + step * 0.01, 2) for step in range(11)})
@@ -230,18 +232,15 @@ def evaluate(cases: list[Case], settings: Settings, *, dataset: str) -> dict[str
 
 def build_scratch_knowledge(settings: Settings, paths: list[Path]) -> None:
     """Index `paths` (files or folders) into the scratch database and vector store of `settings`."""
-    from kb.indexer import add_document
-    from kb.self_test import calibrate
-
     files = [
         file for path in paths for file in (sorted(path.rglob("*")) if path.is_dir() else [path]) if file.is_file()
     ]
     engine = make_engine(settings.database_url)
     upgrade_database(engine)
-    with make_session_factory(engine)() as session:
-        for file in tqdm(files, desc="indexing knowledge", unit="file", file=sys.stderr, disable=None):
-            add_document(session, settings, file.name, file.read_bytes(), uploaded_by="evaluation")
-        calibration = calibrate(session, settings)
+    factory = make_session_factory(engine)
+    for file in tqdm(files, desc="indexing knowledge", unit="file", file=sys.stderr, disable=None):
+        add_document(factory, settings, file.name, file.read_bytes(), uploaded_by="evaluation")
+    calibration = calibrate_knowledge(factory, settings)
     engine.dispose()
     print(
         f"knowledge base calibrated itself: {calibration.fusion.describe()}, self-test {calibration.self_test}"[:400],

@@ -15,11 +15,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from connectors import registry
 from connectors.base import TicketSource
 from connectors.redaction import redact_url_credentials
+from engine.analysers.confidence import operator_verdicts
 from engine.core.db import exclusive, transaction
 from engine.core.models import IngestError, JobStatus, KbChunk, KbDocument, SourceCursor, Ticket, utcnow
 from engine.core.settings import Settings
 from engine.intake.ingest import ingest
 from engine.ops.observability import observe_job, observe_poll
+from engine.outcomes.teaching import index_resolved_tickets, reteach_tickets
+from kb.calibration import Calibration, needs_calibration
+from kb.indexer import Progress, add_document, index_pending_documents, reindex_all, repair_indexes
+from kb.self_test import calibrate
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +127,54 @@ def index_knowledge(factory: sessionmaker[Session], settings: Settings) -> dict[
         )
     if not anything:
         return {"chunks": 0}
-    from kb.indexer import run_index_job
-
     return run_index_job(factory, settings)
+
+
+def run_index_job(factory: sessionmaker[Session], settings: Settings) -> dict[str, int]:
+    """New and changed resolved tickets, pending documents, index repairs and, when the knowledge base changed
+    materially, a new calibration; counts for the status panel. One run at a time across replicas."""
+    with factory() as probe:
+        bind = probe.get_bind()
+    with exclusive(bind, "kb-index") as acquired:
+        if not acquired:
+            return {"skipped": 1}
+        tickets = index_resolved_tickets(factory, settings)
+        documents = index_pending_documents(factory, settings)
+        repaired = repair_indexes(factory, settings)
+        calibrated = recalibrate_if_changed(factory, settings)
+    return {"tickets_indexed": tickets, "documents_indexed": documents, **repaired, "calibrated": calibrated}
+
+
+def calibrate_knowledge(factory: sessionmaker[Session], settings: Settings) -> Calibration:
+    """The knowledge base's self-calibration, fed the operators' verdicts on drafts (which only the engine reads)."""
+    with factory() as session:
+        verdicts = operator_verdicts(session)
+    return calibrate(factory, settings, verdicts)
+
+
+def recalibrate_if_changed(factory: sessionmaker[Session], settings: Settings) -> int:
+    """A knowledge base that changed materially chooses its fusion and confidence again (kb/self_test.py).
+
+    A failed calibration keeps the previous one and is logged; the index job itself has succeeded.
+    """
+    with factory() as session:
+        if not needs_calibration(session):
+            return 0
+    try:
+        calibrate_knowledge(factory, settings)
+    except Exception:  # the embedder or Chroma failing here must not fail indexing
+        log.exception("calibrating retrieval on the knowledge base failed; the previous calibration stays")
+        return 0
+    return 1
+
+
+def rebuild_knowledge(
+    factory: sessionmaker[Session], settings: Settings, progress: Progress | None = None
+) -> dict[str, int]:
+    """Everything the knowledge base holds derived again: documents from their bytes (kb.indexer.reindex_all), then
+    what resolved tickets teach, from the start."""
+    counts = reindex_all(factory, settings, progress)
+    return {**counts, "tickets": reteach_tickets(factory, settings)}
 
 
 def seed_knowledge(factory: sessionmaker[Session], settings: Settings) -> dict[str, int]:
@@ -141,13 +191,10 @@ def seed_knowledge(factory: sessionmaker[Session], settings: Settings) -> dict[s
         with factory() as session:
             if session.get(SourceCursor, marker) is not None:
                 continue
-        from kb.indexer import add_document
-
         paths = sorted(entry.knowledge.glob("*.md"))
-        with factory() as session:
-            for path in paths:
-                add_document(session, settings, path.name, path.read_bytes(), uploaded_by=entry.name)
+        for path in paths:
+            add_document(factory, settings, path.name, path.read_bytes(), uploaded_by=entry.name)
+        with transaction(factory) as session:
             session.merge(SourceCursor(source=marker, cursor=str(len(paths)), updated_at=utcnow()))
-            session.commit()
         added[entry.name] = len(paths)
     return added

@@ -36,6 +36,7 @@ from engine.ops.observability import observe_analysis
 from engine.outcomes.outcome_calibration import describe_adjustment
 from engine.trust.decision import delivery_verdict
 from engine.trust.guards import injection_reasons, social_engineering_reasons
+from kb.extract import OK, extract
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,6 @@ def _analyse(
 def read_attachments(factory: sessionmaker[Session], settings: Settings, ticket_id: int) -> None:
     """Extract the text of the ticket's new attachments; unreadable ones, or instructions hidden in one,
     hold every automatic message for a person (engine/trust/decision.py reads the warnings)."""
-    from kb.extract import OK, extract
-
     with factory() as session:
         pending = [
             (row.id, row.filename, data)

@@ -1,4 +1,8 @@
-"""`python -m kb add|list|remove|reindex|search`: manage the knowledge base from a console."""
+"""`python -m kb add|list|remove|reindex|search`: manage the knowledge base from a console.
+
+`reindex` rebuilds the documents and repairs both indexes; deriving resolved tickets' chunks again is the
+engine's (`python -m engine reindex-knowledge` does both).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
 from engine.core.db import make_engine, make_session_factory, upgrade_database
@@ -26,7 +30,7 @@ def _files(paths: Sequence[str]) -> Iterator[Path]:
             yield path
 
 
-def _add(session: Session, settings: Settings, args: argparse.Namespace) -> int:
+def _add(factory: sessionmaker[Session], settings: Settings, args: argparse.Namespace) -> int:
     files = list(_files(args.paths))
     failures = 0
     with tqdm(files, unit="file", desc="Indexing", disable=args.quiet) as bar:
@@ -37,7 +41,7 @@ def _add(session: Session, settings: Settings, args: argparse.Namespace) -> int:
                 failures += 1
                 continue
             document = indexer.add_document(
-                session, settings, path.name, path.read_bytes(), uploaded_by=args.by, team=args.team
+                factory, settings, path.name, path.read_bytes(), uploaded_by=args.by, team=args.team
             )
             line = f"#{document.id} {path.name}: {document.status}, {document.chunk_count} chunks"
             if document.quarantined_count:
@@ -62,14 +66,14 @@ def _list(session: Session) -> int:
     return 0
 
 
-def _reindex(session: Session, settings: Settings) -> int:
+def _reindex(factory: sessionmaker[Session], settings: Settings) -> int:
     with tqdm(desc="Reindexing", unit="step") as bar:
 
         def progress(message: str) -> None:
             bar.update(1)
             bar.set_postfix_str(message[-60:])
 
-        counts = indexer.reindex_all(session, settings, progress)
+        counts = indexer.reindex_all(factory, settings, progress)
     print(", ".join(f"{name}: {value}" for name, value in counts.items()))
     return 0
 
@@ -95,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("list", help="list documents and their status")
     remove = commands.add_parser("remove", help="remove a document by id")
     remove.add_argument("id", type=int)
-    commands.add_parser("reindex", help="re-extract everything; rebuild vectors after a model change")
+    commands.add_parser(
+        "reindex", help="re-extract every document; rebuild vectors after a model change (tickets: python -m engine)"
+    )
     find = commands.add_parser("search", help="try a query")
     find.add_argument("query")
     find.add_argument("-k", type=int, default=5)
@@ -105,20 +111,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = get_settings()
     engine = make_engine(settings.database_url)
     upgrade_database(engine)
-    with make_session_factory(engine)() as session:
-        if args.command == "add":
-            return _add(session, settings, args)
-        if args.command == "list":
-            return _list(session)
-        if args.command == "remove":
-            if indexer.remove_document(session, settings, args.id):
-                print(f"Removed document {args.id}.")
-                return 0
-            print(f"No document {args.id}.", file=sys.stderr)
-            return 1
-        if args.command == "reindex":
-            return _reindex(session, settings)
-        return _search(session, settings, args)
+    factory = make_session_factory(engine)
+    if args.command == "add":
+        return _add(factory, settings, args)
+    if args.command == "remove":
+        if indexer.remove_document(factory, settings, args.id):
+            print(f"Removed document {args.id}.")
+            return 0
+        print(f"No document {args.id}.", file=sys.stderr)
+        return 1
+    if args.command == "reindex":
+        return _reindex(factory, settings)
+    with factory() as session:
+        return _list(session) if args.command == "list" else _search(session, settings, args)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ from engine.core.models import KbChunk, KbDocument
 from engine.core.settings import Settings
 from kb.calibration import DEFAULT_FUSION, Fusion, stored_fusion
 from kb.chunk import describe_location
-from kb.indexer import AWAITING_REVIEW, ID_BATCH, source_title, sync_keyword_index
 from kb.keyword import STOPWORDS, TOKEN
+from kb.ledger import AWAITING_REVIEW, ID_BATCH, source_title, sync_keyword_index
 from kb.store import KbRuntime, chroma_where, get_runtime
 
 log = logging.getLogger(__name__)

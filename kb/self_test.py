@@ -22,15 +22,16 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from engine.analysers.confidence import evidence_features, fit_confidence, operator_verdicts
+from engine.core.db import transaction
 from engine.core.models import KbChunk, KbDocument
 from engine.core.settings import Settings
 from kb.calibration import DEFAULT_FUSION, FUSION_METHODS, Calibration, Fusion, chunk_census, save_calibration
+from kb.confidence import Verdict, evidence_features, fit_confidence
 from kb.embed import Embedder
-from kb.indexer import AWAITING_REVIEW
 from kb.keyword import KeywordIndex, KeywordRecord, tokenize
+from kb.ledger import AWAITING_REVIEW
 from kb.search import FusedHit, best_per_source, deterministic_queries, fuse
 from kb.store import get_runtime
 
@@ -299,40 +300,46 @@ def run_self_test(
     return SelfTest(fusion, report, samples)
 
 
-def load_corpus(session: Session, settings: Settings) -> SelfTestCorpus:
-    """Every chunk the database and Chroma both hold and search may cite (no quarantined ones), with titles."""
-    rows = session.execute(
-        select(KbChunk.id, KbChunk.text, KbChunk.source_kind, KbChunk.source_id)
-        .where(~AWAITING_REVIEW)
-        .order_by(KbChunk.id)
-    ).all()
-    titles = {("kb", doc_id): title or "" for doc_id, title in session.execute(select(KbDocument.id, KbDocument.title))}
-    session.commit()
+def load_corpus(factory: sessionmaker[Session], settings: Settings) -> tuple[SelfTestCorpus, tuple[int, int]]:
+    """Every chunk the database and Chroma both hold and search may cite (no quarantined ones), with titles, and
+    the chunk census it was read at; the read transaction ends before Chroma is asked for vectors."""
+    with factory() as session:
+        census = chunk_census(session)
+        rows = session.execute(
+            select(KbChunk.id, KbChunk.text, KbChunk.source_kind, KbChunk.source_id)
+            .where(~AWAITING_REVIEW)
+            .order_by(KbChunk.id)
+        ).all()
+        titles = {
+            ("kb", doc_id): title or "" for doc_id, title in session.execute(select(KbDocument.id, KbDocument.title))
+        }
     vectors = get_runtime(settings).vectors.vectors_of([str(row.id) for row in rows])
     kept = [row for row in rows if str(row.id) in vectors]
     dimension = len(next(iter(vectors.values()))) if vectors else 1
-    return SelfTestCorpus(
+    corpus = SelfTestCorpus(
         ids=[str(row.id) for row in kept],
         texts=[row.text for row in kept],
         sources=[(row.source_kind, row.source_id) for row in kept],
         vectors=np.vstack([vectors[str(row.id)] for row in kept]) if kept else np.zeros((0, dimension), np.float32),
         titles=titles,
     )
+    return corpus, census
 
 
-def calibrate(session: Session, settings: Settings) -> Calibration:
-    """Run the self-test on the knowledge base, fit the confidence model, store both, and return them."""
-    census = chunk_census(session)
-    corpus = load_corpus(session, settings)
-    verdicts = operator_verdicts(session)
+def calibrate(factory: sessionmaker[Session], settings: Settings, feedback: Sequence[Verdict] = ()) -> Calibration:
+    """Run the self-test on the knowledge base, fit the confidence model, store both, and return them.
+
+    `feedback` is the operators' verdicts on drafts (the engine reads them: engine.analysers.confidence); the
+    self-test and the fit run outside any transaction, the result is stored in its own."""
+    corpus, census = load_corpus(factory, settings)
     approved = [
         (question, (str(evidence[0]["source_kind"]), int(evidence[0]["source_id"])))
-        for question, evidence, label in verdicts
+        for question, evidence, label in feedback
         if label and "source_kind" in evidence[0]
     ]
     test = run_self_test(corpus, get_runtime(settings).embedder, approved)
-    feedback = [(evidence_features(question, evidence), label) for question, evidence, label in verdicts]
-    model = fit_confidence([*test.samples, *feedback], feedback=len(feedback)) if test.samples else None
+    labelled = [(evidence_features(question, evidence), label) for question, evidence, label in feedback]
+    model = fit_confidence([*test.samples, *labelled], feedback=len(labelled)) if test.samples else None
     calibration = Calibration(
         fusion=test.fusion,
         self_test=test.report,
@@ -340,8 +347,8 @@ def calibrate(session: Session, settings: Settings) -> Calibration:
         chunks=census[0],
         max_chunk_id=census[1],
     )
-    save_calibration(session, calibration)
-    session.commit()
+    with transaction(factory) as session:
+        save_calibration(session, calibration)
     log.info(
         "knowledge base calibrated: %s; self-test %s queries, MRR %s; confidence fitted on %s cases",
         test.fusion.describe(),

@@ -33,6 +33,7 @@ from engine.operators.actions import (
     take_over,
 )
 from engine.operators.queries import TicketStory, sla_label, teams, ticket_story
+from kb.search import search
 from ui import glossary
 from ui.auth import allowed, session_alive
 from ui.components import ago, flash, page, plain, role_hint, show_flash
@@ -214,8 +215,6 @@ def evidence(story: TicketStory) -> None:
             with st.expander(f"[{number}] {plain(citation({'title': '', **item}))}"):
                 st.text(str(item.get("text", "")))
     if st.button("Preview what the knowledge base would cite now", key="ticket_preview_evidence"):
-        from kb.search import search
-
         with runtime.factory() as session:
             found = search(session, runtime.settings, f"{ticket.subject}\n{ticket.description}", k=5)
         if not found:

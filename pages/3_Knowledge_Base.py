@@ -17,6 +17,7 @@ from engine.operators.queries import kb_chunks, kb_documents
 from kb.calibration import calibration_summary
 from kb.chunk import describe_location
 from kb.indexer import quarantined_chunks
+from kb.search import search
 from ui.auth import allowed
 from ui.components import article_text, article_title, flash, page, plain, role_hint, show_flash
 from ui.outcomes import knowledge_gap_list
@@ -51,11 +52,10 @@ with upload_tab:
         for upload, bar in bars:
             bar.progress(0.2, text=f"{upload.name}: extracting and indexing…")
             try:
-                with runtime.factory() as session:
-                    document = add_kb_document(
-                        session, runtime.settings, actor, upload.name, upload.getvalue(), team=team.strip() or None
-                    )
-                    status, chunks, error = document.status, document.chunk_count, document.error
+                document = add_kb_document(
+                    runtime.factory, runtime.settings, actor, upload.name, upload.getvalue(), team=team.strip() or None
+                )
+                status, chunks, error = document.status, document.chunk_count, document.error
             except PermissionDeniedError as refused:
                 status, chunks, error = "refused", 0, str(refused)
             results.append({"file": upload.name, "status": status, "chunks": chunks, "error": error or ""})
@@ -112,9 +112,8 @@ with documents_tab:
                 st.error(f"{document.status}: {document.error}")
             buttons = st.columns([1, 1, 4])
             if buttons[0].button("Re-index", disabled=not CAN_EDIT, help=LEAD_ONLY, key="kb_reindex"):
-                with runtime.factory() as session:
-                    again = reindex_kb_document(session, runtime.settings, actor, document.id)
-                    flash(f"{again.filename}: {again.status}, {again.chunk_count} chunks")
+                again = reindex_kb_document(runtime.factory, runtime.settings, actor, document.id)
+                flash(f"{again.filename}: {again.status}, {again.chunk_count} chunks")
                 st.rerun()
             if buttons[1].button("Delete", disabled=not CAN_EDIT, help=LEAD_ONLY, key="kb_delete"):
                 st.session_state["kb_confirm_delete"] = document.id
@@ -122,8 +121,7 @@ with documents_tab:
                 st.warning(f"Delete {document.filename} and its {document.chunk_count} chunks from every index?")
                 yes, no, _ = st.columns([1, 1, 4])
                 if yes.button("Delete for good", type="primary", key="kb_delete_yes"):
-                    with runtime.factory() as session:
-                        remove_kb_document(session, runtime.settings, actor, document.id)
+                    remove_kb_document(runtime.factory, runtime.settings, actor, document.id)
                     st.session_state.pop("kb_confirm_delete")
                     st.session_state.pop("kb_table", None)
                     flash(f"{document.filename} deleted.")
@@ -176,8 +174,6 @@ with search_tab:
         k = st.slider("Results", 1, 10, 5, key="kb_k")
         asked = st.form_submit_button("Search")
     if asked and query.strip():
-        from kb.search import search
-
         with runtime.factory() as session:
             hits = search(session, runtime.settings, query, k=k, include_quarantined=True)
         if not hits:

@@ -494,3 +494,22 @@ def topic_corpus(embedder: TopicEmbedder, *, body_word: str) -> SelfTestCorpus:
         sources=[("kb", i) for i in range(TOPICS)],
         vectors=embedder.embed_documents(texts),
     )
+
+
+class _AfterTheTest(sessionmaker[Session]):
+    """Opens a session only once the test's own has ended its transaction (SQLite has one writer, and the new session
+    must see what the test wrote); the test's objects then reload what the function writes."""
+
+    def __init__(self, test_session: Session) -> None:
+        super().__init__(bind=test_session.get_bind(), expire_on_commit=False)
+        self.test_session = test_session
+
+    def __call__(self, **options: Any) -> Session:
+        self.test_session.commit()
+        self.test_session.expire_all()
+        return super().__call__(**options)
+
+
+def own_transactions(session: Session) -> sessionmaker[Session]:
+    """The factory given to a function that opens its own transactions, in a test that holds `session`."""
+    return _AfterTheTest(session)

@@ -1,46 +1,19 @@
-"""Confidence that the cited passage answers the ticket, as a probability fitted on this desk's own knowledge base.
-
-Weights fitted once on one benchmark did not transfer: on real shoppers' questions no answerable ticket scored
-high, and unanswerable ones did. So the model here is a logistic fit per desk (kb/self_test.py): pseudo-queries
-from the knowledge base (was the top hit their source?), out-of-scope negatives (off-topic questions, and
-pseudo-queries with their own document held out), and, as they accumulate, operators' verdicts on drafts.
-Besides retrieval scores it reads an answerability check: does the passage hold the question's key terms?
+"""What the engine reads from tickets and the desk for the knowledge base's confidence model (kb/confidence.py):
+the question a ticket asks, and the operators' verdicts on drafts, which the model learns from as they accumulate.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 import re
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.core.enums import ActionKind, ActionState
 from engine.core.models import Action, Analysis, Ticket
-from kb.keyword import stem, tokenize
+from kb.confidence import FILLER, Verdict
+from kb.keyword import tokenize
 
-log = logging.getLogger(__name__)
-FEATURES = ("top", "margin", "agree", "similarity", "keyword_strength", "coverage", "key_coverage")
-MIN_COVERAGE = 0.4
-MIN_KEY_COVERAGE = 0.5
-MIN_SAMPLES = 30
-MIN_PER_CLASS = 8
-L2 = 0.5
-UNCALIBRATED_CEILING = 0.7
-"""A desk that has not calibrated on its own knowledge base cannot back a high confidence: until the index job
-has fitted the model, no answer clears the default auto-send minimum (0.75). Measured: the defaults sent 8 of
-200 out-of-scope e-manual questions at 0.85 from the demo articles (bench/guards.py)."""
-FILLER = frozenset(
-    tokenize(
-        "hello hi dear thanks thank regards please help problem issue question need want know would like get "
-        "tell could someone anyone way possible also still again since today yesterday best kind"
-    )
-)
 FOCUS_UNIT = re.compile(r"(?<=[.!?])\s+|\n+")
 ASKING = re.compile(
     r"\?|^(?:how|what|where|why|which|when|who|can|could|is|are|do|does|did|should|would|will|may|any)\b"
@@ -53,31 +26,6 @@ SALUTATION = re.compile(
     re.IGNORECASE,
 )
 MIN_FOCUS_TERMS = 3
-PRODUCT_LIKE = re.compile(r"\b(?:\w*\d\w*|[A-Za-z]+[A-Z][A-Za-z]*|[A-Z]{2,}\w*)\b")
-NAME_LIKE = re.compile(r"(?<![.!?:]\s)(?<!^)\b[A-Z][a-z]+\w*", re.MULTILINE)
-
-
-@dataclass(frozen=True)
-class Answerability:
-    """How much of the question the passage covers: all its content terms, and its key terms (numbers,
-    model codes, product names). A passage about another product, or sharing none of the words, is no answer."""
-
-    coverage: float
-    key_coverage: float
-
-    @property
-    def passes(self) -> bool:
-        return self.coverage >= MIN_COVERAGE and self.key_coverage >= MIN_KEY_COVERAGE
-
-
-def question_terms(question: str) -> tuple[set[str], set[str]]:
-    """(content terms, key terms) of a question, stemmed as BM25 stems them; greetings and filler left out.
-
-    Key terms are what names the thing asked about: numbers, model codes, product and brand names (capitalised
-    words not starting a sentence, CamelCase, acronyms)."""
-    terms = set(tokenize(question)) - FILLER
-    names = PRODUCT_LIKE.findall(question) + NAME_LIKE.findall(question)
-    return terms, {stem(name.lower()) for name in names} & terms
 
 
 def question_focus(text: str) -> str:
@@ -101,113 +49,7 @@ def question_focus(text: str) -> str:
     return " ".join(units[index] for index in sorted(kept))
 
 
-def answerability(question: str, passage: str) -> Answerability:
-    terms, key = question_terms(question)
-    found = set(tokenize(passage))
-    coverage = len(terms & found) / len(terms) if terms else 0.0
-    key_coverage = len(key & found) / len(key) if key else 1.0
-    return Answerability(round(coverage, 4), round(key_coverage, 4))
-
-
-def evidence_features(question: str, evidence: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """The model's inputs from the cited evidence (fused scores as a share of the best possible, see kb.search)."""
-    if not evidence:
-        return dict.fromkeys(FEATURES, 0.0)
-    top = evidence[0]
-    best = float(top.get("fused_score") or 0.0)
-    second = float(evidence[1].get("fused_score") or 0.0) if len(evidence) > 1 else 0.0
-    terms, _ = question_terms(question)
-    keyword = float(top.get("bm25_score") or 0.0) / max(1, len(terms))
-    check = answerability(question, f"{top.get('title', '')}\n{top.get('text', '')}")
-    return {
-        "top": min(1.0, best),
-        "margin": (best - second) / best if best > 0 else 0.0,
-        "agree": float(top.get("vector_rank") == 1 and top.get("bm25_rank") == 1),
-        "similarity": max(0.0, min(1.0, float(top.get("vector_score") or 0.0))),
-        "keyword_strength": keyword / (1.0 + keyword),
-        "coverage": check.coverage,
-        "key_coverage": check.key_coverage,
-    }
-
-
-@dataclass(frozen=True)
-class ConfidenceModel:
-    """Logistic weights over FEATURES; `samples` says how many labelled cases they were fitted on (0: defaults)."""
-
-    intercept: float
-    coef: dict[str, float]
-    samples: int = 0
-    positives: int = 0
-    feedback: int = 0
-
-    def probability(self, features: dict[str, float]) -> float:
-        """The fitted probability; the defaults (nothing fitted yet) stay below UNCALIBRATED_CEILING."""
-        logit = self.intercept + sum(self.coef.get(name, 0.0) * features.get(name, 0.0) for name in FEATURES)
-        probability = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit))))
-        return probability if self.samples else min(probability, UNCALIBRATED_CEILING)
-
-    def to_record(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any] | None) -> ConfidenceModel:
-        if not record:
-            return DEFAULT_MODEL
-        try:
-            return cls(**record)
-        except TypeError as error:
-            log.error("the stored confidence model is unreadable, using the default: %s", error)
-            return DEFAULT_MODEL
-
-
-DEFAULT_MODEL = ConfidenceModel(
-    intercept=-7.0,
-    coef={
-        "top": 2.0,
-        "margin": 1.5,
-        "agree": 1.0,
-        "similarity": 4.0,
-        "keyword_strength": 1.0,
-        "coverage": 3.0,
-        "key_coverage": 1.0,
-    },
-)
-"""Used until the knowledge base has calibrated itself: cautious, needs similarity and coverage together."""
-
-
-def fit_confidence(samples: Sequence[tuple[dict[str, float], int]], feedback: int = 0) -> ConfidenceModel | None:
-    """Logistic fit of labelled cases (features, 1 = the top passage was right); None when too few to trust.
-
-    Every weight is kept at or above zero: stronger evidence must never lower the confidence, whatever
-    quirk a small knowledge base's self-test shows. A light L2 penalty keeps weights finite when cases separate.
-    """
-    positives = sum(label for _, label in samples)
-    if len(samples) < MIN_SAMPLES or min(positives, len(samples) - positives) < MIN_PER_CLASS:
-        return None
-    from scipy.optimize import minimize
-
-    matrix = np.array([[features[name] for name in FEATURES] for features, _ in samples], dtype=float)
-    labels = np.array([label for _, label in samples], dtype=float)
-
-    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
-        logits = params[0] + matrix @ params[1:]
-        predicted = 1.0 / (1.0 + np.exp(-logits))
-        value = np.logaddexp(0.0, logits).sum() - labels @ logits + L2 * (params[1:] @ params[1:])
-        residual = predicted - labels
-        return float(value), np.concatenate([[residual.sum()], matrix.T @ residual + 2 * L2 * params[1:]])
-
-    bounds = [(None, None)] + [(0.0, None)] * len(FEATURES)
-    fitted = minimize(loss, np.zeros(len(FEATURES) + 1), jac=True, method="L-BFGS-B", bounds=bounds).x
-    return ConfidenceModel(
-        intercept=round(float(fitted[0]), 4),
-        coef={name: round(float(value), 4) for name, value in zip(FEATURES, fitted[1:], strict=True)},
-        samples=len(samples),
-        positives=positives,
-        feedback=feedback,
-    )
-
-
-def operator_verdicts(session: Session, limit: int = 2000) -> list[tuple[str, list[dict[str, Any]], int]]:
+def operator_verdicts(session: Session, limit: int = 2000) -> list[Verdict]:
     """(question, evidence, label) from proposed resolutions a person decided: approved as drafted is 1,
     edited or rejected is 0. Engine-sent drafts teach nothing about the model's own errors and are skipped."""
     rows = session.execute(

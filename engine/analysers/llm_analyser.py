@@ -28,7 +28,6 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, model_validator
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors import base, registry
@@ -46,12 +45,13 @@ from engine.analysers.prompts import (
 from engine.analysers.retrieval_analyser import citation, decide, escalation_record, query_of
 from engine.core.analysis import AnalysisResult, Decision, TicketSnapshot
 from engine.core.desk_policy import TEAM_ROUTES, DeskPolicy, current_policy
-from engine.core.models import KbChunk
 from engine.core.settings import Settings
 from engine.core.templates import request_info_email, resolution_email, summary_of
 from engine.outcomes.outcome_calibration import AdjustmentCache, adjusted
 from engine.trust.decision import Screening, conclude, hand_over, screen_ticket
 from engine.trust.guards import fence, redact_personal_data, unsupported_steps
+from kb.ledger import knowledge_base_empty
+from kb.search import deterministic_queries, search
 
 log = logging.getLogger(__name__)
 MAX_QUERIES = 4
@@ -163,8 +163,6 @@ class Run:
 
 
 def kb_search(session: Session, settings: Settings, query: str, queries: list[str]) -> list[dict[str, Any]]:
-    from kb.search import search
-
     return [item.model_dump() for item in search(session, settings, query, k=5, queries=queries)]
 
 
@@ -252,7 +250,7 @@ class LlmAnalyser:
         usage = UsageRecorder(self.budget, self.settings.LLM_MAX_OUTPUT_TOKENS)
         with self.factory() as session:
             policy = policy or current_policy(session, self.settings)
-            has_kb = session.scalar(select(KbChunk.id).limit(1)) is not None
+            has_kb = not knowledge_base_empty(session)
             adjustments = self.adjustments.get(session)
         text = redact_personal_data(ticket.text) if self.settings.LLM_REDACT_PII else ticket.text
         run = Run(ticket, policy, usage, {"callbacks": [usage], "tags": [ticket.reference]}, fence(text), adjustments)
@@ -303,8 +301,6 @@ class LlmAnalyser:
 
     def _queries(self, run: Run, question: str) -> list[str]:
         """Multi-query generation (seed §6.3.1): the question as asked plus the model's rewrites."""
-        from kb.search import deterministic_queries
-
         base = deterministic_queries(question)
         if run.model_down:
             return base
@@ -421,7 +417,7 @@ class LlmAnalyser:
         def search_knowledge_base(query: str) -> str:
             start = len(run.evidence) + 1
             with self.factory() as session:
-                has_kb = session.scalar(select(KbChunk.id).limit(1)) is not None
+                has_kb = not knowledge_base_empty(session)
                 found = self.search_kb(session, self.settings, query, [query]) if has_kb else []
             return evidence_block(self._add_evidence(run, found), start) if found else "Nothing new found."
 

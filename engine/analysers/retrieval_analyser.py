@@ -3,7 +3,7 @@
 It proposes the resolution written in the best-matching KB passage or resolved ticket when the evidence
 is strong, asks category-specific questions when the report lacks what a person would need, and
 otherwise hands the ticket to a person. Its confidence is a probability fitted on this desk's knowledge
-base (engine/analysers/confidence.py), and a resolution also needs the passage to cover the question's key terms.
+base (kb/confidence.py), and a resolution also needs the passage to cover the question's key terms.
 Operators see that a draft was assembled from the knowledge base without an AI model (the customer gets
 the answer, not our internals).
 """
@@ -17,18 +17,20 @@ from collections.abc import Mapping
 from dataclasses import asdict, replace
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.analysers.confidence import DEFAULT_MODEL, ConfidenceModel, answerability, evidence_features, question_focus
+from engine.analysers.confidence import question_focus
 from engine.analysers.escalation import DETAIL_SIGNALS, Assessment, assess, rule_criteria
 from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy, current_policy
-from engine.core.models import KbChunk
 from engine.core.settings import Settings
 from engine.core.templates import request_info_email, resolution_email, summary_of
 from engine.outcomes.outcome_calibration import AdjustmentCache, adjusted
 from engine.trust.decision import conclude, hand_over, screen_ticket
+from kb.calibration import stored_calibration
+from kb.confidence import DEFAULT_MODEL, ConfidenceModel, answerability, evidence_features
+from kb.ledger import knowledge_base_empty
+from kb.search import deterministic_queries, search
 from kb.titles import heading_line
 
 log = logging.getLogger(__name__)
@@ -104,10 +106,8 @@ class RetrievalAnalyser:
 
     def _evidence(self, session: Session, ticket: TicketSnapshot) -> tuple[list[dict[str, Any]], str | None]:
         """Cited evidence for the ticket; an empty knowledge base is answered without loading any model."""
-        if session.scalar(select(KbChunk.id).limit(1)) is None:
+        if knowledge_base_empty(session):
             return [], None
-        from kb.search import deterministic_queries, search
-
         question, focus = query_of(ticket), focus_of(ticket)
         phrasings = deterministic_queries(question)
         phrasings += [focus] if focus.lower() not in {phrase.lower() for phrase in phrasings} else []
@@ -123,8 +123,6 @@ class RetrievalAnalyser:
 
 def desk_confidence_model(session: Session) -> ConfidenceModel:
     """The confidence model this knowledge base fitted for itself, or the cautious default before it has."""
-    from kb.calibration import stored_calibration
-
     calibration = stored_calibration(session)
     return ConfidenceModel.from_record(calibration.confidence if calibration else None)
 
@@ -149,7 +147,7 @@ def retrieval_confidence(
     evidence: list[dict[str, Any]], question: str = "", model: ConfidenceModel = DEFAULT_MODEL
 ) -> float:
     """Probability that the top passage answers the ticket, by this desk's fitted model
-    (engine/analysers/confidence.py)."""
+    (kb/confidence.py)."""
     if not evidence:
         return 0.0
     return round(model.probability(evidence_features(question, evidence)), 3)

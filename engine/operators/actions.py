@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from engine.core.db import transaction
 from engine.core.desk_policy import DeskPolicy, save_policy
 from engine.core.enums import ActionKind, ActionState, MessageKind, Role, TicketStatus
 from engine.core.lifecycle import transition
@@ -20,6 +21,7 @@ from engine.core.templates import EmailContent, to_html
 from engine.core.timeline import record_audit, record_event
 from engine.delivery.execution import execute_action, void_open_drafts
 from engine.delivery.outbox import enqueue_email, resolve_uncertain
+from kb.indexer import add_document, approve_chunk, reindex_document, remove_document
 
 RANK = {Role.VIEWER: 0, Role.AGENT: 1, Role.LEAD: 2, Role.ADMIN: 3}
 
@@ -405,37 +407,43 @@ def change_policy(session: Session, actor: Actor, policy: DeskPolicy) -> int:
 
 
 def add_kb_document(
-    session: Session, settings: Settings, actor: Actor, filename: str, data: bytes, *, team: str | None = None
+    factory: sessionmaker[Session],
+    settings: Settings,
+    actor: Actor,
+    filename: str,
+    data: bytes,
+    *,
+    team: str | None = None,
 ) -> KbDocument:
-    """Upload one file to the knowledge base; the indexer commits, so the audit entry goes in with it."""
+    """Upload one file to the knowledge base; the audit entry is committed first, so a failed indexing is on record."""
     require(actor, Role.LEAD)
-    from kb.indexer import add_document
+    with transaction(factory) as session:
+        record_audit(session, actor.username, "kb_upload", "kb_document", filename, size=len(data), team=team)
+    return add_document(factory, settings, filename, data, uploaded_by=actor.username, team=team)
 
-    record_audit(session, actor.username, "kb_upload", "kb_document", filename, size=len(data), team=team)
-    return add_document(session, settings, filename, data, uploaded_by=actor.username, team=team)
 
-
-def reindex_kb_document(session: Session, settings: Settings, actor: Actor, document_id: int) -> KbDocument:
+def reindex_kb_document(
+    factory: sessionmaker[Session], settings: Settings, actor: Actor, document_id: int
+) -> KbDocument:
+    """Extract and index a stored document again; the indexer opens its own transactions after the audit entry's."""
     require(actor, Role.LEAD)
-    from kb.indexer import reindex_document
+    with transaction(factory) as session:
+        record_audit(session, actor.username, "kb_reindex", "kb_document", document_id)
+    return reindex_document(factory, settings, document_id)
 
-    record_audit(session, actor.username, "kb_reindex", "kb_document", document_id)
-    return reindex_document(session, settings, document_id)
 
-
-def remove_kb_document(session: Session, settings: Settings, actor: Actor, document_id: int) -> bool:
+def remove_kb_document(factory: sessionmaker[Session], settings: Settings, actor: Actor, document_id: int) -> bool:
+    """Delete a document from every index; the audit entry is committed before the indexer's own transaction."""
     require(actor, Role.LEAD)
-    from kb.indexer import remove_document
-
-    record_audit(session, actor.username, "kb_delete", "kb_document", document_id)
-    return remove_document(session, settings, document_id)
+    with transaction(factory) as session:
+        record_audit(session, actor.username, "kb_delete", "kb_document", document_id)
+    return remove_document(factory, settings, document_id)
 
 
 def approve_kb_chunk(session: Session, actor: Actor, chunk_id: int) -> KbChunk:
-    """A lead read a quarantined chunk and lets the analysers cite it, until its content changes."""
+    """A lead read a quarantined chunk and lets the analysers cite it, until its content changes; the caller commits
+    the approval with its audit entry."""
     require(actor, Role.LEAD)
-    from kb.indexer import approve_chunk
-
     chunk = approve_chunk(session, chunk_id, actor.username)
     record_audit(
         session,

@@ -1,6 +1,6 @@
 """What customers said about automatic answers, turned into a per-category correction of the fitted confidence.
 
-The knowledge base's self-test (engine/analysers/confidence.py) says how often the top passage is the right one;
+The knowledge base's self-test (kb/self_test.py, kb/confidence.py) says how often the top passage is the right one;
 customers
 say whether the answer solved their problem. Per category, the observed solved rate (confirmed or durable against
 re-opened, engine.outcomes.outcomes.outcome_labels) is shrunk toward the mean predicted confidence with PRIOR_CASES

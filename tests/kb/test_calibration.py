@@ -7,6 +7,7 @@ import logging
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine import jobs
 from engine.core.models import SourceCursor
 from engine.core.settings import Settings
 from kb import indexer
@@ -19,6 +20,7 @@ from kb.calibration import (
     stored_calibration,
     stored_fusion,
 )
+from tests.factories import own_transactions
 
 ARTICLES = {
     "router": (
@@ -82,7 +84,7 @@ ARTICLES = {
 def add_article(session: Session, settings: Settings, name: str) -> int:
     title, first, more = ARTICLES[name]
     text = f"# {title}\n{first} {more} Ask the service desk if that does not help.\n"
-    return indexer.add_document(session, settings, f"{name}.md", text.encode()).id
+    return indexer.add_document(own_transactions(session), settings, f"{name}.md", text.encode()).id
 
 
 def test_index_job_calibrates_and_again_after_a_material_change(
@@ -92,27 +94,27 @@ def test_index_job_calibrates_and_again_after_a_material_change(
         ids = {name: add_article(session, settings, name) for name in list(ARTICLES)[:10]}
         assert stored_calibration(session) is None and needs_calibration(session)
         assert calibration_summary(session)["calibrated"] is False
-    assert indexer.run_index_job(session_factory, settings)["calibrated"] == 1
+    assert jobs.run_index_job(session_factory, settings)["calibrated"] == 1
     with session_factory() as session:
         calibration = stored_calibration(session)
         assert calibration is not None and calibration.chunks == 10
         assert calibration.self_test["queries"] >= 10 and calibration.confidence is not None
         assert stored_fusion(session) == calibration.fusion
         assert calibration_summary(session)["fusion"] == calibration.fusion.describe()
-    assert indexer.run_index_job(session_factory, settings)["calibrated"] == 0, "nothing changed"
+    assert jobs.run_index_job(session_factory, settings)["calibrated"] == 0, "nothing changed"
 
     with session_factory() as session:
-        indexer.remove_document(session, settings, ids["backup"])
+        indexer.remove_document(own_transactions(session), settings, ids["backup"])
         assert changed_share(session, stored_calibration(session)) == pytest.approx(0.1)
-    assert indexer.run_index_job(session_factory, settings)["calibrated"] == 1, "a tenth removed"
+    assert jobs.run_index_job(session_factory, settings)["calibrated"] == 1, "a tenth removed"
 
     with session_factory() as session:
         add_article(session, settings, "phone")
         assert changed_share(session, stored_calibration(session)) == pytest.approx(1 / 9)
         add_article(session, settings, "backup")
-        indexer.remove_document(session, settings, ids["router"])
+        indexer.remove_document(own_transactions(session), settings, ids["router"])
         assert changed_share(session, stored_calibration(session)) == pytest.approx(3 / 9)
-    assert indexer.run_index_job(session_factory, settings)["calibrated"] == 1
+    assert jobs.run_index_job(session_factory, settings)["calibrated"] == 1
     with session_factory() as session:
         assert stored_calibration(session).chunks == 10  # type: ignore[union-attr]
         assert not needs_calibration(session)

@@ -13,6 +13,7 @@ from kb import indexer
 from kb.embed import LOCAL_MODEL_NAME, get_embedder
 from kb.search import search
 from kb.store import ReindexRequiredError, reset_caches
+from tests.factories import own_transactions
 from tests.kb.conftest import assert_consistent
 from tests.kb.embeddings_emulator import DIMENSION, EmbeddingsEmulator
 
@@ -67,17 +68,17 @@ def test_remote_providers_over_the_wire(provider: str, settings: Settings) -> No
 
 def test_changing_model_asks_for_reindex(session_factory: sessionmaker[Session], settings: Settings) -> None:
     with session_factory() as session:
-        indexer.add_document(session, settings, "router.md", ROUTER)
-        indexer.add_document(session, settings, "mail.md", MAIL)
+        indexer.add_document(own_transactions(session), settings, "router.md", ROUTER)
+        indexer.add_document(own_transactions(session), settings, "mail.md", MAIL)
     reset_caches()
     with EmbeddingsEmulator() as emulator, session_factory() as session:
         remote = settings.model_copy(update={"EMBEDDINGS_PROVIDER": "openai", "OPENAI_BASE_URL": emulator.url})
         with pytest.raises(ReindexRequiredError, match="python -m kb reindex"):
             search(session, remote, "router")
-        refused = indexer.add_document(session, remote, "late.md", b"# Late\nA late document.\n")
+        refused = indexer.add_document(own_transactions(session), remote, "late.md", b"# Late\nA late document.\n")
         assert refused.status == "error" and "reindex" in (refused.error or "")
 
-        counts = indexer.reindex_all(session, remote)
+        counts = indexer.reindex_all(own_transactions(session), remote)
         assert counts["vector_index_replaced"] == 1 and counts["documents"] == 3
         assert search(session, remote, "recessed button router", k=1)[0].title == "Router"
         assert_consistent(session, remote)

@@ -14,6 +14,7 @@ from engine.core.settings import Settings
 from kb import indexer
 from kb.extract import HIDDEN, extract
 from kb.search import search
+from tests.factories import own_transactions
 from tests.kb.conftest import assert_consistent
 from tests.kb.files import (
     CLEAN_MARKDOWN,
@@ -118,7 +119,8 @@ def test_hostile_documents_are_quarantined_and_never_evidence_until_approved(
 ) -> None:
     with session_factory() as session:
         documents = {
-            name: indexer.add_document(session, settings, name, data) for name, data in hostile_kb_documents().items()
+            name: indexer.add_document(own_transactions(session), settings, name, data)
+            for name, data in hostile_kb_documents().items()
         }
         flagged = {
             name: [(chunk.location, chunk.quarantine) for chunk in chunks_of(session, document) if chunk.quarantine]
@@ -176,34 +178,41 @@ def test_hostile_documents_are_quarantined_and_never_evidence_until_approved(
         assert billing.location == "page 2" and billing.quarantine and billing.quarantine.startswith("bank or payment")
 
         chunk = session.get(KbChunk, billing.chunk_id)
+        approved_id = chunk.id
         indexer.approve_chunk(session, chunk.id, "lee")
         session.commit()
-        assert documents["billing.pdf"].quarantined_count == 0
+        assert session.get(KbDocument, documents["billing.pdf"].id).quarantined_count == 0
         [approved] = [e for e in search(session, settings, "new settlement account", k=10) if e.chunk_id == chunk.id]
         assert approved.approved_by == "lee" and approved.quarantine
 
-        indexer.reindex_document(session, settings, documents["billing.pdf"].id)  # unchanged content: approval holds
+        indexer.reindex_document(
+            own_transactions(session), settings, documents["billing.pdf"].id
+        )  # unchanged content: approval holds
         assert session.get(KbChunk, chunk.id).approved_by == "lee"
-        assert documents["billing.pdf"].quarantined_count == 0
+        assert session.get(KbDocument, documents["billing.pdf"].id).quarantined_count == 0
         changed = make_pdf(
             [
                 "Invoices are sent on the first working day of the month.",
                 "Our new settlement account is GB33 BUKB 2020 1555 5555 55.",
             ]
         )
-        indexer.replace_document(session, settings, documents["billing.pdf"].id, "billing.pdf", changed)
+        indexer.replace_document(
+            own_transactions(session), settings, documents["billing.pdf"].id, "billing.pdf", changed
+        )
         [(new_chunk, reason)] = [
             (c, c.quarantine) for c in chunks_of(session, documents["billing.pdf"]) if c.quarantine
         ]
-        assert new_chunk.approved_by is None and session.get(KbChunk, chunk.id) is None  # new content, new review
-        assert documents["billing.pdf"].quarantined_count == 1
+        assert (
+            new_chunk.approved_by is None and session.get(KbChunk, approved_id, populate_existing=True) is None
+        )  # new content
+        assert session.get(KbDocument, documents["billing.pdf"].id).quarantined_count == 1
         assert all(e.chunk_id != new_chunk.id for e in search(session, settings, "new settlement account", k=10))
         assert_consistent(session, settings)
 
 
 def test_approving_needs_a_quarantined_chunk(session_factory: sessionmaker[Session], settings: Settings) -> None:
     with session_factory() as session:
-        document = indexer.add_document(session, settings, "password.md", CLEAN_MARKDOWN.encode())
+        document = indexer.add_document(own_transactions(session), settings, "password.md", CLEAN_MARKDOWN.encode())
         clean = next(chunk for chunk in chunks_of(session, document) if not chunk.quarantine)
         with pytest.raises(ValueError, match="is not quarantined"):
             indexer.approve_chunk(session, clean.id, "lee")
@@ -217,12 +226,28 @@ def test_a_domain_the_lead_allows_lifts_the_quarantine_on_reindex(
     from engine.core.desk_policy import current_policy, save_policy
 
     with session_factory() as session:
-        document = indexer.add_document(session, settings, "password.md", CLEAN_MARKDOWN.encode())
+        document = indexer.add_document(own_transactions(session), settings, "password.md", CLEAN_MARKDOWN.encode())
         assert document.quarantined_count == 1
         policy = current_policy(session, settings)
         policy.allowed_domains = ["no-touch-localhost.support"]
         save_policy(session, policy, actor="lee")
         session.commit()
-        indexer.reindex_document(session, settings, document.id)
-        assert document.quarantined_count == 0
+        indexer.reindex_document(own_transactions(session), settings, document.id)
+        assert session.get(KbDocument, document.id).quarantined_count == 0
         assert all(chunk.quarantine is None for chunk in chunks_of(session, document))
+
+
+def test_approving_leaves_the_callers_transaction_open(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """kb never commits a session it is handed: the caller commits the approval with its audit entry, or not at all."""
+    with session_factory() as session:
+        document = indexer.add_document(own_transactions(session), settings, "password.md", CLEAN_MARKDOWN.encode())
+        [held] = [chunk for chunk in chunks_of(session, document) if chunk.quarantine]
+        held_id = held.id
+        indexer.approve_chunk(session, held_id, "lee")
+        assert session.get_one(KbDocument, document.id).quarantined_count == 0
+        session.rollback()
+    with session_factory() as session:
+        assert session.get_one(KbChunk, held_id).approved_by is None
+        assert session.get_one(KbDocument, document.id).quarantined_count == 1

@@ -8,12 +8,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine import jobs
 from engine.core.enums import ActionKind, ActionState, TicketStatus
 from engine.core.models import Action, Attachment, Blob, EmailInteraction, KbChunk, KbDocument, Ticket
 from engine.core.settings import Settings
-from kb import indexer
+from engine.outcomes import teaching
+from kb import indexer, ledger
 from kb.search import search
 from kb.store import get_runtime, reset_caches
+from tests.factories import own_transactions
 from tests.kb.conftest import assert_consistent
 from tests.kb.files import make_docx, make_encrypted_pdf, make_pdf, make_png, make_pptx
 
@@ -22,7 +25,9 @@ MAIL = "# Mailbox quota\nWhen Outlook says the mailbox is full, archive old item
 
 
 def add(session: Session, settings: Settings, name: str, data: bytes, **kwargs: object) -> KbDocument:
-    return indexer.add_document(session, settings, name, data, **kwargs)  # type: ignore[arg-type]
+    """Index through the indexer's own transactions; the document as the test's session sees it."""
+    document = indexer.add_document(own_transactions(session), settings, name, data, **kwargs)  # type: ignore[arg-type]
+    return session.get_one(KbDocument, document.id)
 
 
 def make_ticket(
@@ -121,33 +126,33 @@ def test_change_and_delete_touch_only_that_document(session_factory: sessionmake
     first = "# Install\nRun the installer as administrator.\n\n# Licence\nEnter the key from the portal.\n"
     second = "# Install\nRun the installer as administrator.\n\n# Licence\nLicences now come from single sign-on.\n"
     with session_factory() as session:
-        guide = add(session, settings, "guide.md", first.encode())
+        guide_id = add(session, settings, "guide.md", first.encode()).id
         other = add(session, settings, "mail.md", MAIL.encode())
         before = assert_consistent(session, settings)
         other_chunks = {str(i) for i in session.scalars(select(KbChunk.id).where(KbChunk.source_id == other.id))}
         install_chunk = session.scalar(
-            select(KbChunk.id).where(KbChunk.source_id == guide.id, KbChunk.chunk_index == 0)
+            select(KbChunk.id).where(KbChunk.source_id == guide_id, KbChunk.chunk_index == 0)
         )
 
-        indexer.replace_document(session, settings, guide.id, "guide.md", second.encode())
+        indexer.replace_document(own_transactions(session), settings, guide_id, "guide.md", second.encode())
         after = assert_consistent(session, settings)
         assert other_chunks <= after and str(install_chunk) in after  # unchanged chunks keep their id and vector
         assert len(after - before) == 1 and len(before - after) == 1
-        assert search(session, settings, "single sign-on licence", k=1)[0].source_id == guide.id
+        assert search(session, settings, "single sign-on licence", k=1)[0].source_id == guide_id
 
-        assert indexer.remove_document(session, settings, guide.id)
+        assert indexer.remove_document(own_transactions(session), settings, guide_id)
         remaining = assert_consistent(session, settings)
         assert remaining == other_chunks
-        assert session.get(KbDocument, guide.id) is None
-        assert all(e.source_id != guide.id for e in search(session, settings, "installer administrator licence"))
-        assert not indexer.remove_document(session, settings, guide.id)
+        assert session.get(KbDocument, guide_id) is None
+        assert all(e.source_id != guide_id for e in search(session, settings, "installer administrator licence"))
+        assert not indexer.remove_document(own_transactions(session), settings, guide_id)
 
 
 def test_restart_replays_bm25_without_rebuild(session_factory: sessionmaker[Session], settings: Settings) -> None:
     with session_factory() as session:
         router = add(session, settings, "router.md", ROUTER.encode())
         add(session, settings, "mail.md", MAIL.encode())
-        indexer.remove_document(session, settings, router.id)
+        indexer.remove_document(own_transactions(session), settings, router.id)
         ids = assert_consistent(session, settings)
 
     reset_caches()  # a new process: nothing in memory
@@ -155,7 +160,7 @@ def test_restart_replays_bm25_without_rebuild(session_factory: sessionmaker[Sess
     assert set(runtime.keywords.hashes()) == ids  # replayed from the log, before any database read
     assert [hit[0] for hit in runtime.keywords.search("mailbox quota", 5)] == sorted(ids)
     with session_factory() as session:
-        assert indexer.sync_keyword_index(session, runtime) == 0  # nothing to rebuild
+        assert ledger.sync_keyword_index(session, runtime) == 0  # nothing to rebuild
         assert search(session, settings, "outlook mailbox full", k=1)[0].title == "Mailbox quota"
 
 
@@ -186,7 +191,7 @@ def test_job_repairs_a_crash_between_database_and_indexes(
             runtime.embedder.embed_documents(["ghost"]),
             [{"kind": "kb", "source_id": 999, "team": "", "date": 0, "hash": "x"}],
         )
-    counts = indexer.run_index_job(session_factory, settings)
+    counts = jobs.run_index_job(session_factory, settings)
     assert counts["vectors_repaired"] == 2 and counts["chunks"] == 2
     with session_factory() as session:
         assert_consistent(session, settings)
@@ -202,7 +207,7 @@ def test_documents_marked_pending_get_their_heading_as_title_without_new_vectors
         chunks = set(session.scalars(select(KbChunk.id).where(KbChunk.source_id == mail.id)))
         mail.title, mail.status = "mail-quota", "pending"
         session.commit()
-    counts = indexer.run_index_job(session_factory, settings)
+    counts = jobs.run_index_job(session_factory, settings)
     assert counts["documents_indexed"] == 1 and counts["vectors_repaired"] == 0
     with session_factory() as session:
         document = session.get(KbDocument, mail.id)
@@ -255,8 +260,10 @@ def test_resolved_tickets_incrementally(session_factory: sessionmaker[Session], 
         ticket = resolved_ticket_with_history(session)
         make_ticket(session, 2, status=TicketStatus.NEW, description="Printer jammed")
         session.commit()
-        assert indexer.index_resolved_tickets(session, settings) == 1
-        assert indexer.index_resolved_tickets(session, settings) == 0  # nothing changed since the cursor
+        assert teaching.index_resolved_tickets(own_transactions(session), settings) == 1
+        assert (
+            teaching.index_resolved_tickets(own_transactions(session), settings) == 0
+        )  # nothing changed since the cursor
         [chunk] = session.scalars(select(KbChunk).where(KbChunk.source_kind == "ticket"))
         assert chunk.location == {"section": "resolution"}  # the customer's words are never evidence
         assert chunk.text == "resolution\nSwitched the VPN client to TCP 443; stable since."  # no greeting, signature
@@ -268,13 +275,13 @@ def test_resolved_tickets_incrementally(session_factory: sessionmaker[Session], 
 
         resolve(session, ticket, "Replaced the VPN profile with the split-tunnel one.")
         session.commit()
-        assert indexer.index_resolved_tickets(session, settings) == 1
+        assert teaching.index_resolved_tickets(own_transactions(session), settings) == 1
         assert "split-tunnel" in search(session, settings, "split tunnel profile", k=1)[0].text
         assert_consistent(session, settings)
 
         ticket.status = TicketStatus.ANALYZING  # re-opened: its answer is no longer evidence
         session.commit()
-        assert indexer.index_resolved_tickets(session, settings) == 1
+        assert teaching.index_resolved_tickets(own_transactions(session), settings) == 1
         assert search(session, settings, "VPN hotel wifi", source_kinds={"ticket"}) == []
         assert_consistent(session, settings)
 
@@ -285,7 +292,7 @@ def test_filters_by_kind_team_and_date(session_factory: sessionmaker[Session], s
         ticket.resolved_at = datetime.now(UTC) - timedelta(days=30)
         make_ticket(session, 2, team="desktop", resolution="Restarted the VPN client so its icon is back in the tray")
         session.commit()
-        indexer.index_resolved_tickets(session, settings)
+        teaching.index_resolved_tickets(own_transactions(session), settings)
         shared = add(
             session, settings, "vpn.md", b"# VPN\nThe VPN client lives in the system tray; start it from there.\n"
         )
@@ -367,4 +374,33 @@ def test_cli(
         session.commit()
         assert cli.main(["remove", str(router_id)]) == 0
         assert cli.main(["remove", str(router_id)]) == 1
+        assert_consistent(session, settings)
+
+
+def test_knowledge_base_empty(session_factory: sessionmaker[Session], settings: Settings) -> None:
+    """The one "is anything indexed" check the analysers answer from without loading a model."""
+    with session_factory() as session:
+        assert ledger.knowledge_base_empty(session)
+        add(session, settings, "mail.md", MAIL.encode())
+        assert not ledger.knowledge_base_empty(session)
+        indexer.add_document(own_transactions(session), settings, "bad.pdf", b"%PDF-1.4 broken")
+        assert not ledger.knowledge_base_empty(session), "a failed file adds no chunk and removes none"
+
+
+def test_a_bad_file_and_a_failed_embedding_end_with_a_status(
+    session_factory: sessionmaker[Session], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through its own transactions the indexer still never raises for a file: the document says what went wrong."""
+    with session_factory() as session:
+        broken = add(session, settings, "bad.pdf", b"%PDF-1.4 broken")
+        assert broken.status == "corrupt" and broken.chunk_count == 0 and broken.error
+        runtime = get_runtime(settings)
+
+        def down(texts: list[str]) -> None:
+            raise ConnectionError("embedding endpoint down")
+
+        monkeypatch.setattr(runtime.embedder, "embed_documents", down)
+        failed = add(session, settings, "mail.md", MAIL.encode())
+        assert failed.status == indexer.FAILED and "embedding endpoint down" in (failed.error or "")
+        assert ledger.knowledge_base_empty(session)
         assert_consistent(session, settings)

@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.core.models import AuditEntry, KbChunk
 from engine.core.settings import Settings
 from kb.indexer import add_document
+from tests.factories import own_transactions
 from tests.pages.conftest import open_page, texts
 from ui.components import plain
 
@@ -19,7 +20,7 @@ ARTICLE = (
 def quarantined_article(factory: sessionmaker[Session], settings: Settings) -> int:
     """An article whose second section links a look-alike domain: that chunk's id."""
     with factory() as session:
-        document = add_document(session, settings, "password.md", ARTICLE)
+        document = add_document(own_transactions(session), settings, "password.md", ARTICLE)
         return session.scalar(
             select(KbChunk.id).where(KbChunk.source_id == document.id, KbChunk.quarantine.is_not(None))
         )

@@ -10,6 +10,7 @@ from engine.core.models import AuditEntry, KbDocument, Operator
 from engine.core.settings import Settings
 from engine.operators.actions import Actor, add_kb_document
 from kb.calibration import Calibration, Fusion, save_calibration
+from tests.factories import own_transactions
 from tests.kb.files import make_pdf
 from tests.pages.conftest import PASSWORD, open_page, texts
 
@@ -132,7 +133,7 @@ def test_an_agent_searches_articles_rendered_without_ranking_internals(
     app: Settings, session_factory: sessionmaker[Session]
 ) -> None:
     with session_factory() as session:
-        add_kb_document(session, app, Actor("lee", Role.LEAD), "router-reset.md", ROUTER)
+        add_kb_document(own_transactions(session), app, Actor("lee", Role.LEAD), "router-reset.md", ROUTER)
     at = open_page(KB, "ann")
     at.text_input(key="kb_query").input("reset the router")
     at = next(b for b in at.button if b.label == "Search").click().run()

@@ -25,7 +25,7 @@ from engine.core.models import AuditEntry, Base, KbDocument, OutboxMessage
 from engine.core.settings import Settings
 from engine.operators.actions import RANK, Actor, PermissionDeniedError
 from engine.operators.auth import OperatorError, authenticate, create_first_admin, create_operator
-from tests.factories import drafted
+from tests.factories import drafted, own_transactions
 
 CHECKS_ONLY = {"require"}
 """Public functions taking an Actor that write nothing: the role check itself."""
@@ -97,15 +97,21 @@ WRITES: dict[str, tuple[Role, Call]] = {
     "approve_kb_chunk": (Role.LEAD, lambda d, a: engine.operators.actions.approve_kb_chunk(d.session, a, 1)),
     "add_kb_document": (
         Role.LEAD,
-        lambda d, a: engine.operators.actions.add_kb_document(d.session, d.settings, a, "x.md", b"# X\nsome text"),
+        lambda d, a: engine.operators.actions.add_kb_document(
+            own_transactions(d.session), d.settings, a, "x.md", b"# X\nsome text"
+        ),
     ),
     "reindex_kb_document": (
         Role.LEAD,
-        lambda d, a: engine.operators.actions.reindex_kb_document(d.session, d.settings, a, d.document_id),
+        lambda d, a: engine.operators.actions.reindex_kb_document(
+            own_transactions(d.session), d.settings, a, d.document_id
+        ),
     ),
     "remove_kb_document": (
         Role.LEAD,
-        lambda d, a: engine.operators.actions.remove_kb_document(d.session, d.settings, a, d.document_id),
+        lambda d, a: engine.operators.actions.remove_kb_document(
+            own_transactions(d.session), d.settings, a, d.document_id
+        ),
     ),
     "create_operator": (
         Role.ADMIN,

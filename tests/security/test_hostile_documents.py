@@ -21,7 +21,7 @@ from engine.pipeline import process_pending
 from kb.extract import extract
 from kb.indexer import add_document
 from tests.corpus.hostile.make_corpus import make_deep_html, make_many_recipients_eml, make_office_bomb
-from tests.factories import ticket_in
+from tests.factories import own_transactions, ticket_in
 from tests.kb.files import hostile_kb_documents
 from tests.security.conftest import HOSTILE, customer_messages
 
@@ -97,8 +97,8 @@ def test_hostile_documents_do_not_stop_the_batch(
     with session_factory() as session:
         for name, data in files.items():
             if name not in SLOW:
-                add_document(session, autopilot, name, data)
-        add_document(session, autopilot, "printer.md", GUIDE)
+                add_document(own_transactions(session), autopilot, name, data)
+        add_document(own_transactions(session), autopilot, "printer.md", GUIDE)
         statuses = {doc.filename: (doc.status, doc.error) for doc in session.scalars(select(KbDocument))}
     expected = {name: "indexed" if status == "ok" else status for name, status in EXPECTED.items() if name not in SLOW}
     assert {name: status for name, (status, _) in statuses.items()} == {**expected, "printer.md": "indexed"}
@@ -109,7 +109,9 @@ def test_an_injected_knowledge_base_article_is_quarantined_and_never_cited(
     session_factory: sessionmaker[Session], autopilot: Settings
 ) -> None:
     with session_factory() as session:
-        document = add_document(session, autopilot, "vpn-password.md", (HOSTILE / "kb-injection.md").read_bytes())
+        document = add_document(
+            own_transactions(session), autopilot, "vpn-password.md", (HOSTILE / "kb-injection.md").read_bytes()
+        )
         [chunk] = session.scalars(select(KbChunk).where(KbChunk.source_id == document.id))
         assert document.quarantined_count == 1 and chunk.quarantine
         assert "possible prompt injection" in chunk.quarantine and "evil.example" in chunk.quarantine
@@ -150,7 +152,7 @@ def test_hostile_knowledge_base_content_never_reaches_a_customer(
 ) -> None:
     with session_factory() as session:
         for name, data in hostile_kb_documents().items():
-            add_document(session, autopilot, name, data)
+            add_document(own_transactions(session), autopilot, name, data)
     with session_factory.begin() as session:
         tickets = [ingest(session, ticket_in(subject=q, body=q), autopilot).ticket_id for q in HOSTILE_QUESTIONS]
     process_pending(session_factory, autopilot, RetrievalAnalyser(session_factory, autopilot), worker="w")

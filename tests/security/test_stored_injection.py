@@ -10,9 +10,9 @@ from engine.core.enums import ActionKind, ActionState, Role, TicketStatus
 from engine.core.models import Action, KbChunk, Ticket
 from engine.core.settings import Settings
 from engine.intake.ingest import ingest
+from engine.jobs import run_index_job
 from engine.operators.actions import Actor, approve_draft
 from engine.pipeline import execute_action
-from kb.indexer import run_index_job
 from kb.search import search
 from tests.factories import ticket_in
 

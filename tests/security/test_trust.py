@@ -24,7 +24,7 @@ from engine.intake.ingest import ingest
 from engine.pipeline import process_pending
 from kb.indexer import add_document, reindex_document
 from kb.store import reset_caches
-from tests.factories import email_in, ticket_in
+from tests.factories import email_in, own_transactions, ticket_in
 
 ARTICLES = Path(__file__).resolve().parent.parent.parent / "connectors" / "demo_data" / "kb"
 WORDS = re.compile(r"\w+")
@@ -38,7 +38,7 @@ def desk(session_factory: sessionmaker[Session], settings: Settings) -> Iterator
         save_policy(session, DeskPolicy(autopilot={"*:*": True}, auto_send_min_confidence=0.0), actor="lead")
     with session_factory() as session:
         for name in ("invite-users-northwind-cloud.md", "vpn-setup.md", "reset-password.md", "printer-setup.md"):
-            add_document(session, settings, name, (ARTICLES / name).read_bytes())
+            add_document(own_transactions(session), settings, name, (ARTICLES / name).read_bytes())
     yield RetrievalAnalyser(session_factory, settings)
     reset_caches()
 
@@ -127,7 +127,7 @@ def test_links_go_out_only_to_allowed_domains(
         b"2. Choose the month and press Export usage report.\n"
     )
     with session_factory() as session:
-        document_id = add_document(session, settings, "usage-report.md", article).id
+        document_id = add_document(own_transactions(session), settings, "usage-report.md", article).id
     question = "How do I export the monthly usage report of my workspace?"
     [held] = run(session_factory, settings, desk, ticket_in(subject="Usage report export", body=question))
     assert all("partner-analytics" not in m.body_text for m in messages(session_factory, held))
@@ -137,7 +137,7 @@ def test_links_go_out_only_to_allowed_domains(
         )
         save_policy(session, allowed, actor="lead")
     with session_factory() as session:
-        reindex_document(session, settings, document_id)
+        reindex_document(own_transactions(session), settings, document_id)
     [sent] = run(session_factory, settings, desk, ticket_in(subject="Usage report export", body=question))
     resolution = [m for m in messages(session_factory, sent) if m.kind == MessageKind.RESOLUTION]
     assert resolution and "https://reports.partner-analytics.example/usage" in resolution[0].body_text

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from engine.analysers.confidence import (
+from engine.analysers.confidence import question_focus
+from engine.analysers.retrieval_analyser import retrieval_confidence
+from kb.confidence import (
     DEFAULT_MODEL,
     FEATURES,
     UNCALIBRATED_CEILING,
@@ -14,9 +16,7 @@ from engine.analysers.confidence import (
     answerability,
     evidence_features,
     fit_confidence,
-    question_focus,
 )
-from engine.analysers.retrieval_analyser import retrieval_confidence
 from kb.self_test import off_topic_questions, run_self_test
 from tests.factories import TopicEmbedder, topic_corpus
 

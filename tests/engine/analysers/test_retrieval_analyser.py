@@ -15,7 +15,7 @@ from engine.intake.ingest import ingest
 from engine.pipeline import process_pending
 from kb.indexer import add_document
 from kb.store import reset_caches
-from tests.factories import resolution_outcome, text_snapshot, ticket_in
+from tests.factories import own_transactions, resolution_outcome, text_snapshot, ticket_in
 
 ARTICLES = Path(__file__).resolve().parents[3] / "connectors" / "demo_data" / "kb"
 CORPUS = sorted((Path(__file__).resolve().parents[2] / "corpus" / "injection").glob("*.txt"))
@@ -26,7 +26,7 @@ def analyser(session_factory: sessionmaker[Session], settings: Settings) -> Iter
     reset_caches()
     with session_factory() as session:
         for name in ("invite-users-northwind-cloud.md", "vpn-setup.md", "reset-password.md", "printer-setup.md"):
-            add_document(session, settings, name, (ARTICLES / name).read_bytes())
+            add_document(own_transactions(session), settings, name, (ARTICLES / name).read_bytes())
     yield RetrievalAnalyser(session_factory, settings)
     reset_caches()
 
@@ -81,7 +81,7 @@ def test_knowledge_base_failure_hands_the_ticket_to_a_person(
     def broken(*args: object, **kwargs: object) -> list[object]:
         raise ConnectionError("Chroma server at 127.0.0.1:8000 refused the connection")
 
-    monkeypatch.setattr("kb.search.search", broken)
+    monkeypatch.setattr("engine.analysers.retrieval_analyser.search", broken)
     result = analyser.analyse(text_snapshot("How do I invite new users to Northwind Cloud?"))
     assert result.decision == "escalate"
     assert result.reason.startswith("knowledge base unavailable: ConnectionError")

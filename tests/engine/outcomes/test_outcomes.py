@@ -16,8 +16,8 @@ from engine.core.settings import Settings
 from engine.delivery.sync import sync_back
 from engine.operators.actions import Actor, approve_draft
 from engine.outcomes.outcomes import advance_outcomes, outcome_funnel, outcome_labels
+from engine.outcomes.teaching import ticket_sections
 from engine.pipeline import process_pending
-from kb.indexer import ticket_sections
 from tests.factories import (
     FakeSource,
     Proposes,
