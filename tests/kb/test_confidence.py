@@ -1,0 +1,107 @@
+"""The knowledge base's confidence as a probability: the answerability check, monotone evidence, out-of-scope
+questions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engine.analysers.retrieval_analyser import retrieval_confidence
+from kb.confidence import (
+    DEFAULT_MODEL,
+    FEATURES,
+    UNCALIBRATED_CEILING,
+    ConfidenceModel,
+    answerability,
+    evidence_features,
+    fit_confidence,
+)
+from kb.self_test import off_topic_questions, run_self_test
+from tests.factories import TopicEmbedder, topic_corpus
+
+QUESTION = "How do I connect my Galaxy S10 to the TV with an HDMI cable?"
+ANSWER = "Connecting a phone: plug an HDMI cable into the Galaxy S10 adapter and the TV's HDMI 2 port, then connect."
+
+
+def evidence(strength: float, passage: str = ANSWER) -> list[dict[str, Any]]:
+    """A top hit and a runner-up; `strength` 0..1 moves every retrieval signal of the top hit up together."""
+    return [
+        {
+            "title": "",
+            "text": passage,
+            "fused_score": 0.3 + 0.7 * strength,
+            "vector_rank": 1 if strength > 0.5 else 3,
+            "vector_score": 0.2 + 0.6 * strength,
+            "bm25_rank": 1 if strength > 0.5 else 2,
+            "bm25_score": 2.0 + 20.0 * strength,
+        },
+        {"title": "", "text": "Other", "fused_score": 0.3, "vector_score": 0.2, "bm25_score": 2.0},
+    ]
+
+
+def test_answerability_rejects_a_passage_that_shares_no_key_terms() -> None:
+    unrelated = "Adjusting the picture: open Settings, choose Picture Mode and set Brightness to your liking."
+    assert not answerability(QUESTION, unrelated).passes
+    assert answerability(QUESTION, unrelated).key_coverage == 0.0
+    assert answerability(QUESTION, ANSWER).passes
+
+
+def test_answerability_needs_the_product_the_question_names() -> None:
+    """The right words about another product are no answer: Galaxy S10 is a key term the passage lacks."""
+    tv_only = "Connecting a device: plug an HDMI cable into port 2 of the television, then select the source."
+    check = answerability(QUESTION, tv_only)
+    assert check.coverage >= 0.5 and check.key_coverage < 0.5 and not check.passes
+
+
+@pytest.mark.parametrize("model", [DEFAULT_MODEL, "fitted"])
+def test_confidence_is_monotone_in_the_evidence(model: ConfidenceModel | str, fitted_model: ConfidenceModel) -> None:
+    chosen = fitted_model if model == "fitted" else model
+    assert isinstance(chosen, ConfidenceModel)
+    scores = [retrieval_confidence(evidence(step / 10), QUESTION, chosen) for step in range(11)]
+    assert scores == sorted(scores) and scores[-1] > scores[0]
+    assert retrieval_confidence([], QUESTION, chosen) == 0.0
+
+
+def test_out_of_scope_questions_get_low_confidence(fitted_model: ConfidenceModel) -> None:
+    """Off-topic questions against a knowledge base that does not answer them, through the fitted model."""
+    embedder = TopicEmbedder()
+    test = run_self_test(topic_corpus(embedder, body_word="b"), embedder)
+    off_topic = test.samples[-len(off_topic_questions()) :]
+    assert all(label == 0 for _, label in off_topic)
+    assert max(fitted_model.probability(features) for features, _ in off_topic) < 0.2
+    answered = [features for features, label in test.samples if label]
+    assert sum(fitted_model.probability(features) for features in answered) / len(answered) > 0.6
+
+
+def test_off_topic_passage_is_unlikely_even_with_default_weights() -> None:
+    weak = evidence(0.0, "Adjusting the picture: open Settings and choose Picture Mode.")
+    assert retrieval_confidence(weak, QUESTION) < 0.05
+    assert evidence_features(QUESTION, weak)["key_coverage"] == 0.0
+
+
+def test_too_few_or_one_sided_cases_fit_nothing() -> None:
+    features = dict.fromkeys(FEATURES, 0.5)
+    assert fit_confidence([(features, 1)] * 100) is None
+    assert fit_confidence([(features, 1), (features, 0)] * 5) is None
+
+
+def test_a_stored_model_round_trips_and_a_damaged_one_falls_back(fitted_model: ConfidenceModel) -> None:
+    assert ConfidenceModel.from_record(fitted_model.to_record()) == fitted_model
+    assert ConfidenceModel.from_record({"weights": [1, 2]}) == DEFAULT_MODEL
+    assert ConfidenceModel.from_record(None) == DEFAULT_MODEL
+
+
+@pytest.fixture(scope="module")
+def fitted_model() -> ConfidenceModel:
+    embedder = TopicEmbedder()
+    model = fit_confidence(run_self_test(topic_corpus(embedder, body_word="b"), embedder).samples)
+    assert model is not None
+    return model
+
+
+def test_an_uncalibrated_desk_never_clears_the_default_auto_send_minimum() -> None:
+    strongest = dict.fromkeys(FEATURES, 1.0)
+    assert DEFAULT_MODEL.probability(strongest) <= UNCALIBRATED_CEILING < 0.75
+    fitted = ConfidenceModel(intercept=-1.0, coef=dict.fromkeys(FEATURES, 1.0), samples=100, positives=50)
+    assert fitted.probability(strongest) > 0.99
