@@ -18,7 +18,6 @@ import re
 import shutil
 import subprocess
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import PurePath
@@ -57,8 +56,8 @@ MAX_UNPACKED_BYTES = 100 * 1024 * 1024
 """An Office file may unpack to at most this much: a few kilobytes can otherwise hold gigabytes of XML."""
 HIDDEN = "hidden"
 """Location key of a section the source hides from its reader; the value says how it was hidden."""
-TINY_POINTS = 2.0
-"""Text this small or smaller (in points) is not meant to be read."""
+TINY_POINTS = 4.0
+"""Text smaller than this (in points, or CSS pixels) is not meant to be read."""
 
 
 @dataclass
@@ -203,14 +202,32 @@ def extract(
             f"{filename}: could not read the {kind} file ({error.__class__.__name__}: {error})",
         )
         return result
-    result.title = clean_title(title) or result.title
     result.sections = [Section(_tidy(s.text), s.location) for s in result.sections if s.text.strip()]
+    result.title = _shown_title(clean_title(title), result) or result.title
     if not result.sections:
         result.status, result.error = (
             EMPTY,
             f"{filename}: no text found" + (" (a scanned PDF without a text layer?)" if kind == "pdf" else ""),
         )
     return result
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.casefold())
+
+
+def _shown_title(title: str, result: Extraction) -> str:
+    """The title when a reader sees its words in the document; a title property nobody sees (a lure in the
+    metadata) is hidden text: it becomes a hidden section, a warning, and the first visible heading titles instead."""
+    if not title:
+        return ""
+    shown = set(_words("\n".join(s.text for s in result.sections if HIDDEN not in s.location)))
+    if all(word in shown for word in _words(title)):
+        return title
+    why = "document title property not shown in the document"
+    result.sections.append(Section(title, {HIDDEN: why}))
+    result.warnings.append(f"its {why}: not used as its title")
+    return _first_heading(result.sections)
 
 
 def _decode(data: bytes) -> str:
@@ -228,10 +245,10 @@ def _tidy(text: str) -> str:
 
 
 def _pdf(data: bytes) -> tuple[list[Section], str]:
-    """The pages' text, and a title: the metadata title when someone wrote one, else a first line that reads as
-    a heading."""
+    """The pages' text as a reader sees it, and a title: the metadata title when someone wrote one, else a first
+    line that reads as a heading."""
+    import pypdfium2
     from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError
 
     reader = PdfReader(io.BytesIO(data))
     if reader.is_encrypted:
@@ -241,11 +258,12 @@ def _pdf(data: bytes) -> tuple[list[Section], str]:
             raise ExtractionError(ENCRYPTED, f"the PDF is encrypted and cannot be opened ({error})") from None
         if not unlocked:
             raise ExtractionError(ENCRYPTED, "the PDF is password-protected; upload an unprotected copy")
-    try:
-        sections = [s for number, page in enumerate(reader.pages, 1) for s in _pdf_page(reader, page, number)]
-    except FileNotDecryptedError:
-        raise ExtractionError(ENCRYPTED, "the PDF is password-protected; upload an unprotected copy") from None
     metadata = reader.metadata
+    document = pypdfium2.PdfDocument(data, password="" if reader.is_encrypted else None)
+    try:
+        sections = [s for number, page in enumerate(document, 1) for s in _pdf_page(page, number)]
+    finally:
+        document.close()
     return sections, meaningful_title(metadata.title if metadata else None) or _first_heading(sections)
 
 
@@ -255,104 +273,169 @@ def _first_heading(sections: list[Section]) -> str:
     return heading_line(first.split("\n", 1)[0])
 
 
-TEXT_SHOWING = {b"Tj", b"TJ", b"'", b'"'}
+NEAR_COLOUR = 24
+"""Text whose colour is within this much (0-255, on every channel) of what lies behind it cannot be read."""
+WHITE = (255, 255, 255)
 
 
-@dataclass
-class _PdfTextState:
-    """The part of the PDF graphics state that decides whether text can be seen."""
+@dataclass(frozen=True)
+class _Paint:
+    """A filled shape or image on a PDF page: where it lies, in drawing order, and its colour (None: an image)."""
 
-    fill: tuple[float, ...] = (0.0,)
-    fill_space: str = "gray"
-    render_mode: int = 0
-    font_size: float = 12.0
-    text_scale: float = 1.0
-    matrix_scale: float = 1.0
+    order: int
+    box: tuple[float, float, float, float]
+    colour: tuple[int, int, int] | None
 
-    def hidden_reason(self) -> str | None:
-        if self.render_mode in (3, 7):
-            return "invisible PDF text (render mode 3)"
-        white = {"gray": (1.0,), "rgb": (1.0, 1.0, 1.0), "cmyk": (0.0, 0.0, 0.0, 0.0)}[self.fill_space]
-        if tuple(round(value, 3) for value in self.fill) == white:
-            return "white PDF text"
-        if abs(self.font_size * self.text_scale * self.matrix_scale) <= TINY_POINTS:
-            return f"PDF text of {TINY_POINTS:g} pt or less"
+
+def _object_address(handle: Any) -> int:
+    import ctypes
+
+    return int(ctypes.cast(handle, ctypes.c_void_p).value or 0)
+
+
+def _pdf_paints(page: Any) -> tuple[dict[int, int], list[_Paint]]:
+    """The drawing order of the page's objects by address, and its opaque fills and images (what may cover text)."""
+    import ctypes
+
+    import pypdfium2.raw as pdfium_c
+
+    order: dict[int, int] = {}
+    paints: list[_Paint] = []
+    for index, item in enumerate(page.get_objects(max_depth=3)):
+        order[_object_address(item.raw)] = index
+        if item.type == pdfium_c.FPDF_PAGEOBJ_IMAGE:
+            paints.append(_Paint(index, tuple(item.get_bounds()), None))
+        elif item.type == pdfium_c.FPDF_PAGEOBJ_PATH:
+            fill, stroke = ctypes.c_int(), ctypes.c_int()
+            red, green, blue, alpha = (ctypes.c_uint() for _ in range(4))
+            pdfium_c.FPDFPath_GetDrawMode(item.raw, ctypes.byref(fill), ctypes.byref(stroke))
+            pdfium_c.FPDFPageObj_GetFillColor(
+                item.raw, ctypes.byref(red), ctypes.byref(green), ctypes.byref(blue), ctypes.byref(alpha)
+            )
+            if fill.value and alpha.value == 255:
+                paints.append(_Paint(index, tuple(item.get_bounds()), (red.value, green.value, blue.value)))
+    return order, paints
+
+
+def _inside(inner: tuple[float, ...], outer: tuple[float, ...], slack: float = 1.0) -> bool:
+    return (
+        inner[0] >= outer[0] - slack
+        and inner[1] >= outer[1] - slack
+        and inner[2] <= outer[2] + slack
+        and inner[3] <= outer[3] + slack
+    )
+
+
+class _PdfChars:
+    """Why each character of a PDF page is hidden from a reader, decided once per text object where possible."""
+
+    def __init__(self, page: Any, textpage: Any) -> None:
+        import pypdfium2.raw as pdfium_c
+
+        self.c = pdfium_c
+        self.textpage = textpage
+        left, bottom, right, top = page.get_cropbox()
+        self.page_box = (left, bottom, right, top)
+        self.order, self.paints = _pdf_paints(page)
+        self._objects: dict[int, tuple[str | None, int, tuple[int, int, int], list[_Paint]]] = {}
+
+    def _object(self, index: int, handle: Any) -> tuple[str | None, int, tuple[int, int, int], list[_Paint]]:
+        """For a text object: a reason that hides all of it, its drawing order and colour, the fills drawn after it."""
+        import ctypes
+        import math
+
+        address = _object_address(handle)
+        if address not in self._objects:
+            c = self.c
+            order = self.order.get(address, -1)
+            red, green, blue, alpha = (ctypes.c_uint() for _ in range(4))
+            c.FPDFText_GetFillColor(
+                self.textpage.raw,
+                index,
+                ctypes.byref(red),
+                ctypes.byref(green),
+                ctypes.byref(blue),
+                ctypes.byref(alpha),
+            )
+            size = ctypes.c_float()
+            c.FPDFTextObj_GetFontSize(handle, ctypes.byref(size))
+            matrix = c.FS_MATRIX()
+            c.FPDFPageObj_GetMatrix(handle, ctypes.byref(matrix))
+            points = size.value * math.hypot(matrix.c, matrix.d)
+            mode = c.FPDFTextObj_GetTextRenderMode(handle)
+            reason = None
+            if mode in (c.FPDF_TEXTRENDERMODE_INVISIBLE, c.FPDF_TEXTRENDERMODE_CLIP):
+                reason = "invisible PDF text (render mode 3)"
+            elif alpha.value == 0:
+                reason = "transparent PDF text"
+            elif points < TINY_POINTS:
+                reason = f"PDF text smaller than {TINY_POINTS:g} pt"
+            colour = (red.value, green.value, blue.value)
+            self._objects[address] = (
+                reason,
+                order,
+                colour,
+                [paint for paint in self.paints if paint.order > order >= 0],
+            )
+        return self._objects[address]
+
+    def reason(self, index: int) -> str | None:
+        """Why character `index` cannot be seen, or None when a reader sees it."""
+        c = self.c
+        handle = c.FPDFText_GetTextObject(self.textpage.raw, index)
+        if not handle:
+            return None
+        whole, order, colour, later = self._object(index, handle)
+        if whole:
+            return whole
+        box = self.textpage.get_charbox(index)
+        if (
+            box[2] < self.page_box[0]
+            or box[0] > self.page_box[2]
+            or box[3] < self.page_box[1]
+            or box[1] > self.page_box[3]
+        ):
+            return "PDF text outside the page"
+        if any(_inside(box, paint.box) for paint in later):
+            return "PDF text covered by a shape drawn over it"
+        behind = [p for p in self.paints if p.order < order and p.colour is not None and _inside(box, p.box)]
+        background = behind[-1].colour if behind else WHITE
+        if max(abs(a - b) for a, b in zip(colour, background, strict=True)) <= NEAR_COLOUR:
+            return "white PDF text" if colour == background == WHITE else "PDF text in the colour of its background"
         return None
 
 
-def _scale(operands: list[Any]) -> float:
-    """The vertical scale of a matrix `a b c d e f`."""
-    return (float(operands[2]) ** 2 + float(operands[3]) ** 2) ** 0.5
-
-
-def _pdf_hidden_marks(operations: list[tuple[list[Any], bytes]]) -> list[str | None]:
-    """For each operation, why the text it shows is hidden (None when visible or not text).
-
-    Follows q/Q, fill colour (g, rg, k), render mode (Tr), font size (Tf), Tm and cm scaling in the page's own
-    content stream; text in form XObjects, colours set through colour spaces (sc/scn), text under a white
-    rectangle or off the page are not detected.
-    """
-    state, stack, marks = _PdfTextState(), [], []
-    for operands, operator in operations:
-        mark = None
-        if operator == b"q":
-            stack.append(_PdfTextState(**vars(state)))
-        elif operator == b"Q" and stack:
-            state = stack.pop()
-        elif operator in (b"g", b"rg", b"k") and operands:
-            state.fill = tuple(float(value) for value in operands)
-            state.fill_space = {b"g": "gray", b"rg": "rgb", b"k": "cmyk"}[operator]
-        elif operator == b"Tr" and operands:
-            state.render_mode = int(operands[0])
-        elif operator == b"Tf" and len(operands) == 2:
-            state.font_size = float(operands[1])
-        elif operator == b"Tm" and len(operands) == 6:
-            state.text_scale = _scale(operands)
-        elif operator == b"BT":
-            state.text_scale = 1.0
-        elif operator == b"cm" and len(operands) == 6:
-            state.matrix_scale *= _scale(operands)
-        elif operator in TEXT_SHOWING:
-            mark = state.hidden_reason()
-        marks.append(mark)
-    return marks
-
-
-def _blank(operands: list[Any], operator: bytes) -> list[Any]:
-    """The same text-showing operation with nothing to show (`"` keeps its spacing operands)."""
-    from pypdf.generic import ArrayObject, ByteStringObject
-
-    if operator == b"TJ":
-        return [ArrayObject()]
-    return [*operands[:-1], ByteStringObject(b"")]
-
-
-def _pdf_page(reader: Any, page: Any, number: int) -> list[Section]:
-    """The page's visible text, and its hidden text (white, tiny, invisible) as a section of its own."""
-    from pypdf.generic import ContentStream, NameObject
-
-    contents = page.get_contents()
-    if contents is None:
-        return [Section(page.extract_text() or "", {"page": number})]
-    stream = ContentStream(contents, reader)
-    operations = list(stream.operations)
-    marks = _pdf_hidden_marks(operations)
-    reasons = sorted({mark for mark in marks if mark})
+def _pdf_page(page: Any, number: int) -> list[Section]:
+    """The page's visible text, and its hidden text (off the page, covered, invisible, tiny, background-coloured)
+    as a section of its own; spaces and line breaks go to both."""
+    textpage = page.get_textpage()
+    try:
+        chars = _PdfChars(page, textpage)
+        lines: list[tuple[list[str], list[str]]] = [([], [])]
+        reasons: set[str] = set()
+        for index in range(textpage.count_chars()):
+            char = chr(chars.c.FPDFText_GetUnicode(textpage.raw, index))
+            if char in "\r\n":
+                if char == "\n":
+                    lines.append(([], []))
+                continue
+            visible, hidden = lines[-1]
+            why = None if char.isspace() else chars.reason(index)
+            if why:
+                reasons.add(why)
+            (hidden if why else visible).append(char)
+            if char.isspace():
+                hidden.append(char)
+    finally:
+        textpage.close()
+    visible_text = "\n".join(text for seen, _ in lines if (text := "".join(seen).strip()))
     if not reasons:
-        return [Section(page.extract_text() or "", {"page": number})]
-
-    def text_where(keep: Callable[[str | None], bool]) -> str:
-        edited = ContentStream(None, reader)
-        edited.operations = [
-            (operands if operator not in TEXT_SHOWING or keep(mark) else _blank(operands, operator), operator)
-            for (operands, operator), mark in zip(operations, marks, strict=True)
-        ]
-        page[NameObject("/Contents")] = edited
-        return page.extract_text() or ""
-
-    visible = text_where(lambda mark: mark is None)
-    hidden = text_where(lambda mark: mark is not None)
-    return [Section(visible, {"page": number}), Section(hidden, {"page": number, HIDDEN: ", ".join(reasons)})]
+        return [Section(visible_text, {"page": number})]
+    hidden_text = "\n".join(text for _, unseen in lines if (text := " ".join("".join(unseen).split())))
+    return [
+        Section(visible_text, {"page": number}),
+        Section(hidden_text, {"page": number, HIDDEN: ", ".join(sorted(reasons))}),
+    ]
 
 
 def _refuse_zip_bomb(data: bytes) -> None:
@@ -388,9 +471,12 @@ def _docx(data: bytes) -> tuple[list[Section], str]:
             sections.append(Section("\n".join(lines), {"section": " > ".join(path)} if path else {}))
             lines.clear()
 
+    styles = _WordStyles(document)
+    names = {style.style_id: style.name or "" for style in document.styles}
     for paragraph in document.paragraphs:
-        style = (paragraph.style.name if paragraph.style is not None else "") or ""
-        text = _docx_visible_text(paragraph, hidden)
+        style_id = paragraph._p.pPr.find(f"{W}pStyle") if paragraph._p.pPr is not None else None
+        style = names.get(style_id.get(f"{W}val") if style_id is not None else styles.default_paragraph, "")
+        text = _docx_visible_text(paragraph, hidden, styles)
         level = _heading_level(style)
         if level and text:
             flush()
@@ -402,7 +488,9 @@ def _docx(data: bytes) -> tuple[list[Section], str]:
     flush()
     for number, table in enumerate(document.tables, 1):
         rows = [
-            " | ".join("\n".join(_docx_visible_text(p, hidden) for p in cell.paragraphs).strip() for cell in row.cells)
+            " | ".join(
+                "\n".join(_docx_visible_text(p, hidden, styles) for p in cell.paragraphs).strip() for cell in row.cells
+            )
             for row in table.rows
         ]
         sections.append(Section("\n".join(rows), {"table": number}))
@@ -411,12 +499,107 @@ def _docx(data: bytes) -> tuple[list[Section], str]:
     return sections, title or styled or (headings[0][1] if headings else _first_heading(sections))
 
 
-def _docx_visible_text(paragraph: Any, hidden: dict[str, list[str]]) -> str:
+W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+
+
+@dataclass
+class _WordFont:
+    """The run properties that decide whether Word shows text: vanish, colour, size (half-points), highlight."""
+
+    vanish: bool | None = None
+    colour: str | None = None
+    half_points: int | None = None
+    highlight: str | None = None
+
+    def over(self, base: _WordFont) -> _WordFont:
+        """These properties where set, else `base`'s."""
+        return _WordFont(
+            *(
+                mine if mine is not None else theirs
+                for mine, theirs in zip(vars(self).values(), vars(base).values(), strict=True)
+            )
+        )
+
+
+HIGHLIGHTS = {"white": "FFFFFF", "black": "000000", "yellow": "FFFF00", "lightGray": "C0C0C0", "darkGray": "808080"}
+
+
+def _word_font(properties: Any) -> _WordFont:
+    """The visibility-deciding run properties of one `w:rPr` element (None: not set here)."""
+    if properties is None:
+        return _WordFont()
+    font = _WordFont()
+    if (vanish := properties.find(f"{W}vanish")) is not None:
+        font.vanish = vanish.get(f"{W}val", "true") not in ("0", "false", "off")
+    if (colour := properties.find(f"{W}color")) is not None:
+        value = colour.get(f"{W}val", "auto")
+        font.colour = "FFFFFF" if colour.get(f"{W}themeColor") in ("background1", "light1") else value.upper()
+    if (size := properties.find(f"{W}sz")) is not None and str(size.get(f"{W}val", "")).isdigit():
+        font.half_points = int(size.get(f"{W}val"))
+    if (highlight := properties.find(f"{W}highlight")) is not None:
+        font.highlight = HIGHLIGHTS.get(highlight.get(f"{W}val", ""), "")
+    if (shading := properties.find(f"{W}shd")) is not None and shading.get(f"{W}fill", "auto") != "auto":
+        font.highlight = font.highlight or str(shading.get(f"{W}fill")).upper()
+    return font
+
+
+class _WordStyles:
+    """Every style's effective run properties, resolved once per document (with `w:basedOn`) into a dict by id:
+    python-docx's `run.style` scans every style on each call, which crawls on files with thousands of styles."""
+
+    def __init__(self, document: Any) -> None:
+        own: dict[str, tuple[_WordFont, str | None]] = {}
+        self.default_paragraph = ""
+        self.base = _WordFont()
+        part = document.part._styles_part if document.part._styles_part is not None else None
+        root = part.element if part is not None else None
+        if root is not None:
+            defaults = root.find(f"{W}docDefaults/{W}rPrDefault/{W}rPr")
+            self.base = _word_font(defaults)
+            for style in root.findall(f"{W}style"):
+                style_id = style.get(f"{W}styleId", "")
+                based = style.find(f"{W}basedOn")
+                own[style_id] = (_word_font(style.find(f"{W}rPr")), based.get(f"{W}val") if based is not None else None)
+                if style.get(f"{W}type") == "paragraph" and style.get(f"{W}default") in ("1", "true"):
+                    self.default_paragraph = style_id
+        self._own = own
+        self._resolved: dict[str, _WordFont] = {}
+
+    def font(self, style_id: str | None) -> _WordFont:
+        """The style's properties over those of the styles it is based on (a loop or a missing style ends it)."""
+        if not style_id or style_id not in self._own:
+            return _WordFont()
+        if style_id not in self._resolved:
+            chain: list[_WordFont] = []
+            seen: set[str] = set()
+            current: str | None = style_id
+            while current and current in self._own and current not in seen:
+                seen.add(current)
+                font, current = self._own[current]
+                chain.append(font)
+            resolved = _WordFont()
+            for font in reversed(chain):
+                resolved = font.over(resolved)
+            self._resolved[style_id] = resolved
+        return self._resolved[style_id]
+
+
+def _docx_visible_text(paragraph: Any, hidden: dict[str, list[str]], styles: _WordStyles) -> str:
     """The paragraph's visible text; its hidden runs go to `hidden`, grouped by how they were hidden."""
     from docx.text.run import Run
 
+    properties = paragraph._p.pPr
+    style_id = (
+        properties.find(f"{W}pStyle").get(f"{W}val")
+        if properties is not None and properties.find(f"{W}pStyle") is not None
+        else styles.default_paragraph
+    )
+    paragraph_font = styles.font(style_id).over(styles.base)
+    mark = _word_font(properties.find(f"{W}rPr") if properties is not None else None)
+    if mark.vanish:
+        paragraph_font = _WordFont(vanish=True).over(paragraph_font)
     runs = [Run(element, paragraph) for element in paragraph._p.xpath(".//w:r")]
-    reasons = [_docx_hidden_reason(run, paragraph) for run in runs]
+    reasons = [_docx_hidden_reason(run._r, paragraph_font, styles) for run in runs]
     if not any(reasons):
         return paragraph.text.strip()
     for run, why in zip(runs, reasons, strict=True):
@@ -425,26 +608,30 @@ def _docx_visible_text(paragraph: Any, hidden: dict[str, list[str]]) -> str:
     return "".join(run.text for run, why in zip(runs, reasons, strict=True) if not why).strip()
 
 
-def _docx_hidden_reason(run: Any, paragraph: Any) -> str | None:
-    """Why Word would not show this run to a reader: w:vanish (directly or by style), white, or ≤ 2 pt."""
-    from docx.enum.dml import MSO_THEME_COLOR
-    from docx.shared import Pt, RGBColor
+def _near_white(colour: str | None, background: str) -> bool:
+    if not colour or not re.fullmatch(r"[0-9A-F]{6}", colour) or not re.fullmatch(r"[0-9A-F]{6}", background):
+        return False
+    return max(abs(int(colour[i : i + 2], 16) - int(background[i : i + 2], 16)) for i in (0, 2, 4)) <= NEAR_COLOUR
 
-    fonts = [run.font]
-    if run.style is not None:
-        fonts.append(run.style.font)
-    if paragraph.style is not None:
-        fonts.append(paragraph.style.font)
-    if any(font.hidden for font in fonts):
+
+def _docx_hidden_reason(run: Any, paragraph_font: _WordFont, styles: _WordStyles) -> str | None:
+    """Why Word would not show this run to a reader: w:vanish (directly or by style), a colour at or near its
+    background (white on the page, or the run's own highlight), or under TINY_POINTS."""
+    properties = run.find(f"{W}rPr")
+    character_style = properties.find(f"{W}rStyle") if properties is not None else None
+    font = (
+        _word_font(properties)
+        .over(styles.font(character_style.get(f"{W}val") if character_style is not None else None))
+        .over(paragraph_font)
+    )
+    if font.vanish:
         return "hidden text in Word (w:vanish)"
-    color = run.font.color
-    if color.type is not None and (
-        color.rgb == RGBColor(0xFF, 0xFF, 0xFF) or color.theme_color == MSO_THEME_COLOR.BACKGROUND_1
-    ):
+    if font.colour == "FFFFFF" and not font.highlight:
         return "white text in Word"
-    size = next((font.size for font in fonts if font.size is not None), None)
-    if size is not None and size <= Pt(TINY_POINTS):
-        return f"Word text of {TINY_POINTS:g} pt or less"
+    if _near_white(font.colour, font.highlight or "FFFFFF"):
+        return "Word text in the colour of its background"
+    if font.half_points is not None and font.half_points < 2 * TINY_POINTS:
+        return f"Word text smaller than {TINY_POINTS:g} pt"
     return None
 
 
@@ -488,29 +675,150 @@ def _pptx(data: bytes) -> tuple[list[Section], str]:
     return sections, titles[0] if titles else _first_heading(sections)
 
 
-HIDING_CSS = (
-    (re.compile(r"display\s*:\s*none", re.IGNORECASE), "display:none"),
-    (re.compile(r"visibility\s*:\s*(hidden|collapse)", re.IGNORECASE), "visibility:hidden"),
-    (re.compile(r"font-size\s*:\s*0*(\.0+)?\s*(px|pt|em|rem|%)?\s*(;|$|!)", re.IGNORECASE), "font-size:0"),
-    (re.compile(r"opacity\s*:\s*0*(\.0+)?\s*(;|$|!)", re.IGNORECASE), "opacity:0"),
-    (
-        re.compile(r"(^|;|\s)color\s*:\s*(white|#fff\b|#ffffff\b|rgba?\(\s*255\s*,\s*255\s*,\s*255)", re.IGNORECASE),
-        "white text",
-    ),
-    (re.compile(r"(left|top|right|text-indent|margin-left|margin-top)\s*:\s*-\d{3,}", re.IGNORECASE), "off-screen"),
-    (re.compile(r"clip\s*:\s*rect\(\s*0", re.IGNORECASE), "clipped away"),
-    (re.compile(r"(^|;|\s)(width|height|max-height|max-width)\s*:\s*0*(px)?\s*(;|$|!)", re.IGNORECASE), "zero size"),
-)
-CSS_RULE = re.compile(r"([^{}@]+)\{([^{}]*)\}")
+OFF_PAGE_PIXELS = 1000
+"""An element pushed further than this beyond the top or left edge is off the page."""
+INHERITED = ("color", "font-size", "visibility")
 
 
-def _css_hiding(style: str) -> str | None:
-    """Which way (if any) a CSS declaration block hides its element from a reader."""
-    if re.search(r"background(-color)?\s*:\s*(?!white|#fff\b|#ffffff\b|transparent)", style, re.IGNORECASE):
-        checks = [(pattern, why) for pattern, why in HIDING_CSS if why != "white text"]
-    else:
-        checks = list(HIDING_CSS)
-    return next((f"CSS-hidden HTML ({why})" for pattern, why in checks if pattern.search(style)), None)
+def _declarations(css: str) -> dict[str, list[Any]]:
+    """A declaration block parsed by a CSS parser: property name to its value tokens (later wins)."""
+    import tinycss2
+
+    return {
+        item.lower_name: [token for token in item.value if token.type not in ("whitespace", "comment")]
+        for item in tinycss2.parse_blocks_contents(css, skip_whitespace=True, skip_comments=True)
+        if item.type == "declaration"
+    }
+
+
+def _colour(tokens: list[Any]) -> tuple[float, float, float, float] | None:
+    """An RGBA colour (0-1) from CSS tokens or an HTML colour attribute's text; None when not a colour."""
+    from tinycss2.color3 import parse_color
+
+    colour = parse_color(tokens[0]) if len(tokens) == 1 else None
+    return tuple(colour) if colour is not None and not isinstance(colour, str) else None  # type: ignore[return-value]
+
+
+def _pixels(tokens: list[Any], parent: float) -> float | None:
+    """A CSS length in pixels (em and % against the parent's font size); None when not a length."""
+    if len(tokens) != 1:
+        return None
+    token = tokens[0]
+    if token.type == "number":
+        return float(token.value)
+    if token.type == "percentage":
+        return parent * float(token.value) / 100
+    if token.type == "dimension":
+        unit = token.lower_unit
+        factor = {"px": 1.0, "pt": 4 / 3, "pc": 16.0, "in": 96.0, "cm": 96 / 2.54, "mm": 96 / 25.4}
+        if unit in factor:
+            return float(token.value) * factor[unit]
+        if unit in ("em", "rem", "ex", "ch"):
+            return float(token.value) * (16.0 if unit == "rem" else parent) * (0.5 if unit in ("ex", "ch") else 1)
+    return None
+
+
+def _keyword(tokens: list[Any]) -> str:
+    return tokens[0].lower_value if len(tokens) >= 1 and tokens[0].type == "ident" else ""
+
+
+@dataclass
+class _Computed:
+    """The part of an element's computed style that decides whether its text can be read."""
+
+    colour: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)
+    background: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    font_pixels: float = 16.0
+    visibility: str = "visible"
+
+
+def _css_hiding(style: dict[str, list[Any]], computed: _Computed) -> str | None:
+    """Which way (if any) this element's own declarations, or what it inherits, hide it from a reader."""
+    if _keyword(style.get("display", [])) == "none":
+        return "display:none"
+    if computed.visibility in ("hidden", "collapse"):
+        return "visibility:hidden"
+    opacity = style.get("opacity", [])
+    if opacity and opacity[0].type in ("number", "percentage") and float(opacity[0].value) <= 0.05:
+        return "opacity:0"
+    if computed.font_pixels < TINY_POINTS:
+        return "font-size:0" if computed.font_pixels <= 0 else f"font size under {TINY_POINTS:g}px"
+    if computed.colour[3] <= 0.05:
+        return "transparent text"
+    if max(abs(a - b) for a, b in zip(computed.colour[:3], computed.background[:3], strict=True)) * 255 <= NEAR_COLOUR:
+        return "white text" if computed.colour[:3] == (1.0, 1.0, 1.0) else "text in the colour of its background"
+    if _keyword(style.get("position", [])) in ("absolute", "fixed") or "text-indent" in style:
+        for name in ("left", "top", "text-indent", "margin-left", "margin-top"):
+            offset = _pixels(style.get(name, []), computed.font_pixels)
+            if offset is not None and offset <= -OFF_PAGE_PIXELS:
+                return "off-screen"
+    clip = style.get("clip", []) + style.get("clip-path", [])
+    if clip and clip[0].type == "function" and clip[0].lower_name in ("rect", "inset"):
+        numbers = [token for token in clip[0].arguments if token.type in ("number", "dimension", "percentage")]
+        if clip[0].lower_name == "rect" and numbers and all(float(token.value) == 0 for token in numbers):
+            return "clipped away"
+        if clip[0].lower_name == "inset" and numbers and float(numbers[0].value) >= 50:
+            return "clipped away"
+    if _keyword(style.get("overflow", [])) == "hidden" or "max-height" in style or "max-width" in style:
+        for name in ("width", "height", "max-height", "max-width"):
+            if _pixels(style.get(name, []), computed.font_pixels) == 0:
+                return "zero size"
+    return None
+
+
+def _stylesheet_rules(soup: BeautifulSoup) -> list[tuple[Any, dict[str, list[Any]]]]:
+    """Every `<style>` rule as (matched elements, declarations), in source order."""
+    import tinycss2
+
+    rules: list[tuple[Any, dict[str, list[Any]]]] = []
+    for style in soup.find_all("style"):
+        for rule in tinycss2.parse_stylesheet(style.get_text(), skip_whitespace=True, skip_comments=True):
+            if rule.type != "qualified-rule":
+                continue
+            declarations = _declarations(tinycss2.serialize(rule.content))
+            selectors = tinycss2.serialize(rule.prelude).strip()
+            try:
+                rules.append((soup.select(selectors), declarations))
+            except Exception as error:  # a selector soupsieve cannot parse: inline styles are still checked
+                log.info("CSS selector %r not understood, skipped: %s", selectors[:80], error)
+    return rules
+
+
+def _computed_styles(soup: BeautifulSoup) -> list[tuple[Any, dict[str, list[Any]], _Computed]]:
+    """Each element with its declarations (style sheet, then `<font color>`, then inline) and computed style,
+    in document order (parents before children)."""
+    from bs4 import Tag
+
+    declared: dict[int, dict[str, list[Any]]] = {}
+    for tags, declarations in _stylesheet_rules(soup):
+        for tag in tags:
+            declared.setdefault(id(tag), {}).update(declarations)
+    computed: dict[int, _Computed] = {}
+    result = []
+    for tag in soup.find_all(True):
+        style = dict(declared.get(id(tag), {}))
+        if tag.name == "font" and tag.get("color"):
+            style.setdefault("color", _declarations(f"color: {tag['color']}").get("color", []))
+        if tag.get("bgcolor"):
+            style.setdefault(
+                "background-color", _declarations(f"background-color: {tag['bgcolor']}").get("background-color", [])
+            )
+        style.update(_declarations(str(tag.get("style", ""))))
+        parent = tag.parent if isinstance(tag.parent, Tag) else None
+        inherited = computed.get(id(parent), _Computed()) if parent is not None else _Computed()
+        own = _Computed(**vars(inherited))
+        if (colour := _colour(style.get("color", []))) is not None:
+            own.colour = colour
+        background = style.get("background-color") or style.get("background", [])[:1]
+        if (fill := _colour(background)) is not None and fill[3] >= 0.95:
+            own.background = fill
+        if (pixels := _pixels(style.get("font-size", []), inherited.font_pixels)) is not None:
+            own.font_pixels = pixels
+        if visibility := _keyword(style.get("visibility", [])):
+            own.visibility = visibility
+        computed[id(tag)] = own
+        result.append((tag, style, own))
+    return result
 
 
 def _hidden_html(soup: BeautifulSoup) -> list[Section]:
@@ -524,21 +832,13 @@ def _hidden_html(soup: BeautifulSoup) -> list[Section]:
     for comment in soup.find_all(string=lambda node: isinstance(node, Comment)):
         comment.extract()
     marked: list[tuple[Tag, str]] = []
-    for style in soup.find_all("style"):
-        for selectors, declarations in CSS_RULE.findall(style.get_text()):
-            why = _css_hiding(declarations)
-            for selector in selectors.split(",") if why else []:
-                try:
-                    marked.extend((tag, why) for tag in soup.select(selector.strip()))
-                except Exception as error:  # a selector soupsieve cannot parse: inline styles are still checked
-                    log.info("CSS selector %r not understood, skipped: %s", selector.strip()[:80], error)
-    for tag in soup.find_all(True):
+    for tag, style, computed in _computed_styles(soup):
         if tag.has_attr("hidden"):
             marked.append((tag, "HTML hidden attribute"))
         elif tag.get("type") == "hidden" and tag.get("value"):
             marked.append((tag, "hidden form field"))
-        elif why := _css_hiding(str(tag.get("style", ""))):
-            marked.append((tag, why))
+        elif tag.name not in ("html", "head", "style", "script", "title") and (why := _css_hiding(style, computed)):
+            marked.append((tag, f"CSS-hidden HTML ({why})"))
     marked_ids = {id(tag) for tag, _ in marked}
     for tag, why in marked:
         if tag.decomposed or any(id(parent) in marked_ids for parent in tag.parents):

@@ -2,15 +2,18 @@
 and the BM25 log under DATA_DIR/kb. One `KbRuntime` per process and configuration, shared by threads.
 
 We always pass our own vectors, so Chroma never tries to download its default model.
+An embedded Chroma keeps its vector index in memory: when another process (`python -m kb remove`, a reindex) changes
+the files under it, this process's handle goes stale; it is opened afresh, once, and the operation retried.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -18,11 +21,52 @@ from engine.core.settings import Settings
 from kb.embed import Embedder, get_embedder, go_offline, model_name, reset_embedders
 from kb.keyword import KeywordIndex
 
+log = logging.getLogger(__name__)
+
 PAGE = 5000
+T = TypeVar("T")
 
 
 class ReindexRequiredError(RuntimeError):
     """The vector index was built with another embedding model; vectors of two models must not mix."""
+
+
+class StaleIndexError(RuntimeError):
+    """The in-memory vector index no longer matches Chroma's files: another process changed them."""
+
+
+class ChromaConnection:
+    """One Chroma client per location, shared by the runtimes that use it, which can be opened afresh."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self.client = make()
+        self.generation = 0
+
+    def reopen(self, seen: int, why: str) -> None:
+        """Close the client and open a new one, unless another thread already did since generation `seen`."""
+        with self._lock:
+            if self.generation != seen:
+                return
+            log.warning("the vector index changed under this process (%s): reopening the Chroma client", why)
+            close = getattr(self.client, "close", None)
+            if close is not None:
+                close()
+            self.client = self._make()
+            self.generation += 1
+
+    def close(self) -> None:
+        close = getattr(self.client, "close", None)
+        if close is not None:
+            close()
+
+
+def _stale(error: Exception) -> bool:
+    """An error that a fresh client may cure: our own stale-index signal or a collection id Chroma no longer knows."""
+    from chromadb.errors import NotFoundError
+
+    return isinstance(error, (StaleIndexError, NotFoundError))
 
 
 @dataclass(frozen=True)
@@ -36,16 +80,23 @@ class VectorHit:
 class VectorStore:
     """One Chroma collection whose metadata names the embedding model and dimension it holds."""
 
-    def __init__(self, client: Any, collection_name: str, model: str) -> None:
-        self.client = client
+    def __init__(self, connection: ChromaConnection, collection_name: str, model: str) -> None:
+        self.connection = connection
         self.collection_name = collection_name
         self.model = model
         self._collection: Any = None
+        self._generation = connection.generation
         self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        return self.connection.client
 
     def _open(self, dimension: int | None = None) -> Any:
         """The collection, created for this model on first write; refuses a collection of another model."""
         with self._lock:
+            if self._generation != self.connection.generation:
+                self._collection, self._generation = None, self.connection.generation
             if self._collection is None:
                 existing = {c.name if hasattr(c, "name") else str(c) for c in self.client.list_collections()}
                 if self.collection_name in existing:
@@ -66,6 +117,17 @@ class VectorStore:
                     )
             return self._collection
 
+    def _fresh(self, action: Callable[[], T]) -> T:
+        """Run `action`; when the handle proved stale, open the client afresh and run it once more."""
+        generation = self.connection.generation
+        try:
+            return action()
+        except Exception as error:
+            if not _stale(error):
+                raise
+            self.connection.reopen(generation, f"{type(error).__name__}: {error}")
+            return action()
+
     def check_model(self) -> None:
         """Raise ReindexRequiredError before any work if the stored vectors come from another model."""
         self._open()
@@ -76,8 +138,10 @@ class VectorStore:
         return None if collection is None else int((collection.metadata or {}).get("embed_dim", 0)) or None
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict[str, Any]]) -> None:
-        if not ids:
-            return
+        if ids:
+            self._fresh(lambda: self._upsert(ids, vectors, metadatas))
+
+    def _upsert(self, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict[str, Any]]) -> None:
         collection = self._open(int(vectors.shape[1]))
         stored = self.dimension
         if stored and stored != vectors.shape[1]:
@@ -92,6 +156,9 @@ class VectorStore:
             )
 
     def delete(self, ids: Sequence[str]) -> None:
+        self._fresh(lambda: self._delete(ids))
+
+    def _delete(self, ids: Sequence[str]) -> None:
         collection = self._open()
         if collection is None or not ids:
             return
@@ -100,6 +167,9 @@ class VectorStore:
 
     def query(self, vectors: np.ndarray, n: int, where: dict[str, Any] | None = None) -> list[list[VectorHit]]:
         """The n nearest chunks for each query vector, as cosine similarity (1 - distance), best first."""
+        return self._fresh(lambda: self._query(vectors, n, where))
+
+    def _query(self, vectors: np.ndarray, n: int, where: dict[str, Any] | None) -> list[list[VectorHit]]:
         collection = self._open()
         if collection is None or len(vectors) == 0:
             return [[] for _ in range(len(vectors))]
@@ -108,6 +178,8 @@ class VectorStore:
         )
         hits = []
         for ids, distances, metadatas in zip(result["ids"], result["distances"], result["metadatas"], strict=True):
+            if any(meta is None for meta in metadatas):
+                raise StaleIndexError("a nearest vector has no stored record (deleted by another process)")
             hits.append(
                 [
                     VectorHit(chunk_id, 1.0 - float(distance), str(meta.get("kind", "")), int(meta.get("source_id", 0)))
@@ -118,6 +190,9 @@ class VectorStore:
 
     def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The stored vectors of these chunks (those Chroma has), read in pages, for the retrieval self-test."""
+        return self._fresh(lambda: self._vectors_of(ids))
+
+    def _vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         collection = self._open()
         found: dict[str, np.ndarray] = {}
         if collection is None:
@@ -130,7 +205,7 @@ class VectorStore:
 
     def hashes(self) -> dict[str, str]:
         """Every stored chunk id with its content hash, read in pages, for comparison with the database."""
-        return dict(self._iter_hashes())
+        return self._fresh(lambda: dict(self._iter_hashes()))
 
     def _iter_hashes(self) -> Iterator[tuple[str, str]]:
         collection = self._open()
@@ -146,8 +221,7 @@ class VectorStore:
             offset += PAGE
 
     def count(self) -> int:
-        collection = self._open()
-        return 0 if collection is None else int(collection.count())
+        return self._fresh(lambda: 0 if (collection := self._open()) is None else int(collection.count()))
 
     def drop(self) -> None:
         """Delete the collection (a reindex with another model follows)."""
@@ -203,7 +277,7 @@ class KbRuntime:
 
 
 _runtimes: dict[tuple[Any, ...], KbRuntime] = {}
-_clients: dict[tuple[Any, ...], Any] = {}
+_clients: dict[tuple[Any, ...], ChromaConnection] = {}
 _runtimes_lock = threading.Lock()
 
 
@@ -225,7 +299,7 @@ def get_runtime(settings: Settings) -> KbRuntime:
         if runtime is None:
             client_key = key[:3]
             if client_key not in _clients:
-                _clients[client_key] = make_chroma_client(settings)
+                _clients[client_key] = ChromaConnection(lambda: make_chroma_client(settings))
             keyword_path = Path(settings.DATA_DIR) / "kb" / f"bm25-{settings.CHROMA_COLLECTION}.jsonl"
             runtime = KbRuntime(
                 key,
@@ -243,5 +317,7 @@ def reset_caches() -> None:
     """Forget every runtime, Chroma client and model (tests use a fresh DATA_DIR each)."""
     with _runtimes_lock:
         _runtimes.clear()
+        for connection in _clients.values():
+            connection.close()
         _clients.clear()
     reset_embedders()

@@ -63,7 +63,7 @@ def test_html_drops_scripts_and_styles_and_follows_headings() -> None:
     <body><script>alert('x')</script><h1>Wi-Fi</h1><p>Forget the network and join again.</p>
     <h2>Captive portal</h2><p>Open any http page to see the login.</p></body></html>"""
     result = run("wifi.html", page)
-    assert result.status == ex.OK and result.kind == "html" and result.title == "Wi-Fi help"
+    assert result.status == ex.OK and result.kind == "html" and result.title == "Wi-Fi"
     assert "alert" not in result.text and "color" not in result.text
     assert {"section": "Wi-Fi > Captive portal"} in [s.location for s in result.sections]
 
