@@ -13,6 +13,7 @@ from engine.trust.decision import delivery_verdict, echoed_customer_text, untrus
 from engine.trust.guards import Detection
 
 ALLOWED = {"northwind-labs.example"}
+CONTACTS = {"+442079460000"}
 
 
 def test_a_run_of_the_customers_words_in_a_draft_is_caught_unless_trusted_text_has_it() -> None:
@@ -28,13 +29,17 @@ def test_a_run_of_the_customers_words_in_a_draft_is_caught_unless_trusted_text_h
 def test_contact_details_must_come_from_trusted_text_and_allowed_domains() -> None:
     trusted = ["Open https://help.northwind-labs.example/vpn or call +44 20 7946 0000 (service desk)."]
     ok = "Open https://help.northwind-labs.example/vpn, or call +44 20 7946 0000."
-    assert untrusted_contact_details(ok, trusted, ALLOWED) == []
+    assert untrusted_contact_details(ok, trusted, ALLOWED, CONTACTS) == []
     foreign = "Open hxxps://northwind-labs-login[.]example/sso and log in."
-    assert any("does not come from" in reason for reason in untrusted_contact_details(foreign, trusted, ALLOWED))
-    assert untrusted_contact_details("Write to billing@northwind-labs.example.", trusted, ALLOWED)
-    assert untrusted_contact_details("Pay to DE89 3704 0044 0532 0130 00 from now on.", trusted, ALLOWED)
+    assert any(
+        "does not come from" in reason for reason in untrusted_contact_details(foreign, trusted, ALLOWED, CONTACTS)
+    )
+    assert untrusted_contact_details("Write to billing@northwind-labs.example.", trusted, ALLOWED, CONTACTS)
+    assert untrusted_contact_details("Pay to DE89 3704 0044 0532 0130 00 from now on.", trusted, ALLOWED, CONTACTS)
     outside = ["Download it from https://tools.vendor.example/setup.exe"]
-    reasons = untrusted_contact_details("Download it from https://tools.vendor.example/setup.exe", outside, ALLOWED)
+    reasons = untrusted_contact_details(
+        "Download it from https://tools.vendor.example/setup.exe", outside, ALLOWED, CONTACTS
+    )
     assert reasons == ["link 'https://tools.vendor.example/setup.exe' points outside the allowed domains"]
 
 
