@@ -223,13 +223,12 @@ def parse_link(target: str) -> Link:
     else as relative (no host). A target Ada cannot parse keeps scheme "invalid": a browser would not open it, but
     a person should see why."""
     target = refang(target.strip())
-    if target.lower().startswith("www."):
-        target = "http://" + target
+    absolute = "http://" + target if target.lower().startswith("www.") else target
     try:
-        url = ada_url.URL(target)
+        url = ada_url.URL(absolute)
     except ValueError:
         try:
-            url = ada_url.URL(target, RELATIVE_BASE)
+            url = ada_url.URL(absolute, RELATIVE_BASE)
         except ValueError:
             return Link(target, "invalid", "")
     if url.href.startswith(RELATIVE_BASE):
