@@ -200,8 +200,9 @@ def test_schemes_other_than_http_are_never_allowed_and_named(text: str, scheme: 
 
 def test_bare_domains_need_a_real_or_reserved_tld_not_a_list_of_common_ones() -> None:
     text = (
-        "Go to help.nw-portal.mov, login.app, reset.support, portal.xn--p1ai or intranet.example. Events: report.completed, "
-        "user.invited; call JSON.stringify(req.body) and attach README.md, setup.zip and crash.log."
+        "Go to help.nw-portal.mov, login.app, reset.support, portal.xn--p1ai or intranet.example. "
+        "Events: report.completed, user.invited; call JSON.stringify(req.body);\n"
+        "attach README.md, setup.zip and crash.log."
     )
     assert domains(text) == ["help.nw-portal.mov", "login.app", "reset.support", "portal.xn--p1ai", "intranet.example"]
 

@@ -84,3 +84,25 @@ def test_a_customer_who_already_tried_in_vain_gets_a_person_to_check_the_answer(
     assert screened("We've already restarted the router twice but it still drops every hour.")
     assert screened("How do I print in colour on the third floor?") == []
     assert screened("I restarted the laptop and now it works, just wanted to let you know.") == []
+
+
+@pytest.mark.parametrize(
+    "draft",
+    [
+        "Sign in at [help.northwind-labs.example](//evil.example/sso).",
+        "Sign in at https://evil.example\\@help.northwind-labs.example/sso.",
+        "Open [the portal](javascript:alert(document.cookie)).",
+        '<a href="data:text/html;base64,PHNjcmlwdD4=">Open the portal</a>',
+        "Sign in at https://nоrthwind-labs.example/sso.",
+        "Sign in at sso.northwind-labs.support.",
+        '<a href="https://evil.example/sso">help.northwind-labs.example</a>',
+        "Out of hours, call +44 20 7946 0999.",
+    ],
+)
+def test_a_link_trick_or_an_unlisted_number_holds_a_draft_even_from_trusted_text(draft: str) -> None:
+    assert untrusted_contact_details(draft, [draft], ALLOWED, CONTACTS)
+
+
+def test_a_listed_number_in_trusted_text_goes_out() -> None:
+    draft = "Out of hours, call +44 20 7946 0000 or 020 7946 0000, or see https://help.northwind-labs.example/vpn."
+    assert untrusted_contact_details(draft, [draft], ALLOWED, CONTACTS) == []
