@@ -26,6 +26,17 @@ COMPANY_DOMAINS = ("northwind-labs.example", "northwind-cloud.example")
 """The fictional company of the demo feed and its articles: the demo desk speaks for it."""
 ALLOWED_DOMAINS = (*COMPANY_DOMAINS, "microsoft.com", "office.com", "draw.io")
 """What the demo articles link to: the company's own sites and the vendors its IT articles send people to."""
+CONTACT_POINTS = (
+    "+44 20 7946 4357",
+    "security@northwind-labs.example",
+    "phishing@northwind-labs.example",
+    "scanner@northwind-labs.example",
+    "sales-emea@northwind-labs.example",
+    "support@northwind-cloud.example",
+    "billing@northwind-cloud.example",
+    "no-reply@northwind-cloud.example",
+)
+"""The demo company's service desk number and the addresses its articles give: the only ones its answers may name."""
 DEMO_DOMAIN = "demo.northwind-labs.example"
 
 
@@ -75,6 +86,11 @@ def is_configured(settings: DemoSettings) -> bool:
 def own_domains(settings: DemoSettings) -> tuple[str, ...]:
     """While the demo feed runs, the desk speaks for the demo company and may link where its articles link."""
     return ALLOWED_DOMAINS if settings.DEMO_FEED_ENABLED else ()
+
+
+def contact_points(settings: DemoSettings) -> tuple[str, ...]:
+    """While the demo feed runs, the demo company's phone number and addresses are the desk's own."""
+    return CONTACT_POINTS if settings.DEMO_FEED_ENABLED else ()
 
 
 class DemoSource:

@@ -63,6 +63,8 @@ class Connector(Generic[S]):
     """The address customers see on our mail, when this vendor sets it."""
     own_domains: Callable[[S], Iterable[str]] | None = None
     """Domains that are the desk's own while this vendor is in use (links and addresses there are trusted)."""
+    contact_points: Callable[[S], Iterable[str]] | None = None
+    """Phone numbers (with country code) and e-mail addresses that are the desk's own while this vendor is in use."""
 
     @property
     def fields(self) -> list[str]:
@@ -87,6 +89,7 @@ CONNECTORS: dict[str, Connector[Any]] = {
             source=lambda s: demo.DemoSource(first_batch=s.DEMO_FEED_FIRST_BATCH, batch=s.DEMO_FEED_BATCH),
             knowledge=demo.KNOWLEDGE,
             own_domains=demo.own_domains,
+            contact_points=demo.contact_points,
         ),
         Connector(
             name=servicenow.NAME,

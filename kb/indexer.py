@@ -103,7 +103,7 @@ class PendingChange:
         self.sources |= other.sources
 
 
-def quarantine_reason(chunk: Chunk, allowed_domains: set[str]) -> str | None:
+def quarantine_reason(chunk: Chunk, allowed_domains: set[str], contact_points: set[str]) -> str | None:
     """Why a chunk must not reach the analysers before a person has read it; None when it is clean.
 
     The customer-intent rules (gift cards, vouchers, payment changes) are not used here: an article may warn
@@ -112,7 +112,7 @@ def quarantine_reason(chunk: Chunk, allowed_domains: set[str]) -> str | None:
     """
     reasons = [f"hidden in the source: {chunk.location[HIDDEN]}"] if HIDDEN in chunk.location else []
     reasons += injection_reasons(chunk.text)
-    reasons += content_reasons(chunk.text, allowed_domains)
+    reasons += content_reasons(chunk.text, allowed_domains, contact_points)
     return "; ".join(reasons) or None
 
 
@@ -125,7 +125,9 @@ def _clean_title(session: Session, settings: Settings, document: KbDocument, ext
     """The document's own title when it passes the chunks' hygiene, else its readable file name: a title is cited
     in customers' e-mails and may come from metadata no chunk holds (a PDF's or Word file's title property)."""
     title = extraction.title or readable_name(document.filename)
-    reasons = injection_reasons(title) + content_reasons(title, allowed_domains(session, settings))
+    policy = current_policy(session, settings)
+    reasons = injection_reasons(title)
+    reasons += content_reasons(title, policy.allowed_domain_set(settings), policy.contact_point_set(settings))
     if not reasons:
         return title
     extraction.warnings.append(f"its own title was not used ({'; '.join(reasons)})")
@@ -136,6 +138,7 @@ def _plan(session: Session, settings: Settings, items: Sequence[SourceChunks]) -
     """Diff each source's wanted chunks against its rows. Kept rows are screened again (the allow-list may have
     changed) and keep their approval."""
     allowed = allowed_domains(session, settings)
+    contacts = current_policy(session, settings).contact_point_set(settings)
     pools: dict[Source, dict[str, list[KbChunk]]] = defaultdict(lambda: defaultdict(list))
     by_kind: dict[str, set[int]] = defaultdict(set)
     for item in items:
@@ -149,7 +152,7 @@ def _plan(session: Session, settings: Settings, items: Sequence[SourceChunks]) -
         pool = pools.get((item.kind, item.source_id), {})
         for chunk in item.chunks:
             stored = item.stored_hash(chunk)
-            reason = quarantine_reason(chunk, allowed)
+            reason = quarantine_reason(chunk, allowed, contacts)
             if pool.get(stored):
                 plan.kept.append((pool[stored].pop().id, chunk.index, reason))
             else:

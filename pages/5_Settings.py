@@ -41,6 +41,11 @@ policy_tab, templates_tab, connectors_tab, operators_tab = st.tabs(
 )
 
 
+def entries(text: str) -> list[str]:
+    """The non-empty lines of a one-per-line text area."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def save(new_policy: dict[str, object], what: str, warning: str = "") -> None:
     try:
         validated = DeskPolicy.model_validate({**policy.model_dump(), **new_policy})
@@ -158,6 +163,18 @@ with policy_tab:
             key="policy_allowed_domains",
             disabled=not IS_LEAD,
         )
+        st.caption(
+            "Phone numbers and e-mail addresses go out on their own only when they are the desk's own contact points "
+            "(always: "
+            + (", ".join(sorted(DeskPolicy().contact_point_set(runtime.settings))) or "none")
+            + "); a knowledge-base passage with any other one waits in quarantine until a lead approves it."
+        )
+        contacts_text = st.text_area(
+            "Other contact points (one per line: phone numbers with their country code, e-mail addresses)",
+            "\n".join(policy.contact_points),
+            key="policy_contact_points",
+            disabled=not IS_LEAD,
+        )
         quote_summary = st.checkbox(
             "Name the customer's subject in automatic messages (a few words, without links, addresses or digits)",
             value=policy.quote_customer_summary,
@@ -179,7 +196,8 @@ with policy_tab:
                     "escalation_threshold": threshold,
                     "follow_up_limit": int(follow_ups),
                     "escalation_weights": weights,
-                    "allowed_domains": [line.strip() for line in domains_text.splitlines() if line.strip()],
+                    "allowed_domains": entries(domains_text),
+                    "contact_points": entries(contacts_text),
                     "quote_customer_summary": quote_summary,
                 },
                 "Policy",

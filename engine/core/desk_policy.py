@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 
+import phonenumbers
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from connectors import registry
 from engine.core.models import DeskPolicyVersion
 from engine.core.settings import Settings
 from engine.core.timeline import record_audit
@@ -27,6 +29,27 @@ SEED_WEIGHTS = {
 """Seed §8.1.2: the escalation criteria and their weights."""
 
 DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62}")
+MAILBOX = re.compile(rf"[\w.+-]+@{DOMAIN.pattern}")
+
+
+def normalise_contact_point(entry: str) -> str:
+    """A phone number in E.164 (`+442079464357`) or a lower-cased e-mail address; a ValueError that says how to
+    write it otherwise. Numbers need their country code: a national number is only a number in one country."""
+    value = entry.strip().removeprefix("tel:").removeprefix("mailto:").strip()
+    if "@" in value:
+        if not MAILBOX.fullmatch(value.lower()):
+            raise ValueError(f"not an e-mail address: {entry[:80]!r}")
+        return value.lower()
+    if value.startswith("00"):
+        value = "+" + value[2:]
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_possible_number(number):
+        raise ValueError(f"not a phone number with its country code: {entry[:80]!r} (write it as +44 20 7946 4357)")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
 
 TEAM_ROUTES = {
     "access": "Identity & Access",
@@ -60,6 +83,9 @@ class DeskPolicy(BaseModel):
     digits, a few words) instead of "your request"."""
     allowed_domains: list[str] = Field(default_factory=list)
     """Domains, beside the desk's own (Settings.own_domains), that an automatic message may link or write to."""
+    contact_points: list[str] = Field(default_factory=list)
+    """The desk's own phone numbers (E.164) and e-mail addresses, beside its sending address and its connectors':
+    the only ones an automatic message or a knowledge-base passage may give on its own, whatever text carries them."""
 
     durable_floor: dict[str, float] = Field(default_factory=dict)
     """Category (or "*" for every category) → the lowest share of automatic resolutions that must stay durable;
@@ -71,6 +97,15 @@ class DeskPolicy(BaseModel):
         """Every domain an automatic message may name: the desk's own and the ones a lead allowed."""
         extra = {domain.strip().lower().lstrip("@.") for domain in self.allowed_domains if domain.strip()}
         return settings.own_domains() | extra
+
+    def contact_point_set(self, settings: Settings) -> set[str]:
+        """Every phone number and e-mail address that is the desk's own: its sending addresses, its connectors'
+        contact points (the demo company's, while the demo feed runs) and the ones a lead listed."""
+        points = set(self.contact_points)
+        for entry in registry.connectors():
+            if entry.contact_points is not None:
+                points |= {normalise_contact_point(point) for point in entry.contact_points(settings)}
+        return points | {address.lower() for address in (settings.SUPPORT_FROM_EMAIL, settings.from_address) if address}
 
     def is_vip(self, address: str) -> bool:
         address = address.lower()
@@ -89,6 +124,11 @@ class DeskPolicy(BaseModel):
                 raise ValueError(f"not a domain name: {entry[:80]!r} (write it as help.example.com)")
             cleaned.append(domain)
         return sorted(set(cleaned))
+
+    @field_validator("contact_points")
+    @classmethod
+    def _contact_points_are_numbers_or_addresses(cls, entries: list[str]) -> list[str]:
+        return sorted({normalise_contact_point(entry) for entry in entries if entry.strip()})
 
     @field_validator("durable_floor")
     @classmethod

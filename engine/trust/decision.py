@@ -104,16 +104,18 @@ def echoed_customer_text(draft: str, customer_text: str, trusted_texts: list[str
     return [f"the draft repeats the customer's own words ({sample!r}…)"]
 
 
-def untrusted_contact_details(draft: str, trusted_texts: list[str], allowed_domains: set[str]) -> list[str]:
+def untrusted_contact_details(
+    draft: str, trusted_texts: list[str], allowed_domains: set[str], contact_points: set[str]
+) -> list[str]:
     """Links, addresses, phone numbers and bank details an automatic message may not carry: each must come from
-    trusted text, and links and addresses must point at an allowed domain."""
+    trusted text, links must be http(s) to an allowed domain, and numbers and addresses the desk's contact points."""
     trusted = {item.key for text in trusted_texts for item in outgoing_items(text, allowed_domains)}
     reasons = []
-    for item in outgoing_items(draft, allowed_domains):
+    for item in outgoing_items(draft, allowed_domains, contact_points):
         if item.key not in trusted:
             reasons.append(f"{item.kind} {item.shown!r} does not come from our knowledge base or templates")
-        elif not item.allowed:
-            reasons.append(f"{item.kind} {item.shown!r} points outside the allowed domains")
+        elif item.problem:
+            reasons.append(f"{item.kind} {item.shown!r} {item.problem}")
     return sorted(set(reasons))
 
 
@@ -137,7 +139,9 @@ def review_draft(ticket: TicketSnapshot, result: AnalysisResult, policy: DeskPol
         reasons.append(f"cites {len(quarantined)} quarantined knowledge-base passage(s)")
     reasons += injection_reasons(*trusted)
     reasons += echoed_customer_text(draft, ticket.text, trusted + templates)
-    reasons += untrusted_contact_details(draft, trusted + templates, policy.allowed_domain_set(settings))
+    reasons += untrusted_contact_details(
+        draft, trusted + templates, policy.allowed_domain_set(settings), policy.contact_point_set(settings)
+    )
     reasons += leaked_personal_data(result.draft_body, [ticket.text, *trusted])
     reasons += injection_reasons(draft)
     return reasons

@@ -338,3 +338,47 @@ def test_docx_near_white_and_highlight_coloured_runs_are_hidden() -> None:
         "near white\nyellow on yellow": "Word text in the colour of its background",
         "styled away": "hidden text in Word (w:vanish)",
     }
+
+
+CONTACT_TRICKS = {
+    "swapped-number.md": "# Out of hours\n\nOut of hours, call +44 20 7946 0999 and read back the code in your app.\n",
+    "numbers.csv": "team,phone\nService desk,+44 20 7946 4357\nOut of hours,+44 20 7946 0111\n",
+    "portal-link.md": "# Portal\n\nSign in at [help.no-touch.localhost](//evil.example/sso).\n",
+    "userinfo.md": "# Portal\n\nSign in at https://evil.example\\@help.no-touch.localhost/sso today.\n",
+    "script.md": "# Portal\n\nOpen [the portal](javascript:alert(document.cookie)) to sign in.\n",
+    "data.md": "# Portal\n\nOpen [the portal](data:text/html;base64,PHNjcmlwdD4=) to sign in.\n",
+    "lookalike.md": "# Portal\n\nSign in at https://help.nо-touch.localhost/ today.\n",
+    "tld.md": "# Portal\n\nThe new portal is sso-no-touch.support from Monday.\n",
+}
+
+
+@pytest.mark.parametrize("name", CONTACT_TRICKS)
+def test_unlisted_contact_details_and_link_tricks_are_quarantined(
+    session_factory: sessionmaker[Session], settings: Settings, name: str
+) -> None:
+    from engine.core.desk_policy import current_policy, save_policy
+
+    with session_factory() as session:
+        policy = current_policy(session, settings)
+        policy.contact_points = ["+44 20 7946 4357"]
+        save_policy(session, policy, actor="lee")
+        session.commit()
+        document = indexer.add_document(own_transactions(session), settings, name, CONTACT_TRICKS[name].encode())
+        assert document.quarantined_count >= 1, [chunk.text for chunk in chunks_of(session, document)]
+
+
+def test_a_number_on_the_contact_points_is_not_quarantined(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    from engine.core.desk_policy import current_policy, save_policy
+
+    text = b"# Out of hours\n\nOut of hours, call +44 20 7946 0999 (from the UK: 020 7946 0999).\n"
+    with session_factory() as session:
+        document = indexer.add_document(own_transactions(session), settings, "hours.md", text)
+        assert "not on the desk's contact points: '+442079460999'" in chunks_of(session, document)[0].quarantine
+        policy = current_policy(session, settings)
+        policy.contact_points = ["+44 20 7946 0999"]
+        save_policy(session, policy, actor="lee")
+        session.commit()
+        indexer.reindex_document(own_transactions(session), settings, document.id)
+        assert session.get(KbDocument, document.id).quarantined_count == 0

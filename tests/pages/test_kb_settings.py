@@ -183,3 +183,19 @@ def test_kb_page_shows_the_retrieval_calibration(app: Settings, session_factory:
     at = open_page(KB, "lee")
     assert "**Fusion:** min-max scores, vectors 70% / BM25 30%" in " ".join(m.value for m in at.markdown)
     assert any("120 pseudo-questions" in caption.value and "MRR 0.91" in caption.value for caption in at.caption)
+
+
+def test_a_lead_edits_the_contact_points_and_the_audit_log_records_it(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    at = open_page(SETTINGS, "lee")
+    at.text_area(key="policy_contact_points").input("0044 20 7946 0999\nOut-Of-Hours@Desk.example\n")
+    at = next(b for b in at.button if b.label == "Save policy").click().run()
+    assert "Policy saved as policy version 1." in texts(at)
+    at.text_area(key="policy_contact_points").input("020 7946 0999")
+    at = next(b for b in at.button if b.label == "Save policy").click().run()
+    assert any("not a phone number with its country code: '020 7946 0999'" in error.value for error in at.error)
+    with session_factory() as session:
+        assert current_policy(session, app).contact_points == ["+442079460999", "out-of-hours@desk.example"]
+        entry = session.scalar(select(AuditEntry).where(AuditEntry.action == "change_policy"))
+        assert entry is not None and entry.actor == "lee" and "contact_points" in entry.details["changed"]

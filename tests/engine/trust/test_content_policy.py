@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.trust.content_policy import (
+    Link,
     bank_account_numbers,
     content_reasons,
     crypto_wallets,
@@ -15,10 +16,13 @@ from engine.trust.content_policy import (
     formula_cells,
     iban_valid,
     ibans,
+    outgoing_items,
+    parse_link,
     payment_requests,
     phone_numbers,
     refang,
     secret_requests,
+    unlisted_contacts,
     urls,
 )
 
@@ -144,3 +148,88 @@ def test_content_reasons_name_each_kind_of_finding() -> None:
         "spreadsheet formula",
     ]
     assert content_reasons("Restart the router and sign in at https://portal.no-touch.example.", ALLOWED) == []
+
+
+CONTACTS = {"+442079464357", "security@no-touch.example"}
+LINK_TRICKS = {
+    "markdown link showing our portal, protocol-relative target": (
+        "[portal.no-touch.example](//evil.example/reset)",
+        "evil.example",
+    ),
+    "backslash before userinfo": ("Sign in at https://evil.example\\@help.no-touch.example/sso", "evil.example"),
+    "punycode look-alike": ("Open https://nо-touch.example/reset (Cyrillic o).", "xn--n-touch-9ig.example"),
+    "unusual TLD, bare": ("Your new portal is reset-portal.support or help.portal.zip", "reset-portal.support"),
+    "HTML anchor": ('<a href="https:&#x2F;&#x2F;evil.example/x">help.no-touch.example</a>', "evil.example"),
+    "link text showing a foreign domain": ("[evil.example](https://portal.no-touch.example/)", "evil.example"),
+}
+
+
+@pytest.mark.parametrize("trick", LINK_TRICKS)
+def test_link_tricks_resolve_to_the_host_a_browser_opens(trick: str) -> None:
+    text, host = LINK_TRICKS[trick]
+    assert host in foreign_domains(text, ALLOWED)
+    assert any(reason.startswith("links or addresses outside") for reason in content_reasons(text, ALLOWED))
+
+
+def test_links_are_parsed_as_a_browser_parses_them() -> None:
+    assert parse_link("https://evil.example\\@help.no-touch.example/").host == "evil.example"
+    assert parse_link("//evil.example/x").host == "evil.example"
+    assert parse_link("/\\evil.example/x").host == "evil.example"
+    assert parse_link("https:evil.example").host == "evil.example"
+    assert parse_link("HTTPS://Portal.No-Touch.Example./x").host == "portal.no-touch.example"
+    assert parse_link("https://ex%61mple.com/").host == "example.com"
+    assert parse_link("http://3232235777/").host == "192.168.1.1"
+    assert parse_link("/kb/vpn") == Link("/kb/vpn", "", "")
+    assert domain_allowed("пример.рф", {"xn--e1afmkfd.xn--p1ai"})
+
+
+@pytest.mark.parametrize(
+    ("text", "scheme"),
+    [
+        ("[Open the portal](javascript:alert(document.cookie))", "javascript"),
+        ("<a href='data:text/html;base64,PHNjcmlwdD4='>help</a>", "data"),
+        ("Click <a href=vbscript:msgbox(1)>here</a>", "vbscript"),
+        ("The share is at file:///C:/Windows/system32", "file"),
+        ("[Docs](ftp://files.no-touch.example/guide.pdf)", "ftp"),
+    ],
+)
+def test_schemes_other_than_http_are_never_allowed_and_named(text: str, scheme: str) -> None:
+    [reason] = [reason for reason in content_reasons(text, ALLOWED) if reason.startswith("link scheme")]
+    assert f"'{scheme}: " in reason
+
+
+def test_bare_domains_need_a_real_or_reserved_tld_not_a_list_of_common_ones() -> None:
+    text = (
+        "Go to help.nw-portal.mov, login.app, reset.support, portal.xn--p1ai or intranet.example. "
+        "Events: report.completed, user.invited; call JSON.stringify(req.body);\n"
+        "attach README.md, setup.zip and crash.log."
+    )
+    assert domains(text) == ["help.nw-portal.mov", "login.app", "reset.support", "portal.xn--p1ai", "intranet.example"]
+
+
+def test_phone_numbers_and_addresses_only_from_the_contact_points() -> None:
+    text = "Out of hours call +44 20 7946 4357 or 020 7946 4357; write to security@no-touch.example."
+    assert unlisted_contacts(text, CONTACTS) == []
+    swapped = "Out of hours call +44 20 7946 0999 or 0044 20 7946 0998, or write to helpdesk@no-touch.example."
+    assert unlisted_contacts(swapped, CONTACTS) == ["+442079460999", "+442079460998", "helpdesk@no-touch.example"]
+    [reason] = content_reasons(swapped, ALLOWED, CONTACTS)
+    assert reason.startswith("phone number or e-mail address not on the desk's contact points: '+442079460999'")
+    csv = "team,phone\nservice desk,+44 20 7946 4357\nout of hours,+44 20 7946 0111\n"
+    assert unlisted_contacts(csv, CONTACTS) == ["+442079460111"]
+    assert content_reasons(text, ALLOWED) != [], "with no contact points listed every number and address is a finding"
+
+
+def test_ip_addresses_and_iban_digits_are_not_phone_numbers() -> None:
+    assert phone_numbers("Allow 198.51.100.20 and 192.168.100.0/24; IBAN GB82 WEST 1234 5698 7654 32.") == []
+    assert phone_numbers("Appelez le 01.23.45.67.89") == ["0123456789"]
+
+
+def test_outgoing_items_say_what_forbids_each() -> None:
+    text = "Call +44 20 7946 0999, see [help](javascript:x()) or https://evil.example/ and www.no-touch.example/vpn"
+    problems = {item.shown: item.problem for item in outgoing_items(text, ALLOWED, CONTACTS)}
+    assert problems == {
+        "+44 20 7946 0999": "is not one of the desk's contact points",
+        "javascript:x()": "uses the javascript: scheme, which is never allowed",
+        "https://evil.example/": "points outside the allowed domains",
+        "www.no-touch.example/vpn": "",
+    }

@@ -13,6 +13,7 @@ from engine.trust.decision import delivery_verdict, echoed_customer_text, untrus
 from engine.trust.guards import Detection
 
 ALLOWED = {"northwind-labs.example"}
+CONTACTS = {"+442079460000"}
 
 
 def test_a_run_of_the_customers_words_in_a_draft_is_caught_unless_trusted_text_has_it() -> None:
@@ -28,13 +29,17 @@ def test_a_run_of_the_customers_words_in_a_draft_is_caught_unless_trusted_text_h
 def test_contact_details_must_come_from_trusted_text_and_allowed_domains() -> None:
     trusted = ["Open https://help.northwind-labs.example/vpn or call +44 20 7946 0000 (service desk)."]
     ok = "Open https://help.northwind-labs.example/vpn, or call +44 20 7946 0000."
-    assert untrusted_contact_details(ok, trusted, ALLOWED) == []
+    assert untrusted_contact_details(ok, trusted, ALLOWED, CONTACTS) == []
     foreign = "Open hxxps://northwind-labs-login[.]example/sso and log in."
-    assert any("does not come from" in reason for reason in untrusted_contact_details(foreign, trusted, ALLOWED))
-    assert untrusted_contact_details("Write to billing@northwind-labs.example.", trusted, ALLOWED)
-    assert untrusted_contact_details("Pay to DE89 3704 0044 0532 0130 00 from now on.", trusted, ALLOWED)
+    assert any(
+        "does not come from" in reason for reason in untrusted_contact_details(foreign, trusted, ALLOWED, CONTACTS)
+    )
+    assert untrusted_contact_details("Write to billing@northwind-labs.example.", trusted, ALLOWED, CONTACTS)
+    assert untrusted_contact_details("Pay to DE89 3704 0044 0532 0130 00 from now on.", trusted, ALLOWED, CONTACTS)
     outside = ["Download it from https://tools.vendor.example/setup.exe"]
-    reasons = untrusted_contact_details("Download it from https://tools.vendor.example/setup.exe", outside, ALLOWED)
+    reasons = untrusted_contact_details(
+        "Download it from https://tools.vendor.example/setup.exe", outside, ALLOWED, CONTACTS
+    )
     assert reasons == ["link 'https://tools.vendor.example/setup.exe' points outside the allowed domains"]
 
 
@@ -79,3 +84,25 @@ def test_a_customer_who_already_tried_in_vain_gets_a_person_to_check_the_answer(
     assert screened("We've already restarted the router twice but it still drops every hour.")
     assert screened("How do I print in colour on the third floor?") == []
     assert screened("I restarted the laptop and now it works, just wanted to let you know.") == []
+
+
+@pytest.mark.parametrize(
+    "draft",
+    [
+        "Sign in at [help.northwind-labs.example](//evil.example/sso).",
+        "Sign in at https://evil.example\\@help.northwind-labs.example/sso.",
+        "Open [the portal](javascript:alert(document.cookie)).",
+        '<a href="data:text/html;base64,PHNjcmlwdD4=">Open the portal</a>',
+        "Sign in at https://nоrthwind-labs.example/sso.",
+        "Sign in at sso.northwind-labs.support.",
+        '<a href="https://evil.example/sso">help.northwind-labs.example</a>',
+        "Out of hours, call +44 20 7946 0999.",
+    ],
+)
+def test_a_link_trick_or_an_unlisted_number_holds_a_draft_even_from_trusted_text(draft: str) -> None:
+    assert untrusted_contact_details(draft, [draft], ALLOWED, CONTACTS)
+
+
+def test_a_listed_number_in_trusted_text_goes_out() -> None:
+    draft = "Out of hours, call +44 20 7946 0000 or 020 7946 0000, or see https://help.northwind-labs.example/vpn."
+    assert untrusted_contact_details(draft, [draft], ALLOWED, CONTACTS) == []
