@@ -11,6 +11,12 @@ The whole decision: each attack is put into a ticket that also asks a how-to que
 answers (so retrieval is confident), and every ticket goes through the retrieval-only analyser and the shared
 decision path with autopilot on at the auto-send minimums a lead can set (0.50 / 0.70 / 0.85): how many
 adversarial tickets would have been sent on their own, and how many benign ones a guard holds.
+
+The product path (`--adversarial`, no data folder needed; `--quick` for every fourth case on one desk): the sets in
+bench/data/adversarial/ (attack tickets, display names, thread attacks, stored-knowledge victims, hostile knowledge
+files, benign) go through intake, the pipeline with the product's analyser and the database outbox, on a SQLite desk
+set up as a lead would at the most permissive policy (autopilot everywhere, auto-send minimum 0.00), uncalibrated and
+calibrated: per set what was answered on its own, why the rest was held, and whose text left the desk.
 """
 
 from __future__ import annotations
@@ -388,6 +394,7 @@ def _rule(reason: str) -> str:
 
 
 def product_desk(workdir: Path, *, calibrated: bool) -> ProductDesk:
+    """A fresh SQLite desk in `workdir` with every demo article."""
     settings = load_settings(
         _env_file=None,
         DATA_DIR=workdir,
@@ -398,8 +405,15 @@ def product_desk(workdir: Path, *, calibrated: bool) -> ProductDesk:
     )
     engine = make_engine(settings.database_url)
     upgrade_database(engine)
-    factory = make_session_factory(engine)
-    for article in sorted((ROOT / "connectors/demo_data/kb").glob("*.md")):
+    articles = sorted((ROOT / "connectors/demo_data/kb").glob("*.md"))
+    return prepare_desk(make_session_factory(engine), settings, articles, calibrated=calibrated)
+
+
+def prepare_desk(
+    factory: sessionmaker[Session], settings: Settings, articles: Sequence[Path], *, calibrated: bool
+) -> ProductDesk:
+    """Index `articles`, run the index job once when `calibrated`, save the lead's most permissive policy."""
+    for article in articles:
         add_document(factory, settings, article.name, article.read_bytes())
     if calibrated:
         run_index_job(factory, settings)
