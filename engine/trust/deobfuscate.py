@@ -3,6 +3,8 @@
 Instructions hidden from a person but not from a model (homoglyphs, invisible characters, full-width letters,
 leetspeak, HTML comments, base64/hex/ROT13/URL/quoted-printable runs) are turned back into plain text.
 `views(text)` returns the normalised text first, then one extra "view" per decoded or extracted piece.
+Text a reader cannot see is never dropped unread: Unicode tag characters and variation-selector runs are decoded into
+a view, blank look-alikes become spaces, letter-spaced words are joined, and `hidden_text_reasons` names each trick.
 Every step is bounded so a 2 MB ticket costs milliseconds, not seconds.
 """
 
@@ -22,9 +24,22 @@ MAX_DECODED = 64_000  # characters of decoded text kept per text
 MIN_RUN = 16  # shorter runs are ordinary words and IDs
 
 INVISIBLE = re.compile(
-    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f"
-    "\ufe00-\ufe0f\ufeff\U000e0000-\U000e007f]"
+    "[\u00ad\u034f\u061c\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f"
+    "\ufe00-\ufe0f\ufeff\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
 )
+BLANKS = re.compile("[\u115f\u1160\u1680\u180e\u2800\u3164\uffa0]")
+"""Characters that show as blank space (Braille blank, Hangul fillers): read as spaces, never deleted."""
+EMOJI_TAG_SEQUENCE = re.compile("\U0001f3f4[\U000e0030-\U000e0039\U000e0061-\U000e007a]{1,7}\U000e007f")
+"""A flag emoji (Scotland, Wales...) is written with tag characters: the one legitimate use, left alone."""
+TAG_RUN = re.compile("[\U000e0001\U000e0020-\U000e007f]+")
+SELECTOR_RUN = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]{4,}")
+"""Four or more variation selectors in a row carry bytes (one per selector), not an emoji's presentation."""
+MARK_PILE = re.compile("[\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]{3,}")
+"""Three or more combining marks on one letter: no language stacks them (Vietnamese has two at most)."""
+MIN_MARK_PILES = 2
+LETTER_SPACED = re.compile(r"(?<!\S)(?:[^\W\d_] {1,3}){4,}[^\W\d_](?!\S)")
+"""Five or more single letters with spaces between them ("i g n o r e  p r e v i o u s")."""
+MIN_SPACED_LETTERS = 6
 # Cyrillic, Greek and Latin-extension letters that look like ASCII ones (after NFKC, which already folds
 # full-width and mathematical letters). Unicode's confusables list is larger; these are the ones used in attacks.
 CONFUSABLES = str.maketrans(
@@ -61,8 +76,9 @@ QP_SEQUENCE = re.compile(r"=[0-9A-F]{2}|=\r?\n")
 
 
 def fold(text: str) -> str:
-    """The form every rule reads: NFKC, no invisible characters, look-alikes as ASCII, no accents, lower case."""
-    text = INVISIBLE.sub("", unicodedata.normalize("NFKC", text)).translate(CONFUSABLES)
+    """The form every rule reads: NFKC, blanks as spaces, no invisible characters, look-alikes as ASCII, no accents,
+    lower case."""
+    text = INVISIBLE.sub("", BLANKS.sub(" ", unicodedata.normalize("NFKC", text))).translate(CONFUSABLES)
     text = STRIP_ACCENTS.sub("", unicodedata.normalize("NFD", text))
     return SPACE.sub(" ", unicodedata.normalize("NFC", text)).casefold()
 
@@ -145,10 +161,63 @@ def _hidden_html(text: str) -> list[str]:
     return found[:MAX_RUNS]
 
 
+def _decode_tags(run: str) -> str:
+    return "".join(chr(ord(char) - 0xE0000) for char in run if ord(char) >= 0xE0020 and ord(char) != 0xE007F)
+
+
+def _decode_selectors(run: str) -> str:
+    """Variation selectors as bytes (VS1-16: 0-15, VS17-256: 16-255), read as UTF-8."""
+    values = [ord(char) - 0xFE00 if ord(char) < 0xE0000 else ord(char) - 0xE0100 + 16 for char in run]
+    return bytes(values).decode("utf-8", "replace")
+
+
+def tags_decoded(text: str) -> str:
+    """`text` with smuggled tag characters and variation-selector runs in place as the ASCII they encode."""
+    text = TAG_RUN.sub(lambda m: _decode_tags(m.group(0)), EMOJI_TAG_SEQUENCE.sub("", text))
+    return SELECTOR_RUN.sub(lambda m: " " + _decode_selectors(m.group(0)) + " ", text)
+
+
+def letter_spacing_joined(text: str) -> str:
+    """Letter-spaced runs joined into words: one space between letters goes, a wider gap stays a space."""
+
+    def join(match: re.Match[str]) -> str:
+        return re.sub(r" {2,}", "\0", match.group(0)).replace(" ", "").replace("\0", " ")
+
+    return LETTER_SPACED.sub(join, text)
+
+
+def hidden_text_reasons(text: str) -> list[str]:
+    """How `text` hides part of itself from a reader; each trick is named, and what it hid is kept as a view."""
+    text = text[: MAX_DECODED * 4]
+    reasons = []
+    if smuggled := "".join(_decode_tags(run) for run in TAG_RUN.findall(EMOJI_TAG_SEQUENCE.sub("", text))).strip():
+        reasons.append(f"smuggled text in invisible Unicode tag characters: {smuggled[:60]!r}")
+    if runs := SELECTOR_RUN.findall(text):
+        reasons.append(f"smuggled text in Unicode variation selectors: {_decode_selectors(runs[0])[:60]!r}")
+    if len(MARK_PILE.findall(text)) >= MIN_MARK_PILES:
+        reasons.append("letters buried under piles of combining marks")
+    if re.search(r"[^\W\d_]" + BLANKS.pattern + r"+[^\W\d_]", text):
+        reasons.append("blank look-alike characters (Braille blank, Hangul filler) used as spaces")
+    spaced = [
+        run
+        for run in LETTER_SPACED.findall(unicodedata.normalize("NFKC", text))
+        if len(run.replace(" ", "")) >= MIN_SPACED_LETTERS
+    ]
+    if spaced:
+        reasons.append(f"letter-spaced words: {letter_spacing_joined(spaced[0])[:60]!r}")
+    return reasons
+
+
 def _views(text: str, depth: int) -> list[str]:
-    clean = INVISIBLE.sub("", unicodedata.normalize("NFKC", text)).translate(CONFUSABLES)
+    clean = INVISIBLE.sub("", BLANKS.sub(" ", unicodedata.normalize("NFKC", text))).translate(CONFUSABLES)
     normalised = fold(clean)
     found = [normalised]
+    if TAG_RUN.search(text) or SELECTOR_RUN.search(text):
+        found.append(fold(tags_decoded(unicodedata.normalize("NFKC", text))))
+    if MARK_PILE.search(clean):
+        found.append(fold(MARK_PILE.sub("", clean)))
+    if LETTER_SPACED.search(clean):
+        found.append(fold(letter_spacing_joined(clean)))
     if len(MIXED_LEET_WORD.findall(normalised, 0, MAX_DECODED)) >= MIN_LEET_WORDS:
         found.append(LEET_WORD.sub(lambda m: m.group(0).translate(LEET), normalised))
     rotated = codecs.encode(normalised, "rot13")

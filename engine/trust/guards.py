@@ -16,14 +16,27 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from engine.trust import injection_model
-from engine.trust.deobfuscate import views
-from engine.trust.threat_rules import FAMILIES, FAMILY_LABELS, SOCIAL_ENGINEERING
+from engine.trust.deobfuscate import hidden_text_reasons, views
+from engine.trust.threat_rules import (
+    FAMILIES,
+    FAMILY_LABELS,
+    SOCIAL_ENGINEERING,
+    is_how_to,
+    sentence_around,
+)
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 PHONE = re.compile(r"(?<!\w)\+?\d[\d ()/-]{7,}\d(?!\w)")
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?\b")
 CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
 WORD = re.compile(r"[a-z0-9]{3,}")
+CARD_PREFIX = re.compile(r"4|5[1-5]|2[2-7]|3[47]|6(?:011|5)")
+"""Visa, Mastercard, American Express and Discover: other Luhn-valid numbers (IMEIs, order numbers) are not cards."""
+CRYPTO_ADDRESS = re.compile(
+    r"(?<![\w/])(?:bc1[02-9ac-hj-np-z]{25,59}|(?=\w*[A-Za-z])(?=\w*\d)[13][1-9A-HJ-NP-Za-km-z]{25,34}|0x[0-9a-fA-F]{40}|T[1-9A-HJ-NP-Za-km-z]{33})"
+    r"(?![\w/])"
+)
+"""Bitcoin (bech32 and legacy), Ethereum-style and Tron addresses, read on the raw text (case matters)."""
 
 
 MAX_READ = 200_000  # characters read per text: a longer text is held for a person, not read to the end
@@ -37,6 +50,8 @@ class Detection:
     families: dict[str, str] = field(default_factory=dict)
     injection_score: float = 0.0
     injection_threshold: float = 1.0
+    hidden: tuple[str, ...] = ()
+    """Why part of the text is hidden from a reader (smuggled characters, letter-spacing...): never absent."""
 
     @property
     def injection(self) -> bool:
@@ -75,9 +90,40 @@ def scan(text: str) -> Detection:
     text_views = views(text or "")
     for view in text_views:
         for family, pattern in FAMILIES.items():
-            if family not in found and (match := pattern.search(view)):
+            if family not in found and (match := _first_match(family, pattern, view)):
                 found[family] = match.group(0)[:60]
-    return Detection(found, injection_model.injection_score(text_views), injection_model.threshold())
+    if "payment_details" not in found and (identifier := payment_identifier(text or "")):
+        found["payment_details"] = identifier
+    hidden = tuple(hidden_text_reasons(text or ""))
+    return Detection(found, injection_model.injection_score(text_views), injection_model.threshold(), hidden)
+
+
+def _first_match(family: str, pattern: re.Pattern[str], view: str) -> re.Match[str] | None:
+    """The family's first match outside a how-to of its own kind (see engine/trust/intents.toml)."""
+    for match in pattern.finditer(view):
+        if not is_how_to(family, sentence_around(view, *match.span())):
+            return match
+    return None
+
+
+def _iban_valid(candidate: str) -> bool:
+    """ISO 13616 check digits: the rearranged number, letters as 10-35, is 1 modulo 97."""
+    rearranged = candidate[4:] + candidate[:4]
+    return len(candidate) >= 15 and int("".join(str(int(char, 36)) for char in rearranged)) % 97 == 1
+
+
+def payment_identifier(text: str) -> str | None:
+    """A valid IBAN, a payment card number or a crypto address in `text` (masked for the hold reason), else None."""
+    for match in IBAN.finditer(text.upper()):
+        if _iban_valid(match.group(0).replace(" ", "")):
+            return "IBAN " + match.group(0)[:4] + "…"
+    for match in CARD.finditer(text):
+        digits = re.sub(r"\D", "", match.group(0))
+        if len(digits) in (15, 16) and CARD_PREFIX.match(digits) and _luhn(digits):
+            return "card …" + digits[-4:]
+    if match := CRYPTO_ADDRESS.search(text):
+        return "crypto address " + match.group(0)[:6] + "…"
+    return None
 
 
 def injection_reasons(*texts: str) -> list[str]:
@@ -101,9 +147,19 @@ def social_engineering_reasons(*texts: str) -> list[str]:
 
 
 def sensitive_intent_reasons(*texts: str) -> list[str]:
-    """One reason per sensitive family: never automatic, a person decides (ordinary password resets included)."""
-    families = dict.fromkeys(family for text in texts for family in detect(text or "").sensitive)
-    return [f"possible social engineering: {FAMILY_LABELS[family]}" for family in families]
+    """One reason per sensitive family, and text hidden from a reader: never automatic, a person decides
+    (ordinary password resets included)."""
+    found = [detect(text or "") for text in texts]
+    families = dict.fromkeys(family for detection in found for family in detection.sensitive)
+    hidden = dict.fromkeys(reason for detection in found for reason in detection.hidden)
+    return [f"possible social engineering: {FAMILY_LABELS[family]}" for family in families] + list(hidden)
+
+
+def intent_reasons(sentence: str) -> list[str]:
+    """Every reason one request (a sentence or a whole text) keeps a ticket for a person: instructions aimed at the
+    assistant or at whoever writes the reply, social engineering, sensitive intents, hidden text."""
+    reasons = injection_reasons(sentence) + social_engineering_reasons(sentence) + sensitive_intent_reasons(sentence)
+    return list(dict.fromkeys(reasons))
 
 
 def _luhn(digits: str) -> bool:

@@ -1,5 +1,6 @@
 """Rules for the threats a support desk meets, by family, in English, German, French, Spanish, Italian,
-Portuguese, Dutch and (key phrasings) Chinese.
+Portuguese, Dutch and (key phrasings) Chinese; the sensitive intents and instructions to the reply's writer in those
+and Polish, Turkish, Japanese, Korean, Arabic and Hindi are data (intents.toml beside this module).
 
 Rules read text already folded by `engine.trust.deobfuscate` (lower case, no accents, look-alikes as ASCII), so they
 are written without accents. They pair word stems (a verb family, then an object family, a few words apart
@@ -9,6 +10,14 @@ and within one clause) rather than fixed sentences, so reworded and translated a
 from __future__ import annotations
 
 import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from engine.trust.deobfuscate import fold
+
+INTENTS = Path(__file__).resolve().parent / "intents.toml"
+SENTENCE_END = ".!?。！？؟।\n"
 
 CLAUSE_BREAK = r"and|or|then|but|und|oder|dann|et|ou|puis|y|o|luego|e|oppure|poi|en|of|dan|to|zu|pour|para|per|om"
 GAP = r"(?:\s+(?!(?:" + CLAUSE_BREAK + r")\b)[^\s.!?;]+){0,%d}\s+"
@@ -401,8 +410,83 @@ VERIFICATION_BYPASS = (
     r"|无需验证|不用验证|跳过验证"
 )
 
+
+def _near_in_sentence(first: str, second: str, window: int) -> str:
+    """`first` then `second` within `window` characters of one sentence (scripts without spaces between words)."""
+    return rf"(?:{first})[^{SENTENCE_END}]{{0,{window}}}?(?:{second})"
+
+
+def _intent_pattern(entry: str, *, unspaced: bool, gap: int, window: int) -> str:
+    """One data entry as a regular expression: "A ~ B" near in either order, "A > B" in order, else as written."""
+    for separator, both_orders in ((" ~ ", True), (" > ", False)):
+        if separator in entry:
+            first, second = (fold(part.strip()) for part in entry.split(separator, 1))
+            if unspaced:
+                pattern = _near_in_sentence(first, second, window)
+                return pattern + "|" + _near_in_sentence(second, first, window) if both_orders else pattern
+            return either_order(first, second, gap) if both_orders else near(first, second, gap)
+    return fold(entry)
+
+
+def _load_intents(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The data file's settings and one pattern per family, every language joined."""
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    patterns = {}
+    for family, table in data.items():
+        if not isinstance(table, dict) or family == "how_to_exempt":
+            continue
+        entries = [
+            _intent_pattern(
+                entry, unspaced=language in data["unspaced"], gap=int(data["gap"]), window=int(data["window"])
+            )
+            for language, language_entries in table.items()
+            if isinstance(language_entries, list)
+            for entry in language_entries
+        ]
+        patterns[family] = "|".join(f"(?:{entry})" for entry in entries)
+    return data, patterns
+
+
+INTENT_DATA, INTENT_PATTERNS = _load_intents(INTENTS)
+NEW_FAMILIES = {family: table for family, table in INTENT_DATA.items() if isinstance(table, dict) and "label" in table}
+
+
+def _how_to(verbs: str, unless: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    words = {"set_up": INTENT_DATA["set_up"], "removal": INTENT_DATA["removal"]}
+    expand = "|".join(words.get(part, part) for part in verbs.split("|"))
+    return re.compile(fold(INTENT_DATA["how_to"] + f"(?:{expand})")), re.compile(
+        fold("|".join(words.get(part, part) for part in unless.split("|")))
+    )
+
+
+HOW_TO_EXEMPT = {family: _how_to(*pair) for family, pair in INTENT_DATA["how_to_exempt"].items()}
+"""Families a how-to of their own kind does not count for ("how do I set up MFA on my new phone?"): intents.toml."""
+
+
+def is_how_to(family: str, sentence: str) -> bool:
+    """A question about doing something oneself, with nothing removed, reset, elevated or for someone else."""
+    if family not in HOW_TO_EXEMPT:
+        return False
+    question, unless = HOW_TO_EXEMPT[family]
+    return bool(question.search(sentence)) and not unless.search(sentence)
+
+
+def sentence_around(text: str, start: int, end: int) -> str:
+    """The sentence of `text` that holds the span start:end."""
+    begin = max(text.rfind(mark, 0, start) for mark in SENTENCE_END) + 1
+    ends = [index for mark in SENTENCE_END if (index := text.find(mark, end)) >= 0]
+    return text[begin : min(ends, default=len(text))]
+
+
+def _with_intents(family: str, pattern: str) -> str:
+    """A family's rules in code, or in data, or both."""
+    if family not in INTENT_PATTERNS:
+        return pattern
+    return f"(?:{pattern})|{INTENT_PATTERNS[family]}" if pattern else INTENT_PATTERNS[family]
+
+
 FAMILIES: dict[str, re.Pattern[str]] = {
-    name: re.compile(pattern, re.MULTILINE)
+    name: re.compile(_with_intents(name, pattern), re.MULTILINE)
     for name, pattern in {
         "injection": INJECTION,
         "credential_request": CREDENTIAL_REQUEST,
@@ -414,6 +498,7 @@ FAMILIES: dict[str, re.Pattern[str]] = {
         "other_persons_data": OTHER_PERSONS_DATA,
         "legal_threat": LEGAL,
         "security_incident": SECURITY_INCIDENT,
+        **{family: "" for family in NEW_FAMILIES},
     }.items()
 }
 # What a person reading the hold reason needs to hear, per family.
@@ -428,7 +513,9 @@ FAMILY_LABELS = {
     "other_persons_data": "request for another person's data",
     "legal_threat": "legal threat (lawyer, lawsuit, data-protection complaint)",
     "security_incident": "security incident (phishing, malware, breach, compromised account)",
+    "payment_details": "bank account, card number or crypto address in the ticket",
     "oversized": "text too long to check in full",
+    **{family: str(table["label"]) for family, table in NEW_FAMILIES.items()},
 }
 SOCIAL_ENGINEERING = (
     "credential_request",
@@ -437,4 +524,5 @@ SOCIAL_ENGINEERING = (
     "payment_change",
     "gift_card_or_crypto",
     "other_persons_data",
+    *(family for family, table in NEW_FAMILIES.items() if table["social_engineering"]),
 )
