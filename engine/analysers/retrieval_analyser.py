@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.analysers.confidence import question_focus
+from engine.analysers.confidence import desk_reading, question_focus
 from engine.analysers.escalation import DETAIL_SIGNALS, Assessment, assess, rule_criteria
 from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy, current_policy
@@ -29,7 +29,7 @@ from engine.outcomes.outcome_calibration import AdjustmentCache, adjusted
 from engine.trust.decision import conclude, hand_over, screen_ticket
 from kb.calibration import stored_calibration
 from kb.confidence import DEFAULT_MODEL, ConfidenceModel, answerability, evidence_features
-from kb.ledger import knowledge_base_empty
+from kb.ledger import knowledge_base_empty, knowledge_languages
 from kb.search import deterministic_queries, search
 from kb.titles import heading_line
 
@@ -93,6 +93,7 @@ class RetrievalAnalyser:
             evidence, kb_error = self._evidence(session, ticket)
             model = desk_confidence_model(session)
             adjustments = self.adjustments.get(session)
+            languages = knowledge_languages(session)
         result = decide(
             ticket,
             evidence,
@@ -101,6 +102,7 @@ class RetrievalAnalyser:
             kb_error=kb_error,
             confidence_model=model,
             adjustments=adjustments,
+            kb_languages=languages,
         )
         return _with_latency(result, began)
 
@@ -218,11 +220,13 @@ def decide(
     kb_error: str | None = None,
     confidence_model: ConfidenceModel = DEFAULT_MODEL,
     adjustments: Mapping[str, float] | None = None,
+    kb_languages: frozenset[str] | None = None,
 ) -> AnalysisResult:
     """Guards first, then escalation rules, then the evidence: resolve, ask, or hand to a person.
 
     `adjustments` are the per-category logit offsets customers' verdicts earned
-    (engine/outcomes/outcome_calibration.py)."""
+    (engine/outcomes/outcome_calibration.py); `kb_languages` the languages the knowledge base is written in
+    (None: those of the evidence)."""
     result = _decide(
         ticket,
         evidence,
@@ -232,7 +236,7 @@ def decide(
         confidence_model=confidence_model,
         adjustments=adjustments,
     )
-    return conclude(ticket, result, policy, settings)
+    return conclude(ticket, result, policy, settings, desk_reading(kb_languages, evidence))
 
 
 def _decide(
