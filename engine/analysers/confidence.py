@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from engine.core.enums import ActionKind, ActionState
 from engine.core.models import Action, Analysis, Ticket
 from engine.trust.decision import Reading
-from engine.trust.requests import Request, asks, language_of, units
+from engine.trust.requests import LANGUAGE_NAMES, Request, asks, language_of, requests_of, units
 from kb.confidence import FILLER, Verdict, answerability, question_terms
 from kb.keyword import tokenize
 
@@ -52,6 +52,18 @@ def request_answered(request: Request, passage: str) -> bool:
     question = f"{request.context} {request.text}" if says_too_little(request.text) else request.text
     terms, _ = question_terms(question)
     return not terms or answerability(question, passage).passes
+
+
+def answers(question: str, passage: str) -> bool:
+    """Whether `passage` answers the question (answerability), or all of it but the requests it leaves open: a
+    draft worth preparing, which the decision path holds with each open request quoted (engine/trust/decision.py)."""
+    if answerability(question, passage).passes:
+        return True
+    rest = question
+    for request in requests_of(question, LANGUAGE_NAMES):
+        if not request_answered(request, passage):
+            rest = rest.replace(request.text, " ")
+    return rest != question and bool(rest.strip()) and answerability(rest, passage).passes
 
 
 def desk_reading(languages: frozenset[str] | None, evidence: Sequence[dict[str, Any]]) -> Reading:

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.analysers.confidence import desk_reading, question_focus
+from engine.analysers.confidence import answers, desk_reading, question_focus
 from engine.analysers.escalation import DETAIL_SIGNALS, Assessment, assess, rule_criteria
 from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy, current_policy
@@ -28,7 +28,7 @@ from engine.core.templates import request_info_email, resolution_email, summary_
 from engine.outcomes.outcome_calibration import AdjustmentCache, adjusted
 from engine.trust.decision import conclude, hand_over, screen_ticket
 from kb.calibration import stored_calibration
-from kb.confidence import DEFAULT_MODEL, ConfidenceModel, answerability, evidence_features
+from kb.confidence import DEFAULT_MODEL, ConfidenceModel, evidence_features
 from kb.ledger import knowledge_base_empty, knowledge_languages
 from kb.search import deterministic_queries, search
 from kb.titles import heading_line
@@ -270,7 +270,7 @@ def _decide(
         return hand_over(NAME, screening, common)
     if assessment.escalate:
         return AnalysisResult(analyser=NAME, decision="escalate", reason="; ".join(assessment.reasons), **common)
-    answerable = bool(evidence) and answerability(question, f"{evidence[0]['title']}\n{evidence[0]['text']}").passes
+    answerable = bool(evidence) and answers(question, f"{evidence[0]['title']}\n{evidence[0]['text']}")
     vague = len(gaps) >= VAGUE_GAPS and len(ticket.text.split()) <= VAGUE_WORDS
     if answerable and confidence >= settings.RESOLVE_MIN_CONFIDENCE and not vague:
         return _propose_resolution(ticket, evidence[0], policy, settings, common)
