@@ -13,11 +13,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.core.models import KbChunk, KbDocument, SourceCursor, Ticket
+from engine.trust.requests import language_of
 from kb.keyword import KeywordRecord
 from kb.store import KbRuntime
 
 VERSION_SOURCE = "kb:index-version"
 ID_BATCH = 500
+LANGUAGE_SAMPLE = 200
+"""Chunks, spread evenly over the ledger, whose languages tell which languages the knowledge base is written in."""
+MIN_LANGUAGE_SHARE = 0.05
+"""A language counts once this share of the sampled chunks is written in it (a quoted phrase in one is no article)."""
+_languages: dict[str, frozenset[str]] = {}
 
 AWAITING_REVIEW = KbChunk.quarantine.is_not(None) & KbChunk.approved_at.is_(None)
 """A quarantined chunk no lead has approved: invisible to the analysers."""
@@ -47,6 +53,33 @@ def source_title(session: Session, kind: str, source_id: int) -> str:
         return f"TCKT-{source_id} {ticket.subject if ticket else ''}".strip()
     document = session.get(KbDocument, source_id)
     return (document.title or document.filename) if document else f"document {source_id}"
+
+
+def index_version(session: Session) -> str:
+    return session.scalar(select(SourceCursor.cursor).where(SourceCursor.source == VERSION_SOURCE)) or ""
+
+
+def knowledge_languages(session: Session) -> frozenset[str]:
+    """The languages the knowledge base is written in ("English"), detected on a sample of its chunks and kept
+    per index version (about 1 ms a chunk). Reads only."""
+    token = index_version(session)
+    if token in _languages:
+        return _languages[token]
+    ids = list(session.scalars(select(KbChunk.id).where(~AWAITING_REVIEW).order_by(KbChunk.id)))
+    sample = ids[:: max(1, len(ids) // LANGUAGE_SAMPLE)][:LANGUAGE_SAMPLE]
+    found = [
+        language
+        for batch in batches(sample, ID_BATCH)
+        for text in session.scalars(select(KbChunk.text).where(KbChunk.id.in_(batch)))
+        if (language := language_of(text))
+    ]
+    languages = frozenset(
+        language for language in set(found) if found.count(language) >= MIN_LANGUAGE_SHARE * len(found)
+    )
+    if token:  # a ledger written without the token (tests, bulk loads) is read again next time
+        _languages.clear()
+        _languages[token] = languages
+    return languages
 
 
 def bump_version(session: Session) -> None:
@@ -94,7 +127,7 @@ def batches(items: Sequence[int], size: int) -> Iterator[list[int]]:
 
 def sync_keyword_index(session: Session, runtime: KbRuntime) -> int:
     """Bring the BM25 index up to `kb_chunks` when the version token moved; returns chunks changed. Reads only."""
-    token = session.scalar(select(SourceCursor.cursor).where(SourceCursor.source == VERSION_SOURCE)) or ""
+    token = index_version(session)
     keywords = runtime.keywords
     if keywords.synced_token == token:
         return 0

@@ -4,27 +4,19 @@ the question a ticket asks, and the operators' verdicts on drafts, which the mod
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.core.enums import ActionKind, ActionState
 from engine.core.models import Action, Analysis, Ticket
-from kb.confidence import FILLER, Verdict
+from engine.trust.decision import Reading
+from engine.trust.requests import LANGUAGE_NAMES, Request, asks, language_of, requests_of, units
+from kb.confidence import FILLER, Verdict, answerability, question_terms
 from kb.keyword import tokenize
 
-FOCUS_UNIT = re.compile(r"(?<=[.!?])\s+|\n+")
-ASKING = re.compile(
-    r"\?|^(?:how|what|where|why|which|when|who|can|could|is|are|do|does|did|should|would|will|may|any)\b"
-    r"|\b(?:i need|i want|i'?d like|i would like|please|pls|looking for|trying to|want to|how to|how do)\b",
-    re.IGNORECASE,
-)
-SALUTATION = re.compile(
-    r"^(?:hi|hello|hey|dear|good (?:morning|afternoon)|thanks?|thank you|many thanks|regards|best|cheers|kind regards"
-    r"|br|sent from)\b[^.!?]{0,30}[.!?]?$",
-    re.IGNORECASE,
-)
 MIN_FOCUS_TERMS = 3
 
 
@@ -34,19 +26,53 @@ def question_focus(text: str) -> str:
     ("Is there a way around this?"). Greetings, sign-offs and the story around the question are left out,
     so a long, friendly ticket is not judged less answerable than a terse one. Without an asking sentence,
     the first line and the first sentence after it."""
-    units = [unit.strip() for unit in FOCUS_UNIT.split(text) if unit.strip()]
-    units = [unit for unit in units if not SALUTATION.match(unit)]
-    if len(units) <= 2:
-        return " ".join(units)
+    sentences = units(text)
+    if len(sentences) <= 2:
+        return " ".join(sentences)
     kept = {0}
-    for index in range(1, len(units)):
-        if ASKING.search(units[index]):
+    for index in range(1, len(sentences)):
+        if asks(sentences[index]):
             kept.add(index)
-            if len(set(tokenize(units[index])) - FILLER) < MIN_FOCUS_TERMS:
+            if says_too_little(sentences[index]):
                 kept.add(index - 1)
     if kept == {0}:
         kept.add(1)
-    return " ".join(units[index] for index in sorted(kept))
+    return " ".join(sentences[index] for index in sorted(kept))
+
+
+def says_too_little(sentence: str) -> bool:
+    """Fewer than MIN_FOCUS_TERMS content terms ("Is there a way around this?"): the sentence before says what."""
+    return len(set(tokenize(sentence)) - FILLER) < MIN_FOCUS_TERMS
+
+
+def request_answered(request: Request, passage: str) -> bool:
+    """Whether `passage` answers one request of a ticket (kb/confidence.py's answerability: its content and key
+    terms covered), judged with the sentence before when the request says too little alone. A request left with
+    no content term ("Can you help?") asks nothing of its own."""
+    question = f"{request.context} {request.text}" if says_too_little(request.text) else request.text
+    terms, _ = question_terms(question)
+    return not terms or answerability(question, passage).passes
+
+
+def answers(question: str, passage: str) -> bool:
+    """Whether `passage` answers the question (answerability), or all of it but the requests it leaves open: a
+    draft worth preparing, which the decision path holds with each open request quoted (engine/trust/decision.py)."""
+    if answerability(question, passage).passes:
+        return True
+    rest = question
+    for request in requests_of(question, LANGUAGE_NAMES):
+        if not request_answered(request, passage):
+            rest = rest.replace(request.text, " ")
+    return rest != question and bool(rest.strip()) and answerability(rest, passage).passes
+
+
+def desk_reading(languages: frozenset[str] | None, evidence: Sequence[dict[str, Any]]) -> Reading:
+    """What the decision path needs to tell whether a draft answers everything the ticket asks: the knowledge base's
+    languages (kb/ledger.py's `knowledge_languages`; without them, the languages of the passages found) and the
+    coverage test."""
+    if languages is None:
+        languages = frozenset(filter(None, (language_of(str(item.get("text", ""))) for item in evidence)))
+    return Reading(languages=languages, covers=request_answered)
 
 
 def operator_verdicts(session: Session, limit: int = 2000) -> list[Verdict]:

@@ -31,6 +31,7 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationError, model_v
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors import base, registry
+from engine.analysers.confidence import desk_reading
 from engine.analysers.escalation import Criteria, assess, rule_criteria
 from engine.analysers.llm import UsageRecorder, build_chat_model, supports_tool_calling, token_budget
 from engine.analysers.prompts import (
@@ -50,7 +51,7 @@ from engine.core.templates import request_info_email, resolution_email, summary_
 from engine.outcomes.outcome_calibration import AdjustmentCache, adjusted
 from engine.trust.decision import Screening, conclude, hand_over, screen_ticket
 from engine.trust.guards import fence, redact_personal_data, unsupported_steps
-from kb.ledger import knowledge_base_empty
+from kb.ledger import knowledge_base_empty, knowledge_languages
 from kb.search import deterministic_queries, search
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ class Run:
     """Per-category corrections customers' verdicts earned (engine/outcomes/outcome_calibration.py)."""
     evidence: list[dict[str, Any]] = field(default_factory=list)
     kb_error: str | None = None
+    kb_languages: frozenset[str] = frozenset()
     errors: list[str] = field(default_factory=list)
     model_down: bool = False
 
@@ -252,8 +254,10 @@ class LlmAnalyser:
             policy = policy or current_policy(session, self.settings)
             has_kb = not knowledge_base_empty(session)
             adjustments = self.adjustments.get(session)
+            languages = knowledge_languages(session)
         text = redact_personal_data(ticket.text) if self.settings.LLM_REDACT_PII else ticket.text
-        run = Run(ticket, policy, usage, {"callbacks": [usage], "tags": [ticket.reference]}, fence(text), adjustments)
+        config: RunnableConfig = {"callbacks": [usage], "tags": [ticket.reference]}
+        run = Run(ticket, policy, usage, config, fence(text), adjustments, kb_languages=languages)
         screening = screen_ticket(ticket)
         if screening.attacks:
             result = self._hand_over(run, screening)
@@ -355,7 +359,9 @@ class LlmAnalyser:
                 log.warning("LLM analysis of %s failed: %s", run.ticket.reference, describe(error))
                 run.errors.append(describe(error))
                 run.model_down = model_unreachable(error)
-        result = decide(run.ticket, run.evidence, run.policy, self.settings, kb_error=run.kb_error)
+        result = decide(
+            run.ticket, run.evidence, run.policy, self.settings, kb_error=run.kb_error, kb_languages=run.kb_languages
+        )
         return replace(result, analyser=f"{self.name} (fallback: retrieval-only)", error="; ".join(run.errors))
 
     def _values(self, run: Run) -> dict[str, Any]:
@@ -455,7 +461,8 @@ class LlmAnalyser:
 
     def _result(self, run: Run, answer: LlmDecision) -> AnalysisResult:
         """The desk's rules on the model's answer: escalation score, drafts from templates, the shared draft review."""
-        return conclude(run.ticket, self._draft(run, answer), run.policy, self.settings)
+        reading = desk_reading(run.kb_languages, run.evidence)
+        return conclude(run.ticket, self._draft(run, answer), run.policy, self.settings, reading)
 
     def _draft(self, run: Run, answer: LlmDecision) -> AnalysisResult:
         ticket = run.ticket

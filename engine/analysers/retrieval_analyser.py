@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.analysers.confidence import question_focus
+from engine.analysers.confidence import answers, desk_reading, question_focus
 from engine.analysers.escalation import DETAIL_SIGNALS, Assessment, assess, rule_criteria
 from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy, current_policy
@@ -28,8 +28,8 @@ from engine.core.templates import request_info_email, resolution_email, summary_
 from engine.outcomes.outcome_calibration import AdjustmentCache, adjusted
 from engine.trust.decision import conclude, hand_over, screen_ticket
 from kb.calibration import stored_calibration
-from kb.confidence import DEFAULT_MODEL, ConfidenceModel, answerability, evidence_features
-from kb.ledger import knowledge_base_empty
+from kb.confidence import DEFAULT_MODEL, ConfidenceModel, evidence_features
+from kb.ledger import knowledge_base_empty, knowledge_languages
 from kb.search import deterministic_queries, search
 from kb.titles import heading_line
 
@@ -93,6 +93,7 @@ class RetrievalAnalyser:
             evidence, kb_error = self._evidence(session, ticket)
             model = desk_confidence_model(session)
             adjustments = self.adjustments.get(session)
+            languages = knowledge_languages(session)
         result = decide(
             ticket,
             evidence,
@@ -101,6 +102,7 @@ class RetrievalAnalyser:
             kb_error=kb_error,
             confidence_model=model,
             adjustments=adjustments,
+            kb_languages=languages,
         )
         return _with_latency(result, began)
 
@@ -218,11 +220,13 @@ def decide(
     kb_error: str | None = None,
     confidence_model: ConfidenceModel = DEFAULT_MODEL,
     adjustments: Mapping[str, float] | None = None,
+    kb_languages: frozenset[str] | None = None,
 ) -> AnalysisResult:
     """Guards first, then escalation rules, then the evidence: resolve, ask, or hand to a person.
 
     `adjustments` are the per-category logit offsets customers' verdicts earned
-    (engine/outcomes/outcome_calibration.py)."""
+    (engine/outcomes/outcome_calibration.py); `kb_languages` the languages the knowledge base is written in
+    (None: those of the evidence)."""
     result = _decide(
         ticket,
         evidence,
@@ -232,7 +236,7 @@ def decide(
         confidence_model=confidence_model,
         adjustments=adjustments,
     )
-    return conclude(ticket, result, policy, settings)
+    return conclude(ticket, result, policy, settings, desk_reading(kb_languages, evidence))
 
 
 def _decide(
@@ -266,7 +270,7 @@ def _decide(
         return hand_over(NAME, screening, common)
     if assessment.escalate:
         return AnalysisResult(analyser=NAME, decision="escalate", reason="; ".join(assessment.reasons), **common)
-    answerable = bool(evidence) and answerability(question, f"{evidence[0]['title']}\n{evidence[0]['text']}").passes
+    answerable = bool(evidence) and answers(question, f"{evidence[0]['title']}\n{evidence[0]['text']}")
     vague = len(gaps) >= VAGUE_GAPS and len(ticket.text.split()) <= VAGUE_WORDS
     if answerable and confidence >= settings.RESOLVE_MIN_CONFIDENCE and not vague:
         return _propose_resolution(ticket, evidence[0], policy, settings, common)

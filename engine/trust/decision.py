@@ -8,12 +8,14 @@ and the signature are ours, and web results are third-party text. An automatic m
 trusted text: `review_draft` checks that no run of the customer's words, and no link, address, phone number or
 bank detail that trusted text does not carry (or whose domain is not allowed), is in it. Sensitive intents
 (access, payment, vouchers, other people's data, legal, security) are never automatic, whatever a lead sets.
+An automatic answer answers everything the ticket asks (`unanswered_requests`): a request no cited passage covers,
+or one in a language the knowledge base is not written in, keeps the ticket for a person.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,6 +32,7 @@ from engine.trust.guards import (
     sensitive_intent_reasons,
     social_engineering_reasons,
 )
+from engine.trust.requests import LANGUAGE_NAMES, Request, language_of, requests_of
 
 TRUSTED_KINDS = frozenset({"kb", "ticket"})
 """Evidence whose text may be sent: KB passages that passed hygiene, resolutions a person wrote or approved."""
@@ -119,6 +122,55 @@ def untrusted_contact_details(
     return sorted(set(reasons))
 
 
+@dataclass(frozen=True)
+class Reading:
+    """What the desk can read and answer with, handed in by the analysers (engine.trust sits below kb): the
+    languages the knowledge base is written in, and whether a passage answers a request."""
+
+    languages: frozenset[str]
+    covers: Callable[[Request, str], bool]
+
+    @property
+    def readable(self) -> frozenset[str]:
+        """The languages a request may be in; every one while the knowledge base's are unknown (it is empty)."""
+        return self.languages or LANGUAGE_NAMES
+
+    def described(self) -> str:
+        return " and ".join(sorted(self.languages))
+
+
+def language_holds(ticket: TicketSnapshot, reading: Reading) -> list[str]:
+    """A ticket written in a language the knowledge base is not in waits for a person, whatever the evidence."""
+    language = language_of(ticket.text)
+    if language is None or not reading.languages or language in reading.languages:
+        return []
+    return [f"written in {language}; the knowledge base is in {reading.described()}"]
+
+
+def unanswered_requests(ticket: TicketSnapshot, result: AnalysisResult, reading: Reading) -> list[str]:
+    """Each request of the ticket an automatic answer leaves open, quoted: one no cited trusted passage covers,
+    one in a language the knowledge base is not written in, one hidden in invisible characters."""
+    if result.decision != "resolve" or not result.draft_body:
+        return []
+    passages = "\n".join(
+        f"{item.get('title', '')}\n{item['text']}"
+        for item in cited_evidence(result)
+        if item.get("source_kind") in TRUSTED_KINDS
+    )
+    reasons = []
+    for request in requests_of(ticket.text, reading.readable):
+        if request.language and request.language not in reading.readable:
+            reasons.append(f"a request in {request.language} (the knowledge base is in {reading.described()})")
+        elif request.hidden:
+            reasons.append("a request hidden from view (invisible or encoded characters)")
+        elif reading.covers(request, passages):
+            continue
+        else:
+            reasons.append("nothing in the cited knowledge answers")
+        reasons[-1] += f": {request.quoted}"
+    return reasons
+
+
 def cited_evidence(result: AnalysisResult) -> list[dict[str, Any]]:
     return [item for item in result.evidence if item.get("cited")]
 
@@ -147,11 +199,15 @@ def review_draft(ticket: TicketSnapshot, result: AnalysisResult, policy: DeskPol
     return reasons
 
 
-def conclude(ticket: TicketSnapshot, result: AnalysisResult, policy: DeskPolicy, settings: Settings) -> AnalysisResult:
-    """Both analysers end here: the screening's holds and the draft review join the result's guards."""
+def conclude(
+    ticket: TicketSnapshot, result: AnalysisResult, policy: DeskPolicy, settings: Settings, reading: Reading
+) -> AnalysisResult:
+    """Both analysers end here: the screening's holds, the language, the requests left unanswered and the draft
+    review join the result's guards."""
     screening = screen_ticket(ticket)
+    held = [*language_holds(ticket, reading), *unanswered_requests(ticket, result, reading)]
     guards = list(
-        dict.fromkeys([*result.guards, *screening.sensitive, *review_draft(ticket, result, policy, settings)])
+        dict.fromkeys([*result.guards, *screening.sensitive, *held, *review_draft(ticket, result, policy, settings)])
     )
     return replace(result, guards=guards)
 

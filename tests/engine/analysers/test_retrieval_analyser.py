@@ -173,3 +173,51 @@ def test_a_passage_gives_its_sentences_without_the_section_heading_it_starts_wit
     ]
     steps = "Moving to a new phone\n1. Install Authenticator on the new phone.\n2. Scan the QR code."
     assert resolution_steps(steps) == ["Install Authenticator on the new phone.", "Scan the QR code."]
+
+
+HOW_TO = "How do I invite new users to our Northwind Cloud workspace?"
+
+
+def test_a_how_to_alone_is_still_answered_with_every_request_covered(analyser: RetrievalAnalyser) -> None:
+    result = analyser.analyse(text_snapshot(f"Hi team, {HOW_TO} Thanks in advance!", subject="Inviting colleagues"))
+    assert result.decision == "resolve", result.reason
+    assert result.guards == []
+
+
+def test_a_how_to_with_a_bank_detail_change_waits_with_that_sentence_quoted(analyser: RetrievalAnalyser) -> None:
+    """Worded past the sensitive-intent rules: the coverage rule holds it all the same."""
+    iban = "From now on my refunds should go to NL91 ABNA 0417 1643 00, please update it."
+    result = analyser.analyse(text_snapshot(f"{HOW_TO} {iban}", subject="Inviting colleagues"))
+    assert result.decision == "resolve", result.reason
+    assert f'nothing in the cited knowledge answers: "{iban}"' in result.guards, result.guards
+
+
+def test_a_how_to_with_an_off_topic_question_waits_for_a_person(analyser: RetrievalAnalyser) -> None:
+    result = analyser.analyse(
+        text_snapshot(f"{HOW_TO} And where can I park my car at the Boston office?", subject="Inviting colleagues")
+    )
+    assert result.decision == "resolve", "the how-to is answered, the parking question is not"
+    assert result.guards == [
+        'nothing in the cited knowledge answers: "And where can I park my car at the Boston office?"'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "language"),
+    [
+        ("Reset hasła", "Dzień dobry, jak mogę zresetować hasło do konta Northwind Labs? Z góry dziękuję.", "Polish"),
+        ("パスワード", "Northwind Labs のパスワードをリセットする方法を教えてください。", "Japanese"),
+    ],
+)
+def test_a_ticket_in_a_language_the_knowledge_base_is_not_in_is_held_naming_it(
+    analyser: RetrievalAnalyser, subject: str, body: str, language: str
+) -> None:
+    result = analyser.analyse(text_snapshot(body, subject=subject))
+    assert f"written in {language}; the knowledge base is in English" in result.guards, result.guards
+
+
+def test_a_how_to_whose_second_sentence_asks_in_another_language_is_held(analyser: RetrievalAnalyser) -> None:
+    """Drafted or not, a person sees the sentence's language named (its quote: tests/engine/trust/test_decision.py)."""
+    polish = "Proszę też zmienić mój numer telefonu."
+    result = analyser.analyse(text_snapshot(f"{HOW_TO} {polish}", subject="Inviting colleagues"))
+    assert any("Polish" in guard for guard in result.guards), result.guards

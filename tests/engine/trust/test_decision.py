@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from engine.core.analysis import AnalysisResult, TicketSnapshot
@@ -11,6 +13,7 @@ from engine.core.templates import neutral_summary, safe_name
 from engine.trust import decision
 from engine.trust.decision import delivery_verdict, echoed_customer_text, untrusted_contact_details
 from engine.trust.guards import Detection
+from engine.trust.requests import Request
 
 ALLOWED = {"northwind-labs.example"}
 CONTACTS = {"+442079460000"}
@@ -106,3 +109,32 @@ def test_a_link_trick_or_an_unlisted_number_holds_a_draft_even_from_trusted_text
 def test_a_listed_number_in_trusted_text_goes_out() -> None:
     draft = "Out of hours, call +44 20 7946 0000 or 020 7946 0000, or see https://help.northwind-labs.example/vpn."
     assert untrusted_contact_details(draft, [draft], ALLOWED, CONTACTS) == []
+
+
+def test_an_automatic_answer_must_answer_every_request_or_it_is_held_with_each_open_one_quoted() -> None:
+    def covers(request: Request, passage: str) -> bool:  # the analysers hand in kb/confidence.py's answerability
+        return "VPN" in request.text and "VPN" in passage
+
+    reading = decision.Reading(languages=frozenset({"English"}), covers=covers)
+    iban = "Also please change my refund IBAN to NL91 ABNA 0417 1643 00."
+    polish = "Proszę też zmienić mój numer telefonu do odzyskiwania konta."
+    ticket = TicketSnapshot(1, "TCKT-1", "VPN", f"How do I connect to the VPN? {iban} {polish}", "a@b.example",
+                            None, "t", None, None, None, 0)  # fmt: skip
+    cited = [{"text": "To connect to the VPN, open the client.", "source_kind": "kb", "cited": True}]
+    answer = AnalysisResult(analyser="t", decision="resolve", reason="r", evidence=cited, draft_body="Steps")
+    assert decision.unanswered_requests(ticket, answer, reading) == [
+        f'nothing in the cited knowledge answers: "{iban}"',
+        f'a request in Polish (the knowledge base is in English): "{polish}"',
+    ]
+    alone = replace(ticket, description="How do I connect to the VPN?")
+    assert decision.unanswered_requests(alone, answer, reading) == []
+    web = [{**cited[0], "source_kind": "web"}]
+    assert decision.unanswered_requests(alone, replace(answer, evidence=web), reading), "only trusted text answers"
+
+
+def test_a_ticket_in_a_language_the_knowledge_base_is_not_in_is_held_naming_both() -> None:
+    reading = decision.Reading(languages=frozenset({"English"}), covers=lambda request, passage: True)
+    ticket = TicketSnapshot(1, "TCKT-1", "Hasło", "Dzień dobry, jak mogę zresetować hasło do poczty służbowej?",
+                            "a@b.example", None, "t", None, None, None, 0)  # fmt: skip
+    assert decision.language_holds(ticket, reading) == ["written in Polish; the knowledge base is in English"]
+    assert decision.language_holds(ticket, replace(reading, languages=frozenset({"English", "Polish"}))) == []
