@@ -33,7 +33,8 @@ ACKNOWLEDGEMENT = Template(
 )
 
 
-NAME = re.compile(r"[^\W\d_](?:[^\W\d_]|[ '.-](?=[^\W\d_])){0,39}", re.UNICODE)
+NAME = re.compile(r"[^\W\d_](?:[^\W\d_]|[ '-](?=[^\W\d_])|\.(?= [^\W\d_])){0,39}", re.UNICODE)
+"""Letters, single spaces, apostrophes and hyphens, and a dot only before a space ("J. Smith"): never a domain."""
 LINK_LIKE = re.compile(r"https?:|www\.|@|\.(?:com|net|org|io|ru|cn|xyz|top|info)\b|\d", re.IGNORECASE)
 SUMMARY_WORDS = 12
 

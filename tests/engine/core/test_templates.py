@@ -1,0 +1,33 @@
+"""Automatic messages greet without the sender's display name and never quote the customer in an acknowledgement."""
+
+from __future__ import annotations
+
+from engine.core.models import Ticket
+from engine.core.templates import acknowledgement, template_texts
+
+SIGNATURE = "Kind regards,\nThe support desk"
+
+
+def test_only_a_directory_name_greets_the_requester() -> None:
+    for name in ("Dana Lee", "Verify at nw-selfservice.example", "パスワード再確認はこちら"):
+        sender = acknowledgement(Ticket(id=4, requester_name=name, requester_name_verified=False), SIGNATURE)
+        assert sender.body_text.startswith("Hello there,") and name not in sender.body_text + sender.body_html
+    directory = acknowledgement(Ticket(id=4, requester_name="Dana Lee", requester_name_verified=True), SIGNATURE)
+    assert directory.body_text.startswith("Hello Dana Lee,")
+    hostile = acknowledgement(
+        Ticket(id=4, requester_name="Verify at nw-selfservice.example", requester_name_verified=True), SIGNATURE
+    )
+    assert hostile.body_text.startswith("Hello there,")
+
+
+def test_the_acknowledgement_never_quotes_the_subject_even_in_a_leads_template() -> None:
+    ticket = Ticket(id=4, subject="Parking at park.bos-parking.example", description="", requester_name=None)
+    ack = acknowledgement(ticket, SIGNATURE, {"acknowledgement": "We received $summary as $reference.\n$signature"})
+    assert ack.subject == "Ticket Received: TCKT-4"
+    assert ack.body_text.startswith("We received your request as TCKT-4.") and "parking" not in ack.body_text.lower()
+
+
+def test_template_texts_are_the_literal_wording_around_placeholders() -> None:
+    texts = template_texts({"acknowledgement": "Hi $name, ticket ${reference} is open.\n$signature"})
+    assert "Hi " in texts and " is open.\n" in texts and "Ticket Received: " in texts
+    assert not any("$" in text for text in texts)
