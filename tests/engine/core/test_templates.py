@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from engine.core.models import Ticket
+from engine.core.settings import Settings
 from engine.core.templates import acknowledgement, template_texts
+from engine.intake.ingest import ingest
+from tests.factories import email_in, ticket_in
 
 SIGNATURE = "Kind regards,\nThe support desk"
 
@@ -31,3 +36,17 @@ def test_template_texts_are_the_literal_wording_around_placeholders() -> None:
     texts = template_texts({"acknowledgement": "Hi $name, ticket ${reference} is open.\n$signature"})
     assert "Hi " in texts and " is open.\n" in texts and "Ticket Received: " in texts
     assert not any("$" in text for text in texts)
+
+
+def test_ingest_keeps_whether_the_source_directory_vouches_for_the_name(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with session_factory.begin() as session:
+        caller = ingest(session, ticket_in(requester_name="Dana Lee", requester_name_from_directory=True), settings)
+        sender = ingest(session, email_in(requester_name="Dana Lee"), settings)
+        greetings = {
+            result.ticket_id: acknowledgement(session.get(Ticket, result.ticket_id), SIGNATURE).body_text
+            for result in (caller, sender)
+        }
+    assert greetings[caller.ticket_id].startswith("Hello Dana Lee,")
+    assert greetings[sender.ticket_id].startswith("Hello there,")
