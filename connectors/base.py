@@ -68,6 +68,9 @@ class TicketIn(BaseModel):
     external_id: str = Field(min_length=1, max_length=255)
     requester_email: str = Field(min_length=3, max_length=320)
     requester_name: str | None = Field(default=None, max_length=255)
+    requester_name_from_directory: bool = False
+    """The name comes from the source's own user directory (a ServiceNow caller record, a Jira reporter's account),
+    not from the sender: only such a name may greet the customer in an automatic message."""
     subject: str = Field(default="", max_length=100_000)
     body: str = Field(default="", max_length=2_000_000)
     kind: Literal["ticket", "email", "comment"] = "ticket"

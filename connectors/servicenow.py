@@ -331,6 +331,7 @@ class ServiceNowSource:
             parent_external_id=f"{table}:{entry['element_id']}",
             requester_email=email,
             requester_name=str((user or {}).get("name") or "") or None,
+            requester_name_from_directory=True,
             body=text,
             updated_at=parse_timestamp(str(entry["sys_created_on"])) if entry.get("sys_created_on") else None,
         )
@@ -355,6 +356,7 @@ class ServiceNowSource:
             kind="ticket",
             requester_email=email,
             requester_name=name,
+            requester_name_from_directory=True,
             subject=str(record.get("short_description") or number),
             body=str(record.get("description") or record.get("short_description") or ""),
             history=finished is not None,

@@ -36,6 +36,7 @@ from engine.ops.observability import observe_analysis
 from engine.outcomes.outcome_calibration import describe_adjustment
 from engine.trust.decision import delivery_verdict
 from engine.trust.guards import injection_reasons, social_engineering_reasons
+from engine.trust.provenance import UntrustedTextError
 from kb.extract import OK, extract
 
 log = logging.getLogger(__name__)
@@ -238,10 +239,13 @@ def _skip_automation(session: Session, ticket: Ticket) -> bool:
 
 
 def _acknowledge(session: Session, settings: Settings, ticket: Ticket, policy: DeskPolicy) -> None:
-    content = acknowledgement(
-        ticket, settings.SUPPORT_SIGNATURE, policy.templates, quote_customer=policy.quote_customer_summary
-    )
-    enqueue_email(session, settings, ticket, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key=f"ack:{ticket.id}")
+    """Queue the acknowledgement; one the final check holds is not sent, and a person sees why."""
+    content = acknowledgement(ticket, settings.SUPPORT_SIGNATURE, policy.templates)
+    try:
+        enqueue_email(session, settings, ticket, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key=f"ack:{ticket.id}")
+    except UntrustedTextError as held:
+        ticket.action_required = True
+        record_event(session, ticket, "email_held", f"acknowledgement not sent: {held}", reasons=held.reasons)
 
 
 def _release(ticket: Ticket) -> None:
@@ -386,10 +390,20 @@ def act(
         action_id=action.id,
         policy=verdict.reasons,
     )
-    if verdict.auto_send:
-        execute_action(session, settings, ticket, action, actor="engine")
-    else:
-        transition(
-            session, ticket, TicketStatus.AWAITING_APPROVAL, reason="; ".join(verdict.reasons), action_id=action.id
-        )
+    held = send_automatically(session, settings, ticket, action) if verdict.auto_send else verdict.reasons
+    if held:
+        transition(session, ticket, TicketStatus.AWAITING_APPROVAL, reason="; ".join(held), action_id=action.id)
     return action
+
+
+def send_automatically(session: Session, settings: Settings, ticket: Ticket, action: Action) -> list[str]:
+    """Carry out an auto-approved draft; if the outbox's final check finds text from nowhere trusted in the message,
+    nothing of it stays (savepoint) and the draft waits for a person: the reasons are returned."""
+    try:
+        with session.begin_nested():
+            execute_action(session, settings, ticket, action, actor="engine")
+    except UntrustedTextError as error:
+        held = [f"final check: {reason}" for reason in error.reasons]
+        action.policy = {"auto_send": False, "reasons": held}
+        return held
+    return []

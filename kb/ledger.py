@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.core.models import KbChunk, KbDocument, SourceCursor, Ticket
+from engine.core.models import KbChunk, KbDocument, SourceCursor
 from engine.trust.requests import language_of
 from kb.keyword import KeywordRecord
 from kb.store import KbRuntime
@@ -47,10 +47,10 @@ def awaiting_review_count(session: Session, document_id: int) -> int:
 
 
 def source_title(session: Session, kind: str, source_id: int) -> str:
-    """What a citation calls a source: the document's title, or `TCKT-n subject` for a ticket."""
+    """What a citation calls a source: the document's title, or "Resolution of TCKT-n" for a ticket, in our words:
+    the ticket's subject is its customer's text and would reach other customers in every draft citing it."""
     if kind == "ticket":
-        ticket = session.get(Ticket, source_id)
-        return f"TCKT-{source_id} {ticket.subject if ticket else ''}".strip()
+        return f"Resolution of TCKT-{source_id}"
     document = session.get(KbDocument, source_id)
     return (document.title or document.filename) if document else f"document {source_id}"
 

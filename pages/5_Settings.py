@@ -176,7 +176,8 @@ with policy_tab:
             disabled=not IS_LEAD,
         )
         quote_summary = st.checkbox(
-            "Name the customer's subject in automatic messages (a few words, without links, addresses or digits)",
+            "Name the customer's subject in drafts (a few words, without links, addresses or digits); a draft that "
+            "quotes it always waits for a person's approval, and acknowledgements never quote it",
             value=policy.quote_customer_summary,
             key="policy_quote_summary",
             disabled=not IS_LEAD,

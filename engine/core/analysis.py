@@ -34,6 +34,7 @@ class TicketSnapshot:
     description: str
     email: str
     requester_name: str | None
+    """Only a name from a trusted directory (Ticket.directory_name): automatic messages greet with it."""
     source: str
     priority: str | None
     category: str | None
@@ -54,7 +55,7 @@ class TicketSnapshot:
             subject=ticket.subject,
             description=ticket.description,
             email=ticket.email,
-            requester_name=ticket.requester_name,
+            requester_name=ticket.directory_name,
             source=ticket.source,
             priority=ticket.priority,
             category=ticket.category,

@@ -79,8 +79,8 @@ class DeskPolicy(BaseModel):
     team_routes: dict[str, str] = Field(default_factory=lambda: dict(TEAM_ROUTES))
     """Category → team that receives its escalations."""
     quote_customer_summary: bool = False
-    """Opt-in: `$summary` in automatic messages is a neutralised summary of the subject (no links, addresses or
-    digits, a few words) instead of "your request"."""
+    """Opt-in: `$summary` in drafts is a neutralised summary of the subject (no links, addresses or digits, a few
+    words) instead of "your request". Customer words: such a draft is sent only after a person approves it."""
     allowed_domains: list[str] = Field(default_factory=list)
     """Domains, beside the desk's own (Settings.own_domains), that an automatic message may link or write to."""
     contact_points: list[str] = Field(default_factory=list)

@@ -83,6 +83,8 @@ class Ticket(Base):
     external_url: Mapped[str | None] = mapped_column(String(1000))
     email: Mapped[str] = mapped_column(String(320), index=True)
     requester_name: Mapped[str | None] = mapped_column(String(255))
+    requester_name_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The name comes from the source's user directory (connectors/base.py `requester_name_from_directory`)."""
     subject: Mapped[str] = mapped_column(String(500), default="")
     description: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(32), default=TicketStatus.NEW)
@@ -118,6 +120,11 @@ class Ticket(Base):
     def reference(self) -> str:
         """The customer-facing id: it goes in every subject so replies thread back."""
         return f"TCKT-{self.id}"
+
+    @property
+    def directory_name(self) -> str | None:
+        """The requester's name when a trusted directory vouches for it; a sender's display name never is."""
+        return self.requester_name if self.requester_name_verified else None
 
 
 class TimelineEvent(Base):

@@ -1,8 +1,10 @@
 """E-mail content. Every subject carries the ticket reference so replies thread back (seed §6.2.1).
 
-Automatic messages speak in our own words: the customer's subject and body never appear in them (an attacker
-would otherwise use the desk as a relay for their text, from our address). The requester's name is used only
-when it looks like a name; `$summary` is "your request" unless a lead opts in to a neutralised summary.
+Automatic messages speak in our own words: the customer's subject, body and display name never appear in them (an
+attacker would otherwise use the desk as a relay for their text, from our address). A greeting names the requester
+only when the source's user directory vouches for the name (Ticket.directory_name); `$summary` is "your request"
+unless a lead opts in to a neutralised summary, which then reaches customers only in drafts a person approves: the
+final check of every automatic message (engine/trust/provenance.py) holds one that carries it.
 """
 
 from __future__ import annotations
@@ -31,14 +33,15 @@ ACKNOWLEDGEMENT = Template(
 )
 
 
-NAME = re.compile(r"[^\W\d_](?:[^\W\d_]|[ '.-](?=[^\W\d_])){0,39}", re.UNICODE)
+NAME = re.compile(r"[^\W\d_](?:[^\W\d_]|[ '-](?=[^\W\d_])|\.(?= [^\W\d_])){0,39}", re.UNICODE)
+"""Letters, single spaces, apostrophes and hyphens, and a dot only before a space ("J. Smith"): never a domain."""
 LINK_LIKE = re.compile(r"https?:|www\.|@|\.(?:com|net|org|io|ru|cn|xyz|top|info)\b|\d", re.IGNORECASE)
 SUMMARY_WORDS = 12
 
 
 def safe_name(name: str | None) -> str:
-    """The requester's name for a greeting, or "there": a display name is the sender's text, and a long or
-    link-like one ("Re-validate at evil.example") must not be repeated from our address."""
+    """The requester's directory name for a greeting, or "there": even a directory's entry is repeated from our
+    address only when it reads as a name, not a long or link-like one ("Re-validate at evil.example")."""
     name = " ".join((name or "").split())
     return name if NAME.fullmatch(name) and len(name.split()) <= 4 else "there"
 
@@ -51,23 +54,42 @@ def neutral_summary(text: str) -> str:
 
 
 def summary_of(subject: str, *, quote_customer: bool) -> str:
-    """What `$summary` says in an automatic message: our words unless a lead opted in to the neutral summary."""
+    """What `$summary` says in a draft: our words unless a lead opted in to the neutral summary, whose customer words
+    hold the draft for a person (engine/trust/provenance.py): quoted, it is never sent automatically."""
     return neutral_summary(subject) if quote_customer else "your request"
 
 
-def acknowledgement(
-    ticket: Ticket, signature: str, overrides: dict[str, str] | None = None, *, quote_customer: bool = False
-) -> EmailContent:
-    """The seed's acknowledgement for every new ticket, in the lead's wording when one is saved."""
+SUBJECTS = {
+    "acknowledgement": "Ticket Received: ",
+    "resolution": "Resolution Proposed: ",
+    "request_info": "Additional Information Required: ",
+}
+"""Each message's subject before the ticket reference (seed §6.2.1)."""
+SOURCES_LABEL = "Sources: "
+PLACEHOLDER = re.compile(r"\$(?:\$|\w+|\{\w+\})")
+
+
+def acknowledgement(ticket: Ticket, signature: str, overrides: dict[str, str] | None = None) -> EmailContent:
+    """The seed's acknowledgement for every new ticket, in the lead's wording when one is saved. It is always sent on
+    its own, so it never quotes the customer: `$summary` is "your request" whatever a lead opted in to."""
     text = render(
         "acknowledgement",
         overrides or {},
-        name=safe_name(ticket.requester_name),
+        name=safe_name(ticket.directory_name),
         reference=ticket.reference,
-        summary=summary_of(ticket.subject or ticket.description, quote_customer=quote_customer),
+        summary="your request",
         signature=signature,
     )
-    return EmailContent(subject=f"Ticket Received: {ticket.reference}", body_text=text, body_html=to_html(text))
+    subject = SUBJECTS["acknowledgement"] + ticket.reference
+    return EmailContent(subject=subject, body_text=text, body_html=to_html(text))
+
+
+def template_texts(overrides: dict[str, str]) -> list[str]:
+    """Our own wording: the literal text of every template (the defaults and a lead's), cut at its placeholders, and
+    the subject lines and labels the builders add: what the final check of an automatic message trusts."""
+    templates = [template.template for template in TEMPLATES.values()] + [text for text in overrides.values() if text]
+    pieces = [piece for template in templates for piece in PLACEHOLDER.split(template)]
+    return [piece for piece in [*pieces, *SUBJECTS.values(), SOURCES_LABEL, "there"] if piece.strip()]
 
 
 RESOLUTION = Template(
@@ -125,11 +147,11 @@ def resolution_email(
         name=safe_name(name),
         summary=summary,
         steps=numbered(steps),
-        sources="Sources: " + "; ".join(sources) if sources else "",
+        sources=SOURCES_LABEL + "; ".join(sources) if sources else "",
         reference=reference,
         signature=signature,
     )
-    return f"Resolution Proposed: {reference}", body
+    return SUBJECTS["resolution"] + reference, body
 
 
 def request_info_email(
@@ -150,7 +172,7 @@ def request_info_email(
         reference=reference,
         signature=signature,
     )
-    return f"Additional Information Required: {reference}", body
+    return SUBJECTS["request_info"] + reference, body
 
 
 def to_html(text: str) -> str:

@@ -28,10 +28,11 @@ MESSAGE_KIND = {
 def execute_action(session: Session, settings: Settings, ticket: Ticket, action: Action, *, actor: str) -> None:
     """Carry out an approved (or auto-approved) customer message: queue it and move the ticket on."""
     message_kind = MESSAGE_KIND[ActionKind(action.kind)]
-    body = action.body or ""
+    body, links = action.body or "", ""
     if message_kind is MessageKind.RESOLUTION:
         outcome = open_outcome(session, ticket, action, automated=actor == "engine")
-        body = "\n\n".join(part for part in (body.rstrip(), confirmation_block(settings, outcome.id)) if part)
+        links = confirmation_block(settings, outcome.id)
+        body = "\n\n".join(part for part in (body.rstrip(), links) if part)
     content = EmailContent(subject=action.subject or "", body_text=body, body_html=to_html(body))
     enqueue_email(
         session,
@@ -42,6 +43,7 @@ def execute_action(session: Session, settings: Settings, ticket: Ticket, action:
         dedupe_key=f"action:{action.id}:v{action.version}",
         action=action,
         automated=actor == "engine",
+        own_text=[links],
     )
     action.state = ActionState.EXECUTED
     action.decided_by = actor

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -18,15 +19,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors import registry
 from connectors.base import ConfigurationError, DeliveryError, MailTransport, OutgoingEmail
+from engine.analysers.retrieval_analyser import AFFECTED_QUESTIONS, DEFAULT_AFFECTED, GAP_QUESTIONS
 from engine.core.db import is_postgres, transaction
+from engine.core.desk_policy import current_policy
 from engine.core.enums import MessageKind, OutboxState
-from engine.core.models import Action, EmailInteraction, OutboxMessage, Ticket, utcnow
+from engine.core.models import Action, Analysis, EmailInteraction, OutboxMessage, Ticket, utcnow
 from engine.core.settings import Settings
-from engine.core.templates import EmailContent
+from engine.core.templates import EmailContent, safe_name, template_texts
 from engine.core.timeline import record_event
 from engine.ops.failpoints import failpoint
 from engine.ops.observability import observe_delivery
 from engine.trust.mailguard import automated_sent_last_hour, outgoing_headers, undeliverable_reason
+from engine.trust.provenance import RenderedMessage, UntrustedTextError, cited_texts, untrusted_text
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 6 * 3600
@@ -42,15 +46,28 @@ def enqueue_email(
     dedupe_key: str,
     action: Action | None = None,
     automated: bool = True,
+    own_text: Sequence[str] = (),
 ) -> OutboxMessage:
     """Queue one message in the caller's transaction; the same `dedupe_key` never queues twice.
 
-    Automated messages pass the mail-loop guard: never to automatic mailboxes or ourselves, and at most
+    Every message reaches the outbox here, so an automated one cannot skip the final check: each word of it must
+    come from a text we trust (engine/trust/provenance.py), else `UntrustedTextError` is raised before anything is
+    written and a person decides. `own_text` is text the caller's code wrote for this message (the confirmation
+    links). A message a person wrote or approved (`automated=False`) is vouched for by that person.
+    Automated messages also pass the mail-loop guard: never to automatic mailboxes or ourselves, and at most
     MAX_AUTOMATED_EMAILS_PER_HOUR per address. A message the guard stops is kept as `suppressed`.
     """
     existing = session.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key == dedupe_key))
     if existing is not None:
         return existing
+    headers = outgoing_headers(settings.from_address) if automated else {"X-Loop": settings.from_address}
+    if automated:
+        rendered = RenderedMessage(
+            content.subject, content.body_text, content.body_html, (settings.SUPPORT_FROM_NAME, *headers.values())
+        )
+        trusted = trusted_texts(session, settings, ticket, action, [*own_text, *headers.values()])
+        if reasons := untrusted_text(rendered, trusted):
+            raise UntrustedTextError(reasons)
     blocked = undeliverable_reason(ticket.email, settings.from_address)
     if (
         automated
@@ -76,7 +93,7 @@ def enqueue_email(
         subject=content.subject,
         body_text=content.body_text,
         body_html=content.body_html,
-        headers=outgoing_headers(settings.from_address) if automated else {"X-Loop": settings.from_address},
+        headers=headers,
         message_id=f"<{uuid.uuid4().hex}.{ticket.reference.lower()}@{domain}>",
         in_reply_to=in_reply_to,
         state=OutboxState.SUPPRESSED if blocked else OutboxState.PENDING,
@@ -90,6 +107,26 @@ def enqueue_email(
     else:
         record_event(session, ticket, "email_queued", f"{kind} queued for {ticket.email}", outbox_id=message.id)
     return message
+
+
+def trusted_texts(
+    session: Session, settings: Settings, ticket: Ticket, action: Action | None, own_text: Sequence[str]
+) -> list[str]:
+    """What an automated message may be built from: our templates and settings, the ticket reference, a name the
+    source's directory vouches for, the questions we ask, and the knowledge its analysis cited."""
+    texts = [
+        *template_texts(current_policy(session, settings).templates),
+        settings.SUPPORT_SIGNATURE,
+        settings.SUPPORT_FROM_NAME,
+        ticket.reference,
+        safe_name(ticket.directory_name),
+        *GAP_QUESTIONS.values(),
+        *AFFECTED_QUESTIONS.values(),
+        DEFAULT_AFFECTED,
+        *own_text,
+    ]
+    analysis = session.get(Analysis, action.analysis_id) if action and action.analysis_id else None
+    return texts + (cited_texts(analysis.evidence) if analysis else [])
 
 
 @dataclass

@@ -144,6 +144,7 @@ def _new_ticket(session: Session, item: TicketIn, *, status: TicketStatus, pendi
         external_url=item.external_url,
         email=item.requester_email,
         requester_name=item.requester_name,
+        requester_name_verified=item.requester_name_from_directory,
         subject=item.subject[:500],
         description=item.body or item.subject,
         status=status,

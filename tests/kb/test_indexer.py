@@ -269,7 +269,7 @@ def test_resolved_tickets_incrementally(session_factory: sessionmaker[Session], 
         assert chunk.text == "resolution\nSwitched the VPN client to TCP 443; stable since."  # no greeting, signature
 
         evidence = search(session, settings, "VPN client TCP 443", k=3, source_kinds={"ticket"})
-        assert evidence[0].title == f"TCKT-{ticket.id} VPN drops 1" and evidence[0].source_kind == "ticket"
+        assert evidence[0].title == f"Resolution of TCKT-{ticket.id}" and evidence[0].source_kind == "ticket"
         found = search(session, settings, "IKE phase 2 timeout guest network", source_kinds={"ticket"})
         assert not any("IKE" in e.text or "guest network" in e.text for e in found)
 
@@ -307,12 +307,12 @@ def test_filters_by_kind_team_and_date(session_factory: sessionmaker[Session], s
         kb_only = search(session, settings, "VPN", k=10, source_kinds={"kb"})
         assert {e.source_kind for e in kb_only} == {"kb"} and len(kb_only) == 2
         desktop = search(session, settings, "VPN", k=10, team="desktop")
-        assert {(e.source_kind, e.title.split()[0]) for e in desktop} == {("ticket", "TCKT-2"), ("kb", "VPN")}
+        assert {(e.source_kind, e.title) for e in desktop} == {("ticket", "Resolution of TCKT-2"), ("kb", "VPN")}
         assert shared.id in {e.source_id for e in desktop if e.source_kind == "kb"}
         recent = search(
             session, settings, "VPN", k=10, source_kinds={"ticket"}, since=datetime.now(UTC) - timedelta(days=1)
         )
-        assert [e.title.split()[0] for e in recent] == ["TCKT-2"]
+        assert [e.title for e in recent] == ["Resolution of TCKT-2"]
 
 
 def test_multi_query_and_given_queries(session_factory: sessionmaker[Session], settings: Settings) -> None:

@@ -24,7 +24,7 @@ from engine.core.db import make_session_factory
 from engine.core.enums import MessageKind, OutboxState, TicketStatus
 from engine.core.models import OutboxMessage, Ticket, utcnow
 from engine.core.settings import Settings
-from engine.core.templates import EmailContent
+from engine.core.templates import acknowledgement
 from engine.delivery.outbox import enqueue_email
 from engine.intake.ingest import ingest
 from engine.jobs import poll_source, run_job
@@ -121,7 +121,6 @@ def _collected(factory: sessionmaker[Session]) -> Samples:
 def test_collector_reads_tickets_and_outbox_by_state_at_scrape_time(
     engine: Engine, session_factory: sessionmaker[Session], settings: Settings
 ) -> None:
-    content = EmailContent(subject="Re: your ticket", body_text="We are on it.", body_html="<p>We are on it.</p>")
     began = utcnow()
     with session_factory.begin() as session:
         for _ in range(3):
@@ -130,8 +129,10 @@ def test_collector_reads_tickets_and_outbox_by_state_at_scrape_time(
         third.status = TicketStatus.ESCALATED
         third.pending_since = None
         first.pending_since = utcnow() - timedelta(minutes=2)
+        content = acknowledgement(first, settings.SUPPORT_SIGNATURE)
         queued = enqueue_email(session, settings, first, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key="a1")
         queued.created_at = utcnow() - timedelta(minutes=10)
+        content = acknowledgement(second, settings.SUPPORT_SIGNATURE)
         sent = enqueue_email(session, settings, second, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key="a2")
         sent.state = OutboxState.SENT
     samples = _collected(session_factory)

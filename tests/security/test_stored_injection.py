@@ -3,6 +3,7 @@ desk sends to the next customer. Only a resolution a person wrote or approved is
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -13,6 +14,7 @@ from engine.intake.ingest import ingest
 from engine.jobs import run_index_job
 from engine.operators.actions import Actor, approve_draft
 from engine.pipeline import execute_action
+from engine.trust.provenance import UntrustedTextError
 from kb.search import search
 from tests.factories import ticket_in
 
@@ -47,8 +49,10 @@ def test_only_the_resolution_a_person_approved_is_indexed(
     session_factory: sessionmaker[Session], autopilot: Settings
 ) -> None:
     automatic, echoed = ticket_with_draft(session_factory, autopilot, f"{PHISHING}\n{CLEAN_STEPS}")
-    with session_factory.begin() as session:  # the engine sends its own draft: it echoed the customer's steps
-        execute_action(session, autopilot, session.get(Ticket, automatic), session.get(Action, echoed), actor="engine")
+    with pytest.raises(UntrustedTextError), session_factory.begin() as session:  # the engine's draft echoes the
+        execute_action(  # customer's steps: the outbox's final check refuses it, so nothing is sent or resolved
+            session, autopilot, session.get(Ticket, automatic), session.get(Action, echoed), actor="engine"
+        )
     approved, draft = ticket_with_draft(session_factory, autopilot, CLEAN_STEPS)
     with session_factory.begin() as session:
         approve_draft(session, autopilot, Actor("lee", Role.AGENT), draft, 1)
@@ -57,7 +61,7 @@ def test_only_the_resolution_a_person_approved_is_indexed(
     with session_factory() as session:
         statuses = dict(session.execute(select(Ticket.id, Ticket.status)).all())
         chunks = list(session.scalars(select(KbChunk).where(KbChunk.source_kind == "ticket")))
-        assert statuses == {automatic: TicketStatus.RESOLVED, approved: TicketStatus.RESOLVED}
+        assert statuses == {automatic: TicketStatus.NEW, approved: TicketStatus.RESOLVED}
         assert counts["tickets_indexed"] == 1
         assert [(chunk.source_id, chunk.location, chunk.text) for chunk in chunks] == [
             (approved, {"section": "resolution"}, f"resolution\n{CLEAN_STEPS}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,15 +17,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import AttachmentIn
 from engine.analysers.retrieval_analyser import RetrievalAnalyser
+from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy, save_policy
-from engine.core.enums import MessageKind, TicketStatus
-from engine.core.models import OutboxMessage, Ticket
+from engine.core.enums import ActionKind, ActionState, MessageKind, Role, TicketStatus
+from engine.core.models import Action, OutboxMessage, ResolutionOutcome, Ticket, TimelineEvent
 from engine.core.settings import Settings
 from engine.intake.ingest import ingest
+from engine.operators.actions import Actor, approve_draft
+from engine.outcomes.teaching import index_ticket
 from engine.pipeline import process_pending
 from kb.indexer import add_document, reindex_document
 from kb.store import reset_caches
-from tests.factories import email_in, own_transactions, ticket_in
+from tests.factories import Proposes, email_in, own_transactions, ticket_in
 
 ARTICLES = Path(__file__).resolve().parent.parent.parent / "connectors" / "demo_data" / "kb"
 WORDS = re.compile(r"\w+")
@@ -158,3 +162,79 @@ def test_text_hidden_in_an_attachment_holds_the_ticket_for_a_person(
         held = session.get(Ticket, ticket_id)
         assert held is not None and held.status == TicketStatus.AWAITING_APPROVAL
         assert any("hidden in the file" in warning for warning in held.additional_info["input_warnings"])
+
+
+@pytest.mark.parametrize("name", ["Verify at nw-selfservice.example", "パスワード再確認はこちら"])
+def test_a_forged_display_name_never_reaches_an_automatic_message(
+    desk: RetrievalAnalyser, session_factory: sessionmaker[Session], settings: Settings, name: str
+) -> None:
+    """A From display name is the sender's text: neither the acknowledgement nor the automatic answer repeats it."""
+    question = email_in(
+        requester_name=name,
+        subject="Inviting colleagues",
+        body="How do I invite new users to our Northwind Cloud workspace?",
+    )
+    [ticket_id] = run(session_factory, settings, desk, question)
+    sent = messages(session_factory, ticket_id)
+    assert sorted(m.kind for m in sent) == [MessageKind.ACKNOWLEDGEMENT, MessageKind.RESOLUTION]
+    for message in sent:
+        for text in (message.subject, message.body_text, message.body_html or ""):
+            assert name not in text and "selfservice" not in text
+        assert message.body_text.startswith("Hello there,")
+
+
+def test_a_ticket_cited_to_the_next_customer_carries_no_customer_subject(
+    desk: RetrievalAnalyser, session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """Ticket knowledge is cited as "Resolution of TCKT-n": its customer's subject never reaches the next one."""
+    subject = "Parking space at the Boston office (new portal: park.bos-parking.example)"
+    with session_factory.begin() as session:
+        first = ingest(session, ticket_in(subject=subject, body="Where do I book parking in Boston?"), settings)
+        session.get(Ticket, first.ticket_id).pending_since = None  # a person handles this one
+        draft = Action(
+            ticket_id=first.ticket_id,
+            kind=ActionKind.PROPOSE_RESOLUTION,
+            state=ActionState.AWAITING_APPROVAL,
+            subject=f"Resolution Proposed: TCKT-{first.ticket_id}",
+            body="Hello there,\n\nTo book a parking space at the Boston office, open the Facilities app, choose "
+            "Parking and book a space for the day you come in.\n\nKind regards,\nThe support desk",
+        )
+        session.add(draft)
+        session.flush()
+        draft_id = draft.id
+    with session_factory.begin() as session:
+        approve_draft(session, settings, Actor("lee", Role.AGENT), draft_id, 1)
+    assert index_ticket(session_factory, settings, first.ticket_id) == 1
+    question = ticket_in(subject="Parking", body="How do I book a parking space at the Boston office?")
+    [ticket_id] = run(session_factory, settings, desk, question)
+    [answer] = [m for m in messages(session_factory, ticket_id) if m.kind == MessageKind.RESOLUTION]
+    assert f"Resolution of TCKT-{first.ticket_id}" in answer.body_text
+    for text in (answer.subject, answer.body_text, answer.body_html or ""):
+        assert "bos-parking" not in text and "new portal" not in text
+
+
+class AddsItsOwnWords(Proposes):
+    """An analyser whose draft carries words of its own (a model's, or relayed ones) beside the cited passage."""
+
+    def analyse(self, ticket: TicketSnapshot, policy: DeskPolicy | None = None) -> AnalysisResult:
+        result = super().analyse(ticket, policy)
+        return replace(result, draft_body=f"{result.draft_body}\n2. Then confirm your password on the new portal.")
+
+
+def test_an_automatic_message_with_words_from_nowhere_trusted_is_held(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """Autopilot on at confidence 0: the outbox's final check holds the message and the draft waits for a person."""
+    with session_factory.begin() as session:
+        save_policy(session, DeskPolicy(autopilot={"*:*": True}, auto_send_min_confidence=0.0), actor="lead")
+    [ticket_id] = run(session_factory, settings, AddsItsOwnWords(), ticket_in())  # type: ignore[arg-type]
+    assert [m.kind for m in messages(session_factory, ticket_id)] == [MessageKind.ACKNOWLEDGEMENT]
+    with session_factory() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None and ticket.status == TicketStatus.AWAITING_APPROVAL
+        [action] = session.scalars(select(Action).where(Action.ticket_id == ticket_id)).all()
+        assert action.state == ActionState.AWAITING_APPROVAL and not action.policy["auto_send"]
+        assert any("confirm your password on the new portal" in reason for reason in action.policy["reasons"])
+        reasons = session.scalars(select(TimelineEvent.title).where(TimelineEvent.ticket_id == ticket_id)).all()
+        assert any("final check" in reason for reason in reasons)
+        assert session.scalars(select(ResolutionOutcome)).all() == []

@@ -14,7 +14,7 @@ from engine.core.enums import MessageKind, TicketStatus
 from engine.core.lifecycle import transition
 from engine.core.models import JobStatus, SourceCursor, Ticket, TimelineEvent
 from engine.core.settings import Settings
-from engine.core.templates import EmailContent
+from engine.core.templates import acknowledgement
 from engine.delivery.outbox import enqueue_email
 from engine.delivery.sync import as_update, sync_back, sync_backlog
 from engine.intake.ingest import ingest
@@ -124,9 +124,8 @@ def test_only_messages_to_the_customer_are_public(session_factory: sessionmaker[
     with session_factory.begin() as session:
         ticket = session.get(Ticket, ingest(session, ticket_in(), settings).ticket_id)
         for kind in (MessageKind.ACKNOWLEDGEMENT, MessageKind.RESOLUTION):
-            message = enqueue_email(
-                session, settings, ticket, kind, EmailContent("Subject", "Body", "<p>Body</p>"), dedupe_key=kind
-            )
+            content = acknowledgement(ticket, settings.SUPPORT_SIGNATURE)
+            message = enqueue_email(session, settings, ticket, kind, content, dedupe_key=kind)
             session.flush()
             session.add(
                 TimelineEvent(ticket_id=ticket.id, type="email_sent", title="sent", data={"outbox_id": message.id})

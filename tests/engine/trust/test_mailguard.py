@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.analysers.retrieval_analyser import GAP_QUESTIONS
 from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy
 from engine.core.enums import OutboxState
@@ -75,7 +76,7 @@ class AlwaysAsks:
             reason="need details",
             confidence=1.0,
             draft_subject=f"Additional Information Required: {ticket.reference}",
-            draft_body="Which error do you see?",
+            draft_body=GAP_QUESTIONS["error"],
             evidence=[{"source": "test"}],
         )
 
