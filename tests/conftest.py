@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.demo import ALLOWED_DOMAINS
+from connectors.demo import ALLOWED_DOMAINS, CONTACT_POINTS
 from engine.core.db import make_engine, make_session_factory, upgrade_database
 from engine.core.models import Base
 from engine.core.settings import Settings, load_settings
@@ -83,13 +83,14 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     """Settings for one test: its own data folder and database, no demo feed, nothing from `.env`; the desk
-    speaks for the demo articles' company, whose articles many tests load."""
+    speaks for the demo articles' company (its domains and contact points), whose articles many tests load."""
     return load_settings(
         _env_file=None,
         DATA_DIR=tmp_path / "data",
         DATABASE_URL=database_url,
         DEMO_FEED_ENABLED=False,
         OUTGOING_ALLOWED_DOMAINS=",".join(ALLOWED_DOMAINS),
+        OUTGOING_CONTACT_POINTS=",".join(CONTACT_POINTS),
         ENGINE_ENABLED=False,
         WORKER_ID="test-worker",
     )

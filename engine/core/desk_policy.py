@@ -100,8 +100,10 @@ class DeskPolicy(BaseModel):
 
     def contact_point_set(self, settings: Settings) -> set[str]:
         """Every phone number and e-mail address that is the desk's own: its sending addresses, its connectors'
-        contact points (the demo company's, while the demo feed runs) and the ones a lead listed."""
-        points = set(self.contact_points)
+        contact points (the demo company's, while the demo feed runs), OUTGOING_CONTACT_POINTS and the ones a lead
+        listed."""
+        configured = (point for point in settings.OUTGOING_CONTACT_POINTS.split(",") if point.strip())
+        points = set(self.contact_points) | {normalise_contact_point(point) for point in configured}
         for entry in registry.connectors():
             if entry.contact_points is not None:
                 points |= {normalise_contact_point(point) for point in entry.contact_points(settings)}

@@ -66,6 +66,9 @@ class CoreSettings(BaseSettings):
     ROUTING_INTERVAL_SECONDS: float = Field(default=900.0, gt=0)
     OUTGOING_ALLOWED_DOMAINS: str = ""
     """Comma-separated domains an automatic message may link or write to; the desk's own domains always are."""
+    OUTGOING_CONTACT_POINTS: str = ""
+    """Comma-separated phone numbers and e-mail addresses of the desk's own that an automatic message may carry (a lead
+    adds more on the Settings page); any other number or address holds the message and quarantines knowledge."""
     MAX_AUTOMATED_EMAILS_PER_HOUR: int = Field(default=5, ge=0)
 
     # Outcomes: "Did this solve your problem?" links and resolution states (engine/outcomes/outcomes.py)

@@ -218,10 +218,12 @@ def test_documents_marked_pending_get_their_heading_as_title_without_new_vectors
 def test_a_title_that_fails_the_hygiene_is_replaced_by_the_file_name(
     session_factory: sessionmaker[Session], settings: Settings
 ) -> None:
-    """Titles are cited to customers, and metadata titles are in no chunk: they pass the same checks."""
+    """Titles are cited to customers: a title a reader sees passes the chunks' checks too (an unseen title property
+    is hidden text and titles nothing: tests/kb/test_titles.py)."""
+    lure = b"Call +44 20 7946 0999 and visit https://refunds.evil.example now"
     page = (
-        b"<html><head><title>Call +44 20 7946 0999 and visit https://refunds.evil.example now</title></head>"
-        b"<body><h1>Router</h1><p>Hold the recessed button for ten seconds.</p></body></html>"
+        b"<html><head><title>" + lure + b"</title></head>"
+        b"<body><h1>" + lure + b"</h1><p>Hold the recessed button for ten seconds.</p></body></html>"
     )
     with session_factory() as session:
         document = add(session, settings, "router-reset.html", page)
