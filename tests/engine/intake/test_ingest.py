@@ -71,10 +71,17 @@ def test_reply_threads_by_in_reply_to_and_by_conversation(
     session_factory: sessionmaker[Session], settings: Settings
 ) -> None:
     with session_factory.begin() as session:
-        first = ingest(session, email_in(thread_id="conv-1", message_id="<a@x.example>"), settings)
-        by_header = ingest(session, email_in(subject="Re: no ref", in_reply_to="<a@x.example>"), settings)
-        by_thread = ingest(session, email_in(subject="still broken", thread_id="conv-1"), settings)
-        unrelated = ingest(session, email_in(subject="new problem", thread_id="conv-2"), settings)
+        rita = "rita@customer.example"
+        first = ingest(
+            session, email_in(requester_email=rita, thread_id="conv-1", message_id="<a@x.example>"), settings
+        )
+        by_header = ingest(
+            session, email_in(requester_email=rita, subject="Re: no ref", in_reply_to="<a@x.example>"), settings
+        )
+        by_thread = ingest(
+            session, email_in(requester_email=rita, subject="still broken", thread_id="conv-1"), settings
+        )
+        unrelated = ingest(session, email_in(requester_email=rita, subject="new problem", thread_id="conv-2"), settings)
     assert by_header.ticket_id == by_thread.ticket_id == first.ticket_id
     assert (by_header.outcome, by_thread.outcome, unrelated.outcome) == ("reply", "reply", "created")
 
@@ -86,7 +93,11 @@ def test_reply_to_an_escalated_ticket_flags_people_instead_of_reopening(
         ticket = session.get(Ticket, ingest(session, ticket_in(), settings).ticket_id)
         ticket.pending_since = None
         transition(session, ticket, TicketStatus.ESCALATED, reason="outage")
-        ingest(session, email_in(subject=f"Re: {ticket.reference}", body="any news?"), settings)
+        ingest(
+            session,
+            email_in(requester_email=ticket.email, subject=f"Re: {ticket.reference}", body="any news?"),
+            settings,
+        )
         assert ticket.status == TicketStatus.ESCALATED
         assert ticket.action_required
         assert ticket.pending_since is None
@@ -99,7 +110,11 @@ def test_automatic_reply_is_recorded_but_does_not_reopen(
         ticket = session.get(Ticket, ingest(session, ticket_in(), settings).ticket_id)
         ticket.pending_since = None
         transition(session, ticket, TicketStatus.AWAITING_CUSTOMER)
-        ooo = email_in(subject=f"Out of office: {ticket.reference}", headers={"Auto-Submitted": "auto-replied"})
+        ooo = email_in(
+            requester_email=ticket.email,
+            subject=f"Out of office: {ticket.reference}",
+            headers={"Auto-Submitted": "auto-replied"},
+        )
         assert ingest(session, ooo, settings).outcome == "automatic"
         assert ticket.status == TicketStatus.AWAITING_CUSTOMER
         assert ticket.pending_since is None
