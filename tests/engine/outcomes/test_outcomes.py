@@ -15,7 +15,7 @@ from engine.core.models import Action, AuditEntry, DeskPolicyVersion, KbChunk, T
 from engine.core.settings import Settings
 from engine.delivery.sync import sync_back
 from engine.operators.actions import Actor, approve_draft
-from engine.outcomes.outcomes import advance_outcomes, outcome_funnel, outcome_labels
+from engine.outcomes.outcomes import advance_outcomes, outcome_funnel, outcome_labels, record_reply_outcome
 from engine.outcomes.teaching import index_ticket, ticket_sections
 from engine.pipeline import process_pending
 from tests.factories import (
@@ -72,6 +72,20 @@ def test_a_reply_saying_it_still_fails_reopens(session_factory: sessionmaker[Ses
     ticket = reply(session_factory, settings, ticket_id, "Thanks, but the VPN still drops.")
     assert ticket.status == TicketStatus.NEW and ticket.pending_since is not None
     assert outcome_of(session_factory, ticket_id).state == OutcomeState.REOPENED
+
+
+def test_a_verdict_counts_only_from_the_requester(session_factory: sessionmaker[Session], settings: Settings) -> None:
+    ticket_id = resolved_automatically(session_factory, settings)
+    with session_factory.begin() as session:
+        ticket = session.get(Ticket, ticket_id)
+        for verdict in ("solved", "unsolved"):
+            assert not record_reply_outcome(session, ticket, verdict, sender="mallory@attacker.example")
+    outcome = outcome_of(session_factory, ticket_id)
+    assert (outcome.state, outcome.answer, outcome.answered_at) == (OutcomeState.PENDING, None, None)
+    with session_factory.begin() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert record_reply_outcome(session, ticket, "solved", sender=f"Requester <{ticket.email.upper()}>")
+    assert outcome_of(session_factory, ticket_id).state == OutcomeState.CONFIRMED
 
 
 def test_silence_makes_a_resolution_assumed_then_durable(
