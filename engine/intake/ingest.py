@@ -33,6 +33,9 @@ from engine.trust.mailguard import automatic_reason
 
 log = logging.getLogger(__name__)
 REFERENCE = re.compile(r"\bTCKT-(\d{1,12})\b", re.IGNORECASE)
+MAX_NAMED_TICKETS = 10
+"""A message naming more tickets than this is checked against the first ones only: a subject full of references
+must not cost a look-up each."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ def _tickets_named(session: Session, item: TicketIn) -> list[Ticket]:
                 session.scalars(select(Ticket.id).where(Ticket.thread_key == item.thread_id).order_by(Ticket.id.desc()))
             )
         )
-    return [ticket for ticket_id in found if (ticket := session.get(Ticket, ticket_id)) is not None]
+    return [ticket for ticket_id in list(found)[:MAX_NAMED_TICKETS] if (ticket := session.get(Ticket, ticket_id))]
 
 
 def participants(session: Session, ticket: Ticket) -> set[str]:
