@@ -97,6 +97,19 @@ st.markdown(
     f"({plain(ticket.email)}) via **{plain(ticket.source)}** · received {ago(ticket.created_at)}"
 )
 show_flash()
+if story.claimed is not None:
+    st.warning(
+        f"Its first message claimed to continue [{story.claimed.reference}](?id={story.claimed.id}), but "
+        f"{plain(ticket.email)} is not on that ticket: kept as its own ticket and held for a person, since a reply to "
+        "someone else's ticket is a phishing signal. Nothing was changed or sent on the other ticket.",
+        icon="🔗",
+    )
+if story.claimants:
+    st.warning(
+        "People not on this ticket wrote as if continuing it, each kept as their own ticket (nothing changed here): "
+        + ", ".join(f"[{other.reference}](?id={other.id}) from {plain(other.email)}" for other in story.claimants),
+        icon="🔗",
+    )
 if ticket.taken_over_by:
     st.info(
         f"{plain(ticket.taken_over_by)} owns this ticket: automation is stopped for it"

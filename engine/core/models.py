@@ -111,6 +111,8 @@ class Ticket(Base):
     resolved_at: Mapped[datetime | None] = mapped_column()
     human_touched_at: Mapped[datetime | None] = mapped_column()
     """When an operator first acted on the ticket; null means fully automated (the automation rate)."""
+    related_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), index=True)
+    """The ticket a message claimed to continue when its sender was not on that ticket (engine/intake/ingest.py)."""
 
     timeline: Mapped[list[TimelineEvent]] = relationship(
         back_populates="ticket", order_by="TimelineEvent.id", cascade="all, delete-orphan", passive_deletes=True

@@ -2,7 +2,9 @@
 
 Polling the same data twice creates nothing twice: tickets are keyed by (source, external_id) and
 messages by (source, message external id). A message that names `TCKT-<id>` or continues a known
-thread is a reply to that ticket, not a new one.
+thread is a reply to that ticket only when its sender is on it (the requester or a participant); from anyone
+else it is a ticket of its own, linked to the one it named and held for a person, and changes nothing there.
+A comment read through a source's API is bound by that source: it was written on that ticket by its user.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from connectors.base import TicketIn
+from engine.core.addresses import normalise_address, same_address
 from engine.core.enums import TicketStatus
 from engine.core.lifecycle import ALLOWED, REOPENABLE, transition
 from engine.core.models import Attachment, Blob, EmailInteraction, OutboxMessage, Ticket, utcnow
@@ -30,6 +33,9 @@ from engine.trust.mailguard import automatic_reason
 
 log = logging.getLogger(__name__)
 REFERENCE = re.compile(r"\bTCKT-(\d{1,12})\b", re.IGNORECASE)
+MAX_NAMED_TICKETS = 10
+"""A message naming more tickets than this is checked against the first ones only: a subject full of references
+must not cost a look-up each."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +57,14 @@ def ingest(session: Session, item: TicketIn, settings: Settings) -> IngestResult
     ticket = session.scalar(select(Ticket).where(Ticket.source == item.source, Ticket.external_id == item.external_id))
     if ticket is not None:
         return _update(session, ticket, item)
-    if item.kind == "email" and (thread := _thread_of(session, item)) is not None:
-        return _reply(session, thread, item, settings)
+    named = None
+    if item.kind == "email" and (tickets := _tickets_named(session, item)):
+        if (thread := next((t for t in tickets if is_participant(session, t, item.requester_email)), None)) is not None:
+            return _reply(session, thread, item, settings)
+        named = tickets[0]
     try:
         with session.begin_nested():
-            return _create(session, item, settings)
+            return _create(session, item, settings, named)
     except IntegrityError:
         # Another worker created it between our look-up and insert: it is a duplicate now.
         log.info("concurrent ingest of %s/%s", item.source, item.external_id)
@@ -75,28 +84,55 @@ def _known_message(session: Session, item: TicketIn) -> EmailInteraction | None:
     )
 
 
-def _thread_of(session: Session, item: TicketIn) -> Ticket | None:
-    """The ticket this message continues: by `TCKT-<id>` in the subject, else by thread or Message-ID chain."""
-    if match := REFERENCE.search(item.subject):
-        ticket = session.get(Ticket, int(match.group(1)))
-        if ticket is not None:
-            return ticket
+def _tickets_named(session: Session, item: TicketIn) -> list[Ticket]:
+    """The tickets this message says it continues, most explicit first: by `TCKT-<id>` in the subject, by the
+    In-Reply-To/References chain, by conversation id (newest first)."""
+    found: dict[int, None] = dict.fromkeys(int(match.group(1)) for match in REFERENCE.finditer(item.subject))
     ids = [value for value in (item.in_reply_to, *item.references) if value]
     if ids:
-        known = session.scalar(
-            select(OutboxMessage.ticket_id).where(OutboxMessage.message_id.in_(ids)).limit(1)
-        ) or session.scalar(select(EmailInteraction.ticket_id).where(EmailInteraction.message_id.in_(ids)).limit(1))
-        if known is not None:
-            return session.get(Ticket, known)
-    if item.thread_id:
-        return session.scalar(
-            select(Ticket).where(Ticket.thread_key == item.thread_id).order_by(Ticket.id.desc()).limit(1)
+        found.update(
+            dict.fromkeys(session.scalars(select(OutboxMessage.ticket_id).where(OutboxMessage.message_id.in_(ids))))
         )
-    return None
+        found.update(
+            dict.fromkeys(
+                session.scalars(select(EmailInteraction.ticket_id).where(EmailInteraction.message_id.in_(ids)))
+            )
+        )
+    if item.thread_id:
+        found.update(
+            dict.fromkeys(
+                session.scalars(select(Ticket.id).where(Ticket.thread_key == item.thread_id).order_by(Ticket.id.desc()))
+            )
+        )
+    return [ticket for ticket_id in list(found)[:MAX_NAMED_TICKETS] if (ticket := session.get(Ticket, ticket_id))]
+
+
+def participants(session: Session, ticket: Ticket) -> set[str]:
+    """Who may continue `ticket`: its requester, every address the desk wrote to or heard from on it, and the people
+    its source names as part of it (`additional_info["participants"]`), each in normal form."""
+    named = (ticket.additional_info or {}).get("participants") or []
+    addresses = {ticket.email, *(str(address) for address in named if isinstance(address, str))}
+    addresses.update(session.scalars(select(OutboxMessage.to_address).where(OutboxMessage.ticket_id == ticket.id)))
+    addresses.update(
+        session.scalars(
+            select(EmailInteraction.from_address).where(
+                EmailInteraction.ticket_id == ticket.id, EmailInteraction.direction == "inbound"
+            )
+        )
+    )
+    return {normal for address in addresses if (normal := normalise_address(address))}
+
+
+def is_participant(session: Session, ticket: Ticket, sender: str) -> bool:
+    """Whether `sender` is on `ticket`, so their message may thread onto it."""
+    return normalise_address(sender) in participants(session, ticket)
 
 
 def _comment(session: Session, item: TicketIn, settings: Settings) -> IngestResult:
-    """A reply written at the source: the same path as an e-mail reply, on the ticket it was written on."""
+    """A reply written at the source: the same path as an e-mail reply, on the ticket it was written on.
+
+    The source bound it: its user wrote it on that ticket (the Jira connector passes only the reporter's), so its
+    author is a participant; only the requester's comment still settles or re-opens a resolution."""
     ticket = session.scalar(
         select(Ticket).where(Ticket.source == item.source, Ticket.external_id == item.parent_external_id)
     )
@@ -106,7 +142,8 @@ def _comment(session: Session, item: TicketIn, settings: Settings) -> IngestResu
     return _reply(session, ticket, item, settings)
 
 
-def _create(session: Session, item: TicketIn, settings: Settings) -> IngestResult:
+def _create(session: Session, item: TicketIn, settings: Settings, named: Ticket | None = None) -> IngestResult:
+    """A new ticket; `named` is the ticket the message claimed to continue although its sender is not on it."""
     if item.history:
         return _create_history(session, item, settings)
     reason = automatic_reason(item.headers, item.requester_email, item.subject, settings.from_address)
@@ -116,11 +153,15 @@ def _create(session: Session, item: TicketIn, settings: Settings) -> IngestResul
         status=TicketStatus.NEW,
         additional_info=item.additional_info or None,
         automatic_reason=reason,
+        related_ticket_id=named.id if named else None,
         pending=True,
     )
     message = _add_message(session, ticket, item, "initial", reason) if item.kind == "email" else None
     _store_attachments(session, ticket, message, item, settings)
-    hold_for_review(session, ticket, input_warnings(item, settings))
+    warnings = input_warnings(item, settings)
+    if named is not None:
+        warnings.append(_keep_apart(session, ticket, named, item.requester_email))
+    hold_for_review(session, ticket, warnings)
     record_event(
         session,
         ticket,
@@ -133,6 +174,32 @@ def _create(session: Session, item: TicketIn, settings: Settings) -> IngestResul
     if reason:
         record_event(session, ticket, "automatic_message", f"Automatic message ({reason}): no automated reply")
     return IngestResult(ticket.id, "created")
+
+
+def _keep_apart(session: Session, ticket: Ticket, named: Ticket, sender: str) -> str:
+    """Tell the people on both tickets that `ticket` claimed to continue `named`; the reason it is held."""
+    reason = (
+        f"claims to continue {named.reference}, but {sender} is not its requester or a participant "
+        "(a reply to someone else's ticket: possible phishing)"
+    )
+    record_event(
+        session,
+        named,
+        "related_ticket",
+        f"{ticket.reference} from {sender}, who is not on this ticket, claims to continue it: kept as its own "
+        "ticket, nothing changed here",
+        actor="customer",
+        related_ticket_id=ticket.id,
+    )
+    record_event(
+        session,
+        ticket,
+        "related_ticket",
+        f"Not threaded onto {named.reference}: the sender is not on it; kept as its own ticket",
+        actor="customer",
+        related_ticket_id=named.id,
+    )
+    return reason
 
 
 def _new_ticket(session: Session, item: TicketIn, *, status: TicketStatus, pending: bool, **fields: Any) -> Ticket:
@@ -200,6 +267,10 @@ def _update(session: Session, ticket: Ticket, item: TicketIn) -> IngestResult:
         if value and getattr(ticket, name) != value
     }
     ticket.source_updated_at = item.updated_at or ticket.source_updated_at
+    if (named := item.additional_info.get("participants")) and named != (ticket.additional_info or {}).get(
+        "participants"
+    ):
+        ticket.additional_info = {**(ticket.additional_info or {}), "participants": named}
     closed = item.history and _close_from_source(session, ticket, item)
     if not changed:
         return IngestResult(ticket.id, "updated" if closed else "duplicate")
@@ -250,12 +321,22 @@ def _reply(session: Session, ticket: Ticket, item: TicketIn, settings: Settings)
     record_event(
         session, ticket, "reply_received", f"Reply from {item.requester_email}", actor="customer", message_id=message.id
     )
+    finished = ticket.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED)
     if ticket.taken_over_by or ticket.status == TicketStatus.ESCALATED:
         ticket.action_required = True
         record_event(session, ticket, "needs_attention", "Customer replied on a ticket held by a person")
-    elif ticket.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED) and record_reply_outcome(
-        session, ticket, classify_reply(item.body)
-    ):
+    elif finished and not same_address(item.requester_email, ticket.email):
+        # Only the requester's word settles or re-opens a resolution; a participant's goes to a person.
+        ticket.action_required = True
+        record_event(
+            session,
+            ticket,
+            "needs_attention",
+            f"{item.requester_email}, a participant but not the requester, replied on a {ticket.status} ticket: "
+            "the resolution stands until a person decides",
+        )
+        return IngestResult(ticket.id, "reply")
+    elif finished and record_reply_outcome(session, ticket, classify_reply(item.body), sender=item.requester_email):
         return IngestResult(ticket.id, "reply")
     elif TicketStatus(ticket.status) in REOPENABLE:
         transition(session, ticket, TicketStatus.NEW, actor="customer", reason="customer replied")

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.analysers.llm import UsageRecorder, build_chat_model, token_budget
 from engine.analysers.prompts import REPLY_PROMPT
+from engine.core.addresses import same_address
 from engine.core.db import transaction
 from engine.core.enums import OutcomeState
 from engine.core.models import EmailInteraction, ResolutionOutcome, Ticket, utcnow
@@ -85,7 +86,8 @@ def parse_verdict(answer: str) -> ReplyVerdict:
 
 
 def unclear_replies(session: Session, limit: int = READ_PER_RUN) -> list[UnclearReply]:
-    """Resolutions answered by a reply the rules could not read, oldest first, with the customer's own words."""
+    """Resolutions answered by a reply the rules could not read, oldest first, with the requester's own words (a
+    participant's later reply is not the verdict)."""
     found = []
     for outcome, ticket in session.execute(
         select(ResolutionOutcome, Ticket)
@@ -94,8 +96,8 @@ def unclear_replies(session: Session, limit: int = READ_PER_RUN) -> list[Unclear
         .order_by(ResolutionOutcome.id)
         .limit(limit)
     ):
-        body = session.scalar(
-            select(EmailInteraction.body)
+        replies = session.execute(
+            select(EmailInteraction.from_address, EmailInteraction.body)
             .where(
                 EmailInteraction.ticket_id == outcome.ticket_id,
                 EmailInteraction.direction == "inbound",
@@ -103,8 +105,8 @@ def unclear_replies(session: Session, limit: int = READ_PER_RUN) -> list[Unclear
                 EmailInteraction.received_at <= outcome.answered_at,
             )
             .order_by(EmailInteraction.id.desc())
-            .limit(1)
-        )
+        ).all()
+        body = next((body for sender, body in replies if same_address(sender, ticket.email)), None)
         found.append(UnclearReply(outcome.id, outcome.ticket_id, ticket.reference, reply_text(body or "")))
     return found
 

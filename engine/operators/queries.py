@@ -202,6 +202,10 @@ class TicketStory:
     analyses: list[Analysis]
     attachments: list[Attachment]
     escalations: list[Escalation] = field(default_factory=list)
+    claimed: Ticket | None = None
+    """The ticket this one's first message claimed to continue although its sender was not on it."""
+    claimants: list[Ticket] = field(default_factory=list)
+    """Tickets whose senders, not on this ticket, claimed to continue it: each kept as their own."""
 
     @property
     def open_draft(self) -> Action | None:
@@ -233,6 +237,10 @@ def ticket_story(session: Session, ticket_id: int) -> TicketStory | None:
         analyses=of(Analysis, Analysis.id),
         attachments=of(Attachment, Attachment.id),
         escalations=of(Escalation, Escalation.id),
+        claimed=session.get(Ticket, ticket.related_ticket_id) if ticket.related_ticket_id else None,
+        claimants=list(
+            session.scalars(select(Ticket).where(Ticket.related_ticket_id == ticket_id).order_by(Ticket.id))
+        ),
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.core.addresses import same_address
 from engine.core.db import transaction
 from engine.core.desk_policy import current_policy, save_policy
 from engine.core.enums import OutcomeState, TicketStatus
@@ -130,7 +131,8 @@ def record_link_answer(
 
 
 def _confirm(session: Session, ticket: Ticket, outcome: ResolutionOutcome, title: str) -> None:
-    """The customer stands behind the resolution; the ticket's change lets the indexer learn from it."""
+    """The customer stands behind the resolution: a verdict for the metrics and the calibration. It never makes the
+    resolution knowledge: only what a person wrote or approved teaches (engine/outcomes/teaching.py)."""
     if outcome.state in (OutcomeState.PENDING, OutcomeState.ASSUMED):
         _set_state(outcome, OutcomeState.CONFIRMED)
     ticket.updated_at = utcnow()
@@ -147,14 +149,15 @@ def reopen_for_a_person(session: Session, ticket: Ticket) -> None:
     ticket.action_required = True
 
 
-def record_reply_outcome(session: Session, ticket: Ticket, verdict: str) -> bool:
+def record_reply_outcome(session: Session, ticket: Ticket, verdict: str, *, sender: str) -> bool:
     """A plain-text reply to a resolved ticket: True when it confirms (the ticket stays resolved), else the
-    resolution counts as re-opened and the caller re-opens the ticket as for any reply.
+    resolution counts as re-opened and the caller re-opens the ticket as for any reply. Only the requester's reply is
+    a verdict: when `sender` is anyone else, nothing changes and the answer is False.
 
     An `unclear` reply is answered via UNCLEAR_REPLY, so the LLM job (engine/intake/llm_reply_classifier.py) can read it
     later for the metrics and the calibration; the ticket is re-opened all the same."""
     outcome = latest_outcome(session, ticket.id)
-    if outcome is None or outcome.state not in OPEN:
+    if outcome is None or outcome.state not in OPEN or not same_address(sender, ticket.email):
         return False
     if verdict == "solved":
         claim_answer(session, outcome.id, "yes", "reply")
@@ -317,12 +320,6 @@ def outcome_labels(session: Session) -> list[OutcomeLabel]:
         )
     )
     return [OutcomeLabel(category, confidence, state != OutcomeState.REOPENED) for category, confidence, state in rows]
-
-
-def customer_confirmed(session: Session, ticket_id: int) -> bool:
-    """Whether the customer confirmed the ticket's latest resolution (it may then teach the knowledge base)."""
-    outcome = latest_outcome(session, ticket_id)
-    return outcome is not None and outcome.answer == "yes" and outcome.state != OutcomeState.REOPENED
 
 
 def outcome_funnel(session: Session, since: datetime) -> dict[str, Any]:

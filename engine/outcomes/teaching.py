@@ -17,7 +17,6 @@ from engine.core.db import transaction
 from engine.core.enums import ActionKind, ActionState, TicketStatus
 from engine.core.models import Action, SourceCursor, Ticket
 from engine.core.settings import Settings
-from engine.outcomes.outcomes import customer_confirmed
 from kb.chunk import chunk_sections
 from kb.extract import Section
 from kb.indexer import SourceChunks, index_sources
@@ -45,8 +44,9 @@ def ticket_sections(session: Session, ticket: Ticket) -> list[Section]:
 
     The subject, description, replies and attachments are the customer's words; indexed, they would reach other
     customers as "steps" (stored cross-ticket injection). The evidence is the body of the ticket's latest executed
-    resolution when a person decided it (an operator's approval or override), or when the customer confirmed an
-    automatic one (engine/outcomes/outcomes.py). An automatic resolution nobody confirmed teaches nothing.
+    resolution when a person decided it (an operator's approval or override). An automatic resolution teaches
+    nothing, even one the customer confirmed: a "thanks" is the customer's word too, and an attacker can thank his
+    own automatic answer into the knowledge base.
     """
     resolution = session.scalar(
         select(Action)
@@ -58,9 +58,7 @@ def ticket_sections(session: Session, ticket: Ticket) -> list[Section]:
         .order_by(Action.decided_at.desc(), Action.id.desc())
         .limit(1)
     )
-    if resolution is None or not resolution.decided_by:
-        return []
-    if resolution.decided_by == "engine" and not customer_confirmed(session, ticket.id):
+    if resolution is None or resolution.decided_by in (None, "", "engine"):
         return []
     echoed = [ticket.subject, (ticket.subject or ticket.description)[:200]]
     text = resolution_text(resolution.body or "", echoed)

@@ -103,7 +103,10 @@ def test_reply_during_analysis_is_analysed_again(session_factory: sessionmaker[S
 
         def analyse(self, ticket: TicketSnapshot, policy: DeskPolicy | None = None) -> AnalysisResult:
             with session_factory.begin() as session:
-                ingest(session, email_in(subject=f"Re: {ticket.reference}", body="also: error 0x80070005"), settings)
+                reply = email_in(
+                    requester_email=ticket.email, subject=f"Re: {ticket.reference}", body="also: error 0x80070005"
+                )
+                ingest(session, reply, settings)
             return analyser.analyse(ticket, policy)
 
     process_pending(session_factory, settings, ReplyArrivesMeanwhile(), worker="w")

@@ -7,8 +7,9 @@ from streamlit.testing.v1 import AppTest
 from engine.core.enums import ActionState, Role, TicketStatus
 from engine.core.models import Action, AuditEntry, OutboxMessage, Ticket, TimelineEvent
 from engine.core.settings import Settings
+from engine.intake.ingest import ingest
 from engine.operators.actions import Actor, edit_draft
-from tests.factories import drafted, new_ticket
+from tests.factories import drafted, email_in, new_ticket
 from tests.pages.conftest import open_page, texts
 from tests.pages.seed import escalated, scored
 
@@ -267,3 +268,19 @@ def test_the_conversation_shows_each_message_once_in_time_order(
         index for index, text in enumerate(headings) if "acknowledgement · :gray-badge[queued]" in text
     ]
     assert request < acknowledgement
+
+
+def test_a_strangers_reply_kept_apart_is_linked_on_both_tickets(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    victim = new_ticket(session_factory, app, requester_email="rita@customer.example")
+    with session_factory.begin() as session:
+        attack = email_in(requester_email="mallory@attacker.example", subject=f"Re: TCKT-{victim}", body="Not fixed")
+        stranger = ingest(session, attack, app).ticket_id
+    on_victim = open_page(TICKET, id=str(victim))
+    [note] = [w.value for w in on_victim.warning if "People not on this ticket" in w.value]
+    assert f"[TCKT-{stranger}](?id={stranger}) from mallory@attacker.example" in note.replace("\\", "")
+    on_stranger = open_page(TICKET, id=str(stranger))
+    [note] = [w.value for w in on_stranger.warning if "claimed to continue" in w.value]
+    assert f"[TCKT-{victim}](?id={victim})" in note and "held for a person" in note
+    assert "Not threaded onto" in texts(on_stranger)

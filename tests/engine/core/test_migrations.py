@@ -109,3 +109,24 @@ def test_0011_makes_indexed_documents_take_their_heading_as_title(engine: Engine
     with engine.connect() as connection:
         documents = connection.execute(sa.text("SELECT filename, status FROM kb_documents ORDER BY filename")).all()
     assert [tuple(row) for row in documents] == [("bad.pdf", "corrupt"), ("vpn-setup.md", "pending")]
+
+
+def test_0013_links_tickets_and_makes_ticket_knowledge_derived_again(engine: Engine) -> None:
+    """Knowledge the old rule taught from customer-confirmed automatic resolutions goes at the next index run."""
+    _migrate(engine, "0011")
+    now = utcnow()
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO source_cursors (source, cursor, updated_at) "
+                "VALUES ('kb:tickets', '2024-01-01T00:00:00+00:00', :now), ('email', '42', :now)"
+            ).bindparams(sa.bindparam("now", now, type_=UTCDateTime())),
+        )
+    _migrate(engine, "head")
+    with engine.connect() as connection:
+        cursors = set(connection.execute(sa.text("SELECT source FROM source_cursors")).scalars())
+    assert "email" in cursors and "kb:tickets" not in cursors
+    assert "related_ticket_id" in {column["name"] for column in inspect(engine).get_columns("tickets")}
+    _migrate(engine, "0011")
+    assert "related_ticket_id" not in {column["name"] for column in inspect(engine).get_columns("tickets")}
+    _migrate(engine, "head")  # the PostgreSQL database is shared by the whole run

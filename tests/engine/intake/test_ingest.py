@@ -4,12 +4,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import AttachmentIn
-from engine.core.enums import TicketStatus
+from engine.core.enums import OutcomeState, TicketStatus
 from engine.core.lifecycle import transition
-from engine.core.models import Attachment, Blob, EmailInteraction, Ticket, TimelineEvent
+from engine.core.models import Attachment, Blob, EmailInteraction, OutboxMessage, Ticket, TimelineEvent
 from engine.core.settings import Settings
-from engine.intake.ingest import ingest
-from tests.factories import email_in, ticket_in
+from engine.intake.ingest import IngestResult, ingest
+from engine.pipeline import process_pending
+from tests.factories import Proposes, email_in, outcome_of, resolved_automatically, ticket_in
 
 
 def count(session: Session, model: type) -> int:
@@ -71,10 +72,17 @@ def test_reply_threads_by_in_reply_to_and_by_conversation(
     session_factory: sessionmaker[Session], settings: Settings
 ) -> None:
     with session_factory.begin() as session:
-        first = ingest(session, email_in(thread_id="conv-1", message_id="<a@x.example>"), settings)
-        by_header = ingest(session, email_in(subject="Re: no ref", in_reply_to="<a@x.example>"), settings)
-        by_thread = ingest(session, email_in(subject="still broken", thread_id="conv-1"), settings)
-        unrelated = ingest(session, email_in(subject="new problem", thread_id="conv-2"), settings)
+        rita = "rita@customer.example"
+        first = ingest(
+            session, email_in(requester_email=rita, thread_id="conv-1", message_id="<a@x.example>"), settings
+        )
+        by_header = ingest(
+            session, email_in(requester_email=rita, subject="Re: no ref", in_reply_to="<a@x.example>"), settings
+        )
+        by_thread = ingest(
+            session, email_in(requester_email=rita, subject="still broken", thread_id="conv-1"), settings
+        )
+        unrelated = ingest(session, email_in(requester_email=rita, subject="new problem", thread_id="conv-2"), settings)
     assert by_header.ticket_id == by_thread.ticket_id == first.ticket_id
     assert (by_header.outcome, by_thread.outcome, unrelated.outcome) == ("reply", "reply", "created")
 
@@ -86,7 +94,11 @@ def test_reply_to_an_escalated_ticket_flags_people_instead_of_reopening(
         ticket = session.get(Ticket, ingest(session, ticket_in(), settings).ticket_id)
         ticket.pending_since = None
         transition(session, ticket, TicketStatus.ESCALATED, reason="outage")
-        ingest(session, email_in(subject=f"Re: {ticket.reference}", body="any news?"), settings)
+        ingest(
+            session,
+            email_in(requester_email=ticket.email, subject=f"Re: {ticket.reference}", body="any news?"),
+            settings,
+        )
         assert ticket.status == TicketStatus.ESCALATED
         assert ticket.action_required
         assert ticket.pending_since is None
@@ -99,7 +111,11 @@ def test_automatic_reply_is_recorded_but_does_not_reopen(
         ticket = session.get(Ticket, ingest(session, ticket_in(), settings).ticket_id)
         ticket.pending_since = None
         transition(session, ticket, TicketStatus.AWAITING_CUSTOMER)
-        ooo = email_in(subject=f"Out of office: {ticket.reference}", headers={"Auto-Submitted": "auto-replied"})
+        ooo = email_in(
+            requester_email=ticket.email,
+            subject=f"Out of office: {ticket.reference}",
+            headers={"Auto-Submitted": "auto-replied"},
+        )
         assert ingest(session, ooo, settings).outcome == "automatic"
         assert ticket.status == TicketStatus.AWAITING_CUSTOMER
         assert ticket.pending_since is None
@@ -213,3 +229,137 @@ def test_source_comment_on_an_escalated_ticket_flags_a_person(
         comment = ticket_in(kind="comment", external_id="journal-3", parent_external_id=parent.external_id)
         assert ingest(session, comment, settings).outcome == "reply"
         assert ticket.action_required and ticket.status == TicketStatus.ESCALATED
+
+
+# Replies bound to their sender (issue 20): naming a ticket is not enough to act on it.
+
+STRANGER = "mallory@attacker.example"
+
+
+def _names_the_victim(how: str, victim: Ticket, our_message_id: str) -> dict[str, object]:
+    """The fields of a stranger's message that point at the victim's ticket in one of the ways a reply can."""
+    return {
+        "subject": {"subject": f"Re: Resolution Proposed: {victim.reference}"},
+        "in-reply-to": {"subject": "Re: your ticket", "in_reply_to": our_message_id},
+        "references": {"subject": "Re: your ticket", "references": ["<other@x.example>", our_message_id]},
+        "conversation": {"subject": "Re: your ticket", "thread_id": "conv-victim"},
+    }[how]
+
+
+@pytest.mark.parametrize("how", ["subject", "in-reply-to", "references", "conversation"])
+def test_a_strangers_this_did_not_help_on_a_resolved_ticket_is_its_own_linked_ticket(
+    session_factory: sessionmaker[Session], settings: Settings, how: str
+) -> None:
+    """The victim's resolution, status and mailbox are untouched; the stranger's ticket is linked and held."""
+    victim_id = resolved_automatically(session_factory, settings)
+    with session_factory.begin() as session:
+        victim = session.get(Ticket, victim_id)
+        victim.thread_key = "conv-victim"
+        ours = session.scalars(select(OutboxMessage.message_id).where(OutboxMessage.ticket_id == victim_id)).all()
+        sent_before = len(ours)
+        attack = email_in(
+            requester_email=STRANGER, body="This did not help.", **_names_the_victim(how, victim, ours[-1])
+        )
+        result = ingest(session, attack, settings)
+    assert result.outcome == "created" and result.ticket_id != victim_id
+    process_pending(session_factory, settings, Proposes(), worker="w")
+    with session_factory() as session:
+        victim = session.get(Ticket, victim_id)
+        stranger = session.get(Ticket, result.ticket_id)
+        assert (victim.status, victim.pending_since, victim.action_required) == (TicketStatus.RESOLVED, None, False)
+        assert [
+            row.email_type
+            for row in session.scalars(select(EmailInteraction).where(EmailInteraction.ticket_id == victim_id))
+        ] == []
+        to_victim = session.scalars(select(OutboxMessage.kind).where(OutboxMessage.to_address == victim.email)).all()
+        assert len(to_victim) == sent_before
+        assert stranger.related_ticket_id == victim_id and stranger.email == STRANGER
+        assert stranger.status == TicketStatus.AWAITING_APPROVAL, "held for a person: no automatic answer"
+        to_stranger = session.scalars(select(OutboxMessage.kind).where(OutboxMessage.to_address == STRANGER)).all()
+        assert to_stranger == ["acknowledgement"]
+        [warning] = stranger.additional_info["input_warnings"]
+        assert f"claims to continue {victim.reference}" in warning
+        assert [e.data["related_ticket_id"] for e in victim.timeline if e.type == "related_ticket"] == [stranger.id]
+        assert [e.data["related_ticket_id"] for e in stranger.timeline if e.type == "related_ticket"] == [victim_id]
+    outcome = outcome_of(session_factory, victim_id)
+    assert (outcome.state, outcome.answer, outcome.answered_at) == (OutcomeState.PENDING, None, None)
+
+
+def test_the_requesters_reply_threads_and_reopens_however_the_address_is_spelled(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    victim_id = resolved_automatically(session_factory, settings)
+    with session_factory.begin() as session:
+        ticket = session.get(Ticket, victim_id)
+        ours = session.scalars(select(OutboxMessage.message_id).where(OutboxMessage.ticket_id == victim_id)).all()
+        reply = email_in(
+            requester_email=f"{ticket.requester_name} <{ticket.email.upper()}>",
+            subject="Re: your ticket",
+            in_reply_to=ours[-1],
+            body="This did not help.",
+        )
+        assert ingest(session, reply, settings) == IngestResult(victim_id, "reply")
+        assert ticket.status == TicketStatus.NEW and ticket.pending_since is not None
+    assert outcome_of(session_factory, victim_id).state == OutcomeState.REOPENED
+
+
+@pytest.mark.parametrize("how", ["written to", "named by the source"])
+def test_a_participant_threads_but_only_the_requester_settles_a_resolution(
+    session_factory: sessionmaker[Session], settings: Settings, how: str
+) -> None:
+    """A Cc the desk already wrote to, or a watcher the source reports, continues the ticket; their "thanks" on a
+    resolution is not the requester's verdict and goes to a person."""
+    colleague = "cc.person@customer.example"
+    named = {"additional_info": {"participants": [colleague.upper()]}} if how == "named by the source" else {}
+    with session_factory.begin() as session:
+        ticket = session.get(Ticket, ingest(session, ticket_in(**named), settings).ticket_id)
+        if how == "written to":
+            session.add(
+                OutboxMessage(
+                    ticket_id=ticket.id,
+                    dedupe_key="cc",
+                    kind="note",
+                    to_address=colleague,
+                    from_address=settings.from_address,
+                    subject=f"Your colleague's ticket {ticket.reference}",
+                    body_text="We are on it.",
+                    message_id="<cc@desk.example>",
+                )
+            )
+        ticket.pending_since = None
+        transition(session, ticket, TicketStatus.AWAITING_CUSTOMER, reason="asked for the error")
+        first = email_in(requester_email=colleague, subject=f"Re: {ticket.reference}", body="It says AUTH-401.")
+        assert ingest(session, first, settings) == IngestResult(ticket.id, "reply")
+        assert ticket.status == TicketStatus.NEW
+        ticket.pending_since = None
+        transition(session, ticket, TicketStatus.ANALYZING)
+        transition(session, ticket, TicketStatus.RESOLVED)
+        thanks = email_in(requester_email=colleague, subject=f"Re: {ticket.reference}", body="Thanks, works now!")
+        assert ingest(session, thanks, settings) == IngestResult(ticket.id, "reply")
+        assert (ticket.status, ticket.action_required) == (TicketStatus.RESOLVED, True)
+        assert "not the requester" in ticket.timeline[-1].title
+
+
+@pytest.mark.parametrize(
+    ("source", "parent", "comment_id"),
+    [("jira", "HELP-7", "HELP-7#comment-1"), ("servicenow", "incident:abc123", "sys_journal_field:def456")],
+)
+def test_a_comment_by_the_reporter_or_caller_at_the_source_still_threads(
+    session_factory: sessionmaker[Session], settings: Settings, source: str, parent: str, comment_id: str
+) -> None:
+    """Shaped as connectors/jira.py and connectors/servicenow.py deliver them: the source bound the author."""
+    issue = ticket_in(source=source, external_id=parent, requester_email="rita@customer.example")
+    with session_factory.begin() as session:
+        ticket = session.get(Ticket, ingest(session, issue, settings).ticket_id)
+        ticket.pending_since = None
+        transition(session, ticket, TicketStatus.AWAITING_CUSTOMER, reason="asked for the error")
+        comment = ticket_in(
+            source=source,
+            kind="comment",
+            external_id=comment_id,
+            parent_external_id=parent,
+            requester_email="Rita@Customer.example",
+            body="The error is AUTH-401.",
+        )
+        assert ingest(session, comment, settings) == IngestResult(ticket.id, "reply")
+        assert ticket.status == TicketStatus.NEW and ticket.pending_since is not None

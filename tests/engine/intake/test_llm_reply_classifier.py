@@ -12,9 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.enums import OutcomeState, TicketStatus
-from engine.core.models import ResolutionOutcome, Ticket, TimelineEvent
+from engine.core.models import EmailInteraction, ResolutionOutcome, Ticket, TimelineEvent
 from engine.core.settings import Settings
-from engine.intake.llm_reply_classifier import parse_verdict, read_unclear_replies
+from engine.intake.llm_reply_classifier import parse_verdict, read_unclear_replies, unclear_replies
 from engine.outcomes.outcome_calibration import category_outcomes
 from engine.outcomes.outcomes import outcome_labels
 from engine.pipeline import process_pending
@@ -164,3 +164,24 @@ def test_answering_the_reopened_ticket_again_keeps_the_solved_reading(
             .order_by(ResolutionOutcome.id)
         ).all()
     assert states == [OutcomeState.CONFIRMED, OutcomeState.PENDING]
+
+
+def test_only_the_requesters_reply_is_read_as_the_verdict(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """A participant's message on the ticket, however timed, is not the requester's answer to the resolution."""
+    ticket_id = unclear_reply(session_factory, settings)
+    with session_factory.begin() as session:
+        session.add(
+            EmailInteraction(
+                ticket_id=ticket_id,
+                direction="inbound",
+                email_type="reply",
+                source="test",
+                from_address="cc.person@customer.example",
+                body="Thanks, solved!",
+                received_at=outcome_of(session_factory, ticket_id).answered_at,
+            )
+        )
+    with session_factory() as session:
+        assert [found.text for found in unclear_replies(session)] == [UNCLEAR]

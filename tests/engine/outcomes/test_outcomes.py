@@ -11,12 +11,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.desk_policy import DeskPolicy, current_policy, save_policy
 from engine.core.enums import OutcomeState, Role, TicketStatus
-from engine.core.models import Action, AuditEntry, DeskPolicyVersion, Ticket, TimelineEvent, utcnow
+from engine.core.models import Action, AuditEntry, DeskPolicyVersion, KbChunk, Ticket, TimelineEvent, utcnow
 from engine.core.settings import Settings
 from engine.delivery.sync import sync_back
 from engine.operators.actions import Actor, approve_draft
-from engine.outcomes.outcomes import advance_outcomes, outcome_funnel, outcome_labels
-from engine.outcomes.teaching import ticket_sections
+from engine.outcomes.outcomes import advance_outcomes, outcome_funnel, outcome_labels, record_reply_outcome
+from engine.outcomes.teaching import index_ticket, ticket_sections
 from engine.pipeline import process_pending
 from tests.factories import (
     FakeSource,
@@ -72,6 +72,20 @@ def test_a_reply_saying_it_still_fails_reopens(session_factory: sessionmaker[Ses
     ticket = reply(session_factory, settings, ticket_id, "Thanks, but the VPN still drops.")
     assert ticket.status == TicketStatus.NEW and ticket.pending_since is not None
     assert outcome_of(session_factory, ticket_id).state == OutcomeState.REOPENED
+
+
+def test_a_verdict_counts_only_from_the_requester(session_factory: sessionmaker[Session], settings: Settings) -> None:
+    ticket_id = resolved_automatically(session_factory, settings)
+    with session_factory.begin() as session:
+        ticket = session.get(Ticket, ticket_id)
+        for verdict in ("solved", "unsolved"):
+            assert not record_reply_outcome(session, ticket, verdict, sender="mallory@attacker.example")
+    outcome = outcome_of(session_factory, ticket_id)
+    assert (outcome.state, outcome.answer, outcome.answered_at) == (OutcomeState.PENDING, None, None)
+    with session_factory.begin() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert record_reply_outcome(session, ticket, "solved", sender=f"Requester <{ticket.email.upper()}>")
+    assert outcome_of(session_factory, ticket_id).state == OutcomeState.CONFIRMED
 
 
 def test_silence_makes_a_resolution_assumed_then_durable(
@@ -146,15 +160,24 @@ def test_judged_automatic_resolutions_become_calibration_labels(
     assert labels == [(0.7, False), (0.9, True)]
 
 
-def test_an_automatic_resolution_teaches_the_knowledge_base_once_the_customer_confirms(
+def test_a_customers_thanks_never_makes_knowledge_only_a_persons_approval_does(
     session_factory: sessionmaker[Session], settings: Settings
 ) -> None:
-    ticket_id = resolved_automatically(session_factory, settings)
+    """An attacker thanking his own automatic answer must not teach it to other customers (issue 20)."""
+    confirmed = resolved_automatically(session_factory, settings)
+    reply(session_factory, settings, confirmed, "Thank you, works now")
+    assert outcome_of(session_factory, confirmed).answer == "yes"
+    approved = new_ticket(session_factory, settings)
+    process_pending(session_factory, settings, Proposes(confidence=0.3), worker="w")
+    with session_factory.begin() as session:
+        draft = session.scalars(select(Action).where(Action.ticket_id == approved)).one()
+        approve_draft(session, settings, Actor("ann", Role.AGENT), draft.id, draft.version)
+    for ticket_id in (confirmed, approved):
+        index_ticket(session_factory, settings, ticket_id)
     with session_factory() as session:
-        assert ticket_sections(session, session.get(Ticket, ticket_id)) == []
-    reply(session_factory, settings, ticket_id, "Thank you, works now")
-    with session_factory() as session:
-        assert [section.text for section in ticket_sections(session, session.get(Ticket, ticket_id))]
+        taught = session.scalars(select(KbChunk.source_id).where(KbChunk.source_kind == "ticket")).all()
+        assert ticket_sections(session, session.get(Ticket, confirmed)) == []
+    assert set(taught) == {approved}
 
 
 def test_the_customers_verdict_and_the_final_state_are_written_back_to_the_source(
