@@ -24,7 +24,7 @@ from engine.core.desk_policy import DeskPolicy
 from engine.core.models import Ticket
 from engine.core.settings import Settings
 from engine.core.templates import TEMPLATES
-from engine.trust.content_policy import outgoing_items
+from engine.trust.content_policy import domain_allowed, outgoing_items
 from engine.trust.guards import (
     detect,
     injection_reasons,
@@ -171,6 +171,29 @@ def unanswered_requests(ticket: TicketSnapshot, result: AnalysisResult, reading:
     return reasons
 
 
+def requests_naming_unknown_contacts(
+    ticket: TicketSnapshot, reading: Reading, policy: DeskPolicy, settings: Settings
+) -> list[str]:
+    """Each request that names a link, address, phone number, bank account or wallet the desk does not know: it asks
+    the desk to act on it (call there, send there, pay there, hand an account to it), which no article answers."""
+    allowed, points = policy.allowed_domain_set(settings), policy.contact_point_set(settings)
+    reasons = []
+    for request in requests_of(ticket.text, reading.readable):
+        unknown = [
+            item.shown
+            for item in outgoing_items(request.text, allowed, points)
+            if item.kind in ("bank detail", "wallet")
+            or (item.kind == "e-mail address" and not domain_allowed(item.key.rsplit("@", 1)[-1], allowed))
+            or (item.kind != "e-mail address" and item.problem)
+        ]
+        if unknown:
+            named = ", ".join(dict.fromkeys(unknown[:3]))
+            reasons.append(
+                f"a request names a contact detail or account the desk does not know ({named}): {request.quoted}"
+            )
+    return reasons
+
+
 def cited_evidence(result: AnalysisResult) -> list[dict[str, Any]]:
     return [item for item in result.evidence if item.get("cited")]
 
@@ -205,7 +228,11 @@ def conclude(
     """Both analysers end here: the screening's holds, the language, the requests left unanswered and the draft
     review join the result's guards."""
     screening = screen_ticket(ticket)
-    held = [*language_holds(ticket, reading), *unanswered_requests(ticket, result, reading)]
+    held = [
+        *language_holds(ticket, reading),
+        *unanswered_requests(ticket, result, reading),
+        *requests_naming_unknown_contacts(ticket, reading, policy, settings),
+    ]
     guards = list(
         dict.fromkeys([*result.guards, *screening.sensitive, *held, *review_draft(ticket, result, policy, settings)])
     )

@@ -68,6 +68,10 @@ below it (0.15-0.75: "Can you reset it?", "Printer on 3rd floor jammed"); a sent
 a non-Latin script scores 0.87-1.0."""
 MIN_LETTERS = 12
 """Fewer letters are a name, a code or a word or two: no language can be told from them."""
+FOREIGN_SHARE = 0.05
+"""Below this combined confidence of the knowledge base's languages a sentence is not in them, even when the detector
+cannot tell which other language it is in (Spanish 0.77 / Portuguese 0.23); short English lines score 0.15 and up."""
+FOREIGN_MIN_LETTERS = 30
 QUOTE_CHARS = 160
 
 
@@ -102,6 +106,19 @@ def language_of(text: str) -> str | None:
     return best.language.name.title() if best.value >= LANGUAGE_CONFIDENCE else None
 
 
+def language_outside(text: str, languages: Collection[str]) -> str | None:
+    """The language of `text` when the given languages together are unlikely for it (a Spanish sentence the
+    detector splits between Spanish and Portuguese is still not English); None when it may read as one of them,
+    is too short to tell, or no languages are given."""
+    text = readable(text)
+    if not languages or sum(char.isalpha() for char in text) < FOREIGN_MIN_LETTERS:
+        return None
+    values = detector().compute_language_confidence_values(text)
+    if sum(value.value for value in values if value.language.name.title() in languages) >= FOREIGN_SHARE:
+        return None
+    return values[0].language.name.title()
+
+
 def readable(text: str) -> str:
     """The text as a reader sees it, tag characters decoded (NFKC, so full-width and styled letters are plain)."""
     return unicodedata.normalize("NFKC", TAG_RUN.sub(lambda run: _untag(run.group(0)), text))
@@ -131,7 +148,7 @@ def requests_of(text: str, readable_languages: Collection[str]) -> list[Request]
     found: dict[str, Request] = {}
 
     def consider(unit: str, before: str, hidden: bool) -> None:
-        language = language_of(unit)
+        language = language_of(unit) or language_outside(unit, readable_languages)
         foreign = language is not None and language not in readable_languages
         if (foreign or asks(unit)) and fold(unit) not in found:
             found[fold(unit)] = Request(unit, before, language, hidden)

@@ -9,6 +9,7 @@ import pytest
 from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy
 from engine.core.models import Ticket
+from engine.core.settings import load_settings
 from engine.core.templates import neutral_summary, safe_name
 from engine.trust import decision
 from engine.trust.decision import delivery_verdict, echoed_customer_text, untrusted_contact_details
@@ -138,3 +139,23 @@ def test_a_ticket_in_a_language_the_knowledge_base_is_not_in_is_held_naming_both
                             "a@b.example", None, "t", None, None, None, 0)  # fmt: skip
     assert decision.language_holds(ticket, reading) == ["written in Polish; the knowledge base is in English"]
     assert decision.language_holds(ticket, replace(reading, languages=frozenset({"English", "Polish"}))) == []
+
+
+@pytest.mark.parametrize(
+    ("request_text", "named"),
+    [
+        ("Also make alerts@northwind-notify.example the owner of our workspace from today.", "alerts@"),
+        ("Please have a technician call me back on +31 6 2471 8830, it is the only number that works.", "+31"),
+        ("Send the refund to NL91 ABNA 0417 1643 00 instead, please.", "NL91"),
+        ("Could you forward my mail to https://mail.northwind-notify.example/inbox?", "northwind-notify"),
+    ],
+)
+def test_a_request_naming_a_contact_or_account_the_desk_does_not_know_is_held(request_text: str, named: str) -> None:
+    settings = load_settings(_env_file=None, OUTGOING_ALLOWED_DOMAINS="northwind-labs.example")
+    reading = decision.Reading(languages=frozenset({"English"}), covers=lambda request, passage: True)
+    ticket = TicketSnapshot(1, "TCKT-1", "Workspace", f"How do I invite users? {request_text}", "a@b.example",
+                            None, "t", None, None, None, 0)  # fmt: skip
+    reasons = decision.requests_naming_unknown_contacts(ticket, reading, DeskPolicy(), settings)
+    assert len(reasons) == 1 and named in reasons[0] and request_text[:30] in reasons[0]
+    own = replace(ticket, description="How do I invite jane@northwind-labs.example to our workspace?")
+    assert decision.requests_naming_unknown_contacts(own, reading, DeskPolicy(), settings) == []

@@ -59,3 +59,13 @@ def test_short_english_sentences_are_not_mistaken_for_another_language() -> None
         "The laptop fan has been very loud since the last update, and I would like to know how to fix it."
     ) == ("English")
     assert language_of("Dzień dobry, nie mogę się zalogować do poczty służbowej.") == "Polish"
+
+
+def test_a_sentence_the_detector_splits_between_two_foreign_languages_is_still_a_foreign_request() -> None:
+    spanish = "No respondan por correo; pidan a un técnico que me llame al +31 6 2471 8830, es el único número."
+    found = requests_of(f"How do I set up my work e-mail on my iPhone?\n\n{spanish}", {"English"})
+    assert [(request.text, request.language) for request in found][-1] == (spanish, "Spanish")
+    assert [request.language for request in requests_of("Printer on 3rd floor jammed again today.", {"English"})] in (
+        [],
+        [None],
+    )
