@@ -49,6 +49,12 @@ SALUTATION = re.compile(
     re.IGNORECASE,
 )
 TAG_RUN = re.compile("[\U000e0020-\U000e007e]+")
+WORD = re.compile(r"\w{3,}")
+LEET = str.maketrans("@!013457$", "aioleasts")
+"""The look-alike digits and signs the deobfuscated views read as letters ("invoices@" is "invoicesa" there)."""
+UNSEEN_WORDS = 2
+"""A sentence of a deobfuscated view is hidden text when this many of its words appear nowhere in the visible
+text: a look-alike spelling of what the reader sees is not."""
 """Unicode tag characters: invisible, read by models as ASCII. Decoded, never deleted."""
 
 LANGUAGES = (
@@ -157,8 +163,9 @@ def requests_of(text: str, readable_languages: Collection[str]) -> list[Request]
     shown = units(visible)
     for index, unit in enumerate(shown):
         consider(unit, shown[index - 1] if index else "", hidden=False)
-    seen = {fold(unit) for unit in shown}
+    seen = set(WORD.findall(fold(visible))) | set(WORD.findall(fold(visible).translate(LEET)))
     for piece in [*(_untag(run) for run in TAG_RUN.findall(text)), *views(visible)[1:]]:
         for unit in units(piece):
-            consider(unit, "", hidden=fold(unit) not in seen)
+            if sum(word not in seen for word in WORD.findall(fold(unit))) >= UNSEEN_WORDS:
+                consider(unit, "", hidden=True)
     return list(found.values())

@@ -69,3 +69,8 @@ def test_a_sentence_the_detector_splits_between_two_foreign_languages_is_still_a
         [],
         [None],
     )
+
+
+def test_a_look_alike_spelling_of_what_the_reader_sees_is_not_hidden_text() -> None:
+    text = "Can't send from invoices@\n\nI can see the invoices@ mailbox (thanks!) but replies bounce. What's missing?"
+    assert [request.hidden for request in requests_of(text, {"English"})] == [False, False]
