@@ -92,6 +92,8 @@ EVENT = {
     "claim_expired": "Retried after a stop",
     "requeued": "Queued again",
     "input_held": "Held for a person",
+    "email_held": "Mail held for a person",
+    "related_ticket": "Linked to another ticket",
     "needs_attention": "Needs attention",
     "email_queued": "Mail queued",
     "email_sent": "Mail delivered",

@@ -18,7 +18,7 @@ def test_every_status_kind_delivery_state_and_criterion_has_words() -> None:
 
 def test_every_event_the_engine_records_has_words() -> None:
     recorded = set()
-    for path in [*(ROOT / "engine").glob("*.py"), *(ROOT / "kb").glob("*.py")]:
+    for path in [*(ROOT / "engine").rglob("*.py"), *(ROOT / "kb").rglob("*.py")]:
         for match in RECORDED.finditer(path.read_text(encoding="utf-8")):
             recorded.update(name for name in match.groups() if name)
     assert recorded and recorded <= set(glossary.EVENT), recorded - set(glossary.EVENT)
