@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 import re
 import sys
 import time
@@ -99,6 +98,24 @@ class TeamModel:
         self.features: Any = None
         self.svm: Any = None
         self.calibration = np.zeros((0, 2))
+
+    def to_bytes(self) -> bytes:
+        """The model as skops data, never pickle: loading it can only build scikit-learn and numpy objects."""
+        import skops.io
+
+        return skops.io.dumps(dict(vars(self)))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TeamModel:
+        """A model `to_bytes` wrote; raises on anything else, and on any type skops does not trust by default
+        (whoever can write the database must not be able to run code on every engine)."""
+        import skops.io
+
+        state = skops.io.loads(data, trusted=[])
+        model = cls(first_line=str(state["first_line"]), target_precision=float(state["target_precision"]))
+        model.threshold, model.history = float(state["threshold"]), int(state["history"])
+        model.features, model.svm, model.calibration = state["features"], state["svm"], state["calibration"]
+        return model
 
     @property
     def teams(self) -> list[str]:
@@ -437,7 +454,7 @@ def store_model(factory: sessionmaker[Session], model: TeamModel, *, seconds: fl
             threshold=model.threshold if np.isfinite(model.threshold) else None,
             teams=model.teams,
             details={"train_seconds": round(seconds, 1), "target_precision": model.target_precision},
-            model=pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL),
+            model=model.to_bytes(),
         )
         session.add(row)
         session.flush()
@@ -470,12 +487,23 @@ def refresh_router(factory: sessionmaker[Session]) -> int | None:
 
 
 def _load_newest(session: Session) -> int | None:
-    """Serve the newest stored model (none when the database holds none); unpickles only our own rows."""
+    """Serve the newest stored model (none when the database holds none); a row that does not load as a model
+    is logged once and not served: the desk routes by its category map and first line until the next training."""
     newest = session.scalar(select(func.max(RoutingModel.id)))
     if newest != _served.row_id:
         row = session.get(RoutingModel, newest) if newest is not None else None
-        serve(pickle.loads(row.model) if row is not None else None, row_id=newest)  # noqa: S301 - written by store_model
+        serve(_readable(row), row_id=newest)
     return newest
+
+
+def _readable(row: RoutingModel | None) -> TeamModel | None:
+    if row is None:
+        return None
+    try:
+        return TeamModel.from_bytes(row.model)
+    except Exception as error:  # tampered with, or not ours: refused, never executed
+        log.error("routing model %d refused, not served: %s: %s", row.id, type(error).__name__, error)
+        return None
 
 
 def serve(model: TeamModel | None, *, row_id: int | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,6 +123,31 @@ def test_job_trains_once_enough_history_resolved_and_retrains_as_more_resolves(
             "Messaging",
             "Service Desk",
         }
+
+
+class _Planted:
+    """What an attacker with write access to the database would store: unpickling it runs code."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (Path.touch, (str(PLANTED_MARK),))
+
+
+PLANTED_MARK = Path("/tmp") / "nts-routing-model-planted"
+
+
+def test_a_stored_model_round_trips_and_a_planted_pickle_runs_no_code(
+    session_factory: sessionmaker[Session], settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = fitted()
+    again = TeamModel.from_bytes(model.to_bytes())
+    assert again.suggest(routing_text(*CLEAR["Network"])) == model.suggest(routing_text(*CLEAR["Network"]))
+    PLANTED_MARK.unlink(missing_ok=True)
+    with transaction(session_factory) as session:
+        session.add(RoutingModel(history=1, first_line="x", teams=["x"], details={}, model=pickle.dumps(_Planted())))
+    with session_factory() as session:
+        assert suggest_team(session, settings, routing_text(*CLEAR["Network"])) is None
+    assert not PLANTED_MARK.exists()
+    assert "refused, not served" in caplog.text
 
 
 def test_assess_takes_the_learned_team_only_when_the_category_names_none() -> None:
