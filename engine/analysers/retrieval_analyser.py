@@ -24,7 +24,14 @@ from engine.analysers.escalation import DETAIL_SIGNALS, Assessment, assess, rule
 from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy, current_policy
 from engine.core.settings import Settings
-from engine.core.templates import request_info_email, resolution_email, summary_of
+from engine.core.templates import (
+    AFFECTED_QUESTIONS,
+    DEFAULT_AFFECTED,
+    GAP_QUESTIONS,
+    request_info_email,
+    resolution_email,
+    summary_of,
+)
 from engine.outcomes.outcome_calibration import AdjustmentCache, adjusted
 from engine.trust.decision import conclude, hand_over, screen_ticket
 from kb.calibration import stored_calibration
@@ -57,23 +64,6 @@ STOPWORDS = frozenset(
         "who was were will would should could there their them they then than also any all but its",
     )
 )
-
-GAP_QUESTIONS = {
-    "error": "What exact error message or code do you see? A screenshot is welcome.",
-    "steps": "What were you doing when it happened: which steps lead to the problem?",
-    "since": "Since when does this happen, and did anything change around then (update, new device, move)?",
-}
-AFFECTED_QUESTIONS = {
-    "network": "Where are you connecting from (office, home, VPN) and on which device?",
-    "access": "Which account (user name) and which application or sign-in page is affected?",
-    "email": "Which mailbox and which mail app (Outlook desktop, Outlook on the web, phone)?",
-    "hardware": "Which device is it (model or asset tag) and where is it?",
-    "software": "Which application and version, on which computer?",
-    "product_bug": "Which workspace or project, which browser, and does it happen for other users too?",
-    "product_howto": "Which workspace and which part of Northwind Cloud are you working in?",
-    "billing": "Which invoice or subscription (number or date) is this about?",
-}
-DEFAULT_AFFECTED = "Which system or application is affected, and is it only you or other people too?"
 
 
 class RetrievalAnalyser:

@@ -39,6 +39,25 @@ LINK_LIKE = re.compile(r"https?:|www\.|@|\.(?:com|net|org|io|ru|cn|xyz|top|info)
 SUMMARY_WORDS = 12
 
 
+# The desk's own follow-up questions: what an automatic request for information may ask (our wording).
+GAP_QUESTIONS = {
+    "error": "What exact error message or code do you see? A screenshot is welcome.",
+    "steps": "What were you doing when it happened: which steps lead to the problem?",
+    "since": "Since when does this happen, and did anything change around then (update, new device, move)?",
+}
+AFFECTED_QUESTIONS = {
+    "network": "Where are you connecting from (office, home, VPN) and on which device?",
+    "access": "Which account (user name) and which application or sign-in page is affected?",
+    "email": "Which mailbox and which mail app (Outlook desktop, Outlook on the web, phone)?",
+    "hardware": "Which device is it (model or asset tag) and where is it?",
+    "software": "Which application and version, on which computer?",
+    "product_bug": "Which workspace or project, which browser, and does it happen for other users too?",
+    "product_howto": "Which workspace and which part of Northwind Cloud are you working in?",
+    "billing": "Which invoice or subscription (number or date) is this about?",
+}
+DEFAULT_AFFECTED = "Which system or application is affected, and is it only you or other people too?"
+
+
 def safe_name(name: str | None) -> str:
     """The requester's directory name for a greeting, or "there": even a directory's entry is repeated from our
     address only when it reads as a name, not a long or link-like one ("Re-validate at evil.example")."""

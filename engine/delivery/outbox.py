@@ -19,13 +19,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors import registry
 from connectors.base import ConfigurationError, DeliveryError, MailTransport, OutgoingEmail
-from engine.analysers.retrieval_analyser import AFFECTED_QUESTIONS, DEFAULT_AFFECTED, GAP_QUESTIONS
 from engine.core.db import is_postgres, transaction
 from engine.core.desk_policy import current_policy
 from engine.core.enums import MessageKind, OutboxState
 from engine.core.models import Action, Analysis, EmailInteraction, OutboxMessage, Ticket, utcnow
 from engine.core.settings import Settings
-from engine.core.templates import EmailContent, safe_name, template_texts
+from engine.core.templates import (
+    AFFECTED_QUESTIONS,
+    DEFAULT_AFFECTED,
+    GAP_QUESTIONS,
+    EmailContent,
+    safe_name,
+    template_texts,
+)
 from engine.core.timeline import record_event
 from engine.ops.failpoints import failpoint
 from engine.ops.observability import observe_delivery

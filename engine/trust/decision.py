@@ -147,8 +147,8 @@ def language_holds(ticket: TicketSnapshot, reading: Reading) -> list[str]:
     return [f"written in {language}; the knowledge base is in {reading.described()}"]
 
 
-def unanswered_requests(ticket: TicketSnapshot, result: AnalysisResult, reading: Reading) -> list[str]:
-    """Each request of the ticket an automatic answer leaves open, quoted: one no cited trusted passage covers,
+def unanswered_requests(requests: Sequence[Request], result: AnalysisResult, reading: Reading) -> list[str]:
+    """Each of the ticket's `requests` an automatic answer leaves open, quoted: one no cited trusted passage covers,
     one in a language the knowledge base is not written in, one hidden in invisible characters."""
     if result.decision != "resolve" or not result.draft_body:
         return []
@@ -158,7 +158,7 @@ def unanswered_requests(ticket: TicketSnapshot, result: AnalysisResult, reading:
         if item.get("source_kind") in TRUSTED_KINDS
     )
     reasons = []
-    for request in requests_of(ticket.text, reading.readable):
+    for request in requests:
         if request.language and request.language not in reading.readable:
             reasons.append(f"a request in {request.language} (the knowledge base is in {reading.described()})")
         elif request.hidden:
@@ -171,14 +171,13 @@ def unanswered_requests(ticket: TicketSnapshot, result: AnalysisResult, reading:
     return reasons
 
 
-def requests_naming_unknown_contacts(
-    ticket: TicketSnapshot, reading: Reading, policy: DeskPolicy, settings: Settings
-) -> list[str]:
-    """Each request that names a link, address, phone number, bank account or wallet the desk does not know: it asks
-    the desk to act on it (call there, send there, pay there, hand an account to it), which no article answers."""
+def requests_naming_unknown_contacts(requests: Sequence[Request], policy: DeskPolicy, settings: Settings) -> list[str]:
+    """Each of `requests` that names a link, address, phone number, bank account or wallet the desk does not know:
+    it asks the desk to act on it (call there, send there, pay there, hand an account to it), which no article
+    answers."""
     allowed, points = policy.allowed_domain_set(settings), policy.contact_point_set(settings)
     reasons = []
-    for request in requests_of(ticket.text, reading.readable):
+    for request in requests:
         unknown = [
             item.shown
             for item in outgoing_items(request.text, allowed, points)
@@ -228,10 +227,11 @@ def conclude(
     """Both analysers end here: the screening's holds, the language, the requests left unanswered and the draft
     review join the result's guards."""
     screening = screen_ticket(ticket)
+    requests = requests_of(ticket.text, reading.readable)  # split once: the language detector reads each sentence
     held = [
         *language_holds(ticket, reading),
-        *unanswered_requests(ticket, result, reading),
-        *requests_naming_unknown_contacts(ticket, reading, policy, settings),
+        *unanswered_requests(requests, result, reading),
+        *requests_naming_unknown_contacts(requests, policy, settings),
     ]
     guards = list(
         dict.fromkeys([*result.guards, *screening.sensitive, *held, *review_draft(ticket, result, policy, settings)])

@@ -14,7 +14,7 @@ from engine.core.templates import neutral_summary, safe_name
 from engine.trust import decision
 from engine.trust.decision import delivery_verdict, echoed_customer_text, untrusted_contact_details
 from engine.trust.guards import Detection
-from engine.trust.requests import Request
+from engine.trust.requests import Request, requests_of
 
 ALLOWED = {"northwind-labs.example"}
 CONTACTS = {"+442079460000"}
@@ -123,14 +123,16 @@ def test_an_automatic_answer_must_answer_every_request_or_it_is_held_with_each_o
                             None, "t", None, None, None, 0)  # fmt: skip
     cited = [{"text": "To connect to the VPN, open the client.", "source_kind": "kb", "cited": True}]
     answer = AnalysisResult(analyser="t", decision="resolve", reason="r", evidence=cited, draft_body="Steps")
-    assert decision.unanswered_requests(ticket, answer, reading) == [
+    assert decision.unanswered_requests(requests_of(ticket.text, reading.readable), answer, reading) == [
         f'nothing in the cited knowledge answers: "{iban}"',
         f'a request in Polish (the knowledge base is in English): "{polish}"',
     ]
     alone = replace(ticket, description="How do I connect to the VPN?")
-    assert decision.unanswered_requests(alone, answer, reading) == []
+    assert decision.unanswered_requests(requests_of(alone.text, reading.readable), answer, reading) == []
     web = [{**cited[0], "source_kind": "web"}]
-    assert decision.unanswered_requests(alone, replace(answer, evidence=web), reading), "only trusted text answers"
+    assert decision.unanswered_requests(
+        requests_of(alone.text, reading.readable), replace(answer, evidence=web), reading
+    ), "only trusted text answers"
 
 
 def test_a_ticket_in_a_language_the_knowledge_base_is_not_in_is_held_naming_both() -> None:
@@ -155,7 +157,11 @@ def test_a_request_naming_a_contact_or_account_the_desk_does_not_know_is_held(re
     reading = decision.Reading(languages=frozenset({"English"}), covers=lambda request, passage: True)
     ticket = TicketSnapshot(1, "TCKT-1", "Workspace", f"How do I invite users? {request_text}", "a@b.example",
                             None, "t", None, None, None, 0)  # fmt: skip
-    reasons = decision.requests_naming_unknown_contacts(ticket, reading, DeskPolicy(), settings)
+    reasons = decision.requests_naming_unknown_contacts(
+        requests_of(ticket.text, reading.readable), DeskPolicy(), settings
+    )
     assert len(reasons) == 1 and named in reasons[0] and request_text[:30] in reasons[0]
     own = replace(ticket, description="How do I invite jane@northwind-labs.example to our workspace?")
-    assert decision.requests_naming_unknown_contacts(own, reading, DeskPolicy(), settings) == []
+    assert (
+        decision.requests_naming_unknown_contacts(requests_of(own.text, reading.readable), DeskPolicy(), settings) == []
+    )

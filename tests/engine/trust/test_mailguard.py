@@ -6,12 +6,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.analysers.retrieval_analyser import GAP_QUESTIONS
 from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy
 from engine.core.enums import OutboxState
 from engine.core.models import OutboxMessage, Ticket
 from engine.core.settings import Settings
+from engine.core.templates import GAP_QUESTIONS
 from engine.delivery.outbox import DatabaseTransport, deliver_outbox
 from engine.intake.ingest import ingest
 from engine.pipeline import process_pending
