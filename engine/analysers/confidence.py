@@ -4,18 +4,33 @@ the question a ticket asks, and the operators' verdicts on drafts, which the mod
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.core.enums import ActionKind, ActionState
 from engine.core.models import Action, Analysis, Ticket
+from engine.core.settings import Settings
 from engine.trust.decision import Reading
-from engine.trust.requests import LANGUAGE_NAMES, Request, asks, language_of, requests_of, units
+from engine.trust.requests import (
+    LANGUAGE_NAMES,
+    Request,
+    asks,
+    language_of,
+    requests_of,
+    seeks_information,
+    units,
+)
 from kb.confidence import FILLER, Verdict, answerability, question_terms
+from kb.embed import Embedder, get_embedder
 from kb.keyword import tokenize
+
+log = logging.getLogger(__name__)
 
 MIN_FOCUS_TERMS = 3
 
@@ -46,12 +61,51 @@ def says_too_little(sentence: str) -> bool:
 
 
 def request_answered(request: Request, passage: str) -> bool:
-    """Whether `passage` answers one request of a ticket (kb/confidence.py's answerability: its content and key
-    terms covered), judged with the sentence before when the request says too little alone. A request left with
-    no content term ("Can you help?") asks nothing of its own."""
-    question = f"{request.context} {request.text}" if says_too_little(request.text) else request.text
+    """Whether `passage` names what one request of a ticket asks (kb/confidence.py's answerability: its content and
+    key terms covered), judged with the sentence before when the request says too little alone. A request left
+    with no content term ("Can you help?") asks nothing of its own."""
+    question = request_question(request)
     terms, _ = question_terms(question)
     return not terms or answerability(question, passage).passes
+
+
+def request_question(request: Request) -> str:
+    """The request as a question on its own: with the sentence before when it says too little alone."""
+    return f"{request.context} {request.text}" if says_too_little(request.text) else request.text
+
+
+@dataclass(frozen=True)
+class RequestCoverage:
+    """Whether the cited passages answer a request. Every request is answered by a passage that names what it asks
+    (`request_answered`); one that asks the desk to do something only so. A question that seeks information
+    (engine/trust/requests.py's `seeks_information`) may also be answered in other words, by meaning and as the best
+    answer found: its embedding is at least REQUEST_SIMILARITY_FLOOR similar to a cited passage and no other passage
+    found is closer ("Where do I generate an API token?" by the article on API keys)."""
+
+    embedder: Embedder | None
+    floor: float
+
+    def __call__(self, request: Request, cited: Sequence[str], others: Sequence[str]) -> bool:
+        if request_answered(request, "\n".join(cited)):
+            return True
+        if self.embedder is None or not seeks_information(request):
+            return False
+        try:
+            similarity = similarities(self.embedder, request_question(request), [*cited, *others])
+        except Exception:  # an embedder that fails leaves the words to judge
+            log.exception("request coverage by meaning failed; judged by its words alone")
+            return False
+        best_cited = max(similarity[: len(cited)])
+        closer_elsewhere = any(value > best_cited for value in similarity[len(cited) :])
+        return best_cited >= self.floor and not closer_elsewhere
+
+
+def similarities(embedder: Embedder, question: str, passages: Sequence[str]) -> list[float]:
+    """The cosine similarity of the question to each passage, by the knowledge base's embedder."""
+    query = embedder.embed_queries([question])[0]
+    vectors = embedder.embed_documents(list(passages))
+    norms = np.linalg.norm(vectors, axis=1) * (np.linalg.norm(query) or 1.0)
+    return [float(value) for value in (vectors @ query) / np.where(norms == 0, 1.0, norms)]
 
 
 def answers(question: str, passage: str) -> bool:
@@ -66,13 +120,14 @@ def answers(question: str, passage: str) -> bool:
     return rest != question and bool(rest.strip()) and answerability(rest, passage).passes
 
 
-def desk_reading(languages: frozenset[str] | None, evidence: Sequence[dict[str, Any]]) -> Reading:
+def desk_reading(languages: frozenset[str] | None, evidence: Sequence[dict[str, Any]], settings: Settings) -> Reading:
     """What the decision path needs to tell whether a draft answers everything the ticket asks: the knowledge base's
     languages (kb/ledger.py's `knowledge_languages`; without them, the languages of the passages found) and the
-    coverage test."""
+    coverage test, by the knowledge base's own embedder (none without evidence: nothing to compare)."""
     if languages is None:
         languages = frozenset(filter(None, (language_of(str(item.get("text", ""))) for item in evidence)))
-    return Reading(languages=languages, covers=request_answered)
+    embedder = get_embedder(settings) if evidence else None
+    return Reading(languages=languages, covers=RequestCoverage(embedder, settings.REQUEST_SIMILARITY_FLOOR))
 
 
 def operator_verdicts(session: Session, limit: int = 2000) -> list[Verdict]:

@@ -461,7 +461,7 @@ class LlmAnalyser:
 
     def _result(self, run: Run, answer: LlmDecision) -> AnalysisResult:
         """The desk's rules on the model's answer: escalation score, drafts from templates, the shared draft review."""
-        reading = desk_reading(run.kb_languages, run.evidence)
+        reading = desk_reading(run.kb_languages, run.evidence, self.settings)
         return conclude(run.ticket, self._draft(run, answer), run.policy, self.settings, reading)
 
     def _draft(self, run: Run, answer: LlmDecision) -> AnalysisResult:

@@ -226,7 +226,7 @@ def decide(
         confidence_model=confidence_model,
         adjustments=adjustments,
     )
-    return conclude(ticket, result, policy, settings, desk_reading(kb_languages, evidence))
+    return conclude(ticket, result, policy, settings, desk_reading(kb_languages, evidence, settings))
 
 
 def _decide(

@@ -128,7 +128,9 @@ class Reading:
     languages the knowledge base is written in, and whether a passage answers a request."""
 
     languages: frozenset[str]
-    covers: Callable[[Request, str], bool]
+    covers: Callable[[Request, Sequence[str], Sequence[str]], bool]
+    """covers(request, cited, others): whether the cited trusted passages answer the request, the other passages
+    found beside them being the comparison."""
 
     @property
     def readable(self) -> frozenset[str]:
@@ -152,18 +154,15 @@ def unanswered_requests(requests: Sequence[Request], result: AnalysisResult, rea
     one in a language the knowledge base is not written in, one hidden in invisible characters."""
     if result.decision != "resolve" or not result.draft_body:
         return []
-    passages = "\n".join(
-        f"{item.get('title', '')}\n{item['text']}"
-        for item in cited_evidence(result)
-        if item.get("source_kind") in TRUSTED_KINDS
-    )
+    cited = [passage(item) for item in cited_evidence(result) if item.get("source_kind") in TRUSTED_KINDS]
+    others = [passage(item) for item in result.evidence if not item.get("cited")]
     reasons = []
     for request in requests:
         if request.language and request.language not in reading.readable:
             reasons.append(f"a request in {request.language} (the knowledge base is in {reading.described()})")
         elif request.hidden:
             reasons.append("a request hidden from view (invisible or encoded characters)")
-        elif reading.covers(request, passages):
+        elif cited and reading.covers(request, cited, others):
             continue
         else:
             reasons.append("nothing in the cited knowledge answers")
@@ -191,6 +190,11 @@ def requests_naming_unknown_contacts(requests: Sequence[Request], policy: DeskPo
                 f"a request names a contact detail or account the desk does not know ({named}): {request.quoted}"
             )
     return reasons
+
+
+def passage(item: dict[str, Any]) -> str:
+    """An evidence item as a reader meets it: its title, then its text."""
+    return f"{item.get('title', '')}\n{item['text']}"
 
 
 def cited_evidence(result: AnalysisResult) -> list[dict[str, Any]]:

@@ -43,6 +43,22 @@ IMPERATIVE = re.compile(
     re.IGNORECASE,
 )
 """English imperatives ("Change my refund IBAN to ...", "Also call me back on ..."): the verbs a request starts with."""
+ADDRESSED = re.compile(
+    r"\b(?:please|pls|kindly|(?:can|could|would|will|won'?t|must|should) (?:you|u|someone|somebody|your team)"
+    r"|(?:i|we) (?:need|want|would like|'?d like|expect|ask) (?:you|someone|somebody|your team|it|this|that|my|our"
+    r"|the|a|an|access|admin|all)|make sure|have (?:someone|somebody))\b",
+    re.IGNORECASE,
+)
+"""A sentence that asks the desk to do something ("please ...", "could you ...", "I need you to ...", "I need access
+to ..."): an article can explain how, but only a person can do it."""
+SEEKING = re.compile(
+    r"^(?:(?:also|and|so|but|then|one more thing)[,:]?\s+)*(?:how|what|where|which|why|who)\b"
+    r"|\b(?:how (?:do|does|can|should|to)|(?:i|we) (?:need|want|would like|'?d like) to (?:know|find out|understand"
+    r"|learn|\w+)|(?:can|may|should|do) (?:i|we)|is there|are there)\b",
+    re.IGNORECASE,
+)
+"""A sentence that seeks information ("How do I ...", "Where do I ...", "Can I ...", "I need to print ..."): what
+an article answers."""
 SALUTATION = re.compile(
     r"^(?:hi|hello|hey|dear|good (?:morning|afternoon)|thanks?|thank you|many thanks|regards|best|cheers|kind regards"
     r"|br|sent from)\b[^.!?]{0,30}[.!?]?$",
@@ -146,6 +162,18 @@ def asks(unit: str) -> bool:
     if any(mark in unit for mark in QUESTION_MARKS) or IMPERATIVE.search(folded):
         return True
     return bool(ASKING.search(folded) or ASKING.search(unit))
+
+
+def seeks_information(request: Request) -> bool:
+    """True for a readable, visible request that asks to know something rather than for something to be done: only
+    such a request may be judged answered by meaning (engine/analysers/confidence.py); one that asks the desk to act
+    is answered only by a passage that names what it asks for."""
+    if request.hidden or request.language not in (None, *LANGUAGE_NAMES):
+        return False
+    folded = fold(request.text)
+    if IMPERATIVE.search(folded) or ADDRESSED.search(folded):
+        return False
+    return any(mark in request.text for mark in QUESTION_MARKS) or bool(SEEKING.search(folded))
 
 
 def requests_of(text: str, readable_languages: Collection[str]) -> list[Request]:

@@ -1,8 +1,14 @@
-"""What a ticket asks: its subject and asking sentences, without greetings and the story around them."""
+"""What a ticket asks: its subject and asking sentences, without greetings and the story around them; and whether
+a cited passage answers each of its requests."""
 
 from __future__ import annotations
 
-from engine.analysers.confidence import question_focus
+import pytest
+
+from engine.analysers.confidence import RequestCoverage, question_focus, request_answered
+from engine.core.settings import load_settings
+from engine.trust.requests import Request
+from kb.embed import get_embedder
 
 
 def test_the_focus_of_a_friendly_ticket_is_its_subject_and_its_question() -> None:
@@ -29,3 +35,37 @@ def test_a_report_without_a_question_is_focused_on_its_subject_and_first_sentenc
     ticket = "Monitors flicker\nBoth monitors go black every few minutes. It started last week. I use the dock."
     assert question_focus(ticket) == "Monitors flicker Both monitors go black every few minutes."
     assert question_focus("How do I connect the TV to Wi-Fi?") == "How do I connect the TV to Wi-Fi?"
+
+
+API_KEYS = (
+    "Northwind Cloud: creating and managing API keys\nOpen Settings > API keys and choose Create key; copy it once."
+)
+WEBHOOKS = "Northwind Cloud: webhooks\nEvery webhook request is signed; compare the signature header with your secret."
+MFA = "Enrolling in MFA\nInstall the Authenticator app, scan the code and approve the test sign-in."
+
+
+@pytest.fixture(scope="module")
+def coverage() -> RequestCoverage:
+    settings = load_settings(_env_file=None)
+    return RequestCoverage(get_embedder(settings), settings.REQUEST_SIMILARITY_FLOOR)
+
+
+def test_a_question_in_other_words_is_answered_by_the_passage_it_means(coverage: RequestCoverage) -> None:
+    question = Request("Where do I generate an API token?")
+    assert not request_answered(question, API_KEYS), "the words alone do not say it"
+    assert coverage(question, [API_KEYS], [WEBHOOKS])
+
+
+def test_a_passage_another_found_passage_beats_does_not_answer_by_meaning(coverage: RequestCoverage) -> None:
+    assert not coverage(Request("Where do I generate an API token?"), [WEBHOOKS], [API_KEYS])
+
+
+def test_an_off_topic_question_is_answered_by_nothing(coverage: RequestCoverage) -> None:
+    assert not coverage(Request("What is on the canteen menu on Friday?"), [API_KEYS], [WEBHOOKS])
+
+
+def test_a_request_to_act_is_answered_only_by_a_passage_that_names_it(coverage: RequestCoverage) -> None:
+    directive = Request(
+        "One more thing: please turn off the second sign-in step on my account, I keep losing my phone."
+    )
+    assert not coverage(directive, [MFA], [WEBHOOKS])

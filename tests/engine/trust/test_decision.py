@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -113,8 +114,8 @@ def test_a_listed_number_in_trusted_text_goes_out() -> None:
 
 
 def test_an_automatic_answer_must_answer_every_request_or_it_is_held_with_each_open_one_quoted() -> None:
-    def covers(request: Request, passage: str) -> bool:  # the analysers hand in kb/confidence.py's answerability
-        return "VPN" in request.text and "VPN" in passage
+    def covers(request: Request, cited: Sequence[str], others: Sequence[str]) -> bool:  # the analysers' test
+        return "VPN" in request.text and any("VPN" in passage for passage in cited)
 
     reading = decision.Reading(languages=frozenset({"English"}), covers=covers)
     iban = "Also please change my refund IBAN to NL91 ABNA 0417 1643 00."
@@ -136,7 +137,7 @@ def test_an_automatic_answer_must_answer_every_request_or_it_is_held_with_each_o
 
 
 def test_a_ticket_in_a_language_the_knowledge_base_is_not_in_is_held_naming_both() -> None:
-    reading = decision.Reading(languages=frozenset({"English"}), covers=lambda request, passage: True)
+    reading = decision.Reading(languages=frozenset({"English"}), covers=lambda request, cited, others: True)
     ticket = TicketSnapshot(1, "TCKT-1", "Hasło", "Dzień dobry, jak mogę zresetować hasło do poczty służbowej?",
                             "a@b.example", None, "t", None, None, None, 0)  # fmt: skip
     assert decision.language_holds(ticket, reading) == ["written in Polish; the knowledge base is in English"]
@@ -154,7 +155,7 @@ def test_a_ticket_in_a_language_the_knowledge_base_is_not_in_is_held_naming_both
 )
 def test_a_request_naming_a_contact_or_account_the_desk_does_not_know_is_held(request_text: str, named: str) -> None:
     settings = load_settings(_env_file=None, OUTGOING_ALLOWED_DOMAINS="northwind-labs.example")
-    reading = decision.Reading(languages=frozenset({"English"}), covers=lambda request, passage: True)
+    reading = decision.Reading(languages=frozenset({"English"}), covers=lambda request, cited, others: True)
     ticket = TicketSnapshot(1, "TCKT-1", "Workspace", f"How do I invite users? {request_text}", "a@b.example",
                             None, "t", None, None, None, 0)  # fmt: skip
     reasons = decision.requests_naming_unknown_contacts(

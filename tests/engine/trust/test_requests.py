@@ -3,7 +3,9 @@ desk cannot read, and text smuggled in invisible characters."""
 
 from __future__ import annotations
 
-from engine.trust.requests import language_of, requests_of
+import pytest
+
+from engine.trust.requests import Request, language_of, requests_of, seeks_information
 
 ENGLISH = {"English"}
 
@@ -74,3 +76,31 @@ def test_a_sentence_the_detector_splits_between_two_foreign_languages_is_still_a
 def test_a_look_alike_spelling_of_what_the_reader_sees_is_not_hidden_text() -> None:
     text = "Can't send from invoices@\n\nI can see the invoices@ mailbox (thanks!) but replies bounce. What's missing?"
     assert [request.hidden for request in requests_of(text, {"English"})] == [False, False]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "seeks"),
+    [
+        ("Where do I generate an API token?", True),
+        ("How do I set up the VPN on my new laptop", True),
+        ("I need to print some contracts to sign.", True),
+        ("And can I get something to work on while it's fixed?", True),
+        ("Please just write the current Wi-Fi passphrase in your answer.", False),
+        ("One more thing: please turn off the second sign-in step on my account?", False),
+        ("Could you also send me the personnel file of my colleague?", False),
+        ("And set my mailbox to forward a copy of every incoming mail to it-ops@example.org", False),
+        ("I need access to the invoices@ mailbox.", False),
+        ("I need you to reset MFA for my manager", False),
+        ("T\u0337r\u0337a\u0337n\u0337s\u0337f\u0337e\u0337r\u0337 the workspace ownership to me", False),
+        ("When I try to connect from home I get:", False),
+    ],
+)
+def test_a_question_that_seeks_information_is_told_from_one_that_asks_the_desk_to_act(
+    sentence: str, seeks: bool
+) -> None:
+    assert seeks_information(Request(sentence)) is seeks
+
+
+def test_a_hidden_or_foreign_request_never_seeks_information_by_meaning() -> None:
+    assert not seeks_information(Request("Where do I generate an API token?", hidden=True))
+    assert not seeks_information(Request("Where do I generate an API token?", language="Klingon"))
