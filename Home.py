@@ -12,6 +12,7 @@ from ui.auth import session_alive
 from ui.components import health_cards, page, why_drafts_wait
 from ui.connectors import connector_cards
 from ui.outcomes import autopilot_floor_notices
+from ui.tables import show_table
 
 runtime, actor = page("Today")
 st.title("Today")
@@ -67,7 +68,7 @@ def overview() -> None:
                 }
                 for event in events
             ]
-            st.dataframe(
+            show_table(
                 pd.DataFrame(readable),
                 hide_index=True,
                 width="stretch",
@@ -89,7 +90,7 @@ def overview() -> None:
             table = pd.DataFrame(jobs)
             table["job"] = table["job"].map(glossary.humanise)
             table["ok"] = table["ok"].map(lambda ok: "✓ ok" if ok else "✗ failed")
-            st.dataframe(
+            show_table(
                 table[["job", "ok", "last run", "runs", "failures"]],
                 hide_index=True,
                 width="stretch",

@@ -20,6 +20,7 @@ from engine.operators.queries import QueueFilter, held_draft_reasons, queue_page
 from ui import glossary
 from ui.auth import allowed, session_alive
 from ui.components import flash, page, page_buttons, plain, role_hint, show_flash, why_drafts_wait
+from ui.tables import show_table
 
 VIEWS = ("All tickets", "Needs approval", "Mine", "Escalated to my team")
 KEEP = "no change"
@@ -211,7 +212,7 @@ frame["escalation_score"] = frame["escalation_score"].map(lambda value: "—" if
 styled = frame.style.apply(
     lambda row: ["background-color: rgba(255, 196, 0, 0.25)" if row.name == cursor else ""] * len(row), axis=1
 )
-picked = st.dataframe(
+picked = show_table(
     styled,
     hide_index=True,
     width="stretch",

@@ -37,6 +37,7 @@ from kb.search import search
 from ui import glossary
 from ui.auth import allowed, session_alive
 from ui.components import ago, flash, page, plain, role_hint, show_flash
+from ui.tables import show_table
 
 runtime, actor = page("Ticket")
 AGENT_ONLY = role_hint(actor, Role.AGENT)
@@ -218,7 +219,7 @@ def evidence(story: TicketStory) -> None:
             ]
         )
         with st.expander("How the knowledge base ranked these"):
-            st.dataframe(
+            show_table(
                 table,
                 hide_index=True,
                 width="stretch",
@@ -281,7 +282,7 @@ def escalation_breakdown() -> None:
         showlegend=True,
     )
     st.plotly_chart(figure, width="stretch", key="ticket_escalation_chart")
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             [
                 {
@@ -327,7 +328,7 @@ def outgoing(story: TicketStory) -> None:
     if not story.outbox:
         st.caption("No outgoing mail for this ticket.")
         return
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             [
                 {

@@ -21,6 +21,7 @@ from kb.search import search
 from ui.auth import allowed
 from ui.components import article_text, article_title, flash, page, plain, role_hint, show_flash
 from ui.outcomes import knowledge_gap_list
+from ui.tables import show_table
 
 runtime, actor = page("Knowledge base")
 CAN_EDIT = allowed(actor, Role.LEAD)
@@ -69,7 +70,7 @@ with upload_tab:
         )
     elif last := st.session_state.get("kb_last_upload"):
         st.caption("Last upload")
-        st.dataframe(pd.DataFrame(last), hide_index=True, width="stretch")
+        show_table(pd.DataFrame(last), hide_index=True, width="stretch")
 
 with documents_tab:
     with runtime.factory() as session:
@@ -96,7 +97,7 @@ with documents_tab:
                 for d in documents
             ]
         )
-        picked = st.dataframe(
+        picked = show_table(
             table,
             hide_index=True,
             width="stretch",

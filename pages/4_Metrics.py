@@ -29,6 +29,7 @@ from engine.outcomes.threshold_history import threshold_history
 from ui import glossary
 from ui.components import page
 from ui.outcomes import resolution_funnel
+from ui.tables import show_table
 
 runtime, actor = page("Metrics")
 st.title("Metrics")
@@ -178,7 +179,7 @@ with right:
         stats = (
             stats[["count", "50%", "90%", "max"]].round(1).rename(columns={"50%": "median", "90%": "90th percentile"})
         )
-        st.dataframe(stats, width="stretch")
+        show_table(stats, width="stretch")
         csv_button(times, "response times")
 
 left, right = st.columns(2)
@@ -244,7 +245,7 @@ with right:
         st.plotly_chart(figure, width="stretch", key="metrics_errors")
         csv_button(errors, "connector errors")
     if not polls.empty:
-        st.dataframe(polls, hide_index=True, width="stretch")
+        show_table(polls, hide_index=True, width="stretch")
 
 resolution_funnel(runtime, metrics.start)
 
@@ -280,7 +281,7 @@ else:
     per_category = report.get("per_category")
     if isinstance(per_category, dict) and per_category:
         categories = pd.DataFrame(per_category).T.reset_index(names="category")
-        st.dataframe(categories, hide_index=True, width="stretch")
+        show_table(categories, hide_index=True, width="stretch")
         csv_button(categories, "evaluation per category")
 
 st.subheader("Customer outcomes of automatic answers")
@@ -296,7 +297,7 @@ with runtime.factory() as session:
 if judged.empty:
     st.info("No automatic answers judged by customers yet: confirmed, durable and re-opened ones appear here.")
 else:
-    st.dataframe(judged, hide_index=True, width="stretch", key="metrics_outcome_calibration")
+    show_table(judged, hide_index=True, width="stretch", key="metrics_outcome_calibration")
     csv_button(judged, "customer outcomes of automatic answers")
 
 st.subheader("Auto-send threshold on this desk's history")
@@ -324,5 +325,5 @@ else:
         lambda row: ["font-weight: bold; background-color: #fef3c7" if row["current setting"] else ""] * len(row),
         axis=1,
     )
-    st.dataframe(shown, hide_index=True, width="stretch", key="metrics_threshold_history")
+    show_table(shown, hide_index=True, width="stretch", key="metrics_threshold_history")
     csv_button(table, "auto-send threshold on history")

@@ -22,6 +22,7 @@ from ui import glossary
 from ui.auth import allowed
 from ui.components import flash, page, role_hint, show_flash
 from ui.connectors import connector_cards, connector_names, connector_variables, test_connection
+from ui.tables import edit_table, show_table
 
 runtime, actor = page("Settings")
 IS_LEAD, IS_ADMIN = allowed(actor, Role.LEAD), allowed(actor, Role.ADMIN)
@@ -85,7 +86,7 @@ with policy_tab:
             ],
             columns=["source", "category", "autopilot"],
         )
-        edited = st.data_editor(
+        edited = edit_table(
             switches,
             num_rows="dynamic",
             hide_index=True,
@@ -212,7 +213,7 @@ with policy_tab:
             f"{runtime.settings.OUTCOME_DURABLE_DAYS:g} days) than this share, the engine switches that category's "
             "autopilot off and tells the leads on the Home page (`*` = every category)."
         )
-        floors = st.data_editor(
+        floors = edit_table(
             pd.DataFrame(
                 [{"category": category, "floor": share} for category, share in policy.durable_floor.items()],
                 columns=["category", "floor"],
@@ -246,7 +247,7 @@ with policy_tab:
             )
     if history:
         with st.expander("Policy history"):
-            st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
+            show_table(pd.DataFrame(history), hide_index=True, width="stretch")
 
 with templates_tab:
     st.caption(
@@ -284,7 +285,7 @@ with connectors_tab:
     connector_cards(runtime, columns=3)
     if IS_ADMIN:
         with st.expander("Server configuration behind each connector (for the administrator; values never shown)"):
-            st.dataframe(pd.DataFrame(connector_variables(runtime)), hide_index=True, width="stretch")
+            show_table(pd.DataFrame(connector_variables(runtime)), hide_index=True, width="stretch")
     names = connector_names()
     if names:
         pick, test = st.columns([3, 1])
@@ -301,7 +302,7 @@ with connectors_tab:
         table = pd.DataFrame(jobs)
         table["job"] = table["job"].map(glossary.humanise)
         table["ok"] = table["ok"].map(lambda ok: "✓ ok" if ok else "✗ failed")
-        st.dataframe(
+        show_table(
             table[["job", "worker", "ok", "last run", "runs", "failures", "last error"]].fillna(""),
             hide_index=True,
             width="stretch",
@@ -317,7 +318,7 @@ with operators_tab:
     else:
         with runtime.factory() as session:
             operators = list_operators(session)
-        st.dataframe(
+        show_table(
             pd.DataFrame(
                 [
                     {

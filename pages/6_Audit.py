@@ -11,6 +11,7 @@ from engine.operators.exports import to_safe_csv
 from engine.operators.queries import AuditFilter, audit_page, audit_vocabulary
 from ui import glossary
 from ui.components import page, page_buttons
+from ui.tables import show_table
 
 runtime, actor = page("Audit", Role.LEAD)
 PAGE_SIZE = 100
@@ -60,7 +61,7 @@ st.caption(f"{total:,} entries · page {page_number} of {pages:,}")
 if not rows:
     st.info("No audit entries match.")
 else:
-    st.dataframe(
+    show_table(
         readable(rows),
         hide_index=True,
         width="stretch",

@@ -14,6 +14,7 @@ from engine.outcomes.outcomes import autopilot_switch_offs, outcome_breakdown, o
 from engine.runtime import Runtime
 from kb.gaps import knowledge_gaps
 from ui.components import plain
+from ui.tables import show_table
 
 FLOOR_NOTICE_DAYS = 7
 
@@ -48,9 +49,9 @@ def resolution_funnel(runtime: Runtime, start: datetime) -> None:
     for card, (name, part) in zip(cards[3:], (("automatic", automatic), ("human", human)), strict=True):
         csat = "—" if part["csat"] is None else f"{part['csat']:.1f}/5"
         card.metric(f"Reopen rate · {name}", f"{part['reopen_rate']:.0%}", help=f"CSAT {csat}", border=True)
-    st.dataframe(stages, hide_index=True, width="stretch", key="outcomes_funnel")
+    show_table(stages, hide_index=True, width="stretch", key="outcomes_funnel")
     compare = pd.DataFrame([{"resolved by": name, **funnel[name]} for name in ("automatic", "human")])
-    st.dataframe(compare, hide_index=True, width="stretch", key="outcomes_compare")
+    show_table(compare, hide_index=True, width="stretch", key="outcomes_compare")
     verdicts = pd.DataFrame([label.__dict__ for label in labels], columns=["category", "confidence", "solved"])
     if not verdicts.empty:
         st.markdown("**AI confidence against the customer's verdict** (confirmed or durable = solved, re-opened = not)")
@@ -60,12 +61,12 @@ def resolution_funnel(runtime: Runtime, start: datetime) -> None:
             .agg(answers="count", solved_share="mean")
             .reset_index()
         )
-        st.dataframe(calibration.round(3), hide_index=True, width="stretch", key="outcomes_calibration")
+        show_table(calibration.round(3), hide_index=True, width="stretch", key="outcomes_calibration")
     for by, frame in tables.items():
         if frame.empty:
             continue
         st.markdown(f"**Per {by}**")
-        st.dataframe(frame, hide_index=True, width="stretch", key=f"outcomes_by_{by}")
+        show_table(frame, hide_index=True, width="stretch", key=f"outcomes_by_{by}")
         st.download_button(
             f"CSV · outcomes per {by}",
             to_safe_csv(frame),
@@ -98,7 +99,7 @@ def knowledge_gap_list(runtime: Runtime) -> None:
             for gap in gaps
         ]
     )
-    st.dataframe(frame, hide_index=True, width="stretch", key="kb_gaps_table")
+    show_table(frame, hide_index=True, width="stretch", key="kb_gaps_table")
     st.download_button(
         "CSV · knowledge gaps",
         to_safe_csv(frame),

@@ -20,9 +20,18 @@ def neutralise(value: Any) -> Any:
     return value
 
 
+def neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `frame` with every text cell, column name and index label neutralised; numbers keep their type."""
+    safe = frame.rename(columns=neutralise)
+    if not pd.api.types.is_numeric_dtype(safe.index):
+        safe.index = safe.index.map(
+            lambda label: tuple(map(neutralise, label)) if isinstance(label, tuple) else neutralise(label)
+        )
+    for column in safe.select_dtypes(include=["object", "string", "category"]).columns:
+        safe[column] = safe[column].map(neutralise)
+    return safe
+
+
 def to_safe_csv(frame: pd.DataFrame) -> bytes:
     """The frame as UTF-8 CSV bytes, every text cell and column name neutralised; what every export uses."""
-    safe = frame.rename(columns=lambda name: neutralise(str(name)))
-    for column in safe.select_dtypes(include=["object", "string"]).columns:
-        safe[column] = safe[column].map(neutralise)
-    return safe.to_csv(index=False).encode()
+    return neutralise_frame(frame.rename(columns=str)).to_csv(index=False).encode()

@@ -1,0 +1,62 @@
+"""Every table on the dashboard goes through here, so no table hands an operator a CSV with a live formula.
+
+Streamlit's own table toolbar offers "Download as CSV" and copies cells, both writing cell values as they are
+(no OWASP quote, unlike our export buttons). `.streamlit/config.toml` switches that export off
+(`client.disableDataExport`: the button is not rendered, read-only cells cannot be copied), so tables show customer
+text exactly as written. Should a deployment switch it back on (a flag or an environment variable), the text cells
+are shown neutralised instead (engine/operators/exports.py), so the toolbar's file still carries no formula.
+
+`st.table` has no place here: it renders every cell as Markdown, so customer text would become links.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from pandas.io.formats.style import Styler
+
+from engine.operators.exports import FORMULA_PREFIXES, neutralise_frame
+
+EXPORT_OFF = "client.disableDataExport"
+
+
+def table_export_is_off() -> bool:
+    """True when Streamlit renders no CSV download and no copy for tables (the shipped configuration)."""
+    return bool(st.get_option(EXPORT_OFF))
+
+
+def show_table(data: Any, **kwargs: Any) -> Any:
+    """`st.dataframe`, with text neutralised whenever the table's own CSV download is on."""
+    return st.dataframe(data if table_export_is_off() else _neutralised(data), **kwargs)
+
+
+def edit_table(data: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
+    """`st.data_editor`; when the table's CSV download is on, text is shown neutralised and read back as typed."""
+    if table_export_is_off():
+        return st.data_editor(data, **kwargs)
+    return _restored(st.data_editor(neutralise_frame(data), **kwargs))
+
+
+def _neutralised(data: Any) -> Any:
+    if isinstance(data, Styler):
+        safe = copy.copy(data)
+        safe.data = neutralise_frame(data.data)
+        return safe
+    return neutralise_frame(data if isinstance(data, pd.DataFrame) else pd.DataFrame(data))
+
+
+def _restored(frame: pd.DataFrame) -> pd.DataFrame:
+    """Undo the quote the editor showed, so a value is saved as it was before it was neutralised."""
+
+    def unquote(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("'") and value[1:].startswith(FORMULA_PREFIXES):
+            return value[1:]
+        return value
+
+    restored = frame.rename(columns=unquote)
+    for column in restored.select_dtypes(include=["object", "string", "category"]).columns:
+        restored[column] = restored[column].map(unquote)
+    return restored
