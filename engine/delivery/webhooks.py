@@ -36,6 +36,9 @@ from engine.delivery.confirmation_links import PREFIX, confirmation_app
 from engine.delivery.delivery_events import record_delivery_event
 
 log = logging.getLogger(__name__)
+logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+"""waitress warns "Task queue depth is N" whenever a request waits a moment for one of the WEB_THREADS workers,
+which a bounded pool does by design under any burst: not a warning for whoever reads the engine's log."""
 MAX_BODY_BYTES = 1024 * 1024
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
