@@ -46,8 +46,11 @@ from connectors.http import (
     UnreachableError,
     breaker_from_settings,
     call_with_retry,
+    origin,
     parse_retry_after,
     policy_from_settings,
+    read_capped,
+    same_origin,
     url_host,
 )
 
@@ -312,21 +315,43 @@ class JiraSource:
             attachment_id = str(meta.get("id") or meta.get("content"))
             if attachment_id in known or not meta.get("content"):
                 continue
-            if int(meta.get("size") or 0) <= self.max_attachment_bytes:
-                files.append(self._download(meta))
+            files.append(self._download(key, meta))
             known.append(attachment_id)
         if fetched is not None and known:
             fetched[key] = known
         return files
 
-    def _download(self, meta: dict[str, Any]) -> AttachmentIn:
+    def _download(self, key: str, meta: dict[str, Any]) -> AttachmentIn:
+        """The file at the attachment's `content` URL, with the Jira credentials only from JIRA_SERVER's own origin,
+        streamed and cut off past MAX_ATTACHMENT_BYTES whatever its declared size says; otherwise left at the
+        source with the reason (the ticket shows it and waits for a person)."""
+        name = str(meta.get("filename") or "attachment")[:500]
+        url, limit = str(meta["content"]), self.max_attachment_bytes
+        declared = meta.get("size") if isinstance(meta.get("size"), int) else None
+
+        def left(status: Literal["too_large", "not_fetched"], reason: str) -> AttachmentIn:
+            log.warning("%s %s: attachment %s not fetched: %s", NAME, key, name, reason)
+            return AttachmentIn(
+                filename=name,
+                content_type=meta.get("mimeType"),
+                data=b"",
+                left_at_source=status,
+                reason=reason,
+                declared_size=declared,
+            )
+
+        if not same_origin(url, self.settings.JIRA_SERVER):
+            where = origin(url)
+            host = f"{where[1]}:{where[2]}" if where else "an address that is not a plain http(s) URL"
+            return left("not_fetched", f"its download address is on {host}, not on the Jira server (JIRA_SERVER)")
+        too_large = f"larger than the {limit}-byte limit (MAX_ATTACHMENT_BYTES)"
+        if declared is not None and declared > limit:
+            return left("too_large", too_large)
         session = self.client._session
-        response = self._call(lambda: session.get(str(meta["content"])))
-        return AttachmentIn(
-            filename=str(meta.get("filename") or "attachment")[:500],
-            content_type=meta.get("mimeType"),
-            data=response.content,
-        )
+        data = self._call(lambda: read_capped(session.get(url, stream=True), limit))
+        if data is None:
+            return left("too_large", too_large)
+        return AttachmentIn(filename=name, content_type=meta.get("mimeType"), data=data)
 
     def _reporter_comments(self, issue: dict[str, Any], ticket: TicketIn) -> list[TicketIn]:
         """The reporter's visible comments as replies; ours (by author or note tag) and other people's are not."""

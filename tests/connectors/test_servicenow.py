@@ -97,8 +97,16 @@ def test_attachments_come_with_their_incident(plain_settings: Settings, snow: Se
     [record] = seed(snow, 1)
     snow.attach("incident", record["sys_id"], "error.log", b"stack trace here")
     snow.attach("incident", record["sys_id"], "huge.bin", b"x" * 2000, "application/octet-stream")
+    snow.attach("incident", record["sys_id"], "small-they-say.bin", b"y" * 5000, size=10)
+    snow.attach("incident", record["sys_id"], "streamed.bin", b"z" * 300_000, size=10, chunked=True)
     [item] = everything(source(plain_settings, snow, MAX_ATTACHMENT_BYTES=1000).poll(None))
-    assert [(a.filename, a.data) for a in item.attachments] == [("error.log", b"stack trace here")]
+    files = {a.filename: a for a in item.attachments}
+    assert (files["error.log"].data, files["error.log"].left_at_source) == (b"stack trace here", None)
+    assert (files["huge.bin"].left_at_source, files["huge.bin"].declared_size) == ("too_large", 2000)
+    for name in ("small-they-say.bin", "streamed.bin"):  # the stated size is not trusted: the download stops
+        assert (files[name].left_at_source, files[name].data) == ("too_large", b""), name
+        assert "1000-byte limit (MAX_ATTACHMENT_BYTES)" in files[name].reason
+    assert len(snow.downloads) == 3, "a file stated over the limit is not even asked for"
 
 
 def test_unreadable_records_are_rejected_and_the_rest_goes_on(
