@@ -396,6 +396,10 @@ class SourceUpdate:
     resolution: str | None = None
     public: bool = False
     """Whether the customer may see it: only customer-facing messages are public; notes stay internal."""
+    quote: str = ""
+    """A customer's own words the note reports (a "did not help" comment), kept apart from our text: the connector
+    appends them below `text` as a quotation its system shows as written, never as markup, a link, a mention or an
+    image. `text` itself is plain text too, and each connector writes it so that it shows as written."""
 
     @property
     def marker(self) -> str:

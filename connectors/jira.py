@@ -407,7 +407,7 @@ class JiraSource:
                 update.marker in readable_text(comment.get("body"), {}) for comment in self._comments(key)
             )
             if not written:
-                self._comment(key, update.text, public=update.public)
+                self._comment(key, wiki_literal(update.text, update.quote), public=update.public)
         if transition is not None:
             client = self.client
             fields = {"resolution": {"name": "Done"}} if update.status == TicketStatus.RESOLVED else None
@@ -447,6 +447,30 @@ class JiraSource:
     def ping(self) -> None:
         self._me = None
         _ = self.me
+
+
+OUR_TAG = re.compile(r"^\[No-Touch Support [^\]\n]{1,60}· event \d+\] ")
+WIKI_ACTIVE = re.compile(r"[\[\]{}!|]")
+FULLWIDTH_BRACES = str.maketrans({"{": "｛", "}": "｝"})
+
+
+def wiki_literal(text: str, quote: str = "") -> str:
+    """Plain text as Jira wiki markup (what REST v2 and the Service Management comment API take, on Cloud too) that
+    shows as written, and a customer's words below it in a {noformat} block.
+
+    Per the notation (https://jira.atlassian.com/secure/WikiRendererHelpAction.jspa?section=all), `[` opens links
+    and mentions (`[~accountid:…]`), `{` macros (`{html}`, `{color}`), `!` images (`!http://…!`), `|` tables; each is
+    escaped with the notation's backslash. A backslash of the text would pair with ours (`\\` is a line break), so
+    it becomes a fullwidth one. Our note's opening tag is kept as written: it is how a note is found again. Inside
+    {noformat} nothing is markup, no link or mention is made; braces become fullwidth there, so the customer cannot
+    close the block.
+    """
+    tag = match.group(0) if (match := OUR_TAG.match(text)) else ""
+    body = text[len(tag) :].translate({ord("\\"): "＼"})
+    out = tag + WIKI_ACTIVE.sub(lambda found: "\\" + found.group(0), body)
+    if quote:
+        out += "\n{noformat}\n" + quote.translate(FULLWIDTH_BRACES) + "\n{noformat}"
+    return out
 
 
 def _connector_error(error: JIRAError) -> ConnectorError:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -451,7 +452,8 @@ class ServiceNowSource:
         table, _, sys_id = update.external_id.partition(":")
         written = check_first and self.client.has_journal_entry(sys_id, update.marker)
         journal = "comments" if update.public else "work_notes"
-        fields: dict[str, str] = {journal: update.text} if update.text and not written else {}
+        note = journal_text(update.text, update.quote)
+        fields: dict[str, str] = {journal: note} if update.text and not written else {}
         if update.team:
             fields["assignment_group"] = self.groups.get(update.team, update.team)
         if update.kind == "status" and table == "incident" and update.status in INCIDENT_STATES:
@@ -461,6 +463,20 @@ class ServiceNowSource:
                 fields["close_notes"] = update.resolution or self.close_notes
         if fields:
             self.client.update(table, sys_id, fields)
+
+
+CODE_TAG = re.compile(r"\[(\s*/?\s*code\s*)\]", re.IGNORECASE)
+
+
+def journal_text(text: str, quote: str = "") -> str:
+    """A note for a journal field (work notes, comments) that shows as written, with a customer's words below it
+    as "> " lines. Journal fields escape HTML but render whatever stands between `[code]` and `[/code]` as HTML
+    while glide.ui.security.allow_codetag is true, its default ("Render journal field entries as HTML",
+    https://www.servicenow.com/docs/r/platform-administration/render-journal-field-entries-as-html.html): every
+    such tag, in any case or spacing, gets fullwidth brackets, so it reads the same and renders nothing."""
+    if quote:
+        text += "\n" + "\n".join(f"> {line}" for line in quote.splitlines() or [""])
+    return CODE_TAG.sub(lambda match: f"［{match.group(1)}］", text)
 
 
 def _reference(value: Any) -> str | None:

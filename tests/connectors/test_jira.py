@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import SourceUpdate
 from connectors.http import AuthenticationError, ConnectorError, NotFoundError
-from connectors.jira import JiraSource, configuration_problems, readable_text
+from connectors.jira import JiraSource, configuration_problems, readable_text, wiki_literal
 from engine.core.enums import TicketStatus
 from engine.core.lifecycle import transition
 from engine.core.models import Attachment, EmailInteraction, Ticket, TimelineEvent
@@ -382,3 +383,35 @@ def test_poll_and_write_back_through_the_engine(
     assert report.failed == 1 and report.pushed >= 1
     assert jira_server.transitions_done == [("SUP-3", "Resolve Issue")]
     assert "SUP-2" not in {key for key, _, _ in jira_server.comments}, "history is never written back"
+
+
+def outside_noformat(text: str) -> str:
+    return "".join(text.split("{noformat}")[0::2])
+
+
+def test_a_customers_words_in_a_note_arrive_as_inert_wiki_text(
+    plain_settings: Settings, jira_server: JiraEmulator
+) -> None:
+    """Jira renders v2 comment bodies as wiki markup: links, mentions, macros and images in the customer's words, or
+    in a bounce reason inside our own text, must not become markup; the note is still found again by its tag."""
+    jira_server.add_issue("VPN")
+    words = (
+        "Nope. [~accountid:5b10-admin] see [here|https://evil.example/login] {html}<b>x</b>{html} "
+        "!https://evil.example/pixel.png! {noformat} |cell| C:\\temp\\[x]"
+    )
+    text = "[No-Touch Support TCKT-1 · event 9] Reply bounced: see [this|https://evil.example] {color:red}x{color}"
+    connector = source(plain_settings, jira_server, JIRA_INTERNAL_NOTES="property")
+    connector.push(SourceUpdate(9, "SUP-1", "note", text, quote=words))
+    [(key, body, visibility)] = jira_server.comments
+    assert (key, visibility) == ("SUP-1", "internal")
+    assert body.startswith("[No-Touch Support TCKT-1 · event 9] Reply bounced")
+    assert body.count("{noformat}") == 2 and body.endswith("\n{noformat}")
+    quoted = body.split("{noformat}")[1]
+    assert "[~accountid:5b10-admin]" in quoted and "｛html｝" in quoted and "｛noformat｝" in quoted
+    prose = outside_noformat(body)[len("[No-Touch Support TCKT-1 · event 9]") :]
+    assert re.findall(r"(?<!\\)[\[\]{}!|]", prose) == [], "every link, macro, image and table mark is escaped"
+    assert "\\[this\\|https://evil.example\\] \\{color:red\\}" in prose
+    written = SourceUpdate(9, "SUP-1", "note", text, quote=words)
+    connector.push(written, check_first=True)
+    assert len(jira_server.comments) == 1, "the tag still finds the note: it is not written twice"
+    assert wiki_literal("a \\ b [x]") == "a ＼ b \\[x\\]", "a backslash of the text cannot pair with an escape"
