@@ -107,8 +107,9 @@ class WebEndpoint:
                 else:
                     dispatcher.close()  # the listening socket and the trigger
 
-        server.trigger.pull_trigger(close_everything)
-        self._thread.join(SHUTDOWN_SECONDS)
+        if self._thread.is_alive():  # a second shutdown() finds the loop gone and its trigger closed
+            server.trigger.pull_trigger(close_everything)
+            self._thread.join(SHUTDOWN_SECONDS)
         server.task_dispatcher.shutdown(cancel_pending=True, timeout=SHUTDOWN_SECONDS)
 
 

@@ -164,6 +164,7 @@ def test_shutdown_closes_open_connections_and_frees_the_port(
     port = endpoint.server_port
     stalled = half_sent_posts(port, 5)
     endpoint.shutdown()
+    endpoint.shutdown()  # a second call is harmless
     try:
         wait_until(lambda: all(closed_by_server(c) for c in stalled), timeout=60, what="connections closed")
         with pytest.raises(requests.ConnectionError):
