@@ -55,8 +55,15 @@ class AttachmentIn(BaseModel):
     filename: str = Field(min_length=1, max_length=500)
     content_type: str | None = None
     data: bytes
+    left_at_source: Literal["too_large", "not_fetched"] | None = None
+    """Set when the connector did not bring the file's bytes (`data` is then empty): over MAX_ATTACHMENT_BYTES, or
+    refused (a download address off the configured server). The ticket shows it with `reason` and waits for a
+    person."""
+    reason: str = Field(default="", max_length=1000)
+    declared_size: int | None = None
+    """The size the source stated, for a file left at the source."""
 
-    _strip_control_characters = field_validator("filename", "content_type")(_printable)
+    _strip_control_characters = field_validator("filename", "content_type", "reason")(_printable)
 
 
 class TicketIn(BaseModel):
@@ -389,6 +396,10 @@ class SourceUpdate:
     resolution: str | None = None
     public: bool = False
     """Whether the customer may see it: only customer-facing messages are public; notes stay internal."""
+    quote: str = ""
+    """A customer's own words the note reports (a "did not help" comment), kept apart from our text: the connector
+    appends them below `text` as a quotation its system shows as written, never as markup, a link, a mention or an
+    image. `text` itself is plain text too, and each connector writes it so that it shows as written."""
 
     @property
     def marker(self) -> str:

@@ -47,6 +47,7 @@ from connectors.http import (
     VerifyingSession,
     breaker_from_settings,
     policy_from_settings,
+    same_origin,
     url_host,
     verify_setting,
 )
@@ -176,6 +177,7 @@ class GraphMailSource:
         self.page_size = settings.CONNECTOR_PAGE_SIZE
         self.max_attachment_bytes = settings.MAX_ATTACHMENT_BYTES
         self.auth = GraphToken(settings)
+        self.base_url = settings.MS_GRAPH_BASE_URL
         self.http = HttpClient(
             NAME,
             settings.MS_GRAPH_BASE_URL,
@@ -225,6 +227,15 @@ class GraphMailSource:
             ) from None
 
     def poll(self, cursor: str | None) -> Iterator[PolledPage]:
+        if cursor and not self._ours(cursor):
+            log.warning(
+                "%s (mailbox %s): the stored delta link is not on MS_GRAPH_BASE_URL (%s); reading the folder again "
+                "from the start, already known messages are skipped",
+                NAME,
+                self.mailbox,
+                self.base_url,
+            )
+            cursor = None
         url = cursor or f"{self._user}/mailFolders/{quote(self.folder)}/messages/delta?$select={SELECT}"
         while True:
             try:
@@ -248,6 +259,12 @@ class GraphMailSource:
                 raise MalformedResponseError(NAME, "delta answer has no `value` list")
             next_link = body.get("@odata.nextLink")
             resume = next_link or body.get("@odata.deltaLink")
+            if resume is not None and not (isinstance(resume, str) and self._ours(resume)):
+                raise MalformedResponseError(
+                    NAME,
+                    "the delta answer's next or delta link is not on MS_GRAPH_BASE_URL "
+                    f"({self.base_url}); it is not followed, so the token goes nowhere else",
+                )
             items, rejected, processed = self._read(body["value"])
             if items or rejected or resume != url:
                 yield PolledPage(items=items, cursor=resume, rejected=rejected)
@@ -255,6 +272,10 @@ class GraphMailSource:
             if not next_link:
                 return
             url = next_link
+
+    def _ours(self, link: str) -> bool:
+        """A link from an answer (or a cursor made of one) is followed with our token only on Graph's own origin."""
+        return "://" not in link or same_origin(link, self.base_url)
 
     def _token_expired(self, error: ConnectorError) -> bool:
         """410 Gone, or a 40X whose code names the sync state: the delta token has to be thrown away."""
@@ -330,11 +351,17 @@ class GraphMailSource:
             if kind != "#microsoft.graph.fileAttachment":
                 notes.append(f"{name}: {kind.rsplit('.', 1)[-1] or 'unknown'} not imported")
                 continue
-            if int(attachment.get("size") or 0) > self.max_attachment_bytes or not attachment.get("contentBytes"):
-                notes.append(f"{name}: too large or empty, not imported")
+            stated = attachment.get("size") if isinstance(attachment.get("size"), int) else None
+            content = attachment.get("contentBytes")
+            limit = self.max_attachment_bytes
+            if (stated or 0) > limit or (isinstance(content, str) and len(content) > 4 * -(-limit // 3)):
+                files.append(_too_large(name, attachment.get("contentType"), limit, stated))
+                continue  # the stated size is only what the message says: the content's own length decides too
+            if not content or not isinstance(content, str):
+                notes.append(f"{name}: empty, not imported")
                 continue
             try:
-                data = base64.b64decode(attachment["contentBytes"], validate=True)
+                data = base64.b64decode(content, validate=True)
             except (binascii.Error, ValueError):
                 notes.append(f"{name}: content is not valid base64")
                 continue
@@ -351,6 +378,19 @@ class GraphMailSource:
 
     def ping(self) -> None:
         self.call("GET", f"{self._user}/mailFolders/{quote(self.folder)}", params={"$select": "id"})
+
+
+def _too_large(name: str, content_type: str | None, limit: int, stated: int | None) -> AttachmentIn:
+    log.warning("%s attachment %s not imported: larger than %s bytes", NAME, name, limit)
+    reason = f"larger than the {limit}-byte limit (MAX_ATTACHMENT_BYTES)"
+    return AttachmentIn(
+        filename=name,
+        content_type=content_type,
+        data=b"",
+        left_at_source="too_large",
+        reason=reason,
+        declared_size=stated,
+    )
 
 
 def parse_graph_time(value: str) -> datetime:

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 import requests
 from prometheus_client import Counter
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from connectors.base import ConnectorSettings
 from connectors.redaction import redact_url_credentials
@@ -315,33 +317,54 @@ class HttpClient:
     ) -> requests.Response:
         """One call with retries; a 2xx response or a ConnectorError."""
         url = self.url(path_or_url)
-        kwargs.setdefault("timeout", self.policy.timeout)
-        kwargs.setdefault("verify", self.verify)  # per request: REQUESTS_CA_BUNDLE would override the session's
-
-        def attempt() -> requests.Response:
-            try:
-                response = self.session.request(method, url, **kwargs)
-            except requests.exceptions.ConnectTimeout:
-                raise _unreachable(self.connector, method, url, "connection timed out", not_sent=True) from None
-            except requests.exceptions.SSLError:
-                raise _unreachable(self.connector, method, url, "TLS handshake failed", not_sent=True) from None
-            except requests.exceptions.ConnectionError as error:
-                reason = "connection reset" if "reset" in str(error).lower() else "connection failed"
-                not_sent = "refused" in str(error).lower() or "resolve" in str(error).lower()
-                raise _unreachable(self.connector, method, url, reason, not_sent=not_sent) from None
-            except requests.exceptions.Timeout:
-                raise _unreachable(self.connector, method, url, "timed out waiting for the answer") from None
-            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
-                raise _unreachable(self.connector, method, url, "the answer was cut off mid-body") from None
-            if response.status_code >= 400:
-                raise error_from_response(self.connector, method, response)
-            return response
-
         retry_safe = method.upper() in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS") if idempotent is None else idempotent
         assert self.breaker is not None
         return call_with_retry(
-            attempt, policy=self.policy, breaker=self.breaker, sleep=self.sleep, idempotent=retry_safe
+            lambda: self._attempt(method, url, **kwargs),
+            policy=self.policy,
+            breaker=self.breaker,
+            sleep=self.sleep,
+            idempotent=retry_safe,
         )
+
+    def download(self, path_or_url: str, *, max_bytes: int, **kwargs: Any) -> bytes | None:
+        """A file's bytes, streamed, with retries; None as soon as it passes `max_bytes`, whatever the server
+        declared (the rest is never read)."""
+        url = self.url(path_or_url)
+
+        def attempt() -> bytes | None:
+            response = self._attempt("GET", url, stream=True, **kwargs)
+            try:
+                return read_capped(response, max_bytes)
+            except requests.exceptions.Timeout:
+                raise _unreachable(self.connector, "GET", url, "timed out waiting for the answer") from None
+            except (requests.exceptions.RequestException, OSError):
+                raise _unreachable(self.connector, "GET", url, "the answer was cut off mid-body") from None
+
+        assert self.breaker is not None
+        return call_with_retry(attempt, policy=self.policy, breaker=self.breaker, sleep=self.sleep)
+
+    def _attempt(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """One try of one call: a 2xx response or a ConnectorError saying whether trying again may help."""
+        kwargs.setdefault("timeout", self.policy.timeout)
+        kwargs.setdefault("verify", self.verify)  # per request: REQUESTS_CA_BUNDLE would override the session's
+        try:
+            response = self.session.request(method, url, **kwargs)
+        except requests.exceptions.ConnectTimeout:
+            raise _unreachable(self.connector, method, url, "connection timed out", not_sent=True) from None
+        except requests.exceptions.SSLError:
+            raise _unreachable(self.connector, method, url, "TLS handshake failed", not_sent=True) from None
+        except requests.exceptions.ConnectionError as error:
+            reason = "connection reset" if "reset" in str(error).lower() else "connection failed"
+            not_sent = "refused" in str(error).lower() or "resolve" in str(error).lower()
+            raise _unreachable(self.connector, method, url, reason, not_sent=not_sent) from None
+        except requests.exceptions.Timeout:
+            raise _unreachable(self.connector, method, url, "timed out waiting for the answer") from None
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
+            raise _unreachable(self.connector, method, url, "the answer was cut off mid-body") from None
+        if response.status_code >= 400:
+            raise error_from_response(self.connector, method, response)
+        return response
 
     def json(self, method: str, path_or_url: str, **kwargs: Any) -> Any:
         """A call whose 2xx answer must be JSON; anything else is a MalformedResponseError."""
@@ -366,6 +389,52 @@ def parse_json(connector: str, method: str, response: requests.Response) -> Any:
         return json.loads(text)
     except ValueError as error:
         raise MalformedResponseError(connector, f"{where}: answer is not JSON ({error.msg} at {error.pos})") from None
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+DOWNLOAD_CHUNK_BYTES = 64 * 1024
+
+
+def origin(url: str, *, allow_userinfo: bool = False) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL as the HTTP client will connect to it (urllib3's parser, the one
+    requests uses: a backslash ends the host there, as in browsers), or None for anything else: no scheme or host,
+    user-info (unless allowed, for a configured base URL), whitespace or control characters."""
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        return None
+    try:
+        parsed = parse_url(url)
+    except LocationParseError:
+        return None
+    scheme = (parsed.scheme or "").lower()
+    if scheme not in DEFAULT_PORTS or not parsed.host or (parsed.auth is not None and not allow_userinfo):
+        return None
+    return scheme, parsed.host.lower().rstrip("."), parsed.port or DEFAULT_PORTS[scheme]
+
+
+def same_origin(url: str, base_url: str) -> bool:
+    """Whether `url` is served by the configured `base_url`'s server: the same scheme, host and port (RFC 6454),
+    compared parsed, never as strings, so `https://jira.example.com.evil.test` or `https://jira.example.com@evil.test`
+    is not `https://jira.example.com`."""
+    mine = origin(base_url, allow_userinfo=True)
+    return mine is not None and origin(url) == mine
+
+
+def read_capped(response: requests.Response, max_bytes: int) -> bytes | None:
+    """A streamed response's body, or None once it passes `max_bytes` (a declared Content-Length over it stops
+    before the first byte, a false or missing one when the count passes it); the connection is closed either way."""
+    try:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            return None
+        chunks, received = [], 0
+        for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
+            received += len(chunk)
+            if received > max_bytes:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        response.close()
 
 
 def tls_problem(error: ssl.SSLError) -> str:

@@ -46,8 +46,11 @@ from connectors.http import (
     UnreachableError,
     breaker_from_settings,
     call_with_retry,
+    origin,
     parse_retry_after,
     policy_from_settings,
+    read_capped,
+    same_origin,
     url_host,
 )
 
@@ -312,21 +315,43 @@ class JiraSource:
             attachment_id = str(meta.get("id") or meta.get("content"))
             if attachment_id in known or not meta.get("content"):
                 continue
-            if int(meta.get("size") or 0) <= self.max_attachment_bytes:
-                files.append(self._download(meta))
+            files.append(self._download(key, meta))
             known.append(attachment_id)
         if fetched is not None and known:
             fetched[key] = known
         return files
 
-    def _download(self, meta: dict[str, Any]) -> AttachmentIn:
+    def _download(self, key: str, meta: dict[str, Any]) -> AttachmentIn:
+        """The file at the attachment's `content` URL, with the Jira credentials only from JIRA_SERVER's own origin,
+        streamed and cut off past MAX_ATTACHMENT_BYTES whatever its declared size says; otherwise left at the
+        source with the reason (the ticket shows it and waits for a person)."""
+        name = str(meta.get("filename") or "attachment")[:500]
+        url, limit = str(meta["content"]), self.max_attachment_bytes
+        declared = meta.get("size") if isinstance(meta.get("size"), int) else None
+
+        def left(status: Literal["too_large", "not_fetched"], reason: str) -> AttachmentIn:
+            log.warning("%s %s: attachment %s not fetched: %s", NAME, key, name, reason)
+            return AttachmentIn(
+                filename=name,
+                content_type=meta.get("mimeType"),
+                data=b"",
+                left_at_source=status,
+                reason=reason,
+                declared_size=declared,
+            )
+
+        if not same_origin(url, self.settings.JIRA_SERVER):
+            where = origin(url)
+            host = f"{where[1]}:{where[2]}" if where else "an address that is not a plain http(s) URL"
+            return left("not_fetched", f"its download address is on {host}, not on the Jira server (JIRA_SERVER)")
+        too_large = f"larger than the {limit}-byte limit (MAX_ATTACHMENT_BYTES)"
+        if declared is not None and declared > limit:
+            return left("too_large", too_large)
         session = self.client._session
-        response = self._call(lambda: session.get(str(meta["content"])))
-        return AttachmentIn(
-            filename=str(meta.get("filename") or "attachment")[:500],
-            content_type=meta.get("mimeType"),
-            data=response.content,
-        )
+        data = self._call(lambda: read_capped(session.get(url, stream=True), limit))
+        if data is None:
+            return left("too_large", too_large)
+        return AttachmentIn(filename=name, content_type=meta.get("mimeType"), data=data)
 
     def _reporter_comments(self, issue: dict[str, Any], ticket: TicketIn) -> list[TicketIn]:
         """The reporter's visible comments as replies; ours (by author or note tag) and other people's are not."""
@@ -382,7 +407,7 @@ class JiraSource:
                 update.marker in readable_text(comment.get("body"), {}) for comment in self._comments(key)
             )
             if not written:
-                self._comment(key, update.text, public=update.public)
+                self._comment(key, wiki_literal(update.text, update.quote), public=update.public)
         if transition is not None:
             client = self.client
             fields = {"resolution": {"name": "Done"}} if update.status == TicketStatus.RESOLVED else None
@@ -422,6 +447,30 @@ class JiraSource:
     def ping(self) -> None:
         self._me = None
         _ = self.me
+
+
+OUR_TAG = re.compile(r"^\[No-Touch Support [^\]\n]{1,60}· event \d+\] ")
+WIKI_ACTIVE = re.compile(r"[\[\]{}!|]")
+FULLWIDTH_BRACES = str.maketrans({"{": "｛", "}": "｝"})
+
+
+def wiki_literal(text: str, quote: str = "") -> str:
+    """Plain text as Jira wiki markup (what REST v2 and the Service Management comment API take, on Cloud too) that
+    shows as written, and a customer's words below it in a {noformat} block.
+
+    Per the notation (https://jira.atlassian.com/secure/WikiRendererHelpAction.jspa?section=all), `[` opens links
+    and mentions (`[~accountid:…]`), `{` macros (`{html}`, `{color}`), `!` images (`!http://…!`), `|` tables; each is
+    escaped with the notation's backslash. A backslash of the text would pair with ours (`\\` is a line break), so
+    it becomes a fullwidth one. Our note's opening tag is kept as written: it is how a note is found again. Inside
+    {noformat} nothing is markup, no link or mention is made; braces become fullwidth there, so the customer cannot
+    close the block.
+    """
+    tag = match.group(0) if (match := OUR_TAG.match(text)) else ""
+    body = text[len(tag) :].translate({ord("\\"): "＼"})
+    out = tag + WIKI_ACTIVE.sub(lambda found: "\\" + found.group(0), body)
+    if quote:
+        out += "\n{noformat}\n" + quote.translate(FULLWIDTH_BRACES) + "\n{noformat}"
+    return out
 
 
 def _connector_error(error: JIRAError) -> ConnectorError:

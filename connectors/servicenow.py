@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError
 
@@ -144,13 +145,17 @@ class ServiceNowClient:
         return rows[0] if rows else None
 
     def user(self, sys_id: str) -> dict[str, Any]:
-        body = self.http.get_json(f"api/now/table/sys_user/{sys_id}", params={"sysparm_fields": "email,name,sys_id"})
+        body = self.http.get_json(
+            f"api/now/table/sys_user/{quote(sys_id, safe='')}", params={"sysparm_fields": "email,name,sys_id"}
+        )
         if not isinstance(body, dict) or not isinstance(body.get("result"), dict):
             raise MalformedResponseError(NAME, "sys_user answer has no `result` object")
         return body["result"]
 
     def group_name(self, sys_id: str) -> str:
-        body = self.http.get_json(f"api/now/table/sys_user_group/{sys_id}", params={"sysparm_fields": "name"})
+        body = self.http.get_json(
+            f"api/now/table/sys_user_group/{quote(sys_id, safe='')}", params={"sysparm_fields": "name"}
+        )
         if not isinstance(body, dict) or not isinstance(body.get("result"), dict):
             raise MalformedResponseError(NAME, "sys_user_group answer has no `result` object")
         return str(body["result"].get("name") or "")
@@ -162,9 +167,11 @@ class ServiceNowClient:
         )
         return _result_list(body, "attachment list")
 
-    def download(self, attachment_sys_id: str) -> bytes:
-        path = f"api/now/attachment/{attachment_sys_id}/file"
-        return self.http.request("GET", path, headers={"Accept": "*/*"}).content
+    def download(self, attachment_sys_id: str, *, max_bytes: int) -> bytes | None:
+        """The file's bytes from this instance, streamed; None past `max_bytes`, whatever the metadata said. The
+        path is built from the sys_id as one path segment, never from a link in the answer."""
+        path = f"api/now/attachment/{quote(attachment_sys_id, safe='')}/file"
+        return self.http.download(path, max_bytes=max_bytes, headers={"Accept": "*/*"})
 
     def update(self, table: str, sys_id: str, fields: dict[str, str]) -> None:
         """PATCH a record. A journal field (work notes, comments) appends an entry, so such a PATCH is never
@@ -414,22 +421,29 @@ class ServiceNowSource:
                 raise
             self._warn_once("attachments", f"attachments not readable: grant read on sys_attachment ({error})")
             return {}
+        limit = self.max_attachment_bytes
         for meta in listed:
             owner = str(meta.get("table_sys_id") or "")
-            size = int(meta.get("size_bytes") or 0)
+            declared = str(meta.get("size_bytes") or "")
+            size = int(declared) if declared.isdigit() else None
             if not owner or not meta.get("sys_id"):
                 continue
-            if size > self.max_attachment_bytes:
-                log.warning("%s attachment %s on %s skipped: %s bytes", NAME, meta.get("file_name"), owner, size)
-                continue
-            data = self.client.download(str(meta["sys_id"]))
-            found.setdefault(owner, []).append(
-                AttachmentIn(
-                    filename=str(meta.get("file_name") or "attachment")[:500],
+            name = str(meta.get("file_name") or "attachment")[:500]
+            stated_too_large = size is not None and size > limit
+            data = None if stated_too_large else self.client.download(str(meta["sys_id"]), max_bytes=limit)
+            if data is None:
+                log.warning("%s attachment %s on %s not fetched: larger than %s bytes", NAME, name, owner, limit)
+                attachment = AttachmentIn(
+                    filename=name,
                     content_type=meta.get("content_type"),
-                    data=data,
+                    data=b"",
+                    left_at_source="too_large",
+                    reason=f"larger than the {limit}-byte limit (MAX_ATTACHMENT_BYTES)",
+                    declared_size=size,
                 )
-            )
+            else:
+                attachment = AttachmentIn(filename=name, content_type=meta.get("content_type"), data=data)
+            found.setdefault(owner, []).append(attachment)
         return found
 
     def push(self, update: SourceUpdate, *, check_first: bool = False) -> None:
@@ -438,7 +452,8 @@ class ServiceNowSource:
         table, _, sys_id = update.external_id.partition(":")
         written = check_first and self.client.has_journal_entry(sys_id, update.marker)
         journal = "comments" if update.public else "work_notes"
-        fields: dict[str, str] = {journal: update.text} if update.text and not written else {}
+        note = journal_text(update.text, update.quote)
+        fields: dict[str, str] = {journal: note} if update.text and not written else {}
         if update.team:
             fields["assignment_group"] = self.groups.get(update.team, update.team)
         if update.kind == "status" and table == "incident" and update.status in INCIDENT_STATES:
@@ -448,6 +463,20 @@ class ServiceNowSource:
                 fields["close_notes"] = update.resolution or self.close_notes
         if fields:
             self.client.update(table, sys_id, fields)
+
+
+CODE_TAG = re.compile(r"\[(\s*/?\s*code\s*)\]", re.IGNORECASE)
+
+
+def journal_text(text: str, quote: str = "") -> str:
+    """A note for a journal field (work notes, comments) that shows as written, with a customer's words below it
+    as "> " lines. Journal fields escape HTML but render whatever stands between `[code]` and `[/code]` as HTML
+    while glide.ui.security.allow_codetag is true, its default ("Render journal field entries as HTML",
+    https://www.servicenow.com/docs/r/platform-administration/render-journal-field-entries-as-html.html): every
+    such tag, in any case or spacing, gets fullwidth brackets, so it reads the same and renders nothing."""
+    if quote:
+        text += "\n" + "\n".join(f"> {line}" for line in quote.splitlines() or [""])
+    return CODE_TAG.sub(lambda match: f"［{match.group(1)}］", text)
 
 
 def _reference(value: Any) -> str | None:

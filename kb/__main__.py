@@ -44,6 +44,8 @@ def _add(factory: sessionmaker[Session], settings: Settings, args: argparse.Name
                 factory, settings, path.name, path.read_bytes(), uploaded_by=args.by, team=args.team
             )
             line = f"#{document.id} {path.name}: {document.status}, {document.chunk_count} chunks"
+            if document.filename != path.name:
+                line += f" (stored as {document.filename!r}: file names keep no control characters, at most 500)"
             if document.quarantined_count:
                 line += f" ({document.quarantined_count} quarantined: approve them on the Knowledge Base page)"
             tqdm.write(line + (f" — {document.error}" if document.error else ""))

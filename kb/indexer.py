@@ -48,7 +48,7 @@ from kb.ledger import (
     vector_metadata,
 )
 from kb.store import KbRuntime, ReindexRequiredError, get_runtime
-from kb.titles import readable_name
+from kb.titles import knowledge_filename, readable_name
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +283,9 @@ def add_document(
     uploaded_by: str | None = None,
     team: str | None = None,
 ) -> KbDocument:
-    """Store, extract, chunk, embed and index one file. A bad file ends with a status and error, never raises."""
+    """Store, extract, chunk, embed and index one file. A bad file ends with a status and error, never raises;
+    a name no column can hold is stored cleaned (kb.titles.knowledge_filename), with a warning in the log."""
+    filename = _storable_name(filename)
     with transaction(factory) as session:
         document = KbDocument(
             filename=filename,
@@ -315,6 +317,7 @@ def replace_document(
     factory: sessionmaker[Session], settings: Settings, document_id: int, filename: str, data: bytes
 ) -> KbDocument:
     """A new version of a document: same id, new bytes; unchanged chunks keep their vectors."""
+    filename = _storable_name(filename)
     with transaction(factory) as session:
         document = session.get(KbDocument, document_id)
         if document is None:
@@ -322,6 +325,13 @@ def replace_document(
         document.filename, document.size = filename, len(data)
         _store_bytes(session, settings, document, data)
     return _index_document(factory, settings, document_id, data)
+
+
+def _storable_name(filename: str) -> str:
+    name, changed = knowledge_filename(filename)
+    if changed:
+        log.warning("knowledge-base file %r is stored as %r: %s", filename[:200], name[:200], changed)
+    return name
 
 
 def _index_document(

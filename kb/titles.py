@@ -8,6 +8,7 @@ readable ("plans-billing-invoices.md" reads "Plans billing invoices").
 from __future__ import annotations
 
 import re
+import unicodedata
 
 TITLE_MAX = 120
 """A title longer than this is cut at a word and ends with an ellipsis."""
@@ -37,6 +38,33 @@ def clean_title(text: str | None) -> str:
         return text
     cut = text[: TITLE_MAX - 1].rsplit(" ", 1)[0] or text[: TITLE_MAX - 1]
     return cut.rstrip(" ,;:-") + "…"
+
+
+FILENAME_MAX = 500
+"""kb_documents.filename is VARCHAR(500): PostgreSQL refuses a longer value (SQLite would keep it silently)."""
+EXTENSION_MAX = 16
+UNSEEN = {"Cc", "Cf", "Cs", "Co", "Cn"}
+"""Control, format (zero-width, bidi overrides that make `invoice\u202efdp.exe` read as an innocent name), unpaired
+surrogate (a file name that is not UTF-8 on disk), private-use and unassigned characters: none belongs in a name."""
+
+
+def knowledge_filename(raw: str) -> tuple[str, str]:
+    """The name a knowledge file is kept under, and what was changed to get it ("" when nothing): characters
+    nobody can see (NUL and the other UNSEEN ones) removed, and at most FILENAME_MAX characters with the extension
+    kept, so the file is stored whatever it was called instead of failing on PostgreSQL."""
+    changes = []
+    name = "".join(char for char in raw if unicodedata.category(char) not in UNSEEN).strip()
+    if name != raw.strip():
+        changes.append("control or invisible characters removed")
+    if not name:
+        name = "document"
+        changes.append("no name left, called 'document'")
+    if len(name) > FILENAME_MAX:
+        stem, dot, extension = name.rpartition(".")
+        extension = f"{dot}{extension}" if stem and len(extension) < EXTENSION_MAX else ""
+        name = name[: FILENAME_MAX - len(extension)].rstrip() + extension
+        changes.append(f"shortened to {FILENAME_MAX} characters" + (f", keeping {extension}" if extension else ""))
+    return name, "; ".join(changes)
 
 
 def readable_name(filename: str) -> str:

@@ -48,7 +48,7 @@ with upload_tab:
     )
     team = st.text_input("Team (optional)", key="kb_team", disabled=not CAN_EDIT, help="Limits retrieval to this team.")
     if st.button("Add to the knowledge base", type="primary", disabled=not CAN_EDIT or not files, key="kb_upload"):
-        results = []
+        results, renamed = [], []
         bars = [(upload, st.progress(0.0, text=f"{upload.name}: waiting")) for upload in files or []]
         for upload, bar in bars:
             bar.progress(0.2, text=f"{upload.name}: extracting and indexing…")
@@ -57,6 +57,9 @@ with upload_tab:
                     runtime.factory, runtime.settings, actor, upload.name, upload.getvalue(), team=team.strip() or None
                 )
                 status, chunks, error = document.status, document.chunk_count, document.error
+                if document.filename != upload.name:
+                    given, kept = plain(repr(upload.name)[:80]), plain(repr(document.filename)[:80])
+                    renamed.append(f"{given} is stored as {kept}")
             except PermissionDeniedError as refused:
                 status, chunks, error = "refused", 0, str(refused)
             results.append({"file": upload.name, "status": status, "chunks": chunks, "error": error or ""})
@@ -68,6 +71,11 @@ with upload_tab:
             f"{len(results) - len(failed)} of {len(results)} file(s) indexed"
             + (": " + "; ".join(f"{r['file']}: {r['error'] or r['status']}" for r in failed) if failed else ".")
         )
+        if renamed:
+            st.warning(
+                "File names keep no control or invisible characters and at most 500 characters (the extension is "
+                "kept): " + "; ".join(renamed)
+            )
     elif last := st.session_state.get("kb_last_upload"):
         st.caption("Last upload")
         show_table(pd.DataFrame(last), hide_index=True, width="stretch")

@@ -87,6 +87,16 @@ class CoreSettings(BaseSettings):
     """A resolution not re-opened for this long is durable."""
     OUTCOME_INTERVAL_SECONDS: float = Field(default=300.0, gt=0)
 
+    # The engine's web endpoint, `python -m engine run --webhook-port N` (engine/delivery/webhooks.py, on waitress)
+    WEB_THREADS: int = Field(default=4, ge=1, le=64)
+    """Worker threads that run requests; the server reads each request whole before a worker takes it."""
+    WEB_CONNECTION_LIMIT: int = Field(default=500, ge=1, le=10_000)
+    """Open connections at most; past it the server stops accepting until some close."""
+    WEB_IDLE_TIMEOUT_SECONDS: int = Field(default=30, ge=1)
+    """A connection that sends nothing for this long, inside a request or between requests, is closed."""
+    WEB_REQUEST_TIMEOUT_SECONDS: int = Field(default=30, ge=1)
+    """A request must arrive whole within this, however slowly it trickles in, else its connection is closed."""
+
     # Seed §4.3: Azure OpenAI (each connector's own settings live in its module, see connectors/registry.py)
     AZURE_OPENAI_ENDPOINT: str = ""
     AZURE_OPENAI_API_KEY: SecretStr = SecretStr("")

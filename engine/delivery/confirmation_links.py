@@ -16,6 +16,7 @@ import hmac
 import html
 import logging
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -70,17 +71,22 @@ def sign_link(key: bytes, outcome_id: int, answer: Answer, expires: datetime) ->
 
 @dataclass(frozen=True)
 class LinkCheck:
-    verdict: Literal["valid", "expired", "forged"]
+    verdict: Literal["valid", "expired", "forged", "malformed"]
     outcome_id: int = 0
     answer: Answer = "yes"
 
 
+TOKEN_SHAPE = re.compile(r"[0-9]{1,18}\.[yn]\.[0-9]{1,12}\.[A-Za-z0-9_-]{1,64}")
+"""Our links' shape, ASCII only: a token of any other shape is refused before it is parsed or compared."""
+
+
 def check_link(key: bytes, token: str, *, now: datetime | None = None) -> LinkCheck:
-    """Whether `token` is one of ours (signature first, so a forged expiry is "forged") and still in time."""
+    """Whether `token` is one of ours (signature first, so a forged expiry is "forged") and still in time;
+    "malformed" for anything not of our links' shape (wrong parts, non-ASCII characters, Unicode digits)."""
+    if not TOKEN_SHAPE.fullmatch(token):
+        return LinkCheck("malformed")
     parts = token.split(".")
-    if len(parts) != 4 or not parts[0].isdigit() or parts[1] not in ("y", "n") or not parts[2].isdigit():
-        return LinkCheck("forged")
-    if not hmac.compare_digest(_signature(key, ".".join(parts[:3])), parts[3]):
+    if not hmac.compare_digest(_signature(key, ".".join(parts[:3])).encode("ascii"), parts[3].encode("ascii")):
         return LinkCheck("forged")
     answer: Answer = "yes" if parts[1] == "y" else "no"
     if int(parts[2]) < (now or utcnow()).timestamp():
@@ -102,6 +108,10 @@ def confirmation_block(settings: Settings, outcome_id: int) -> str:
     )
 
 
+PAGE_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+"""The page runs no script, loads nothing, posts only to itself and is never framed (clickjacking on the button)."""
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><meta name="robots" content="noindex">
 <title>{title}</title><style>body{{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem}}
@@ -130,6 +140,7 @@ def _question(answer: Answer) -> bytes:
     )
 
 
+NOT_VALID = "This link is not valid"
 THANKS = {
     "yes": "Thank you! We are glad it is solved.",
     "no": "Thank you. A person from our team will take it from here and get back to you.",
@@ -150,7 +161,7 @@ def confirmation_app(factory: sessionmaker[Session], settings: Settings) -> Call
                     ("Cache-Control", "no-store"),
                     ("Referrer-Policy", "no-referrer"),
                     ("X-Frame-Options", "DENY"),
-                    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"),
+                    ("Content-Security-Policy", PAGE_POLICY),
                 ],
             )
             return [page]
@@ -160,9 +171,12 @@ def confirmation_app(factory: sessionmaker[Session], settings: Settings) -> Call
         if method not in ("GET", "POST"):
             return answer_with("405 Method Not Allowed", _page("Not allowed", "<p>Open the link from the e-mail.</p>"))
         link = check_link(key, token)
+        if link.verdict == "malformed":
+            log.warning("confirmation link refused: not of the desk's link shape (%s characters)", len(token))
+            return answer_with("400 Bad Request", _page(NOT_VALID, "<p>Please reply to our e-mail.</p>"))
         if link.verdict == "forged":
             log.warning("confirmation link refused: not signed by this desk")
-            return answer_with("404 Not Found", _page("Link not recognised", "<p>Please reply to our e-mail.</p>"))
+            return answer_with("404 Not Found", _page(NOT_VALID, "<p>Please reply to our e-mail.</p>"))
         if link.verdict == "expired":
             log.info("confirmation link expired for outcome %s", link.outcome_id)
             body = "<p>This link has expired. If you still need help, simply reply to our e-mail.</p>"

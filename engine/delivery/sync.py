@@ -231,7 +231,11 @@ def as_update(session: Session, event: TimelineEvent, ticket: Ticket) -> SourceU
             team=(ticket.team or _escalation_team(ticket)) if status == TicketStatus.ESCALATED else None,
             resolution=ticket.resolution if status in (TicketStatus.RESOLVED, TicketStatus.CLOSED) else None,
         )
-    text = f"{_tag(ticket, event)} {event.title}"
+    text, quote = f"{_tag(ticket, event)} {event.title}", ""
+    if event.actor == "customer" and (words := str((event.data or {}).get("comment") or "").strip()):
+        # The customer's words go as a quotation the connector keeps inert, not inside our sentence.
+        sentence = event.title.partition(": “")[0] or event.title
+        text, quote = f"{_tag(ticket, event)} {sentence}. The customer's words, quoted as written:", words
     public = False
     if event.type == "email_sent" and (outbox_id := event.data.get("outbox_id")):
         message = session.get(OutboxMessage, outbox_id)
@@ -240,7 +244,7 @@ def as_update(session: Session, event: TimelineEvent, ticket: Ticket) -> SourceU
             public = message.kind in CUSTOMER_FACING
     team = str(event.data["team"]) if event.type == "assigned" and event.data.get("team") else None
     return SourceUpdate(
-        event_id=event.id, external_id=ticket.external_id, kind="note", text=text, team=team, public=public
+        event_id=event.id, external_id=ticket.external_id, kind="note", text=text, team=team, public=public, quote=quote
     )
 
 

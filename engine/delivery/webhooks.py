@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
 
 from connectors import registry
 from connectors.base import RejectedWebhookError, VerifiedWebhook, WebhookReceiver
@@ -35,19 +36,101 @@ from engine.delivery.confirmation_links import PREFIX, confirmation_app
 from engine.delivery.delivery_events import record_delivery_event
 
 log = logging.getLogger(__name__)
+logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+"""waitress warns "Task queue depth is N" whenever a request waits a moment for one of the WEB_THREADS workers,
+which a bounded pool does by design under any burst: not a warning for whoever reads the engine's log."""
 MAX_BODY_BYTES = 1024 * 1024
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    request_queue_size = 128
-    """socketserver's default backlog of 5 resets connections when customers click at once (bench/outcomes.py)."""
+MAX_HEADER_BYTES = 32 * 1024
+SHUTDOWN_SECONDS = 5.0
+API_HEADERS = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Cache-Control", "no-store"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+]
+"""Every answer's headers unless the page sets its own (the confirmation page's policy allows its inline style):
+nothing is sniffed into HTML, cached by a proxy or a browser, framed, or loaded by what we answer."""
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Requests are logged by the app with their outcome; wsgiref's stderr line would add nothing."""
+class _RequestDeadlineChannel(HTTPChannel):
+    """waitress's connection, remembering when the request being read began: its idle timeout alone never closes
+    a client that trickles one byte every few seconds."""
+
+    request_started = 0.0
+
+    def received(self, data: bytes) -> bool:
+        pending = self.request
+        result = bool(super().received(data))
+        if self.request is not None and self.request is not pending:
+            self.request_started = time.time()
+        return result
+
+
+class _DeskWSGIServer(TcpWSGIServer):
+    """waitress's server (requests read whole by one event loop, then run by a bounded pool of threads; idle
+    connections closed after `channel_timeout`), plus a deadline on each request's arrival."""
+
+    channel_class = _RequestDeadlineChannel
+    request_timeout = 30.0
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)
+        cutoff = now - self.request_timeout
+        for channel in list(self.active_channels.values()):
+            if not channel.requests and channel.request is not None and channel.request_started < cutoff:
+                channel.will_close = True
+
+
+class WebEndpoint:
+    """The running endpoint: its port (the one asked for, or the one the system chose for port 0) and `shutdown()`."""
+
+    def __init__(self, server: _DeskWSGIServer) -> None:
+        self._server = server
+        self.server_address: tuple[str, int] = (str(server.effective_host), int(server.effective_port))
+        self.server_port = self.server_address[1]
+        self._thread = threading.Thread(target=server.run, name="desk-web", daemon=True)
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        """Close the listening socket and every connection from the server's own loop, then stop the workers
+        (a request still running gets SHUTDOWN_SECONDS to finish); returns within about that time."""
+        server = self._server
+
+        def close_everything() -> None:
+            for dispatcher in list(server._map.values()):
+                if isinstance(dispatcher, HTTPChannel):
+                    dispatcher.handle_close()  # also drops its buffers
+                else:
+                    dispatcher.close()  # the listening socket and the trigger
+
+        if self._thread.is_alive():  # a second shutdown() finds the loop gone and its trigger closed
+            try:
+                server.trigger.pull_trigger(close_everything)
+            except OSError as error:
+                # Seen once in a test run (EBADF: the trigger's pipe was already closed, cause not found): close
+                # from here instead; the loop uses poll(), which reports a closed descriptor rather than failing.
+                log.warning("web endpoint: its wake-up pipe is gone (%s); closing its connections directly", error)
+                close_everything()
+            self._thread.join(SHUTDOWN_SECONDS)
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=SHUTDOWN_SECONDS)
+
+
+def with_api_headers(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """Add API_HEADERS to every answer that does not set them itself."""
+
+    def wrapped(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+            named = {name.lower() for name, _ in headers}
+            headers = headers + [(name, value) for name, value in API_HEADERS if name.lower() not in named]
+            return start_response(status, headers, *exc_info)
+
+        return app(environ, start)
+
+    return wrapped
 
 
 def webhook_app(
@@ -134,10 +217,14 @@ def desk_web_app(
 
 def start_webhook_server(
     port: int, factory: sessionmaker[Session], settings: Settings, *, address: str = "127.0.0.1"
-) -> WSGIServer:
+) -> WebEndpoint:
     """Serve the webhook and the confirmation links from a daemon thread until `shutdown()`; OSError if the port
-    is taken.
+    is taken (port 0: a free one, see `server_port`).
 
+    Served by waitress: one event loop reads requests (headers at most MAX_HEADER_BYTES, bodies at most
+    MAX_BODY_BYTES) and hands only complete ones to WEB_THREADS workers, so slow or half-sent requests hold a
+    socket, never a worker; a connection quiet for WEB_IDLE_TIMEOUT_SECONDS, or a request not whole after
+    WEB_REQUEST_TIMEOUT_SECONDS, is closed; at most WEB_CONNECTION_LIMIT connections are open at once.
     A public deployment puts it behind the TLS proxy that the providers post to and DESK_PUBLIC_URL names.
     """
     receivers, unavailable = registry.webhook_receivers(settings)
@@ -146,14 +233,25 @@ def start_webhook_server(
             "; ".join(unavailable or ["no connector receives webhooks"])
             + " and DESK_PUBLIC_URL is not set (no confirmation links): nothing to serve"
         )
-    server = make_server(
-        address,
-        port,
-        desk_web_app(factory, settings, receivers),
-        server_class=_ThreadingServer,
-        handler_class=_QuietHandler,
+    idle = settings.WEB_IDLE_TIMEOUT_SECONDS
+    request_timeout = settings.WEB_REQUEST_TIMEOUT_SECONDS
+    server = _DeskWSGIServer(
+        with_api_headers(desk_web_app(factory, settings, receivers)),
+        host=address,
+        port=port,
+        threads=settings.WEB_THREADS,
+        connection_limit=settings.WEB_CONNECTION_LIMIT,
+        channel_timeout=idle,
+        cleanup_interval=max(1, min(idle, request_timeout) // 2),
+        max_request_header_size=MAX_HEADER_BYTES,
+        max_request_body_size=MAX_BODY_BYTES,
+        inbuf_overflow=64 * 1024,
+        asyncore_use_poll=True,  # select() cannot watch descriptors above 1023
+        ident="",  # no Server header naming the software
+        expose_tracebacks=False,
     )
-    threading.Thread(target=server.serve_forever, name="desk-web", daemon=True).start()
+    server.request_timeout = request_timeout
+    endpoint = WebEndpoint(server)
     paths = ", ".join([*receivers, PREFIX])
-    log.info("web endpoint on http://%s:%s (%s)", address, server.server_port, paths)
-    return server
+    log.info("web endpoint on http://%s:%s (%s)", address, endpoint.server_port, paths)
+    return endpoint

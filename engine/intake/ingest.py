@@ -351,11 +351,11 @@ def input_warnings(item: TicketIn, settings: Settings) -> list[str]:
     warnings = suspicious_input_reasons(f"{item.subject}\n{item.body}")
     if item.control_characters_removed:
         warnings.append("control characters were removed from the text")
-    warnings.extend(
-        f"attachment {attachment.filename} was too large to examine"
-        for attachment in item.attachments
-        if len(attachment.data) > settings.MAX_ATTACHMENT_BYTES
-    )
+    for attachment in item.attachments:
+        if attachment.left_at_source == "not_fetched":
+            warnings.append(f"attachment {attachment.filename} was not fetched: {attachment.reason}")
+        elif attachment.left_at_source == "too_large" or len(attachment.data) > settings.MAX_ATTACHMENT_BYTES:
+            warnings.append(f"attachment {attachment.filename} was too large to examine")
     return warnings
 
 
@@ -405,7 +405,16 @@ def _store_attachments(
             content_type=attachment.content_type,
             size=size,
         )
-        if size > settings.MAX_ATTACHMENT_BYTES:
+        if attachment.left_at_source is not None:
+            row.status, row.error = attachment.left_at_source, attachment.reason
+            row.size = attachment.declared_size or 0
+            record_event(
+                session,
+                ticket,
+                "attachment_rejected",
+                f"Attachment {attachment.filename} not fetched from {item.source}: {attachment.reason}",
+            )
+        elif size > settings.MAX_ATTACHMENT_BYTES:
             row.status = "too_large"
             row.error = f"{size} bytes is over the {settings.MAX_ATTACHMENT_BYTES}-byte limit (MAX_ATTACHMENT_BYTES)"
             record_event(

@@ -22,6 +22,7 @@ from engine.core.timeline import record_audit, record_event
 from engine.delivery.execution import execute_action, void_open_drafts
 from engine.delivery.outbox import enqueue_email, resolve_uncertain
 from kb.indexer import add_document, approve_chunk, reindex_document, remove_document
+from kb.titles import knowledge_filename
 
 RANK = {Role.VIEWER: 0, Role.AGENT: 1, Role.LEAD: 2, Role.ADMIN: 3}
 
@@ -415,11 +416,16 @@ def add_kb_document(
     *,
     team: str | None = None,
 ) -> KbDocument:
-    """Upload one file to the knowledge base; the audit entry is committed first, so a failed indexing is on record."""
+    """Upload one file to the knowledge base; the audit entry is committed first, so a failed indexing is on record.
+    A name with control characters or over 500 characters is stored cleaned (the returned document's `filename`)."""
     require(actor, Role.LEAD)
+    name, changed = knowledge_filename(filename)
     with transaction(factory) as session:
-        record_audit(session, actor.username, "kb_upload", "kb_document", filename, size=len(data), team=team)
-    return add_document(factory, settings, filename, data, uploaded_by=actor.username, team=team)
+        details: dict[str, object] = {"size": len(data), "team": team}
+        if changed:
+            details["filename_changed"] = changed
+        record_audit(session, actor.username, "kb_upload", "kb_document", name[:100], **details)
+    return add_document(factory, settings, name, data, uploaded_by=actor.username, team=team)
 
 
 def reindex_kb_document(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.graph_mail import GraphMailSource, configuration_problems
-from connectors.http import AuthenticationError, ConnectorError
+from connectors.http import AuthenticationError, ConnectorError, MalformedResponseError
 from engine.core.models import EmailInteraction, Ticket
 from engine.core.settings import Settings
 from engine.jobs import poll_source
@@ -84,6 +86,52 @@ def test_message_fields_threading_headers_and_attachments(make_source, graph: Gr
     assert item.message_id and item.updated_at is not None
     assert [(a.filename, a.data) for a in item.attachments] == [("log.pdf", b"%PDF-1.4"), ("shot.png", b"PNG")]
     assert item.additional_info == {"outlook": {"skipped_attachments": ["Forwarded mail: itemAttachment not imported"]}}
+
+
+def test_an_attachment_larger_than_it_says_is_not_imported(make_source, graph: GraphEmulator) -> None:
+    understated = file_attachment("dump.bin", b"x" * 5000)
+    understated["size"] = 10
+    graph.deliver("casey@example.com", "Logs", attachments=[understated, file_attachment("ok.txt", b"ok")])
+    [item] = items_of(make_source(MAX_ATTACHMENT_BYTES=1000).poll(None))
+    files = {a.filename: a for a in item.attachments}
+    assert files["ok.txt"].data == b"ok"
+    assert (files["dump.bin"].left_at_source, files["dump.bin"].data) == ("too_large", b"")
+    assert "1000-byte limit (MAX_ATTACHMENT_BYTES)" in files["dump.bin"].reason
+
+
+@pytest.mark.parametrize("link_base", ["other-port", "userinfo"])
+def test_links_off_graphs_origin_are_not_followed_with_the_token(
+    make_source, graph: GraphEmulator, link_base: str
+) -> None:
+    with running_emulator(GraphEmulator()) as other:
+        graph.link_base = {
+            "other-port": other.url,
+            "userinfo": other.url.replace("://", f"://{graph.url.split('://')[1]}@"),
+        }[link_base]
+        for n in range(7):
+            graph.deliver(f"user{n}@example.com", f"Question {n}")
+        with pytest.raises(MalformedResponseError, match="not on MS_GRAPH_BASE_URL"):
+            list(make_source(CONNECTOR_PAGE_SIZE=5).poll(None))
+        assert other.requests == []
+
+
+def test_a_stored_delta_link_off_graphs_origin_starts_the_folder_again(
+    make_source, graph: GraphEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    sent = graph.deliver("casey@example.com", "Question")
+    foreign = "https://graph.example.net/v1.0/users/x/mailFolders/inbox/messages/delta?$deltatoken=abc"
+    pages = list(make_source().poll(foreign))
+    assert [item.external_id for item in items_of(pages)] == [sent["id"]]
+    assert "stored delta link is not on MS_GRAPH_BASE_URL" in caplog.text
+
+
+@contextmanager
+def running_emulator(emulator: GraphEmulator) -> Iterator[GraphEmulator]:
+    emulator.start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
 
 
 def test_wrong_secret_is_named_but_not_shown(make_source, caplog: pytest.LogCaptureFixture) -> None:

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,10 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import SourceUpdate
 from connectors.http import AuthenticationError, ConnectorError, NotFoundError
-from connectors.jira import JiraSource, configuration_problems, readable_text
+from connectors.jira import JiraSource, configuration_problems, readable_text, wiki_literal
 from engine.core.enums import TicketStatus
 from engine.core.lifecycle import transition
-from engine.core.models import EmailInteraction, Ticket
+from engine.core.models import Attachment, EmailInteraction, Ticket, TimelineEvent
 from engine.core.settings import Settings
 from engine.delivery.sync import sync_back
 from engine.jobs import poll_source
@@ -69,6 +72,72 @@ def test_fields_hidden_reporters_and_attachments_fetched_once(
     [again] = [i for i in items_of(list(connector.poll(page.cursor))) if i.kind == "ticket"]
     assert [a.filename for a in again.attachments] == ["second.txt"]
     assert jira_server.downloads == ["20000", "20001"], "each attachment downloaded once"
+
+
+@pytest.mark.parametrize("deployment", ["Server", "Cloud"])
+def test_attachments_come_only_from_the_jira_server_and_never_past_the_limit(
+    plain_settings: Settings, jira_server: JiraEmulator, deployment: str
+) -> None:
+    """The Jira credentials go only to JIRA_SERVER's origin (scheme, host and port, parsed): another port, user-info
+    and backslash tricks are refused; a file is cut off past MAX_ATTACHMENT_BYTES whatever its metadata says."""
+    jira_server.deployment = deployment
+    with running_other_server() as other:
+        other.files["20000"] = b"not ours"
+        jira = jira_server.url.removeprefix("http://")
+        issue = jira_server.add_issue("Printer", description="See the files")
+        key = issue["key"]
+        jira_server.attach(key, "other-port.txt", b"", content=f"{other.url}/secure/attachment/20000/x")
+        jira_server.attach(key, "userinfo.txt", b"", content=f"http://{jira}@{other.url[7:]}/secure/attachment/20000/x")
+        jira_server.attach(key, "backslash.txt", b"", content=f"{other.url}\\@{jira}/secure/attachment/20000/x")
+        jira_server.attach(key, "relative.txt", b"", content="//127.0.0.1/secure/attachment/20000/x")
+        jira_server.attach(key, "declared-small.txt", b"x" * 5000, size=10)
+        jira_server.attach(key, "streamed.txt", b"y" * 300_000, size=10, chunked=True)
+        jira_server.attach(key, "declared-large.txt", b"z", size=10**12)
+        jira_server.attach(key, "fine.txt", b"fine")
+        [page] = list(source(plain_settings, jira_server, MAX_ATTACHMENT_BYTES=1000).poll(None))
+        assert other.requests == [], "nothing, least of all the Jira credentials, went to another server"
+    files = {a.filename: a for a in page.items[0].attachments}
+    assert files["fine.txt"].data == b"fine" and files["fine.txt"].left_at_source is None
+    for name in ("other-port.txt", "userinfo.txt", "backslash.txt", "relative.txt"):
+        assert files[name].left_at_source == "not_fetched" and files[name].data == b"", name
+        assert "not on the Jira server (JIRA_SERVER)" in files[name].reason
+    for name in ("declared-small.txt", "streamed.txt", "declared-large.txt"):
+        assert files[name].left_at_source == "too_large" and files[name].data == b"", name
+        assert "1000-byte limit (MAX_ATTACHMENT_BYTES)" in files[name].reason
+    assert "20006" not in jira_server.downloads, "a declared size over the limit is not even asked for"
+
+
+def test_an_attachment_left_at_the_source_shows_on_the_ticket_with_its_reason(
+    engine: Engine, session_factory: sessionmaker[Session], settings: Settings, jira_server: JiraEmulator
+) -> None:
+    issue = jira_server.add_issue("Printer", description="See the files")
+    jira_server.attach(issue["key"], "elsewhere.txt", b"", content="https://files.example.net/a/1")
+    jira_server.attach(issue["key"], "huge.log", b"x" * 5000, size=10)
+    jira_server.attach(issue["key"], "fine.txt", b"fine")
+    configured = with_settings(settings, **jira_values(jira_server), MAX_ATTACHMENT_BYTES=1000)
+    assert poll_source(engine, session_factory, configured, JiraSource(configured, sleep=Sleeps())) == {"created": 1}
+    with session_factory() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        rows = {a.filename: a for a in session.scalars(select(Attachment).where(Attachment.ticket_id == ticket.id))}
+        events = [e.title for e in session.scalars(select(TimelineEvent).where(TimelineEvent.ticket_id == ticket.id))]
+    assert (rows["fine.txt"].status, rows["fine.txt"].size) == ("stored", 4)
+    assert rows["elsewhere.txt"].status == "not_fetched" and "files.example.net:443" in rows["elsewhere.txt"].error
+    assert (rows["huge.log"].status, rows["huge.log"].size) == ("too_large", 10)
+    assert "MAX_ATTACHMENT_BYTES" in rows["huge.log"].error
+    warnings = ticket.additional_info["input_warnings"]
+    assert any(w.startswith("attachment elsewhere.txt was not fetched: its download address is on") for w in warnings)
+    assert "attachment huge.log was too large to examine" in warnings
+    assert any(t.startswith("Attachment elsewhere.txt not fetched from jira:") for t in events)
+
+
+@contextmanager
+def running_other_server() -> Iterator[JiraEmulator]:
+    """Another server on the same host: a different port is a different origin."""
+    other = JiraEmulator().start()
+    try:
+        yield other  # type: ignore[misc]
+    finally:
+        other.stop()
 
 
 @pytest.mark.parametrize("deployment", ["Server", "Cloud"])
@@ -314,3 +383,35 @@ def test_poll_and_write_back_through_the_engine(
     assert report.failed == 1 and report.pushed >= 1
     assert jira_server.transitions_done == [("SUP-3", "Resolve Issue")]
     assert "SUP-2" not in {key for key, _, _ in jira_server.comments}, "history is never written back"
+
+
+def outside_noformat(text: str) -> str:
+    return "".join(text.split("{noformat}")[0::2])
+
+
+def test_a_customers_words_in_a_note_arrive_as_inert_wiki_text(
+    plain_settings: Settings, jira_server: JiraEmulator
+) -> None:
+    """Jira renders v2 comment bodies as wiki markup: links, mentions, macros and images in the customer's words, or
+    in a bounce reason inside our own text, must not become markup; the note is still found again by its tag."""
+    jira_server.add_issue("VPN")
+    words = (
+        "Nope. [~accountid:5b10-admin] see [here|https://evil.example/login] {html}<b>x</b>{html} "
+        "!https://evil.example/pixel.png! {noformat} |cell| C:\\temp\\[x]"
+    )
+    text = "[No-Touch Support TCKT-1 · event 9] Reply bounced: see [this|https://evil.example] {color:red}x{color}"
+    connector = source(plain_settings, jira_server, JIRA_INTERNAL_NOTES="property")
+    connector.push(SourceUpdate(9, "SUP-1", "note", text, quote=words))
+    [(key, body, visibility)] = jira_server.comments
+    assert (key, visibility) == ("SUP-1", "internal")
+    assert body.startswith("[No-Touch Support TCKT-1 · event 9] Reply bounced")
+    assert body.count("{noformat}") == 2 and body.endswith("\n{noformat}")
+    quoted = body.split("{noformat}")[1]
+    assert "[~accountid:5b10-admin]" in quoted and "｛html｝" in quoted and "｛noformat｝" in quoted
+    prose = outside_noformat(body)[len("[No-Touch Support TCKT-1 · event 9]") :]
+    assert re.findall(r"(?<!\\)[\[\]{}!|]", prose) == [], "every link, macro, image and table mark is escaped"
+    assert "\\[this\\|https://evil.example\\] \\{color:red\\}" in prose
+    written = SourceUpdate(9, "SUP-1", "note", text, quote=words)
+    connector.push(written, check_first=True)
+    assert len(jira_server.comments) == 1, "the tag still finds the note: it is not written twice"
+    assert wiki_literal("a \\ b [x]") == "a ＼ b \\[x\\]", "a backslash of the text cannot pair with an escape"

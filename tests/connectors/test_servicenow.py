@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 from sqlalchemy import func, select
@@ -19,10 +20,12 @@ from connectors.http import (
     NotFoundError,
     UnreachableError,
 )
-from connectors.servicenow import ServiceNowSource, configuration_problems
+from connectors.servicenow import ServiceNowSource, configuration_problems, journal_text
 from engine.core.enums import TicketStatus
 from engine.core.models import EmailInteraction, IngestError, SourceCursor, Ticket
 from engine.core.settings import ConfigurationError, Settings
+from engine.core.timeline import record_event
+from engine.delivery.sync import sync_back
 from engine.jobs import poll_source
 from tests.connectors.conftest import Sleeps, snow_values, with_settings
 from tests.emulators.base import Response
@@ -97,8 +100,16 @@ def test_attachments_come_with_their_incident(plain_settings: Settings, snow: Se
     [record] = seed(snow, 1)
     snow.attach("incident", record["sys_id"], "error.log", b"stack trace here")
     snow.attach("incident", record["sys_id"], "huge.bin", b"x" * 2000, "application/octet-stream")
+    snow.attach("incident", record["sys_id"], "small-they-say.bin", b"y" * 5000, size=10)
+    snow.attach("incident", record["sys_id"], "streamed.bin", b"z" * 300_000, size=10, chunked=True)
     [item] = everything(source(plain_settings, snow, MAX_ATTACHMENT_BYTES=1000).poll(None))
-    assert [(a.filename, a.data) for a in item.attachments] == [("error.log", b"stack trace here")]
+    files = {a.filename: a for a in item.attachments}
+    assert (files["error.log"].data, files["error.log"].left_at_source) == (b"stack trace here", None)
+    assert (files["huge.bin"].left_at_source, files["huge.bin"].declared_size) == ("too_large", 2000)
+    for name in ("small-they-say.bin", "streamed.bin"):  # the stated size is not trusted: the download stops
+        assert (files[name].left_at_source, files[name].data) == ("too_large", b""), name
+        assert "1000-byte limit (MAX_ATTACHMENT_BYTES)" in files[name].reason
+    assert len(snow.downloads) == 3, "a file stated over the limit is not even asked for"
 
 
 def test_unreadable_records_are_rejected_and_the_rest_goes_on(
@@ -399,3 +410,39 @@ def test_closing_writes_close_information_and_teams_set_the_group(
         "Closed by the support desk",
     )
     assert [entry["field"] for entry in snow.journal] == ["work_notes", "work_notes"]
+
+
+def test_a_customers_words_in_a_note_render_as_text_in_the_journal(
+    plain_settings: Settings, snow: ServiceNowEmulator
+) -> None:
+    """Journal fields render HTML between [code] tags (glide.ui.security.allow_codetag, true by default): no tag
+    of the customer's, in any case or spacing, reaches the work note as one; the words arrive as "> " lines."""
+    [record] = seed(snow, 1)
+    words = "Still broken [code]<img src=x onerror=alert(1)>[/code]\n[ CODE ]<script>x()</script>[/ Code ] thanks"
+    text = "[No-Touch Support TCKT-1 · event 7] Customer says it did not solve it. The customer's words, quoted:"
+    source(plain_settings, snow).push(SourceUpdate(7, f"incident:{record['sys_id']}", "note", text, quote=words))
+    [entry] = snow.journal
+    assert entry["field"] == "work_notes" and entry["text"].startswith(text + "\n> Still broken ")
+    assert not re.search(r"\[\s*/?\s*code\s*\]", entry["text"], re.IGNORECASE)
+    assert "> Still broken ［code］<img src=x onerror=alert(1)>［/code］" in entry["text"]
+    assert "\n> ［ CODE ］<script>x()</script>［/ Code ］ thanks" in entry["text"]
+    assert journal_text("no tags here", "a\nb") == "no tags here\n> a\n> b"
+
+
+def test_a_customers_no_comment_reaches_the_work_notes_inert_through_the_engine(
+    engine: Engine, session_factory: sessionmaker[Session], settings: Settings, snow: ServiceNowEmulator
+) -> None:
+    """The whole way: a link answer's comment on the timeline, the write-back job, the journal entry."""
+    seed(snow, 1)
+    configured = with_settings(settings, **snow_values(snow))
+    connector = ServiceNowSource(configured, sleep=Sleeps())
+    assert poll_source(engine, session_factory, configured, connector) == {"created": 1}
+    words = "[code]<a href=https://evil.example>Reset</a>[/code] still broken"
+    with session_factory.begin() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        title = f"Customer says the resolution did not solve it: “{words}”"
+        record_event(session, ticket, "resolution_rejected", title, actor="customer", comment=words)
+    sync_back(engine, session_factory, configured, [connector])
+    [note] = [entry["text"] for entry in snow.journal if "The customer's words" in entry["text"]]
+    assert "did not solve it. The customer's words, quoted as written:\n> ［code］<a href=" in note
+    assert not re.search(r"\[\s*/?\s*code\s*\]", note, re.IGNORECASE)

@@ -43,6 +43,8 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     truncated: bool = False
+    chunked: bool = False
+    """Sent with `Transfer-Encoding: chunked` and no Content-Length, as a server streaming a file does."""
 
     @classmethod
     def json(cls, payload: Any, status: int = 200, **headers: str) -> Response:
@@ -145,6 +147,14 @@ class Emulator:
                     self.send_response(response.status)
                     for key, value in response.headers.items():
                         self.send_header(key, value)
+                    if response.chunked:
+                        self.send_header("Transfer-Encoding", "chunked")
+                        self.end_headers()
+                        for start in range(0, len(response.body), 64 * 1024):
+                            piece = response.body[start : start + 64 * 1024]
+                            self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                        self.wfile.write(b"0\r\n\r\n")
+                        return
                     self.send_header("Content-Length", str(len(response.body)))
                     self.end_headers()
                     self.wfile.write(response.body[: len(response.body) // 2] if response.truncated else response.body)

@@ -109,6 +109,9 @@ class GraphEmulator(Emulator):
     generation: int = 0
     expiry: tuple[int, str] = (410, "SyncStateNotFound")
     denied: bool = False
+    link_base: str = ""
+    """When set, `@odata.nextLink` and `@odata.deltaLink` point at this origin instead of this server (a Graph that
+    answers with links elsewhere must not receive the bearer token there)."""
 
     def expire_delta_links(self, status: int = 410, code: str = "SyncStateNotFound") -> None:
         """Every delta and skip token handed out so far stops working, answered with `status` and `code`."""
@@ -222,7 +225,7 @@ class GraphEmulator(Emulator):
                 {k: v for k, v in self.messages[m].items() if fields is None or k in fields}
                 for m in ordered[offset : offset + size]
             ]
-        link = f"{self.url}/v1.0/users/{self.mailbox}/mailFolders/{folder}/messages/delta"
+        link = f"{self.link_base or self.url}/v1.0/users/{self.mailbox}/mailFolders/{folder}/messages/delta"
         body: dict[str, Any] = {"@odata.context": f"{self.url}/v1.0/$metadata#Collection(message)", "value": page}
         if offset + size < len(ordered):
             token = base64.urlsafe_b64encode(f"{self.generation}|{start}|{end}|{offset + size}".encode()).decode()

@@ -17,8 +17,14 @@ property `{"internal": true}` for an internal note
 (internal) comment on a customer request, with the comment visibility set by public",
 https://developer.atlassian.com/cloud/jira/service-desk/rest/api-group-request/; 404 outside a service project);
 `GET|POST /rest/api/2/issue/{key}/transitions` with a per-issue workflow (a transition not offered answers
-400 as Jira does); statuses with `statusCategory.key` (`new`, `indeterminate`, `done`); attachment
-content URLs; Basic auth with e-mail + API token; errors as `{"errorMessages": [...], "errors": {}}`.
+400 as Jira does); statuses with `statusCategory.key` (`new`, `indeterminate`, `done`); attachments as the
+`attachment` field's AttachmentMetadata (`id`, `filename`, `size`, `mimeType`, and `content`, "The URL of the
+attachment", https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issue-attachments/): Server
+serves the file at `/secure/attachment/{id}/{filename}`, Cloud at `GET /rest/api/{2,3}/attachment/content/{id}`
+("Returns the contents of an attachment", same page; its `redirect` parameter is not emulated, the bytes come
+straight back). The metadata is only what the server says: `attach()` can state a size that is not the file's,
+point `content` at another server, or stream the file chunked without a Content-Length.
+Basic auth with e-mail + API token; errors as `{"errorMessages": [...], "errors": {}}`.
 JQL support is the subset the connector sends: `updated >= "yyyy/MM/dd HH:mm"`, read in the searching
 user's time zone as Jira reads JQL dates (https://support.atlassian.com/jira-software-cloud/docs/jql-fields/,
 Updated), and `ORDER BY updated, key`.
@@ -98,6 +104,7 @@ class JiraEmulator(Emulator):
     transitions_done: list[tuple[str, str]] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
     downloads: list[str] = field(default_factory=list)
+    chunked: set[str] = field(default_factory=set)
     clock: datetime = field(default_factory=lambda: datetime(2025, 3, 1, 8, 0, 0, tzinfo=UTC))
 
     def __post_init__(self) -> None:
@@ -172,17 +179,44 @@ class JiraEmulator(Emulator):
         self.issues[key]["fields"]["updated"] = stamp
         return comment
 
-    def attach(self, key: str, filename: str, data: bytes) -> None:
+    def attach(
+        self,
+        key: str,
+        filename: str,
+        data: bytes,
+        *,
+        content: str | None = None,
+        size: int | None = None,
+        chunked: bool = False,
+    ) -> None:
+        """A file on an issue; `content` and `size` override what the metadata says (another server's URL, a size
+        that is not the file's), `chunked` streams it without a Content-Length."""
         attachment_id = str(20000 + len(self.files))
         self.files[attachment_id] = data
+        if chunked:
+            self.chunked.add(attachment_id)
+        own = (
+            f"{self.url}/rest/api/3/attachment/content/{attachment_id}"
+            if self.deployment == "Cloud"
+            else f"{self.url}/secure/attachment/{attachment_id}/{filename}"
+        )
         self.issues[key]["fields"]["attachment"].append(
             {
                 "id": attachment_id,
                 "filename": filename,
-                "size": len(data),
+                "size": len(data) if size is None else size,
                 "mimeType": "text/plain",
-                "content": f"{self.url}/secure/attachment/{attachment_id}/{filename}",
+                "content": own if content is None else content,
             }
+        )
+
+    def _file(self, attachment_id: str) -> Response:
+        self.downloads.append(attachment_id)
+        return Response(
+            200,
+            self.files[attachment_id],
+            {"Content-Type": "application/octet-stream"},
+            chunked=attachment_id in self.chunked,
         )
 
     def handle(self, request: Request) -> Response:
@@ -200,9 +234,8 @@ class JiraEmulator(Emulator):
         header = request.headers.get("authorization", "")
         if not header.startswith("Basic ") or base64.b64decode(header[6:]).decode() != f"{self.username}:{self.token}":
             return errors(401, "You are not authenticated. Authentication required to perform this operation.")
-        if match := re.fullmatch(r"/secure/attachment/(\d+)/.+", path):
-            self.downloads.append(match.group(1))
-            return Response(200, self.files[match.group(1)], {"Content-Type": "application/octet-stream"})
+        if match := re.fullmatch(r"/secure/attachment/(\d+)/.+|/rest/api/[23]/attachment/content/(\d+)", path):
+            return self._file(match.group(1) or match.group(2))
         if match := re.fullmatch(r"/rest/servicedeskapi/request/([A-Z]+-\d+)/comment", path):
             return self._request_comment(request, match.group(1))
         match = re.fullmatch(r"/rest/api/([23])/(.+)", path)

@@ -50,6 +50,8 @@ class ServiceNowEmulator(Emulator):
     password: str = "snow-secret-123"
     tables: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     attachments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    chunked: set[str] = field(default_factory=set)
+    downloads: list[str] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
     journal: list[dict[str, str]] = field(default_factory=list)
     restricted: dict[str, int] = field(default_factory=dict)
@@ -119,13 +121,27 @@ class ServiceNowEmulator(Emulator):
             incidents[sys_id] = record
             return record
 
-    def attach(self, table: str, sys_id: str, filename: str, data: bytes, content_type: str = "text/plain") -> None:
+    def attach(
+        self,
+        table: str,
+        sys_id: str,
+        filename: str,
+        data: bytes,
+        content_type: str = "text/plain",
+        *,
+        size: int | None = None,
+        chunked: bool = False,
+    ) -> None:
+        """A file on a record; `size` overrides the metadata's `size_bytes` (which is only what the instance says),
+        `chunked` streams the download without a Content-Length."""
         attachment_id = uuid.uuid4().hex
+        if chunked:
+            self.chunked.add(attachment_id)
         self.attachments[attachment_id] = {
             "sys_id": attachment_id,
             "file_name": filename,
             "content_type": content_type,
-            "size_bytes": str(len(data)),
+            "size_bytes": str(len(data) if size is None else size),
             "table_name": table,
             "table_sys_id": sys_id,
             "download_link": f"/api/now/attachment/{attachment_id}/file",
@@ -157,7 +173,9 @@ class ServiceNowEmulator(Emulator):
             meta = self.attachments.get(parts[3])
             if meta is None:
                 return failure(404, "Record doesn't exist or ACL restricts the record retrieval")
-            return Response(200, self.files[parts[3]], {"Content-Type": meta["content_type"]})
+            self.downloads.append(parts[3])
+            chunked = parts[3] in self.chunked
+            return Response(200, self.files[parts[3]], {"Content-Type": meta["content_type"]}, chunked=chunked)
         return failure(400, "Requested URI does not represent any resource", request.path)
 
     def _authorised(self, request: Request) -> bool:

@@ -9,9 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import jobs
-from engine.core.enums import ActionKind, ActionState, TicketStatus
-from engine.core.models import Action, Attachment, Blob, EmailInteraction, KbChunk, KbDocument, Ticket
+from engine.core.enums import ActionKind, ActionState, Role, TicketStatus
+from engine.core.models import Action, Attachment, AuditEntry, Blob, EmailInteraction, KbChunk, KbDocument, Ticket
 from engine.core.settings import Settings
+from engine.operators.actions import Actor, add_kb_document
 from engine.outcomes import teaching
 from kb import indexer, ledger
 from kb.search import search
@@ -406,3 +407,65 @@ def test_a_bad_file_and_a_failed_embedding_end_with_a_status(
         assert failed.status == indexer.FAILED and "embedding endpoint down" in (failed.error or "")
         assert ledger.knowledge_base_empty(session)
         assert_consistent(session, settings)
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("rou\x00ter\x07.md", "router.md"),
+        ("invoice\u202efdp.md", "invoicefdp.md"),
+        ("not-utf8-\udcff.md", "not-utf8-.md"),
+        ("\x00\x00", "document"),
+        ("a" * 700 + ".md", "a" * 497 + ".md"),
+        ("b" * 700, "b" * 500),
+    ],
+    ids=["nul and bell", "bidi override", "lone surrogate", "nothing left", "too long", "too long, no extension"],
+)
+def test_a_file_name_no_column_can_hold_is_stored_cleaned_and_the_file_indexed(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    given: str,
+    stored: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """NUL and over-long names used to fail on PostgreSQL (DataError); now the file is kept under a clean name."""
+    with session_factory() as session:
+        document = add(session, settings, given, ROUTER.encode())
+        assert (document.filename, document.status) == (stored, indexer.INDEXED)
+        assert document.chunk_count >= 1 and len(document.title or "") <= 500
+    assert f"is stored as {stored[:200]!r}" in caplog.text
+    with session_factory() as session:
+        hits = search(session, settings, "reset the router", k=1)
+    assert hits and hits[0].title == "Router"
+
+
+def test_the_upload_action_audits_a_cleaned_long_name(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    long_name = "Quarterly\x00 " + "report " * 100 + ".md"
+    document = add_kb_document(session_factory, settings, Actor("lee", Role.LEAD), long_name, ROUTER.encode())
+    assert document.status == indexer.INDEXED and len(document.filename) == 500 and document.filename.endswith(".md")
+    with session_factory() as session:
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "kb_upload")).one()
+    assert entry.target_id == document.filename[:100] and "\x00" not in entry.target_id
+    assert "control or invisible characters removed" in entry.details["filename_changed"]
+    assert "shortened to 500 characters, keeping .md" in entry.details["filename_changed"]
+
+
+def test_cli_says_under_which_name_a_file_is_stored(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    tmp_path: object,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import kb.__main__ as cli
+
+    folder = tmp_path / "docs"  # type: ignore[operator]
+    folder.mkdir()
+    (folder / "router\x1b[31m.md").write_text(ROUTER)
+    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+    assert cli.main(["add", "--quiet", str(folder)]) == 0
+    assert "stored as 'router[31m.md'" in capsys.readouterr().out
+    with session_factory() as session:
+        assert session.scalars(select(KbDocument.filename)).all() == ["router[31m.md"]

@@ -199,3 +199,18 @@ def test_a_lead_edits_the_contact_points_and_the_audit_log_records_it(
         assert current_policy(session, app).contact_points == ["+442079460999", "out-of-hours@desk.example"]
         entry = session.scalar(select(AuditEntry).where(AuditEntry.action == "change_policy"))
         assert entry is not None and entry.actor == "lee" and "contact_points" in entry.details["changed"]
+
+
+def test_an_upload_with_a_name_no_column_can_hold_is_stored_under_a_clean_name_and_says_so(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    long_name = "Router " + "guide " * 120 + ".md"
+    # Streamlit itself refuses a NUL in an uploaded file's name; other control characters arrive
+    at = upload(open_page(KB, "lee"), (long_name, ROUTER, "text/markdown"), ("rou\x07ter.md", ROUTER, "text/markdown"))
+    assert not at.exception
+    assert "2 of 2 file(s) indexed." in texts(at)
+    assert any(r"'rou\\x07ter\.md' is stored as 'router\.md'" in warning.value for warning in at.warning)
+    assert any("at most 500 characters (the extension is kept)" in warning.value for warning in at.warning)
+    with session_factory() as session:
+        names = set(session.scalars(select(KbDocument.filename)))
+    assert "router.md" in names and any(len(name) == 500 and name.endswith(".md") for name in names)

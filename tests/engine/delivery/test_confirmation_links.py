@@ -3,6 +3,7 @@ expired, forged, replayed, and the other link after one was used; "no" re-opens 
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -126,10 +127,44 @@ def test_forged_links_are_refused_and_change_nothing(
         "expiry": f"{outcome}.{answer}.{int(expiry) + 86400}.{signature}",
         "garbage": "<script>alert(1)</script>",
     }[tamper]
+    status = 400 if tamper == "garbage" else 404  # not even of our links' shape, or of it but not signed by us
     for method in (requests.get, requests.post):
         answered = method(endpoint + forged, timeout=10)
-        assert answered.status_code == 404 and "<script>" not in answered.text
+        assert answered.status_code == status and "<script>" not in answered.text
+        assert "This link is not valid" in answered.text
     assert outcome_of(session_factory, ticket_id).answer is None
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["non-ascii signature", "percent-encoded non-ascii", "unicode digits", "superscript digit", "fullwidth letters"],
+)
+def test_a_link_with_characters_outside_our_alphabet_is_a_clear_400_logged_without_the_token(
+    session_factory: sessionmaker[Session],
+    desk: Settings,
+    endpoint: str,
+    tamper: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ticket_id, yes, _ = resolved_with_links(session_factory, desk)
+    outcome, answer, expiry, signature = yes.split(".")
+    forged = {
+        "non-ascii signature": f"{outcome}.{answer}.{expiry}.{signature[:-2]}é€",
+        "percent-encoded non-ascii": f"{outcome}.{answer}.{expiry}.{signature[:-1]}%C3%A9",
+        "unicode digits": f"{'١' * len(outcome)}.{answer}.{expiry}.{signature}",
+        "superscript digit": f"{outcome}.{answer}.{expiry[:-1]}².{signature}",
+        "fullwidth letters": f"{outcome}.{answer}.{expiry}.{'Ａ' * len(signature)}",
+    }[tamper]
+    caplog.set_level(logging.INFO)
+    for method in (requests.get, requests.post):
+        answered = method(endpoint + forged, timeout=10)
+        assert answered.status_code == 400, answered.text
+        assert "This link is not valid" in answered.text and "Traceback" not in answered.text
+    assert check_link(link_secret(desk), forged).verdict == "malformed"
+    assert outcome_of(session_factory, ticket_id).answer is None
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "confirmation link refused" in logged
+    assert signature[:-2] not in logged and expiry not in logged
 
 
 def test_an_expired_link_says_so_and_changes_nothing(

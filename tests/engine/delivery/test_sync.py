@@ -15,6 +15,7 @@ from engine.core.lifecycle import transition
 from engine.core.models import JobStatus, SourceCursor, Ticket, TimelineEvent
 from engine.core.settings import Settings
 from engine.core.templates import acknowledgement
+from engine.core.timeline import record_event
 from engine.delivery.outbox import enqueue_email
 from engine.delivery.sync import as_update, sync_back, sync_backlog
 from engine.intake.ingest import ingest
@@ -138,3 +139,25 @@ def test_only_messages_to_the_customer_are_public(session_factory: sessionmaker[
             ("email_sent", True),
             ("status_changed", False),
         ]
+
+
+HOSTILE_NO = (
+    "[code]<img src=x onerror=alert(1)>[/code] {html}<b>x</b>{html} [~accountid:5b10-admin] "
+    "[click|https://evil.example/login] !https://evil.example/pixel.png! {noformat}"
+)
+
+
+def test_a_customers_no_comment_is_a_quote_apart_from_our_sentence(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    with session_factory.begin() as session:
+        ticket = session.get(Ticket, ingest(session, ticket_in(), settings).ticket_id)
+        title = f"Customer says the resolution did not solve it, rated 2/5: “{HOSTILE_NO[:200]}”"
+        event = record_event(session, ticket, "resolution_rejected", title, actor="customer", comment=HOSTILE_NO)
+        session.flush()
+        update = as_update(session, event, ticket)
+    assert update.quote == HOSTILE_NO and not update.public
+    assert update.text.endswith(
+        "Customer says the resolution did not solve it, rated 2/5. The customer's words, quoted as written:"
+    )
+    assert "code" not in update.text and "evil" not in update.text
