@@ -36,6 +36,7 @@ from connectors.http import AuthenticationError, ConnectorError, UnreachableErro
 log = logging.getLogger(__name__)
 NAME = "imap"
 KEPT_HEADERS = (
+    "Authentication-Results",
     "Auto-Submitted",
     "Precedence",
     "X-Autoreply",

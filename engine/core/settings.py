@@ -68,6 +68,10 @@ class CoreSettings(BaseSettings):
     ROUTING_RETRAIN_AFTER: int = Field(default=100, ge=1)
     ROUTING_TARGET_PRECISION: float = Field(default=0.85, gt=0, le=1)
     ROUTING_INTERVAL_SECONDS: float = Field(default=900.0, gt=0)
+    MAIL_AUTHSERV_ID: str = ""
+    """The name the receiving mail server writes its SPF/DKIM/DMARC verdicts under (Authentication-Results, RFC
+    8601). Set, a message it did not verify neither continues a ticket nor gets an automatic answer
+    (engine/trust/mailguard.py); empty, the From address is believed as the server delivers it."""
     OUTGOING_ALLOWED_DOMAINS: str = ""
     """Comma-separated domains an automatic message may link or write to; the desk's own domains always are."""
     OUTGOING_CONTACT_POINTS: str = ""

@@ -29,7 +29,7 @@ from engine.core.timeline import record_event
 from engine.intake.reply_classifier import classify_reply
 from engine.outcomes.outcomes import record_reply_outcome
 from engine.trust.guards import suspicious_input_reasons
-from engine.trust.mailguard import automatic_reason
+from engine.trust.mailguard import automatic_reason, unverified_sender
 
 log = logging.getLogger(__name__)
 REFERENCE = re.compile(r"\bTCKT-(\d{1,12})\b", re.IGNORECASE)
@@ -59,9 +59,11 @@ def ingest(session: Session, item: TicketIn, settings: Settings) -> IngestResult
         return _update(session, ticket, item)
     named = None
     if item.kind == "email" and (tickets := _tickets_named(session, item)):
-        if (thread := next((t for t in tickets if is_participant(session, t, item.requester_email)), None)) is not None:
+        verified = unverified_sender(item.headers, item.requester_email, settings.MAIL_AUTHSERV_ID) is None
+        thread = next((t for t in tickets if is_participant(session, t, item.requester_email)), None)
+        if verified and thread is not None:
             return _reply(session, thread, item, settings)
-        named = tickets[0]
+        named = thread or tickets[0]
     try:
         with session.begin_nested():
             return _create(session, item, settings, named)
@@ -160,7 +162,7 @@ def _create(session: Session, item: TicketIn, settings: Settings, named: Ticket 
     _store_attachments(session, ticket, message, item, settings)
     warnings = input_warnings(item, settings)
     if named is not None:
-        warnings.append(_keep_apart(session, ticket, named, item.requester_email))
+        warnings.append(_keep_apart(session, ticket, named, item, settings))
     hold_for_review(session, ticket, warnings)
     record_event(
         session,
@@ -176,18 +178,22 @@ def _create(session: Session, item: TicketIn, settings: Settings, named: Ticket 
     return IngestResult(ticket.id, "created")
 
 
-def _keep_apart(session: Session, ticket: Ticket, named: Ticket, sender: str) -> str:
+def _keep_apart(session: Session, ticket: Ticket, named: Ticket, item: TicketIn, settings: Settings) -> str:
     """Tell the people on both tickets that `ticket` claimed to continue `named`; the reason it is held."""
-    reason = (
-        f"claims to continue {named.reference}, but {sender} is not its requester or a participant "
-        "(a reply to someone else's ticket: possible phishing)"
-    )
+    sender = item.requester_email
+    if is_participant(session, named, sender):  # on the ticket, but the mail server did not verify the address
+        reason = f"claims to continue {named.reference} from {sender}, an address the mail server did not verify"
+    else:
+        reason = (
+            f"claims to continue {named.reference}, but {sender} is not its requester or a participant "
+            "(a reply to someone else's ticket: possible phishing)"
+        )
     record_event(
         session,
         named,
         "related_ticket",
-        f"{ticket.reference} from {sender}, who is not on this ticket, claims to continue it: kept as its own "
-        "ticket, nothing changed here",
+        f"{ticket.reference} from {sender} claims to continue it: kept as its own ticket ({reason}), nothing "
+        "changed here",
         actor="customer",
         related_ticket_id=ticket.id,
     )
@@ -195,7 +201,7 @@ def _keep_apart(session: Session, ticket: Ticket, named: Ticket, sender: str) ->
         session,
         ticket,
         "related_ticket",
-        f"Not threaded onto {named.reference}: the sender is not on it; kept as its own ticket",
+        f"Not threaded onto {named.reference}: kept as its own ticket ({reason})",
         actor="customer",
         related_ticket_id=named.id,
     )
@@ -349,6 +355,10 @@ def _reply(session: Session, ticket: Ticket, item: TicketIn, settings: Settings)
 def input_warnings(item: TicketIn, settings: Settings) -> list[str]:
     """What about this message means a person should read it before anything automatic goes back."""
     warnings = suspicious_input_reasons(f"{item.subject}\n{item.body}")
+    if item.kind == "email" and (
+        unverified := unverified_sender(item.headers, item.requester_email, settings.MAIL_AUTHSERV_ID)
+    ):
+        warnings.append(unverified)
     if item.control_characters_removed:
         warnings.append("control characters were removed from the text")
     for attachment in item.attachments:

@@ -1,20 +1,30 @@
-"""Mail-loop guard: tell automatic mail from people's mail, mark ours, and cap automated mail per address.
+"""Mail-loop guard and sender check: tell automatic mail from people's mail, mark ours, cap automated mail per
+address, and believe a From address only as far as the receiving mail server verified it.
 
 An auto-responder answering our auto-reply answering it is the classic help-desk storm. RFC 3834 and the
 de-facto headers below let us see automatic mail; a per-address hourly cap stops what slips through.
+
+A From header is whatever the sender typed. The receiving server checks SPF, DKIM and DMARC and says what it found in
+an Authentication-Results header (RFC 8601) under its own name, removing any such header with its name that came
+from outside; with MAIL_AUTHSERV_ID naming that server, a message it did not verify is not its sender's word.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from datetime import timedelta
 
+import authres
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.core.enums import OutboxState
 from engine.core.models import OutboxMessage, utcnow
+from engine.trust.content_policy import PUBLIC_SUFFIXES
+
+log = logging.getLogger(__name__)
 
 AUTOMATIC_SENDER = re.compile(
     r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|donotreply|bounces?|auto-?reply|autoresponder)([+.\-_@]|$)",
@@ -86,3 +96,51 @@ def automated_sent_last_hour(session: Session, address: str) -> int:
         )
         or 0
     )
+
+
+def unverified_sender(headers: Mapping[str, str], sender: str, authserv_id: str) -> str | None:
+    """Why the From address of a message cannot be taken as its sender's, or None when it can: always when no
+    `authserv_id` is configured (the mail server is trusted as it delivers); otherwise only when that server's
+    Authentication-Results header says DMARC passed or, without a DMARC result, DKIM or SPF passed for the From
+    address's organisational domain (RFC 7489 relaxed alignment)."""
+    if not authserv_id:
+        return None
+    value = next((str(v) for k, v in headers.items() if k.lower() == "authentication-results"), None)
+    if value is None:
+        return f"the sender {sender} is not verified: no Authentication-Results from {authserv_id}"
+    try:
+        parsed = authres.AuthenticationResultsHeader.parse(f"Authentication-Results: {value}")
+    except Exception as error:  # authres raises its own syntax errors; any of them means unverified
+        log.warning("an Authentication-Results header could not be read: %s", type(error).__name__)
+        return f"the sender {sender} is not verified: its Authentication-Results header could not be read"
+    if str(parsed.authserv_id).lower() != authserv_id.lower():
+        return f"the sender {sender} is not verified: no Authentication-Results from {authserv_id}"
+    found = {str(result.method).lower(): result for result in parsed.results}
+    domain = _organisation(sender.rsplit("@", 1)[-1])
+    if "dmarc" in found:
+        verified = _passed(found["dmarc"])
+    else:
+        verified = any(
+            _passed(found.get(method)) and _organisation(_property(found[method], name)) == domain
+            for method, name in (("dkim", "d"), ("spf", "mailfrom"))
+        )
+    if verified:
+        return None
+    said = ", ".join(f"{method}={result.result}" for method, result in found.items()) or "no results"
+    return f"the sender {sender} is not verified by {authserv_id} ({said})"
+
+
+def _passed(result: object) -> bool:
+    return result is not None and str(getattr(result, "result", "")).lower() == "pass"
+
+
+def _property(result: object, name: str) -> str:
+    value = next((str(p.value) for p in getattr(result, "properties", []) if str(p.name).lower() == name), "")
+    return value.rsplit("@", 1)[-1]
+
+
+def _organisation(domain: str) -> str:
+    """The registrable domain (example.co.uk for mail.example.co.uk); its last two labels under a name the list does
+    not hold (customer.example for mail.customer.example)."""
+    domain = domain.strip().strip(".").lower()
+    return PUBLIC_SUFFIXES.privatesuffix(domain) or ".".join(domain.split(".")[-2:])

@@ -303,6 +303,45 @@ def test_the_requesters_reply_threads_and_reopens_however_the_address_is_spelled
     assert outcome_of(session_factory, victim_id).state == OutcomeState.REOPENED
 
 
+@pytest.mark.parametrize(
+    ("results", "threads"),
+    [
+        ("mx.desk.example; spf=pass smtp.mailfrom=customer.example; dmarc=pass header.from=customer.example", True),
+        ("mx.desk.example; spf=fail smtp.mailfrom=evil.example; dkim=pass header.d=evil.example; dmarc=fail", False),
+        ("evil.example; dmarc=pass header.from=customer.example", False),
+        (None, False),
+    ],
+)
+def test_a_reply_from_the_requesters_address_threads_only_when_the_mail_server_verified_it(
+    session_factory: sessionmaker[Session], settings: Settings, results: str | None, threads: bool
+) -> None:
+    """With MAIL_AUTHSERV_ID set, a forged From (DMARC failed, no verdict from our server, another server's verdict)
+    does not continue the requester's ticket: it is its own ticket, linked and held for a person."""
+    settings = settings.model_copy(update={"MAIL_AUTHSERV_ID": "mx.desk.example"})
+    victim_id = resolved_automatically(session_factory, settings)
+    with session_factory.begin() as session:
+        victim = session.get(Ticket, victim_id)
+        reply = email_in(
+            requester_email=victim.email,
+            subject=f"Re: Resolution Proposed: {victim.reference}",
+            body="This did not help.",
+            headers={"Authentication-Results": results} if results else {},
+        )
+        result = ingest(session, reply, settings)
+    with session_factory() as session:
+        victim = session.get(Ticket, victim_id)
+        if threads:
+            assert result == IngestResult(victim_id, "reply") and victim.status == TicketStatus.NEW
+            return
+        assert result.outcome == "created" and victim.status == TicketStatus.RESOLVED
+        forged = session.get(Ticket, result.ticket_id)
+        assert forged.related_ticket_id == victim_id
+        warnings = forged.additional_info["input_warnings"]
+        assert any("did not verify" in warning for warning in warnings)
+        assert any(f"the sender {victim.email} is not verified" in warning for warning in warnings)
+    assert outcome_of(session_factory, victim_id).state == OutcomeState.PENDING
+
+
 @pytest.mark.parametrize("how", ["written to", "named by the source"])
 def test_a_participant_threads_but_only_the_requester_settles_a_resolution(
     session_factory: sessionmaker[Session], settings: Settings, how: str

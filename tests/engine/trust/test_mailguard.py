@@ -15,7 +15,7 @@ from engine.core.templates import GAP_QUESTIONS
 from engine.delivery.outbox import DatabaseTransport, deliver_outbox
 from engine.intake.ingest import ingest
 from engine.pipeline import process_pending
-from engine.trust.mailguard import automatic_reason, undeliverable_reason
+from engine.trust.mailguard import automatic_reason, undeliverable_reason, unverified_sender
 from tests.factories import email_in
 
 US = "support@no-touch.localhost"
@@ -132,3 +132,34 @@ def test_two_auto_responders_naive_one_is_capped_per_hour(
     with session_factory() as session:
         ticket = session.scalar(select(Ticket))
         assert [e.type for e in ticket.timeline].count("email_suppressed") == 1
+
+
+OURS = "mx.desk.example"
+
+
+@pytest.mark.parametrize(
+    ("results", "verified"),
+    [
+        (f"{OURS}; dmarc=pass header.from=customer.example", True),
+        (f"{OURS}; spf=pass smtp.mailfrom=bounces@mail.customer.example; dkim=none", True),
+        (f"{OURS}; spf=none; dkim=pass header.d=customer.example", True),
+        (f"{OURS}; spf=pass smtp.mailfrom=customer.example; dmarc=fail header.from=customer.example", False),
+        (f"{OURS}; spf=pass smtp.mailfrom=evil.example; dkim=pass header.d=evil.example", False),
+        (f"{OURS}; spf=softfail smtp.mailfrom=customer.example; dkim=fail header.d=customer.example", False),
+        ("evil.example; dmarc=pass header.from=customer.example", False),
+        ("not ;; a header ===", False),
+        (None, False),
+    ],
+)
+def test_a_from_address_is_believed_only_as_far_as_our_mail_server_verified_it(
+    results: str | None, verified: bool
+) -> None:
+    headers = {"Authentication-Results": results} if results else {}
+    reason = unverified_sender(headers, "ana@customer.example", OURS)
+    assert (reason is None) is verified
+    if reason:
+        assert reason.startswith("the sender ana@customer.example is not verified")
+
+
+def test_without_a_named_mail_server_the_from_address_is_believed() -> None:
+    assert unverified_sender({}, "ana@customer.example", "") is None
