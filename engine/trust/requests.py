@@ -119,9 +119,19 @@ def detector() -> LanguageDetector:
     return LanguageDetectorBuilder.from_languages(*LANGUAGES).build()
 
 
+NAMES = re.compile(r"(?<![.!?:\n]\s)(?<!^)\b[A-Z][\w-]*|\b\w*\d\w*\b|\b[A-Z]{2,}\b", re.MULTILINE)
+"""Product and brand names (capitalised words not starting a sentence, acronyms) and codes: the same in every
+language, so an Italian question about "Northwind Cloud" is read without them."""
+
+
+def wording(text: str) -> str:
+    """The text as a language detector should read it: as a reader sees it, without names and codes."""
+    return " ".join(NAMES.sub(" ", readable(text)).split())
+
+
 def language_of(text: str) -> str | None:
     """The language `text` is written in ("Polish"), or None when too short or not certain."""
-    text = readable(text)
+    text = wording(text)
     if sum(char.isalpha() for char in text) < MIN_LETTERS:
         return None
     best = detector().compute_language_confidence_values(text)[0]
@@ -132,7 +142,7 @@ def language_outside(text: str, languages: Collection[str]) -> str | None:
     """The language of `text` when the given languages together are unlikely for it (a Spanish sentence the
     detector splits between Spanish and Portuguese is still not English); None when it may read as one of them,
     is too short to tell, or no languages are given."""
-    text = readable(text)
+    text = wording(text)
     if not languages or sum(char.isalpha() for char in text) < FOREIGN_MIN_LETTERS:
         return None
     values = detector().compute_language_confidence_values(text)

@@ -104,3 +104,12 @@ def test_a_question_that_seeks_information_is_told_from_one_that_asks_the_desk_t
 def test_a_hidden_or_foreign_request_never_seeks_information_by_meaning() -> None:
     assert not seeks_information(Request("Where do I generate an API token?", hidden=True))
     assert not seeks_information(Request("Where do I generate an API token?", language="Klingon"))
+
+
+def test_names_and_codes_do_not_make_a_question_in_another_language_read_as_english() -> None:
+    italian = "Invitare utenti\nCome invito nuovi utenti nel nostro workspace Northwind Cloud?"
+    assert language_of(italian) == "Italian"
+    assert language_of("How do I invite new users to our Northwind Cloud workspace, error NWC-412?") in (
+        None,
+        "English",
+    )
