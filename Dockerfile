@@ -17,7 +17,7 @@ RUN pip install --no-cache-dir ${TORCH_INDEX_URL:+--index-url $TORCH_INDEX_URL} 
     && pip install --no-cache-dir -r requirements.txt
 
 COPY . .
-RUN useradd --create-home app && mkdir -p /app/data /app/logs && chown app /app/data /app/logs
+RUN useradd --create-home app && mkdir -p -m 700 /app/data && mkdir -p /app/logs && chown app /app/data /app/logs
 USER app
 
 EXPOSE 8501
