@@ -103,6 +103,17 @@ def exclusive(engine: Engine, name: str) -> Iterator[bool]:
             lock.release()
 
 
+def serialize_transaction(session: Session, name: str) -> None:
+    """Make transactions that call this with the same `name` run one after the other, until this one ends.
+
+    A PostgreSQL transaction-level advisory lock (waits, released at commit or rollback), so a check-then-insert
+    such as "no admin yet, create one" cannot run twice at once on any replica. SQLite needs nothing: every
+    transaction here begins IMMEDIATE and so holds the database's write lock already.
+    """
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(name)})
+
+
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""

@@ -17,8 +17,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from engine.core.db import serialize_transaction
 from engine.core.enums import Role
 from engine.core.models import Operator, utcnow
+from engine.core.private_files import read_or_create_secret
 from engine.core.settings import Settings
 from engine.core.timeline import record_audit
 from engine.operators.actions import Actor, PermissionDeniedError, require
@@ -149,7 +151,9 @@ def create_first_admin(
     session: Session, username: str, password: str, *, email: str | None = None, by: str = "cli"
 ) -> Operator:
     """The bootstrap (the CLI, or the browser with the setup code, named in `by`): only while no active admin
-    exists, so it cannot be used to add a back door."""
+    exists, so it cannot be used to add a back door. Two at once (two browsers, the CLI and a browser, two
+    replicas) run one after the other, so the second finds the first's admin."""
+    serialize_transaction(session, "first-admin")
     if _active_admins(session):
         raise OperatorError("an admin already exists; sign in as that admin and add operators on the Settings page")
     operator = _new_operator(session, username, Role.ADMIN, password, username, email)
@@ -238,27 +242,27 @@ def setup_code_path(settings: Settings) -> Path:
 def pending_setup_code(session: Session, settings: Settings) -> str | None:
     """While no admin exists: the one-time code that lets the person at the console create the first admin.
 
-    Like Jenkins' initial password: written to a file only the server's user can read and to the server
-    log, so a fresh `make run` is usable without a CLI step and a stranger on the network cannot take over.
+    Like Jenkins' initial password: written to a file only the server's user can read (created 0600, never
+    readable by others even for a moment) and its path to the server log, so a fresh `make run` is usable without
+    a CLI step and a stranger on the network cannot take over.
     """
     path = setup_code_path(settings)
     if _active_admins(session):
         path.unlink(missing_ok=True)
         return None
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(9), encoding="utf-8")
-        path.chmod(0o600)
         log.warning("No admin yet: create the first one in the browser with the setup code in %s", path)
-    return path.read_text(encoding="utf-8").strip()
+    return read_or_create_secret(path, lambda: secrets.token_urlsafe(9))
 
 
 def create_first_admin_with_code(
     session: Session, settings: Settings, code: str, username: str, password: str
 ) -> Operator:
     """The browser's bootstrap: the console's setup code proves the person may create the first admin."""
+    serialize_transaction(session, "first-admin")
     expected = pending_setup_code(session, settings)
-    if expected is None or not hmac.compare_digest(code.strip(), expected):
+    given = code.strip().encode("utf-8", "replace")
+    if expected is None or not hmac.compare_digest(given, expected.encode()):
         raise OperatorError("the setup code is not right: copy it from the file named in the server's log")
     operator = create_first_admin(session, username, password, by="setup code (browser)")
     setup_code_path(settings).unlink(missing_ok=True)

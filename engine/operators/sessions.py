@@ -15,6 +15,7 @@ import secrets
 import time
 from pathlib import Path
 
+from engine.core.private_files import read_or_create_secret
 from engine.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,13 +26,8 @@ def signing_key_path(settings: Settings) -> Path:
 
 
 def _signing_key(settings: Settings) -> bytes:
-    """The installation's key, made on first use; every worker and restart shares it through DATA_DIR."""
-    path = signing_key_path(settings)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32), encoding="utf-8")
-        path.chmod(0o600)
-    return path.read_text(encoding="utf-8").strip().encode()
+    """The installation's key, made on first use (0600); every worker and restart shares it through DATA_DIR."""
+    return read_or_create_secret(signing_key_path(settings), lambda: secrets.token_hex(32)).encode()
 
 
 def _signature(settings: Settings, payload: str) -> str:
@@ -50,7 +46,7 @@ def token_user(settings: Settings, token: str | None, *, now: float | None = Non
     if not token or token.count(".") != 1:
         return None
     payload, signature = token.split(".")
-    if not hmac.compare_digest(signature, _signature(settings, payload)):
+    if not hmac.compare_digest(signature.encode("utf-8", "replace"), _signature(settings, payload).encode()):
         log.warning("A session cookie with a wrong signature was refused")
         return None
     try:

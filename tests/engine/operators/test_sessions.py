@@ -19,3 +19,10 @@ def test_forged_garbled_and_missing_tokens_are_refused(settings: Settings) -> No
     assert token_user(settings, f"{payload}.{'0' * len(signature)}", now=1_100) is None
     for garbled in (None, "", "no-dot", "a.b.c", f"{payload}x.{signature}"):
         assert token_user(settings, garbled, now=1_100) is None
+
+
+def test_a_non_ascii_token_is_refused_without_an_error(settings: Settings) -> None:
+    token = issue_token(settings, "ann", 600, now=1_000)
+    payload, signature = token.split(".")
+    for garbled in (f"{payload}.{'é' * len(signature)}", f"{payload}.😀", "é.é"):
+        assert token_user(settings, garbled, now=1_100) is None
