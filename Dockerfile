@@ -23,5 +23,5 @@ USER app
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD curl -fsS http://localhost:8501/_stcore/health || exit 1
-CMD ["streamlit", "run", "Home.py", "--server.port=8501", "--server.address=0.0.0.0", \
+CMD ["streamlit", "run", "app.py", "--server.port=8501", "--server.address=0.0.0.0", \
      "--server.headless=true", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"]
