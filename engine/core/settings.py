@@ -150,6 +150,9 @@ class CoreSettings(BaseSettings):
         validation_alias=AliasChoices("DASHBOARD_SIGN_IN_MAX_DELAY_MINUTES", "DASHBOARD_LOCKOUT_MINUTES"),
     )
     """The longest wait the back-off imposes (the wait doubles from 1 s); the old name is still read."""
+    DASHBOARD_SESSION_SECRET: SecretStr = SecretStr("")
+    """Keys the trusted-browser cookies and the sign-in back-off's counters; unset: a random key generated once
+    and kept in DATA_DIR/session-signing-key. Dashboard replicas that do not share DATA_DIR need the same value."""
     DASHBOARD_TRUSTED_PROXIES: str = ""
     """Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For names the client; a proxy on
     the loopback interface is always believed."""

@@ -76,7 +76,10 @@ def signing_key_path(settings: Settings) -> Path:
 
 
 def _signing_key(settings: Settings) -> bytes:
-    """The installation's key, made on first use (0600); every dashboard process shares it through DATA_DIR."""
+    """DASHBOARD_SESSION_SECRET, or the installation's key, made on first use (0600) in DATA_DIR."""
+    configured = settings.DASHBOARD_SESSION_SECRET.get_secret_value()
+    if configured:
+        return configured.encode()
     return read_or_create_secret(signing_key_path(settings), lambda: secrets.token_hex(32)).encode()
 
 

@@ -7,6 +7,7 @@ import stat
 from datetime import timedelta
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -201,3 +202,11 @@ def test_a_trusted_browser_token_names_its_operator_until_it_expires(settings: S
     assert stat.S_IMODE(signing_key_path(settings).stat().st_mode) == 0o600
     assert stat.S_IMODE(settings.DATA_DIR.stat().st_mode) == 0o700
 
+
+def test_replicas_without_a_shared_data_dir_share_the_key_through_the_setting(settings: Settings, tmp_path) -> None:
+    elsewhere = settings.model_copy(update={"DATA_DIR": tmp_path / "replica-b"})
+    token = device_token(settings, 7, now=START)
+    assert device_operator(elsewhere, token, now=START) is None, "each DATA_DIR made its own key"
+    shared = {"DASHBOARD_SESSION_SECRET": SecretStr("one secret for every replica")}
+    here, there = settings.model_copy(update=shared), elsewhere.model_copy(update=shared)
+    assert device_operator(there, device_token(here, 7, now=START), now=START) == 7
