@@ -17,11 +17,11 @@ RUN pip install --no-cache-dir ${TORCH_INDEX_URL:+--index-url $TORCH_INDEX_URL} 
     && pip install --no-cache-dir -r requirements.txt
 
 COPY . .
-RUN useradd --create-home app && mkdir -p /app/data /app/logs && chown app /app/data /app/logs
+RUN useradd --create-home app && mkdir -p -m 700 /app/data && mkdir -p /app/logs && chown app /app/data /app/logs
 USER app
 
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD curl -fsS http://localhost:8501/_stcore/health || exit 1
-CMD ["streamlit", "run", "dashboard.py", "--server.port=8501", "--server.address=0.0.0.0", \
+CMD ["streamlit", "run", "app.py", "--server.port=8501", "--server.address=0.0.0.0", \
      "--server.headless=true", "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"]

@@ -36,7 +36,7 @@ system-packages:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver tesseract-ocr >/dev/null; }
 
 run: install
-	$(BIN)/streamlit run dashboard.py --server.port $(PORT) --server.headless true \
+	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true \
 		--browser.serverAddress localhost --browser.gatherUsageStats false --server.fileWatcherType none
 
 engine: install

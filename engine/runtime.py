@@ -19,6 +19,7 @@ from connectors import registry
 from connectors.base import DeliveryEvents, MailTransport, SyncBack, TicketSource
 from engine.core.analysis import Analyser
 from engine.core.db import make_engine, make_session_factory, upgrade_database
+from engine.core.private_files import private_directory
 from engine.core.settings import ConfigurationError, Settings
 from engine.delivery.outbox import make_transport
 
@@ -96,7 +97,7 @@ def build_analyser(settings: Settings, factory: sessionmaker[Session]) -> Analys
 
 def build_runtime(settings: Settings) -> Runtime:
     """Open the database (migrating it to the newest schema) and assemble the engine's parts."""
-    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    private_directory(settings.DATA_DIR)
     engine = make_engine(settings.database_url)
     upgrade_database(engine)
     factory = make_session_factory(engine)

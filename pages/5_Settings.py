@@ -16,10 +16,17 @@ from engine.core.desk_policy import SEED_WEIGHTS, DeskPolicy, current_policy
 from engine.core.enums import Role
 from engine.core.templates import SAMPLE_VALUES, TEMPLATES
 from engine.operators.actions import PermissionDeniedError, change_policy
-from engine.operators.auth import OperatorError, create_operator, list_operators, update_operator
+from engine.operators.auth import (
+    OperatorError,
+    create_operator,
+    lift_sign_in_delay,
+    list_operators,
+    sign_in_wait_seconds,
+    update_operator,
+)
 from engine.operators.queries import categories, job_statuses, policy_history, sources
 from ui import glossary
-from ui.auth import allowed
+from ui.auth import allowed, sessions_panel
 from ui.components import flash, page, role_hint, show_flash
 from ui.connectors import connector_cards, connector_names, connector_variables, test_connection
 from ui.tables import edit_table, show_table
@@ -318,6 +325,7 @@ with operators_tab:
     else:
         with runtime.factory() as session:
             operators = list_operators(session)
+            waits = {o.username: sign_in_wait_seconds(session, runtime.settings, o.username) for o in operators}
         show_table(
             pd.DataFrame(
                 [
@@ -328,7 +336,7 @@ with operators_tab:
                         "role": o.role,
                         "active": o.is_active,
                         "sign-in": "password" if o.password_hash else "SSO only",
-                        "locked until": o.locked_until,
+                        "sign-in delay (s)": waits[o.username],
                         "last sign-in": o.last_login_at,
                     }
                     for o in operators
@@ -372,21 +380,19 @@ with operators_tab:
             )
             active = st.checkbox("Active", value=bool(current and current.is_active), key=f"operator_active_{who}")
             new_password = st.text_input("New password (optional)", type="password", key="operator_password")
-            unlock = st.checkbox("Unlock after failed sign-ins", key="operator_unlock")
+            unlock = st.checkbox("Clear failed sign-ins (no wait before the next attempt)", key="operator_unlock")
             if st.form_submit_button("Save changes"):
                 try:
                     with transaction(runtime.factory) as session:
                         update_operator(
-                            session,
-                            actor,
-                            who,
-                            role=Role(new_role),
-                            active=active,
-                            password=new_password or None,
-                            unlock=unlock,
+                            session, actor, who, role=Role(new_role), active=active, password=new_password or None
                         )
+                        if unlock:
+                            lift_sign_in_delay(session, runtime.settings, actor, who)
                 except (OperatorError, PermissionDeniedError, LookupError) as error:
                     st.error(f"Not changed: {error}")
                 else:
                     flash(f"{who} updated.")
                     st.rerun()
+        if who:
+            sessions_panel(runtime, actor, who, change)

@@ -1,4 +1,4 @@
-"""The dashboard (`streamlit run dashboard.py`) and a Chroma server as real child processes on loopback ports."""
+"""The dashboard (`streamlit run app.py`) and a Chroma server as real child processes on loopback ports."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def streamlit_app(env: dict[str, str], log_path: Path, *, cwd: Path = ROOT, port
     """
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard.py"), "--server.port", str(port)]
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port)]
     command += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.serverAddress", "localhost"]
     command += ["--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
     with log_path.open("w") as log:

@@ -2,7 +2,7 @@
 
 Tickets and their history; an analyser that proposes a fixed decision and a write-back target with scripted
 answers; scripted chat models and a fake knowledge-base search for the LLM analyser; an embedder that knows the
-synthetic topics of the self-test's knowledge bases; Mailgun webhook signatures.
+synthetic topics of the self-test's knowledge bases; Mailgun webhook signatures; dashboard sessions.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,11 +30,12 @@ from connectors.http import ConnectorError
 from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy
 from engine.core.enums import ActionKind, ActionState, MessageKind, OutcomeState, TicketStatus
-from engine.core.models import Action, Analysis, ResolutionOutcome, Ticket, utcnow
+from engine.core.models import Action, Analysis, OperatorSession, ResolutionOutcome, Ticket, utcnow
 from engine.core.settings import Settings
 from engine.core.templates import acknowledgement
 from engine.delivery.outbox import enqueue_email
 from engine.intake.ingest import ingest
+from engine.operators.sessions import StartedSession, exchange_handoff, start_session
 from engine.pipeline import process_pending
 from kb.self_test import SelfTestCorpus
 
@@ -513,3 +515,44 @@ class _AfterTheTest(sessionmaker[Session]):
 def own_transactions(session: Session) -> sessionmaker[Session]:
     """The factory given to a function that opens its own transactions, in a test that holds `session`."""
     return _AfterTheTest(session)
+
+
+def operator_session(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    username: str,
+    *,
+    method: str = "password",
+    now: datetime | None = None,
+) -> StartedSession:
+    """A session of `username` as a sign-in starts it: the browser has not fetched its cookie yet."""
+    with factory.begin() as session:
+        return start_session(session, settings, username, method, client_hint="test browser", now=now)
+
+
+def session_cookie(
+    factory: sessionmaker[Session], settings: Settings, username: str, *, now: datetime | None = None
+) -> tuple[int, str]:
+    """A session whose browser fetched its cookie: (session id, the cookie's token)."""
+    started = operator_session(factory, settings, username, now=now)
+    with factory.begin() as session:
+        cookie = exchange_handoff(session, settings, started.handoff, now=now)
+    assert cookie is not None
+    return started.id, cookie.token
+
+
+def age_session(
+    factory: sessionmaker[Session],
+    session_id: int,
+    *,
+    idle: timedelta = timedelta(0),
+    signed_in: timedelta = timedelta(0),
+) -> None:
+    """Move a session back in time: its last activity `idle` ago, its sign-in (and absolute expiry) `signed_in`
+    earlier, as if the clock had moved on while nobody used it."""
+    with factory.begin() as session:
+        row = session.get(OperatorSession, session_id)
+        assert row is not None
+        row.last_seen_at = utcnow() - idle
+        row.created_at -= signed_in
+        row.expires_at -= signed_in

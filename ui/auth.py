@@ -1,40 +1,64 @@
 """The sign-in gate every page passes before it shows data: built-in accounts, optional OIDC through `st.login`.
 
-The browser session holds only the username, the role and when it was last active; the role is read again
-from the database on every page run, so a demotion or deactivation applies at once. A signed, expiring cookie
-(engine/operators/sessions.py) brings the session back after a reload; signing out or idling out deletes it.
+A sign-in is a server-side session (engine/operators/sessions.py). The browser session holds only its id and the
+names shown in the sidebar; every page run asks the database whether the session still lives and what the
+operator's role is now, so a sign-out elsewhere, a password change, a deactivation or a role change applies at
+once, in every tab and every browser. A reload comes back through an HttpOnly cookie that the server sets
+(ui/session_routes.py, mounted by app.py): the page posts a one-time code, never the token itself.
 """
 
 from __future__ import annotations
 
 import json
-import time
+import logging
+import secrets
 
 import streamlit as st
-import streamlit.components.v1 as components
+from sqlalchemy.orm import Session
+from streamlit.delta_generator import DeltaGenerator
 
 from engine.core.db import transaction
 from engine.core.enums import Role
-from engine.operators.actions import RANK, Actor
+from engine.operators.actions import RANK, Actor, PermissionDeniedError
 from engine.operators.auth import (
     MIN_PASSWORD_LENGTH,
     OperatorError,
+    SignInAttempt,
     authenticate,
     create_first_admin_with_code,
-    current_actor,
     pending_setup_code,
     setup_code_path,
+    sign_out_everywhere,
     sso_actor,
 )
-from engine.operators.sessions import issue_token, token_user
+from engine.operators.sessions import (
+    LiveSession,
+    end_session,
+    open_sessions,
+    resume_from_cookie,
+    resume_session,
+    session_end_reason,
+    start_session,
+)
+from engine.operators.sign_in_throttle import client_address
 from engine.runtime import Runtime
+from ui import session_routes
 from ui.runtime import app_runtime
 
+log = logging.getLogger(__name__)
+
 SESSION_KEY = "auth_user"
+"""{"username", "role", "method", "session_id"} of the signed-in operator; the database decides whether it holds."""
 NOTICE_KEY = "auth_notice"
-COOKIE = "nts_session"
-COOKIE_KEY = "auth_cookie"
-"""Session state: the cookie value to write on the next run, or "" to delete it and never restore from it again."""
+HANDOFF_KEY = "auth_handoff"
+"""The one-time code this browser still has to exchange for its cookie."""
+SIGNED_OUT_KEY = "auth_signed_out"
+"""Set when this tab's session ended: the cookie this browser sent when it connected is not read again."""
+FORGET_COOKIE_KEY = "auth_forget_cookie"
+"""The id of the session whose cookie the next page run deletes (only if the browser's cookie still names it)."""
+CLIENT_KEY = "auth_client"
+COOKIE = session_routes.COOKIE
+_warned_unmounted = False
 
 
 def sso_configured() -> bool:
@@ -45,73 +69,143 @@ def sso_configured() -> bool:
         return False
 
 
-def _expired(runtime: Runtime) -> bool:
-    user = st.session_state.get(SESSION_KEY)
-    if not user:
-        return False
-    return time.time() - user["last_seen"] > runtime.settings.DASHBOARD_SESSION_IDLE_MINUTES * 60
+def _text(value: object) -> str | None:
+    """A value from st.context as text, or None (AppTest, for one, has no browser behind it)."""
+    return value if isinstance(value, str) else None
 
 
-def sign_out(notice: str = "") -> None:
-    st.session_state.pop(SESSION_KEY, None)
-    st.session_state[COOKIE_KEY] = ""
-    if notice:
-        st.session_state[NOTICE_KEY] = notice
+def browser_cookie(name: str = COOKIE) -> str | None:
+    """A cookie the browser sent when this session connected (HttpOnly cookies included)."""
+    return _text(st.context.cookies.get(name))
 
 
-def _remember(actor: Actor, method: str) -> None:
+def _address(runtime: Runtime) -> str | None:
+    return client_address(
+        _text(st.context.ip_address),
+        _text(st.context.headers.get("X-Forwarded-For")),
+        runtime.settings.DASHBOARD_TRUSTED_PROXIES,
+    )
+
+
+def _client(runtime: Runtime) -> str:
+    """Who is trying to sign in, for the back-off: the address, or this browser session when it is unknown."""
+    address = _address(runtime)
+    if address:
+        return address
+    if CLIENT_KEY not in st.session_state:
+        st.session_state[CLIENT_KEY] = secrets.token_hex(6)
+    return f"browser session {st.session_state[CLIENT_KEY]}"
+
+
+def _client_hint(runtime: Runtime) -> str:
+    agent = _text(st.context.headers.get("User-Agent")) or "unknown browser"
+    return f"{_address(runtime) or 'this machine or a local proxy'} · {agent}"[:200]
+
+
+_ENDED = {
+    "idle": "You were signed out after {idle:g} minutes idle.",
+    "expired": "Your session reached its limit of {hours:g} hours: sign in again.",
+    "signed_out": "You are signed out.",
+    "signed_out_everywhere": "You were signed out in every browser.",
+    "password_changed": "Your password was changed: sign in again.",
+    "deactivated": "Your account is no longer active.",
+    "role_changed": "Your role was changed: sign in again.",
+}
+
+
+def _ended_notice(runtime: Runtime, reason: str | None) -> str:
+    settings = runtime.settings
+    text = _ENDED.get(reason or "", "You are signed out.")
+    return text.format(idle=settings.DASHBOARD_SESSION_IDLE_MINUTES, hours=settings.DASHBOARD_SESSION_MAX_HOURS)
+
+
+def _remember(live: LiveSession) -> None:
+    st.session_state[SESSION_KEY] = {
+        "username": live.actor.username,
+        "role": live.actor.role.value,
+        "method": live.method,
+        "session_id": live.id,
+    }
+
+
+def _begin(runtime: Runtime, session: Session, actor: Actor, method: str) -> None:
+    """Start a server-side session for `actor` inside the caller's transaction."""
+    started = start_session(session, runtime.settings, actor.username, method, client_hint=_client_hint(runtime))
     st.session_state[SESSION_KEY] = {
         "username": actor.username,
         "role": actor.role.value,
         "method": method,
-        "last_seen": time.time(),
+        "session_id": started.id,
     }
+    st.session_state[HANDOFF_KEY] = started.handoff
+    st.session_state.pop(SIGNED_OUT_KEY, None)
 
 
-def _cookie_lifetime(runtime: Runtime) -> float:
-    return runtime.settings.DASHBOARD_SESSION_IDLE_MINUTES * 60
+def _forget(session_id: int, notice: str) -> None:
+    """This tab's session ended: forget it, and delete its cookie on the next page run."""
+    st.session_state.pop(SESSION_KEY, None)
+    st.session_state.pop(HANDOFF_KEY, None)
+    st.session_state[SIGNED_OUT_KEY] = True
+    st.session_state[FORGET_COOKIE_KEY] = session_id
+    st.session_state[NOTICE_KEY] = notice
 
 
-def _issue_cookie(runtime: Runtime, actor: Actor) -> None:
-    """Sign a fresh cookie for `actor`; it is written into the browser on the next page run."""
-    token = issue_token(runtime.settings, actor.username, _cookie_lifetime(runtime))
-    st.session_state[COOKIE_KEY] = token
-    st.session_state["auth_cookie_expires"] = time.time() + _cookie_lifetime(runtime)
-
-
-def _write_cookie() -> None:
-    """Streamlit reads cookies but cannot set them: a zero-height component sets (or deletes) it in the page."""
-    token = st.session_state.get(COOKIE_KEY)
-    if token is None or st.session_state.get("auth_cookie_written") == token:
+def sign_out(notice: str = "You are signed out.") -> None:
+    """End this browser's session on the server and delete its cookie (on the next page run)."""
+    user = st.session_state.get(SESSION_KEY)
+    if not user:
         return
-    st.session_state["auth_cookie_written"] = token
-    age = int(_cookie_lifetime(app_runtime())) if token else 0
-    components.html(
-        "<script>const secure = window.parent.location.protocol === 'https:' ? '; Secure' : '';"
-        f"window.parent.document.cookie = {json.dumps(f'{COOKIE}={token}; Path=/; Max-Age={age}; SameSite=Strict')}"
-        " + secure;</script>",
-        height=0,
-    )
+    with transaction(app_runtime().factory) as session:
+        end_session(session, user["session_id"], by=user["username"])
+    _forget(user["session_id"], notice)
 
 
-def browser_cookie() -> str | None:
-    """The session cookie the browser sent when this session connected."""
-    return st.context.cookies.get(COOKIE)
-
-
-def _cookie_actor(runtime: Runtime) -> Actor | None:
-    """The operator a valid cookie names, unless this browser session signed out (its cookies are read once)."""
-    if st.session_state.get(COOKIE_KEY) == "":
+def _current(runtime: Runtime, *, touch: bool) -> LiveSession | None:
+    """The session this browser signed in with, or the one its cookie names; None (with a notice) once it ended."""
+    user = st.session_state.get(SESSION_KEY)
+    if user:
+        with transaction(runtime.factory) as session:
+            live = resume_session(session, runtime.settings, user["session_id"], touch=touch)
+            reason = None if live else session_end_reason(session, user["session_id"])
+        if live is None:
+            _forget(user["session_id"], _ended_notice(runtime, reason))
+        return live
+    if st.session_state.get(SIGNED_OUT_KEY):
         return None
-    named = token_user(runtime.settings, browser_cookie())
-    if named is None:
+    token = browser_cookie()
+    if not token:
         return None
-    with runtime.factory() as session:
-        actor = current_actor(session, named[0])
-    if actor is not None:
-        _remember(actor, "cookie")
-        st.session_state["auth_cookie_expires"] = named[1]
-    return actor
+    with transaction(runtime.factory) as session:
+        live = resume_from_cookie(session, runtime.settings, token)
+    if live is not None:
+        _remember(live)
+    return live
+
+
+def _post(route: str, body: str) -> None:
+    """A zero-height frame whose script posts to one of our session routes; the answer's Set-Cookie does the rest."""
+    global _warned_unmounted
+    if not session_routes.mounted and not _warned_unmounted:
+        _warned_unmounted = True
+        log.warning("The dashboard was started without app.py: a reload signs operators out (`streamlit run app.py`)")
+    request = {
+        "method": "POST",
+        "credentials": "same-origin",
+        "headers": {session_routes.REQUEST_HEADER: "1", "Content-Type": "text/plain"},
+        "body": body,
+    }
+    script = f"fetch({json.dumps(session_routes.route_url(route))}, {json.dumps(request)});"
+    st.iframe(f"<script>{script}</script>", height="content", alt="session cookie")
+
+
+def _cookie_calls(live: LiveSession | None) -> None:
+    """Hand the browser its cookie while it has none yet; delete it once after this tab's session ended."""
+    if live is not None and live.cookie_pending and st.session_state.get(HANDOFF_KEY):
+        _post(session_routes.EXCHANGE, st.session_state[HANDOFF_KEY])
+    elif live is not None:
+        st.session_state.pop(HANDOFF_KEY, None)
+    if live is None and FORGET_COOKIE_KEY in st.session_state:
+        _post(session_routes.END, str(st.session_state.pop(FORGET_COOKIE_KEY)))
 
 
 def _first_admin_form(runtime: Runtime) -> None:
@@ -162,13 +256,14 @@ def _sign_in_form(runtime: Runtime) -> None:
         password = st.text_input("Password", type="password", key="sign_in_password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
+        attempt = SignInAttempt(_client(runtime), browser_cookie(session_routes.DEVICE_COOKIE))
         with transaction(runtime.factory) as session:
-            result = authenticate(session, runtime.settings, username, password)
+            result = authenticate(session, runtime.settings, username, password, attempt)
+            if result.actor is not None:
+                _begin(runtime, session, result.actor, "password")
         if result.actor is None:
             left.error(result.error or "Sign-in failed.")
         else:
-            _remember(result.actor, "password")
-            _issue_cookie(runtime, result.actor)
             st.rerun()
     if sso_configured():
         left.divider()
@@ -176,22 +271,33 @@ def _sign_in_form(runtime: Runtime) -> None:
             st.login()
 
 
-def _sso_user(runtime: Runtime) -> Actor | None:
+def _sso_session(runtime: Runtime) -> LiveSession | None:
+    """A fresh single sign-on identity starts a session; an old one (Streamlit keeps it 30 days) is sent back to
+    the provider."""
     if not sso_configured() or not st.user.is_logged_in:
         return None
+    issued = st.user.get("iat")
     with transaction(runtime.factory) as session:
-        result = sso_actor(session, runtime.settings, str(st.user.get("email") or ""), str(st.user.get("name") or ""))
+        result = sso_actor(
+            session,
+            runtime.settings,
+            str(st.user.get("email") or ""),
+            str(st.user.get("name") or ""),
+            issued_at=float(issued) if isinstance(issued, int | float) else None,
+        )
+        if result.actor is not None:
+            _begin(runtime, session, result.actor, "sso")
     if result.actor is None:
-        st.error(result.error or "Single sign-on was refused.")
-        st.stop()
-    _remember(result.actor, "sso")
-    _issue_cookie(runtime, result.actor)
-    return result.actor
+        st.session_state[NOTICE_KEY] = result.error or "Single sign-on was refused."
+        return None
+    with transaction(runtime.factory) as session:
+        return resume_session(session, runtime.settings, st.session_state[SESSION_KEY]["session_id"])
 
 
 def session_alive() -> bool:
-    """For live fragments: False (and the page reloads to the sign-in form) once the session is idle too long."""
-    if st.session_state.get(SESSION_KEY) and not _expired(app_runtime()):
+    """For live fragments: False (and the page reloads to the sign-in form) once the session has ended; a refresh
+    is not activity, so it does not keep an idle session alive."""
+    if st.session_state.get(SESSION_KEY) and _current(app_runtime(), touch=False) is not None:
         return True
     st.rerun()
     return False
@@ -200,37 +306,24 @@ def session_alive() -> bool:
 def require_signed_in(min_role: Role = Role.VIEWER) -> Actor:
     """The signed-in operator with at least `min_role`; otherwise the sign-in form or a refusal, and stop."""
     runtime = app_runtime()
-    if _expired(runtime):
-        sign_out(f"You were signed out after {runtime.settings.DASHBOARD_SESSION_IDLE_MINUTES:g} minutes idle.")
-    user = st.session_state.get(SESSION_KEY)
-    actor: Actor | None = None
-    if user:
-        with runtime.factory() as session:
-            actor = current_actor(session, user["username"])
-        if actor is None:
-            sign_out("Your account is no longer active.")
-    if actor is None and not user:
-        actor = _cookie_actor(runtime)
-        user = st.session_state.get(SESSION_KEY)
-    if actor is None:
-        actor = _sso_user(runtime)
-    if actor is None:
-        _write_cookie()
+    live = _current(runtime, touch=True)
+    if live is None and not st.session_state.get(SESSION_KEY):
+        live = _sso_session(runtime)
+    _cookie_calls(live)
+    if live is None:
         _sign_in_form(runtime)
         st.stop()
-    assert actor is not None
-    _remember(actor, st.session_state[SESSION_KEY]["method"] if user else "sso")
-    if st.session_state.get("auth_cookie_expires", 0) - time.time() < _cookie_lifetime(runtime) / 2:
-        _issue_cookie(runtime, actor)
-    _write_cookie()
-    _sidebar(actor)
+    assert live is not None
+    actor = live.actor
+    _remember(live)
+    _sidebar(runtime, actor)
     if RANK[actor.role] < RANK[min_role]:
         st.error(f"This page needs the {min_role.value} role or above; you are signed in as {actor.role.value}.")
         st.stop()
     return actor
 
 
-def _sidebar(actor: Actor) -> None:
+def _sidebar(runtime: Runtime, actor: Actor) -> None:
     with st.sidebar:
         st.caption(f"Signed in as **{actor.username}** · {actor.role.value}")
         if st.button("Sign out", key="sign_out"):
@@ -239,6 +332,41 @@ def _sidebar(actor: Actor) -> None:
             if method == "sso":
                 st.logout()
             st.rerun()
+        if st.button(
+            "Sign out everywhere",
+            key="sign_out_everywhere",
+            help="Ends your sessions in every browser, this one included (a lost laptop, a shared computer).",
+        ):
+            user = st.session_state[SESSION_KEY]
+            with transaction(runtime.factory) as session:
+                ended = sign_out_everywhere(session, actor, actor.username)
+            _forget(user["session_id"], f"You are signed out in every browser ({ended} session(s) ended).")
+            if user["method"] == "sso":
+                st.logout()
+            st.rerun()
+
+
+def sessions_panel(runtime: Runtime, actor: Actor, username: str, container: DeltaGenerator) -> None:
+    """An admin's view of one operator's open sessions, with "sign out everywhere" for them."""
+    with runtime.factory() as session:
+        rows = open_sessions(session, runtime.settings, username)
+    container.markdown(f"**Open sessions: {len(rows)}**")
+    for row in rows:  # plain text: the browser's description is whatever the browser sent
+        container.text(
+            f"since {row.created_at:%Y-%m-%d %H:%M} UTC · last active {row.last_seen_at:%H:%M} · ends by "
+            f"{row.expires_at:%Y-%m-%d %H:%M} · {row.method} · {row.client_hint}"
+        )
+    if container.button(f"Sign {username} out everywhere", key=f"operator_sign_out_everywhere_{username}"):
+        try:
+            with transaction(runtime.factory) as session:
+                ended = sign_out_everywhere(session, actor, username)
+        except (PermissionDeniedError, LookupError) as error:
+            container.error(f"Not signed out: {error}")
+            return
+        st.session_state[NOTICE_KEY] = f"{username}: {ended} session(s) ended."
+        st.rerun()
+    if (notice := st.session_state.get(NOTICE_KEY)) and notice.startswith(f"{username}: "):
+        container.success(st.session_state.pop(NOTICE_KEY))
 
 
 def allowed(actor: Actor, role: Role) -> bool:

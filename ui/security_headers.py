@@ -1,6 +1,6 @@
 """The HTTP headers that keep the dashboard out of other sites' frames, added to every response Streamlit sends.
 
-Streamlit has no option for response headers; its documented ASGI entry point (`st.App`, see dashboard.py) takes
+Streamlit has no option for response headers; its documented ASGI entry point (`st.App`, see app.py) takes
 Starlette middleware, and this is one: plain ASGI, it touches only the headers of HTTP responses (WebSockets pass).
 """
 

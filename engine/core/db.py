@@ -16,6 +16,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.core.private_files import create_private_file, private_directory
+
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _local_locks: dict[str, threading.Lock] = {}
@@ -27,7 +29,8 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_directory(Path(parsed.database).parent)
+            create_private_file(Path(parsed.database))  # SQLite gives its -wal and -shm files the same mode
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
@@ -98,6 +101,17 @@ def exclusive(engine: Engine, name: str) -> Iterator[bool]:
     finally:
         if acquired:
             lock.release()
+
+
+def serialize_transaction(session: Session, name: str) -> None:
+    """Make transactions that call this with the same `name` run one after the other, until this one ends.
+
+    A PostgreSQL transaction-level advisory lock (waits, released at commit or rollback), so a check-then-insert
+    such as "no admin yet, create one" cannot run twice at once on any replica. SQLite needs nothing: every
+    transaction here begins IMMEDIATE and so holds the database's write lock already.
+    """
+    if is_postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(name)})
 
 
 @contextmanager

@@ -364,10 +364,49 @@ class Operator(Base):
     role: Mapped[str] = mapped_column(String(20))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column()
     last_login_at: Mapped[datetime | None] = mapped_column()
+    sessions_ended_at: Mapped[datetime | None] = mapped_column()
+    """When all of this person's sessions were last ended (everywhere, password, deactivation, role): a single
+    sign-on identity issued before it starts no new session."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OperatorSession(Base):
+    """One sign-in of an operator, shared by every browser tab and every copy of its cookie.
+
+    The cookie holds a random token; only its SHA-256 is kept here, so a copy of this table signs nobody in.
+    Ending the row (sign-out, password change, deactivation, role change, "sign out everywhere") ends every copy
+    at once. It lives until it is idle for DASHBOARD_SESSION_IDLE_MINUTES or reaches `expires_at`, which is never
+    moved.
+    """
+
+    __tablename__ = "operator_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    """SHA-256 of the cookie's token; empty until the browser has fetched its cookie."""
+    handoff_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    """SHA-256 of the one-time code the page exchanges for the HttpOnly cookie; cleared when used."""
+    handoff_expires_at: Mapped[datetime | None] = mapped_column()
+    method: Mapped[str] = mapped_column(String(20))
+    client_hint: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    revoked_reason: Mapped[str | None] = mapped_column(String(40))
+
+
+class SignInThrottle(Base):
+    """Failed sign-ins counted per name typed (whether or not such an account exists), per client address and per
+    trusted browser; the key is an HMAC, so neither a name nor an address is kept in clear."""
+
+    __tablename__ = "sign_in_throttles"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class AuditEntry(Base):

@@ -6,12 +6,13 @@ the variable, so an operator knows exactly what to fix. Secrets are `SecretStr`:
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors import registry
@@ -157,8 +158,22 @@ class CoreSettings(BaseSettings):
 
     # Dashboard and sign-in
     DASHBOARD_SESSION_IDLE_MINUTES: float = Field(default=30.0, gt=0)
+    DASHBOARD_SESSION_MAX_HOURS: float = Field(default=12.0, gt=0)
+    """A session ends this long after sign-in, however active it is: a stolen cookie dies with it."""
     DASHBOARD_MAX_FAILED_LOGINS: int = Field(default=5, ge=1)
-    DASHBOARD_LOCKOUT_MINUTES: float = Field(default=15.0, gt=0)
+    """Failed sign-ins (per name typed, per client, per trusted browser) before each next attempt must wait."""
+    DASHBOARD_SIGN_IN_MAX_DELAY_MINUTES: float = Field(
+        default=15.0,
+        gt=0,
+        validation_alias=AliasChoices("DASHBOARD_SIGN_IN_MAX_DELAY_MINUTES", "DASHBOARD_LOCKOUT_MINUTES"),
+    )
+    """The longest wait the back-off imposes (the wait doubles from 1 s); the old name is still read."""
+    DASHBOARD_SESSION_SECRET: SecretStr = SecretStr("")
+    """Keys the trusted-browser cookies and the sign-in back-off's counters; unset: a random key generated once
+    and kept in DATA_DIR/session-signing-key. Dashboard replicas that do not share DATA_DIR need the same value."""
+    DASHBOARD_TRUSTED_PROXIES: str = ""
+    """Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For names the client; a proxy on
+    the loopback interface is always believed."""
     DASHBOARD_SSO_DEFAULT_ROLE: Literal["viewer", "agent", "lead", "admin"] = "viewer"
     DASHBOARD_REFRESH_SECONDS: float = Field(default=10.0, ge=1)
     DASHBOARD_PAGE_SIZE: int = Field(default=50, ge=10, le=500)
@@ -173,6 +188,16 @@ class CoreSettings(BaseSettings):
         senders = [entry.name for entry in registry.connectors() if entry.transport is not None]
         if value not in ("database", *senders):
             raise ValueError(f"must be one of: database, {', '.join(senders)}")
+        return value
+
+    @field_validator("DASHBOARD_TRUSTED_PROXIES")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        for part in filter(None, (item.strip() for item in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"{part!r} is not an IP address or network such as 10.0.0.0/8") from None
         return value
 
     @field_validator("DESK_PUBLIC_URL")

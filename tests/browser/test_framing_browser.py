@@ -1,5 +1,5 @@
 """Clickjacking in headless Chromium: a page of another origin that frames the dashboard gets an error page, not the
-dashboard (the headers of ui/security_headers.py, served by dashboard.py)."""
+dashboard (the headers of ui/security_headers.py, served by app.py)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.browser.conftest import CHROMIUM_ARGS, go, shoot
 from tests.pages.conftest import PASSWORD
+from tests.waiting import wait_until
 from ui.glossary import INTERNAL_IDENTIFIERS, TELLTALES
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -39,7 +40,11 @@ def test_every_page_and_tab_reads_in_human_words_and_fits(dashboard: tuple[str, 
         page.get_by_role("textbox", name="Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("heading", name="Today")).to_be_visible()
-        page.wait_for_function("document.cookie.includes('nts_session=')")
+        wait_until(  # HttpOnly: set by the server, invisible to document.cookie
+            lambda: any(cookie["name"] == "nts_session" for cookie in page.context.cookies()),
+            timeout=60,
+            what="the session cookie",
+        )
         page.reload()
         expect(page.get_by_role("heading", name="Today")).to_be_visible()
         expect(page.get_by_role("button", name="Sign in")).to_have_count(0)

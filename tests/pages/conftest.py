@@ -6,7 +6,6 @@ runs with ENGINE_ENABLED=false (no scheduler inside pytest).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +14,13 @@ import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
+from engine.core.db import make_engine, make_session_factory
 from engine.core.enums import Role
 from engine.core.settings import Settings, get_settings
 from engine.operators.actions import Actor
 from engine.operators.auth import create_first_admin, create_operator
 from kb.store import reset_caches
+from tests.factories import operator_session
 from tests.kb.embeddings_emulator import EmbeddingsEmulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,18 +72,24 @@ def app(
     reset_caches()
 
 
+def signed_in_state(user: str) -> dict[str, object]:
+    """What a browser session holds after `user` signed in: a new server-side session's id."""
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    try:
+        started = operator_session(make_session_factory(engine), settings, user)
+    finally:
+        engine.dispose()
+    return {"username": user, "role": OPERATORS[user].value, "method": "password", "session_id": started.id}
+
+
 def open_page(page: str, user: str | None = "ann", **query: str) -> AppTest:
     """Run `page` (e.g. "pages/1_Queue.py") signed in as `user`, or signed out with None."""
     at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=60)
     if page != "Home.py":
         at.switch_page(page)
     if user:
-        at.session_state["auth_user"] = {
-            "username": user,
-            "role": OPERATORS[user].value,
-            "method": "password",
-            "last_seen": time.time(),
-        }
+        at.session_state["auth_user"] = signed_in_state(user)
     for key, value in query.items():
         at.query_params[key] = value
     return at.run()

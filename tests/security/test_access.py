@@ -24,7 +24,13 @@ from engine.core.enums import Role, TicketStatus
 from engine.core.models import AuditEntry, Base, KbDocument, OutboxMessage
 from engine.core.settings import Settings
 from engine.operators.actions import RANK, Actor, PermissionDeniedError
-from engine.operators.auth import OperatorError, authenticate, create_first_admin, create_operator
+from engine.operators.auth import (
+    OperatorError,
+    SignInAttempt,
+    authenticate,
+    create_first_admin,
+    create_operator,
+)
 from tests.factories import drafted, own_transactions
 
 CHECKS_ONLY = {"require"}
@@ -121,6 +127,14 @@ WRITES: dict[str, tuple[Role, Call]] = {
         Role.ADMIN,
         lambda d, a: engine.operators.auth.update_operator(d.session, a, a.username, role=Role.ADMIN),
     ),
+    "lift_sign_in_delay": (
+        Role.ADMIN,
+        lambda d, a: engine.operators.auth.lift_sign_in_delay(d.session, d.settings, a, "agent"),
+    ),
+    "sign_out_everywhere": (
+        Role.ADMIN,  # for someone else; anyone may for themself
+        lambda d, a: engine.operators.auth.sign_out_everywhere(d.session, a, "someone-else"),
+    ),
 }
 
 
@@ -188,10 +202,11 @@ def test_a_wrong_password_appears_in_no_log_line_and_no_audit_entry(
     create_first_admin(desk.session, "ada", "the right password")
     with caplog.at_level(logging.DEBUG):
         for username in ("ada", "agent", "nobody", wrong):
-            assert authenticate(desk.session, desk.settings, username, wrong).actor is None
+            attempt = SignInAttempt("203.0.113.9")
+            assert authenticate(desk.session, desk.settings, username, wrong, attempt).actor is None
         desk.session.commit()
     logged = [str(vars(record)) for record in caplog.records]
     assert [line for line in logged if wrong in line] == []
     audit = desk.session.scalars(select(AuditEntry)).all()
-    assert [entry.action for entry in audit if entry.action.startswith("sign_in")] == ["sign_in_failed"] * 2
+    assert [entry.action for entry in audit if entry.action.startswith("sign_in")] == ["sign_in_failed"] * 4
     assert [entry for entry in audit if wrong in f"{entry.actor} {entry.target_id} {entry.details}"] == []

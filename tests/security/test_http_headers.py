@@ -1,4 +1,4 @@
-"""The dashboard as served (`streamlit run dashboard.py`) answers every HTTP request with the headers that keep it out
+"""The dashboard as served (`streamlit run app.py`) answers every HTTP request with the headers that keep it out
 of other sites' frames; checked with real requests to the app on a loopback port."""
 
 from __future__ import annotations

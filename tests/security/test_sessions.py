@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.db import make_engine, upgrade_database
+from engine.core.models import OperatorSession, utcnow
 from engine.core.settings import Settings
-from tests.factories import new_ticket
+from tests.factories import age_session, new_ticket
 from tests.pages.conftest import open_page, texts
 
 
 @pytest.fixture
 def database_url(tmp_path: Path) -> Iterator[str]:
-    """Session expiry lives in the browser session, not the database: SQLite is enough here."""
+    """What a page does with an ended session does not depend on the database: SQLite is enough here."""
     url = f"sqlite:///{tmp_path / 'test.db'}"
     engine = make_engine(url)
     upgrade_database(engine)
@@ -31,18 +32,21 @@ def test_an_idle_session_on_a_ticket_is_signed_out_and_shows_no_ticket(
     ticket_id = new_ticket(session_factory, app, subject="Payroll export for the board")
     at = open_page("pages/2_Ticket.py", "lee", id=str(ticket_id))
     assert "Payroll export" in at.title[0].value
-    idle = app.DASHBOARD_SESSION_IDLE_MINUTES * 60
-    at.session_state["auth_user"] = {**at.session_state["auth_user"], "last_seen": time.time() - idle - 1}
+    idle = timedelta(minutes=app.DASHBOARD_SESSION_IDLE_MINUTES, seconds=1)
+    age_session(session_factory, at.session_state["auth_user"]["session_id"], idle=idle)
     at.run()
     assert "auth_user" not in at.session_state
     assert [button.label for button in at.button] == ["Sign in"]
     assert "Payroll export" not in texts(at) and not at.dataframe
 
 
-def test_activity_keeps_a_session_alive(app: Settings) -> None:
+def test_activity_keeps_a_session_alive(app: Settings, session_factory: sessionmaker[Session]) -> None:
     at = open_page("Home.py", "ann")
-    almost = time.time() - app.DASHBOARD_SESSION_IDLE_MINUTES * 60 + 60
-    at.session_state["auth_user"] = {**at.session_state["auth_user"], "last_seen": almost}
+    session_id = at.session_state["auth_user"]["session_id"]
+    almost = timedelta(minutes=app.DASHBOARD_SESSION_IDLE_MINUTES) - timedelta(minutes=1)
+    age_session(session_factory, session_id, idle=almost)
     at.run()
-    assert at.session_state["auth_user"]["last_seen"] > almost + 30, "each page run counts as activity"
     assert at.title[0].value == "Today"
+    with session_factory() as session:
+        last_seen = session.get(OperatorSession, session_id).last_seen_at
+    assert utcnow() - last_seen < almost / 2, "each page run counts as activity"

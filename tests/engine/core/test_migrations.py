@@ -130,3 +130,28 @@ def test_0013_links_tickets_and_makes_ticket_knowledge_derived_again(engine: Eng
     _migrate(engine, "0011")
     assert "related_ticket_id" not in {column["name"] for column in inspect(engine).get_columns("tickets")}
     _migrate(engine, "head")  # the PostgreSQL database is shared by the whole run
+
+
+def test_0015_keeps_operators_drops_the_lock_out_and_adds_sessions(engine: Engine) -> None:
+    """A locked-out operator keeps the account and loses the lock: failures now only delay, per name and client."""
+    _migrate(engine, "0014")
+    now = utcnow()
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO operators (username, display_name, role, password_hash, is_active, failed_logins, "
+                "locked_until, created_at) VALUES ('ada', 'Ada', 'admin', 'x', true, 4, :now, :now)"
+            ).bindparams(sa.bindparam("now", now, type_=UTCDateTime())),
+        )
+    _migrate(engine, "head")
+    columns = {column["name"] for column in inspect(engine).get_columns("operators")}
+    assert "failed_logins" not in columns and "locked_until" not in columns and "sessions_ended_at" in columns
+    assert {"operator_sessions", "sign_in_throttles"} <= set(inspect(engine).get_table_names())
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT username, role FROM operators")).all() == [("ada", "admin")]
+    _migrate(engine, "0014")
+    assert "operator_sessions" not in set(inspect(engine).get_table_names())
+    assert "failed_logins" in {column["name"] for column in inspect(engine).get_columns("operators")}
+    with engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM operators"))
+    _migrate(engine, "head")  # the PostgreSQL database is shared by the whole run
