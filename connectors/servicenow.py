@@ -28,6 +28,7 @@ from pydantic import Field, SecretStr, ValidationError
 from connectors.base import (
     AttachmentIn,
     ConnectorSettings,
+    OpenBacklog,
     PolledPage,
     RejectedItem,
     Required,
@@ -282,28 +283,70 @@ class ServiceNowSource:
     def _poll_table(self, table: str, positions: dict[str, Any]) -> Iterator[PolledPage]:
         position = positions.get(table) or {"updated": positions["start_at"], "sys_id": ""}
         for records in self._records_after(table, position):
-            readable = [record for record in records if isinstance(record, dict) and record.get("sys_id")]
-            files = self._attachments(table, readable)
-            items: list[TicketIn] = []
-            rejected = [
-                RejectedItem(None, "record without a sys_id", json.dumps(record, default=str)[:100_000])
-                for record in records
-                if record not in readable
-            ]
-            for record in readable:
-                try:
-                    items.append(self.to_ticket_in(table, record, files.get(record["sys_id"], [])))
-                except (ValueError, ValidationError, KeyError, TypeError, ConnectorError) as error:
-                    rejected.append(
-                        RejectedItem(
-                            f"{table}:{record['sys_id']}",
-                            f"{NAME} {table} {record.get('number') or record['sys_id']}: {error}"[:2000],
-                            json.dumps(record, default=str)[:100_000],
-                        )
-                    )
+            items, rejected = self._items(table, records)
             positions[table] = _position(records[-1], position)
             position = positions[table]
             yield PolledPage(items=items, cursor=json.dumps(positions, sort_keys=True), rejected=rejected)
+
+    def _items(self, table: str, records: list[Any]) -> tuple[list[TicketIn], list[RejectedItem]]:
+        """A page of records as source items, each unreadable one kept whole as rejected."""
+        readable = [record for record in records if isinstance(record, dict) and record.get("sys_id")]
+        files = self._attachments(table, readable)
+        items: list[TicketIn] = []
+        rejected = [
+            RejectedItem(None, "record without a sys_id", json.dumps(record, default=str)[:100_000])
+            for record in records
+            if record not in readable
+        ]
+        for record in readable:
+            try:
+                items.append(self.to_ticket_in(table, record, files.get(record["sys_id"], [])))
+            except (ValueError, ValidationError, KeyError, TypeError, ConnectorError) as error:
+                rejected.append(
+                    RejectedItem(
+                        f"{table}:{record['sys_id']}",
+                        f"{NAME} {table} {record.get('number') or record['sys_id']}: {error}"[:2000],
+                        json.dumps(record, default=str)[:100_000],
+                    )
+                )
+        return items, rejected
+
+    def _window_start(self, cursor: str | None) -> str:
+        return str(_decode_cursor(cursor).get("start_at") or self.start_at or utcnow_timestamp())
+
+    def open_before_window(self, cursor: str | None) -> OpenBacklog:
+        """Open records (state not Resolved, Closed or Canceled) last updated before the window, counted by the
+        Table API's `X-Total-Count` on a one-record page."""
+        start = self._window_start(cursor)
+        count = 0
+        for table in self.client.tables:
+            _, total = self.client.page(table, _open_before(start), 1, 0)
+            if total is None:  # an instance that does not send the header: count the pages
+                total = sum(len(page) for page in self._open_pages(table, start))
+            count += total
+        return OpenBacklog(count=count, window_start=start)
+
+    def open_backlog(self, cursor: str | None) -> Iterator[PolledPage]:
+        """The open records before the window, oldest first, as backlog tickets; see `BacklogSource`."""
+        start = self._window_start(cursor)
+        self._warned = set()
+        for table in self.client.tables:
+            for records in self._open_pages(table, start):
+                items, rejected = self._items(table, records)
+                marked = [item.model_copy(update={"additional_info": {**item.additional_info, "backlog": True}})
+                          for item in items]  # fmt: skip
+                yield PolledPage(items=marked, cursor=None, rejected=rejected)
+
+    def _open_pages(self, table: str, start: str) -> Iterator[list[dict[str, Any]]]:
+        query = _open_before(start) + "^ORDERBYsys_updated_on^ORDERBYsys_id"
+        offset = 0
+        while True:
+            records, total = self.client.page(table, query, self.page_size, offset)
+            if records:
+                yield records
+            offset += len(records)
+            if len(records) < self.page_size or (total is not None and offset >= total):
+                return
 
     def _poll_comments(self, table: str, positions: dict[str, Any]) -> Iterator[PolledPage]:
         """Callers' portal comments on this table's records, as replies; our own entries are never replies."""
@@ -477,6 +520,11 @@ def journal_text(text: str, quote: str = "") -> str:
     if quote:
         text += "\n" + "\n".join(f"> {line}" for line in quote.splitlines() or [""])
     return CODE_TAG.sub(lambda match: f"［{match.group(1)}］", text)
+
+
+def _open_before(start: str) -> str:
+    """Records not finished (see FINISHED_STATES) and last updated before `start`."""
+    return f"sys_updated_on<{start}^stateNOT IN{','.join(FINISHED_STATES)}"
 
 
 def _reference(value: Any) -> str | None:

@@ -2,7 +2,8 @@
 
 Follows the ServiceNow REST API reference: Table API
 (https://docs.servicenow.com/bundle/kingston-application-development/page/integrate/inbound-rest/concept/c_TableAPI.html:
-`sysparm_query` encoded queries with `^`, `^NQ`, `ORDERBY`/`ORDERBYDESC`, `IN`; `sysparm_limit`,
+`sysparm_query` encoded queries with `^`, `^NQ`, `ORDERBY`/`ORDERBYDESC`, `IN`, `NOT IN` (the encoded forms of
+the condition operators, docs.servicenow.com "Operators available for filters and queries"); `sysparm_limit`,
 `sysparm_offset`, `sysparm_fields`, `sysparm_exclude_reference_link`; `{"result": ...}` bodies;
 `X-Total-Count` and a `Link` header with first/prev/next/last; PATCH merges fields and appends
 `work_notes`/`comments` to the journal, which reads back as table `sys_journal_field` with `element_id`,
@@ -37,7 +38,7 @@ from urllib.parse import urlencode
 
 from tests.emulators.base import Emulator, Request, Response
 
-CONDITION = re.compile(r"^([a-z_.]+?)(>=|<=|!=|>|<|=|IN|STARTSWITH|LIKE)(.*)$")
+CONDITION = re.compile(r"^([a-z_.]+?)(>=|<=|!=|>|<|=|NOT IN|IN|STARTSWITH|LIKE)(.*)$")
 
 
 def failure(status: int, message: str, detail: str = "") -> Response:
@@ -271,6 +272,7 @@ class ServiceNowEmulator(Emulator):
                     "<": actual < expected,
                     "<=": actual <= expected,
                     "IN": actual in expected.split(","),
+                    "NOT IN": actual not in expected.split(","),
                     "STARTSWITH": actual.startswith(expected),
                     "LIKE": expected in actual,
                 }[op]
