@@ -159,17 +159,36 @@ class CircuitBreaker:
                     not_sent=True,
                 )
 
-    def record_success(self) -> None:
+    def probe(self) -> None:
+        """Let the next call through now as the half-open trial, instead of after `reset_seconds`: a poller calls
+        this on its own interval, so a source that is back is read again within one poll interval."""
         with self._lock:
+            if self.opened_at is not None:
+                self.opened_at = min(self.opened_at, self.clock() - self.reset_seconds)
+
+    def record_success(self) -> None:
+        """Close the breaker; the one line that says calls go through again."""
+        with self._lock:
+            if self.opened_at is not None:
+                log.warning("%s: reachable again after %s failed calls; calls resume", self.name, self.failures)
             self.failures = 0
             self.opened_at = None
             self.last_error = None
 
     def record_failure(self, error: str) -> None:
+        """Count a failed call; the one line when the breaker opens (a failed half-open trial re-opens it quietly)."""
         with self._lock:
             self.failures += 1
             self.last_error = error[:300]
             if self.failures >= self.threshold or self.opened_at is not None:
+                if self.opened_at is None:
+                    log.warning(
+                        "%s: %s failed calls in a row, pausing calls (a trial call every poll or after %.0fs): %s",
+                        self.name,
+                        self.failures,
+                        self.reset_seconds,
+                        self.last_error,
+                    )
                 self.opened_at = self.clock()
 
 

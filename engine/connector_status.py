@@ -54,6 +54,8 @@ class ConnectorStatus:
     """A ticket source (polled for tickets), as opposed to a mail transport or a search service."""
     failing: bool = False
     """Set up, and its configuration is broken, its last run failed, or it cannot be reached or log in now."""
+    tested: bool = False
+    """Reachable and authenticated come from a call made just now, not from the last run."""
     before_window: int | None = None
     """Open records at the source last changed before its start window, which polls never read (None: unknown)."""
     window_start: str | None = None
