@@ -53,6 +53,7 @@ from connectors.http import (
     read_capped,
     same_origin,
     url_host,
+    verify_setting,
 )
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,9 @@ class JiraSettings(ConnectorSettings):
     JIRA_USERNAME: Annotated[str, Required("the account's e-mail address")] = ""
     JIRA_API_TOKEN: Annotated[SecretStr, Required("Atlassian account → Security → API tokens")] = SecretStr("")
     JIRA_SSL_VERIFY: bool = True
+    JIRA_CA_BUNDLE: str = ""
+    """A private CA's PEM file, added to the system trust store for this connector only (CONNECTOR_CA_BUNDLE, by
+    contrast, replaces the store for every connector)."""
     JIRA_PROJECTS: str = ""
     JIRA_JQL: str = ""
     JIRA_TIMEZONE: str = ""
@@ -149,7 +153,7 @@ class JiraSource:
         """Connected on first use: the constructor asks the server for its version and deployment type."""
         if self._client is None:
             settings = self.settings
-            verify: bool | str = settings.CONNECTOR_CA_BUNDLE or settings.JIRA_SSL_VERIFY
+            verify: bool | str = settings.JIRA_SSL_VERIFY and verify_setting(settings, settings.JIRA_CA_BUNDLE)
 
             def connect() -> JIRA:
                 client = JIRA(

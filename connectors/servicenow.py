@@ -78,6 +78,9 @@ class ServiceNowSettings(ConnectorSettings):
     SNOW_EXTRA_TABLES: str = ""
     SNOW_POLL_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
     SNOW_START_AT: str = ""
+    SNOW_CA_BUNDLE: str = ""
+    """A private CA's PEM file, added to the system trust store for this connector only (CONNECTOR_CA_BUNDLE, by
+    contrast, replaces the store for every connector)."""
     SNOW_RESOLVED_CLOSE_CODE: str = "Solution provided"
     SNOW_CLOSE_NOTES_DEFAULT: str = "Closed by the support desk"
     SNOW_ASSIGNMENT_GROUPS: dict[str, str] = Field(default_factory=dict)
@@ -117,7 +120,7 @@ class ServiceNowClient:
             instance,
             policy=policy_from_settings(settings),
             auth=(settings.SNOW_AUTH_USERNAME, settings.SNOW_AUTH_PASSWORD.get_secret_value()),
-            verify=verify_setting(settings),
+            verify=verify_setting(settings, settings.SNOW_CA_BUNDLE),
             sleep=sleep,
             breaker=breaker_from_settings(NAME, settings),
         )
