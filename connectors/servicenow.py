@@ -8,12 +8,15 @@ was missed, and if something was, the rest of the run pages by `sysparm_offset` 
 plus the start of the window (SNOW_START_AT, else the moment of the first poll), so a restart moves nothing.
 
 Incidents already resolved, closed or cancelled when polled are sent as history; callers' portal comments
-(`sys_journal_field`, element `comments`) are sent as comments on their incident. Attachments and journal
-entries are read where the integration user may read them, and skipped with one warning per run where not.
+(`sys_journal_field`, element `comments`) are sent as comments on their incident; a least-privilege user who may
+not read sys_journal_field gets them from each changed record's own `comments` field (display value), one entry
+at a time by its (time, author). Attachments are read where the integration user may, and skipped with one
+warning per run where not.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -144,6 +147,19 @@ class ServiceNowClient:
         total = response.headers.get("X-Total-Count", "")
         return _result_list(body, f"table {table}"), int(total) if total.isdigit() else None
 
+    def display_values(self, table: str, sys_ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
+        """Records as the instance displays them (`sysparm_display_value=true`): journal fields as their entries."""
+        body = self.http.get_json(
+            f"api/now/table/{table}",
+            params={
+                "sysparm_query": f"sys_idIN{','.join(sys_ids)}",
+                "sysparm_fields": ",".join(fields),
+                "sysparm_display_value": "true",
+                "sysparm_limit": len(sys_ids),
+            },
+        )
+        return _result_list(body, table)
+
     def user_by_name(self, user_name: str) -> dict[str, Any] | None:
         rows = self.records("sys_user", f"user_name={user_name}", 1)
         return rows[0] if rows else None
@@ -205,7 +221,7 @@ class ServiceNowClient:
         missing += _unreadable(
             lambda: self.records("sys_journal_field", "element=comments", 1),
             "sys_journal_field",
-            "read callers' comments and check notes after a lost answer",
+            "check notes after a lost answer (callers' comments are then read from each record's `comments`)",
         )
         return missing
 
@@ -365,7 +381,61 @@ class ServiceNowSource:
         except (AuthenticationError, NotFoundError) as error:
             if error.status == 401:
                 raise
-            self._warn_once("journal", f"callers' comments not read: grant read on sys_journal_field ({error})")
+            self._warn_once(
+                "journal",
+                f"sys_journal_field not readable ({error.status}): callers' comments are read from each changed "
+                f"record's `comments` field instead; grant read on sys_journal_field to read them directly",
+            )
+            yield from self._poll_comments_on_records(table, positions)
+
+    def _poll_comments_on_records(self, table: str, positions: dict[str, Any]) -> Iterator[PolledPage]:
+        """Least privilege: the record's own journal field (`comments` with `sysparm_display_value=true`: entries
+        "<time> - <author> (Additional comments)\n<text>", newest first) of each record changed since the last
+        read; each entry's id is its (time, author), so ingest keeps it once however often the record changes."""
+        key = f"{table}:comments"
+        position = positions.get(key) or {"updated": positions["start_at"], "sys_id": ""}
+        for records in self._records_after(table, position):
+            sys_ids = [str(r["sys_id"]) for r in records if isinstance(r, dict) and r.get("sys_id")]
+            shown = self.client.display_values(table, sys_ids, ["sys_id", "comments"]) if sys_ids else []
+            callers = {str(r["sys_id"]): _reference(r.get("caller_id")) for r in records if isinstance(r, dict)}
+            items = []
+            for record in shown:
+                sys_id = str(record.get("sys_id") or "")
+                for at, author, text in journal_entries(str(record.get("comments") or "")):
+                    if (
+                        item := self._display_comment(table, sys_id, callers.get(sys_id), at, author, text)
+                    ) is not None:
+                        items.append(item)
+            positions[key] = _position(records[-1], position)
+            position = positions[key]
+            yield PolledPage(items=items, cursor=json.dumps(positions, sort_keys=True))
+
+    def _display_comment(
+        self, table: str, sys_id: str, caller: str | None, at: str, author: str, text: str
+    ) -> TicketIn | None:
+        """One entry of a record's `comments` display value as a reply, when its author is a person with an
+        e-mail address (the caller, or one sys_user of that name) and it is not one of ours."""
+        if not text.strip() or OUR_MARKER in text:
+            return None
+        email, name = self._person(caller)
+        if name != author:
+            users = self.client.records("sys_user", f"name={author}", 2)
+            if len(users) != 1 or str(users[0].get("user_name") or "") == self.username:
+                return None
+            email, name = str(users[0].get("email") or "") or None, author
+        if not email:
+            return None
+        fingerprint = hashlib.sha256(f"{at}\x00{author}".encode()).hexdigest()[:32]
+        return TicketIn(
+            source=NAME,
+            external_id=f"{table}:{sys_id}:comments:{fingerprint}",
+            kind="comment",
+            parent_external_id=f"{table}:{sys_id}",
+            requester_email=email,
+            requester_name=name,
+            requester_name_from_directory=True,
+            body=text,
+        )
 
     def _comment(self, table: str, entry: dict[str, Any]) -> TicketIn | None:
         author = str(entry.get("sys_created_by") or "")
@@ -523,6 +593,21 @@ def journal_text(text: str, quote: str = "") -> str:
     if quote:
         text += "\n" + "\n".join(f"> {line}" for line in quote.splitlines() or [""])
     return CODE_TAG.sub(lambda match: f"［{match.group(1)}］", text)
+
+
+JOURNAL_ENTRY = re.compile(r"^(?P<at>\S[^\n]*?) - (?P<author>[^\n]+?) \(Additional comments\)[ \t]*$", re.MULTILINE)
+
+
+def journal_entries(display: str) -> list[tuple[str, str, str]]:
+    """(time, author, text) of each entry of a journal field's display value, oldest first. ServiceNow shows the
+    entries newest first, each as "<time> - <author> (Additional comments)" on a line of its own, then its text."""
+    headers = list(JOURNAL_ENTRY.finditer(display))
+    entries = []
+    for index, header in enumerate(headers):
+        following = headers[index + 1] if index + 1 < len(headers) else None
+        text = display[header.end() : following.start() if following else len(display)].strip("\n").rstrip()
+        entries.append((header["at"].strip(), header["author"].strip(), text.strip()))
+    return entries[::-1]
 
 
 def _open_before(start: str) -> str:
