@@ -241,6 +241,33 @@ class TicketSource(Protocol):
 
 
 @dataclass(frozen=True)
+class OpenBacklog:
+    """Records still open at a source whose last change lies before its start window: polls never read them."""
+
+    count: int
+    window_start: str
+    """The start of the window, as the source writes its timestamps (UTC)."""
+    approximate: bool = False
+    """The vendor only estimates the count (Jira Cloud's approximate-count)."""
+
+
+@runtime_checkable
+class BacklogSource(Protocol):
+    """A source that can say how much open work lies before its start window and hand it over on request."""
+
+    name: str
+
+    def open_before_window(self, cursor: str | None) -> OpenBacklog:
+        """Count the open records last changed before the window that `cursor` (or the first poll) starts."""
+        ...
+
+    def open_backlog(self, cursor: str | None) -> Iterator[PolledPage]:
+        """Pages of those records as tickets (`additional_info["backlog"]`); the pages carry no cursor, so taking
+        the backlog never moves the poll."""
+        ...
+
+
+@dataclass(frozen=True)
 class OutgoingAttachment:
     filename: str
     content_type: str

@@ -86,6 +86,9 @@ class GraphMailSettings(ConnectorSettings):
     MS_GRAPH_BASE_URL: str = "https://graph.microsoft.com/v1.0"
     MS_GRAPH_FOLDER: str = "inbox"
     MS_GRAPH_POLL_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
+    MS_GRAPH_CA_BUNDLE: str = ""
+    """A private CA's PEM file, added to the system trust store for this connector only (CONNECTOR_CA_BUNDLE, by
+    contrast, replaces the store for every connector)."""
 
 
 def configuration_problems(settings: GraphMailSettings) -> list[str]:
@@ -121,7 +124,7 @@ class GraphToken(requests.auth.AuthBase):
                     settings.MS_GRAPH_CLIENT_ID,
                     client_credential=settings.MS_GRAPH_CLIENT_SECRET.get_secret_value(),
                     authority=f"{settings.MS_GRAPH_AUTHORITY_HOST.rstrip('/')}/{settings.MS_GRAPH_TENANT_ID}",
-                    http_client=VerifyingSession(verify_setting(settings)),
+                    http_client=VerifyingSession(verify_setting(settings, settings.MS_GRAPH_CA_BUNDLE)),
                     instance_discovery=settings.MS_GRAPH_AUTHORITY_HOST == "https://login.microsoftonline.com",
                     timeout=(settings.CONNECTOR_CONNECT_TIMEOUT_SECONDS, settings.CONNECTOR_READ_TIMEOUT_SECONDS),
                 )
@@ -184,7 +187,7 @@ class GraphMailSource:
             policy=policy_from_settings(settings),
             auth=self.auth,
             headers={"Prefer": f'IdType="ImmutableId", odata.maxpagesize={self.page_size}'},
-            verify=verify_setting(settings),
+            verify=verify_setting(settings, settings.MS_GRAPH_CA_BUNDLE),
             sleep=sleep,
             breaker=breaker_from_settings(NAME, settings),
         )

@@ -11,24 +11,29 @@ the engine's metrics endpoint serves; alert rules in deploy/prometheus-alerts.ym
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import json
 import logging
+import os
 import random
 import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import certifi
 import requests
 from prometheus_client import Counter
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
-from connectors.base import ConnectorSettings
+from connectors.base import ConfigurationError, ConnectorSettings
 from connectors.redaction import redact_url_credentials
 
 log = logging.getLogger(__name__)
@@ -159,17 +164,36 @@ class CircuitBreaker:
                     not_sent=True,
                 )
 
-    def record_success(self) -> None:
+    def probe(self) -> None:
+        """Let the next call through now as the half-open trial, instead of after `reset_seconds`: a poller calls
+        this on its own interval, so a source that is back is read again within one poll interval."""
         with self._lock:
+            if self.opened_at is not None:
+                self.opened_at = min(self.opened_at, self.clock() - self.reset_seconds)
+
+    def record_success(self) -> None:
+        """Close the breaker; the one line that says calls go through again."""
+        with self._lock:
+            if self.opened_at is not None:
+                log.warning("%s: reachable again after %s failed calls; calls resume", self.name, self.failures)
             self.failures = 0
             self.opened_at = None
             self.last_error = None
 
     def record_failure(self, error: str) -> None:
+        """Count a failed call; the one line when the breaker opens (a failed half-open trial re-opens it quietly)."""
         with self._lock:
             self.failures += 1
             self.last_error = error[:300]
             if self.failures >= self.threshold or self.opened_at is not None:
+                if self.opened_at is None:
+                    log.warning(
+                        "%s: %s failed calls in a row, pausing calls (a trial call every poll or after %.0fs): %s",
+                        self.name,
+                        self.failures,
+                        self.reset_seconds,
+                        self.last_error,
+                    )
                 self.opened_at = self.clock()
 
 
@@ -440,7 +464,10 @@ def read_capped(response: requests.Response, max_bytes: int) -> bytes | None:
 def tls_problem(error: ssl.SSLError) -> str:
     """What went wrong in a TLS handshake, with the setting that fixes the usual cause."""
     if isinstance(error, ssl.SSLCertVerificationError):
-        return f"TLS certificate not trusted ({error.verify_message}); for a private CA set CONNECTOR_CA_BUNDLE"
+        return (
+            f"TLS certificate not trusted ({error.verify_message}); for a private CA set the connector's "
+            "<PREFIX>_CA_BUNDLE (e.g. IMAP_CA_BUNDLE; added to the system store) or CONNECTOR_CA_BUNDLE (replaces it)"
+        )
     return f"TLS handshake failed ({error.reason or type(error).__name__})"
 
 
@@ -460,9 +487,52 @@ def policy_from_settings(settings: ConnectorSettings) -> RetryPolicy:
     )
 
 
-def verify_setting(settings: ConnectorSettings) -> bool | str:
-    """CONNECTOR_CA_BUNDLE when set (a private CA, or the test emulators' certificate), else the system store."""
-    return settings.CONNECTOR_CA_BUNDLE or True
+def verify_setting(settings: ConnectorSettings, own_bundle: str = "") -> bool | str:
+    """What `requests` checks certificates against: CONNECTOR_CA_BUNDLE when set (it replaces the trust store for
+    every connector), else the system store (certifi, as requests ships it); plus `own_bundle`, the connector's
+    own <PREFIX>_CA_BUNDLE, which adds its private CA to that store instead of replacing it."""
+    if not own_bundle:
+        return settings.CONNECTOR_CA_BUNDLE or True
+    return combined_bundle(settings.CONNECTOR_CA_BUNDLE or certifi.where(), own_bundle)
+
+
+def tls_context(settings: ConnectorSettings, own_bundle: str = "") -> ssl.SSLContext:
+    """The TLS context for a socket connector (IMAP, SMTP): the system store (OpenSSL's default paths), or
+    CONNECTOR_CA_BUNDLE instead of it; plus the connector's own CA bundle, added."""
+    context = ssl.create_default_context(cafile=settings.CONNECTOR_CA_BUNDLE or None)
+    if own_bundle:
+        try:
+            context.load_verify_locations(cafile=own_bundle)
+        except (OSError, ssl.SSLError) as error:
+            raise ConfigurationError(f"CA bundle {own_bundle} cannot be read as PEM certificates: {error}") from None
+    return context
+
+
+_bundle_guard = threading.Lock()
+
+
+def combined_bundle(*paths: str) -> str:
+    """One PEM file holding every certificate of `paths`, in a private cache folder, named by its content (requests
+    takes one file); written once per distinct content."""
+    parts = []
+    for path in paths:
+        try:
+            text = Path(path).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigurationError(f"CA bundle {path} cannot be read: {error}") from None
+        if "-----BEGIN CERTIFICATE-----" not in text:
+            raise ConfigurationError(f"CA bundle {path} holds no PEM certificate")
+        parts.append(text.strip() + "\n")
+    content = "".join(parts)
+    folder = Path(tempfile.gettempdir()) / f"no-touch-ca-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    target = folder / f"{hashlib.sha256(content.encode()).hexdigest()[:24]}.pem"
+    with _bundle_guard:
+        if not target.exists():
+            folder.mkdir(mode=0o700, exist_ok=True)
+            partial = target.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(content, encoding="ascii")
+            partial.replace(target)
+    return str(target)
 
 
 class VerifyingSession(requests.Session):

@@ -31,7 +31,14 @@ from connectors.base import (
     require_configured,
     setting_problems,
 )
-from connectors.http import AuthenticationError, ConnectorError, UnreachableError, breaker_from_settings, tls_problem
+from connectors.http import (
+    AuthenticationError,
+    ConnectorError,
+    UnreachableError,
+    breaker_from_settings,
+    tls_context,
+    tls_problem,
+)
 
 log = logging.getLogger(__name__)
 NAME = "imap"
@@ -59,6 +66,9 @@ class ImapSettings(ConnectorSettings):
     IMAP_PASSWORD: Annotated[SecretStr, Required()] = SecretStr("")
     IMAP_FOLDER: str = "INBOX"
     IMAP_POLL_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
+    IMAP_CA_BUNDLE: str = ""
+    """A private CA's PEM file, added to the system trust store for this connector only (CONNECTOR_CA_BUNDLE, by
+    contrast, replaces the store for every connector)."""
 
 
 def configuration_problems(settings: ImapSettings) -> list[str]:
@@ -105,7 +115,7 @@ class ImapSource:
         return client
 
     def _tls(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self.settings.CONNECTOR_CA_BUNDLE or None)
+        return tls_context(self.settings, self.settings.IMAP_CA_BUNDLE)
 
     def poll(self, cursor: str | None) -> Iterator[PolledPage]:
         self.breaker.before_call()

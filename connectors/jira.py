@@ -29,6 +29,7 @@ from pydantic import Field, SecretStr, ValidationError
 from connectors.base import (
     AttachmentIn,
     ConnectorSettings,
+    OpenBacklog,
     PolledPage,
     RejectedItem,
     Required,
@@ -52,6 +53,7 @@ from connectors.http import (
     read_capped,
     same_origin,
     url_host,
+    verify_setting,
 )
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,9 @@ class JiraSettings(ConnectorSettings):
     JIRA_USERNAME: Annotated[str, Required("the account's e-mail address")] = ""
     JIRA_API_TOKEN: Annotated[SecretStr, Required("Atlassian account → Security → API tokens")] = SecretStr("")
     JIRA_SSL_VERIFY: bool = True
+    JIRA_CA_BUNDLE: str = ""
+    """A private CA's PEM file, added to the system trust store for this connector only (CONNECTOR_CA_BUNDLE, by
+    contrast, replaces the store for every connector)."""
     JIRA_PROJECTS: str = ""
     JIRA_JQL: str = ""
     JIRA_TIMEZONE: str = ""
@@ -148,7 +153,7 @@ class JiraSource:
         """Connected on first use: the constructor asks the server for its version and deployment type."""
         if self._client is None:
             settings = self.settings
-            verify: bool | str = settings.CONNECTOR_CA_BUNDLE or settings.JIRA_SSL_VERIFY
+            verify: bool | str = settings.JIRA_SSL_VERIFY and verify_setting(settings, settings.JIRA_CA_BUNDLE)
 
             def connect() -> JIRA:
                 client = JIRA(
@@ -264,6 +269,63 @@ class JiraSource:
         if self.client._is_cloud:
             return self._read("search/jql", {**params, **({"nextPageToken": token} if token else {})})
         return self._read("search", {**params, "startAt": start})
+
+    def _window_start(self, cursor: str | None) -> datetime:
+        position = _decode(cursor)
+        if position.get("start"):
+            return _start(position)
+        return (self.start_at or datetime.now(UTC)).replace(second=0, microsecond=0)
+
+    def _open_jql(self, start: datetime) -> str:
+        """Issues not done (status category Done) and last updated before the window starts."""
+        conditions = [f"({self.base_jql})"] if self.base_jql else []
+        conditions += ["statusCategory != Done", f'updated < "{start.astimezone(self.zone):%Y/%m/%d %H:%M}"']
+        return " AND ".join(conditions)
+
+    def open_before_window(self, cursor: str | None) -> OpenBacklog:
+        """Server: the search's `total` with maxResults=0. Cloud, whose enhanced search has no total: the
+        approximate count (`POST /rest/api/3/search/approximate-count`, "Provide an estimated count of the issues
+        that match the JQL", developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issue-search/)."""
+        start = self._window_start(cursor)
+        jql = self._open_jql(start)
+        client = self.client
+        if client._is_cloud:
+            url = f"{self.settings.JIRA_SERVER.rstrip('/')}/rest/api/3/search/approximate-count"
+            response = self._call(lambda: client._session.post(url, data=json.dumps({"jql": jql})))
+            count, approximate = response.json().get("count"), True
+        else:
+            count, approximate = self._read("search", {"jql": jql, "maxResults": 0}).get("total"), False
+        if not isinstance(count, int):
+            raise ConnectorError(NAME, "the issue count is missing from the answer")
+        return OpenBacklog(count=count, window_start=start.strftime(START_FORMAT), approximate=approximate)
+
+    def open_backlog(self, cursor: str | None) -> Iterator[PolledPage]:
+        """The open issues before the window, oldest first, as backlog tickets; see `BacklogSource`."""
+        jql = self._open_jql(self._window_start(cursor)) + " ORDER BY updated ASC, key ASC"
+        token: str | None = None
+        start = 0
+        while True:
+            body = self._search(jql, start, token)
+            issues = [issue for issue in body.get("issues") or [] if isinstance(issue, dict) and issue.get("key")]
+            items, rejected = [], []
+            for issue in issues:
+                try:
+                    ticket = self.to_ticket_in(issue, {})
+                except (ValueError, ValidationError, KeyError, TypeError, ConnectorError) as error:
+                    rejected.append(
+                        RejectedItem(
+                            str(issue["key"]), f"{NAME} {issue['key']}: {error}"[:2000], json.dumps(issue)[:100_000]
+                        )
+                    )
+                    continue
+                items.append(ticket.model_copy(update={"additional_info": {**ticket.additional_info, "backlog": True}}))
+            if issues:
+                yield PolledPage(items=items, cursor=None, rejected=rejected)
+            token = body.get("nextPageToken")
+            start += len(body.get("issues") or [])
+            more = token if self.client._is_cloud else start < int(body.get("total") or 0)
+            if not body.get("issues") or not more:
+                return
 
     def _jql(self, since: datetime) -> str:
         conditions = [f"({self.base_jql})"] if self.base_jql else []

@@ -77,6 +77,9 @@ class MailgunSettings(ConnectorSettings):
     MAILGUN_API_BASE_URL: str = "https://api.mailgun.net"
     MAILGUN_EVENTS_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
     MAILGUN_WEBHOOK_MAX_AGE_SECONDS: float = Field(default=300.0, gt=0)
+    MAILGUN_CA_BUNDLE: str = ""
+    """A private CA's PEM file, added to the system trust store for this connector only (CONNECTOR_CA_BUNDLE, by
+    contrast, replaces the store for every connector)."""
 
 
 def configuration_problems(settings: MailgunSettings) -> list[str]:
@@ -103,7 +106,7 @@ def _client(settings: MailgunSettings, sleep: Callable[[float], None], policy: R
         f"{settings.MAILGUN_API_BASE_URL.rstrip('/')}/v3/{settings.MAILGUN_DOMAIN}",
         policy=policy or policy_from_settings(settings),
         auth=("api", settings.MAILGUN_API_KEY.get_secret_value()),
-        verify=verify_setting(settings),
+        verify=verify_setting(settings, settings.MAILGUN_CA_BUNDLE),
         sleep=sleep,
         breaker=breaker_from_settings(NAME, settings),
     )

@@ -8,12 +8,15 @@ was missed, and if something was, the rest of the run pages by `sysparm_offset` 
 plus the start of the window (SNOW_START_AT, else the moment of the first poll), so a restart moves nothing.
 
 Incidents already resolved, closed or cancelled when polled are sent as history; callers' portal comments
-(`sys_journal_field`, element `comments`) are sent as comments on their incident. Attachments and journal
-entries are read where the integration user may read them, and skipped with one warning per run where not.
+(`sys_journal_field`, element `comments`) are sent as comments on their incident; a least-privilege user who may
+not read sys_journal_field gets them from each changed record's own `comments` field (display value), one entry
+at a time by its (time, author). Attachments are read where the integration user may, and skipped with one
+warning per run where not.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -28,6 +31,7 @@ from pydantic import Field, SecretStr, ValidationError
 from connectors.base import (
     AttachmentIn,
     ConnectorSettings,
+    OpenBacklog,
     PolledPage,
     RejectedItem,
     Required,
@@ -77,6 +81,9 @@ class ServiceNowSettings(ConnectorSettings):
     SNOW_EXTRA_TABLES: str = ""
     SNOW_POLL_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
     SNOW_START_AT: str = ""
+    SNOW_CA_BUNDLE: str = ""
+    """A private CA's PEM file, added to the system trust store for this connector only (CONNECTOR_CA_BUNDLE, by
+    contrast, replaces the store for every connector)."""
     SNOW_RESOLVED_CLOSE_CODE: str = "Solution provided"
     SNOW_CLOSE_NOTES_DEFAULT: str = "Closed by the support desk"
     SNOW_ASSIGNMENT_GROUPS: dict[str, str] = Field(default_factory=dict)
@@ -116,7 +123,7 @@ class ServiceNowClient:
             instance,
             policy=policy_from_settings(settings),
             auth=(settings.SNOW_AUTH_USERNAME, settings.SNOW_AUTH_PASSWORD.get_secret_value()),
-            verify=verify_setting(settings),
+            verify=verify_setting(settings, settings.SNOW_CA_BUNDLE),
             sleep=sleep,
             breaker=breaker_from_settings(NAME, settings),
         )
@@ -139,6 +146,19 @@ class ServiceNowClient:
         body = parse_json(NAME, "GET", response)
         total = response.headers.get("X-Total-Count", "")
         return _result_list(body, f"table {table}"), int(total) if total.isdigit() else None
+
+    def display_values(self, table: str, sys_ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
+        """Records as the instance displays them (`sysparm_display_value=true`): journal fields as their entries."""
+        body = self.http.get_json(
+            f"api/now/table/{table}",
+            params={
+                "sysparm_query": f"sys_idIN{','.join(sys_ids)}",
+                "sysparm_fields": ",".join(fields),
+                "sysparm_display_value": "true",
+                "sysparm_limit": len(sys_ids),
+            },
+        )
+        return _result_list(body, table)
 
     def user_by_name(self, user_name: str) -> dict[str, Any] | None:
         rows = self.records("sys_user", f"user_name={user_name}", 1)
@@ -201,7 +221,7 @@ class ServiceNowClient:
         missing += _unreadable(
             lambda: self.records("sys_journal_field", "element=comments", 1),
             "sys_journal_field",
-            "read callers' comments and check notes after a lost answer",
+            "check notes after a lost answer (callers' comments are then read from each record's `comments`)",
         )
         return missing
 
@@ -282,28 +302,70 @@ class ServiceNowSource:
     def _poll_table(self, table: str, positions: dict[str, Any]) -> Iterator[PolledPage]:
         position = positions.get(table) or {"updated": positions["start_at"], "sys_id": ""}
         for records in self._records_after(table, position):
-            readable = [record for record in records if isinstance(record, dict) and record.get("sys_id")]
-            files = self._attachments(table, readable)
-            items: list[TicketIn] = []
-            rejected = [
-                RejectedItem(None, "record without a sys_id", json.dumps(record, default=str)[:100_000])
-                for record in records
-                if record not in readable
-            ]
-            for record in readable:
-                try:
-                    items.append(self.to_ticket_in(table, record, files.get(record["sys_id"], [])))
-                except (ValueError, ValidationError, KeyError, TypeError, ConnectorError) as error:
-                    rejected.append(
-                        RejectedItem(
-                            f"{table}:{record['sys_id']}",
-                            f"{NAME} {table} {record.get('number') or record['sys_id']}: {error}"[:2000],
-                            json.dumps(record, default=str)[:100_000],
-                        )
-                    )
+            items, rejected = self._items(table, records)
             positions[table] = _position(records[-1], position)
             position = positions[table]
             yield PolledPage(items=items, cursor=json.dumps(positions, sort_keys=True), rejected=rejected)
+
+    def _items(self, table: str, records: list[Any]) -> tuple[list[TicketIn], list[RejectedItem]]:
+        """A page of records as source items, each unreadable one kept whole as rejected."""
+        readable = [record for record in records if isinstance(record, dict) and record.get("sys_id")]
+        files = self._attachments(table, readable)
+        items: list[TicketIn] = []
+        rejected = [
+            RejectedItem(None, "record without a sys_id", json.dumps(record, default=str)[:100_000])
+            for record in records
+            if record not in readable
+        ]
+        for record in readable:
+            try:
+                items.append(self.to_ticket_in(table, record, files.get(record["sys_id"], [])))
+            except (ValueError, ValidationError, KeyError, TypeError, ConnectorError) as error:
+                rejected.append(
+                    RejectedItem(
+                        f"{table}:{record['sys_id']}",
+                        f"{NAME} {table} {record.get('number') or record['sys_id']}: {error}"[:2000],
+                        json.dumps(record, default=str)[:100_000],
+                    )
+                )
+        return items, rejected
+
+    def _window_start(self, cursor: str | None) -> str:
+        return str(_decode_cursor(cursor).get("start_at") or self.start_at or utcnow_timestamp())
+
+    def open_before_window(self, cursor: str | None) -> OpenBacklog:
+        """Open records (state not Resolved, Closed or Canceled) last updated before the window, counted by the
+        Table API's `X-Total-Count` on a one-record page."""
+        start = self._window_start(cursor)
+        count = 0
+        for table in self.client.tables:
+            _, total = self.client.page(table, _open_before(start), 1, 0)
+            if total is None:  # an instance that does not send the header: count the pages
+                total = sum(len(page) for page in self._open_pages(table, start))
+            count += total
+        return OpenBacklog(count=count, window_start=start)
+
+    def open_backlog(self, cursor: str | None) -> Iterator[PolledPage]:
+        """The open records before the window, oldest first, as backlog tickets; see `BacklogSource`."""
+        start = self._window_start(cursor)
+        self._warned = set()
+        for table in self.client.tables:
+            for records in self._open_pages(table, start):
+                items, rejected = self._items(table, records)
+                marked = [item.model_copy(update={"additional_info": {**item.additional_info, "backlog": True}})
+                          for item in items]  # fmt: skip
+                yield PolledPage(items=marked, cursor=None, rejected=rejected)
+
+    def _open_pages(self, table: str, start: str) -> Iterator[list[dict[str, Any]]]:
+        query = _open_before(start) + "^ORDERBYsys_updated_on^ORDERBYsys_id"
+        offset = 0
+        while True:
+            records, total = self.client.page(table, query, self.page_size, offset)
+            if records:
+                yield records
+            offset += len(records)
+            if len(records) < self.page_size or (total is not None and offset >= total):
+                return
 
     def _poll_comments(self, table: str, positions: dict[str, Any]) -> Iterator[PolledPage]:
         """Callers' portal comments on this table's records, as replies; our own entries are never replies."""
@@ -319,7 +381,61 @@ class ServiceNowSource:
         except (AuthenticationError, NotFoundError) as error:
             if error.status == 401:
                 raise
-            self._warn_once("journal", f"callers' comments not read: grant read on sys_journal_field ({error})")
+            self._warn_once(
+                "journal",
+                f"sys_journal_field not readable ({error.status}): callers' comments are read from each changed "
+                f"record's `comments` field instead; grant read on sys_journal_field to read them directly",
+            )
+            yield from self._poll_comments_on_records(table, positions)
+
+    def _poll_comments_on_records(self, table: str, positions: dict[str, Any]) -> Iterator[PolledPage]:
+        """Least privilege: the record's own journal field (`comments` with `sysparm_display_value=true`: entries
+        "<time> - <author> (Additional comments)\n<text>", newest first) of each record changed since the last
+        read; each entry's id is its (time, author), so ingest keeps it once however often the record changes."""
+        key = f"{table}:comments"
+        position = positions.get(key) or {"updated": positions["start_at"], "sys_id": ""}
+        for records in self._records_after(table, position):
+            sys_ids = [str(r["sys_id"]) for r in records if isinstance(r, dict) and r.get("sys_id")]
+            shown = self.client.display_values(table, sys_ids, ["sys_id", "comments"]) if sys_ids else []
+            callers = {str(r["sys_id"]): _reference(r.get("caller_id")) for r in records if isinstance(r, dict)}
+            items = []
+            for record in shown:
+                sys_id = str(record.get("sys_id") or "")
+                for at, author, text in journal_entries(str(record.get("comments") or "")):
+                    if (
+                        item := self._display_comment(table, sys_id, callers.get(sys_id), at, author, text)
+                    ) is not None:
+                        items.append(item)
+            positions[key] = _position(records[-1], position)
+            position = positions[key]
+            yield PolledPage(items=items, cursor=json.dumps(positions, sort_keys=True))
+
+    def _display_comment(
+        self, table: str, sys_id: str, caller: str | None, at: str, author: str, text: str
+    ) -> TicketIn | None:
+        """One entry of a record's `comments` display value as a reply, when its author is a person with an
+        e-mail address (the caller, or one sys_user of that name) and it is not one of ours."""
+        if not text.strip() or OUR_MARKER in text:
+            return None
+        email, name = self._person(caller)
+        if name != author:
+            users = self.client.records("sys_user", f"name={author}", 2)
+            if len(users) != 1 or str(users[0].get("user_name") or "") == self.username:
+                return None
+            email, name = str(users[0].get("email") or "") or None, author
+        if not email:
+            return None
+        fingerprint = hashlib.sha256(f"{at}\x00{author}".encode()).hexdigest()[:32]
+        return TicketIn(
+            source=NAME,
+            external_id=f"{table}:{sys_id}:comments:{fingerprint}",
+            kind="comment",
+            parent_external_id=f"{table}:{sys_id}",
+            requester_email=email,
+            requester_name=name,
+            requester_name_from_directory=True,
+            body=text,
+        )
 
     def _comment(self, table: str, entry: dict[str, Any]) -> TicketIn | None:
         author = str(entry.get("sys_created_by") or "")
@@ -477,6 +593,26 @@ def journal_text(text: str, quote: str = "") -> str:
     if quote:
         text += "\n" + "\n".join(f"> {line}" for line in quote.splitlines() or [""])
     return CODE_TAG.sub(lambda match: f"［{match.group(1)}］", text)
+
+
+JOURNAL_ENTRY = re.compile(r"^(?P<at>\S[^\n]*?) - (?P<author>[^\n]+?) \(Additional comments\)[ \t]*$", re.MULTILINE)
+
+
+def journal_entries(display: str) -> list[tuple[str, str, str]]:
+    """(time, author, text) of each entry of a journal field's display value, oldest first. ServiceNow shows the
+    entries newest first, each as "<time> - <author> (Additional comments)" on a line of its own, then its text."""
+    headers = list(JOURNAL_ENTRY.finditer(display))
+    entries = []
+    for index, header in enumerate(headers):
+        following = headers[index + 1] if index + 1 < len(headers) else None
+        text = display[header.end() : following.start() if following else len(display)].strip("\n").rstrip()
+        entries.append((header["at"].strip(), header["author"].strip(), text.strip()))
+    return entries[::-1]
+
+
+def _open_before(start: str) -> str:
+    """Records not finished (see FINISHED_STATES) and last updated before `start`."""
+    return f"sys_updated_on<{start}^stateNOT IN{','.join(FINISHED_STATES)}"
 
 
 def _reference(value: Any) -> str | None:

@@ -18,7 +18,7 @@ from connectors.base import (
     Required,
     setting_problems,
 )
-from connectors.http import AuthenticationError, ConnectorError, tls_problem
+from connectors.http import AuthenticationError, ConnectorError, tls_context, tls_problem
 
 NAME = "smtp"
 
@@ -32,6 +32,9 @@ class SmtpSettings(ConnectorSettings):
     SMTP_PASSWORD: SecretStr = SecretStr("")
     SMTP_SECURITY: Literal["none", "starttls", "ssl"] = "starttls"
     SMTP_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+    SMTP_CA_BUNDLE: str = ""
+    """A private CA's PEM file, added to the system trust store for this connector only (CONNECTOR_CA_BUNDLE, by
+    contrast, replaces the store for every connector)."""
 
 
 def configuration_problems(settings: SmtpSettings) -> list[str]:
@@ -96,7 +99,7 @@ class SmtpTransport:
         self.username = settings.SMTP_USERNAME
         self.password = settings.SMTP_PASSWORD
         self.timeout = settings.SMTP_TIMEOUT_SECONDS
-        self.ca_bundle = settings.CONNECTOR_CA_BUNDLE
+        self.settings = settings
 
     def _connect(self) -> smtplib.SMTP:
         if self.security == "ssl":
@@ -107,8 +110,8 @@ class SmtpTransport:
         return client
 
     def _tls(self) -> ssl.SSLContext:
-        """Certificates checked against the system store, or CONNECTOR_CA_BUNDLE for a private CA."""
-        return ssl.create_default_context(cafile=self.ca_bundle or None)
+        """Certificates checked against the system store (or CONNECTOR_CA_BUNDLE), plus SMTP_CA_BUNDLE's CA."""
+        return tls_context(self.settings, self.settings.SMTP_CA_BUNDLE)
 
     def send(self, email: OutgoingEmail) -> str:
         handed_over = False

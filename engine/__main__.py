@@ -22,7 +22,7 @@ from engine.core.models import utcnow
 from engine.core.settings import ConfigurationError, get_settings
 from engine.delivery.webhooks import start_webhook_server
 from engine.health import health_report
-from engine.jobs import rebuild_knowledge
+from engine.jobs import last_errors, rebuild_knowledge
 from engine.operators.auth import OperatorError, create_first_admin
 from engine.ops.engine_lock import EngineAlreadyRunningError, claim_engine
 from engine.ops.observability import start_metrics_server
@@ -58,7 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         + " (each needs its signing key) and the confirmation links (needs DESK_PUBLIC_URL)",
     )
     run.add_argument("--webhook-address", default="127.0.0.1", metavar="ADDRESS", help="interface for the webhooks")
-    commands.add_parser("health", help="print the health check as JSON; exit 1 when unhealthy")
+    health = commands.add_parser(
+        "health", help="print the health check as JSON, each configured connection tested; exit 1 when unhealthy"
+    )
+    health.add_argument(
+        "--no-test", action="store_true", help="do not call the vendors: connections never used show 'not yet tested'"
+    )
     commands.add_parser("migrate", help="upgrade the database schema to the newest version")
     commands.add_parser(
         "reindex-knowledge",
@@ -72,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = get_settings()
-        configure_logging(settings)
+        # A command whose result is its stdout (all but a running engine) logs to stderr, so the two never mix.
+        daemon = args.command == "run" and not args.once
+        configure_logging(settings, None if daemon else sys.stderr)
         runtime = build_runtime(settings)
     except ConfigurationError as error:
         print(f"configuration error: {error}", file=sys.stderr)
@@ -95,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(counts))
         return 0
     if args.command == "health":
-        report = health_report(runtime)
+        report = health_report(runtime, test_connections=not args.no_test)
         print(json.dumps(report, indent=2, default=str))
         return 1 if report["status"] == "unhealthy" else 0
     if args.once:
@@ -104,8 +111,13 @@ def main(argv: list[str] | None = None) -> int:
         except EngineAlreadyRunningError as error:
             print(f"cannot run the engine: {error}", file=sys.stderr)
             return 2
-        print(json.dumps(run_all_once(runtime), default=lambda value: getattr(value, "as_dict", lambda: str(value))()))
-        return 0
+        results = run_all_once(runtime)
+        failed = {name: error for name in results if (error := last_errors.get(name))}
+        results.update({name: {"failed": error} for name, error in failed.items()})
+        print(json.dumps(results, default=lambda value: getattr(value, "as_dict", lambda: str(value))()))
+        if failed:
+            print(f"{len(failed)} job(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1 if failed else 0
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -4,27 +4,37 @@ one place the UI learns about connectors, so pages never read the registry thems
 `check_connectors` is cheap (settings and the database only: last poll, last error, backlog, breaker);
 `test_connection` makes one live, authenticated call to the vendor and says what it found. Errors are shown
 to operators, so credentials written into a connector URL are removed from them.
+
+A source's open records last changed before its start window are never polled: `open_before_window` counts them
+(one call, remembered for a few minutes) and `take_backlog` lets a lead bring them in as backlog.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors import registry
+from connectors.base import BacklogSource, OpenBacklog
 from connectors.http import AuthenticationError, ConnectorError, breaker_for
 from connectors.redaction import redact_url_credentials
 from connectors.registry import Connector
-from engine.core.db import make_engine, make_session_factory
-from engine.core.enums import OutboxState
-from engine.core.models import JobStatus, OutboxMessage, SourceCursor
+from engine.core.db import exclusive, make_engine, make_session_factory, transaction
+from engine.core.enums import OutboxState, Role
+from engine.core.models import AuditEntry, IngestError, JobStatus, OutboxMessage, SourceCursor, Ticket
 from engine.core.settings import ConfigurationError, Settings
+from engine.core.timeline import record_audit, record_event
 from engine.delivery.sync import sync_backlog
+from engine.intake.ingest import ingest
+from engine.operators.actions import Actor, require
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +54,11 @@ class ConnectorStatus:
     """A ticket source (polled for tickets), as opposed to a mail transport or a search service."""
     failing: bool = False
     """Set up, and its configuration is broken, its last run failed, or it cannot be reached or log in now."""
+    tested: bool = False
+    """Reachable and authenticated come from a call made just now, not from the last run."""
+    before_window: int | None = None
+    """Open records at the source last changed before its start window, which polls never read (None: unknown)."""
+    window_start: str | None = None
 
 
 @lru_cache(maxsize=4)
@@ -153,6 +168,10 @@ def test_connection(name: str, settings: Settings) -> ConnectorStatus:
     entry = registry.connector(name)
     problems = entry.problems(settings)
     reachable, authenticated, error = (None, None, "; ".join(problems)) if problems else _probe(entry, settings)
+    backlog = open_before_window(name, settings, max_age=0) if authenticated else None
+    if isinstance(backlog, str):
+        error = "; ".join(filter(None, [error, backlog]))
+    counted = backlog if isinstance(backlog, OpenBacklog) else None
     return ConnectorStatus(
         name=name,
         label=entry.label,
@@ -163,6 +182,8 @@ def test_connection(name: str, settings: Settings) -> ConnectorStatus:
         last_error=redact_url_credentials(error) if error else None,
         backlog=None,
         source=entry.source is not None,
+        before_window=counted.count if counted else None,
+        window_start=counted.window_start if counted else None,
     )
 
 
@@ -181,3 +202,142 @@ def _probe(entry: Connector, settings: Settings) -> tuple[bool | None, bool | No
         unreachable = getattr(error, "retryable", False) or isinstance(error, ConfigurationError)
         return not unreachable, None, str(error)
     return True, True, "; ".join(missing or []) or None
+
+
+COUNT_MAX_AGE = 600.0
+"""Seconds a count of the records before the window is shown before it is asked again."""
+_counts: dict[str, tuple[float, OpenBacklog | str]] = {}
+
+
+def _backlog_source(name: str, settings: Settings) -> BacklogSource | None:
+    entry = registry.connector(name)
+    if entry.source is None or not entry.configured(settings) or entry.problems(settings):
+        return None
+    source = entry.source(settings.model_copy(update={"CONNECTOR_RETRY_ATTEMPTS": 1}))
+    return source if isinstance(source, BacklogSource) else None
+
+
+def _cursor(settings: Settings, name: str) -> str | None:
+    """The source's poll cursor, which holds its start window; None (the window starts now) when unreadable."""
+    try:
+        _, factory = _factory(settings.database_url)
+        with factory() as session:
+            stored = session.get(SourceCursor, name)
+            return stored.cursor if stored else None
+    except SQLAlchemyError as error:
+        log.warning("cursor of %s not read, counting from now: %s", name, error)
+        return None
+
+
+def open_before_window(name: str, settings: Settings, *, max_age: float = COUNT_MAX_AGE) -> OpenBacklog | str | None:
+    """How many open records at source `name` lie before its start window (one live call, tried once, and
+    remembered for `max_age` seconds); the error as text when the source could not say; None for a connector
+    that is no such source or is not set up."""
+    known = _counts.get(name)
+    if known is not None and time.monotonic() - known[0] < max_age:
+        return known[1]
+    try:
+        source = _backlog_source(name, settings)
+        if source is None:
+            return None
+        found: OpenBacklog | str = source.open_before_window(_cursor(settings, name))
+    except (ConnectorError, ConfigurationError) as error:
+        found = redact_url_credentials(f"open records before the start window not counted: {error}")
+    _counts[name] = (time.monotonic(), found)
+    return found
+
+
+def backlog_sources() -> list[str]:
+    """The sources whose open records before the window a lead can take as backlog."""
+    return [entry.name for entry in registry.connectors() if hasattr(entry.source, "open_backlog")]
+
+
+@dataclass(frozen=True)
+class BacklogTaken:
+    """When a lead last took a source's backlog, for the connector card."""
+
+    actor: str
+    at: datetime
+    created: int
+
+
+def backlog_taken(session: Session, name: str) -> BacklogTaken | None:
+    entry = session.scalars(
+        select(AuditEntry)
+        .where(AuditEntry.action == "take_backlog", AuditEntry.target_type == "connector", AuditEntry.target_id == name)
+        .order_by(AuditEntry.id.desc())
+        .limit(1)
+    ).first()
+    if entry is None:
+        return None
+    return BacklogTaken(entry.actor, entry.at, int((entry.details or {}).get("created") or 0))
+
+
+def take_backlog(
+    engine: Engine, factory: sessionmaker[Session], settings: Settings, name: str, actor: Actor, *, acknowledge: bool
+) -> dict[str, int]:
+    """A lead brings source `name`'s open records from before its start window in as tickets: stored, shown and
+    analysed like new ones, acknowledged only when `acknowledge`, and never announced at the source (their
+    arrival is no event that write-back sends). The poll's cursor does not move; one audit entry says who and how
+    many."""
+    require(actor, Role.LEAD)
+    source = _backlog_source(name, settings)
+    if source is None:
+        raise ConfigurationError(f"{name} is not a configured source that can hand over its backlog")
+    counts: Counter[str] = Counter()
+    with exclusive(engine, f"poll:{name}") as acquired:
+        if not acquired:
+            raise RuntimeError(f"{name} is being polled right now; try again in a moment")
+        with factory() as session:
+            stored = session.get(SourceCursor, name)
+        for page in source.open_backlog(stored.cursor if stored else None):
+            with transaction(factory) as session:
+                for item in page.items:
+                    try:
+                        with session.begin_nested():
+                            result = ingest(session, item, settings)
+                            counts[result.outcome] += 1
+                            if result.outcome == "created" and result.ticket_id is not None:
+                                _mark_backlog(session, result.ticket_id, name, actor, acknowledge)
+                    except Exception as error:
+                        log.exception("could not take %s/%s as backlog", name, item.external_id)
+                        session.add(
+                            IngestError(
+                                source=name,
+                                external_id=item.external_id,
+                                error=redact_url_credentials(f"{type(error).__name__}: {error}")[:4000],
+                                payload=item.model_dump_json(exclude={"attachments"}),
+                            )
+                        )
+                        counts["errors"] += 1
+                for rejected in page.rejected:
+                    session.add(
+                        IngestError(
+                            source=name,
+                            external_id=rejected.external_id,
+                            error=redact_url_credentials(rejected.error),
+                            payload=rejected.payload,
+                        )
+                    )
+                    counts["errors"] += 1
+    with transaction(factory) as session:
+        record_audit(session, actor.label, "take_backlog", "connector", name, acknowledge=acknowledge, **dict(counts))
+    _counts.pop(name, None)
+    log.info("%s took the backlog of %s: %s", actor.label, name, dict(counts))
+    return dict(counts)
+
+
+def _mark_backlog(session: Session, ticket_id: int, name: str, actor: Actor, acknowledge: bool) -> None:
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        return
+    ticket.additional_info = {**(ticket.additional_info or {}), "backlog": {"acknowledge": acknowledge}}
+    said = "the requester is acknowledged" if acknowledge else "no acknowledgement is sent"
+    record_event(
+        session,
+        ticket,
+        "received_backlog",
+        f"Taken as backlog by {actor.username}: open at {name} before the start window; {said}",
+        actor=actor.label,
+        acknowledge=acknowledge,
+    )

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors import registry
 from connectors.base import TicketSource
+from connectors.http import CircuitOpenError, ConnectorError, breaker_for
 from connectors.redaction import redact_url_credentials
 from engine.analysers.confidence import operator_verdicts
 from engine.core.db import exclusive, transaction
@@ -38,6 +39,8 @@ def poll_source(
     A bad item is kept whole in `ingest_errors` and the rest of the page goes on.
     """
     counts: Counter[str] = Counter()
+    # Each poll is the half-open trial of a paused source, so polling resumes within one interval of its return.
+    breaker_for(source.name).probe()
     with exclusive(engine, f"poll:{source.name}") as acquired:
         if not acquired:
             return {"skipped": 1}
@@ -77,8 +80,25 @@ def poll_source(
     return dict(counts)
 
 
+_failing: dict[str, int] = {}
+"""Job name → failed runs in a row in this process, so an outage is told once, not every few seconds."""
+last_errors: dict[str, str] = {}
+"""Job name → the error of its latest run in this process, when it failed (what `engine run --once` reports)."""
+
+
+def _paused(error: Exception) -> bool:
+    """The failure of a connector whose breaker is open: the breaker said so once, and says when it closes."""
+    if isinstance(error, CircuitOpenError):
+        return True
+    return isinstance(error, ConnectorError) and breaker_for(error.connector).state != "closed"
+
+
 def run_job(factory: sessionmaker[Session], worker: str, name: str, job: Callable[[], Any]) -> Any:
-    """Run one job and record how it went, for the status panel and `engine health`; URL credentials removed."""
+    """Run one job and record how it went, for the status panel and `engine health`; URL credentials removed.
+
+    The first failure in a row is logged with its traceback, later ones as one line, and none while the
+    connector's breaker is open; the first success after failures says so once.
+    """
     started = utcnow()
     began = time.perf_counter()
     error: str | None = None
@@ -87,10 +107,25 @@ def run_job(factory: sessionmaker[Session], worker: str, name: str, job: Callabl
         result = job()
     except Exception as exc:
         error = redact_url_credentials(f"{type(exc).__name__}: {exc}")
-        log.error("job %s failed: %s\n%s", name, error, traceback.format_exc(limit=5))
+        in_a_row = _failing[name] = _failing.get(name, 0) + 1
+        if in_a_row == 1:
+            log.error("job %s failed: %s\n%s", name, error, traceback.format_exc(limit=5))
+        elif _paused(exc):
+            log.debug("job %s failed again (%s in a row), its connector is paused: %s", name, in_a_row, error)
+        else:
+            log.warning("job %s failed again (%s in a row): %s", name, in_a_row, error)
+    else:
+        if (in_a_row := _failing.pop(name, 0)) > 1:
+            log.warning("job %s works again after %s failed runs in a row", name, in_a_row)
+        elif in_a_row:
+            log.info("job %s works again", name)
     if error is None and getattr(result, "ok", True) is False:
         error = str(getattr(result, "problem", "the job reported a problem"))
         log.warning("job %s finished with problems: %s", name, error)
+    if error is None:
+        last_errors.pop(name, None)
+    else:
+        last_errors[name] = error
     observe_job(name, time.perf_counter() - began, failed=error is not None)
     outcome = result.as_dict() if hasattr(result, "as_dict") else result if isinstance(result, dict) else {}
     try:

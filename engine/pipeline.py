@@ -239,7 +239,11 @@ def _skip_automation(session: Session, ticket: Ticket) -> bool:
 
 
 def _acknowledge(session: Session, settings: Settings, ticket: Ticket, policy: DeskPolicy) -> None:
-    """Queue the acknowledgement; one the final check holds is not sent, and a person sees why."""
+    """Queue the acknowledgement; one the final check holds is not sent, and a person sees why. Backlog a lead took
+    without acknowledgements (engine/connector_status.py) gets none."""
+    backlog = (ticket.additional_info or {}).get("backlog")
+    if isinstance(backlog, dict) and backlog.get("acknowledge") is False:
+        return
     content = acknowledgement(ticket, settings.SUPPORT_SIGNATURE, policy.templates)
     try:
         enqueue_email(session, settings, ticket, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key=f"ack:{ticket.id}")

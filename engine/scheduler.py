@@ -6,6 +6,9 @@ Jobs are safe to run in several processes at once (row claims, advisory locks), 
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections import Counter
 from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -22,6 +25,50 @@ from engine.ops.engine_lock import claim_engine
 from engine.outcomes.outcomes import advance_outcomes
 from engine.pipeline import process_pending
 from engine.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class SkippedRuns(logging.Filter):
+    """APScheduler warns at every tick a job is still running ("skipped: maximum number of running instances"):
+    dozens of lines for one slow run. Count them per job instead; the run says how many once it ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "maximum number of running instances" not in str(record.msg):
+            return True
+        job = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        with self._lock:
+            self.counts[str(getattr(job, "id", job))] += 1
+        return False
+
+    def take(self, name: str) -> int:
+        with self._lock:
+            return self.counts.pop(name, 0)
+
+
+SKIPPED = SkippedRuns()
+
+
+def run_scheduled(runtime: Runtime, name: str, interval: float, job: Callable[[], object]) -> object:
+    """One timed run; a run that outlasted its interval says once how many runs it made the scheduler skip."""
+    SKIPPED.take(name)
+    began = utcnow()
+    result = run_job(runtime.factory, runtime.worker, name, job)
+    if skipped := SKIPPED.take(name):
+        seconds = (utcnow() - began).total_seconds()
+        log.warning(
+            "job %s took %.0fs, longer than its %.0fs interval: %s run(s) skipped meanwhile",
+            name,
+            seconds,
+            interval,
+            skipped,
+        )
+    return result
 
 
 def engine_jobs(runtime: Runtime) -> dict[str, tuple[float, Callable[[], object]]]:
@@ -93,12 +140,15 @@ def start_scheduler(runtime: Runtime) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(
         daemon=True, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}
     )
+    scheduler_log = logging.getLogger("apscheduler.scheduler")
+    if SKIPPED not in scheduler_log.filters:
+        scheduler_log.addFilter(SKIPPED)
     for name, (interval, job) in engine_jobs(runtime).items():
         scheduler.add_job(
-            run_job,
+            run_scheduled,
             "interval",
             seconds=interval,
-            args=(runtime.factory, runtime.worker, name, job),
+            args=(runtime, name, interval, job),
             id=name,
             name=name,
             next_run_time=utcnow(),

@@ -33,6 +33,7 @@ def _files(paths: Sequence[str]) -> Iterator[Path]:
 def _add(factory: sessionmaker[Session], settings: Settings, args: argparse.Namespace) -> int:
     files = list(_files(args.paths))
     failures = 0
+    held: list[int] = []
     with tqdm(files, unit="file", desc="Indexing", disable=args.quiet) as bar:
         for path in bar:
             bar.set_postfix_str(path.name[-40:])
@@ -50,6 +51,13 @@ def _add(factory: sessionmaker[Session], settings: Settings, args: argparse.Name
                 line += f" ({document.quarantined_count} quarantined: approve them on the Knowledge Base page)"
             tqdm.write(line + (f" — {document.error}" if document.error else ""))
             failures += document.status != indexer.INDEXED
+            if document.quarantined_count:
+                held.append(document.id)
+    if held:
+        with factory() as session:
+            count, outside = indexer.outside_link_domains(session, settings, held)
+        if message := indexer.link_quarantine_message(count, outside):
+            print(message)
     return 1 if failures and failures == len(files) else 0
 
 

@@ -32,7 +32,7 @@ from engine.core.db import transaction
 from engine.core.desk_policy import current_policy
 from engine.core.models import Attachment, Blob, KbChunk, KbDocument, Ticket, utcnow
 from engine.core.settings import Settings
-from engine.trust.content_policy import content_reasons
+from engine.trust.content_policy import content_reasons, domain_allowed, domains
 from engine.trust.guards import injection_reasons
 from kb.chunk import Chunk, chunk_sections
 from kb.extract import HIDDEN, OK, Extraction, extract
@@ -394,7 +394,39 @@ def _index_document(
             document.quarantined_count,
             document.chunk_count,
         )
+        with factory() as session:
+            if message := link_quarantine_message(*outside_link_domains(session, settings, [document.id])):
+                log.warning("knowledge-base document %s (%s): %s", document.id, document.filename, message)
     return document
+
+
+def outside_link_domains(session: Session, settings: Settings, document_ids: Sequence[int]) -> tuple[int, list[str]]:
+    """How many of these documents' chunks await review because they link or write to domains the desk does not
+    allow, and those domains (the usual cause of a quarantine that surprises: a company's articles linking to
+    its own site while that site is not in OUTGOING_ALLOWED_DOMAINS)."""
+    allowed = allowed_domains(session, settings)
+    rows = session.scalars(
+        select(KbChunk.text).where(KbChunk.source_kind == "kb", KbChunk.source_id.in_(document_ids), AWAITING_REVIEW)
+    ).all()
+    found: dict[str, None] = {}
+    count = 0
+    for text in rows:
+        outside = [domain for domain in domains(text) if not domain_allowed(domain, allowed)]
+        count += bool(outside)
+        found.update(dict.fromkeys(outside))
+    return count, sorted(found)
+
+
+def link_quarantine_message(count: int, outside: list[str]) -> str:
+    """The sentence an operator reads after adding articles whose links are not allowed; empty when none."""
+    if not count:
+        return ""
+    return (
+        f"{count} chunk(s) quarantined because links point to domains not in OUTGOING_ALLOWED_DOMAINS: "
+        f"{', '.join(outside[:10])}{' …' if len(outside) > 10 else ''} (allow the domains you trust with "
+        "OUTGOING_ALLOWED_DOMAINS or on the Settings page, then reindex; or approve the chunks on the Knowledge "
+        "Base page)"
+    )
 
 
 def _stored(factory: sessionmaker[Session], document_id: int) -> KbDocument:

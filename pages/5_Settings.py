@@ -289,7 +289,7 @@ with templates_tab:
 
 with connectors_tab:
     st.subheader("Connectors")
-    connector_cards(runtime, columns=3)
+    connector_cards(runtime, columns=3, actor=actor)
     if IS_ADMIN:
         with st.expander("Server configuration behind each connector (for the administrator; values never shown)"):
             show_table(pd.DataFrame(connector_variables(runtime)), hide_index=True, width="stretch")

@@ -8,14 +8,37 @@ from typing import Any
 
 import streamlit as st
 
+from connectors.base import OpenBacklog
 from connectors.redaction import redact_url_credentials
-from engine.connector_status import ConnectorStatus, check_connectors, testable_connectors
+from engine.connector_status import (
+    ConnectorStatus,
+    backlog_sources,
+    backlog_taken,
+    check_connectors,
+    open_before_window,
+    take_backlog,
+    testable_connectors,
+)
 from engine.connector_status import connector_variables as variables
 from engine.connector_status import test_connection as probe
+from engine.core.enums import Role
+from engine.operators.actions import Actor, PermissionDeniedError
 from engine.runtime import Runtime
-from ui.components import ago, plain
+from ui.auth import allowed
+from ui.components import ago, flash, plain, role_hint
 
-COLUMNS = ("name", "label", "configured", "reachable", "authenticated", "last_poll", "last_error", "backlog")
+COLUMNS = (
+    "name",
+    "label",
+    "configured",
+    "reachable",
+    "authenticated",
+    "last_poll",
+    "last_error",
+    "backlog",
+    "before_window",
+    "window_start",
+)
 
 
 def _as_row(status: ConnectorStatus) -> dict[str, Any]:
@@ -51,9 +74,11 @@ def _state(value: object, yes: str, no: str) -> str:
     return f":green-badge[{yes}]" if value else f":red-badge[{no}]"
 
 
-def connector_cards(runtime: Runtime, columns: int = 2) -> None:
-    """Each connector as a card a person can read at a glance; the raw status only behind "details"."""
+def connector_cards(runtime: Runtime, columns: int = 2, actor: Actor | None = None) -> None:
+    """Each connector as a card a person can read at a glance; the raw status only behind "details". With an
+    `actor`, a source's open records before its start window can be taken as backlog there."""
     rows = connector_rows(runtime)
+    takes_backlog = set(backlog_sources())
     grid = st.columns(columns)
     for index, row in enumerate(rows):
         with grid[index % columns].container(border=True):
@@ -74,5 +99,58 @@ def connector_cards(runtime: Runtime, columns: int = 2) -> None:
                 st.caption(" · ".join(facts))
             if row.get("last_error"):
                 st.error(str(row["last_error"]), icon="⚠️")
+            if configured and row.get("name") in takes_backlog:
+                _backlog(runtime, str(row["name"]), actor)
             with st.expander("details"):
                 st.json(json.dumps({k: v for k, v in row.items() if v is not None}, default=str), expanded=False)
+
+
+def _backlog(runtime: Runtime, name: str, actor: Actor | None) -> None:
+    """What lies before the start window, and for a lead the one click that takes it as backlog."""
+    found = open_before_window(name, runtime.settings)
+    with runtime.factory() as session:
+        taken = backlog_taken(session, name)
+    if taken is not None:
+        who = taken.actor.removeprefix("operator:")
+        st.caption(f"Backlog taken by {plain(who)} {ago(taken.at)}: {taken.created:,} ticket(s).")
+    if isinstance(found, str):
+        st.caption(plain(found))
+    if not isinstance(found, OpenBacklog) or found.count == 0:
+        return
+    about = "about " if found.approximate else ""
+    text = (
+        f"{about}{found.count:,} open record(s) last changed before the start window ({found.window_start} UTC): "
+        "polling never reads them."
+    )
+    if taken is None:
+        st.warning(text, icon="📥")
+    else:
+        st.caption(text)
+    if actor is None:
+        return
+    acknowledge = st.checkbox(
+        "Acknowledge each requester", value=False, key=f"backlog_ack_{name}", disabled=not allowed(actor, Role.LEAD)
+    )
+    if st.button(
+        f"Take {about}{found.count:,} as backlog",
+        key=f"backlog_take_{name}",
+        disabled=not allowed(actor, Role.LEAD),
+        help=role_hint(actor, Role.LEAD),
+    ):
+        try:
+            counts = take_backlog(
+                runtime.engine, runtime.factory, runtime.settings, name, actor, acknowledge=acknowledge
+            )
+        except PermissionDeniedError as error:
+            st.error(f"Refused: {error}")
+            return
+        except Exception as error:
+            st.error(redact_url_credentials(f"Backlog not taken: {error}"))
+            return
+        flash(
+            f"{name}: {counts.get('created', 0):,} ticket(s) taken as backlog"
+            + (f", {counts['errors']:,} could not be read (see ingest errors)" if counts.get("errors") else "")
+            + ("; requesters are acknowledged." if acknowledge else "; no acknowledgements sent."),
+            "success",
+        )
+        st.rerun()

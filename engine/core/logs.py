@@ -1,4 +1,5 @@
-"""Structured logging: one JSON line per event with the ticket id, to stdout and LOG_FILE, secrets redacted.
+"""Structured logging: one JSON line per event with the ticket id, to stdout (stderr for commands whose result is
+their stdout) and LOG_FILE, secrets redacted.
 
 Two layers: configured secrets by value (RedactingFilter), and credentials in any URL by shape, on the whole
 rendered line including extra fields and tracebacks (JsonFormatter), whether or not secrets are configured.
@@ -11,6 +12,7 @@ import logging
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import TextIO
 
 from connectors.redaction import redact_url_credentials
 from engine.core.settings import Settings
@@ -55,11 +57,12 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def configure_logging(settings: Settings) -> None:
-    """Install the JSON handlers once per process; calling again only refreshes the secrets list."""
+def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
+    """Install the JSON handlers once per process; calling again only refreshes the secrets list. `stream`: where
+    the lines go besides LOG_FILE (stdout by default; a command whose result is its stdout logs to stderr)."""
     root = logging.getLogger()
     redactor = RedactingFilter(settings.secret_values())
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stdout)]
     if settings.LOG_FILE:
         settings.LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(settings.LOG_FILE, encoding="utf-8"))

@@ -53,6 +53,9 @@ class CoreSettings(BaseSettings):
     SUPPORT_FROM_EMAIL: str = "support@no-touch.localhost"
     SUPPORT_FROM_NAME: str = "No-Touch Support"
     SUPPORT_SIGNATURE: str = "— The Support Team"
+    SUPPORT_REPLY_TO: str = ""
+    """Where customers' replies should go (`Reply-To` on every message we send), when not to the sending address.
+    Bounces still go to the sender (the envelope), so they reach the desk only if that mailbox is the polled one."""
     AUTOPILOT_ENABLED: bool = False
     AUTO_SEND_MIN_CONFIDENCE: float = Field(default=0.75, ge=0, le=1)
     """The measured operating point of the per-desk calibrated confidence (bench/evaluation.py)."""
@@ -79,6 +82,8 @@ class CoreSettings(BaseSettings):
     """Comma-separated phone numbers and e-mail addresses of the desk's own that an automatic message may carry (a lead
     adds more on the Settings page); any other number or address holds the message and quarantines knowledge."""
     MAX_AUTOMATED_EMAILS_PER_HOUR: int = Field(default=5, ge=0)
+    """Mail-loop guard per recipient address and hour, counted apart for acknowledgements and for answers, so a
+    customer with several tickets does not lose acknowledgements to answers (or the other way round)."""
 
     # Outcomes: "Did this solve your problem?" links and resolution states (engine/outcomes/outcomes.py)
     DESK_PUBLIC_URL: str = ""

@@ -67,6 +67,8 @@ def enqueue_email(
     if existing is not None:
         return existing
     headers = outgoing_headers(settings.from_address) if automated else {"X-Loop": settings.from_address}
+    if settings.SUPPORT_REPLY_TO:
+        headers["Reply-To"] = settings.SUPPORT_REPLY_TO
     if automated:
         rendered = RenderedMessage(
             content.subject, content.body_text, content.body_html, (settings.SUPPORT_FROM_NAME, *headers.values())
@@ -75,12 +77,18 @@ def enqueue_email(
         if reasons := untrusted_text(rendered, trusted):
             raise UntrustedTextError(reasons)
     blocked = undeliverable_reason(ticket.email, settings.from_address)
+    is_ack = kind == MessageKind.ACKNOWLEDGEMENT
     if (
         automated
         and blocked is None
-        and automated_sent_last_hour(session, ticket.email) >= settings.MAX_AUTOMATED_EMAILS_PER_HOUR
+        and automated_sent_last_hour(session, ticket.email, acknowledgements=is_ack)
+        >= settings.MAX_AUTOMATED_EMAILS_PER_HOUR
     ):
-        blocked = f"{settings.MAX_AUTOMATED_EMAILS_PER_HOUR} automated messages to {ticket.email} in the last hour"
+        counted = "acknowledgements" if is_ack else "automated answers"
+        blocked = (
+            f"{settings.MAX_AUTOMATED_EMAILS_PER_HOUR} {counted} to {ticket.email} in the last hour "
+            "(MAX_AUTOMATED_EMAILS_PER_HOUR, the mail-loop guard); a person may reply by hand"
+        )
     domain = settings.from_address.rsplit("@", 1)[-1]
     in_reply_to = session.scalar(
         select(EmailInteraction.message_id)

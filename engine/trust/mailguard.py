@@ -20,7 +20,7 @@ import authres
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.core.enums import OutboxState
+from engine.core.enums import MessageKind, OutboxState
 from engine.core.models import OutboxMessage, utcnow
 from engine.trust.content_policy import PUBLIC_SUFFIXES
 
@@ -80,22 +80,24 @@ def undeliverable_reason(address: str, our_address: str) -> str | None:
     return None
 
 
-def automated_sent_last_hour(session: Session, address: str) -> int:
-    """Automated messages queued or sent to `address` in the last hour (suppressed ones do not count)."""
+def automated_sent_last_hour(session: Session, address: str, *, acknowledgements: bool | None = None) -> int:
+    """Automated messages queued or sent to `address` in the last hour (suppressed ones do not count); only
+    acknowledgements (True) or only the others (False) when asked, since the hourly cap counts them apart."""
     since = utcnow() - timedelta(hours=1)
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(OutboxMessage)
-            .where(
-                func.lower(OutboxMessage.to_address) == address.lower(),
-                OutboxMessage.automated.is_(True),
-                OutboxMessage.created_at >= since,
-                OutboxMessage.state != OutboxState.SUPPRESSED,
-            )
+    query = (
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            func.lower(OutboxMessage.to_address) == address.lower(),
+            OutboxMessage.automated.is_(True),
+            OutboxMessage.created_at >= since,
+            OutboxMessage.state != OutboxState.SUPPRESSED,
         )
-        or 0
     )
+    if acknowledgements is not None:
+        is_ack = OutboxMessage.kind == MessageKind.ACKNOWLEDGEMENT
+        query = query.where(is_ack if acknowledgements else ~is_ack)
+    return session.scalar(query) or 0
 
 
 def unverified_sender(headers: Mapping[str, str], sender: str, authserv_id: str) -> str | None:

@@ -96,7 +96,12 @@ def test_a_registered_vendor_is_polled_and_shown_by_health(
     [status] = [status for status in check_connectors(configured) if status.name == "fake"]
     assert status.configured and status.source and status.last_poll is not None and not status.failing
     report = health_report(runtime)
-    assert report["checks"]["sources"] == {"status": "healthy", "configured": ["fake"], "failing": []}
+    assert report["checks"]["sources"] == {
+        "status": "healthy",
+        "configured": ["fake"],
+        "failing": [],
+        "not_yet_tested": [],
+    }
 
     broken = load_settings(_env_file=None, **{**settings.model_dump(), "FAKE_FEED_URL": "ftp://feed"})
     [status] = [status for status in check_connectors(broken) if status.name == "fake"]

@@ -446,3 +446,50 @@ def test_a_customers_no_comment_reaches_the_work_notes_inert_through_the_engine(
     [note] = [entry["text"] for entry in snow.journal if "The customer's words" in entry["text"]]
     assert "did not solve it. The customer's words, quoted as written:\n> ［code］<a href=" in note
     assert not re.search(r"\[\s*/?\s*code\s*\]", note, re.IGNORECASE)
+
+
+def test_a_least_privilege_user_hears_callers_from_the_records_own_comments(
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    snow: ServiceNowEmulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without read on sys_journal_field (403), the incident's `comments` display value carries the caller's
+    portal comments: each reaches its ticket once, however often the incident changes; ours never come back."""
+    snow.restricted["sys_journal_field"] = 403
+    caller = snow.add_user("casey@example.com", "Casey Caller")
+    incident = snow.add_incident("VPN drops", caller=caller)
+    configured = with_settings(settings, **snow_values(snow))
+    servicenow = ServiceNowSource(configured)
+    assert poll_source(engine, session_factory, configured, servicenow) == {"created": 1}
+    servicenow.push(
+        SourceUpdate(1, f"incident:{incident['sys_id']}", "note", "[No-Touch Support TCKT-1 · event 1] hi", public=True)
+    )
+    snow.add_comment(incident, caller, "It still drops after the update")
+    assert poll_source(engine, session_factory, configured, servicenow).get("reply") == 1
+    snow.add_comment(incident, caller, "And now it is down\nfor good")
+    counts = poll_source(engine, session_factory, configured, servicenow)
+    assert counts.get("reply") == 1, "the first comment, read again with the second, is a duplicate"
+    assert poll_source(engine, session_factory, configured, servicenow).get("reply") is None
+    with session_factory() as session:
+        replies = session.scalars(select(EmailInteraction).order_by(EmailInteraction.id)).all()
+        assert [(r.body, r.from_address) for r in replies] == [
+            ("It still drops after the update", "casey@example.com"),
+            ("And now it is down\nfor good", "casey@example.com"),
+        ]
+    assert "callers' comments are read from each changed record's `comments` field" in caplog.text
+
+
+def test_journal_display_values_split_into_entries_oldest_first() -> None:
+    from connectors.servicenow import journal_entries
+
+    shown = (
+        "2025-03-01 08:00:09 - Casey Caller (Additional comments)\nSecond line one\nline two\n\n"
+        "2025-03-01 08:00:05 - Integration User (Additional comments)\n[No-Touch Support TCKT-1 · event 1] hi\n\n"
+    )
+    assert journal_entries(shown) == [
+        ("2025-03-01 08:00:05", "Integration User", "[No-Touch Support TCKT-1 · event 1] hi"),
+        ("2025-03-01 08:00:09", "Casey Caller", "Second line one\nline two"),
+    ]
+    assert journal_entries("") == []

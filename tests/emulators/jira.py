@@ -25,8 +25,8 @@ serves the file at `/secure/attachment/{id}/{filename}`, Cloud at `GET /rest/api
 straight back). The metadata is only what the server says: `attach()` can state a size that is not the file's,
 point `content` at another server, or stream the file chunked without a Content-Length.
 Basic auth with e-mail + API token; errors as `{"errorMessages": [...], "errors": {}}`.
-JQL support is the subset the connector sends: `updated >= "yyyy/MM/dd HH:mm"`, read in the searching
-user's time zone as Jira reads JQL dates (https://support.atlassian.com/jira-software-cloud/docs/jql-fields/,
+JQL support is the subset the connector sends: `updated >= "yyyy/MM/dd HH:mm"` (and `<`), `statusCategory != Done`,
+read in the searching user's time zone as Jira reads JQL dates (https://support.atlassian.com/jira-software-cloud/docs/jql-fields/,
 Updated), and `ORDER BY updated, key`.
 """
 
@@ -41,7 +41,7 @@ from zoneinfo import ZoneInfo
 
 from tests.emulators.base import Emulator, Request, Response
 
-UPDATED = re.compile(r'updated >= "(\d{4})/(\d{2})/(\d{2}) (\d{2}):(\d{2})"')
+UPDATED = re.compile(r'updated (>=|<) "(\d{4})/(\d{2})/(\d{2}) (\d{2}):(\d{2})"')
 STAMP = "%Y-%m-%dT%H:%M:%S.000+0000"
 WORKFLOW = [
     {"id": "11", "name": "Start Progress"},
@@ -246,6 +246,8 @@ class JiraEmulator(Emulator):
             return Response.json([])
         if rest == "myself":
             return Response.json(self.me)
+        if rest == "search/approximate-count" and request.method == "POST":
+            return self._count(request)
         if rest in ("search", "search/jql"):
             return self._search(request, version, cloud=rest.endswith("/jql"))
         if match := re.fullmatch(r"issue/([A-Z]+-\d+)/(comment|transitions)", rest):
@@ -305,13 +307,31 @@ class JiraEmulator(Emulator):
             self.issues[key]["fields"]["updated"] = self.stamp()
         return Response(204)
 
+    def _matching(self, jql: str) -> list[dict[str, Any]]:
+        rows = list(self.issues.values())
+        for match in UPDATED.finditer(jql):
+            operator, (year, month, day, hour, minute) = match.group(1), (int(g) for g in match.groups()[1:])
+            since = datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(self.time_zone))
+            rows = [
+                r
+                for r in rows
+                if (datetime.strptime(r["fields"]["updated"], "%Y-%m-%dT%H:%M:%S.%f%z") >= since) == (operator == ">=")
+            ]
+        if "statusCategory != Done" in jql:
+            rows = [r for r in rows if r["fields"]["status"]["statusCategory"]["key"] != "done"]
+        return rows
+
+    def _count(self, request: Request) -> Response:
+        """Cloud's `POST /rest/api/3/search/approximate-count` `{"jql"}` → `{"count"}` ("Provide an estimated count
+        of the issues that match the JQL", developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issue-search/);
+        Server has no such resource."""
+        if self.deployment != "Cloud":
+            return errors(404, f"No resource at {request.path}")
+        return Response.json({"count": len(self._matching(str(request.json().get("jql") or "")))})
+
     def _search(self, request: Request, version: int, *, cloud: bool) -> Response:
         jql = request.arg("jql", "") or ""
-        rows = list(self.issues.values())
-        if match := UPDATED.search(jql):
-            year, month, day, hour, minute = (int(g) for g in match.groups())
-            since = datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(self.time_zone))
-            rows = [r for r in rows if datetime.strptime(r["fields"]["updated"], "%Y-%m-%dT%H:%M:%S.%f%z") >= since]
+        rows = self._matching(jql)
         rows.sort(key=lambda r: (r["fields"]["updated"], int(r["key"].split("-")[1])))
         rows = [self._issue(row, version) for row in rows]
         limit = int(request.arg("maxResults", "50") or 50)

@@ -2,7 +2,8 @@
 
 Follows the ServiceNow REST API reference: Table API
 (https://docs.servicenow.com/bundle/kingston-application-development/page/integrate/inbound-rest/concept/c_TableAPI.html:
-`sysparm_query` encoded queries with `^`, `^NQ`, `ORDERBY`/`ORDERBYDESC`, `IN`; `sysparm_limit`,
+`sysparm_query` encoded queries with `^`, `^NQ`, `ORDERBY`/`ORDERBYDESC`, `IN`, `NOT IN` (the encoded forms of
+the condition operators, docs.servicenow.com "Operators available for filters and queries"); `sysparm_limit`,
 `sysparm_offset`, `sysparm_fields`, `sysparm_exclude_reference_link`; `{"result": ...}` bodies;
 `X-Total-Count` and a `Link` header with first/prev/next/last; PATCH merges fields and appends
 `work_notes`/`comments` to the journal, which reads back as table `sys_journal_field` with `element_id`,
@@ -23,6 +24,11 @@ Behaviours of real instances, each switchable:
   (403 "Operation Failed", as instances enforcing close information answer).
 - `add_comment`: a caller's customer-visible portal comment, a `comments` entry in sys_journal_field with
   `sys_created_by` the author's user_name and `sys_created_on`.
+- A least-privilege integration user: `restricted={"sys_journal_field": 403}`, the ACL refusal a user without
+  a read ACL on the table gets ("Access control list rules": a user must pass a table's read ACL to read its
+  records, docs.servicenow.com). The record's own journal fields stay readable: with `sysparm_display_value=true`
+  ("Return field display values", Table API) `comments`/`work_notes` read as every entry, newest first,
+  "<time> - <author's name> (Additional comments)", then the text.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from urllib.parse import urlencode
 
 from tests.emulators.base import Emulator, Request, Response
 
-CONDITION = re.compile(r"^([a-z_.]+?)(>=|<=|!=|>|<|=|IN|STARTSWITH|LIKE)(.*)$")
+CONDITION = re.compile(r"^([a-z_.]+?)(>=|<=|!=|>|<|=|NOT IN|IN|STARTSWITH|LIKE)(.*)$")
 
 
 def failure(status: int, message: str, detail: str = "") -> Response:
@@ -210,9 +216,29 @@ class ServiceNowEmulator(Emulator):
     def _shape(self, record: dict[str, Any], request: Request) -> dict[str, Any]:
         fields = request.arg("sysparm_fields")
         shaped = {key: value for key, value in record.items() if not fields or key in fields.split(",")}
+        if request.arg("sysparm_display_value") == "true":
+            for element in ("comments", "work_notes"):
+                if not fields or element in fields.split(","):
+                    shaped[element] = self._journal_display(record["sys_id"], element)
         if request.arg("sysparm_exclude_reference_link") == "true":
             shaped = {key: value["value"] if isinstance(value, dict) else value for key, value in shaped.items()}
         return shaped
+
+    def _journal_display(self, sys_id: str, element: str) -> str:
+        """A journal field's display value: every entry, newest first, as "<time> - <author's name>
+        (Additional comments|Work notes)" on its own line, then its text and a blank line."""
+        label = "Additional comments" if element == "comments" else "Work notes"
+        names = {u["user_name"]: u["name"] for u in self.tables.get("sys_user", {}).values()}
+        entries = [
+            e
+            for e in self.tables.get("sys_journal_field", {}).values()
+            if e["element_id"] == sys_id and e["element"] == element
+        ]
+        entries.sort(key=lambda e: e["sys_created_on"], reverse=True)
+        return "".join(
+            f"{e['sys_created_on']} - {names.get(e['sys_created_by'], e['sys_created_by'])} ({label})\n{e['value']}\n\n"
+            for e in entries
+        )
 
     def _journal(self, table: str, record: dict[str, Any], element: str, text: str, author: str) -> None:
         self.journal.append({"sys_id": record["sys_id"], "field": element, "text": text})
@@ -271,6 +297,7 @@ class ServiceNowEmulator(Emulator):
                     "<": actual < expected,
                     "<=": actual <= expected,
                     "IN": actual in expected.split(","),
+                    "NOT IN": actual not in expected.split(","),
                     "STARTSWITH": actual.startswith(expected),
                     "LIKE": expected in actual,
                 }[op]

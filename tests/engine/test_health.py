@@ -76,6 +76,7 @@ def test_some_failing_sources_degrade_and_all_failing_is_unhealthy(
         "status": "degraded",
         "configured": ["servicenow", "imap"],
         "failing": ["servicenow"],
+        "not_yet_tested": [],
     }
 
     record_poll(session_factory, "imap", ok=False)
@@ -89,14 +90,43 @@ def test_health_cli_exits_1_only_when_every_source_fails(
 ) -> None:
     record_poll(session_factory, "servicenow", ok=False)
     record_poll(session_factory, "imap", ok=True)
-    degraded = run_engine(two_sources, "health", cwd=tmp_path, **SOURCES)
+    degraded = run_engine(two_sources, "health", "--no-test", cwd=tmp_path, **SOURCES)
     assert degraded.returncode == 0, degraded.stderr
     assert json.loads(degraded.stdout)["status"] == "degraded"
 
     record_poll(session_factory, "imap", ok=False)
-    unhealthy = run_engine(two_sources, "health", cwd=tmp_path, **SOURCES)
+    unhealthy = run_engine(two_sources, "health", "--no-test", cwd=tmp_path, **SOURCES)
     assert unhealthy.returncode == 1, unhealthy.stderr
     report = json.loads(unhealthy.stdout)
     assert report["status"] == "unhealthy"
     assert report["checks"]["sources"]["failing"] == ["servicenow", "imap"]
     assert "snow-password-1" not in unhealthy.stdout and "imap-password-1" not in unhealthy.stdout
+
+
+def test_a_connection_never_used_is_not_yet_tested_and_health_tests_it(
+    settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Right after configuration nothing has run: without calls the report says "not yet tested", never
+    "healthy"; by default each configured connection is called once, and a refused sign-in shows."""
+    from tests.emulators.base import running
+    from tests.emulators.servicenow import ServiceNowEmulator
+
+    for snow in running(ServiceNowEmulator()):
+        values = {
+            "SNOW_API_URL": f"{snow.url}/api/now/table/incident",
+            "SNOW_AUTH_USERNAME": snow.username,
+            "SNOW_AUTH_PASSWORD": snow.password,
+        }
+        untested = run_engine(settings, "health", "--no-test", cwd=tmp_path, **values)
+        report = json.loads(untested.stdout)
+        assert untested.returncode == 0, untested.stderr
+        assert report["status"] == "not yet tested" and report["checks"]["sources"]["not_yet_tested"] == ["servicenow"]
+
+        tested = json.loads(run_engine(settings, "health", cwd=tmp_path, **values).stdout)
+        [servicenow] = tested["checks"]["connectors"]["connectors"]
+        assert tested["status"] == "healthy" and servicenow["tested"] and servicenow["status"] == "ok"
+
+        refused = run_engine(settings, "health", cwd=tmp_path, **{**values, "SNOW_AUTH_PASSWORD": "wrong"})
+        report = json.loads(refused.stdout)
+        assert report["status"] == "unhealthy" and report["checks"]["sources"]["failing"] == ["servicenow"]
+        assert "wrong" not in refused.stdout

@@ -126,12 +126,59 @@ def test_two_auto_responders_naive_one_is_capped_per_hour(
     messages = _converse(session_factory, settings, "naive-bot@x.example", {}, rounds=10)
     sent = [m for m in messages if m.state == OutboxState.SENT]
     suppressed = [m for m in messages if m.state == OutboxState.SUPPRESSED]
-    assert len(sent) == 3
-    assert len(suppressed) == 1
-    assert "3 automated messages to naive-bot@x.example in the last hour" in suppressed[0].last_error
+    assert [m.kind for m in sent].count("acknowledgement") == 1, "acknowledgements are capped apart from answers"
+    assert len(sent) == 4 and len(suppressed) == 1
+    assert "3 automated answers to naive-bot@x.example in the last hour" in suppressed[0].last_error
     with session_factory() as session:
         ticket = session.scalar(select(Ticket))
         assert [e.type for e in ticket.timeline].count("email_suppressed") == 1
+
+
+def test_a_customer_with_several_tickets_keeps_acknowledgements_and_sees_a_held_one(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """Answers never use up the acknowledgements' share of the hourly cap; one the cap holds is on its ticket's
+    timeline and the ticket asks for a person. Every message carries SUPPORT_REPLY_TO as Reply-To."""
+    from engine.pipeline import claim_pending_tickets
+    from tests.factories import new_ticket
+
+    settings.MAX_AUTOMATED_EMAILS_PER_HOUR = 2
+    settings.SUPPORT_REPLY_TO = "help@support.example"
+    kim = "kim@customer.example"
+    first = new_ticket(session_factory, settings, requester_email=kim)
+    with session_factory.begin() as session:
+        for n in range(2):  # two automated answers to Kim in this hour already
+            session.add(
+                OutboxMessage(
+                    ticket_id=first,
+                    dedupe_key=f"answer-{n}",
+                    kind="resolution",
+                    automated=True,
+                    to_address=kim,
+                    from_address=US,
+                    subject="Re: portal",
+                    body_text="Fixed.",
+                    headers={},
+                    message_id=f"<answer-{n}@desk.example>",
+                    state=OutboxState.SENT,
+                )
+            )
+    others = [new_ticket(session_factory, settings, requester_email=kim) for _ in range(2)]
+    claim_pending_tickets(session_factory, settings, worker="test")
+    with session_factory() as session:
+        acks = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.kind == "acknowledgement").order_by(OutboxMessage.id)
+        ).all()
+        assert [(a.ticket_id, a.state) for a in acks] == [
+            (first, OutboxState.PENDING),
+            (others[0], OutboxState.PENDING),
+            (others[1], OutboxState.SUPPRESSED),
+        ]
+        assert all(a.headers["Reply-To"] == "help@support.example" for a in acks)
+        held = session.get(Ticket, others[1])
+        assert held is not None and held.action_required
+        [event] = [e for e in held.timeline if e.type == "email_suppressed"]
+        assert "2 acknowledgements to kim@customer.example in the last hour" in event.title
 
 
 OURS = "mx.desk.example"
