@@ -101,6 +101,31 @@ def test_permanent_failure_stops_and_asks_a_person(
         assert ticket.timeline[-1].type == "email_failed"
 
 
+@pytest.mark.parametrize("command", ["RCPT", "DATA"])
+def test_a_4xx_refusal_is_retried_and_a_5xx_kept_with_its_code(
+    session_factory: sessionmaker[Session], settings: Settings, sink: Mailbox, command: str
+) -> None:
+    """Postfix answers `450 4.2.1` to RCPT for a locked or full mailbox: retried, not failed for good."""
+    queue = sink.refuse_next_rcpt if command == "RCPT" else sink.fail_next
+    outbox_id = queue_ack(session_factory, settings)
+    queue.append("450 4.2.1 Mailbox temporarily unavailable")
+    assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).retried == 1
+    with session_factory.begin() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        assert message.state == OutboxState.PENDING
+        assert "450 4.2.1 Mailbox temporarily unavailable" in message.last_error
+        message.next_attempt_at = utcnow()
+    queue.append("550 5.1.1 No such user here")
+    assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).failed == 1
+    with session_factory() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        assert message.state == OutboxState.FAILED
+        assert "550 5.1.1 No such user here" in message.last_error
+        ticket = session.get(Ticket, message.ticket_id)
+        assert "550 5.1.1 No such user here" in ticket.timeline[-1].title
+    assert sink.messages == []
+
+
 def test_unreachable_server_is_a_clear_retryable_error(
     session_factory: sessionmaker[Session], settings: Settings
 ) -> None:
