@@ -10,6 +10,7 @@ Connectors are the bottom of the stack and import no engine code: what both side
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,20 @@ class TicketStatus(StrEnum):
     ESCALATED = "Escalated"
     RESOLVED = "Resolved"
     CLOSED = "Closed"
+
+
+MESSAGE_ID_KEY_LENGTH = 250
+"""Message-IDs up to this length are kept as they are; RFC 5322 allows up to 998 characters in a line, so a
+longer one is stored as a key derived from it (see `message_id_key`)."""
+
+
+def message_id_key(message_id: str) -> str:
+    """A bounded key for a Message-ID: the id itself when short, else a SHA-256 of it in Message-ID form. The same
+    id always gives the same key, so dedupe and threading (In-Reply-To, References) keep working."""
+    message_id = message_id.strip()
+    if len(message_id) <= MESSAGE_ID_KEY_LENGTH:
+        return message_id
+    return f"<sha256-{hashlib.sha256(message_id.encode('utf-8', 'surrogateescape')).hexdigest()}@long-message-id>"
 
 
 def _printable(value: object) -> object:

@@ -28,6 +28,7 @@ from connectors.base import (
     RejectedItem,
     Required,
     TicketIn,
+    message_id_key,
     require_configured,
     setting_problems,
 )
@@ -202,8 +203,8 @@ def to_ticket_in(raw: bytes, fallback_id: str, max_attachment_bytes: int) -> Tic
     name, address = parseaddr(str(message.get("From", "")))
     if not address:
         raise ValueError("message has no From address")
-    message_id = str(message.get("Message-ID", "")).strip() or None
-    references = str(message.get("References", "")).split()
+    message_id = message_id_key(str(message.get("Message-ID", ""))) or None
+    references = [message_id_key(value) for value in str(message.get("References", "")).split()]
     body_part = message.get_body(preferencelist=("plain", "html"))
     body = _text(body_part) if body_part is not None else ""
     if body_part is not None and body_part.get_content_subtype() == "html":
@@ -235,7 +236,7 @@ def to_ticket_in(raw: bytes, fallback_id: str, max_attachment_bytes: int) -> Tic
         updated_at=updated,
         thread_id=(references[0] if references else message_id),
         message_id=message_id,
-        in_reply_to=str(message.get("In-Reply-To", "")).strip() or None,
+        in_reply_to=message_id_key(str(message.get("In-Reply-To", ""))) or None,
         references=references,
         headers={key: str(message[key]) for key in KEPT_HEADERS if message.get(key) is not None},
         attachments=attachments,

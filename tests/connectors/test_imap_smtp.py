@@ -79,6 +79,21 @@ def test_a_recreated_folder_creates_nothing_twice(
         assert len(session.scalars(select(Ticket)).all()) == 4
 
 
+def test_a_message_id_longer_than_255_characters_is_taken_in_threaded_and_deduplicated(
+    engine: Engine, session_factory: sessionmaker[Session], settings: Settings, imap_server: ImapEmulator
+) -> None:
+    long_id = f"<{'x' * 600}@mailer.example.com>"
+    imap_server.append(mail("Printer jammed", message_id=long_id))
+    imap_server.append(mail("Re: Printer jammed", "Still jammed", In_Reply_To=long_id, References=long_id))
+    source = ImapSource(with_settings(settings, **imap_values(imap_server)))
+    assert poll_source(engine, session_factory, settings, source) == {"created": 1, "reply": 1}
+    imap_server.renumber()
+    assert poll_source(engine, session_factory, settings, source) == {"duplicate": 2}
+    with session_factory() as session:
+        [ticket] = session.scalars(select(Ticket)).all()
+        assert len(ticket.external_id) < 255 and ticket.subject == "Printer jammed"
+
+
 def test_threading_headers_charsets_and_bad_messages(plain_settings: Settings, imap_server: ImapEmulator) -> None:
     imap_server.append(
         mail(
