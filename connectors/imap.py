@@ -212,13 +212,9 @@ def to_ticket_in(raw: bytes, fallback_id: str, max_attachment_bytes: int) -> Tic
 
         body = html_to_text(body)
     attachments = [
-        AttachmentIn(
-            filename=str(part.get_filename() or "attachment")[:500],
-            content_type=part.get_content_type(),
-            data=part.get_payload(decode=True) or b"",
-        )
+        AttachmentIn(filename=_attachment_name(part), content_type=part.get_content_type(), data=data)
         for part in message.iter_attachments()
-        if len(part.get_payload(decode=True) or b"") <= max_attachment_bytes
+        if len(data := _attachment_bytes(part)) <= max_attachment_bytes
     ]
     date = message.get("Date")
     try:
@@ -241,6 +237,39 @@ def to_ticket_in(raw: bytes, fallback_id: str, max_attachment_bytes: int) -> Tic
         headers={key: str(message[key]) for key in KEPT_HEADERS if message.get(key) is not None},
         attachments=attachments,
     )
+
+
+def _attachment_bytes(part: Any) -> bytes:
+    """A part's content as bytes. An attached e-mail (message/rfc822, as forwarded or returned in a bounce) and the
+    other structured parts (message/delivery-status, a nested multipart) have no decodable payload of their own:
+    they are kept as the bytes of what they hold."""
+    if not part.is_multipart() and part.get_content_maintype() != "message":
+        return part.get_payload(decode=True) or b""
+    payload = part.get_payload()
+    try:
+        if part.get_content_type() == "message/rfc822" and isinstance(payload, list) and payload:
+            return payload[0].as_bytes(policy=email.policy.SMTP)
+        if part.get_content_maintype() == "message" and isinstance(payload, list):
+            return b"".join(block.as_bytes(policy=email.policy.SMTP) for block in payload)
+        _, _, body = part.as_bytes(policy=email.policy.SMTP).partition(b"\r\n\r\n")
+        return body
+    except (LookupError, UnicodeError, ValueError, TypeError):
+        raw = part.get_payload(decode=False)
+        return raw.encode("utf-8", "replace") if isinstance(raw, str) else b""
+
+
+def _attachment_name(part: Any) -> str:
+    """The part's own file name; an attached e-mail without one is named after its subject, with .eml, so it opens
+    as what it is."""
+    name = part.get_filename()
+    if not name and part.get_content_type() == "message/rfc822":
+        payload = part.get_payload()
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        subject = re.sub(r"[\\/:*?\"<>|\x00-\x1f]+", " ", str(inner.get("Subject", "") if inner else "")).strip()
+        name = f"{subject[:200] or 'message'}.eml"
+    elif not name and part.get_content_maintype() == "message":
+        name = part.get_content_subtype()
+    return str(name or "attachment")[:500]
 
 
 def _text(part: Any) -> str:

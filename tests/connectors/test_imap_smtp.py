@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import DeliveryError, OutgoingEmail
 from connectors.http import AuthenticationError, UnreachableError
-from connectors.imap import ImapSource
+from connectors.imap import ImapSource, to_ticket_in
 from connectors.jira import JiraSource
 from connectors.smtp import SmtpTransport
 from engine.core.enums import MessageKind, TicketStatus
@@ -26,6 +26,7 @@ from engine.core.templates import acknowledgement
 from engine.delivery.outbox import deliver_outbox, enqueue_email
 from engine.delivery.sync import sync_back
 from engine.jobs import poll_source
+from kb.extract import extract
 from tests.connectors.conftest import imap_values, jira_values, with_settings
 from tests.emulators.imap import ImapEmulator
 from tests.emulators.jira import JiraEmulator
@@ -43,6 +44,33 @@ def mail(
         message[name.replace("_", "-")] = value
     message.set_content(body, charset=charset)
     return bytes(message)
+
+
+def dsn(original_message_id: str, recipient: str = "nobody@example.com") -> bytes:
+    """A delivery status notification (RFC 3464) as Postfix writes one, returning the whole original message."""
+    return (
+        "From: MAILER-DAEMON@mx.example.test (Mail Delivery System)\r\n"
+        "To: desk@example.test\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "Message-ID: <20261207.bounce.1@mx.example.test>\r\n"
+        "Date: Mon, 07 Dec 2026 03:00:00 +0000\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B1"\r\n'
+        "\r\n--B1\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+        "This is the mail system at host mx.example.test.\r\n\r\nI'm sorry to have to inform you that your "
+        "message could not be delivered to one or more recipients.\r\n"
+        f"\r\n<{recipient}>: unknown user\r\n"
+        "\r\n--B1\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.example.test\r\n"
+        "Arrival-Date: Mon,  7 Dec 2026 03:00:00 +0000 (UTC)\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nOriginal-Recipient: rfc822;{recipient}\r\n"
+        "Action: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: X-Postfix; unknown user\r\n"
+        "\r\n--B1\r\nContent-Type: message/rfc822\r\n\r\n"
+        f"From: Support <desk@example.test>\r\nTo: {recipient}\r\nSubject: Ticket Received: TCKT-1\r\n"
+        f"Message-ID: {original_message_id}\r\nAuto-Submitted: auto-replied\r\n\r\nHello there\r\n"
+        "\r\n--B1--\r\n"
+    ).encode()
 
 
 def test_polls_by_uid_marks_seen_and_resumes(
@@ -112,6 +140,27 @@ def test_threading_headers_charsets_and_bad_messages(plain_settings: Settings, i
     assert item.references == ["<orig@x>", "<ack@desk>"] and item.thread_id == "<orig@x>"
     assert item.headers == {"Auto-Submitted": "auto-replied"}
     assert "no From address" in page.rejected[0].error
+
+
+def test_an_attached_email_and_the_parts_of_a_bounce_keep_their_bytes(plain_settings: Settings) -> None:
+    original = EmailMessage()
+    original["From"], original["To"], original["Subject"] = "ann@example.com", "pat@example.com", "Invoice 7/12"
+    original["Message-ID"] = "<inner-1@example.com>"
+    original.set_content("The invoice total looks wrong.")
+    forward = EmailMessage()
+    forward["From"], forward["To"], forward["Subject"] = "pat@example.com", "desk@example.test", "Fwd: Invoice"
+    forward.set_content("See the attached message.")
+    forward.add_attachment(original)
+    forwarded = to_ticket_in(bytes(forward), "1:1", 10_000_000)
+    [attached] = forwarded.attachments
+    assert (attached.filename, attached.content_type) == ("Invoice 7 12.eml", "message/rfc822")
+    assert b"The invoice total looks wrong." in attached.data and b"<inner-1@example.com>" in attached.data
+    extraction = extract(attached.filename, attached.data, max_bytes=10_000_000)
+    assert "The invoice total looks wrong." in " ".join(section.text for section in extraction.sections)
+    returned = to_ticket_in(dsn("<ack-1@desk.example.test>"), "1:2", 10_000_000)
+    status, message = returned.attachments
+    assert status.content_type == "message/delivery-status" and b"Status: 5.1.1" in status.data
+    assert message.content_type == "message/rfc822" and b"Message-ID: <ack-1@desk.example.test>" in message.data
 
 
 def test_wrong_password(plain_settings: Settings, imap_server: ImapEmulator, caplog: pytest.LogCaptureFixture) -> None:
