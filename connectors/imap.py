@@ -1,8 +1,10 @@
 """Any IMAP mailbox as a source, for teams not on Microsoft 365: UID-based polling, no IDLE needed.
 
-The cursor is `UIDVALIDITY:last UID`; a changed UIDVALIDITY (the server renumbered the folder) starts
-over, and ingest's Message-ID keys make that harmless. Messages are fetched with BODY.PEEK and flagged
-\\Seen only after their page is committed.
+The cursor is `UIDVALIDITY:last UID:start of the window`. The window starts at IMAP_START_AT, else at the first
+poll: mail that arrived before it (by INTERNALDATE) is skipped and counted, never taken in, so connecting a
+mailbox with years of read mail opens no tickets for it. A changed UIDVALIDITY (the server renumbered the
+folder) starts over inside the same window, and ingest's Message-ID keys make that harmless. Messages are
+fetched with BODY.PEEK and flagged \\Seen only after their page is committed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import re
 import ssl
 from collections.abc import Iterator
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import parseaddr, parsedate_to_datetime
 from typing import Annotated, Any, Literal
@@ -31,6 +33,7 @@ from connectors.base import (
     message_id_key,
     require_configured,
     setting_problems,
+    timestamp_check,
 )
 from connectors.http import AuthenticationError, ConnectorError, UnreachableError, breaker_from_settings, tls_problem
 
@@ -47,6 +50,9 @@ KEPT_HEADERS = (
     "X-Autorespond",
 )
 UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
+INTERNALDATE = re.compile(rb'UID (\d+) INTERNALDATE "([^"]+)"|INTERNALDATE "([^"]+)" UID (\d+)')
+START_FORMAT = "%Y-%m-%d %H:%M:%S"
+CURSOR_START_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
 class ImapSettings(ConnectorSettings):
@@ -58,11 +64,15 @@ class ImapSettings(ConnectorSettings):
     IMAP_USERNAME: Annotated[str, Required()] = ""
     IMAP_PASSWORD: Annotated[SecretStr, Required()] = SecretStr("")
     IMAP_FOLDER: str = "INBOX"
+    IMAP_START_AT: str = ""
+    """Mail that arrived before this (`2026-01-31 23:59:59`, UTC) is not taken in; empty: from the first poll."""
     IMAP_POLL_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
 
 
 def configuration_problems(settings: ImapSettings) -> list[str]:
-    return setting_problems(settings, ImapSettings)
+    return setting_problems(
+        settings, ImapSettings, IMAP_START_AT=timestamp_check(START_FORMAT, "2026-01-31 23:59:59 (UTC)")
+    )
 
 
 def is_configured(settings: ImapSettings) -> bool:
@@ -78,6 +88,11 @@ class ImapSource:
         self.page_size = settings.CONNECTOR_PAGE_SIZE
         self.breaker = breaker_from_settings(NAME, settings)
         self.timeout = settings.CONNECTOR_READ_TIMEOUT_SECONDS
+        self.start_at = (
+            datetime.strptime(settings.IMAP_START_AT, START_FORMAT).replace(tzinfo=UTC)
+            if settings.IMAP_START_AT
+            else None
+        )
 
     def _connect(self) -> imaplib.IMAP4:
         s = self.settings
@@ -132,11 +147,14 @@ class ImapSource:
         if status != "OK":
             raise ConnectorError(NAME, f"folder {self.settings.IMAP_FOLDER!r} cannot be opened (IMAP_FOLDER)")
         validity = _uidvalidity(client)
-        known_validity, _, last = (cursor or "").partition(":")
+        known_validity, last, window = [*(cursor or "").split(":"), "", ""][:3]
+        if not cursor:
+            window = (self.start_at or datetime.now(UTC)).strftime(CURSOR_START_FORMAT)
         if cursor and known_validity != validity:
             log.warning(
                 "%s %s folder %r: UIDVALIDITY changed from %s to %s (the folder was recreated or renumbered); "
-                "reading it again from the start, messages already taken in are recognised by their Message-ID",
+                "reading it again from the start of the window, messages already taken in are recognised by their "
+                "Message-ID",
                 NAME,
                 self.settings.IMAP_HOST,
                 self.settings.IMAP_FOLDER,
@@ -146,8 +164,17 @@ class ImapSource:
         after = int(last) if known_validity == validity and last.isdigit() else 0
         status, found = client.uid("SEARCH", f"UID {after + 1}:*")
         uids = sorted(int(uid) for uid in (found[0] or b"").split() if int(uid) > after)
+        newest = uids[-1] if uids else after
+        suffix = f":{window}" if window else ""
+        if after == 0 and window and uids:
+            uids = self._inside_window(client, uids, datetime.strptime(window, CURSOR_START_FORMAT).replace(tzinfo=UTC))
+        if not uids:
+            if not cursor or known_validity != validity or newest > after:
+                yield PolledPage(items=[], cursor=f"{validity}:{newest}{suffix}")
+            return
         for start in range(0, len(uids), self.page_size):
             batch = uids[start : start + self.page_size]
+            last_uid = newest if start + self.page_size >= len(uids) else batch[-1]
             items, rejected, fetched = [], [], []
             for uid, raw in self._fetch(client, batch):
                 fetched.append(uid)
@@ -161,9 +188,42 @@ class ImapSource:
                             raw[:100_000].decode("utf-8", errors="replace"),
                         )
                     )
-            yield PolledPage(items=items, cursor=f"{validity}:{batch[-1]}", rejected=rejected)
+            yield PolledPage(items=items, cursor=f"{validity}:{last_uid}{suffix}", rejected=rejected)
             if fetched:
                 client.uid("STORE", ",".join(str(uid) for uid in fetched), "+FLAGS", "(\\Seen)")
+
+    def _inside_window(self, client: imaplib.IMAP4, uids: list[int], start: datetime) -> list[int]:
+        """The UIDs that arrived at or after `start` (by INTERNALDATE); the others are counted and left untouched.
+        SEARCH SINCE (whole days) narrows the candidates on the server; their INTERNALDATE decides."""
+        since = (start - timedelta(days=1)).strftime("%d-%b-%Y")
+        status, found = client.uid("SEARCH", f"UID {uids[0]}:* SINCE {since}")
+        candidates = sorted({int(uid) for uid in (found[0] or b"").split()} & set(uids)) if status == "OK" else uids
+        inside = []
+        for begin in range(0, len(candidates), self.page_size):
+            batch = candidates[begin : begin + self.page_size]
+            status, data = client.uid("FETCH", ",".join(str(uid) for uid in batch), "(UID INTERNALDATE)")
+            if status != "OK":
+                raise ConnectorError(NAME, f"FETCH INTERNALDATE refused: {data!r}"[:300])
+            for line in data:
+                match = INTERNALDATE.search(line[0] if isinstance(line, tuple) else line or b"")
+                if not match:
+                    continue
+                uid = int(match.group(1) or match.group(4))
+                arrived = datetime.strptime((match.group(2) or match.group(3)).decode().strip(), "%d-%b-%Y %H:%M:%S %z")
+                if arrived >= start:
+                    inside.append(uid)
+        inside = sorted(set(inside) & set(uids))
+        if skipped := len(uids) - len(inside):
+            log.warning(
+                "%s %s folder %r: %d message(s) arrived before the start window %s UTC and are not taken in "
+                "(set IMAP_START_AT earlier to take them)",
+                NAME,
+                self.settings.IMAP_HOST,
+                self.settings.IMAP_FOLDER,
+                skipped,
+                start.strftime(START_FORMAT),
+            )
+        return inside
 
     def _fetch(self, client: imaplib.IMAP4, uids: list[int]) -> list[tuple[int, bytes]]:
         status, data = client.uid("FETCH", ",".join(str(uid) for uid in uids), "(UID BODY.PEEK[])")

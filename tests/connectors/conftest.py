@@ -129,4 +129,5 @@ def imap_values(server: ImapEmulator) -> dict[str, object]:
         "IMAP_SECURITY": "none",
         "IMAP_USERNAME": server.username,
         "IMAP_PASSWORD": SecretStr(server.password),
+        "IMAP_START_AT": "2000-01-01 00:00:00",
     }

@@ -4,6 +4,7 @@ round trip."""
 from __future__ import annotations
 
 import ssl
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.base import DeliveryError, OutgoingEmail
+from connectors.base import ConfigurationError, DeliveryError, OutgoingEmail
 from connectors.http import AuthenticationError, UnreachableError
 from connectors.imap import ImapSource, to_ticket_in
 from connectors.jira import JiraSource
@@ -81,7 +82,7 @@ def test_polls_by_uid_marks_seen_and_resumes(
     source = ImapSource(with_settings(plain_settings, **imap_values(imap_server), CONNECTOR_PAGE_SIZE=3))
     pages = list(source.poll(None))
     assert [len(p.items) for p in pages] == [3, 3, 1]
-    assert pages[-1].cursor == f"{imap_server.uidvalidity}:7"
+    assert pages[-1].cursor == f"{imap_server.uidvalidity}:7:20000101T000000Z"
     assert all("\\Seen" in m.flags for m in imap_server.messages)
     assert list(source.poll(pages[-1].cursor)) == [], "n:* matching the last message is not read twice"
     imap_server.append(mail("Question 7"))
@@ -91,6 +92,40 @@ def test_polls_by_uid_marks_seen_and_resumes(
     again = [i.external_id for p in source.poll(page.cursor) for i in p.items]
     assert len(again) == 8, "a new UIDVALIDITY starts over; Message-IDs keep ingest idempotent"
     assert f"UIDVALIDITY changed from {imap_server.uidvalidity - 1} to {imap_server.uidvalidity}" in caplog.text
+
+
+def test_the_first_poll_starts_the_window_and_older_mail_is_skipped_and_counted(
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    imap_server: ImapEmulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for n in range(5):
+        imap_server.append(mail(f"Old question {n}"), arrived=datetime(2025, 3, 1, 8, tzinfo=UTC))
+    values = {**imap_values(imap_server), "IMAP_START_AT": ""}
+    source = ImapSource(with_settings(settings, **values))
+    assert poll_source(engine, session_factory, settings, source) == {}
+    assert "5 message(s) arrived before the start window" in caplog.text
+    assert all(not m.flags for m in imap_server.messages), "mail before the window is left as it was"
+    imap_server.append(mail("New question"))
+    assert poll_source(engine, session_factory, settings, source) == {"created": 1}
+    imap_server.renumber()
+    assert poll_source(engine, session_factory, settings, source) == {"duplicate": 1}
+    with session_factory() as session:
+        assert [t.subject for t in session.scalars(select(Ticket))] == ["New question"]
+
+
+def test_imap_start_at_takes_the_mail_after_it(plain_settings: Settings, imap_server: ImapEmulator) -> None:
+    imap_server.append(mail("Last year"), arrived=datetime(2025, 12, 31, 23, 59, tzinfo=UTC))
+    imap_server.append(mail("This year"), arrived=datetime(2026, 1, 1, 0, 1, tzinfo=UTC))
+    imap_server.append(mail("Later"), arrived=datetime(2026, 1, 2, 9, tzinfo=UTC))
+    values = {**imap_values(imap_server), "IMAP_START_AT": "2026-01-01 00:00:00"}
+    pages = list(ImapSource(with_settings(plain_settings, **values)).poll(None))
+    assert [item.subject for page in pages for item in page.items] == ["This year", "Later"]
+    assert pages[-1].cursor == f"{imap_server.uidvalidity}:3:20260101T000000Z"
+    with pytest.raises(ConfigurationError, match="IMAP_START_AT"):
+        ImapSource(with_settings(plain_settings, **{**values, "IMAP_START_AT": "01/01/2026"}))
 
 
 def test_a_recreated_folder_creates_nothing_twice(
