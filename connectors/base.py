@@ -81,6 +81,21 @@ class AttachmentIn(BaseModel):
     _strip_control_characters = field_validator("filename", "content_type", "reason")(_printable)
 
 
+class DeliveryReportIn(BaseModel):
+    """A delivery status notification (RFC 3464) read from a mailbox: every Message-ID it names for the message it
+    reports on (the returned message or headers, Original-Message-ID, its own In-Reply-To/References), and what
+    happened to the first recipient that did not simply succeed."""
+
+    message_ids: list[str] = Field(default_factory=list)
+    action: str = Field(default="", max_length=40)
+    """RFC 3464 Action: failed, delayed, delivered, relayed or expanded (lower case)."""
+    recipient: str | None = Field(default=None, max_length=320)
+    status: str = Field(default="", max_length=40)
+    """The enhanced status code (RFC 3463), e.g. 5.1.1."""
+    diagnostic: str = Field(default="", max_length=2000)
+    """The remote server's answer (Diagnostic-Code), e.g. `smtp; 550 5.1.1 unknown user`."""
+
+
 class TicketIn(BaseModel):
     """One item from a source: a new ticket, an update of one, or an e-mail that may continue a thread."""
 
@@ -116,6 +131,8 @@ class TicketIn(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     attachments: list[AttachmentIn] = Field(default_factory=list)
     additional_info: dict[str, object] = Field(default_factory=dict)
+    delivery_report: DeliveryReportIn | None = None
+    """Set when the e-mail is a delivery status notification (a bounce or a delay warning)."""
     control_characters_removed: bool = False
 
     @model_validator(mode="before")
@@ -299,7 +316,7 @@ class DeliveryError(Exception):
         self.deferred = deferred
 
 
-DeliveryKind = Literal["email_delivered", "email_bounced", "email_complained", "email_unsubscribed"]
+DeliveryKind = Literal["email_delivered", "email_bounced", "email_delayed", "email_complained", "email_unsubscribed"]
 
 
 @dataclass(frozen=True)

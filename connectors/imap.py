@@ -10,6 +10,7 @@ fetched with BODY.PEEK and flagged \\Seen only after their page is committed.
 from __future__ import annotations
 
 import email
+import email.parser
 import email.policy
 import imaplib
 import logging
@@ -26,6 +27,7 @@ from pydantic import Field, SecretStr, ValidationError
 from connectors.base import (
     AttachmentIn,
     ConnectorSettings,
+    DeliveryReportIn,
     PolledPage,
     RejectedItem,
     Required,
@@ -296,6 +298,44 @@ def to_ticket_in(raw: bytes, fallback_id: str, max_attachment_bytes: int) -> Tic
         references=references,
         headers={key: str(message[key]) for key in KEPT_HEADERS if message.get(key) is not None},
         attachments=attachments,
+        delivery_report=delivery_report(message),
+    )
+
+
+def delivery_report(message: EmailMessage) -> DeliveryReportIn | None:
+    """What a delivery status notification (multipart/report; report-type=delivery-status, RFC 3464) says about
+    the message it returns; None for any other e-mail."""
+    if message.get_content_type() != "multipart/report":
+        return None
+    if str(message.get_param("report-type", "") or "").lower() not in ("delivery-status", "global-delivery-status"):
+        return None
+    ids: list[str] = []
+    recipients: list[EmailMessage] = []
+    for part in message.iter_parts():
+        kind = part.get_content_type()
+        payload = part.get_payload()
+        if kind in ("message/delivery-status", "message/global-delivery-status") and isinstance(payload, list):
+            for block in payload:
+                ids += [str(block[name]) for name in ("Original-Message-ID", "X-Original-Message-ID") if block[name]]
+                if block["Action"]:
+                    recipients.append(block)
+        elif kind in ("message/rfc822", "message/global") and isinstance(payload, list) and payload:
+            ids.append(str(payload[0].get("Message-ID", "")))
+        elif kind in ("text/rfc822-headers", "message/global-headers"):
+            headers = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(_attachment_bytes(part))
+            ids.append(str(headers.get("Message-ID", "")))
+    ids += [str(message.get("In-Reply-To", "")), *str(message.get("References", "")).split()]
+    worst = next(
+        (block for block in recipients if str(block["Action"]).strip().lower() == "failed"),
+        next((block for block in recipients if str(block["Action"]).strip().lower() != "delivered"), None),
+    ) or (recipients[0] if recipients else None)
+    recipient = str(worst.get("Final-Recipient") or worst.get("Original-Recipient") or "") if worst else ""
+    return DeliveryReportIn(
+        message_ids=list(dict.fromkeys(key for value in ids if (key := message_id_key(value)))),
+        action=str(worst["Action"]).strip().lower()[:40] if worst else "",
+        recipient=recipient.partition(";")[2].strip()[:320] or None,
+        status=str(worst.get("Status", "")).strip()[:40] if worst else "",
+        diagnostic=" ".join(str(worst.get("Diagnostic-Code", "")).split())[:2000] if worst else "",
     )
 
 

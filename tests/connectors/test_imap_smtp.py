@@ -19,12 +19,12 @@ from connectors.http import AuthenticationError, UnreachableError
 from connectors.imap import ImapSource, to_ticket_in
 from connectors.jira import JiraSource
 from connectors.smtp import SmtpTransport
-from engine.core.enums import MessageKind, TicketStatus
+from engine.core.enums import MessageKind, OutboxState, TicketStatus
 from engine.core.lifecycle import transition
-from engine.core.models import EmailInteraction, Ticket
+from engine.core.models import EmailInteraction, OutboxMessage, Ticket
 from engine.core.settings import Settings
 from engine.core.templates import acknowledgement
-from engine.delivery.outbox import deliver_outbox, enqueue_email
+from engine.delivery.outbox import DatabaseTransport, deliver_outbox, enqueue_email
 from engine.delivery.sync import sync_back
 from engine.jobs import poll_source
 from kb.extract import extract
@@ -155,6 +155,33 @@ def test_a_message_id_longer_than_255_characters_is_taken_in_threaded_and_dedupl
     with session_factory() as session:
         [ticket] = session.scalars(select(Ticket)).all()
         assert len(ticket.external_id) < 255 and ticket.subject == "Printer jammed"
+
+
+def test_a_bounce_of_our_acknowledgement_marks_it_bounced_on_its_ticket_and_opens_none(
+    engine: Engine, session_factory: sessionmaker[Session], settings: Settings, imap_server: ImapEmulator
+) -> None:
+    imap_server.append(mail("Printer jammed", sender="nobody@example.com"))
+    source = ImapSource(with_settings(settings, **imap_values(imap_server)))
+    assert poll_source(engine, session_factory, settings, source) == {"created": 1}
+    with session_factory.begin() as session:
+        [ticket] = session.scalars(select(Ticket)).all()
+        content = acknowledgement(ticket, settings.SUPPORT_SIGNATURE)
+        ack = enqueue_email(session, settings, ticket, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key="ack")
+        ack_id, ack_message_id = ack.id, ack.message_id
+    assert deliver_outbox(session_factory, settings, DatabaseTransport()).sent == 1
+    imap_server.append(dsn(ack_message_id))
+    imap_server.append(dsn("<someone-else@elsewhere.example>"))
+    assert poll_source(engine, session_factory, settings, source) == {"bounced": 1, "created": 1}
+    imap_server.renumber()
+    assert poll_source(engine, session_factory, settings, source)["duplicate"] == 3
+    with session_factory() as session:
+        outbox = session.get(OutboxMessage, ack_id)
+        assert outbox.state == OutboxState.BOUNCED and "5.1.1" in outbox.last_error
+        ticket = session.get(Ticket, outbox.ticket_id)
+        bounced = [event for event in ticket.timeline if event.type == "email_bounced"]
+        assert len(bounced) == 1 and "nobody@example.com bounced: 5.1.1 X-Postfix; unknown user" in bounced[0].title
+        assert ticket.action_required
+        assert len(session.scalars(select(Ticket)).all()) == 2, "a bounce of mail not ours is taken in as before"
 
 
 def test_threading_headers_charsets_and_bad_messages(plain_settings: Settings, imap_server: ImapEmulator) -> None:
