@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email
 import email.parser
+import hashlib
 import email.policy
 import imaplib
 import logging
@@ -259,7 +260,8 @@ def _uidvalidity(client: imaplib.IMAP4) -> str:
 
 
 def to_ticket_in(raw: bytes, fallback_id: str, max_attachment_bytes: int) -> TicketIn:
-    """An RFC 5322 message as a source item, keyed by its Message-ID so renumbering cannot duplicate it."""
+    """An RFC 5322 message as a source item, keyed by its Message-ID (or, without one, by a fingerprint of its
+    content) so renumbering cannot duplicate it; `fallback_id` is kept for messages that cannot be parsed."""
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     name, address = parseaddr(str(message.get("From", "")))
@@ -285,7 +287,7 @@ def to_ticket_in(raw: bytes, fallback_id: str, max_attachment_bytes: int) -> Tic
         updated = None
     return TicketIn(
         source=NAME,
-        external_id=message_id or fallback_id,
+        external_id=message_id or content_fingerprint(message, raw) or fallback_id,
         kind="email",
         requester_email=address,
         requester_name=name or None,
@@ -300,6 +302,15 @@ def to_ticket_in(raw: bytes, fallback_id: str, max_attachment_bytes: int) -> Tic
         attachments=attachments,
         delivery_report=delivery_report(message),
     )
+
+
+def content_fingerprint(message: EmailMessage, raw: bytes) -> str:
+    """The key of a message without a Message-ID: From, Date, Subject and a hash of its body, so the same message
+    read again (a changed UIDVALIDITY renumbers every UID) is recognised."""
+    _, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+    fields = [" ".join(str(message.get(name, "")).split()) for name in ("From", "Date", "Subject")]
+    digest = hashlib.sha256("\n".join([*fields, hashlib.sha256(body).hexdigest()]).encode("utf-8", "replace"))
+    return f"fingerprint:{digest.hexdigest()}"
 
 
 def delivery_report(message: EmailMessage) -> DeliveryReportIn | None:

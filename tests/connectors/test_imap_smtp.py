@@ -184,6 +184,18 @@ def test_a_bounce_of_our_acknowledgement_marks_it_bounced_on_its_ticket_and_open
         assert len(session.scalars(select(Ticket)).all()) == 2, "a bounce of mail not ours is taken in as before"
 
 
+def test_a_message_without_message_id_is_not_taken_in_twice_after_a_uidvalidity_change(
+    engine: Engine, session_factory: sessionmaker[Session], settings: Settings, imap_server: ImapEmulator
+) -> None:
+    anonymous = b"From: Pat <pat@example.com>\r\nSubject: No id\r\nDate: Sat, 01 Mar 2025 08:00:00 +0000\r\n\r\nHi"
+    imap_server.append(anonymous)
+    imap_server.append(anonymous.replace(b"\r\n\r\nHi", b"\r\n\r\nHi again"))
+    source = ImapSource(with_settings(settings, **imap_values(imap_server)))
+    assert poll_source(engine, session_factory, settings, source)["created"] == 2
+    imap_server.renumber()
+    assert poll_source(engine, session_factory, settings, source) == {"duplicate": 2}
+
+
 def test_threading_headers_charsets_and_bad_messages(plain_settings: Settings, imap_server: ImapEmulator) -> None:
     imap_server.append(
         mail(
