@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import email
 import email.parser
-import hashlib
 import email.policy
+import hashlib
 import imaplib
 import logging
 import re
