@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate
+from email.utils import format_datetime, formataddr
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
@@ -65,7 +66,7 @@ def build_mime(email: OutgoingEmail) -> EmailMessage:
     message["To"] = email.to_address
     message["Subject"] = email.subject
     message["Message-ID"] = email.message_id
-    message["Date"] = formatdate(localtime=False)
+    message["Date"] = format_datetime(datetime.now(UTC))
     if email.in_reply_to:
         message["In-Reply-To"] = email.in_reply_to
     if email.references:

@@ -66,6 +66,30 @@ def test_smtp_delivery_threads_and_marks_itself_automatic(
     assert "<p>" in received.get_body(("html",)).get_content()
 
 
+def test_a_reply_carries_the_whole_references_chain_and_a_utc_date(
+    session_factory: sessionmaker[Session], settings: Settings, sink: Mailbox
+) -> None:
+    """RFC 5322 3.6.4: the parent's References followed by the parent's Message-ID; Date in +0000, not -0000."""
+    with session_factory.begin() as session:
+        item = email_in(
+            message_id="<c@customer.example>",
+            in_reply_to="<b@customer.example>",
+            references=["<a@customer.example>", "<b@customer.example>"],
+            subject="Printer still jammed",
+        )
+        ticket = session.get(Ticket, ingest(session, item, settings).ticket_id)
+        content = acknowledgement(ticket, settings.SUPPORT_SIGNATURE)
+        enqueue_email(session, settings, ticket, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key="ack")
+    assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).sent == 1
+    [received] = sink.messages
+    assert received["In-Reply-To"] == "<c@customer.example>"
+    assert received["References"] == "<a@customer.example> <b@customer.example> <c@customer.example>"
+    assert received["Date"].endswith("+0000")
+    with session_factory() as session:
+        outbound = session.scalar(select(EmailInteraction).where(EmailInteraction.direction == "outbound"))
+        assert outbound.references == "<a@customer.example> <b@customer.example> <c@customer.example>"
+
+
 def test_temporary_failure_backs_off_then_delivers(
     session_factory: sessionmaker[Session], settings: Settings, sink: Mailbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
