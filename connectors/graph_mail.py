@@ -39,6 +39,7 @@ from connectors.base import (
     require_configured,
     setting_problems,
 )
+from connectors.html_text import HiddenText, hidden_text_info, html_text
 from connectors.http import (
     AuthenticationError,
     ConnectorError,
@@ -316,8 +317,9 @@ class GraphMailSource:
         }
         body = message.get("body") or {}
         text = str(body.get("content") or "")
+        hidden: list[HiddenText] = []
         if str(body.get("contentType", "")).lower() == "html":
-            text = html_to_text(text)
+            text, hidden = html_text(text)
         attachments, notes = self._attachments(message) if message.get("hasAttachments") else ([], [])
         stamp = message.get("lastModifiedDateTime") or message.get("receivedDateTime")
         return TicketIn(
@@ -335,7 +337,10 @@ class GraphMailSource:
             references=[message_id_key(value) for value in headers.get("references", "").split()],
             headers={key.title(): value for key, value in headers.items()},
             attachments=attachments,
-            additional_info={NAME: {"skipped_attachments": notes}} if notes else {},
+            additional_info={
+                **({NAME: {"skipped_attachments": notes}} if notes else {}),
+                **hidden_text_info(hidden),
+            },
         )
 
     def _attachments(self, message: dict[str, Any]) -> tuple[list[AttachmentIn], list[str]]:
@@ -397,9 +402,3 @@ def _too_large(name: str, content_type: str | None, limit: int, stated: int | No
 def parse_graph_time(value: str) -> datetime:
     """Graph's ISO 8601 UTC timestamps (`2024-01-31T10:00:00Z`, sometimes with fractions)."""
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def html_to_text(html: str) -> str:
-    from bs4 import BeautifulSoup
-
-    return BeautifulSoup(html, "html.parser").get_text("\n").strip()

@@ -38,6 +38,7 @@ from connectors.base import (
     setting_problems,
     timestamp_check,
 )
+from connectors.html_text import HiddenText, hidden_text_info, html_text
 from connectors.http import AuthenticationError, ConnectorError, UnreachableError, breaker_from_settings, tls_problem
 
 log = logging.getLogger(__name__)
@@ -271,10 +272,9 @@ def to_ticket_in(raw: bytes, fallback_id: str, max_attachment_bytes: int) -> Tic
     references = [message_id_key(value) for value in str(message.get("References", "")).split()]
     body_part = message.get_body(preferencelist=("plain", "html"))
     body = _text(body_part) if body_part is not None else ""
+    hidden: list[HiddenText] = []
     if body_part is not None and body_part.get_content_subtype() == "html":
-        from connectors.graph_mail import html_to_text
-
-        body = html_to_text(body)
+        body, hidden = html_text(body)
     attachments = [
         AttachmentIn(filename=_attachment_name(part), content_type=part.get_content_type(), data=data)
         for part in message.iter_attachments()
@@ -300,6 +300,7 @@ def to_ticket_in(raw: bytes, fallback_id: str, max_attachment_bytes: int) -> Tic
         references=references,
         headers={key: str(message[key]) for key in KEPT_HEADERS if message.get(key) is not None},
         attachments=attachments,
+        additional_info=hidden_text_info(hidden),
         delivery_report=delivery_report(message),
     )
 
