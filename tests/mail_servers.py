@@ -82,6 +82,20 @@ class MailServers:
         with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=60) as client:
             client.sendmail(sender, [recipient], raw)
 
+    def recreate_folder(self, user: str, folder: str, messages: list[bytes]) -> None:
+        """Delete `folder` (if there) and create it anew holding `messages`: Dovecot gives it a new UIDVALIDITY,
+        as when a folder is rebuilt or restored."""
+        client = self.imap(user)
+        try:
+            client.delete(folder)
+            status, answer = client.create(folder)
+            assert status == "OK", answer
+            for raw in messages:
+                status, answer = client.append(folder, "", None, raw)
+                assert status == "OK", answer
+        finally:
+            client.logout()
+
     def empty(self, user: str) -> None:
         """Delete everything in `user`'s INBOX, so each test starts from an empty mailbox."""
         client = self.imap(user)

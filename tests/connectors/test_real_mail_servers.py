@@ -1,6 +1,7 @@
 """The mail paths against Debian's Postfix and Dovecot (tests/mail_servers.py), not the in-house IMAP server:
-delivery read back over IMAPS, a 450 at RCPT retried, a real RFC 3464 bounce tied to its outbox row, and a
-customer's reply threaded onto its ticket. Every wait is on a condition with a generous deadline."""
+delivery read back over IMAPS, a customer's reply threaded, a 450 at RCPT retried, a real RFC 3464 bounce tied to
+its outbox row, and a recreated folder (new UIDVALIDITY) taking nothing in twice. Every wait is on a condition
+with a generous deadline."""
 
 from __future__ import annotations
 
@@ -176,3 +177,23 @@ def test_a_real_bounce_marks_its_acknowledgement_bounced_and_opens_no_ticket(
         assert len(session.scalars(select(Ticket)).all()) == 1
     # taken in once: the next poll finds nothing new
     assert poll_source(engine, session_factory, desk, ImapSource(desk)) == {}
+
+
+def test_a_recreated_folder_takes_nothing_in_twice_with_or_without_message_id(
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    desk: Settings,
+    mail_servers: MailServers,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with_id = customer_mail("Laptop fan loud", "<fan-1@customer.test>")
+    without_id = b"From: rita@customer.test\r\nTo: desk@desk.test\r\nSubject: No id here\r\n"
+    without_id += b"Date: Mon, 07 Dec 2026 03:10:00 +0000\r\n\r\nMy badge does not open door 4.\r\n"
+    mail_servers.recreate_folder(DESK, "Support", [with_id, without_id])
+    support = with_settings(desk, IMAP_FOLDER="Support")
+    assert poll_source(engine, session_factory, support, ImapSource(support)) == {"created": 2}
+    mail_servers.recreate_folder(DESK, "Support", [with_id, without_id])
+    assert poll_source(engine, session_factory, support, ImapSource(support)) == {"duplicate": 2}
+    assert "UIDVALIDITY changed" in caplog.text
+    with session_factory() as session:
+        assert len(session.scalars(select(Ticket)).all()) == 2
