@@ -30,10 +30,13 @@ install: $(VENV)/.app-installed
 
 install-dev: $(VENV)/.dev-installed system-packages
 
-# Debian packages the tests drive: Chromium for the browser tests, Tesseract for OCR.
+# Debian packages the tests drive: Chromium for the browser tests, Tesseract for OCR, Postfix and Dovecot for the
+# mail tests (tests/mail_servers.py starts them on 127.0.0.1 from its own configuration; nothing is enabled here).
 system-packages:
-	@command -v chromium >/dev/null && command -v tesseract >/dev/null || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver tesseract-ocr >/dev/null; }
+	@command -v chromium >/dev/null && command -v tesseract >/dev/null && \
+		test -x /usr/sbin/postfix && test -x /usr/sbin/dovecot && test -x /usr/lib/dovecot/lmtp || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+			tesseract-ocr postfix dovecot-imapd dovecot-lmtpd >/dev/null; }
 
 run: install
 	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true \

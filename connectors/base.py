@@ -10,6 +10,7 @@ Connectors are the bottom of the stack and import no engine code: what both side
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,20 @@ class TicketStatus(StrEnum):
     CLOSED = "Closed"
 
 
+MESSAGE_ID_KEY_LENGTH = 250
+"""Message-IDs up to this length are kept as they are; RFC 5322 allows up to 998 characters in a line, so a
+longer one is stored as a key derived from it (see `message_id_key`)."""
+
+
+def message_id_key(message_id: str) -> str:
+    """A bounded key for a Message-ID: the id itself when short, else a SHA-256 of it in Message-ID form. The same
+    id always gives the same key, so dedupe and threading (In-Reply-To, References) keep working."""
+    message_id = message_id.strip()
+    if len(message_id) <= MESSAGE_ID_KEY_LENGTH:
+        return message_id
+    return f"<sha256-{hashlib.sha256(message_id.encode('utf-8', 'surrogateescape')).hexdigest()}@long-message-id>"
+
+
 def _printable(value: object) -> object:
     """Text (also inside lists and dicts) without control characters: PostgreSQL refuses NUL in text and JSONB."""
     if isinstance(value, str):
@@ -64,6 +79,21 @@ class AttachmentIn(BaseModel):
     """The size the source stated, for a file left at the source."""
 
     _strip_control_characters = field_validator("filename", "content_type", "reason")(_printable)
+
+
+class DeliveryReportIn(BaseModel):
+    """A delivery status notification (RFC 3464) read from a mailbox: every Message-ID it names for the message it
+    reports on (the returned message or headers, Original-Message-ID, its own In-Reply-To/References), and what
+    happened to the first recipient that did not simply succeed."""
+
+    message_ids: list[str] = Field(default_factory=list)
+    action: str = Field(default="", max_length=40)
+    """RFC 3464 Action: failed, delayed, delivered, relayed or expanded (lower case)."""
+    recipient: str | None = Field(default=None, max_length=320)
+    status: str = Field(default="", max_length=40)
+    """The enhanced status code (RFC 3463), e.g. 5.1.1."""
+    diagnostic: str = Field(default="", max_length=2000)
+    """The remote server's answer (Diagnostic-Code), e.g. `smtp; 550 5.1.1 unknown user`."""
 
 
 class TicketIn(BaseModel):
@@ -101,6 +131,8 @@ class TicketIn(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     attachments: list[AttachmentIn] = Field(default_factory=list)
     additional_info: dict[str, object] = Field(default_factory=dict)
+    delivery_report: DeliveryReportIn | None = None
+    """Set when the e-mail is a delivery status notification (a bounce or a delay warning)."""
     control_characters_removed: bool = False
 
     @model_validator(mode="before")
@@ -311,7 +343,7 @@ class DeliveryError(Exception):
         self.deferred = deferred
 
 
-DeliveryKind = Literal["email_delivered", "email_bounced", "email_complained", "email_unsubscribed"]
+DeliveryKind = Literal["email_delivered", "email_bounced", "email_delayed", "email_complained", "email_unsubscribed"]
 
 
 @dataclass(frozen=True)

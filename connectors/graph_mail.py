@@ -35,9 +35,11 @@ from connectors.base import (
     RejectedItem,
     Required,
     TicketIn,
+    message_id_key,
     require_configured,
     setting_problems,
 )
+from connectors.html_text import HiddenText, hidden_text_info, html_text
 from connectors.http import (
     AuthenticationError,
     ConnectorError,
@@ -318,8 +320,9 @@ class GraphMailSource:
         }
         body = message.get("body") or {}
         text = str(body.get("content") or "")
+        hidden: list[HiddenText] = []
         if str(body.get("contentType", "")).lower() == "html":
-            text = html_to_text(text)
+            text, hidden = html_text(text)
         attachments, notes = self._attachments(message) if message.get("hasAttachments") else ([], [])
         stamp = message.get("lastModifiedDateTime") or message.get("receivedDateTime")
         return TicketIn(
@@ -332,12 +335,15 @@ class GraphMailSource:
             body=text,
             updated_at=parse_graph_time(str(stamp)) if stamp else None,
             thread_id=message.get("conversationId"),
-            message_id=message.get("internetMessageId"),
-            in_reply_to=headers.get("in-reply-to"),
-            references=headers.get("references", "").split(),
+            message_id=message_id_key(str(message.get("internetMessageId") or "")) or None,
+            in_reply_to=message_id_key(headers.get("in-reply-to", "")) or None,
+            references=[message_id_key(value) for value in headers.get("references", "").split()],
             headers={key.title(): value for key, value in headers.items()},
             attachments=attachments,
-            additional_info={NAME: {"skipped_attachments": notes}} if notes else {},
+            additional_info={
+                **({NAME: {"skipped_attachments": notes}} if notes else {}),
+                **hidden_text_info(hidden),
+            },
         )
 
     def _attachments(self, message: dict[str, Any]) -> tuple[list[AttachmentIn], list[str]]:
@@ -399,9 +405,3 @@ def _too_large(name: str, content_type: str | None, limit: int, stated: int | No
 def parse_graph_time(value: str) -> datetime:
     """Graph's ISO 8601 UTC timestamps (`2024-01-31T10:00:00Z`, sometimes with fractions)."""
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def html_to_text(html: str) -> str:
-    from bs4 import BeautifulSoup
-
-    return BeautifulSoup(html, "html.parser").get_text("\n").strip()

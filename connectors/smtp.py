@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate
+from email.utils import format_datetime, formataddr
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
@@ -68,7 +69,7 @@ def build_mime(email: OutgoingEmail) -> EmailMessage:
     message["To"] = email.to_address
     message["Subject"] = email.subject
     message["Message-ID"] = email.message_id
-    message["Date"] = formatdate(localtime=False)
+    message["Date"] = format_datetime(datetime.now(UTC))
     if email.in_reply_to:
         message["In-Reply-To"] = email.in_reply_to
     if email.references:
@@ -84,6 +85,19 @@ def build_mime(email: OutgoingEmail) -> EmailMessage:
             attachment.data, maintype=maintype, subtype=subtype or "octet-stream", filename=attachment.filename
         )
     return message
+
+
+def _text(reply: bytes | str) -> str:
+    return (reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)).replace("\n", " ")[:500]
+
+
+def _refusal(host: str, refused: dict[str, tuple[int, bytes]]) -> DeliveryError:
+    """Refused recipients, each with the server's code and text. A 4xx is temporary (greylisting, a full or
+    locked mailbox: the outbox retries with its backoff); only when every refusal is a 5xx is it for good."""
+    answers = "; ".join(f"{address}: {code} {_text(reply)}" for address, (code, reply) in sorted(refused.items()))
+    permanent = all(500 <= code < 600 for code, _ in refused.values())
+    kind = "refused" if permanent else "temporarily refused"
+    return DeliveryError(f"recipient {kind} by {host}: {answers}", permanent=permanent)
 
 
 class SmtpTransport:
@@ -122,12 +136,13 @@ class SmtpTransport:
                 handed_over = True
                 refused = client.send_message(build_mime(email))
         except smtplib.SMTPRecipientsRefused as error:
-            raise DeliveryError(f"recipient refused by {self.host}: {list(error.recipients)}", permanent=True) from None
+            raise _refusal(self.host, error.recipients) from None
         except smtplib.SMTPAuthenticationError:
             raise DeliveryError(f"SMTP login to {self.host} failed: check SMTP_USERNAME/SMTP_PASSWORD") from None
         except smtplib.SMTPResponseException as error:
             raise DeliveryError(
-                f"SMTP {self.host} answered {error.smtp_code}", permanent=500 <= error.smtp_code < 600
+                f"SMTP {self.host} answered {error.smtp_code} {_text(error.smtp_error)}",
+                permanent=500 <= error.smtp_code < 600,
             ) from None
         except ssl.SSLError as error:
             raise DeliveryError(f"SMTP {self.host}:{self.port}: {tls_problem(error)}") from None
@@ -140,7 +155,7 @@ class SmtpTransport:
                 ) from None
             raise DeliveryError(f"SMTP {self.host}:{self.port} unreachable: {type(error).__name__}: {error}") from None
         if refused:
-            raise DeliveryError(f"recipient refused by {self.host}: {sorted(refused)}", permanent=True)
+            raise _refusal(self.host, refused)
         return email.message_id
 
     def was_delivered(self, message_id: str) -> bool | None:

@@ -20,6 +20,7 @@ from engine.analysers.confidence import operator_verdicts
 from engine.core.db import exclusive, transaction
 from engine.core.models import IngestError, JobStatus, KbChunk, KbDocument, SourceCursor, Ticket, utcnow
 from engine.core.settings import Settings
+from engine.delivery.delivery_events import record_returned_mail
 from engine.intake.ingest import ingest
 from engine.ops.observability import observe_job, observe_poll
 from engine.outcomes.teaching import index_resolved_tickets, reteach_tickets
@@ -52,7 +53,7 @@ def poll_source(
                 for item in page.items:
                     try:
                         with session.begin_nested():
-                            counts[ingest(session, item, settings).outcome] += 1
+                            counts[record_returned_mail(session, item) or ingest(session, item, settings).outcome] += 1
                     except Exception as error:
                         log.exception("could not ingest %s/%s", source.name, item.external_id)
                         session.add(

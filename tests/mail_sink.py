@@ -18,14 +18,25 @@ from engine.core.settings import Settings
 
 
 class Mailbox:
-    """Collects messages; `fail_next` makes the server answer the next DATA commands with an error, and
-    `vanish_next` makes it keep the next messages but drop the connection instead of answering."""
+    """Collects messages; `fail_next` makes the server answer the next DATA commands with an error,
+    `refuse_next_rcpt` answers the next RCPT commands with an error, and `vanish_next` makes it keep the next
+    messages but drop the connection instead of answering."""
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.fail_next: list[str] = []
+        self.refuse_next_rcpt: list[str] = []
         self.vanish_next = 0
         self.lock = threading.Lock()
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        with self.lock:
+            if self.refuse_next_rcpt:
+                return self.refuse_next_rcpt.pop(0)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         with self.lock:

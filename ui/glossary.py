@@ -44,6 +44,7 @@ DELIVERY: dict[str, str] = {
     OutboxState.FAILED: "failed",
     OutboxState.SUPPRESSED: "not sent (blocked)",
     OutboxState.UNCERTAIN: "delivery unconfirmed",
+    OutboxState.BOUNCED: "bounced",
 }
 DELIVERY_COLOUR: dict[str, str] = {
     OutboxState.PENDING: "gray",
@@ -52,6 +53,7 @@ DELIVERY_COLOUR: dict[str, str] = {
     OutboxState.FAILED: "red",
     OutboxState.SUPPRESSED: "orange",
     OutboxState.UNCERTAIN: "orange",
+    OutboxState.BOUNCED: "red",
 }
 MESSAGE_KIND: dict[str, str] = {
     MessageKind.ACKNOWLEDGEMENT: "acknowledgement",
@@ -100,6 +102,11 @@ EVENT = {
     "email_suppressed": "Mail blocked",
     "email_unconfirmed": "Mail unconfirmed",
     "email_failed": "Mail failed",
+    "email_bounced": "Mail bounced",
+    "email_delayed": "Mail delayed",
+    "email_delivered": "Mail delivered to the mailbox",
+    "email_complained": "Mail marked as spam",
+    "email_unsubscribed": "Recipient unsubscribed",
     "email_retry": "Mail retried",
     "email_uncertain": "Mail delivery uncertain",
     "sync_failed": "Update to the source failed",

@@ -32,6 +32,8 @@ class OutboxState(StrEnum):
     FAILED = "failed"
     SUPPRESSED = "suppressed"
     UNCERTAIN = "uncertain"
+    BOUNCED = "bounced"
+    """Handed over, then returned: a bounce (a provider's event or an RFC 3464 report in the mailbox) names it."""
 
 
 class MessageKind(StrEnum):

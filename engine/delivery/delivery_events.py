@@ -3,7 +3,9 @@ the tickets' timelines.
 
 Connectors read their provider's event log or webhooks into `DeliveryEvent` records; this module is the
 engine side: it finds the outbox message an event is about and records the event once per provider event
-id, so a webhook and a later poll of the same event never show it twice.
+id, so a webhook and a later poll of the same event never show it twice. A delivery status notification
+(RFC 3464) that arrives in a polled mailbox is read the same way: it lands on the ticket of the message it
+returns, marks that message bounced, and opens no ticket of its own.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from __future__ import annotations
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.base import DeliveryEvent, DeliveryEvents
+from connectors.base import DeliveryEvent, DeliveryEvents, TicketIn
 from engine.core.db import exclusive, transaction
+from engine.core.enums import OutboxState
 from engine.core.models import OutboxMessage, SourceCursor, Ticket, TimelineEvent, utcnow
 from engine.core.timeline import record_event
 
-DELIVERY_TYPES = ("email_delivered", "email_bounced", "email_complained", "email_unsubscribed")
+DELIVERY_TYPES = ("email_delivered", "email_bounced", "email_delayed", "email_complained", "email_unsubscribed")
+REPORTED_ACTIONS = {"failed": "email_bounced", "delayed": "email_delayed", "delivered": "email_delivered"}
+"""RFC 3464 Action values and the event each is; `relayed` and `expanded` say nothing about the mailbox."""
 NEEDS_A_PERSON = frozenset({"email_bounced", "email_complained", "email_unsubscribed"})
 
 
@@ -44,11 +49,15 @@ def record_delivery_event(session: Session, event: DeliveryEvent) -> str | None:
     titles = {
         "email_delivered": f"{outbox.kind} delivered to {recipient}",
         "email_bounced": f"{outbox.kind} to {recipient} bounced" + (f": {event.reason}" if event.reason else ""),
+        "email_delayed": f"{outbox.kind} to {recipient} delayed" + (f": {event.reason}" if event.reason else ""),
         "email_complained": f"{recipient} marked the {outbox.kind} as spam",
         "email_unsubscribed": f"{recipient} unsubscribed",
     }
     if event.kind in NEEDS_A_PERSON:
         ticket.action_required = True
+    if event.kind == "email_bounced":
+        outbox.state = OutboxState.BOUNCED
+        outbox.last_error = f"bounced: {event.reason}"[:2000] if event.reason else "bounced"
     record_event(
         session,
         ticket,
@@ -61,6 +70,30 @@ def record_delivery_event(session: Session, event: DeliveryEvent) -> str | None:
         **{key: event.event_id},
     )
     return event.kind
+
+
+def record_returned_mail(session: Session, item: TicketIn) -> str | None:
+    """A delivery status notification about a message of ours, put on that message's ticket instead of opening a
+    ticket. Returns the outcome to count, or None when the item is not one (or names no message of ours: it is then
+    taken in as any other mail, where the automatic-mail check holds it)."""
+    report = item.delivery_report
+    if report is None or not report.message_ids or report.action not in REPORTED_ACTIONS:
+        return None
+    outbox = session.scalar(
+        select(OutboxMessage).where(OutboxMessage.message_id.in_(report.message_ids)).order_by(OutboxMessage.id)
+    )
+    if outbox is None:
+        return None
+    event = DeliveryEvent(
+        provider=item.source,
+        event_id=item.external_id,
+        kind=REPORTED_ACTIONS[report.action],  # type: ignore[arg-type]
+        message_id=outbox.message_id,
+        recipient=report.recipient,
+        reason=" ".join(part for part in (report.status, report.diagnostic) if part),
+    )
+    kind = record_delivery_event(session, event)
+    return kind.removeprefix("email_") if kind else "duplicate"
 
 
 def poll_delivery_events(engine: Engine, factory: sessionmaker[Session], events: DeliveryEvents) -> dict[str, int]:

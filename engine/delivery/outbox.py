@@ -227,7 +227,8 @@ def _deliver_one(
     message = _start_sending(factory, settings, outbox_id, token)
     if message is None:
         return
-    email = _as_email(message, settings)
+    with factory() as session:
+        email = _as_email(message, settings, thread_references(session, message))
     failpoint("outbox.after_claim")
     try:
         provider_id = transport.send(email)
@@ -241,7 +242,27 @@ def _deliver_one(
     failpoint("outbox.after_mark_sent")
 
 
-def _as_email(message: OutboxMessage, settings: Settings) -> OutgoingEmail:
+MAX_REFERENCES = 20
+"""A long thread's References keeps its first id and the latest ones (RFC 5322 3.6.4 allows trimming)."""
+
+
+def thread_references(session: Session, message: OutboxMessage) -> tuple[str, ...]:
+    """The References chain of a reply (RFC 5322 3.6.4): the parent's References, or else its In-Reply-To,
+    followed by the parent's Message-ID."""
+    if not message.in_reply_to:
+        return ()
+    parent = session.scalar(
+        select(EmailInteraction)
+        .where(EmailInteraction.ticket_id == message.ticket_id, EmailInteraction.message_id == message.in_reply_to)
+        .order_by(EmailInteraction.id.desc())
+        .limit(1)
+    )
+    earlier = (parent.references or parent.in_reply_to or "").split() if parent is not None else []
+    chain = [*dict.fromkeys(value for value in earlier if value != message.in_reply_to), message.in_reply_to]
+    return tuple(chain if len(chain) <= MAX_REFERENCES else [chain[0], *chain[-(MAX_REFERENCES - 1) :]])
+
+
+def _as_email(message: OutboxMessage, settings: Settings, references: tuple[str, ...] = ()) -> OutgoingEmail:
     return OutgoingEmail(
         message_id=message.message_id,
         from_address=message.from_address,
@@ -251,7 +272,7 @@ def _as_email(message: OutboxMessage, settings: Settings) -> OutgoingEmail:
         body_text=message.body_text,
         body_html=message.body_html,
         in_reply_to=message.in_reply_to,
-        references=(message.in_reply_to,) if message.in_reply_to else (),
+        references=references or ((message.in_reply_to,) if message.in_reply_to else ()),
         headers=dict(message.headers),
     )
 
@@ -288,6 +309,7 @@ def _mark_sent(session: Session, outbox_id: int, token: str | None, provider_id:
             external_id=message.message_id,
             message_id=message.message_id,
             in_reply_to=message.in_reply_to,
+            references=" ".join(thread_references(session, message)) or None,
             from_address=message.from_address,
             to_address=message.to_address,
             subject=message.subject,

@@ -361,6 +361,9 @@ def input_warnings(item: TicketIn, settings: Settings) -> list[str]:
         warnings.append(unverified)
     if item.control_characters_removed:
         warnings.append("control characters were removed from the text")
+    if hidden := item.additional_info.get("hidden_text"):
+        ways = sorted({str(entry.get("how")) for entry in hidden if isinstance(entry, dict)})  # type: ignore[union-attr]
+        warnings.append(f"the HTML hides text from its reader ({', '.join(ways)}): shown apart, marked hidden")
     for attachment in item.attachments:
         if attachment.left_at_source == "not_fetched":
             warnings.append(f"attachment {attachment.filename} was not fetched: {attachment.reason}")

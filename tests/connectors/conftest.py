@@ -17,6 +17,7 @@ from tests.emulators.jira import JiraEmulator
 from tests.emulators.mailgun import MailgunEmulator
 from tests.emulators.servicenow import ServiceNowEmulator
 from tests.emulators.tls import make_certificate
+from tests.mail_servers import mail_servers  # noqa: F401 (Postfix and Dovecot, session-wide)
 
 FAST = {
     "CONNECTOR_BACKOFF_SECONDS": 0.0,
@@ -129,4 +130,5 @@ def imap_values(server: ImapEmulator) -> dict[str, object]:
         "IMAP_SECURITY": "none",
         "IMAP_USERNAME": server.username,
         "IMAP_PASSWORD": SecretStr(server.password),
+        "IMAP_START_AT": "2000-01-01 00:00:00",
     }

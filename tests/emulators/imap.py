@@ -2,8 +2,9 @@
 
 Implements the part of RFC 3501 the connector uses: greeting with CAPABILITY, CAPABILITY, LOGIN
 (`NO [AUTHENTICATIONFAILED]` on bad credentials), SELECT/EXAMINE with EXISTS, UIDVALIDITY and UIDNEXT,
-UID SEARCH over `n:*` ranges (where `*` is the highest UID, so `n:*` always matches that message),
-UID FETCH of `BODY.PEEK[]` as literals, UID STORE `+FLAGS`, NOOP and LOGOUT; with `tls=(certificate, key)`
+UID SEARCH over `n:*` ranges (where `*` is the highest UID, so `n:*` always matches that message), optionally
+with `SINCE dd-Mon-yyyy`, UID FETCH of `BODY.PEEK[]` as literals or of `INTERNALDATE`, UID STORE `+FLAGS`,
+NOOP and LOGOUT; with `tls=(certificate, key)`
 it speaks implicit TLS from the first byte, as on port 993 (RFC 8314).
 """
 
@@ -15,6 +16,7 @@ import socketserver
 import ssl
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -23,6 +25,7 @@ class StoredMessage:
     uid: int
     raw: bytes
     flags: set[str] = field(default_factory=set)
+    internal_date: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class ImapEmulator:
@@ -46,10 +49,11 @@ class ImapEmulator:
         assert self._server is not None
         return self._server.server_address[1]
 
-    def append(self, raw: bytes) -> int:
+    def append(self, raw: bytes, *, arrived: datetime | None = None) -> int:
+        """Store a message; `arrived` is its INTERNALDATE (default: now)."""
         with self.lock:
             uid = (self.messages[-1].uid if self.messages else 0) + 1
-            self.messages.append(StoredMessage(uid, raw))
+            self.messages.append(StoredMessage(uid, raw, internal_date=arrived or datetime.now(UTC)))
             return uid
 
     def renumber(self) -> None:
@@ -102,8 +106,12 @@ class ImapEmulator:
                     elif command == "UID SEARCH":
                         self.send("* SEARCH " + " ".join(str(uid) for uid in self._search(args)))
                     elif command == "UID FETCH":
-                        uids, _, _items = args.partition(" ")
+                        uids, _, items = args.partition(" ")
                         for seq, message in self._matching(uids):
+                            if "INTERNALDATE" in items.upper():
+                                stamp = message.internal_date.strftime("%d-%b-%Y %H:%M:%S %z")
+                                self.send(f'* {seq} FETCH (UID {message.uid} INTERNALDATE "{stamp}")')
+                                continue
                             self.send(
                                 f"* {seq} FETCH (UID {message.uid} BODY[] {{{len(message.raw)}}}".encode()
                                 + b"\r\n"
@@ -126,13 +134,18 @@ class ImapEmulator:
                     self.send(f"{tag} OK {command} completed")
 
             def _search(self, args: str) -> list[int]:
-                match = re.fullmatch(r"UID (\d+):\*", args.strip())
+                match = re.fullmatch(r"UID (\d+):\*(?: SINCE (\d{1,2}-\w{3}-\d{4}))?", args.strip())
                 with emulator.lock:
                     uids = [m.uid for m in emulator.messages]
+                    dates = {m.uid: m.internal_date.date() for m in emulator.messages}
                 if not match or not uids:
                     return []
                 start = int(match.group(1))
-                return [uid for uid in uids if uid >= start] or [uids[-1]]
+                found = [uid for uid in uids if uid >= start] or [uids[-1]]
+                if match.group(2):
+                    since = datetime.strptime(match.group(2), "%d-%b-%Y").date()
+                    found = [uid for uid in found if dates[uid] >= since]
+                return found
 
             def _matching(self, spec: str) -> list[tuple[int, StoredMessage]]:
                 wanted = {int(uid) for uid in spec.split(",") if uid.isdigit()}

@@ -66,6 +66,30 @@ def test_smtp_delivery_threads_and_marks_itself_automatic(
     assert "<p>" in received.get_body(("html",)).get_content()
 
 
+def test_a_reply_carries_the_whole_references_chain_and_a_utc_date(
+    session_factory: sessionmaker[Session], settings: Settings, sink: Mailbox
+) -> None:
+    """RFC 5322 3.6.4: the parent's References followed by the parent's Message-ID; Date in +0000, not -0000."""
+    with session_factory.begin() as session:
+        item = email_in(
+            message_id="<c@customer.example>",
+            in_reply_to="<b@customer.example>",
+            references=["<a@customer.example>", "<b@customer.example>"],
+            subject="Printer still jammed",
+        )
+        ticket = session.get(Ticket, ingest(session, item, settings).ticket_id)
+        content = acknowledgement(ticket, settings.SUPPORT_SIGNATURE)
+        enqueue_email(session, settings, ticket, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key="ack")
+    assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).sent == 1
+    [received] = sink.messages
+    assert received["In-Reply-To"] == "<c@customer.example>"
+    assert received["References"] == "<a@customer.example> <b@customer.example> <c@customer.example>"
+    assert received["Date"].endswith("+0000")
+    with session_factory() as session:
+        outbound = session.scalar(select(EmailInteraction).where(EmailInteraction.direction == "outbound"))
+        assert outbound.references == "<a@customer.example> <b@customer.example> <c@customer.example>"
+
+
 def test_temporary_failure_backs_off_then_delivers(
     session_factory: sessionmaker[Session], settings: Settings, sink: Mailbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -99,6 +123,31 @@ def test_permanent_failure_stops_and_asks_a_person(
         assert message.state == OutboxState.FAILED
         assert ticket.action_required
         assert ticket.timeline[-1].type == "email_failed"
+
+
+@pytest.mark.parametrize("command", ["RCPT", "DATA"])
+def test_a_4xx_refusal_is_retried_and_a_5xx_kept_with_its_code(
+    session_factory: sessionmaker[Session], settings: Settings, sink: Mailbox, command: str
+) -> None:
+    """Postfix answers `450 4.2.1` to RCPT for a locked or full mailbox: retried, not failed for good."""
+    queue = sink.refuse_next_rcpt if command == "RCPT" else sink.fail_next
+    outbox_id = queue_ack(session_factory, settings)
+    queue.append("450 4.2.1 Mailbox temporarily unavailable")
+    assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).retried == 1
+    with session_factory.begin() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        assert message.state == OutboxState.PENDING
+        assert "450 4.2.1 Mailbox temporarily unavailable" in message.last_error
+        message.next_attempt_at = utcnow()
+    queue.append("550 5.1.1 No such user here")
+    assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).failed == 1
+    with session_factory() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        assert message.state == OutboxState.FAILED
+        assert "550 5.1.1 No such user here" in message.last_error
+        ticket = session.get(Ticket, message.ticket_id)
+        assert "550 5.1.1 No such user here" in ticket.timeline[-1].title
+    assert sink.messages == []
 
 
 def test_unreachable_server_is_a_clear_retryable_error(

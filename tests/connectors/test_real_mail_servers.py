@@ -1,0 +1,199 @@
+"""The mail paths against Debian's Postfix and Dovecot (tests/mail_servers.py), not the in-house IMAP server:
+delivery read back over IMAPS, a customer's reply threaded, a 450 at RCPT retried, a real RFC 3464 bounce tied to
+its outbox row, and a recreated folder (new UIDVALIDITY) taking nothing in twice. Every wait is on a condition
+with a generous deadline."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import Iterator
+from email.message import EmailMessage
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.imap import ImapSource
+from connectors.smtp import SmtpTransport
+from engine.core.enums import MessageKind, OutboxState
+from engine.core.models import EmailInteraction, OutboxMessage, Ticket, utcnow
+from engine.core.settings import Settings
+from engine.core.templates import acknowledgement
+from engine.delivery.outbox import deliver_outbox, enqueue_email
+from engine.jobs import poll_source
+from tests.connectors.conftest import with_settings
+from tests.mail_servers import (
+    CUSTOMER_DOMAIN,
+    DESK,
+    PASSWORD,
+    TEMPORARILY_REFUSED,
+    USERS,
+    MailServers,
+)
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
+PAT = f"pat@{CUSTOMER_DOMAIN}"
+DEADLINE = 180.0
+
+
+@pytest.fixture
+def desk(settings: Settings, mail_servers: MailServers) -> Iterator[Settings]:
+    """Settings as the README's "Connect a mailbox" has them: IMAPS and submission with STARTTLS and login, the
+    private CA in CONNECTOR_CA_BUNDLE; every mailbox emptied first."""
+    for user in USERS:
+        mail_servers.empty(user)
+    yield with_settings(
+        settings,
+        SUPPORT_FROM_EMAIL=DESK,
+        IMAP_HOST="127.0.0.1",
+        IMAP_PORT=mail_servers.imaps_port,
+        IMAP_SECURITY="ssl",
+        IMAP_USERNAME=DESK,
+        IMAP_PASSWORD=SecretStr(PASSWORD),
+        IMAP_START_AT="2000-01-01 00:00:00",
+        OUTBOX_TRANSPORT="smtp",
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=mail_servers.submission_port,
+        SMTP_SECURITY="starttls",
+        SMTP_USERNAME=DESK,
+        SMTP_PASSWORD=SecretStr(PASSWORD),
+        CONNECTOR_CA_BUNDLE=str(mail_servers.ca),
+        CONNECTOR_READ_TIMEOUT_SECONDS=60.0,
+    )
+
+
+def customer_mail(subject: str, message_id: str, sender: str = PAT, **headers: str) -> bytes:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = sender, DESK, subject
+    message["Message-ID"] = message_id
+    message["Date"] = "Mon, 07 Dec 2026 03:00:00 +0000"
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content("The printer on floor 3 shows E42 when I print.")
+    return bytes(message)
+
+
+def poll_until(
+    engine: Engine, factory: sessionmaker[Session], settings: Settings, outcome: str, count: int = 1
+) -> dict[str, int]:
+    """Poll the desk's mailbox until `count` items had `outcome` (Postfix delivers in the background)."""
+    source = ImapSource(settings)
+    seen: dict[str, int] = {}
+
+    def polled() -> bool:
+        for key, value in poll_source(engine, factory, settings, source).items():
+            seen[key] = seen.get(key, 0) + value
+        return seen.get(outcome, 0) >= count
+
+    wait_until(polled, timeout=DEADLINE, interval=1.0, what=f"{count} {outcome} from the desk's mailbox")
+    return seen
+
+
+def acknowledge(factory: sessionmaker[Session], settings: Settings, ticket_id: int, to: str | None = None) -> int:
+    with factory.begin() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None
+        if to is not None:
+            ticket.email = to
+        content = acknowledgement(ticket, settings.SUPPORT_SIGNATURE)
+        return enqueue_email(session, settings, ticket, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key="ack").id
+
+
+def test_a_customer_mail_becomes_a_ticket_its_acknowledgement_arrives_and_the_reply_threads(
+    engine: Engine, session_factory: sessionmaker[Session], desk: Settings, mail_servers: MailServers
+) -> None:
+    mail_servers.deliver(customer_mail("Printer shows E42", "<first@customer.test>"), PAT, DESK)
+    assert poll_until(engine, session_factory, desk, "created")["created"] == 1
+    with session_factory() as session:
+        [ticket] = session.scalars(select(Ticket)).all()
+        ticket_id = ticket.id
+    acknowledge(session_factory, desk, ticket_id)
+    assert deliver_outbox(session_factory, desk, SmtpTransport(desk)).sent == 1
+    [raw] = mail_servers.wait_for_messages(PAT, 1, timeout=DEADLINE)
+    received = email.message_from_bytes(raw, policy=email.policy.default)
+    with session_factory() as session:
+        [sent] = session.scalars(select(OutboxMessage)).all()
+    assert received["Message-ID"] == sent.message_id
+    assert received["In-Reply-To"] == "<first@customer.test>"
+    assert received["References"] == "<first@customer.test>"
+    assert received["Date"].endswith("+0000")
+    reply = customer_mail(
+        f"Re: {received['Subject']}",
+        "<second@customer.test>",
+        In_Reply_To=sent.message_id,
+        References=f"<first@customer.test> {sent.message_id}",
+    )
+    mail_servers.deliver(reply, PAT, DESK)
+    poll_until(engine, session_factory, desk, "reply")
+    with session_factory() as session:
+        inbound = session.scalars(
+            select(EmailInteraction.message_id).where(
+                EmailInteraction.ticket_id == ticket_id, EmailInteraction.direction == "inbound"
+            )
+        ).all()
+        assert "<second@customer.test>" in inbound
+        assert len(session.scalars(select(Ticket)).all()) == 1
+
+
+def test_a_450_at_rcpt_is_retried_not_failed(
+    engine: Engine, session_factory: sessionmaker[Session], desk: Settings, mail_servers: MailServers
+) -> None:
+    mail_servers.deliver(customer_mail("Locked mailbox", "<busy-1@customer.test>", TEMPORARILY_REFUSED), PAT, DESK)
+    poll_until(engine, session_factory, desk, "created")
+    with session_factory() as session:
+        [ticket] = session.scalars(select(Ticket)).all()
+    outbox_id = acknowledge(session_factory, desk, ticket.id)
+    report = deliver_outbox(session_factory, desk, SmtpTransport(desk))
+    assert (report.sent, report.failed, report.retried) == (0, 0, 1)
+    with session_factory.begin() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        assert message.state == OutboxState.PENDING
+        assert "450 4.2.1" in message.last_error and TEMPORARILY_REFUSED in message.last_error
+        message.next_attempt_at = utcnow()
+    assert deliver_outbox(session_factory, desk, SmtpTransport(desk)).retried == 1, "still refused: retried again"
+    assert mail_servers.messages(TEMPORARILY_REFUSED) == []
+
+
+def test_a_real_bounce_marks_its_acknowledgement_bounced_and_opens_no_ticket(
+    engine: Engine, session_factory: sessionmaker[Session], desk: Settings, mail_servers: MailServers
+) -> None:
+    nobody = f"nobody@{CUSTOMER_DOMAIN}"
+    mail_servers.deliver(customer_mail("Wrong reply address", "<nobody-1@customer.test>", nobody), PAT, DESK)
+    poll_until(engine, session_factory, desk, "created")
+    with session_factory() as session:
+        [ticket] = session.scalars(select(Ticket)).all()
+    outbox_id = acknowledge(session_factory, desk, ticket.id)
+    assert deliver_outbox(session_factory, desk, SmtpTransport(desk)).sent == 1, "Postfix takes it, LMTP refuses it"
+    assert poll_until(engine, session_factory, desk, "bounced") == {"bounced": 1}
+    with session_factory() as session:
+        outbox = session.get(OutboxMessage, outbox_id)
+        assert outbox.state == OutboxState.BOUNCED and "5.1.1" in outbox.last_error
+        ticket = session.get(Ticket, outbox.ticket_id)
+        assert any(event.type == "email_bounced" and nobody in event.title for event in ticket.timeline)
+        assert len(session.scalars(select(Ticket)).all()) == 1
+    # taken in once: the next poll finds nothing new
+    assert poll_source(engine, session_factory, desk, ImapSource(desk)) == {}
+
+
+def test_a_recreated_folder_takes_nothing_in_twice_with_or_without_message_id(
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    desk: Settings,
+    mail_servers: MailServers,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with_id = customer_mail("Laptop fan loud", "<fan-1@customer.test>")
+    without_id = b"From: rita@customer.test\r\nTo: desk@desk.test\r\nSubject: No id here\r\n"
+    without_id += b"Date: Mon, 07 Dec 2026 03:10:00 +0000\r\n\r\nMy badge does not open door 4.\r\n"
+    mail_servers.recreate_folder(DESK, "Support", [with_id, without_id])
+    support = with_settings(desk, IMAP_FOLDER="Support")
+    assert poll_source(engine, session_factory, support, ImapSource(support)) == {"created": 2}
+    mail_servers.recreate_folder(DESK, "Support", [with_id, without_id])
+    assert poll_source(engine, session_factory, support, ImapSource(support)) == {"duplicate": 2}
+    assert "UIDVALIDITY changed" in caplog.text
+    with session_factory() as session:
+        assert len(session.scalars(select(Ticket)).all()) == 2
