@@ -68,6 +68,7 @@ MESSAGE_KIND: dict[str, str] = {
 DECISION = {"resolve": "resolve", "ask": "ask the customer", "escalate": "escalate to a person"}
 EVENT = {
     "received": "Received",
+    "received_backlog": "Received from the backlog",
     "received_history": "Imported with its history",
     "reply_received": "Customer replied",
     "resolution_confirmed": "Customer confirmed the answer solved it",
