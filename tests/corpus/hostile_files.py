@@ -32,7 +32,7 @@ def _office_zip(parts: dict[str, str | bytes]) -> bytes:
     return out.getvalue()
 
 
-def _docx(body: str, styles: str = "") -> bytes:
+def docx_from_xml(body: str, styles: str = "") -> bytes:
     """A minimal DOCX: the given `w:body` content and, when given, a styles part."""
     content_types = (
         f'{XML}<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
@@ -96,7 +96,7 @@ def docx_style_bomb(styles: int = 20_000, paragraphs: int = 2_000, runs: int = 5
         + "</w:p>"
         for number in range(paragraphs)
     )
-    return _docx(body, definitions)
+    return docx_from_xml(body, definitions)
 
 
 def docx_nested_tables(depth: int = 200) -> bytes:
@@ -104,7 +104,7 @@ def docx_nested_tables(depth: int = 200) -> bytes:
     inner = f"<w:p><w:r><w:t>{FILLER}</w:t></w:r></w:p>"
     for _ in range(depth):
         inner = f"<w:tbl><w:tr><w:tc>{inner}<w:p/></w:tc></w:tr></w:tbl>"
-    return _docx(inner + f"<w:p><w:r><w:t>{FILLER}</w:t></w:r></w:p>")
+    return docx_from_xml(inner + f"<w:p><w:r><w:t>{FILLER}</w:t></w:r></w:p>")
 
 
 def docx_merged_rows(rows: int = 3_000) -> bytes:
@@ -114,7 +114,7 @@ def docx_merged_rows(rows: int = 3_000) -> bytes:
     cell = "<w:tc><w:p><w:r><w:t>row</w:t></w:r></w:p></w:tc></w:tr>"
     rest = "<w:tr><w:tc><w:tcPr><w:vMerge/></w:tcPr><w:p/></w:tc>" + cell
     grid = "<w:tblGrid><w:gridCol/><w:gridCol/></w:tblGrid>"
-    return _docx(f"<w:tbl>{grid}{first}{cell}{rest * (rows - 1)}</w:tbl>")
+    return docx_from_xml(f"<w:tbl>{grid}{first}{cell}{rest * (rows - 1)}</w:tbl>")
 
 
 def pdf_operation_bomb(operations: int = 300_000) -> bytes:
