@@ -15,6 +15,8 @@ from tests.corpus import hostile_files as hostile
 from tests.waiting import wait_until
 
 OPTIONS = {"max_bytes": 25 * 1024 * 1024}
+CORPUS = "tests.corpus.hostile_files"
+READ_FOREVER = f"{CORPUS}:read_forever"
 GENEROUS = sandbox.Limits(seconds=120, memory_mb=512, max_characters=5_000_000)
 """Bounds no busy machine reaches with a file that is read fully: the outcome, not the speed, is what is tested."""
 
@@ -65,7 +67,7 @@ def test_a_style_bomb_is_read_whole_once_styles_resolve_once() -> None:
 def test_a_reader_that_never_returns_is_killed_with_its_helper() -> None:
     seconds = hostile.unique_seconds()
     limits = sandbox.Limits(seconds=3, memory_mb=512, max_characters=1000)
-    outcome = sandbox.read_bounded(hostile.HANG_FILE, seconds, limits, OPTIONS, reader=hostile.read_forever)
+    outcome = sandbox.read_bounded(hostile.HANG_FILE, seconds, limits, OPTIONS, reader=READ_FOREVER)
     assert outcome.limit == sandbox.TIME
     assert outcome.extraction.status == TOO_COMPLEX
     assert outcome.extraction.error == (
@@ -77,7 +79,7 @@ def test_a_reader_that_never_returns_is_killed_with_its_helper() -> None:
 
 def test_memory_past_the_limit_is_too_complex() -> None:
     limits = sandbox.Limits(seconds=120, memory_mb=256, max_characters=1000)
-    outcome = sandbox.read_bounded("greedy.txt", b"x", limits, OPTIONS, reader=hostile.read_greedily)
+    outcome = sandbox.read_bounded("greedy.txt", b"x", limits, OPTIONS, reader=f"{CORPUS}:read_greedily")
     assert outcome.limit == sandbox.MEMORY
     assert outcome.extraction.error == (
         "greedy.txt: too complex to read safely: it needs more than 256 MB of memory (KB_EXTRACT_MEMORY_MB)"
@@ -98,7 +100,7 @@ def test_a_file_under_every_bound_reads_as_in_process() -> None:
 
 
 def test_an_answer_of_the_wrong_shape_is_refused() -> None:
-    outcome = sandbox.read_bounded("odd.txt", b"x", GENEROUS, OPTIONS, reader=hostile.answer_oddly)
+    outcome = sandbox.read_bounded("odd.txt", b"x", GENEROUS, OPTIONS, reader=f"{CORPUS}:answer_oddly")
     assert outcome.extraction.status == CORRUPT
     assert "a section's location is not a flat mapping" in outcome.extraction.error
 
@@ -111,7 +113,7 @@ def test_a_stopping_engine_cancels_a_reading_in_flight() -> None:
 
     def read() -> None:
         try:
-            sandbox.read_bounded(hostile.HANG_FILE, seconds, limits, OPTIONS, reader=hostile.read_forever)
+            sandbox.read_bounded(hostile.HANG_FILE, seconds, limits, OPTIONS, reader=READ_FOREVER)
         except BaseException as error:
             raised.append(error)
 

@@ -27,8 +27,9 @@ from tests.engine_process import engine_env
 from tests.factories import Proposes, email_in
 from tests.waiting import wait_until
 
+READ_FOREVER = "tests.corpus.hostile_files:read_forever"
 HUNG_ENGINE = (
-    "import sys, kb.sandbox, tests.corpus.hostile_files as hostile; kb.sandbox.READER = hostile.read_forever; "
+    f"import sys, kb.sandbox; kb.sandbox.READER = {READ_FOREVER!r}; "
     "from engine.__main__ import main; sys.exit(main(sys.argv[1:]))"
 )
 """`python -m engine` with the reader that hangs on HANG_FILE (and reads every other file as the product does)."""
@@ -89,7 +90,7 @@ def assert_read_once_as_too_complex(factory: sessionmaker[Session], ticket_id: i
 def test_a_hanging_attachment_never_holds_the_other_tickets_of_its_batch(
     session_factory: sessionmaker[Session], settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sandbox, "READER", hostile.read_forever)
+    monkeypatch.setattr(sandbox, "READER", READ_FOREVER)
     seconds = hostile.unique_seconds()
     hanging, others = tickets_with_attachments(session_factory, settings, seconds)
     settings.KB_EXTRACT_TIMEOUT_SECONDS = 3600
