@@ -1,12 +1,13 @@
 """Hostile files benchmark: what each file of tests/corpus/hostile_files.py costs when read in the bounded child
 (kb/sandbox.py), and how long the ordinary tickets of the same batch wait for their analysis.
 
-1. start-up: a small text file read in the child (forked from the fork server) vs. in this process vs. a fresh
+1. start-up: a small text file read in the child (forked from the reader server) vs. in this process vs. a fresh
    interpreter per file, the alternative design (`python -c "import kb.extract"`);
 2. per hostile file at the bounds given (defaults: the product's, 20 s, 512 MB, 5,000,000 characters): its size,
-   the extraction's wall time, the child's peak resident memory (VmHWM; "-" when the child died of its own limit
-   before it could be asked), the status and the bound that ended it; with `--unbounded S`, the same file read
-   with no memory or text limit and S seconds, for what the bounds save;
+   the extraction's wall time, the child's peak resident memory (its own or its OCR helper's; "-" when the child
+   died of its own limit before it could be asked), the status and the bound that ended it; with `--unbounded S`,
+   the same file read with no memory or text limit and S seconds, for what the bounds save. The last row,
+   hang.txt, is read by a reader that never returns (tests/corpus/hostile_files.py: read_forever);
 3. per hostile file, a batch through engine.pipeline.process_pending with the engine's AnalysisPool (SQLite, a
    fixed analyser): one e-mail ticket carrying the file and `--normal` tickets with an ordinary log each, claimed
    together; the time from the claim until the last ordinary ticket's analysis was committed, and until the
@@ -42,9 +43,11 @@ from engine.intake.ingest import ingest  # noqa: E402
 from engine.pipeline import AnalysisPool, process_pending  # noqa: E402
 from kb import sandbox  # noqa: E402
 from kb.extract import extract  # noqa: E402
-from tests.corpus.hostile_files import HOSTILE_FILES  # noqa: E402
+from tests.corpus.hostile_files import HANG_FILE, HOSTILE_FILES, unique_seconds  # noqa: E402
 from tests.factories import email_in  # noqa: E402
 
+READ_FOREVER = "tests.corpus.hostile_files:read_forever"
+"""Reads every file as the product does, but never returns on HANG_FILE."""
 SMALL = b"# Printer jams\n\n1. Open tray 2 and remove the jammed sheet.\n2. Fan the paper stack.\n"
 NORMAL_LOG = b"2026-12-01 09:00:01 E42 paper jam in tray 2\n" * 40
 
@@ -83,8 +86,9 @@ def start_up(limits: sandbox.Limits, runs: int) -> None:
         subprocess.run([sys.executable, "-c", "import kb.extract"], cwd=ROOT, check=True)
         fresh.append((time.perf_counter() - began) * 1000)
     print("start-up cost of one file (a 90-byte Markdown file)")
-    print(f"  fork server started with the first file: {first:.2f} s")
-    print(f"  in a child of the fork server, p50 / max of {runs}: {statistics.median(child):.0f} / {max(child):.0f} ms")
+    print(f"  reader server started with the first file: {first:.2f} s")
+    p50, most = statistics.median(child), max(child)
+    print(f"  in a child of the reader server, p50 / max of {runs}: {p50:.0f} / {most:.0f} ms")
     print(f"  in this process, p50: {statistics.median(inside):.1f} ms")
     print(f"  a fresh interpreter that only imports kb.extract, p50: {statistics.median(fresh):.0f} ms")
 
@@ -99,13 +103,14 @@ def per_file(names: list[str], files: dict[str, bytes], limits: sandbox.Limits, 
     head = f"{'file':<22}{'bytes':>12}{'s':>7}{'peak MB':>9}  {'outcome':<28}"
     print(head + (f"{'unbounded s':>13}{'peak MB':>9}  outcome" if unbounded else ""))
     for name in names:
-        outcome = sandbox.read_bounded(name, files[name], limits, options)
+        reader = READ_FOREVER if name == HANG_FILE else None
+        outcome = sandbox.read_bounded(name, files[name], limits, options, reader)
         status = outcome.extraction.status + (f" ({outcome.limit})" if outcome.limit else "")
         line = (
             f"{name:<22}{len(files[name]):>12,}{outcome.seconds:>7.1f}{megabytes(outcome.peak_bytes):>9}  {status:<28}"
         )
         if unbounded:
-            free = sandbox.read_bounded(name, files[name], sandbox.Limits(unbounded, 1 << 20, 10**12), options)
+            free = sandbox.read_bounded(name, files[name], sandbox.Limits(unbounded, 1 << 20, 10**12), options, reader)
             free_status = free.extraction.status + (f" ({free.limit})" if free.limit else "")
             line += f"{free.seconds:>13.1f}{megabytes(free.peak_bytes):>9}  {free_status}"
         print(line, flush=True)
@@ -172,14 +177,15 @@ def main() -> None:
     parser.add_argument("--memory-mb", type=int, default=512, help="KB_EXTRACT_MEMORY_MB")
     parser.add_argument("--max-characters", type=int, default=5_000_000, help="KB_EXTRACT_MAX_CHARACTERS")
     parser.add_argument("--normal", type=int, default=3, help="ordinary tickets in each batch")
-    parser.add_argument("--only", nargs="*", choices=sorted(HOSTILE_FILES), help="these hostile files only")
+    parser.add_argument("--only", nargs="*", choices=sorted([*HOSTILE_FILES, HANG_FILE]), help="these files only")
     parser.add_argument("--unbounded", type=float, default=0, help="also read each file without bounds, this long")
     parser.add_argument("--runs", type=int, default=20, help="small files read for the start-up figures")
     parser.add_argument("--skip-batches", action="store_true", help="no batches through the pipeline")
     args = parser.parse_args()
     limits = sandbox.Limits(args.timeout, args.memory_mb, args.max_characters)
-    names = args.only or list(HOSTILE_FILES)
-    files = {name: HOSTILE_FILES[name]() for name in names}
+    names = args.only or [*HOSTILE_FILES, HANG_FILE]
+    files = {name: HOSTILE_FILES[name]() if name in HOSTILE_FILES else unique_seconds() for name in names}
+    sandbox.READER = READ_FOREVER  # for the batches: the product's reader on every file but HANG_FILE
     start_up(limits, args.runs)
     per_file(names, files, limits, args.unbounded)
     if not args.skip_batches:

@@ -80,8 +80,9 @@ class Limits:
 
 @dataclass
 class Outcome:
-    """One bounded reading: the extraction, how long it took, the child's peak resident memory when known, and the
-    bound that ended it (None when the file was read, or refused by the reader itself)."""
+    """One bounded reading: the extraction, how long it took, the child's peak resident memory when known (its own
+    or its helper's, OCR's tesseract, whichever is larger), and the bound that ended it (None when the file was
+    read, or refused by the reader itself)."""
 
     extraction: Extraction
     seconds: float
@@ -379,7 +380,7 @@ def _read_in_child(channel: socket.socket) -> None:
     except Exception as error:
         reply = {"failed": f"{type(error).__name__}: {error}"}
     del data
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     try:
         payload = json.dumps({**reply, "peak_kb": peak_kb}).encode("ascii")
     except MemoryError:
