@@ -153,7 +153,8 @@ def extract(
     ocr_languages: str = "eng",
     depth: int = 0,
 ) -> Extraction:
-    """Extract one file; any failure becomes a status on the result, so a batch keeps going."""
+    """Extract one file; any failure becomes a status on the result, so a batch keeps going. Only a MemoryError is
+    raised: the memory limit of the process reading the file (kb/sandbox.py) reports it."""
     if len(data) > max_bytes:
         return Extraction(
             "unknown", TOO_LARGE, f"{filename} is {len(data):,} bytes; the limit is {max_bytes:,} (KB_MAX_FILE_BYTES)"

@@ -49,6 +49,9 @@ READER = "kb.extract:extract"
 kill."""
 PRELOAD = ("kb.extract", "bs4", "lxml.etree", "docx", "pptx", "pypdf", "pypdfium2", "tinycss2", "tinycss2.color3")
 """Imported once by the reader server, so no child pays for them."""
+READER_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TESSDATA_PREFIX", "OMP_THREAD_LIMIT")
+"""The only variables the reader server and its children see: the engine's secrets (database URL, API keys,
+passwords) are never in the environment of a process that parses hostile files."""
 POLL_SECONDS = 0.2
 """How often a waiting caller checks whether the engine is stopping."""
 BACKSTOP_SECONDS = 5
@@ -165,7 +168,8 @@ class _ReaderServer:
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
         path = os.environ.get("PYTHONPATH", "")
-        env = {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else "")}
+        env = {name: os.environ[name] for name in READER_ENVIRONMENT if name in os.environ}
+        env["PYTHONPATH"] = str(ROOT) + (os.pathsep + path if path else "")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "kb.sandbox", str(theirs.fileno())],
             pass_fds=[theirs.fileno()],

@@ -335,3 +335,10 @@ def answer_oddly(filename: str, data: bytes, **options: Any) -> Any:
     from kb.extract import Extraction, Section
 
     return Extraction("text", sections=[Section("text", {"page": {"nested": 1}})])
+
+
+def read_environment(filename: str, data: bytes, **options: Any) -> Any:
+    """A reader that reports the names of the variables in its environment (what an exploited parser could read)."""
+    from kb.extract import Extraction, Section
+
+    return Extraction("text", sections=[Section(" ".join(sorted(os.environ)), {})])

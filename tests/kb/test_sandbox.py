@@ -126,3 +126,17 @@ def test_a_stopping_engine_cancels_a_reading_in_flight() -> None:
     assert [type(error) for error in raised] == [sandbox.ExtractionCancelledError]
     wait_until(lambda: not hostile.sleeping_helpers(seconds), timeout=30, what="the helper to be gone")
     assert sandbox.read_bounded("after.txt", b"Read after the stop", GENEROUS, OPTIONS).extraction.status == OK
+
+
+def test_the_reader_sees_none_of_the_engines_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader server is started with a short list of variables: a parser the file exploits finds no secret."""
+    monkeypatch.setenv("SMTP_PASSWORD", "s3cret-smtp")
+    with sandbox._lock:  # a server started before the variable was set would prove nothing: start another
+        if sandbox._server is not None:
+            sandbox._server.close()
+            sandbox._server = None
+    outcome = sandbox.read_bounded("env.txt", b"x", GENEROUS, OPTIONS, reader=f"{CORPUS}:read_environment")
+    assert outcome.extraction.status == OK
+    names = set(outcome.extraction.text.split())
+    assert "SMTP_PASSWORD" not in names and "PATH" in names
+    assert names <= {*sandbox.READER_ENVIRONMENT, "PYTHONPATH"}
