@@ -27,7 +27,7 @@ from engine.operators.auth import OperatorError, create_first_admin
 from engine.ops.engine_lock import EngineAlreadyRunningError, claim_engine
 from engine.ops.observability import start_metrics_server
 from engine.runtime import build_runtime
-from engine.scheduler import run_all_once, start_scheduler
+from engine.scheduler import run_all_once, start_scheduler, stop_scheduler
 
 log = logging.getLogger("engine")
 
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log.info("engine running", extra={"worker": runtime.worker, "jobs": [job.id for job in scheduler.get_jobs()]})
     stop.wait()
-    scheduler.shutdown(wait=True)
+    stop_scheduler(scheduler)
     for server in (metrics, webhooks):
         if server is not None:
             server.shutdown()

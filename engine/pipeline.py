@@ -5,13 +5,20 @@ engine processes share the queue and each ticket is worked once. Analysis runs o
 transaction (a model may take seconds); its results commit only if the claim still holds, in one
 transaction with the timeline, the action and any outgoing message. A crash anywhere leaves either
 nothing or everything, and an expired lease lets another worker pick the ticket up again.
+
+Each ticket is analysed and committed on its own (`AnalysisPool`): one slow ticket, such as one whose attachment
+is read to its time limit, never holds the others of its batch, and the scheduler's next run claims more
+meanwhile. Attachments are read in a bounded child process (kb/sandbox.py).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,7 +44,8 @@ from engine.outcomes.outcome_calibration import describe_adjustment
 from engine.trust.decision import delivery_verdict
 from engine.trust.guards import injection_reasons, social_engineering_reasons
 from engine.trust.provenance import UntrustedTextError
-from kb.extract import OK, extract
+from kb.extract import OK, Extraction
+from kb.sandbox import ExtractionCancelledError, extract_bounded, stop_extractions
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,8 @@ class Claim:
     pending_since: object
     policy: DeskPolicy
     """The desk policy read once at the claim: the analysis and its verdict both use this one version."""
+    claimed_at: float = 0.0
+    """time.monotonic() at the claim: work that starts late renews the lease first."""
 
 
 @dataclass
@@ -64,35 +74,157 @@ class ProcessReport:
     processed: int = 0
     abandoned: int = 0
     failed: int = 0
+    released: int = 0
+    """Claims given back untouched because the engine was stopping."""
+    in_flight: int = 0
+    """Tickets still being worked on when the report was made (the scheduler's runs do not wait for them)."""
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
 
 
-def process_pending(
-    factory: sessionmaker[Session], settings: Settings, analyser: Analyser, *, worker: str
-) -> ProcessReport:
-    """One run of the processing job: claim a batch, analyse up to ANALYSIS_CONCURRENCY tickets at once.
+class AnalysisPool:
+    """Threads that analyse claimed tickets, each committed as soon as its own analysis ends.
 
-    Analyses overlap because a model call mostly waits on the network; each result commits on its own.
+    The scheduler keeps one for the life of the engine: a run of `process_pending` claims what the pool has room
+    for, hands it over and returns, so a ticket still at work (a file read to its time limit, a slow model) holds
+    neither its batch nor the next run. Tickets in the pool are never claimed again by this process. The threads are
+    daemons: a stopping engine gives the claims back (`stop`) and does not wait for a model call to return.
     """
-    report = ProcessReport()
-    claims = claim_pending_tickets(factory, settings, worker=worker)
+
+    def __init__(self, factory: sessionmaker[Session], threads: int, waiting: int) -> None:
+        self.factory = factory
+        self.threads = threads
+        self.waiting = waiting
+        """At most this many claimed tickets wait for a thread."""
+        self.stopping = threading.Event()
+        self._queue: queue.SimpleQueue[tuple[Claim, Callable[[], tuple[str, ...]]] | None] = queue.SimpleQueue()
+        self._lock = threading.Condition()
+        self._claims: dict[int, Claim] = {}
+        self._started: set[int] = set()
+        self._workers: list[threading.Thread] = []
+        self._report = ProcessReport()
+
+    def tickets(self) -> set[int]:
+        """The tickets this pool holds, waiting or at work."""
+        with self._lock:
+            return set(self._claims)
+
+    def room(self) -> int:
+        """How many more claims may wait for a thread."""
+        with self._lock:
+            return max(0, self.waiting - (len(self._claims) - len(self._started)))
+
+    def submit(self, claim: Claim, work: Callable[[], tuple[str, ...]]) -> bool:
+        """Queue `work` for the claimed ticket; False when the pool is stopping (the caller gives the claim back).
+        `work` returns how it ended: the ProcessReport counters to add one to."""
+        with self._lock:
+            if self.stopping.is_set():
+                return False
+            self._claims[claim.ticket_id] = claim
+            if len(self._workers) < self.threads:
+                worker = threading.Thread(target=self._run, name=f"analysis-{len(self._workers)}", daemon=True)
+                self._workers.append(worker)
+                worker.start()
+        self._queue.put((claim, work))
+        return True
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            claim, work = item
+            with self._lock:
+                self._started.add(claim.ticket_id)
+            outcome: tuple[str, ...] = ("failed",)
+            try:
+                outcome = (release_claim(self.factory, claim),) if self.stopping.is_set() else work()
+            except Exception:  # a bug in one ticket's work must not end the thread that serves the others
+                log.exception("working on a ticket failed", extra={"ticket": f"TCKT-{claim.ticket_id}"})
+            finally:
+                with self._lock:
+                    for counter in outcome:
+                        setattr(self._report, counter, getattr(self._report, counter) + 1)
+                    self._claims.pop(claim.ticket_id, None)
+                    self._started.discard(claim.ticket_id)
+                    self._lock.notify_all()
+
+    def take_report(self) -> ProcessReport:
+        """What finished since the last call, and how many tickets are still held."""
+        with self._lock:
+            report, self._report = self._report, ProcessReport()
+            report.in_flight = len(self._claims)
+            return report
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Until every held ticket is done; False if `timeout` passed first."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._claims, timeout)
+
+    def close(self) -> None:
+        """End the threads once the queue is worked off."""
+        for _ in self._workers:
+            self._queue.put(None)
+
+    def stop(self, grace: float = 5.0) -> int:
+        """The engine is stopping: take nothing new, kill the file readings in flight, let waiting tickets go back
+        untouched, wait up to `grace` seconds for analyses at work, then give back the claims still held, so the
+        next engine takes those tickets at once instead of after their lease. Returns how many were given back here."""
+        self.stopping.set()
+        stop_extractions()
+        self.close()
+        self.wait_idle(grace)
+        with self._lock:
+            held = list(self._claims.values())
+        released = sum(release_claim(self.factory, claim) == "released" for claim in held)
+        if held:
+            log.warning("engine stopping: %d ticket(s) still at work were given back to the queue", released)
+        return released
+
+
+def process_pending(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    analyser: Analyser,
+    *,
+    worker: str,
+    pool: AnalysisPool | None = None,
+) -> ProcessReport:
+    """One run of the processing job: claim tickets and analyse up to ANALYSIS_CONCURRENCY at once, each committed
+    as soon as its own analysis ends.
+
+    With the engine's long-lived `pool`, the run claims what the pool has room for and returns at once, reporting
+    what finished since the previous run. Without one (a CLI `--once` run, a test, a benchmark) it waits until every
+    ticket it claimed is done.
+    """
+    own = pool is None
+    pool = pool or AnalysisPool(factory, settings.ANALYSIS_CONCURRENCY, settings.PROCESS_BATCH_SIZE)
+    claims = claim_pending_tickets(
+        factory, settings, worker=worker, limit=min(settings.PROCESS_BATCH_SIZE, pool.room()), exclude=pool.tickets()
+    )
+    for claim in claims:
+        if not pool.submit(claim, lambda claim=claim: work_on(factory, settings, analyser, claim)):
+            release_claim(factory, claim)
+    if own:
+        pool.wait_idle()
+        pool.close()
+    report = pool.take_report()
     report.claimed = len(claims)
-    if not claims:
-        return report
-    with ThreadPoolExecutor(max_workers=min(settings.ANALYSIS_CONCURRENCY, len(claims))) as pool:
-        for claim, (result, failed) in zip(
-            claims, pool.map(lambda c: _analyse(factory, settings, analyser, c), claims), strict=True
-        ):
-            report.failed += failed
-            failpoint("pipeline.before_commit")
-            if commit_analysis(factory, settings, claim, result):
-                report.processed += 1
-            else:
-                report.abandoned += 1
-            failpoint("pipeline.after_commit")
     return report
+
+
+def work_on(factory: sessionmaker[Session], settings: Settings, analyser: Analyser, claim: Claim) -> tuple[str, ...]:
+    """Analyse one claimed ticket and commit the result; how it ended (the report's counters to add one to)."""
+    if time.monotonic() - claim.claimed_at > settings.CLAIM_LEASE_SECONDS / 2:
+        renew_claim(factory, settings, claim)
+    try:
+        result, failed = _analyse(factory, settings, analyser, claim)
+    except ExtractionCancelledError:
+        return (release_claim(factory, claim),)
+    failpoint("pipeline.before_commit")
+    committed = commit_analysis(factory, settings, claim, result)
+    failpoint("pipeline.after_commit")
+    if not committed:
+        return ("abandoned",)
+    return ("processed", "failed") if failed else ("processed",)
 
 
 def _analyse(
@@ -100,7 +232,7 @@ def _analyse(
 ) -> tuple[AnalysisResult, bool]:
     """The analyser's result, or an escalation carrying its error: a crash never leaves a ticket unanswered."""
     failpoint("pipeline.after_claim")
-    read_attachments(factory, settings, claim.ticket_id)
+    read_attachments(factory, settings, claim.ticket_id, claim)
     try:
         return analyser.analyse(claim.snapshot, claim.policy), False
     except Exception as error:
@@ -109,56 +241,99 @@ def _analyse(
         return AnalysisResult(analyser=analyser.name, decision="escalate", reason=reason, error=reason), True
 
 
-def read_attachments(factory: sessionmaker[Session], settings: Settings, ticket_id: int) -> None:
-    """Extract the text of the ticket's new attachments; unreadable ones, or instructions hidden in one,
-    hold every automatic message for a person (engine/trust/decision.py reads the warnings)."""
+def read_attachments(
+    factory: sessionmaker[Session], settings: Settings, ticket_id: int, claim: Claim | None = None
+) -> None:
+    """Extract the text of the ticket's new attachments, each in a bounded child process; unreadable ones, files
+    too complex to read safely, or instructions hidden in one hold every automatic message for a person
+    (engine/trust/decision.py reads the warnings).
+
+    Each attachment is recorded as soon as it is read, with its warnings, and renews the claim: a file that hit a
+    bound is never read again (not after a restart either), and a ticket with many files keeps its lease.
+    """
     with factory() as session:
-        pending = [
-            (row.id, row.filename, data)
-            for row, data in session.execute(
-                select(Attachment, Blob.data)
-                .join(Blob, Blob.sha256 == Attachment.sha256)
-                .where(Attachment.ticket_id == ticket_id, Attachment.status == "stored")
+        pending = list(
+            session.execute(
+                select(Attachment.id, Attachment.filename).where(
+                    Attachment.ticket_id == ticket_id, Attachment.status == "stored", Attachment.sha256.is_not(None)
+                )
             )
-        ]
-    if not pending:
-        return
-    results = {
-        attachment_id: (
-            filename,
-            extract(
-                filename,
-                data,
-                max_bytes=settings.KB_MAX_FILE_BYTES,
-                tesseract_cmd=settings.KB_TESSERACT_CMD,
-                ocr_languages=settings.KB_OCR_LANGUAGES,
-            ),
         )
-        for attachment_id, filename, data in pending
-    }
-    warnings = []
-    with transaction(factory) as session:
-        for attachment_id, (filename, result) in results.items():
+    for attachment_id, filename in pending:
+        with factory() as session:
+            data = session.scalar(
+                select(Blob.data)
+                .join(Attachment, Attachment.sha256 == Blob.sha256)
+                .where(Attachment.id == attachment_id)
+            )
+        if data is None:
+            continue
+        result = extract_bounded(filename, bytes(data), settings)
+        with transaction(factory) as session:
             row = session.get(Attachment, attachment_id)
-            if row is None:
-                continue
-            if result.status == OK:
-                row.status, row.extracted_text = "extracted", result.text[:200_000]
-                found = injection_reasons(result.text) + social_engineering_reasons(result.text)
-                hidden = sorted({str(s.location["hidden"]) for s in result.sections if s.location.get("hidden")})
-                found += [f"text hidden in the file ({', '.join(hidden)})"] if hidden else []
-                warnings.extend(f"attachment {filename}: {reason}" for reason in found)
-            else:
-                row.status, row.error = result.status, result.error
-                warnings.append(f"attachment {filename} could not be read ({result.status})")
-        ticket = session.get(Ticket, ticket_id)
-        if ticket is not None:
+            ticket = session.get(Ticket, ticket_id)
+            if row is None or row.status != "stored" or ticket is None:
+                continue  # deleted, or read meanwhile by a worker that took the ticket over
+            warnings = _record_extraction(row, result)
+            if result.status != OK:
+                log.warning("attachment %s not read: %s", filename, result.error, extra={"ticket": ticket.reference})
             hold_for_review(session, ticket, warnings)
+            if claim is not None and ticket.claim_token == claim.token:
+                ticket.claim_expires = utcnow() + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
 
 
-def claim_pending_tickets(factory: sessionmaker[Session], settings: Settings, *, worker: str) -> list[Claim]:
-    """Lease tickets that need work; acknowledge new ones in the same transaction, so the ack is never lost."""
+def _record_extraction(row: Attachment, result: Extraction) -> list[str]:
+    """Store what was read from one attachment on its row; the warnings that hold the ticket for a person."""
+    if result.status != OK:
+        row.status, row.error = result.status, result.error
+        return [f"attachment {row.filename} could not be read ({result.status})"]
+    row.status, row.extracted_text = "extracted", result.text[:200_000]
+    found = injection_reasons(result.text) + social_engineering_reasons(result.text)
+    hidden = sorted({str(s.location["hidden"]) for s in result.sections if s.location.get("hidden")})
+    found += [f"text hidden in the file ({', '.join(hidden)})"] if hidden else []
+    return [f"attachment {row.filename}: {reason}" for reason in found]
+
+
+def renew_claim(factory: sessionmaker[Session], settings: Settings, claim: Claim) -> bool:
+    """Extend the lease of a claim that waited for a thread; False when it is no longer ours."""
+    with transaction(factory) as session:
+        ticket = session.get(Ticket, claim.ticket_id)
+        if ticket is None or ticket.claim_token != claim.token:
+            return False
+        ticket.claim_expires = utcnow() + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
+        return True
+
+
+def release_claim(factory: sessionmaker[Session], claim: Claim) -> str:
+    """Give a claimed ticket back to the queue as it was (the engine is stopping): "released", or "abandoned" when
+    the claim was no longer ours."""
+    with transaction(factory) as session:
+        query = select(Ticket).where(Ticket.id == claim.ticket_id)
+        if is_postgres(session):
+            query = query.with_for_update()
+        ticket = session.scalar(query)
+        if ticket is None or ticket.claim_token != claim.token:
+            return "abandoned"
+        ticket.claim_token = ticket.claimed_by = ticket.claim_expires = None
+        record_event(session, ticket, "claim_released", "Engine stopping: queued for analysis again")
+        return "released"
+
+
+def claim_pending_tickets(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    *,
+    worker: str,
+    limit: int | None = None,
+    exclude: Collection[int] = (),
+) -> list[Claim]:
+    """Lease up to `limit` (PROCESS_BATCH_SIZE) tickets that need work, never one in `exclude` (this process is at
+    work on them, whatever their lease says); acknowledge new ones in the same transaction, so the ack is never
+    lost."""
     now = utcnow()
+    limit = settings.PROCESS_BATCH_SIZE if limit is None else limit
+    if limit <= 0:
+        return []
     with transaction(factory) as session:
         requeue_stranded(session, now)
         policy = current_policy(session, settings)
@@ -166,8 +341,10 @@ def claim_pending_tickets(factory: sessionmaker[Session], settings: Settings, *,
             select(Ticket)
             .where(Ticket.pending_since.is_not(None), or_(Ticket.claim_expires.is_(None), Ticket.claim_expires < now))
             .order_by(Ticket.pending_since, Ticket.id)
-            .limit(settings.PROCESS_BATCH_SIZE)
+            .limit(limit)
         )
+        if exclude:
+            query = query.where(Ticket.id.not_in(list(exclude)))
         if is_postgres(session):
             query = query.with_for_update(skip_locked=True)
         claims = []
@@ -194,6 +371,7 @@ def claim_pending_tickets(factory: sessionmaker[Session], settings: Settings, *,
                     TicketSnapshot.of(ticket, list(replies)),
                     ticket.pending_since,
                     policy,
+                    time.monotonic(),
                 )
             )
     return claims

@@ -11,6 +11,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 
+from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from connectors import registry
@@ -23,8 +24,9 @@ from engine.delivery.sync import sync_back
 from engine.jobs import index_knowledge, poll_source, run_job, seed_knowledge
 from engine.ops.engine_lock import claim_engine
 from engine.outcomes.outcomes import advance_outcomes
-from engine.pipeline import process_pending
+from engine.pipeline import AnalysisPool, process_pending
 from engine.runtime import Runtime
+from kb.sandbox import stop_extractions
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,9 @@ def run_scheduled(runtime: Runtime, name: str, interval: float, job: Callable[[]
     return result
 
 
-def engine_jobs(runtime: Runtime) -> dict[str, tuple[float, Callable[[], object]]]:
-    """Each job's name, interval and zero-argument callable, in pipeline order."""
+def engine_jobs(runtime: Runtime, pool: AnalysisPool | None = None) -> dict[str, tuple[float, Callable[[], object]]]:
+    """Each job's name, interval and zero-argument callable, in pipeline order. With `pool`, the processing job hands
+    tickets to it and returns; without, it waits for the tickets it claimed."""
     settings = runtime.settings
     jobs: dict[str, tuple[float, Callable[[], object]]] = {}
     if any(entry.knowledge is not None and entry.configured(settings) for entry in registry.connectors()):
@@ -85,7 +88,7 @@ def engine_jobs(runtime: Runtime) -> dict[str, tuple[float, Callable[[], object]
     jobs["reindex"] = (settings.KB_INDEX_INTERVAL_SECONDS, lambda: index_knowledge(runtime.factory, settings))
     jobs["process_pending"] = (
         settings.PROCESS_INTERVAL_SECONDS,
-        lambda: process_pending(runtime.factory, settings, runtime.analyser, worker=runtime.worker),
+        lambda: process_pending(runtime.factory, settings, runtime.analyser, worker=runtime.worker, pool=pool),
     )
     jobs["deliver_outbox"] = (
         settings.OUTBOX_INTERVAL_SECONDS,
@@ -135,7 +138,9 @@ def run_all_once(runtime: Runtime) -> dict[str, object]:
 
 
 def start_scheduler(runtime: Runtime) -> BackgroundScheduler:
-    """The engine's jobs on a timer; EngineAlreadyRunningError when another process runs them on this SQLite file."""
+    """The engine's jobs on a timer; EngineAlreadyRunningError when another process runs them on this SQLite file.
+
+    Tickets are analysed by one long-lived pool, stopped with the scheduler (its claims given back)."""
     claim_engine(runtime.settings)
     scheduler = BackgroundScheduler(
         daemon=True, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}
@@ -143,7 +148,9 @@ def start_scheduler(runtime: Runtime) -> BackgroundScheduler:
     scheduler_log = logging.getLogger("apscheduler.scheduler")
     if SKIPPED not in scheduler_log.filters:
         scheduler_log.addFilter(SKIPPED)
-    for name, (interval, job) in engine_jobs(runtime).items():
+    pool = AnalysisPool(runtime.factory, runtime.settings.ANALYSIS_CONCURRENCY, runtime.settings.PROCESS_BATCH_SIZE)
+    scheduler.add_listener(lambda _: pool.stop(), EVENT_SCHEDULER_SHUTDOWN)
+    for name, (interval, job) in engine_jobs(runtime, pool).items():
         scheduler.add_job(
             run_scheduled,
             "interval",
@@ -155,3 +162,10 @@ def start_scheduler(runtime: Runtime) -> BackgroundScheduler:
         )
     scheduler.start()
     return scheduler
+
+
+def stop_scheduler(scheduler: BackgroundScheduler) -> None:
+    """Stop promptly: the children reading files are killed first (a job waiting on one ends at once), then the jobs
+    are waited for and the analysis pool gives its tickets back."""
+    stop_extractions()
+    scheduler.shutdown(wait=True)

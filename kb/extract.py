@@ -36,6 +36,8 @@ CORRUPT = "corrupt"
 TOO_LARGE = "too_large"
 UNSUPPORTED = "unsupported"
 OCR_UNAVAILABLE = "ocr_unavailable"
+TOO_COMPLEX = "too_complex"
+"""The file needs more time, memory, nesting or text than it may have to be read safely (kb/sandbox.py)."""
 
 CONTENT_TYPES = {
     "pdf": "application/pdf",
@@ -151,7 +153,8 @@ def extract(
     ocr_languages: str = "eng",
     depth: int = 0,
 ) -> Extraction:
-    """Extract one file; any failure becomes a status on the result, so a batch keeps going."""
+    """Extract one file; any failure becomes a status on the result, so a batch keeps going. Only a MemoryError is
+    raised: the memory limit of the process reading the file (kb/sandbox.py) reports it."""
     if len(data) > max_bytes:
         return Extraction(
             "unknown", TOO_LARGE, f"{filename} is {len(data):,} bytes; the limit is {max_bytes:,} (KB_MAX_FILE_BYTES)"
@@ -196,7 +199,12 @@ def extract(
     except ExtractionError as failure:
         result.status, result.error = failure.status, str(failure)
         return result
+    except MemoryError:
+        raise  # not a damaged file: the reader's memory limit (kb/sandbox.py) says what happened
     except Exception as error:  # every parser has its own exception zoo; a damaged file must not stop the batch
+        if isinstance(error, RecursionError) or "Excessive depth" in str(error):
+            result.status, result.error = TOO_COMPLEX, f"{filename}: too complex to read safely: nested too deeply"
+            return result
         result.status, result.error = (
             CORRUPT,
             f"{filename}: could not read the {kind} file ({error.__class__.__name__}: {error})",
@@ -472,10 +480,9 @@ def _docx(data: bytes) -> tuple[list[Section], str]:
             lines.clear()
 
     styles = _WordStyles(document)
-    names = {style.style_id: style.name or "" for style in document.styles}
     for paragraph in document.paragraphs:
         style_id = paragraph._p.pPr.find(f"{W}pStyle") if paragraph._p.pPr is not None else None
-        style = names.get(style_id.get(f"{W}val") if style_id is not None else styles.default_paragraph, "")
+        style = styles.names.get(style_id.get(f"{W}val") if style_id is not None else styles.default_paragraph, "")
         text = _docx_visible_text(paragraph, hidden, styles)
         level = _heading_level(style)
         if level and text:
@@ -487,16 +494,35 @@ def _docx(data: bytes) -> tuple[list[Section], str]:
             lines.append(text)
     flush()
     for number, table in enumerate(document.tables, 1):
-        rows = [
-            " | ".join(
-                "\n".join(_docx_visible_text(p, hidden, styles) for p in cell.paragraphs).strip() for cell in row.cells
-            )
-            for row in table.rows
-        ]
-        sections.append(Section("\n".join(rows), {"table": number}))
+        sections.append(Section("\n".join(_docx_table_rows(table._tbl, hidden, styles)), {"table": number}))
     sections.extend(Section("\n".join(texts), {HIDDEN: why}) for why, texts in hidden.items())
     styled = next((text for style, text in headings if style == "Title"), "")
     return sections, title or styled or (headings[0][1] if headings else _first_heading(sections))
+
+
+def _docx_table_rows(table: Any, hidden: dict[str, list[str]], styles: _WordStyles) -> list[str]:
+    """Each row as `cell | cell`, read from the XML in one pass. As python-docx's `row.cells`: a cell merged down
+    from above repeats the text of the cell that starts the merge, a cell spanning columns repeats once per column;
+    unlike it, without walking back up the table for every merged cell (quadratic, and recursive)."""
+    from docx.text.paragraph import Paragraph
+
+    above: dict[int, str] = {}
+    rows = []
+    for row in table.tr_lst:
+        column, cells = row.grid_before, []
+        for cell in row.tc_lst:
+            span = cell.grid_span
+            if cell.vMerge == "continue":
+                text = above.get(column, "")
+            else:
+                paragraphs = (Paragraph(p, None) for p in cell.p_lst)
+                text = "\n".join(_docx_visible_text(p, hidden, styles) for p in paragraphs).strip()
+            for offset in range(span):
+                above[column + offset] = text
+            cells.extend([text] * span)
+            column += span
+        rows.append(" | ".join(cells))
+    return rows
 
 
 W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
@@ -548,7 +574,11 @@ class _WordStyles:
     python-docx's `run.style` scans every style on each call, which crawls on files with thousands of styles."""
 
     def __init__(self, document: Any) -> None:
+        from docx.styles import BabelFish
+
         own: dict[str, tuple[_WordFont, str | None]] = {}
+        self.names: dict[str, str] = {}
+        """Style id to the name Word shows ("Heading 1", "Title"), as python-docx's `style.name` gives it."""
         self.default_paragraph = ""
         self.base = _WordFont()
         part = document.part._styles_part if document.part._styles_part is not None else None
@@ -560,27 +590,31 @@ class _WordStyles:
                 style_id = style.get(f"{W}styleId", "")
                 based = style.find(f"{W}basedOn")
                 own[style_id] = (_word_font(style.find(f"{W}rPr")), based.get(f"{W}val") if based is not None else None)
+                name = style.find(f"{W}name")
+                self.names[style_id] = BabelFish.internal2ui(name.get(f"{W}val", "")) if name is not None else ""
                 if style.get(f"{W}type") == "paragraph" and style.get(f"{W}default") in ("1", "true"):
                     self.default_paragraph = style_id
         self._own = own
         self._resolved: dict[str, _WordFont] = {}
 
     def font(self, style_id: str | None) -> _WordFont:
-        """The style's properties over those of the styles it is based on (a loop or a missing style ends it)."""
+        """The style's properties over those of the styles it is based on (a loop or a missing style ends it).
+
+        Every style on the way is resolved and kept too, so a chain of n styles costs n steps once, not n per style
+        (20,000 styles each based on the one before took minutes)."""
         if not style_id or style_id not in self._own:
             return _WordFont()
-        if style_id not in self._resolved:
-            chain: list[_WordFont] = []
-            seen: set[str] = set()
-            current: str | None = style_id
-            while current and current in self._own and current not in seen:
-                seen.add(current)
-                font, current = self._own[current]
-                chain.append(font)
-            resolved = _WordFont()
-            for font in reversed(chain):
-                resolved = font.over(resolved)
-            self._resolved[style_id] = resolved
+        chain: list[str] = []
+        on_chain: set[str] = set()
+        current: str | None = style_id
+        while current and current in self._own and current not in self._resolved and current not in on_chain:
+            on_chain.add(current)
+            chain.append(current)
+            current = self._own[current][1]
+        resolved = self._resolved.get(current or "", _WordFont())
+        for name in reversed(chain):
+            resolved = self._own[name][0].over(resolved)
+            self._resolved[name] = resolved
         return self._resolved[style_id]
 
 
@@ -652,11 +686,12 @@ def _pptx(data: bytes) -> tuple[list[Section], str]:
         texts: list[str] = []
         hidden: list[str] = []
         title = ""
+        title_shape = slide.shapes.title  # found once: looking it up per shape is quadratic in the slide's shapes
         for shape in slide.shapes:
             shown = hidden if shape._element.xpath("./*[1]/p:cNvPr[@hidden='1' or @hidden='true']") else texts
             if shape.has_text_frame and shape.text_frame.text.strip():
                 shown.append(shape.text_frame.text.strip())
-                if shape == slide.shapes.title:
+                if shape == title_shape:
                     title = shape.text_frame.text.strip()
             if getattr(shape, "has_table", False) and shape.has_table:
                 shown.extend(" | ".join(cell.text for cell in row.cells) for row in shape.table.rows)
@@ -832,16 +867,24 @@ def _hidden_html(soup: BeautifulSoup) -> list[Section]:
     for comment in soup.find_all(string=lambda node: isinstance(node, Comment)):
         comment.extract()
     marked: list[tuple[Tag, str]] = []
+    inside: set[int] = set()
+    """Elements hidden themselves or inside a hidden one: known from the parent in document order, so a deep
+    document is not walked back up to its root for every hidden element."""
     for tag, style, computed in _computed_styles(soup):
+        why = None
         if tag.has_attr("hidden"):
-            marked.append((tag, "HTML hidden attribute"))
+            why = "HTML hidden attribute"
         elif tag.get("type") == "hidden" and tag.get("value"):
-            marked.append((tag, "hidden form field"))
-        elif tag.name not in ("html", "head", "style", "script", "title") and (why := _css_hiding(style, computed)):
-            marked.append((tag, f"CSS-hidden HTML ({why})"))
-    marked_ids = {id(tag) for tag, _ in marked}
+            why = "hidden form field"
+        elif tag.name not in ("html", "head", "style", "script", "title") and (css := _css_hiding(style, computed)):
+            why = f"CSS-hidden HTML ({css})"
+        if id(tag.parent) in inside:
+            inside.add(id(tag))
+        elif why:
+            inside.add(id(tag))
+            marked.append((tag, why))
     for tag, why in marked:
-        if tag.decomposed or any(id(parent) in marked_ids for parent in tag.parents):
+        if tag.decomposed:
             continue
         text = tag.get("value", "") if tag.get("type") == "hidden" else tag.get_text("\n", strip=True)
         if str(text).strip():

@@ -35,7 +35,7 @@ from engine.core.settings import Settings
 from engine.trust.content_policy import content_reasons, domain_allowed, domains
 from engine.trust.guards import injection_reasons
 from kb.chunk import Chunk, chunk_sections
-from kb.extract import HIDDEN, OK, Extraction, extract
+from kb.extract import HIDDEN, OK, Extraction
 from kb.keyword import KeywordRecord
 from kb.ledger import (
     AWAITING_REVIEW,
@@ -47,6 +47,7 @@ from kb.ledger import (
     sync_keyword_index,
     vector_metadata,
 )
+from kb.sandbox import extract_bounded
 from kb.store import KbRuntime, ReindexRequiredError, get_runtime
 from kb.titles import knowledge_filename, readable_name
 
@@ -255,16 +256,6 @@ def index_sources(
     return len(change.sources)
 
 
-def _extract(settings: Settings, filename: str, data: bytes) -> Extraction:
-    return extract(
-        filename,
-        data,
-        max_bytes=settings.KB_MAX_FILE_BYTES,
-        tesseract_cmd=settings.KB_TESSERACT_CMD,
-        ocr_languages=settings.KB_OCR_LANGUAGES,
-    )
-
-
 def _store_bytes(session: Session, settings: Settings, document: KbDocument, data: bytes) -> None:
     """Keep the file's bytes (deduplicated by hash) unless they exceed the size limit."""
     sha256 = hashlib.sha256(data).hexdigest()
@@ -337,14 +328,16 @@ def _storable_name(filename: str) -> str:
 def _index_document(
     factory: sessionmaker[Session], settings: Settings, document_id: int, data: bytes | None
 ) -> KbDocument:
-    """Extract outside any transaction, then stage the chunks and the document's status together."""
+    """Extract outside any transaction, in a bounded child process (kb/sandbox.py: a file past its time, memory or
+    text limit is "too complex to read safely" and not indexed), then stage the chunks and the document's status
+    together."""
     with factory() as session:
         document = session.get(KbDocument, document_id)
         if document is None:
             raise LookupError(f"knowledge-base document {document_id} does not exist")
         filename, team, created_at = document.filename, document.team, document.created_at
     extraction = (
-        _extract(settings, filename, data)
+        extract_bounded(filename, data, settings)
         if data is not None
         else Extraction("unknown", "missing", "the stored bytes of this document are gone; upload it again")
     )
@@ -358,6 +351,7 @@ def _index_document(
 
     runtime = get_runtime(settings)
     if extraction.status != OK:
+        log.warning("knowledge-base document %s (%s) not indexed: %s", document_id, filename, extraction.error)
         with transaction(factory) as session:
             change = _remove_sources(session, [("kb", document_id)])
             document = record(session)

@@ -158,6 +158,13 @@ class CoreSettings(BaseSettings):
     KB_CHUNK_OVERLAP: int = Field(default=80, ge=0)
     KB_TESSERACT_CMD: str = "tesseract"
     KB_OCR_LANGUAGES: str = "eng"
+    KB_EXTRACT_TIMEOUT_SECONDS: float = Field(default=20.0, gt=0)
+    """Wall-clock time one untrusted file (a ticket's attachment, a knowledge file) may take to be read (kb/sandbox.py);
+    then its reader is killed and the file is "too complex to read safely"."""
+    KB_EXTRACT_MEMORY_MB: int = Field(default=512, ge=32)
+    """Memory the reader of one file may take on top of what it starts with (its address space, RLIMIT_AS)."""
+    KB_EXTRACT_MAX_CHARACTERS: int = Field(default=5_000_000, ge=1)
+    """Text one file may produce (about 2,500 pages); more and the file is too complex to read safely."""
     KB_INDEX_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
     KB_SEARCH_CANDIDATES: int = Field(default=50, ge=1)
 

@@ -1,14 +1,18 @@
+import threading
+from datetime import timedelta
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy, save_policy
 from engine.core.enums import ActionState, TicketStatus
-from engine.core.models import Action, Analysis, OutboxMessage, Ticket
+from engine.core.models import Action, Analysis, OutboxMessage, Ticket, utcnow
 from engine.core.settings import Settings
 from engine.intake.ingest import ingest
-from engine.pipeline import claim_pending_tickets, process_pending
+from engine.pipeline import AnalysisPool, claim_pending_tickets, process_pending
 from tests.factories import Proposes, email_in, new_ticket
+from tests.waiting import wait_until
 
 
 def test_escalation_acknowledges_and_routes_the_ticket_to_a_team(
@@ -180,3 +184,86 @@ def test_mail_from_a_no_reply_sender_is_never_answered(
     with session_factory() as session:
         assert session.scalars(select(OutboxMessage)).all() == []
         assert session.get(Ticket, ticket_id).status == TicketStatus.ESCALATED
+
+
+class Gated:
+    """An analyser double that holds the analysis of the tickets named in `held` until `gate` is set."""
+
+    name = "gated"
+
+    def __init__(self, *held: str) -> None:
+        self.held = set(held)
+        self.gate = threading.Event()
+        self.waiting: set[str] = set()
+
+    def analyse(self, ticket: TicketSnapshot, policy: DeskPolicy | None = None) -> AnalysisResult:
+        if ticket.subject in self.held:
+            self.waiting.add(ticket.subject)
+            self.gate.wait(timeout=300)
+        return Proposes(decision="escalate").analyse(ticket, policy)
+
+
+def analyses_of(factory: sessionmaker[Session], ticket_id: int) -> int:
+    with factory() as session:
+        return session.scalar(select(func.count()).select_from(Analysis).where(Analysis.ticket_id == ticket_id)) or 0
+
+
+def test_each_ticket_commits_when_its_own_analysis_ends_and_the_next_run_claims_more(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    slow = new_ticket(session_factory, settings, subject="slow one")
+    quick = [new_ticket(session_factory, settings, subject=f"quick {n}") for n in range(3)]
+    analyser = Gated("slow one")
+    pool = AnalysisPool(session_factory, threads=4, waiting=50)
+    assert process_pending(session_factory, settings, analyser, worker="w", pool=pool).claimed == 4
+    wait_until(lambda: all(analyses_of(session_factory, t) == 1 for t in quick), timeout=120, what="the quick ones")
+    later = new_ticket(session_factory, settings, subject="arrived later")
+    report = process_pending(session_factory, settings, analyser, worker="w", pool=pool)
+    assert (report.claimed, report.processed, report.in_flight) == (1, 3, 2)
+    wait_until(lambda: analyses_of(session_factory, later) == 1, timeout=120, what="the later ticket")
+    assert analyses_of(session_factory, slow) == 0 and pool.tickets() == {slow}
+    analyser.gate.set()
+    assert pool.wait_idle(timeout=120)
+    assert analyses_of(session_factory, slow) == 1
+    pool.close()
+
+
+def test_a_ticket_the_pool_holds_is_not_claimed_again_when_its_lease_runs_out(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    ticket_id = new_ticket(session_factory, settings, subject="slow one")
+    analyser = Gated("slow one")
+    pool = AnalysisPool(session_factory, threads=2, waiting=50)
+    process_pending(session_factory, settings, analyser, worker="w", pool=pool)
+    wait_until(lambda: analyser.waiting == {"slow one"}, timeout=60, what="the analysis to start")
+    with session_factory.begin() as session:
+        session.get(Ticket, ticket_id).claim_expires = utcnow() - timedelta(seconds=1)
+    assert process_pending(session_factory, settings, analyser, worker="w", pool=pool).claimed == 0
+    analyser.gate.set()
+    assert pool.wait_idle(timeout=120)
+    assert analyses_of(session_factory, ticket_id) == 1
+    pool.close()
+
+
+def test_a_stopping_pool_gives_its_claims_back_and_a_late_analysis_is_discarded(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    ticket_id = new_ticket(session_factory, settings, subject="slow one")
+    analyser = Gated("slow one")
+    pool = AnalysisPool(session_factory, threads=2, waiting=50)
+    process_pending(session_factory, settings, analyser, worker="w", pool=pool)
+    wait_until(lambda: analyser.waiting == {"slow one"}, timeout=60, what="the analysis to start")
+    assert pool.stop(grace=0.1) == 1
+    with session_factory() as session:
+        ticket = session.get(Ticket, ticket_id)
+        assert (ticket.claim_token, ticket.status) == (None, TicketStatus.ANALYZING)
+        assert ticket.pending_since is not None
+        assert "claim_released" in [event.type for event in ticket.timeline]
+    assert process_pending(session_factory, settings, analyser, worker="w", pool=pool).claimed == 0  # stopped
+    analyser.gate.set()
+    assert pool.wait_idle(timeout=120)
+    assert analyses_of(session_factory, ticket_id) == 0
+    assert process_pending(session_factory, settings, Proposes(decision="escalate"), worker="w").processed == 1
+    with session_factory() as session:
+        assert "analysis_discarded" in [event.type for event in session.get(Ticket, ticket_id).timeline]
+    assert analyses_of(session_factory, ticket_id) == 1
