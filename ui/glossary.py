@@ -69,6 +69,7 @@ DECISION = {"resolve": "resolve", "ask": "ask the customer", "escalate": "escala
 EVENT = {
     "received": "Received",
     "received_backlog": "Received from the backlog",
+    "claim_released": "Queued for analysis again (engine stopping)",
     "received_history": "Imported with its history",
     "reply_received": "Customer replied",
     "resolution_confirmed": "Customer confirmed the answer solved it",

@@ -80,12 +80,13 @@ def test_engine_serves_database_and_job_metrics(
         except requests.ConnectionError:
             return False
         scraped.update(_samples(response.text))
-        return all(_value(scraped, "nts_job_runs_total", engine_job=job) == 1 for job in JOBS)
+        analysed = _value(scraped, "nts_ticket_processing_seconds_count") == 3  # the pool analyses after its run
+        return analysed and all(_value(scraped, "nts_job_runs_total", engine_job=job) == 1 for job in JOBS)
 
     try:
-        wait_until(every_job_ran_once, timeout=45, what="one run of every engine job on /metrics")
-        # Every job has run once and none runs again for an hour: the database holds still, so a scrape
-        # must match what the database says now.
+        wait_until(every_job_ran_once, timeout=90, what="one run of every engine job and 3 analyses on /metrics")
+        # Every job has run once, none runs again for an hour, and the analysis pool has finished the 3 tickets
+        # it claimed: the database holds still, so a scrape must match what the database says now.
         samples = _samples(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
     finally:
         worker.terminate()
