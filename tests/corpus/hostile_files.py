@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.kb.files import pdf_from_objects, pdf_stream
+
 W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 XML = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
 FILLER = "Reset the printer from its control panel and wait for the green light."
@@ -130,7 +132,7 @@ def pdf_operation_bomb(operations: int = 300_000) -> bytes:
         b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(content) + content + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
-    return _pdf(objects)
+    return pdf_from_objects(objects)
 
 
 def pdf_nested_forms(depth: int = 2_000) -> bytes:
@@ -140,7 +142,7 @@ def pdf_nested_forms(depth: int = 2_000) -> bytes:
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /XObject << /X0 5 0 R >> >> "
         b"/Contents 4 0 R >>",
-        _stream(b"/X0 Do"),
+        pdf_stream(b"/X0 Do"),
     ]
     font = 5 + depth
     for level in range(depth):
@@ -156,26 +158,7 @@ def pdf_nested_forms(depth: int = 2_000) -> bytes:
             % (resources, len(body), body)
         )
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    return _pdf(objects)
-
-
-def _stream(body: bytes) -> bytes:
-    return b"<< /Length %d >>\nstream\n" % len(body) + body + b"\nendstream"
-
-
-def _pdf(objects: list[bytes]) -> bytes:
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
-    return out.getvalue()
+    return pdf_from_objects(objects)
 
 
 def html_deep_nesting(levels: int = 100_000) -> bytes:

@@ -228,14 +228,22 @@ def test_each_ticket_commits_when_its_own_analysis_ends_and_the_next_run_claims_
     pool.close()
 
 
-def test_a_ticket_the_pool_holds_is_not_claimed_again_when_its_lease_runs_out(
+def slow_analysis_under_way(
     session_factory: sessionmaker[Session], settings: Settings
-) -> None:
+) -> tuple[int, Gated, AnalysisPool]:
+    """A ticket whose analysis has started in a pool and waits at the gate: (ticket id, analyser, pool)."""
     ticket_id = new_ticket(session_factory, settings, subject="slow one")
     analyser = Gated("slow one")
     pool = AnalysisPool(session_factory, threads=2, waiting=50)
     process_pending(session_factory, settings, analyser, worker="w", pool=pool)
     wait_until(lambda: analyser.waiting == {"slow one"}, timeout=60, what="the analysis to start")
+    return ticket_id, analyser, pool
+
+
+def test_a_ticket_the_pool_holds_is_not_claimed_again_when_its_lease_runs_out(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    ticket_id, analyser, pool = slow_analysis_under_way(session_factory, settings)
     with session_factory.begin() as session:
         session.get(Ticket, ticket_id).claim_expires = utcnow() - timedelta(seconds=1)
     assert process_pending(session_factory, settings, analyser, worker="w", pool=pool).claimed == 0
@@ -248,11 +256,7 @@ def test_a_ticket_the_pool_holds_is_not_claimed_again_when_its_lease_runs_out(
 def test_a_stopping_pool_gives_its_claims_back_and_a_late_analysis_is_discarded(
     session_factory: sessionmaker[Session], settings: Settings
 ) -> None:
-    ticket_id = new_ticket(session_factory, settings, subject="slow one")
-    analyser = Gated("slow one")
-    pool = AnalysisPool(session_factory, threads=2, waiting=50)
-    process_pending(session_factory, settings, analyser, worker="w", pool=pool)
-    wait_until(lambda: analyser.waiting == {"slow one"}, timeout=60, what="the analysis to start")
+    ticket_id, analyser, pool = slow_analysis_under_way(session_factory, settings)
     assert pool.stop(grace=0.1) == 1
     with session_factory() as session:
         ticket = session.get(Ticket, ticket_id)

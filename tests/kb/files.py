@@ -22,8 +22,17 @@ def make_pdf(pages: list[str], extra: dict[int, str] | None = None) -> bytes:
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 {font_number} 0 R >> >> "
             f"/Contents {4 + 2 * i} 0 R >>".encode()
         )
-        objects.append(b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream")
+        objects.append(pdf_stream(content))
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    return pdf_from_objects(objects)
+
+
+def pdf_stream(body: bytes) -> bytes:
+    return b"<< /Length %d >>\nstream\n" % len(body) + body + b"\nendstream"
+
+
+def pdf_from_objects(objects: list[bytes]) -> bytes:
+    """A PDF whose numbered objects are `objects` (object 1 the catalogue), with a correct cross-reference table."""
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n")
     offsets = []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 from sqlalchemy import select
@@ -349,34 +351,40 @@ def test_multi_query_and_given_queries(session_factory: sessionmaker[Session], s
         assert search(session, settings, "   ") == []
 
 
+@pytest.fixture
+def kb_cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """`python -m kb` as a module whose settings are the test's."""
+    import kb.__main__ as cli
+
+    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+    return cli
+
+
 def test_cli(
     session_factory: sessionmaker[Session],
     settings: Settings,
-    tmp_path: object,
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    kb_cli: ModuleType,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import kb.__main__ as cli
-
-    folder = tmp_path / "docs"  # type: ignore[operator]
+    folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "router.md").write_text(ROUTER)
     (folder / "guide.docx").write_bytes(make_docx([("Printer", 1), ("Reseat the toner.", 0)]))
     (folder / "bad.pdf").write_bytes(b"%PDF-1.4 broken")
-    monkeypatch.setattr(cli, "get_settings", lambda: settings)
-    assert cli.main(["add", "--quiet", "--team", "network", str(folder)]) == 0
-    assert cli.main(["list"]) == 0
+    assert kb_cli.main(["add", "--quiet", "--team", "network", str(folder)]) == 0
+    assert kb_cli.main(["list"]) == 0
     listing = capsys.readouterr().out
     assert "router.md" in listing and "corrupt" in listing and "network" in listing
-    assert cli.main(["search", "reset router", "-k", "1"]) == 0
+    assert kb_cli.main(["search", "reset router", "-k", "1"]) == 0
     assert "router" in capsys.readouterr().out
-    assert cli.main(["reindex"]) == 0
+    assert kb_cli.main(["reindex"]) == 0
     assert "documents: 3" in capsys.readouterr().out
     with session_factory() as session:
         router_id = session.scalar(select(KbDocument.id).where(KbDocument.filename == "router.md"))
         session.commit()
-        assert cli.main(["remove", str(router_id)]) == 0
-        assert cli.main(["remove", str(router_id)]) == 1
+        assert kb_cli.main(["remove", str(router_id)]) == 0
+        assert kb_cli.main(["remove", str(router_id)]) == 1
         assert_consistent(session, settings)
 
 
@@ -453,19 +461,12 @@ def test_the_upload_action_audits_a_cleaned_long_name(
 
 
 def test_cli_says_under_which_name_a_file_is_stored(
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    tmp_path: object,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    session_factory: sessionmaker[Session], tmp_path: Path, kb_cli: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import kb.__main__ as cli
-
-    folder = tmp_path / "docs"  # type: ignore[operator]
+    folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "router\x1b[31m.md").write_text(ROUTER)
-    monkeypatch.setattr(cli, "get_settings", lambda: settings)
-    assert cli.main(["add", "--quiet", str(folder)]) == 0
+    assert kb_cli.main(["add", "--quiet", str(folder)]) == 0
     assert "stored as 'router[31m.md'" in capsys.readouterr().out
     with session_factory() as session:
         assert session.scalars(select(KbDocument.filename)).all() == ["router[31m.md"]

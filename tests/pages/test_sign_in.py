@@ -37,6 +37,20 @@ def with_cookie(monkeypatch: pytest.MonkeyPatch, token: str) -> None:
     monkeypatch.setattr("ui.auth.browser_cookie", lambda name="nts_session": token if name == "nts_session" else None)
 
 
+@pytest.fixture
+def cookie_of(
+    app: Settings, session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> Callable[[str], int]:
+    """Signs an operator in the way a browser holds it: by cookie alone. Returns the session's id."""
+
+    def signed_in(username: str) -> int:
+        session_id, token = session_cookie(session_factory, app, username)
+        with_cookie(monkeypatch, token)
+        return session_id
+
+    return signed_in
+
+
 def cookie_calls(at) -> list[tuple[str, str]]:
     """(route, body) of every request the page asks the browser to post to the session routes."""
     calls = []
@@ -153,10 +167,9 @@ def test_a_role_change_ends_the_session(app: Settings, session_factory: sessionm
 
 
 def test_a_reload_with_the_cookie_stays_signed_in(
-    app: Settings, session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+    session_factory: sessionmaker[Session], cookie_of: Callable[[str], int]
 ) -> None:
-    session_id, token = session_cookie(session_factory, app, "ann")
-    with_cookie(monkeypatch, token)
+    session_id = cookie_of("ann")
     reloaded = open_page("pages/1_Queue.py", user=None)
     assert reloaded.title[0].value == "Queue"
     assert reloaded.session_state["auth_user"]["session_id"] == session_id
@@ -178,11 +191,10 @@ REVOCATIONS: dict[str, tuple[Callable[[Session], object], str]] = {
 
 @pytest.mark.parametrize("change", sorted(REVOCATIONS))
 def test_a_copied_cookie_is_refused_once_its_session_is_ended(
-    app: Settings, session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch, change: str
+    session_factory: sessionmaker[Session], cookie_of: Callable[[str], int], change: str
 ) -> None:
     """The finding: a copied admin cookie kept working after sign-out and a password change."""
-    session_id, token = session_cookie(session_factory, app, "ann")
-    with_cookie(monkeypatch, token)
+    session_id = cookie_of("ann")
     victim = open_page("pages/1_Queue.py", user=None)
     thief = open_page("pages/1_Queue.py", user=None)
     assert victim.title[0].value == thief.title[0].value == "Queue"
@@ -196,10 +208,9 @@ def test_a_copied_cookie_is_refused_once_its_session_is_ended(
 
 
 def test_signing_out_ends_the_session_for_every_copy_of_the_cookie(
-    app: Settings, session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+    session_factory: sessionmaker[Session], cookie_of: Callable[[str], int]
 ) -> None:
-    session_id, token = session_cookie(session_factory, app, "ann")
-    with_cookie(monkeypatch, token)
+    session_id = cookie_of("ann")
     at = open_page("pages/1_Queue.py", user=None)
     thief = open_page("pages/1_Queue.py", user=None)
     at = at.sidebar.button(key="sign_out").click().run()
@@ -214,10 +225,9 @@ def test_signing_out_ends_the_session_for_every_copy_of_the_cookie(
 
 
 def test_sign_out_everywhere_from_the_sidebar(
-    app: Settings, session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+    session_factory: sessionmaker[Session], cookie_of: Callable[[str], int]
 ) -> None:
-    _, laptop = session_cookie(session_factory, app, "ann")
-    with_cookie(monkeypatch, laptop)
+    cookie_of("ann")
     laptop_tab = open_page("Home.py", user=None)
     phone_tab = open_page("Home.py", "ann")
     phone_tab = phone_tab.sidebar.button(key="sign_out_everywhere").click().run()
@@ -226,10 +236,9 @@ def test_sign_out_everywhere_from_the_sidebar(
 
 
 def test_an_admin_signs_another_operator_out_everywhere(
-    app: Settings, session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+    session_factory: sessionmaker[Session], cookie_of: Callable[[str], int]
 ) -> None:
-    _, token = session_cookie(session_factory, app, "lee")
-    with_cookie(monkeypatch, token)
+    cookie_of("lee")
     lees_tab = open_page("Home.py", user=None)
     assert lees_tab.title[0].value == "Today"
     settings_page = open_page("pages/5_Settings.py", "ada")
