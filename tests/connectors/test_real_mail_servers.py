@@ -8,10 +8,8 @@ from __future__ import annotations
 import email
 import email.policy
 from collections.abc import Iterator
-from email.message import EmailMessage
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,10 +23,10 @@ from engine.core.templates import acknowledgement
 from engine.delivery.outbox import deliver_outbox, enqueue_email
 from engine.jobs import poll_source
 from tests.connectors.conftest import with_settings
+from tests.factories import customer_mail
 from tests.mail_servers import (
     CUSTOMER_DOMAIN,
     DESK,
-    PASSWORD,
     TEMPORARILY_REFUSED,
     USERS,
     MailServers,
@@ -42,39 +40,10 @@ DEADLINE = 180.0
 
 @pytest.fixture
 def desk(settings: Settings, mail_servers: MailServers) -> Iterator[Settings]:
-    """Settings as the README's "Connect a mailbox" has them: IMAPS and submission with STARTTLS and login, the
-    private CA in CONNECTOR_CA_BUNDLE; every mailbox emptied first."""
+    """Settings as the README's "Connect a mailbox" has them; every mailbox emptied first."""
     for user in USERS:
         mail_servers.empty(user)
-    yield with_settings(
-        settings,
-        SUPPORT_FROM_EMAIL=DESK,
-        IMAP_HOST="127.0.0.1",
-        IMAP_PORT=mail_servers.imaps_port,
-        IMAP_SECURITY="ssl",
-        IMAP_USERNAME=DESK,
-        IMAP_PASSWORD=SecretStr(PASSWORD),
-        IMAP_START_AT="2000-01-01 00:00:00",
-        OUTBOX_TRANSPORT="smtp",
-        SMTP_HOST="127.0.0.1",
-        SMTP_PORT=mail_servers.submission_port,
-        SMTP_SECURITY="starttls",
-        SMTP_USERNAME=DESK,
-        SMTP_PASSWORD=SecretStr(PASSWORD),
-        CONNECTOR_CA_BUNDLE=str(mail_servers.ca),
-        CONNECTOR_READ_TIMEOUT_SECONDS=60.0,
-    )
-
-
-def customer_mail(subject: str, message_id: str, sender: str = PAT, **headers: str) -> bytes:
-    message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = sender, DESK, subject
-    message["Message-ID"] = message_id
-    message["Date"] = "Mon, 07 Dec 2026 03:00:00 +0000"
-    for name, value in headers.items():
-        message[name.replace("_", "-")] = value
-    message.set_content("The printer on floor 3 shows E42 when I print.")
-    return bytes(message)
+    yield with_settings(settings, **mail_servers.desk_values(), CONNECTOR_READ_TIMEOUT_SECONDS=60.0)
 
 
 def poll_until(
