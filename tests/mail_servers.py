@@ -262,6 +262,9 @@ biff = no
 append_dot_mydomain = no
 smtputf8_enable = yes
 delay_warning_time = 0
+queue_run_delay = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 10s
 """
 
 
@@ -349,21 +352,29 @@ def running_mail_servers() -> Iterator[MailServers]:
         servers.started.append("postfix")
         for name in ("lmtp", "auth", "smtp", "submission"):
             wait_until(lambda port=ports[name]: _listening(port), timeout=START_DEADLINE, what=f"{name} listening")
-        yield servers
     except Exception as error:
-        raise RuntimeError(f"{error}\n{servers.log()}\n{(folder / 'commands.log').read_text()}") from error
+        said = f"{error}\n{servers.log()}\n{(folder / 'commands.log').read_text()}"
+        _stop(servers)
+        raise RuntimeError(said) from error
+    try:
+        yield servers
     finally:
-        if "postfix" in servers.started:
-            try:
-                _run(["/usr/sbin/postfix", "-c", str(postfix), "stop"], folder)
-            except (RuntimeError, subprocess.TimeoutExpired) as error:
-                print(f"stopping postfix: {error}")
-        if "dovecot" in servers.started:
-            try:
-                servers.stop_dovecot()
-            except (RuntimeError, subprocess.TimeoutExpired) as error:
-                print(f"stopping dovecot: {error}")
-        shutil.rmtree(folder, ignore_errors=True)
+        _stop(servers)
+
+
+def _stop(servers: MailServers) -> None:
+    """Stop whichever daemons run and remove their folder."""
+    if "postfix" in servers.started:
+        try:
+            _run(["/usr/sbin/postfix", "-c", str(servers.folder / "postfix"), "stop"], servers.folder)
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            print(f"stopping postfix: {error}")
+    if "dovecot" in servers.started:
+        try:
+            servers.stop_dovecot()
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            print(f"stopping dovecot: {error}")
+    shutil.rmtree(servers.folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
