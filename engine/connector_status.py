@@ -59,6 +59,8 @@ class ConnectorStatus:
     before_window: int | None = None
     """Open records at the source last changed before its start window, which polls never read (None: unknown)."""
     window_start: str | None = None
+    bounced: int | None = None
+    """The mail transport in use: messages it sent that came back as bounces (None for other connectors)."""
 
 
 @lru_cache(maxsize=4)
@@ -105,6 +107,7 @@ def _status(session: Session | None, settings: Settings, entry: Connector) -> Co
         last_poll=last_poll,
         last_error=redact_url_credentials(error) if error else None,
         backlog=_backlog(session, settings, entry) if session is not None and wanted else None,
+        bounced=_bounced(session, settings, entry) if session is not None and wanted else None,
         source=entry.source is not None,
         failing=wanted and (bool(problems) or job_ok is False or reachable is False or authenticated is False),
     )
@@ -136,6 +139,14 @@ def _backlog(session: Session, settings: Settings, entry: Connector) -> int | No
         pending = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.state == OutboxState.PENDING)
         return int(session.scalar(pending) or 0)
     return None
+
+
+def _bounced(session: Session, settings: Settings, entry: Connector) -> int | None:
+    """The mail transport in use: how many of its messages bounced."""
+    if entry.transport is None or entry.name != settings.OUTBOX_TRANSPORT:
+        return None
+    bounced = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.state == OutboxState.BOUNCED)
+    return int(session.scalar(bounced) or 0)
 
 
 def testable_connectors() -> list[str]:

@@ -38,6 +38,7 @@ COLUMNS = (
     "backlog",
     "before_window",
     "window_start",
+    "bounced",
 )
 
 
@@ -96,6 +97,8 @@ def connector_cards(runtime: Runtime, columns: int = 2, actor: Actor | None = No
                 facts = [f"last poll {ago(row.get('last_poll'))}"]
                 if row.get("backlog") is not None:
                     facts.append(f"{row['backlog']:,} waiting")
+                if row.get("bounced"):
+                    facts.append(f"{row['bounced']:,} bounced")
                 st.caption(" · ".join(facts))
             if row.get("last_error"):
                 st.error(str(row["last_error"]), icon="⚠️")
