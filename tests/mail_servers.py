@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,16 @@ class MailServers:
             for raw in messages:
                 status, answer = client.append(folder, "", None, raw)
                 assert status == "OK", answer
+        finally:
+            client.logout()
+
+    def append(self, user: str, raw: bytes, *, arrived: datetime, seen: bool = False) -> None:
+        """Put `raw` into `user`'s INBOX as if it had arrived at `arrived` (its INTERNALDATE), read or unread."""
+        client = self.imap(user)
+        try:
+            flags = "(\\Seen)" if seen else ""
+            status, answer = client.append("INBOX", flags, imaplib.Time2Internaldate(arrived), raw)
+            assert status == "OK", answer
         finally:
             client.logout()
 

@@ -8,20 +8,24 @@ from __future__ import annotations
 import email
 import email.policy
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors.base import OpenBacklog
 from connectors.imap import ImapSource
 from connectors.smtp import SmtpTransport
-from engine.core.enums import MessageKind, OutboxState
-from engine.core.models import EmailInteraction, OutboxMessage, Ticket, utcnow
+from engine.connector_status import check_connectors, move_start_window, open_before_window, take_backlog
+from engine.core.enums import MessageKind, OutboxState, Role
+from engine.core.models import AuditEntry, EmailInteraction, OutboxMessage, Ticket, utcnow
 from engine.core.settings import Settings
 from engine.core.templates import acknowledgement
 from engine.delivery.outbox import deliver_outbox, enqueue_email
 from engine.jobs import poll_source
+from engine.operators.actions import Actor, PermissionDeniedError
 from tests.connectors.conftest import with_settings
 from tests.factories import customer_mail
 from tests.mail_servers import (
@@ -36,6 +40,7 @@ from tests.waiting import wait_until
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
 PAT = f"pat@{CUSTOMER_DOMAIN}"
 DEADLINE = 180.0
+LEAD = Actor("lena", Role.LEAD)
 
 
 @pytest.fixture
@@ -166,3 +171,33 @@ def test_a_recreated_folder_takes_nothing_in_twice_with_or_without_message_id(
     assert "UIDVALIDITY changed" in caplog.text
     with session_factory() as session:
         assert len(session.scalars(select(Ticket)).all()) == 2
+
+
+def test_old_mail_stays_out_the_unread_is_counted_and_a_lead_takes_it_or_moves_the_window(
+    engine: Engine, session_factory: sessionmaker[Session], desk: Settings, mail_servers: MailServers
+) -> None:
+    november = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+    for number in (1, 2):
+        mail_servers.append(DESK, customer_mail(f"Old {number}", f"<old-{number}@customer.test>"), arrived=november)
+    mail_servers.append(DESK, customer_mail("Old, read", "<old-read@customer.test>"), arrived=november, seen=True)
+    first_poll = with_settings(desk, IMAP_START_AT="")
+    assert poll_source(engine, session_factory, first_poll, ImapSource(first_poll)) == {}, "the window starts now"
+    found = open_before_window("imap", first_poll, max_age=0)
+    assert isinstance(found, OpenBacklog) and (found.count, found.kind) == (2, "unread message(s) that arrived")
+    assert take_backlog(engine, session_factory, first_poll, "imap", LEAD, acknowledge=False) == {"created": 2}
+    assert open_before_window("imap", first_poll, max_age=0).count == 0, "taken ones are flagged read"
+    assert poll_source(engine, session_factory, first_poll, ImapSource(first_poll)) == {}
+    with pytest.raises(PermissionDeniedError):
+        move_start_window(engine, session_factory, first_poll, "imap", november, Actor("abe", Role.AGENT))
+    moved = move_start_window(engine, session_factory, first_poll, "imap", datetime(2026, 11, 1), LEAD)
+    assert moved == "2026-11-01 00:00:00"
+    [card] = [status for status in check_connectors(first_poll) if status.name == "imap"]
+    assert card.window_start == moved
+    assert poll_source(engine, session_factory, first_poll, ImapSource(first_poll)) == {"created": 1, "duplicate": 2}
+    assert poll_source(engine, session_factory, first_poll, ImapSource(first_poll)) == {}
+    with session_factory() as session:
+        backlog = [t.subject for t in session.scalars(select(Ticket)) if (t.additional_info or {}).get("backlog")]
+        assert sorted(backlog) == ["Old 1", "Old 2"]
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0, "no acknowledgement queued"
+        audit = session.scalars(select(AuditEntry.action).where(AuditEntry.target_id == "imap")).all()
+        assert sorted(audit) == ["move_start_window", "take_backlog"]
