@@ -130,7 +130,11 @@ class ImapSource:
             ) from None
         try:
             client.login(s.IMAP_USERNAME, s.IMAP_PASSWORD.get_secret_value())
-        except imaplib.IMAP4.error:
+        except imaplib.IMAP4.error as error:
+            if "[UNAVAILABLE]" in str(error):  # RFC 5530: a subsystem is down (a restarting server), not a bad login
+                raise UnreachableError(
+                    NAME, f"{s.IMAP_HOST}:{s.IMAP_PORT} unreachable for logins right now (UNAVAILABLE)", retryable=True
+                ) from None
             raise AuthenticationError(
                 NAME, f"login to {s.IMAP_HOST} refused: check IMAP_USERNAME/IMAP_PASSWORD", status=401
             ) from None
