@@ -1,7 +1,7 @@
 """The mail paths against Debian's Postfix and Dovecot (tests/mail_servers.py), not the in-house IMAP server:
-delivery read back over IMAPS, a customer's reply threaded, a 450 at RCPT retried, a real RFC 3464 bounce tied to
-its outbox row, and a recreated folder (new UIDVALIDITY) taking nothing in twice. Every wait is on a condition
-with a generous deadline."""
+delivery read back over IMAPS, replies threaded however clients write them, a Message-ID over 255 characters, a 450
+at RCPT retried, a real RFC 3464 bounce tied to its outbox row, a recreated folder (new UIDVALIDITY) taking nothing
+in twice, and the start window with its unread backlog. Every wait is on a condition with a generous deadline."""
 
 from __future__ import annotations
 
@@ -201,3 +201,35 @@ def test_old_mail_stays_out_the_unread_is_counted_and_a_lead_takes_it_or_moves_t
         assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0, "no acknowledgement queued"
         audit = session.scalars(select(AuditEntry.action).where(AuditEntry.target_id == "imap")).all()
         assert sorted(audit) == ["move_start_window", "take_backlog"]
+
+
+def test_replies_thread_however_mail_clients_write_them_and_a_long_message_id_is_taken_in(
+    engine: Engine, session_factory: sessionmaker[Session], desk: Settings, mail_servers: MailServers
+) -> None:
+    long_id = f"<{'x' * 300}@customer.test>"
+    mail_servers.deliver(customer_mail("Scanner offline", long_id), PAT, DESK)
+    assert poll_until(engine, session_factory, desk, "created")["created"] == 1
+    with session_factory() as session:
+        [ticket] = session.scalars(select(Ticket)).all()
+        ticket_id, reference = ticket.id, ticket.reference
+    acknowledge(session_factory, desk, ticket_id)
+    assert deliver_outbox(session_factory, desk, SmtpTransport(desk)).sent == 1
+    [raw] = mail_servers.wait_for_messages(PAT, 1, timeout=DEADLINE)
+    ours = str(email.message_from_bytes(raw, policy=email.policy.default)["Message-ID"])
+    replies = [
+        customer_mail("AW: Scanner offline", "<r1@customer.test>", In_Reply_To=long_id),  # to the long id itself
+        customer_mail(f"AW: [{reference}] Scanner offline", "<r2@customer.test>"),  # German client, reference only
+        customer_mail(f"[EXT] RE: {reference.lower()} scanner", "<r3@customer.test>"),  # tagged, lower case
+        customer_mail("Still offline", "<r4@customer.test>", References=f"{long_id} {ours}"),  # References only
+    ]
+    for reply in replies:
+        mail_servers.deliver(reply, PAT, DESK)
+    assert poll_until(engine, session_factory, desk, "reply", count=len(replies))["reply"] == len(replies)
+    with session_factory() as session:
+        assert len(session.scalars(select(Ticket)).all()) == 1
+        inbound = session.scalars(
+            select(EmailInteraction.message_id).where(
+                EmailInteraction.ticket_id == ticket_id, EmailInteraction.direction == "inbound"
+            )
+        ).all()
+    assert len(inbound) == 1 + len(replies)
