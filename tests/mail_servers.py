@@ -3,7 +3,11 @@ written into a temporary folder (nothing is installed or changed on the machine;
 them). Dovecot serves IMAPS with a private CA and takes Postfix's deliveries over LMTP; Postfix takes submission
 with STARTTLS and login (through Dovecot's auth), answers `450 4.2.1` at RCPT for one address (a
 check_recipient_access map), and accepts unknown local users so that LMTP refuses them and Postfix sends a real
-RFC 3464 bounce. Only loopback ports are opened.
+RFC 3464 bounce. Only loopback ports are opened. Deferred mail is retried within seconds (a production Postfix
+waits minutes), so a test or bench that stops Dovecot sees its mail arrive soon after Dovecot is back.
+
+`running_mail_servers()` starts and stops them for a test fixture (`mail_servers`, session-wide) and for
+bench/mail.py alike.
 
 Without the binaries the tests that need them are skipped, saying why; under CI=true they fail instead, as with
 PostgreSQL.
