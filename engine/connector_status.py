@@ -248,8 +248,8 @@ def _backlog_source(name: str, settings: Settings) -> BacklogSource | None:
 
 def _windowed_source(name: str, settings: Settings) -> WindowedSource | None:
     entry = registry.connector(name)
-    if entry.source is None or not entry.configured(settings) or entry.problems(settings):
-        return None
+    if not hasattr(entry.source, "moved_window") or not entry.configured(settings) or entry.problems(settings):
+        return None  # only a source whose window can move is built (each card render asks)
     source = entry.source(settings)
     return source if isinstance(source, WindowedSource) else None
 
