@@ -281,6 +281,8 @@ class OpenBacklog:
     """The start of the window, as the source writes its timestamps (UTC)."""
     approximate: bool = False
     """The vendor only estimates the count (Jira Cloud's approximate-count)."""
+    kind: str = "open record(s) last changed"
+    """What was counted, in words that go before "before the start window"."""
 
 
 @runtime_checkable
@@ -296,6 +298,21 @@ class BacklogSource(Protocol):
     def open_backlog(self, cursor: str | None) -> Iterator[PolledPage]:
         """Pages of those records as tickets (`additional_info["backlog"]`); the pages carry no cursor, so taking
         the backlog never moves the poll."""
+        ...
+
+
+@runtime_checkable
+class WindowedSource(Protocol):
+    """A source whose start window an operator can see and move while it runs (the cursor holds it)."""
+
+    name: str
+
+    def window_start(self, cursor: str | None) -> str:
+        """The start of the window `cursor` holds (or the first poll would take), UTC, `YYYY-MM-DD HH:MM:SS`."""
+        ...
+
+    def moved_window(self, cursor: str | None, start: datetime) -> str:
+        """A cursor whose window starts at `start`; what was taken in already is recognised, never taken twice."""
         ...
 
 

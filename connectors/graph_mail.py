@@ -72,6 +72,7 @@ THREAD_HEADERS = (
     "list-id",
     "x-loop",
     "return-path",
+    "authentication-results",
 )
 
 
@@ -347,7 +348,8 @@ class GraphMailSource:
         )
 
     def _attachments(self, message: dict[str, Any]) -> tuple[list[AttachmentIn], list[str]]:
-        """File attachments and inline images as bytes; item and reference attachments are noted and skipped."""
+        """File attachments and inline images as bytes; an attached message (or event, contact) as its MIME text, an
+        .eml file; reference attachments (links to cloud files) are noted and skipped."""
         response = self.call("GET", f"{self._user}/messages/{quote(str(message['id']))}/attachments")
         try:
             values = json.loads(response.content)["value"]
@@ -357,6 +359,9 @@ class GraphMailSource:
         for attachment in values:
             kind = str(attachment.get("@odata.type", ""))
             name = str(attachment.get("name") or "attachment")[:500]
+            if kind == "#microsoft.graph.itemAttachment":
+                files.append(self._item_attachment(message, attachment, name))
+                continue
             if kind != "#microsoft.graph.fileAttachment":
                 notes.append(f"{name}: {kind.rsplit('.', 1)[-1] or 'unknown'} not imported")
                 continue
@@ -376,6 +381,20 @@ class GraphMailSource:
                 continue
             files.append(AttachmentIn(filename=name, content_type=attachment.get("contentType"), data=data))
         return files, notes
+
+    def _item_attachment(self, message: dict[str, Any], attachment: dict[str, Any], name: str) -> AttachmentIn:
+        """An attached Outlook item by its raw contents (`/$value`: MIME for a message, and for an event or contact
+        too), kept as an .eml file the attachment reader opens, instead of lost."""
+        filename = name if name.lower().endswith(".eml") else f"{name}.eml"
+        stated = attachment.get("size") if isinstance(attachment.get("size"), int) else None
+        limit = self.max_attachment_bytes
+        if (stated or 0) > limit:
+            return _too_large(filename, "message/rfc822", limit, stated)
+        path = f"{self._user}/messages/{quote(str(message['id']))}/attachments/{quote(str(attachment['id']))}/$value"
+        data = self.call("GET", path).content
+        if len(data) > limit:
+            return _too_large(filename, "message/rfc822", limit, len(data))
+        return AttachmentIn(filename=filename, content_type="message/rfc822", data=data)
 
     def _mark_read(self, message_ids: list[str]) -> None:
         """After the page is committed: flag each message read, so people see what the desk took in."""

@@ -18,6 +18,7 @@ import logging
 import re
 import ssl
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import parseaddr, parsedate_to_datetime
@@ -29,6 +30,7 @@ from connectors.base import (
     AttachmentIn,
     ConnectorSettings,
     DeliveryReportIn,
+    OpenBacklog,
     PolledPage,
     RejectedItem,
     Required,
@@ -128,7 +130,11 @@ class ImapSource:
             ) from None
         try:
             client.login(s.IMAP_USERNAME, s.IMAP_PASSWORD.get_secret_value())
-        except imaplib.IMAP4.error:
+        except imaplib.IMAP4.error as error:
+            if "[UNAVAILABLE]" in str(error):  # RFC 5530: a subsystem is down (a restarting server), not a bad login
+                raise UnreachableError(
+                    NAME, f"{s.IMAP_HOST}:{s.IMAP_PORT} unreachable for logins right now (UNAVAILABLE)", retryable=True
+                ) from None
             raise AuthenticationError(
                 NAME, f"login to {s.IMAP_HOST} refused: check IMAP_USERNAME/IMAP_PASSWORD", status=401
             ) from None
@@ -138,33 +144,14 @@ class ImapSource:
         return tls_context(self.settings, self.settings.IMAP_CA_BUNDLE)
 
     def poll(self, cursor: str | None) -> Iterator[PolledPage]:
-        self.breaker.before_call()
-        try:
-            client = self._connect()
-        except ConnectorError as error:
-            self.breaker.record_failure(str(error))
-            raise
-        try:
+        with self._session(readonly=False) as client:
             yield from self._poll(client, cursor)
-            self.breaker.record_success()
-        except (OSError, imaplib.IMAP4.error) as error:
-            failure = UnreachableError(NAME, f"{self.settings.IMAP_HOST}: {type(error).__name__}", retryable=True)
-            self.breaker.record_failure(str(failure))
-            raise failure from None
-        finally:
-            try:
-                client.logout()
-            except (OSError, imaplib.IMAP4.error):
-                log.debug("IMAP logout failed")
 
     def _poll(self, client: imaplib.IMAP4, cursor: str | None) -> Iterator[PolledPage]:
-        status, _ = client.select(_quote(self.settings.IMAP_FOLDER))
-        if status != "OK":
-            raise ConnectorError(NAME, f"folder {self.settings.IMAP_FOLDER!r} cannot be opened (IMAP_FOLDER)")
         validity = _uidvalidity(client)
         known_validity, last, window = [*(cursor or "").split(":"), "", ""][:3]
         if not cursor:
-            window = (self.start_at or datetime.now(UTC)).strftime(CURSOR_START_FORMAT)
+            window = self._window(None).strftime(CURSOR_START_FORMAT)
         if cursor and known_validity != validity:
             log.warning(
                 "%s %s folder %r: UIDVALIDITY changed from %s to %s (the folder was recreated or renumbered); "
@@ -177,7 +164,7 @@ class ImapSource:
                 validity,
             )
         after = int(last) if known_validity == validity and last.isdigit() else 0
-        status, found = client.uid("SEARCH", f"UID {after + 1}:*")
+        _, found = client.uid("SEARCH", f"UID {after + 1}:*")
         uids = sorted(int(uid) for uid in (found[0] or b"").split() if int(uid) > after)
         newest = uids[-1] if uids else after
         suffix = f":{window}" if window else ""
@@ -190,44 +177,15 @@ class ImapSource:
         for start in range(0, len(uids), self.page_size):
             batch = uids[start : start + self.page_size]
             last_uid = newest if start + self.page_size >= len(uids) else batch[-1]
-            items, rejected, fetched = [], [], []
-            for uid, raw in self._fetch(client, batch):
-                fetched.append(uid)
-                try:
-                    items.append(to_ticket_in(raw, f"{validity}:{uid}", self.settings.MAX_ATTACHMENT_BYTES))
-                except (ValueError, ValidationError, TypeError, LookupError) as error:
-                    rejected.append(
-                        RejectedItem(
-                            f"{validity}:{uid}",
-                            f"{NAME} UID {uid}: {error}"[:2000],
-                            raw[:100_000].decode("utf-8", errors="replace"),
-                        )
-                    )
+            items, rejected, fetched = self._page(client, batch, validity)
             yield PolledPage(items=items, cursor=f"{validity}:{last_uid}{suffix}", rejected=rejected)
             if fetched:
                 client.uid("STORE", ",".join(str(uid) for uid in fetched), "+FLAGS", "(\\Seen)")
 
     def _inside_window(self, client: imaplib.IMAP4, uids: list[int], start: datetime) -> list[int]:
-        """The UIDs that arrived at or after `start` (by INTERNALDATE); the others are counted and left untouched.
-        SEARCH SINCE (whole days) narrows the candidates on the server; their INTERNALDATE decides."""
-        since = (start - timedelta(days=1)).strftime("%d-%b-%Y")
-        status, found = client.uid("SEARCH", f"UID {uids[0]}:* SINCE {since}")
-        candidates = sorted({int(uid) for uid in (found[0] or b"").split()} & set(uids)) if status == "OK" else uids
-        inside = []
-        for begin in range(0, len(candidates), self.page_size):
-            batch = candidates[begin : begin + self.page_size]
-            status, data = client.uid("FETCH", ",".join(str(uid) for uid in batch), "(UID INTERNALDATE)")
-            if status != "OK":
-                raise ConnectorError(NAME, f"FETCH INTERNALDATE refused: {data!r}"[:300])
-            for line in data:
-                match = INTERNALDATE.search(line[0] if isinstance(line, tuple) else line or b"")
-                if not match:
-                    continue
-                uid = int(match.group(1) or match.group(4))
-                arrived = datetime.strptime((match.group(2) or match.group(3)).decode().strip(), "%d-%b-%Y %H:%M:%S %z")
-                if arrived >= start:
-                    inside.append(uid)
-        inside = sorted(set(inside) & set(uids))
+        """The UIDs that arrived at or after `start` (by INTERNALDATE); the others are counted and left untouched."""
+        arrived = self._arrivals(client, f"UID {uids[0]}:* SINCE {(start - timedelta(days=1)):%d-%b-%Y}", set(uids))
+        inside = sorted(uid for uid, at in arrived.items() if at >= start)
         if skipped := len(uids) - len(inside):
             log.warning(
                 "%s %s folder %r: %d message(s) arrived before the start window %s UTC and are not taken in "
@@ -239,6 +197,122 @@ class ImapSource:
                 start.strftime(START_FORMAT),
             )
         return inside
+
+    def _arrivals(self, client: imaplib.IMAP4, search: str, among: set[int] | None = None) -> dict[int, datetime]:
+        """When each message that `search` finds (narrowed to `among`) arrived, by INTERNALDATE: SEARCH works in
+        whole days, INTERNALDATE decides to the second."""
+        status, found = client.uid("SEARCH", search)
+        if status == "OK":
+            candidates = {int(uid) for uid in (found[0] or b"").split()}
+            candidates = sorted(candidates & among if among is not None else candidates)
+        elif among is not None:  # a server that cannot narrow: every candidate's INTERNALDATE decides
+            candidates = sorted(among)
+        else:
+            raise ConnectorError(NAME, f"SEARCH {search} refused: {found!r}"[:300])
+        arrived: dict[int, datetime] = {}
+        for begin in range(0, len(candidates), self.page_size):
+            batch = candidates[begin : begin + self.page_size]
+            status, data = client.uid("FETCH", ",".join(str(uid) for uid in batch), "(UID INTERNALDATE)")
+            if status != "OK":
+                raise ConnectorError(NAME, f"FETCH INTERNALDATE refused: {data!r}"[:300])
+            for line in data:
+                match = INTERNALDATE.search(line[0] if isinstance(line, tuple) else line or b"")
+                if match:
+                    stamp = (match.group(2) or match.group(3)).decode().strip()
+                    arrived[int(match.group(1) or match.group(4))] = datetime.strptime(stamp, "%d-%b-%Y %H:%M:%S %z")
+        return arrived
+
+    def _window(self, cursor: str | None) -> datetime:
+        """The start of the window `cursor` holds; without one, IMAP_START_AT or now (what the first poll takes)."""
+        stored = [*(cursor or "").split(":"), "", ""][2]
+        if stored:
+            return datetime.strptime(stored, CURSOR_START_FORMAT).replace(tzinfo=UTC)
+        return self.start_at or datetime.now(UTC)
+
+    def window_start(self, cursor: str | None) -> str:
+        """The start of the window, UTC, as IMAP_START_AT is written."""
+        return self._window(cursor).strftime(START_FORMAT)
+
+    def moved_window(self, cursor: str | None, start: datetime) -> str:
+        """A cursor whose window starts at `start` and that reads the folder again from its first message: mail
+        inside the new window not yet taken in is taken in as new (as IMAP_START_AT would have), the rest is
+        recognised by its Message-ID or fingerprint."""
+        validity = [*(cursor or "").split(":"), ""][0]
+        return f"{validity}:0:{start.astimezone(UTC):{CURSOR_START_FORMAT}}"
+
+    def _unread_before(self, client: imaplib.IMAP4, start: datetime) -> list[int]:
+        """Unread messages that arrived before `start`: the mailbox's open work the window leaves out."""
+        arrived = self._arrivals(client, f"UNSEEN BEFORE {(start + timedelta(days=1)):%d-%b-%Y}")
+        return sorted(uid for uid, at in arrived.items() if at < start)
+
+    def open_before_window(self, cursor: str | None) -> OpenBacklog:
+        """Unread messages that arrived before the window: polls never read them."""
+        start = self._window(cursor)
+        with self._session(readonly=True) as client:
+            count = len(self._unread_before(client, start))
+        kind = "unread message(s) that arrived"
+        return OpenBacklog(count=count, window_start=start.strftime(START_FORMAT), kind=kind)
+
+    def open_backlog(self, cursor: str | None) -> Iterator[PolledPage]:
+        """Those unread messages as backlog tickets, oldest first, each page flagged \\Seen once handed over;
+        the pages carry no cursor."""
+        start = self._window(cursor)
+        with self._session(readonly=False) as client:
+            uids = self._unread_before(client, start)
+            validity = _uidvalidity(client)
+            for begin in range(0, len(uids), self.page_size):
+                items, rejected, fetched = self._page(client, uids[begin : begin + self.page_size], validity)
+                marked = [
+                    item.model_copy(update={"additional_info": {**item.additional_info, "backlog": True}})
+                    for item in items
+                ]
+                yield PolledPage(items=marked, cursor=None, rejected=rejected)
+                if fetched:
+                    client.uid("STORE", ",".join(str(uid) for uid in fetched), "+FLAGS", "(\\Seen)")
+
+    @contextmanager
+    def _session(self, *, readonly: bool) -> Iterator[imaplib.IMAP4]:
+        """A logged-in connection with the folder selected, through the breaker, logged out on leaving."""
+        self.breaker.before_call()
+        try:
+            client = self._connect()
+        except ConnectorError as error:
+            self.breaker.record_failure(str(error))
+            raise
+        try:
+            status, _ = client.select(_quote(self.settings.IMAP_FOLDER), readonly=readonly)
+            if status != "OK":
+                raise ConnectorError(NAME, f"folder {self.settings.IMAP_FOLDER!r} cannot be opened (IMAP_FOLDER)")
+            yield client
+            self.breaker.record_success()
+        except (OSError, imaplib.IMAP4.error) as error:
+            failure = UnreachableError(NAME, f"{self.settings.IMAP_HOST}: {type(error).__name__}", retryable=True)
+            self.breaker.record_failure(str(failure))
+            raise failure from None
+        finally:
+            try:
+                client.logout()
+            except (OSError, imaplib.IMAP4.error):
+                log.debug("IMAP logout failed")
+
+    def _page(
+        self, client: imaplib.IMAP4, uids: list[int], validity: str
+    ) -> tuple[list[TicketIn], list[RejectedItem], list[int]]:
+        """Fetch `uids` and read each as a ticket; one that cannot be read is rejected whole."""
+        items, rejected, fetched = [], [], []
+        for uid, raw in self._fetch(client, uids):
+            fetched.append(uid)
+            try:
+                items.append(to_ticket_in(raw, f"{validity}:{uid}", self.settings.MAX_ATTACHMENT_BYTES))
+            except (ValueError, ValidationError, TypeError, LookupError) as error:
+                rejected.append(
+                    RejectedItem(
+                        f"{validity}:{uid}",
+                        f"{NAME} UID {uid}: {error}"[:2000],
+                        raw[:100_000].decode("utf-8", errors="replace"),
+                    )
+                )
+        return items, rejected, fetched
 
     def _fetch(self, client: imaplib.IMAP4, uids: list[int]) -> list[tuple[int, bytes]]:
         status, data = client.uid("FETCH", ",".join(str(uid) for uid in uids), "(UID BODY.PEEK[])")

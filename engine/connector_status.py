@@ -15,7 +15,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from sqlalchemy import Engine, func, select
@@ -23,13 +23,21 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors import registry
-from connectors.base import BacklogSource, OpenBacklog
+from connectors.base import BacklogSource, OpenBacklog, WindowedSource
 from connectors.http import AuthenticationError, ConnectorError, breaker_for
 from connectors.redaction import redact_url_credentials
 from connectors.registry import Connector
 from engine.core.db import exclusive, make_engine, make_session_factory, transaction
 from engine.core.enums import OutboxState, Role
-from engine.core.models import AuditEntry, IngestError, JobStatus, OutboxMessage, SourceCursor, Ticket
+from engine.core.models import (
+    AuditEntry,
+    IngestError,
+    JobStatus,
+    OutboxMessage,
+    SourceCursor,
+    Ticket,
+    utcnow,
+)
 from engine.core.settings import ConfigurationError, Settings
 from engine.core.timeline import record_audit, record_event
 from engine.delivery.sync import sync_backlog
@@ -59,6 +67,8 @@ class ConnectorStatus:
     before_window: int | None = None
     """Open records at the source last changed before its start window, which polls never read (None: unknown)."""
     window_start: str | None = None
+    bounced: int | None = None
+    """The mail transport in use: messages it sent that came back as bounces (None for other connectors)."""
 
 
 @lru_cache(maxsize=4)
@@ -105,6 +115,8 @@ def _status(session: Session | None, settings: Settings, entry: Connector) -> Co
         last_poll=last_poll,
         last_error=redact_url_credentials(error) if error else None,
         backlog=_backlog(session, settings, entry) if session is not None and wanted else None,
+        bounced=_bounced(session, settings, entry) if session is not None and wanted else None,
+        window_start=_window_start(session, settings, entry) if session is not None and wanted else None,
         source=entry.source is not None,
         failing=wanted and (bool(problems) or job_ok is False or reachable is False or authenticated is False),
     )
@@ -136,6 +148,23 @@ def _backlog(session: Session, settings: Settings, entry: Connector) -> int | No
         pending = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.state == OutboxState.PENDING)
         return int(session.scalar(pending) or 0)
     return None
+
+
+def _window_start(session: Session, settings: Settings, entry: Connector) -> str | None:
+    """A source whose start window can be moved: where its window starts now (read from its cursor, no call)."""
+    source = _windowed_source(entry.name, settings)
+    if source is None:
+        return None
+    stored = session.get(SourceCursor, entry.name)
+    return source.window_start(stored.cursor if stored else None)
+
+
+def _bounced(session: Session, settings: Settings, entry: Connector) -> int | None:
+    """The mail transport in use: how many of its messages bounced."""
+    if entry.transport is None or entry.name != settings.OUTBOX_TRANSPORT:
+        return None
+    bounced = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.state == OutboxState.BOUNCED)
+    return int(session.scalar(bounced) or 0)
 
 
 def testable_connectors() -> list[str]:
@@ -215,6 +244,40 @@ def _backlog_source(name: str, settings: Settings) -> BacklogSource | None:
         return None
     source = entry.source(settings.model_copy(update={"CONNECTOR_RETRY_ATTEMPTS": 1}))
     return source if isinstance(source, BacklogSource) else None
+
+
+def _windowed_source(name: str, settings: Settings) -> WindowedSource | None:
+    entry = registry.connector(name)
+    if not hasattr(entry.source, "moved_window") or not entry.configured(settings) or entry.problems(settings):
+        return None  # only a source whose window can move is built (each card render asks)
+    source = entry.source(settings)
+    return source if isinstance(source, WindowedSource) else None
+
+
+def move_start_window(
+    engine: Engine, factory: sessionmaker[Session], settings: Settings, name: str, start: datetime, actor: Actor
+) -> str:
+    """A lead moves source `name`'s start window to `start` (UTC) while it runs, as its START_AT setting would have
+    set it before the first poll: the next poll reads from there, and what was taken in already is recognised, never
+    taken twice. Audit-logged; the new start is returned."""
+    require(actor, Role.LEAD)
+    source = _windowed_source(name, settings)
+    if source is None:
+        raise ConfigurationError(f"{name} is not a configured source whose start window can be moved")
+    start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
+    with exclusive(engine, f"poll:{name}") as acquired:
+        if not acquired:
+            raise RuntimeError(f"{name} is being polled right now; try again in a moment")
+        with transaction(factory) as session:
+            stored = session.get(SourceCursor, name)
+            before = source.window_start(stored.cursor if stored else None)
+            cursor = source.moved_window(stored.cursor if stored else None, start)
+            session.merge(SourceCursor(source=name, cursor=cursor, updated_at=utcnow()))
+            moved = source.window_start(cursor)
+            record_audit(session, actor.label, "move_start_window", "connector", name, before=before, after=moved)
+    _counts.pop(name, None)
+    log.info("%s moved the start window of %s from %s to %s UTC", actor.label, name, before, moved)
+    return moved
 
 
 def _cursor(settings: Settings, name: str) -> str | None:

@@ -2,8 +2,9 @@
 
 The status says whether the desk can do its work: unhealthy when the database is gone or every configured
 ticket source is failing (nothing new can arrive), degraded when a part needs attention (a failing connector,
-failed or uncertain mail, a failing job). CPU, memory and disk are reported for information; a busy machine
-is not a broken desk.
+failed or uncertain mail, a failing job). Bounced mail is counted, not degrading: the recipient's server refused an
+address, the desk works (each bounce is on its ticket for a person). CPU, memory and disk are reported for
+information; a busy machine is not a broken desk.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def _outbox(session: Any) -> dict[str, Any]:
         "failed": counts.get(OutboxState.FAILED, 0),
         "uncertain": counts.get(OutboxState.UNCERTAIN, 0),
         "suppressed": counts.get(OutboxState.SUPPRESSED, 0),
+        "bounced": counts.get(OutboxState.BOUNCED, 0),
         "oldest_pending_seconds": round((utcnow() - oldest).total_seconds()) if oldest else 0,
     }
 

@@ -22,6 +22,7 @@ from engine.core.models import IngestError, JobStatus, KbChunk, KbDocument, Sour
 from engine.core.settings import Settings
 from engine.delivery.delivery_events import record_returned_mail
 from engine.intake.ingest import ingest
+from engine.ops.failpoints import failpoint
 from engine.ops.observability import observe_job, observe_poll
 from engine.outcomes.teaching import index_resolved_tickets, reteach_tickets
 from kb.calibration import Calibration, needs_calibration
@@ -78,6 +79,8 @@ def poll_source(
                     counts["errors"] += 1
                 if page.cursor is not None:
                     session.merge(SourceCursor(source=source.name, cursor=page.cursor, updated_at=utcnow()))
+                failpoint("poll.before_commit")
+            failpoint("poll.after_commit")
     return dict(counts)
 
 

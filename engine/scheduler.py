@@ -31,9 +31,16 @@ from kb.sandbox import stop_extractions
 log = logging.getLogger(__name__)
 
 
+SKIPPED_WORDS = ("maximum number of running instances", "was missed by")
+"""APScheduler's two warnings for a run that did not happen: the job was still running, or its time passed while
+every worker thread was busy."""
+SCHEDULER_LOGGERS = ("apscheduler.scheduler", "apscheduler.executors.default")
+
+
 class SkippedRuns(logging.Filter):
-    """APScheduler warns at every tick a job is still running ("skipped: maximum number of running instances"):
-    dozens of lines for one slow run. Count them per job instead; the run says how many once it ends."""
+    """APScheduler warns at every tick a job is still running ("skipped: maximum number of running instances") and
+    for every run time a busy pool missed ("was missed by"): dozens of lines for one slow run. Count them per job
+    instead; the run says how many once it ends."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,7 +48,7 @@ class SkippedRuns(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if "maximum number of running instances" not in str(record.msg):
+        if not any(words in str(record.msg) for words in SKIPPED_WORDS):
             return True
         job = record.args[0] if isinstance(record.args, tuple) and record.args else None
         with self._lock:
@@ -54,6 +61,13 @@ class SkippedRuns(logging.Filter):
 
 
 SKIPPED = SkippedRuns()
+
+
+def count_skipped_runs() -> None:
+    """Put APScheduler's skipped-run warnings through SKIPPED (once per process)."""
+    for name in SCHEDULER_LOGGERS:
+        if SKIPPED not in (scheduler_log := logging.getLogger(name)).filters:
+            scheduler_log.addFilter(SKIPPED)
 
 
 def run_scheduled(runtime: Runtime, name: str, interval: float, job: Callable[[], object]) -> object:
@@ -145,9 +159,7 @@ def start_scheduler(runtime: Runtime) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(
         daemon=True, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}
     )
-    scheduler_log = logging.getLogger("apscheduler.scheduler")
-    if SKIPPED not in scheduler_log.filters:
-        scheduler_log.addFilter(SKIPPED)
+    count_skipped_runs()
     pool = AnalysisPool(runtime.factory, runtime.settings.ANALYSIS_CONCURRENCY, runtime.settings.PROCESS_BATCH_SIZE)
     scheduler.add_listener(lambda _: pool.stop(), EVENT_SCHEDULER_SHUTDOWN)
     for name, (interval, job) in engine_jobs(runtime, pool).items():

@@ -16,6 +16,7 @@ from connectors.demo import ALLOWED_DOMAINS, CONTACT_POINTS
 from engine.core.db import make_engine, make_session_factory, upgrade_database
 from engine.core.models import Base
 from engine.core.settings import Settings, load_settings
+from tests.mail_servers import mail_servers  # noqa: F401 (Postfix and Dovecot, session-wide)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

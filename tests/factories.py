@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,6 +39,7 @@ from engine.intake.ingest import ingest
 from engine.operators.sessions import StartedSession, exchange_handoff, start_session
 from engine.pipeline import process_pending
 from kb.self_test import SelfTestCorpus
+from tests.mail_servers import CUSTOMER_DOMAIN, DESK
 
 if TYPE_CHECKING:
     from tests.emulators.openai_api import OpenAIEmulator
@@ -97,6 +99,26 @@ ROUTING_VOCABULARY = {
     "Service Desk": ["question about my laptop", "how do i order", "general request", "new starter kit", "desk phone"],
 }
 """Three specialist teams and the first line (Settings.DEFAULT_TEAM), each with its own words."""
+
+
+def customer_mail(
+    subject: str,
+    message_id: str,
+    sender: str = f"pat@{CUSTOMER_DOMAIN}",
+    *,
+    body: str = "The printer on floor 3 shows E42 when I print.",
+    **headers: str,
+) -> bytes:
+    """A customer's e-mail to the desk's mailbox on the real mail servers (tests/mail_servers.py), as bytes; extra
+    headers by keyword (`In_Reply_To=` for In-Reply-To)."""
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = sender, DESK, subject
+    message["Message-ID"] = message_id
+    message["Date"] = "Mon, 07 Dec 2026 03:00:00 +0000"
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(body)
+    return bytes(message)
 
 
 def routing_history(per_team: int, *, seed: int = 0) -> list[tuple[str, str, str]]:

@@ -3,7 +3,11 @@ written into a temporary folder (nothing is installed or changed on the machine;
 them). Dovecot serves IMAPS with a private CA and takes Postfix's deliveries over LMTP; Postfix takes submission
 with STARTTLS and login (through Dovecot's auth), answers `450 4.2.1` at RCPT for one address (a
 check_recipient_access map), and accepts unknown local users so that LMTP refuses them and Postfix sends a real
-RFC 3464 bounce. Only loopback ports are opened.
+RFC 3464 bounce. Only loopback ports are opened. Deferred mail is retried within seconds (a production Postfix
+waits minutes), so a test or bench that stops Dovecot sees its mail arrive soon after Dovecot is back.
+
+`running_mail_servers()` starts and stops them for a test fixture (`mail_servers`, session-wide) and for
+bench/mail.py alike.
 
 Without the binaries the tests that need them are skipped, saying why; under CI=true they fail instead, as with
 PostgreSQL.
@@ -20,10 +24,13 @@ import ssl
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from tests.emulators.tls import make_certificate
 from tests.mail_sink import free_port
@@ -96,6 +103,16 @@ class MailServers:
         finally:
             client.logout()
 
+    def append(self, user: str, raw: bytes, *, arrived: datetime, seen: bool = False) -> None:
+        """Put `raw` into `user`'s INBOX as if it had arrived at `arrived` (its INTERNALDATE), read or unread."""
+        client = self.imap(user)
+        try:
+            flags = "(\\Seen)" if seen else ""
+            status, answer = client.append("INBOX", flags, imaplib.Time2Internaldate(arrived), raw)
+            assert status == "OK", answer
+        finally:
+            client.logout()
+
     def empty(self, user: str) -> None:
         """Delete everything in `user`'s INBOX, so each test starts from an empty mailbox."""
         client = self.imap(user)
@@ -105,6 +122,49 @@ class MailServers:
             client.expunge()
         finally:
             client.logout()
+
+    def queue_empty(self) -> bool:
+        """Whether Postfix has handed on everything it accepted (nothing deferred or still in flight)."""
+        done = subprocess.run(
+            ["/usr/sbin/postqueue", "-c", str(self.folder / "postfix"), "-j"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return not done.stdout.strip()
+
+    def desk_values(self) -> dict[str, object]:
+        """The desk's settings as the README's "Connect a mailbox" has them: IMAPS and submission with STARTTLS and
+        login, the private CA in CONNECTOR_CA_BUNDLE, every message since 2000 inside the start window."""
+        return {
+            "SUPPORT_FROM_EMAIL": DESK,
+            "IMAP_HOST": "127.0.0.1",
+            "IMAP_PORT": self.imaps_port,
+            "IMAP_SECURITY": "ssl",
+            "IMAP_USERNAME": DESK,
+            "IMAP_PASSWORD": SecretStr(PASSWORD),
+            "IMAP_START_AT": "2000-01-01 00:00:00",
+            "OUTBOX_TRANSPORT": "smtp",
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": self.submission_port,
+            "SMTP_SECURITY": "starttls",
+            "SMTP_USERNAME": DESK,
+            "SMTP_PASSWORD": SecretStr(PASSWORD),
+            "CONNECTOR_CA_BUNDLE": str(self.ca),
+        }
+
+    def start_dovecot(self) -> None:
+        """Start Dovecot (again, after `stop_dovecot`) and wait until IMAPS answers."""
+        _run(["/usr/sbin/dovecot", "-c", str(self.folder / "dovecot" / "dovecot.conf")], self.folder)
+        self.started.append("dovecot")
+        wait_until(lambda: _listening(self.imaps_port), timeout=START_DEADLINE, what="IMAPS listening")
+
+    def stop_dovecot(self) -> None:
+        """Stop Dovecot and wait until IMAPS is closed: an outage of the mailbox server."""
+        _run(["/usr/sbin/dovecot", "-c", str(self.folder / "dovecot" / "dovecot.conf"), "stop"], self.folder)
+        self.started.remove("dovecot")
+        wait_until(lambda: not _listening(self.imaps_port), timeout=START_DEADLINE, what="IMAPS closed")
 
     def log(self) -> str:
         texts = []
@@ -217,6 +277,9 @@ biff = no
 append_dot_mydomain = no
 smtputf8_enable = yes
 delay_warning_time = 0
+queue_run_delay = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 10s
 """
 
 
@@ -272,9 +335,10 @@ def _run(command: list[str], folder: Path) -> None:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}); see {folder / 'commands.log'}")
 
 
-@pytest.fixture(scope="session")
-def mail_servers() -> Iterator[MailServers]:
-    require_mail_servers()
+@contextmanager
+def running_mail_servers() -> Iterator[MailServers]:
+    """Start Postfix and Dovecot from a fresh configuration, and stop them and remove everything on leaving (for the
+    test fixture and bench/mail.py alike); the caller checks `unavailable_reason` first."""
     folder = Path(tempfile.mkdtemp(prefix="nts-mail-"))
     folder.chmod(0o755)
     owner = pwd.getpwnam("nobody")
@@ -298,23 +362,38 @@ def mail_servers() -> Iterator[MailServers]:
     (postfix / "recipient_access").write_text(f"{TEMPORARILY_REFUSED} 450 4.2.1 Mailbox temporarily unavailable\n")
     servers = MailServers(folder, ca, ports["imaps"], ports["submission"], ports["smtp"])
     try:
-        _run(["/usr/sbin/dovecot", "-c", str(dovecot / "dovecot.conf")], folder)
-        servers.started.append("dovecot")
+        servers.start_dovecot()
         _run(["/usr/sbin/postfix", "-c", str(postfix), "start"], folder)
         servers.started.append("postfix")
-        for name in ("imaps", "lmtp", "auth", "smtp", "submission"):
+        for name in ("lmtp", "auth", "smtp", "submission"):
             wait_until(lambda port=ports[name]: _listening(port), timeout=START_DEADLINE, what=f"{name} listening")
-        yield servers
     except Exception as error:
-        raise RuntimeError(f"{error}\n{servers.log()}\n{(folder / 'commands.log').read_text()}") from error
+        said = f"{error}\n{servers.log()}\n{(folder / 'commands.log').read_text()}"
+        _stop(servers)
+        raise RuntimeError(said) from error
+    try:
+        yield servers
     finally:
-        for name, command in (
-            ("postfix", ["/usr/sbin/postfix", "-c", str(postfix), "stop"]),
-            ("dovecot", ["/usr/sbin/dovecot", "-c", str(dovecot / "dovecot.conf"), "stop"]),
-        ):
-            if name in servers.started:
-                try:
-                    _run(command, folder)
-                except (RuntimeError, subprocess.TimeoutExpired) as error:
-                    print(f"stopping {name}: {error}")
-        shutil.rmtree(folder, ignore_errors=True)
+        _stop(servers)
+
+
+def _stop(servers: MailServers) -> None:
+    """Stop whichever daemons run and remove their folder."""
+    if "postfix" in servers.started:
+        try:
+            _run(["/usr/sbin/postfix", "-c", str(servers.folder / "postfix"), "stop"], servers.folder)
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            print(f"stopping postfix: {error}")
+    if "dovecot" in servers.started:
+        try:
+            servers.stop_dovecot()
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            print(f"stopping dovecot: {error}")
+    shutil.rmtree(servers.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mail_servers() -> Iterator[MailServers]:
+    require_mail_servers()
+    with running_mail_servers() as servers:
+        yield servers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 import streamlit as st
@@ -15,6 +16,7 @@ from engine.connector_status import (
     backlog_sources,
     backlog_taken,
     check_connectors,
+    move_start_window,
     open_before_window,
     take_backlog,
     testable_connectors,
@@ -38,6 +40,7 @@ COLUMNS = (
     "backlog",
     "before_window",
     "window_start",
+    "bounced",
 )
 
 
@@ -96,13 +99,45 @@ def connector_cards(runtime: Runtime, columns: int = 2, actor: Actor | None = No
                 facts = [f"last poll {ago(row.get('last_poll'))}"]
                 if row.get("backlog") is not None:
                     facts.append(f"{row['backlog']:,} waiting")
+                if row.get("bounced"):
+                    facts.append(f"{row['bounced']:,} bounced")
+                if row.get("window_start"):
+                    facts.append(f"reads what arrived from {row['window_start']} UTC on")
                 st.caption(" · ".join(facts))
             if row.get("last_error"):
                 st.error(str(row["last_error"]), icon="⚠️")
+            if configured and row.get("window_start") and actor is not None:
+                _start_window(runtime, str(row["name"]), str(row["window_start"]), actor)
             if configured and row.get("name") in takes_backlog:
                 _backlog(runtime, str(row["name"]), actor)
             with st.expander("details"):
                 st.json(json.dumps({k: v for k, v in row.items() if v is not None}, default=str), expanded=False)
+
+
+def _start_window(runtime: Runtime, name: str, window_start: str, actor: Actor) -> None:
+    """A lead moves the start window: earlier takes in what arrived since then as new, later leaves it out."""
+    current = datetime.strptime(window_start, "%Y-%m-%d %H:%M:%S")
+    lead = allowed(actor, Role.LEAD)
+    with st.popover("Move the start window", disabled=not lead, help=role_hint(actor, Role.LEAD)):
+        st.caption(
+            "Mail that arrived from this moment on is taken in as new tickets and acknowledged; what is already "
+            "in is never taken twice. To take older unread mail without acknowledging it, take it as backlog."
+        )
+        day = st.date_input("From (UTC)", value=current.date(), key=f"window_day_{name}")
+        moment = st.time_input("at", value=current.time(), key=f"window_time_{name}", step=60)
+        if st.button("Move", key=f"window_move_{name}", disabled=not lead):
+            try:
+                moved = move_start_window(
+                    runtime.engine, runtime.factory, runtime.settings, name, datetime.combine(day, moment), actor
+                )
+            except PermissionDeniedError as error:
+                st.error(f"Refused: {error}")
+                return
+            except Exception as error:
+                st.error(redact_url_credentials(f"Start window not moved: {error}"))
+                return
+            flash(f"{name}: the start window now begins {moved} UTC; the next poll reads from there.", "success")
+            st.rerun()
 
 
 def _backlog(runtime: Runtime, name: str, actor: Actor | None) -> None:
@@ -119,7 +154,7 @@ def _backlog(runtime: Runtime, name: str, actor: Actor | None) -> None:
         return
     about = "about " if found.approximate else ""
     text = (
-        f"{about}{found.count:,} open record(s) last changed before the start window ({found.window_start} UTC): "
+        f"{about}{found.count:,} {found.kind} before the start window ({found.window_start} UTC): "
         "polling never reads them."
     )
     if taken is None:

@@ -17,7 +17,6 @@ from tests.emulators.jira import JiraEmulator
 from tests.emulators.mailgun import MailgunEmulator
 from tests.emulators.servicenow import ServiceNowEmulator
 from tests.emulators.tls import make_certificate
-from tests.mail_servers import mail_servers  # noqa: F401 (Postfix and Dovecot, session-wide)
 
 FAST = {
     "CONNECTOR_BACKOFF_SECONDS": 0.0,

@@ -17,6 +17,7 @@ from connectors.http import AuthenticationError, ConnectorError, MalformedRespon
 from engine.core.models import EmailInteraction, Ticket
 from engine.core.settings import Settings
 from engine.jobs import poll_source
+from kb.extract import extract
 from tests.connectors.conftest import Sleeps, graph_values, with_settings
 from tests.emulators.base import Response
 from tests.emulators.graph import GraphEmulator, IdentityEmulator, file_attachment, graph_error, item_attachment
@@ -64,6 +65,14 @@ def test_restart_mid_round_continues_from_the_next_link(make_source, graph: Grap
     assert [i.external_id for i in [*first.items, *items_of(rest)]] == [m["id"] for m in sent]
 
 
+FORWARDED = (
+    b"From: ann@example.com\r\nTo: pat@example.com\r\nSubject: Invoice 7\r\nMessage-ID: <inner-1@example.com>\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n\r\nThe invoice total looks wrong.\r\n"
+)
+"""An attached message's raw contents, as Graph serves them at `/attachments/{id}/$value` (MIME)."""
+VERIFIED = "contoso.mail.protection.outlook.com; spf=pass smtp.mailfrom=example.com; dmarc=pass header.from=example.com"
+
+
 def test_message_fields_threading_headers_and_attachments(make_source, graph: GraphEmulator) -> None:
     graph.deliver(
         "Casey@Example.com",
@@ -71,11 +80,16 @@ def test_message_fields_threading_headers_and_attachments(make_source, graph: Gr
         "<p>Still <b>broken</b></p>",
         html=True,
         conversation="conv-1",
-        headers={"In-Reply-To": "<ack-5@desk>", "References": "<orig@x> <ack-5@desk>", "Received": "ignored"},
+        headers={
+            "In-Reply-To": "<ack-5@desk>",
+            "References": "<orig@x> <ack-5@desk>",
+            "Received": "ignored",
+            "Authentication-Results": VERIFIED,
+        },
         attachments=[
             file_attachment("log.pdf", b"%PDF-1.4"),
             file_attachment("shot.png", b"PNG", "image/png", True),
-            item_attachment("Forwarded mail"),
+            item_attachment("Forwarded mail", FORWARDED),
         ],
     )
     [item] = items_of(make_source().poll(None))
@@ -84,8 +98,15 @@ def test_message_fields_threading_headers_and_attachments(make_source, graph: Gr
     assert item.thread_id == "conv-1" and item.in_reply_to == "<ack-5@desk>"
     assert item.references == ["<orig@x>", "<ack-5@desk>"]
     assert item.message_id and item.updated_at is not None
-    assert [(a.filename, a.data) for a in item.attachments] == [("log.pdf", b"%PDF-1.4"), ("shot.png", b"PNG")]
-    assert item.additional_info == {"outlook": {"skipped_attachments": ["Forwarded mail: itemAttachment not imported"]}}
+    assert [(a.filename, a.data) for a in item.attachments] == [
+        ("log.pdf", b"%PDF-1.4"),
+        ("shot.png", b"PNG"),
+        ("Forwarded mail.eml", FORWARDED),
+    ]
+    assert item.additional_info == {}, "nothing skipped"
+    forwarded = extract("Forwarded mail.eml", item.attachments[2].data, max_bytes=10_000_000)
+    assert "The invoice total looks wrong." in " ".join(section.text for section in forwarded.sections)
+    assert item.headers["Authentication-Results"] == VERIFIED, "for the sender check (MAIL_AUTHSERV_ID)"
 
 
 def test_an_attachment_larger_than_it_says_is_not_imported(make_source, graph: GraphEmulator) -> None:

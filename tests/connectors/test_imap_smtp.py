@@ -345,3 +345,13 @@ def test_smtp_starttls_checks_the_certificate(plain_settings: Settings, tls_file
             untrusted.send(OutgoingEmail("<tls-2@desk>", "desk@example.test", "Desk", "pat@example.com", "Hi", "x"))
         assert not refused.value.uncertain
     assert mailbox.message_ids() == ["<tls-1@desk>"]
+
+
+def test_a_server_that_cannot_check_logins_right_now_is_unreachable_not_a_wrong_password(
+    plain_settings: Settings, imap_server: ImapEmulator
+) -> None:
+    """Dovecot answers `NO [UNAVAILABLE]` to LOGIN while it stops or restarts: no one should check the password."""
+    imap_server.auth_down = True
+    with pytest.raises(UnreachableError, match="UNAVAILABLE") as raised:
+        list(ImapSource(with_settings(plain_settings, **imap_values(imap_server))).poll(None))
+    assert raised.value.retryable

@@ -1,34 +1,36 @@
 """The mail paths against Debian's Postfix and Dovecot (tests/mail_servers.py), not the in-house IMAP server:
-delivery read back over IMAPS, a customer's reply threaded, a 450 at RCPT retried, a real RFC 3464 bounce tied to
-its outbox row, and a recreated folder (new UIDVALIDITY) taking nothing in twice. Every wait is on a condition
-with a generous deadline."""
+delivery read back over IMAPS, replies threaded however clients write them, a Message-ID over 255 characters, a 450
+at RCPT retried, a real RFC 3464 bounce tied to its outbox row, a recreated folder (new UIDVALIDITY) taking nothing
+in twice, and the start window with its unread backlog. Every wait is on a condition with a generous deadline."""
 
 from __future__ import annotations
 
 import email
 import email.policy
 from collections.abc import Iterator
-from email.message import EmailMessage
+from datetime import UTC, datetime
 
 import pytest
-from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors.base import OpenBacklog
 from connectors.imap import ImapSource
 from connectors.smtp import SmtpTransport
-from engine.core.enums import MessageKind, OutboxState
-from engine.core.models import EmailInteraction, OutboxMessage, Ticket, utcnow
+from engine.connector_status import check_connectors, move_start_window, open_before_window, take_backlog
+from engine.core.enums import MessageKind, OutboxState, Role
+from engine.core.models import AuditEntry, EmailInteraction, OutboxMessage, Ticket, utcnow
 from engine.core.settings import Settings
 from engine.core.templates import acknowledgement
 from engine.delivery.outbox import deliver_outbox, enqueue_email
 from engine.jobs import poll_source
+from engine.operators.actions import Actor, PermissionDeniedError
 from tests.connectors.conftest import with_settings
+from tests.factories import customer_mail
 from tests.mail_servers import (
     CUSTOMER_DOMAIN,
     DESK,
-    PASSWORD,
     TEMPORARILY_REFUSED,
     USERS,
     MailServers,
@@ -38,43 +40,15 @@ from tests.waiting import wait_until
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
 PAT = f"pat@{CUSTOMER_DOMAIN}"
 DEADLINE = 180.0
+LEAD = Actor("lena", Role.LEAD)
 
 
 @pytest.fixture
 def desk(settings: Settings, mail_servers: MailServers) -> Iterator[Settings]:
-    """Settings as the README's "Connect a mailbox" has them: IMAPS and submission with STARTTLS and login, the
-    private CA in CONNECTOR_CA_BUNDLE; every mailbox emptied first."""
+    """Settings as the README's "Connect a mailbox" has them; every mailbox emptied first."""
     for user in USERS:
         mail_servers.empty(user)
-    yield with_settings(
-        settings,
-        SUPPORT_FROM_EMAIL=DESK,
-        IMAP_HOST="127.0.0.1",
-        IMAP_PORT=mail_servers.imaps_port,
-        IMAP_SECURITY="ssl",
-        IMAP_USERNAME=DESK,
-        IMAP_PASSWORD=SecretStr(PASSWORD),
-        IMAP_START_AT="2000-01-01 00:00:00",
-        OUTBOX_TRANSPORT="smtp",
-        SMTP_HOST="127.0.0.1",
-        SMTP_PORT=mail_servers.submission_port,
-        SMTP_SECURITY="starttls",
-        SMTP_USERNAME=DESK,
-        SMTP_PASSWORD=SecretStr(PASSWORD),
-        CONNECTOR_CA_BUNDLE=str(mail_servers.ca),
-        CONNECTOR_READ_TIMEOUT_SECONDS=60.0,
-    )
-
-
-def customer_mail(subject: str, message_id: str, sender: str = PAT, **headers: str) -> bytes:
-    message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = sender, DESK, subject
-    message["Message-ID"] = message_id
-    message["Date"] = "Mon, 07 Dec 2026 03:00:00 +0000"
-    for name, value in headers.items():
-        message[name.replace("_", "-")] = value
-    message.set_content("The printer on floor 3 shows E42 when I print.")
-    return bytes(message)
+    yield with_settings(settings, **mail_servers.desk_values(), CONNECTOR_READ_TIMEOUT_SECONDS=60.0)
 
 
 def poll_until(
@@ -197,3 +171,65 @@ def test_a_recreated_folder_takes_nothing_in_twice_with_or_without_message_id(
     assert "UIDVALIDITY changed" in caplog.text
     with session_factory() as session:
         assert len(session.scalars(select(Ticket)).all()) == 2
+
+
+def test_old_mail_stays_out_the_unread_is_counted_and_a_lead_takes_it_or_moves_the_window(
+    engine: Engine, session_factory: sessionmaker[Session], desk: Settings, mail_servers: MailServers
+) -> None:
+    november = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+    for number in (1, 2):
+        mail_servers.append(DESK, customer_mail(f"Old {number}", f"<old-{number}@customer.test>"), arrived=november)
+    mail_servers.append(DESK, customer_mail("Old, read", "<old-read@customer.test>"), arrived=november, seen=True)
+    first_poll = with_settings(desk, IMAP_START_AT="")
+    assert poll_source(engine, session_factory, first_poll, ImapSource(first_poll)) == {}, "the window starts now"
+    found = open_before_window("imap", first_poll, max_age=0)
+    assert isinstance(found, OpenBacklog) and (found.count, found.kind) == (2, "unread message(s) that arrived")
+    assert take_backlog(engine, session_factory, first_poll, "imap", LEAD, acknowledge=False) == {"created": 2}
+    assert open_before_window("imap", first_poll, max_age=0).count == 0, "taken ones are flagged read"
+    assert poll_source(engine, session_factory, first_poll, ImapSource(first_poll)) == {}
+    with pytest.raises(PermissionDeniedError):
+        move_start_window(engine, session_factory, first_poll, "imap", november, Actor("abe", Role.AGENT))
+    moved = move_start_window(engine, session_factory, first_poll, "imap", datetime(2026, 11, 1), LEAD)
+    assert moved == "2026-11-01 00:00:00"
+    [card] = [status for status in check_connectors(first_poll) if status.name == "imap"]
+    assert card.window_start == moved
+    assert poll_source(engine, session_factory, first_poll, ImapSource(first_poll)) == {"created": 1, "duplicate": 2}
+    assert poll_source(engine, session_factory, first_poll, ImapSource(first_poll)) == {}
+    with session_factory() as session:
+        backlog = [t.subject for t in session.scalars(select(Ticket)) if (t.additional_info or {}).get("backlog")]
+        assert sorted(backlog) == ["Old 1", "Old 2"]
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0, "no acknowledgement queued"
+        audit = session.scalars(select(AuditEntry.action).where(AuditEntry.target_id == "imap")).all()
+        assert sorted(audit) == ["move_start_window", "take_backlog"]
+
+
+def test_replies_thread_however_mail_clients_write_them_and_a_long_message_id_is_taken_in(
+    engine: Engine, session_factory: sessionmaker[Session], desk: Settings, mail_servers: MailServers
+) -> None:
+    long_id = f"<{'x' * 300}@customer.test>"
+    mail_servers.deliver(customer_mail("Scanner offline", long_id), PAT, DESK)
+    assert poll_until(engine, session_factory, desk, "created")["created"] == 1
+    with session_factory() as session:
+        [ticket] = session.scalars(select(Ticket)).all()
+        ticket_id, reference = ticket.id, ticket.reference
+    acknowledge(session_factory, desk, ticket_id)
+    assert deliver_outbox(session_factory, desk, SmtpTransport(desk)).sent == 1
+    [raw] = mail_servers.wait_for_messages(PAT, 1, timeout=DEADLINE)
+    ours = str(email.message_from_bytes(raw, policy=email.policy.default)["Message-ID"])
+    replies = [
+        customer_mail("AW: Scanner offline", "<r1@customer.test>", In_Reply_To=long_id),  # to the long id itself
+        customer_mail(f"AW: [{reference}] Scanner offline", "<r2@customer.test>"),  # German client, reference only
+        customer_mail(f"[EXT] RE: {reference.lower()} scanner", "<r3@customer.test>"),  # tagged, lower case
+        customer_mail("Still offline", "<r4@customer.test>", References=f"{long_id} {ours}"),  # References only
+    ]
+    for reply in replies:
+        mail_servers.deliver(reply, PAT, DESK)
+    assert poll_until(engine, session_factory, desk, "reply", count=len(replies))["reply"] == len(replies)
+    with session_factory() as session:
+        assert len(session.scalars(select(Ticket)).all()) == 1
+        inbound = session.scalars(
+            select(EmailInteraction.message_id).where(
+                EmailInteraction.ticket_id == ticket_id, EmailInteraction.direction == "inbound"
+            )
+        ).all()
+    assert len(inbound) == 1 + len(replies)

@@ -17,7 +17,10 @@ token is expired and data must be synchronized again."); 403 `ErrorAccessDenied`
 the mailbox (missing Mail.ReadWrite application permission, no admin consent, or an Exchange application
 access policy, https://learn.microsoft.com/en-us/graph/auth-limit-mailbox-access);
 `GET /users/{mailbox}/messages/{id}/attachments`
-(fileAttachment with base64 `contentBytes`, itemAttachment, referenceAttachment); `PATCH` a message
+(fileAttachment with base64 `contentBytes`, itemAttachment, referenceAttachment) and an item attachment's raw
+contents at `.../attachments/{id}/$value`, MIME for an attached message
+(https://learn.microsoft.com/en-us/graph/api/attachment-get, "Get the raw contents of a file or item attachment";
+https://learn.microsoft.com/en-us/graph/api/resources/itemattachment); `PATCH` a message
 (`isRead`), which makes it show up in the next delta round as on Exchange; 401
 `InvalidAuthenticationToken` and 429 `TooManyRequests` with Retry-After in Graph's error shape.
 """
@@ -182,7 +185,13 @@ class GraphEmulator(Emulator):
         if match := re.fullmatch(r"messages/([^/]+)/attachments", rest):
             if match.group(1) not in self.messages:
                 return graph_error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
-            return Response.json({"value": self.attachments[match.group(1)]})
+            listed = [{k: v for k, v in a.items() if not k.startswith("_")} for a in self.attachments[match.group(1)]]
+            return Response.json({"value": listed})
+        if match := re.fullmatch(r"messages/([^/]+)/attachments/([^/]+)/\$value", rest):
+            found = [a for a in self.attachments.get(match.group(1), []) if a["id"] == match.group(2)]
+            if not found or "_mime" not in found[0]:
+                return graph_error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+            return Response(200, found[0]["_mime"], {"Content-Type": "text/plain"})
         if (match := re.fullmatch(r"messages/([^/]+)", rest)) and request.method == "PATCH":
             message = self.messages.get(match.group(1))
             if message is None:
@@ -248,14 +257,17 @@ def file_attachment(name: str, data: bytes, content_type: str = "application/pdf
     }
 
 
-def item_attachment(name: str) -> dict:
+def item_attachment(name: str, mime: bytes) -> dict:
+    """An attached message: listed without its contents (no `contentBytes` for items), served as MIME at `/$value`;
+    `_mime` is the emulator's own and never listed."""
     return {
         "@odata.type": "#microsoft.graph.itemAttachment",
         "id": uuid.uuid4().hex,
         "name": name,
         "contentType": None,
-        "size": 1234,
+        "size": len(mime),
         "isInline": False,
+        "_mime": mime,
     }
 
 

@@ -42,6 +42,9 @@ class ImapEmulator:
         self.messages: list[StoredMessage] = []
         self.lock = threading.Lock()
         self.commands: list[str] = []
+        self.auth_down = False
+        """Answer LOGIN as Dovecot does while its authentication process is down (stopping, restarting):
+        `NO [UNAVAILABLE]` (RFC 5530), a temporary failure, not wrong credentials."""
         self._server: socketserver.ThreadingTCPServer | None = None
 
     @property
@@ -87,6 +90,9 @@ class ImapEmulator:
                         self.send("* CAPABILITY IMAP4rev1")
                     elif command == "LOGIN":
                         user, password = shlex.split(args)
+                        if emulator.auth_down:
+                            self.send(f"{tag} NO [UNAVAILABLE] Temporary authentication failure.")
+                            continue
                         if (user, password) != (emulator.username, emulator.password):
                             self.send(f"{tag} NO [AUTHENTICATIONFAILED] Invalid credentials")
                             continue

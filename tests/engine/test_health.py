@@ -12,11 +12,15 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.http import reset_breakers
+from engine.connector_status import check_connectors
+from engine.core.enums import OutboxState
+from engine.core.models import OutboxMessage
 from engine.core.settings import Settings
 from engine.health import health_report
 from engine.jobs import run_job
 from engine.runtime import build_runtime
 from tests.engine_process import run_engine
+from tests.factories import queue
 
 SOURCES = {
     "SNOW_API_URL": "https://acme.service-now.example/api/now/table/incident",
@@ -130,3 +134,17 @@ def test_a_connection_never_used_is_not_yet_tested_and_health_tests_it(
         report = json.loads(refused.stdout)
         assert report["status"] == "unhealthy" and report["checks"]["sources"]["failing"] == ["servicenow"]
         assert "wrong" not in refused.stdout
+
+
+def test_bounced_mail_is_counted_in_health_and_on_the_transport_card_without_degrading(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    smtp = settings.model_copy(update={"OUTBOX_TRANSPORT": "smtp", "SMTP_HOST": "mail.example.test"})
+    with session_factory.begin() as session:
+        session.get(OutboxMessage, queue(session_factory, smtp)).state = OutboxState.BOUNCED
+    report = health_report(build_runtime(smtp))
+    assert report["checks"]["outbox"]["bounced"] == 1
+    assert report["status"] in ("healthy", "not yet tested")
+    [card] = [status for status in check_connectors(smtp) if status.name == "smtp"]
+    assert card.bounced == 1
+    assert all(status.bounced is None for status in check_connectors(smtp) if status.name != "smtp")

@@ -4,12 +4,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
+from connectors.base import DeliveryEvent
 from engine.core.enums import ActionState, Role, TicketStatus
 from engine.core.models import Action, AuditEntry, OutboxMessage, Ticket, TimelineEvent
 from engine.core.settings import Settings
+from engine.delivery.delivery_events import record_delivery_event
 from engine.intake.ingest import ingest
 from engine.operators.actions import Actor, edit_draft
-from tests.factories import drafted, email_in, new_ticket
+from tests.factories import drafted, email_in, new_ticket, queue
 from tests.pages.conftest import open_page, texts
 from tests.pages.seed import escalated, scored
 
@@ -284,3 +286,19 @@ def test_a_strangers_reply_kept_apart_is_linked_on_both_tickets(
     [note] = [w.value for w in on_stranger.warning if "claimed to continue" in w.value]
     assert f"[TCKT-{victim}](?id={victim})" in note and "held for a person" in note
     assert "Not threaded onto" in texts(on_stranger)
+
+
+def test_a_bounced_acknowledgement_shows_as_bounced_with_the_servers_answer(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    outbox_id = queue(session_factory, app)
+    with session_factory.begin() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        ticket_id = message.ticket_id
+        bounce = DeliveryEvent("imap", "dsn-1", "email_bounced", message.message_id, None, "smtp; 550 5.1.1 no user")
+        assert record_delivery_event(session, bounce) == "email_bounced"
+    at = open_page(TICKET, id=str(ticket_id))
+    assert not at.exception
+    assert "acknowledgement · :red-badge[bounced]" in texts(at)
+    [event] = [line for line in texts(at).splitlines() if "**Mail bounced**" in line]
+    assert "acknowledgement to customer@example" in event and "550 5\\.1\\.1 no user" in event, "the server's answer"
