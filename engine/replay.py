@@ -11,7 +11,8 @@ ingested as an e-mail, analysed and decided by `process_pending`, delivered by t
   to a wrong one (both read by the real reply classifier), and a re-opened ticket goes back through the engine;
 - a person acts through engine/operators/actions.py on what is left: a drafted answer is approved as it is when
   right, otherwise its text is replaced by `answer` and approved (an edit); with no draft the person writes
-  `answer` and marks the ticket resolved; a case that expects no answer is escalated.
+  `answer` and marks the ticket resolved; for a case that expects a question back the person approves the engine's
+  question (nothing to do when the engine asked on its own); any other case that expects no answer is escalated.
 
 After each case the engine's knowledge job runs (what resolved tickets teach, recalibration when the knowledge
 base changed enough) and the outcome job, on a clock that moves MINUTES_PER_CASE simulated minutes per case.
@@ -204,7 +205,7 @@ class Replay:
                     return True
         return False
 
-    def _person_acts(self, ticket_id: int, case: Case) -> Person:
+    def _person_acts(self, ticket_id: int, case: Case) -> Person | None:
         with transaction(self.factory) as session:
             ticket = session.get(Ticket, ticket_id)
             draft = session.scalar(
@@ -233,6 +234,8 @@ class Replay:
             if case.expected_action == "ask" and kind is ActionKind.REQUEST_INFO:
                 approve_draft(session, self.settings, OPERATOR, draft.id, draft.version)
                 return "approved"
+            if case.expected_action == "ask" and ticket.status == TicketStatus.AWAITING_CUSTOMER:
+                return None  # the engine asked on its own, as the case expects: nothing for a person to do
             if ticket.status != TicketStatus.ESCALATED:
                 override_decision(
                     session, self.settings, OPERATOR, ticket.id, "escalate", reason="not for the desk to answer"
