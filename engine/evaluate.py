@@ -10,6 +10,10 @@ configured knowledge base is used (read only); a scratch one calibrates itself f
 would. The report (decisions, the auto-send precision/coverage curve, and how well the confidence is
 calibrated: expected calibration error over 10 bins and the reliability table) is printed and saved as JSON
 (DATA_DIR/evaluation/latest.json by default), which the Metrics page shows.
+
+    python -m engine.evaluate replay CASES.jsonl --kb DIR [DIR ...] [--json OUT]
+
+replays the cases through the whole desk with a simulated person and customer (engine/replay.py).
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class Case:
     category: str
     expected_action: str
     expected_evidence: tuple[str, ...] = ()
+    answer: str = ""
+    """What a person would send (the replay's simulated person)."""
 
 
 @dataclass
@@ -64,7 +70,7 @@ class Outcome:
         """Whether an expected document is among the top k cited; None when the case names none."""
         if not self.case.expected_evidence:
             return None
-        return any(_matches(name, self.case.expected_evidence) for name in self.evidence_names[:k])
+        return any(names_expected(name, self.case.expected_evidence) for name in self.evidence_names[:k])
 
     def right_resolution(self) -> bool:
         """Would this answer have been right: a resolution was expected, and the cited source is the right one."""
@@ -82,7 +88,8 @@ class Outcome:
         return self.decision == "resolve" and not self.blocked and self.confidence >= threshold
 
 
-def _matches(cited: str, expected: Iterable[str]) -> bool:
+def names_expected(cited: str, expected: Iterable[str]) -> bool:
+    """Whether a cited source's name (title and file name) contains one of the `expected` document names."""
     cited = cited.lower()
     return any(name.lower() in cited for name in expected if name)
 
@@ -110,6 +117,7 @@ def load_cases(path: Path) -> list[Case]:
                 category=str(row.get("category") or "uncategorised"),
                 expected_action=str(row.get("expected_action") or "resolve").strip().lower(),
                 expected_evidence=tuple(str(item) for item in evidence if item),
+                answer=str(row.get("answer") or ""),
             )
         )
     return cases
@@ -279,6 +287,11 @@ def print_report(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["replay"]:
+        from engine.replay import main as replay  # engine.replay builds on this module
+
+        return replay(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m engine.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

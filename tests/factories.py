@@ -35,6 +35,7 @@ from engine.core.models import Action, Analysis, OperatorSession, ResolutionOutc
 from engine.core.settings import Settings
 from engine.core.templates import acknowledgement
 from engine.delivery.outbox import enqueue_email
+from engine.evaluate import Case
 from engine.intake.ingest import ingest
 from engine.operators.sessions import StartedSession, exchange_handoff, start_session
 from engine.pipeline import process_pending
@@ -578,3 +579,21 @@ def age_session(
         row.last_seen_at = utcnow() - idle
         row.created_at -= signed_in
         row.expires_at -= signed_in
+
+
+# Replay
+
+
+def replay_case(case_id: str, body: str, expected_action: str = "resolve", *evidence: str, **fields: Any) -> Case:
+    """One labelled case for engine/replay.py; a case that expects a resolution gets a person's answer by default."""
+    answer = fields.pop("answer", f"Here is how to do it: {body.rstrip('?')}." if expected_action == "resolve" else "")
+    return Case(
+        id=case_id,
+        subject=fields.pop("subject", body[:40]),
+        body=body,
+        category=fields.pop("category", "uncategorised"),
+        expected_action=expected_action,
+        expected_evidence=evidence,
+        answer=answer,
+        **fields,
+    )
