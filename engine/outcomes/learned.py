@@ -33,6 +33,7 @@ from engine.core.models import (
     Ticket,
     utcnow,
 )
+from engine.core.templates import SOURCES_LABEL
 from engine.trust.decision import PERSON_ONLY
 
 Verdict = Literal["approved", "edited", "rejected", "confirmed", "assumed", "reopened"]
@@ -45,7 +46,7 @@ GREETING = re.compile(
     r"^\s*(hello|hi|hey|dear|good (morning|afternoon|evening))\b[^\n]{0,60}[,!:.]?\s*$", re.IGNORECASE
 )
 SIGN_OFF = re.compile(
-    r"^\s*(--\s*|(best|kind|warm|many)?\s*(regards|wishes|thanks)[,!.]?|thank you[,!.]?|cheers[,!.]?|"
+    r"^\s*(--\s*|[—–]\s*\S.{0,60}|(best|kind|warm|many)?\s*(regards|wishes|thanks)[,!.]?|thank you[,!.]?|cheers[,!.]?|"
     r"sincerely[,!.]?|yours( sincerely| truly)?[,!.]?)\s*$",
     re.IGNORECASE,
 )
@@ -213,7 +214,10 @@ def resolution_text(body: str, echoed: Sequence[str] = ()) -> str:
 
 
 def _cleaned(ticket: Ticket, body: str) -> str:
-    return resolution_text(body, [ticket.subject, (ticket.subject or ticket.description)[:200]])
+    """The answer without our own framing (the template's lines naming the ticket, the sources line) and without what
+    `resolution_text` cuts: what a person answered, not the letter around it."""
+    ours = [line for line in body.splitlines() if ticket.reference in line or line.startswith(SOURCES_LABEL)]
+    return resolution_text(body, [ticket.subject, (ticket.subject or ticket.description)[:200], *ours])
 
 
 def _same_text(session: Session, text: str) -> LearnedAnswer | None:

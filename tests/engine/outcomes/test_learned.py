@@ -22,6 +22,7 @@ from engine.core.models import (
     Ticket,
 )
 from engine.core.settings import Settings
+from engine.core.templates import resolution_email
 from engine.operators.actions import (
     Actor,
     PermissionDeniedError,
@@ -106,6 +107,30 @@ def test_an_approved_draft_becomes_a_learned_answer_and_counts_for_the_passage_i
     assert (learned.origin, learned.answer, learned.category) == ("approved", "1. Restart the VPN client.", "network")
     with session_factory() as session:
         assert track_records(session, ["kb:None:"])["kb:None:"].approved == 1
+
+
+def test_the_letter_around_an_approved_answer_is_not_learned(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """A draft is our template around the steps: greeting, the lines naming the ticket, the sources, the signature
+    leave; what stays is the answer (with no ticket number left to hold it for a lead)."""
+    ticket_id = new_ticket(session_factory, settings)
+    process_pending(session_factory, settings, Proposes(confidence=0.3), worker="w")
+    with session_factory.begin() as session:
+        draft = session.scalars(select(Action).where(Action.ticket_id == ticket_id)).one()
+        _, draft.body = resolution_email(
+            f"TCKT-{ticket_id}",
+            "Dana",
+            "your request",
+            ["Open the VPN client.", "Choose TCP 443 under Settings > Protocol."],
+            ["vpn.md"],
+            settings.SUPPORT_SIGNATURE,
+            {},
+        )
+        approve_draft(session, settings, ANN, draft.id, draft.version)
+    [learned] = learned_answers(session_factory)
+    assert learned.answer == "1. Open the VPN client.\n2. Choose TCP 443 under Settings > Protocol."
+    assert reusable(learned)
 
 
 def test_an_edit_and_a_rejection_count_against_the_cited_passage(
