@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from engine.core.enums import ActionKind, ActionState
 from engine.core.models import Action, Analysis, Ticket
 from engine.core.settings import Settings
-from engine.outcomes.learned import TrackRecord
+from engine.outcomes.learned import LEARNED, TrackRecord
 from engine.trust.decision import Reading
 from engine.trust.requests import (
     LANGUAGE_NAMES,
@@ -133,7 +133,8 @@ def desk_reading(languages: frozenset[str] | None, evidence: Sequence[dict[str, 
 
 def operator_verdicts(session: Session, limit: int = 2000) -> list[Verdict]:
     """(question, evidence, label) from proposed resolutions a person decided: approved as drafted is 1,
-    edited or rejected is 0. Engine-sent drafts teach nothing about the model's own errors and are skipped."""
+    edited or rejected is 0. Engine-sent drafts teach nothing about the model's own errors and are skipped, and so
+    are drafts that gave a learned answer (engine/outcomes/learned.py keeps their record)."""
     rows = session.execute(
         select(Action, Analysis, Ticket)
         .join(Analysis, Analysis.id == Action.analysis_id)
@@ -149,8 +150,8 @@ def operator_verdicts(session: Session, limit: int = 2000) -> list[Verdict]:
     ).all()
     verdicts = []
     for action, analysis, ticket in rows:
-        if not analysis.evidence:
-            continue
+        if not analysis.evidence or analysis.evidence[0].get("source_kind") == LEARNED:
+            continue  # a verdict on a learned answer is that answer's track record, not the retrievers' label
         approved = action.state == ActionState.EXECUTED.value and "edited_by" not in (action.policy or {})
         verdicts.append((f"{ticket.subject} {ticket.description[:1500]}", list(analysis.evidence), int(approved)))
     return verdicts

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.analysers.confidence import operator_verdicts
 from engine.analysers.retrieval_analyser import RetrievalAnalyser
 from engine.core.desk_policy import DeskPolicy, save_policy
 from engine.core.enums import ActionKind, ActionState, Role, TicketStatus
@@ -217,6 +218,8 @@ def test_a_paraphrase_gets_the_learned_answer_with_its_track_record_and_a_proven
     with session_factory.begin() as session:
         approve_draft(session, autopilot, ANN, draft.id, draft.version)
     assert record_of(session_factory, learned.id)["approved"] == 2 and len(learned_answers(session_factory)) == 1
+    with session_factory() as session:
+        assert operator_verdicts(session) == []  # the approval is the learned answer's record, not a retrieval label
 
     ticket_id, sent = analysed(session_factory, autopilot, INVOICE_PARAPHRASE)
     assert sent.state == ActionState.EXECUTED and sent.decided_by == "engine"
