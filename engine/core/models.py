@@ -568,7 +568,7 @@ class LearnedQuestion(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     learned_answer_id: Mapped[int] = mapped_column(ForeignKey("learned_answers.id", ondelete="CASCADE"), index=True)
-    ticket_id: Mapped[int] = mapped_column(Integer)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
     question: Mapped[str | None] = mapped_column(Text)
     vector: Mapped[list[Any] | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

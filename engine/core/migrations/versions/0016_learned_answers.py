@@ -60,6 +60,9 @@ def upgrade() -> None:
         sa.Column("vector", JSON, nullable=True),
         _when("created_at", False),
         sa.ForeignKeyConstraint(
+            ["ticket_id"], ["tickets.id"], name=op.f("fk_learned_questions_ticket_id_tickets"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
             ["learned_answer_id"],
             ["learned_answers.id"],
             name=op.f("fk_learned_questions_learned_answer_id_learned_answers"),
