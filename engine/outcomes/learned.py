@@ -58,7 +58,7 @@ PARTICULARS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("a ticket number", re.compile(r"\b(?:TCKT|INC|REQ|CASE|SR)-?\d+\b|#\d{3,}\b", re.IGNORECASE)),
     (
         "an account or workspace id",
-        re.compile(r"\b[a-z]{2,8}_[0-9a-z]{4,}\b|\b(?=[A-Za-z-]*\d)(?=[\d-]*[A-Za-z])[A-Za-z0-9-]{10,}\b"),
+        re.compile(r"\b[a-z]{2,8}_[0-9A-Za-z]{4,}\b|\b(?=[A-Za-z-]*\d)(?=[\d-]*[A-Za-z])[A-Za-z0-9-]{10,}\b"),
     ),
     ("a phone number", re.compile(r"(?<![\w.])\+?\d[\d ().-]{7,}\d(?![\w.])")),
     (
