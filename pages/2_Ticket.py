@@ -37,6 +37,7 @@ from kb.search import search
 from ui import glossary
 from ui.auth import allowed, session_alive
 from ui.components import ago, flash, page, plain, role_hint, show_flash
+from ui.learned import answer_records
 from ui.tables import show_table
 
 runtime, actor = page("Ticket")
@@ -228,6 +229,7 @@ def evidence(story: TicketStory) -> None:
         for number, item in enumerate(items, 1):
             with st.expander(f"[{number}] {plain(citation({'title': '', **item}))}"):
                 st.text(str(item.get("text", "")))
+        answer_records(runtime, items)
     if st.button("Preview what the knowledge base would cite now", key="ticket_preview_evidence"):
         with runtime.factory() as session:
             found = search(session, runtime.settings, f"{ticket.subject}\n{ticket.description}", k=5)

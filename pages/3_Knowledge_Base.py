@@ -1,5 +1,6 @@
 """The knowledge base: upload files (a progress bar each), see how each indexed, preview chunks, re-index, delete,
-review quarantined chunks, try a question to see the evidence the engine would cite, and see the knowledge gaps."""
+review quarantined chunks, try a question to see the evidence the engine would cite, see the knowledge gaps, and the
+answers the desk learned from its people (ui/learned.py)."""
 
 import pandas as pd
 import streamlit as st
@@ -20,6 +21,7 @@ from kb.indexer import quarantined_chunks
 from kb.search import search
 from ui.auth import allowed
 from ui.components import article_text, article_title, flash, page, plain, role_hint, show_flash
+from ui.learned import learned_answers_tab
 from ui.outcomes import knowledge_gap_list
 from ui.tables import show_table
 
@@ -30,8 +32,8 @@ ACCEPTED = ["pdf", "docx", "pptx", "md", "txt", "html", "htm", "csv", "eml", "pn
 
 st.title("Knowledge base")
 show_flash()
-upload_tab, documents_tab, quarantine_tab, search_tab, gaps_tab = st.tabs(
-    ["Upload", "Documents", "Quarantined", "Try a search", "Knowledge gaps"]
+upload_tab, documents_tab, quarantine_tab, search_tab, gaps_tab, learned_tab = st.tabs(
+    ["Upload", "Documents", "Quarantined", "Try a search", "Knowledge gaps", "Learned answers"]
 )
 
 with upload_tab:
@@ -208,6 +210,9 @@ with search_tab:
 
 with gaps_tab:
     knowledge_gap_list(runtime)
+
+with learned_tab:
+    learned_answers_tab(runtime, actor)
 
 # --- Retrieval calibration (read only): what this knowledge base chose for itself (kb/calibration.py) ---
 st.subheader("Retrieval calibration")

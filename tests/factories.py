@@ -30,13 +30,14 @@ from connectors.base import SourceUpdate, TicketIn
 from connectors.http import ConnectorError
 from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy
-from engine.core.enums import ActionKind, ActionState, MessageKind, OutcomeState, TicketStatus
+from engine.core.enums import ActionKind, ActionState, MessageKind, OutcomeState, Role, TicketStatus
 from engine.core.models import Action, Analysis, OperatorSession, ResolutionOutcome, Ticket, utcnow
 from engine.core.settings import Settings
 from engine.core.templates import acknowledgement
 from engine.delivery.outbox import enqueue_email
 from engine.evaluate import Case
 from engine.intake.ingest import ingest
+from engine.operators.actions import Actor, send_manual_reply
 from engine.operators.sessions import StartedSession, exchange_handoff, start_session
 from engine.pipeline import process_pending
 from kb.self_test import SelfTestCorpus
@@ -288,6 +289,34 @@ def resolved_automatically(factory: sessionmaker[Session], settings: Settings) -
     settings.AUTOPILOT_ENABLED = True
     ticket_id = new_ticket(factory, settings, category="network")
     process_pending(factory, settings, Proposes(), worker="w")
+    return ticket_id
+
+
+INVOICE_QUESTION = (
+    "Change the e-mail address on invoices",
+    "How do I change the e-mail address our invoices are sent to?",
+)
+INVOICE_PARAPHRASE = (
+    "Invoices to another e-mail address",
+    "How can I get our invoices sent to a different e-mail address?",
+)
+INVOICE_ANSWER = (
+    "Hello,\n\nOpen Billing > Invoice settings and enter the new address under Invoice e-mail. "
+    "Invoices sent from then on go to it.\n\nKind regards,\nAnn"
+)
+
+
+def answered_by_a_person(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    question: tuple[str, str] = INVOICE_QUESTION,
+    answer: str = INVOICE_ANSWER,
+    **fields: object,
+) -> int:
+    """A ticket asking `question` (subject, body) that an agent answered by hand with `answer`: its id."""
+    ticket_id = new_ticket(factory, settings, subject=question[0], body=question[1], **fields)
+    with factory.begin() as session:
+        send_manual_reply(session, settings, Actor("ann", Role.AGENT), ticket_id, subject="Re: invoices", body=answer)
     return ticket_id
 
 

@@ -134,6 +134,9 @@ AUDIT_ACTION = {
     "sign_in_refused": "was refused sign-in",
     "take_over": "took a ticket over",
     "assign": "assigned a ticket",
+    "learned_mark_general": "let a learned answer be given to other customers",
+    "answer_restore": "restored an answer customers had re-opened",
+    "learned_publish": "published a learned answer as an article",
 }
 CRITERION = {
     "code_change_complexity": "Code change needed",

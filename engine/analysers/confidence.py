@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from engine.core.enums import ActionKind, ActionState
 from engine.core.models import Action, Analysis, Ticket
 from engine.core.settings import Settings
+from engine.outcomes.learned import LEARNED, TrackRecord
 from engine.trust.decision import Reading
 from engine.trust.requests import (
     LANGUAGE_NAMES,
@@ -132,7 +133,8 @@ def desk_reading(languages: frozenset[str] | None, evidence: Sequence[dict[str, 
 
 def operator_verdicts(session: Session, limit: int = 2000) -> list[Verdict]:
     """(question, evidence, label) from proposed resolutions a person decided: approved as drafted is 1,
-    edited or rejected is 0. Engine-sent drafts teach nothing about the model's own errors and are skipped."""
+    edited or rejected is 0. Engine-sent drafts teach nothing about the model's own errors and are skipped, and so
+    are drafts that gave a learned answer (engine/outcomes/learned.py keeps their record)."""
     rows = session.execute(
         select(Action, Analysis, Ticket)
         .join(Analysis, Analysis.id == Action.analysis_id)
@@ -148,8 +150,18 @@ def operator_verdicts(session: Session, limit: int = 2000) -> list[Verdict]:
     ).all()
     verdicts = []
     for action, analysis, ticket in rows:
-        if not analysis.evidence:
-            continue
+        if not analysis.evidence or analysis.evidence[0].get("source_kind") == LEARNED:
+            continue  # a verdict on a learned answer is that answer's track record, not the retrievers' label
         approved = action.state == ActionState.EXECUTED.value and "edited_by" not in (action.policy or {})
         verdicts.append((f"{ticket.subject} {ticket.description[:1500]}", list(analysis.evidence), int(approved)))
     return verdicts
+
+
+def learned_confidence(similarity: float, record: TrackRecord, settings: Settings) -> float:
+    """How sure a learned answer is to answer a new question: its track record (engine/outcomes/learned.py's
+    `reliability`), from 70 % of it for a question at LEARNED_MATCH_MIN_SIMILARITY to all of it for a close
+    paraphrase (LEARNED_FULL_SIMILARITY; MiniLM puts paraphrases at about 0.8-0.9, unrelated questions below 0.3).
+    A well-proven answer to a close paraphrase is confident; a contested one is not, however close the question."""
+    low, full = settings.LEARNED_MATCH_MIN_SIMILARITY, settings.LEARNED_FULL_SIMILARITY
+    closeness = min(1.0, max(0.0, (similarity - low) / max(full - low, 1e-6)))
+    return round(record.reliability * (0.7 + 0.3 * closeness), 3)

@@ -1,9 +1,11 @@
 """The analyser for LLM_PROVIDER=none: decisions from retrieval evidence and rules, no generated text.
 
 It proposes the resolution written in the best-matching KB passage or resolved ticket when the evidence
-is strong, asks category-specific questions when the report lacks what a person would need, and
-otherwise hands the ticket to a person. Its confidence is a probability fitted on this desk's knowledge
-base (kb/confidence.py), and a resolution also needs the passage to cover the question's key terms.
+is strong, or the learned answer a person gave to the same question asked in other words when its track record
+and the paraphrase's closeness make it the surer answer (engine/analysers/learned_match.py); it asks
+category-specific questions when the report lacks what a person would need, and otherwise hands the ticket to a
+person. Its confidence is a probability fitted on this desk's knowledge base (kb/confidence.py), and a resolution
+also needs the passage to cover the question's key terms.
 Operators see that a draft was assembled from the knowledge base without an AI model (the customer gets
 the answer, not our internals).
 """
@@ -19,8 +21,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.analysers.confidence import answers, desk_reading, question_focus
+from engine.analysers.confidence import answers, desk_reading, learned_confidence, question_focus
 from engine.analysers.escalation import DETAIL_SIGNALS, Assessment, assess, rule_criteria
+from engine.analysers.learned_match import LearnedMatch, QuestionVectors, learned_answer_for
 from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy, current_policy
 from engine.core.settings import Settings
@@ -32,7 +35,8 @@ from engine.core.templates import (
     resolution_email,
     summary_of,
 )
-from engine.outcomes.outcome_calibration import AdjustmentCache, adjusted
+from engine.outcomes.learned import TrackRecord, subject_of, track_records
+from engine.outcomes.outcome_calibration import AdjustmentCache, adjusted, record_adjusted
 from engine.trust.decision import conclude, hand_over, screen_ticket
 from kb.calibration import stored_calibration
 from kb.confidence import DEFAULT_MODEL, ConfidenceModel, evidence_features
@@ -75,6 +79,7 @@ class RetrievalAnalyser:
         self.factory = factory
         self.settings = settings
         self.adjustments = AdjustmentCache()
+        self.learned_questions = QuestionVectors()
 
     def analyse(self, ticket: TicketSnapshot, policy: DeskPolicy | None = None) -> AnalysisResult:
         began = time.perf_counter()
@@ -84,6 +89,8 @@ class RetrievalAnalyser:
             model = desk_confidence_model(session)
             adjustments = self.adjustments.get(session)
             languages = knowledge_languages(session)
+            records = track_records(session, [subject_of(item) for item in evidence[:1]], None)
+        learned = learned_answer_for(self.factory, self.settings, self.learned_questions, focus_of(ticket), ticket.id)
         result = decide(
             ticket,
             evidence,
@@ -93,6 +100,8 @@ class RetrievalAnalyser:
             confidence_model=model,
             adjustments=adjustments,
             kb_languages=languages,
+            learned=learned,
+            records=records,
         )
         return _with_latency(result, began)
 
@@ -211,12 +220,15 @@ def decide(
     confidence_model: ConfidenceModel = DEFAULT_MODEL,
     adjustments: Mapping[str, float] | None = None,
     kb_languages: frozenset[str] | None = None,
+    learned: LearnedMatch | None = None,
+    records: Mapping[str, TrackRecord] | None = None,
 ) -> AnalysisResult:
     """Guards first, then escalation rules, then the evidence: resolve, ask, or hand to a person.
 
     `adjustments` are the per-category logit offsets customers' verdicts earned
     (engine/outcomes/outcome_calibration.py); `kb_languages` the languages the knowledge base is written in
-    (None: those of the evidence)."""
+    (None: those of the evidence); `learned` the closest learned answer (engine/analysers/learned_match.py);
+    `records` the track records of the passages found (engine/outcomes/learned.py)."""
     result = _decide(
         ticket,
         evidence,
@@ -225,6 +237,8 @@ def decide(
         kb_error=kb_error,
         confidence_model=confidence_model,
         adjustments=adjustments,
+        learned=learned,
+        records=records or {},
     )
     return conclude(ticket, result, policy, settings, desk_reading(kb_languages, evidence, settings))
 
@@ -238,11 +252,16 @@ def _decide(
     kb_error: str | None,
     confidence_model: ConfidenceModel,
     adjustments: Mapping[str, float] | None,
+    learned: LearnedMatch | None,
+    records: Mapping[str, TrackRecord],
 ) -> AnalysisResult:
     assessment = assess(ticket, rule_criteria(ticket), policy)
     question = focus_of(ticket)
+    top_record = records.get(subject_of(evidence[0])) if evidence else None
     confidence, adjustment = adjusted(
-        retrieval_confidence(evidence, question, confidence_model), ticket.category, adjustments
+        record_adjusted(retrieval_confidence(evidence, question, confidence_model), top_record),
+        ticket.category,
+        adjustments,
     )
     gaps, questions = information_gaps(ticket)
     screening = screen_ticket(ticket)
@@ -262,8 +281,12 @@ def _decide(
         return AnalysisResult(analyser=NAME, decision="escalate", reason="; ".join(assessment.reasons), **common)
     answerable = bool(evidence) and answers(question, f"{evidence[0]['title']}\n{evidence[0]['text']}")
     vague = len(gaps) >= VAGUE_GAPS and len(ticket.text.split()) <= VAGUE_WORDS
+    surer = learned_confidence(learned.similarity, learned.record, settings) if learned else 0.0
+    if learned and not vague and surer >= settings.RESOLVE_MIN_CONFIDENCE and (surer >= confidence or not answerable):
+        return _propose_learned(ticket, learned, policy, settings, {**common, "confidence": surer})
     if answerable and confidence >= settings.RESOLVE_MIN_CONFIDENCE and not vague:
-        return _propose_resolution(ticket, evidence[0], policy, settings, common)
+        held = held_answer(top_record, settings)
+        return _propose_resolution(ticket, evidence[0], policy, settings, {**common, "guards": held})
     if gaps and len(gaps) >= 2:
         subject, body = request_info_email(
             ticket.reference,
@@ -312,6 +335,53 @@ def _propose_resolution(
         draft_subject=subject,
         draft_body=body,
         **cited,
+    )
+
+
+def held_answer(record: TrackRecord | None, settings: Settings) -> list[str]:
+    """An answer customers re-opened LEARNED_REOPENS_TO_HOLD times since a lead looked at it is not sent on its own."""
+    if record is None or not record.held(settings.LEARNED_REOPENS_TO_HOLD):
+        return []
+    return [f"this answer was re-opened {record.reopened_since_review}× by customers: a lead looks at it first"]
+
+
+def learned_steps(answer: str) -> list[str]:
+    """A learned answer as the resolution's steps: its numbered steps, or else its lines, as the person wrote them."""
+    lines = [plain_text(line) for line in answer.splitlines() if line.strip()]
+    numbered = [plain_text(match.group(1)) for line in answer.splitlines() if (match := NUMBERED.match(line))]
+    return numbered if len(numbered) >= 2 else lines
+
+
+def _propose_learned(
+    ticket: TicketSnapshot, learned: LearnedMatch, policy: DeskPolicy, settings: Settings, common: dict[str, Any]
+) -> AnalysisResult:
+    """The answer a person gave to this question in other words, cited as a learned answer; the other passages found
+    stay beside it, uncited, for the coverage test and the operators."""
+    item = learned.evidence()
+    steps = learned_steps(learned.answer.answer)
+    subject, body = resolution_email(
+        ticket.reference,
+        ticket.requester_name,
+        summary_of(ticket.subject, quote_customer=policy.quote_customer_summary),
+        steps,
+        [item["title"]],
+        settings.SUPPORT_SIGNATURE,
+        policy.templates,
+    )
+    evidence = [item, *[{**other, "cited": False} for other in common["evidence"]]]
+    record = learned.record
+    return AnalysisResult(
+        analyser=NAME,
+        decision="resolve",
+        reason=(
+            f"a learned answer fits (question {learned.similarity:.2f} similar; approved {record.approved}×, "
+            f"confirmed {record.confirmed}×, re-opened {record.reopened}×)"
+        ),
+        resolution_steps=steps,
+        summary="Proposed an answer our team gave to the same question before",
+        draft_subject=subject,
+        draft_body=body,
+        **{**common, "evidence": evidence, "guards": held_answer(record, settings)},
     )
 
 

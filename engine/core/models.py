@@ -530,3 +530,75 @@ class ResolutionOutcome(Base):
     answered_at: Mapped[datetime | None] = mapped_column()
     csat: Mapped[int | None] = mapped_column(Integer)
     comment: Mapped[str | None] = mapped_column(Text)
+
+
+class LearnedAnswer(Base):
+    """An answer a person approved, edited and sent, or wrote (or an automatic one its requester confirmed), kept
+    so the desk may give it again to the same question asked in other words (engine/outcomes/learned.py).
+
+    `answer` is operator text only, without greeting, signature or lines quoting the customer. When it still
+    carries particulars of the original customer (`particulars`: e-mail or postal addresses, ticket numbers,
+    account ids, phone numbers, the requester's name), it is reused only after a lead marks it general.
+    """
+
+    __tablename__ = "learned_answers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), index=True)
+    action_id: Mapped[int | None] = mapped_column(ForeignKey("actions.id", ondelete="SET NULL"))
+    origin: Mapped[str] = mapped_column(String(20))
+    """approved, edited, wrote or confirmed: how a person (or the requester) stood behind it."""
+    answer: Mapped[str] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(String(100))
+    particulars: Mapped[list[Any]] = mapped_column(default=list)
+    general_by: Mapped[str | None] = mapped_column(String(100))
+    general_at: Mapped[datetime | None] = mapped_column()
+    published_document_id: Mapped[int | None] = mapped_column(Integer)
+    """The knowledge-base article a lead published from it, once."""
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LearnedQuestion(Base):
+    """One question a learned answer answered: the ticket's focus (what it asks) and its embedding, filled by the
+    analyser (engine/analysers/learned_match.py). Customer text: matched against, shown to operators, never sent."""
+
+    __tablename__ = "learned_questions"
+    __table_args__ = (UniqueConstraint("learned_answer_id", "ticket_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    learned_answer_id: Mapped[int] = mapped_column(ForeignKey("learned_answers.id", ondelete="CASCADE"), index=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    question: Mapped[str | None] = mapped_column(Text)
+    vector: Mapped[list[Any] | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AnswerRecord(Base):
+    """The track record of one answer (a learned answer, `learned:<id>`, or a knowledge-base section,
+    `kb:<document>:<location>`) in one category: what people and customers did with it."""
+
+    __tablename__ = "answer_records"
+    __table_args__ = (UniqueConstraint("subject", "category"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(300), index=True)
+    category: Mapped[str] = mapped_column(String(100), default="")
+    approved: Mapped[int] = mapped_column(Integer, default=0)
+    edited: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    confirmed: Mapped[int] = mapped_column(Integer, default=0)
+    assumed: Mapped[int] = mapped_column(Integer, default=0)
+    reopened: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AnswerReview(Base):
+    """A lead looked at an answer that customers re-opened: re-opens up to `reopened_at_review` no longer hold it."""
+
+    __tablename__ = "answer_reviews"
+
+    subject: Mapped[str] = mapped_column(String(300), primary_key=True)
+    reviewed_by: Mapped[str] = mapped_column(String(100))
+    reviewed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reopened_at_review: Mapped[int] = mapped_column(Integer, default=0)

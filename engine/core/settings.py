@@ -64,6 +64,15 @@ class CoreSettings(BaseSettings):
     """A question the cited passage answers in other words: its embedding similarity to that passage reaches this floor
     and no other passage found is closer (engine/analysers/confidence.py). Measured for the bundled MiniLM model on the
     demo articles: off-topic questions reach at most 0.25, answered ones 0.30-0.65; re-measure for another embedder."""
+    LEARNED_MATCH_MIN_SIMILARITY: float = Field(default=0.75, ge=-1, le=1)
+    """A new ticket's question this similar (cosine, the knowledge base's embedder) to a question a learned answer
+    answered may be given that answer (engine/analysers/learned_match.py); closer questions earn more confidence."""
+    LEARNED_FULL_SIMILARITY: float = Field(default=0.88, ge=-1, le=1)
+    """From this similarity on, a learned answer's confidence is its track record alone (a close paraphrase)."""
+    LEARNED_REOPENS_TO_HOLD: int = Field(default=2, ge=1)
+    """An answer customers re-opened this many times is no longer sent on its own until a lead looks at it."""
+    LEARNED_ARTICLE_MIN_APPROVALS: int = Field(default=3, ge=1)
+    """A learned answer approved this many times is offered to the leads as a knowledge-base article draft."""
     DEFAULT_TEAM: str = "Service Desk"
     ROUTING_ENABLED: bool = True
     """Learn team routing from resolved tickets (engine/analysers/routing.py) for tickets whose category names no

@@ -15,12 +15,13 @@ from engine.core.db import transaction
 from engine.core.desk_policy import DeskPolicy, save_policy
 from engine.core.enums import ActionKind, ActionState, MessageKind, Role, TicketStatus
 from engine.core.lifecycle import transition
-from engine.core.models import Action, KbChunk, KbDocument, Ticket, utcnow
+from engine.core.models import Action, KbChunk, KbDocument, LearnedAnswer, Ticket, utcnow
 from engine.core.settings import Settings
 from engine.core.templates import EmailContent, to_html
 from engine.core.timeline import record_audit, record_event
 from engine.delivery.execution import execute_action, void_open_drafts
 from engine.delivery.outbox import enqueue_email, resolve_uncertain
+from engine.outcomes.learned import article_markdown, person_decided, review_answer
 from kb.indexer import add_document, approve_chunk, reindex_document, remove_document
 from kb.titles import knowledge_filename
 
@@ -99,6 +100,9 @@ def approve_draft(session: Session, settings: Settings, actor: Actor, action_id:
     )
     _touched(ticket)
     execute_action(session, settings, ticket, action, actor=actor.label)
+    person_decided(
+        session, ticket, action, "edited" if "edited_by" in (action.policy or {}) else "approved", actor.label
+    )
     record_audit(
         session, actor.username, "approve_draft", "action", action.id, version=action.version, ticket=ticket.id
     )
@@ -136,6 +140,7 @@ def reject_draft(session: Session, actor: Actor, action_id: int, seen_version: i
     _touched(ticket)
     action.reason = reason
     transition(session, ticket, TicketStatus.ESCALATED, actor=actor.label, reason=f"draft rejected: {reason}")
+    person_decided(session, ticket, action, "rejected", actor.label)
     record_audit(session, actor.username, "reject_draft", "action", action.id, reason=reason, ticket=ticket.id)
     return action
 
@@ -212,6 +217,7 @@ def send_manual_reply(
         automated=False,
     )
     record_event(session, ticket, "manual_reply", f"{actor.username} replied", actor=actor.label, action_id=action.id)
+    person_decided(session, ticket, action, "wrote", actor.label)
     record_audit(session, actor.username, "manual_reply", "ticket", ticket.id, action_id=action.id)
     return ticket
 
@@ -344,6 +350,7 @@ def override_decision(
         session.add(action)
         session.flush()
         execute_action(session, settings, ticket, action, actor=actor.label)
+        person_decided(session, ticket, action, "wrote", actor.label)
     record_audit(session, actor.username, "override_decision", "ticket", ticket.id, decision=decision, reason=reason)
     return action
 
@@ -462,3 +469,69 @@ def approve_kb_chunk(session: Session, actor: Actor, chunk_id: int) -> KbChunk:
         reason=chunk.quarantine,
     )
     return chunk
+
+
+def _learned(session: Session, answer_id: int) -> LearnedAnswer:
+    answer = session.get(LearnedAnswer, answer_id)
+    if answer is None:
+        raise LookupError(f"learned answer {answer_id} does not exist")
+    return answer
+
+
+def mark_learned_answer_general(
+    session: Session, actor: Actor, answer_id: int, *, text: str | None = None
+) -> LearnedAnswer:
+    """A lead read a learned answer that named its customer's particulars and lets the desk give it to others, in
+    `text` when they rewrote it without them; the caller commits with the audit entry."""
+    require(actor, Role.LEAD)
+    answer = _learned(session, answer_id)
+    if text is not None:
+        if not text.strip():
+            raise ValueError("a learned answer needs a text")
+        answer.answer = text.strip()
+    answer.general_by, answer.general_at = actor.username, utcnow()
+    record_audit(
+        session,
+        actor.username,
+        "learned_mark_general",
+        "learned_answer",
+        answer.id,
+        particulars=answer.particulars,
+        rewritten=text is not None,
+    )
+    return answer
+
+
+def restore_answer(session: Session, actor: Actor, subject: str) -> None:
+    """A lead looked at an answer customers re-opened and lets it be sent on its own again (`subject`: a learned
+    answer `learned:<id>` or a knowledge-base section); later re-opens count anew."""
+    require(actor, Role.LEAD)
+    review_answer(session, subject, actor.username)
+    record_audit(session, actor.username, "answer_restore", "answer", subject)
+
+
+def publish_learned_article(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    actor: Actor,
+    answer_id: int,
+    *,
+    title: str,
+    questions: list[str],
+) -> KbDocument:
+    """A lead publishes a learned answer as a knowledge-base article (title, the questions it answers, the answer);
+    the audit entry is committed first, and the article passes the index's hygiene like any upload."""
+    require(actor, Role.LEAD)
+    if not title.strip():
+        raise ValueError("an article needs a title")
+    with transaction(factory) as session:
+        answer = _learned(session, answer_id)
+        if answer.published_document_id is not None:
+            raise ValueError(f"learned answer {answer_id} is published already")
+        markdown = article_markdown(title, questions, answer.answer)
+        record_audit(session, actor.username, "learned_publish", "learned_answer", answer_id, title=title[:200])
+    name = f"{knowledge_filename(title)[0][:80]}.md"
+    document = add_document(factory, settings, name, markdown.encode(), uploaded_by=actor.username)
+    with transaction(factory) as session:
+        _learned(session, answer_id).published_document_id = document.id
+    return document

@@ -21,6 +21,7 @@ from engine.core.enums import ActionState, TicketStatus
 from engine.core.models import (
     Action,
     Analysis,
+    AnswerRecord,
     Attachment,
     AuditEntry,
     DeskPolicyVersion,
@@ -30,10 +31,22 @@ from engine.core.models import (
     JobStatus,
     KbChunk,
     KbDocument,
+    LearnedAnswer,
     OutboxMessage,
     Ticket,
     TimelineEvent,
     utcnow,
+)
+from engine.outcomes.learned import (
+    LEARNED,
+    VERDICTS,
+    TrackRecord,
+    learned_subject,
+    per_category,
+    question_variants,
+    reusable,
+    subject_of,
+    track_records,
 )
 
 SORTABLE = {
@@ -452,3 +465,94 @@ def policy_history(session: Session, limit: int = 10) -> list[dict[str, Any]]:
     """The newest desk-policy versions: who changed the policy and when."""
     rows = session.scalars(select(DeskPolicyVersion).order_by(DeskPolicyVersion.version.desc()).limit(limit)).all()
     return [{"version": row.version, "changed by": row.changed_by, "when": row.changed_at} for row in rows]
+
+
+def record_line(record: TrackRecord) -> str:
+    """One answer's track record in people's words: "approved 14×, confirmed 9×, re-opened 0×" (and the rest when
+    any)."""
+    shown = [("approved", record.approved), ("confirmed", record.confirmed), ("re-opened", record.reopened)]
+    shown += [(name, value) for name, value in (("edited", record.edited), ("rejected", record.rejected)) if value]
+    shown += [("assumed solved", record.assumed)] if record.assumed else []
+    return ", ".join(f"{name} {value}×" for name, value in shown)
+
+
+@dataclass(frozen=True)
+class AnswerRecordView:
+    """A cited answer on the ticket page: its label, key and record, and whether it is held for a lead."""
+
+    label: str
+    subject: str
+    record: TrackRecord
+    held: bool
+
+
+def cited_answer_records(session: Session, evidence: list[dict[str, Any]], reopens: int) -> list[AnswerRecordView]:
+    """The track record of each answer an analysis cited (learned answers and knowledge-base sections)."""
+    cited = [item for item in evidence if item.get("cited")]
+    records = track_records(session, [subject_of(item) for item in cited])
+    views = []
+    for item in cited:
+        subject = subject_of(item)
+        label = "learned answer" if item.get("source_kind") == LEARNED else str(item.get("title") or "passage")
+        views.append(AnswerRecordView(label, subject, records[subject], records[subject].held(reopens)))
+    return views
+
+
+@dataclass(frozen=True)
+class LearnedAnswerView:
+    """A learned answer on the Knowledge Base page: its text, the questions it answered, its record, what holds it."""
+
+    answer: LearnedAnswer
+    questions: list[str]
+    record: TrackRecord
+    reusable: bool
+    held: bool
+    by_category: list[dict[str, Any]] = field(default_factory=list)
+
+
+def learned_answer_views(session: Session, reopens: int, limit: int = 200) -> list[LearnedAnswerView]:
+    """The newest learned answers, those waiting for a lead (particulars, re-opened) first."""
+    answers = list(session.scalars(select(LearnedAnswer).order_by(LearnedAnswer.id.desc()).limit(limit)))
+    records = track_records(session, [learned_subject(answer.id) for answer in answers])
+    views = [
+        LearnedAnswerView(
+            answer,
+            question_variants(session, answer.id),
+            records[learned_subject(answer.id)],
+            reusable(answer),
+            records[learned_subject(answer.id)].held(reopens),
+            per_category(session, learned_subject(answer.id)),
+        )
+        for answer in answers
+    ]
+    return sorted(views, key=lambda view: (view.reusable and not view.held, -view.answer.id))
+
+
+def section_record_rows(session: Session, reopens: int, limit: int = 500) -> list[dict[str, Any]]:
+    """Knowledge-base sections with a track record, per category, the most used first."""
+    rows = session.scalars(
+        select(AnswerRecord)
+        .where(~AnswerRecord.subject.startswith(f"{LEARNED}:"))
+        .order_by((AnswerRecord.approved + AnswerRecord.edited + AnswerRecord.rejected).desc(), AnswerRecord.id)
+        .limit(limit)
+    ).all()
+    held = {
+        subject
+        for subject, record in track_records(session, list({r.subject for r in rows})).items()
+        if record.held(reopens)
+    }
+    documents = dict(session.execute(select(KbDocument.id, KbDocument.title)).all())
+    table = []
+    for row in rows:
+        kind, source_id, location = [*row.subject.split(":", 2), "", ""][:3]
+        where = documents.get(int(source_id)) if kind == "kb" and source_id.isdigit() else None
+        table.append(
+            {
+                "answer": f"{where or f'{kind} {source_id}'}" + (f" ({location})" if location else ""),
+                "category": row.category or "uncategorised",
+                **{name: getattr(row, name) for name in VERDICTS},
+                "held for a lead": row.subject in held,
+                "subject": row.subject,
+            }
+        )
+    return table

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from engine.core.desk_policy import current_policy
 from engine.core.settings import Settings
+from engine.outcomes.learned import TrackRecord
 from engine.outcomes.outcomes import OutcomeLabel, outcome_labels
 
 PRIOR_CASES = 20.0
@@ -46,7 +47,7 @@ def sigmoid(value: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, value))))
 
 
-def category_offset(solved: int, judged: int, mean_confidence: float) -> float:
+def category_offset(solved: float, judged: float, mean_confidence: float) -> float:
     """logit(shrunk solved rate) − logit(mean predicted confidence), capped upward; 0 below MIN_LABELS."""
     if judged < MIN_LABELS:
         return 0.0
@@ -110,6 +111,16 @@ def adjusted(
         return probability, None
     after = round(sigmoid(logit(probability) + offset), 3)
     return after, {"category": key, "logit_offset": round(offset, 3), "fitted": probability, "adjusted": after}
+
+
+def record_adjusted(probability: float, record: TrackRecord | None) -> float:
+    """A knowledge-base section's confidence corrected by its own track record, as a category's is by its outcomes
+    (`category_offset`: shrunk toward the fitted confidence, raised at most MAX_RAISE): a section people keep editing
+    or customers re-open loses confidence; a well-proven one gains a little."""
+    if record is None or probability <= 0.0:
+        return probability
+    offset = category_offset(record.successes, record.successes + record.failures, probability)
+    return round(sigmoid(logit(probability) + offset), 3) if offset else probability
 
 
 def describe_adjustment(applied: Mapping[str, Any]) -> str:

@@ -25,6 +25,7 @@ from engine.core.lifecycle import transition
 from engine.core.models import Action, Analysis, AuditEntry, ResolutionOutcome, Ticket, utcnow
 from engine.core.settings import Settings
 from engine.core.timeline import record_audit, record_event
+from engine.outcomes.learned import outcome_verdict
 
 log = logging.getLogger(__name__)
 Answer = Literal["yes", "no"]
@@ -126,15 +127,19 @@ def record_link_answer(
     )
     if outcome.state in OPEN and outcome.id == latest_outcome(session, ticket.id).id:
         _set_state(outcome, OutcomeState.REOPENED)
+        outcome_verdict(session, outcome, "reopened")
         reopen_for_a_person(session, ticket)
     return True
 
 
 def _confirm(session: Session, ticket: Ticket, outcome: ResolutionOutcome, title: str) -> None:
-    """The customer stands behind the resolution: a verdict for the metrics and the calibration. It never makes the
-    resolution knowledge: only what a person wrote or approved teaches (engine/outcomes/teaching.py)."""
+    """The customer stands behind the resolution: a verdict for the metrics, the calibration and the track record of
+    the answers it gave; an automatic one becomes a learned answer to the ticket's question (outcomes/learned.py).
+    It never makes the resolution a knowledge-base passage: only what a person wrote or approved does
+    (engine/outcomes/teaching.py)."""
     if outcome.state in (OutcomeState.PENDING, OutcomeState.ASSUMED):
         _set_state(outcome, OutcomeState.CONFIRMED)
+        outcome_verdict(session, outcome, "confirmed")
     ticket.updated_at = utcnow()
     record_event(session, ticket, "resolution_confirmed", title, actor="customer")
 
@@ -151,7 +156,8 @@ def reopen_for_a_person(session: Session, ticket: Ticket) -> None:
 
 def record_reply_outcome(session: Session, ticket: Ticket, verdict: str, *, sender: str) -> bool:
     """A plain-text reply to a resolved ticket: True when it confirms (the ticket stays resolved), else the
-    resolution counts as re-opened and the caller re-opens the ticket as for any reply. Only the requester's reply is
+    resolution counts as re-opened, against the answers it gave, the ticket never gets an automatic answer again, and
+    the caller re-opens the ticket as for any reply. Only the requester's reply is
     a verdict: when `sender` is anyone else, nothing changes and the answer is False.
 
     An `unclear` reply is answered via UNCLEAR_REPLY, so the LLM job (engine/intake/llm_reply_classifier.py) can read it
@@ -167,6 +173,7 @@ def record_reply_outcome(session: Session, ticket: Ticket, verdict: str, *, send
     claim_answer(session, outcome.id, "no", UNCLEAR_REPLY if verdict == "unclear" else "reply")
     session.refresh(outcome)
     _set_state(outcome, OutcomeState.REOPENED)
+    outcome_verdict(session, outcome, "reopened")
     return False
 
 
@@ -204,6 +211,7 @@ def advance_outcomes(
                     record_event(session, ticket, "resolution_outcome", "Resolution durable: not re-opened in time")
             elif outcome.state == OutcomeState.PENDING:
                 _set_state(outcome, OutcomeState.ASSUMED, now)
+                outcome_verdict(session, outcome, "assumed")
                 report.assumed += 1
         report.autopilot_switched_off = apply_durable_floor(session, settings, now=now)
     return report

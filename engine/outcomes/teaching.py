@@ -1,12 +1,13 @@
 """What resolved tickets teach the knowledge base: only what a person wrote or approved.
 
-A resolved ticket becomes a source of kind `ticket` in the knowledge base (kb/indexer.py's generic source API);
-a re-opened one leaves it. The customer's own words never do (stored cross-ticket injection).
+A resolved ticket becomes a source of kind `ticket` in the knowledge base (kb/indexer.py's generic source API),
+holding its learned answer (engine/outcomes/learned.py: one store, one cleaning, one reuse rule), so a passage search
+finds it by its content as the learned-question match finds it by its question; a re-opened ticket
+leaves it. The customer's own words never do (stored cross-ticket injection).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -15,8 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.db import transaction
 from engine.core.enums import ActionKind, ActionState, TicketStatus
-from engine.core.models import Action, SourceCursor, Ticket
+from engine.core.models import Action, LearnedAnswer, LearnedQuestion, SourceCursor, Ticket
 from engine.core.settings import Settings
+from engine.outcomes.learned import reusable
 from kb.chunk import chunk_sections
 from kb.extract import Section
 from kb.indexer import SourceChunks, index_sources
@@ -27,32 +29,22 @@ RESOLVED = (TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value)
 TICKET_BATCH = 100
 CURSOR_SAFETY = timedelta(minutes=5)
 
-GREETING = re.compile(
-    r"^\s*(hello|hi|hey|dear|good (morning|afternoon|evening))\b[^\n]{0,60}[,!:.]?\s*$", re.IGNORECASE
-)
-SIGN_OFF = re.compile(
-    r"^\s*(--\s*|(best|kind|warm|many)?\s*(regards|wishes|thanks)[,!.]?|thank you[,!.]?|cheers[,!.]?|"
-    r"sincerely[,!.]?|yours( sincerely| truly)?[,!.]?)\s*$",
-    re.IGNORECASE,
-)
-SIGNATURE_LINES = 6
-"""A sign-off this close to the end starts the signature; further up it is part of the text."""
-
 
 def ticket_sections(session: Session, ticket: Ticket) -> list[Section]:
-    """What a resolved ticket teaches: only the resolution a person wrote or approved, never what the customer wrote.
+    """What a resolved ticket teaches the knowledge base: the learned answer (engine/outcomes/learned.py) its latest
+    resolution became when a person decided it, once that answer is reusable; never what the customer wrote.
 
     The subject, description, replies and attachments are the customer's words; indexed, they would reach other
-    customers as "steps" (stored cross-ticket injection). The evidence is the body of the ticket's latest executed
-    resolution when a person decided it (an operator's approval or override). An automatic resolution teaches
-    nothing, even one the customer confirmed: a "thanks" is the customer's word too, and an attacker can thank his
-    own automatic answer into the knowledge base.
+    customers as "steps" (stored cross-ticket injection). A learned answer is operator text cleaned of greeting,
+    signature and quoted customer lines, and one naming the customer's particulars waits for a lead. An automatic
+    resolution teaches nothing here, even one the customer confirmed: it is knowledge already, and a "thanks" must
+    not promote it (the confirmation binds the ticket's question to it among the learned answers instead).
     """
     resolution = session.scalar(
         select(Action)
         .where(
             Action.ticket_id == ticket.id,
-            Action.kind == ActionKind.PROPOSE_RESOLUTION,
+            Action.kind.in_([ActionKind.PROPOSE_RESOLUTION, ActionKind.MANUAL_REPLY]),
             Action.state == ActionState.EXECUTED,
         )
         .order_by(Action.decided_at.desc(), Action.id.desc())
@@ -60,23 +52,16 @@ def ticket_sections(session: Session, ticket: Ticket) -> list[Section]:
     )
     if resolution is None or resolution.decided_by in (None, "", "engine"):
         return []
-    echoed = [ticket.subject, (ticket.subject or ticket.description)[:200]]
-    text = resolution_text(resolution.body or "", echoed)
-    return [Section(text, {"section": "resolution"})] if text else []
-
-
-def resolution_text(body: str, echoed: Sequence[str] = ()) -> str:
-    """The resolution without its greeting line, signature and any line quoting `echoed` customer text (the
-    template's "Thank you for contacting us about ..."): what the steps were, not who wrote to whom."""
-    quotes = [quote.strip() for quote in echoed if len(quote.strip()) >= 8]
-    lines = [line for line in body.strip().splitlines() if not any(quote in line for quote in quotes)]
-    if lines and GREETING.match(lines[0]):
-        lines = lines[1:]
-    for position in range(max(0, len(lines) - SIGNATURE_LINES), len(lines)):
-        if SIGN_OFF.match(lines[position]):
-            lines = lines[:position]
-            break
-    return "\n".join(lines).strip()
+    learned = session.scalar(
+        select(LearnedAnswer)
+        .join(LearnedQuestion, LearnedQuestion.learned_answer_id == LearnedAnswer.id)
+        .where(LearnedQuestion.ticket_id == ticket.id)
+        .order_by(LearnedQuestion.id.desc())
+        .limit(1)
+    )
+    if learned is None or not reusable(learned):
+        return []
+    return [Section(learned.answer, {"section": "resolution"})]
 
 
 def _ticket_item(session: Session, settings: Settings, ticket: Ticket) -> SourceChunks:

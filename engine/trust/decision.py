@@ -34,8 +34,12 @@ from engine.trust.guards import (
 )
 from engine.trust.requests import LANGUAGE_NAMES, Request, language_of, requests_of
 
-TRUSTED_KINDS = frozenset({"kb", "ticket"})
-"""Evidence whose text may be sent: KB passages that passed hygiene, resolutions a person wrote or approved."""
+TRUSTED_KINDS = frozenset({"kb", "ticket", "learned"})
+"""Evidence whose text may be sent: KB passages that passed hygiene, resolutions a person wrote or approved, and
+learned answers (operator text a person gave, engine/outcomes/learned.py; never the question it answered)."""
+PERSON_ONLY = "person_only"
+"""A ticket's `additional_info` key holding why it never gets an automatic answer again (a customer said an answer
+did not help: engine/outcomes/learned.py sets it)."""
 ECHO_WORDS = 6
 """A run of this many of the customer's words in an automatic message means their text is being relayed."""
 WORDS = re.compile(r"\w+", re.UNICODE)
@@ -193,8 +197,10 @@ def requests_naming_unknown_contacts(requests: Sequence[Request], policy: DeskPo
 
 
 def passage(item: dict[str, Any]) -> str:
-    """An evidence item as a reader meets it: its title, then its text."""
-    return f"{item.get('title', '')}\n{item['text']}"
+    """An evidence item as a reader meets it: its title, then its text. A learned answer answers the question a
+    person answered with it, so the coverage test reads that question too (it is never part of a message)."""
+    question = f"{item['question']}\n" if item.get("source_kind") == "learned" and item.get("question") else ""
+    return f"{question}{item.get('title', '')}\n{item['text']}"
 
 
 def cited_evidence(result: AnalysisResult) -> list[dict[str, Any]]:
@@ -282,4 +288,6 @@ def delivery_verdict(ticket: Ticket, result: AnalysisResult, policy: DeskPolicy)
         held.append(f"confidence {result.confidence:.2f} below {policy.auto_send_min_confidence:.2f}")
     held.extend(analysis_holds(result.decision, bool(result.evidence), result.error, result.guards))
     held.extend(f"input: {warning}" for warning in (ticket.additional_info or {}).get("input_warnings", []))
+    if reason := (ticket.additional_info or {}).get(PERSON_ONLY):
+        held.append(str(reason))
     return PolicyVerdict(auto_send=not held, reasons=held or ["all auto-send conditions met"])

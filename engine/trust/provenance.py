@@ -6,7 +6,8 @@ header values are cut into words and symbols (after NFKC folding; invisible char
 text is seen, never dropped), and each word must sit in a run of `RUN` consecutive words that one trusted text holds
 in the same order, or be the whole of a trusted text shorter than that (a reference, a name, a heading). Trusted
 texts are what the message was built from: the templates, the desk's settings, the ticket reference, the cited
-knowledge passages and their titles, and text our own code wrote for it. Anything else holds the message.
+knowledge passages and their titles, learned answers a person gave (operator text, never the question they
+answered), and text our own code wrote for it. Anything else holds the message.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from engine.core.models import Action, Attachment, AuditEntry, Blob, EmailIntera
 from engine.core.settings import Settings
 from engine.operators.actions import Actor, add_kb_document
 from engine.outcomes import teaching
+from engine.outcomes.learned import learn_answer
 from kb import indexer, ledger
 from kb.search import search
 from kb.store import get_runtime, reset_caches
@@ -62,7 +63,8 @@ def make_ticket(
 
 
 def resolve(session: Session, ticket: Ticket, body: str, *, decided_by: str = "operator:lee") -> Action:
-    """The resolution e-mail as sent: greeting, the steps, signature."""
+    """The resolution e-mail as sent: greeting, the steps, signature; one a person decided is learned as the
+    operators' actions learn it (engine/outcomes/learned.py)."""
     action = Action(
         ticket_id=ticket.id,
         kind=ActionKind.PROPOSE_RESOLUTION,
@@ -74,6 +76,8 @@ def resolve(session: Session, ticket: Ticket, body: str, *, decided_by: str = "o
     session.add(action)
     ticket.resolution, ticket.updated_at = action.body, datetime.now(UTC)
     session.flush()
+    if decided_by != "engine":
+        learn_answer(session, ticket, action, "approved", decided_by)
     return action
 
 

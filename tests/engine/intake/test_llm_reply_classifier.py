@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.core.enums import OutcomeState, TicketStatus
-from engine.core.models import EmailInteraction, ResolutionOutcome, Ticket, TimelineEvent
+from engine.core.enums import ActionState, OutcomeState, Role, TicketStatus
+from engine.core.models import Action, EmailInteraction, ResolutionOutcome, Ticket, TimelineEvent
 from engine.core.settings import Settings
 from engine.intake.llm_reply_classifier import parse_verdict, read_unclear_replies, unclear_replies
+from engine.operators.actions import Actor, approve_draft
 from engine.outcomes.outcome_calibration import category_outcomes
 from engine.outcomes.outcomes import outcome_labels
 from engine.pipeline import process_pending
@@ -157,6 +158,10 @@ def test_answering_the_reopened_ticket_again_keeps_the_solved_reading(
     emulator.script(text("solved"))
     read_unclear_replies(session_factory, llm)
     process_pending(session_factory, llm, Proposes(), worker="w")
+    with session_factory.begin() as session:  # an unclear reply sent the ticket to a person: they answer again
+        draft = session.scalars(select(Action).where(Action.ticket_id == ticket_id).order_by(Action.id.desc())).first()
+        assert draft.state == ActionState.AWAITING_APPROVAL
+        approve_draft(session, llm, Actor("ann", Role.AGENT), draft.id, draft.version)
     with session_factory() as session:
         states = session.scalars(
             select(ResolutionOutcome.state)
