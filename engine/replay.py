@@ -41,13 +41,14 @@ from engine.core.analysis import Analyser
 from engine.core.db import make_engine, make_session_factory, transaction, upgrade_database
 from engine.core.desk_policy import current_policy, save_policy
 from engine.core.enums import ActionKind, ActionState, Role, TicketStatus
-from engine.core.models import Action, Analysis, Ticket, utcnow
+from engine.core.models import Action, Analysis, LearnedAnswer, Ticket, utcnow
 from engine.core.settings import Settings, get_settings, load_settings
 from engine.delivery.outbox import deliver_outbox, make_transport
 from engine.evaluate import Case, build_scratch_knowledge, load_cases, names_expected
 from engine.intake.ingest import ingest
 from engine.jobs import index_knowledge
 from engine.operators.actions import Actor, approve_draft, edit_draft, override_decision, send_manual_reply, set_status
+from engine.outcomes.learned import LEARNED
 from engine.outcomes.outcomes import advance_outcomes
 from engine.outcomes.teaching import TICKET_KIND
 from engine.pipeline import process_pending
@@ -64,20 +65,22 @@ WINDOW = 100
 MAX_REOPENS = 2
 """After this many re-opened automatic answers on one ticket, the customer's next "did not help" goes to the person
 without another engine turn."""
-LEARNED_KINDS = frozenset({TICKET_KIND})
-"""Knowledge sources that are answers the desk learned from its people (a resolved ticket's approved resolution)."""
 
 
 def teaching_ticket(session: Session, citation: dict[str, Any]) -> int | None:
     """The ticket whose person-given answer a cited passage is, or None when the passage is an article.
 
-    On this desk a learned answer is a resolved ticket in the knowledge base (source kind `ticket`, its source id the
-    ticket); a desk that stores learned answers otherwise says here how its citations name the ticket they came from.
+    A learned answer (engine/outcomes/learned.py) is cited by its own id and names the ticket that first taught it;
+    a resolved ticket in the knowledge index (source kind `ticket`) is cited by the ticket's id.
     """
-    if citation.get("source_kind") not in LEARNED_KINDS:
-        return None
-    ticket = session.get(Ticket, int(citation["source_id"]))
-    return ticket.id if ticket is not None else None
+    kind = citation.get("source_kind")
+    if kind == LEARNED:
+        answer = session.get(LearnedAnswer, int(citation["source_id"]))
+        return answer.ticket_id if answer is not None else None
+    if kind == TICKET_KIND:
+        ticket = session.get(Ticket, int(citation["source_id"]))
+        return ticket.id if ticket is not None else None
+    return None
 
 
 @dataclass
