@@ -25,7 +25,8 @@ def routing_panel(summary: RoutingSummary | None, *, target: float, minimum_hist
     held_back = int(summary.validation.get("tickets") or 0)
     st.caption(
         f"Learned on {summary.trained_at:%Y-%m-%d %H:%M} from {summary.history:,} resolved tickets, "
-        f"{summary.teams} teams. Target precision {target:.0%}."
+        f"{summary.teams} teams. Target precision {target:.0%}; for the specialist signal "
+        f"{summary.specialist_precision:.0%}."
     )
     routed = share_at(summary.validation.get("routed_share"), summary.validation.get("routed_precision"))
     specialist = share_at(summary.validation.get("specialist_share"), summary.validation.get("specialist_precision"))

@@ -47,6 +47,11 @@ KEPT_MODELS = 3
 CLASS_WEIGHT_POWER = 0.75
 """Sample weight (largest team / team)^power: rare teams count more without drowning the first line (macro-F1
 on the newest tuning tickets: 0.34 at 0.5, 0.37 at 0.75, no better at 1.0, which also converges slowly)."""
+SPECIALIST_PRECISION = 0.95
+"""A ticket the specialist signal flags escalates and loses its automatic answer: flag only when that is nearly
+always right."""
+MODEL_FORMAT = 2
+"""Bumped when the stored model's fields change: a desk whose newest model is of another format retrains."""
 TEAM_C = 0.5
 SPECIALIST_C = 0.3
 MAX_ITERATIONS = 10_000
@@ -107,9 +112,12 @@ class TeamModel:
     part of the history as scored by a model trained on the rest, and both thresholds are chosen there too, so a
     stated precision is what later tickets got, not what shuffled folds promised."""
 
-    def __init__(self, *, first_line: str, target_precision: float) -> None:
+    def __init__(
+        self, *, first_line: str, target_precision: float, specialist_precision: float = SPECIALIST_PRECISION
+    ) -> None:
         self.first_line = first_line
         self.target_precision = target_precision
+        self.specialist_precision = specialist_precision
         self.threshold = float("inf")
         self.specialist_threshold = float("inf")
         self.history = 0
@@ -133,7 +141,11 @@ class TeamModel:
         import skops.io
 
         state = skops.io.loads(data, trusted=[])
-        model = cls(first_line=str(state["first_line"]), target_precision=float(state["target_precision"]))
+        model = cls(
+            first_line=str(state["first_line"]),
+            target_precision=float(state["target_precision"]),
+            specialist_precision=float(state["specialist_precision"]),
+        )
         model.threshold, model.history = float(state["threshold"]), int(state["history"])
         model.specialist_threshold = float(state["specialist_threshold"])
         model.validation = {
@@ -194,13 +206,13 @@ class TeamModel:
             best, probabilities, labels, classes, self.first_line, self.target_precision
         )
         self.specialist_threshold, specialist_share, specialist_precision = precise_threshold(
-            self._specialist_probability(specialist), needs_specialist, self.target_precision
+            self._specialist_probability(specialist), needs_specialist, self.specialist_precision
         )
         self.validation = {
             "tickets": float(len(labels)),
-            "routed_share": share,
+            "routed_share": float(share),
             "routed_precision": precision,
-            "specialist_share": specialist_share,
+            "specialist_share": float(specialist_share),
             "specialist_precision": specialist_precision,
         }
 
@@ -538,6 +550,7 @@ class RoutingSummary:
     target_precision: float
     threshold: float | None
     specialist_threshold: float | None
+    specialist_precision: float
     validation: dict[str, float | None]
 
 
@@ -553,17 +566,21 @@ def routing_summary(session: Session) -> RoutingSummary | None:
         target_precision=float(details.get("target_precision", 0.0)),
         threshold=row.threshold,
         specialist_threshold=details.get("specialist_threshold"),
+        specialist_precision=float(details.get("specialist_precision", SPECIALIST_PRECISION)),
         validation=dict(details.get("validation") or {}),
     )
 
 
 def retrain_due(session: Session, settings: Settings) -> bool:
-    """Enough history and none learned yet, or enough newly resolved tickets since the stored model."""
+    """Enough history and none learned yet, a stored model of an older format, or enough newly resolved
+    tickets since the stored model."""
     resolved = count_resolved(session)
     if resolved < settings.ROUTING_MIN_HISTORY:
         return False
-    history = session.scalar(select(RoutingModel.history).order_by(RoutingModel.id.desc()).limit(1))
-    return history is None or resolved - history >= settings.ROUTING_RETRAIN_AFTER
+    newest = latest_model_row(session)
+    if newest is None or (newest.details or {}).get("format") != MODEL_FORMAT:
+        return True
+    return resolved - newest.history >= settings.ROUTING_RETRAIN_AFTER
 
 
 def train_routing(factory: sessionmaker[Session], settings: Settings, *, force: bool = False) -> dict[str, Any]:
@@ -577,7 +594,11 @@ def train_routing(factory: sessionmaker[Session], settings: Settings, *, force: 
         texts, teams = history
         began = time.perf_counter()
         try:
-            model = TeamModel(first_line=settings.DEFAULT_TEAM, target_precision=settings.ROUTING_TARGET_PRECISION)
+            model = TeamModel(
+                first_line=settings.DEFAULT_TEAM,
+                target_precision=settings.ROUTING_TARGET_PRECISION,
+                specialist_precision=settings.ROUTING_SPECIALIST_PRECISION,
+            )
             model.fit(texts, teams)
         except ValueError as error:
             log.warning("routing model not trained from %d resolved tickets: %s", len(texts), error)
@@ -601,6 +622,8 @@ def store_model(factory: sessionmaker[Session], model: TeamModel, *, seconds: fl
                 "target_precision": model.target_precision,
                 "validation": model.validation,
                 "specialist_threshold": _finite(model.specialist_threshold),
+                "specialist_precision": model.specialist_precision,
+                "format": MODEL_FORMAT,
             },
             model=model.to_bytes(),
         )

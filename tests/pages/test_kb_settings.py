@@ -226,6 +226,6 @@ def test_settings_show_the_routing_thresholds_beside_what_they_kept_on_the_newes
     model.fit([routing_text(subject, description) for subject, description, _ in rows], [row[2] for row in rows])
     store_model(session_factory, model, seconds=1.0)
     shown = texts(open_page(SETTINGS, "lee"))
-    assert "from 160 resolved tickets, 4 teams. Target precision 85%." in shown
+    assert "from 160 resolved tickets, 4 teams. Target precision 85%; for the specialist signal 95%." in shown
     assert "checked on the newest 32 of those tickets (held back while the threshold was chosen)" in shown
     assert f"right {model.validation['routed_precision']:.0%} of the time" in shown
