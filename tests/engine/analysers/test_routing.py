@@ -218,11 +218,12 @@ def test_the_thresholds_are_chosen_on_the_newest_history_and_say_what_they_kept_
     assert 0 < model.specialist_threshold < 1
 
 
-def test_a_threshold_stops_where_precision_falls_below_the_target_half_way_to_the_next_ticket() -> None:
+def test_a_threshold_stops_where_precision_is_no_longer_surely_on_target_half_way_to_the_next_ticket() -> None:
     confidence = np.asarray([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
     correct = np.asarray([True, True, True, True, True, False, False])
     threshold, share, precision = precise_threshold(confidence, correct, 0.8)
-    assert threshold == pytest.approx(0.35) and share == pytest.approx(6 / 7) and precision == pytest.approx(5 / 6)
+    # 5 of 5 right is 0.8 precise with 80 % confidence; 5 of 6 (0.83) is above the target, but not with confidence
+    assert threshold == pytest.approx(0.45) and share == pytest.approx(5 / 7) and precision == pytest.approx(1.0)
     assert precise_threshold(confidence, ~correct, 0.8) == (float("inf"), 0.0, None)
     assert precise_threshold(confidence[:4], correct[:4], 0.8) == (float("inf"), 0.0, None), "fewer than 5 backing it"
 
