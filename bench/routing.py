@@ -83,7 +83,12 @@ def table(title: str, results: dict[str, dict[str, Any]]) -> str:
         ),
         ("routed share (abstention)", lambda r: r["routed_share"]),
         ("routed precision", lambda r: r["routed_precision"]),
+        ("  target it was chosen for", lambda r: r.get("target_precision")),
+        ("  it kept on newest training", lambda r: r.get("validation", {}).get("routed_precision")),
         ("specialist tickets routed", lambda r: r["specialists_routed"]),
+        ("specialist-flagged share", lambda r: r.get("specialist_flagged_share")),
+        ("specialist-flagged precision", lambda r: r.get("specialist_flagged_precision")),
+        ("  kept on newest training", lambda r: r.get("validation", {}).get("specialist_precision")),
         ("training s", lambda r: r["train_seconds"]),
         ("prediction ms/ticket", lambda r: r["latency_ms"]),
     ]
@@ -98,7 +103,7 @@ def averaged(reports: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for key, value in reports[0].items():
         if isinstance(value, dict):
-            merged[key] = {inner: float(np.mean([r[key][inner] for r in reports])) for inner in value}
+            merged[key] = averaged([r[key] for r in reports])
         elif isinstance(value, float | int) or value is None:
             values = [r[key] for r in reports if r[key] is not None]
             merged[key] = float(np.mean(values)) if values else None

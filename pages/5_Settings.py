@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 from pydantic import ValidationError
 
+from engine.analysers.routing import routing_summary
 from engine.core.db import transaction
 from engine.core.desk_policy import SEED_WEIGHTS, DeskPolicy, current_policy
 from engine.core.enums import Role
@@ -29,6 +30,7 @@ from ui import glossary
 from ui.auth import allowed, sessions_panel
 from ui.components import flash, page, role_hint, show_flash
 from ui.connectors import connector_cards, connector_names, connector_variables, test_connection
+from ui.routing import routing_panel
 from ui.tables import edit_table, show_table
 
 runtime, actor = page("Settings")
@@ -252,6 +254,12 @@ with policy_tab:
                 },
                 "Durable floor",
             )
+    with runtime.factory() as session:
+        routing_panel(
+            routing_summary(session),
+            target=runtime.settings.ROUTING_TARGET_PRECISION,
+            minimum_history=runtime.settings.ROUTING_MIN_HISTORY,
+        )
     if history:
         with st.expander("Policy history"):
             show_table(pd.DataFrame(history), hide_index=True, width="stretch")

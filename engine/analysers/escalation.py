@@ -111,6 +111,11 @@ def assess(ticket: TicketSnapshot, criteria: Criteria, policy: DeskPolicy) -> As
         reasons.append(f"category {ticket.category} always goes to a person")
     team = policy.team_routes.get(ticket.category or "")
     route = None if team else served_suggestion(routing_text(ticket.subject, ticket.description, ticket.email))
+    if route is not None and route.needs_specialist:
+        reasons.append(
+            f"needs a specialist team: probability {route.specialist_probability:.2f}, at or above "
+            f"{route.specialist_threshold:.2f} learned from resolved tickets"
+        )
     return Assessment(
         criteria=criteria,
         components=components,

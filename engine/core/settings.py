@@ -80,6 +80,8 @@ class CoreSettings(BaseSettings):
     ROUTING_MIN_HISTORY: int = Field(default=300, ge=10)
     ROUTING_RETRAIN_AFTER: int = Field(default=100, ge=1)
     ROUTING_TARGET_PRECISION: float = Field(default=0.85, gt=0, le=1)
+    ROUTING_SPECIALIST_PRECISION: float = Field(default=0.95, gt=0, le=1)
+    """How often a ticket the learned specialist signal escalates must really need a specialist team."""
     ROUTING_INTERVAL_SECONDS: float = Field(default=900.0, gt=0)
     MAIL_AUTHSERV_ID: str = ""
     """The name the receiving mail server writes its SPF/DKIM/DMARC verdicts under (Authentication-Results, RFC

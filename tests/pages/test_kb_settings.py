@@ -4,13 +4,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
+from engine.analysers.routing import TeamModel, routing_text, store_model
 from engine.core.desk_policy import current_policy
 from engine.core.enums import Role
 from engine.core.models import AuditEntry, KbDocument, Operator
 from engine.core.settings import Settings
 from engine.operators.actions import Actor, add_kb_document
 from kb.calibration import Calibration, Fusion, save_calibration
-from tests.factories import own_transactions
+from tests.factories import own_transactions, routing_history
 from tests.kb.files import make_pdf
 from tests.pages.conftest import PASSWORD, open_page, texts
 
@@ -214,3 +215,17 @@ def test_an_upload_with_a_name_no_column_can_hold_is_stored_under_a_clean_name_a
     with session_factory() as session:
         names = set(session.scalars(select(KbDocument.filename)))
     assert "router.md" in names and any(len(name) == 500 and name.endswith(".md") for name in names)
+
+
+def test_settings_show_the_routing_thresholds_beside_what_they_kept_on_the_newest_tickets(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    assert "Not learned yet: it needs 300 resolved tickets." in texts(open_page(SETTINGS, "lee"))
+    rows = routing_history(40)
+    model = TeamModel(first_line="Service Desk", target_precision=0.85)
+    model.fit([routing_text(subject, description) for subject, description, _ in rows], [row[2] for row in rows])
+    store_model(session_factory, model, seconds=1.0)
+    shown = texts(open_page(SETTINGS, "lee"))
+    assert "from 160 resolved tickets, 4 teams. Target precision 85%; for the specialist signal 95%." in shown
+    assert "checked on the newest 32 of those tickets (held back while the threshold was chosen)" in shown
+    assert f"right {model.validation['routed_precision']:.0%} of the time" in shown
