@@ -81,7 +81,9 @@ statuses = filters[0].multiselect(
 chosen_sources = filters[1].multiselect("Source", known_sources, key="queue_source", placeholder="Any")
 chosen_teams = filters[2].multiselect("Team", known_teams, key="queue_team", placeholder="Any")
 chosen_priorities = filters[3].multiselect("Priority", PRIORITIES, key="queue_priority", placeholder="Any")
-search = filters[4].text_input("Search", key="queue_search", placeholder="Subject, requester or TCKT-id")
+search = filters[4].text_input(
+    "Search", key="queue_search", placeholder="Any words in the ticket, a requester or TCKT-id"
+)
 sort = filters[5].selectbox("Sort", ["newest", "oldest", "recently updated"], key="queue_sort")
 queue = QueueFilter(
     statuses=tuple(statuses),

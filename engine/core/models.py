@@ -99,6 +99,8 @@ class Ticket(Base):
     thread_key: Mapped[str | None] = mapped_column(String(500), index=True)
     automatic_reason: Mapped[str | None] = mapped_column(String(200))
     taken_over_by: Mapped[str | None] = mapped_column(String(120))
+    assignee: Mapped[str | None] = mapped_column(String(120), index=True)
+    """The operator (username) the ticket is assigned to; a take-over assigns it to whoever took it."""
     pending_since: Mapped[datetime | None] = mapped_column(index=True)
     claim_token: Mapped[str | None] = mapped_column(String(64))
     claimed_by: Mapped[str | None] = mapped_column(String(120))
@@ -365,6 +367,10 @@ class Operator(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     last_login_at: Mapped[datetime | None] = mapped_column()
+    team: Mapped[str | None] = mapped_column(String(100))
+    """The team whose tickets this person works ("my team's" view, notifications); none: no team."""
+    notifications_seen_at: Mapped[datetime | None] = mapped_column()
+    """Until when this person has read their notifications (engine/operators/notifications.py)."""
     sessions_ended_at: Mapped[datetime | None] = mapped_column()
     """When all of this person's sessions were last ended (everywhere, password, deactivation, role): a single
     sign-on identity issued before it starts no new session."""
@@ -530,3 +536,47 @@ class ResolutionOutcome(Base):
     answered_at: Mapped[datetime | None] = mapped_column()
     csat: Mapped[int | None] = mapped_column(Integer)
     comment: Mapped[str | None] = mapped_column(Text)
+
+
+class TicketNote(Base):
+    """An internal note: operators read it, customers never do (no message is built from it)."""
+
+    __tablename__ = "ticket_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    author: Mapped[str] = mapped_column(String(120))
+    body: Mapped[str] = mapped_column(Text)
+    mentions: Mapped[list[Any]] = mapped_column(default=list)
+    """Usernames of the operators the note @mentions."""
+    synced_at: Mapped[datetime | None] = mapped_column()
+    """When the source system took the note as an internal comment; null until then (or never, for sources
+    without internal comments)."""
+    sync_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class CannedReply(Base):
+    """A reply text leads keep for common cases, with placeholders filled in per ticket (engine/operators/macros.py)."""
+
+    __tablename__ = "canned_replies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200), unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    team: Mapped[str | None] = mapped_column(String(100))
+    source_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
+    """The resolved ticket whose approved answer seeded it, if any."""
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TicketPresence(Base):
+    """Who has a ticket open right now: each open ticket page renews its row; an old row means they left."""
+
+    __tablename__ = "ticket_presence"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
+    username: Mapped[str] = mapped_column(String(120), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from connectors.redaction import redact_url_credentials
 from engine.core.enums import ActionState, TicketStatus
+from engine.core.fulltext import ticket_ids_matching
 from engine.core.models import (
     Action,
     Analysis,
@@ -75,7 +76,7 @@ def teams(session: Session) -> list[str]:
     return list(session.scalars(select(Ticket.team).where(Ticket.team.is_not(None)).distinct().order_by(Ticket.team)))
 
 
-def _queue_conditions(queue: QueueFilter) -> list[Any]:
+def _queue_conditions(session: Session, queue: QueueFilter) -> list[Any]:
     conditions: list[Any] = []
     if queue.statuses:
         conditions.append(Ticket.status.in_(queue.statuses))
@@ -92,7 +93,10 @@ def _queue_conditions(queue: QueueFilter) -> list[Any]:
             conditions.append(Ticket.id == int(text[5:]))
         else:
             pattern = f"%{text.lower()}%"
-            conditions.append(or_(func.lower(Ticket.subject).like(pattern), func.lower(Ticket.email).like(pattern)))
+            found = [func.lower(Ticket.subject).like(pattern), func.lower(Ticket.email).like(pattern)]
+            if (words := ticket_ids_matching(session, text)) is not None:
+                found.append(words)
+            conditions.append(or_(*found))
     return conditions
 
 
@@ -132,7 +136,7 @@ def queue_page(
     sla_hours: dict[str, float] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of the queue and the total matching, filtered, sorted and paged in the database."""
-    conditions = _queue_conditions(queue)
+    conditions = _queue_conditions(session, queue)
     total = session.scalar(select(func.count()).select_from(Ticket).where(*conditions)) or 0
     rows = session.execute(
         select(

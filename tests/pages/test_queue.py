@@ -8,7 +8,7 @@ from engine.core.enums import ActionState, Role, TicketStatus
 from engine.core.models import Action, AuditEntry, OutboxMessage, Ticket
 from engine.core.settings import Settings
 from engine.operators.actions import Actor, assign, take_over
-from tests.factories import drafted, new_ticket
+from tests.factories import drafted, new_ticket, reply
 from tests.pages.conftest import open_page, texts
 from tests.pages.seed import escalated
 
@@ -39,6 +39,16 @@ def test_lists_filters_searches_and_pages(app: Settings, session_factory: sessio
     assert "11 tickets · page 1 of 1" in texts(at)
     at.text_input(key="queue_search").input("TCKT-3").run()
     assert list(at.dataframe[0].value["ticket"]) == ["TCKT-3"]
+
+
+def test_search_finds_words_in_the_conversation(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    """The search box reads every message of a ticket, through the database's full-text index."""
+    wanted = new_ticket(session_factory, app, subject="Question", body="Hello")
+    new_ticket(session_factory, app, subject="Other", body="Hello")
+    reply(session_factory, app, wanted, "Where do I find the signed contracts?")
+    at = open_page(QUEUE)
+    at.text_input(key="queue_search").input("contracts").run()
+    assert list(at.dataframe[0].value["ticket"]) == [f"TCKT-{wanted}"]
 
 
 def test_one_click_on_a_cell_opens_its_ticket(app: Settings, session_factory: sessionmaker[Session]) -> None:
