@@ -16,13 +16,14 @@ import streamlit.components.v1 as components
 from engine.core.db import transaction
 from engine.core.enums import Role, TicketStatus
 from engine.operators.actions import PRIORITIES, Actor, bulk_approve, bulk_assign, bulk_close
+from engine.operators.assignment import operator_team
 from engine.operators.queries import QueueFilter, held_draft_reasons, queue_page, sources, teams
 from ui import glossary
 from ui.auth import allowed, session_alive
 from ui.components import flash, page, page_buttons, plain, role_hint, show_flash, why_drafts_wait
 from ui.tables import show_table
 
-VIEWS = ("All tickets", "Needs approval", "Mine", "Escalated to my team")
+VIEWS = ("All tickets", "Needs approval", "Assigned to me", "My team's", "Escalated to my team")
 KEEP = "no change"
 SHORTCUTS = {"j": "queue_down", "k": "queue_up", "Enter": "queue_open", "a": "queue_approve", "e": "queue_edit"}
 # Keys press the queue's own buttons, so a shortcut does nothing a click could not; typing in a field is left alone.
@@ -42,12 +43,15 @@ if (!doc.queueShortcuts) {
 </script>""".replace("SHORTCUTS", json.dumps(SHORTCUTS))
 
 
-def with_view(queue: QueueFilter, view: str, actor: Actor, team: str) -> QueueFilter:
-    """The saved view narrows the filters: drafts to approve, tickets the operator owns, or their team's escalations."""
+def with_view(queue: QueueFilter, view: str, actor: Actor, team: str, own_team: str | None) -> QueueFilter:
+    """The saved view narrows the filters: drafts to approve, tickets assigned to the operator, their own team's
+    tickets, or a team's escalations."""
     if view == "Needs approval":
         return replace(queue, statuses=(TicketStatus.AWAITING_APPROVAL,))
-    if view == "Mine":
-        return replace(queue, held_by=actor.username)
+    if view == "Assigned to me":
+        return replace(queue, assignee=actor.username)
+    if view == "My team's":
+        return replace(queue, teams=(own_team or "",))
     if view == "Escalated to my team":
         return replace(queue, statuses=(TicketStatus.ESCALATED,), teams=(team,))
     return queue
@@ -62,6 +66,7 @@ components.html(KEYBOARD, height=0)
 with runtime.factory() as session:
     known_sources, known_teams = sources(session), teams(session)
     held = held_draft_reasons(session)
+    own_team = operator_team(session, actor.username)
 why_drafts_wait(held)
 known_teams = sorted({*known_teams, runtime.settings.DEFAULT_TEAM})
 
@@ -93,7 +98,11 @@ queue = QueueFilter(
     search=search,
     sort=sort,
 )
-queue = with_view(queue, view, actor, my_team)
+queue = with_view(queue, view, actor, my_team, own_team)
+if view == "My team's":
+    st.caption(
+        f"Tickets of the team {own_team}." if own_team else "You are in no team: a lead sets teams on the Team page."
+    )
 
 if st.session_state.get("queue_filter_seen") != queue:
     st.session_state["queue_filter_seen"] = queue
@@ -233,7 +242,7 @@ picked = show_table(
         "confidence",
         "escalation_score",
         "draft",
-        "held_by",
+        "assignee",
     ],
     column_config={
         "ticket": st.column_config.TextColumn("Ticket", width=80, help="Click a cell to open the ticket."),
@@ -246,7 +255,7 @@ picked = show_table(
         "confidence": st.column_config.TextColumn("Confidence", width=75),
         "escalation_score": st.column_config.TextColumn("Escalation", width=70),
         "draft": st.column_config.TextColumn("Draft", width=50),
-        "held_by": st.column_config.TextColumn("Owner", width=65),
+        "assignee": st.column_config.TextColumn("Assigned to", width=75),
     },
 )
 clicked = picked.selection.cells if picked else []

@@ -34,7 +34,7 @@ from engine.operators.actions import (
 )
 from engine.operators.queries import TicketStory, sla_label, teams, ticket_story
 from kb.search import search
-from ui import glossary
+from ui import glossary, ticket_workspace
 from ui.auth import allowed, session_alive
 from ui.components import ago, flash, page, plain, role_hint, show_flash
 from ui.tables import show_table
@@ -510,6 +510,7 @@ with side:
                 st.rerun()
 
     st.subheader("Ticket")
+    ticket_workspace.assignment(runtime, actor, ticket, act)
     buttons = st.columns(2)
     if buttons[0].button(
         "Take over",

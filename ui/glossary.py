@@ -87,6 +87,7 @@ EVENT = {
     "approved": "Draft approved",
     "edited": "Draft edited",
     "assigned": "Assigned",
+    "assigned_to_person": "Assigned to a person",
     "overridden": "Decision overridden",
     "taken_over": "Taken over",
     "reanalysis_requested": "Re-analysis requested",
@@ -134,6 +135,8 @@ AUDIT_ACTION = {
     "sign_in_refused": "was refused sign-in",
     "take_over": "took a ticket over",
     "assign": "assigned a ticket",
+    "assign_person": "assigned a ticket to a person",
+    "set_operator_team": "put an operator in a team",
 }
 CRITERION = {
     "code_change_complexity": "Code change needed",

@@ -53,8 +53,8 @@ class QueueFilter:
     priorities: tuple[str, ...] = ()
     search: str = ""
     sort: Literal["newest", "oldest", "recently updated"] = "newest"
-    held_by: str = ""
-    """Only tickets this operator has taken over ("mine")."""
+    assignee: str = ""
+    """Only tickets assigned to this operator ("assigned to me")."""
 
 
 def status_counts(session: Session) -> dict[str, int]:
@@ -86,8 +86,8 @@ def _queue_conditions(session: Session, queue: QueueFilter) -> list[Any]:
         conditions.append(Ticket.team.in_(queue.teams))
     if queue.priorities:
         conditions.append(Ticket.priority.in_(queue.priorities))
-    if queue.held_by:
-        conditions.append(Ticket.taken_over_by == queue.held_by)
+    if queue.assignee:
+        conditions.append(Ticket.assignee == queue.assignee)
     if text := queue.search.strip():
         if text.upper().startswith("TCKT-") and text[5:].isdigit():
             conditions.append(Ticket.id == int(text[5:]))
@@ -150,7 +150,7 @@ def queue_page(
             Ticket.created_at,
             Ticket.resolved_at,
             Ticket.action_required,
-            Ticket.taken_over_by,
+            Ticket.assignee,
         )
         .where(*conditions)
         .order_by(*SORTABLE[queue.sort])
@@ -178,7 +178,7 @@ def queue_page(
             "escalation_score": score.get(row.id),
             "sla": sla_label(row.created_at, row.priority, row.resolved_at, hours),
             "draft": drafts.get(row.id),
-            "held_by": row.taken_over_by or "",
+            "assignee": row.assignee or "",
         }
         for row in rows
     ], total

@@ -8,6 +8,7 @@ from engine.core.enums import ActionState, Role, TicketStatus
 from engine.core.models import Action, AuditEntry, OutboxMessage, Ticket
 from engine.core.settings import Settings
 from engine.operators.actions import Actor, assign, take_over
+from engine.operators.assignment import assign_to_person, set_operator_team
 from tests.factories import drafted, new_ticket, reply
 from tests.pages.conftest import open_page, texts
 from tests.pages.seed import escalated
@@ -86,16 +87,23 @@ def test_saved_views(app: Settings, session_factory: sessionmaker[Session]) -> N
     waiting, _ = drafted(session_factory, app)
     pushed = escalated(session_factory, app)
     owned = new_ticket(session_factory, app)
+    given = new_ticket(session_factory, app)
     with session_factory.begin() as session:
         take_over(session, Actor("ann", Role.AGENT), owned)
         assign(session, Actor("ann", Role.AGENT), pushed, team="Network", priority="high")
+        assign_to_person(session, Actor("lee", Role.LEAD), given, "ann")
+        set_operator_team(session, Actor("lee", Role.LEAD), "ann", "Network")
     at = open_page(QUEUE)
-    assert len(at.dataframe[0].value) == 3
+    assert len(at.dataframe[0].value) == 4
     at.button_group(key="queue_view").set_value("Needs approval").run()
     assert list(at.dataframe[0].value["ticket"]) == [f"TCKT-{waiting}"]
     assert list(at.dataframe[0].value["status"]) == ["Awaiting approval"]
-    at.button_group(key="queue_view").set_value("Mine").run()
-    assert list(at.dataframe[0].value["ticket"]) == [f"TCKT-{owned}"]
+    at.button_group(key="queue_view").set_value("Assigned to me").run()
+    assert list(at.dataframe[0].value["ticket"]) == [f"TCKT-{given}", f"TCKT-{owned}"]
+    assert set(at.dataframe[0].value["assignee"]) == {"ann"}
+    at.button_group(key="queue_view").set_value("My team's").run()
+    assert list(at.dataframe[0].value["ticket"]) == [f"TCKT-{pushed}"]
+    assert "Tickets of the team Network." in texts(at)
     at.button_group(key="queue_view").set_value("Escalated to my team").run()
     at.selectbox(key="queue_my_team").set_value("Network").run()
     assert list(at.dataframe[0].value["ticket"]) == [f"TCKT-{pushed}"]

@@ -4,7 +4,7 @@ presence and notifications
 Search is the database's own: on PostgreSQL a generated `tsvector` column with a GIN index on tickets (subject and
 description), email_interactions (subject and body) and ticket_notes (body); on SQLite one FTS5 table,
 `ticket_text`, filled from the same texts by triggers (rowid = source row id × 4 + 0 ticket, 1 message, 2 note).
-Existing rows are indexed here. A later migration that rebuilds one of these tables on SQLite (batch mode's
+Existing rows are indexed here; a ticket someone took over is assigned to them. A later migration that rebuilds one of these tables on SQLite (batch mode's
 "move and copy") must create its triggers again.
 
 Revision ID: 0018
@@ -43,6 +43,7 @@ def _tables() -> None:
     with op.batch_alter_table("tickets") as batch_op:
         batch_op.add_column(sa.Column("assignee", sa.String(length=120), nullable=True))
         batch_op.create_index(batch_op.f("ix_tickets_assignee"), ["assignee"], unique=False)
+    op.execute("UPDATE tickets SET assignee = taken_over_by WHERE taken_over_by IS NOT NULL")
     with op.batch_alter_table("operators") as batch_op:
         batch_op.add_column(sa.Column("team", sa.String(length=100), nullable=True))
         batch_op.add_column(

@@ -1,0 +1,38 @@
+"""The ticket page's workspace panels (ui/ticket_workspace.py): assignment to a person."""
+
+from sqlalchemy.orm import Session, sessionmaker
+from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Selectbox
+
+from engine.core.models import Ticket
+from engine.core.settings import Settings
+from tests.factories import new_ticket
+from tests.pages.conftest import open_page, texts
+
+TICKET = "pages/2_Ticket.py"
+
+
+def assignee_picker(at: AppTest) -> Selectbox:
+    [picker] = [box for box in at.selectbox if box.label == "Assigned to"]
+    return picker
+
+
+def test_assigns_the_ticket_to_a_person(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id = new_ticket(session_factory, app)
+    at = open_page(TICKET, id=str(ticket_id))
+    assert assignee_picker(at).value == "nobody"
+    assert assignee_picker(at).options == ["nobody", "ada", "ann", "lee"]
+    assignee_picker(at).set_value("lee").run()
+    at = at.button(key="ticket_assign_person").click().run()
+    assert "Assigned: done" in texts(at)
+    at = at.button(key="ticket_assign_me").click().run()
+    with session_factory() as session:
+        assert session.get(Ticket, ticket_id).assignee == "ann"
+    assert assignee_picker(at).value == "ann"
+
+
+def test_a_viewer_sees_the_assignee_but_cannot_change_it(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id = new_ticket(session_factory, app)
+    at = open_page(TICKET, user="vic", id=str(ticket_id))
+    assert assignee_picker(at).disabled
+    assert at.button(key="ticket_assign_me").disabled

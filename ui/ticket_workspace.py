@@ -1,0 +1,50 @@
+"""The ticket page's workspace panels: who the ticket is assigned to, and the other things a person working it needs
+beside the conversation. Each panel reads through engine.operators and acts through the page's `act`, which runs
+one action in its own transaction and reports the outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from engine.core.enums import Role
+from engine.core.models import Ticket
+from engine.operators.actions import Actor
+from engine.operators.assignment import assign_to_person, assignable_operators
+from engine.runtime import Runtime
+from ui.auth import allowed
+from ui.components import role_hint
+
+Act = Callable[[str, Callable[[Any], object]], None]
+NOBODY = "nobody"
+
+
+def assignment(runtime: Runtime, actor: Actor, ticket: Ticket, act: Act) -> None:
+    """Assign the ticket to a person (or to nobody); "Assign to me" in one click."""
+    with runtime.factory() as session:
+        people = assignable_operators(session)
+    choices = [NOBODY, *people]
+    can_act = allowed(actor, Role.AGENT)
+    chosen = st.selectbox(
+        "Assigned to",
+        choices,
+        index=choices.index(ticket.assignee) if ticket.assignee in choices else 0,
+        key=f"ticket_assignee_{ticket.id}_{ticket.assignee}",  # a new assignee shows, whatever was picked before
+        disabled=not can_act,
+        help=role_hint(actor, Role.AGENT),
+    )
+    target = None if chosen == NOBODY else chosen
+    left, right = st.columns(2)
+    if left.button(
+        "Assign", key="ticket_assign_person", disabled=not can_act or target == ticket.assignee, width="stretch"
+    ):
+        act("Assigned", lambda session: assign_to_person(session, actor, ticket.id, target))
+    if right.button(
+        "Assign to me",
+        key="ticket_assign_me",
+        disabled=not can_act or ticket.assignee == actor.username,
+        width="stretch",
+    ):
+        act("Assigned to you", lambda session: assign_to_person(session, actor, ticket.id, actor.username))
