@@ -1,4 +1,4 @@
-"""Full-text search over a ticket's words (subject, description, every message, internal notes), done by the
+"""Full-text search over a ticket's words (subject, description, requester, every message, internal notes), done by the
 database itself: PostgreSQL `tsvector` columns with GIN indexes, SQLite one FTS5 table kept in sync by triggers.
 
 Migration 0018 builds both; the models do not map these columns and tables (the database fills them), so schema
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import ColumnElement, column, func, literal_column, select, table, union
+from sqlalchemy import ColumnElement, column, func, literal_column, select, table, union_all
 from sqlalchemy.orm import Session
 
 from engine.core.db import is_postgres
@@ -31,6 +31,7 @@ DATABASE_MAINTAINED = frozenset(
 """Columns, tables (FTS5's shadow tables included) and indexes the database maintains for search."""
 WORD = re.compile(r"\w+", re.UNICODE)
 MAX_WORDS = 16
+MAX_TEXT = 500
 
 
 def mapped_by_models(_object: Any, name: str | None, _type: str, reflected: bool, _compare_to: Any) -> bool:
@@ -52,8 +53,9 @@ def ticket_ids_matching(session: Session, text: str) -> ColumnElement[bool] | No
     if not words:
         return None
     if is_postgres(session):
-        query = func.plainto_tsquery("english", " ".join(words))
-        ids = union(
+        # plainto_tsquery reads any text as plain words (no operators), and keeps an address as one token
+        query = func.plainto_tsquery("english", text[:MAX_TEXT])
+        ids = union_all(
             *(
                 select(searched.c[owner]).where(searched.c[SEARCH_COLUMN].op("@@")(query))
                 for searched, owner in (

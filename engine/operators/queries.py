@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from connectors.redaction import redact_url_credentials
@@ -92,11 +92,10 @@ def _queue_conditions(session: Session, queue: QueueFilter) -> list[Any]:
         if text.upper().startswith("TCKT-") and text[5:].isdigit():
             conditions.append(Ticket.id == int(text[5:]))
         else:
-            pattern = f"%{text.lower()}%"
-            found = [func.lower(Ticket.subject).like(pattern), func.lower(Ticket.email).like(pattern)]
-            if (words := ticket_ids_matching(session, text)) is not None:
-                found.append(words)
-            conditions.append(or_(*found))
+            found = [words] if (words := ticket_ids_matching(session, text)) is not None else []
+            if "@" in text:  # part of an address ("@customer.example"): the full-text index holds whole ones
+                found.append(func.lower(Ticket.email).like(f"%{text.lower()}%"))
+            conditions.append(or_(*found) if found else false())
     return conditions
 
 

@@ -54,3 +54,12 @@ def test_typed_text_is_never_query_syntax(session_factory: sessionmaker[Session]
     assert search_words("!!! ---") == []
     with session_factory() as session:
         assert ticket_ids_matching(session, "?!") is None
+
+
+def test_finds_the_requester_by_name_and_address(session_factory: sessionmaker[Session], settings: Settings) -> None:
+    ticket_id = new_ticket(
+        session_factory, settings, requester_email="grace.hopper@navy.example", requester_name="Grace Hopper"
+    )
+    new_ticket(session_factory, settings)
+    assert found(session_factory, "hopper") == [ticket_id]
+    assert found(session_factory, "grace.hopper@navy.example") == [ticket_id]

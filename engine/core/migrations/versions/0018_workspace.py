@@ -1,8 +1,8 @@
 """The operators' workspace: full-text search, assignment to a person, teams, internal notes, canned replies,
 presence and notifications
 
-Search is the database's own: on PostgreSQL a generated `tsvector` column with a GIN index on tickets (subject and
-description), email_interactions (subject and body) and ticket_notes (body); on SQLite one FTS5 table,
+Search is the database's own: on PostgreSQL a generated `tsvector` column with a GIN index on tickets (subject,
+description, requester's name and address), email_interactions (subject and body) and ticket_notes (body); on SQLite one FTS5 table,
 `ticket_text`, filled from the same texts by triggers (rowid = source row id × 4 + 0 ticket, 1 message, 2 note).
 Existing rows are indexed here; a ticket someone took over is assigned to them. A later migration that rebuilds one of these tables on SQLite (batch mode's
 "move and copy") must create its triggers again.
@@ -27,7 +27,7 @@ TEXT_LIMIT = 200_000
 """Characters of one text that are searchable: a tsvector holds at most 1 MB."""
 SEARCHED = {
     # table: (its searched columns, the ticket it belongs to, rowid offset in the FTS5 table)
-    "tickets": (("subject", "description"), "id", 0),
+    "tickets": (("subject", "description", "requester_name", "email"), "id", 0),
     "email_interactions": (("subject", "body"), "ticket_id", 1),
     "ticket_notes": (("body",), "ticket_id", 2),
 }
