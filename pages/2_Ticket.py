@@ -533,6 +533,8 @@ with side:
     if buttons[1].button("Close", disabled=not CAN_ACT, help=AGENT_ONLY, key="ticket_close", width="stretch"):
         act("Closed", lambda s: set_status(s, actor, ticket.id, TicketStatus.CLOSED, reason="closed by hand"))
 
+    ticket_workspace.internal_notes(runtime, actor, ticket, act)
+
     with st.expander("Assign team or priority"), st.form("ticket_assign"):
         team_choice = st.selectbox(
             "Team", known_teams, index=known_teams.index(ticket.team) if ticket.team in known_teams else 0

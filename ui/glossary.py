@@ -88,6 +88,7 @@ EVENT = {
     "edited": "Draft edited",
     "assigned": "Assigned",
     "assigned_to_person": "Assigned to a person",
+    "note_added": "Internal note",
     "overridden": "Decision overridden",
     "taken_over": "Taken over",
     "reanalysis_requested": "Re-analysis requested",
@@ -137,6 +138,7 @@ AUDIT_ACTION = {
     "assign": "assigned a ticket",
     "assign_person": "assigned a ticket to a person",
     "set_operator_team": "put an operator in a team",
+    "add_note": "added an internal note",
 }
 CRITERION = {
     "code_change_complexity": "Code change needed",

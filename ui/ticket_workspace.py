@@ -13,9 +13,10 @@ from engine.core.enums import Role
 from engine.core.models import Ticket
 from engine.operators.actions import Actor
 from engine.operators.assignment import assign_to_person, assignable_operators
+from engine.operators.notes import add_note, ticket_notes
 from engine.runtime import Runtime
 from ui.auth import allowed
-from ui.components import role_hint
+from ui.components import ago, role_hint
 
 Act = Callable[[str, Callable[[Any], object]], None]
 NOBODY = "nobody"
@@ -48,3 +49,27 @@ def assignment(runtime: Runtime, actor: Actor, ticket: Ticket, act: Act) -> None
         width="stretch",
     ):
         act("Assigned to you", lambda session: assign_to_person(session, actor, ticket.id, actor.username))
+
+
+def internal_notes(runtime: Runtime, actor: Actor, ticket: Ticket, act: Act) -> None:
+    """Notes for operators only, newest last, and a box to add one; @name tells that operator."""
+    with runtime.factory() as session:
+        notes = ticket_notes(session, ticket.id)
+    st.subheader("Internal notes")
+    st.caption("Only operators see these; they go to the source as internal comments, never to the customer.")
+    for note in notes:
+        with st.container(border=True):
+            mentioned = f" · for {', '.join(note.mentions)}" if note.mentions else ""
+            st.caption(f"{note.author} · {ago(note.created_at)}{mentioned}")
+            st.text(note.body)
+    can_act = allowed(actor, Role.AGENT)
+    with st.form(f"ticket_note_{ticket.id}", clear_on_submit=True):
+        body = st.text_area(
+            "New note",
+            key=f"ticket_note_body_{ticket.id}",
+            height=90,
+            disabled=not can_act,
+            placeholder="Write @username to tell a colleague.",
+        )
+        if st.form_submit_button("Add note", disabled=not can_act, help=role_hint(actor, Role.AGENT)):
+            act("Note added", lambda session: add_note(session, actor, ticket.id, body))

@@ -539,7 +539,8 @@ class ResolutionOutcome(Base):
 
 
 class TicketNote(Base):
-    """An internal note: operators read it, customers never do (no message is built from it)."""
+    """An internal note: operators read it, customers never do (no message is built from it); its timeline event
+    writes it back to the source as an internal comment (engine/delivery/sync.py)."""
 
     __tablename__ = "ticket_notes"
 
@@ -549,10 +550,6 @@ class TicketNote(Base):
     body: Mapped[str] = mapped_column(Text)
     mentions: Mapped[list[Any]] = mapped_column(default=list)
     """Usernames of the operators the note @mentions."""
-    synced_at: Mapped[datetime | None] = mapped_column()
-    """When the source system took the note as an internal comment; null until then (or never, for sources
-    without internal comments)."""
-    sync_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 

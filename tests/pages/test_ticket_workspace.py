@@ -6,6 +6,7 @@ from streamlit.testing.v1.element_tree import Selectbox
 
 from engine.core.models import Ticket
 from engine.core.settings import Settings
+from engine.operators.notes import ticket_notes
 from tests.factories import new_ticket
 from tests.pages.conftest import open_page, texts
 
@@ -36,3 +37,22 @@ def test_a_viewer_sees_the_assignee_but_cannot_change_it(app: Settings, session_
     at = open_page(TICKET, user="vic", id=str(ticket_id))
     assert assignee_picker(at).disabled
     assert at.button(key="ticket_assign_me").disabled
+
+
+def test_internal_notes_with_mentions(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id = new_ticket(session_factory, app)
+    at = open_page(TICKET, id=str(ticket_id))
+    assert "Only operators see these" in texts(at)
+    at.text_area(key=f"ticket_note_body_{ticket_id}").input("@lee can you call them? Legal hold.")
+    at = at.button(key=f"FormSubmitter:ticket_note_{ticket_id}-Add note").click().run()
+    assert "Note added: done" in texts(at)
+    assert "ann · just now · for lee" in texts(at)
+    assert "@lee can you call them? Legal hold." in [element.value for element in at.text]
+    with session_factory() as session:
+        assert [note.mentions for note in ticket_notes(session, ticket_id)] == [["lee"]]
+
+
+def test_a_viewer_reads_notes_but_cannot_write(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id = new_ticket(session_factory, app)
+    at = open_page(TICKET, user="vic", id=str(ticket_id))
+    assert at.text_area(key=f"ticket_note_body_{ticket_id}").disabled

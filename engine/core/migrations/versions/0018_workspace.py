@@ -56,8 +56,6 @@ def _tables() -> None:
         sa.Column("author", sa.String(length=120), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("mentions", engine.core.models.JSONType, nullable=False),
-        sa.Column("synced_at", engine.core.models.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("sync_error", sa.Text(), nullable=True),
         sa.Column("created_at", engine.core.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["ticket_id"], ["tickets.id"], name=op.f("fk_ticket_notes_ticket_id_tickets"), ondelete="CASCADE"
