@@ -534,6 +534,7 @@ with side:
         act("Closed", lambda s: set_status(s, actor, ticket.id, TicketStatus.CLOSED, reason="closed by hand"))
 
     ticket_workspace.internal_notes(runtime, actor, ticket, act)
+    ticket_workspace.requester_tickets(runtime, ticket)
 
     with st.expander("Assign team or priority"), st.form("ticket_assign"):
         team_choice = st.selectbox(

@@ -13,10 +13,12 @@ from engine.core.enums import Role
 from engine.core.models import Ticket
 from engine.operators.actions import Actor
 from engine.operators.assignment import assign_to_person, assignable_operators
+from engine.operators.history import requester_history
 from engine.operators.notes import add_note, ticket_notes
 from engine.runtime import Runtime
+from ui import glossary
 from ui.auth import allowed
-from ui.components import ago, role_hint
+from ui.components import ago, plain, role_hint
 
 Act = Callable[[str, Callable[[Any], object]], None]
 NOBODY = "nobody"
@@ -73,3 +75,32 @@ def internal_notes(runtime: Runtime, actor: Actor, ticket: Ticket, act: Act) -> 
         )
         if st.form_submit_button("Add note", disabled=not can_act, help=role_hint(actor, Role.AGENT)):
             act("Note added", lambda session: add_note(session, actor, ticket.id, body))
+
+
+OUTCOME = {
+    "pending": "answer awaited",
+    "confirmed": "customer confirmed it solved",
+    "assumed": "no answer, assumed solved",
+    "reopened": "customer said not solved",
+    "durable": "stayed solved",
+}
+"""What became of a past ticket's resolution, in words (engine/core/enums.py OutcomeState)."""
+
+
+def requester_tickets(runtime: Runtime, ticket: Ticket) -> None:
+    """The requester's other tickets and how they ended, newest first, each a link."""
+    with runtime.factory() as session:
+        history = requester_history(session, ticket)
+    st.subheader("This requester's other tickets")
+    if not history.total:
+        st.caption("None: this is their first ticket.")
+        return
+    for past in history.tickets:
+        outcome = f" · {OUTCOME.get(past.outcome, past.outcome)}" if past.outcome else ""
+        rated = f" · rated {past.csat}/5" if past.csat else ""
+        st.markdown(
+            f"[TCKT-{past.id}](?id={past.id}) · {glossary.status(past.status)}{outcome}{rated} · "
+            f"{ago(past.created_at)} · {plain(past.subject) or '(no subject)'}"
+        )
+    if history.total > len(history.tickets):
+        st.caption(f"and {history.total - len(history.tickets):,} older ones.")

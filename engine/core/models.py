@@ -75,6 +75,8 @@ class Ticket(Base):
         Index("ix_tickets_status_created", "status", "created_at"),
         Index("ix_tickets_updated_at", "updated_at"),
         Index("ix_tickets_created_source", "created_at", "source"),
+        # the requester's history finds their other tickets by address, case-insensitively
+        Index("ix_tickets_email_lower", text("lower(email)")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

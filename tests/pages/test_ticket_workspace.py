@@ -56,3 +56,14 @@ def test_a_viewer_reads_notes_but_cannot_write(app: Settings, session_factory: s
     ticket_id = new_ticket(session_factory, app)
     at = open_page(TICKET, user="vic", id=str(ticket_id))
     assert at.text_area(key=f"ticket_note_body_{ticket_id}").disabled
+
+
+def test_shows_the_requesters_other_tickets(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    first = new_ticket(session_factory, app, requester_email="grace@navy.example", subject="Old printer")
+    current = new_ticket(session_factory, app, requester_email="grace@navy.example")
+    at = open_page(TICKET, id=str(current))
+    assert f"[TCKT-{first}](?id={first}) · New · just now · Old printer" in texts(at)
+    at = open_page(TICKET, id=str(first))
+    assert f"[TCKT-{current}](?id={current})" in texts(at)
+    lonely = new_ticket(session_factory, app)
+    assert "None: this is their first ticket." in texts(open_page(TICKET, id=str(lonely)))

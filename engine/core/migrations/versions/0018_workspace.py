@@ -44,6 +44,7 @@ def _tables() -> None:
         batch_op.add_column(sa.Column("assignee", sa.String(length=120), nullable=True))
         batch_op.create_index(batch_op.f("ix_tickets_assignee"), ["assignee"], unique=False)
     op.execute("UPDATE tickets SET assignee = taken_over_by WHERE taken_over_by IS NOT NULL")
+    op.create_index("ix_tickets_email_lower", "tickets", [sa.text("lower(email)")], unique=False)
     with op.batch_alter_table("operators") as batch_op:
         batch_op.add_column(sa.Column("team", sa.String(length=100), nullable=True))
         batch_op.add_column(
@@ -157,6 +158,7 @@ def downgrade() -> None:
     with op.batch_alter_table("operators") as batch_op:
         batch_op.drop_column("notifications_seen_at")
         batch_op.drop_column("team")
+    op.drop_index("ix_tickets_email_lower", table_name="tickets")
     with op.batch_alter_table("tickets") as batch_op:
         batch_op.drop_index(batch_op.f("ix_tickets_assignee"))
         batch_op.drop_column("assignee")
