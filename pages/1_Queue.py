@@ -18,12 +18,13 @@ from engine.core.enums import Role, TicketStatus
 from engine.operators.actions import PRIORITIES, Actor, bulk_approve, bulk_assign, bulk_close
 from engine.operators.assignment import operator_team
 from engine.operators.queries import QueueFilter, held_draft_reasons, queue_page, sources, teams
+from engine.operators.sla import SlaTargets
 from ui import glossary
 from ui.auth import allowed, session_alive
 from ui.components import flash, page, page_buttons, plain, role_hint, show_flash, why_drafts_wait
 from ui.tables import show_table
 
-VIEWS = ("All tickets", "Needs approval", "Assigned to me", "My team's", "Escalated to my team")
+VIEWS = ("All tickets", "Needs approval", "Assigned to me", "My team's", "Escalated to my team", "Breaching soon")
 KEEP = "no change"
 SHORTCUTS = {"j": "queue_down", "k": "queue_up", "Enter": "queue_open", "a": "queue_approve", "e": "queue_edit"}
 # Keys press the queue's own buttons, so a shortcut does nothing a click could not; typing in a field is left alone.
@@ -52,6 +53,8 @@ def with_view(queue: QueueFilter, view: str, actor: Actor, team: str, own_team: 
         return replace(queue, assignee=actor.username)
     if view == "My team's":
         return replace(queue, teams=(own_team or "",))
+    if view == "Breaching soon":
+        return replace(queue, breaching_soon=True, sort="time left")
     if view == "Escalated to my team":
         return replace(queue, statuses=(TicketStatus.ESCALATED,), teams=(team,))
     return queue
@@ -59,6 +62,7 @@ def with_view(queue: QueueFilter, view: str, actor: Actor, team: str, own_team: 
 
 runtime, actor = page("Queue")
 PAGE_SIZE = runtime.settings.DASHBOARD_PAGE_SIZE
+SLA = SlaTargets.of(runtime.settings)
 st.title("Queue")
 show_flash()
 components.html(KEYBOARD, height=0)
@@ -89,7 +93,7 @@ chosen_priorities = filters[3].multiselect("Priority", PRIORITIES, key="queue_pr
 search = filters[4].text_input(
     "Search", key="queue_search", placeholder="Any words in the ticket, a requester or TCKT-id"
 )
-sort = filters[5].selectbox("Sort", ["newest", "oldest", "recently updated"], key="queue_sort")
+sort = filters[5].selectbox("Sort", ["newest", "oldest", "recently updated", "time left"], key="queue_sort")
 queue = QueueFilter(
     statuses=tuple(statuses),
     sources=tuple(chosen_sources),
@@ -117,6 +121,7 @@ if st.session_state.get("queue_snapshot", {}).get("key") != snapshot_key:
             offset=(page_number - 1) * PAGE_SIZE,
             limit=PAGE_SIZE,
             sla_hours=runtime.settings.SLA_RESOLUTION_HOURS,
+            sla=SLA,
         )
     st.session_state["queue_snapshot"] = {"key": snapshot_key, "rows": rows, "total": total}
     st.session_state.pop("queue_table", None)
@@ -131,7 +136,7 @@ def new_arrivals() -> None:
     if not session_alive():
         return
     with runtime.factory() as session:
-        _, now_total = queue_page(session, queue, limit=0)
+        _, now_total = queue_page(session, queue, limit=0, sla=SLA)
     if now_total != total:
         st.info(f"{now_total - total:+,} tickets since this page loaded · press Refresh to see them", icon="🔔")
 

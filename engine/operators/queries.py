@@ -36,6 +36,7 @@ from engine.core.models import (
     TimelineEvent,
     utcnow,
 )
+from engine.operators.sla import SlaTargets, breaching_soon, time_left_order
 
 SORTABLE = {
     "newest": (Ticket.id.desc(),),
@@ -52,9 +53,12 @@ class QueueFilter:
     teams: tuple[str, ...] = ()
     priorities: tuple[str, ...] = ()
     search: str = ""
-    sort: Literal["newest", "oldest", "recently updated"] = "newest"
+    sort: Literal["newest", "oldest", "recently updated", "time left"] = "newest"
+    """"time left": open tickets by their next SLA deadline, soonest first (engine/operators/sla.py)."""
     assignee: str = ""
     """Only tickets assigned to this operator ("assigned to me")."""
+    breaching_soon: bool = False
+    """Only open tickets past an SLA deadline or close to one."""
 
 
 def status_counts(session: Session) -> dict[str, int]:
@@ -133,9 +137,19 @@ def queue_page(
     offset: int = 0,
     limit: int = 50,
     sla_hours: dict[str, float] | None = None,
+    sla: SlaTargets | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """One page of the queue and the total matching, filtered, sorted and paged in the database."""
+    """One page of the queue and the total matching, filtered, sorted and paged in the database.
+
+    The "breaching soon" filter and the "time left" sort need `sla`, the targets in force.
+    """
     conditions = _queue_conditions(session, queue)
+    if queue.breaching_soon or queue.sort == "time left":
+        if sla is None:
+            raise ValueError("breaching soon and time left need the SLA targets")
+        if queue.breaching_soon:
+            conditions.append(breaching_soon(sla))
+    order = time_left_order(session, sla) if queue.sort == "time left" and sla else SORTABLE[queue.sort]
     total = session.scalar(select(func.count()).select_from(Ticket).where(*conditions)) or 0
     rows = session.execute(
         select(
@@ -152,7 +166,7 @@ def queue_page(
             Ticket.assignee,
         )
         .where(*conditions)
-        .order_by(*SORTABLE[queue.sort])
+        .order_by(*order)
         .offset(offset)
         .limit(limit)
     ).all()
