@@ -585,6 +585,7 @@ with side:
             )
             st.rerun()
 
+    ticket_workspace.canned_reply_picker(runtime, actor, ticket)
     with st.expander("Write a reply", expanded=draft is None and CAN_ACT), st.form("ticket_reply"):
         reply_subject = st.text_input(
             "Subject", value=f"Re: {ticket.subject}"[:200], key=f"reply_subject_{ticket.id}", disabled=not CAN_ACT

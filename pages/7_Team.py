@@ -13,6 +13,7 @@ from engine.operators.assignment import operator_teams, set_operator_team
 from engine.operators.queries import teams
 from ui.auth import allowed
 from ui.components import flash, page, role_hint, show_flash
+from ui.macros import canned_reply_editor
 from ui.tables import show_table
 
 runtime, actor = page("Team")
@@ -54,3 +55,6 @@ with st.form("team_membership"):
         else:
             flash(f"{who} is now in {'no team' if team == NO_TEAM else 'the team ' + team}.")
         st.rerun()
+
+st.divider()
+canned_reply_editor(runtime, actor, known_teams)

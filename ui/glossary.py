@@ -139,6 +139,8 @@ AUDIT_ACTION = {
     "assign_person": "assigned a ticket to a person",
     "set_operator_team": "put an operator in a team",
     "add_note": "added an internal note",
+    "save_canned_reply": "saved a canned reply",
+    "delete_canned_reply": "deleted a canned reply",
 }
 CRITERION = {
     "code_change_complexity": "Code change needed",

@@ -14,6 +14,7 @@ from engine.core.models import Ticket
 from engine.operators.actions import Actor
 from engine.operators.assignment import assign_to_person, assignable_operators
 from engine.operators.history import requester_history
+from engine.operators.macros import canned_replies, fill
 from engine.operators.notes import add_note, ticket_notes
 from engine.runtime import Runtime
 from ui import glossary
@@ -104,3 +105,29 @@ def requester_tickets(runtime: Runtime, ticket: Ticket) -> None:
         )
     if history.total > len(history.tickets):
         st.caption(f"and {history.total - len(history.tickets):,} older ones.")
+
+
+def canned_reply_picker(runtime: Runtime, actor: Actor, ticket: Ticket) -> None:
+    """Start "Write a reply" from a canned reply of the ticket's team (or of every team), placeholders filled in."""
+    if not allowed(actor, Role.AGENT):
+        return
+    with runtime.factory() as session:
+        replies = {reply.id: reply for reply in canned_replies(session, ticket.team)}
+    if not replies:
+        return
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    chosen = left.selectbox(
+        "Canned reply",
+        list(replies),
+        format_func=lambda reply_id: replies[reply_id].title,
+        index=None,
+        placeholder="Start your reply from a canned one",
+        key=f"ticket_canned_{ticket.id}",
+    )
+    if right.button("Use", key="ticket_canned_use", disabled=chosen is None, width="stretch") and chosen:
+        text = fill(replies[chosen].body, ticket, actor, runtime.settings.DEFAULT_TEAM)
+        st.session_state[f"reply_body_{ticket.id}"] = text
+        st.session_state["ticket_canned_used"] = replies[chosen].title
+        st.rerun()
+    if used := st.session_state.pop("ticket_canned_used", None):
+        st.caption(f"“{used}” is in Write a reply below: read it and change what this ticket needs before sending.")

@@ -4,8 +4,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Selectbox
 
+from engine.core.enums import Role
 from engine.core.models import Ticket
 from engine.core.settings import Settings
+from engine.operators.actions import Actor
+from engine.operators.macros import save_canned_reply
 from engine.operators.notes import ticket_notes
 from tests.factories import new_ticket
 from tests.pages.conftest import open_page, texts
@@ -67,3 +70,16 @@ def test_shows_the_requesters_other_tickets(app: Settings, session_factory: sess
     assert f"[TCKT-{current}](?id={current})" in texts(at)
     lonely = new_ticket(session_factory, app)
     assert "None: this is their first ticket." in texts(open_page(TICKET, id=str(lonely)))
+
+
+def test_a_canned_reply_starts_the_reply_with_placeholders_filled(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    ticket_id = new_ticket(session_factory, app)
+    with session_factory.begin() as session:
+        save_canned_reply(session, Actor("lee", Role.LEAD), title="Received", body="We are on {ticket}, {operator}")
+    at = open_page(TICKET, id=str(ticket_id))
+    at.selectbox(key=f"ticket_canned_{ticket_id}").set_value(1).run()
+    at = at.button(key="ticket_canned_use").click().run()
+    assert at.text_area(key=f"reply_body_{ticket_id}").value == f"We are on TCKT-{ticket_id}, ann"
+    assert "“Received” is in Write a reply below" in texts(at)
