@@ -98,6 +98,7 @@ st.markdown(
     f"({plain(ticket.email)}) via **{plain(ticket.source)}** · received {ago(ticket.created_at)}"
 )
 show_flash()
+ticket_workspace.who_else_is_here(runtime, actor, ticket)
 if story.claimed is not None:
     st.warning(
         f"Its first message claimed to continue [{story.claimed.reference}](?id={story.claimed.id}), but "

@@ -5,10 +5,12 @@ one action in its own transaction and reports the outcome."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import streamlit as st
 
+from engine.core.db import transaction
 from engine.core.enums import Role
 from engine.core.models import Ticket
 from engine.operators.actions import Actor
@@ -16,13 +18,16 @@ from engine.operators.assignment import assign_to_person, assignable_operators
 from engine.operators.history import requester_history
 from engine.operators.macros import canned_replies, fill
 from engine.operators.notes import add_note, ticket_notes
+from engine.operators.presence import mark_viewing, others_viewing
 from engine.runtime import Runtime
 from ui import glossary
-from ui.auth import allowed
+from ui.auth import allowed, session_alive
 from ui.components import ago, plain, role_hint
 
 Act = Callable[[str, Callable[[Any], object]], None]
 NOBODY = "nobody"
+HEARTBEATS_MISSED = 3
+"""Someone counts as gone after this many refresh periods without a heartbeat."""
 
 
 def assignment(runtime: Runtime, actor: Actor, ticket: Ticket, act: Act) -> None:
@@ -131,3 +136,24 @@ def canned_reply_picker(runtime: Runtime, actor: Actor, ticket: Ticket) -> None:
         st.rerun()
     if used := st.session_state.pop("ticket_canned_used", None):
         st.caption(f"“{used}” is in Write a reply below: read it and change what this ticket needs before sending.")
+
+
+def who_else_is_here(runtime: Runtime, actor: Actor, ticket: Ticket) -> None:
+    """Renew this operator's presence on the ticket every refresh and name anyone else who has it open."""
+    refresh = runtime.settings.DASHBOARD_REFRESH_SECONDS
+
+    @st.fragment(run_every=timedelta(seconds=refresh))
+    def heartbeat() -> None:
+        if not session_alive():
+            return
+        with transaction(runtime.factory) as session:
+            mark_viewing(session, actor, ticket.id)
+            others = others_viewing(
+                session, ticket.id, actor.username, within=timedelta(seconds=refresh * HEARTBEATS_MISSED)
+            )
+        if others:
+            names = ", ".join(name for name, _ in others)
+            verb = "has" if len(others) == 1 else "have"
+            st.warning(f"{names} {verb} this ticket open too: agree who answers before you send.", icon="👥")
+
+    heartbeat()

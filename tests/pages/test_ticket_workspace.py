@@ -83,3 +83,12 @@ def test_a_canned_reply_starts_the_reply_with_placeholders_filled(
     at = at.button(key="ticket_canned_use").click().run()
     assert at.text_area(key=f"reply_body_{ticket_id}").value == f"We are on TCKT-{ticket_id}, ann"
     assert "“Received” is in Write a reply below" in texts(at)
+
+
+def test_names_whoever_else_has_the_ticket_open(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    ticket_id = new_ticket(session_factory, app)
+    first = open_page(TICKET, user="lee", id=str(ticket_id))
+    assert "this ticket open too" not in texts(first)
+    second = open_page(TICKET, id=str(ticket_id))
+    assert "lee has this ticket open too: agree who answers before you send." in texts(second)
+    assert "ann has this ticket open too" in texts(first.run())
