@@ -99,6 +99,7 @@ st.markdown(
 )
 show_flash()
 ticket_workspace.who_else_is_here(runtime, actor, ticket)
+ticket_workspace.merged_conversations(runtime, ticket)
 if story.claimed is not None:
     st.warning(
         f"Its first message claimed to continue [{story.claimed.reference}](?id={story.claimed.id}), but "
@@ -535,6 +536,7 @@ with side:
         act("Closed", lambda s: set_status(s, actor, ticket.id, TicketStatus.CLOSED, reason="closed by hand"))
 
     ticket_workspace.internal_notes(runtime, actor, ticket, act)
+    ticket_workspace.merge_link_and_tags(runtime, actor, ticket, act)
     ticket_workspace.requester_tickets(runtime, ticket)
 
     with st.expander("Assign team or priority"), st.form("ticket_assign"):

@@ -89,6 +89,10 @@ EVENT = {
     "assigned": "Assigned",
     "assigned_to_person": "Assigned to a person",
     "note_added": "Internal note",
+    "merged_into": "Merged into another ticket",
+    "merged_from": "Another ticket merged in",
+    "linked": "Linked to another ticket",
+    "tagged": "Tags changed",
     "overridden": "Decision overridden",
     "taken_over": "Taken over",
     "reanalysis_requested": "Re-analysis requested",
@@ -141,6 +145,9 @@ AUDIT_ACTION = {
     "add_note": "added an internal note",
     "save_canned_reply": "saved a canned reply",
     "delete_canned_reply": "deleted a canned reply",
+    "merge_ticket": "merged a ticket",
+    "link_tickets": "linked tickets",
+    "set_tags": "changed a ticket's tags",
 }
 CRITERION = {
     "code_change_complexity": "Code change needed",

@@ -17,6 +17,15 @@ from engine.operators.actions import Actor
 from engine.operators.assignment import assign_to_person, assignable_operators
 from engine.operators.history import requester_history
 from engine.operators.macros import canned_replies, fill
+from engine.operators.merging import (
+    known_tags,
+    link_tickets,
+    linked_tickets,
+    merge_ticket,
+    merged_into,
+    set_tags,
+    ticket_tags,
+)
 from engine.operators.notes import add_note, ticket_notes
 from engine.operators.presence import mark_viewing, others_viewing
 from engine.runtime import Runtime
@@ -157,3 +166,73 @@ def who_else_is_here(runtime: Runtime, actor: Actor, ticket: Ticket) -> None:
             st.warning(f"{names} {verb} this ticket open too: agree who answers before you send.", icon="👥")
 
     heartbeat()
+
+
+def merged_conversations(runtime: Runtime, ticket: Ticket) -> None:
+    """Where a merged duplicate went, or what was merged into this ticket, its messages shown here."""
+    if ticket.merged_into_id:
+        st.info(
+            f"Merged into [TCKT-{ticket.merged_into_id}](?id={ticket.merged_into_id}): "
+            "its conversation continues there.",
+            icon="🔀",
+        )
+    with runtime.factory() as session:
+        duplicates = merged_into(session, ticket.id)
+        links = linked_tickets(session, ticket.id)
+    if links:
+        st.markdown(
+            "Linked: " + ", ".join(f"[{other.reference}](?id={other.id}) {plain(other.subject)}" for other in links)
+        )
+    for duplicate in duplicates:
+        count = len(duplicate.messages) + 1
+        with st.expander(f"Merged in: {duplicate.ticket.reference} · {count} message{'' if count == 1 else 's'}"):
+            st.caption(f"{duplicate.ticket.created_at:%Y-%m-%d %H:%M} · original request")
+            st.text(duplicate.ticket.description)
+            for message in duplicate.messages:
+                st.caption(f"{message.received_at:%Y-%m-%d %H:%M} · {glossary.message_kind(message.email_type)}")
+                st.text(message.body)
+
+
+def merge_link_and_tags(runtime: Runtime, actor: Actor, ticket: Ticket, act: Act) -> None:
+    """Tags, and merging or linking this ticket with another one."""
+    can_act = allowed(actor, Role.AGENT)
+    hint = role_hint(actor, Role.AGENT)
+    with runtime.factory() as session:
+        current, every = ticket_tags(session, ticket.id), known_tags(session)
+    with st.expander("Tags, merge and link" + (f" · {', '.join(current)}" if current else "")):
+        chosen = st.multiselect(
+            "Tags",
+            sorted({*every, *current}),
+            default=current,
+            accept_new_options=True,
+            key=f"ticket_tags_{ticket.id}",
+            disabled=not can_act,
+            placeholder="Pick or type a tag",
+        )
+        if st.button("Save tags", key="ticket_save_tags", disabled=not can_act or chosen == current, help=hint):
+            act("Tags saved", lambda session: set_tags(session, actor, ticket.id, list(chosen)))
+        other = st.number_input(
+            "Other ticket (TCKT- number)",
+            min_value=1,
+            step=1,
+            value=None,
+            key=f"ticket_other_{ticket.id}",
+            disabled=not can_act,
+        )
+        merge, link = st.columns(2)
+        if merge.button(
+            "Merge this one into it",
+            key="ticket_merge",
+            disabled=not can_act or other is None or ticket.merged_into_id is not None,
+            help=hint or "For a duplicate from the same requester: this ticket closes and points there.",
+            width="stretch",
+        ):
+            act("Merged", lambda session: merge_ticket(session, actor, ticket.id, int(other or 0)))
+        if link.button(
+            "Link them",
+            key="ticket_link",
+            disabled=not can_act or other is None,
+            help=hint or "Both stay open; each shows the other.",
+            width="stretch",
+        ):
+            act("Linked", lambda session: link_tickets(session, actor, ticket.id, int(other or 0)))

@@ -117,6 +117,8 @@ class Ticket(Base):
     """When an operator first acted on the ticket; null means fully automated (the automation rate)."""
     related_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), index=True)
     """The ticket a message claimed to continue when its sender was not on that ticket (engine/intake/ingest.py)."""
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), index=True)
+    """The ticket this duplicate was merged into (engine/operators/merging.py); it is closed and points there."""
 
     timeline: Mapped[list[TimelineEvent]] = relationship(
         back_populates="ticket", order_by="TimelineEvent.id", cascade="all, delete-orphan", passive_deletes=True
@@ -579,3 +581,23 @@ class TicketPresence(Base):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
     username: Mapped[str] = mapped_column(String(120), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class TicketTag(Base):
+    """A label operators put on a ticket, lower case."""
+
+    __tablename__ = "ticket_tags"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(50), primary_key=True, index=True)
+
+
+class TicketLink(Base):
+    """Two tickets an operator said belong together (the lower id first), both kept open on their own."""
+
+    __tablename__ = "ticket_links"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
+    linked_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True, index=True)
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

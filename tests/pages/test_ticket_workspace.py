@@ -1,4 +1,5 @@
-"""The ticket page's workspace panels (ui/ticket_workspace.py): assignment to a person."""
+"""The ticket page's workspace panels (ui/ticket_workspace.py): assignment, internal notes, the requester's other
+tickets, canned replies, who else has the ticket open, tags, merge and link."""
 
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
@@ -92,3 +93,22 @@ def test_names_whoever_else_has_the_ticket_open(app: Settings, session_factory: 
     second = open_page(TICKET, id=str(ticket_id))
     assert "lee has this ticket open too: agree who answers before you send." in texts(second)
     assert "ann has this ticket open too" in texts(first.run())
+
+
+def test_tags_merge_and_link(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    target = new_ticket(session_factory, app, requester_email="grace@navy.example", subject="VPN down")
+    duplicate = new_ticket(session_factory, app, requester_email="grace@navy.example", body="Same VPN again")
+    neighbour = new_ticket(session_factory, app, subject="VPN down too")
+    at = open_page(TICKET, id=str(duplicate))
+    at.multiselect(key=f"ticket_tags_{duplicate}").set_value(["vpn"]).run()
+    at = at.button(key="ticket_save_tags").click().run()
+    assert "Tags saved: done" in texts(at)
+    at.number_input(key=f"ticket_other_{duplicate}").set_value(neighbour).run()
+    at = at.button(key="ticket_link").click().run()
+    assert f"Linked: [TCKT-{neighbour}](?id={neighbour}) VPN down too" in texts(at)
+    at.number_input(key=f"ticket_other_{duplicate}").set_value(target).run()
+    at = at.button(key="ticket_merge").click().run()
+    assert f"Merged into [TCKT-{target}](?id={target})" in texts(at)
+    at = open_page(TICKET, id=str(target))
+    assert f"Merged in: TCKT-{duplicate} · 1 message" in [e.label for e in at.expander]
+    assert "Same VPN again" in [element.value for element in at.text]

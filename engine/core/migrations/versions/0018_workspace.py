@@ -1,5 +1,5 @@
 """The operators' workspace: full-text search, assignment to a person, teams, internal notes, canned replies,
-presence and notifications
+presence, notifications, merged and linked tickets, tags
 
 Search is the database's own: on PostgreSQL a generated `tsvector` column with a GIN index on tickets (subject,
 description, requester's name and address), email_interactions (subject and body) and ticket_notes (body); on SQLite one FTS5 table,
@@ -43,6 +43,12 @@ def _tables() -> None:
     with op.batch_alter_table("tickets") as batch_op:
         batch_op.add_column(sa.Column("assignee", sa.String(length=120), nullable=True))
         batch_op.create_index(batch_op.f("ix_tickets_assignee"), ["assignee"], unique=False)
+    with op.batch_alter_table("tickets") as batch_op:
+        batch_op.add_column(sa.Column("merged_into_id", sa.Integer(), nullable=True))
+        batch_op.create_index(batch_op.f("ix_tickets_merged_into_id"), ["merged_into_id"], unique=False)
+        batch_op.create_foreign_key(
+            batch_op.f("fk_tickets_merged_into_id_tickets"), "tickets", ["merged_into_id"], ["id"], ondelete="SET NULL"
+        )
     op.execute("UPDATE tickets SET assignee = taken_over_by WHERE taken_over_by IS NOT NULL")
     op.create_index("ix_tickets_email_lower", "tickets", [sa.text("lower(email)")], unique=False)
     with op.batch_alter_table("operators") as batch_op:
@@ -95,6 +101,31 @@ def _tables() -> None:
         sa.PrimaryKeyConstraint("ticket_id", "username", name=op.f("pk_ticket_presence")),
     )
     op.create_index(op.f("ix_ticket_presence_seen_at"), "ticket_presence", ["seen_at"], unique=False)
+    op.create_table(
+        "ticket_tags",
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("tag", sa.String(length=50), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"], ["tickets.id"], name=op.f("fk_ticket_tags_ticket_id_tickets"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("ticket_id", "tag", name=op.f("pk_ticket_tags")),
+    )
+    op.create_index(op.f("ix_ticket_tags_tag"), "ticket_tags", ["tag"], unique=False)
+    op.create_table(
+        "ticket_links",
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("linked_id", sa.Integer(), nullable=False),
+        sa.Column("created_by", sa.String(length=120), nullable=False),
+        sa.Column("created_at", engine.core.models.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"], ["tickets.id"], name=op.f("fk_ticket_links_ticket_id_tickets"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["linked_id"], ["tickets.id"], name=op.f("fk_ticket_links_linked_id_tickets"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("ticket_id", "linked_id", name=op.f("pk_ticket_links")),
+    )
+    op.create_index(op.f("ix_ticket_links_linked_id"), "ticket_links", ["linked_id"], unique=False)
 
 
 def _postgres_search() -> None:
@@ -149,6 +180,10 @@ def downgrade() -> None:
             for event in ("insert", "update", "delete"):
                 op.execute(f"DROP TRIGGER ticket_text_{table}_{event}")
         op.execute("DROP TABLE ticket_text")
+    op.drop_index(op.f("ix_ticket_links_linked_id"), table_name="ticket_links")
+    op.drop_table("ticket_links")
+    op.drop_index(op.f("ix_ticket_tags_tag"), table_name="ticket_tags")
+    op.drop_table("ticket_tags")
     op.drop_index(op.f("ix_ticket_presence_seen_at"), table_name="ticket_presence")
     op.drop_table("ticket_presence")
     op.drop_table("canned_replies")
@@ -160,5 +195,8 @@ def downgrade() -> None:
         batch_op.drop_column("team")
     op.drop_index("ix_tickets_email_lower", table_name="tickets")
     with op.batch_alter_table("tickets") as batch_op:
+        batch_op.drop_constraint(batch_op.f("fk_tickets_merged_into_id_tickets"), type_="foreignkey")
+        batch_op.drop_index(batch_op.f("ix_tickets_merged_into_id"))
+        batch_op.drop_column("merged_into_id")
         batch_op.drop_index(batch_op.f("ix_tickets_assignee"))
         batch_op.drop_column("assignee")
