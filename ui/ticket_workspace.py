@@ -56,7 +56,7 @@ def assignment(runtime: Runtime, actor: Actor, ticket: Ticket, act: Act) -> None
     target = None if chosen == NOBODY else chosen
     left, right = st.columns(2)
     if left.button(
-        "Assign", key="ticket_assign_person", disabled=not can_act or target == ticket.assignee, width="stretch"
+        "Save assignee", key="ticket_assign_person", disabled=not can_act or target == ticket.assignee, width="stretch"
     ):
         act("Assigned", lambda session: assign_to_person(session, actor, ticket.id, target))
     if right.button(
