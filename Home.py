@@ -12,6 +12,7 @@ from ui.auth import session_alive
 from ui.components import health_cards, page, why_drafts_wait
 from ui.connectors import connector_cards
 from ui.outcomes import autopilot_floor_notices
+from ui.sla import sla_notice
 from ui.tables import show_table
 
 runtime, actor = page("Today")
@@ -51,6 +52,7 @@ def overview() -> None:
         border=True,
     )
     why_drafts_wait(held)
+    sla_notice(runtime)
     needs = {what: n for what, n in attention.items() if n}
     if needs:
         st.warning("Needs a person: " + " · ".join(f"{n} {what}" for what, n in needs.items()), icon="⚠️")

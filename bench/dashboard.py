@@ -1,5 +1,6 @@
 """How long the server takes to render every page at 100,000 tickets and 1,000,000 timeline events in
-PostgreSQL (goal: every page under one second), and its first (cold) render in a new browser session.
+PostgreSQL (goal: every page under one second), and its first (cold) render in a new browser session; and the
+queue's full-text search (the database's tsvector index over subjects, descriptions and 100,000 customer replies).
 
     .venv/bin/python bench/dashboard.py [--url postgresql+psycopg://postgres@127.0.0.1:5432/nts_bench]
                                         [--tickets 100000] [--events 1000000] [--runs 15]
@@ -70,6 +71,16 @@ SELECT a.ticket_id, a.id, 'propose_resolution',
     CASE WHEN a.ticket_id % 4 = 0 THEN 'engine' ELSE 'operator:bench' END, a.created_at, a.created_at, a.created_at
 FROM analyses a
 """
+REPLIES_SQL = """
+INSERT INTO email_interactions (ticket_id, direction, email_type, source, external_id, from_address, subject, body,
+    headers, received_at)
+SELECT id, 'inbound', 'reply', source, 'BENCH-REPLY-' || id, email, 'Re: ' || subject,
+    CASE WHEN id % 100 = 0 THEN 'Please also check the signed contracts in the shared folder, reference ' || id
+    ELSE 'Still broken after a restart of the laptop, reference ' || id END, '{}'::jsonb, updated_at
+FROM tickets
+"""
+SEARCHES = ("contracts", "gateway unreachable", "laptop restart", "TCKT-42", "nothingmatcheszz")
+"""A rare word (1 % of replies), words in every description, words in every reply, a ticket id, no match."""
 ESCALATIONS_SQL = """
 INSERT INTO escalations (ticket_id, analysis_id, criteria, components, weighted_score, threshold, escalate, reasons,
     team, created_at)
@@ -106,6 +117,9 @@ def prepare(url: str, tickets: int, events: int) -> int:
             for statement in (ANALYSES_SQL, ACTIONS_SQL, ESCALATIONS_SQL):
                 connection.execute(text(statement))
             print(f"generated in {time.perf_counter() - started:.0f} s", flush=True)
+        if connection.scalar(text("SELECT count(*) FROM email_interactions")) < tickets:
+            connection.execute(text("TRUNCATE email_interactions CASCADE"))
+            connection.execute(text(REPLIES_SQL))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("ANALYZE"))
     factory = make_session_factory(engine)
@@ -163,6 +177,28 @@ def measure(page: str, runs: int, **query: str) -> tuple[float, list[float]]:
     return cold, timings
 
 
+def time_searches(url: str, runs: int) -> None:
+    """The queue's search as the page runs it (a count and one page of rows), per typed text."""
+    from engine.core.db import make_engine, make_session_factory
+    from engine.operators.queries import QueueFilter, queue_page
+
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    print(f"{'full-text search':<28}{'matches':>10}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}")
+    for typed in SEARCHES:
+        timings, total = [], 0
+        for _ in range(runs):
+            with factory() as session:
+                started = time.perf_counter()
+                _, total = queue_page(session, QueueFilter(search=typed), limit=50)
+                timings.append(time.perf_counter() - started)
+        timings.sort()
+        p95 = timings[min(len(timings) - 1, round(0.95 * (len(timings) - 1)))]
+        figures = [statistics.median(timings), p95, timings[-1]]
+        print(f"{typed!r:<28}{total:>10,}" + "".join(f"{value * 1000:>10.0f}" for value in figures), flush=True)
+    engine.dispose()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/nts_bench")
@@ -178,6 +214,7 @@ def main() -> int:
         DEMO_FEED_ENABLED="false",
         LOG_LEVEL="WARNING",
     )
+    time_searches(args.url, args.runs)
     print(f"{'page':<28}{'cold ms':>10}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}")
     for label, page, query in (
         ("queue (page 1 of 2,000)", "pages/1_Queue.py", {}),

@@ -16,13 +16,15 @@ import streamlit.components.v1 as components
 from engine.core.db import transaction
 from engine.core.enums import Role, TicketStatus
 from engine.operators.actions import PRIORITIES, Actor, bulk_approve, bulk_assign, bulk_close
+from engine.operators.assignment import operator_team
 from engine.operators.queries import QueueFilter, held_draft_reasons, queue_page, sources, teams
+from engine.operators.sla import SlaTargets
 from ui import glossary
 from ui.auth import allowed, session_alive
 from ui.components import flash, page, page_buttons, plain, role_hint, show_flash, why_drafts_wait
 from ui.tables import show_table
 
-VIEWS = ("All tickets", "Needs approval", "Mine", "Escalated to my team")
+VIEWS = ("All tickets", "Needs approval", "Assigned to me", "My team's", "Escalated to my team", "Breaching soon")
 KEEP = "no change"
 SHORTCUTS = {"j": "queue_down", "k": "queue_up", "Enter": "queue_open", "a": "queue_approve", "e": "queue_edit"}
 # Keys press the queue's own buttons, so a shortcut does nothing a click could not; typing in a field is left alone.
@@ -42,12 +44,17 @@ if (!doc.queueShortcuts) {
 </script>""".replace("SHORTCUTS", json.dumps(SHORTCUTS))
 
 
-def with_view(queue: QueueFilter, view: str, actor: Actor, team: str) -> QueueFilter:
-    """The saved view narrows the filters: drafts to approve, tickets the operator owns, or their team's escalations."""
+def with_view(queue: QueueFilter, view: str, actor: Actor, team: str, own_team: str | None) -> QueueFilter:
+    """The saved view narrows the filters: drafts to approve, tickets assigned to the operator, their own team's
+    tickets, or a team's escalations."""
     if view == "Needs approval":
         return replace(queue, statuses=(TicketStatus.AWAITING_APPROVAL,))
-    if view == "Mine":
-        return replace(queue, held_by=actor.username)
+    if view == "Assigned to me":
+        return replace(queue, assignee=actor.username)
+    if view == "My team's":
+        return replace(queue, teams=(own_team or "",))
+    if view == "Breaching soon":
+        return replace(queue, breaching_soon=True, sort="time left")
     if view == "Escalated to my team":
         return replace(queue, statuses=(TicketStatus.ESCALATED,), teams=(team,))
     return queue
@@ -55,6 +62,7 @@ def with_view(queue: QueueFilter, view: str, actor: Actor, team: str) -> QueueFi
 
 runtime, actor = page("Queue")
 PAGE_SIZE = runtime.settings.DASHBOARD_PAGE_SIZE
+SLA = SlaTargets.of(runtime.settings)
 st.title("Queue")
 show_flash()
 components.html(KEYBOARD, height=0)
@@ -62,6 +70,7 @@ components.html(KEYBOARD, height=0)
 with runtime.factory() as session:
     known_sources, known_teams = sources(session), teams(session)
     held = held_draft_reasons(session)
+    own_team = operator_team(session, actor.username)
 why_drafts_wait(held)
 known_teams = sorted({*known_teams, runtime.settings.DEFAULT_TEAM})
 
@@ -81,8 +90,10 @@ statuses = filters[0].multiselect(
 chosen_sources = filters[1].multiselect("Source", known_sources, key="queue_source", placeholder="Any")
 chosen_teams = filters[2].multiselect("Team", known_teams, key="queue_team", placeholder="Any")
 chosen_priorities = filters[3].multiselect("Priority", PRIORITIES, key="queue_priority", placeholder="Any")
-search = filters[4].text_input("Search", key="queue_search", placeholder="Subject, requester or TCKT-id")
-sort = filters[5].selectbox("Sort", ["newest", "oldest", "recently updated"], key="queue_sort")
+search = filters[4].text_input(
+    "Search", key="queue_search", placeholder="Any words in the ticket, a requester or TCKT-id"
+)
+sort = filters[5].selectbox("Sort", ["newest", "oldest", "recently updated", "time left"], key="queue_sort")
 queue = QueueFilter(
     statuses=tuple(statuses),
     sources=tuple(chosen_sources),
@@ -91,7 +102,11 @@ queue = QueueFilter(
     search=search,
     sort=sort,
 )
-queue = with_view(queue, view, actor, my_team)
+queue = with_view(queue, view, actor, my_team, own_team)
+if view == "My team's":
+    st.caption(
+        f"Tickets of the team {own_team}." if own_team else "You are in no team: a lead sets teams on the Team page."
+    )
 
 if st.session_state.get("queue_filter_seen") != queue:
     st.session_state["queue_filter_seen"] = queue
@@ -106,6 +121,7 @@ if st.session_state.get("queue_snapshot", {}).get("key") != snapshot_key:
             offset=(page_number - 1) * PAGE_SIZE,
             limit=PAGE_SIZE,
             sla_hours=runtime.settings.SLA_RESOLUTION_HOURS,
+            sla=SLA,
         )
     st.session_state["queue_snapshot"] = {"key": snapshot_key, "rows": rows, "total": total}
     st.session_state.pop("queue_table", None)
@@ -120,7 +136,7 @@ def new_arrivals() -> None:
     if not session_alive():
         return
     with runtime.factory() as session:
-        _, now_total = queue_page(session, queue, limit=0)
+        _, now_total = queue_page(session, queue, limit=0, sla=SLA)
     if now_total != total:
         st.info(f"{now_total - total:+,} tickets since this page loaded · press Refresh to see them", icon="🔔")
 
@@ -231,7 +247,7 @@ picked = show_table(
         "confidence",
         "escalation_score",
         "draft",
-        "held_by",
+        "assignee",
     ],
     column_config={
         "ticket": st.column_config.TextColumn("Ticket", width=80, help="Click a cell to open the ticket."),
@@ -244,7 +260,7 @@ picked = show_table(
         "confidence": st.column_config.TextColumn("Confidence", width=75),
         "escalation_score": st.column_config.TextColumn("Escalation", width=70),
         "draft": st.column_config.TextColumn("Draft", width=50),
-        "held_by": st.column_config.TextColumn("Owner", width=65),
+        "assignee": st.column_config.TextColumn("Assigned to", width=75),
     },
 )
 clicked = picked.selection.cells if picked else []

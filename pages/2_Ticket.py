@@ -34,7 +34,7 @@ from engine.operators.actions import (
 )
 from engine.operators.queries import TicketStory, sla_label, teams, ticket_story
 from kb.search import search
-from ui import glossary
+from ui import glossary, ticket_workspace
 from ui.auth import allowed, session_alive
 from ui.components import ago, flash, page, plain, role_hint, show_flash
 from ui.learned import answer_records
@@ -99,6 +99,8 @@ st.markdown(
     f"({plain(ticket.email)}) via **{plain(ticket.source)}** · received {ago(ticket.created_at)}"
 )
 show_flash()
+ticket_workspace.who_else_is_here(runtime, actor, ticket)
+ticket_workspace.merged_conversations(runtime, ticket)
 if story.claimed is not None:
     st.warning(
         f"Its first message claimed to continue [{story.claimed.reference}](?id={story.claimed.id}), but "
@@ -512,6 +514,7 @@ with side:
                 st.rerun()
 
     st.subheader("Ticket")
+    ticket_workspace.assignment(runtime, actor, ticket, act)
     buttons = st.columns(2)
     if buttons[0].button(
         "Take over",
@@ -533,6 +536,10 @@ with side:
         act("Resolved", lambda s: set_status(s, actor, ticket.id, TicketStatus.RESOLVED, reason="resolved by hand"))
     if buttons[1].button("Close", disabled=not CAN_ACT, help=AGENT_ONLY, key="ticket_close", width="stretch"):
         act("Closed", lambda s: set_status(s, actor, ticket.id, TicketStatus.CLOSED, reason="closed by hand"))
+
+    ticket_workspace.internal_notes(runtime, actor, ticket, act)
+    ticket_workspace.merge_link_and_tags(runtime, actor, ticket, act)
+    ticket_workspace.requester_tickets(runtime, ticket)
 
     with st.expander("Assign team or priority"), st.form("ticket_assign"):
         team_choice = st.selectbox(
@@ -583,6 +590,7 @@ with side:
             )
             st.rerun()
 
+    ticket_workspace.canned_reply_picker(runtime, actor, ticket)
     with st.expander("Write a reply", expanded=draft is None and CAN_ACT), st.form("ticket_reply"):
         reply_subject = st.text_input(
             "Subject", value=f"Re: {ticket.subject}"[:200], key=f"reply_subject_{ticket.id}", disabled=not CAN_ACT

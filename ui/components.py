@@ -15,6 +15,7 @@ from engine.runtime import Runtime
 from kb.titles import FILE_EXTENSION, readable_name
 from ui.auth import allowed, require_signed_in
 from ui.glossary import humanise
+from ui.notifications import notification_bell
 from ui.runtime import app_runtime
 
 FLASH_KEY = "flash"
@@ -27,6 +28,8 @@ def page(title: str, min_role: Role = Role.VIEWER) -> tuple[Runtime, Actor]:
     st.set_page_config(page_title=f"{title} · No-Touch Support", page_icon="🎫", layout="wide")
     runtime = app_runtime()
     actor = require_signed_in(min_role)
+    with st.sidebar:
+        notification_bell(runtime, actor)
     return runtime, actor
 
 

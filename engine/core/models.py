@@ -75,6 +75,8 @@ class Ticket(Base):
         Index("ix_tickets_status_created", "status", "created_at"),
         Index("ix_tickets_updated_at", "updated_at"),
         Index("ix_tickets_created_source", "created_at", "source"),
+        # the requester's history finds their other tickets by address, case-insensitively
+        Index("ix_tickets_email_lower", text("lower(email)")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -99,6 +101,8 @@ class Ticket(Base):
     thread_key: Mapped[str | None] = mapped_column(String(500), index=True)
     automatic_reason: Mapped[str | None] = mapped_column(String(200))
     taken_over_by: Mapped[str | None] = mapped_column(String(120))
+    assignee: Mapped[str | None] = mapped_column(String(120), index=True)
+    """The operator (username) the ticket is assigned to; a take-over assigns it to whoever took it."""
     pending_since: Mapped[datetime | None] = mapped_column(index=True)
     claim_token: Mapped[str | None] = mapped_column(String(64))
     claimed_by: Mapped[str | None] = mapped_column(String(120))
@@ -113,6 +117,8 @@ class Ticket(Base):
     """When an operator first acted on the ticket; null means fully automated (the automation rate)."""
     related_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), index=True)
     """The ticket a message claimed to continue when its sender was not on that ticket (engine/intake/ingest.py)."""
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), index=True)
+    """The ticket this duplicate was merged into (engine/operators/merging.py); it is closed and points there."""
 
     timeline: Mapped[list[TimelineEvent]] = relationship(
         back_populates="ticket", order_by="TimelineEvent.id", cascade="all, delete-orphan", passive_deletes=True
@@ -365,6 +371,10 @@ class Operator(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     last_login_at: Mapped[datetime | None] = mapped_column()
+    team: Mapped[str | None] = mapped_column(String(100))
+    """The team whose tickets this person works ("my team's" view, notifications); none: no team."""
+    notifications_seen_at: Mapped[datetime | None] = mapped_column()
+    """Until when this person has read their notifications (engine/operators/notifications.py)."""
     sessions_ended_at: Mapped[datetime | None] = mapped_column()
     """When all of this person's sessions were last ended (everywhere, password, deactivation, role): a single
     sign-on identity issued before it starts no new session."""
@@ -602,3 +612,64 @@ class AnswerReview(Base):
     reviewed_by: Mapped[str] = mapped_column(String(100))
     reviewed_at: Mapped[datetime] = mapped_column(default=utcnow)
     reopened_at_review: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TicketNote(Base):
+    """An internal note: operators read it, customers never do (no message is built from it); its timeline event
+    writes it back to the source as an internal comment (engine/delivery/sync.py)."""
+
+    __tablename__ = "ticket_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    author: Mapped[str] = mapped_column(String(120))
+    body: Mapped[str] = mapped_column(Text)
+    mentions: Mapped[list[Any]] = mapped_column(default=list)
+    """Usernames of the operators the note @mentions."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class CannedReply(Base):
+    """A reply text leads keep for common cases, with placeholders filled in per ticket (engine/operators/macros.py)."""
+
+    __tablename__ = "canned_replies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200), unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    team: Mapped[str | None] = mapped_column(String(100))
+    source_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
+    """The resolved ticket whose approved answer seeded it, if any."""
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TicketPresence(Base):
+    """Who has a ticket open right now: each open ticket page renews its row; an old row means they left."""
+
+    __tablename__ = "ticket_presence"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
+    username: Mapped[str] = mapped_column(String(120), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class TicketTag(Base):
+    """A label operators put on a ticket, lower case."""
+
+    __tablename__ = "ticket_tags"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(50), primary_key=True, index=True)
+
+
+class TicketLink(Base):
+    """Two tickets an operator said belong together (the lower id first), both kept open on their own."""
+
+    __tablename__ = "ticket_links"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
+    linked_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True, index=True)
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

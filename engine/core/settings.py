@@ -204,6 +204,12 @@ class CoreSettings(BaseSettings):
         default_factory=lambda: {"critical": 4.0, "high": 8.0, "medium": 24.0, "low": 72.0, "": 24.0}
     )
     """Hours to resolve by priority (lower-case); "" is the target for tickets without a priority."""
+    SLA_FIRST_RESPONSE_HOURS: dict[str, float] = Field(
+        default_factory=lambda: {"critical": 0.5, "high": 1.0, "medium": 4.0, "low": 8.0, "": 4.0}
+    )
+    """Hours to the first answer by priority (lower-case), while nobody has answered; "" is the default target."""
+    SLA_BREACHING_SOON_HOURS: float = Field(default=2.0, gt=0)
+    """A ticket within this many hours of a deadline is "breaching soon" (queue view, Home)."""
 
     @field_validator("OUTBOX_TRANSPORT")
     @classmethod

@@ -27,7 +27,7 @@ from connectors.base import SourceUpdate, SyncBack
 from connectors.http import CircuitOpenError, ConnectorError, UnreachableError
 from engine.core.db import exclusive, transaction
 from engine.core.enums import MessageKind, TicketStatus
-from engine.core.models import OutboxMessage, SourceCursor, Ticket, TimelineEvent, utcnow
+from engine.core.models import OutboxMessage, SourceCursor, Ticket, TicketNote, TimelineEvent, utcnow
 from engine.core.settings import Settings
 from engine.core.timeline import record_event
 
@@ -46,6 +46,7 @@ NOTE_TYPES = frozenset(
         "resolution_confirmed",
         "resolution_rejected",
         "resolution_outcome",
+        "note_added",
     }
 )
 SYNCED_TYPES = NOTE_TYPES | {"status_changed"}
@@ -237,6 +238,8 @@ def as_update(session: Session, event: TimelineEvent, ticket: Ticket) -> SourceU
         sentence = event.title.partition(": “")[0] or event.title
         text, quote = f"{_tag(ticket, event)} {sentence}. The customer's words, quoted as written:", words
     public = False
+    if event.type == "note_added" and (note := session.get(TicketNote, event.data.get("note_id") or 0)) is not None:
+        text += f"\n\n{note.body}"  # an operator's note for operators: internal at the source, like every note
     if event.type == "email_sent" and (outbox_id := event.data.get("outbox_id")):
         message = session.get(OutboxMessage, outbox_id)
         if message is not None:

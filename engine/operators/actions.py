@@ -150,14 +150,15 @@ OWNABLE = frozenset({TicketStatus.NEW, TicketStatus.ANALYZING, TicketStatus.AWAI
 
 
 def take_over(session: Session, actor: Actor, ticket_id: int) -> Ticket:
-    """A person owns the ticket from now on: automation stops for it, any claim in flight is void.
+    """A person owns the ticket from now on (it is assigned to them): automation stops for it, any claim in flight
+    is void.
 
     An open AI draft stays, as the owner's starting point: it is sent only when they approve it.
     """
     require(actor, Role.AGENT)
     ticket = _ticket(session, ticket_id)
     _touched(ticket)
-    ticket.taken_over_by = actor.username
+    ticket.taken_over_by = ticket.assignee = actor.username
     _stop_engine_work(ticket)
     if ticket.status in OWNABLE:
         transition(

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from connectors.redaction import redact_url_credentials
 from engine.core.enums import ActionState, TicketStatus
+from engine.core.fulltext import ticket_ids_matching
 from engine.core.models import (
     Action,
     Analysis,
@@ -37,6 +38,7 @@ from engine.core.models import (
     TimelineEvent,
     utcnow,
 )
+from engine.operators.sla import SlaTargets, breaching_soon, time_left_order
 from engine.outcomes.learned import (
     LEARNED,
     VERDICTS,
@@ -64,9 +66,12 @@ class QueueFilter:
     teams: tuple[str, ...] = ()
     priorities: tuple[str, ...] = ()
     search: str = ""
-    sort: Literal["newest", "oldest", "recently updated"] = "newest"
-    held_by: str = ""
-    """Only tickets this operator has taken over ("mine")."""
+    sort: Literal["newest", "oldest", "recently updated", "time left"] = "newest"
+    """"time left": open tickets by their next SLA deadline, soonest first (engine/operators/sla.py)."""
+    assignee: str = ""
+    """Only tickets assigned to this operator ("assigned to me")."""
+    breaching_soon: bool = False
+    """Only open tickets past an SLA deadline or close to one."""
 
 
 def status_counts(session: Session) -> dict[str, int]:
@@ -88,7 +93,7 @@ def teams(session: Session) -> list[str]:
     return list(session.scalars(select(Ticket.team).where(Ticket.team.is_not(None)).distinct().order_by(Ticket.team)))
 
 
-def _queue_conditions(queue: QueueFilter) -> list[Any]:
+def _queue_conditions(session: Session, queue: QueueFilter) -> list[Any]:
     conditions: list[Any] = []
     if queue.statuses:
         conditions.append(Ticket.status.in_(queue.statuses))
@@ -98,14 +103,16 @@ def _queue_conditions(queue: QueueFilter) -> list[Any]:
         conditions.append(Ticket.team.in_(queue.teams))
     if queue.priorities:
         conditions.append(Ticket.priority.in_(queue.priorities))
-    if queue.held_by:
-        conditions.append(Ticket.taken_over_by == queue.held_by)
+    if queue.assignee:
+        conditions.append(Ticket.assignee == queue.assignee)
     if text := queue.search.strip():
         if text.upper().startswith("TCKT-") and text[5:].isdigit():
             conditions.append(Ticket.id == int(text[5:]))
         else:
-            pattern = f"%{text.lower()}%"
-            conditions.append(or_(func.lower(Ticket.subject).like(pattern), func.lower(Ticket.email).like(pattern)))
+            found = [words] if (words := ticket_ids_matching(session, text)) is not None else []
+            if "@" in text:  # part of an address ("@customer.example"): the full-text index holds whole ones
+                found.append(func.lower(Ticket.email).like(f"%{text.lower()}%"))
+            conditions.append(or_(*found) if found else false())
     return conditions
 
 
@@ -143,9 +150,19 @@ def queue_page(
     offset: int = 0,
     limit: int = 50,
     sla_hours: dict[str, float] | None = None,
+    sla: SlaTargets | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """One page of the queue and the total matching, filtered, sorted and paged in the database."""
-    conditions = _queue_conditions(queue)
+    """One page of the queue and the total matching, filtered, sorted and paged in the database.
+
+    The "breaching soon" filter and the "time left" sort need `sla`, the targets in force.
+    """
+    conditions = _queue_conditions(session, queue)
+    if queue.breaching_soon or queue.sort == "time left":
+        if sla is None:
+            raise ValueError("breaching soon and time left need the SLA targets")
+        if queue.breaching_soon:
+            conditions.append(breaching_soon(sla))
+    order = time_left_order(session, sla) if queue.sort == "time left" and sla else SORTABLE[queue.sort]
     total = session.scalar(select(func.count()).select_from(Ticket).where(*conditions)) or 0
     rows = session.execute(
         select(
@@ -159,10 +176,10 @@ def queue_page(
             Ticket.created_at,
             Ticket.resolved_at,
             Ticket.action_required,
-            Ticket.taken_over_by,
+            Ticket.assignee,
         )
         .where(*conditions)
-        .order_by(*SORTABLE[queue.sort])
+        .order_by(*order)
         .offset(offset)
         .limit(limit)
     ).all()
@@ -187,7 +204,7 @@ def queue_page(
             "escalation_score": score.get(row.id),
             "sla": sla_label(row.created_at, row.priority, row.resolved_at, hours),
             "draft": drafts.get(row.id),
-            "held_by": row.taken_over_by or "",
+            "assignee": row.assignee or "",
         }
         for row in rows
     ], total

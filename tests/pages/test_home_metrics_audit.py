@@ -32,7 +32,7 @@ def test_home_health_check_reads_as_cards(app: Settings) -> None:
     at = at.button(key="home_health").click().run()
     assert not at.exception
     assert any(m.value.startswith("**Database** :green-badge[healthy]") for m in at.markdown)
-    assert at.expander[-1].label == "Details (the full report)"
+    assert at.main.expander[-1].label == "Details (the full report)"
 
 
 def test_metrics_show_outcomes_and_the_evaluation_report(app: Settings, session_factory: sessionmaker[Session]) -> None:

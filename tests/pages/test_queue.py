@@ -8,7 +8,8 @@ from engine.core.enums import ActionState, Role, TicketStatus
 from engine.core.models import Action, AuditEntry, OutboxMessage, Ticket
 from engine.core.settings import Settings
 from engine.operators.actions import Actor, assign, take_over
-from tests.factories import drafted, new_ticket
+from engine.operators.assignment import assign_to_person, set_operator_team
+from tests.factories import drafted, new_ticket, reply
 from tests.pages.conftest import open_page, texts
 from tests.pages.seed import escalated
 
@@ -39,6 +40,16 @@ def test_lists_filters_searches_and_pages(app: Settings, session_factory: sessio
     assert "11 tickets · page 1 of 1" in texts(at)
     at.text_input(key="queue_search").input("TCKT-3").run()
     assert list(at.dataframe[0].value["ticket"]) == ["TCKT-3"]
+
+
+def test_search_finds_words_in_the_conversation(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    """The search box reads every message of a ticket, through the database's full-text index."""
+    wanted = new_ticket(session_factory, app, subject="Question", body="Hello")
+    new_ticket(session_factory, app, subject="Other", body="Hello")
+    reply(session_factory, app, wanted, "Where do I find the signed contracts?")
+    at = open_page(QUEUE)
+    at.text_input(key="queue_search").input("contracts").run()
+    assert list(at.dataframe[0].value["ticket"]) == [f"TCKT-{wanted}"]
 
 
 def test_one_click_on_a_cell_opens_its_ticket(app: Settings, session_factory: sessionmaker[Session]) -> None:
@@ -76,16 +87,23 @@ def test_saved_views(app: Settings, session_factory: sessionmaker[Session]) -> N
     waiting, _ = drafted(session_factory, app)
     pushed = escalated(session_factory, app)
     owned = new_ticket(session_factory, app)
+    given = new_ticket(session_factory, app)
     with session_factory.begin() as session:
         take_over(session, Actor("ann", Role.AGENT), owned)
         assign(session, Actor("ann", Role.AGENT), pushed, team="Network", priority="high")
+        assign_to_person(session, Actor("lee", Role.LEAD), given, "ann")
+        set_operator_team(session, Actor("lee", Role.LEAD), "ann", "Network")
     at = open_page(QUEUE)
-    assert len(at.dataframe[0].value) == 3
+    assert len(at.dataframe[0].value) == 4
     at.button_group(key="queue_view").set_value("Needs approval").run()
     assert list(at.dataframe[0].value["ticket"]) == [f"TCKT-{waiting}"]
     assert list(at.dataframe[0].value["status"]) == ["Awaiting approval"]
-    at.button_group(key="queue_view").set_value("Mine").run()
-    assert list(at.dataframe[0].value["ticket"]) == [f"TCKT-{owned}"]
+    at.button_group(key="queue_view").set_value("Assigned to me").run()
+    assert list(at.dataframe[0].value["ticket"]) == [f"TCKT-{given}", f"TCKT-{owned}"]
+    assert set(at.dataframe[0].value["assignee"]) == {"ann"}
+    at.button_group(key="queue_view").set_value("My team's").run()
+    assert list(at.dataframe[0].value["ticket"]) == [f"TCKT-{pushed}"]
+    assert "Tickets of the team Network." in texts(at)
     at.button_group(key="queue_view").set_value("Escalated to my team").run()
     at.selectbox(key="queue_my_team").set_value("Network").run()
     assert list(at.dataframe[0].value["ticket"]) == [f"TCKT-{pushed}"]

@@ -6,12 +6,15 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
 from engine.core.db import MIGRATIONS, upgrade_database
+from engine.core.fulltext import mapped_by_models
 from engine.core.models import Base, JSONType, UTCDateTime, utcnow
 
 
 def test_migrations_build_exactly_the_models(engine: Engine) -> None:
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_object": mapped_by_models}
+        )
         differences = compare_metadata(context, Base.metadata)
     assert differences == []
 
