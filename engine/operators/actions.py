@@ -125,8 +125,11 @@ def edit_draft(session: Session, actor: Actor, action_id: int, seen_version: int
     return action
 
 
-def reject_draft(session: Session, actor: Actor, action_id: int, seen_version: int, *, reason: str) -> Action:
-    """Refuse the draft; the ticket goes to a person."""
+def reject_draft(
+    session: Session, actor: Actor, action_id: int, seen_version: int, *, reason: str, team: str | None = None
+) -> Action:
+    """Refuse the draft; the ticket goes to a person: its team, else `team` (the page passes the first-line team), so
+    an escalated ticket always shows in some team's queue."""
     require(actor, Role.AGENT)
     if not reason.strip():
         raise ValueError("a rejection needs a reason")
@@ -135,6 +138,7 @@ def reject_draft(session: Session, actor: Actor, action_id: int, seen_version: i
     action.decided_by, action.decided_at = actor.label, utcnow()
     _touched(ticket)
     action.reason = reason
+    ticket.team = ticket.team or team
     transition(session, ticket, TicketStatus.ESCALATED, actor=actor.label, reason=f"draft rejected: {reason}")
     record_audit(session, actor.username, "reject_draft", "action", action.id, reason=reason, ticket=ticket.id)
     return action
@@ -401,10 +405,11 @@ def bulk_close(session: Session, actor: Actor, ticket_ids: list[int], *, reason:
     )
 
 
-def change_policy(session: Session, actor: Actor, policy: DeskPolicy) -> int:
-    """Save a new desk-policy version (autopilot, thresholds, weights, templates): leads and admins only."""
+def change_policy(session: Session, actor: Actor, policy: DeskPolicy, previous: DeskPolicy | None = None) -> int:
+    """Save a new desk-policy version (autopilot, thresholds, weights, templates): leads and admins only. `previous` is
+    the policy the person edited (the defaults, before any save), so the audit names only what they changed."""
     require(actor, Role.LEAD)
-    return save_policy(session, policy, actor=actor.username).version
+    return save_policy(session, policy, actor=actor.username, previous=previous).version
 
 
 def add_kb_document(
