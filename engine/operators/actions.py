@@ -17,7 +17,7 @@ from engine.core.enums import ActionKind, ActionState, MessageKind, Role, Ticket
 from engine.core.lifecycle import transition
 from engine.core.models import Action, KbChunk, KbDocument, Ticket, utcnow
 from engine.core.settings import Settings
-from engine.core.templates import EmailContent, to_html
+from engine.core.templates import EmailContent, conversation_subject, to_html
 from engine.core.timeline import record_audit, record_event
 from engine.delivery.execution import execute_action, void_open_drafts
 from engine.delivery.outbox import enqueue_email, resolve_uncertain
@@ -192,7 +192,7 @@ def send_manual_reply(
     ticket = _ticket(session, ticket_id)
     _touched(ticket)
     if ticket.reference not in subject:
-        subject = f"{subject} [{ticket.reference}]".strip()
+        subject = conversation_subject(ticket.reference, subject.strip().removeprefix("Re:"))
     action = Action(
         ticket_id=ticket.id,
         kind=ActionKind.MANUAL_REPLY,
@@ -241,7 +241,6 @@ def set_status(session: Session, actor: Actor, ticket_id: int, status: TicketSta
 
 PRIORITIES = ("critical", "high", "medium", "low")
 OVERRIDE_KIND = {"resolve": ActionKind.PROPOSE_RESOLUTION, "ask": ActionKind.REQUEST_INFO}
-OVERRIDE_SUBJECT = {"resolve": "Resolution for your request", "ask": "We need a little more information"}
 
 
 def assign(
@@ -332,9 +331,9 @@ def override_decision(
         if ticket.status != TicketStatus.ESCALATED:
             transition(session, ticket, TicketStatus.ESCALATED, actor=actor.label, reason=reason, action_id=action.id)
     else:
-        subject = subject.strip() or OVERRIDE_SUBJECT[decision]
+        subject = subject.strip()
         if ticket.reference not in subject:
-            subject = f"{subject} [{ticket.reference}]"
+            subject = conversation_subject(ticket.reference, subject.removeprefix("Re:"))
         action = Action(
             ticket_id=ticket.id,
             kind=OVERRIDE_KIND[decision],
