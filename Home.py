@@ -56,7 +56,7 @@ def overview() -> None:
         border=True,
     )
     cards[5].metric(
-        "First response p50",
+        "First reply",
         "—" if today.first_response_p50_minutes is None else f"{today.first_response_p50_minutes:.0f} min",
         help="Median time to the first answer, tickets of the last 7 days.",
         border=True,

@@ -207,6 +207,7 @@ if focus_bar[4].button(
 if focus_bar[5].button("Edit (e)", key="queue_edit", help="Open the ticket at its draft.", width="stretch"):
     st.switch_page("pages/2_Ticket.py", query_params={"id": str(focus["id"])})
 confirm_panel()  # above the table, where the key or button that asked for it was pressed
+st.space("small")  # room for the table's toolbar, which would otherwise cover "Edit (e)"
 
 frame = pd.DataFrame(rows)
 frame["status"] = frame["status"].map(glossary.status) + frame["attention"].map({True: " · needs you", False: ""})
@@ -240,7 +241,7 @@ picked = show_table(
     column_config={
         "ticket": st.column_config.TextColumn("Ticket", width=80, help="Click a cell to open the ticket."),
         "status": st.column_config.TextColumn("Status", width=150),
-        "subject": st.column_config.TextColumn("Subject", width=200),
+        "subject": st.column_config.TextColumn("Subject", width=165),
         "priority": st.column_config.TextColumn("Priority", width=65),
         "team": st.column_config.TextColumn("Team", width=85),
         "age_hours": st.column_config.NumberColumn("Age (h)", format="%.1f", width=60),

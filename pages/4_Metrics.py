@@ -203,7 +203,8 @@ with left:
         )
         figure.update_yaxes(automargin=True, title=None)
         whole_counts(figure, reasons["tickets"].max(), "x")
-        figure.update_layout(**{**LAYOUT, "height": max(320, 60 + 38 * len(reasons))})
+        lines = sum(1 + glossary.words(reason).count(" ") // 5 for reason in reasons["reason"])  # wrapped() lines
+        figure.update_layout(**{**LAYOUT, "height": max(320, 60 + 24 * lines + 14 * len(reasons))})
         st.plotly_chart(figure, width="stretch", key="metrics_reasons")
         csv_button(reasons, "escalation reasons")
 with right:
@@ -332,7 +333,7 @@ else:
         f"{what_if.current:.2f}."
     )
     table = pd.DataFrame(what_if.rows)
-    table["current setting"] = table["current setting"].map({True: "today's minimum", False: ""})
+    table["current setting"] = table["current setting"].map({True: "◀ today", False: ""})
     share = {
         name: (lambda value: "—" if pd.isna(value) else f"{value:.0%}") for name in ("right when known", "coverage")
     }

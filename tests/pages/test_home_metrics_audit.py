@@ -93,7 +93,7 @@ def test_metrics_show_what_each_auto_send_minimum_would_have_done(
     assert "analysed tickets 3 times in this range; 3 resolution drafts" in texts(at)
     [table] = [frame.value for frame in at.dataframe if "minimum confidence" in frame.value.columns]
     rows = table.set_index("minimum confidence")
-    assert rows.loc[0.75, "current setting"] == "today's minimum"
+    assert rows.loc[0.75, "current setting"] == "◀ today"
     assert rows.loc[
         0.65, ["sent automatically", "confirmed by the customer", "approved as-is", "rejected"]
     ].tolist() == [
