@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.models import Ticket
 from engine.core.settings import Settings
-from engine.core.templates import acknowledgement, template_texts
+from engine.core.templates import acknowledgement, conversation_subject, template_texts
 from engine.intake.ingest import ingest
 from tests.factories import email_in, ticket_in
 
@@ -50,3 +50,9 @@ def test_ingest_keeps_whether_the_source_directory_vouches_for_the_name(
         }
     assert greetings[caller.ticket_id].startswith("Hello Dana Lee,")
     assert greetings[sender.ticket_id].startswith("Hello there,")
+
+
+def test_every_message_of_a_conversation_has_one_subject() -> None:
+    assert conversation_subject("TCKT-8") == "Re: your request [TCKT-8]"
+    assert conversation_subject("TCKT-19", " Outlook   problem ") == "Re: Outlook problem [TCKT-19]"
+    assert conversation_subject("TCKT-19", "") == "Re: your request [TCKT-19]"
