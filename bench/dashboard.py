@@ -198,6 +198,8 @@ def queue_interactions(runs: int) -> dict[str, list[float]]:
         if not at.button(key="queue_approve").disabled:
             waits["key a (confirmation)"].append(timed(lambda: at.button(key="queue_approve").click().run()))
             at.button(key="queue_confirm_no").click().run()
+        if at.button(key="queue_down").disabled:  # the page's last row
+            break
         at.button(key="queue_down").click().run()
     for run in range(runs):
         at.session_state["queue_table"] = {"selection": {"rows": [], "columns": [], "cells": [[run % rows, "subject"]]}}
