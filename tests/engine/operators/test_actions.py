@@ -108,7 +108,7 @@ def test_taken_over_ticket_gets_no_automation(session_factory: sessionmaker[Sess
         ticket = session.get(Ticket, ticket_id)
         assert (ticket.status, ticket.taken_over_by) == (TicketStatus.IN_PROGRESS, "ann")
         [reply] = session.scalars(select(OutboxMessage)).all()
-        assert reply.subject == f"About your VPN [{ticket.reference}]"
+        assert reply.subject == f"Re: About your VPN [{ticket.reference}]"
         assert not reply.automated
 
 
