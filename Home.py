@@ -36,17 +36,28 @@ def overview() -> None:
         events = recent_events(session, limit=15)
     cards = st.columns(6)
     cards[0].metric("Open", f"{today.open:,}", border=True)
-    cards[1].metric("Awaiting approval", f"{today.awaiting_approval:,}", border=True)
+    drafts_waiting = attention.pop("drafts awaiting approval")
+    cards[1].metric(
+        "Drafts to approve",
+        f"{drafts_waiting:,}",
+        help="AI drafts waiting for a person's approval; the reasons they wait are listed below.",
+        border=True,
+    )
     cards[2].metric("Escalated", f"{today.escalated:,}", border=True)
     cards[3].metric("Resolved today", f"{today.resolved_today:,}", border=True)
     cards[4].metric(
         "Automation rate",
         "—" if today.automation_rate is None else f"{today.automation_rate:.0%}",
-        help="Tickets resolved today that no person touched.",
+        delta=None
+        if today.automation_rate is None
+        else f"{round(today.automation_rate * today.resolved_today)} of {today.resolved_today:,} resolved today",
+        delta_color="off",
+        delta_arrow="off",
+        help="Of the tickets resolved today, the share no person touched (not a share of the tickets received).",
         border=True,
     )
     cards[5].metric(
-        "First response p50",
+        "First reply",
         "—" if today.first_response_p50_minutes is None else f"{today.first_response_p50_minutes:.0f} min",
         help="Median time to the first answer, tickets of the last 7 days.",
         border=True,
@@ -55,7 +66,7 @@ def overview() -> None:
     sla_notice(runtime)
     needs = {what: n for what, n in attention.items() if n}
     if needs:
-        st.warning("Needs a person: " + " · ".join(f"{n} {what}" for what, n in needs.items()), icon="⚠️")
+        st.warning("Needs a person: " + " · ".join(f"{n:,} {what}" for what, n in needs.items()), icon="⚠️")
 
     events_column, health_column = st.columns([3, 2])
     with events_column:
@@ -107,6 +118,8 @@ def overview() -> None:
 overview()
 autopilot_floor_notices(runtime)
 
-with st.expander("Full health check"):
+with st.expander("Full health check", key="home_health_panel", on_change="rerun"):
     if st.button("Run health check", key="home_health"):
-        health_cards(health_report(runtime))
+        st.session_state["home_health_report"] = health_report(runtime)
+    if report := st.session_state.get("home_health_report"):
+        health_cards(report)

@@ -68,7 +68,7 @@ class FixedRateAnalyser:
             decision="resolve",
             reason="bench",
             confidence=0.9,
-            draft_subject=f"Resolution Proposed: {ticket.reference}",
+            draft_subject=f"Re: your request [{ticket.reference}]",
             draft_body="1. Open Settings > Account.\n2. Choose Reset and follow the steps.",
             evidence=[{"source_kind": "kb", "title": "account.md"}],
         )
@@ -158,7 +158,7 @@ def simulate(url: str, args: argparse.Namespace, workdir: Path) -> None:
                         kind="email",
                         external_id=f"reply-{ticket_id}-{day}",
                         requester_email=ticket.email,
-                        subject=f"Re: Resolution Proposed: {ticket.reference}",
+                        subject=f"Re: your request [{ticket.reference}]",
                         body=body,
                     )
                     ingest(session, reply, settings)

@@ -281,7 +281,10 @@ class OpenBacklog:
     """The start of the window, as the source writes its timestamps (UTC)."""
     approximate: bool = False
     """The vendor only estimates the count (Jira Cloud's approximate-count)."""
-    kind: str = "open record(s) last changed"
+    noun: str = "open record"
+    """What is counted, one of them (\"2 open records\")."""
+    since: str = "last changed"
+    """What happened before the window."""
     """What was counted, in words that go before "before the start window"."""
 
 

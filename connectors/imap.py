@@ -250,8 +250,9 @@ class ImapSource:
         start = self._window(cursor)
         with self._session(readonly=True) as client:
             count = len(self._unread_before(client, start))
-        kind = "unread message(s) that arrived"
-        return OpenBacklog(count=count, window_start=start.strftime(START_FORMAT), kind=kind)
+        return OpenBacklog(
+            count=count, window_start=start.strftime(START_FORMAT), noun="unread message", since="that arrived"
+        )
 
     def open_backlog(self, cursor: str | None) -> Iterator[PolledPage]:
         """Those unread messages as backlog tickets, oldest first, each page flagged \\Seen once handed over;

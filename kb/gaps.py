@@ -103,8 +103,11 @@ def knowledge_gaps(session: Session, since: datetime, *, max_topics: int = 12) -
         if not members:
             continue
         centre = model.cluster_centers_[topic]
-        label = " · ".join(terms[term] for term in centre.argsort()[::-1][:LABEL_TERMS] if centre[term] > 0)
         members.sort(key=lambda index: -float(matrix[index].dot(centre)[0]))
+        # The topic's most typical ticket names it in a person's words; its top terms ("vpn · ich · working") only
+        # when that ticket has no subject.
+        terms_label = " · ".join(terms[term] for term in centre.argsort()[::-1][:LABEL_TERMS] if centre[term] > 0)
+        label = " ".join(tickets[members[0]].subject.split()) or terms_label
         gaps.append(_gap(label or "unlabelled", tickets, members))
     return sorted(gaps, key=lambda gap: -gap.tickets)
 

@@ -22,25 +22,27 @@ from engine.operators.sla import SlaTargets
 from ui import glossary
 from ui.auth import allowed, session_alive
 from ui.components import flash, page, page_buttons, plain, role_hint, show_flash, why_drafts_wait
+from ui.queue_words import confirmation_text, queue_count_line, result_text
 from ui.tables import show_table
 
 VIEWS = ("All tickets", "Needs approval", "Assigned to me", "My team's", "Escalated to my team", "Breaching soon")
 KEEP = "no change"
 SHORTCUTS = {"j": "queue_down", "k": "queue_up", "Enter": "queue_open", "a": "queue_approve", "e": "queue_edit"}
 # Keys press the queue's own buttons, so a shortcut does nothing a click could not; typing in a field is left alone.
+# The listener lives in this frame's script: leaving the page (sidebar, Back) discards the frame and its listener with
+# it, so every new frame replaces the one it finds on the page instead of trusting a flag a dead frame left behind.
 KEYBOARD = """<script>
 const doc = window.parent.document;
-if (!doc.queueShortcuts) {
-  doc.queueShortcuts = true;
-  doc.addEventListener("keydown", (event) => {
-    const target = event.target;
-    if (event.ctrlKey || event.metaKey || event.altKey || target.isContentEditable) return;
-    if (["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName)) return;
-    const key = SHORTCUTS[event.key];
-    const button = key && doc.querySelector(`.st-key-${key} button`);
-    if (button && !button.disabled) { event.preventDefault(); button.click(); }
-  });
-}
+if (doc.queueShortcuts) doc.removeEventListener("keydown", doc.queueShortcuts);
+doc.queueShortcuts = (event) => {
+  const target = event.target;
+  if (event.ctrlKey || event.metaKey || event.altKey || target.isContentEditable) return;
+  if (["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName)) return;
+  const key = SHORTCUTS[event.key];
+  const button = key && doc.querySelector(`.st-key-${key} button`);
+  if (button && !button.disabled) { event.preventDefault(); button.click(); }
+};
+doc.addEventListener("keydown", doc.queueShortcuts);
 </script>""".replace("SHORTCUTS", json.dumps(SHORTCUTS))
 
 
@@ -75,10 +77,11 @@ why_drafts_wait(held)
 known_teams = sorted({*known_teams, runtime.settings.DEFAULT_TEAM})
 
 views = st.columns([5, 2])
-view = views[0].segmented_control("View", VIEWS, default=VIEWS[0], key="queue_view") or VIEWS[0]
+view = views[0].segmented_control("View", VIEWS, default=VIEWS[0], key="queue_view", bind="query-params") or VIEWS[0]
 my_team = views[1].selectbox(
     "My team",
     known_teams,
+    index=known_teams.index(runtime.settings.DEFAULT_TEAM),
     key="queue_my_team",
     disabled=view != "Escalated to my team",
     help="For the view Escalated to my team.",
@@ -132,21 +135,28 @@ pages = max(1, -(-total // PAGE_SIZE))
 
 @st.fragment(run_every=timedelta(seconds=runtime.settings.DASHBOARD_REFRESH_SECONDS))
 def new_arrivals() -> None:
-    """Says when the queue changed; never reloads the table under an operator's selection."""
+    """Says when the queue changed, on the count's own line: nothing above the table moves, and the table never
+    reloads under an operator's selection."""
     if not session_alive():
         return
     with runtime.factory() as session:
         _, now_total = queue_page(session, queue, limit=0, sla=SLA)
-    if now_total != total:
-        st.info(f"{now_total - total:+,} tickets since this page loaded · press Refresh to see them", icon="🔔")
+    st.caption(
+        queue_count_line(total, page_number, pages)
+        + (
+            f" · :orange[**🔔 {now_total - total:+,} since this page loaded: press Refresh**]"
+            if now_total != total
+            else ""
+        )
+    )
 
 
-bar = st.columns([6, 1])
-bar[0].caption(f"{total:,} tickets · page {page_number} of {pages:,}")
+bar = st.columns([6, 1], vertical_alignment="center")
 if bar[1].button("Refresh", key="queue_refresh", icon=":material/refresh:", width="stretch"):
     st.session_state["queue_refreshes"] = st.session_state.get("queue_refreshes", 0) + 1
     st.rerun()
-new_arrivals()
+with bar[0]:
+    new_arrivals()
 
 
 def confirm_panel() -> None:
@@ -154,12 +164,7 @@ def confirm_panel() -> None:
     confirm = st.session_state.get("queue_confirm")
     if not confirm:
         return
-    what = {
-        "approve": f"Send the {len(confirm.get('drafts', {}))} draft(s) exactly as drafted to their customers?",
-        "assign": f"Set team {confirm.get('team') or '(unchanged)'} and priority "
-        f"{confirm.get('priority') or '(unchanged)'} on {len(confirm.get('ids', []))} ticket(s)?",
-        "close": f"Close {len(confirm.get('ids', []))} ticket(s)? Open drafts on them are voided.",
-    }[confirm["op"]]
+    what = confirmation_text(confirm)
     with st.container(border=True):
         st.warning(what)
         yes, no, _ = st.columns([1, 1, 6])
@@ -182,10 +187,8 @@ def confirm_panel() -> None:
             except PermissionError as error:
                 flash(str(error), "error")
             else:
-                skipped = "; ".join(f"TCKT-{t}: {why}" for t, why in result.skipped.items())
                 flash(
-                    f"{confirm['op'].capitalize()}: {len(result.done)} done"
-                    + (f" · skipped {skipped}" if skipped else ""),
+                    result_text(confirm["op"], result.done, result.skipped),
                     "warning" if result.skipped else "success",
                 )
             st.session_state["queue_refreshes"] = st.session_state.get("queue_refreshes", 0) + 1
@@ -219,11 +222,13 @@ if focus_bar[4].button(
     st.session_state["queue_confirm"] = {"op": "approve", "drafts": {focus["id"]: focus["draft"]}}
 if focus_bar[5].button("Edit (e)", key="queue_edit", help="Open the ticket at its draft.", width="stretch"):
     st.switch_page("pages/2_Ticket.py", query_params={"id": str(focus["id"])})
+confirm_panel()  # above the table, where the key or button that asked for it was pressed
+st.space("small")  # room for the table's toolbar, which would otherwise cover "Edit (e)"
 
 frame = pd.DataFrame(rows)
-frame["status"] = frame["status"].map(glossary.status)
+frame["status"] = frame["status"].map(glossary.status) + frame["attention"].map({True: " · needs you", False: ""})
 frame["draft"] = frame["draft"].map(lambda draft: "✓" if draft else "")
-frame["confidence"] = frame["confidence"].map(lambda value: "—" if pd.isna(value) else f"{value:.0%}")
+frame["confidence"] = frame["confidence"].map(lambda value: glossary.confidence(None if pd.isna(value) else value))
 frame["escalation_score"] = frame["escalation_score"].map(lambda value: "—" if pd.isna(value) else f"{value:.0f}")
 styled = frame.style.apply(
     lambda row: ["background-color: rgba(255, 196, 0, 0.25)" if row.name == cursor else ""] * len(row), axis=1
@@ -251,8 +256,8 @@ picked = show_table(
     ],
     column_config={
         "ticket": st.column_config.TextColumn("Ticket", width=80, help="Click a cell to open the ticket."),
-        "status": st.column_config.TextColumn("Status", width=115),
-        "subject": st.column_config.TextColumn("Subject", width=200),
+        "status": st.column_config.TextColumn("Status", width=150),
+        "subject": st.column_config.TextColumn("Subject", width=165),
         "priority": st.column_config.TextColumn("Priority", width=65),
         "team": st.column_config.TextColumn("Team", width=85),
         "age_hours": st.column_config.NumberColumn("Age (h)", format="%.1f", width=60),
@@ -284,7 +289,6 @@ if jump != page_number:
 
 if not selected:
     st.caption("Click a cell to open its ticket; tick rows to act on several at once.")
-    confirm_panel()
     st.stop()
 
 st.divider()
@@ -294,13 +298,14 @@ drafts = {row["id"]: row["draft"] for row in selected if row["draft"]}
 no_right = role_hint(actor, Role.AGENT)
 actions = st.columns([2, 2, 2, 1, 2], vertical_alignment="bottom")
 if actions[0].button(
-    f"Approve {len(drafts)} draft(s)",
+    f"Approve {glossary.plural(len(drafts), 'draft')}",
     disabled=not drafts or not allowed(actor, Role.AGENT),
     help=no_right,
     key="queue_bulk_approve",
     width="stretch",
 ):
     st.session_state["queue_confirm"] = {"op": "approve", "drafts": drafts}
+    st.rerun()
 team = actions[1].selectbox("Set team", [KEEP, *known_teams], key="queue_bulk_team")
 priority = actions[2].selectbox("Set priority", [KEEP, *PRIORITIES], key="queue_bulk_priority")
 if actions[3].button(
@@ -312,13 +317,13 @@ if actions[3].button(
         "team": None if team == KEEP else team,
         "priority": None if priority == KEEP else priority,
     }
+    st.rerun()
 if actions[4].button(
-    f"Close {len(ids)} ticket(s)",
+    f"Close {glossary.plural(len(ids), 'ticket')}",
     disabled=not allowed(actor, Role.AGENT),
     help=no_right,
     key="queue_bulk_close",
     width="stretch",
 ):
     st.session_state["queue_confirm"] = {"op": "close", "ids": ids}
-
-confirm_panel()
+    st.rerun()

@@ -36,7 +36,7 @@ from engine.operators.queries import TicketStory, sla_label, teams, ticket_story
 from kb.search import search
 from ui import glossary, ticket_workspace
 from ui.auth import allowed, session_alive
-from ui.components import ago, flash, page, plain, role_hint, show_flash
+from ui.components import ago, flash, held_text, page, plain, role_hint, show_flash
 from ui.learned import answer_records
 from ui.tables import show_table
 
@@ -126,12 +126,15 @@ cards[0].metric("Priority", ticket.priority or "—", border=True)
 cards[1].metric("Team", ticket.team or "—", border=True)
 cards[2].metric(
     "AI confidence",
-    "—" if analysis is None or analysis.analyser == "none" else f"{analysis.confidence:.0%}",
+    "—" if analysis is None or analysis.analyser == "none" else glossary.confidence(analysis.confidence),
     border=True,
 )
 cards[3].metric(
     "Escalation score",
-    "—" if escalation is None else f"{escalation.weighted_score:.1f} / {escalation.threshold:.0f}",
+    "—" if escalation is None else f"{escalation.weighted_score:.1f}",
+    delta=None if escalation is None else f"escalates at {escalation.threshold:.0f}",
+    delta_color="off",
+    delta_arrow="off",
     border=True,
 )
 cards[4].metric(
@@ -215,8 +218,8 @@ def evidence(story: TicketStory) -> None:
                     "title": item.get("title", ""),
                     "where": item.get("location", ""),
                     "fused": item.get("fused_score"),
-                    "meaning rank": item.get("vector_rank") or "",
-                    "keyword rank": item.get("bm25_rank") or "",
+                    "meaning rank": f"#{item['vector_rank']}" if item.get("vector_rank") else "—",
+                    "keyword rank": f"#{item['bm25_rank']}" if item.get("bm25_rank") else "—",
                 }
                 for number, item in enumerate(items, 1)
             ]
@@ -230,7 +233,7 @@ def evidence(story: TicketStory) -> None:
             )
         for number, item in enumerate(items, 1):
             with st.expander(f"[{number}] {plain(citation({'title': '', **item}))}"):
-                st.text(str(item.get("text", "")))
+                held_text(str(item.get("text", "")))
         answer_records(runtime, items)
     if st.button("Preview what the knowledge base would cite now", key="ticket_preview_evidence"):
         with runtime.factory() as session:
@@ -254,7 +257,7 @@ def escalation_breakdown() -> None:
     components = escalation.components or {}
     names = list(components)
     weighted = [float(components[name].get("weighted", 0)) for name in names]
-    verdict = "escalate to a person" if escalation.escalate else "stays automated"
+    verdict = "escalate to a person" if escalation.escalate else "below the threshold: not escalated"
     st.markdown(
         f"Score **{escalation.weighted_score:.1f}** against threshold **{escalation.threshold:.0f}** → **{verdict}**"
     )
@@ -375,7 +378,13 @@ def live_ticket() -> None:
         return
     with runtime.factory() as session:
         fresh = ticket_story(session, ticket_id) or story
-    tabs = st.tabs(["Conversation", "Timeline", "Evidence", "Escalation score", "Attachments", "Outgoing mail"])
+    if fresh.headline != story.headline:  # a new analysis, draft or status landed: header and draft panel too
+        st.rerun(scope="app")
+    tabs = st.tabs(
+        ["Conversation", "Timeline", "Evidence", "Escalation score", "Attachments", "Outgoing mail"],
+        key="ticket_tab",
+        on_change="rerun",
+    )
     with tabs[0]:
         conversation(fresh)
     with tabs[1]:
@@ -449,7 +458,12 @@ with side:
         with st.popover("Reject…", disabled=not CAN_ACT, help=AGENT_ONLY, width="stretch"):
             reason = st.text_input("Why is this draft wrong?", key=f"reject_reason_{draft.id}")
             if st.button("Reject draft", key="ticket_reject", disabled=not reason.strip()):
-                act("Rejected", lambda s: reject_draft(s, actor, draft.id, draft.version, reason=reason))
+                act(
+                    "Rejected",
+                    lambda s: reject_draft(
+                        s, actor, draft.id, draft.version, reason=reason, team=runtime.settings.DEFAULT_TEAM
+                    ),
+                )
 
     confirm = st.session_state.get("ticket_confirm")
     if confirm and confirm.get("ticket") == ticket.id:

@@ -19,8 +19,9 @@ from kb.calibration import calibration_summary
 from kb.chunk import describe_location
 from kb.indexer import quarantined_chunks
 from kb.search import search
+from ui import glossary
 from ui.auth import allowed
-from ui.components import article_text, article_title, flash, page, plain, role_hint, show_flash
+from ui.components import article_text, article_title, flash, held_text, page, plain, role_hint, show_flash
 from ui.learned import learned_answers_tab
 from ui.outcomes import knowledge_gap_list
 from ui.tables import show_table
@@ -33,7 +34,9 @@ ACCEPTED = ["pdf", "docx", "pptx", "md", "txt", "html", "htm", "csv", "eml", "pn
 st.title("Knowledge base")
 show_flash()
 upload_tab, documents_tab, quarantine_tab, search_tab, gaps_tab, learned_tab = st.tabs(
-    ["Upload", "Documents", "Quarantined", "Try a search", "Knowledge gaps", "Learned answers"]
+    ["Upload", "Documents", "Quarantined", "Try a search", "Knowledge gaps", "Learned answers"],
+    key="kb_tab",
+    on_change="rerun",
 )
 
 with upload_tab:
@@ -45,6 +48,7 @@ with upload_tab:
         type=ACCEPTED,
         accept_multiple_files=True,
         key=f"kb_files_{generation}",
+        max_upload_size=max(1, runtime.settings.KB_MAX_FILE_BYTES // (1024 * 1024)),
         disabled=not CAN_EDIT,
         help="PDF, Word, PowerPoint, Markdown, text, HTML, CSV, e-mail and scanned images (OCR).",
     )
@@ -70,7 +74,7 @@ with upload_tab:
         st.session_state["kb_upload_generation"] = generation + 1
         st.session_state["kb_last_upload"] = results
         (st.warning if failed else st.success)(
-            f"{len(results) - len(failed)} of {len(results)} file(s) indexed"
+            f"{len(results) - len(failed)} of {glossary.plural(len(results), 'file')} indexed"
             + (": " + "; ".join(f"{r['file']}: {r['error'] or r['status']}" for r in failed) if failed else ".")
         )
         if renamed:
@@ -149,7 +153,7 @@ with documents_tab:
                 with st.expander(f"Chunk {chunk.chunk_index + 1}" + (f" · {plain(where)}" if where else "") + held):
                     if chunk.quarantine:
                         st.caption(f"Quarantine: {plain(chunk.quarantine)}")
-                    (st.text if chunk.quarantine else article_text)(chunk.text)
+                    (held_text if chunk.quarantine else article_text)(chunk.text)
         else:
             st.caption("Select a document to preview its chunks, re-index or delete it.")
 
@@ -169,7 +173,7 @@ with quarantine_tab:
             where = describe_location(chunk.location) or "whole document"
             st.markdown(f"**{plain(article_title(item.title))}** · {plain(where)}")
             st.warning(f"Quarantined: {plain(chunk.quarantine or '')}")
-            st.text(chunk.text[:600] + ("…" if len(chunk.text) > 600 else ""))
+            held_text(chunk.text[:600] + ("…" if len(chunk.text) > 600 else ""))
             if CAN_EDIT and st.button("Approve as evidence", key=f"kb_approve_{chunk.id}"):
                 try:
                     with transaction(runtime.factory) as session:
@@ -206,7 +210,7 @@ with search_tab:
                         (f"Approved by {hit.approved_by}; " if hit.approved_by else "Quarantined, never cited: ")
                         + plain(hit.quarantine)
                     )
-                (st.text if hit.quarantine else article_text)(hit.text[:1200])
+                (held_text if hit.quarantine else article_text)(hit.text[:1200])
 
 with gaps_tab:
     knowledge_gap_list(runtime)

@@ -29,7 +29,7 @@ from engine.outcomes.threshold_history import threshold_history
 from ui import glossary
 from ui.components import page
 from ui.outcomes import resolution_funnel
-from ui.tables import show_table
+from ui.tables import in_words, show_table
 
 runtime, actor = page("Metrics")
 st.title("Metrics")
@@ -121,7 +121,13 @@ cards = st.columns(5)
 cards[0].metric("Received", f"{summary.received:,}", border=True)
 cards[1].metric("Resolved", f"{summary.resolved:,}", border=True)
 cards[2].metric(
-    "Automation rate", percent(summary.automated, summary.resolved), help="Resolved with no human touch.", border=True
+    "Automation rate",
+    percent(summary.automated, summary.resolved),
+    delta=f"{summary.automated:,} of {glossary.plural(summary.resolved, 'resolved ticket')}",
+    delta_color="off",
+    delta_arrow="off",
+    help="Of the tickets resolved in this range, the share no person touched (not a share of those received).",
+    border=True,
 )
 cards[3].metric(
     "Deflection",
@@ -197,7 +203,8 @@ with left:
         )
         figure.update_yaxes(automargin=True, title=None)
         whole_counts(figure, reasons["tickets"].max(), "x")
-        figure.update_layout(**{**LAYOUT, "height": max(320, 60 + 38 * len(reasons))})
+        lines = sum(1 + glossary.words(reason).count(" ") // 5 for reason in reasons["reason"])  # wrapped() lines
+        figure.update_layout(**{**LAYOUT, "height": max(320, 60 + 24 * lines + 14 * len(reasons))})
         st.plotly_chart(figure, width="stretch", key="metrics_reasons")
         csv_button(reasons, "escalation reasons")
 with right:
@@ -206,7 +213,13 @@ with right:
         st.info("No AI drafts in this range: with no analyser configured every ticket goes to a person.")
     else:
         figure = px.bar(
-            approvals, x="category", y="drafts", color="outcome", barmode="stack", labels=LABELS, **OUTCOMES
+            approvals.assign(category=approvals["category"].map(glossary.category)),
+            x="category",
+            y="drafts",
+            color="outcome",
+            barmode="stack",
+            labels=LABELS,
+            **OUTCOMES,
         )
         whole_counts(figure, approvals.groupby("category")["drafts"].sum().max())
         figure.update_layout(**LAYOUT)
@@ -228,7 +241,7 @@ with left:
             labels=LABELS,
             **OUTCOMES,
         )
-        figure.update_xaxes(title="AI confidence (band)", dtick=0.1)
+        figure.update_xaxes(title="AI confidence (band)", dtick=0.1, range=[-0.05, 1.05])
         whole_counts(figure, confidence.groupby("confidence")["drafts"].sum().max())
         figure.update_layout(**LAYOUT)
         st.plotly_chart(figure, width="stretch", key="metrics_confidence")
@@ -245,7 +258,10 @@ with right:
         st.plotly_chart(figure, width="stretch", key="metrics_errors")
         csv_button(errors, "connector errors")
     if not polls.empty:
-        show_table(polls, hide_index=True, width="stretch")
+        polls["last error"] = polls["last error"].where(polls["last error"] != "", "none: the last poll worked")
+        show_table(
+            in_words(polls.rename(columns={"failures": "failed polls (all time)"})), hide_index=True, width="stretch"
+        )
 
 resolution_funnel(runtime, metrics.start)
 
@@ -281,7 +297,7 @@ else:
     per_category = report.get("per_category")
     if isinstance(per_category, dict) and per_category:
         categories = pd.DataFrame(per_category).T.reset_index(names="category")
-        show_table(categories, hide_index=True, width="stretch")
+        show_table(in_words(categories), hide_index=True, width="stretch")
         csv_button(categories, "evaluation per category")
 
 st.subheader("Customer outcomes of automatic answers")
@@ -297,7 +313,7 @@ with runtime.factory() as session:
 if judged.empty:
     st.info("No automatic answers judged by customers yet: confirmed, durable and re-opened ones appear here.")
 else:
-    show_table(judged, hide_index=True, width="stretch", key="metrics_outcome_calibration")
+    show_table(in_words(judged), hide_index=True, width="stretch", key="metrics_outcome_calibration")
     csv_button(judged, "customer outcomes of automatic answers")
 
 st.subheader("Auto-send threshold on this desk's history")
@@ -317,7 +333,7 @@ else:
         f"{what_if.current:.2f}."
     )
     table = pd.DataFrame(what_if.rows)
-    table["current setting"] = table["current setting"].map({True: "today's minimum", False: ""})
+    table["current setting"] = table["current setting"].map({True: "◀ today", False: ""})
     share = {
         name: (lambda value: "—" if pd.isna(value) else f"{value:.0%}") for name in ("right when known", "coverage")
     }

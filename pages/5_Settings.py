@@ -4,7 +4,6 @@ Everyone signed in may read; leads change the policy; admins test connectors and
 is a new policy version in the audit log.
 """
 
-import json
 from string import Template
 
 import pandas as pd
@@ -28,10 +27,10 @@ from engine.operators.auth import (
 from engine.operators.queries import categories, job_statuses, policy_history, sources
 from ui import glossary
 from ui.auth import allowed, sessions_panel
-from ui.components import flash, page, role_hint, show_flash
+from ui.components import flash, page, plain, role_hint, show_flash
 from ui.connectors import connector_cards, connector_names, connector_variables, test_connection
 from ui.routing import routing_panel
-from ui.tables import edit_table, show_table
+from ui.tables import edit_table, in_words, show_table
 
 runtime, actor = page("Settings")
 IS_LEAD, IS_ADMIN = allowed(actor, Role.LEAD), allowed(actor, Role.ADMIN)
@@ -47,7 +46,7 @@ with runtime.factory() as session:
     jobs = job_statuses(session)
 
 policy_tab, templates_tab, connectors_tab, operators_tab = st.tabs(
-    ["Policy", "E-mail templates", "Connectors & engine", "Operators"]
+    ["Policy", "E-mail templates", "Connectors & engine", "Operators"], key="settings_tab", on_change="rerun"
 )
 
 
@@ -60,7 +59,7 @@ def save(new_policy: dict[str, object], what: str, warning: str = "") -> None:
     try:
         validated = DeskPolicy.model_validate({**policy.model_dump(), **new_policy})
         with transaction(runtime.factory) as session:
-            version = change_policy(session, actor, validated)
+            version = change_policy(session, actor, validated, previous=policy)
     except ValidationError as error:
         st.error("Not saved: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()))
         return
@@ -269,7 +268,7 @@ with templates_tab:
         "Placeholders: $name, $reference, $summary, $signature; $steps and $sources (resolution); "
         "$questions (request for information)."
     )
-    kind = st.selectbox("Template", list(TEMPLATES), key="template_kind")
+    kind = st.selectbox("Template", list(TEMPLATES), format_func=glossary.template, key="template_kind")
     text = st.text_area(
         "Text",
         value=policy.templates.get(kind, TEMPLATES[kind].template),
@@ -293,7 +292,7 @@ with templates_tab:
         help=role_hint(actor, Role.LEAD),
         key="template_save",
     ):
-        save({"templates": {**policy.templates, kind: text}}, f"Template {kind}")
+        save({"templates": {**policy.templates, kind: text}}, f"Template “{glossary.template(kind)}”")
 
 with connectors_tab:
     st.subheader("Connectors")
@@ -304,14 +303,16 @@ with connectors_tab:
     names = connector_names()
     if names:
         pick, test = st.columns([3, 1])
-        name = pick.selectbox("Connector", names, key="connector_pick", label_visibility="collapsed")
+        name = pick.selectbox(
+            "Connector", names, format_func=glossary.connector, key="connector_pick", label_visibility="collapsed"
+        )
         if test.button(
             "Test connection", disabled=not IS_ADMIN, help=role_hint(actor, Role.ADMIN), key="connector_test"
         ):
-            result = test_connection(name, runtime)
-            (st.error if result.get("last_error") else st.success)(
-                f"{name}: " + ", ".join(f"{k} {v}" for k, v in result.items() if k != "name" and v not in (None, ""))
-            )
+            st.session_state["connector_test_result"] = test_connection(name, runtime)
+        if result := st.session_state.get("connector_test_result"):
+            worked, sentence = result
+            (st.success if worked else st.error)(sentence)
     st.subheader("Engine jobs")
     if jobs:
         table = pd.DataFrame(jobs)
@@ -323,7 +324,10 @@ with connectors_tab:
             width="stretch",
         )
         with st.expander("details (each job's last result)"):
-            st.json(json.dumps({f"{j['job']} · {j['worker']}": j["last result"] for j in jobs}, default=str))
+            for job in jobs:
+                st.caption(
+                    f"{glossary.humanise(job['job'])} · {job['worker']}: {plain(glossary.value(job['last result']))}"
+                )
     else:
         st.caption("No engine job has run yet.")
 
@@ -349,7 +353,7 @@ with operators_tab:
                     }
                     for o in operators
                 ]
-            ),
+            ).pipe(in_words),
             hide_index=True,
             width="stretch",
         )

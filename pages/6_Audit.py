@@ -43,17 +43,21 @@ pages = max(1, -(-total // PAGE_SIZE))
 
 
 def readable(entries: list[dict[str, Any]]) -> pd.DataFrame:
-    """Audit rows in people's words: who, what they did, to what, with which details."""
+    """Audit rows in people's words: who, what they did, to what (the ticket, linked, when there is one), with which
+    details."""
     return pd.DataFrame(
         [
             {
-                **entry,
+                "when": entry["when"],
                 "who": glossary.actor(entry["who"]),
-                "action": glossary.audit_action(entry["action"]),
-                "details": glossary.details(entry["details"]),
+                "action": glossary.audit_action(entry["action"], entry["details"]),
+                "target": glossary.audit_target(entry["target_type"], entry["target_id"], entry["details"]),
+                "ticket": f"Ticket?id={entry['ticket']}#TCKT-{entry['ticket']}" if entry["ticket"] else None,
+                "details": glossary.details({k: v for k, v in entry["details"].items() if k != "ticket"}),
             }
             for entry in entries
-        ]
+        ],
+        columns=["when", "who", "action", "target", "ticket", "details"],
     )
 
 
@@ -65,7 +69,10 @@ else:
         readable(rows),
         hide_index=True,
         width="stretch",
-        column_config={"when": st.column_config.DatetimeColumn("when", format="YYYY-MM-DD HH:mm:ss")},
+        column_config={
+            "when": st.column_config.DatetimeColumn("when", format="YYYY-MM-DD HH:mm:ss"),
+            "ticket": st.column_config.LinkColumn("ticket", display_text=r"#(TCKT-\d+)$", help="Opens the ticket."),
+        },
     )
 pager = st.columns([1, 1, 4, 2])
 page_buttons(pager, "audit", page_number, pages, ("← Newer", "Older →"))

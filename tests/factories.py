@@ -263,7 +263,7 @@ class Proposes:
             decision=self.decision,
             reason="test",
             confidence=self.confidence,  # type: ignore[arg-type]
-            draft_subject=f"Resolution Proposed: {ticket.reference}",
+            draft_subject=f"Re: your request [{ticket.reference}]",
             draft_body="1. Restart the VPN client.",
             evidence=[{"source_kind": "kb", "title": "vpn.md", "text": "Restart the VPN client.", "cited": True}],
             error=self.error,

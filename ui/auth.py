@@ -141,10 +141,16 @@ def _begin(runtime: Runtime, session: Session, actor: Actor, method: str) -> Non
     st.session_state.pop(SIGNED_OUT_KEY, None)
 
 
+KEPT_ACROSS_OPERATORS = frozenset({CLIENT_KEY, FORGET_COOKIE_KEY})
+"""What this browser tab keeps when its operator's session ends: its sign-in back-off identity and the cookie still
+to delete. Everything else (the last upload, queue filters, drafts being typed, pages' notices) was the operator's."""
+
+
 def _forget(session_id: int, notice: str) -> None:
-    """This tab's session ended: forget it, and delete its cookie on the next page run."""
-    st.session_state.pop(SESSION_KEY, None)
-    st.session_state.pop(HANDOFF_KEY, None)
+    """This tab's session ended: forget it and everything its operator left in the tab (the next operator to sign in
+    here sees none of it), and delete its cookie on the next page run."""
+    for key in [key for key in st.session_state if key not in KEPT_ACROSS_OPERATORS]:
+        del st.session_state[key]
     st.session_state[SIGNED_OUT_KEY] = True
     st.session_state[FORGET_COOKIE_KEY] = session_id
     st.session_state[NOTICE_KEY] = notice

@@ -13,8 +13,8 @@ from engine.core.models import utcnow
 from engine.operators.actions import Actor
 from engine.runtime import Runtime
 from kb.titles import FILE_EXTENSION, readable_name
+from ui import glossary
 from ui.auth import allowed, require_signed_in
-from ui.glossary import humanise
 from ui.notifications import notification_bell
 from ui.runtime import app_runtime
 
@@ -84,7 +84,7 @@ HEALTH_COLOUR = {"healthy": "green", "configured": "green", "degraded": "orange"
 
 
 def health_cards(report: dict[str, Any]) -> None:
-    """The health check as one card per part (status and its plain facts); the raw report only behind "details"."""
+    """The health check as one card per part (status and its facts in words); the raw report only behind "details"."""
     overall = str(report.get("status", "unknown"))
     st.markdown(f"Overall: :{HEALTH_COLOUR.get(overall, 'gray')}-badge[{overall}] · checked by {report.get('worker')}")
     checks: dict[str, Any] = report.get("checks", {})
@@ -93,13 +93,18 @@ def health_cards(report: dict[str, Any]) -> None:
         with columns[index % 3].container(border=True):
             state = str(check.get("status", "")) if isinstance(check, dict) else ""
             badge = f" :{HEALTH_COLOUR.get(state, 'gray')}-badge[{state}]" if state else ""
-            st.markdown(f"**{humanise(name)}**{badge}")
+            st.markdown(f"**{glossary.HEALTH_PART.get(name, glossary.humanise(name))}**{badge}")
             facts = check.items() if isinstance(check, dict) else [("value", check)]
-            for key, value in facts:
-                if key == "status" or isinstance(value, dict):
+            for key, item in facts:
+                if key == "status":
                     continue
-                shown = (", ".join(map(str, value)) or "none") if isinstance(value, list) else value
-                st.caption(f"{humanise(str(key))}: {plain(str(shown))}")
+                if isinstance(item, list) and item and all(isinstance(part, dict) for part in item):
+                    for part in item:  # one line per job or connector: "deliver outbox · working yes; runs 3"
+                        title = glossary.humanise(str(part.get("job") or part.get("name") or ""))
+                        rest = {k: v for k, v in part.items() if k not in ("job", "name") and v not in (None, "")}
+                        st.caption(f"{plain(title)} · {plain(glossary.value(rest))}")
+                    continue
+                st.caption(f"{glossary.label(str(key))}: {plain(glossary.value(item))}")
     with st.expander("Details (the full report)"):
         st.json(report)
 
@@ -114,6 +119,18 @@ def article_title(title: str | None, filename: str | None = None) -> str:
     if " " in name and not FILE_EXTENSION.search(name):
         return name
     return readable_name(name)
+
+
+_LINK = re.compile(r"(?<!!)\[([^\]]*)\]\(([^)]*)\)")
+_SCHEME = re.compile(r"\b(https?|ftp|mailto)(:)", re.IGNORECASE)
+
+
+def held_text(text: str) -> None:
+    """Text a person must judge (quarantined passages, cited evidence) rendered as the markdown it was written in
+    (tables, bold, lists) but inert: images dropped, links spelled out as text, bare addresses not autolinked."""
+    spelled = _LINK.sub(lambda match: f"{match.group(1)} ({match.group(2)})", _IMAGE.sub("", text))
+    inert = _SCHEME.sub(lambda match: match.group(1) + "\u200b" + match.group(2), spelled).replace("www.", "www\u200b.")
+    st.markdown(inert)
 
 
 def article_text(text: str) -> None:

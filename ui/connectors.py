@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 import streamlit as st
 
+from connectors import registry
 from connectors.base import OpenBacklog
 from connectors.redaction import redact_url_credentials
 from engine.connector_status import (
@@ -26,6 +26,7 @@ from engine.connector_status import test_connection as probe
 from engine.core.enums import Role
 from engine.operators.actions import Actor, PermissionDeniedError
 from engine.runtime import Runtime
+from ui import glossary
 from ui.auth import allowed
 from ui.components import ago, flash, plain, role_hint
 
@@ -57,8 +58,8 @@ def connector_rows(runtime: Runtime) -> list[dict[str, Any]]:
 
 
 def connector_names() -> list[str]:
-    """The connectors a person can test: those with something to connect to."""
-    return testable_connectors()
+    """Every registered connector, the demo feed included, for the "Test connection" picker (shown by label)."""
+    return [entry.name for entry in registry.connectors()]
 
 
 def connector_variables(runtime: Runtime) -> list[dict[str, Any]]:
@@ -66,9 +67,23 @@ def connector_variables(runtime: Runtime) -> list[dict[str, Any]]:
     return [asdict(variable) for variable in variables(runtime.settings)]
 
 
-def test_connection(name: str, runtime: Runtime) -> dict[str, Any]:
-    """Ask the connector to connect now, with the running settings."""
-    return _as_row(probe(name, runtime.settings))
+def test_connection(name: str, runtime: Runtime) -> tuple[bool, str]:
+    """Ask the connector to connect now, with the running settings: (worked, what happened in a sentence).
+    A connector with nothing to connect to (the demo feed) says so instead of failing."""
+    label = glossary.connector(name)
+    if name not in testable_connectors():
+        return True, f"{label} runs inside the desk: there is nothing to connect to."
+    status = probe(name, runtime.settings)
+    if not status.configured:
+        return False, f"{label} is not configured: {status.last_error or 'its settings are missing'}."
+    facts = [
+        {True: "reachable", False: "unreachable", None: "reachability not checked"}[status.reachable],
+        {True: "signed in", False: "sign-in refused", None: "sign-in not checked"}[status.authenticated],
+    ]
+    if status.before_window is not None:
+        facts.append(f"{glossary.plural(status.before_window, 'open record')} before the start window")
+    worked = not status.last_error and status.reachable is not False and status.authenticated is not False
+    return worked, f"{label}: " + ", ".join(facts) + (f". {status.last_error}" if status.last_error else ".")
 
 
 def _state(value: object, yes: str, no: str) -> str:
@@ -111,7 +126,9 @@ def connector_cards(runtime: Runtime, columns: int = 2, actor: Actor | None = No
             if configured and row.get("name") in takes_backlog:
                 _backlog(runtime, str(row["name"]), actor)
             with st.expander("details"):
-                st.json(json.dumps({k: v for k, v in row.items() if v is not None}, default=str), expanded=False)
+                for key, item in row.items():
+                    if item is not None and key != "name":
+                        st.caption(f"{glossary.label(key)}: {plain(glossary.value(item))}")
 
 
 def _start_window(runtime: Runtime, name: str, window_start: str, actor: Actor) -> None:
@@ -147,15 +164,15 @@ def _backlog(runtime: Runtime, name: str, actor: Actor | None) -> None:
         taken = backlog_taken(session, name)
     if taken is not None:
         who = taken.actor.removeprefix("operator:")
-        st.caption(f"Backlog taken by {plain(who)} {ago(taken.at)}: {taken.created:,} ticket(s).")
+        st.caption(f"Backlog taken by {plain(who)} {ago(taken.at)}: {glossary.plural(taken.created, 'ticket')}.")
     if isinstance(found, str):
         st.caption(plain(found))
     if not isinstance(found, OpenBacklog) or found.count == 0:
         return
     about = "about " if found.approximate else ""
     text = (
-        f"{about}{found.count:,} {found.kind} before the start window ({found.window_start} UTC): "
-        "polling never reads them."
+        f"{about}{glossary.plural(found.count, found.noun)} {found.since} before the start window "
+        f"({found.window_start} UTC): polling never reads them."
     )
     if taken is None:
         st.warning(text, icon="📥")
@@ -183,7 +200,7 @@ def _backlog(runtime: Runtime, name: str, actor: Actor | None) -> None:
             st.error(redact_url_credentials(f"Backlog not taken: {error}"))
             return
         flash(
-            f"{name}: {counts.get('created', 0):,} ticket(s) taken as backlog"
+            f"{glossary.connector(name)}: {glossary.plural(counts.get('created', 0), 'ticket')} taken as backlog"
             + (f", {counts['errors']:,} could not be read (see ingest errors)" if counts.get("errors") else "")
             + ("; requesters are acknowledged." if acknowledge else "; no acknowledgements sent."),
             "success",

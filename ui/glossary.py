@@ -6,9 +6,12 @@ The engine keeps its identifiers (they are stored, logged and exported); people 
 
 from __future__ import annotations
 
+import math
 import re
+from datetime import datetime
 from typing import Any
 
+from connectors.registry import CONNECTORS
 from engine.core.enums import ActionKind, MessageKind, OutboxState, TicketStatus
 
 STATUS: dict[str, str] = {
@@ -136,6 +139,12 @@ AUDIT_ACTION = {
     "resolve_uncertain": "settled an unconfirmed mail",
     "set_status": "set a status",
     "sign_in": "signed in",
+    "sign_out": "signed out",
+    "session_ended": "ended a session",
+    "kb_approve_chunk": "approved a quarantined passage",
+    "take_backlog": "took a backlog",
+    "sign_in_delay_lifted": "lifted a sign-in delay",
+    "autopilot_switched_off": "switched autopilot off",
     "sign_in_failed": "failed to sign in",
     "sign_in_refused": "was refused sign-in",
     "take_over": "took a ticket over",
@@ -188,7 +197,57 @@ FIELD = {
     "escalation_threshold": "escalation threshold",
     "cli": "the command line",
 }
-ACTOR = {"engine": "the engine", "cli": "the command line", "seed": "the demo seed"}
+ACTOR = {"engine": "the engine", "cli": "the command line", "seed": "the demo seed", "desk": "the desk"}
+TEMPLATE = {
+    "acknowledgement": "Acknowledgement",
+    "resolution": "Resolution",
+    "request_info": "Request for information",
+}
+CATEGORY = {"product_howto": "Product how-to", "product_bug": "Product bug", "*": "any category"}
+HEALTH_PART = {
+    "database": "Database",
+    "outbox": "Outgoing mail",
+    "jobs": "Engine jobs",
+    "llm": "AI model",
+    "mail_transport": "Mail transport",
+    "connectors": "Connectors",
+    "sources": "Ticket sources",
+    "resources": "This machine",
+}
+FACT = {
+    "cpu_percent": "processor in use (%)",
+    "memory_percent": "memory in use (%)",
+    "disk_percent": "disk in use (%)",
+    "oldest_pending_seconds": "oldest queued mail (seconds)",
+    "not_yet_tested": "not yet tested",
+    "last_error": "last error",
+    "last_poll": "last poll",
+    "last_finished_at": "last finished",
+    "runs": "runs",
+    "ok": "working",
+    "reopen_rate": "re-open rate",
+    "csat": "satisfaction (1–5)",
+    "solved_share": "solved share",
+    "target_type": "target",
+    "auto_send_min_confidence": "auto-send minimum confidence",
+    "follow_up_limit": "follow-up questions before escalating",
+    "allowed_domains": "allowed domains",
+    "contact_points": "contact points",
+    "quote_customer_summary": "customer's subject in drafts",
+    "durable_floor": "durable floor",
+    "durable_floor_min_resolutions": "answers judged before the floor applies",
+    "team_routes": "team per category",
+}
+AUDIT_TARGET = {
+    "desk_policy": "policy version",
+    "kb_chunk": "knowledge-base passage",
+    "kb_document": "knowledge-base document",
+    "operator": "operator",
+    "connector": "connector",
+    "category": "category",
+    "outbox": "outgoing mail",
+    "action": "draft",
+}
 
 _ALL_NAMES: dict[str, str] = {
     **{str(key): value for key, value in STATUS.items()},
@@ -198,14 +257,21 @@ _ALL_NAMES: dict[str, str] = {
     **{key: value for key, value in AUDIT_ACTION.items() if "_" in key},
     **CRITERION,
     **{key: value for key, value in FIELD.items() if "_" in key},
+    **{key: value for key, value in TEMPLATE.items() if "_" in key},
+    **{key: value for key, value in CATEGORY.items() if "_" in key},
+    **{key: value for key, value in FACT.items() if "_" in key},
+    **{key: value for key, value in HEALTH_PART.items() if "_" in key},
 }
 INTERNAL_IDENTIFIERS = tuple(
     sorted(name for name in _ALL_NAMES if "_" in name or (name[0].isupper() and any(c.isupper() for c in name[1:])))
 )
 """Names that give an engine identifier away: snake_case names and CamelCase statuses."""
-TELLTALES = ("direction=", "measure=", "§8.1.2", "None", "{'", "propose_resolution")
+TELLTALES = ("direction=", "measure=", "§8.1.2", "None", "{'", "['", "propose_resolution", "operator:", "source:")
 """Other fragments that only leak from internals: plotly facet labels, seed section numbers, Python reprs."""
-_IDENTIFIER = re.compile(r"\b(" + "|".join(re.escape(name) for name in INTERNAL_IDENTIFIERS) + r")\b")
+_IDENTIFIER = re.compile(
+    r"\b(" + "|".join(re.escape(name) for name in (*INTERNAL_IDENTIFIERS, TicketStatus.ANALYZING)) + r")\b"
+)
+_SNAKE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
 
 
 def words(text: str | None) -> str:
@@ -259,20 +325,100 @@ def field(value: str) -> str:
     return FIELD.get(value, humanise(value))
 
 
+def label(name: str) -> str:
+    """A column or fact name in words: the glossary's word, else the name with spaces for underscores."""
+    return FACT.get(name) or FIELD.get(name) or humanise(name)
+
+
+def category(value: str | None) -> str:
+    return CATEGORY.get(value or "", humanise(value)) if value else "—"
+
+
+def template(value: str) -> str:
+    return TEMPLATE.get(value, humanise(value))
+
+
+def connector(name: str | None) -> str:
+    """A connector's or source's name as people know it ("demo" reads "Demo feed")."""
+    entry = CONNECTORS.get(name or "")
+    return entry.label if entry else humanise(name) or "—"
+
+
 def actor(value: str | None) -> str:
-    return ACTOR.get(value or "", value or "—")
+    """Who did something: an operator by name, a source by its label, the engine in words."""
+    name = value or ""
+    if name.startswith("operator:"):
+        return name.removeprefix("operator:")
+    if name.startswith("source:"):
+        return connector(name.removeprefix("source:"))
+    return ACTOR.get(name, name or "—")
 
 
-def audit_action(value: str) -> str:
+def confidence(share: float | None) -> str:
+    """An AI confidence as a whole percent, rounded down as the auto-send check compares it: 0.749 reads 74 %."""
+    return "—" if share is None or math.isnan(share) else f"{math.floor(share * 100 + 1e-9)}%"
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """ "1 ticket", "2 tickets": a count with its noun in the right number, thousands separated."""
+    return f"{count:,} {noun if count == 1 else many or noun + 's'}"
+
+
+def value(item: Any) -> str:
+    """Any stored value as text a person reads: no `None`, no Python brackets, names in words, numbers rounded."""
+    if item is None or (isinstance(item, float) and math.isnan(item)):
+        return "—"
+    if isinstance(item, bool):
+        return "yes" if item else "no"
+    if isinstance(item, datetime):
+        return f"{item:%Y-%m-%d %H:%M}"
+    if isinstance(item, float):
+        return f"{item:,.2f}".rstrip("0").rstrip(".")
+    if isinstance(item, dict):
+        return "; ".join(f"{label(str(key)).lower()} {value(part)}" for key, part in item.items() if part is not None)
+    if isinstance(item, list | tuple | set):
+        return ", ".join(value(part) for part in item) or "none"
+    text = str(item)
+    return humanise(text).lower() if _SNAKE.fullmatch(text) and text not in _ALL_NAMES else words(text)
+
+
+def audit_action(value: str, facts: dict[str, Any] | None = None) -> str:
+    """What an operator did; an ended session reads as the sign-out it was, when it was one."""
+    if value == "session_ended" and (facts or {}).get("reason") in ("signed_out", "signed_out_everywhere"):
+        return "signed out" if facts and facts["reason"] == "signed_out" else "signed out everywhere"
     return AUDIT_ACTION.get(value, humanise(value).lower())
 
 
+def audit_target(kind: str, target_id: str, facts: dict[str, Any]) -> str:
+    """What an audit entry acted on, in words: the ticket when there is one, else the policy version, the passage,
+    the operator by name."""
+    ticket = facts.get("ticket")
+    if kind == "ticket" or ticket:
+        return f"TCKT-{ticket or target_id}"
+    if kind == "operator":
+        return f"operator {facts.get('of') or facts.get('username') or target_id}"
+    if kind == "category":
+        return f"category {category(target_id)}"
+    if kind == "connector":
+        return connector(target_id)
+    return f"{AUDIT_TARGET.get(kind, humanise(kind).lower())} {target_id}".strip()
+
+
 def details(values: dict[str, Any]) -> str:
-    """Audit details as a sentence: `changed=['autopilot']` reads "changed: autopilot"."""
+    """Audit details as a sentence: `changed=['autopilot']` reads "changed: autopilot"; empty values are left out,
+    a before/after pair reads "auto send min confidence 0.75 → 0.8"."""
     parts = []
-    for key, value in values.items():
-        shown = ", ".join(field(str(item)).lower() for item in value) if isinstance(value, list | tuple) else value
-        parts.append(f"{humanise(key).lower()}: {words(str(shown))}")
+    shown_as_pairs = set(values.get("changes") or {})
+    for key, item in values.items():
+        if key == "changed" and isinstance(item, list):
+            item = [name for name in item if name not in shown_as_pairs]
+        if item in (None, "", [], {}):
+            continue
+        if key == "changes" and isinstance(item, dict):
+            parts.extend(f"{label(name).lower()}: {value(pair[0])} → {value(pair[1])}" for name, pair in item.items())
+            continue
+        shown = ", ".join(label(str(part)).lower() for part in item) if isinstance(item, list | tuple) else value(item)
+        parts.append(f"{label(key).lower()}: {shown}")
     return " · ".join(parts)
 
 

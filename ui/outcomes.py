@@ -14,7 +14,7 @@ from engine.outcomes.outcomes import autopilot_switch_offs, outcome_breakdown, o
 from engine.runtime import Runtime
 from kb.gaps import knowledge_gaps
 from ui.components import plain
-from ui.tables import show_table
+from ui.tables import in_words, show_table
 
 FLOOR_NOTICE_DAYS = 7
 
@@ -47,11 +47,17 @@ def resolution_funnel(runtime: Runtime, start: datetime) -> None:
     cards[1].metric("Confirmed", f"{automatic['confirmed']:,}", border=True)
     cards[2].metric("Durable", f"{automatic['durable']:,}", border=True)
     for card, (name, part) in zip(cards[3:], (("automatic", automatic), ("human", human)), strict=True):
-        csat = "—" if part["csat"] is None else f"{part['csat']:.1f}/5"
-        card.metric(f"Reopen rate · {name}", f"{part['reopen_rate']:.0%}", help=f"CSAT {csat}", border=True)
+        csat = "no ratings yet" if part["csat"] is None else f"{part['csat']:.1f} out of 5"
+        card.metric(
+            f"Re-opened ({name})",
+            f"{part['reopen_rate']:.0%}",
+            help=f"Share of the {name} resolutions the customer re-opened. Satisfaction: {csat}.",
+            border=True,
+        )
     show_table(stages, hide_index=True, width="stretch", key="outcomes_funnel")
     compare = pd.DataFrame([{"resolved by": name, **funnel[name]} for name in ("automatic", "human")])
-    show_table(compare, hide_index=True, width="stretch", key="outcomes_compare")
+    compare["reopen_rate"] = compare["reopen_rate"].map(lambda share: f"{share:.0%}")
+    show_table(in_words(compare), hide_index=True, width="stretch", key="outcomes_compare")
     verdicts = pd.DataFrame([label.__dict__ for label in labels], columns=["category", "confidence", "solved"])
     if not verdicts.empty:
         st.markdown("**AI confidence against the customer's verdict** (confirmed or durable = solved, re-opened = not)")
@@ -61,12 +67,12 @@ def resolution_funnel(runtime: Runtime, start: datetime) -> None:
             .agg(answers="count", solved_share="mean")
             .reset_index()
         )
-        show_table(calibration.round(3), hide_index=True, width="stretch", key="outcomes_calibration")
+        show_table(in_words(calibration.round(3)), hide_index=True, width="stretch", key="outcomes_calibration")
     for by, frame in tables.items():
         if frame.empty:
             continue
         st.markdown(f"**Per {by}**")
-        show_table(frame, hide_index=True, width="stretch", key=f"outcomes_by_{by}")
+        show_table(in_words(frame), hide_index=True, width="stretch", key=f"outcomes_by_{by}")
         st.download_button(
             f"CSV · outcomes per {by}",
             to_safe_csv(frame),

@@ -19,6 +19,7 @@ import streamlit as st
 from pandas.io.formats.style import Styler
 
 from engine.operators.exports import FORMULA_PREFIXES, neutralise_frame
+from ui import glossary
 
 EXPORT_OFF = "client.disableDataExport"
 
@@ -38,6 +39,23 @@ def edit_table(data: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
     if table_export_is_off():
         return st.data_editor(data, **kwargs)
     return _restored(st.data_editor(neutralise_frame(data), **kwargs))
+
+
+def in_words(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table as people read it: column names in words ("reopen_rate" reads "re-open rate"), categories, sources and
+    job names in words, and an empty cell as "—" instead of `None`."""
+    shown = frame.copy()
+    for column, name in (
+        ("category", glossary.category),
+        ("source", glossary.connector),
+        ("connector", glossary.connector),
+    ):
+        if column in shown.columns:
+            shown[column] = shown[column].map(lambda value, name=name: name(value) if isinstance(value, str) else value)
+    for column in shown.columns:
+        if shown[column].isna().any():  # one type per column, or Arrow refuses it: the whole column as text
+            shown[column] = [glossary.value(None if pd.isna(cell) else cell) for cell in shown[column]]
+    return shown.rename(columns=lambda column: glossary.label(str(column)) if "_" in str(column) else column)
 
 
 def _neutralised(data: Any) -> Any:

@@ -171,12 +171,31 @@ def current_policy(session: Session, settings: Settings) -> DeskPolicy:
     return DeskPolicy.model_validate(latest.policy) if latest else default_policy(settings)
 
 
-def save_policy(session: Session, policy: DeskPolicy, *, actor: str) -> DeskPolicyVersion:
-    """Store `policy` as the next version and audit who changed what."""
+def save_policy(
+    session: Session, policy: DeskPolicy, *, actor: str, previous: DeskPolicy | None = None
+) -> DeskPolicyVersion:
+    """Store `policy` as the next version and audit who changed what, with each value before and after. The first
+    save compares with `previous` (the defaults the person saw), so it names only what they changed."""
     latest = session.scalar(select(DeskPolicyVersion).order_by(DeskPolicyVersion.version.desc()).limit(1))
     row = DeskPolicyVersion(version=(latest.version + 1) if latest else 1, policy=policy.model_dump(), changed_by=actor)
     session.add(row)
-    before = latest.policy if latest else {}
-    changed = sorted(key for key, value in policy.model_dump().items() if before.get(key) != value)
-    record_audit(session, actor, "change_policy", "desk_policy", row.version, changed=changed)
+    before = latest.policy if latest else (previous or DeskPolicy()).model_dump(mode="json")
+    after = policy.model_dump(mode="json")
+    changed = sorted(key for key, value in after.items() if before.get(key) != value)
+    changes = {key: [before.get(key), after[key]] for key in changed if key != "templates"}
+    templates = sorted(
+        name
+        for name in {*before.get("templates", {}), *after["templates"]}
+        if before.get("templates", {}).get(name) != after["templates"].get(name)
+    )
+    record_audit(
+        session,
+        actor,
+        "change_policy",
+        "desk_policy",
+        row.version,
+        changed=changed,
+        changes=changes,
+        templates=templates,
+    )
     return row

@@ -1,4 +1,7 @@
-"""E-mail content. Every subject carries the ticket reference so replies thread back (seed §6.2.1).
+"""E-mail content. Every message of a conversation has one subject, "Re: your request [TCKT-n]", carrying the ticket
+reference so replies thread back (seed §6.2.1): the seed's "Ticket Received: …", "Resolution Proposed: …" and
+"Additional Information Required: …" read as five conversations in a customer's mailbox (#24), and "Proposed" stayed
+on answers a person had approved.
 
 Automatic messages speak in our own words: the customer's subject, body and display name never appear in them (an
 attacker would otherwise use the desk as a relay for their text, from our address). A greeting names the requester
@@ -78,12 +81,17 @@ def summary_of(subject: str, *, quote_customer: bool) -> str:
     return neutral_summary(subject) if quote_customer else "your request"
 
 
-SUBJECTS = {
-    "acknowledgement": "Ticket Received: ",
-    "resolution": "Resolution Proposed: ",
-    "request_info": "Additional Information Required: ",
-}
-"""Each message's subject before the ticket reference (seed §6.2.1)."""
+SUBJECT_TOPIC = "your request"
+SUBJECT_WORDS = ("Re: ", SUBJECT_TOPIC, " [", "]")
+"""The pieces of our subject line, for the final check's trusted text."""
+
+
+def conversation_subject(reference: str, topic: str = SUBJECT_TOPIC) -> str:
+    """The one subject of a ticket's conversation: "Re: <topic> [TCKT-n]". Automatic messages never name the
+    customer's topic (their words are not ours to repeat); a person's reply may."""
+    return f"Re: {' '.join(topic.split()) or SUBJECT_TOPIC} [{reference}]"
+
+
 SOURCES_LABEL = "Sources: "
 PLACEHOLDER = re.compile(r"\$(?:\$|\w+|\{\w+\})")
 
@@ -99,7 +107,7 @@ def acknowledgement(ticket: Ticket, signature: str, overrides: dict[str, str] | 
         summary="your request",
         signature=signature,
     )
-    subject = SUBJECTS["acknowledgement"] + ticket.reference
+    subject = conversation_subject(ticket.reference)
     return EmailContent(subject=subject, body_text=text, body_html=to_html(text))
 
 
@@ -108,7 +116,7 @@ def template_texts(overrides: dict[str, str]) -> list[str]:
     the subject lines and labels the builders add: what the final check of an automatic message trusts."""
     templates = [template.template for template in TEMPLATES.values()] + [text for text in overrides.values() if text]
     pieces = [piece for template in templates for piece in PLACEHOLDER.split(template)]
-    return [piece for piece in [*pieces, *SUBJECTS.values(), SOURCES_LABEL, "there"] if piece.strip()]
+    return [piece for piece in [*pieces, *SUBJECT_WORDS, SOURCES_LABEL, "there"] if piece.strip()]
 
 
 RESOLUTION = Template(
@@ -159,7 +167,7 @@ def resolution_email(
     signature: str,
     overrides: dict[str, str],
 ) -> tuple[str, str]:
-    """Subject and body of a proposed resolution (seed: "Resolution Proposed: TCKT-{id}")."""
+    """Subject and body of a proposed resolution."""
     body = render(
         "resolution",
         overrides,
@@ -170,7 +178,7 @@ def resolution_email(
         reference=reference,
         signature=signature,
     )
-    return SUBJECTS["resolution"] + reference, body
+    return conversation_subject(reference), body
 
 
 def request_info_email(
@@ -181,7 +189,7 @@ def request_info_email(
     signature: str,
     overrides: dict[str, str],
 ) -> tuple[str, str]:
-    """Subject and body asking for what is missing (seed: "Additional Information Required: TCKT-{id}")."""
+    """Subject and body asking for what is missing."""
     body = render(
         "request_info",
         overrides,
@@ -191,7 +199,7 @@ def request_info_email(
         reference=reference,
         signature=signature,
     )
-    return SUBJECTS["request_info"] + reference, body
+    return conversation_subject(reference), body
 
 
 def to_html(text: str) -> str:

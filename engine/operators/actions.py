@@ -17,7 +17,7 @@ from engine.core.enums import ActionKind, ActionState, MessageKind, Role, Ticket
 from engine.core.lifecycle import transition
 from engine.core.models import Action, KbChunk, KbDocument, LearnedAnswer, Ticket, utcnow
 from engine.core.settings import Settings
-from engine.core.templates import EmailContent, to_html
+from engine.core.templates import EmailContent, conversation_subject, to_html
 from engine.core.timeline import record_audit, record_event
 from engine.delivery.execution import execute_action, void_open_drafts
 from engine.delivery.outbox import enqueue_email, resolve_uncertain
@@ -129,8 +129,11 @@ def edit_draft(session: Session, actor: Actor, action_id: int, seen_version: int
     return action
 
 
-def reject_draft(session: Session, actor: Actor, action_id: int, seen_version: int, *, reason: str) -> Action:
-    """Refuse the draft; the ticket goes to a person."""
+def reject_draft(
+    session: Session, actor: Actor, action_id: int, seen_version: int, *, reason: str, team: str | None = None
+) -> Action:
+    """Refuse the draft; the ticket goes to a person: its team, else `team` (the page passes the first-line team), so
+    an escalated ticket always shows in some team's queue."""
     require(actor, Role.AGENT)
     if not reason.strip():
         raise ValueError("a rejection needs a reason")
@@ -139,6 +142,7 @@ def reject_draft(session: Session, actor: Actor, action_id: int, seen_version: i
     action.decided_by, action.decided_at = actor.label, utcnow()
     _touched(ticket)
     action.reason = reason
+    ticket.team = ticket.team or team
     transition(session, ticket, TicketStatus.ESCALATED, actor=actor.label, reason=f"draft rejected: {reason}")
     person_decided(session, ticket, action, "rejected", actor.label)
     record_audit(session, actor.username, "reject_draft", "action", action.id, reason=reason, ticket=ticket.id)
@@ -194,7 +198,7 @@ def send_manual_reply(
     ticket = _ticket(session, ticket_id)
     _touched(ticket)
     if ticket.reference not in subject:
-        subject = f"{subject} [{ticket.reference}]".strip()
+        subject = conversation_subject(ticket.reference, subject.strip().removeprefix("Re:"))
     action = Action(
         ticket_id=ticket.id,
         kind=ActionKind.MANUAL_REPLY,
@@ -244,7 +248,6 @@ def set_status(session: Session, actor: Actor, ticket_id: int, status: TicketSta
 
 PRIORITIES = ("critical", "high", "medium", "low")
 OVERRIDE_KIND = {"resolve": ActionKind.PROPOSE_RESOLUTION, "ask": ActionKind.REQUEST_INFO}
-OVERRIDE_SUBJECT = {"resolve": "Resolution for your request", "ask": "We need a little more information"}
 
 
 def assign(
@@ -335,9 +338,9 @@ def override_decision(
         if ticket.status != TicketStatus.ESCALATED:
             transition(session, ticket, TicketStatus.ESCALATED, actor=actor.label, reason=reason, action_id=action.id)
     else:
-        subject = subject.strip() or OVERRIDE_SUBJECT[decision]
+        subject = subject.strip()
         if ticket.reference not in subject:
-            subject = f"{subject} [{ticket.reference}]"
+            subject = conversation_subject(ticket.reference, subject.removeprefix("Re:"))
         action = Action(
             ticket_id=ticket.id,
             kind=OVERRIDE_KIND[decision],
@@ -409,10 +412,11 @@ def bulk_close(session: Session, actor: Actor, ticket_ids: list[int], *, reason:
     )
 
 
-def change_policy(session: Session, actor: Actor, policy: DeskPolicy) -> int:
-    """Save a new desk-policy version (autopilot, thresholds, weights, templates): leads and admins only."""
+def change_policy(session: Session, actor: Actor, policy: DeskPolicy, previous: DeskPolicy | None = None) -> int:
+    """Save a new desk-policy version (autopilot, thresholds, weights, templates): leads and admins only. `previous` is
+    the policy the person edited (the defaults, before any save), so the audit names only what they changed."""
     require(actor, Role.LEAD)
-    return save_policy(session, policy, actor=actor.username).version
+    return save_policy(session, policy, actor=actor.username, previous=previous).version
 
 
 def add_kb_document(

@@ -1,8 +1,8 @@
 """Canned replies (macros): texts leads keep for common cases, with placeholders an operator's reply fills in.
 
-A canned reply is operator text: a lead wrote it, or approved the resolution it was taken from, and the operator
-reads the filled-in reply before sending it. Placeholders are a closed list; `{name}` only, never attribute or
-index look-ups, so a template can reach nothing but the values below.
+A canned reply is operator text: a lead wrote it, or seeded it from an answer the desk learned from a person,
+and the operator reads the filled-in reply before sending it. Placeholders are a closed list; `{name}` only,
+never attribute or index look-ups, so a template can reach nothing but the values below.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from string import Formatter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.core.enums import ActionKind, ActionState, OutcomeState, Role, TicketStatus
-from engine.core.models import Action, CannedReply, ResolutionOutcome, Ticket
+from engine.core.enums import OutcomeState, Role
+from engine.core.models import CannedReply, LearnedAnswer, ResolutionOutcome, Ticket
 from engine.core.timeline import record_audit
 from engine.operators.actions import Actor, require
-from engine.outcomes.teaching import resolution_text
+from engine.outcomes.learned import TrackRecord, learned_subject, reusable, track_records
 
 PLACEHOLDERS = {
     "requester_name": "the requester's name when their directory vouches for it, else “there”",
@@ -122,32 +122,24 @@ class ApprovedAnswer:
 
 
 def approved_answers(session: Session, *, limit: int = 20) -> list[ApprovedAnswer]:
-    """Resolutions a person approved or wrote on tickets that stayed resolved, newest first, as reusable text.
-
-    The same rule as the knowledge base's (engine/outcomes/teaching.py): only text a person decided, stripped of
-    greeting, signature and any line quoting the customer; a resolution the customer said did not help is left out.
-    """
+    """The answers the desk has learned from its people (engine/outcomes/learned.py) that it may give to anyone,
+    newest first: cleaned of greeting, signature and customer quotes, free of particulars or marked general by a
+    lead, and not re-opened since (a resolution the customer said did not help is no model to copy)."""
     reopened = select(ResolutionOutcome.ticket_id).where(ResolutionOutcome.state == OutcomeState.REOPENED)
     rows = session.execute(
-        select(Action, Ticket)
-        .join(Ticket, Ticket.id == Action.ticket_id)
-        .where(
-            Action.kind == ActionKind.PROPOSE_RESOLUTION,
-            Action.state == ActionState.EXECUTED,
-            Action.decided_by.is_not(None),
-            Action.decided_by.not_in(("", "engine")),
-            Ticket.status.in_((TicketStatus.RESOLVED, TicketStatus.CLOSED)),
-            Ticket.id.not_in(reopened),
-        )
-        .order_by(Action.decided_at.desc(), Action.id.desc())
+        select(LearnedAnswer, Ticket.team)
+        .outerjoin(Ticket, Ticket.id == LearnedAnswer.ticket_id)
+        .where(LearnedAnswer.ticket_id.is_not(None), LearnedAnswer.ticket_id.not_in(reopened))
+        .order_by(LearnedAnswer.created_at.desc(), LearnedAnswer.id.desc())
         .limit(limit * 3)
     ).all()
-    answers: dict[int, ApprovedAnswer] = {}
-    for action, ticket in rows:
-        text = resolution_text(action.body or "", [ticket.subject, (ticket.subject or ticket.description)[:200]])
-        if text and ticket.id not in answers:
-            answers[ticket.id] = ApprovedAnswer(ticket.id, ticket.category, ticket.team, text)
-    return list(answers.values())[:limit]
+    records = track_records(session, [learned_subject(answer.id) for answer, _ in rows])
+    answers = [
+        ApprovedAnswer(int(answer.ticket_id), answer.category, team, answer.answer)
+        for answer, team in rows
+        if reusable(answer) and not records.get(learned_subject(answer.id), TrackRecord("")).reopened
+    ]
+    return answers[:limit]
 
 
 def seed_from_approved_answers(session: Session, actor: Actor, *, limit: int = 10) -> int:

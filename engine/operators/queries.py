@@ -205,6 +205,7 @@ def queue_page(
             "sla": sla_label(row.created_at, row.priority, row.resolved_at, hours),
             "draft": drafts.get(row.id),
             "assignee": row.assignee or "",
+            "attention": bool(row.action_required),
         }
         for row in rows
     ], total
@@ -248,6 +249,21 @@ class TicketStory:
     @property
     def latest_escalation(self) -> Escalation | None:
         return self.escalations[-1] if self.escalations else None
+
+    @property
+    def headline(self) -> tuple[object, ...]:
+        """What the ticket page's header and draft panel show (status, owner, team, newest analysis and score, open
+        draft and its version): when it differs from the one on screen, the whole page is drawn again."""
+        analysis, escalation, draft = self.latest_analysis, self.latest_escalation, self.open_draft
+        return (
+            self.ticket.status,
+            self.ticket.taken_over_by,
+            self.ticket.team,
+            self.ticket.priority,
+            analysis.id if analysis else None,
+            escalation.id if escalation else None,
+            (draft.id, draft.version) if draft else None,
+        )
 
 
 def ticket_story(session: Session, ticket_id: int) -> TicketStory | None:
@@ -317,10 +333,17 @@ def job_statuses(session: Session) -> list[dict[str, Any]]:
 
 
 def attention_counts(session: Session) -> dict[str, int]:
-    """What a person must look at: drafts awaiting approval, undelivered mail, unreadable source items."""
+    """What a person must look at: drafts awaiting approval, open tickets a customer replied on (or whose mail or
+    source update failed) while a person holds them, undelivered mail, unreadable source items."""
     return {
         "drafts awaiting approval": session.scalar(
             select(func.count()).select_from(Action).where(Action.state == ActionState.AWAITING_APPROVAL)
+        )
+        or 0,
+        "open tickets needing attention": session.scalar(
+            select(func.count())
+            .select_from(Ticket)
+            .where(Ticket.action_required.is_(True), Ticket.status.in_(tuple(OPEN_STATUSES)))
         )
         or 0,
         "messages failed or uncertain": session.scalar(
@@ -335,7 +358,7 @@ def attention_counts(session: Session) -> dict[str, int]:
 
 
 HELD_REASON_FORMS = (
-    (re.compile(r"^confidence [\d.]+ below ([\d.]+)$"), r"below confidence \1"),
+    (re.compile(r"^confidence [\d.]+ below ([\d.]+)$"), "below the minimum confidence"),
     (re.compile(r"^autopilot is off for ([^/]+)/.*$"), r"autopilot off for \1"),
     (re.compile(r"^guard: possible social engineering: ([^(;]+).*$"), r"sensitive request: \1"),
     (re.compile(r"^guard: ([^:'(]+).*$"), r"\1"),
@@ -345,7 +368,8 @@ HELD_REASON_FORMS = (
 
 
 def held_reason(reason: str) -> str:
-    """A draft's hold reason without its particulars, so reasons can be counted ("below confidence 0.75")."""
+    """A draft's hold reason without its particulars, so reasons can be counted: "below the minimum confidence"
+    whatever the minimum was when the draft was held, so a raised minimum does not split one reason in two."""
     for pattern, form in HELD_REASON_FORMS:
         if pattern.match(reason):
             return pattern.sub(form, reason).strip()
@@ -439,11 +463,21 @@ def audit_page(
             "when": entry.at,
             "who": entry.actor,
             "action": entry.action,
-            "target": f"{entry.target_type} {entry.target_id or ''}".strip(),
+            "target_type": entry.target_type,
+            "target_id": entry.target_id or "",
+            "ticket": _audit_ticket(entry),
             "details": dict(entry.details),
         }
         for entry in entries
     ], total
+
+
+def _audit_ticket(entry: AuditEntry) -> int | None:
+    """The ticket an audit entry is about: its target, or the ticket a draft or a mail belonged to."""
+    if entry.target_type == "ticket" and str(entry.target_id).isdigit():
+        return int(entry.target_id)
+    ticket = (entry.details or {}).get("ticket")
+    return int(ticket) if isinstance(ticket, int) or (isinstance(ticket, str) and ticket.isdigit()) else None
 
 
 def audit_vocabulary(session: Session) -> tuple[list[str], list[str]]:

@@ -14,6 +14,7 @@ or one in a language the knowledge base is not written in, keeps the ticket for 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -285,7 +286,8 @@ def delivery_verdict(ticket: Ticket, result: AnalysisResult, policy: DeskPolicy)
     if ticket.taken_over_by:
         held.append(f"taken over by {ticket.taken_over_by}")
     if result.confidence < policy.auto_send_min_confidence:
-        held.append(f"confidence {result.confidence:.2f} below {policy.auto_send_min_confidence:.2f}")
+        shown = math.floor(result.confidence * 100 + 1e-9) / 100  # 0.749 reads 0.74, never "0.75 below 0.75"
+        held.append(f"confidence {shown:.2f} below {policy.auto_send_min_confidence:.2f}")
     held.extend(analysis_holds(result.decision, bool(result.evidence), result.error, result.guards))
     held.extend(f"input: {warning}" for warning in (ticket.additional_info or {}).get("input_warnings", []))
     if reason := (ticket.additional_info or {}).get(PERSON_ONLY):

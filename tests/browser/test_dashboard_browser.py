@@ -68,7 +68,7 @@ def test_operator_journey(dashboard: tuple[str, int], session_factory: sessionma
         page.locator("input[type='file']").set_input_files(str(pdf))
         expect(page.get_by_text("printer-guide.pdf")).to_be_visible()
         page.get_by_role("button", name="Add to the knowledge base").click()
-        expect(page.get_by_text("1 of 1 file(s) indexed.")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("1 of 1 file indexed.")).to_be_visible(timeout=60_000)
         shoot(page, "5_knowledge_base_upload")
         page.get_by_role("tab", name="Try a search").click()
         page.get_by_label("Question").fill("toner error E42")

@@ -82,7 +82,7 @@ def test_servicenow_mailgun_graph_round_trip(
     assert incident["state"] == "6" and incident["close_code"] == "Solution provided"
     assert incident["close_notes"] == "Updated the VPN client to 5.2; drops stopped."
     notes = [entry["text"] for entry in snow.journal]
-    assert "acknowledgement sent to casey@example.com" in notes[0] and "Subject: Ticket Received" in notes[0]
+    assert "acknowledgement sent to casey@example.com" in notes[0] and "Subject: Re: your request [TCKT-" in notes[0]
     assert "Resolved" in notes[1]
     assert sync_back(engine, session_factory, configured, [servicenow]).pushed == 0
     assert poll_source(engine, session_factory, configured, servicenow) == {"duplicate": 1}, "our write-back echo"

@@ -68,7 +68,7 @@ def dsn(original_message_id: str, recipient: str = "nobody@example.com") -> byte
         f"Final-Recipient: rfc822; {recipient}\r\nOriginal-Recipient: rfc822;{recipient}\r\n"
         "Action: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: X-Postfix; unknown user\r\n"
         "\r\n--B1\r\nContent-Type: message/rfc822\r\n\r\n"
-        f"From: Support <desk@example.test>\r\nTo: {recipient}\r\nSubject: Ticket Received: TCKT-1\r\n"
+        f"From: Support <desk@example.test>\r\nTo: {recipient}\r\nSubject: Re: your request [TCKT-1]\r\n"
         f"Message-ID: {original_message_id}\r\nAuto-Submitted: auto-replied\r\n\r\nHello there\r\n"
         "\r\n--B1--\r\n"
     ).encode()

@@ -183,7 +183,7 @@ def test_old_mail_stays_out_the_unread_is_counted_and_a_lead_takes_it_or_moves_t
     first_poll = with_settings(desk, IMAP_START_AT="")
     assert poll_source(engine, session_factory, first_poll, ImapSource(first_poll)) == {}, "the window starts now"
     found = open_before_window("imap", first_poll, max_age=0)
-    assert isinstance(found, OpenBacklog) and (found.count, found.kind) == (2, "unread message(s) that arrived")
+    assert isinstance(found, OpenBacklog) and (found.count, found.noun) == (2, "unread message")
     assert take_backlog(engine, session_factory, first_poll, "imap", LEAD, acknowledge=False) == {"created": 2}
     assert open_before_window("imap", first_poll, max_age=0).count == 0, "taken ones are flagged read"
     assert poll_source(engine, session_factory, first_poll, ImapSource(first_poll)) == {}

@@ -30,8 +30,8 @@ def test_weak_unanswered_and_reopened_tickets_group_into_labelled_topics(
     with session_factory() as session:
         gaps = knowledge_gaps(session, utcnow() - timedelta(days=1), max_topics=2)
     assert [gap.tickets for gap in gaps] == [6, 4]
-    assert "vpn" in gaps[0].label or "certificate" in gaps[0].label
-    assert "invoice" in gaps[1].label or "vat" in gaps[1].label
+    assert "vpn" in gaps[0].label.lower() or "certificate" in gaps[0].label.lower()
+    assert "invoice" in gaps[1].label.lower() or "vat" in gaps[1].label.lower()
     assert gaps[1].reopened == 1 and len(gaps[1].examples) == 3
     assert all("password" not in example for gap in gaps for example in gap.examples)
 

@@ -44,7 +44,7 @@ def test_a_lead_sees_the_open_backlog_and_takes_it_in_one_click(
     instance: ServiceNowEmulator, session_factory: sessionmaker[Session]
 ) -> None:
     at = open_page(SETTINGS, "ann")
-    assert "12 open record(s) last changed before the start window" in texts(at)
+    assert "12 open records last changed before the start window" in texts(at)
     assert at.button(key="backlog_take_servicenow").disabled, "an agent may not take it"
 
     at = open_page(SETTINGS, "lee")
@@ -52,7 +52,7 @@ def test_a_lead_sees_the_open_backlog_and_takes_it_in_one_click(
     assert at.button(key="backlog_take_servicenow").label == "Take 12 as backlog"
     at = at.button(key="backlog_take_servicenow").click().run()
     assert not at.exception
-    assert "servicenow: 12 ticket(s) taken as backlog; no acknowledgements sent." in texts(at)
+    assert "ServiceNow: 12 tickets taken as backlog; no acknowledgements sent." in texts(at)
     assert "Backlog taken by lee" in texts(at)
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Ticket)) == 12

@@ -18,9 +18,9 @@ def test_home_counts_and_events(app: Settings, session_factory: sessionmaker[Ses
     at = open_page("Home.py", "vic")
     assert not at.exception
     metrics = {metric.label: metric.value for metric in at.metric}
-    assert (metrics["Open"], metrics["Awaiting approval"], metrics["Escalated"]) == ("2", "1", "1")
+    assert (metrics["Open"], metrics["Drafts to approve"], metrics["Escalated"]) == ("2", "1", "1")
     assert metrics["Automation rate"] == "—"
-    assert "Needs a person: 1 drafts awaiting approval" in texts(at)
+    assert "drafts awaiting approval" not in texts(at)  # the tile counts them, one number for one thing
     assert any(caption.value.startswith("Why drafts wait for a person: 1 ") for caption in at.caption)
     events = at.dataframe[0].value
     assert {"Draft proposed", "Status changed"} <= set(events["event"])
@@ -93,7 +93,7 @@ def test_metrics_show_what_each_auto_send_minimum_would_have_done(
     assert "analysed tickets 3 times in this range; 3 resolution drafts" in texts(at)
     [table] = [frame.value for frame in at.dataframe if "minimum confidence" in frame.value.columns]
     rows = table.set_index("minimum confidence")
-    assert rows.loc[0.75, "current setting"] == "today's minimum"
+    assert rows.loc[0.75, "current setting"] == "◀ today"
     assert rows.loc[
         0.65, ["sent automatically", "confirmed by the customer", "approved as-is", "rejected"]
     ].tolist() == [

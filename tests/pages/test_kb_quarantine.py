@@ -36,7 +36,8 @@ def test_an_agent_sees_what_is_quarantined_and_why_but_cannot_approve(
     assert "**Password reset** · section Faster help" in shown
     reason = "links or addresses outside the allowed domains: 'no-touch-localhost.support'"
     assert f"Quarantined: {plain(reason)}" in shown  # shown inert: a reason cannot carry a live link
-    assert any("sign in at https://no-touch-localhost.support/reset" in text.value for text in at.text)
+    held = "sign in at https\u200b://no-touch-localhost.support/reset"  # rendered as markdown, the address inert
+    assert any(held in markdown.value for markdown in at.markdown)
     assert not any(button.key == f"kb_approve_{chunk_id}" for button in at.button)
 
 

@@ -35,7 +35,7 @@ def test_a_lead_uploads_previews_searches_reindexes_and_deletes(
         ("empty.txt", b"", "text/plain"),
     )
     assert not at.exception
-    assert "2 of 3 file(s) indexed: empty.txt" in texts(at)
+    assert "2 of 3 files indexed: empty.txt" in texts(at)
     assert len(at.get("progress")) == 3
     with session_factory() as session:
         documents = {d.filename: d for d in session.scalars(select(KbDocument))}
@@ -209,7 +209,7 @@ def test_an_upload_with_a_name_no_column_can_hold_is_stored_under_a_clean_name_a
     # Streamlit itself refuses a NUL in an uploaded file's name; other control characters arrive
     at = upload(open_page(KB, "lee"), (long_name, ROUTER, "text/markdown"), ("rou\x07ter.md", ROUTER, "text/markdown"))
     assert not at.exception
-    assert "2 of 2 file(s) indexed." in texts(at)
+    assert "2 of 2 files indexed." in texts(at)
     assert any(r"'rou\\x07ter\.md' is stored as 'router\.md'" in warning.value for warning in at.warning)
     assert any("at most 500 characters (the extension is kept)" in warning.value for warning in at.warning)
     with session_factory() as session:

@@ -3,6 +3,7 @@
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Dataframe
 
 from engine.core.enums import ActionState, Role, TicketStatus
 from engine.core.models import Action, AuditEntry, OutboxMessage, Ticket
@@ -75,7 +76,11 @@ def test_j_k_move_the_focus_and_enter_opens_it(app: Settings, session_factory: s
 def test_a_to_approve_the_focused_draft_asks_first(app: Settings, session_factory: sessionmaker[Session]) -> None:
     ticket_id, action_id = drafted(session_factory, app)
     at = click(open_page(QUEUE), "queue_approve")
-    assert "Send the 1 draft(s) exactly as drafted to their customers?" in texts(at)
+    assert f"Send the draft on TCKT-{ticket_id} exactly as drafted to its customer?" in texts(at)
+    shown = list(at.main)
+    asked = next(n for n, node in enumerate(shown) if "exactly as drafted" in str(getattr(node, "value", "")))
+    table = next(n for n, node in enumerate(shown) if isinstance(node, Dataframe))
+    assert asked < table, "asked above the table, where the key was pressed"
     with session_factory() as session:
         assert session.get(Action, action_id).state == ActionState.AWAITING_APPROVAL
     at = click(at, "queue_confirm_yes")
@@ -114,9 +119,9 @@ def test_bulk_approve_sends_each_draft_as_listed(app: Settings, session_factory:
     second, _ = drafted(session_factory, app)
     at = select_rows(open_page(QUEUE), 0, 1)
     at = click(at, "queue_bulk_approve")
-    assert "Send the 2 draft(s) exactly as drafted to their customers?" in texts(at)
+    assert f"Send the 2 drafts on TCKT-{first} and TCKT-{second} exactly as drafted to their customers?" in texts(at)
     at = click(at, "queue_confirm_yes")
-    assert "Approve: 2 done" in texts(at)
+    assert f"Sent: TCKT-{first} and TCKT-{second}" in texts(at)
     with session_factory() as session:
         assert (
             session.scalars(select(Ticket.status).where(Ticket.id.in_((first, second)))).all()
@@ -132,7 +137,7 @@ def test_bulk_assign_and_close_skip_what_they_cannot_do(app: Settings, session_f
     at.selectbox(key="queue_bulk_team").set_value("Service Desk")
     at.selectbox(key="queue_bulk_priority").set_value("high")
     at = click(click(at, "queue_bulk_assign"), "queue_confirm_yes")
-    assert "Assign: 2 done" in texts(at)
+    assert f"Assigned: TCKT-{done} and TCKT-{open_one}" in texts(at)
     at = select_rows(at, 0, 1)
     at = click(click(at, "queue_bulk_close"), "queue_confirm_yes")
     with session_factory() as session:

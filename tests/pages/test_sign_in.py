@@ -263,3 +263,15 @@ def test_a_garbled_forged_or_non_ascii_cookie_shows_the_sign_in_form(
         at = open_page(page, user=None)
         assert not at.exception, page
         assert signed_out(at), page
+
+
+def test_the_next_operator_in_the_same_tab_sees_nothing_the_last_one_left(app: Settings) -> None:
+    at = open_page("pages/3_Knowledge_Base.py", "lee")
+    at.session_state["kb_last_upload"] = [{"file": "router.md", "status": "indexed", "chunks": 1, "error": ""}]
+    at = at.run()
+    assert "Last upload" in texts(at)
+    at = at.sidebar.button(key="sign_out").click().run()
+    assert signed_out(at)
+    at = sign_in(at, "ada", PASSWORD)
+    assert not at.exception and not signed_out(at)
+    assert "Last upload" not in texts(at) and "kb_last_upload" not in at.session_state

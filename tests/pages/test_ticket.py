@@ -52,8 +52,8 @@ def test_shows_conversation_timeline_evidence_score_and_draft(
     assert all(f"**{event}**" in texts(at) for event in ("Received", "Analysed", "Draft proposed"))
     evidence = at.dataframe[0].value
     assert evidence.iloc[0]["title"] == "vpn.md"
-    assert "Score **11.0** against threshold **70** → **stays automated**" in texts(at)
-    assert at.metric[3].value == "11.0 / 70"
+    assert "Score **11.0** against threshold **70** → **below the threshold: not escalated**" in texts(at)
+    assert (at.metric[3].value, at.metric[3].proto.delta) == ("11.0", "escalates at 70")
     assert "small, single\\-user problem" in texts(at)
     assert list(at.dataframe[1].value["criterion"]) == ["System impact", "Estimated effort"]
     assert at.get("plotly_chart")

@@ -36,7 +36,7 @@ def ticket_with_draft(factory: sessionmaker[Session], settings: Settings, steps:
             ticket_id=ticket_id,
             kind=ActionKind.PROPOSE_RESOLUTION,
             state=ActionState.AWAITING_APPROVAL,
-            subject=f"Resolution Proposed: {ticket.reference}",
+            subject=f"Re: your request [{ticket.reference}]",
             body=f'Hello Dana,\n\nThank you for contacting us about "{ticket.subject}". This should solve it:\n\n'
             f"{steps}\n\nKind regards,\nThe support desk",
         )

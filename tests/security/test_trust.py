@@ -75,7 +75,7 @@ def test_the_acknowledgement_names_the_reference_in_our_words_only(
     )
     [ticket_id] = run(session_factory, settings, desk, lure)
     [ack] = [m for m in messages(session_factory, ticket_id) if m.kind == MessageKind.ACKNOWLEDGEMENT]
-    assert re.fullmatch(r"Ticket Received: TCKT-\d+", ack.subject)
+    assert re.fullmatch(r"Re: your request \[TCKT-\d+\]", ack.subject)
     for text in (ack.subject, ack.body_text, ack.body_html or ""):
         assert "micros0ft" not in text and "suspended" not in text and "re-validate" not in text.lower()
     assert ack.body_text.startswith("Hello there,")
@@ -195,7 +195,7 @@ def test_a_ticket_cited_to_the_next_customer_carries_no_customer_subject(
             ticket_id=first.ticket_id,
             kind=ActionKind.PROPOSE_RESOLUTION,
             state=ActionState.AWAITING_APPROVAL,
-            subject=f"Resolution Proposed: TCKT-{first.ticket_id}",
+            subject=f"Re: your request [TCKT-{first.ticket_id}]",
             body="Hello there,\n\nTo book a parking space at the Boston office, open the Facilities app, choose "
             "Parking and book a space for the day you come in.\n\nKind regards,\nThe support desk",
         )

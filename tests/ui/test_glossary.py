@@ -31,3 +31,33 @@ def test_engine_sentences_and_audit_details_read_in_words() -> None:
         "changed: autopilot, escalation weights"
     )
     assert not any(glossary.INTERNAL_IDENTIFIERS.count(name) > 1 for name in glossary.INTERNAL_IDENTIFIERS)
+
+
+def test_stored_values_read_without_python_literals() -> None:
+    job = {"job": "deliver_outbox", "ok": True, "last_error": None, "cpu_percent": 12.345}
+    assert glossary.value([job]) == "job deliver outbox; working yes; processor in use (%) 12.35"
+    assert glossary.value(None) == "—" and glossary.value([]) == "none" and glossary.value(float("nan")) == "—"
+    assert glossary.details({"location": {"section": "VPN", "page": None}, "team": None}) == "location: section VPN"
+    assert glossary.details(
+        {"changed": ["auto_send_min_confidence"], "changes": {"auto_send_min_confidence": [0.75, 0.8]}}
+    ) == ("auto-send minimum confidence: 0.75 → 0.8")
+    assert (glossary.actor("source:demo"), glossary.actor("operator:lee"), glossary.actor(None)) == (
+        "Demo feed",
+        "lee",
+        "—",
+    )
+    assert glossary.words("Status Analyzing → New") == "Status analysing → New"
+    assert (glossary.plural(1, "ticket"), glossary.plural(1200, "ticket")) == ("1 ticket", "1,200 tickets")
+
+
+def test_confidence_reads_as_the_auto_send_check_compares_it() -> None:
+    assert (glossary.confidence(0.749), glossary.confidence(0.75), glossary.confidence(0.29)) == ("74%", "75%", "29%")
+    assert glossary.confidence(None) == "—"
+
+
+def test_audit_targets_name_the_ticket_and_sign_outs_read_as_such() -> None:
+    assert glossary.audit_target("action", "62", {"ticket": 7}) == "TCKT-7"
+    assert glossary.audit_target("desk_policy", "2", {}) == "policy version 2"
+    assert glossary.audit_target("operator", "3", {"of": "lee"}) == "operator lee"
+    assert glossary.audit_action("session_ended", {"reason": "signed_out"}) == "signed out"
+    assert glossary.audit_action("session_ended", {"reason": "idle"}) == "ended a session"

@@ -58,7 +58,7 @@ def test_the_chain_resolves_with_cited_steps_and_accounts_tokens_and_cost(
     assert (result.decision, result.analyser, result.error, result.guards) == ("resolve", "openai", None, [])
     assert kb.queries[0][1:] == ["vpn error 809", "ikev2 vpn blocked", "vpn client protocol setting"]
     assert result.resolution_steps == ["Open the VPN client and choose Settings.", "Set the protocol to IKEv2."]
-    assert result.draft_subject == "Resolution Proposed: TCKT-7"
+    assert result.draft_subject == "Re: your request [TCKT-7]"
     assert "1. Open the VPN client and choose Settings. [1]" in (result.draft_body or "")
     assert "Sources: [1] vpn-setup.md" in (result.draft_body or "")
     assert [(item["number"], item["cited"]) for item in result.evidence] == [(1, True), (2, False)]
@@ -72,7 +72,7 @@ def test_the_chain_asks_for_what_is_missing(with_kb: sessionmaker[Session], llm_
     result = chain(with_kb, llm_settings, QUERIES, decision("ask")).analyse(snapshot())
     assert (result.decision, result.reason) == ("ask", "missing: device")
     assert result.follow_up_questions == ["Which laptop model is it?"]
-    assert result.draft_subject == "Additional Information Required: TCKT-7"
+    assert result.draft_subject == "Re: your request [TCKT-7]"
     assert "1. Which laptop model is it?" in (result.draft_body or "")
 
 

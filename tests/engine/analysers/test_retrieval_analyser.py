@@ -42,7 +42,7 @@ def test_how_to_is_answered_from_the_matching_article(analyser: RetrievalAnalyse
     assert sources.startswith("Sources: Northwind Cloud: inviting users to your workspace")
     assert sources.count("Northwind Cloud: inviting users") == 1, sources
     assert result.confidence >= analyser.settings.RESOLVE_MIN_CONFIDENCE
-    assert result.draft_subject == "Resolution Proposed: TCKT-1"
+    assert result.draft_subject == "Re: your request [TCKT-1]"
     assert "retrieval-only" not in result.draft_body and "[" not in result.draft_body, "our internals stay with us"
     assert "invite-users" not in result.draft_body, "the article is cited by its title, not its file name"
     assert result.resolution_steps and not any(step.startswith("#") for step in result.resolution_steps)
@@ -55,7 +55,7 @@ def test_vague_problem_report_gets_category_specific_questions(analyser: Retriev
     result = analyser.analyse(text_snapshot("it is broken again, please fix", subject="broken", category="network"))
     assert result.decision == "ask"
     assert "Where are you connecting from (office, home, VPN) and on which device?" in result.follow_up_questions
-    assert result.draft_subject == "Additional Information Required: TCKT-1"
+    assert result.draft_subject == "Re: your request [TCKT-1]"
     assert "retrieval-only" not in result.draft_body
 
 

@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.models import Ticket
 from engine.core.settings import Settings
-from engine.core.templates import acknowledgement, template_texts
+from engine.core.templates import acknowledgement, conversation_subject, template_texts
 from engine.intake.ingest import ingest
 from tests.factories import email_in, ticket_in
 
@@ -28,13 +28,13 @@ def test_only_a_directory_name_greets_the_requester() -> None:
 def test_the_acknowledgement_never_quotes_the_subject_even_in_a_leads_template() -> None:
     ticket = Ticket(id=4, subject="Parking at park.bos-parking.example", description="", requester_name=None)
     ack = acknowledgement(ticket, SIGNATURE, {"acknowledgement": "We received $summary as $reference.\n$signature"})
-    assert ack.subject == "Ticket Received: TCKT-4"
+    assert ack.subject == "Re: your request [TCKT-4]"
     assert ack.body_text.startswith("We received your request as TCKT-4.") and "parking" not in ack.body_text.lower()
 
 
 def test_template_texts_are_the_literal_wording_around_placeholders() -> None:
     texts = template_texts({"acknowledgement": "Hi $name, ticket ${reference} is open.\n$signature"})
-    assert "Hi " in texts and " is open.\n" in texts and "Ticket Received: " in texts
+    assert "Hi " in texts and " is open.\n" in texts and "Re: " in texts and "your request" in texts
     assert not any("$" in text for text in texts)
 
 
@@ -50,3 +50,9 @@ def test_ingest_keeps_whether_the_source_directory_vouches_for_the_name(
         }
     assert greetings[caller.ticket_id].startswith("Hello Dana Lee,")
     assert greetings[sender.ticket_id].startswith("Hello there,")
+
+
+def test_every_message_of_a_conversation_has_one_subject() -> None:
+    assert conversation_subject("TCKT-8") == "Re: your request [TCKT-8]"
+    assert conversation_subject("TCKT-19", " Outlook   problem ") == "Re: Outlook problem [TCKT-19]"
+    assert conversation_subject("TCKT-19", "") == "Re: your request [TCKT-19]"

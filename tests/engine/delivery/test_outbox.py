@@ -58,7 +58,7 @@ def test_smtp_delivery_threads_and_marks_itself_automatic(
     queue_ack(session_factory, settings)
     assert deliver_outbox(session_factory, settings, SmtpTransport(settings)).sent == 1
     [received] = sink.messages
-    assert received["Subject"].startswith("Ticket Received: TCKT-")
+    assert received["Subject"].startswith("Re: your request [TCKT-")
     assert received["In-Reply-To"] == "<customer-1@customer.example>"
     assert received["Auto-Submitted"] == "auto-replied"
     assert received["X-Loop"] == settings.from_address

@@ -55,7 +55,7 @@ def test_reply_naming_the_ticket_threads_and_reopens_it(
         transition(session, ticket, TicketStatus.AWAITING_CUSTOMER, reason="asked for the error message")
         reply = email_in(
             requester_email=ticket.email,
-            subject=f"Re: Additional Information Required: {ticket.reference}",
+            subject=f"Re: your request [{ticket.reference}]",
             body="The error is AUTH-401.",
         )
         result = ingest(session, reply, settings)
@@ -239,7 +239,7 @@ STRANGER = "mallory@attacker.example"
 def _names_the_victim(how: str, victim: Ticket, our_message_id: str) -> dict[str, object]:
     """The fields of a stranger's message that point at the victim's ticket in one of the ways a reply can."""
     return {
-        "subject": {"subject": f"Re: Resolution Proposed: {victim.reference}"},
+        "subject": {"subject": f"Re: your request [{victim.reference}]"},
         "in-reply-to": {"subject": "Re: your ticket", "in_reply_to": our_message_id},
         "references": {"subject": "Re: your ticket", "references": ["<other@x.example>", our_message_id]},
         "conversation": {"subject": "Re: your ticket", "thread_id": "conv-victim"},
@@ -323,7 +323,7 @@ def test_a_reply_from_the_requesters_address_threads_only_when_the_mail_server_v
         victim = session.get(Ticket, victim_id)
         reply = email_in(
             requester_email=victim.email,
-            subject=f"Re: Resolution Proposed: {victim.reference}",
+            subject=f"Re: your request [{victim.reference}]",
             body="This did not help.",
             headers={"Authentication-Results": results} if results else {},
         )

@@ -70,9 +70,12 @@ def test_reject_needs_a_reason_and_escalates(session_factory: sessionmaker[Sessi
     with session_factory.begin() as session, pytest.raises(ValueError, match="needs a reason"):
         reject_draft(session, ANN, action_id, 1, reason=" ")
     with session_factory.begin() as session:
-        reject_draft(session, ANN, action_id, 1, reason="wrong product")
+        session.get(Ticket, ticket_id).team = None
+    with session_factory.begin() as session:
+        reject_draft(session, ANN, action_id, 1, reason="wrong product", team="Service Desk")
     with session_factory() as session:
-        assert session.get(Ticket, ticket_id).status == TicketStatus.ESCALATED
+        rejected = session.get(Ticket, ticket_id)
+        assert (rejected.status, rejected.team) == (TicketStatus.ESCALATED, "Service Desk")
         assert sent_bodies(session) == []
 
 
@@ -105,7 +108,7 @@ def test_taken_over_ticket_gets_no_automation(session_factory: sessionmaker[Sess
         ticket = session.get(Ticket, ticket_id)
         assert (ticket.status, ticket.taken_over_by) == (TicketStatus.IN_PROGRESS, "ann")
         [reply] = session.scalars(select(OutboxMessage)).all()
-        assert reply.subject == f"About your VPN [{ticket.reference}]"
+        assert reply.subject == f"Re: About your VPN [{ticket.reference}]"
         assert not reply.automated
 
 

@@ -75,7 +75,7 @@ class AlwaysAsks:
             decision="ask",
             reason="need details",
             confidence=1.0,
-            draft_subject=f"Additional Information Required: {ticket.reference}",
+            draft_subject=f"Re: your request [{ticket.reference}]",
             draft_body=GAP_QUESTIONS["error"],
             evidence=[{"source": "test"}],
         )

@@ -39,7 +39,7 @@ def test_a_word_run_from_nowhere_trusted_holds_the_message() -> None:
     knowledge = cited_texts([{**EVIDENCE, "text": PASSAGE}])
     for name in ("Verify at nw-selfservice.example", "パスワード再確認はこちら"):
         body = resolution().body_text.replace("Hello there,", f"Hello {name},")
-        [reason] = untrusted_text(RenderedMessage("Resolution Proposed: TCKT-7", body), trusted(*knowledge))
+        [reason] = untrusted_text(RenderedMessage("Re: your request [TCKT-7]", body), trusted(*knowledge))
         assert "verify at nw selfservice example" in reason or "パスワード再確認はこちら" in reason
     steps = ("Open the VPN client.", "Then confirm your password at the new portal.")
     [reason] = untrusted_text(resolution(steps=steps), trusted(*knowledge))
@@ -48,12 +48,12 @@ def test_a_word_run_from_nowhere_trusted_holds_the_message() -> None:
 
 def test_smuggled_invisible_text_html_only_text_and_header_values_are_checked() -> None:
     smuggled = "".join(chr(0xE0000 + ord(letter)) for letter in "call me")
-    assert untrusted_text(RenderedMessage("Ticket Received: TCKT-7", f"Hello there{smuggled},"), trusted())
-    hidden = RenderedMessage("Ticket Received: TCKT-7", "Hello there,", "<p>Hello there,</p><!-- wire the refund -->")
+    assert untrusted_text(RenderedMessage("Re: your request [TCKT-7]", f"Hello there{smuggled},"), trusted())
+    hidden = RenderedMessage("Re: your request [TCKT-7]", "Hello there,", "<p>Hello there,</p><!-- wire the refund -->")
     assert untrusted_text(hidden, trusted()) == ["the message carries text from no trusted source ('wire the refund')"]
-    linked = RenderedMessage("Ticket Received: TCKT-7", "Hello there,", '<a href="https://evil.example">Hello</a>')
+    linked = RenderedMessage("Re: your request [TCKT-7]", "Hello there,", '<a href="https://evil.example">Hello</a>')
     assert untrusted_text(linked, trusted())
-    headed = RenderedMessage("Ticket Received: TCKT-7", "Hello there,", headers=("Reply to park.evil.example",))
+    headed = RenderedMessage("Re: your request [TCKT-7]", "Hello there,", headers=("Reply to park.evil.example",))
     assert untrusted_text(headed, trusted())
 
 
