@@ -45,7 +45,7 @@ from kb.extract import Section
 from kb.keyword import K1, B, KeywordIndex, KeywordRecord, tokenize
 from kb.search import best_per_source, deterministic_queries, retrieve
 from kb.self_test import SelfTestCorpus, run_self_test
-from kb.store import KbRuntime, VectorStore, make_chroma_client
+from kb.store import ChromaConnection, KbRuntime, VectorStore, make_chroma_client
 
 TV_CORPUS = "emanual-qa/smart_tv_remote_manual_corpus.json"
 TV_QUESTIONS = "emanual-qa/smart_tv_qa/*.json"
@@ -215,7 +215,7 @@ def build(runtime: KbRuntime, corpus: Corpus, start: int = 0, end: int | None = 
 
 def make_runtime(root: Path, name: str) -> KbRuntime:
     settings = load_settings(_env_file=None, DATA_DIR=root, EMBEDDINGS_PROVIDER="local")
-    store = VectorStore(make_chroma_client(settings), name, model_name(settings))
+    store = VectorStore(ChromaConnection(lambda: make_chroma_client(settings)), name, model_name(settings))
     return KbRuntime((name,), store, KeywordIndex(None), model_name(settings), settings, threading.RLock())
 
 
