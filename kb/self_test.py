@@ -48,6 +48,9 @@ MIN_SENTENCE_TERMS = 4
 QUESTION_WORDS = 12
 MIN_GAIN = 0.01
 """A hybrid replaces the best single retriever only if it wins by more than the self-test's noise, at least this."""
+NOISE_ERRORS = 2.0
+"""The self-test's noise: this many standard errors of the MRR difference (the test's questions are easier for
+keywords than real paraphrases are, so a hybrid must win clearly to be trusted)."""
 SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 HEADING_MAX = 120
 REWORDING = {
@@ -372,13 +375,13 @@ def choose_fusion(grid: dict[Fusion, dict[str, float]], noise: float = MIN_GAIN)
 
 
 def paired_noise(first: Sequence[int | None], second: Sequence[int | None]) -> float:
-    """The standard error of the MRR difference between two fusions on the same questions."""
+    """NOISE_ERRORS standard errors of the MRR difference between two fusions on the same questions."""
     differences = np.array(
         [(1.0 / a if a else 0.0) - (1.0 / b if b else 0.0) for a, b in zip(first, second, strict=True)]
     )
     if len(differences) < 2:
         return 1.0
-    return float(differences.std(ddof=1) / math.sqrt(len(differences)))
+    return NOISE_ERRORS * float(differences.std(ddof=1) / math.sqrt(len(differences)))
 
 
 def run_self_test(
