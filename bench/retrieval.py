@@ -57,6 +57,7 @@ S10_CORPUS = "emanual-qa/s10_manual_corpus.json"
 S10_QUESTIONS = "emanual-qa/s10_50_questions.csv"
 BIKE_HELP = Path(__file__).resolve().parent / "data" / "bike_help.json"
 DISTRACTOR_OFFSET = 100_000
+SETS = ("tv", "s10", "bike")
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,6 @@ CONFIGS = [
     Config(f"BM25 (k1 {K1:g}, b {B:g})", ("bm25",)),
     Config("vector only (MiniLM)", ("vector",)),
     Config("hybrid fixed: RRF k=10, BM25:vec 3:1", ("vector", "bm25")),
-    Config("hybrid fixed: RRF k=10, 1:1", ("vector", "bm25"), Fusion("rrf", 0.5)),
 ]
 FIELD = re.compile(r'^\s*"(Section Hierarchy|Link|Question|Answer)"\s*:\s*"(.*)"\s*,?\s*$')
 
@@ -392,9 +392,25 @@ def _counts(tokens: list[str]) -> dict[str, int]:
 
 
 def quality(
-    root: Path, data_dir: Path, cache: Path, embedder: Any, tv: Corpus, pool: Corpus, labelled: list[Question]
+    root: Path,
+    data_dir: Path,
+    cache: Path,
+    embedder: Any,
+    tv: Corpus,
+    pool: Corpus,
+    labelled: list[Question],
+    sets: Sequence[str] = SETS,
 ) -> None:
-    """The quality tables: Smart TV questions (tuning / held-out / all) with distractors, then S10."""
+    """The quality tables of `sets`: Smart TV questions (tuning / held-out / all) with distractors, S10, bike help."""
+    if "tv" in sets:
+        smart_tv(root, embedder, tv, pool, labelled)
+    if "s10" in sets:
+        galaxy_s10(root, data_dir, cache, embedder)
+    if "bike" in sets:
+        bike_help(root, cache, embedder)
+
+
+def smart_tv(root: Path, embedder: Any, tv: Corpus, pool: Corpus, labelled: list[Question]) -> None:
     runtime = make_runtime(root, "bench_quality")
     build(runtime, tv)
     whole = tv
@@ -409,7 +425,10 @@ def quality(
         f"chunks ({len(runtime.keywords):,} chunks indexed), top 10 distinct sections"
     )
     quality_table(runtime, labelled, split=True, calibrated=self_calibrated(whole, embedder))
+    runtime.vectors.drop()
 
+
+def galaxy_s10(root: Path, data_dir: Path, cache: Path, embedder: Any) -> None:
     s10_sections = load_sections(data_dir / S10_CORPUS)
     s10_questions = load_s10_questions(data_dir)
     s10_counts = label(s10_questions, s10_sections)
@@ -425,8 +444,6 @@ def quality(
     )
     quality_table(s10_runtime, s10_labelled, split=False, calibrated=self_calibrated(s10, embedder))
     s10_runtime.vectors.drop()
-    runtime.vectors.drop()
-    bike_help(root, cache, embedder)
 
 
 def bike_help(root: Path, cache: Path, embedder: Any) -> None:
@@ -457,6 +474,7 @@ def main() -> None:
     parser.add_argument("--skip-100k", action="store_true", help="only the quality table and the 10k scale")
     parser.add_argument("--quality-only", action="store_true", help="only the quality tables")
     parser.add_argument("--speed-only", action="store_true", help="only the speed tables (run on a quiet machine)")
+    parser.add_argument("--sets", default=",".join(SETS), help="which quality sets, comma-separated: tv,s10,bike")
     parser.add_argument("--no-distractors", action="store_true", help="the Smart TV manual alone (quality only)")
     parser.add_argument(
         "--cache",
@@ -489,7 +507,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as root:
         if not args.speed_only:
-            quality(Path(root), args.data_dir, args.cache, embedder, tv, pool, labelled)
+            quality(Path(root), args.data_dir, args.cache, embedder, tv, pool, labelled, args.sets.split(","))
         if args.quality_only or args.no_distractors:
             return
         sample = pool.texts[:1000]
