@@ -16,7 +16,7 @@ from connectors import registry
 from connectors.base import TicketSource
 from connectors.http import CircuitOpenError, ConnectorError, breaker_for
 from connectors.redaction import redact_url_credentials
-from engine.analysers.confidence import operator_verdicts
+from engine.analysers.confidence import answered_questions, operator_verdicts
 from engine.core.db import exclusive, transaction
 from engine.core.models import IngestError, JobStatus, KbChunk, KbDocument, SourceCursor, Ticket, utcnow
 from engine.core.settings import Settings
@@ -185,10 +185,12 @@ def run_index_job(factory: sessionmaker[Session], settings: Settings) -> dict[st
 
 
 def calibrate_knowledge(factory: sessionmaker[Session], settings: Settings) -> Calibration:
-    """The knowledge base's self-calibration, fed the operators' verdicts on drafts (which only the engine reads)."""
+    """The knowledge base's self-calibration, fed the operators' verdicts on drafts and the questions people answered
+    (which only the engine reads)."""
     with factory() as session:
         verdicts = operator_verdicts(session)
-    return calibrate(factory, settings, verdicts)
+        answered = answered_questions(session)
+    return calibrate(factory, settings, verdicts, answered)
 
 
 def recalibrate_if_changed(factory: sessionmaker[Session], settings: Settings) -> int:

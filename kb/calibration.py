@@ -47,6 +47,11 @@ class Fusion:
         return 1.0 / (self.rrf_k + 1) if self.method == "rrf" else 1.0
 
     def describe(self) -> str:
+        """In people's words: one retriever alone, or how the two are combined."""
+        if self.vector_weight == 1.0:
+            return "vectors alone (by meaning)"
+        if self.vector_weight == 0.0:
+            return "keywords alone (BM25)"
         method = f"RRF k={self.rrf_k}" if self.method == "rrf" else "min-max scores"
         return f"{method}, vectors {self.vector_weight:.0%} / BM25 {1 - self.vector_weight:.0%}"
 

@@ -30,7 +30,7 @@ from engine.core.settings import Settings
 from kb.calibration import DEFAULT_FUSION, FUSION_METHODS, Calibration, Fusion, chunk_census, save_calibration
 from kb.confidence import Verdict, evidence_features, fit_confidence
 from kb.embed import Embedder
-from kb.keyword import KeywordIndex, KeywordRecord, tokenize
+from kb.keyword import STOPWORDS, TOKEN, KeywordIndex, KeywordRecord, tokenize
 from kb.ledger import AWAITING_REVIEW
 from kb.search import FusedHit, best_per_source, deterministic_queries, fuse
 from kb.store import get_runtime
@@ -44,9 +44,59 @@ TOP = 10
 MIN_QUERIES = 8
 MIN_LEFT = 8
 MAX_RELEVANT = 40
-TIE = 0.005
+MIN_SENTENCE_TERMS = 4
+QUESTION_WORDS = 12
+MIN_GAIN = 0.01
+"""A hybrid replaces the best single retriever only if it wins by more than the self-test's noise, at least this."""
+NOISE_ERRORS = 2.0
+"""The self-test's noise: this many standard errors of the MRR difference (the test's questions are easier for
+keywords than real paraphrases are, so a hybrid must win clearly to be trusted)."""
 SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 HEADING_MAX = 120
+REWORDING = {
+    "select": "choose",
+    "press": "push",
+    "tap": "touch",
+    "display": "screen",
+    "screen": "display",
+    "configure": "set",
+    "settings": "options",
+    "setting": "option",
+    "enable": "turn",
+    "disable": "stop",
+    "activate": "start",
+    "delete": "erase",
+    "remove": "take",
+    "connect": "plug",
+    "disconnect": "unplug",
+    "install": "put",
+    "purchase": "buy",
+    "error": "problem",
+    "unable": "cannot",
+    "automatically": "itself",
+    "adjust": "change",
+    "modify": "change",
+    "increase": "raise",
+    "decrease": "lower",
+    "verify": "check",
+    "ensure": "make sure",
+    "launch": "open",
+    "device": "gadget",
+    "application": "app",
+    "information": "info",
+    "approximately": "about",
+    "additional": "more",
+    "receive": "get",
+    "obtain": "get",
+    "require": "need",
+    "requires": "needs",
+    "required": "needed",
+    "assistance": "help",
+    "navigate": "go",
+    "utilise": "use",
+    "utilize": "use",
+}
+"""Words a manual uses → the plainer word a customer would type: a paraphrase changes some terms, not all."""
 Source = tuple[str, int]
 Lists = list[tuple[str, list[tuple[str, float, str, int]]]]
 
@@ -63,13 +113,27 @@ class SelfTestCorpus:
 
 
 @dataclass(frozen=True)
+class AnsweredQuestion:
+    """A real question and a source that answered it (a person approved an answer citing it): the self-test
+    asks it as asked, beside the questions it makes from the documents."""
+
+    question: str
+    source: Source
+
+
+@dataclass(frozen=True)
 class PseudoQuery:
-    """A question with the sources that answer it: its own, and any other holding its text (a duplicated section)."""
+    """A question with the sources that answer it; `cut` is the sentence it was made from, cut out of its
+    source during the test ("" for a real question, asked against the knowledge base as it is)."""
 
     text: str
     source: Source
-    masked: bool = True
+    cut: str = ""
     relevant: frozenset[Source] = frozenset()
+
+    @property
+    def masked(self) -> bool:
+        return bool(self.cut)
 
     @property
     def answers(self) -> frozenset[Source]:
@@ -90,57 +154,87 @@ def off_topic_questions() -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
-def pseudo_queries(corpus: SelfTestCorpus, max_queries: int = MAX_QUERIES) -> list[PseudoQuery]:
-    """Each section's heading and first sentence, as a customer's question names what a section covers.
+def paraphrase_questions(corpus: SelfTestCorpus, max_queries: int = MAX_QUERIES) -> list[PseudoQuery]:
+    """Questions made from the sentences in a section's body, reworded, never its heading's words in order.
 
-    Sources are taken in a fixed hash order and their sections in turn (one from each source before a second
-    from any), so a large knowledge base is sampled evenly; a question is kept only where its source, once
-    the question is cut out, still has MIN_LEFT terms to be found by."""
+    Customers ask about what a section says, in their own words; a question built from the heading favours
+    keywords (the heading's terms recur all through its body) and chose the wrong fusion on paraphrased help
+    threads. Sources are taken in a fixed hash order and their sentences in turn (one from each source before
+    a second from any), so a large knowledge base is sampled evenly; a question is kept only where its source,
+    once its sentence is cut out, still has MIN_LEFT terms to be found by."""
     chunks: dict[Source, list[int]] = defaultdict(list)
     for index, source in enumerate(corpus.sources):
         chunks[source].append(index)
     order = sorted(chunks, key=lambda source: hashlib.sha256(f"{source[0]}:{source[1]}".encode()).digest())
     left = {source: len(tokenize(" ".join(corpus.texts[index] for index in chunks[source]))) for source in order}
-    candidates = {source: _section_questions(corpus, source, chunks[source]) for source in order}
+    candidates = {source: _section_paraphrases(corpus, source, chunks[source]) for source in order}
     queries: list[PseudoQuery] = []
     for turn in range(max(map(len, candidates.values()), default=0)):
         for source in order:
             if turn >= len(candidates[source]) or len(queries) >= max_queries:
                 continue
-            text = candidates[source][turn]
-            cut = len(tokenize(text))
-            if cut >= 2 and left[source] - cut >= MIN_LEFT:
-                queries.append(PseudoQuery(text, source))
+            question, sentence = candidates[source][turn]
+            cut = len(tokenize(sentence))
+            if left[source] - cut >= MIN_LEFT:
+                queries.append(PseudoQuery(question, source, cut=sentence))
                 left[source] -= cut
     return queries
 
 
-def _section_questions(corpus: SelfTestCorpus, source: Source, indexes: list[int]) -> list[str]:
-    """A source's headings and first sentences, once each, in document order (its title when the first
-    chunk has no heading line)."""
-    found: list[str] = []
+def _section_paraphrases(corpus: SelfTestCorpus, source: Source, indexes: list[int]) -> list[tuple[str, str]]:
+    """(question, the body sentence it rewords) for a source's sentences, once each, in document order."""
+    found: list[tuple[str, str]] = []
+    seen: set[str] = set()
     for position, index in enumerate(indexes):
         lines = [line.strip() for line in corpus.texts[index].splitlines() if line.strip()]
         heading_line = lines[0] if len(lines) > 1 and len(lines[0]) <= HEADING_MAX else ""
-        heading = heading_line or (corpus.titles.get(source, "") if position == 0 else "")
+        headings = [heading_line, corpus.titles.get(source, "") if position == 0 else ""]
         body = " ".join(lines[1:] if heading_line else lines)
-        sentence = " ".join(SENTENCE_END.split(body, maxsplit=1)[0].split()[:30]) if body else ""
-        for text in (heading, sentence):
-            if text and text.lower() not in {known.lower() for known in found}:
-                found.append(text)
+        for sentence in SENTENCE_END.split(body):
+            sentence = sentence.strip()
+            if len(tokenize(sentence)) < MIN_SENTENCE_TERMS or sentence.lower() in seen:
+                continue
+            seen.add(sentence.lower())
+            question = reword(sentence, [heading for heading in headings if heading])
+            if len(tokenize(question)) >= 2:
+                found.append((question, sentence))
     return found
 
 
+def reword(sentence: str, headings: Sequence[str] = ()) -> str:
+    """A customer's version of a sentence: its first QUESTION_WORDS words (no stop word left dangling), common
+    terms swapped for the words people use (REWORDING), and no heading's exact word sequence."""
+    words = [REWORDING.get(word.lower(), word) for word in TOKEN.findall(sentence)][:QUESTION_WORDS]
+    while words and words[-1].lower() in STOPWORDS:
+        words.pop()
+    question = " ".join(words)
+    for heading in headings:
+        sequence = " ".join(TOKEN.findall(heading))
+        if sequence:
+            question = re.sub(rf"\b{re.escape(sequence)}\b", " ", question, flags=re.IGNORECASE)
+    return " ".join(question.split())
+
+
+def answered_questions(pairs: Sequence[AnsweredQuestion], known: set[Source]) -> list[PseudoQuery]:
+    """Real questions, each with every source a person's approved answer to it drew on (as asked, nothing cut)."""
+    sources: dict[str, set[Source]] = defaultdict(set)
+    for pair in pairs:
+        text = " ".join(pair.question.split())
+        if text and pair.source in known:
+            sources[text].add(pair.source)
+    return [PseudoQuery(text, min(found), relevant=frozenset(found)) for text, found in sources.items()]
+
+
 def with_duplicates(corpus: SelfTestCorpus, queries: Sequence[PseudoQuery]) -> list[PseudoQuery]:
-    """Each masked pseudo-query with every source whose text holds it; too generic ones (in more than
-    MAX_RELEVANT sources, say a heading like "Overview") are dropped."""
+    """Each question made from a sentence, with every source whose text holds that sentence; too generic ones
+    (in more than MAX_RELEVANT sources, say a boilerplate warning) are dropped."""
     lowered = [text.lower() for text in corpus.texts]
     kept = []
     for query in queries:
         if not query.masked:
             kept.append(query)
             continue
-        needle = query.text.lower()
+        needle = query.cut.lower()
         relevant = frozenset(corpus.sources[i] for i, text in enumerate(lowered) if needle in text) | {query.source}
         if len(relevant) <= MAX_RELEVANT:
             kept.append(replace(query, relevant=relevant))
@@ -148,12 +242,13 @@ def with_duplicates(corpus: SelfTestCorpus, queries: Sequence[PseudoQuery]) -> l
 
 
 def masked_texts(corpus: SelfTestCorpus, queries: Sequence[PseudoQuery]) -> list[str]:
-    """Each chunk with the masked pseudo-queries it answers cut out (case-insensitive)."""
+    """Each chunk with the sentences its questions were made from cut out (case-insensitive), so a question
+    finds its source by the rest of the section, as a paraphrase does."""
     by_source: dict[Source, list[str]] = defaultdict(list)
     for query in queries:
         if query.masked:
             for source in query.answers:
-                by_source[source].append(query.text)
+                by_source[source].append(query.cut)
     texts = list(corpus.texts)
     for index, source in enumerate(corpus.sources):
         for text in by_source.get(source, []):
@@ -164,8 +259,10 @@ def masked_texts(corpus: SelfTestCorpus, queries: Sequence[PseudoQuery]) -> list
 class _Retrievers:
     """BM25 over the masked texts and exact cosine over their vectors: what retrieval would see."""
 
-    def __init__(self, corpus: SelfTestCorpus, texts: list[str], embedder: Embedder) -> None:
-        self.corpus, self.texts, self.embedder = corpus, texts, embedder
+    def __init__(
+        self, corpus: SelfTestCorpus, texts: list[str], embedder: Embedder, asked: dict[str, np.ndarray]
+    ) -> None:
+        self.corpus, self.texts, self.embedder, self.asked = corpus, texts, embedder, asked
         self.vectors = corpus.vectors.copy()
         changed = [index for index, text in enumerate(texts) if text != corpus.texts[index]]
         if changed:
@@ -182,11 +279,16 @@ class _Retrievers:
         self.index_of = {chunk_id: index for index, chunk_id in enumerate(corpus.ids)}
 
     def lists(self, questions: Sequence[str]) -> list[Lists]:
-        """Both retrievers' ranked lists for every phrasing of every question."""
+        """Both retrievers' ranked lists for every phrasing of every question; each phrasing is embedded once per
+        self-test (`asked` is shared by its masked and unmasked runs)."""
         phrasings = [deterministic_queries(question) for question in questions]
         flat = [phrase for group in phrasings for phrase in group]
-        query_vectors = self.embedder.embed_queries(flat) if flat else np.zeros((0, self.vectors.shape[1]))
-        query_vectors = query_vectors / np.maximum(np.linalg.norm(query_vectors, axis=1, keepdims=True), 1e-9)
+        new = list(dict.fromkeys(phrase for phrase in flat if phrase not in self.asked))
+        if new:
+            embedded = self.embedder.embed_queries(new)
+            embedded = embedded / np.maximum(np.linalg.norm(embedded, axis=1, keepdims=True), 1e-9)
+            self.asked.update(zip(new, embedded, strict=True))
+        query_vectors = np.array([self.asked[phrase] for phrase in flat]).reshape(len(flat), self.vectors.shape[1])
         similarities = query_vectors @ self.vectors.T
         result, row = [], 0
         for group in phrasings:
@@ -240,42 +342,79 @@ def _scores(ranks: Sequence[int | None]) -> dict[str, float]:
     }
 
 
-def choose_fusion(grid: dict[Fusion, dict[str, float]]) -> Fusion:
-    """The best MRR; among fusions within TIE of it, the most balanced one (a hybrid is the safer bet)."""
-    best = max(scores["mrr"] for scores in grid.values())
-    close = [fusion for fusion, scores in grid.items() if scores["mrr"] >= best - TIE]
-    return min(close, key=lambda f: (abs(f.vector_weight - 0.5), FUSION_METHODS.index(f.method), -grid[f]["mrr"]))
+def is_single(fusion: Fusion) -> bool:
+    """Vectors alone or BM25 alone: all the weight on one retriever."""
+    return fusion.vector_weight in (0.0, 1.0)
+
+
+def best_single(grid: dict[Fusion, dict[str, float]]) -> Fusion:
+    """The single retriever with the best MRR (then nDCG); a tie goes to vectors, which paraphrases favour."""
+    singles = [fusion for fusion in grid if is_single(fusion)]
+    return max(singles, key=lambda f: (grid[f]["mrr"], grid[f]["ndcg"], f.vector_weight, f.method == "rrf"))
+
+
+def best_hybrid(grid: dict[Fusion, dict[str, float]]) -> Fusion | None:
+    hybrids = [fusion for fusion in grid if not is_single(fusion)]
+    if not hybrids:
+        return None
+    return max(hybrids, key=lambda f: (grid[f]["mrr"], grid[f]["ndcg"], -abs(f.vector_weight - 0.5)))
+
+
+def choose_fusion(grid: dict[Fusion, dict[str, float]], noise: float = MIN_GAIN) -> Fusion:
+    """The best single retriever, unless a hybrid beats its MRR by more than `noise` (at least MIN_GAIN) and
+    loses no more than MIN_GAIN of its nDCG: so the choice is never a hybrid that scores below the better single
+    retriever − 0.01, and a hybrid that only matches it within the test's noise is not worth the risk."""
+    single = best_single(grid)
+    hybrid = best_hybrid(grid)
+    if hybrid is None:
+        return single
+    gain = grid[hybrid]["mrr"] - grid[single]["mrr"]
+    if gain > max(noise, MIN_GAIN) and grid[hybrid]["ndcg"] >= grid[single]["ndcg"] - MIN_GAIN:
+        return hybrid
+    return single
+
+
+def paired_noise(first: Sequence[int | None], second: Sequence[int | None]) -> float:
+    """NOISE_ERRORS standard errors of the MRR difference between two fusions on the same questions."""
+    differences = np.array(
+        [(1.0 / a if a else 0.0) - (1.0 / b if b else 0.0) for a, b in zip(first, second, strict=True)]
+    )
+    if len(differences) < 2:
+        return 1.0
+    return NOISE_ERRORS * float(differences.std(ddof=1) / math.sqrt(len(differences)))
 
 
 def run_self_test(
     corpus: SelfTestCorpus,
     embedder: Embedder,
-    approved: Sequence[tuple[str, Source]] = (),
+    answered: Sequence[AnsweredQuestion] = (),
     max_queries: int = MAX_QUERIES,
 ) -> SelfTest:
-    """Pseudo-queries (masked) and approved pairs (as asked) → the fusion grid → the confidence cases.
+    """Questions made from the documents (their sentences cut out) and real answered questions (as asked) →
+    the fusion grid → the choice → the confidence cases.
 
-    The fusion is chosen on the masked run alone. The confidence model learns from the masked run (a question
-    sharing none of its exact words with the passage) and from the same questions unmasked (sharing all):
-    real questions fall between the two, so the model is fitted across that whole range.
+    The confidence model learns from the masked run (a question whose sentence is not in its passage) and from
+    the same questions unmasked (the sentence is there): real questions fall between the two, so the model is
+    fitted across that whole range.
     """
-    queries = pseudo_queries(corpus, max_queries)
-    known = set(corpus.sources)
-    queries += [PseudoQuery(question, source, masked=False) for question, source in approved if source in known]
+    queries = paraphrase_questions(corpus, max_queries)
+    queries += answered_questions(answered, set(corpus.sources))
     queries = with_duplicates(corpus, queries)
     if len(queries) < MIN_QUERIES:
         return SelfTest(DEFAULT_FUSION, {"queries": len(queries), "note": "too few documents to choose"}, [])
-    retrievers = _Retrievers(corpus, masked_texts(corpus, queries), embedder)
+    asked: dict[str, np.ndarray] = {}
+    retrievers = _Retrievers(corpus, masked_texts(corpus, queries), embedder, asked)
     lists = retrievers.lists([query.text for query in queries])
-    grid = {
-        Fusion(method, weight): _scores(
-            [_rank_of(found, Fusion(method, weight), q.answers) for q, found in zip(queries, lists, strict=True)]
-        )
-        for method in FUSION_METHODS
-        for weight in VECTOR_WEIGHTS
+    answers = [query.answers for query in queries]
+    ranks = {
+        fusion: [_rank_of(found, fusion, relevant) for found, relevant in zip(lists, answers, strict=True)]
+        for fusion in (Fusion(method, weight) for method in FUSION_METHODS for weight in VECTOR_WEIGHTS)
     }
-    fusion = choose_fusion(grid)
-    unmasked = _Retrievers(corpus, list(corpus.texts), embedder)
+    grid = {fusion: _scores(found) for fusion, found in ranks.items()}
+    single, hybrid = best_single(grid), best_hybrid(grid)
+    noise = paired_noise(ranks[hybrid], ranks[single]) if hybrid else MIN_GAIN
+    fusion = choose_fusion(grid, noise)
+    unmasked = _Retrievers(corpus, list(corpus.texts), embedder, asked)
     samples: list[tuple[dict[str, float], int]] = []
     for run, run_lists in ((retrievers, lists), (unmasked, unmasked.lists([query.text for query in queries]))):
         for query, found in zip(queries, run_lists, strict=True):
@@ -289,12 +428,18 @@ def run_self_test(
         samples.append(
             (evidence_features(question, retrievers.evidence(best_per_source(fuse(found, fusion), 5), fusion)), 0)
         )
+    bm25 = max((f for f in grid if f.vector_weight == 0.0), key=lambda f: grid[f]["mrr"])
+    vectors = max((f for f in grid if f.vector_weight == 1.0), key=lambda f: grid[f]["mrr"])
     report = {
         "queries": len(queries),
-        "approved_pairs": sum(not query.masked for query in queries),
+        "real_questions": sum(not query.masked for query in queries),
         **grid[fusion],
-        "bm25_mrr": grid[Fusion("rrf", 0.0)]["mrr"],
-        "vector_mrr": grid[Fusion("rrf", 1.0)]["mrr"],
+        "bm25_mrr": grid[bm25]["mrr"],
+        "bm25_ndcg": grid[bm25]["ndcg"],
+        "vector_mrr": grid[vectors]["mrr"],
+        "vector_ndcg": grid[vectors]["ndcg"],
+        "best_hybrid_mrr": grid[hybrid]["mrr"] if hybrid else None,
+        "noise": round(noise, 4),
         "grid": [{"method": f.method, "vector_weight": f.vector_weight, **scores} for f, scores in grid.items()],
     }
     return SelfTest(fusion, report, samples)
@@ -326,18 +471,19 @@ def load_corpus(factory: sessionmaker[Session], settings: Settings) -> tuple[Sel
     return corpus, census
 
 
-def calibrate(factory: sessionmaker[Session], settings: Settings, feedback: Sequence[Verdict] = ()) -> Calibration:
+def calibrate(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    feedback: Sequence[Verdict] = (),
+    answered: Sequence[AnsweredQuestion] = (),
+) -> Calibration:
     """Run the self-test on the knowledge base, fit the confidence model, store both, and return them.
 
-    `feedback` is the operators' verdicts on drafts (the engine reads them: engine.analysers.confidence); the
+    `feedback` is the operators' verdicts on drafts and `answered` the real questions people answered from the
+    knowledge base (the engine reads both: engine.analysers.confidence, engine.outcomes.teaching); the
     self-test and the fit run outside any transaction, the result is stored in its own."""
     corpus, census = load_corpus(factory, settings)
-    approved = [
-        (question, (str(evidence[0]["source_kind"]), int(evidence[0]["source_id"])))
-        for question, evidence, label in feedback
-        if label and "source_kind" in evidence[0]
-    ]
-    test = run_self_test(corpus, get_runtime(settings).embedder, approved)
+    test = run_self_test(corpus, get_runtime(settings).embedder, answered)
     labelled = [(evidence_features(question, evidence), label) for question, evidence, label in feedback]
     model = fit_confidence([*test.samples, *labelled], feedback=len(labelled)) if test.samples else None
     calibration = Calibration(
@@ -350,10 +496,14 @@ def calibrate(factory: sessionmaker[Session], settings: Settings, feedback: Sequ
     with transaction(factory) as session:
         save_calibration(session, calibration)
     log.info(
-        "knowledge base calibrated: %s; self-test %s queries, MRR %s; confidence fitted on %s cases",
+        "knowledge base calibrated: %s; self-test %s questions (%s real), MRR %s (BM25 alone %s, vectors alone %s); "
+        "confidence fitted on %s cases",
         test.fusion.describe(),
         test.report.get("queries"),
+        test.report.get("real_questions"),
         test.report.get("mrr"),
+        test.report.get("bm25_mrr"),
+        test.report.get("vector_mrr"),
         model.samples if model else 0,
     )
     return calibration

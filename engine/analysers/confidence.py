@@ -17,6 +17,7 @@ from engine.core.enums import ActionKind, ActionState
 from engine.core.models import Action, Analysis, Ticket
 from engine.core.settings import Settings
 from engine.outcomes.learned import LEARNED, TrackRecord
+from engine.outcomes.teaching import TICKET_KIND
 from engine.trust.decision import Reading
 from engine.trust.requests import (
     LANGUAGE_NAMES,
@@ -30,6 +31,7 @@ from engine.trust.requests import (
 from kb.confidence import FILLER, Verdict, answerability, question_terms
 from kb.embed import Embedder, get_embedder
 from kb.keyword import tokenize
+from kb.self_test import AnsweredQuestion
 
 log = logging.getLogger(__name__)
 
@@ -165,3 +167,31 @@ def learned_confidence(similarity: float, record: TrackRecord, settings: Setting
     low, full = settings.LEARNED_MATCH_MIN_SIMILARITY, settings.LEARNED_FULL_SIMILARITY
     closeness = min(1.0, max(0.0, (similarity - low) / max(full - low, 1e-6)))
     return round(record.reliability * (0.7 + 0.3 * closeness), 3)
+
+
+def answered_questions(session: Session, limit: int = 2000) -> list[AnsweredQuestion]:
+    """What customers asked and where a person's answer was found, for the knowledge base's self-test: each
+    resolution a person sent (approved, edited or written) binds the ticket's question to the ticket itself (its
+    resolution is in the knowledge base, engine/outcomes/teaching.py), and one approved as drafted also to the
+    passage its draft cited first. Engine-sent answers teach nothing: nobody approved them."""
+    rows = session.execute(
+        select(Action, Analysis, Ticket)
+        .outerjoin(Analysis, Analysis.id == Action.analysis_id)
+        .join(Ticket, Ticket.id == Action.ticket_id)
+        .where(
+            Action.kind == ActionKind.PROPOSE_RESOLUTION.value,
+            Action.state == ActionState.EXECUTED.value,
+            Action.decided_by.is_not(None),
+            Action.decided_by != "engine",
+        )
+        .order_by(Action.id.desc())
+        .limit(limit)
+    ).all()
+    pairs = []
+    for action, analysis, ticket in rows:
+        question = question_focus(f"{ticket.subject}\n{ticket.description[:1500]}")
+        pairs.append(AnsweredQuestion(question, (TICKET_KIND, ticket.id)))
+        cited = analysis.evidence[0] if analysis and analysis.evidence else {}
+        if "edited_by" not in (action.policy or {}) and "source_kind" in cited:
+            pairs.append(AnsweredQuestion(question, (str(cited["source_kind"]), int(cited["source_id"]))))
+    return pairs

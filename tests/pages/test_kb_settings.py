@@ -178,12 +178,17 @@ def test_kb_page_shows_the_retrieval_calibration(app: Settings, session_factory:
     with session_factory() as session:
         save_calibration(
             session,
-            Calibration(Fusion("minmax", 0.7), {"queries": 120, "mrr": 0.91, "bm25_mrr": 0.8, "vector_mrr": 0.9}),
+            Calibration(
+                Fusion("minmax", 0.7),
+                {"queries": 120, "real_questions": 4, "mrr": 0.91, "bm25_mrr": 0.8, "vector_mrr": 0.9},
+            ),
         )
         session.commit()
     at = open_page(KB, "lee")
-    assert "**Fusion:** min-max scores, vectors 70% / BM25 30%" in " ".join(m.value for m in at.markdown)
-    assert any("120 pseudo-questions" in caption.value and "MRR 0.91" in caption.value for caption in at.caption)
+    assert "**Search uses:** min-max scores, vectors 70% / BM25 30%" in " ".join(m.value for m in at.markdown)
+    caption = next(caption.value for caption in at.caption if "Self-test" in caption.value)
+    assert "120 questions (4 asked by customers" in caption and "a score of 0.91" in caption
+    assert "vectors alone 0.9;" in caption and "_" not in caption and "None" not in caption
 
 
 def test_a_lead_edits_the_contact_points_and_the_audit_log_records_it(

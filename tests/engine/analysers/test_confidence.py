@@ -4,11 +4,17 @@ a cited passage answers each of its requests."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
-from engine.analysers.confidence import RequestCoverage, question_focus, request_answered
+from engine.analysers.confidence import RequestCoverage, answered_questions, question_focus, request_answered
+from engine.core.enums import ActionState
+from engine.core.models import Action
 from engine.core.settings import load_settings
 from engine.trust.requests import Request
 from kb.embed import get_embedder
+from kb.self_test import AnsweredQuestion
+from tests.factories import kb_item, proposed_resolution
 
 
 def test_the_focus_of_a_friendly_ticket_is_its_subject_and_its_question() -> None:
@@ -69,3 +75,24 @@ def test_a_request_to_act_is_answered_only_by_a_passage_that_names_it(coverage: 
         "One more thing: please turn off the second sign-in step on my account, I keep losing my phone."
     )
     assert not coverage(directive, [MFA], [WEBHOOKS])
+
+
+def test_questions_people_answered_bind_the_ticket_and_the_passage_an_approved_draft_cited(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_factory() as session:
+        approved = proposed_resolution(session, confidence=0.6, decided_by="ann")
+        edited = proposed_resolution(session, confidence=0.6, decided_by="ann")
+        sent_by_engine = proposed_resolution(session, confidence=0.9)
+        rejected = proposed_resolution(session, confidence=0.6, state=ActionState.REJECTED, decided_by="ann")
+        for number, analysis in enumerate((approved, edited, sent_by_engine, rejected), 1):
+            analysis.evidence = [kb_item(number, "Open the self-service portal and choose Reset.")]
+        session.scalar(select(Action).where(Action.analysis_id == edited.id)).policy = {"edited_by": "ann"}
+        session.commit()
+        pairs = answered_questions(session)
+    question = "How do I reset my password? Please help."
+    assert sorted(pairs, key=lambda pair: pair.source) == [
+        AnsweredQuestion(question, ("kb", 1)),
+        AnsweredQuestion(question, ("ticket", approved.ticket_id)),
+        AnsweredQuestion(question, ("ticket", edited.ticket_id)),
+    ], "an edited answer binds the question to the ticket (its sent text) but not to the draft's passage"
