@@ -150,6 +150,12 @@ def operator_verdicts(session: Session, limit: int = 2000) -> list[Verdict]:
     for action, analysis, ticket in rows:
         if not analysis.evidence:
             continue
-        approved = action.state == ActionState.EXECUTED.value and "edited_by" not in (action.policy or {})
-        verdicts.append((f"{ticket.subject} {ticket.description[:1500]}", list(analysis.evidence), int(approved)))
+        verdicts.append(
+            (f"{ticket.subject} {ticket.description[:1500]}", list(analysis.evidence), int(approved_as_drafted(action)))
+        )
     return verdicts
+
+
+def approved_as_drafted(action: Action) -> bool:
+    """A person sent the draft as the engine wrote it: executed, never edited."""
+    return action.state == ActionState.EXECUTED.value and "edited_by" not in (action.policy or {})
