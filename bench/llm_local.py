@@ -159,11 +159,14 @@ def proxy_handler(upstream: str, recorder: Recorder) -> type[BaseHTTPRequestHand
                 except json.JSONDecodeError:
                     reply = {}
                 recorder.add(judge(json.loads(body), status, reply, seconds))
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the engine stopped waiting (LLM_TIMEOUT_SECONDS): the answer is recorded, not delivered
 
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: the bench prints its own summary."""
