@@ -65,6 +65,11 @@ class Outcome:
     blocked: bool
     evidence_names: list[str] = field(default_factory=list)
     """Each cited source's title and file name: a dataset may name the expected evidence by either."""
+    analyser: str = ""
+    latency_ms: int = 0
+    error: str | None = None
+    stated_confidence: float | None = None
+    """What an AI model said of its confidence before the desk calibrated it (None: no model's answer)."""
 
     def evidence_hit(self, k: int) -> bool | None:
         """Whether an expected document is among the top k cited; None when the case names none."""
@@ -146,6 +151,10 @@ def outcome_of(case: Case, result: AnalysisResult) -> Outcome:
         confidence=result.confidence,
         blocked=bool(result.guards),
         evidence_names=[f"{item.get('title', '')} {item.get('document', '')}" for item in result.evidence],
+        analyser=result.analyser,
+        latency_ms=result.latency_ms,
+        error=result.error,
+        stated_confidence=(result.model_confidence or {}).get("stated"),
     )
 
 
@@ -184,6 +193,18 @@ def report(outcomes: list[Outcome], *, dataset: str, analyser: str, threshold: f
             for value in THRESHOLDS
         ],
         **calibration(outcomes),
+        "per_case": [
+            {
+                "id": outcome.case.id,
+                "decision": outcome.decision,
+                "confidence": outcome.confidence,
+                "analyser": outcome.analyser,
+                "latency_ms": outcome.latency_ms,
+                "error": outcome.error,
+                "stated_confidence": outcome.stated_confidence,
+            }
+            for outcome in outcomes
+        ],
     }
 
 

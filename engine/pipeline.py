@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.analysers.llm_confidence import MODEL_CONFIDENCE_EVENT, describe_model_confidence
 from engine.core.analysis import Analyser, AnalysisResult, TicketSnapshot
 from engine.core.db import is_postgres, transaction
 from engine.core.desk_policy import DeskPolicy, current_policy
@@ -485,6 +486,15 @@ def commit_analysis(factory: sessionmaker[Session], settings: Settings, claim: C
             analysis_id=analysis.id,
             confidence=result.confidence,
         )
+        if result.model_confidence:
+            record_event(
+                session,
+                ticket,
+                MODEL_CONFIDENCE_EVENT,
+                describe_model_confidence(result.model_confidence),
+                analysis_id=analysis.id,
+                **result.model_confidence,
+            )
         if result.confidence_adjustment:
             record_event(
                 session,

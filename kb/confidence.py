@@ -150,10 +150,21 @@ def fit_confidence(samples: Sequence[tuple[dict[str, float], int]], feedback: in
     positives = sum(label for _, label in samples)
     if len(samples) < MIN_SAMPLES or min(positives, len(samples) - positives) < MIN_PER_CLASS:
         return None
-    from scipy.optimize import minimize
-
     matrix = np.array([[features[name] for name in FEATURES] for features, _ in samples], dtype=float)
-    labels = np.array([label for _, label in samples], dtype=float)
+    intercept, weights = fit_monotone_logistic(matrix, np.array([label for _, label in samples], dtype=float))
+    return ConfidenceModel(
+        intercept=round(intercept, 4),
+        coef={name: round(float(value), 4) for name, value in zip(FEATURES, weights, strict=True)},
+        samples=len(samples),
+        positives=positives,
+        feedback=feedback,
+    )
+
+
+def fit_monotone_logistic(matrix: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """(intercept, weights) of a logistic regression whose weights are all at or above zero, with an L2 penalty on
+    the weights: a larger input never lowers the probability, and separable cases keep finite weights."""
+    from scipy.optimize import minimize
 
     def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
         logits = params[0] + matrix @ params[1:]
@@ -162,12 +173,6 @@ def fit_confidence(samples: Sequence[tuple[dict[str, float], int]], feedback: in
         residual = predicted - labels
         return float(value), np.concatenate([[residual.sum()], matrix.T @ residual + 2 * L2 * params[1:]])
 
-    bounds = [(None, None)] + [(0.0, None)] * len(FEATURES)
-    fitted = minimize(loss, np.zeros(len(FEATURES) + 1), jac=True, method="L-BFGS-B", bounds=bounds).x
-    return ConfidenceModel(
-        intercept=round(float(fitted[0]), 4),
-        coef={name: round(float(value), 4) for name, value in zip(FEATURES, fitted[1:], strict=True)},
-        samples=len(samples),
-        positives=positives,
-        feedback=feedback,
-    )
+    bounds = [(None, None)] + [(0.0, None)] * matrix.shape[1]
+    fitted = minimize(loss, np.zeros(matrix.shape[1] + 1), jac=True, method="L-BFGS-B", bounds=bounds).x
+    return float(fitted[0]), fitted[1:]

@@ -28,12 +28,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import SourceUpdate, TicketIn
 from connectors.http import ConnectorError
+from engine.analysers.llm_confidence import MODEL_CONFIDENCE_EVENT, calibrate
 from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy
 from engine.core.enums import ActionKind, ActionState, MessageKind, OutcomeState, Role, TicketStatus
 from engine.core.models import Action, Analysis, OperatorSession, ResolutionOutcome, Ticket, utcnow
 from engine.core.settings import Settings
 from engine.core.templates import acknowledgement
+from engine.core.timeline import record_event
 from engine.delivery.outbox import enqueue_email
 from engine.evaluate import Case
 from engine.intake.ingest import ingest
@@ -240,6 +242,32 @@ def proposed_resolution(
                 answer=answer,
             )
         )
+    return analysis
+
+
+def model_judged(
+    session: Session,
+    *,
+    stated: float,
+    retrieval: float,
+    decided_by: str = "engine",
+    state: ActionState = ActionState.EXECUTED,
+    edited: bool = False,
+    outcome: OutcomeState | None = None,
+) -> Analysis:
+    """A resolution the AI model drafted, with the record of its stated confidence that
+    engine/analysers/llm_confidence.py learns from, and what a person or the customer made of it."""
+    record = calibrate(stated, retrieval, None)
+    analysis = proposed_resolution(
+        session, confidence=record["calibrated"], state=state, decided_by=decided_by, outcome=outcome
+    )
+    ticket = session.get(Ticket, analysis.ticket_id)
+    assert ticket is not None
+    record_event(session, ticket, MODEL_CONFIDENCE_EVENT, "model confidence", analysis_id=analysis.id, **record)
+    if edited:
+        action = session.scalars(select(Action).where(Action.analysis_id == analysis.id)).one()
+        action.policy = {"edited_by": "lead"}
+    session.flush()
     return analysis
 
 

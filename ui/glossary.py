@@ -84,6 +84,7 @@ EVENT = {
     "status_changed": "Status changed",
     "analysed": "Analysed",
     "confidence_adjusted": "Confidence adjusted by customer outcomes",
+    "model_confidence": "AI model's confidence calibrated",
     "analysis_discarded": "Analysis discarded",
     "action_proposed": "Draft proposed",
     "action_voided": "Draft withdrawn",

@@ -154,9 +154,15 @@ def operator_verdicts(session: Session, limit: int = 2000) -> list[Verdict]:
     for action, analysis, ticket in rows:
         if not analysis.evidence or analysis.evidence[0].get("source_kind") == LEARNED:
             continue  # a verdict on a learned answer is that answer's track record, not the retrievers' label
-        approved = action.state == ActionState.EXECUTED.value and "edited_by" not in (action.policy or {})
-        verdicts.append((f"{ticket.subject} {ticket.description[:1500]}", list(analysis.evidence), int(approved)))
+        verdicts.append(
+            (f"{ticket.subject} {ticket.description[:1500]}", list(analysis.evidence), int(approved_as_drafted(action)))
+        )
     return verdicts
+
+
+def approved_as_drafted(action: Action) -> bool:
+    """A person sent the draft as the engine wrote it: executed, never edited."""
+    return action.state == ActionState.EXECUTED.value and "edited_by" not in (action.policy or {})
 
 
 def learned_confidence(similarity: float, record: TrackRecord, settings: Settings) -> float:
@@ -192,6 +198,6 @@ def answered_questions(session: Session, limit: int = 2000) -> list[AnsweredQues
         question = question_focus(f"{ticket.subject}\n{ticket.description[:1500]}")
         pairs.append(AnsweredQuestion(question, (TICKET_KIND, ticket.id)))
         cited = analysis.evidence[0] if analysis and analysis.evidence else {}
-        if "edited_by" not in (action.policy or {}) and "source_kind" in cited:
+        if approved_as_drafted(action) and "source_kind" in cited:
             pairs.append(AnsweredQuestion(question, (str(cited["source_kind"]), int(cited["source_id"]))))
     return pairs

@@ -78,9 +78,17 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
             base_url=settings.OPENAI_BASE_URL or None,
             api_key=settings.OPENAI_API_KEY if settings.OPENAI_API_KEY.get_secret_value() else "not-needed",
             model=settings.OPENAI_CHAT_MODEL,
+            extra_body=self_hosted_limit(settings),
             **common,
         )
     raise ConfigurationError("LLM_PROVIDER=none has no chat model; set LLM_PROVIDER to azure or openai")
+
+
+def self_hosted_limit(settings: Settings) -> dict[str, Any] | None:
+    """The output limit as `max_tokens` too, for a server at OPENAI_BASE_URL: the OpenAI client sends it as
+    `max_completion_tokens`, which llama.cpp's server ignores (it would generate until its context is full).
+    OpenAI itself (no base URL) refuses both at once, so it gets only the new name."""
+    return {"max_tokens": settings.LLM_MAX_OUTPUT_TOKENS} if settings.OPENAI_BASE_URL else None
 
 
 def supports_tool_calling(model: BaseChatModel, settings: Settings) -> bool:

@@ -4,8 +4,10 @@ With tool calling the model runs as an agent (LangChain 1.x) with the seed's too
 search the web when a web-search connector is configured, propose resolution, request information, escalate) for at most
 LLM_AGENT_MAX_ITERATIONS model calls; without it, a fixed chain does the same: queries → evidence → decision.
 The decision is a typed field of a pydantic answer, never read out of free text. A failed or malformed answer
-is retried once; then the retrieval-only `decide()` answers and the error is recorded. Escalation rules,
-guards and templates are the same as without a model, so every mode is judged by one set of rules.
+is retried once; then the retrieval-only `decide()` answers, with the desk's calibrated confidence model and
+customers' corrections as the retrieval analyser has them, and the error is recorded. The model's stated
+confidence is calibrated on this desk (engine/analysers/llm_confidence.py), never taken at its word. Escalation
+rules, guards and templates are the same as without a model, so every mode is judged by one set of rules.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from connectors import base, registry
 from engine.analysers.confidence import desk_reading
 from engine.analysers.escalation import Criteria, assess, rule_criteria
 from engine.analysers.llm import UsageRecorder, build_chat_model, supports_tool_calling, token_budget
+from engine.analysers.llm_confidence import ModelCalibration, calibrate, desk_model_calibration
 from engine.analysers.prompts import (
     AGENT_TASK,
     DECISION_PROMPT,
@@ -43,14 +46,23 @@ from engine.analysers.prompts import (
     agent_system_prompt,
     evidence_block,
 )
-from engine.analysers.retrieval_analyser import citation, decide, escalation_record, query_of
+from engine.analysers.retrieval_analyser import (
+    citation,
+    decide,
+    desk_confidence_model,
+    escalation_record,
+    focus_of,
+    query_of,
+    retrieval_confidence,
+)
 from engine.core.analysis import AnalysisResult, Decision, TicketSnapshot
 from engine.core.desk_policy import TEAM_ROUTES, DeskPolicy, current_policy
 from engine.core.settings import Settings
 from engine.core.templates import request_info_email, resolution_email, summary_of
-from engine.outcomes.outcome_calibration import AdjustmentCache, adjusted
+from engine.outcomes.outcome_calibration import AdjustmentCache, Refreshing, adjusted
 from engine.trust.decision import Screening, conclude, hand_over, screen_ticket
 from engine.trust.guards import fence, redact_personal_data, unsupported_steps
+from kb.confidence import DEFAULT_MODEL, ConfidenceModel
 from kb.ledger import knowledge_base_empty, knowledge_languages
 from kb.search import deterministic_queries, search
 
@@ -157,6 +169,10 @@ class Run:
     ticket_text: str
     adjustments: Mapping[str, float] = field(default_factory=dict)
     """Per-category corrections customers' verdicts earned (engine/outcomes/outcome_calibration.py)."""
+    confidence_model: ConfidenceModel = DEFAULT_MODEL
+    """The desk's retrieval confidence model (kb/confidence.py): the fallback's, and the bound on the model's."""
+    model_calibration: ModelCalibration | None = None
+    """The desk's map of the model's stated confidence (engine/analysers/llm_confidence.py); None: capped."""
     evidence: list[dict[str, Any]] = field(default_factory=list)
     kb_error: str | None = None
     kb_languages: frozenset[str] = frozenset()
@@ -238,6 +254,7 @@ class LlmAnalyser:
         self.uses_agent = supports_tool_calling(self.model, settings)
         self._structured_models: dict[type[BaseModel], Runnable[Any, Any]] = {}
         self.adjustments = AdjustmentCache()
+        self.model_calibration = Refreshing(desk_model_calibration)
 
     @property
     def output_route(self) -> Literal["json_schema", "function_calling", "tools", "prompt"]:
@@ -255,9 +272,21 @@ class LlmAnalyser:
             has_kb = not knowledge_base_empty(session)
             adjustments = self.adjustments.get(session)
             languages = knowledge_languages(session)
+            confidence_model = desk_confidence_model(session)
+            model_calibration = self.model_calibration.get(session)
         text = redact_personal_data(ticket.text) if self.settings.LLM_REDACT_PII else ticket.text
         config: RunnableConfig = {"callbacks": [usage], "tags": [ticket.reference]}
-        run = Run(ticket, policy, usage, config, fence(text), adjustments, kb_languages=languages)
+        run = Run(
+            ticket,
+            policy,
+            usage,
+            config,
+            fence(text),
+            adjustments,
+            confidence_model,
+            model_calibration,
+            kb_languages=languages,
+        )
         screening = screen_ticket(ticket)
         if screening.attacks:
             result = self._hand_over(run, screening)
@@ -360,7 +389,14 @@ class LlmAnalyser:
                 run.errors.append(describe(error))
                 run.model_down = model_unreachable(error)
         result = decide(
-            run.ticket, run.evidence, run.policy, self.settings, kb_error=run.kb_error, kb_languages=run.kb_languages
+            run.ticket,
+            run.evidence,
+            run.policy,
+            self.settings,
+            kb_error=run.kb_error,
+            confidence_model=run.confidence_model,
+            adjustments=run.adjustments,
+            kb_languages=run.kb_languages,
         )
         return replace(result, analyser=f"{self.name} (fallback: retrieval-only)", error="; ".join(run.errors))
 
@@ -464,17 +500,30 @@ class LlmAnalyser:
         reading = desk_reading(run.kb_languages, run.evidence, self.settings)
         return conclude(run.ticket, self._draft(run, answer), run.policy, self.settings, reading)
 
+    def _evidence_confidence(self, run: Run, number: int) -> float:
+        """The desk's retrieval confidence that passage `number` (the first the model cites) answers the ticket:
+        scored as the top of the list, against the passages retrieval ranked above it."""
+        if not run.evidence:
+            return 0.0
+        leaned_on = run.evidence[number - 1]
+        ranked = [leaned_on, *(item for item in run.evidence if item is not leaned_on)]
+        return retrieval_confidence(ranked, focus_of(run.ticket), run.confidence_model)
+
     def _draft(self, run: Run, answer: LlmDecision) -> AnalysisResult:
         ticket = run.ticket
         scored = ticket if ticket.category or not answer.category else replace(ticket, category=answer.category)
         assessment = assess(scored, answer.escalation_criteria, run.policy)
         numbers = range(1, len(run.evidence) + 1)
         cited = sorted({n for step in answer.resolution_steps for n in step.evidence if n in numbers})
-        confidence, adjustment = adjusted(answer.confidence, scored.category, run.adjustments)
+        calibrated = calibrate(
+            answer.confidence, self._evidence_confidence(run, cited[0] if cited else 1), run.model_calibration
+        )
+        confidence, adjustment = adjusted(calibrated["calibrated"], scored.category, run.adjustments)
         common: dict[str, Any] = {
             "analyser": self.name,
             "confidence": confidence,
             "confidence_adjustment": adjustment,
+            "model_confidence": calibrated,
             "summary": answer.summary,
             "category": answer.category,
             "information_gaps": answer.information_gaps,

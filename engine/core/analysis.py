@@ -89,6 +89,9 @@ class AnalysisResult:
     error: str | None = None
     confidence_adjustment: dict[str, Any] | None = None
     """What customers' verdicts did to the confidence (engine/outcomes/outcome_calibration.py); None: nothing."""
+    model_confidence: dict[str, Any] | None = None
+    """The AI model's stated confidence and what the desk made of it (engine/analysers/llm_confidence.py); None:
+    no model's answer behind this analysis."""
 
 
 class Analyser(Protocol):

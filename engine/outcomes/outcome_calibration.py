@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -36,6 +36,7 @@ CACHE_SECONDS = 60.0
 """How long an analyser reuses the adjustments: one query per batch of tickets, not one per ticket."""
 UNCATEGORISED = "uncategorised"
 EPSILON = 1e-4
+T = TypeVar("T")
 
 
 def logit(probability: float) -> float:
@@ -132,23 +133,33 @@ def describe_adjustment(applied: Mapping[str, Any]) -> str:
     )
 
 
-class AdjustmentCache:
-    """The adjustments, recomputed at most every CACHE_SECONDS; shared by an analyser's threads."""
+class Refreshing(Generic[T]):
+    """A value read from the database at most every `seconds`; shared by an analyser's threads."""
 
-    def __init__(self, seconds: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, load: Callable[[Session], T], seconds: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.load = load
         self.seconds = seconds
         self.clock = clock
         self._lock = threading.Lock()
-        self._value: tuple[float, dict[str, float]] | None = None
+        self._value: tuple[float, T] | None = None
 
-    def get(self, session: Session) -> dict[str, float]:
+    def get(self, session: Session) -> T:
         with self._lock:
             if self._value is not None and self.clock() - self._value[0] < self.seconds:
                 return self._value[1]
-        found = confidence_adjustments(session)
+        found = self.load(session)
         with self._lock:
             self._value = (self.clock(), found)
         return found
+
+
+class AdjustmentCache(Refreshing[dict[str, float]]):
+    """The adjustments, recomputed at most every CACHE_SECONDS."""
+
+    def __init__(self, seconds: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(confidence_adjustments, seconds, clock)
 
 
 def outcome_calibration_table(session: Session, settings: Settings) -> list[dict[str, Any]]:

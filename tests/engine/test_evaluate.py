@@ -37,6 +37,37 @@ def test_metrics_count_right_answers_and_out_of_scope() -> None:
     loosest = result["threshold_curve"][0]
     assert (loosest["threshold"], loosest["auto_sent"], loosest["auto_send_precision"]) == (0.0, 3, 0.3333)
     assert (loosest["answerable_coverage"], loosest["unanswerable_sent"]) == (0.6667, 1)
+    assert [(case["decision"], case["confidence"]) for case in result["per_case"]] == [
+        ("resolve", 0.9),
+        ("resolve", 0.95),
+        ("escalate", 0.2),
+        ("resolve", 0.6),
+        ("escalate", 0.1),
+    ]
+
+
+def test_each_case_keeps_its_analyser_latency_and_error() -> None:
+    """What a benchmark of a model needs per ticket: whether the model answered, how long it took, what failed."""
+    fell_back = Outcome(
+        case=Case(id="t-1", subject="", body="", category="c", expected_action="resolve"),
+        decision="escalate",
+        confidence=0.3,
+        blocked=False,
+        analyser="openai (fallback: retrieval-only)",
+        latency_ms=2500,
+        error="APITimeoutError: Request timed out.",
+        stated_confidence=None,
+    )
+    [case] = report([fell_back], dataset="t", analyser="openai", threshold=0.85)["per_case"]
+    assert case == {
+        "id": "t-1",
+        "decision": "escalate",
+        "confidence": 0.3,
+        "analyser": "openai (fallback: retrieval-only)",
+        "latency_ms": 2500,
+        "error": "APITimeoutError: Request timed out.",
+        "stated_confidence": None,
+    }
 
 
 def test_expected_calibration_error_and_reliability_table() -> None:

@@ -98,6 +98,15 @@ def test_openai_mode_builds_chat_openai_at_the_base_url(llm_settings: Settings) 
     assert model.get_num_tokens("twelve chars") == len(approximate_token_ids("twelve chars")) == 3
 
 
+def test_a_self_hosted_server_gets_the_output_limit_by_the_name_llama_cpp_reads(llm_settings: Settings) -> None:
+    """llama.cpp ignores `max_completion_tokens`; OpenAI itself refuses it beside `max_tokens`."""
+    payload = build_chat_model(llm_settings)._get_request_payload([("human", "hi")])  # type: ignore[attr-defined]
+    assert payload["extra_body"] == {"max_tokens": 1500} and payload["max_completion_tokens"] == 1500
+    hosted = llm_settings.model_copy(update={"OPENAI_BASE_URL": ""})
+    payload = build_chat_model(hosted)._get_request_payload([("human", "hi")])  # type: ignore[attr-defined]
+    assert "extra_body" not in payload and payload["max_completion_tokens"] == 1500
+
+
 def test_azure_mode_uses_the_seed_variables(llm_settings: Settings) -> None:
     settings = llm_settings.model_copy(
         update={

@@ -285,10 +285,12 @@ def test_customers_verdicts_correct_the_models_confidence_in_its_category(
     analyser = chain(with_kb, llm_settings, QUERIES, decision())
     analyser.adjustments.get = lambda session: {"network": -2.0, "billing": -5.0}  # type: ignore[method-assign]
     result = analyser.analyse(snapshot())
-    assert result.confidence == round(sigmoid(logit(0.9) - 2.0), 3)
+    assert result.model_confidence is not None
+    calibrated = result.model_confidence["calibrated"]
+    assert result.confidence == round(sigmoid(logit(calibrated) - 2.0), 3)
     assert result.confidence_adjustment == {
         "category": "network",
         "logit_offset": -2.0,
-        "fitted": 0.9,
+        "fitted": calibrated,
         "adjusted": result.confidence,
     }

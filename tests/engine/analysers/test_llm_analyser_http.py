@@ -17,15 +17,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.analysers.llm_analyser import LlmAnalyser
-from engine.core.enums import TicketStatus
+from engine.core.enums import OutcomeState, TicketStatus
 from engine.core.models import Analysis, Escalation, Ticket
 from engine.core.settings import Settings
 from engine.intake.ingest import ingest
 from engine.pipeline import process_pending
+from kb.calibration import DEFAULT_FUSION, Calibration, save_calibration
+from kb.confidence import UNCALIBRATED_CEILING, ConfidenceModel
 from tests.emulators.base import Response, running
 from tests.emulators.openai_api import OpenAIEmulator, Reply, desk_model, rate_limited, tool_call
 from tests.emulators.serpapi import SerpApiEmulator
-from tests.factories import FakeKb, kb_item, openai_settings, said, scripted, snapshot, ticket_in
+from tests.factories import FakeKb, kb_item, model_judged, openai_settings, said, scripted, snapshot, ticket_in
 
 ASK = {
     "summary": "VPN error",
@@ -93,6 +95,7 @@ def test_openai_fixed_chain_uses_json_schema(
     assert body["response_format"]["type"] == "json_schema"
     assert body["response_format"]["json_schema"]["name"] == "LlmDecision"
     assert "tools" not in body
+    assert body["max_tokens"] == body["max_completion_tokens"] == settings.LLM_MAX_OUTPUT_TOKENS
 
 
 def test_a_reply_without_a_tool_call_ends_the_agent_and_function_calling_retries(
@@ -266,3 +269,87 @@ def test_without_kb_evidence_the_web_is_searched_through_serpapi(
     assert "cites 1 source(s) outside our knowledge base (web results)" in result.guards, "web text is not ours"
     assert result.evidence[0]["source_kind"] == "web" and result.evidence[0]["cited"]
     assert "Sources: [1] vpn error 809 — result 1 (https://example.com/1)" in (result.draft_body or "")
+
+
+def calibrated_desk(factory: sessionmaker[Session], probability_logit: float) -> float:
+    """Store the desk's self-calibration with a confidence model that gives every evidence the same probability
+    (above the uncalibrated default's ceiling when `probability_logit` > 0.85): that probability."""
+    model = ConfidenceModel(intercept=probability_logit, coef={}, samples=60, positives=30)
+    with factory.begin() as session:
+        save_calibration(session, Calibration(DEFAULT_FUSION, confidence=model.to_record()))
+    return round(model.probability({}), 3)
+
+
+def test_the_models_stated_confidence_is_held_to_the_desks_retrieval_confidence_of_its_evidence(
+    with_kb: sessionmaker[Session], llm_settings: Settings, emulator: OpenAIEmulator
+) -> None:
+    """The emulated model says 0.8; this desk's calibrated retrieval model gives the cited passage 0.18."""
+    desk = calibrated_desk(with_kb, -1.5)
+    kb = FakeKb([kb_item(1, "Open the VPN client and set the protocol to IKEv2.", "vpn.md")])
+    result = LlmAnalyser(with_kb, openai_settings(llm_settings, emulator), search_kb=kb).analyse(snapshot())
+    assert (result.decision, result.analyser, result.confidence) == ("resolve", "openai", desk)
+    assert result.model_confidence == {
+        "stated": 0.8,
+        "retrieval": desk,
+        "calibrated": desk,
+        "method": "capped",
+        "verdicts": 0,
+    }
+
+
+def test_a_fitted_map_of_the_desks_verdicts_replaces_the_cap(
+    with_kb: sessionmaker[Session], llm_settings: Settings, emulator: OpenAIEmulator
+) -> None:
+    """Operators approved the model's drafts when the evidence was strong, customers re-opened the rest."""
+    with with_kb.begin() as session:
+        for n in range(40):
+            model_judged(session, stated=0.8, retrieval=0.9, decided_by="lead", edited=n >= 36)
+            model_judged(session, stated=0.8, retrieval=0.2, outcome=OutcomeState.REOPENED)
+    desk = calibrated_desk(with_kb, 2.2)
+    kb = FakeKb([kb_item(1, "Open the VPN client and set the protocol to IKEv2.", "vpn.md")])
+    analyser = LlmAnalyser(with_kb, openai_settings(llm_settings, emulator), search_kb=kb)
+    result = analyser.analyse(snapshot(category="network"))
+    assert result.model_confidence is not None
+    assert (result.model_confidence["method"], result.model_confidence["verdicts"]) == ("fitted", 80)
+    assert result.model_confidence["retrieval"] == desk
+    assert result.confidence == result.model_confidence["calibrated"] == pytest.approx(0.9, abs=0.06)
+
+
+@pytest.mark.parametrize("failure", ["malformed answers", "timeout", "server down"])
+def test_the_fallback_answers_with_the_desks_calibrated_retrieval_model_and_customers_corrections(
+    with_kb: sessionmaker[Session],
+    llm_settings: Settings,
+    emulator: OpenAIEmulator,
+    retry_sleeps: list[float],
+    failure: str,
+) -> None:
+    desk = calibrated_desk(with_kb, 1.0)
+    assert desk > UNCALIBRATED_CEILING
+    settings = openai_settings(llm_settings, emulator, LLM_TOOL_CALLING=False, LLM_MAX_RETRIES=0)
+    if failure == "malformed answers":
+        emulator.script(Reply(content='{"queries": ["vpn 809"]}'), Reply(content="not json"), Reply(content="{}"))
+    elif failure == "timeout":
+        settings = settings.model_copy(update={"LLM_TIMEOUT_SECONDS": 0.2})
+        emulator.fail(None, path="/v1/chat/completions", times=2, delay=1.0)
+    else:
+        settings = settings.model_copy(update={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+    vpn = kb_item(1, "Open the VPN client and set the protocol to IKEv2.", "vpn.md")
+    kb = FakeKb([vpn], [vpn])
+    analyser = LlmAnalyser(with_kb, settings, search_kb=kb)
+    result = analyser.analyse(snapshot())
+    assert (result.analyser, result.confidence, result.model_confidence) == (
+        "openai (fallback: retrieval-only)",
+        desk,
+        None,
+    )
+    analyser.adjustments.get = lambda session: {"uncategorised": -1.0}  # type: ignore[method-assign]
+    if failure == "malformed answers":
+        emulator.script(Reply(content='{"queries": ["vpn 809"]}'), Reply(content="not json"), Reply(content="{}"))
+    corrected = analyser.analyse(snapshot())
+    assert (corrected.analyser, corrected.confidence) == ("openai (fallback: retrieval-only)", 0.5)
+    assert corrected.confidence_adjustment == {
+        "category": "uncategorised",
+        "logit_offset": -1.0,
+        "fitted": desk,
+        "adjusted": 0.5,
+    }
