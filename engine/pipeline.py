@@ -364,11 +364,14 @@ def claim_pending_tickets(
                 .where(EmailInteraction.ticket_id == ticket.id, EmailInteraction.email_type == "reply")
                 .order_by(EmailInteraction.id)
             ).all()
+            attachments = session.scalars(
+                select(Attachment.filename).where(Attachment.ticket_id == ticket.id).order_by(Attachment.id)
+            ).all()
             claims.append(
                 Claim(
                     ticket.id,
                     ticket.claim_token,
-                    TicketSnapshot.of(ticket, list(replies)),
+                    TicketSnapshot.of(ticket, list(replies), list(attachments)),
                     ticket.pending_since,
                     policy,
                     time.monotonic(),
