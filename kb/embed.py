@@ -60,17 +60,25 @@ class LocalEmbedder:
         return int(dimension() or 384)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """One batch at a time under the model's lock: torch inference from two threads at once only slows both
+        down, and a long run (a calibration, a large upload) lets a ticket's query in between its batches instead
+        of holding it for minutes."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._encode_lock:  # torch inference from two threads at once only slows both down
-            vectors = self._model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-                convert_to_numpy=True,
-            )
-        return np.asarray(vectors, dtype=np.float32)
+        parts = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = list(texts[start : start + self.batch_size])
+            with self._encode_lock:
+                parts.append(
+                    self._model.encode(
+                        batch,
+                        batch_size=self.batch_size,
+                        normalize_embeddings=True,
+                        show_progress_bar=False,
+                        convert_to_numpy=True,
+                    )
+                )
+        return np.asarray(np.vstack(parts), dtype=np.float32)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.embed_documents(texts)

@@ -205,7 +205,7 @@ if focus_bar[5].button("Edit (e)", key="queue_edit", help="Open the ticket at it
     st.switch_page("pages/2_Ticket.py", query_params={"id": str(focus["id"])})
 
 frame = pd.DataFrame(rows)
-frame["status"] = frame["status"].map(glossary.status)
+frame["status"] = frame["status"].map(glossary.status).where(frame["waiting"] == "", frame["waiting"])
 frame["draft"] = frame["draft"].map(lambda draft: "✓" if draft else "")
 frame["confidence"] = frame["confidence"].map(lambda value: "—" if pd.isna(value) else f"{value:.0%}")
 frame["escalation_score"] = frame["escalation_score"].map(lambda value: "—" if pd.isna(value) else f"{value:.0f}")

@@ -95,6 +95,7 @@ EVENT = {
     "automation_skipped": "Automation skipped",
     "claim_expired": "Retried after a stop",
     "requeued": "Queued again",
+    "waiting_for_knowledge": "Waiting for the knowledge base",
     "input_held": "Held for a person",
     "email_held": "Mail held for a person",
     "related_ticket": "Linked to another ticket",

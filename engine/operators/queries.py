@@ -147,6 +147,7 @@ def queue_page(
             Ticket.resolved_at,
             Ticket.action_required,
             Ticket.taken_over_by,
+            Ticket.waiting_reason,
         )
         .where(*conditions)
         .order_by(*SORTABLE[queue.sort])
@@ -175,6 +176,7 @@ def queue_page(
             "sla": sla_label(row.created_at, row.priority, row.resolved_at, hours),
             "draft": drafts.get(row.id),
             "held_by": row.taken_over_by or "",
+            "waiting": row.waiting_reason or "",
         }
         for row in rows
     ], total
