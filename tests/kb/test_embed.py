@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.settings import Settings
 from kb import indexer
-from kb.embed import LOCAL_MODEL_NAME, get_embedder
+from kb.embed import LOCAL_MODEL_NAME, WINDOW_BATCHES, get_embedder
 from kb.search import search
 from kb.store import ReindexRequiredError, reset_caches
 from tests.factories import own_transactions
@@ -91,11 +91,11 @@ def test_changing_model_asks_for_reindex(session_factory: sessionmaker[Session],
 
 
 class HeldTexts(Sequence[str]):
-    """Texts whose second batch is handed over only once `release` is set: a long embedding run (a calibration, a
-    large upload) caught between its batches."""
+    """Texts read past `first` only once `release` is set: a long embedding run (a calibration, a large upload)
+    caught between its batches, after encoding the first ones."""
 
-    def __init__(self, texts: list[str], batch: int) -> None:
-        self.texts, self.batch = texts, batch
+    def __init__(self, texts: list[str], first: int) -> None:
+        self.texts, self.first = texts, first
         self.reached, self.release = threading.Event(), threading.Event()
 
     def __len__(self) -> int:
@@ -109,7 +109,7 @@ class HeldTexts(Sequence[str]):
 
     def __getitem__(self, index: int | slice) -> str | list[str]:
         start = (index.start or 0) if isinstance(index, slice) else index
-        if start >= self.batch and not self.reached.is_set():
+        if start >= self.first and not self.reached.is_set():
             self.reached.set()
             self.release.wait(timeout=120)
         return self.texts[index]
@@ -117,7 +117,8 @@ class HeldTexts(Sequence[str]):
 
 def test_a_long_run_of_the_local_model_lets_a_query_in_between_its_batches(settings: Settings) -> None:
     embedder = get_embedder(settings.model_copy(update={"EMBED_BATCH_SIZE": 4}))
-    texts = HeldTexts([f"article paragraph number {n}" for n in range(12)], batch=4)
+    first = 4 * WINDOW_BATCHES
+    texts = HeldTexts([f"article paragraph number {n}" for n in range(first + 8)], first=first)
     long_run: list[np.ndarray] = []
     worker = threading.Thread(target=lambda: long_run.append(embedder.embed_documents(texts)), daemon=True)
     worker.start()
@@ -131,4 +132,4 @@ def test_a_long_run_of_the_local_model_lets_a_query_in_between_its_batches(setti
     finally:
         texts.release.set()
     worker.join(timeout=60)
-    assert long_run[0].shape == (12, 384)
+    assert long_run[0].shape == (first + 8, 384)
