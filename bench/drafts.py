@@ -8,7 +8,7 @@ Builds the demo knowledge base (connectors/demo_data/kb/*.md, local MiniLM), cal
   that ask for an error message or a screenshot;
 - a few drafts in full, to read.
 
-    .venv/bin/python bench/drafts.py [--examples 5]
+    .venv/bin/python bench/drafts.py [--examples 5] [--uncalibrated]
 """
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ def heading_only(result: AnalysisResult) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=5, help="drafts printed in full")
+    parser.add_argument(
+        "--uncalibrated", action="store_true", help="skip the calibration: the default fusion and cautious confidence"
+    )
     args = parser.parse_args()
     go_offline()
     with tempfile.TemporaryDirectory() as folder:
@@ -86,7 +89,8 @@ def main() -> None:
         )
         for path in sorted(KB_FILES.glob("*.md")):
             add_document(factory, settings, path.name, path.read_bytes(), uploaded_by="bench")
-        calibrate_knowledge(factory, settings)
+        if not args.uncalibrated:
+            calibrate_knowledge(factory, settings)
         analyser = RetrievalAnalyser(factory, settings)
         tickets = demo_snapshots()
         results = [(ticket, analyser.analyse(ticket)) for ticket in tickets]
