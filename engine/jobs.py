@@ -25,6 +25,7 @@ from engine.intake.ingest import ingest
 from engine.ops.failpoints import failpoint
 from engine.ops.observability import observe_job, observe_poll
 from engine.outcomes.teaching import index_resolved_tickets, reteach_tickets
+from engine.readiness import seed_marker
 from kb.calibration import Calibration, needs_calibration
 from kb.indexer import Progress, add_document, index_pending_documents, reindex_all, repair_indexes
 from kb.self_test import calibrate
@@ -150,7 +151,8 @@ def run_job(factory: sessionmaker[Session], worker: str, name: str, job: Callabl
 
 
 def index_knowledge(factory: sessionmaker[Session], settings: Settings) -> dict[str, int]:
-    """The `reindex` job: resolved tickets and pending documents into the knowledge base.
+    """The `reindex` job: resolved tickets and pending documents into the knowledge base. Calibration is a job of its
+    own (`calibrate_knowledge_if_changed`), so neither a new article nor a ticket waits for it.
 
     Skipped without loading the vector store while there is nothing to index or repair.
     """
@@ -166,12 +168,12 @@ def index_knowledge(factory: sessionmaker[Session], settings: Settings) -> dict[
         )
     if not anything:
         return {"chunks": 0}
-    return run_index_job(factory, settings)
+    return index_sources(factory, settings)
 
 
-def run_index_job(factory: sessionmaker[Session], settings: Settings) -> dict[str, int]:
-    """New and changed resolved tickets, pending documents, index repairs and, when the knowledge base changed
-    materially, a new calibration; counts for the status panel. One run at a time across replicas."""
+def index_sources(factory: sessionmaker[Session], settings: Settings) -> dict[str, int]:
+    """New and changed resolved tickets, pending documents and index repairs; counts for the status panel. One run
+    at a time across replicas."""
     with factory() as probe:
         bind = probe.get_bind()
     with exclusive(bind, "kb-index") as acquired:
@@ -180,8 +182,14 @@ def run_index_job(factory: sessionmaker[Session], settings: Settings) -> dict[st
         tickets = index_resolved_tickets(factory, settings)
         documents = index_pending_documents(factory, settings)
         repaired = repair_indexes(factory, settings)
-        calibrated = recalibrate_if_changed(factory, settings)
-    return {"tickets_indexed": tickets, "documents_indexed": documents, **repaired, "calibrated": calibrated}
+    return {"tickets_indexed": tickets, "documents_indexed": documents, **repaired}
+
+
+def run_index_job(factory: sessionmaker[Session], settings: Settings) -> dict[str, int]:
+    """Index, then calibrate if the knowledge base changed materially, one after the other: what a one-off run (the
+    `kb` CLI, a benchmark) wants. The engine runs the two as separate jobs."""
+    counts = index_sources(factory, settings)
+    return {**counts, **calibrate_knowledge_if_changed(factory, settings)}
 
 
 def calibrate_knowledge(factory: sessionmaker[Session], settings: Settings) -> Calibration:
@@ -193,20 +201,25 @@ def calibrate_knowledge(factory: sessionmaker[Session], settings: Settings) -> C
     return calibrate(factory, settings, verdicts, answered)
 
 
-def recalibrate_if_changed(factory: sessionmaker[Session], settings: Settings) -> int:
-    """A knowledge base that changed materially chooses its fusion and confidence again (kb/self_test.py).
-
-    A failed calibration keeps the previous one and is logged; the index job itself has succeeded.
+def calibrate_knowledge_if_changed(factory: sessionmaker[Session], settings: Settings) -> dict[str, int]:
+    """The `calibrate` job: a knowledge base that changed materially chooses its fusion and confidence again
+    (kb/self_test.py). It runs beside ticket work, never in its way: tickets are analysed with the previous
+    calibration meanwhile (a fresh desk's first ones wait for the first, engine/readiness.py). One run at a time
+    across replicas; a failed calibration keeps the previous one and is logged.
     """
     with factory() as session:
         if not needs_calibration(session):
-            return 0
-    try:
-        calibrate_knowledge(factory, settings)
-    except Exception:  # the embedder or Chroma failing here must not fail indexing
-        log.exception("calibrating retrieval on the knowledge base failed; the previous calibration stays")
-        return 0
-    return 1
+            return {"calibrated": 0}
+        bind = session.get_bind()
+    with exclusive(bind, "kb-calibrate") as acquired:
+        if not acquired:
+            return {"calibrated": 0, "skipped": 1}
+        try:
+            calibrate_knowledge(factory, settings)
+        except Exception:  # the embedder or Chroma failing here must not fail the job's next runs or the desk
+            log.exception("calibrating retrieval on the knowledge base failed; the previous calibration stays")
+            return {"calibrated": 0}
+    return {"calibrated": 1}
 
 
 def rebuild_knowledge(
@@ -228,7 +241,7 @@ def seed_knowledge(factory: sessionmaker[Session], settings: Settings) -> dict[s
     for entry in registry.connectors():
         if entry.knowledge is None or not entry.configured(settings):
             continue
-        marker = f"{entry.name}:knowledge"
+        marker = seed_marker(entry.name)
         with factory() as session:
             if session.get(SourceCursor, marker) is not None:
                 continue

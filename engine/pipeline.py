@@ -42,6 +42,7 @@ from engine.intake.ingest import hold_for_review
 from engine.ops.failpoints import failpoint
 from engine.ops.observability import observe_analysis
 from engine.outcomes.outcome_calibration import describe_adjustment
+from engine.readiness import knowledge_wait_reason, waits
 from engine.trust.decision import delivery_verdict
 from engine.trust.guards import injection_reasons, social_engineering_reasons
 from engine.trust.provenance import UntrustedTextError
@@ -338,6 +339,7 @@ def claim_pending_tickets(
     with transaction(factory) as session:
         requeue_stranded(session, now)
         policy = current_policy(session, settings)
+        waiting = knowledge_wait_reason(session, settings) if settings.KB_READY_WAIT_SECONDS else None
         query = (
             select(Ticket)
             .where(Ticket.pending_since.is_not(None), or_(Ticket.claim_expires.is_(None), Ticket.claim_expires < now))
@@ -358,6 +360,10 @@ def claim_pending_tickets(
             if _skip_automation(session, ticket):
                 continue
             _acknowledge(session, settings, ticket, policy)
+            if waits(ticket, waiting, settings, now):
+                _wait_for_knowledge(session, ticket, str(waiting))
+                continue
+            ticket.waiting_reason = None
             if ticket.status != TicketStatus.ANALYZING:
                 transition(session, ticket, TicketStatus.ANALYZING, reason="analysis started", worker=worker)
             replies = session.scalars(
@@ -365,11 +371,14 @@ def claim_pending_tickets(
                 .where(EmailInteraction.ticket_id == ticket.id, EmailInteraction.email_type == "reply")
                 .order_by(EmailInteraction.id)
             ).all()
+            attachments = session.scalars(
+                select(Attachment.filename).where(Attachment.ticket_id == ticket.id).order_by(Attachment.id)
+            ).all()
             claims.append(
                 Claim(
                     ticket.id,
                     ticket.claim_token,
-                    TicketSnapshot.of(ticket, list(replies)),
+                    TicketSnapshot.of(ticket, list(replies), list(attachments)),
                     ticket.pending_since,
                     policy,
                     time.monotonic(),
@@ -397,6 +406,14 @@ def requeue_stranded(session: Session, now: datetime) -> int:
         ticket.pending_since = now
         record_event(session, ticket, "requeued", "In Analyzing with no analysis queued: queued for analysis again")
     return len(stranded)
+
+
+def _wait_for_knowledge(session: Session, ticket: Ticket, reason: str) -> None:
+    """Leave the ticket queued, unclaimed, with the reason on it; the timeline says so once per reason."""
+    ticket.claim_token = ticket.claimed_by = ticket.claim_expires = None
+    if ticket.waiting_reason != reason:
+        ticket.waiting_reason = reason
+        record_event(session, ticket, "waiting_for_knowledge", reason)
 
 
 def _skip_automation(session: Session, ticket: Ticket) -> bool:

@@ -21,7 +21,7 @@ from engine.core.settings import Settings
 from engine.delivery.delivery_events import poll_delivery_events
 from engine.delivery.outbox import deliver_outbox
 from engine.delivery.sync import sync_back
-from engine.jobs import index_knowledge, poll_source, run_job, seed_knowledge
+from engine.jobs import calibrate_knowledge_if_changed, index_knowledge, poll_source, run_job, seed_knowledge
 from engine.ops.engine_lock import claim_engine
 from engine.outcomes.outcomes import advance_outcomes
 from engine.pipeline import AnalysisPool, process_pending
@@ -100,6 +100,10 @@ def engine_jobs(runtime: Runtime, pool: AnalysisPool | None = None) -> dict[str,
             lambda source=source: poll_source(runtime.engine, runtime.factory, settings, source),
         )
     jobs["reindex"] = (settings.KB_INDEX_INTERVAL_SECONDS, lambda: index_knowledge(runtime.factory, settings))
+    jobs["calibrate"] = (
+        settings.KB_CALIBRATE_INTERVAL_SECONDS,
+        lambda: calibrate_knowledge_if_changed(runtime.factory, settings),
+    )
     jobs["process_pending"] = (
         settings.PROCESS_INTERVAL_SECONDS,
         lambda: process_pending(runtime.factory, settings, runtime.analyser, worker=runtime.worker, pool=pool),

@@ -46,12 +46,17 @@ def make_splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterText
 
 
 def chunk_sections(sections: list[Section], *, chunk_size: int = 400, chunk_overlap: int = 80) -> list[Chunk]:
-    """Split every section on its own; the heading (section/slide title) leads each of its chunks."""
+    """Split every section on its own; the heading (section/slide title) leads each of its chunks. A piece that is
+    the heading alone (split off before a long list or table) is no chunk of its own: it leads the next ones, and
+    alone it would be found and quoted as if it were an answer."""
     splitter = make_splitter(chunk_size, chunk_overlap)
     chunks: list[Chunk] = []
     for section in sections:
         heading = _heading(section.location)
-        for piece in splitter.split_text(section.text):
+        pieces = splitter.split_text(section.text)
+        for piece in pieces:
+            if len(pieces) > 1 and heading and piece.strip() == heading:
+                continue
             text = piece if not heading or piece.startswith(heading) else f"{heading}\n{piece}"
             chunks.append(Chunk(len(chunks), text, dict(section.location)))
     return chunks

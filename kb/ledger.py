@@ -46,6 +46,19 @@ def awaiting_review_count(session: Session, document_id: int) -> int:
     )
 
 
+def section_text(session: Session, kind: str, source_id: int, location: dict[str, object]) -> str:
+    """The whole section a passage was cut from, as a reader sees it: its visible chunks in order, each line once (a
+    chunk repeats its section's heading and overlaps the one before). A table or list split over several chunks
+    is whole again; quarantined chunks no lead approved stay out."""
+    rows = session.execute(
+        select(KbChunk.text, KbChunk.location)
+        .where(KbChunk.source_kind == kind, KbChunk.source_id == source_id, ~AWAITING_REVIEW)
+        .order_by(KbChunk.chunk_index)
+    ).all()
+    lines = (line for text, place in rows if place == location for line in text.splitlines() if line.strip())
+    return "\n".join(dict.fromkeys(lines))
+
+
 def source_title(session: Session, kind: str, source_id: int) -> str:
     """What a citation calls a source: the document's title, or "Resolution of TCKT-n" for a ticket, in our words:
     the ticket's subject is its customer's text and would reach other customers in every draft citing it."""

@@ -226,7 +226,9 @@ confirm_panel()  # above the table, where the key or button that asked for it wa
 st.space("small")  # room for the table's toolbar, which would otherwise cover "Edit (e)"
 
 frame = pd.DataFrame(rows)
-frame["status"] = frame["status"].map(glossary.status) + frame["attention"].map({True: " · needs you", False: ""})
+frame["status"] = frame["status"].map(glossary.status).where(frame["waiting"] == "", frame["waiting"]) + frame[
+    "attention"
+].map({True: " · needs you", False: ""})
 frame["draft"] = frame["draft"].map(lambda draft: "✓" if draft else "")
 frame["confidence"] = frame["confidence"].map(lambda value: glossary.confidence(None if pd.isna(value) else value))
 frame["escalation_score"] = frame["escalation_score"].map(lambda value: "—" if pd.isna(value) else f"{value:.0f}")

@@ -84,7 +84,9 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     """Settings for one test: its own data folder and database, no demo feed, nothing from `.env`; the desk
-    speaks for the demo articles' company (its domains and contact points), whose articles many tests load."""
+    speaks for the demo articles' company (its domains and contact points), whose articles many tests load. Tickets
+    do not wait for a first calibration (KB_READY_WAIT_SECONDS=0): most tests index articles and analyse at once;
+    tests/engine/test_readiness.py turns the wait on."""
     return load_settings(
         _env_file=None,
         DATA_DIR=tmp_path / "data",
@@ -94,4 +96,5 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         OUTGOING_CONTACT_POINTS=",".join(CONTACT_POINTS),
         ENGINE_ENABLED=False,
         WORKER_ID="test-worker",
+        KB_READY_WAIT_SECONDS=0,
     )

@@ -25,6 +25,7 @@ def engine_env(settings: Settings, **extra: object) -> dict[str, str]:
         SMTP_PORT=str(settings.SMTP_PORT),
         SMTP_SECURITY=settings.SMTP_SECURITY,
         LOG_LEVEL="WARNING",
+        KB_READY_WAIT_SECONDS=str(settings.KB_READY_WAIT_SECONDS),
     )
     env.update({key: str(value) for key, value in extra.items()})
     return env

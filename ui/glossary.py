@@ -105,6 +105,7 @@ EVENT = {
     "automation_skipped": "Automation skipped",
     "claim_expired": "Retried after a stop",
     "requeued": "Queued again",
+    "waiting_for_knowledge": "Waiting for the knowledge base",
     "input_held": "Held for a person",
     "email_held": "Mail held for a person",
     "related_ticket": "Linked to another ticket",
@@ -175,6 +176,15 @@ GAP = {
     "steps": "the steps that lead to the problem",
     "since": "when it started",
     "affected": "who or what is affected",
+    "place": "where they connect from, on which device",
+    "account": "which account and application",
+    "mailbox": "which mailbox and mail app",
+    "device": "which device",
+    "application": "which application and version",
+    "workspace": "which workspace",
+    "browser": "which browser, and whether others see it too",
+    "invoice": "which invoice or subscription",
+    "discrepancy": "what is wrong on it",
 }
 FIELD = {
     "first_response_minutes": "First response (minutes)",

@@ -22,41 +22,37 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.analysers.confidence import answers, desk_reading, learned_confidence, question_focus
-from engine.analysers.escalation import DETAIL_SIGNALS, Assessment, assess, rule_criteria
+from engine.analysers.details import information_gaps, needed_details
+from engine.analysers.escalation import Assessment, assess, rule_criteria
 from engine.analysers.learned_match import LearnedMatch, QuestionVectors, learned_answer_for
 from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy, current_policy
 from engine.core.settings import Settings
-from engine.core.templates import (
-    AFFECTED_QUESTIONS,
-    DEFAULT_AFFECTED,
-    GAP_QUESTIONS,
-    request_info_email,
-    resolution_email,
-    summary_of,
-)
+from engine.core.templates import request_info_email, resolution_email, summary_of
 from engine.outcomes.learned import TrackRecord, subject_of, track_records
 from engine.outcomes.outcome_calibration import AdjustmentCache, adjusted, record_adjusted
 from engine.trust.decision import conclude, hand_over, screen_ticket
 from kb.calibration import stored_calibration
 from kb.confidence import DEFAULT_MODEL, ConfidenceModel, evidence_features
-from kb.ledger import knowledge_base_empty, knowledge_languages
+from kb.ledger import knowledge_base_empty, knowledge_languages, section_text
 from kb.search import deterministic_queries, search
 from kb.titles import heading_line
 
 log = logging.getLogger(__name__)
 NAME = "retrieval-only"
-HOW_TO = re.compile(
-    r"\b(how (do|can|to|should)|where (can|do|is)|is (there|it possible)|can (i|we|you)|what (is|are|does))\b", re.I
-)
 NUMBERED = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+(.+)$")
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 MAX_STEPS = 8
 VAGUE_GAPS = 3
 VAGUE_WORDS = 25
-"""A short report that lacks three of the four details ("Password issue again") is asked about, never
-answered: whichever article matches its few words, sending it would be a guess."""
+"""A short report that lacks three of the details its kind needs (all of them when it needs fewer: "Invoice wrong")
+is asked about, never answered: whichever article matches its few words, sending it would be a guess."""
+ASK_GAPS = 2
+"""A request for information goes out when two details are missing (the only one, when the kind needs one)."""
 MAX_SENTENCES = 4
+TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
+TABLE_RULE = re.compile(r"^\s*\|?(?:\s*:?-{3,}:?\s*\|)+(?:\s*:?-{3,}:?\s*)?\|?\s*$")
+CELL_BORDER = re.compile(r"(?<!\\)\|")
 HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
 MARKDOWN_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
 MARKDOWN_MARKS = re.compile(r"\*\*|__|(?<!\w)[*_](?=\S)|(?<=\S)[*_](?!\w)|`")
@@ -117,9 +113,12 @@ class RetrievalAnalyser:
         except Exception as error:  # the knowledge base being down must not stop the desk
             log.exception("knowledge base search failed", extra={"ticket": ticket.reference})
             return [], f"knowledge base unavailable: {type(error).__name__}: {error}"
-        return [
-            item.model_dump() for item in found if item.source_id != ticket.id or item.source_kind != "ticket"
-        ], None
+        evidence = [item.model_dump() for item in found if item.source_id != ticket.id or item.source_kind != "ticket"]
+        if evidence:
+            top = evidence[0]
+            passage = section_text(session, top["source_kind"], top["source_id"], top["location_data"])
+            top["passage"] = passage if passage != top["text"] else None
+        return evidence, None
 
 
 def desk_confidence_model(session: Session) -> ConfidenceModel:
@@ -154,23 +153,6 @@ def retrieval_confidence(
     return round(model.probability(evidence_features(question, evidence)), 3)
 
 
-def information_gaps(ticket: TicketSnapshot) -> tuple[list[str], list[str]]:
-    """What a problem report lacks and the questions that would close it; how-to questions lack nothing."""
-    text = ticket.text
-    if HOW_TO.search(text) and len(text.split()) < 60:
-        return [], []
-    missing = [
-        name
-        for name, signal in zip(("error", "steps", "since", "affected"), DETAIL_SIGNALS, strict=True)
-        if not signal.search(text)
-    ]
-    questions = [
-        GAP_QUESTIONS[name] if name != "affected" else AFFECTED_QUESTIONS.get(ticket.category or "", DEFAULT_AFFECTED)
-        for name in missing
-    ]
-    return missing, questions
-
-
 def plain_text(line: str) -> str:
     """A line of an article as a customer reads it: no markdown emphasis, code ticks or link syntax."""
     line = MARKDOWN_LINK.sub(lambda m: m.group(1) if m.group(1) == m.group(2) else f"{m.group(1)} ({m.group(2)})", line)
@@ -182,23 +164,60 @@ def _terms(text: str) -> set[str]:
 
 
 def resolution_steps(text: str, question: str = "") -> list[str]:
-    """The passage's numbered steps, or else its sentences that answer the question, in the article's order.
+    """What the passage says to do, in the article's order: its list items and table rows (each row one line, its
+    cells in order), or else its sentences that answer the question. A heading is never a step: a passage that is
+    only its heading has none.
 
-    Headings and tables are not steps; the customer's words only choose among the article's sentences.
+    The customer's words only choose among the article's items (when there are too many) or sentences.
     """
-    lines = [line for line in text.splitlines() if line.strip() and not HEADING.match(line) and "|" not in line]
-    if len(lines) > 1 and not NUMBERED.match(lines[0]) and heading_line(lines[0]):
+    lines = [line for line in text.splitlines() if line.strip() and not HEADING.match(line)]
+    if len(lines) > 1 and not NUMBERED.match(lines[0]) and not TABLE_ROW.match(lines[0]) and heading_line(lines[0]):
         lines = lines[1:]  # a chunk starts with its section's heading, which is no step
-    numbered = [plain_text(match.group(1)) for line in lines if (match := NUMBERED.match(line))]
-    if len(numbered) >= 2:
-        return numbered[:MAX_STEPS]
+    elif len(lines) == 1 and heading_line(lines[0]):
+        return []
+    items = _items(lines)
+    if len(items) >= 2:
+        return _relevant(items, question, MAX_STEPS, keep_all=len(items) <= MAX_STEPS)
+    prose = [line for line in lines if "|" not in line]
     sentences = [
-        plain_text(part) for part in SENTENCE.split(" ".join(" ".join(lines).split())) if len(part.strip()) > 3
+        plain_text(part) for part in SENTENCE.split(" ".join(" ".join(prose).split())) if len(part.strip()) > 3
     ]
+    return _relevant(sentences, question, MAX_SENTENCES, keep_all=False) or items
+
+
+def _items(lines: list[str]) -> list[str]:
+    """List items and table rows, in order; a table's header row stays, as the line that says what its columns
+    hold ("Plan: Requests per minute" above "Team: 120")."""
+    items: list[str] = []
+    for line in lines:
+        if TABLE_RULE.match(line):
+            continue
+        if TABLE_ROW.match(line):
+            if row := table_row(line):
+                items.append(row)
+        elif match := NUMBERED.match(line):
+            items.append(plain_text(match.group(1)))
+    return items
+
+
+def table_row(line: str) -> str:
+    """A table row as a line of plain text, its cells in the article's order: "Name ID format: EmailAddress",
+    "404 not_found: Wrong ID, or using /v1 paths; Use /v2". Only punctuation joins the cells, so every word
+    stays where the article put it (the final check of a message, engine/trust/provenance.py, reads words in order)."""
+    cells = [plain_text(cell.replace("\\|", "|")) for cell in CELL_BORDER.split(line.strip().strip("|"))]
+    cells = [cell for cell in cells if cell]
+    return f"{cells[0]}: {'; '.join(cells[1:])}" if len(cells) > 1 else "".join(cells)
+
+
+def _relevant(parts: list[str], question: str, limit: int, *, keep_all: bool) -> list[str]:
+    """Up to `limit` of the parts, in order: all of them when they fit and `keep_all`, else those that share terms
+    with the question, or the first ones when none does."""
+    if keep_all:
+        return parts
     wanted = _terms(question)
-    relevant = [index for index, sentence in enumerate(sentences) if _terms(sentence) & wanted]
-    chosen = relevant[:MAX_SENTENCES] if relevant else list(range(min(MAX_SENTENCES, len(sentences))))
-    return [sentences[index] for index in sorted(chosen)]
+    relevant = [index for index, part in enumerate(parts) if _terms(part) & wanted]
+    chosen = relevant[:limit] if relevant else list(range(min(limit, len(parts))))
+    return [parts[index] for index in sorted(chosen)]
 
 
 def citation(item: dict[str, Any]) -> str:
@@ -279,15 +298,17 @@ def _decide(
         return hand_over(NAME, screening, common)
     if assessment.escalate:
         return AnalysisResult(analyser=NAME, decision="escalate", reason="; ".join(assessment.reasons), **common)
-    answerable = bool(evidence) and answers(question, f"{evidence[0]['title']}\n{evidence[0]['text']}")
-    vague = len(gaps) >= VAGUE_GAPS and len(ticket.text.split()) <= VAGUE_WORDS
+    steps = resolution_steps(evidence[0].get("passage") or evidence[0]["text"], query_of(ticket)) if evidence else []
+    answerable = bool(steps) and answers(question, f"{evidence[0]['title']}\n{evidence[0]['text']}")
+    needed = len(needed_details(ticket.category))
+    vague = len(gaps) >= min(VAGUE_GAPS, needed) > 0 and len(ticket.text.split()) <= VAGUE_WORDS
     surer = learned_confidence(learned.similarity, learned.record, settings) if learned else 0.0
     if learned and not vague and surer >= settings.RESOLVE_MIN_CONFIDENCE and (surer >= confidence or not answerable):
         return _propose_learned(ticket, learned, policy, settings, {**common, "confidence": surer})
     if answerable and confidence >= settings.RESOLVE_MIN_CONFIDENCE and not vague:
         held = held_answer(top_record, settings)
-        return _propose_resolution(ticket, evidence[0], policy, settings, {**common, "guards": held})
-    if gaps and len(gaps) >= 2:
+        return _propose_resolution(ticket, evidence[0], steps, policy, settings, {**common, "guards": held})
+    if gaps and len(gaps) >= min(ASK_GAPS, needed):
         subject, body = request_info_email(
             ticket.reference,
             ticket.requester_name,
@@ -305,17 +326,25 @@ def _decide(
             **common,
         )
     reason = kb_error or (
-        f"no strong evidence (confidence {confidence:.2f}{'' if answerable else ', the passage misses key terms'})"
+        f"no strong evidence (confidence {confidence:.2f}{'' if answerable else _unanswerable(steps)})"
         if evidence
         else "no evidence found"
     )
     return AnalysisResult(analyser=NAME, decision="escalate", reason=reason, **common)
 
 
+def _unanswerable(steps: list[str]) -> str:
+    return ", the passage misses key terms" if steps else ", the best passage is a heading without content"
+
+
 def _propose_resolution(
-    ticket: TicketSnapshot, top: dict[str, Any], policy: DeskPolicy, settings: Settings, common: dict[str, Any]
+    ticket: TicketSnapshot,
+    top: dict[str, Any],
+    steps: list[str],
+    policy: DeskPolicy,
+    settings: Settings,
+    common: dict[str, Any],
 ) -> AnalysisResult:
-    steps = resolution_steps(top["text"], query_of(ticket))
     subject, body = resolution_email(
         ticket.reference,
         ticket.requester_name,

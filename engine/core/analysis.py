@@ -41,6 +41,8 @@ class TicketSnapshot:
     team: str | None
     follow_up_count: int
     replies: tuple[str, ...] = ()
+    attachments: tuple[str, ...] = ()
+    """The names of the files the customer attached (a screenshot answers "which error?")."""
 
     @property
     def text(self) -> str:
@@ -48,7 +50,7 @@ class TicketSnapshot:
         return "\n\n".join([self.subject, self.description, *self.replies])
 
     @classmethod
-    def of(cls, ticket: Ticket, replies: list[str]) -> TicketSnapshot:
+    def of(cls, ticket: Ticket, replies: list[str], attachments: list[str] | None = None) -> TicketSnapshot:
         return cls(
             id=ticket.id,
             reference=ticket.reference,
@@ -62,6 +64,7 @@ class TicketSnapshot:
             team=ticket.team,
             follow_up_count=ticket.follow_up_count,
             replies=tuple(replies),
+            attachments=tuple(attachments or ()),
         )
 
 

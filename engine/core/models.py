@@ -104,6 +104,8 @@ class Ticket(Base):
     assignee: Mapped[str | None] = mapped_column(String(120), index=True)
     """The operator (username) the ticket is assigned to; a take-over assigns it to whoever took it."""
     pending_since: Mapped[datetime | None] = mapped_column(index=True)
+    waiting_reason: Mapped[str | None] = mapped_column(String(300))
+    """Why the queued ticket waits before its analysis (engine/readiness.py), in people's words; None when not."""
     claim_token: Mapped[str | None] = mapped_column(String(64))
     claimed_by: Mapped[str | None] = mapped_column(String(120))
     claim_expires: Mapped[datetime | None] = mapped_column()

@@ -177,6 +177,11 @@ class CoreSettings(BaseSettings):
     KB_EXTRACT_MAX_CHARACTERS: int = Field(default=5_000_000, ge=1)
     """Text one file may produce (about 2,500 pages); more and the file is too complex to read safely."""
     KB_INDEX_INTERVAL_SECONDS: float = Field(default=60.0, gt=0)
+    KB_CALIBRATE_INTERVAL_SECONDS: float = Field(default=30.0, gt=0)
+    """How often the `calibrate` job checks whether the knowledge base changed enough to calibrate again."""
+    KB_READY_WAIT_SECONDS: float = Field(default=900.0, ge=0)
+    """How long a queued ticket waits for a knowledge base that is still being added, read or calibrated for the
+    first time (engine/readiness.py) before it is analysed with what there is; 0: never wait."""
     KB_SEARCH_CANDIDATES: int = Field(default=50, ge=1)
 
     # Dashboard and sign-in

@@ -42,23 +42,35 @@ LINK_LIKE = re.compile(r"https?:|www\.|@|\.(?:com|net|org|io|ru|cn|xyz|top|info)
 SUMMARY_WORDS = 12
 
 
-# The desk's own follow-up questions: what an automatic request for information may ask (our wording).
+# The desk's own follow-up questions: what an automatic request for information may ask (our wording), by detail.
 GAP_QUESTIONS = {
     "error": "What exact error message or code do you see? A screenshot is welcome.",
     "steps": "What were you doing when it happened: which steps lead to the problem?",
     "since": "Since when does this happen, and did anything change around then (update, new device, move)?",
+    "place": "Where are you connecting from (office, home, VPN) and on which device?",
+    "account": "Which account (user name) and which application or sign-in page is affected?",
+    "mailbox": "Which mailbox and which mail app (Outlook desktop, Outlook on the web, phone)?",
+    "device": "Which device is it (model or asset tag) and where is it?",
+    "application": "Which application and version, on which computer?",
+    "workspace": "Which workspace is it? Its ID is shown under Settings > General.",
+    "browser": "Which browser do you use, and does it happen for other users too?",
+    "invoice": "Which invoice or subscription is this about (its number or date)?",
+    "discrepancy": "What looks wrong on it: which amount, line or detail did you expect to be different?",
+    "affected": "Which system or application is affected, and is it only you or other people too?",
 }
-AFFECTED_QUESTIONS = {
-    "network": "Where are you connecting from (office, home, VPN) and on which device?",
-    "access": "Which account (user name) and which application or sign-in page is affected?",
-    "email": "Which mailbox and which mail app (Outlook desktop, Outlook on the web, phone)?",
-    "hardware": "Which device is it (model or asset tag) and where is it?",
-    "software": "Which application and version, on which computer?",
-    "product_bug": "Which workspace or project, which browser, and does it happen for other users too?",
-    "product_howto": "Which workspace and which part of Northwind Cloud are you working in?",
-    "billing": "Which invoice or subscription (number or date) is this about?",
+CATEGORY_DETAILS: dict[str, tuple[str, ...]] = {
+    "network": ("error", "since", "place"),
+    "access": ("error", "since", "account"),
+    "email": ("error", "since", "mailbox"),
+    "hardware": ("error", "since", "device"),
+    "software": ("error", "steps", "application"),
+    "product_bug": ("error", "steps", "workspace", "browser"),
+    "product_howto": (),
+    "billing": ("invoice", "discrepancy"),
 }
-DEFAULT_AFFECTED = "Which system or application is affected, and is it only you or other people too?"
+"""What a person needs to act on each kind of request, in the order it is asked: an invoice question needs the
+invoice and what is wrong on it, never an error message; a how-to question needs nothing more than itself."""
+DEFAULT_DETAILS = ("error", "steps", "since", "affected")
 
 
 def safe_name(name: str | None) -> str:

@@ -25,8 +25,6 @@ from engine.core.enums import MessageKind, OutboxState
 from engine.core.models import Action, Analysis, EmailInteraction, OutboxMessage, Ticket, utcnow
 from engine.core.settings import Settings
 from engine.core.templates import (
-    AFFECTED_QUESTIONS,
-    DEFAULT_AFFECTED,
     GAP_QUESTIONS,
     EmailContent,
     safe_name,
@@ -135,8 +133,6 @@ def trusted_texts(
         ticket.reference,
         safe_name(ticket.directory_name),
         *GAP_QUESTIONS.values(),
-        *AFFECTED_QUESTIONS.values(),
-        DEFAULT_AFFECTED,
         *own_text,
     ]
     analysis = session.get(Analysis, action.analysis_id) if action and action.analysis_id else None

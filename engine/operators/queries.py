@@ -177,6 +177,7 @@ def queue_page(
             Ticket.resolved_at,
             Ticket.action_required,
             Ticket.assignee,
+            Ticket.waiting_reason,
         )
         .where(*conditions)
         .order_by(*order)
@@ -206,6 +207,7 @@ def queue_page(
             "draft": drafts.get(row.id),
             "assignee": row.assignee or "",
             "attention": bool(row.action_required),
+            "waiting": row.waiting_reason or "",
         }
         for row in rows
     ], total

@@ -76,14 +76,15 @@ def location_texts(location: str) -> list[str]:
 
 def cited_texts(evidence: Iterable[dict[str, object]]) -> list[str]:
     """The cited knowledge an analysis may quote: text, title and location of each cited passage that passed
-    hygiene (or that a lead approved). Web results and quarantined passages teach a message nothing."""
+    hygiene (or that a lead approved), and the visible rest of its section (kb/ledger.py's `section_text`). Web
+    results and quarantined passages teach a message nothing."""
     texts = []
     for item in evidence:
         if not item.get("cited") or item.get("source_kind") not in TRUSTED_KINDS:
             continue
         if item.get("quarantine") and not item.get("approved_by"):
             continue
-        texts += [str(item.get("text") or ""), str(item.get("title") or "")]
+        texts += [str(item.get("text") or ""), str(item.get("passage") or ""), str(item.get("title") or "")]
         texts += location_texts(str(item.get("location") or ""))
     return texts
 

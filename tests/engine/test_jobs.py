@@ -1,15 +1,26 @@
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import PolledPage, RejectedItem
 from connectors.demo import DemoSource, load_sample
+from engine.analysers.retrieval_analyser import RetrievalAnalyser
 from engine.core.db import exclusive
-from engine.core.models import IngestError, JobStatus, SourceCursor, Ticket
+from engine.core.models import Analysis, IngestError, JobStatus, SourceCursor, Ticket
 from engine.core.settings import Settings
-from engine.jobs import poll_source, run_job
+from engine.intake.ingest import ingest
+from engine.jobs import calibrate_knowledge_if_changed, poll_source, run_job
+from engine.pipeline import process_pending
+from kb.indexer import add_document
+from kb.store import reset_caches
 from tests.factories import ticket_in
+from tests.kb.embeddings_emulator import EmbeddingsEmulator
+from tests.waiting import wait_until
+
+ARTICLES = Path(__file__).resolve().parents[2] / "connectors" / "demo_data" / "kb"
 
 
 class ListSource:
@@ -90,3 +101,38 @@ def test_demo_sample_is_varied_and_threads() -> None:
     assert replies
     assert all(record["reply_to"] in ids for record in replies)
     assert all(record["requester_email"].endswith(".example") for record in sample)
+
+
+def test_tickets_are_analysed_while_a_calibration_is_running(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """The calibration is caught inside its embedding call (the emulator holds it); process_pending claims, analyses
+    and commits a ticket meanwhile, with the previous calibration, and returns."""
+    reset_caches()
+    with EmbeddingsEmulator() as emulator:
+        remote = settings.model_copy(
+            update={"EMBEDDINGS_PROVIDER": "openai", "OPENAI_BASE_URL": emulator.url, "KB_READY_WAIT_SECONDS": 900}
+        )
+        add_document(session_factory, remote, "vpn-setup.md", (ARTICLES / "vpn-setup.md").read_bytes())
+        assert calibrate_knowledge_if_changed(session_factory, remote) == {"calibrated": 1}
+        add_document(session_factory, remote, "reset-password.md", (ARTICLES / "reset-password.md").read_bytes())
+        with session_factory.begin() as session:
+            ingest(session, ticket_in(subject="VPN", body="How do I set up the VPN on my laptop?"), remote)
+        emulator.hold_next_request()
+        outcome: list[dict[str, int]] = []
+        running = threading.Thread(
+            target=lambda: outcome.append(calibrate_knowledge_if_changed(session_factory, remote)), daemon=True
+        )
+        running.start()
+        wait_until(emulator.holding.is_set, timeout=60, what="the calibration inside its embedding call")
+
+        report = process_pending(session_factory, remote, RetrievalAnalyser(session_factory, remote), worker="w")
+
+        assert emulator.holding.is_set(), "the calibration was still running"
+        assert report.processed == 1
+        with session_factory() as session:
+            assert session.scalar(select(func.count()).select_from(Analysis)) == 1
+        emulator.release.set()
+        running.join(timeout=60)
+        assert outcome == [{"calibrated": 1}]
+    reset_caches()

@@ -36,6 +36,10 @@ class EmbeddingsEmulator:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self._hold_next = threading.Event()
+        self.holding = threading.Event()
+        """Set while the held request waits: the caller is inside its embedding call."""
+        self.release = threading.Event()
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -47,6 +51,11 @@ class EmbeddingsEmulator:
                 if not self.path.split("?")[0].endswith("/embeddings"):
                     self.send_error(404)
                     return
+                if emulator._hold_next.is_set():
+                    emulator._hold_next.clear()
+                    emulator.holding.set()
+                    emulator.release.wait(timeout=120)
+                    emulator.holding.clear()
                 inputs = body.get("input", [])
                 inputs = [inputs] if isinstance(inputs, str) else inputs
                 data = []
@@ -79,10 +88,16 @@ class EmbeddingsEmulator:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    def hold_next_request(self) -> None:
+        """The next embeddings request is answered only once `release` is set (a long call, caught in the middle)."""
+        self.release.clear()
+        self._hold_next.set()
+
     def __enter__(self) -> EmbeddingsEmulator:
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()

@@ -3,6 +3,10 @@ a change of model asks for a reindex instead of mixing vectors."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
+from typing import overload
+
 import numpy as np
 import pytest
 from pydantic import SecretStr
@@ -10,12 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.settings import Settings
 from kb import indexer
-from kb.embed import LOCAL_MODEL_NAME, get_embedder
+from kb.embed import LOCAL_MODEL_NAME, WINDOW_BATCHES, get_embedder
 from kb.search import search
 from kb.store import ReindexRequiredError, reset_caches
 from tests.factories import own_transactions
 from tests.kb.conftest import assert_consistent
 from tests.kb.embeddings_emulator import DIMENSION, EmbeddingsEmulator
+from tests.waiting import wait_until
 
 ROUTER = b"# Router\nTo reset the router, hold the recessed button for ten seconds.\n"
 MAIL = b"# Mailbox\nWhen Outlook says the mailbox is full, archive old items.\n"
@@ -83,3 +88,48 @@ def test_changing_model_asks_for_reindex(session_factory: sessionmaker[Session],
         assert search(session, remote, "recessed button router", k=1)[0].title == "Router"
         assert_consistent(session, remote)
         assert all(r["body"]["model"] == "text-embedding-3-small" for r in emulator.requests)
+
+
+class HeldTexts(Sequence[str]):
+    """Texts read past `first` only once `release` is set: a long embedding run (a calibration, a large upload)
+    caught between its batches, after encoding the first ones."""
+
+    def __init__(self, texts: list[str], first: int) -> None:
+        self.texts, self.first = texts, first
+        self.reached, self.release = threading.Event(), threading.Event()
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        start = (index.start or 0) if isinstance(index, slice) else index
+        if start >= self.first and not self.reached.is_set():
+            self.reached.set()
+            self.release.wait(timeout=120)
+        return self.texts[index]
+
+
+def test_a_long_run_of_the_local_model_lets_a_query_in_between_its_batches(settings: Settings) -> None:
+    embedder = get_embedder(settings.model_copy(update={"EMBED_BATCH_SIZE": 4}))
+    first = 4 * WINDOW_BATCHES
+    texts = HeldTexts([f"article paragraph number {n}" for n in range(first + 8)], first=first)
+    long_run: list[np.ndarray] = []
+    worker = threading.Thread(target=lambda: long_run.append(embedder.embed_documents(texts)), daemon=True)
+    worker.start()
+    try:
+        wait_until(texts.reached.is_set, timeout=60, what="the long run between its batches")
+        query: list[np.ndarray] = []
+        asker = threading.Thread(target=lambda: query.append(embedder.embed_queries(["reset the router"])), daemon=True)
+        asker.start()
+        wait_until(lambda: bool(query), timeout=60, what="the query answered while the long run waits")
+        assert query[0].shape == (1, 384)
+    finally:
+        texts.release.set()
+    worker.join(timeout=60)
+    assert long_run[0].shape == (first + 8, 384)

@@ -221,3 +221,60 @@ def test_a_how_to_whose_second_sentence_asks_in_another_language_is_held(analyse
     polish = "Proszę też zmienić mój numer telefonu."
     result = analyser.analyse(text_snapshot(f"{HOW_TO} {polish}", subject="Inviting colleagues"))
     assert any("Polish" in guard for guard in result.guards), result.guards
+
+
+def test_a_table_gives_its_rows_as_lines_and_a_heading_alone_gives_no_step() -> None:
+    table = (
+        "Common errors\n| Response | Cause | Fix |\n|----------|-------|-----|\n"
+        "| 401 `invalid_api_key` | Key mistyped, revoked or expired | Create a new key |\n"
+        "| 429 `rate_limited` | Too many requests | Honour `Retry-After` |"
+    )
+    assert resolution_steps(table) == [
+        "Response: Cause; Fix",
+        "401 invalid_api_key: Key mistyped, revoked or expired; Create a new key",
+        "429 rate_limited: Too many requests; Honour Retry-After",
+    ]
+    assert resolution_steps("Common errors") == []
+    bullets = "Before you start\n- an **Admin** role\n- the workspace ID\nBoth are under Settings."
+    assert resolution_steps(bullets) == ["an Admin role", "the workspace ID"]
+
+
+def test_a_draft_carries_the_table_of_its_section_and_passes_the_final_check(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """The section's prose and its table are separate chunks; the draft quotes the table whichever one is found."""
+    reset_caches()
+    with session_factory() as session:
+        for name in (
+            "sso-saml-setup-northwind-cloud.md",
+            "api-keys-northwind-cloud.md",
+            "invite-users-northwind-cloud.md",
+            "vpn-setup.md",
+            "plans-billing-invoices-northwind-cloud.md",
+        ):
+            add_document(own_transactions(session), settings, name, (ARTICLES / name).read_bytes())
+    settings.AUTOPILOT_ENABLED = True
+    settings.AUTO_SEND_MIN_CONFIDENCE = 0.5
+    question = "Which values do I enter in our identity provider for SAML single sign-on?"
+    with session_factory.begin() as session:
+        ingest(session, ticket_in(subject="SAML values", body=question, category="product_howto"), settings)
+    process_pending(session_factory, settings, RetrievalAnalyser(session_factory, settings), worker="w")
+    with session_factory() as session:
+        analysis = session.scalars(select(Analysis)).one()
+        assert "Values to enter in your identity provider" in analysis.evidence[0]["location"]
+        assert "Name ID format: EmailAddress" in analysis.resolution_steps
+        assert not any(step == "Values to enter in your identity provider" for step in analysis.resolution_steps)
+        assert session.scalar(select(Ticket.status)) == TicketStatus.RESOLVED, "the final check let it go out"
+        sent = session.scalar(select(OutboxMessage.body_text).where(OutboxMessage.kind == "resolution"))
+        assert "2. Entity ID / Audience URI: https://app.northwind-cloud.example/saml/metadata/<workspace-id>" in sent
+    reset_caches()
+
+
+def test_an_invoice_question_is_asked_about_the_invoice_not_an_error_message(analyser: RetrievalAnalyser) -> None:
+    result = analyser.analyse(
+        text_snapshot("The invoice you sent us is wrong. Please correct.", subject="Invoice wrong", category="billing")
+    )
+    assert result.decision == "ask"
+    assert result.information_gaps == ["invoice", "discrepancy"]
+    assert "screenshot" not in (result.draft_body or "").lower()
+    assert "Which invoice or subscription is this about (its number or date)?" in (result.draft_body or "")

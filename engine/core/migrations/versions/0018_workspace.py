@@ -8,7 +8,7 @@ Existing rows are indexed here; a ticket someone took over is assigned to them. 
 "move and copy") must create its triggers again.
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 """
 
 from collections.abc import Sequence
@@ -19,7 +19,7 @@ from alembic import op
 import engine.core.models
 
 revision: str = "0018"
-down_revision: str | None = "0016"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

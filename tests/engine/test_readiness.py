@@ -1,0 +1,88 @@
+"""A fresh desk's first tickets wait, queued with the reason shown, until the knowledge base is indexed and
+calibrated; then they are analysed from it, never escalated for "no evidence" nor counted as knowledge gaps."""
+
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.analysers.retrieval_analyser import RetrievalAnalyser
+from engine.core.enums import TicketStatus
+from engine.core.models import Analysis, Ticket, TimelineEvent, utcnow
+from engine.core.settings import Settings
+from engine.intake.ingest import ingest
+from engine.jobs import calibrate_knowledge_if_changed
+from engine.operators.queries import QueueFilter, queue_page
+from engine.pipeline import process_pending
+from engine.readiness import knowledge_wait_reason
+from kb.gaps import gap_tickets
+from kb.indexer import add_document
+from kb.store import reset_caches
+from tests.factories import ticket_in
+
+ARTICLES = Path(__file__).resolve().parents[2] / "connectors" / "demo_data" / "kb"
+QUESTIONS = (
+    ("Inviting colleagues", "How do I invite new users to our Northwind Cloud workspace?"),
+    ("Password reset", "How do I reset my Northwind Labs password?"),
+)
+
+
+def test_first_tickets_wait_for_the_first_calibration_then_are_answered_from_the_knowledge_base(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    reset_caches()
+    settings.KB_READY_WAIT_SECONDS = 900
+    for name in ("invite-users-northwind-cloud.md", "reset-password.md"):
+        add_document(session_factory, settings, name, (ARTICLES / name).read_bytes())
+    with session_factory.begin() as session:
+        for subject, body in QUESTIONS:
+            ingest(session, ticket_in(subject=subject, body=body), settings)
+
+    report = process_pending(session_factory, settings, RetrievalAnalyser(session_factory, settings), worker="w")
+    assert report.claimed == 0
+    with session_factory() as session:
+        tickets = session.scalars(select(Ticket)).all()
+        reason = "Waiting for the knowledge base: its first self-check (calibration) is running"
+        assert [ticket.waiting_reason for ticket in tickets] == [reason, reason]
+        assert {ticket.status for ticket in tickets} == {TicketStatus.NEW} and all(t.pending_since for t in tickets)
+        assert session.scalars(select(Analysis)).all() == []
+        rows, _ = queue_page(session, QueueFilter())
+        assert [row["waiting"] for row in rows] == [reason, reason]
+    process_pending(session_factory, settings, RetrievalAnalyser(session_factory, settings), worker="w")
+    with session_factory() as session:
+        waits = session.scalars(select(TimelineEvent.title).where(TimelineEvent.type == "waiting_for_knowledge")).all()
+        assert waits == [reason, reason], "told once per ticket, not at every run"
+
+    assert calibrate_knowledge_if_changed(session_factory, settings) == {"calibrated": 1}
+    report = process_pending(session_factory, settings, RetrievalAnalyser(session_factory, settings), worker="w")
+    assert report.processed == 2
+    with session_factory() as session:
+        analyses = session.scalars(select(Analysis)).all()
+        assert len(analyses) == 2 and all(analysis.evidence for analysis in analyses)
+        assert not any("no evidence" in (analysis.summary or "") for analysis in analyses)
+        assert all(ticket.waiting_reason is None for ticket in session.scalars(select(Ticket)))
+        gaps = gap_tickets(session, utcnow() - timedelta(hours=1))
+        assert not any(gap.why == "no evidence" for gap in gaps)
+    reset_caches()
+
+
+def test_a_desk_without_articles_never_waits_and_a_ticket_waits_only_up_to_the_bound(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    settings.KB_READY_WAIT_SECONDS = 900
+    with session_factory() as session:
+        assert knowledge_wait_reason(session, settings) is None, "an empty desk has nothing to wait for"
+    with session_factory.begin() as session:
+        ingest(session, ticket_in(subject="Printer", body="The printer on floor 3 jams."), settings)
+    report = process_pending(session_factory, settings, RetrievalAnalyser(session_factory, settings), worker="w")
+    assert report.processed == 1
+
+    reset_caches()
+    add_document(session_factory, settings, "printer-setup.md", (ARTICLES / "printer-setup.md").read_bytes())
+    with session_factory.begin() as session:
+        ticket_id = ingest(session, ticket_in(subject="Scanner", body="How do I scan to e-mail?"), settings).ticket_id
+        session.get(Ticket, ticket_id).pending_since = utcnow() - timedelta(seconds=901)
+    report = process_pending(session_factory, settings, RetrievalAnalyser(session_factory, settings), worker="w")
+    assert report.processed == 1, "past the bound it is analysed with what there is"
+    reset_caches()
