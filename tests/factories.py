@@ -40,6 +40,7 @@ from engine.delivery.outbox import enqueue_email
 from engine.evaluate import Case
 from engine.intake.ingest import ingest
 from engine.operators.actions import Actor, send_manual_reply
+from engine.operators.auth import create_first_admin, create_operator
 from engine.operators.sessions import StartedSession, exchange_handoff, start_session
 from engine.pipeline import process_pending
 from kb.self_test import SelfTestCorpus
@@ -654,3 +655,16 @@ def replay_case(case_id: str, body: str, expected_action: str = "resolve", *evid
         answer=answer,
         **fields,
     )
+
+
+DESK_PASSWORD = "correct horse battery"
+
+
+def desk_operators(factory: sessionmaker[Session], *people: tuple[str, Role]) -> Actor:
+    """The first admin (ada) and `people`, all with one password; returns ada, who created them."""
+    admin = Actor("ada", Role.ADMIN)
+    with factory.begin() as session:
+        create_first_admin(session, admin.username, DESK_PASSWORD)
+        for name, role in people:
+            create_operator(session, admin, name, role, password=DESK_PASSWORD)
+    return admin

@@ -15,8 +15,7 @@ from engine.operators.assignment import (
     operator_teams,
     set_operator_team,
 )
-from engine.operators.auth import create_first_admin, create_operator
-from tests.factories import new_ticket
+from tests.factories import desk_operators, new_ticket
 
 ADA = Actor("ada", Role.ADMIN)
 ANN = Actor("ann", Role.AGENT)
@@ -25,10 +24,7 @@ LEE = Actor("lee", Role.LEAD)
 
 @pytest.fixture
 def people(session_factory: sessionmaker[Session]) -> None:
-    with session_factory.begin() as session:
-        create_first_admin(session, "ada", "correct horse battery")
-        for name, role in (("ann", Role.AGENT), ("lee", Role.LEAD), ("vic", Role.VIEWER)):
-            create_operator(session, ADA, name, role, password="correct horse battery")
+    desk_operators(session_factory, ("ann", Role.AGENT), ("lee", Role.LEAD), ("vic", Role.VIEWER))
 
 
 def test_assigns_and_unassigns_with_a_trail(

@@ -10,9 +10,8 @@ from engine.core.models import AuditEntry, OutboxMessage, Ticket, TimelineEvent
 from engine.core.settings import Settings
 from engine.delivery.sync import as_update
 from engine.operators.actions import Actor, PermissionDeniedError, approve_draft, send_manual_reply
-from engine.operators.auth import create_first_admin, create_operator
 from engine.operators.notes import MAX_NOTE, add_note, mentioned_operators, ticket_notes
-from tests.factories import drafted, new_ticket
+from tests.factories import desk_operators, drafted, new_ticket
 
 ADA = Actor("ada", Role.ADMIN)
 ANN = Actor("ann", Role.AGENT)
@@ -21,10 +20,7 @@ SECRET = "Customer is on the legal hold list, do not promise a refund"
 
 @pytest.fixture
 def people(session_factory: sessionmaker[Session]) -> None:
-    with session_factory.begin() as session:
-        create_first_admin(session, "ada", "correct horse battery")
-        create_operator(session, ADA, "lee.smith", Role.LEAD, password="correct horse battery")
-        create_operator(session, ADA, "ann", Role.AGENT, password="correct horse battery")
+    desk_operators(session_factory, ("lee.smith", Role.LEAD), ("ann", Role.AGENT))
 
 
 def test_a_note_names_the_operators_it_mentions(

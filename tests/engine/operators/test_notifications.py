@@ -10,10 +10,9 @@ from engine.core.models import Ticket
 from engine.core.settings import Settings
 from engine.operators.actions import Actor
 from engine.operators.assignment import assign_to_person, set_operator_team
-from engine.operators.auth import create_first_admin, create_operator
 from engine.operators.notes import add_note
 from engine.operators.notifications import mark_notifications_read, notifications
-from tests.factories import new_ticket, reply
+from tests.factories import desk_operators, new_ticket, reply
 
 ADA = Actor("ada", Role.ADMIN)
 ANN = Actor("ann", Role.AGENT)
@@ -22,10 +21,8 @@ LEE = Actor("lee", Role.LEAD)
 
 @pytest.fixture
 def people(session_factory: sessionmaker[Session]) -> None:
+    desk_operators(session_factory, ("ann", Role.AGENT), ("lee", Role.LEAD))
     with session_factory.begin() as session:
-        create_first_admin(session, "ada", "correct horse battery")
-        for name, role in (("ann", Role.AGENT), ("lee", Role.LEAD)):
-            create_operator(session, ADA, name, role, password="correct horse battery")
         set_operator_team(session, ADA, "lee", "Network")
 
 
