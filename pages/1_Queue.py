@@ -259,11 +259,11 @@ picked = show_table(
     column_config={
         "ticket": st.column_config.TextColumn("Ticket", width=80, help="Click a cell to open the ticket."),
         "status": st.column_config.TextColumn("Status", width=150),
-        "subject": st.column_config.TextColumn("Subject", width=165),
+        "subject": st.column_config.TextColumn("Subject", width=158),
         "priority": st.column_config.TextColumn("Priority", width=65),
         "team": st.column_config.TextColumn("Team", width=85),
         "age_hours": st.column_config.NumberColumn("Age (h)", format="%.1f", width=60),
-        "sla": st.column_config.TextColumn("SLA", width=75),
+        "sla": st.column_config.TextColumn("SLA", width=72),
         "confidence": st.column_config.TextColumn("Confidence", width=75),
         "escalation_score": st.column_config.TextColumn("Escalation", width=70),
         "draft": st.column_config.TextColumn("Draft", width=50),

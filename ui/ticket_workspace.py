@@ -108,7 +108,7 @@ def requester_tickets(runtime: Runtime, ticket: Ticket) -> None:
         history = requester_history(session, ticket)
     st.subheader("This requester's other tickets")
     if not history.total:
-        st.caption("None: this is their first ticket.")
+        st.caption("No other tickets: this is their first.")
         return
     for past in history.tickets:
         outcome = f" · {OUTCOME.get(past.outcome, past.outcome)}" if past.outcome else ""

@@ -33,7 +33,7 @@ def test_operator_journey(dashboard: tuple[str, int], session_factory: sessionma
         page.get_by_role("textbox", name="Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("heading", name="Today")).to_be_visible()
-        expect(page.get_by_text("Awaiting approval", exact=True)).to_be_visible()
+        expect(page.get_by_text("Drafts to approve", exact=True)).to_be_visible()
         shoot(page, "1_home")
 
         go(page, "Queue", "Queue")

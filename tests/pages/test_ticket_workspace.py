@@ -70,7 +70,7 @@ def test_shows_the_requesters_other_tickets(app: Settings, session_factory: sess
     at = open_page(TICKET, id=str(first))
     assert f"[TCKT-{current}](?id={current})" in texts(at)
     lonely = new_ticket(session_factory, app)
-    assert "None: this is their first ticket." in texts(open_page(TICKET, id=str(lonely)))
+    assert "No other tickets: this is their first." in texts(open_page(TICKET, id=str(lonely)))
 
 
 def test_a_canned_reply_starts_the_reply_with_placeholders_filled(
