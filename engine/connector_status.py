@@ -167,6 +167,17 @@ def _bounced(session: Session, settings: Settings, entry: Connector) -> int | No
     return int(session.scalar(bounced) or 0)
 
 
+def connector_names() -> list[str]:
+    """Every registered connector, the demo feed included (the "Test connection" picker shows them by label)."""
+    return [entry.name for entry in registry.connectors()]
+
+
+def connector_label(name: str | None) -> str | None:
+    """A connector's or source's name as people know it ("demo" is the "Demo feed"); None for no connector."""
+    entry = registry.CONNECTORS.get(name or "")
+    return entry.label if entry else None
+
+
 def testable_connectors() -> list[str]:
     """The connectors a person can test: those with something to connect to."""
     return [entry.name for entry in registry.connectors() if entry.ping is not None]

@@ -11,6 +11,7 @@ import streamlit as st
 from pydantic import ValidationError
 
 from engine.analysers.routing import routing_summary
+from engine.connector_status import connector_names
 from engine.core.db import transaction
 from engine.core.desk_policy import SEED_WEIGHTS, DeskPolicy, current_policy
 from engine.core.enums import Role
@@ -28,7 +29,7 @@ from engine.operators.queries import categories, job_statuses, policy_history, s
 from ui import glossary
 from ui.auth import allowed, sessions_panel
 from ui.components import flash, page, plain, role_hint, show_flash
-from ui.connectors import connector_cards, connector_names, connector_variables, test_connection
+from ui.connectors import connector_cards, connector_variables, test_connection
 from ui.routing import routing_panel
 from ui.tables import edit_table, in_words, show_table
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import streamlit as st
 
-from connectors import registry
 from connectors.base import OpenBacklog
 from connectors.redaction import redact_url_credentials
 from engine.connector_status import (
@@ -55,11 +54,6 @@ def connector_rows(runtime: Runtime) -> list[dict[str, Any]]:
         return [_as_row(status) for status in check_connectors(runtime.settings)]
     except Exception as error:
         return [{"name": "connector check", "last_error": redact_url_credentials(f"{type(error).__name__}: {error}")}]
-
-
-def connector_names() -> list[str]:
-    """Every registered connector, the demo feed included, for the "Test connection" picker (shown by label)."""
-    return [entry.name for entry in registry.connectors()]
 
 
 def connector_variables(runtime: Runtime) -> list[dict[str, Any]]:

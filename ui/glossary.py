@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from connectors.registry import CONNECTORS
+from engine.connector_status import connector_label
 from engine.core.enums import ActionKind, MessageKind, OutboxState, TicketStatus
 
 STATUS: dict[str, str] = {
@@ -351,8 +351,7 @@ def template(value: str) -> str:
 
 def connector(name: str | None) -> str:
     """A connector's or source's name as people know it ("demo" reads "Demo feed")."""
-    entry = CONNECTORS.get(name or "")
-    return entry.label if entry else humanise(name) or "—"
+    return connector_label(name) or humanise(name) or "—"
 
 
 def actor(value: str | None) -> str:

@@ -119,6 +119,17 @@ WRITES: dict[str, tuple[Role, Call]] = {
             own_transactions(d.session), d.settings, a, d.document_id
         ),
     ),
+    "mark_learned_answer_general": (
+        Role.LEAD,
+        lambda d, a: engine.operators.actions.mark_learned_answer_general(d.session, a, 1),
+    ),
+    "restore_answer": (Role.LEAD, lambda d, a: engine.operators.actions.restore_answer(d.session, a, "learned:1")),
+    "publish_learned_article": (
+        Role.LEAD,
+        lambda d, a: engine.operators.actions.publish_learned_article(
+            own_transactions(d.session), d.settings, a, 1, title="t", questions=["q"]
+        ),
+    ),
     "create_operator": (
         Role.ADMIN,
         lambda d, a: engine.operators.auth.create_operator(d.session, a, "eve", Role.ADMIN, password="a long password"),

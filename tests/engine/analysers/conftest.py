@@ -31,6 +31,7 @@ def llm_settings(tmp_path: Path) -> Settings:
         DEMO_FEED_ENABLED=False,
         ENGINE_ENABLED=False,
         WORKER_ID="test-worker",
+        KB_READY_WAIT_SECONDS=0,
         LLM_PROVIDER="openai",
         OPENAI_BASE_URL="http://127.0.0.1:9/v1",
         OPENAI_API_KEY="sk-test",
