@@ -39,6 +39,8 @@ from engine.trust.provenance import RenderedMessage, UntrustedTextError, cited_t
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 6 * 3600
+SHOWN_COPIES = 3
+"""Copies a timeline title names; the rest are counted, so the title stays whole (it is kept to 300 characters)."""
 
 
 def enqueue_email(
@@ -141,8 +143,10 @@ def enqueue_email(
 def addressees(message: OutboxMessage) -> str:
     """Who a message goes to and what it carries, as the timeline says it: "a@x, cc b@y, with 2 attachments"."""
     text = message.to_address
-    if message.cc_addresses:
-        text += ", cc " + ", ".join(message.cc_addresses)
+    if copies := message.cc_addresses:
+        named = ", ".join(copies[:SHOWN_COPIES])
+        more = len(copies) - SHOWN_COPIES
+        text += f", cc {named}" + (f" and {more} other{'s' if more > 1 else ''}" if more > 0 else "")
     if count := len(message.attachments):
         text += f", with {count} attachment{'s' if count > 1 else ''}"
     return text
