@@ -47,7 +47,7 @@ def reply_files(files: Sequence[OutgoingAttachment], max_bytes: int) -> list[Out
     checked = []
     for file in files:
         name = "".join(c for c in PurePath(file.filename.replace("\\", "/")).name if c.isprintable())[:200]
-        if not name:
+        if name.strip(". ") == "":
             raise ValueError("an attached file has no name")
         if not file.data:
             raise ValueError(f"{name} is empty")
