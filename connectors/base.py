@@ -339,6 +339,7 @@ class OutgoingEmail:
     references: tuple[str, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)
     attachments: tuple[OutgoingAttachment, ...] = ()
+    cc: tuple[str, ...] = ()
 
 
 class DeliveryError(Exception):

@@ -134,6 +134,8 @@ class MailgunTransport:
             ("text", email.body_text),
             ("h:Message-Id", email.message_id),
         ]
+        if email.cc:
+            data.append(("cc", ", ".join(email.cc)))
         if email.body_html:
             data.append(("html", email.body_html))
         if email.in_reply_to:

@@ -63,10 +63,13 @@ def ping(settings: SmtpSettings) -> None:
 
 
 def build_mime(email: OutgoingEmail) -> EmailMessage:
-    """The RFC 5322 message, threaded by In-Reply-To/References, with our loop-guard headers."""
+    """The RFC 5322 message, threaded by In-Reply-To/References, with our loop-guard headers; `send_message` sends
+    it to every address in To and Cc."""
     message = EmailMessage()
     message["From"] = formataddr((email.from_name, email.from_address))
     message["To"] = email.to_address
+    if email.cc:
+        message["Cc"] = ", ".join(email.cc)
     message["Subject"] = email.subject
     message["Message-ID"] = email.message_id
     message["Date"] = format_datetime(datetime.now(UTC))

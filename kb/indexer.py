@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import delete, exists, func, or_, select
+from sqlalchemy import Text, cast, delete, exists, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.core.blobs import store_blob
 from engine.core.db import transaction
 from engine.core.desk_policy import current_policy
-from engine.core.models import Attachment, Blob, KbChunk, KbDocument, Ticket, utcnow
+from engine.core.models import Attachment, Blob, KbChunk, KbDocument, OutboxMessage, Ticket, utcnow
 from engine.core.settings import Settings
 from engine.trust.content_policy import content_reasons, domain_allowed, domains
 from engine.trust.guards import injection_reasons
@@ -258,12 +259,7 @@ def index_sources(
 
 def _store_bytes(session: Session, settings: Settings, document: KbDocument, data: bytes) -> None:
     """Keep the file's bytes (deduplicated by hash) unless they exceed the size limit."""
-    sha256 = hashlib.sha256(data).hexdigest()
-    document.sha256 = None
-    if len(data) <= settings.KB_MAX_FILE_BYTES:
-        if session.get(Blob, sha256) is None:
-            session.add(Blob(sha256=sha256, size=len(data), data=data))
-        document.sha256 = sha256
+    document.sha256 = store_blob(session, data) if len(data) <= settings.KB_MAX_FILE_BYTES else None
 
 
 def add_document(
@@ -482,6 +478,8 @@ def _blob_in_use(session: Session, sha256: str) -> bool:
     return bool(
         session.scalar(select(exists().where(KbDocument.sha256 == sha256)))
         or session.scalar(select(exists().where(Attachment.sha256 == sha256)))
+        # a person's reply names its files' blobs in its JSON list (engine/delivery/outbox.py)
+        or session.scalar(select(exists().where(cast(OutboxMessage.attachments, Text).contains(sha256))))
     )
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from connectors.base import OutgoingAttachment
 from engine.analysers.retrieval_analyser import citation
 from engine.core.analysis import RETRIEVAL_ONLY, draft_label
 from engine.core.db import transaction
@@ -33,6 +34,7 @@ from engine.operators.actions import (
     take_over,
 )
 from engine.operators.queries import TicketStory, sla_label, teams, ticket_story
+from engine.operators.reply_extras import MAX_CC, MAX_FILES, cc_addresses, reply_files
 from kb.search import search
 from ui import glossary, ticket_workspace
 from ui.auth import allowed, session_alive
@@ -471,7 +473,15 @@ with side:
             if confirm["op"] == "approve":
                 st.warning(f"Send {'your edited version' if confirm['edited'] else 'this draft'} to {ticket.email}?")
             elif confirm["op"] == "reply":
-                st.warning(f"Send your reply to {ticket.email}?")
+                extras = "".join(
+                    [
+                        f", with a copy to {', '.join(confirm['cc'])}" if confirm["cc"] else "",
+                        f", attaching {', '.join(file.filename for file in confirm['files'])}"
+                        if confirm["files"]
+                        else "",
+                    ]
+                )
+                st.warning(f"Send your reply to {ticket.email}{extras}?")
             else:
                 st.warning(
                     f"Override the decision with **{glossary.DECISION[confirm['decision']]}** for {ticket.reference}?"
@@ -504,6 +514,8 @@ with side:
                             ticket.id,
                             subject=confirm["subject"],
                             body=confirm["body"],
+                            cc=", ".join(confirm["cc"]),
+                            files=confirm["files"],
                         )
                     else:
                         override_decision(
@@ -610,6 +622,29 @@ with side:
             "Subject", value=f"Re: {ticket.subject}"[:200], key=f"reply_subject_{ticket.id}", disabled=not CAN_ACT
         )
         reply_body = st.text_area("Message", key=f"reply_body_{ticket.id}", height=160, disabled=not CAN_ACT)
+        reply_cc = st.text_input(
+            "CC",
+            key=f"reply_cc_{ticket.id}",
+            disabled=not CAN_ACT,
+            placeholder="colleague@example.com, manager@example.com",
+            help=f"People who get a copy of this reply, at most {MAX_CC}, separated by commas.",
+        )
+        reply_uploads = st.file_uploader(
+            "Attach files",
+            accept_multiple_files=True,
+            key=f"reply_files_{ticket.id}",
+            max_upload_size=max(1, runtime.settings.MAX_ATTACHMENT_BYTES // (1024 * 1024)),
+            disabled=not CAN_ACT,
+            help=f"At most {MAX_FILES} files, together no larger than "
+            f"{runtime.settings.MAX_ATTACHMENT_BYTES // (1024 * 1024)} MB.",
+        )
         if st.form_submit_button("Send reply…", disabled=not CAN_ACT, help=AGENT_ONLY):
-            ask_confirmation("reply", subject=reply_subject, body=reply_body)
-            st.rerun()
+            uploaded = [OutgoingAttachment(u.name, u.type or "", u.getvalue()) for u in reply_uploads or []]
+            try:
+                copies = cc_addresses(reply_cc, ticket.email, runtime.settings.from_address)
+                files = reply_files(uploaded, runtime.settings.MAX_ATTACHMENT_BYTES)
+            except ValueError as error:
+                st.error(f"Not sent: {error}.")
+            else:
+                ask_confirmation("reply", subject=reply_subject, body=reply_body, cc=copies, files=files)
+                st.rerun()

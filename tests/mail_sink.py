@@ -24,6 +24,8 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.recipients: list[list[str]] = []
+        """Each message's envelope recipients (RCPT TO), in the order of `messages`."""
         self.fail_next: list[str] = []
         self.refuse_next_rcpt: list[str] = []
         self.vanish_next = 0
@@ -44,6 +46,7 @@ class Mailbox:
                 return self.fail_next.pop(0)
             parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
             self.messages.append(parsed)  # type: ignore[arg-type]
+            self.recipients.append(list(envelope.rcpt_tos))
             if self.vanish_next:
                 self.vanish_next -= 1
                 assert server.transport is not None

@@ -283,11 +283,14 @@ _IDENTIFIER = re.compile(
     r"\b(" + "|".join(re.escape(name) for name in (*INTERNAL_IDENTIFIERS, TicketStatus.ANALYZING)) + r")\b"
 )
 _SNAKE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
+_MAIL_TITLE = re.compile(r"^(" + "|".join(re.escape(str(kind)) for kind in MessageKind) + r") ")
+"""The outbox's titles open with the kind of message: "manual_reply sent to …" reads "reply sent to …"."""
 
 
 def words(text: str | None) -> str:
     """`text` with every internal name in it replaced by its human word (engine-written titles and reasons)."""
-    return _IDENTIFIER.sub(lambda match: _ALL_NAMES[match.group(1)].lower(), text or "")
+    text = _MAIL_TITLE.sub(lambda match: f"{MESSAGE_KIND[match.group(1)]} ", text or "")
+    return _IDENTIFIER.sub(lambda match: _ALL_NAMES[match.group(1)].lower(), text)
 
 
 def humanise(name: str | None) -> str:

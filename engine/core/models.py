@@ -301,6 +301,10 @@ class OutboxMessage(Base):
     body_text: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str | None] = mapped_column(Text)
     headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    cc_addresses: Mapped[list[Any]] = mapped_column(default=list)
+    """Copies a person added to their reply; automated messages never carry any."""
+    attachments: Mapped[list[Any]] = mapped_column(default=list)
+    """Files a person attached to their reply: filename, content type, size and the sha256 of its `Blob`."""
     message_id: Mapped[str] = mapped_column(String(500), unique=True)
     in_reply_to: Mapped[str | None] = mapped_column(String(500))
     state: Mapped[str] = mapped_column(String(20), default=OutboxState.PENDING)

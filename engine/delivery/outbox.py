@@ -18,11 +18,12 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors import registry
-from connectors.base import ConfigurationError, DeliveryError, MailTransport, OutgoingEmail
+from connectors.base import ConfigurationError, DeliveryError, MailTransport, OutgoingAttachment, OutgoingEmail
+from engine.core.blobs import store_blob
 from engine.core.db import is_postgres, transaction
 from engine.core.desk_policy import current_policy
 from engine.core.enums import MessageKind, OutboxState
-from engine.core.models import Action, Analysis, EmailInteraction, OutboxMessage, Ticket, utcnow
+from engine.core.models import Action, Analysis, Blob, EmailInteraction, OutboxMessage, Ticket, utcnow
 from engine.core.settings import Settings
 from engine.core.templates import (
     GAP_QUESTIONS,
@@ -38,6 +39,8 @@ from engine.trust.provenance import RenderedMessage, UntrustedTextError, cited_t
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 6 * 3600
+SHOWN_COPIES = 3
+"""Copies a timeline title names; the rest are counted, so the title stays whole (it is kept to 300 characters)."""
 
 
 def enqueue_email(
@@ -51,6 +54,8 @@ def enqueue_email(
     action: Action | None = None,
     automated: bool = True,
     own_text: Sequence[str] = (),
+    cc: Sequence[str] = (),
+    files: Sequence[OutgoingAttachment] = (),
 ) -> OutboxMessage:
     """Queue one message in the caller's transaction; the same `dedupe_key` never queues twice.
 
@@ -60,7 +65,11 @@ def enqueue_email(
     links). A message a person wrote or approved (`automated=False`) is vouched for by that person.
     Automated messages also pass the mail-loop guard: never to automatic mailboxes or ourselves, and at most
     MAX_AUTOMATED_EMAILS_PER_HOUR per address. A message the guard stops is kept as `suppressed`.
+    Copies (`cc`) and `files` are a person's choice: an automated message carrying either is refused. The files'
+    bytes are kept as blobs in the same transaction, so the message and its files are delivered together.
     """
+    if automated and (cc or files):
+        raise ValueError("an automated message never carries copies or files: only a person's reply may")
     existing = session.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key == dedupe_key))
     if existing is not None:
         return existing
@@ -106,6 +115,16 @@ def enqueue_email(
         body_text=content.body_text,
         body_html=content.body_html,
         headers=headers,
+        cc_addresses=list(cc),
+        attachments=[
+            {
+                "filename": f.filename,
+                "content_type": f.content_type,
+                "size": len(f.data),
+                "sha256": store_blob(session, f.data),
+            }
+            for f in files
+        ],
         message_id=f"<{uuid.uuid4().hex}.{ticket.reference.lower()}@{domain}>",
         in_reply_to=in_reply_to,
         state=OutboxState.SUPPRESSED if blocked else OutboxState.PENDING,
@@ -117,8 +136,20 @@ def enqueue_email(
         ticket.action_required = True
         record_event(session, ticket, "email_suppressed", f"{kind} not sent: {blocked}", outbox_id=message.id)
     else:
-        record_event(session, ticket, "email_queued", f"{kind} queued for {ticket.email}", outbox_id=message.id)
+        record_event(session, ticket, "email_queued", f"{kind} queued for {addressees(message)}", outbox_id=message.id)
     return message
+
+
+def addressees(message: OutboxMessage) -> str:
+    """Who a message goes to and what it carries, as the timeline says it: "a@x, cc b@y, with 2 attachments"."""
+    text = message.to_address
+    if copies := message.cc_addresses:
+        named = ", ".join(copies[:SHOWN_COPIES])
+        more = len(copies) - SHOWN_COPIES
+        text += f", cc {named}" + (f" and {more} other{'s' if more > 1 else ''}" if more > 0 else "")
+    if count := len(message.attachments):
+        text += f", with {count} attachment{'s' if count > 1 else ''}"
+    return text
 
 
 def trusted_texts(
@@ -223,10 +254,11 @@ def _deliver_one(
     message = _start_sending(factory, settings, outbox_id, token)
     if message is None:
         return
-    with factory() as session:
-        email = _as_email(message, settings, thread_references(session, message))
-    failpoint("outbox.after_claim")
     try:
+        with factory() as session:
+            files = attached_files(session, message)
+            email = _as_email(message, settings, thread_references(session, message), files)
+        failpoint("outbox.after_claim")
         provider_id = transport.send(email)
     except DeliveryError as error:
         _record_failure(factory, settings, outbox_id, token, error, report)
@@ -258,7 +290,23 @@ def thread_references(session: Session, message: OutboxMessage) -> tuple[str, ..
     return tuple(chain if len(chain) <= MAX_REFERENCES else [chain[0], *chain[-(MAX_REFERENCES - 1) :]])
 
 
-def _as_email(message: OutboxMessage, settings: Settings, references: tuple[str, ...] = ()) -> OutgoingEmail:
+def attached_files(session: Session, message: OutboxMessage) -> tuple[OutgoingAttachment, ...]:
+    """The message's files with their bytes, read from the blobs they were kept in."""
+    files = []
+    for file in message.attachments:
+        blob = session.get(Blob, file["sha256"])
+        if blob is None:
+            raise DeliveryError(f"the attached file {file['filename']} is no longer stored", permanent=True)
+        files.append(OutgoingAttachment(file["filename"], file["content_type"], blob.data))
+    return tuple(files)
+
+
+def _as_email(
+    message: OutboxMessage,
+    settings: Settings,
+    references: tuple[str, ...] = (),
+    files: tuple[OutgoingAttachment, ...] = (),
+) -> OutgoingEmail:
     return OutgoingEmail(
         message_id=message.message_id,
         from_address=message.from_address,
@@ -270,6 +318,8 @@ def _as_email(message: OutboxMessage, settings: Settings, references: tuple[str,
         in_reply_to=message.in_reply_to,
         references=references or ((message.in_reply_to,) if message.in_reply_to else ()),
         headers=dict(message.headers),
+        cc=tuple(message.cc_addresses),
+        attachments=files,
     )
 
 
@@ -310,7 +360,7 @@ def _mark_sent(session: Session, outbox_id: int, token: str | None, provider_id:
             to_address=message.to_address,
             subject=message.subject,
             body=message.body_text,
-            headers=message.headers,
+            headers={**message.headers, **({"Cc": ", ".join(message.cc_addresses)} if message.cc_addresses else {})},
         )
     )
     if message.kind == MessageKind.ACKNOWLEDGEMENT:
@@ -321,7 +371,7 @@ def _mark_sent(session: Session, outbox_id: int, token: str | None, provider_id:
         session,
         ticket,
         "email_sent",
-        f"{message.kind} sent to {message.to_address} via {message.transport}",
+        f"{message.kind} sent to {addressees(message)} via {message.transport}",
         outbox_id=message.id,
         message_id=message.message_id,
         provider_id=provider_id,

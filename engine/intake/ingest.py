@@ -9,7 +9,6 @@ A comment read through a source's API is bound by that source: it was written on
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -21,9 +20,10 @@ from sqlalchemy.orm import Session
 
 from connectors.base import TicketIn
 from engine.core.addresses import normalise_address, same_address
+from engine.core.blobs import store_blob
 from engine.core.enums import TicketStatus
 from engine.core.lifecycle import ALLOWED, REOPENABLE, transition
-from engine.core.models import Attachment, Blob, EmailInteraction, OutboxMessage, Ticket, utcnow
+from engine.core.models import Attachment, EmailInteraction, OutboxMessage, Ticket, utcnow
 from engine.core.settings import Settings
 from engine.core.timeline import record_event
 from engine.intake.reply_classifier import classify_reply
@@ -434,9 +434,5 @@ def _store_attachments(
                 session, ticket, "attachment_rejected", f"Attachment {attachment.filename} not stored: too large"
             )
         else:
-            digest = hashlib.sha256(attachment.data).hexdigest()
-            if session.get(Blob, digest) is None:
-                session.add(Blob(sha256=digest, size=size, data=attachment.data))
-                session.flush()
-            row.sha256 = digest
+            row.sha256 = store_blob(session, attachment.data)
         session.add(row)

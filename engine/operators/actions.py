@@ -6,11 +6,12 @@ voids the draft, and approving a version that is no longer current is refused.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors.base import OutgoingAttachment
 from engine.core.db import transaction
 from engine.core.desk_policy import DeskPolicy, save_policy
 from engine.core.enums import ActionKind, ActionState, MessageKind, Role, TicketStatus
@@ -20,7 +21,8 @@ from engine.core.settings import Settings
 from engine.core.templates import EmailContent, conversation_subject, to_html
 from engine.core.timeline import record_audit, record_event
 from engine.delivery.execution import execute_action, void_open_drafts
-from engine.delivery.outbox import enqueue_email, resolve_uncertain
+from engine.delivery.outbox import addressees, enqueue_email, resolve_uncertain
+from engine.operators.reply_extras import cc_addresses, reply_files
 from engine.outcomes.learned import article_markdown, person_decided, review_answer
 from kb.indexer import add_document, approve_chunk, reindex_document, remove_document
 from kb.titles import knowledge_filename
@@ -189,13 +191,27 @@ def request_reanalysis(session: Session, actor: Actor, ticket_id: int) -> Ticket
 
 
 def send_manual_reply(
-    session: Session, settings: Settings, actor: Actor, ticket_id: int, *, subject: str, body: str
+    session: Session,
+    settings: Settings,
+    actor: Actor,
+    ticket_id: int,
+    *,
+    subject: str,
+    body: str,
+    cc: str = "",
+    files: Sequence[OutgoingAttachment] = (),
 ) -> Ticket:
-    """A person writes to the customer directly; it goes through the outbox like every message."""
+    """A person writes to the customer directly; it goes through the outbox like every message.
+
+    `cc` holds the addresses the person typed for copies; `files` are attached. Both are checked here
+    (engine/operators/reply_extras.py) and queued with the message, so either all of it is sent or none.
+    """
     require(actor, Role.AGENT)
     if not body.strip():
         raise ValueError("a reply needs a body")
     ticket = _ticket(session, ticket_id)
+    copies = cc_addresses(cc, ticket.email, settings.from_address)
+    attached = reply_files(files, settings.MAX_ATTACHMENT_BYTES)
     _touched(ticket)
     if ticket.reference not in subject:
         subject = conversation_subject(ticket.reference, subject.strip().removeprefix("Re:"))
@@ -211,7 +227,7 @@ def send_manual_reply(
     )
     session.add(action)
     session.flush()
-    enqueue_email(
+    message = enqueue_email(
         session,
         settings,
         ticket,
@@ -220,10 +236,28 @@ def send_manual_reply(
         dedupe_key=f"action:{action.id}:v1",
         action=action,
         automated=False,
+        cc=copies,
+        files=attached,
     )
-    record_event(session, ticket, "manual_reply", f"{actor.username} replied", actor=actor.label, action_id=action.id)
+    record_event(
+        session,
+        ticket,
+        "manual_reply",
+        f"{actor.username} replied to {addressees(message)}",
+        actor=actor.label,
+        action_id=action.id,
+    )
     person_decided(session, ticket, action, "wrote", actor.label)
-    record_audit(session, actor.username, "manual_reply", "ticket", ticket.id, action_id=action.id)
+    record_audit(
+        session,
+        actor.username,
+        "manual_reply",
+        "ticket",
+        ticket.id,
+        action_id=action.id,
+        cc=copies,
+        files=[file.filename for file in attached],
+    )
     return ticket
 
 

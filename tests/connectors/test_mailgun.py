@@ -65,6 +65,13 @@ def test_send_keeps_our_message_id_threading_headers_and_attachments(
     assert sent.one("h:Auto-Submitted") == "auto-replied"
     assert sent.one("from") == "Support <support@mg.example.test>"
     assert sent.attachments == [("steps.txt", b"1. reboot")]
+    assert "cc" not in sent.fields
+
+
+def test_copies_go_in_mailguns_cc_field(plain_settings: Settings, mailgun: MailgunEmulator) -> None:
+    transport(plain_settings, mailgun).send(email(cc=("boss@example.com", "it@example.com")))
+    [sent] = mailgun.messages
+    assert sent.one("cc") == "boss@example.com, it@example.com"
 
 
 def test_was_delivered_asks_the_events_api(plain_settings: Settings, mailgun: MailgunEmulator) -> None:

@@ -2,7 +2,8 @@
 
 Follows Mailgun's API reference: `POST /v3/{domain_name}/messages`
 (https://documentation.mailgun.com/docs/mailgun/api-reference/send/mailgun/messages: multipart form with
-from/to/subject/text/html, `h:` custom headers including `h:Message-Id`, `attachment` files; answers
+from/to/cc/subject/text/html (`cc` like `to`: comma-separated addresses), `h:` custom headers including
+`h:Message-Id`, `attachment` files; answers
 `{"id": "<...>", "message": "Queued. Thank you."}`), `GET /v3/{domain_name}/events`
 (https://documentation.mailgun.com/docs/mailgun/api-reference/send/mailgun/events/get-v3-domain_name-events:
 `begin`, `ascending`, `limit` ≤ 300, `event` and `message-id` filters, `{"items": [...], "paging": {"next",
@@ -121,6 +122,9 @@ class MailgunEmulator(Emulator):
                 return Response.json({"message": f"'{required}' parameter is missing"}, 400)
         if "@" not in fields["to"][0]:
             return Response.json({"message": "'to' parameter is not a valid address. please check documentation"}, 400)
+        copies = [address.strip() for value in fields.get("cc", []) for address in value.split(",")]
+        if any("@" not in address for address in copies):
+            return Response.json({"message": "'cc' parameter is not a valid address. please check documentation"}, 400)
         custom = fields.get("h:Message-Id", [""])[0].strip("<>")
         message_id = custom or f"{uuid.uuid4().hex}@{self.domain}"
         with self.lock:

@@ -10,17 +10,18 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors.base import OutgoingAttachment
 from engine import jobs
 from engine.core.enums import ActionKind, ActionState, Role, TicketStatus
 from engine.core.models import Action, Attachment, AuditEntry, Blob, EmailInteraction, KbChunk, KbDocument, Ticket
 from engine.core.settings import Settings
-from engine.operators.actions import Actor, add_kb_document
+from engine.operators.actions import Actor, add_kb_document, send_manual_reply
 from engine.outcomes import teaching
 from engine.outcomes.learned import learn_answer
 from kb import indexer, ledger
 from kb.search import search
 from kb.store import get_runtime, reset_caches
-from tests.factories import own_transactions
+from tests.factories import new_ticket, own_transactions
 from tests.kb.conftest import assert_consistent
 from tests.kb.files import make_docx, make_encrypted_pdf, make_pdf, make_png, make_pptx
 
@@ -153,6 +154,35 @@ def test_change_and_delete_touch_only_that_document(session_factory: sessionmake
         assert session.get(KbDocument, guide_id) is None
         assert all(e.source_id != guide_id for e in search(session, settings, "installer administrator licence"))
         assert not indexer.remove_document(own_transactions(session), settings, guide_id)
+
+
+def test_removing_a_document_keeps_the_bytes_a_queued_reply_still_attaches(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    ticket_id = new_ticket(session_factory, settings)
+    with session_factory() as session:
+        router, mail = (
+            (document.id, document.sha256)
+            for document in (
+                add(session, settings, "router.md", ROUTER.encode()),
+                add(session, settings, "mail.md", MAIL.encode()),
+            )
+        )
+    with session_factory.begin() as session:
+        send_manual_reply(
+            session,
+            settings,
+            Actor("ann", Role.AGENT),
+            ticket_id,
+            subject="Your router",
+            body="The guide is attached.",
+            files=[OutgoingAttachment("router.md", "text/markdown", ROUTER.encode())],
+        )
+    with session_factory() as session:
+        for document_id, _ in (router, mail):
+            assert indexer.remove_document(own_transactions(session), settings, document_id)
+        assert session.get(Blob, router[1]) is not None
+        assert session.get(Blob, mail[1]) is None
 
 
 def test_restart_replays_bm25_without_rebuild(session_factory: sessionmaker[Session], settings: Settings) -> None:

@@ -196,6 +196,42 @@ def test_manual_reply_goes_through_the_outbox(app: Settings, session_factory: se
     assert "manual_reply" in events(session_factory, ticket_id)
 
 
+def test_a_reply_with_a_copy_and_a_file_is_confirmed_sent_and_in_the_timeline(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    ticket_id = escalated(session_factory, app)
+    at = open_page(TICKET, id=str(ticket_id))
+    at.text_area(key=f"reply_body_{ticket_id}").input("The steps are attached.")
+    at.text_input(key=f"reply_cc_{ticket_id}").input("boss@customer.example")
+    at.file_uploader(key=f"reply_files_{ticket_id}").upload("steps.txt", b"1. restart the router", "text/plain")
+    at = click(at, "Send reply…")
+    assert "with a copy to boss@customer.example, attaching steps.txt?" in texts(at)
+    at = click(at, "Confirm and send")
+    assert "Reply sent: done." in texts(at)
+    with session_factory() as session:
+        reply = session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "manual_reply"))
+        assert reply.cc_addresses == ["boss@customer.example"]
+        assert [(f["filename"], f["content_type"]) for f in reply.attachments] == [("steps.txt", "text/plain")]
+    shown = texts(open_page(TICKET, id=str(ticket_id))).replace("\\", "")  # the timeline escapes markdown
+    assert (
+        f"**Reply written** · ann replied to {reply.to_address}, cc boss@customer.example, with 1 attachment" in shown
+    )
+
+
+def test_a_bad_copy_address_is_refused_with_the_reason_and_nothing_is_sent(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    ticket_id = escalated(session_factory, app)
+    at = open_page(TICKET, id=str(ticket_id))
+    at.text_area(key=f"reply_body_{ticket_id}").input("The steps are attached.")
+    at.text_input(key=f"reply_cc_{ticket_id}").input("boss@customer")
+    at = click(at, "Send reply…")
+    assert [e.value for e in at.error] == ["Not sent: CC: “boss@customer” is not an e-mail address."]
+    assert not [b for b in at.button if b.label == "Confirm and send"]
+    with session_factory() as session:
+        assert session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "manual_reply")) is None
+
+
 def test_assign_resolve_and_close(app: Settings, session_factory: sessionmaker[Session]) -> None:
     ticket_id = escalated(session_factory, app)
     at = open_page(TICKET, id=str(ticket_id))

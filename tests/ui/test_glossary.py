@@ -27,6 +27,10 @@ def test_every_event_the_engine_records_has_words() -> None:
 def test_engine_sentences_and_audit_details_read_in_words() -> None:
     assert glossary.words("Proposed propose_resolution (v1)") == "Proposed resolution draft (v1)"
     assert glossary.words("Status AwaitingApproval → InProgress") == "Status awaiting approval → in progress (owned)"
+    assert glossary.words("manual_reply sent to a@x.example, cc b@x.example, with 2 attachments via smtp") == (
+        "reply sent to a@x.example, cc b@x.example, with 2 attachments via smtp"
+    )
+    assert glossary.words("request_info queued for a@x.example") == "request for information queued for a@x.example"
     assert glossary.details({"changed": ["autopilot", "escalation_weights"]}) == (
         "changed: autopilot, escalation weights"
     )

@@ -2,17 +2,19 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors.base import OutgoingAttachment
 from connectors.smtp import SmtpTransport
-from engine.core.enums import MessageKind, OutboxState
-from engine.core.models import EmailInteraction, OutboxMessage, Ticket, utcnow
+from engine.core.enums import MessageKind, OutboxState, Role
+from engine.core.models import Blob, EmailInteraction, OutboxMessage, Ticket, utcnow
 from engine.core.settings import Settings
 from engine.core.templates import acknowledgement
 from engine.delivery.outbox import DatabaseTransport, deliver_outbox, enqueue_email, resolve_uncertain
 from engine.intake.ingest import ingest
-from tests.factories import email_in
+from engine.operators.actions import Actor, send_manual_reply
+from tests.factories import email_in, new_ticket
 from tests.mail_sink import Mailbox, free_port, send_through, smtp_sink
 from tests.waiting import wait_until
 
@@ -221,3 +223,108 @@ def test_crashed_send_on_the_database_transport_is_simply_retried(
             select(func.count()).select_from(EmailInteraction).where(EmailInteraction.direction == "outbound")
         )
         assert sent == 1
+
+
+REPLY_FILES = (
+    OutgoingAttachment("steps.pdf", "application/pdf", b"%PDF-1.7 reboot, then sign in"),
+    OutgoingAttachment("screen.png", "image/png", b"\x89PNG fake pixels"),
+)
+
+
+def reply_with_copies(factory: sessionmaker[Session], settings: Settings) -> int:
+    """A person's reply with two copies and two files, queued: its outbox id."""
+    ticket_id = new_ticket(factory, settings)
+    with factory.begin() as session:
+        send_manual_reply(
+            session,
+            settings,
+            Actor("ann", Role.AGENT),
+            ticket_id,
+            subject="About your login",
+            body="Please follow the attached steps.",
+            cc="boss@customer.example; IT@customer.example",
+            files=REPLY_FILES,
+        )
+        return session.scalar(select(OutboxMessage.id).where(OutboxMessage.kind == MessageKind.MANUAL_REPLY))
+
+
+def test_a_reply_keeps_its_copies_and_files_with_the_message_and_is_delivered_once(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    outbox_id = reply_with_copies(session_factory, settings)
+    with session_factory() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        assert message.cc_addresses == ["boss@customer.example", "it@customer.example"]
+        assert [(f["filename"], f["size"]) for f in message.attachments] == [
+            (f.filename, len(f.data)) for f in REPLY_FILES
+        ]
+        kept = {f["sha256"]: session.get(Blob, f["sha256"]).data for f in message.attachments}
+        assert sorted(kept.values()) == sorted(file.data for file in REPLY_FILES)
+    assert deliver_outbox(session_factory, settings, DatabaseTransport()).sent >= 1
+    assert deliver_outbox(session_factory, settings, DatabaseTransport()).sent == 0
+    with session_factory() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        assert message.state == OutboxState.SENT
+        [outbound] = session.scalars(
+            select(EmailInteraction).where(EmailInteraction.message_id == message.message_id)
+        ).all()
+        assert outbound.headers["Cc"] == "boss@customer.example, it@customer.example"
+        [sent] = [
+            e
+            for e in session.get(Ticket, message.ticket_id).timeline
+            if e.type == "email_sent" and e.data.get("outbox_id") == outbox_id
+        ]
+        assert sent.title.startswith(
+            f"manual_reply sent to {message.to_address}, cc boss@customer.example, it@customer.example, "
+            "with 2 attachments"
+        )
+
+
+def test_smtp_sends_the_copies_as_cc_recipients_and_the_files_as_parts_once(
+    session_factory: sessionmaker[Session], settings: Settings, sink: Mailbox
+) -> None:
+    outbox_id = reply_with_copies(session_factory, settings)
+    transport = SmtpTransport(settings)
+    deliver_outbox(session_factory, settings, transport)
+    deliver_outbox(session_factory, settings, transport)
+    with session_factory() as session:
+        message = session.get(OutboxMessage, outbox_id)
+    [(received, recipients)] = [
+        (m, r) for m, r in zip(sink.messages, sink.recipients, strict=True) if m["Message-ID"] == message.message_id
+    ]
+    assert received["To"] == message.to_address
+    assert received["Cc"] == "boss@customer.example, it@customer.example"
+    assert sorted(recipients) == sorted([message.to_address, "boss@customer.example", "it@customer.example"])
+    assert received.get_body(("plain",)).get_content().startswith("Please follow the attached steps.")
+    assert [
+        (part.get_filename(), part.get_content_type(), part.get_content()) for part in received.iter_attachments()
+    ] == [(file.filename, file.content_type, file.data) for file in REPLY_FILES]
+
+
+def test_a_reply_whose_file_is_gone_fails_with_the_reason_instead_of_going_without_it(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    outbox_id = reply_with_copies(session_factory, settings)
+    with session_factory.begin() as session:
+        session.execute(
+            delete(Blob).where(Blob.sha256 == session.get(OutboxMessage, outbox_id).attachments[0]["sha256"])
+        )
+    deliver_outbox(session_factory, settings, DatabaseTransport())
+    with session_factory() as session:
+        message = session.get(OutboxMessage, outbox_id)
+        assert message.state == OutboxState.FAILED
+        assert message.last_error == "the attached file steps.pdf is no longer stored"
+        assert session.get(Ticket, message.ticket_id).action_required
+
+
+def test_an_automated_message_never_carries_copies_or_files(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """The hourly cap counts automated mail by its one recipient: a copy would slip past it, so none is allowed."""
+    ticket_id = new_ticket(session_factory, settings)
+    with session_factory.begin() as session:
+        ticket = session.get(Ticket, ticket_id)
+        content = acknowledgement(ticket, settings.SUPPORT_SIGNATURE)
+        for extra in ({"cc": ["boss@customer.example"]}, {"files": REPLY_FILES[:1]}):
+            with pytest.raises(ValueError, match="never carries copies or files"):
+                enqueue_email(session, settings, ticket, MessageKind.ACKNOWLEDGEMENT, content, dedupe_key="x", **extra)
