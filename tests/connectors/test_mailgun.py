@@ -26,7 +26,7 @@ from engine.core.settings import Settings
 from engine.delivery.delivery_events import poll_delivery_events
 from engine.delivery.outbox import _as_email, deliver_outbox, make_transport
 from tests.connectors.conftest import Sleeps, mailgun_values, with_settings
-from tests.emulators.base import Response
+from tests.emulators.base import SLOWER_THAN_ANY_TIMEOUT, Response
 from tests.emulators.mailgun import MailgunEmulator
 from tests.factories import queue, sign
 
@@ -103,7 +103,7 @@ def test_failures_say_whether_to_retry(plain_settings: Settings, mailgun: Mailgu
 
 
 def test_a_slow_send_is_not_repeated(plain_settings: Settings, mailgun: MailgunEmulator) -> None:
-    mailgun.fail(None, path=f"/v3/{mailgun.domain}/messages", delay=0.6)
+    mailgun.fail(None, path=f"/v3/{mailgun.domain}/messages", delay=SLOWER_THAN_ANY_TIMEOUT)
     with pytest.raises(DeliveryError, match="timed out"):
         transport(plain_settings, mailgun, CONNECTOR_READ_TIMEOUT_SECONDS=0.2).send(email())
     assert mailgun.paths("POST").count(f"/v3/{mailgun.domain}/messages") == 1, "the send may have happened"

@@ -28,7 +28,7 @@ from engine.core.timeline import record_event
 from engine.delivery.sync import sync_back
 from engine.jobs import poll_source
 from tests.connectors.conftest import Sleeps, snow_values, with_settings
-from tests.emulators.base import Response
+from tests.emulators.base import SLOWER_THAN_ANY_TIMEOUT, Response
 from tests.emulators.servicenow import ServiceNowEmulator
 
 
@@ -186,7 +186,7 @@ def test_timeouts_malformed_and_non_utf8_answers(plain_settings: Settings, snow:
         CONNECTOR_RETRY_ATTEMPTS=2,
         CONNECTOR_BREAKER_THRESHOLD=100,
     )
-    snow.fail(None, path="/api/now/table/incident", delay=0.6, times=2)
+    snow.fail(None, path="/api/now/table/incident", delay=SLOWER_THAN_ANY_TIMEOUT, times=2)
     with pytest.raises(UnreachableError, match="timed out"):
         list(connector.poll(None))
     snow.fail(Response(200, b'{"result": [', {"Content-Type": "application/json"}))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import ssl
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,6 +55,11 @@ class Response:
         return cls(200, json.dumps(payload).encode(), {"Content-Type": "application/json"}, truncated=True)
 
 
+SLOWER_THAN_ANY_TIMEOUT = 120.0
+"""A fault's delay that outlasts every client timeout a test sets, however busy the machine: the answer waits until
+the emulator stops (`Emulator.stopping`), so the test never waits for it."""
+
+
 @dataclass
 class Fault:
     """Answer the next `times` requests whose path starts with `path` (and, when set, whose method is `method`)
@@ -81,6 +85,8 @@ class Emulator:
         self.tls = tls
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.stopping = threading.Event()
+        """Set when the emulator stops: a slowed answer waits for its delay or for this, so none outlives the test."""
 
     @property
     def url(self) -> str:
@@ -117,7 +123,7 @@ class Emulator:
                     self.faults.remove(fault)
         if fault is not None:
             if fault.delay:
-                time.sleep(fault.delay)
+                self.stopping.wait(fault.delay)
             if fault.response is not None:
                 return fault.response
         try:
@@ -180,6 +186,7 @@ class Emulator:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -95,7 +95,7 @@ class OpenAIEmulator(Emulator):
             self.bodies.append(body)
             reply = self.script_queue.popleft() if self.script_queue else None
         if self.delay:
-            time.sleep(self.delay)
+            self.stopping.wait(self.delay)
         reply = reply or self.responder(body)
         if reply.raw is not None:
             return reply.raw

@@ -24,7 +24,7 @@ from engine.intake.ingest import ingest
 from engine.pipeline import process_pending
 from kb.calibration import DEFAULT_FUSION, Calibration, save_calibration
 from kb.confidence import UNCALIBRATED_CEILING, ConfidenceModel
-from tests.emulators.base import Response, running
+from tests.emulators.base import SLOWER_THAN_ANY_TIMEOUT, Response, running
 from tests.emulators.openai_api import OpenAIEmulator, Reply, desk_model, rate_limited, tool_call
 from tests.emulators.serpapi import SerpApiEmulator
 from tests.factories import FakeKb, kb_item, model_judged, openai_settings, said, scripted, snapshot, ticket_in
@@ -174,7 +174,7 @@ def test_a_slow_answer_times_out_and_falls_back(
     factory: sessionmaker[Session], llm_settings: Settings, emulator: OpenAIEmulator, retry_sleeps: list[float]
 ) -> None:
     settings = openai_settings(llm_settings, emulator, LLM_TIMEOUT_SECONDS=0.2, LLM_MAX_RETRIES=1)
-    emulator.fail(None, path="/v1/chat/completions", times=2, delay=1.0)
+    emulator.fail(None, path="/v1/chat/completions", times=2, delay=SLOWER_THAN_ANY_TIMEOUT)
     result = LlmAnalyser(factory, settings, search_kb=FakeKb()).analyse(snapshot())
     assert result.analyser == "openai (fallback: retrieval-only)"
     assert result.error and "Timeout" in result.error
@@ -330,7 +330,7 @@ def test_the_fallback_answers_with_the_desks_calibrated_retrieval_model_and_cust
         emulator.script(Reply(content='{"queries": ["vpn 809"]}'), Reply(content="not json"), Reply(content="{}"))
     elif failure == "timeout":
         settings = settings.model_copy(update={"LLM_TIMEOUT_SECONDS": 0.2})
-        emulator.fail(None, path="/v1/chat/completions", times=2, delay=1.0)
+        emulator.fail(None, path="/v1/chat/completions", times=2, delay=SLOWER_THAN_ANY_TIMEOUT)
     else:
         settings = settings.model_copy(update={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
     vpn = kb_item(1, "Open the VPN client and set the protocol to IKEv2.", "vpn.md")
