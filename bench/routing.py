@@ -84,6 +84,7 @@ def table(title: str, results: dict[str, dict[str, Any]]) -> str:
         ("routed precision", lambda r: r["routed_precision"]),
         ("  target it was chosen for", lambda r: r.get("target_precision")),
         ("  it kept on newest training", lambda r: r.get("validation", {}).get("routed_precision")),
+        ("  chosen without their newer half", lambda r: r.get("validation", {}).get("checked_routed_precision")),
         ("specialist tickets routed", lambda r: r["specialists_routed"]),
         ("specialist-flagged share", lambda r: r.get("specialist_flagged_share")),
         ("specialist-flagged precision", lambda r: r.get("specialist_flagged_precision")),
