@@ -1,14 +1,14 @@
 """Routing benchmark on the ITSM tickets: the reference (TF-IDF + LinearSVC) and engine/analysers/routing.py side by
 side.
 
-Usage: .venv/bin/python bench/routing.py /work/shared/data [--folds 3 | --folds 0]
+Usage: .venv/bin/python bench/routing.py /work/shared/data [--tuning]
 
-tickets_dev.csv is split by row order: the first 80 % is the tuning part, the last 20 % the held-out part.
-Tuning figures are cross-validated on the tuning part only (contiguous folds, so no fold sees its future); the
-held-out figures train on the whole tuning part and score the held-out part once. Both go through
-`engine.analysers.routing.evaluate_files`, the path of `python -m engine.analysers.routing evaluate`. Figures are
-printed; nothing
-is asserted. Times are wall-clock on this machine (2 cores): training, and prediction per ticket in a batch.
+tickets_dev.csv is split by row order: the first 80 % is the tuning part, the last 20 % the held-out part. Tuning
+figures (`--tuning`) train on the tuning part's older 80 % and score its newest 20 %, as the desk is used (no
+ticket is predicted from its future); the held-out figures train on the whole tuning part and score the held-out
+part once. Both go through `engine.analysers.routing.evaluate_files`, the path of `python -m engine.routing
+evaluate`. Each split prints the full table and issue #25's table. Figures are printed; nothing is asserted.
+Times are wall-clock on this machine (2 cores): training, and prediction per ticket in a batch.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from typing import Any
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np
 import pandas as pd
 
 from engine.analysers.routing import COVERAGES, RoutingScores, evaluate_files, routing_report
@@ -85,6 +84,7 @@ def table(title: str, results: dict[str, dict[str, Any]]) -> str:
         ("routed precision", lambda r: r["routed_precision"]),
         ("  target it was chosen for", lambda r: r.get("target_precision")),
         ("  it kept on newest training", lambda r: r.get("validation", {}).get("routed_precision")),
+        ("  chosen without their newer half", lambda r: r.get("validation", {}).get("checked_routed_precision")),
         ("specialist tickets routed", lambda r: r["specialists_routed"]),
         ("specialist-flagged share", lambda r: r.get("specialist_flagged_share")),
         ("specialist-flagged precision", lambda r: r.get("specialist_flagged_precision")),
@@ -99,17 +99,33 @@ def table(title: str, results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def averaged(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for key, value in reports[0].items():
-        if isinstance(value, dict):
-            merged[key] = averaged([r[key] for r in reports])
-        elif isinstance(value, float | int) or value is None:
-            values = [r[key] for r in reports if r[key] is not None]
-            merged[key] = float(np.mean(values)) if values else None
-        else:
-            merged[key] = value
-    return merged
+def issue_table(title: str, results: dict[str, dict[str, Any]]) -> str:
+    """Issue #25's table: the reference beside the product, as a Markdown table."""
+    reference, learned = results["reference"], results["learned"]
+
+    def number(value: float | None) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
+    routed = (
+        f"{learned['routed_share']:.1%} / {number(learned['routed_precision'])}, where the threshold was chosen for "
+        f"{learned['target_precision']:.2f}"
+    )
+    return "\n".join(
+        [
+            title,
+            "| | reference | the product |",
+            "|---|---|---|",
+            *(
+                f"| {label} | {number(reference[key])} | {number(learned[key])} |"
+                for label, key in (
+                    ("accuracy", "accuracy"),
+                    ("macro-F1", "macro_f1"),
+                    ("specialist-needed AUROC", "specialist_auroc"),
+                )
+            ),
+            f"| routed share / its precision | — | {routed} |",
+        ]
+    )
 
 
 def compare(train: Path, test: Path) -> dict[str, dict[str, Any]]:
@@ -119,7 +135,9 @@ def compare(train: Path, test: Path) -> dict[str, dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data_dir", type=Path)
-    parser.add_argument("--folds", type=int, default=3, help="cross-validation folds on the tuning part (0: skip)")
+    parser.add_argument(
+        "--tuning", action="store_true", help="also train on the tuning part's older 80 %% and score its newest 20 %%"
+    )
     args = parser.parse_args()
     frame = pd.read_csv(args.data_dir / "itsm-tickets" / "tickets_dev.csv", dtype=str, keep_default_na=False)
     cut = round(len(frame) * (1 - HELD_OUT_SHARE))
@@ -131,20 +149,29 @@ def main() -> None:
             part.to_csv(directory / name, index=False)
             return directory / name
 
-        if args.folds:
-            bounds = np.linspace(0, len(tuning), args.folds + 1).astype(int)
-            folds = [
-                compare(
-                    written(pd.concat([tuning.iloc[: bounds[k]], tuning.iloc[bounds[k + 1] :]]), f"t{k}.csv"),
-                    written(tuning.iloc[bounds[k] : bounds[k + 1]], f"v{k}.csv"),
+        splits = []
+        if args.tuning:
+            older = round(len(tuning) * (1 - HELD_OUT_SHARE))
+            splits.append(
+                (
+                    f"TUNING part, newest {HELD_OUT_SHARE:.0%} ({len(tuning) - older} tickets; choices were made here)",
+                    tuning.iloc[:older],
+                    tuning.iloc[older:],
                 )
-                for k in range(args.folds)
-            ]
-            results = {name: averaged([fold[name] for fold in folds]) for name in ("reference", "learned")}
-            print(table(f"TUNING part ({len(tuning)} tickets), {args.folds}-fold contiguous CV, mean", results))
+            )
+        splits.append(
+            (
+                f"HELD-OUT part ({len(held_out)} tickets, last {HELD_OUT_SHARE:.0%} by row order, scored once)",
+                tuning,
+                held_out,
+            )
+        )
+        for number, (title, train, test) in enumerate(splits):
+            results = compare(written(train, f"train{number}.csv"), written(test, f"test{number}.csv"))
+            print(table(title, results))
             print()
-        results = compare(written(tuning, "tuning.csv"), written(held_out, "held_out.csv"))
-        print(table(f"HELD-OUT part ({len(held_out)} tickets, last {HELD_OUT_SHARE:.0%} by row order)", results))
+            print(issue_table(title, results))
+            print()
 
 
 if __name__ == "__main__":

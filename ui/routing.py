@@ -1,5 +1,6 @@
 """The routing model on the Settings page: the precision its thresholds were chosen for, beside the precision
-they kept on the newest tickets held back while choosing them (what a lead can expect of "routed")."""
+they kept on the newest tickets held back while choosing them, and on tickets the choice never saw (what a lead
+can expect of "routed")."""
 
 from __future__ import annotations
 
@@ -14,6 +15,28 @@ def share_at(share: float | None, precision: float | None) -> str:
     return f"{share:.0%} of them, right {precision:.0%} of the time"
 
 
+def routing_lines(summary: RoutingSummary) -> str:
+    """What the thresholds kept where they were chosen, and where a choice made without those tickets landed."""
+    validation = summary.validation
+    held_back = int(validation.get("tickets") or 0)
+    routed = share_at(validation.get("routed_share"), validation.get("routed_precision"))
+    specialist = share_at(validation.get("specialist_share"), validation.get("specialist_precision"))
+    lines = [
+        f"- Sent to a team on its own: checked on the newest {held_back:,} of those tickets (held back while the "
+        f"threshold was chosen), {routed}.",
+        f"- Escalated as needing a specialist team: on the same tickets, {specialist}.",
+    ]
+    checked = int(validation.get("checked_tickets") or 0)
+    if checked:
+        kept = share_at(validation.get("checked_routed_share"), validation.get("checked_routed_precision"))
+        lines.append(
+            f"- On tickets the choice never saw: a threshold chosen on the older {held_back - checked:,} of them "
+            f"alone routed {kept} on the newest {checked:,} (target {summary.target_precision:.0%}): expect "
+            "about this on new tickets."
+        )
+    return "\n".join(lines)
+
+
 def routing_panel(summary: RoutingSummary | None, *, target: float, minimum_history: int) -> None:
     st.markdown("**Team routing learned from resolved tickets**")
     if summary is None:
@@ -22,16 +45,9 @@ def routing_panel(summary: RoutingSummary | None, *, target: float, minimum_hist
             "their category, or stay with the first line."
         )
         return
-    held_back = int(summary.validation.get("tickets") or 0)
     st.caption(
         f"Learned on {summary.trained_at:%Y-%m-%d %H:%M} from {summary.history:,} resolved tickets, "
         f"{summary.teams} teams. Target precision {target:.0%}; for the specialist signal "
         f"{summary.specialist_precision:.0%}."
     )
-    routed = share_at(summary.validation.get("routed_share"), summary.validation.get("routed_precision"))
-    specialist = share_at(summary.validation.get("specialist_share"), summary.validation.get("specialist_precision"))
-    st.markdown(
-        f"- Sent to a team on its own: checked on the newest {held_back:,} of those tickets (held back while the "
-        f"threshold was chosen), {routed}.\n"
-        f"- Escalated as needing a specialist team: on the same tickets, {specialist}."
-    )
+    st.markdown(routing_lines(summary))

@@ -8,8 +8,8 @@ threshold chosen on shuffled out-of-fold predictions promised 0.85 precision and
 Below the routing threshold the ticket stays with the first-line queue (DEFAULT_TEAM). The newest model lives
 in the database (`routing_models`), so every engine replica serves the same one.
 
-CLI: `python -m engine.analysers.routing evaluate --train TRAIN.csv --test TEST.csv` and `python -m
-engine.analysers.routing train`.
+CLI: `python -m engine.routing evaluate --train TRAIN.csv --test TEST.csv` and `python -m engine.routing train`
+(engine/routing.py; `python -m engine.analysers.routing` is the same command).
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ MIN_TEAM_EXAMPLES = 2
 VALIDATION_SHARE = 0.2
 """The newest fifth of the history (given oldest first) validates calibration and thresholds."""
 PRECISION_CONFIDENCE_Z = 0.84
-"""A threshold's precision must reach its target with 80 % one-sided confidence (Wilson score bound)."""
+"""A threshold's precision must reach its target with 80 % one-sided confidence (Wilson score bound): later
+tickets are harder than the newest history, and without the bound the precision kept on them fell further short
+(see `precise_threshold`)."""
 MIN_ROUTED = 5
 """The threshold must be backed by at least this many validation tickets routed, or the model never routes."""
 KEPT_MODELS = 3
@@ -52,8 +54,9 @@ on the newest tuning tickets: 0.34 at 0.5, 0.37 at 0.75, no better at 1.0, which
 SPECIALIST_PRECISION = 0.95
 """A ticket the specialist signal flags escalates and loses its automatic answer: flag only when that is nearly
 always right."""
-MODEL_FORMAT = 2
-"""Bumped when the stored model's fields change: a desk whose newest model is of another format retrains."""
+MODEL_FORMAT = 3
+"""Bumped when the stored model's fields or the way its thresholds are chosen change: a desk whose newest model is
+of another format retrains."""
 TEAM_C = 0.5
 SPECIALIST_C = 0.3
 MAX_ITERATIONS = 10_000
@@ -196,27 +199,48 @@ class TeamModel:
         self.specialist_svm = LinearSVC(C=SPECIALIST_C, max_iter=MAX_ITERATIONS).fit(matrix, labels != self.first_line)
 
     def _validate(self, texts: Sequence[str], labels: np.ndarray) -> None:
-        """Calibrate and choose thresholds on tickets the current (older) model has not seen."""
-        classes = self.svm.classes_
+        """Calibrate and choose thresholds on tickets the current (older) model has not seen, and check the
+        choice: made on the older half of those tickets alone, what precision did it keep on the newer half?"""
         decision, specialist = self._decisions(texts)
-        self.calibration = np.asarray(_platt(decision.ravel(), (labels[:, None] == classes[None, :]).ravel()))
-        needs_specialist = labels != self.first_line
-        self.specialist_calibration = np.asarray(_platt(specialist, needs_specialist))
-        probabilities = self._calibrated(decision)
-        best = decision.argmax(axis=1)
-        self.threshold, share, precision = routing_threshold(
-            best, probabilities, labels, classes, self.first_line, self.target_precision
-        )
-        self.specialist_threshold, specialist_share, specialist_precision = precise_threshold(
-            self._specialist_probability(specialist), needs_specialist, self.specialist_precision
-        )
+        half = len(labels) // 2
+        checked = self._choose(decision[:half], specialist[:half], labels[:half])
+        checked_share, checked_precision = checked.routed(decision[half:], labels[half:], self)
+        chosen = self._choose(decision, specialist, labels)
+        self.calibration, self.specialist_calibration = chosen.calibration, chosen.specialist_calibration
+        self.threshold, self.specialist_threshold = chosen.threshold, chosen.specialist_threshold
         self.validation = {
             "tickets": float(len(labels)),
-            "routed_share": float(share),
-            "routed_precision": precision,
-            "specialist_share": float(specialist_share),
-            "specialist_precision": specialist_precision,
+            "routed_share": chosen.share,
+            "routed_precision": chosen.precision,
+            "specialist_share": chosen.specialist_share,
+            "specialist_precision": chosen.specialist_precision,
+            "checked_tickets": float(len(labels) - half),
+            "checked_routed_share": checked_share,
+            "checked_routed_precision": checked_precision,
         }
+
+    def _choose(self, decision: np.ndarray, specialist: np.ndarray, labels: np.ndarray) -> OperatingPoint:
+        classes = self.svm.classes_
+        calibration = np.asarray(_platt(decision.ravel(), (labels[:, None] == classes[None, :]).ravel()))
+        needs_specialist = labels != self.first_line
+        specialist_calibration = np.asarray(_platt(specialist, needs_specialist))
+        probabilities = _calibrated(decision, calibration)
+        threshold, share, precision = routing_threshold(
+            decision.argmax(axis=1), probabilities, labels, classes, self.first_line, self.target_precision
+        )
+        specialist_threshold, specialist_share, specialist_precision = precise_threshold(
+            _sigmoid(specialist, specialist_calibration), needs_specialist, self.specialist_precision
+        )
+        return OperatingPoint(
+            calibration,
+            specialist_calibration,
+            threshold,
+            specialist_threshold,
+            float(share),
+            precision,
+            float(specialist_share),
+            specialist_precision,
+        )
 
     def _decisions(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         matrix = self.features.transform(list(texts))
@@ -228,14 +252,10 @@ class TeamModel:
         return decision.argmax(axis=1), self._calibrated(decision)
 
     def _calibrated(self, decision: np.ndarray) -> np.ndarray:
-        slope, intercept = self.calibration
-        probabilities = 1.0 / (1.0 + np.exp(-(decision * slope + intercept)))
-        total = probabilities.sum(axis=1, keepdims=True)
-        return np.divide(probabilities, total, out=np.full_like(probabilities, 1 / decision.shape[1]), where=total > 0)
+        return _calibrated(decision, self.calibration)
 
     def _specialist_probability(self, score: np.ndarray) -> np.ndarray:
-        slope, intercept = self.specialist_calibration
-        return 1.0 / (1.0 + np.exp(-(score * slope + intercept)))
+        return _sigmoid(score, self.specialist_calibration)
 
     def suggest(self, text: str) -> RouteSuggestion:
         return self.suggestions([text])[0]
@@ -265,6 +285,41 @@ class TeamModel:
                 )
             result.append(RouteSuggestion(None, probability, needs_specialist, reason, self.specialist_threshold))
         return result
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Calibration and thresholds chosen on one stretch of validation tickets, and what they kept there."""
+
+    calibration: np.ndarray
+    specialist_calibration: np.ndarray
+    threshold: float
+    specialist_threshold: float
+    share: float
+    precision: float | None
+    specialist_share: float
+    specialist_precision: float | None
+
+    def routed(self, decision: np.ndarray, labels: np.ndarray, model: TeamModel) -> tuple[float, float | None]:
+        """Share of these tickets this point routes and its precision there (None when it routes none)."""
+        classes = model.svm.classes_
+        best = decision.argmax(axis=1)
+        confidence = _calibrated(decision, self.calibration)[np.arange(len(best)), best]
+        routed = (classes[best] != model.first_line) & (confidence >= self.threshold)
+        share = float(routed.mean()) if len(routed) else 0.0
+        return share, float((classes[best][routed] == labels[routed]).mean()) if routed.any() else None
+
+
+def _sigmoid(score: np.ndarray, calibration: np.ndarray) -> np.ndarray:
+    slope, intercept = calibration
+    return 1.0 / (1.0 + np.exp(-(score * slope + intercept)))
+
+
+def _calibrated(decision: np.ndarray, calibration: np.ndarray) -> np.ndarray:
+    """Each team's sigmoid of its SVM score, normalised over the teams."""
+    probabilities = _sigmoid(decision, calibration)
+    total = probabilities.sum(axis=1, keepdims=True)
+    return np.divide(probabilities, total, out=np.full_like(probabilities, 1 / decision.shape[1]), where=total > 0)
 
 
 def _features() -> Any:
@@ -320,7 +375,11 @@ def precise_threshold(confidence: np.ndarray, correct: np.ndarray, target: float
 
     "Precise" means the precision's lower confidence bound reaches the target, not the precision itself: the
     lowest threshold whose measured precision touches the target is the luckiest of many, and later tickets
-    fell short of it (0.79 for a target of 0.85 on the newest IT tickets; 0.87 with the bound). The threshold
+    drift away from the history besides. On the IT tickets' tuning part (two time-ordered folds, the served model
+    scoring the next 952 tickets) a threshold aimed at 0.85 without the bound kept 0.79 and 0.76; with it 0.81
+    and 0.80; a logistic fit of correctness on confidence, aimed at 0.85, routed nothing in one fold. The
+    validated older model lost as much on those tickets as the served one (0.77 for 0.86), so it is drift, not
+    retraining. The bound stays: it is the rule that fell short least there. The threshold
     sits half-way to the next lower ticket's confidence: any value between the two selects the same tickets
     here, and the middle leaves the most room for the served model's slightly different scores."""
     order = np.argsort(-confidence, kind="stable")
@@ -445,6 +504,11 @@ def format_report(name: str, report: dict[str, Any]) -> str:
             f"{number(validation['routed_precision'])}; specialist {validation['specialist_share']:.1%} at "
             f"{number(validation['specialist_precision'])}"
         )
+        if validation.get("checked_tickets"):
+            lines.append(
+                f"  chosen on the older half of those alone, on the newest {validation['checked_tickets']:.0f}: "
+                f"routed {validation['checked_routed_share']:.1%} at {number(validation['checked_routed_precision'])}"
+            )
     return "\n".join(lines)
 
 
@@ -732,8 +796,8 @@ def suggestion_record(suggestion: RouteSuggestion | None) -> dict[str, Any] | No
 # --- CLI -----------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.analysers.routing", description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, *, prog: str = "python -m engine.analysers.routing") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     evaluate = commands.add_parser("evaluate", help="train on one CSV, report on another")
     evaluate.add_argument("--train", type=Path, required=True)

