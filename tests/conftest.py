@@ -7,8 +7,11 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,6 +21,7 @@ from engine.core.db import make_engine, make_session_factory, upgrade_database
 from engine.core.models import Base
 from engine.core.private_files import create_private_file
 from engine.core.settings import Settings, load_settings
+from engine.operators import auth
 from tests.mail_servers import mail_servers  # noqa: F401 (Postfix and Dovecot, session-wide)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,6 +29,44 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+class _ArgonOncePerInput(PasswordHasher):
+    """argon2 with the product's parameters costs 0.1-0.25 s of CPU per hash or verification, and tests create
+    operators with the same few passwords and sign them in again and again: each password is hashed once per run and
+    each (hash, password) verified once. Both are pure functions of their input, so every answer (a mismatch raises,
+    as before) is the one argon2 gives; what the code under test calls is unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._hashes: dict[str | bytes, str] = {}
+        self._verified: dict[tuple[str | bytes, str | bytes], Exception | None] = {}
+
+    def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+        if salt is not None:
+            return super().hash(password, salt=salt)
+        if password not in self._hashes:
+            self._hashes[password] = super().hash(password)
+        return self._hashes[password]
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        key = (hash, password)
+        if key not in self._verified:
+            try:
+                super().verify(hash, password)
+                self._verified[key] = None
+            except (VerificationError, InvalidHashError) as error:
+                self._verified[key] = error
+        if (error := self._verified[key]) is not None:
+            raise error.with_traceback(None)
+        return True
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _argon_once_per_input() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(auth, "_hasher", _ArgonOncePerInput())
+        yield
 
 
 @pytest.fixture(scope="session")
