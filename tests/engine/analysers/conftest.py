@@ -9,25 +9,24 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.core.db import make_engine, make_session_factory, upgrade_database
+from engine.core.db import make_engine, make_session_factory
 from engine.core.models import KbChunk
 from engine.core.settings import Settings, load_settings
 
 
 @pytest.fixture
-def factory(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'llm.db'}")
-    upgrade_database(engine)
+def factory(sqlite_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(sqlite_url)
     yield make_session_factory(engine)
     engine.dispose()
 
 
 @pytest.fixture
-def llm_settings(tmp_path: Path) -> Settings:
+def llm_settings(tmp_path: Path, sqlite_url: str) -> Settings:
     return load_settings(
         _env_file=None,
         DATA_DIR=tmp_path / "data",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'llm.db'}",
+        DATABASE_URL=sqlite_url,
         DEMO_FEED_ENABLED=False,
         ENGINE_ENABLED=False,
         WORKER_ID="test-worker",

@@ -9,13 +9,11 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.core.db import make_engine, upgrade_database
 from engine.core.settings import Settings
 from engine.delivery.webhooks import WebEndpoint, start_webhook_server
 from tests.app_process import free_port
@@ -29,13 +27,9 @@ HALF_SENT_POST = (
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
+def database_url(sqlite_url: str) -> str:
     """SQLite only: what is tested here is the server in front of the application, not the database."""
-    url = f"sqlite:///{tmp_path / 'test.db'}"
-    engine = make_engine(url)
-    upgrade_database(engine)
-    engine.dispose()
-    return url
+    return sqlite_url
 
 
 @pytest.fixture
