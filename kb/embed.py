@@ -43,6 +43,11 @@ class Embedder(Protocol):
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+_LOCAL_MODEL_LOCK = threading.Lock()
+"""One lock for the one shared model: its fast tokenizer must not be entered by two threads at once, even from two
+embedders (an old one still encoding while `reset_embedders` made a new one)."""
+
+
 @functools.cache
 def _local_model() -> Any:
     """MiniLM's weights, loaded once per process: they never change, so an embedder made again after
@@ -62,7 +67,6 @@ class LocalEmbedder:
     def __init__(self, batch_size: int) -> None:
         self.batch_size = batch_size
         self._model = _local_model()
-        self._encode_lock = threading.Lock()
 
     @property
     def dimension(self) -> int:
@@ -82,7 +86,7 @@ class LocalEmbedder:
             vectors = np.zeros((len(items), self.dimension), dtype=np.float32)
             for start in range(0, len(order), self.batch_size):
                 batch = order[start : start + self.batch_size]
-                with self._encode_lock:
+                with _LOCAL_MODEL_LOCK:
                     vectors[batch] = self._model.encode(
                         [items[index] for index in batch],
                         batch_size=self.batch_size,
