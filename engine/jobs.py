@@ -24,7 +24,7 @@ from engine.delivery.delivery_events import record_returned_mail
 from engine.intake.ingest import ingest
 from engine.ops.failpoints import failpoint
 from engine.ops.observability import observe_job, observe_poll
-from engine.outcomes.teaching import index_resolved_tickets, reteach_tickets
+from engine.outcomes.teaching import index_resolved_tickets, learned_questions, reteach_tickets
 from engine.readiness import seed_marker
 from kb.calibration import Calibration, needs_calibration
 from kb.indexer import Progress, add_document, index_pending_documents, reindex_all, repair_indexes
@@ -193,11 +193,11 @@ def run_index_job(factory: sessionmaker[Session], settings: Settings) -> dict[st
 
 
 def calibrate_knowledge(factory: sessionmaker[Session], settings: Settings) -> Calibration:
-    """The knowledge base's self-calibration, fed the operators' verdicts on drafts and the questions people answered
-    (which only the engine reads)."""
+    """The knowledge base's self-calibration, fed the operators' verdicts on drafts and the questions people answered,
+    the learned questions among them (which only the engine reads)."""
     with factory() as session:
         verdicts = operator_verdicts(session)
-        answered = answered_questions(session)
+        answered = answered_questions(session) + learned_questions(session)
     return calibrate(factory, settings, verdicts, answered)
 
 

@@ -27,6 +27,7 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -190,17 +191,18 @@ class Replay:
             )
             ingest_item(session, item, self.settings)
 
-    def is_right(self, case: Case, citations: list[dict[str, Any]]) -> bool:
+    def is_right(self, case: Case, citations: list[dict[str, Any]], session: Session | None = None) -> bool:
         """An answer is right for a case that expects one when it cites an expected document or a learned answer
-        taught by a case with an expected document in common; with no documents named, by the label alone."""
+        taught by a case with an expected document in common; with no documents named, by the label alone.
+        `session`: the caller's open one (a second session would wait for SQLite's write lock it holds)."""
         if case.expected_action != "resolve":
             return False
         if not case.expected_evidence:
             return True
         expected = set(case.expected_evidence)
-        with self.factory() as session:
+        with nullcontext(session) if session is not None else self.factory() as reading:
             for citation in citations:
-                taught = teaching_ticket(session, citation)
+                taught = teaching_ticket(reading, citation)
                 if taught is None:
                     if names_expected(f"{citation.get('title', '')} {citation.get('document', '')}", expected):
                         return True
@@ -220,7 +222,7 @@ class Replay:
             kind = ActionKind(draft.kind) if draft is not None else None
             if case.expected_action == "resolve":
                 if kind is ActionKind.PROPOSE_RESOLUTION:
-                    if self.is_right(case, cited(session, draft)):
+                    if self.is_right(case, cited(session, draft), session):
                         approve_draft(session, self.settings, OPERATOR, draft.id, draft.version)
                         return "approved"
                     edited = edit_draft(

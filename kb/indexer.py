@@ -272,20 +272,41 @@ def add_document(
 ) -> KbDocument:
     """Store, extract, chunk, embed and index one file. A bad file ends with a status and error, never raises;
     a name no column can hold is stored cleaned (kb.titles.knowledge_filename), with a warning in the log."""
-    filename = _storable_name(filename)
     with transaction(factory) as session:
-        document = KbDocument(
-            filename=filename,
-            size=len(data),
-            team=team,
-            uploaded_by=uploaded_by,
-            status="pending",
-            title=readable_name(filename),
-        )
-        _store_bytes(session, settings, document, data)
-        session.add(document)
-        session.flush()
-        document_id = document.id
+        document_id = stage_document(session, settings, filename, data, uploaded_by, team).id
+    return _index_document(factory, settings, document_id, data)
+
+
+def stage_document(
+    session: Session,
+    settings: Settings,
+    filename: str,
+    data: bytes,
+    uploaded_by: str | None = None,
+    team: str | None = None,
+) -> KbDocument:
+    """The document's row and bytes, pending, in the caller's transaction (so a caller's own change commits with
+    it, or neither does); `index_staged_document` reads it once committed."""
+    filename = _storable_name(filename)
+    document = KbDocument(
+        filename=filename,
+        size=len(data),
+        team=team,
+        uploaded_by=uploaded_by,
+        status="pending",
+        title=readable_name(filename),
+    )
+    _store_bytes(session, settings, document, data)
+    session.add(document)
+    session.flush()
+    return document
+
+
+def index_staged_document(
+    factory: sessionmaker[Session], settings: Settings, document_id: int, data: bytes
+) -> KbDocument:
+    """Read and index a document `stage_document` kept (committed): as an upload is, bounded and never raising for a
+    bad file."""
     return _index_document(factory, settings, document_id, data)
 
 

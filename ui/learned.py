@@ -150,7 +150,9 @@ def _learned_answer(factory: sessionmaker[Session], view: LearnedAnswerView, act
 
 
 def _article_drafts(runtime: Runtime, actor: Actor) -> None:
-    """Learned answers approved often enough to become an article, each publishable by a lead."""
+    """Learned answers approved often enough to become an article. A lead reads, edits or drops every question
+    variant (customers' words, cleaned of their particulars) before publishing: nothing a customer wrote becomes
+    knowledge unread, and publishing refuses a title or variant that still names a customer's particulars."""
     minimum = runtime.settings.LEARNED_ARTICLE_MIN_APPROVALS
     with runtime.factory() as session:
         offered = article_candidates(session, minimum)
@@ -159,16 +161,26 @@ def _article_drafts(runtime: Runtime, actor: Actor) -> None:
     st.markdown(f"**Article drafts** (learned answers approved {minimum}× or more)")
     lead = allowed(actor, Role.LEAD)
     for answer, record, questions in offered:
-        with st.expander(f"Draft from learned answer {answer.id} · {record_line(record)}"):
+        with (
+            st.expander(f"Draft from learned answer {answer.id} · {record_line(record)}"),
+            st.form(f"learned_article_{answer.id}"),
+        ):
             title = st.text_input(
                 "Title", value=(questions[0] if questions else "")[:TITLE_CHARS], key=f"learned_title_{answer.id}"
             )
-            st.caption("Questions it answers (customers' words: publishing puts them in the article)")
-            for question in questions:
-                st.text(f"• {question}")
+            st.caption(
+                "Questions it answers: customers' words, with the particulars found replaced by their kind. "
+                "Read each one; edit it or untick it to leave it out of the article."
+            )
+            variants = []
+            for number, question in enumerate(questions, 1):
+                keep = st.checkbox(f"Keep question {number}", value=True, key=f"learned_keep_{answer.id}_{number}")
+                text = st.text_area(f"Question {number}", value=question, key=f"learned_q_{answer.id}_{number}")
+                if keep:
+                    variants.append(text)
             st.caption("Answer")
             st.text(answer.answer)
-            if st.button(
+            if st.form_submit_button(
                 "Publish to the knowledge base",
                 key=f"learned_publish_{answer.id}",
                 disabled=not lead,
@@ -176,7 +188,7 @@ def _article_drafts(runtime: Runtime, actor: Actor) -> None:
             ):
                 try:
                     document = publish_learned_article(
-                        runtime.factory, runtime.settings, actor, answer.id, title=title, questions=questions
+                        runtime.factory, runtime.settings, actor, answer.id, title=title, questions=variants
                     )
                     flash(f"Published as {document.filename} ({document.status}).")
                 except REFUSED as refused:

@@ -168,7 +168,7 @@ def approved_as_drafted(action: Action) -> bool:
 def learned_confidence(similarity: float, record: TrackRecord, settings: Settings) -> float:
     """How sure a learned answer is to answer a new question: its track record (engine/outcomes/learned.py's
     `reliability`), from 70 % of it for a question at LEARNED_MATCH_MIN_SIMILARITY to all of it for a close
-    paraphrase (LEARNED_FULL_SIMILARITY; MiniLM puts paraphrases at about 0.8-0.9, unrelated questions below 0.3).
+    paraphrase (LEARNED_FULL_SIMILARITY; both on the fused match score of engine/analysers/learned_match.py).
     A well-proven answer to a close paraphrase is confident; a contested one is not, however close the question."""
     low, full = settings.LEARNED_MATCH_MIN_SIMILARITY, settings.LEARNED_FULL_SIMILARITY
     closeness = min(1.0, max(0.0, (similarity - low) / max(full - low, 1e-6)))

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.analysers.confidence import answers, desk_reading, learned_confidence, question_focus
 from engine.analysers.details import information_gaps, needed_details
 from engine.analysers.escalation import Assessment, assess, rule_criteria
-from engine.analysers.learned_match import LearnedMatch, QuestionVectors, learned_answer_for
+from engine.analysers.learned_match import LearnedIndex, LearnedMatch, learned_answer_for
 from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy, current_policy
 from engine.core.settings import Settings
@@ -75,7 +75,7 @@ class RetrievalAnalyser:
         self.factory = factory
         self.settings = settings
         self.adjustments = AdjustmentCache()
-        self.learned_questions = QuestionVectors()
+        self.learned_questions = LearnedIndex()
 
     def analyse(self, ticket: TicketSnapshot, policy: DeskPolicy | None = None) -> AnalysisResult:
         began = time.perf_counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import OutgoingAttachment
@@ -23,8 +24,15 @@ from engine.core.timeline import record_audit, record_event
 from engine.delivery.execution import execute_action, void_open_drafts
 from engine.delivery.outbox import addressees, enqueue_email, resolve_uncertain
 from engine.operators.reply_extras import cc_addresses, reply_files
-from engine.outcomes.learned import article_markdown, person_decided, review_answer
-from kb.indexer import add_document, approve_chunk, reindex_document, remove_document
+from engine.outcomes.learned import article_markdown, person_decided, reusable, review_answer, reviewed_variants
+from kb.indexer import (
+    add_document,
+    approve_chunk,
+    index_staged_document,
+    reindex_document,
+    remove_document,
+    stage_document,
+)
 from kb.titles import knowledge_filename
 
 RANK = {Role.VIEWER: 0, Role.AGENT: 1, Role.LEAD: 2, Role.ADMIN: 3}
@@ -558,19 +566,35 @@ def publish_learned_article(
     title: str,
     questions: list[str],
 ) -> KbDocument:
-    """A lead publishes a learned answer as a knowledge-base article (title, the questions it answers, the answer);
-    the audit entry is committed first, and the article passes the index's hygiene like any upload."""
+    """A lead publishes a learned answer as a knowledge-base article: the title and question variants they reviewed
+    (`reviewed_variants`: none may still name a customer's particulars), and the answer. The document, the answer's
+    link to it and the audit entry commit together, and only if no one published the answer meanwhile (a conditional
+    update, so two leads publishing at once make one article); the article is then read and indexed like any upload."""
     require(actor, Role.LEAD)
-    if not title.strip():
-        raise ValueError("an article needs a title")
     with transaction(factory) as session:
         answer = _learned(session, answer_id)
-        if answer.published_document_id is not None:
+        title, variants = reviewed_variants(session, answer_id, title, questions)
+        if not reusable(answer):
+            raise ValueError(f"learned answer {answer_id} names a customer's particulars: mark it general first")
+        data = article_markdown(title, variants, answer.answer).encode()
+        document = stage_document(
+            session, settings, f"{knowledge_filename(title)[0][:80]}.md", data, uploaded_by=actor.username
+        )
+        claimed = session.execute(
+            update(LearnedAnswer)
+            .where(LearnedAnswer.id == answer_id, LearnedAnswer.published_document_id.is_(None))
+            .values(published_document_id=document.id)
+        ).rowcount
+        if claimed != 1:
             raise ValueError(f"learned answer {answer_id} is published already")
-        markdown = article_markdown(title, questions, answer.answer)
-        record_audit(session, actor.username, "learned_publish", "learned_answer", answer_id, title=title[:200])
-    name = f"{knowledge_filename(title)[0][:80]}.md"
-    document = add_document(factory, settings, name, markdown.encode(), uploaded_by=actor.username)
-    with transaction(factory) as session:
-        _learned(session, answer_id).published_document_id = document.id
-    return document
+        record_audit(
+            session,
+            actor.username,
+            "learned_publish",
+            "learned_answer",
+            answer_id,
+            title=title[:200],
+            variants=variants,
+        )
+        document_id = document.id
+    return index_staged_document(factory, settings, document_id, data)

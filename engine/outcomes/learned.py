@@ -75,12 +75,25 @@ def particulars_in(text: str, names: Iterable[str] = ()) -> list[str]:
     """What in `text` is particular to one customer: each kind found once, with the requester's name if it
     appears (a greeting the cleaning did not catch, "as Anna asked")."""
     found = [kind for kind, pattern in PARTICULARS if pattern.search(text)]
-    for name in names:
-        parts = [part for part in re.split(r"[\s,]+", name or "") if len(part) >= 3 and part[0].isupper()]
-        if any(re.search(rf"\b{re.escape(part)}\b", text) for part in parts):
-            found.append("the customer's name")
-            break
+    if _name_pattern(names).search(text):
+        found.append("the customer's name")
     return found
+
+
+def _name_pattern(names: Iterable[str]) -> re.Pattern[str]:
+    """The capitalised parts (3+ letters) of the requester's names as whole words; matches nothing without any."""
+    parts = {part for name in names for part in re.split(r"[\s,]+", name or "") if len(part) >= 3 and part[0].isupper()}
+    if not parts:
+        return re.compile(r"(?!)")
+    return re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, parts))) + r")\b")
+
+
+def without_particulars(text: str, names: Iterable[str] = ()) -> str:
+    """`text` with each particular replaced by its kind in brackets ("[an e-mail address]"): a customer's question
+    as an article may show it, once a lead read it."""
+    for kind, pattern in PARTICULARS:
+        text = pattern.sub(f"[{kind}]", text)
+    return _name_pattern(names).sub("[the customer's name]", text)
 
 
 def subject_of(item: dict[str, Any]) -> str:
@@ -333,21 +346,47 @@ def article_candidates(session: Session, min_approvals: int) -> list[tuple[Learn
 
 
 def question_variants(session: Session, answer_id: int) -> list[str]:
-    """The questions a learned answer answered, as read from their tickets (customer text, for operators' eyes)."""
-    rows = session.execute(
-        select(LearnedQuestion.question, Ticket.subject)
-        .join(Ticket, Ticket.id == LearnedQuestion.ticket_id, isouter=True)
-        .where(LearnedQuestion.learned_answer_id == answer_id)
-        .order_by(LearnedQuestion.id)
-    ).all()
+    """The questions a learned answer answered, as read from their tickets, each cleaned of its customer's
+    particulars (`without_particulars`): what a lead reviews, edits or drops before an article shows them."""
+    rows = _asked(session, answer_id)
     return list(
         dict.fromkeys(
-            " ".join((question or subject or "").split()) for question, subject in rows if question or subject
+            without_particulars(" ".join((question or subject or "").split()), [requester or ""])
+            for question, subject, requester in rows
+            if question or subject
         )
     )
 
 
+def _asked(session: Session, answer_id: int) -> list[tuple[str | None, str | None, str | None]]:
+    """(question, ticket subject, requester's name) of each question a learned answer answered."""
+    rows = session.execute(
+        select(LearnedQuestion.question, Ticket.subject, Ticket.requester_name)
+        .join(Ticket, Ticket.id == LearnedQuestion.ticket_id, isouter=True)
+        .where(LearnedQuestion.learned_answer_id == answer_id)
+        .order_by(LearnedQuestion.id)
+    ).all()
+    return [tuple(row) for row in rows]
+
+
+def reviewed_variants(session: Session, answer_id: int, title: str, questions: Sequence[str]) -> tuple[str, list[str]]:
+    """A lead's title and question variants for an article from a learned answer, or ValueError naming what still
+    holds a customer's particulars (the requesters' names among them): nothing a customer wrote reaches the
+    knowledge base with them."""
+    names = [requester or "" for _, _, requester in _asked(session, answer_id)]
+    title = " ".join(title.split())
+    if not title:
+        raise ValueError("an article needs a title")
+    variants = list(dict.fromkeys(" ".join(question.split()) for question in questions if question.strip()))
+    for label, text in (("the title", title), *((f"question {n}", v) for n, v in enumerate(variants, 1))):
+        if found := particulars_in(text, names):
+            raise ValueError(f"{label} still names {', '.join(found)}: rewrite or drop it before publishing")
+    return title, variants
+
+
 def article_markdown(title: str, questions: Sequence[str], answer: str) -> str:
-    """The article a lead publishes from a learned answer: its title, the questions it answers, the answer."""
-    asked = "\n".join(f"- {question}" for question in questions)
-    return f"# {title.strip()}\n\n## Questions this answers\n\n{asked}\n\n## Answer\n\n{answer.strip()}\n"
+    """The article a lead publishes from a learned answer: its title, the questions it answers (when the lead kept
+    any), the answer."""
+    asked = "".join(f"- {question}\n" for question in questions)
+    variants = f"## Questions this answers\n\n{asked}\n" if asked else ""
+    return f"# {title.strip()}\n\n{variants}## Answer\n\n{answer.strip()}\n"

@@ -22,6 +22,7 @@ from engine.outcomes.learned import reusable
 from kb.chunk import chunk_sections
 from kb.extract import Section
 from kb.indexer import SourceChunks, index_sources
+from kb.self_test import AnsweredQuestion
 
 TICKETS_SOURCE = "kb:tickets"
 TICKET_KIND = "ticket"
@@ -62,6 +63,25 @@ def ticket_sections(session: Session, ticket: Ticket) -> list[Section]:
     if learned is None or not reusable(learned):
         return []
     return [Section(learned.answer, {"section": "resolution"})]
+
+
+def learned_questions(session: Session, limit: int = 2000) -> list[AnsweredQuestion]:
+    """The learned questions for the knowledge base's self-test, joining it as they accumulate: each (a customer's
+    words, as the analyser read them) with the tickets that hold its learned answer in the index, its own and the one
+    that first taught the answer. The self-test keeps the pairs whose ticket is indexed (resolved by a person)."""
+    rows = session.execute(
+        select(LearnedQuestion.question, LearnedQuestion.ticket_id, LearnedAnswer.ticket_id)
+        .join(LearnedAnswer, LearnedAnswer.id == LearnedQuestion.learned_answer_id)
+        .where(LearnedQuestion.question.is_not(None))
+        .order_by(LearnedQuestion.id.desc())
+        .limit(limit)
+    ).all()
+    return [
+        AnsweredQuestion(question, (TICKET_KIND, ticket))
+        for question, own, first in rows
+        for ticket in dict.fromkeys((own, first))
+        if ticket is not None
+    ]
 
 
 def _ticket_item(session: Session, settings: Settings, ticket: Ticket) -> SourceChunks:

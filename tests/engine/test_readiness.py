@@ -9,13 +9,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.analysers.retrieval_analyser import RetrievalAnalyser
 from engine.core.enums import TicketStatus
-from engine.core.models import Analysis, Ticket, TimelineEvent, utcnow
+from engine.core.models import Analysis, KbDocument, Ticket, TimelineEvent, utcnow
 from engine.core.settings import Settings
 from engine.intake.ingest import ingest
 from engine.jobs import calibrate_knowledge_if_changed
 from engine.operators.queries import QueueFilter, queue_page
 from engine.pipeline import process_pending
-from engine.readiness import knowledge_wait_reason
+from engine.readiness import knowledge_wait_reason, stall_seconds
 from kb.gaps import gap_tickets
 from kb.indexer import add_document
 from kb.store import reset_caches
@@ -86,3 +86,25 @@ def test_a_desk_without_articles_never_waits_and_a_ticket_waits_only_up_to_the_b
     report = process_pending(session_factory, settings, RetrievalAnalyser(session_factory, settings), worker="w")
     assert report.processed == 1, "past the bound it is analysed with what there is"
     reset_caches()
+
+
+def test_tickets_wait_for_documents_being_read_but_not_for_one_stuck_or_failed(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """A pending document holds tickets while reading makes progress; one stuck past `stall_seconds` (an indexer
+    that keeps dying on it) or one that failed does not hold them for the whole KB_READY_WAIT_SECONDS."""
+    settings.KB_READY_WAIT_SECONDS = 900
+    with session_factory.begin() as session:
+        stuck = KbDocument(filename="manual.pdf", status="pending")
+        session.add_all([stuck, KbDocument(filename="broken.docx", status="failed", error="not a Word file")])
+    now = utcnow()
+    with session_factory() as session:
+        assert knowledge_wait_reason(session, settings, now) == (
+            "Waiting for the knowledge base: 1 article still being read"
+        )
+        later = now + timedelta(seconds=stall_seconds(settings) + 1)
+        assert knowledge_wait_reason(session, settings, later) is None
+    with session_factory.begin() as session:
+        session.add(KbDocument(filename="faq.md", status="pending"))  # reading moves again: its documents count
+    with session_factory() as session:
+        assert knowledge_wait_reason(session, settings, utcnow()).endswith("2 articles still being read")

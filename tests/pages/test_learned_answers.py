@@ -5,7 +5,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.enums import Role
-from engine.core.models import Action, AuditEntry, KbDocument, LearnedAnswer
+from engine.core.models import Action, AuditEntry, Blob, KbDocument, LearnedAnswer
 from engine.core.settings import Settings
 from engine.operators.actions import Actor, approve_draft
 from engine.outcomes.learned import count, learned_subject
@@ -94,10 +94,32 @@ def test_an_article_draft_is_offered_after_repeated_approvals_and_a_lead_publish
     assert open_page(KB, "ann").button(key=f"learned_publish_{learned.id}").disabled
     at = open_page(KB, "lee")
     at.text_input(key=f"learned_title_{learned.id}").input("Changing where invoices are sent")
+    at.text_area(key=f"learned_q_{learned.id}_1").input("How do I change where invoices are e-mailed?")
     at = at.button(key=f"learned_publish_{learned.id}").click().run()
     assert not at.exception
     assert "Published as Changing where invoices are sent.md (indexed)." in texts(at)
     with session_factory() as session:
         document = session.scalars(select(KbDocument)).one()
         assert (document.title, document.uploaded_by) == ("Changing where invoices are sent", "lee")
+        article = bytes(session.get(Blob, document.sha256).data).decode()
+    assert "- How do I change where invoices are e-mailed?" in article, "the variant as the lead edited it"
     assert only_answer(session_factory).published_document_id == document.id
+
+
+def test_a_lead_leaves_out_a_variant_and_one_still_naming_particulars_is_refused(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    answered_by_a_person(session_factory, app)
+    learned = only_answer(session_factory)
+    with session_factory.begin() as session:
+        count(session, [learned_subject(learned.id)], None, "approved")
+        count(session, [learned_subject(learned.id)], None, "approved")
+    at = open_page(KB, "lee")
+    at.text_area(key=f"learned_q_{learned.id}_1").input("Invoices for ap@client.example?")
+    at = at.button(key=f"learned_publish_{learned.id}").click().run()
+    assert "Not published: question 1 still names an e-mail address" in texts(at)
+    at.checkbox(key=f"learned_keep_{learned.id}_1").uncheck()
+    at = at.button(key=f"learned_publish_{learned.id}").click().run()
+    with session_factory() as session:
+        article = bytes(session.get(Blob, session.scalars(select(KbDocument)).one().sha256).data).decode()
+    assert "Questions this answers" not in article and "ap@client.example" not in article
