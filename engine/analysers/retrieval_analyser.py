@@ -29,7 +29,7 @@ from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy, current_policy
 from engine.core.settings import Settings
 from engine.core.templates import request_info_email, resolution_email, summary_of
-from engine.outcomes.learned import TrackRecord, subject_of, track_records
+from engine.outcomes.learned import TrackRecord, item_records, subject_of
 from engine.outcomes.outcome_calibration import AdjustmentCache, adjusted, record_adjusted
 from engine.trust.decision import conclude, hand_over, screen_ticket
 from kb.calibration import stored_calibration
@@ -85,7 +85,7 @@ class RetrievalAnalyser:
             model = desk_confidence_model(session)
             adjustments = self.adjustments.get(session)
             languages = knowledge_languages(session)
-            records = track_records(session, [subject_of(item) for item in evidence[:1]], None)
+            records = item_records(session, evidence[:1])
         learned = learned_answer_for(self.factory, self.settings, self.learned_questions, focus_of(ticket), ticket.id)
         result = decide(
             ticket,

@@ -46,6 +46,7 @@ from engine.outcomes.learned import (
     learned_subject,
     per_category,
     question_variants,
+    record_subjects,
     reusable,
     subject_of,
     track_records,
@@ -542,11 +543,13 @@ class AnswerRecordView:
 def cited_answer_records(session: Session, evidence: list[dict[str, Any]], reopens: int) -> list[AnswerRecordView]:
     """The track record of each answer an analysis cited (learned answers and knowledge-base sections)."""
     cited = [item for item in evidence if item.get("cited")]
-    records = track_records(session, [subject_of(item) for item in cited])
+    subjects = record_subjects(session, cited)
+    records = track_records(session, list(dict.fromkeys(subjects.values())))
     views = []
     for item in cited:
-        subject = subject_of(item)
-        label = "learned answer" if item.get("source_kind") == LEARNED else str(item.get("title") or "passage")
+        subject = subjects[subject_of(item)]
+        learned = subject.startswith(f"{LEARNED}:")
+        label = "learned answer" if learned else str(item.get("title") or "passage")
         views.append(AnswerRecordView(label, subject, records[subject], records[subject].held(reopens)))
     return views
 

@@ -41,6 +41,8 @@ VERDICTS: tuple[Verdict, ...] = ("approved", "edited", "rejected", "confirmed", 
 Origin = Literal["approved", "edited", "wrote", "confirmed"]
 PERSON_ORIGINS = ("approved", "edited", "wrote")
 LEARNED = "learned"
+TICKET_KIND = "ticket"
+"""A resolved ticket's passage in the knowledge base (engine/outcomes/teaching.py): its learned answer, indexed."""
 
 GREETING = re.compile(
     r"^\s*(hello|hi|hey|dear|good (morning|afternoon|evening))\b[^\n]{0,60}[,!:.]?\s*$", re.IGNORECASE
@@ -107,12 +109,39 @@ def learned_subject(answer_id: int) -> str:
     return f"{LEARNED}:{answer_id}"
 
 
+def record_subjects(session: Session, items: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Each evidence item's key (`subject_of`) → the track record it answers to. A resolved ticket's passage holds that
+    ticket's learned answer, so it answers to the learned answer's record: one record per answer whichever route
+    found it, and an answer held after re-opens is held on both routes, not sent again as a passage."""
+    tickets = {int(item["source_id"]) for item in items if item.get("source_kind") == TICKET_KIND}
+    bound: dict[int, int] = {}
+    if tickets:
+        rows = session.execute(
+            select(LearnedQuestion.ticket_id, LearnedQuestion.learned_answer_id)
+            .where(LearnedQuestion.ticket_id.in_(tickets))
+            .order_by(LearnedQuestion.id)
+        )
+        bound = {ticket_id: answer_id for ticket_id, answer_id in rows}  # the latest binding, as teaching indexes it
+    subjects = {}
+    for item in items:
+        answer_id = bound.get(int(item["source_id"])) if item.get("source_kind") == TICKET_KIND else None
+        subjects[subject_of(item)] = learned_subject(answer_id) if answer_id is not None else subject_of(item)
+    return subjects
+
+
+def item_records(session: Session, items: Sequence[dict[str, Any]]) -> dict[str, TrackRecord]:
+    """Each evidence item's track record, keyed by the item's own `subject_of` (see `record_subjects`)."""
+    subjects = record_subjects(session, items)
+    records = track_records(session, list(dict.fromkeys(subjects.values())))
+    return {key: records[subject] for key, subject in subjects.items()}
+
+
 def cited_subjects(session: Session, action: Action) -> list[str]:
     """The answers a drafted action cited (none for a message a person wrote)."""
     if action.analysis_id is None:
         return []
     evidence = session.scalar(select(Analysis.evidence).where(Analysis.id == action.analysis_id)) or []
-    return list(dict.fromkeys(subject_of(item) for item in evidence if item.get("cited")))
+    return list(dict.fromkeys(record_subjects(session, [item for item in evidence if item.get("cited")]).values()))
 
 
 def count(session: Session, subjects: Iterable[str], category: str | None, verdict: Verdict) -> None:

@@ -18,14 +18,13 @@ from engine.core.db import transaction
 from engine.core.enums import ActionKind, ActionState, TicketStatus
 from engine.core.models import Action, LearnedAnswer, LearnedQuestion, SourceCursor, Ticket
 from engine.core.settings import Settings
-from engine.outcomes.learned import reusable
+from engine.outcomes.learned import TICKET_KIND, reusable
 from kb.chunk import chunk_sections
 from kb.extract import Section
 from kb.indexer import SourceChunks, index_sources
 from kb.self_test import AnsweredQuestion
 
 TICKETS_SOURCE = "kb:tickets"
-TICKET_KIND = "ticket"
 RESOLVED = (TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value)
 TICKET_BATCH = 100
 CURSOR_SAFETY = timedelta(minutes=5)

@@ -36,10 +36,14 @@ from engine.operators.actions import (
     restore_answer,
 )
 from engine.outcomes.learned import (
+    TICKET_KIND,
     article_candidates,
+    item_records,
     learned_subject,
     particulars_in,
+    record_subjects,
     reusable,
+    subject_of,
     track_records,
 )
 from engine.outcomes.teaching import learned_questions
@@ -269,6 +273,23 @@ def test_an_answer_re_opened_twice_stops_being_automatic_until_a_lead_restores_i
     assert not any("re-opened" in reason for reason in again.policy["reasons"])
     with session_factory() as session:
         assert session.scalar(select(AuditEntry.actor).where(AuditEntry.action == "answer_restore")) == "lee"
+
+
+def test_a_resolved_ticket_s_passage_answers_to_its_learned_answer_s_track_record(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """The same answer found as a knowledge-base passage (a resolved ticket teaches it) is held with the learned
+    answer: re-opens on either route count on one record, so a held answer is not sent again as a passage."""
+    ticket_id = answered_by_a_person(session_factory, settings)
+    [learned] = learned_answers(session_factory)
+    passage = {"source_kind": TICKET_KIND, "source_id": ticket_id, "location": "section resolution"}
+    article = {"source_kind": "document", "source_id": 7, "location": "section Billing"}
+    with session_factory() as session:
+        assert record_subjects(session, [passage, article]) == {
+            subject_of(passage): learned_subject(learned.id),
+            subject_of(article): subject_of(article),
+        }
+        assert item_records(session, [passage])[subject_of(passage)].approved == 1
 
 
 def test_did_not_help_goes_to_a_person_and_never_gets_an_automatic_answer_again_on_that_ticket(
