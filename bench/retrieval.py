@@ -269,11 +269,16 @@ def self_calibrated(corpus: Corpus, embedder: Any) -> Config:
     )
     report = test.report
     print(
-        f"Self-calibration: {time.perf_counter() - started:.1f} s wall time, {report['queries']} reworded questions; "
-        f"chose {test.fusion.describe()}. Self-test MRR / nDCG: chosen {report['mrr']} / {report['ndcg']}, BM25 "
-        f"alone {report['bm25_mrr']} / {report['bm25_ndcg']}, vectors alone {report['vector_mrr']} / "
-        f"{report['vector_ndcg']}, best hybrid MRR {report['best_hybrid_mrr']} (noise {report['noise']})"
+        f"Self-calibration: {time.perf_counter() - started:.1f} s wall time, {report['queries']} questions; "
+        f"chose {test.fusion.describe()}. Self-test MRR / nDCG (weighted mean over styles): chosen {report['mrr']} / "
+        f"{report['ndcg']}, BM25 alone {report['bm25_mrr']} / {report['bm25_ndcg']}, vectors alone "
+        f"{report['vector_mrr']} / {report['vector_ndcg']}"
     )
+    for style, scores in report["styles"].items():
+        print(
+            f"  {style:<20} {scores['questions']:>4} questions, weight {scores['weight']}: MRR chosen {scores['mrr']}, "
+            f"BM25 {scores['bm25_mrr']}, vectors {scores['vector_mrr']} (noise {scores['noise']})"
+        )
     name = f"self-calibrated: {test.fusion.method} {test.fusion.vector_weight:g} vec"
     return Config(name, ("vector", "bm25"), test.fusion)
 
