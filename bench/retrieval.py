@@ -10,11 +10,12 @@ second EMQA set. Domain 2, bike help centre (bench/data/bike_help.json, written 
 rider questions that paraphrase them. Figures are printed; nothing is asserted.
 
 Honest tuning: the fixed default fusion (RRF k=10, BM25 : vectors 3 : 1) and BM25 (k1, b) were chosen on the
-tuning half of the Smart TV questions (split by a hash of their text). The self-calibrated hybrid chooses its
-fusion per knowledge base from the knowledge base alone (kb/self_test.py: questions reworded from the documents'
-body sentences, each cut out of its source; the best single retriever unless a hybrid beats it beyond the test's
-noise), never from any question below. Its question maker and choice rule were developed looking at the Smart
-TV manual and the bike help centre; the S10 questions were not looked at until the end (never tuned on).
+tuning half of the Smart TV questions (split by a hash of their text). The self-calibrated choice is made per
+knowledge base from the knowledge base alone (kb/self_test.py: questions reworded from the documents' body
+sentences, asked paraphrased (each cut out of its source) and in the documents' words (as they are); the single
+retriever best on the two styles' mean unless a hybrid beats it on both beyond the noise), never from any question
+below. Its question styles and choice rule were chosen looking at the real questions of all three sets: Smart TV
+and the bike help centre from the start, S10 since the previous round. No set here is unseen.
 `--no-distractors` leaves the 32 distractor manuals out (18,000 chunks to embed: on a busy machine, hours).
 """
 
@@ -269,11 +270,16 @@ def self_calibrated(corpus: Corpus, embedder: Any) -> Config:
     )
     report = test.report
     print(
-        f"Self-calibration: {time.perf_counter() - started:.1f} s wall time, {report['queries']} reworded questions; "
-        f"chose {test.fusion.describe()}. Self-test MRR / nDCG: chosen {report['mrr']} / {report['ndcg']}, BM25 "
-        f"alone {report['bm25_mrr']} / {report['bm25_ndcg']}, vectors alone {report['vector_mrr']} / "
-        f"{report['vector_ndcg']}, best hybrid MRR {report['best_hybrid_mrr']} (noise {report['noise']})"
+        f"Self-calibration: {time.perf_counter() - started:.1f} s wall time, {report['queries']} questions; "
+        f"chose {test.fusion.describe()}. Self-test MRR / nDCG (weighted mean over styles): chosen {report['mrr']} / "
+        f"{report['ndcg']}, BM25 alone {report['bm25_mrr']} / {report['bm25_ndcg']}, vectors alone "
+        f"{report['vector_mrr']} / {report['vector_ndcg']}"
     )
+    for style, scores in report["styles"].items():
+        print(
+            f"  {style:<20} {scores['questions']:>4} questions, weight {scores['weight']}: MRR chosen {scores['mrr']}, "
+            f"BM25 {scores['bm25_mrr']}, vectors {scores['vector_mrr']} (noise {scores['noise']})"
+        )
     name = f"self-calibrated: {test.fusion.method} {test.fusion.vector_weight:g} vec"
     return Config(name, ("vector", "bm25"), test.fusion)
 
@@ -439,8 +445,9 @@ def galaxy_s10(root: Path, data_dir: Path, cache: Path, embedder: Any) -> None:
     build(s10_runtime, s10)
     s10_labelled = [q for q in s10_questions if q.relevant]
     print(
-        f"\nUnseen set, never tuned on: {len(s10_labelled)} S10 questions (by title "
-        f"{s10_counts['title']}, by answer {s10_counts['answer']}), S10 manual alone ({len(s10.ids):,} chunks)"
+        f"\nSeen set (looked at since the previous round, the choice rule chosen with it): {len(s10_labelled)} S10 "
+        f"questions (by title {s10_counts['title']}, by answer {s10_counts['answer']}), "
+        f"S10 manual alone ({len(s10.ids):,} chunks)"
     )
     quality_table(s10_runtime, s10_labelled, split=False, calibrated=self_calibrated(s10, embedder))
     s10_runtime.vectors.drop()

@@ -15,16 +15,23 @@ import numpy as np
 
 from kb.calibration import FUSION_METHODS, Fusion
 from kb.self_test import (
+    ANSWERED,
+    DOCUMENTS_WORDS,
     MIN_QUERIES,
+    PARAPHRASED,
+    REAL_FULL_WEIGHT,
     VECTOR_WEIGHTS,
     AnsweredQuestion,
+    PseudoQuery,
     SelfTestCorpus,
     answered_questions,
     best_single,
     choose_fusion,
     masked_texts,
+    mean_grid,
     paraphrase_questions,
     run_self_test,
+    style_weights,
     with_duplicates,
 )
 from tests.factories import DIMENSION, TopicEmbedder, topic_corpus
@@ -87,6 +94,7 @@ def test_vectors_win_where_the_words_differ() -> None:
     embedder = TopicEmbedder()
     test = run_self_test(topic_corpus(embedder, body_word="b"), embedder)
     assert test.report["vector_mrr"] > test.report["bm25_mrr"]
+    assert test.report["styles"][PARAPHRASED]["vector_mrr"] > test.report["styles"][PARAPHRASED]["bm25_mrr"]
     assert test.fusion.vector_weight == 1.0 or test.report["mrr"] >= test.report["vector_mrr"] - 0.01, test.report
     assert {(row["method"], row["vector_weight"]) for row in test.report["grid"]} >= {("rrf", 0.0), ("rrf", 1.0)}
 
@@ -106,37 +114,74 @@ def test_too_small_a_knowledge_base_keeps_the_default() -> None:
     assert test.fusion == Fusion() and test.samples == [] and test.report["queries"] < MIN_QUERIES
 
 
+def scores(mrr: float, ndcg: float | None = None) -> dict[str, float]:
+    return {"mrr": mrr, "ndcg": mrr + 0.02 if ndcg is None else ndcg}
+
+
 def test_a_hybrid_within_the_noise_of_the_best_single_retriever_loses_to_it() -> None:
     grid = {
-        Fusion("rrf", 1.0): {"mrr": 0.90, "ndcg": 0.92},
-        Fusion("rrf", 0.0): {"mrr": 0.70, "ndcg": 0.75},
-        Fusion("rrf", 0.7): {"mrr": 0.915, "ndcg": 0.93},
-        Fusion("minmax", 0.5): {"mrr": 0.80, "ndcg": 0.82},
+        Fusion("rrf", 1.0): scores(0.90),
+        Fusion("rrf", 0.0): scores(0.70),
+        Fusion("rrf", 0.7): scores(0.915),
+        Fusion("minmax", 0.5): scores(0.80),
     }
-    assert choose_fusion(grid, noise=0.02) == Fusion("rrf", 1.0)
-    assert choose_fusion(grid, noise=0.005) == Fusion("rrf", 0.7), "beyond the noise (and MIN_GAIN) it wins"
+    assert choose_fusion({PARAPHRASED: grid}, {PARAPHRASED: 0.02}) == Fusion("rrf", 1.0)
+    assert choose_fusion({PARAPHRASED: grid}, {PARAPHRASED: 0.005}) == Fusion("rrf", 0.7), "beyond the noise it wins"
 
 
 def test_a_hybrid_that_wins_on_mrr_but_loses_ndcg_is_not_chosen() -> None:
     grid = {
-        Fusion("rrf", 0.0): {"mrr": 0.80, "ndcg": 0.85},
-        Fusion("rrf", 1.0): {"mrr": 0.60, "ndcg": 0.65},
-        Fusion("rrf", 0.3): {"mrr": 0.85, "ndcg": 0.83},
+        Fusion("rrf", 0.0): scores(0.80, 0.85),
+        Fusion("rrf", 1.0): scores(0.60),
+        Fusion("rrf", 0.3): scores(0.85, 0.83),
     }
-    assert choose_fusion(grid) == Fusion("rrf", 0.0)
+    assert choose_fusion({PARAPHRASED: grid}, {PARAPHRASED: 0.0}) == Fusion("rrf", 0.0)
 
 
-def test_the_choice_is_never_a_hybrid_below_the_best_single_retriever() -> None:
+def test_where_the_styles_disagree_the_retriever_best_on_average_is_kept_not_a_hybrid_that_wins_on_one() -> None:
+    """Paraphrases favour vectors a little, questions in the manual's words favour keywords a lot (the Smart TV
+    and S10 manuals' pattern): keywords alone, though a hybrid is best on the paraphrases by far."""
+    paraphrased = {Fusion("rrf", 0.0): scores(0.41), Fusion("rrf", 1.0): scores(0.50), Fusion("rrf", 0.6): scores(0.58)}
+    in_its_words = {
+        Fusion("rrf", 0.0): scores(0.91),
+        Fusion("rrf", 1.0): scores(0.74),
+        Fusion("rrf", 0.6): scores(0.84),
+    }
+    grids = {PARAPHRASED: paraphrased, DOCUMENTS_WORDS: in_its_words}
+    assert choose_fusion(grids, dict.fromkeys(grids, 0.0)) == Fusion("rrf", 0.0)
+    in_its_words[Fusion("rrf", 0.6)] = scores(0.95)
+    assert choose_fusion(grids, dict.fromkeys(grids, 0.0)) == Fusion("rrf", 0.6), "it wins on both: chosen"
+
+
+def test_real_questions_outweigh_the_made_ones_as_they_accumulate() -> None:
+    made = {Fusion("rrf", 0.0): scores(0.90), Fusion("rrf", 1.0): scores(0.80)}
+    real = {Fusion("rrf", 0.0): scores(0.50), Fusion("rrf", 1.0): scores(0.70)}
+    grids = {PARAPHRASED: made, DOCUMENTS_WORDS: made, ANSWERED: real}
+    few = style_weights({PARAPHRASED: [], DOCUMENTS_WORDS: [], ANSWERED: [PseudoQuery("q", ("kb", 1))] * 10})
+    many = style_weights({PARAPHRASED: [], DOCUMENTS_WORDS: [], ANSWERED: [PseudoQuery("q", ("kb", 1))] * 500})
+    assert few == {PARAPHRASED: 1.0, DOCUMENTS_WORDS: 1.0, ANSWERED: 2 * 10 / REAL_FULL_WEIGHT}
+    assert many[ANSWERED] == 2.0, "capped at the made styles' total"
+    assert choose_fusion(grids, dict.fromkeys(grids, 0.0), few) == Fusion("rrf", 0.0)
+    assert choose_fusion(grids, dict.fromkeys(grids, 0.0), many) == Fusion("rrf", 1.0)
+
+
+def test_the_choice_is_the_best_single_on_average_or_a_hybrid_that_beats_it_on_every_style() -> None:
     rng = random.Random(22)
     for _ in range(300):
-        grid = {}
-        for method in FUSION_METHODS:
-            for weight in VECTOR_WEIGHTS:
-                mrr = rng.random()
-                grid[Fusion(method, weight)] = {"mrr": mrr, "ndcg": min(1.0, mrr + rng.uniform(-0.05, 0.1))}
-        chosen, single = choose_fusion(grid, noise=rng.uniform(0.0, 0.05)), best_single(grid)
-        assert grid[chosen]["mrr"] >= grid[single]["mrr"] - 0.01
-        assert grid[chosen]["ndcg"] >= grid[single]["ndcg"] - 0.01
+        grids = {
+            style: {
+                Fusion(method, weight): scores(mrr := rng.random(), min(1.0, mrr + rng.uniform(-0.05, 0.1)))
+                for method in FUSION_METHODS
+                for weight in VECTOR_WEIGHTS
+            }
+            for style in (PARAPHRASED, DOCUMENTS_WORDS)
+        }
+        noise = {style: rng.uniform(0.0, 0.05) for style in grids}
+        chosen = choose_fusion(grids, noise)
+        single = best_single(mean_grid(grids, dict.fromkeys(grids, 1.0)))
+        for grid in grids.values():
+            assert grid[chosen]["mrr"] >= grid[single]["mrr"]
+            assert grid[chosen]["ndcg"] >= grid[single]["ndcg"] - 0.01
 
 
 def test_real_answered_questions_join_the_self_test_as_asked() -> None:
@@ -158,6 +203,15 @@ def test_real_answered_questions_join_the_self_test_as_asked() -> None:
     assert without.report["real_questions"] == 0 and joined.report["real_questions"] == 2
     assert joined.report["queries"] == without.report["queries"] + 2
     assert masked_texts(corpus, real) == corpus.texts, "a real question is asked against the documents as they are"
+    assert ANSWERED not in joined.report["styles"], f"fewer than {MIN_QUERIES} real questions are no style of their own"
+    many = [
+        AnsweredQuestion(f"is kw{topic}a set up once per account ({n})", ("kb", topic))
+        for topic in range(8)
+        for n in (1, 2)
+    ]
+    counted = run_self_test(corpus, embedder, many).report["styles"]
+    assert set(counted) == {PARAPHRASED, DOCUMENTS_WORDS, ANSWERED}
+    assert counted[ANSWERED]["questions"] == 16 and counted[ANSWERED]["weight"] == round(2 * 16 / REAL_FULL_WEIGHT, 2)
 
 
 def test_a_duplicated_section_answers_the_pseudo_query_too() -> None:
