@@ -66,6 +66,16 @@ def test_a_short_report_that_names_only_a_topic_is_asked_about_not_answered(anal
     assert result.decision == "ask", "whichever article matches two words, sending it would be a guess"
 
 
+def test_a_short_report_that_says_what_is_wrong_gets_the_article_not_the_general_questions(
+    analyser: RetrievalAnalyser,
+) -> None:
+    report = "I sent my document to the office printer but nothing ever comes out of the printer"
+    result = analyser.analyse(text_snapshot(report, subject="Print job never comes out"))
+    assert result.evidence[0]["document"] == "printer-setup.md"
+    assert result.decision == "resolve", result.reason
+    assert result.information_gaps == ["error", "steps", "since"], "what it lacks is still recorded for a person"
+
+
 def test_outage_goes_to_the_incident_team(analyser: RetrievalAnalyser) -> None:
     result = analyser.analyse(
         text_snapshot("502 Bad Gateway for all users since 9:00, nobody can work", category="outage")
