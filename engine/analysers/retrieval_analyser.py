@@ -303,7 +303,7 @@ def _decide(
     steps = resolution_steps(evidence[0].get("passage") or evidence[0]["text"], query_of(ticket)) if evidence else []
     answerable = bool(steps) and answers(question, f"{evidence[0]['title']}\n{evidence[0]['text']}")
     needed = len(needed_details(ticket.category))
-    vague = len(gaps) >= min(VAGUE_GAPS, needed) > 0 and len(question_terms(ticket.text)[0]) < VAGUE_TERMS
+    vague = is_vague(ticket, gaps)
     surer = learned_confidence(learned.similarity, learned.record, settings) if learned else 0.0
     if learned and not vague and surer >= settings.RESOLVE_MIN_CONFIDENCE and (surer >= confidence or not answerable):
         return _propose_learned(ticket, learned, policy, settings, {**common, "confidence": surer})
@@ -333,6 +333,12 @@ def _decide(
         else "no evidence found"
     )
     return AnalysisResult(analyser=NAME, decision="escalate", reason=reason, **common)
+
+
+def is_vague(ticket: TicketSnapshot, gaps: list[str]) -> bool:
+    """Too little to tell which article applies (VAGUE_TERMS): asked about, never answered."""
+    needed = len(needed_details(ticket.category))
+    return len(gaps) >= min(VAGUE_GAPS, needed) > 0 and len(question_terms(ticket.text)[0]) < VAGUE_TERMS
 
 
 def _unanswerable(steps: list[str]) -> str:
