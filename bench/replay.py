@@ -1,6 +1,6 @@
 """The Goals of issue #22 on replay streams (bench/replay_streams.py), printed and never asserted.
 
-    .venv/bin/python bench/replay.py ../shared/data [--streams tv bike demo] [--limit N] [--json-dir DIR]
+    .venv/bin/python bench/replay.py ../shared/data [--streams tv router bike demo] [--limit N] [--json-dir DIR]
 
 Each stream goes through `engine.replay` (the real desk on a scratch database, the database outbox, a simulated
 person and customer) at the desk's default settings. Printed per stream: the replay's windows of 100 and, over
@@ -31,7 +31,7 @@ from engine.replay import CaseResult, print_summary, replay, scratch_settings  #
 
 LATE_SHARE = 0.7
 MINUTES = {"approved": 1, "edited": 3, "wrote": 4, "escalated": 1}
-NEVER_TUNED = {"bike"}
+TUNED = {"tv": "dev", "router": "dev, written for this project", "demo": "demo", "bike": "never tuned on"}
 
 
 def share_and_precision(results: list[CaseResult]) -> str:
@@ -71,8 +71,7 @@ def run_stream(name: str, folder: Path, limit: int | None, json_dir: Path | None
     if json_dir:
         json_dir.mkdir(parents=True, exist_ok=True)
         (json_dir / f"{name}.json").write_text(json.dumps([result.as_json() for result in results], indent=1))
-    tuned = "never tuned on" if name in NEVER_TUNED else "dev" if name == "tv" else "demo"
-    print(f"\n== stream {name} ({tuned}): {len(results)} cases")
+    print(f"\n== stream {name} ({TUNED[name]}): {len(results)} cases")
     print_summary(results)
     late = results[int(len(results) * (1 - LATE_SHARE)) :]
     print(f"last 70 %: {share_and_precision(late)}  (goal: ≥ 60 % at precision ≥ 0.97)")

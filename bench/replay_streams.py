@@ -13,6 +13,9 @@ the benchmark reads: `question` (cases with the same value are paraphrases of on
 - `bike` (never tuned on): bench/data/bike_help.json (40 help articles with two rider's paraphrases each, written for
   this project; no replay or decision setting was chosen on it), a fifth of the articles left out, the first line of
   40 real IT tickets (shared data `itsm-tickets`) as cases that expect no answer.
+- `router` (dev stream, tuned on): bench/data/router_help.json, 30 help articles of an imaginary home Wi-Fi router
+  with two or three customer questions each in their own words and 20 out-of-scope questions (one hostile), written
+  for this project (issue #22) to tune the decision path on; a fifth of the articles left out as for `bike`.
 - `demo`: the demo feed's 267 tickets with the demo articles, labelled by the sample itself (`expected_action`; no
   evidence labels, so an automatic answer is right by its label). A person's `answer` is the opening of the demo
   article that shares the most words with the ticket (a rule written here, not the product's retrieval).
@@ -27,6 +30,7 @@ import random
 import re
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +44,7 @@ NO_ARTICLE_SHARE = 0.2
 SEED = 22
 DEMO = ROOT / "connectors" / "demo_data"
 BIKE = ROOT / "bench" / "data" / "bike_help.json"
+ROUTER = ROOT / "bench" / "data" / "router_help.json"
 WORD = re.compile(r"[a-z]{4,}")
 IT_TICKETS = 40
 
@@ -108,42 +113,51 @@ def tv_stream(data_dir: Path, out: Path) -> Path:
     return write_stream(out, numbered(cases, rng, "tv"), documents)
 
 
-def bike_stream(data_dir: Path, out: Path) -> Path:
+def help_centre_stream(
+    source: Path, prefix: str, out: Path, out_of_scope: Callable[[random.Random], list[dict[str, str]]]
+) -> Path:
+    """A help centre's articles (`source`: title, text, questions) with a fifth of them left out, its questions as
+    cases that expect the article, and the tickets `out_of_scope` draws (subject, body) as cases that expect no
+    answer. One random generator, seeded SEED, chooses in that order, then shuffles the arrival order."""
     rng = random.Random(SEED)
-    articles = json.loads(BIKE.read_text(encoding="utf-8"))["articles"]
-    groups = {f"bike-{n:02d}": article["questions"] for n, article in enumerate(articles)}
+    articles = json.loads(source.read_text(encoding="utf-8"))["articles"]
+    groups = {f"{prefix}-{n:02d}": article["questions"] for n, article in enumerate(articles)}
     removed = without_articles(groups, NO_ARTICLE_SHARE, rng)
     documents = {
-        f"bike-{n:02d}.md": f"# {article['title']}\n\n{article['text']}\n"
+        f"{prefix}-{n:02d}.md": f"# {article['title']}\n\n{article['text']}\n"
         for n, article in enumerate(articles)
-        if f"bike-{n:02d}" not in removed
+        if f"{prefix}-{n:02d}" not in removed
     }
     cases = [
         {
             "subject": "",
             "body": question,
             "expected_action": "resolve",
-            "expected_evidence": [f"bike-{n:02d}"],
+            "expected_evidence": [f"{prefix}-{n:02d}"],
             "answer": article["text"],
-            "question": f"bike-{n:02d}",
-            "has_article": f"bike-{n:02d}" not in removed,
+            "question": f"{prefix}-{n:02d}",
+            "has_article": f"{prefix}-{n:02d}" not in removed,
         }
         for n, article in enumerate(articles)
         for question in article["questions"]
     ]
+    cases += [
+        {**ticket, "expected_action": "escalate", "question": f"{prefix}-out-{n}", "has_article": False}
+        for n, ticket in enumerate(out_of_scope(rng))
+    ]
+    return write_stream(out, numbered(cases, rng, prefix), documents)
+
+
+def bike_stream(data_dir: Path, out: Path) -> Path:
     with (data_dir / "itsm-tickets" / "tickets_dev.csv").open(encoding="utf-8", errors="replace") as handle:
         rows = [row for row in csv.DictReader(handle) if len((row.get("Description") or "").split()) >= 6]
-    cases += [
-        {
-            "subject": row["Short description"],
-            "body": row["Description"],
-            "expected_action": "escalate",
-            "question": f"it-{n}",
-            "has_article": False,
-        }
-        for n, row in enumerate(rng.sample(rows, IT_TICKETS))
-    ]
-    return write_stream(out, numbered(cases, rng, "bike"), documents)
+    it_tickets = [{"subject": row["Short description"], "body": row["Description"]} for row in rows]
+    return help_centre_stream(BIKE, "bike", out, lambda rng: rng.sample(it_tickets, IT_TICKETS))
+
+
+def router_stream(data_dir: Path, out: Path) -> Path:
+    questions = json.loads(ROUTER.read_text(encoding="utf-8"))["out_of_scope"]
+    return help_centre_stream(ROUTER, "router", out, lambda _: [{"subject": "", "body": text} for text in questions])
 
 
 def demo_stream(out: Path) -> Path:
@@ -185,7 +199,7 @@ def numbered(cases: list[dict[str, Any]], rng: random.Random, prefix: str) -> li
     return [{"id": f"{prefix}-{n:04d}", **case} for n, case in enumerate(cases, 1)]
 
 
-STREAMS = {"tv": tv_stream, "bike": bike_stream}
+STREAMS = {"tv": tv_stream, "bike": bike_stream, "router": router_stream}
 
 
 def build(data_dir: Path, out: Path, names: list[str]) -> dict[str, Path]:

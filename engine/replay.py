@@ -27,7 +27,6 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -191,23 +190,28 @@ class Replay:
             )
             ingest_item(session, item, self.settings)
 
-    def is_right(self, case: Case, citations: list[dict[str, Any]], session: Session | None = None) -> bool:
+    def is_right(self, case: Case, citations: list[dict[str, Any]]) -> bool:
+        with self.factory() as session:
+            return self.right_in(session, case, citations)
+
+    def right_in(self, session: Session, case: Case, citations: list[dict[str, Any]]) -> bool:
         """An answer is right for a case that expects one when it cites an expected document or a learned answer
         taught by a case with an expected document in common; with no documents named, by the label alone.
-        `session`: the caller's open one (a second session would wait for SQLite's write lock it holds)."""
+
+        Read in the caller's `session`: on SQLite a second session would wait for the write lock the person's
+        transaction holds (every transaction begins IMMEDIATE) until it fails as "database is locked"."""
         if case.expected_action != "resolve":
             return False
         if not case.expected_evidence:
             return True
         expected = set(case.expected_evidence)
-        with nullcontext(session) if session is not None else self.factory() as reading:
-            for citation in citations:
-                taught = teaching_ticket(reading, citation)
-                if taught is None:
-                    if names_expected(f"{citation.get('title', '')} {citation.get('document', '')}", expected):
-                        return True
-                elif (teacher := self.cases_by_ticket.get(taught)) and expected & set(teacher.expected_evidence):
+        for citation in citations:
+            taught = teaching_ticket(session, citation)
+            if taught is None:
+                if names_expected(f"{citation.get('title', '')} {citation.get('document', '')}", expected):
                     return True
+            elif (teacher := self.cases_by_ticket.get(taught)) and expected & set(teacher.expected_evidence):
+                return True
         return False
 
     def _person_acts(self, ticket_id: int, case: Case) -> Person | None:
@@ -222,7 +226,7 @@ class Replay:
             kind = ActionKind(draft.kind) if draft is not None else None
             if case.expected_action == "resolve":
                 if kind is ActionKind.PROPOSE_RESOLUTION:
-                    if self.is_right(case, cited(session, draft), session):
+                    if self.right_in(session, case, cited(session, draft)):
                         approve_draft(session, self.settings, OPERATOR, draft.id, draft.version)
                         return "approved"
                     edited = edit_draft(

@@ -12,6 +12,7 @@ import re
 from engine.analysers.escalation import DETAIL_SIGNALS
 from engine.core.analysis import TicketSnapshot
 from engine.core.templates import CATEGORY_DETAILS, DEFAULT_DETAILS, GAP_QUESTIONS
+from engine.trust.requests import LANGUAGE_NAMES, requests_of, seeks_information
 
 HOW_TO = re.compile(
     r"\b(how (do|can|to|should)|where (can|do|is)|is (there|it possible)|can (i|we|you)|what (is|are|does))\b", re.I
@@ -90,10 +91,21 @@ def given(detail: str, text: str, attachments: tuple[str, ...] = ()) -> bool:
     return any(pattern.search(text) for pattern in GIVEN[detail])
 
 
+def asks_to_know(text: str) -> bool:
+    """The ticket asks to know something (engine/trust/requests.py's `seeks_information`): "what does the purple
+    light mean?", "is there a separate wifi for guests?"."""
+    return any(seeks_information(request) for request in requests_of(text, LANGUAGE_NAMES))
+
+
 def information_gaps(ticket: TicketSnapshot) -> tuple[list[str], list[str]]:
-    """What this kind of request still lacks, and the questions that would close it; how-to questions lack nothing."""
+    """What this kind of request still lacks, and the questions that would close it. How-to questions lack nothing,
+    and neither does a question of a kind the desk does not know: the general details (error message, steps, since
+    when, who is affected) are a fault report's, and asking them of "the light glows purple, what does that
+    mean?" or of a question the desk does not handle at all tells the customer nobody read it."""
     text = ticket.text
     if HOW_TO.search(text) and len(text.split()) < HOW_TO_WORDS:
+        return [], []
+    if not ticket.category and asks_to_know(text):
         return [], []
     missing = [detail for detail in needed_details(ticket.category) if not given(detail, text, ticket.attachments)]
     return missing, [GAP_QUESTIONS[detail] for detail in missing]

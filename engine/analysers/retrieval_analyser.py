@@ -33,7 +33,7 @@ from engine.outcomes.learned import TrackRecord, item_records, subject_of
 from engine.outcomes.outcome_calibration import AdjustmentCache, adjusted, record_adjusted
 from engine.trust.decision import conclude, hand_over, screen_ticket
 from kb.calibration import stored_calibration
-from kb.confidence import DEFAULT_MODEL, ConfidenceModel, evidence_features
+from kb.confidence import DEFAULT_MODEL, ConfidenceModel, evidence_features, question_terms
 from kb.ledger import knowledge_base_empty, knowledge_languages, section_text
 from kb.search import deterministic_queries, search
 from kb.titles import heading_line
@@ -44,9 +44,11 @@ NUMBERED = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+(.+)$")
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 MAX_STEPS = 8
 VAGUE_GAPS = 3
-VAGUE_WORDS = 25
-"""A short report that lacks three of the details its kind needs (all of them when it needs fewer: "Invoice wrong")
-is asked about, never answered: whichever article matches its few words, sending it would be a guess."""
+VAGUE_TERMS = 6
+"""A report that names fewer than six things (content terms) and lacks three of the details its kind needs (all of
+them when it needs fewer: "Invoice wrong") is asked about, never answered: whichever article matches its few words,
+sending it would be a guess. Counted in terms, not words: "router shows a red blinking light since this morning, no
+internet in the whole house" is short but says what is wrong."""
 ASK_GAPS = 2
 """A request for information goes out when two details are missing (the only one, when the kind needs one)."""
 MAX_SENTENCES = 4
@@ -301,7 +303,7 @@ def _decide(
     steps = resolution_steps(evidence[0].get("passage") or evidence[0]["text"], query_of(ticket)) if evidence else []
     answerable = bool(steps) and answers(question, f"{evidence[0]['title']}\n{evidence[0]['text']}")
     needed = len(needed_details(ticket.category))
-    vague = len(gaps) >= min(VAGUE_GAPS, needed) > 0 and len(ticket.text.split()) <= VAGUE_WORDS
+    vague = is_vague(ticket, gaps)
     surer = learned_confidence(learned.similarity, learned.record, settings) if learned else 0.0
     if learned and not vague and surer >= settings.RESOLVE_MIN_CONFIDENCE and (surer >= confidence or not answerable):
         return _propose_learned(ticket, learned, policy, settings, {**common, "confidence": surer})
@@ -331,6 +333,12 @@ def _decide(
         else "no evidence found"
     )
     return AnalysisResult(analyser=NAME, decision="escalate", reason=reason, **common)
+
+
+def is_vague(ticket: TicketSnapshot, gaps: list[str]) -> bool:
+    """Too little to tell which article applies (VAGUE_TERMS): asked about, never answered."""
+    needed = len(needed_details(ticket.category))
+    return len(gaps) >= min(VAGUE_GAPS, needed) > 0 and len(question_terms(ticket.text)[0]) < VAGUE_TERMS
 
 
 def _unanswerable(steps: list[str]) -> str:

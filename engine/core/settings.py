@@ -59,7 +59,9 @@ class CoreSettings(BaseSettings):
     AUTOPILOT_ENABLED: bool = False
     AUTO_SEND_MIN_CONFIDENCE: float = Field(default=0.75, ge=0, le=1)
     """The measured operating point of the per-desk calibrated confidence (bench/evaluation.py)."""
-    RESOLVE_MIN_CONFIDENCE: float = Field(default=0.5, ge=0, le=1)
+    RESOLVE_MIN_CONFIDENCE: float = Field(default=0.3, ge=0, le=1)
+    """Retrieval-only: the least confidence at which a draft answer is prepared; under AUTO_SEND_MIN_CONFIDENCE it
+    waits for a person, who approves a right one instead of writing it (and so teaches the desk)."""
     REQUEST_SIMILARITY_FLOOR: float = Field(default=0.30, ge=-1, le=1)
     """A question the cited passage answers in other words: its embedding similarity to that passage reaches this floor
     and no other passage found is closer (engine/analysers/confidence.py). Measured for the bundled MiniLM model on the

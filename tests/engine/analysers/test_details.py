@@ -40,3 +40,21 @@ def test_a_how_to_question_lacks_nothing_and_an_unknown_kind_asks_the_general_de
     assert information_gaps(text_snapshot("How do I export a report to CSV?", category="product_howto")) == ([], [])
     gaps, _ = information_gaps(text_snapshot("It is broken again, please fix", subject="broken"))
     assert gaps == ["error", "steps", "since", "affected"]
+
+
+def test_a_question_of_an_unknown_kind_is_not_asked_for_a_fault_reports_details() -> None:
+    for question in (
+        "The light on the box glows purple, what does that mean?",
+        "Is your company hiring software developers?",
+        "my laptop drops the wifi every ten minutes but my phone is fine, any idea why?",
+    ):
+        assert information_gaps(text_snapshot(question, subject="")) == ([], [])
+    gaps, _ = information_gaps(text_snapshot("The light on the box glows purple and nothing loads.", subject="box"))
+    assert gaps == ["error", "steps", "since", "affected"]
+
+
+def test_a_question_of_a_known_kind_is_still_asked_what_its_kind_needs() -> None:
+    gaps, _ = information_gaps(
+        text_snapshot("The dashboard is blank after the update, why does that happen?", category="product_bug")
+    )
+    assert gaps == ["error", "steps", "workspace", "browser"]

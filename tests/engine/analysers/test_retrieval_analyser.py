@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.analysers.retrieval_analyser import RetrievalAnalyser, resolution_steps
+from engine.analysers.details import information_gaps
+from engine.analysers.retrieval_analyser import RetrievalAnalyser, is_vague, resolution_steps
 from engine.core.enums import OutboxState, OutcomeState, TicketStatus
 from engine.core.models import Analysis, Escalation, OutboxMessage, ResolutionOutcome, Ticket, TimelineEvent
 from engine.core.settings import Settings
@@ -64,6 +65,15 @@ def test_a_short_report_that_names_only_a_topic_is_asked_about_not_answered(anal
     assert result.evidence and result.evidence[0]["title"] == "Resetting your Northwind Labs password"
     assert result.confidence >= analyser.settings.RESOLVE_MIN_CONFIDENCE, "the article alone would have been proposed"
     assert result.decision == "ask", "whichever article matches two words, sending it would be a guess"
+
+
+def test_a_short_report_that_says_what_is_wrong_is_not_vague_and_one_that_names_only_a_topic_is() -> None:
+    report = text_snapshot("I sent my document to the office printer but nothing ever comes out of the printer")
+    gaps, _ = information_gaps(report)
+    assert gaps == ["error", "steps", "since"], "it lacks what a fault report needs"
+    assert not is_vague(report, gaps), "but it says what is wrong: an article that answers it may be drafted"
+    topic = text_snapshot("Password issue again.", subject="Password issue again", category="access")
+    assert is_vague(topic, information_gaps(topic)[0])
 
 
 def test_outage_goes_to_the_incident_team(analyser: RetrievalAnalyser) -> None:
