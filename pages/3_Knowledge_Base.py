@@ -234,10 +234,12 @@ else:
     )
     st.caption(
         f"Self-test on {test.get('queries', 0)} questions ({test.get('real_questions', 0)} asked by customers and "
-        "answered by a person, the rest reworded from the documents' own sentences): it finds the right document "
+        "answered by a person, the rest made from the documents' sentences, asked reworded and in their own words): "
+        "it finds the right document "
         f"with a score of {test.get('mrr', '—')} (mean reciprocal rank, 1 = always first; keywords alone "
         f"{test.get('bm25_mrr', '—')}, vectors alone {test.get('vector_mrr', '—')}; a combination is chosen only "
-        "when it beats both by more than the test's noise); confidence model fitted on "
+        "when it beats the better one on every kind of question by more than the test's noise); confidence model "
+        "fitted on "
         f"{calibration['confidence_samples']} cases; {calibration['changed_since']:.0%} of the chunks "
         "changed since (10 % re-calibrates)."
     )
