@@ -123,6 +123,11 @@ def test_metrics_show_what_each_auto_send_minimum_would_have_done(
         1,
     ]
     assert rows.loc[0.9, "sent automatically"] == 1 and rows.loc[0.95, "sent automatically"] == 0
+    [frame] = [frame for frame in at.dataframe if "minimum confidence" in frame.value.columns]
+    headers = {column: config.get("label") for column, config in json.loads(frame.proto.columns).items()}
+    assert headers["current setting"] == "today" and headers["confirmed by the customer"] == "confirmed"
+    assert {column for column, label in headers.items() if label} == set(table.columns)
+    assert max(len(label) for label in headers.values() if label) <= len("confirmed"), "no header is cut to …"
     assert any(button.label == "CSV · auto-send threshold on history" for button in at.get("download_button"))
 
 
