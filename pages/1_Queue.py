@@ -11,12 +11,12 @@ from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
-import streamlit.components.v1 as components
 
 from engine.core.db import transaction
 from engine.core.enums import Role, TicketStatus
 from engine.operators.actions import PRIORITIES, Actor, bulk_approve, bulk_assign, bulk_close
 from engine.operators.assignment import operator_team
+from engine.operators.merging import known_tags
 from engine.operators.queries import QueueFilter, held_draft_reasons, queue_page, sources, teams
 from engine.operators.sla import SlaTargets
 from ui import glossary
@@ -29,10 +29,10 @@ VIEWS = ("All tickets", "Needs approval", "Assigned to me", "My team's", "Escala
 KEEP = "no change"
 SHORTCUTS = {"j": "queue_down", "k": "queue_up", "Enter": "queue_open", "a": "queue_approve", "e": "queue_edit"}
 # Keys press the queue's own buttons, so a shortcut does nothing a click could not; typing in a field is left alone.
-# The listener lives in this frame's script: leaving the page (sidebar, Back) discards the frame and its listener with
-# it, so every new frame replaces the one it finds on the page instead of trusting a flag a dead frame left behind.
+# The script runs in the page itself (st.html, no iframe) and replaces any listener an earlier run left, so the keys
+# work after the sidebar or Back brought the operator here, not only after a reload.
 KEYBOARD = """<script>
-const doc = window.parent.document;
+const doc = window.document;
 if (doc.queueShortcuts) doc.removeEventListener("keydown", doc.queueShortcuts);
 doc.queueShortcuts = (event) => {
   const target = event.target;
@@ -67,10 +67,10 @@ PAGE_SIZE = runtime.settings.DASHBOARD_PAGE_SIZE
 SLA = SlaTargets.of(runtime.settings)
 st.title("Queue")
 show_flash()
-components.html(KEYBOARD, height=0)
+st.html(KEYBOARD, unsafe_allow_javascript=True)
 
 with runtime.factory() as session:
-    known_sources, known_teams = sources(session), teams(session)
+    known_sources, known_teams, tags = sources(session), teams(session), known_tags(session)
     held = held_draft_reasons(session)
     own_team = operator_team(session, actor.username)
 why_drafts_wait(held)
@@ -86,17 +86,20 @@ my_team = views[1].selectbox(
     disabled=view != "Escalated to my team",
     help="For the view Escalated to my team.",
 )
-filters = st.columns([2, 2, 2, 2, 3, 2])
+filters = st.columns([2, 2, 2, 2, 2, 3, 2])
 statuses = filters[0].multiselect(
     "Status", list(TicketStatus), format_func=glossary.status, key="queue_status", placeholder="Any"
 )
 chosen_sources = filters[1].multiselect("Source", known_sources, key="queue_source", placeholder="Any")
 chosen_teams = filters[2].multiselect("Team", known_teams, key="queue_team", placeholder="Any")
 chosen_priorities = filters[3].multiselect("Priority", PRIORITIES, key="queue_priority", placeholder="Any")
-search = filters[4].text_input(
+chosen_tags = filters[4].multiselect(
+    "Tags", tags, key="queue_tags", placeholder="Any", help="Tickets with any of the chosen tags."
+)
+search = filters[5].text_input(
     "Search", key="queue_search", placeholder="Any words in the ticket, a requester or TCKT-id"
 )
-sort = filters[5].selectbox("Sort", ["newest", "oldest", "recently updated", "time left"], key="queue_sort")
+sort = filters[6].selectbox("Sort", ["newest", "oldest", "recently updated", "time left"], key="queue_sort")
 queue = QueueFilter(
     statuses=tuple(statuses),
     sources=tuple(chosen_sources),
@@ -104,6 +107,7 @@ queue = QueueFilter(
     priorities=tuple(chosen_priorities),
     search=search,
     sort=sort,
+    tags=tuple(chosen_tags),
 )
 queue = with_view(queue, view, actor, my_team, own_team)
 if view == "My team's":
@@ -142,7 +146,7 @@ def new_arrivals() -> None:
     with runtime.factory() as session:
         _, now_total = queue_page(session, queue, limit=0, sla=SLA)
     st.caption(
-        queue_count_line(total, page_number, pages)
+        queue_count_line(total, page_number, pages, searched=bool(queue.search.strip()))
         + (
             f" · :orange[**🔔 {now_total - total:+,} since this page loaded: press Refresh**]"
             if now_total != total

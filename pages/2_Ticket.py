@@ -338,25 +338,10 @@ def outgoing(story: TicketStory) -> None:
         st.caption("No outgoing mail for this ticket.")
         return
     show_table(
-        pd.DataFrame(
-            [
-                {
-                    "what": glossary.message_kind(m.kind),
-                    "delivery": "awaiting confirmation"
-                    if m.state == "sending" and not m.claim_token
-                    else glossary.delivery(m.state),
-                    "to": m.to_address,
-                    "subject": m.subject,
-                    "sent by": "the desk" if m.automated else "a person",
-                    "attempts": m.attempts,
-                    "sent": m.sent_at,
-                    "error": m.last_error or "",
-                }
-                for m in story.outbox
-            ]
-        ),
+        pd.DataFrame([ticket_workspace.outgoing_row(m) for m in story.outbox]),
         hide_index=True,
         width="stretch",
+        column_config=ticket_workspace.OUTGOING_COLUMNS,
     )
     for message in story.outbox:
         if message.state == "uncertain":

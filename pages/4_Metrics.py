@@ -29,7 +29,27 @@ from engine.outcomes.threshold_history import threshold_history
 from ui import glossary
 from ui.components import page
 from ui.outcomes import resolution_funnel
-from ui.tables import in_words, show_table
+from ui.tables import in_words, short_headers, show_table
+
+JUDGED_HEADERS = {
+    "confirmed or durable": ("solved", "confirmed by the customer, or no complaint for long enough (durable)"),
+    "mean confidence": ("confidence", "the answers' mean AI confidence"),
+    "adjustment (logit)": ("adjustment", "the offset applied to new confidences in this category (logit)"),
+    "fitted ": ("minimum becomes", "the auto-send minimum after this category's adjustment"),
+}
+THRESHOLD_HEADERS = {
+    "minimum confidence": ("minimum", "the auto-send minimum confidence tried"),
+    "current setting": ("today", "the desk's minimum today"),
+    "sent automatically": ("sent", "drafts that would have gone out on their own"),
+    "approved as-is": ("approved", "a person approved them unchanged (right)"),
+    "edited": ("edited", "a person edited them before sending (wrong)"),
+    "rejected": ("rejected", "a person rejected them (wrong)"),
+    "confirmed by the customer": ("confirmed", "the customer confirmed the answer (right)"),
+    "re-opened by the customer": ("re-opened", "the customer re-opened the ticket (wrong)"),
+    "not known yet": ("unknown", "nobody has said yet"),
+    "right when known": ("right", "share right of those whose outcome is known"),
+    "coverage": ("coverage", "share of analysed tickets answered automatically"),
+}
 
 runtime, actor = page("Metrics")
 st.title("Metrics")
@@ -313,7 +333,13 @@ with runtime.factory() as session:
 if judged.empty:
     st.info("No automatic answers judged by customers yet: confirmed, durable and re-opened ones appear here.")
 else:
-    show_table(in_words(judged), hide_index=True, width="stretch", key="metrics_outcome_calibration")
+    show_table(
+        in_words(judged),
+        hide_index=True,
+        width="stretch",
+        key="metrics_outcome_calibration",
+        column_config=short_headers(JUDGED_HEADERS, judged.columns),
+    )
     csv_button(judged, "customer outcomes of automatic answers")
 
 st.subheader("Auto-send threshold on this desk's history")
@@ -341,5 +367,11 @@ else:
         lambda row: ["font-weight: bold; background-color: #fef3c7" if row["current setting"] else ""] * len(row),
         axis=1,
     )
-    show_table(shown, hide_index=True, width="stretch", key="metrics_threshold_history")
+    show_table(
+        shown,
+        hide_index=True,
+        width="stretch",
+        key="metrics_threshold_history",
+        column_config=short_headers(THRESHOLD_HEADERS, table.columns),
+    )
     csv_button(table, "auto-send threshold on history")

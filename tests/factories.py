@@ -47,6 +47,7 @@ from kb.self_test import SelfTestCorpus
 from tests.mail_servers import CUSTOMER_DOMAIN, DESK
 
 if TYPE_CHECKING:
+    from tests.emulators.imap import ImapEmulator
     from tests.emulators.openai_api import OpenAIEmulator
 
 _counter = itertools.count(1)
@@ -668,3 +669,15 @@ def desk_operators(factory: sessionmaker[Session], *people: tuple[str, Role]) ->
         for name, role in people:
             create_operator(session, admin, name, role, password=DESK_PASSWORD)
     return admin
+
+
+def imap_values(server: ImapEmulator) -> dict[str, object]:
+    """Settings that point the IMAP source at `server` (tests/emulators/imap.py), reading all its mail."""
+    return {
+        "IMAP_HOST": "127.0.0.1",
+        "IMAP_PORT": server.port,
+        "IMAP_SECURITY": "none",
+        "IMAP_USERNAME": server.username,
+        "IMAP_PASSWORD": SecretStr(server.password),
+        "IMAP_START_AT": "2000-01-01 00:00:00",
+    }

@@ -44,6 +44,14 @@ COLUMNS = (
 )
 
 
+CARDS_KEY = "connector_cards"
+NO_FADE = f"""<style>
+.st-key-{CARDS_KEY} [data-stale="true"] {{ opacity: 1 !important; transition: none !important; }}
+</style>"""
+"""Streamlit fades what a running script has not redrawn yet; the cards redraw on every refresh of the live part
+they sit in and look the same almost always, so they stay as they are until their new state arrives."""
+
+
 def _as_row(status: ConnectorStatus) -> dict[str, Any]:
     return {column: getattr(status, column) for column in COLUMNS}
 
@@ -91,7 +99,8 @@ def connector_cards(runtime: Runtime, columns: int = 2, actor: Actor | None = No
     `actor`, a source's open records before its start window can be taken as backlog there."""
     rows = connector_rows(runtime)
     takes_backlog = set(backlog_sources())
-    grid = st.columns(columns)
+    st.html(NO_FADE)
+    grid = st.container(key=CARDS_KEY).columns(columns)
     for index, row in enumerate(rows):
         with grid[index % columns].container(border=True):
             configured = row.get("configured")

@@ -95,6 +95,7 @@ EVENT = {
     "note_added": "Internal note",
     "merged_into": "Merged into another ticket",
     "merged_from": "Another ticket merged in",
+    "reply_redirected": "Reply moved to the surviving ticket",
     "linked": "Linked to another ticket",
     "tagged": "Tags changed",
     "overridden": "Decision overridden",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.operators.queries import SEARCH_COUNT_CAP
 from ui.glossary import plural
 
 NAMED = 5
@@ -46,5 +47,8 @@ def result_text(op: str, done: list[int], skipped: dict[int, str]) -> str:
     return " · ".join(parts)
 
 
-def queue_count_line(total: int, page_number: int, pages: int) -> str:
+def queue_count_line(total: int, page_number: int, pages: int, *, searched: bool = False) -> str:
+    """ "120 tickets · page 1 of 3"; a search past its count cap reads "1,000+ tickets · page 1 of 21+"."""
+    if searched and total > SEARCH_COUNT_CAP:
+        return f"{SEARCH_COUNT_CAP:,}+ tickets · page {page_number:,} of {pages:,}+"
     return f"{plural(total, 'ticket')} · page {page_number:,} of {pages:,}"

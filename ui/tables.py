@@ -58,6 +58,18 @@ def in_words(frame: pd.DataFrame) -> pd.DataFrame:
     return shown.rename(columns=lambda column: glossary.label(str(column)) if "_" in str(column) else column)
 
 
+def short_headers(labels: dict[str, tuple[str, str]], columns: Any) -> dict[str, Any]:
+    """Column settings showing each long header of `columns` as a short one with the full words in its tooltip:
+    a header wider than its values is cut to "…" at 1440 px. `labels` maps a header, or the start of one whose end
+    varies ("fitted 0.75 …"), to (short header, full words)."""
+    shown = {}
+    for column in map(str, columns):
+        found = labels.get(column) or next((pair for start, pair in labels.items() if column.startswith(start)), None)
+        if found:
+            shown[column] = st.column_config.Column(found[0], help=found[1])
+    return shown
+
+
 def _neutralised(data: Any) -> Any:
     if isinstance(data, Styler):
         safe = copy.copy(data)

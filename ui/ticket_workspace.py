@@ -12,7 +12,7 @@ import streamlit as st
 
 from engine.core.db import transaction
 from engine.core.enums import Role
-from engine.core.models import Ticket
+from engine.core.models import OutboxMessage, Ticket
 from engine.operators.actions import Actor
 from engine.operators.assignment import assign_to_person, assignable_operators
 from engine.operators.history import requester_history
@@ -37,6 +37,19 @@ Act = Callable[[str, Callable[[Any], object]], None]
 NOBODY = "nobody"
 HEARTBEATS_MISSED = 3
 """Someone counts as gone after this many refresh periods without a heartbeat."""
+OUTGOING_COLUMNS = {
+    "what": st.column_config.TextColumn("what", width=110),
+    "to": st.column_config.TextColumn("to", width="medium"),
+    "cc": st.column_config.TextColumn("copy to", width="medium"),
+    "files": st.column_config.TextColumn("attached", width="medium"),
+    "subject": st.column_config.TextColumn("subject", width="large"),
+    "delivery": st.column_config.TextColumn("delivery", width=120),
+    "by": st.column_config.TextColumn("sent by", width=90),
+    "attempts": st.column_config.NumberColumn("tries", width=60),
+    "sent": st.column_config.TextColumn("sent (UTC)", width=110),
+    "error": st.column_config.TextColumn("error", width="medium"),
+}
+"""The Outgoing mail table: short headers and set widths, so no column is cut to "…" at 1440 px."""
 
 
 def assignment(runtime: Runtime, actor: Actor, ticket: Ticket, act: Act) -> None:
@@ -236,3 +249,21 @@ def merge_link_and_tags(runtime: Runtime, actor: Actor, ticket: Ticket, act: Act
             width="stretch",
         ):
             act("Linked", lambda session: link_tickets(session, actor, ticket.id, int(other or 0)))
+
+
+def outgoing_row(message: OutboxMessage) -> dict[str, Any]:
+    """One outgoing message as the Outgoing mail table shows it (OUTGOING_COLUMNS): whom it was sent to and copied
+    to, the names of the files a person attached, and where its delivery stands."""
+    awaiting = message.state == "sending" and not message.claim_token
+    return {
+        "what": glossary.message_kind(message.kind),
+        "to": message.to_address,
+        "cc": ", ".join(message.cc_addresses or []) or "—",
+        "files": ", ".join(str(file.get("filename", "")) for file in message.attachments or []) or "—",
+        "subject": message.subject,
+        "delivery": "awaiting confirmation" if awaiting else glossary.delivery(message.state),
+        "by": "the desk" if message.automated else "a person",
+        "attempts": message.attempts,
+        "sent": message.sent_at.strftime("%d %b %H:%M") if message.sent_at else "not yet",
+        "error": message.last_error or "",
+    }

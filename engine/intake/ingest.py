@@ -309,7 +309,38 @@ def _close_from_source(session: Session, ticket: Ticket, item: TicketIn) -> bool
     return True
 
 
+def _surviving(session: Session, ticket: Ticket) -> Ticket:
+    """The ticket a merged duplicate went into (through merges of merges): where its conversation goes on."""
+    seen = {ticket.id}
+    while ticket.merged_into_id is not None and ticket.merged_into_id not in seen:
+        target = session.get(Ticket, ticket.merged_into_id)
+        if target is None:
+            break
+        seen.add(target.id)
+        ticket = target
+    return ticket
+
+
 def _reply(session: Session, ticket: Ticket, item: TicketIn, settings: Settings) -> IngestResult:
+    if (surviving := _surviving(session, ticket)) is not ticket:
+        # A customer answering the duplicate a person merged away: the reply belongs to the ticket it went into.
+        record_event(
+            session,
+            ticket,
+            "reply_redirected",
+            f"Reply from {item.requester_email} moved to {surviving.reference}, the ticket this one was merged into",
+            actor="customer",
+            into=surviving.id,
+        )
+        record_event(
+            session,
+            surviving,
+            "reply_redirected",
+            f"Reply from {item.requester_email} to {ticket.reference} (merged into this one) moved here",
+            actor="customer",
+            merged=ticket.id,
+        )
+        ticket = surviving
     reason = automatic_reason(item.headers, item.requester_email, item.subject, settings.from_address)
     message = _add_message(session, ticket, item, "automatic" if reason else "reply", reason)
     _store_attachments(session, ticket, message, item, settings)

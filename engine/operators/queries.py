@@ -35,6 +35,7 @@ from engine.core.models import (
     LearnedAnswer,
     OutboxMessage,
     Ticket,
+    TicketTag,
     TimelineEvent,
     utcnow,
 )
@@ -73,6 +74,13 @@ class QueueFilter:
     """Only tickets assigned to this operator ("assigned to me")."""
     breaching_soon: bool = False
     """Only open tickets past an SLA deadline or close to one."""
+    tags: tuple[str, ...] = ()
+    """Only tickets carrying any of these tags."""
+
+
+SEARCH_COUNT_CAP = 1000
+"""A search counts its tickets up to here and then says "1,000+": a word found in every ticket would otherwise count
+100,000 matches on every page it shows."""
 
 
 def status_counts(session: Session) -> dict[str, int]:
@@ -106,6 +114,8 @@ def _queue_conditions(session: Session, queue: QueueFilter) -> list[Any]:
         conditions.append(Ticket.priority.in_(queue.priorities))
     if queue.assignee:
         conditions.append(Ticket.assignee == queue.assignee)
+    if queue.tags:
+        conditions.append(Ticket.id.in_(select(TicketTag.ticket_id).where(TicketTag.tag.in_(queue.tags))))
     if text := queue.search.strip():
         if text.upper().startswith("TCKT-") and text[5:].isdigit():
             conditions.append(Ticket.id == int(text[5:]))
@@ -153,7 +163,8 @@ def queue_page(
     sla_hours: dict[str, float] | None = None,
     sla: SlaTargets | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """One page of the queue and the total matching, filtered, sorted and paged in the database.
+    """One page of the queue and the total matching, filtered, sorted and paged in the database; a search's total
+    stops at SEARCH_COUNT_CAP + 1 (read "more than SEARCH_COUNT_CAP").
 
     The "breaching soon" filter and the "time left" sort need `sla`, the targets in force.
     """
@@ -164,7 +175,10 @@ def queue_page(
         if queue.breaching_soon:
             conditions.append(breaching_soon(sla))
     order = time_left_order(session, sla) if queue.sort == "time left" and sla else SORTABLE[queue.sort]
-    total = session.scalar(select(func.count()).select_from(Ticket).where(*conditions)) or 0
+    matching = select(Ticket.id).where(*conditions)
+    if queue.search.strip():
+        matching = matching.limit(SEARCH_COUNT_CAP + 1)
+    total = session.scalar(select(func.count()).select_from(matching.subquery())) or 0
     rows = session.execute(
         select(
             Ticket.id,

@@ -9,26 +9,38 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.sparse import hstack, spmatrix
-from sklearn.feature_extraction.text import HashingVectorizer
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import HashingVectorizer
 
 WEIGHTS = Path(__file__).resolve().parent / "guard_model" / "weights.npz"
 FEATURES_PER_KIND = 2**17
 MAX_CHARS = 20_000  # per window; longer text is scored window by window
 
-CHARS = HashingVectorizer(
-    analyzer="char_wb", ngram_range=(2, 5), n_features=FEATURES_PER_KIND, alternate_sign=False, lowercase=False
-)
-WORDS = HashingVectorizer(
-    analyzer="word", ngram_range=(1, 2), n_features=FEATURES_PER_KIND, alternate_sign=False, lowercase=False
-)
+
+@functools.cache
+def _vectorisers() -> tuple[HashingVectorizer, HashingVectorizer]:
+    """Built at the first text scored: importing scikit-learn takes seconds, and every dashboard page imports this
+    module (through the actions) long before, or without ever, scoring a text."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    chars = HashingVectorizer(
+        analyzer="char_wb", ngram_range=(2, 5), n_features=FEATURES_PER_KIND, alternate_sign=False, lowercase=False
+    )
+    words = HashingVectorizer(
+        analyzer="word", ngram_range=(1, 2), n_features=FEATURES_PER_KIND, alternate_sign=False, lowercase=False
+    )
+    return chars, words
 
 
 def features(texts: list[str]) -> spmatrix:
     """Hashed features of already folded texts (engine.trust.deobfuscate.fold)."""
-    return hstack([CHARS.transform(texts), WORDS.transform(texts)]).tocsr()
+    chars, words = _vectorisers()
+    return hstack([chars.transform(texts), words.transform(texts)]).tocsr()
 
 
 @functools.cache

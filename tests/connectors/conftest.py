@@ -120,14 +120,3 @@ def imap_server() -> Iterator[ImapEmulator]:
     server = ImapEmulator().start()
     yield server
     server.stop()
-
-
-def imap_values(server: ImapEmulator) -> dict[str, object]:
-    return {
-        "IMAP_HOST": "127.0.0.1",
-        "IMAP_PORT": server.port,
-        "IMAP_SECURITY": "none",
-        "IMAP_USERNAME": server.username,
-        "IMAP_PASSWORD": SecretStr(server.password),
-        "IMAP_START_AT": "2000-01-01 00:00:00",
-    }

@@ -16,11 +16,12 @@ from connectors.http import combined_bundle, tls_context, verify_setting
 from connectors.imap import ImapSource
 from connectors.registry import connectors
 from engine.core.settings import Settings
-from tests.connectors.conftest import imap_values, with_settings
+from tests.connectors.conftest import with_settings
 from tests.connectors.test_imap_smtp import mail
 from tests.emulators.base import running
 from tests.emulators.graph import IdentityEmulator
 from tests.emulators.imap import ImapEmulator
+from tests.factories import imap_values
 
 
 def _certificates(path: str) -> int:

@@ -28,9 +28,10 @@ from engine.delivery.outbox import DatabaseTransport, deliver_outbox, enqueue_em
 from engine.delivery.sync import sync_back
 from engine.jobs import poll_source
 from kb.extract import extract
-from tests.connectors.conftest import imap_values, jira_values, with_settings
+from tests.connectors.conftest import jira_values, with_settings
 from tests.emulators.imap import ImapEmulator
 from tests.emulators.jira import JiraEmulator
+from tests.factories import imap_values
 from tests.mail_sink import smtp_sink
 
 

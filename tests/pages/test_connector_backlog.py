@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine import connector_status
 from engine.core.models import AuditEntry, Ticket
 from engine.core.settings import Settings, get_settings
-from tests.connectors.conftest import imap_values
 from tests.emulators.base import running
 from tests.emulators.imap import ImapEmulator
 from tests.emulators.servicenow import ServiceNowEmulator
+from tests.factories import imap_values
 from tests.pages.conftest import open_page, texts
 
 SETTINGS = "pages/5_Settings.py"

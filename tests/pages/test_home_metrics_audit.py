@@ -1,6 +1,7 @@
 """Home at a glance, the metrics page (with the offline evaluation report) and the audit log."""
 
 import json
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -10,6 +11,7 @@ from tests.factories import drafted, proposed_resolution
 from tests.pages.conftest import open_page, texts
 from tests.pages.seed import escalated
 from ui import glossary
+from ui.connectors import CARDS_KEY, NO_FADE
 
 
 def test_home_counts_and_events(app: Settings, session_factory: sessionmaker[Session]) -> None:
@@ -25,6 +27,24 @@ def test_home_counts_and_events(app: Settings, session_factory: sessionmaker[Ses
     events = at.dataframe[0].value
     assert {"Draft proposed", "Status changed"} <= set(events["event"])
     assert not any("_" in what or "AwaitingApproval" in what for what in events["what"])
+
+
+def blocks(node: Any) -> list[Any]:
+    """Every node under `node`, depth first (AppTest offers no lookup of a container by its key)."""
+    found = []
+    for child in getattr(node, "children", {}).values():
+        found += [child, *blocks(child)]
+    return found
+
+
+def test_home_connector_cards_sit_in_the_container_that_does_not_fade(app: Settings) -> None:
+    """The live part redraws the cards on every refresh; their container is the one NO_FADE keeps at full opacity
+    (in a browser: tests/browser/test_connector_cards_browser.py)."""
+    at = open_page("Home.py", "vic")
+    assert [html.proto.body for html in at.get("html")].count(NO_FADE) == 1
+    assert f".st-key-{CARDS_KEY} " in NO_FADE
+    [cards] = [node for node in blocks(at.main) if str(getattr(node.proto, "id", "")).endswith(f"-{CARDS_KEY}")]
+    assert any(str(getattr(node, "value", "")).startswith("**Demo feed**") for node in blocks(cards))
 
 
 def test_home_health_check_reads_as_cards(app: Settings) -> None:
@@ -103,6 +123,11 @@ def test_metrics_show_what_each_auto_send_minimum_would_have_done(
         1,
     ]
     assert rows.loc[0.9, "sent automatically"] == 1 and rows.loc[0.95, "sent automatically"] == 0
+    [frame] = [frame for frame in at.dataframe if "minimum confidence" in frame.value.columns]
+    headers = {column: config.get("label") for column, config in json.loads(frame.proto.columns).items()}
+    assert headers["current setting"] == "today" and headers["confirmed by the customer"] == "confirmed"
+    assert {column for column, label in headers.items() if label} == set(table.columns)
+    assert max(len(label) for label in headers.values() if label) <= len("confirmed"), "no header is cut to …"
     assert any(button.label == "CSV · auto-send threshold on history" for button in at.get("download_button"))
 
 

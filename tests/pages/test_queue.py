@@ -1,5 +1,6 @@
 """The queue: server-side filter, search and paging; bulk approve, assign and close; a row opens the ticket."""
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
@@ -10,6 +11,7 @@ from engine.core.models import Action, AuditEntry, OutboxMessage, Ticket
 from engine.core.settings import Settings
 from engine.operators.actions import Actor, assign, take_over
 from engine.operators.assignment import assign_to_person, set_operator_team
+from engine.operators.merging import set_tags
 from tests.factories import drafted, new_ticket, reply
 from tests.pages.conftest import open_page, texts
 from tests.pages.seed import escalated
@@ -153,3 +155,45 @@ def test_a_viewer_cannot_act_in_bulk(app: Settings, session_factory: sessionmake
         assert at.button(key=key).disabled
     with session_factory() as session:
         assert session.get(Action, action_id).state == ActionState.AWAITING_APPROVAL
+
+
+def test_the_tag_filter_shows_tickets_with_any_chosen_tag(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    vip, billing, untagged = (new_ticket(session_factory, app) for _ in range(3))
+    with session_factory.begin() as session:
+        set_tags(session, Actor("ann", Role.AGENT), vip, ["vip"])
+        set_tags(session, Actor("ann", Role.AGENT), billing, ["billing", "refund"])
+    at = open_page(QUEUE)
+    assert at.multiselect(key="queue_tags").options == ["billing", "refund", "vip"]
+    assert len(at.dataframe[0].value) == 3
+    at.multiselect(key="queue_tags").set_value(["vip"]).run()
+    assert list(at.dataframe[0].value["ticket"]) == [f"TCKT-{vip}"]
+    at.multiselect(key="queue_tags").set_value(["vip", "refund"]).run()
+    assert list(at.dataframe[0].value["ticket"]) == [f"TCKT-{billing}", f"TCKT-{vip}"]
+    assert f"TCKT-{untagged}" not in list(at.dataframe[0].value["ticket"])
+
+
+def test_a_search_counts_up_to_its_cap_and_says_more(
+    app: Settings, session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A word in every ticket is counted to the cap ("3+"), not to the end; the page still lists the newest."""
+    for module in ("engine.operators.queries", "ui.queue_words"):
+        monkeypatch.setattr(f"{module}.SEARCH_COUNT_CAP", 3)
+    for number in range(5):
+        new_ticket(session_factory, app, subject=f"Printer jam {number}")
+    at = open_page(QUEUE)
+    assert "5 tickets · page 1 of 1" in texts(at), "no search: the exact count"
+    at.text_input(key="queue_search").input("printer").run()
+    assert "3+ tickets · page 1 of 1+" in texts(at)
+    assert list(at.dataframe[0].value["ticket"])[:2] == ["TCKT-5", "TCKT-4"]
+
+
+def test_the_keys_are_a_script_in_the_page_itself(app: Settings, session_factory: sessionmaker[Session]) -> None:
+    """st.html with its script allowed, not the deprecated components iframe: the listener lives in the page, so
+    the keys work after the sidebar or Back brought the operator here."""
+    new_ticket(session_factory, app)
+    at = open_page(QUEUE)
+    [keys] = [html for html in at.get("html") if "queueShortcuts" in html.proto.body]
+    assert keys.proto.unsafe_allow_javascript
+    assert not [frame for frame in at.get("iframe") if "queueShortcuts" in frame.proto.srcdoc]

@@ -1,5 +1,7 @@
 """The ticket workspace: what it shows, and every operator action, each confirmed, timelined and audited."""
 
+import json
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
@@ -16,6 +18,12 @@ from tests.pages.conftest import open_page, texts
 from tests.pages.seed import escalated, scored
 
 TICKET = "pages/2_Ticket.py"
+
+
+def outgoing_table(at: AppTest) -> dict[str, dict]:
+    """The Outgoing mail table's column settings as the page sent them (header and width per column)."""
+    [table] = [table for table in at.dataframe if "cc" in table.value.columns]
+    return json.loads(table.proto.columns)
 
 
 def click(at: AppTest, label: str) -> AppTest:
@@ -212,10 +220,22 @@ def test_a_reply_with_a_copy_and_a_file_is_confirmed_sent_and_in_the_timeline(
         reply = session.scalar(select(OutboxMessage).where(OutboxMessage.kind == "manual_reply"))
         assert reply.cc_addresses == ["boss@customer.example"]
         assert [(f["filename"], f["content_type"]) for f in reply.attachments] == [("steps.txt", "text/plain")]
-    shown = texts(open_page(TICKET, id=str(ticket_id))).replace("\\", "")  # the timeline escapes markdown
+    at = open_page(TICKET, id=str(ticket_id))
+    shown = texts(at).replace("\\", "")  # the timeline escapes markdown
     assert (
         f"**Reply written** · ann replied to {reply.to_address}, cc boss@customer.example, with 1 attachment" in shown
     )
+    [mail] = [table.value for table in at.dataframe if "cc" in table.value.columns]
+    sent = mail[mail["what"] != "acknowledgement"].iloc[-1]
+    assert (sent["to"], sent["cc"], sent["files"], sent["by"]) == (
+        reply.to_address,
+        "boss@customer.example",
+        "steps.txt",
+        "a person",
+    )
+    headers = {column: config.get("label") for column, config in outgoing_table(at).items()}
+    assert headers["cc"] == "copy to" and headers["files"] == "attached"
+    assert not mail.isna().any().any()
 
 
 def test_a_bad_copy_address_is_refused_with_the_reason_and_nothing_is_sent(

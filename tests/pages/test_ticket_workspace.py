@@ -10,8 +10,9 @@ from engine.core.models import Ticket
 from engine.core.settings import Settings
 from engine.operators.actions import Actor
 from engine.operators.macros import save_canned_reply
+from engine.operators.merging import merge_ticket
 from engine.operators.notes import ticket_notes
-from tests.factories import new_ticket
+from tests.factories import new_ticket, reply
 from tests.pages.conftest import open_page, texts
 
 TICKET = "pages/2_Ticket.py"
@@ -112,3 +113,19 @@ def test_tags_merge_and_link(app: Settings, session_factory: sessionmaker[Sessio
     at = open_page(TICKET, id=str(target))
     assert f"Merged in: TCKT-{duplicate} · 1 message" in [e.label for e in at.expander]
     assert "Same VPN again" in [element.value for element in at.text]
+
+
+def test_a_reply_to_a_merged_ticket_shows_on_the_surviving_one(
+    app: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    target = new_ticket(session_factory, app, requester_email="grace@navy.example", subject="VPN down")
+    duplicate = new_ticket(session_factory, app, requester_email="grace@navy.example", body="Same VPN again")
+    with session_factory.begin() as session:
+        merge_ticket(session, Actor("ann", Role.AGENT), duplicate, target)
+    reply(session_factory, app, duplicate, "Now it drops every ten minutes.")
+    shown = texts(open_page(TICKET, id=str(target))).replace("\\", "")
+    assert "Now it drops every ten minutes." in shown
+    assert (
+        f"**Reply moved to the surviving ticket** · Reply from grace@navy.example to TCKT-{duplicate} "
+        "(merged into this one) moved here"
+    ) in shown

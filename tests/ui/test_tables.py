@@ -10,7 +10,7 @@ import pytest
 import streamlit
 from streamlit.testing.v1 import AppTest
 
-from ui.tables import EXPORT_OFF
+from ui.tables import EXPORT_OFF, short_headers
 
 FRAME = pd.DataFrame({"category": ["=1+1", "-vpn", "@team", "billing"], "floor": [0.5, -0.25, 0.7, 0.8]})
 
@@ -44,3 +44,11 @@ def test_tables_neutralise_text_only_while_their_csv_download_is_on(table_export
         assert list(table.value["floor"]) == list(FRAME["floor"]), "numbers keep their value and type"
     assert len(at.dataframe) == 3
     pd.testing.assert_frame_equal(at.session_state["read_back"], FRAME)
+
+
+def test_short_headers_name_columns_by_their_whole_header_or_its_start() -> None:
+    labels = {"mean confidence": ("confidence", "mean AI confidence"), "fitted ": ("becomes", "minimum after it")}
+    shown = short_headers(labels, ["category", "mean confidence", "fitted 0.75 (auto-send minimum) becomes"])
+    assert set(shown) == {"mean confidence", "fitted 0.75 (auto-send minimum) becomes"}
+    assert (shown["mean confidence"]["label"], shown["mean confidence"]["help"]) == ("confidence", "mean AI confidence")
+    assert shown["fitted 0.75 (auto-send minimum) becomes"]["label"] == "becomes"

@@ -5,7 +5,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.enums import ActionState, Role, TicketStatus
-from engine.core.models import Action, AuditEntry, Ticket, TimelineEvent
+from engine.core.models import Action, AuditEntry, EmailInteraction, Ticket, TimelineEvent
 from engine.core.settings import Settings
 from engine.operators.actions import Actor, PermissionDeniedError
 from engine.operators.merging import (
@@ -94,3 +94,42 @@ def test_tags_are_cleaned_replaced_and_audited(session_factory: sessionmaker[Ses
         ]
     with pytest.raises(ValueError):
         clean_tag("x" * 51)
+
+
+def test_a_reply_to_a_merged_duplicate_goes_to_the_surviving_ticket(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """The customer answers the mail of the ticket a person merged away: the reply lands on the ticket it went into
+    (through a merge of a merge), both timelines say so, and the surviving ticket is worked again."""
+    first = new_ticket(session_factory, settings, requester_email="grace@navy.example")
+    middle = new_ticket(session_factory, settings, requester_email="grace@navy.example")
+    surviving = new_ticket(session_factory, settings, requester_email="grace@navy.example")
+    with session_factory.begin() as session:
+        merge_ticket(session, ANN, first, middle)
+    with session_factory.begin() as session:
+        merge_ticket(session, ANN, middle, surviving)
+    reply(session_factory, settings, first, "It still fails after the update.")
+    with session_factory() as session:
+        bodies = {
+            ticket_id: [
+                m.body for m in session.scalars(select(EmailInteraction).where(EmailInteraction.ticket_id == ticket_id))
+            ]
+            for ticket_id in (first, surviving)
+        }
+        told = {
+            ticket_id: session.scalars(
+                select(TimelineEvent.title).where(
+                    TimelineEvent.ticket_id == ticket_id, TimelineEvent.type == "reply_redirected"
+                )
+            ).all()
+            for ticket_id in (first, surviving)
+        }
+        received = session.scalars(select(TimelineEvent.ticket_id).where(TimelineEvent.type == "reply_received")).all()
+        assert session.get(Ticket, first).status == TicketStatus.CLOSED
+    assert "It still fails after the update." in bodies[surviving]
+    assert "It still fails after the update." not in bodies[first]
+    assert told[first] == [
+        f"Reply from grace@navy.example moved to TCKT-{surviving}, the ticket this one was merged into"
+    ]
+    assert told[surviving] == [f"Reply from grace@navy.example to TCKT-{first} (merged into this one) moved here"]
+    assert received == [surviving]
