@@ -1,15 +1,15 @@
 """The connector cards do not fade while their live part refreshes (ui/connectors.NO_FADE), in headless Chromium.
 
-Streamlit fades what a running script has not redrawn yet. A one-fragment app shows it: the fragment reads for a
-while before it draws (as Home's live part queries the database), a card in the cards' container and one outside
-it; while the fragment runs, both are marked stale, and only the one outside fades."""
+Streamlit fades what a running script has not redrawn yet. A one-fragment app shows it: after its first drawing, the
+fragment's refresh holds before it draws (as Home's live part queries the database) until the test releases it, with
+a card in the cards' container and one outside it; while the refresh is held, both are marked stale, and only the one
+outside fades. The test samples during the hold and releases it; nothing depends on how fast either side runs."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,14 +22,19 @@ from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 APP = """
-import time
 from datetime import timedelta
+from pathlib import Path
 import streamlit as st
+from tests.waiting import wait_until
 from ui.connectors import CARDS_KEY, NO_FADE
 
-@st.fragment(run_every=timedelta(seconds=2))
+RELEASE = Path(__file__).with_name("release")
+
+@st.fragment(run_every=timedelta(seconds=1))
 def live() -> None:
-    time.sleep(1.5)
+    if st.session_state.setdefault("drawn", False):  # a refresh: held until the test has seen the stale elements
+        wait_until(RELEASE.exists, timeout=300, interval=0.05, what="the test's release")
+    st.session_state.drawn = True
     st.html(NO_FADE)
     st.container(key=CARDS_KEY).markdown("connector card")
     st.container(key="elsewhere").markdown("other element")
@@ -43,7 +48,7 @@ STATE = """key => {
 
 
 @pytest.fixture
-def refreshing_app(tmp_path: Path) -> Iterator[str]:
+def refreshing_app(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     script = tmp_path / "cards.py"
     script.write_text(APP)
     port = free_port()
@@ -56,28 +61,29 @@ def refreshing_app(tmp_path: Path) -> Iterator[str]:
         try:
             url = f"http://127.0.0.1:{port}"
             wait_until(lambda: answers(f"{url}/_stcore/health"), timeout=60, what="the cards app")
-            yield url
+            yield url, tmp_path / "release"
         finally:
             server.terminate()
             server.wait(timeout=20)
 
 
-def test_the_cards_keep_full_opacity_while_the_live_part_refreshes(refreshing_app: str) -> None:
+def test_the_cards_keep_full_opacity_while_the_live_part_refreshes(refreshing_app: tuple[str, Path]) -> None:
+    url, release = refreshing_app
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page()
-        page.goto(refreshing_app)
+        page.goto(url)
         page.get_by_text("other element").wait_for(timeout=60_000)
         cards, elsewhere = [], []
 
         def sample() -> bool:
-            """Samples until the element outside the cards has faded during a refresh (the fade is Streamlit's)."""
+            """Samples until the element outside the cards has faded in the held refresh (the fade is Streamlit's)."""
             cards.append(page.evaluate(STATE, "connector_cards"))
             elsewhere.append(page.evaluate(STATE, "elsewhere"))
-            time.sleep(0.1)
             return any(state and state["stale"] and state["opacity"] < 0.9 for state in elsewhere)
 
         wait_until(sample, timeout=90, what="a refresh that fades what is outside the cards")
+        release.touch()
         browser.close()
     stale_cards = [state for state in cards if state and state["stale"]]
     assert stale_cards, "the cards were redrawn in every refresh"
