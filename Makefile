@@ -53,4 +53,5 @@ lint: install-dev
 	$(BIN)/ruff format --check .
 
 test: install-dev lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadgroup -m 'not serial'
+	$(BIN)/python -m pytest -m serial

@@ -31,6 +31,18 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+SHARED_SERVERS = {"mail_servers": "mail"}
+"""Session-wide servers a test may share: with `make test`'s workers (pytest-xdist, `--dist loadgroup`) every test
+that uses one runs on the same worker, so one Postfix and Dovecot serve the run instead of one per worker."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, group in SHARED_SERVERS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
+
+
 class _ArgonOncePerInput(PasswordHasher):
     """argon2 with the product's parameters costs 0.1-0.25 s of CPU per hash or verification, and tests create
     operators with the same few passwords and sign them in again and again: each password is hashed once per run and

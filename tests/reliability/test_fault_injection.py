@@ -139,6 +139,8 @@ def settle_uncertain(factory: sessionmaker[Session], mailbox: Mailbox) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.serial
+@pytest.mark.timeout(900)
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_kills_drops_and_a_database_restart_neither_lose_nor_double_work(

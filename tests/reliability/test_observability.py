@@ -76,7 +76,7 @@ def test_engine_serves_database_and_job_metrics(
     def every_job_ran_once() -> bool:
         assert worker.poll() is None, "the engine process died"
         try:
-            response = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+            response = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=60)
         except requests.ConnectionError:
             return False
         scraped.update(_samples(response.text))
@@ -87,7 +87,7 @@ def test_engine_serves_database_and_job_metrics(
         wait_until(every_job_ran_once, timeout=90, what="one run of every engine job and 3 analyses on /metrics")
         # Every job has run once, none runs again for an hour, and the analysis pool has finished the 3 tickets
         # it claimed: the database holds still, so a scrape must match what the database says now.
-        samples = _samples(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+        samples = _samples(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=60).text)
     finally:
         worker.terminate()
         output = worker.communicate(timeout=30)[0]
