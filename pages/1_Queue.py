@@ -28,8 +28,7 @@ from ui.tables import show_table
 
 VIEWS = ("All tickets", "Needs approval", "Assigned to me", "My team's", "Escalated to my team", "Breaching soon")
 KEEP = "no change"
-PARTS = ("team", "priority")
-"""What Assign sets, each from its box (queue_bulk_team, queue_bulk_priority) unless that box says KEEP."""
+PARTS = ("team", "priority")  # what Assign sets, each from its box (queue_bulk_<part>) unless that box says KEEP
 SHORTCUTS = {"j": "queue_down", "k": "queue_up", "Enter": "queue_open", "a": "queue_approve", "e": "queue_edit"}
 # Keys press the queue's own buttons, so a shortcut does nothing a click could not; typing in a field is left alone.
 # The script runs in the page itself (st.html, no iframe) and replaces any listener an earlier run left, so the keys
