@@ -189,41 +189,61 @@ def measure(page: str, runs: int, **query: str) -> tuple[float, list[float]]:
     return cold, timings
 
 
-def timed(action: Any) -> float:
+STATEMENTS = [0]
+"""SQL statements sent by this process so far (every engine's), so each interaction's figure comes with a count
+that the machine's load cannot change."""
+
+
+def count_statements() -> None:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    event.listen(Engine, "before_cursor_execute", lambda *_: STATEMENTS.__setitem__(0, STATEMENTS[0] + 1))
+
+
+def timed(action: Any, statements: list[int] | None = None) -> float:
+    """Wall time of `action`; the SQL statements it sent are appended to `statements`."""
+    before = STATEMENTS[0]
     started = time.perf_counter()
     action()
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    if statements is not None:
+        statements.append(STATEMENTS[0] - before)
+    return elapsed
 
 
-def queue_interactions(runs: int) -> dict[str, list[float]]:
+def queue_interactions(runs: int) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
     """What an operator waits for in the queue, each `runs` times: a click on a row opening its ticket (the queue's
     run that switches page and the ticket page's render), j / k moving the focus, and a asking for the confirmation
-    (cancelled again, untimed)."""
+    (cancelled again, untimed); with the SQL statements each sent."""
     at = signed_in_app("pages/1_Queue.py")
     at.run()
     rows = len(at.dataframe[0].value)
     waits: dict[str, list[float]] = {"open a ticket from the queue": [], "key j or k": [], "key a (confirmation)": []}
+    sent: dict[str, list[int]] = {label: [] for label in waits}
     for _ in range(runs):
-        waits["key j or k"].append(timed(lambda: at.button(key="queue_down").click().run()))
-        waits["key j or k"].append(timed(lambda: at.button(key="queue_up").click().run()))
+        for key in ("queue_down", "queue_up"):
+            waits["key j or k"].append(timed(lambda key=key: at.button(key=key).click().run(), sent["key j or k"]))
     for _ in range(rows):
         if len(waits["key a (confirmation)"]) >= runs:
             break
         if not at.button(key="queue_approve").disabled:
-            waits["key a (confirmation)"].append(timed(lambda: at.button(key="queue_approve").click().run()))
+            waits["key a (confirmation)"].append(
+                timed(lambda: at.button(key="queue_approve").click().run(), sent["key a (confirmation)"])
+            )
             at.button(key="queue_confirm_no").click().run()
         if at.button(key="queue_down").disabled:  # the page's last row
             break
         at.button(key="queue_down").click().run()
     for run in range(runs):
         at.session_state["queue_table"] = {"selection": {"rows": [], "columns": [], "cells": [[run % rows, "subject"]]}}
-        waits["open a ticket from the queue"].append(timed(at.run))
+        waits["open a ticket from the queue"].append(timed(at.run, sent["open a ticket from the queue"]))
         if at.exception:
             raise RuntimeError(f"opening a ticket failed: {at.exception[0].message}")
         at.switch_page("pages/1_Queue.py")
         at.session_state["queue_table"] = {"selection": {"rows": [], "columns": [], "cells": []}}
         at.run()
-    return waits
+    return waits, sent
 
 
 def first_page_after_start() -> float:
@@ -273,6 +293,7 @@ def main() -> int:
     if args.first_page_only:  # the child of first_page_after_start(): the environment is already set
         at = signed_in_app("Home.py")
         at.run()
+        print(f"modules imported by the first page: {len(sys.modules):,}", flush=True)
         return 1 if at.exception else 0
     ticket_id = prepare(args.url, args.tickets, args.events)
     os.environ.update(
@@ -296,9 +317,12 @@ def main() -> int:
     ):
         cold, timings = measure(page, args.runs, **query)
         percentiles(label, cold, timings)
-    for label, timings in queue_interactions(args.runs).items():
+    count_statements()
+    waits, sent = queue_interactions(args.runs)
+    for label, timings in waits.items():
         if timings:
             percentiles(label, None, timings)
+    print("SQL statements per interaction: " + "; ".join(f"{label} {sorted(set(n))}" for label, n in sent.items()))
     return 0
 
 

@@ -8,6 +8,7 @@ says when new tickets arrived, and Refresh loads them.
 import json
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -20,13 +21,14 @@ from engine.operators.merging import known_tags
 from engine.operators.queries import QueueFilter, held_draft_reasons, queue_page, sources, teams
 from engine.operators.sla import SlaTargets
 from ui import glossary
-from ui.auth import allowed, session_alive
+from ui.auth import allowed, live_actor, session_alive
 from ui.components import flash, page, page_buttons, plain, role_hint, show_flash, why_drafts_wait
 from ui.queue_words import confirmation_text, queue_count_line, result_text
 from ui.tables import show_table
 
 VIEWS = ("All tickets", "Needs approval", "Assigned to me", "My team's", "Escalated to my team", "Breaching soon")
 KEEP = "no change"
+PARTS = ("team", "priority")  # what Assign sets, each from its box (queue_bulk_<part>) unless that box says KEEP
 SHORTCUTS = {"j": "queue_down", "k": "queue_up", "Enter": "queue_open", "a": "queue_approve", "e": "queue_edit"}
 # Keys press the queue's own buttons, so a shortcut does nothing a click could not; typing in a field is left alone.
 # The script runs in the page itself (st.html, no iframe) and replaces any listener an earlier run left, so the keys
@@ -163,7 +165,23 @@ with bar[0]:
     new_arrivals()
 
 
-def confirm_panel() -> None:
+def ask(confirm: dict[str, Any]) -> None:
+    """A button's callback: the confirmation shows in the run its click starts, with no second run."""
+    st.session_state["queue_confirm"] = confirm
+
+
+def ask_assign(ids: list[int]) -> None:
+    """Assign's callback: the team and priority as the two boxes beside it read at the click."""
+    chosen = {part: None if (value := st.session_state[f"queue_bulk_{part}"]) == KEEP else value for part in PARTS}
+    ask({"op": "assign", "ids": ids, **chosen})
+
+
+def move_focus(cursor: int) -> None:
+    """j / k's callback: the focus has moved before the run the key starts, so one run draws it."""
+    st.session_state["queue_cursor"] = cursor
+
+
+def confirm_panel(actor: Actor) -> None:
     """The confirmation every bulk or keyboard action waits for; nothing is sent or changed before it."""
     confirm = st.session_state.get("queue_confirm")
     if not confirm:
@@ -172,6 +190,7 @@ def confirm_panel() -> None:
     with st.container(border=True):
         st.warning(what)
         yes, no, _ = st.columns([1, 1, 6])
+        no.button("Cancel", key="queue_confirm_no", on_click=st.session_state.pop, args=("queue_confirm",))
         if yes.button("Confirm", type="primary", key="queue_confirm_yes"):
             st.session_state.pop("queue_confirm")
             try:
@@ -196,140 +215,164 @@ def confirm_panel() -> None:
                     "warning" if result.skipped else "success",
                 )
             st.session_state["queue_refreshes"] = st.session_state.get("queue_refreshes", 0) + 1
-            st.rerun()
-        if no.button("Cancel", key="queue_confirm_no"):
-            st.session_state.pop("queue_confirm")
-            st.rerun()
+            st.rerun(scope="app")  # the whole page: the snapshot reloads and the notice shows at the top
+
+
+def focus_bar(actor: Actor, rows: list[dict[str, Any]], cursor: int) -> None:
+    """The focused row and what the keys do to it; the keys press these buttons (KEYBOARD)."""
+    focus = rows[cursor]
+    bar = st.columns([5, 1, 1, 1.4, 2, 1.3], vertical_alignment="center")
+    bar[0].markdown(f"▶ **{focus['ticket']}** · {plain(focus['subject'])}")
+    for column, key, label, step in ((bar[1], "queue_up", "↑ k", -1), (bar[2], "queue_down", "↓ j", 1)):
+        column.button(
+            label,
+            key=key,
+            disabled=not 0 <= cursor + step < len(rows),
+            width="stretch",
+            on_click=move_focus,
+            args=(cursor + step,),
+        )
+    if bar[3].button("Open ↵", key="queue_open", type="primary", width="stretch"):
+        st.switch_page("pages/2_Ticket.py", query_params={"id": str(focus["id"])})
+    bar[4].button(
+        "Approve draft (a)",
+        key="queue_approve",
+        disabled=not focus["draft"] or not allowed(actor, Role.AGENT),
+        help=role_hint(actor, Role.AGENT) or "Send this ticket's draft, after a confirmation.",
+        width="stretch",
+        on_click=ask,
+        args=({"op": "approve", "drafts": {focus["id"]: focus["draft"]}},),
+    )
+    if bar[5].button("Edit (e)", key="queue_edit", help="Open the ticket at its draft.", width="stretch"):
+        st.switch_page("pages/2_Ticket.py", query_params={"id": str(focus["id"])})
+
+
+def queue_table(rows: list[dict[str, Any]], cursor: int) -> list[dict[str, Any]]:
+    """The page's rows, the focused one highlighted; a clicked cell opens its ticket; returns the ticked rows."""
+    frame = pd.DataFrame(rows)
+    frame["status"] = frame["status"].map(glossary.status).where(frame["waiting"] == "", frame["waiting"]) + frame[
+        "attention"
+    ].map({True: " · needs you", False: ""})
+    frame["draft"] = frame["draft"].map(lambda draft: "✓" if draft else "")
+    frame["confidence"] = frame["confidence"].map(lambda value: glossary.confidence(None if pd.isna(value) else value))
+    frame["escalation_score"] = frame["escalation_score"].map(lambda value: "—" if pd.isna(value) else f"{value:.0f}")
+    styled = frame.style.apply(
+        lambda row: ["background-color: rgba(255, 196, 0, 0.25)" if row.name == cursor else ""] * len(row), axis=1
+    )
+    picked = show_table(
+        styled,
+        hide_index=True,
+        width="stretch",
+        height=min(38 + 35 * len(rows), 640),
+        on_select="rerun",
+        selection_mode=["multi-row", "single-cell"],
+        key="queue_table",
+        column_order=[
+            "ticket",
+            "status",
+            "subject",
+            "priority",
+            "team",
+            "age_hours",
+            "sla",
+            "confidence",
+            "escalation_score",
+            "draft",
+            "assignee",
+        ],
+        column_config={
+            "ticket": st.column_config.TextColumn("Ticket", width=80, help="Click a cell to open the ticket."),
+            "status": st.column_config.TextColumn("Status", width=150),
+            "subject": st.column_config.TextColumn("Subject", width=158),
+            "priority": st.column_config.TextColumn("Priority", width=65),
+            "team": st.column_config.TextColumn("Team", width=85),
+            "age_hours": st.column_config.NumberColumn("Age (h)", format="%.1f", width=60),
+            "sla": st.column_config.TextColumn("SLA", width=72),
+            "confidence": st.column_config.TextColumn("Confidence", width=75),
+            "escalation_score": st.column_config.TextColumn("Escalation", width=70),
+            "draft": st.column_config.TextColumn("Draft", width=50),
+            "assignee": st.column_config.TextColumn("Assigned to", width=75),
+        },
+    )
+    clicked = picked.selection.cells if picked else []
+    if clicked and clicked[0][0] < len(rows):
+        st.switch_page("pages/2_Ticket.py", query_params={"id": str(rows[clicked[0][0]]["id"])})
+    return [rows[index] for index in (picked.selection.rows if picked else []) if index < len(rows)]
+
+
+def bulk_actions(actor: Actor, selected: list[dict[str, Any]]) -> None:
+    """Approve, assign or close the ticked rows, each after the confirmation above the table."""
+    st.divider()
+    st.subheader(f"{len(selected)} selected")
+    ids = [row["id"] for row in selected]
+    drafts = {row["id"]: row["draft"] for row in selected if row["draft"]}
+    no_right = role_hint(actor, Role.AGENT)
+    may_act = allowed(actor, Role.AGENT)
+    actions = st.columns([2, 2, 2, 1, 2], vertical_alignment="bottom")
+    actions[0].button(
+        f"Approve {glossary.plural(len(drafts), 'draft')}",
+        disabled=not drafts or not may_act,
+        help=no_right,
+        key="queue_bulk_approve",
+        width="stretch",
+        on_click=ask,
+        args=({"op": "approve", "drafts": drafts},),
+    )
+    actions[1].selectbox("Set team", [KEEP, *known_teams], key="queue_bulk_team")
+    actions[2].selectbox("Set priority", [KEEP, *PRIORITIES], key="queue_bulk_priority")
+    actions[3].button(
+        "Assign",
+        disabled=not may_act,
+        help=no_right,
+        key="queue_bulk_assign",
+        width="stretch",
+        on_click=ask_assign,
+        args=(ids,),
+    )
+    actions[4].button(
+        f"Close {glossary.plural(len(ids), 'ticket')}",
+        disabled=not may_act,
+        help=no_right,
+        key="queue_bulk_close",
+        width="stretch",
+        on_click=ask,
+        args=({"op": "close", "ids": ids},),
+    )
+
+
+@st.fragment
+def workspace() -> None:
+    """The focus, the table and what to do with its rows. A key, a click or a ticked row reruns only this part:
+    the filters above and their queries stay as they are, so the keys answer at once."""
+    actor = live_actor(activity=True)
+    if actor is None:
+        return
+    rows = st.session_state["queue_snapshot"]["rows"]
+    cursor = min(int(st.session_state.get("queue_cursor", 0)), len(rows) - 1)
+    focus_bar(actor, rows, cursor)
+    confirm_panel(actor)  # above the table, where the key or button that asked for it was pressed
+    st.space("small")  # room for the table's toolbar, which would otherwise cover "Edit (e)"
+    selected = queue_table(rows, cursor)
+    pager = st.columns([2, 2, 2, 6])
+    page_buttons(pager, "queue", page_number, pages, ("← Previous", "Next →"))
+    jump = pager[2].number_input(
+        "Go to page",
+        min_value=1,
+        max_value=pages,
+        value=page_number,
+        key=f"queue_jump_{page_number}_{pages}",
+        label_visibility="collapsed",
+    )
+    if jump != page_number:
+        st.session_state["queue_page"] = int(jump)
+        st.rerun(scope="app")
+    if selected:
+        bulk_actions(actor, selected)
+    else:
+        st.caption("Click a cell to open its ticket; tick rows to act on several at once.")
 
 
 if not rows:
     st.info("No tickets match. New tickets appear here as the sources deliver them.")
     st.stop()
-
-cursor = min(int(st.session_state.get("queue_cursor", 0)), len(rows) - 1)
-focus = rows[cursor]
-focus_bar = st.columns([5, 1, 1, 1.4, 2, 1.3], vertical_alignment="center")
-focus_bar[0].markdown(f"▶ **{focus['ticket']}** · {plain(focus['subject'])}")
-for column, key, label, step in ((focus_bar[1], "queue_up", "↑ k", -1), (focus_bar[2], "queue_down", "↓ j", 1)):
-    if column.button(label, key=key, disabled=not 0 <= cursor + step < len(rows), width="stretch"):
-        st.session_state["queue_cursor"] = cursor + step
-        st.rerun()
-if focus_bar[3].button("Open ↵", key="queue_open", type="primary", width="stretch"):
-    st.switch_page("pages/2_Ticket.py", query_params={"id": str(focus["id"])})
-if focus_bar[4].button(
-    "Approve draft (a)",
-    key="queue_approve",
-    disabled=not focus["draft"] or not allowed(actor, Role.AGENT),
-    help=role_hint(actor, Role.AGENT) or "Send this ticket's draft, after a confirmation.",
-    width="stretch",
-):
-    st.session_state["queue_confirm"] = {"op": "approve", "drafts": {focus["id"]: focus["draft"]}}
-if focus_bar[5].button("Edit (e)", key="queue_edit", help="Open the ticket at its draft.", width="stretch"):
-    st.switch_page("pages/2_Ticket.py", query_params={"id": str(focus["id"])})
-confirm_panel()  # above the table, where the key or button that asked for it was pressed
-st.space("small")  # room for the table's toolbar, which would otherwise cover "Edit (e)"
-
-frame = pd.DataFrame(rows)
-frame["status"] = frame["status"].map(glossary.status).where(frame["waiting"] == "", frame["waiting"]) + frame[
-    "attention"
-].map({True: " · needs you", False: ""})
-frame["draft"] = frame["draft"].map(lambda draft: "✓" if draft else "")
-frame["confidence"] = frame["confidence"].map(lambda value: glossary.confidence(None if pd.isna(value) else value))
-frame["escalation_score"] = frame["escalation_score"].map(lambda value: "—" if pd.isna(value) else f"{value:.0f}")
-styled = frame.style.apply(
-    lambda row: ["background-color: rgba(255, 196, 0, 0.25)" if row.name == cursor else ""] * len(row), axis=1
-)
-picked = show_table(
-    styled,
-    hide_index=True,
-    width="stretch",
-    height=min(38 + 35 * len(rows), 640),
-    on_select="rerun",
-    selection_mode=["multi-row", "single-cell"],
-    key="queue_table",
-    column_order=[
-        "ticket",
-        "status",
-        "subject",
-        "priority",
-        "team",
-        "age_hours",
-        "sla",
-        "confidence",
-        "escalation_score",
-        "draft",
-        "assignee",
-    ],
-    column_config={
-        "ticket": st.column_config.TextColumn("Ticket", width=80, help="Click a cell to open the ticket."),
-        "status": st.column_config.TextColumn("Status", width=150),
-        "subject": st.column_config.TextColumn("Subject", width=158),
-        "priority": st.column_config.TextColumn("Priority", width=65),
-        "team": st.column_config.TextColumn("Team", width=85),
-        "age_hours": st.column_config.NumberColumn("Age (h)", format="%.1f", width=60),
-        "sla": st.column_config.TextColumn("SLA", width=72),
-        "confidence": st.column_config.TextColumn("Confidence", width=75),
-        "escalation_score": st.column_config.TextColumn("Escalation", width=70),
-        "draft": st.column_config.TextColumn("Draft", width=50),
-        "assignee": st.column_config.TextColumn("Assigned to", width=75),
-    },
-)
-clicked = picked.selection.cells if picked else []
-if clicked and clicked[0][0] < len(rows):
-    st.switch_page("pages/2_Ticket.py", query_params={"id": str(rows[clicked[0][0]]["id"])})
-selected = [rows[index] for index in (picked.selection.rows if picked else []) if index < len(rows)]
-
-pager = st.columns([2, 2, 2, 6])
-page_buttons(pager, "queue", page_number, pages, ("← Previous", "Next →"))
-jump = pager[2].number_input(
-    "Go to page",
-    min_value=1,
-    max_value=pages,
-    value=page_number,
-    key=f"queue_jump_{page_number}_{pages}",
-    label_visibility="collapsed",
-)
-if jump != page_number:
-    st.session_state["queue_page"] = int(jump)
-    st.rerun()
-
-if not selected:
-    st.caption("Click a cell to open its ticket; tick rows to act on several at once.")
-    st.stop()
-
-st.divider()
-st.subheader(f"{len(selected)} selected")
-ids = [row["id"] for row in selected]
-drafts = {row["id"]: row["draft"] for row in selected if row["draft"]}
-no_right = role_hint(actor, Role.AGENT)
-actions = st.columns([2, 2, 2, 1, 2], vertical_alignment="bottom")
-if actions[0].button(
-    f"Approve {glossary.plural(len(drafts), 'draft')}",
-    disabled=not drafts or not allowed(actor, Role.AGENT),
-    help=no_right,
-    key="queue_bulk_approve",
-    width="stretch",
-):
-    st.session_state["queue_confirm"] = {"op": "approve", "drafts": drafts}
-    st.rerun()
-team = actions[1].selectbox("Set team", [KEEP, *known_teams], key="queue_bulk_team")
-priority = actions[2].selectbox("Set priority", [KEEP, *PRIORITIES], key="queue_bulk_priority")
-if actions[3].button(
-    "Assign", disabled=not allowed(actor, Role.AGENT), help=no_right, key="queue_bulk_assign", width="stretch"
-):
-    st.session_state["queue_confirm"] = {
-        "op": "assign",
-        "ids": ids,
-        "team": None if team == KEEP else team,
-        "priority": None if priority == KEEP else priority,
-    }
-    st.rerun()
-if actions[4].button(
-    f"Close {glossary.plural(len(ids), 'ticket')}",
-    disabled=not allowed(actor, Role.AGENT),
-    help=no_right,
-    key="queue_bulk_close",
-    width="stretch",
-):
-    st.session_state["queue_confirm"] = {"op": "close", "ids": ids}
-    st.rerun()
+workspace()

@@ -358,13 +358,21 @@ def outgoing(story: TicketStory) -> None:
                 act("Mark delivered", lambda s, m=message.id: resolve_uncertain_message(s, actor, m, resend=False))
 
 
+# The record this run of the page has just read, behind its sign-in gate: the fragment's call in this run draws it,
+# and only the fragment's own reruns check the session and read the ticket again (not the same queries twice).
+unread = [story]
+
+
 @st.fragment(run_every=timedelta(seconds=runtime.settings.DASHBOARD_REFRESH_SECONDS))
 def live_ticket() -> None:
     """The ticket's record, read again every few seconds: a send shows as delivered without a reload."""
-    if not session_alive():
+    if unread:
+        fresh = unread.pop()
+    elif not session_alive():
         return
-    with runtime.factory() as session:
-        fresh = ticket_story(session, ticket_id) or story
+    else:
+        with runtime.factory() as session:
+            fresh = ticket_story(session, ticket_id) or story
     if fresh.headline != story.headline:  # a new analysis, draft or status landed: header and draft panel too
         st.rerun(scope="app")
     tabs = st.tabs(

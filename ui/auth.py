@@ -303,10 +303,17 @@ def _sso_session(runtime: Runtime) -> LiveSession | None:
 def session_alive() -> bool:
     """For live fragments: False (and the page reloads to the sign-in form) once the session has ended; a refresh
     is not activity, so it does not keep an idle session alive."""
-    if st.session_state.get(SESSION_KEY) and _current(app_runtime(), touch=False) is not None:
-        return True
+    return live_actor(activity=False) is not None
+
+
+def live_actor(activity: bool) -> Actor | None:
+    """For fragments, which rerun without the page's sign-in gate: the operator as the session now stands (a role
+    changed since the page loaded counts), or None (and the page reloads to the sign-in form) once it has ended.
+    A timed refresh is not activity; a click that reruns only its fragment is, as on a whole page."""
+    if st.session_state.get(SESSION_KEY) and (live := _current(app_runtime(), touch=activity)) is not None:
+        return live.actor
     st.rerun()
-    return False
+    return None
 
 
 def require_signed_in(min_role: Role = Role.VIEWER) -> Actor:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import streamlit as st
-from apscheduler.schedulers.background import BackgroundScheduler
 
 from engine.core.logs import configure_logging
 from engine.core.settings import ConfigurationError, get_settings
 from engine.ops.engine_lock import EngineAlreadyRunningError
 from engine.runtime import Runtime, build_runtime
-from engine.scheduler import start_scheduler
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
 
 
 @st.cache_resource(show_spinner="Opening the ticket store…", on_release=lambda runtime: runtime.engine.dispose())
@@ -24,10 +27,16 @@ def engine_scheduler() -> BackgroundScheduler | None:
     """The engine's jobs, started once for the whole server unless ENGINE_ENABLED=false.
 
     On SQLite another process may already run the engine (`python -m engine run`): the dashboard then shows its
-    work and says so; the error is not cached, so this server takes over once that process stops.
+    work and says so; the error is not cached, so this server takes over once that process stops. The jobs' modules
+    (the knowledge base's file readers among them) are imported only then: a dashboard beside a separate worker
+    never needs them.
     """
     runtime = engine_runtime()
-    return start_scheduler(runtime) if runtime.settings.ENGINE_ENABLED else None
+    if not runtime.settings.ENGINE_ENABLED:
+        return None
+    from engine.scheduler import start_scheduler
+
+    return start_scheduler(runtime)
 
 
 def app_runtime() -> Runtime:

@@ -25,14 +25,6 @@ from engine.delivery.execution import execute_action, void_open_drafts
 from engine.delivery.outbox import addressees, enqueue_email, resolve_uncertain
 from engine.operators.reply_extras import cc_addresses, reply_files
 from engine.outcomes.learned import article_markdown, person_decided, reusable, review_answer, reviewed_variants
-from kb.indexer import (
-    add_document,
-    approve_chunk,
-    index_staged_document,
-    reindex_document,
-    remove_document,
-    stage_document,
-)
 from kb.titles import knowledge_filename
 
 RANK = {Role.VIEWER: 0, Role.AGENT: 1, Role.LEAD: 2, Role.ADMIN: 3}
@@ -472,6 +464,8 @@ def add_kb_document(
 ) -> KbDocument:
     """Upload one file to the knowledge base; the audit entry is committed first, so a failed indexing is on record.
     A name with control characters or over 500 characters is stored cleaned (the returned document's `filename`)."""
+    from kb.indexer import add_document  # the file readers (0.3-0.6 s to import) load at a change, not on every page
+
     require(actor, Role.LEAD)
     name, changed = knowledge_filename(filename)
     with transaction(factory) as session:
@@ -486,6 +480,8 @@ def reindex_kb_document(
     factory: sessionmaker[Session], settings: Settings, actor: Actor, document_id: int
 ) -> KbDocument:
     """Extract and index a stored document again; the indexer opens its own transactions after the audit entry's."""
+    from kb.indexer import reindex_document
+
     require(actor, Role.LEAD)
     with transaction(factory) as session:
         record_audit(session, actor.username, "kb_reindex", "kb_document", document_id)
@@ -494,6 +490,8 @@ def reindex_kb_document(
 
 def remove_kb_document(factory: sessionmaker[Session], settings: Settings, actor: Actor, document_id: int) -> bool:
     """Delete a document from every index; the audit entry is committed before the indexer's own transaction."""
+    from kb.indexer import remove_document
+
     require(actor, Role.LEAD)
     with transaction(factory) as session:
         record_audit(session, actor.username, "kb_delete", "kb_document", document_id)
@@ -503,6 +501,8 @@ def remove_kb_document(factory: sessionmaker[Session], settings: Settings, actor
 def approve_kb_chunk(session: Session, actor: Actor, chunk_id: int) -> KbChunk:
     """A lead read a quarantined chunk and lets the analysers cite it, until its content changes; the caller commits
     the approval with its audit entry."""
+    from kb.indexer import approve_chunk
+
     require(actor, Role.LEAD)
     chunk = approve_chunk(session, chunk_id, actor.username)
     record_audit(
@@ -570,6 +570,8 @@ def publish_learned_article(
     (`reviewed_variants`: none may still name a customer's particulars), and the answer. The document, the answer's
     link to it and the audit entry commit together, and only if no one published the answer meanwhile (a conditional
     update, so two leads publishing at once make one article); the article is then read and indexed like any upload."""
+    from kb.indexer import index_staged_document, stage_document
+
     require(actor, Role.LEAD)
     with transaction(factory) as session:
         answer = _learned(session, answer_id)

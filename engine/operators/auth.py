@@ -8,6 +8,7 @@ account, so no stranger can keep an operator out.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import secrets
@@ -37,8 +38,13 @@ SSO_FRESH_SECONDS = 300
 own sign-in cookie lasts 30 days and cannot be revoked, so an old copy of it must not start new sessions."""
 WRONG_CREDENTIALS = "Wrong username or password."
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-"""Verified against when the name is unknown or has no password, so every failure costs the same work."""
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the name is unknown or has no password, so every failure costs the same work. Made at
+    the first sign-in, not at import: an argon2 hash costs about 0.3 s, and every page imports this module."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class OperatorError(ValueError):
@@ -70,8 +76,9 @@ def hash_password(password: str) -> str:
 
 def _password_matches(password_hash: str | None, password: str) -> bool:
     """One argon2 verification, against the dummy hash when there is no real one (and then never a match)."""
+    dummy = _dummy_hash()  # made before the branch, so a process's first sign-in costs alike for every name
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or dummy, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from engine.trust import injection_model
 from engine.trust.deobfuscate import hidden_text_reasons, views
 from engine.trust.threat_rules import (
-    FAMILIES,
     FAMILY_LABELS,
     SOCIAL_ENGINEERING,
+    families,
     is_how_to,
     sentence_around,
 )
@@ -89,7 +89,7 @@ def scan(text: str) -> Detection:
         text = text[: MAX_READ // 2] + "\n" + text[-MAX_READ // 2 :]
     text_views = views(text or "")
     for view in text_views:
-        for family, pattern in FAMILIES.items():
+        for family, pattern in families().items():
             if family not in found and (match := _first_match(family, pattern, view)):
                 found[family] = match.group(0)[:60]
     if "payment_details" not in found and (identifier := payment_identifier(text or "")):

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.sparse import hstack, spmatrix
 
 if TYPE_CHECKING:
+    from scipy.sparse import spmatrix
     from sklearn.feature_extraction.text import HashingVectorizer
 
 WEIGHTS = Path(__file__).resolve().parent / "guard_model" / "weights.npz"
@@ -39,6 +39,8 @@ def _vectorisers() -> tuple[HashingVectorizer, HashingVectorizer]:
 
 def features(texts: list[str]) -> spmatrix:
     """Hashed features of already folded texts (engine.trust.deobfuscate.fold)."""
+    from scipy.sparse import hstack  # 0.2 s to import, and only a text being scored needs it
+
     chars, words = _vectorisers()
     return hstack([chars.transform(texts), words.transform(texts)]).tocsr()
 

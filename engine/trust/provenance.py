@@ -17,8 +17,6 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from bs4 import BeautifulSoup, Doctype
-
 from engine.trust.decision import TRUSTED_KINDS
 
 RUN = 3
@@ -58,6 +56,8 @@ def html_text(markup: str) -> str:
     """An HTML body's text as a reader follows it (comments included), then the attributes a reader sees or follows."""
     if not markup:
         return ""
+    from bs4 import BeautifulSoup, Doctype  # 0.1 s to import, and only mail with HTML needs it
+
     soup = BeautifulSoup(markup, "html.parser")
     strings = [str(text) for text in soup.find_all(string=True) if not isinstance(text, Doctype)]
     attributes = [str(tag.get(name)) for tag in soup.find_all(True) for name in SHOWN_ATTRIBUTES if tag.get(name)]
