@@ -154,9 +154,8 @@ def operator_verdicts(session: Session, limit: int = 2000) -> list[Verdict]:
     for action, analysis, ticket in rows:
         if not analysis.evidence or analysis.evidence[0].get("source_kind") == LEARNED:
             continue  # a verdict on a learned answer is that answer's track record, not the retrievers' label
-        verdicts.append(
-            (f"{ticket.subject} {ticket.description[:1500]}", list(analysis.evidence), int(approved_as_drafted(action)))
-        )
+        question = question_focus(f"{ticket.subject}\n{ticket.description[:1500]}")  # as the analyser judged it
+        verdicts.append((question, list(analysis.evidence), int(approved_as_drafted(action))))
     return verdicts
 
 
