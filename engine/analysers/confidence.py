@@ -135,15 +135,16 @@ def desk_reading(languages: frozenset[str] | None, evidence: Sequence[dict[str, 
 
 def operator_verdicts(session: Session, limit: int = 2000) -> list[Verdict]:
     """(question, evidence, label) from proposed resolutions a person decided: approved as drafted is 1,
-    edited or rejected is 0. Engine-sent drafts teach nothing about the model's own errors and are skipped, and so
-    are drafts that gave a learned answer (engine/outcomes/learned.py keeps their record)."""
+    edited, rejected or overridden (the person decided otherwise, engine/operators/actions.py) is 0. Engine-sent
+    drafts teach nothing about the model's own errors and are skipped, and so are drafts that gave a learned answer
+    (engine/outcomes/learned.py keeps their record)."""
     rows = session.execute(
         select(Action, Analysis, Ticket)
         .join(Analysis, Analysis.id == Action.analysis_id)
         .join(Ticket, Ticket.id == Action.ticket_id)
         .where(
             Action.kind == ActionKind.PROPOSE_RESOLUTION.value,
-            Action.state.in_([ActionState.EXECUTED.value, ActionState.REJECTED.value]),
+            Action.state.in_([ActionState.EXECUTED.value, ActionState.REJECTED.value, ActionState.VOIDED.value]),
             Action.decided_by.is_not(None),
             Action.decided_by != "engine",
         )
