@@ -28,7 +28,7 @@ from engine.outcomes.teaching import index_resolved_tickets, learned_questions, 
 from engine.readiness import seed_marker
 from kb.calibration import Calibration, needs_calibration
 from kb.indexer import Progress, add_document, index_pending_documents, reindex_all, repair_indexes
-from kb.self_test import calibrate
+from kb.self_test import calibrate, rescale_on_verdicts
 
 log = logging.getLogger(__name__)
 
@@ -203,14 +203,17 @@ def calibrate_knowledge(factory: sessionmaker[Session], settings: Settings) -> C
 
 def calibrate_knowledge_if_changed(factory: sessionmaker[Session], settings: Settings) -> dict[str, int]:
     """The `calibrate` job: a knowledge base that changed materially chooses its fusion and confidence again
-    (kb/self_test.py). It runs beside ticket work, never in its way: tickets are analysed with the previous
-    calibration meanwhile (a fresh desk's first ones wait for the first, engine/readiness.py). One run at a time
-    across replicas; a failed calibration keeps the previous one and is logged.
+    (kb/self_test.py); one that did not has its confidence rescaled when operators judged enough new drafts. It runs
+    beside ticket work, never in its way: tickets are analysed with the previous calibration meanwhile (a fresh
+    desk's first ones wait for the first, engine/readiness.py). One run at a time across replicas; a failed
+    calibration keeps the previous one and is logged.
     """
     with factory() as session:
-        if not needs_calibration(session):
-            return {"calibrated": 0}
+        changed = needs_calibration(session)
+        verdicts = [] if changed else operator_verdicts(session)
         bind = session.get_bind()
+    if not changed:  # rescaled after the read session ends: on SQLite it would hold the write lock
+        return {"calibrated": 0, "rescaled": int(rescale_on_verdicts(factory, verdicts))}
     with exclusive(bind, "kb-calibrate") as acquired:
         if not acquired:
             return {"calibrated": 0, "skipped": 1}

@@ -46,7 +46,7 @@ from engine.core.settings import Settings, get_settings, load_settings
 from engine.delivery.outbox import deliver_outbox, make_transport
 from engine.evaluate import Case, build_scratch_knowledge, load_cases, names_expected
 from engine.intake.ingest import ingest
-from engine.jobs import index_knowledge
+from engine.jobs import calibrate_knowledge_if_changed, index_knowledge
 from engine.operators.actions import Actor, approve_draft, edit_draft, override_decision, send_manual_reply, set_status
 from engine.outcomes.learned import LEARNED
 from engine.outcomes.outcomes import advance_outcomes
@@ -92,9 +92,17 @@ class CaseResult:
     person: Person | None
     reanswered: int = 0
     """Automatic answers sent again after the customer said the first did not help."""
+    why: dict[str, Any] | None = None
+    """The engine's first turn: its decision, confidence and reason, and what held its action for a person."""
 
     def as_json(self) -> dict[str, Any]:
-        return {"id": self.case.id, "automatic": self.automatic, "right": self.right, "person": self.person}
+        return {
+            "id": self.case.id,
+            "automatic": self.automatic,
+            "right": self.right,
+            "person": self.person,
+            "why": self.why,
+        }
 
 
 class Replay:
@@ -135,7 +143,7 @@ class Replay:
             ticket_id = ingest_item(session, item, self.settings)
         self.cases_by_ticket[ticket_id] = case
         answer = self._engine_turn(ticket_id)
-        result = CaseResult(case, automatic=answer is not None, right=None, person=None)
+        result = CaseResult(case, automatic=answer is not None, right=None, person=None, why=self.why(ticket_id))
         confirmed = False
         if answer is not None:
             result.right = self.is_right(case, answer)
@@ -152,6 +160,7 @@ class Replay:
             result.person = self._person_acts(ticket_id, case)
         deliver_outbox(self.factory, self.settings, self.transport)
         index_knowledge(self.factory, self.settings)
+        calibrate_knowledge_if_changed(self.factory, self.settings)
         advance_outcomes(self.factory, self.settings, now=self._clock(number))
         return result
 
@@ -175,6 +184,26 @@ class Replay:
                 )
             )
             return cited(session, sent) if sent is not None else None
+
+    def why(self, ticket_id: int) -> dict[str, Any] | None:
+        """What the engine decided on the ticket's first turn and what held its first action (bench/replay.py's
+        per-case JSON: the reason a case did not go out on its own)."""
+        with self.factory() as session:
+            analysis = session.scalar(
+                select(Analysis).where(Analysis.ticket_id == ticket_id).order_by(Analysis.id).limit(1)
+            )
+            action = session.scalar(select(Action).where(Action.ticket_id == ticket_id).order_by(Action.id).limit(1))
+            if analysis is None:
+                return None
+            top = analysis.evidence[0] if analysis.evidence else {}
+            return {
+                "decision": analysis.decision,
+                "confidence": analysis.confidence,
+                "reason": action.reason if action is not None else analysis.summary,
+                "top": top.get("title"),
+                "top_kind": top.get("source_kind"),
+                "held": (action.policy or {}).get("reasons") if action is not None else None,
+            }
 
     def _customer_replies(self, ticket_id: int, number: int, turn: int, body: str) -> None:
         with transaction(self.factory) as session:

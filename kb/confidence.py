@@ -5,6 +5,11 @@ high, and unanswerable ones did. So the model is fitted per desk (kb/self_test.p
 knowledge base (was the top hit their source?), out-of-scope negatives (off-topic questions, and pseudo-queries
 with their own document held out), and the operators' verdicts on drafts that the engine passes in.
 Besides retrieval scores it reads an answerability check: does the passage hold the question's key terms?
+
+Generated questions do not read like customers, so the self-test's scale is not the customers' scale: on real
+paraphrases its probabilities stayed under 0.63 while people approved the drafts (README, "Why an article does not
+become an automatic answer"). Once operators have judged enough drafts (MIN_VERDICTS, both ways), a second stage
+maps the fitted logit onto what they decided (`recalibrated`): the self-test ranks, the verdicts set the scale.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +35,12 @@ MIN_KEY_COVERAGE = 0.5
 MIN_SAMPLES = 30
 MIN_PER_CLASS = 8
 L2 = 0.5
+MIN_VERDICTS = 20
+MIN_VERDICTS_PER_CLASS = 5
+"""Operators' verdicts (and of each kind: approved as drafted, edited or rejected) before they rescale the model."""
+VERDICT_PRIOR = 2.0
+"""L2 pull of the second stage toward the self-test's own scale (slope 1, offset 0): a few verdicts move it a
+little, a hundred decide it."""
 UNCALIBRATED_CEILING = 0.7
 """A desk that has not calibrated on its own knowledge base cannot back a high confidence: until the index job
 has fitted the model, no answer clears the default auto-send minimum (0.75). Measured: the defaults sent 8 of
@@ -105,10 +116,21 @@ class ConfidenceModel:
     samples: int = 0
     positives: int = 0
     feedback: int = 0
+    verdict_slope: float = 1.0
+    verdict_offset: float = 0.0
+    verdicts: int = 0
+    """The second stage (`recalibrated`): logit → slope × logit + offset, fitted on this many operators' verdicts."""
+
+    def logit(self, features: dict[str, float]) -> float:
+        """The first stage's log-odds: the self-test's (and verdicts') logistic fit."""
+        return self.intercept + sum(self.coef.get(name, 0.0) * features.get(name, 0.0) for name in FEATURES)
 
     def probability(self, features: dict[str, float]) -> float:
-        """The fitted probability; the defaults (nothing fitted yet) stay below UNCALIBRATED_CEILING."""
-        logit = self.intercept + sum(self.coef.get(name, 0.0) * features.get(name, 0.0) for name in FEATURES)
+        """The fitted probability, on the operators' scale once they judged enough drafts; the defaults (nothing
+        fitted yet) stay below UNCALIBRATED_CEILING."""
+        logit = self.logit(features)
+        if self.verdicts:
+            logit = self.verdict_slope * logit + self.verdict_offset
         probability = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit))))
         return probability if self.samples else min(probability, UNCALIBRATED_CEILING)
 
@@ -158,6 +180,36 @@ def fit_confidence(samples: Sequence[tuple[dict[str, float], int]], feedback: in
         samples=len(samples),
         positives=positives,
         feedback=feedback,
+    )
+
+
+def recalibrated(model: ConfidenceModel, verdicts: Sequence[tuple[dict[str, float], int]]) -> ConfidenceModel:
+    """`model` with its second stage fitted on operators' verdicts (features of the draft's evidence, 1 approved as
+    drafted): a logistic fit of the verdict on the first stage's logit, slope kept positive (a stronger passage never
+    loses confidence) and pulled toward the identity by VERDICT_PRIOR. Unchanged below MIN_VERDICTS or
+    MIN_VERDICTS_PER_CLASS of either kind: a scale set by a handful of drafts would be noise."""
+    approved = sum(label for _, label in verdicts)
+    if len(verdicts) < MIN_VERDICTS or min(approved, len(verdicts) - approved) < MIN_VERDICTS_PER_CLASS:
+        return model
+    from scipy.optimize import minimize
+
+    logits = np.array([model.logit(features) for features, _ in verdicts], dtype=float)
+    labels = np.array([label for _, label in verdicts], dtype=float)
+
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        slope, offset = params
+        values = slope * logits + offset
+        residual = 1.0 / (1.0 + np.exp(-values)) - labels
+        penalty = VERDICT_PRIOR * ((slope - 1.0) ** 2 + offset**2)
+        value = np.logaddexp(0.0, values).sum() - labels @ values + penalty
+        gradient = [residual @ logits + 2 * VERDICT_PRIOR * (slope - 1.0), residual.sum() + 2 * VERDICT_PRIOR * offset]
+        return float(value), np.array(gradient)
+
+    slope, offset = minimize(
+        loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B", bounds=[(0.0, None), (None, None)]
+    ).x
+    return replace(
+        model, verdict_slope=round(float(slope), 4), verdict_offset=round(float(offset), 4), verdicts=len(verdicts)
     )
 
 

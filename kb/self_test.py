@@ -28,8 +28,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.core.db import transaction
 from engine.core.models import KbChunk, KbDocument
 from engine.core.settings import Settings
-from kb.calibration import DEFAULT_FUSION, FUSION_METHODS, Calibration, Fusion, chunk_census, save_calibration
-from kb.confidence import Verdict, evidence_features, fit_confidence
+from kb.calibration import (
+    DEFAULT_FUSION,
+    FUSION_METHODS,
+    Calibration,
+    Fusion,
+    chunk_census,
+    save_calibration,
+    stored_calibration,
+)
+from kb.confidence import ConfidenceModel, Verdict, evidence_features, fit_confidence, recalibrated
 from kb.embed import Embedder
 from kb.keyword import STOPWORDS, TOKEN, KeywordIndex, KeywordRecord, tokenize
 from kb.ledger import AWAITING_REVIEW
@@ -551,6 +559,7 @@ def calibrate(
     test = run_self_test(corpus, get_runtime(settings).embedder, answered)
     labelled = [(evidence_features(question, evidence), label) for question, evidence, label in feedback]
     model = fit_confidence([*test.samples, *labelled], feedback=len(labelled)) if test.samples else None
+    model = recalibrated(model, labelled) if model else None
     calibration = Calibration(
         fusion=test.fusion,
         self_test=test.report,
@@ -572,3 +581,35 @@ def calibrate(
         model.samples if model else 0,
     )
     return calibration
+
+
+VERDICTS_TO_RESCALE = 5
+"""New operators' verdicts since the confidence model last saw them that refit its second stage between calibrations."""
+
+
+def rescale_on_verdicts(factory: sessionmaker[Session], feedback: Sequence[Verdict]) -> bool:
+    """Refit the stored confidence model's second stage (kb/confidence.py's `recalibrated`) on `feedback` once
+    VERDICTS_TO_RESCALE verdicts came since it last saw them; whether it was refitted and stored. Cheap (no
+    self-test, no embedder), so the operators' scale follows their verdicts without waiting for the knowledge base to
+    change by a tenth."""
+    with factory() as session:
+        calibration = stored_calibration(session)
+    if calibration is None or not calibration.confidence:
+        return False
+    model = ConfidenceModel.from_record(calibration.confidence)
+    if not model.samples or len(feedback) < max(model.feedback, model.verdicts) + VERDICTS_TO_RESCALE:
+        return False
+    rescaled = recalibrated(
+        model, [(evidence_features(question, evidence), label) for question, evidence, label in feedback]
+    )
+    if not rescaled.verdicts:
+        return False
+    with transaction(factory) as session:
+        save_calibration(session, replace(calibration, confidence=rescaled.to_record()))
+    log.info(
+        "confidence rescaled on %s operators' verdicts: slope %s, offset %s",
+        rescaled.verdicts,
+        rescaled.verdict_slope,
+        rescaled.verdict_offset,
+    )
+    return True

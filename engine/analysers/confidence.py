@@ -135,15 +135,16 @@ def desk_reading(languages: frozenset[str] | None, evidence: Sequence[dict[str, 
 
 def operator_verdicts(session: Session, limit: int = 2000) -> list[Verdict]:
     """(question, evidence, label) from proposed resolutions a person decided: approved as drafted is 1,
-    edited or rejected is 0. Engine-sent drafts teach nothing about the model's own errors and are skipped, and so
-    are drafts that gave a learned answer (engine/outcomes/learned.py keeps their record)."""
+    edited, rejected or overridden (the person decided otherwise, engine/operators/actions.py) is 0. Engine-sent
+    drafts teach nothing about the model's own errors and are skipped, and so are drafts that gave a learned answer
+    (engine/outcomes/learned.py keeps their record)."""
     rows = session.execute(
         select(Action, Analysis, Ticket)
         .join(Analysis, Analysis.id == Action.analysis_id)
         .join(Ticket, Ticket.id == Action.ticket_id)
         .where(
             Action.kind == ActionKind.PROPOSE_RESOLUTION.value,
-            Action.state.in_([ActionState.EXECUTED.value, ActionState.REJECTED.value]),
+            Action.state.in_([ActionState.EXECUTED.value, ActionState.REJECTED.value, ActionState.VOIDED.value]),
             Action.decided_by.is_not(None),
             Action.decided_by != "engine",
         )
@@ -154,9 +155,8 @@ def operator_verdicts(session: Session, limit: int = 2000) -> list[Verdict]:
     for action, analysis, ticket in rows:
         if not analysis.evidence or analysis.evidence[0].get("source_kind") == LEARNED:
             continue  # a verdict on a learned answer is that answer's track record, not the retrievers' label
-        verdicts.append(
-            (f"{ticket.subject} {ticket.description[:1500]}", list(analysis.evidence), int(approved_as_drafted(action)))
-        )
+        question = question_focus(f"{ticket.subject}\n{ticket.description[:1500]}")  # as the analyser judged it
+        verdicts.append((question, list(analysis.evidence), int(approved_as_drafted(action))))
     return verdicts
 
 

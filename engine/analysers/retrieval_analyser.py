@@ -29,7 +29,7 @@ from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy, current_policy
 from engine.core.settings import Settings
 from engine.core.templates import request_info_email, resolution_email, summary_of
-from engine.outcomes.learned import TrackRecord, item_records, subject_of
+from engine.outcomes.learned import TICKET_KIND, TrackRecord, item_records, subject_of
 from engine.outcomes.outcome_calibration import AdjustmentCache, adjusted, record_adjusted
 from engine.trust.decision import conclude, hand_over, screen_ticket
 from kb.calibration import stored_calibration
@@ -59,6 +59,9 @@ HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
 MARKDOWN_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
 MARKDOWN_MARKS = re.compile(r"\*\*|__|(?<!\w)[*_](?=\S)|(?<=\S)[*_](?!\w)|`")
 WORD = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
+FIRST_USE_SUCCESSES = 2
+"""Approvals and confirmations a person's answer needs before it may go out on its own for another question: the one
+its teaching counted, and one more for a reuse."""
 STOPWORDS = frozenset(
     re.findall(
         r"\w+",
@@ -308,7 +311,7 @@ def _decide(
     if learned and not vague and surer >= settings.RESOLVE_MIN_CONFIDENCE and (surer >= confidence or not answerable):
         return _propose_learned(ticket, learned, policy, settings, {**common, "confidence": surer})
     if answerable and confidence >= settings.RESOLVE_MIN_CONFIDENCE and not vague:
-        held = held_answer(top_record, settings)
+        held = held_answer(top_record, settings, persons_answer=evidence[0].get("source_kind") == TICKET_KIND)
         return _propose_resolution(ticket, evidence[0], steps, policy, settings, {**common, "guards": held})
     if gaps and len(gaps) >= min(ASK_GAPS, needed):
         subject, body = request_info_email(
@@ -375,11 +378,17 @@ def _propose_resolution(
     )
 
 
-def held_answer(record: TrackRecord | None, settings: Settings) -> list[str]:
-    """An answer customers re-opened LEARNED_REOPENS_TO_HOLD times since a lead looked at it is not sent on its own."""
-    if record is None or not record.held(settings.LEARNED_REOPENS_TO_HOLD):
-        return []
-    return [f"this answer was re-opened {record.reopened_since_review}× by customers: a lead looks at it first"]
+def held_answer(record: TrackRecord | None, settings: Settings, *, persons_answer: bool = False) -> list[str]:
+    """What holds a draft's answer for a person whatever its confidence: an answer customers re-opened
+    LEARNED_REOPENS_TO_HOLD times since a lead looked at it, and a person's earlier answer (a learned answer or a
+    resolved ticket's passage) given to another question for the first time: until a person approved or a customer
+    confirmed it once more (FIRST_USE_SUCCESSES in all, its teaching counted), a match is a draft."""
+    held = []
+    if persons_answer and (record is None or record.approved + record.confirmed < FIRST_USE_SUCCESSES):
+        held.append("a person's earlier answer, given to another question for the first time: a person approves it")
+    if record is not None and record.held(settings.LEARNED_REOPENS_TO_HOLD):
+        held.append(f"this answer was re-opened {record.reopened_since_review}× by customers: a lead looks at it first")
+    return held
 
 
 def learned_steps(answer: str) -> list[str]:
@@ -418,7 +427,7 @@ def _propose_learned(
         summary="Proposed an answer our team gave to the same question before",
         draft_subject=subject,
         draft_body=body,
-        **{**common, "evidence": evidence, "guards": held_answer(record, settings)},
+        **{**common, "evidence": evidence, "guards": held_answer(record, settings, persons_answer=True)},
     )
 
 

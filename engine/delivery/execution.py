@@ -56,13 +56,19 @@ def execute_action(session: Session, settings: Settings, ticket: Ticket, action:
         transition(session, ticket, TicketStatus.RESOLVED, actor=actor, reason="resolution sent")
 
 
-def void_open_drafts(session: Session, ticket: Ticket, *, reason: str, actor: str = "engine") -> int:
-    """Void drafts awaiting approval when the ticket is re-analysed or re-opened: approvals bind to what was seen."""
+def void_open_drafts(
+    session: Session, ticket: Ticket, *, reason: str, actor: str = "engine", refused_by: str | None = None
+) -> int:
+    """Void drafts awaiting approval when the ticket is re-analysed or re-opened: approvals bind to what was seen.
+    `refused_by` names the person who decided otherwise (an override): the drafts are their verdict, not sent as
+    drafted (engine/analysers/confidence.py's `operator_verdicts` reads them)."""
     drafts = session.scalars(
         select(Action).where(Action.ticket_id == ticket.id, Action.state == ActionState.AWAITING_APPROVAL)
     ).all()
     for draft in drafts:
         draft.state = ActionState.VOIDED
+        if refused_by:
+            draft.decided_by, draft.decided_at = refused_by, utcnow()
         draft.reason = f"{draft.reason} — voided: {reason}".strip(" —")
         record_event(
             session,

@@ -344,7 +344,9 @@ def override_decision(
     ticket = _ticket(session, ticket_id)
     _touched(ticket)
     _stop_engine_work(ticket)
-    void_open_drafts(session, ticket, reason=f"overridden by {actor.username}", actor=actor.label)
+    void_open_drafts(
+        session, ticket, reason=f"overridden by {actor.username}", actor=actor.label, refused_by=actor.label
+    )
     assign(session, actor, ticket_id, team=team, priority=priority)
     record_event(
         session,

@@ -70,13 +70,15 @@ def test_replay_through_the_real_desk(settings: Settings, tmp_path: Path, monkey
     rows = [result.as_json() for result in results]
     assert [row["id"] for row in rows] == [case.id for case in cases]
     for row in rows:
-        assert set(row) == {"id", "automatic", "right", "person"}
+        assert set(row) == {"id", "automatic", "right", "person", "why"}
         assert isinstance(row["right"], bool) if row["automatic"] else row["right"] is None
         assert row["person"] in PERSON
-    by_id = {row["id"]: row for row in rows}
+        assert row["why"]["decision"] in ("resolve", "ask", "escalate") and row["why"]["reason"]
+    by_id = {row["id"]: {key: value for key, value in row.items() if key != "why"} for row in rows}
     assert by_id["password"] == {"id": "password", "automatic": False, "right": None, "person": "approved"}, (
         "a password reset is held for a person at any threshold; the draft cites the right article"
     )
+    assert any("social engineering" in held for held in rows[1]["why"]["held"]), "the replay says what held it"
     assert by_id["lunch"]["automatic"] is False and by_id["lunch"]["person"] == "escalated"
     assert by_id["outage"] == {"id": "outage", "automatic": False, "right": None, "person": "wrote"}
     assert by_id["export"]["automatic"] is True and by_id["export"]["right"] is False

@@ -20,6 +20,8 @@ from kb.calibration import (
     stored_calibration,
     stored_fusion,
 )
+from kb.confidence import MIN_VERDICTS, ConfidenceModel
+from kb.self_test import VERDICTS_TO_RESCALE, rescale_on_verdicts
 from tests.factories import own_transactions
 
 ARTICLES = {
@@ -129,3 +131,25 @@ def test_damaged_calibration_is_logged_and_defaults_serve(
         with caplog.at_level(logging.ERROR):
             assert stored_fusion(session) == DEFAULT_FUSION
         assert "unreadable" in caplog.text and CALIBRATION_SOURCE in caplog.text
+
+
+def test_new_operators_verdicts_rescale_the_confidence_without_a_self_test(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """Between calibrations, the confidence follows operators' verdicts once VERDICTS_TO_RESCALE more came in; the
+    same verdicts again change nothing."""
+    with session_factory() as session:
+        for name in list(ARTICLES)[:10]:
+            add_article(session, settings, name)
+    jobs.run_index_job(session_factory, settings)
+    title, first, more = ARTICLES["vpn"]
+    passage = {"title": title, "text": f"{first} {more}", "fused_score": 0.6, "vector_score": 0.5, "bm25_score": 4.0}
+    question = "my vpn tunnel keeps dropping at the hotel"
+    feedback = [(question, [passage], int(number % 4 != 0)) for number in range(MIN_VERDICTS)]
+    assert rescale_on_verdicts(session_factory, feedback)
+    with session_factory() as session:
+        model = ConfidenceModel.from_record(stored_calibration(session).confidence)  # type: ignore[union-attr]
+    assert model.verdicts == MIN_VERDICTS
+    assert not rescale_on_verdicts(session_factory, feedback), "nothing new"
+    assert not rescale_on_verdicts(session_factory, feedback + feedback[: VERDICTS_TO_RESCALE - 1])
+    assert rescale_on_verdicts(session_factory, feedback + feedback[:VERDICTS_TO_RESCALE])

@@ -11,11 +11,13 @@ from engine.analysers.retrieval_analyser import retrieval_confidence
 from kb.confidence import (
     DEFAULT_MODEL,
     FEATURES,
+    MIN_VERDICTS,
     UNCALIBRATED_CEILING,
     ConfidenceModel,
     answerability,
     evidence_features,
     fit_confidence,
+    recalibrated,
 )
 from kb.self_test import off_topic_questions, run_self_test
 from tests.factories import TopicEmbedder, topic_corpus
@@ -105,3 +107,41 @@ def test_an_uncalibrated_desk_never_clears_the_default_auto_send_minimum() -> No
     assert DEFAULT_MODEL.probability(strongest) <= UNCALIBRATED_CEILING < 0.75
     fitted = ConfidenceModel(intercept=-1.0, coef=dict.fromkeys(FEATURES, 1.0), samples=100, positives=50)
     assert fitted.probability(strongest) > 0.99
+
+
+def verdicts_at(rates: dict[float, float], per_level: int = 10) -> list[tuple[dict[str, float], int]]:
+    """Operators' verdicts on drafts whose evidence the model scores at each strength: `rate` of them approved."""
+    samples = []
+    for strength, rate in rates.items():
+        features = evidence_features(QUESTION, evidence(strength))
+        approved = round(rate * per_level)
+        samples += [(features, 1)] * approved + [(features, 0)] * (per_level - approved)
+    return samples
+
+
+def test_operators_verdicts_rescale_a_self_test_that_underrates_real_questions(fitted_model: ConfidenceModel) -> None:
+    """The self-test scores customers' questions low while people approve nearly every such draft: the second stage
+    lifts the confidence toward what they decided, and keeps the order of the evidence."""
+    levels = {0.35: 0.5, 0.5: 0.9, 0.65: 1.0}
+    before = [fitted_model.probability(evidence_features(QUESTION, evidence(s))) for s in levels]
+    rescaled = recalibrated(fitted_model, verdicts_at(levels))
+    after = [rescaled.probability(evidence_features(QUESTION, evidence(s))) for s in levels]
+    assert rescaled.verdicts == 30 and rescaled.verdict_slope >= 0
+    assert after == sorted(after), "a stronger passage never loses confidence"
+    assert after[-1] > before[-1] and after[-1] >= 0.75
+    assert ConfidenceModel.from_record(rescaled.to_record()) == rescaled
+
+
+def test_verdicts_that_reject_lower_the_confidence(fitted_model: ConfidenceModel) -> None:
+    levels = {0.6: 0.3, 0.8: 0.4, 1.0: 0.5}
+    strongest = evidence_features(QUESTION, evidence(1.0))
+    rescaled = recalibrated(fitted_model, verdicts_at(levels))
+    assert rescaled.probability(strongest) < fitted_model.probability(strongest)
+    assert rescaled.probability(strongest) < 0.75
+
+
+def test_a_handful_of_verdicts_leaves_the_self_test_scale(fitted_model: ConfidenceModel) -> None:
+    few = verdicts_at({0.6: 1.0}, per_level=MIN_VERDICTS - 1)
+    assert recalibrated(fitted_model, few) == fitted_model
+    one_sided = verdicts_at({0.6: 1.0, 0.7: 1.0, 0.8: 1.0})
+    assert recalibrated(fitted_model, one_sided) == fitted_model, "nothing rejected: no scale to learn"

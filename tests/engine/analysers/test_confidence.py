@@ -7,14 +7,24 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.analysers.confidence import RequestCoverage, answered_questions, question_focus, request_answered
-from engine.core.enums import ActionState
-from engine.core.models import Action
-from engine.core.settings import load_settings
+from engine.analysers.confidence import (
+    RequestCoverage,
+    answered_questions,
+    operator_verdicts,
+    question_focus,
+    request_answered,
+)
+from engine.core.enums import ActionState, Role
+from engine.core.models import Action, Ticket
+from engine.core.settings import Settings, load_settings
+from engine.delivery.execution import void_open_drafts
+from engine.operators.actions import Actor, override_decision
 from engine.trust.requests import Request
 from kb.embed import get_embedder
 from kb.self_test import AnsweredQuestion
-from tests.factories import kb_item, proposed_resolution
+from tests.factories import drafted, kb_item, proposed_resolution
+
+ANN = Actor("ann", Role.AGENT)
 
 
 def test_the_focus_of_a_friendly_ticket_is_its_subject_and_its_question() -> None:
@@ -96,3 +106,19 @@ def test_questions_people_answered_bind_the_ticket_and_the_passage_an_approved_d
         AnsweredQuestion(question, ("ticket", approved.ticket_id)),
         AnsweredQuestion(question, ("ticket", edited.ticket_id)),
     ], "an edited answer binds the question to the ticket (its sent text) but not to the draft's passage"
+
+
+def test_a_draft_a_person_overrode_is_a_verdict_against_it_and_other_voided_drafts_are_none(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """A person who escalates instead of sending the draft judged it; a draft voided by a re-analysis was never
+    judged by anyone."""
+    overridden, _ = drafted(session_factory, settings, subject="Refund", body="Please refund the duplicate charge.")
+    superseded, draft_id = drafted(session_factory, settings, subject="VPN", body="How do I set up the VPN?")
+    with session_factory.begin() as session:
+        override_decision(session, settings, ANN, overridden, "escalate", reason="billing decides refunds")
+        void_open_drafts(session, session.get(Ticket, superseded), reason="superseded by a new analysis")
+    with session_factory() as session:
+        assert session.get(Action, draft_id).state == ActionState.VOIDED
+        verdicts = operator_verdicts(session)
+    assert [(question, label) for question, _, label in verdicts] == [("Refund Please refund the duplicate charge.", 0)]

@@ -8,11 +8,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.analysers.details import information_gaps
-from engine.analysers.retrieval_analyser import RetrievalAnalyser, is_vague, resolution_steps
+from engine.analysers.retrieval_analyser import RetrievalAnalyser, held_answer, is_vague, resolution_steps
 from engine.core.enums import OutboxState, OutcomeState, TicketStatus
 from engine.core.models import Analysis, Escalation, OutboxMessage, ResolutionOutcome, Ticket, TimelineEvent
 from engine.core.settings import Settings
 from engine.intake.ingest import ingest
+from engine.outcomes.learned import TrackRecord
 from engine.pipeline import process_pending
 from kb.indexer import add_document
 from kb.store import reset_caches
@@ -288,3 +289,31 @@ def test_an_invoice_question_is_asked_about_the_invoice_not_an_error_message(ana
     assert result.information_gaps == ["invoice", "discrepancy"]
     assert "screenshot" not in (result.draft_body or "").lower()
     assert "Which invoice or subscription is this about (its number or date)?" in (result.draft_body or "")
+
+
+@pytest.mark.parametrize(
+    ("record", "persons_answer", "held"),
+    [
+        (None, True, True),
+        (TrackRecord("learned:1", approved=1), True, True),
+        (TrackRecord("learned:1", approved=1, confirmed=1), True, False),
+        (TrackRecord("learned:1", approved=2), True, False),
+        (None, False, False),
+        (TrackRecord("kb:1:", approved=0), False, False),
+    ],
+)
+def test_a_persons_answer_given_to_another_question_for_the_first_time_is_a_draft(
+    settings: Settings, record: TrackRecord | None, persons_answer: bool, held: bool
+) -> None:
+    """A learned answer or a resolved ticket's passage, approved only when it was taught, waits for a person at any
+    confidence; an article's section is not held for that."""
+    reasons = held_answer(record, settings, persons_answer=persons_answer)
+    assert any("for the first time" in reason for reason in reasons) is held
+
+
+def test_an_answer_re_opened_twice_is_held_on_either_route(settings: Settings) -> None:
+    record = TrackRecord("learned:1", approved=9, reopened=2, reopened_since_review=2)
+    for persons_answer in (True, False):
+        assert held_answer(record, settings, persons_answer=persons_answer) == [
+            "this answer was re-opened 2× by customers: a lead looks at it first"
+        ]

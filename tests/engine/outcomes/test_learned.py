@@ -221,6 +221,7 @@ def test_a_paraphrase_gets_the_learned_answer_with_its_track_record_and_a_proven
     assert cited["track_record"]["approved"] == 1 and cited["similarity"] >= autopilot.LEARNED_MATCH_MIN_SIMILARITY
     assert "Open Billing > Invoice settings" in draft.body and "Sources: Answer our team gave before" in draft.body
     assert draft.state == ActionState.AWAITING_APPROVAL  # approved once: not yet proven enough to go out alone
+    assert any("for the first time" in reason for reason in draft.policy["reasons"]), "a first reuse is a draft"
     assert analysis.confidence < autopilot.AUTO_SEND_MIN_CONFIDENCE
     with session_factory.begin() as session:
         approve_draft(session, autopilot, ANN, draft.id, draft.version)
