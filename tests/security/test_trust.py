@@ -207,6 +207,11 @@ def test_a_ticket_cited_to_the_next_customer_carries_no_customer_subject(
     assert index_ticket(session_factory, settings, first.ticket_id) == 1
     question = ticket_in(subject="Parking", body="How do I book a parking space at the Boston office?")
     [ticket_id] = run(session_factory, settings, desk, question)
+    with session_factory.begin() as session:  # a first reuse of a person's answer waits for a person (held_answer)
+        [held] = session.scalars(
+            select(Action.id).where(Action.ticket_id == ticket_id, Action.state == ActionState.AWAITING_APPROVAL)
+        ).all()
+        approve_draft(session, settings, Actor("lee", Role.AGENT), held, 1)
     [answer] = [m for m in messages(session_factory, ticket_id) if m.kind == MessageKind.RESOLUTION]
     assert f"Resolution of TCKT-{first.ticket_id}" in answer.body_text
     for text in (answer.subject, answer.body_text, answer.body_html or ""):
