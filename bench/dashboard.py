@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+PASSWORD = "bench-password-123"  # noqa: S105 (the bench operator, made by prepare())
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -130,7 +131,7 @@ def prepare(url: str, tickets: int, events: int) -> int:
     factory = make_session_factory(engine)
     with factory.begin() as session:
         if not session.scalar(text("SELECT count(*) FROM operators WHERE username = 'bench'")):
-            create_first_admin(session, "bench", "bench-password-123")
+            create_first_admin(session, "bench", PASSWORD)
         ticket_id = session.scalar(text("SELECT max(id) FROM tickets WHERE status = 'AwaitingApproval'"))
     engine.dispose()
     return int(ticket_id)
@@ -282,12 +283,18 @@ def time_searches(url: str, runs: int) -> None:
     engine.dispose()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def bench_arguments(description: str | None) -> argparse.ArgumentParser:
+    """The database and how many runs, alike for this bench and bench/queue_browser.py (they share the data)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/nts_bench")
     parser.add_argument("--tickets", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=15)
+    return parser
+
+
+def main() -> int:
+    parser = bench_arguments(__doc__)
     parser.add_argument("--first-page-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.first_page_only:  # the child of first_page_after_start(): the environment is already set

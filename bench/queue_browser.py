@@ -13,7 +13,6 @@ The database is the one bench/dashboard.py fills (made here too if missing).
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
@@ -27,11 +26,10 @@ from playwright.sync_api import Page, expect, sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.dashboard import percentiles, prepare  # noqa: E402
+from bench.dashboard import PASSWORD, bench_arguments, percentiles, prepare  # noqa: E402
 from tests.app_process import streamlit_app  # noqa: E402
 from tests.browser.conftest import CHROMIUM_ARGS  # noqa: E402
 
-PASSWORD = "bench-password-123"  # noqa: S105 (the bench operator of bench/dashboard.py)
 FOCUS = re.compile(r"▶ TCKT-\d+")
 expect.set_options(timeout=60_000)
 
@@ -118,12 +116,7 @@ def measure(url: str, runs: int) -> dict[str, list[float]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/nts_bench")
-    parser.add_argument("--tickets", type=int, default=100_000)
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=15)
-    args = parser.parse_args()
+    args = bench_arguments(__doc__).parse_args()
     prepare(args.url, args.tickets, args.events)
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     print(f"{'in the browser':<32}{'':>10}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}", flush=True)
