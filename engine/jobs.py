@@ -16,7 +16,7 @@ from connectors import registry
 from connectors.base import TicketSource
 from connectors.http import CircuitOpenError, ConnectorError, breaker_for
 from connectors.redaction import redact_url_credentials
-from engine.analysers.confidence import answered_questions, operator_verdicts
+from engine.analysers.confidence import answered_questions, judged_drafts, operator_verdicts
 from engine.core.db import exclusive, transaction
 from engine.core.models import IngestError, JobStatus, KbChunk, KbDocument, SourceCursor, Ticket, utcnow
 from engine.core.settings import Settings
@@ -27,6 +27,7 @@ from engine.ops.observability import observe_job, observe_poll
 from engine.outcomes.teaching import index_resolved_tickets, learned_questions, reteach_tickets
 from engine.readiness import seed_marker
 from kb.calibration import Calibration, needs_calibration
+from kb.confidence import Verdict
 from kb.indexer import Progress, add_document, index_pending_documents, reindex_all, repair_indexes
 from kb.self_test import calibrate, rescale_on_verdicts
 
@@ -196,9 +197,15 @@ def calibrate_knowledge(factory: sessionmaker[Session], settings: Settings) -> C
     """The knowledge base's self-calibration, fed the operators' verdicts on drafts and the questions people answered,
     the learned questions among them (which only the engine reads)."""
     with factory() as session:
+        judged = judged_drafts(session)
         verdicts = operator_verdicts(session)
         answered = answered_questions(session) + learned_questions(session)
-    return calibrate(factory, settings, verdicts, answered)
+    return calibrate(factory, settings, verdicts, answered, judged)
+
+
+def _read_verdicts(factory: sessionmaker[Session]) -> list[Verdict]:
+    with factory() as session:
+        return operator_verdicts(session)
 
 
 def calibrate_knowledge_if_changed(factory: sessionmaker[Session], settings: Settings) -> dict[str, int]:
@@ -210,10 +217,10 @@ def calibrate_knowledge_if_changed(factory: sessionmaker[Session], settings: Set
     """
     with factory() as session:
         changed = needs_calibration(session)
-        verdicts = [] if changed else operator_verdicts(session)
+        judged = 0 if changed else judged_drafts(session)
         bind = session.get_bind()
     if not changed:  # rescaled after the read session ends: on SQLite it would hold the write lock
-        return {"calibrated": 0, "rescaled": int(rescale_on_verdicts(factory, verdicts))}
+        return {"calibrated": 0, "rescaled": int(rescale_on_verdicts(factory, judged, lambda: _read_verdicts(factory)))}
     with exclusive(bind, "kb-calibrate") as acquired:
         if not acquired:
             return {"calibrated": 0, "skipped": 1}

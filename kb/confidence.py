@@ -120,6 +120,9 @@ class ConfidenceModel:
     verdict_offset: float = 0.0
     verdicts: int = 0
     """The second stage (`recalibrated`): logit → slope × logit + offset, fitted on this many operators' verdicts."""
+    judged: int = 0
+    """Drafts people had judged when this model last read their verdicts: a count of them all (the verdicts read are
+    capped), so the rescale knows when enough new ones came without reading any (kb/self_test.py)."""
 
     def logit(self, features: dict[str, float]) -> float:
         """The first stage's log-odds: the self-test's (and verdicts') logistic fit."""

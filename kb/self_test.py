@@ -16,7 +16,7 @@ import logging
 import math
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -549,17 +549,19 @@ def calibrate(
     settings: Settings,
     feedback: Sequence[Verdict] = (),
     answered: Sequence[AnsweredQuestion] = (),
+    judged: int = 0,
 ) -> Calibration:
     """Run the self-test on the knowledge base, fit the confidence model, store both, and return them.
 
-    `feedback` is the operators' verdicts on drafts and `answered` the real questions people answered from the
-    knowledge base (the engine reads both: engine.analysers.confidence, engine.outcomes.teaching); the
-    self-test and the fit run outside any transaction, the result is stored in its own."""
+    `feedback` is the operators' verdicts on drafts (the newest of `judged` drafts people decided) and `answered`
+    the real questions people answered from the knowledge base (the engine reads them: engine.analysers.confidence,
+    engine.outcomes.teaching); the self-test and the fit run outside any transaction, the result is stored in its
+    own."""
     corpus, census = load_corpus(factory, settings)
     test = run_self_test(corpus, get_runtime(settings).embedder, answered)
     labelled = [(evidence_features(question, evidence), label) for question, evidence, label in feedback]
     model = fit_confidence([*test.samples, *labelled], feedback=len(labelled)) if test.samples else None
-    model = recalibrated(model, labelled) if model else None
+    model = replace(recalibrated(model, labelled), judged=judged) if model else None
     calibration = Calibration(
         fusion=test.fusion,
         self_test=test.report,
@@ -587,25 +589,27 @@ VERDICTS_TO_RESCALE = 5
 """New operators' verdicts since the confidence model last saw them that refit its second stage between calibrations."""
 
 
-def rescale_on_verdicts(factory: sessionmaker[Session], feedback: Sequence[Verdict]) -> bool:
-    """Refit the stored confidence model's second stage (kb/confidence.py's `recalibrated`) on `feedback` once
-    VERDICTS_TO_RESCALE verdicts came since it last saw them; whether it was refitted and stored. Cheap (no
-    self-test, no embedder), so the operators' scale follows their verdicts without waiting for the knowledge base to
-    change by a tenth."""
+def rescale_on_verdicts(factory: sessionmaker[Session], judged: int, read: Callable[[], Sequence[Verdict]]) -> bool:
+    """Refit the stored confidence model's second stage (kb/confidence.py's `recalibrated`) on the verdicts `read`
+    returns once VERDICTS_TO_RESCALE drafts were judged since it last read them (`judged`: how many people decided
+    in all, a count the caller takes cheaply); whether it was refitted and stored. Cheap (no self-test, no embedder,
+    and no verdict read while too few are new), so the operators' scale follows their verdicts without waiting for
+    the knowledge base to change by a tenth."""
     with factory() as session:
         calibration = stored_calibration(session)
     if calibration is None or not calibration.confidence:
         return False
     model = ConfidenceModel.from_record(calibration.confidence)
-    if not model.samples or len(feedback) < max(model.feedback, model.verdicts) + VERDICTS_TO_RESCALE:
+    if not model.samples or judged < model.judged + VERDICTS_TO_RESCALE:
         return False
+    feedback = read()
     rescaled = recalibrated(
         model, [(evidence_features(question, evidence), label) for question, evidence, label in feedback]
     )
-    if not rescaled.verdicts:
+    with transaction(factory) as session:  # the count is kept even when too few of a kind to refit: read again later
+        save_calibration(session, replace(calibration, confidence=replace(rescaled, judged=judged).to_record()))
+    if rescaled is model:  # `recalibrated` returns the model itself when the verdicts are too few of a kind
         return False
-    with transaction(factory) as session:
-        save_calibration(session, replace(calibration, confidence=rescaled.to_record()))
     log.info(
         "confidence rescaled on %s operators' verdicts: slope %s, offset %s",
         rescaled.verdicts,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from engine.core.enums import ActionKind, ActionState
@@ -133,21 +133,31 @@ def desk_reading(languages: frozenset[str] | None, evidence: Sequence[dict[str, 
     return Reading(languages=languages, covers=RequestCoverage(embedder, settings.REQUEST_SIMILARITY_FLOOR))
 
 
+def _judged_drafts() -> Select[Any]:
+    """Proposed resolutions a person decided: sent (as drafted or edited), rejected, or voided by their override."""
+    return select(Action).where(
+        Action.kind == ActionKind.PROPOSE_RESOLUTION.value,
+        Action.state.in_([ActionState.EXECUTED.value, ActionState.REJECTED.value, ActionState.VOIDED.value]),
+        Action.decided_by.is_not(None),
+        Action.decided_by != "engine",
+    )
+
+
+def judged_drafts(session: Session) -> int:
+    """How many drafts people have decided, all of them: the calibrate job's cheap test for new verdicts."""
+    return session.scalar(select(func.count()).select_from(_judged_drafts().subquery())) or 0
+
+
 def operator_verdicts(session: Session, limit: int = 2000) -> list[Verdict]:
-    """(question, evidence, label) from proposed resolutions a person decided: approved as drafted is 1,
-    edited, rejected or overridden (the person decided otherwise, engine/operators/actions.py) is 0. Engine-sent
-    drafts teach nothing about the model's own errors and are skipped, and so are drafts that gave a learned answer
-    (engine/outcomes/learned.py keeps their record)."""
+    """(question, evidence, label) from the newest `limit` proposed resolutions a person decided: approved as
+    drafted is 1, edited, rejected or overridden (the person decided otherwise, engine/operators/actions.py) is 0.
+    Engine-sent drafts teach nothing about the model's own errors and are skipped, and so are drafts that gave a
+    learned answer (engine/outcomes/learned.py keeps their record)."""
     rows = session.execute(
-        select(Action, Analysis, Ticket)
+        _judged_drafts()
+        .add_columns(Analysis, Ticket)
         .join(Analysis, Analysis.id == Action.analysis_id)
         .join(Ticket, Ticket.id == Action.ticket_id)
-        .where(
-            Action.kind == ActionKind.PROPOSE_RESOLUTION.value,
-            Action.state.in_([ActionState.EXECUTED.value, ActionState.REJECTED.value, ActionState.VOIDED.value]),
-            Action.decided_by.is_not(None),
-            Action.decided_by != "engine",
-        )
         .order_by(Action.id.desc())
         .limit(limit)
     ).all()

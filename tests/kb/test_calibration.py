@@ -20,7 +20,7 @@ from kb.calibration import (
     stored_calibration,
     stored_fusion,
 )
-from kb.confidence import MIN_VERDICTS, ConfidenceModel
+from kb.confidence import MIN_VERDICTS, ConfidenceModel, Verdict
 from kb.self_test import VERDICTS_TO_RESCALE, rescale_on_verdicts
 from tests.factories import own_transactions
 
@@ -133,23 +133,52 @@ def test_damaged_calibration_is_logged_and_defaults_serve(
         assert "unreadable" in caplog.text and CALIBRATION_SOURCE in caplog.text
 
 
-def test_new_operators_verdicts_rescale_the_confidence_without_a_self_test(
-    session_factory: sessionmaker[Session], settings: Settings
-) -> None:
-    """Between calibrations, the confidence follows operators' verdicts once VERDICTS_TO_RESCALE more came in; the
-    same verdicts again change nothing."""
+@pytest.fixture
+def judged_passage(session_factory: sessionmaker[Session], settings: Settings) -> dict[str, object]:
+    """A calibrated knowledge base of ten articles and the VPN article's passage as a draft's evidence."""
     with session_factory() as session:
         for name in list(ARTICLES)[:10]:
             add_article(session, settings, name)
     jobs.run_index_job(session_factory, settings)
     title, first, more = ARTICLES["vpn"]
-    passage = {"title": title, "text": f"{first} {more}", "fused_score": 0.6, "vector_score": 0.5, "bm25_score": 4.0}
-    question = "my vpn tunnel keeps dropping at the hotel"
-    feedback = [(question, [passage], int(number % 4 != 0)) for number in range(MIN_VERDICTS)]
-    assert rescale_on_verdicts(session_factory, feedback)
+    return {"title": title, "text": f"{first} {more}", "fused_score": 0.6, "vector_score": 0.5, "bm25_score": 4.0}
+
+
+def test_new_operators_verdicts_rescale_the_confidence_without_a_self_test(
+    session_factory: sessionmaker[Session], judged_passage: dict[str, object]
+) -> None:
+    """Between calibrations, the confidence follows operators' verdicts once VERDICTS_TO_RESCALE more drafts were
+    judged; until then the verdicts are not even read (the count says there is nothing new)."""
+    feedback = [
+        ("my vpn tunnel keeps dropping at the hotel", [judged_passage], int(number % 4 != 0))
+        for number in range(MIN_VERDICTS)
+    ]
+    reads: list[int] = []
+
+    def rescale(verdicts: list[Verdict]) -> bool:
+        def read() -> list[Verdict]:
+            reads.append(len(verdicts))
+            return verdicts
+
+        return rescale_on_verdicts(session_factory, len(verdicts), read)
+
+    assert rescale(feedback)
     with session_factory() as session:
         model = ConfidenceModel.from_record(stored_calibration(session).confidence)  # type: ignore[union-attr]
-    assert model.verdicts == MIN_VERDICTS
-    assert not rescale_on_verdicts(session_factory, feedback), "nothing new"
-    assert not rescale_on_verdicts(session_factory, feedback + feedback[: VERDICTS_TO_RESCALE - 1])
-    assert rescale_on_verdicts(session_factory, feedback + feedback[:VERDICTS_TO_RESCALE])
+    assert (model.verdicts, model.judged) == (MIN_VERDICTS, MIN_VERDICTS)
+    assert not rescale(feedback), "nothing new"
+    assert not rescale(feedback + feedback[: VERDICTS_TO_RESCALE - 1])
+    assert reads == [MIN_VERDICTS], "too few new verdicts are never read"
+    assert rescale(feedback + feedback[:VERDICTS_TO_RESCALE])
+
+
+def test_the_rescale_counts_verdicts_beyond_those_it_reads(
+    session_factory: sessionmaker[Session], judged_passage: dict[str, object]
+) -> None:
+    """The verdicts read are capped (the newest 2,000), the count is not: a desk past the cap keeps rescaling."""
+    capped = [
+        ("my vpn tunnel keeps dropping", [judged_passage], int(number % 4 != 0)) for number in range(MIN_VERDICTS)
+    ]
+    assert rescale_on_verdicts(session_factory, 5000, lambda: capped)
+    assert not rescale_on_verdicts(session_factory, 5000 + VERDICTS_TO_RESCALE - 1, lambda: capped)
+    assert rescale_on_verdicts(session_factory, 5000 + VERDICTS_TO_RESCALE, lambda: capped)

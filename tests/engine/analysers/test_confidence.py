@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.analysers.confidence import (
     RequestCoverage,
     answered_questions,
+    judged_drafts,
     operator_verdicts,
     question_focus,
     request_answered,
@@ -121,4 +122,6 @@ def test_a_draft_a_person_overrode_is_a_verdict_against_it_and_other_voided_draf
     with session_factory() as session:
         assert session.get(Action, draft_id).state == ActionState.VOIDED
         verdicts = operator_verdicts(session)
+        judged = judged_drafts(session)
     assert [(question, label) for question, _, label in verdicts] == [("Refund Please refund the duplicate charge.", 0)]
+    assert judged == 1, "the calibrate job's count of judged drafts counts the drafts the verdicts come from"
