@@ -53,6 +53,13 @@ FILLER = frozenset(
 )
 PRODUCT_LIKE = re.compile(r"\b(?:\w*\d\w*|[A-Za-z]+[A-Z][A-Za-z]*|[A-Z]{2,}\w*)\b")
 NAME_LIKE = re.compile(r"(?<![.!?:]\s)(?<!^)\b[A-Z][a-z]+\w*", re.MULTILINE)
+WHEN_AND_HOW_MANY = re.compile(
+    r"(?:mon|tues|wednes|thurs|fri|satur|sun)day|january|february|march|april|may|june|july|august|september"
+    r"|october|november|december|\d{1,2}|(?:19|20)\d\d|\d+(?:st|nd|rd|th)|\d{1,2}(?:am|pm)"
+)
+"""Capitalised or numeric words that say when or how many, not what: weekdays, months, small numbers, years,
+ordinals, times of day ("on Monday", "30 people", "since 2021", "the 2nd floor", "at 9am"). A passage need not
+name them to answer; error codes, model numbers and versions with letters stay key terms."""
 
 
 @dataclass(frozen=True)
@@ -72,10 +79,12 @@ def question_terms(question: str) -> tuple[set[str], set[str]]:
     """(content terms, key terms) of a question, stemmed as BM25 stems them; greetings and filler left out.
 
     Key terms are what names the thing asked about: numbers, model codes, product and brand names (capitalised
-    words not starting a sentence, CamelCase, acronyms)."""
+    words not starting a sentence or a line, CamelCase, acronyms), but not the words that say when or how many
+    (WHEN_AND_HOW_MANY)."""
     terms = set(tokenize(question)) - FILLER
     names = PRODUCT_LIKE.findall(question) + NAME_LIKE.findall(question)
-    return terms, {stem(name.lower()) for name in names} & terms
+    key = {stem(name.lower()) for name in names if not WHEN_AND_HOW_MANY.fullmatch(name.lower())}
+    return terms, key & terms
 
 
 def answerability(question: str, passage: str) -> Answerability:

@@ -46,7 +46,7 @@ def question_focus(text: str) -> str:
     the first line and the first sentence after it."""
     sentences = units(text)
     if len(sentences) <= 2:
-        return " ".join(sentences)
+        return "\n".join(sentences)
     kept = {0}
     for index in range(1, len(sentences)):
         if asks(sentences[index]):
@@ -55,7 +55,7 @@ def question_focus(text: str) -> str:
                 kept.add(index - 1)
     if kept == {0}:
         kept.add(1)
-    return " ".join(sentences[index] for index in sorted(kept))
+    return "\n".join(sentences[index] for index in sorted(kept))  # a line each: the next one's first word is no name
 
 
 def says_too_little(sentence: str) -> bool:

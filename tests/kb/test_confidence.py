@@ -17,8 +17,10 @@ from kb.confidence import (
     answerability,
     evidence_features,
     fit_confidence,
+    question_terms,
     recalibrated,
 )
+from kb.keyword import stem
 from kb.self_test import off_topic_questions, run_self_test
 from tests.factories import TopicEmbedder, topic_corpus
 
@@ -54,6 +56,17 @@ def test_answerability_needs_the_product_the_question_names() -> None:
     tv_only = "Connecting a device: plug an HDMI cable into port 2 of the television, then select the source."
     check = answerability(QUESTION, tv_only)
     assert check.coverage >= 0.5 and check.key_coverage < 0.5 and not check.passes
+
+
+def test_when_and_how_many_are_no_key_terms_but_codes_and_versions_are() -> None:
+    """Weekdays, months, small numbers, years, ordinals and times say when or how many, not what is asked about;
+    a sentence's first word on its own line is no name either."""
+    question = (
+        "Only one monitor works on the dock\nMoved on Monday to the 2nd floor at 9am with 30 people since 2021. "
+        "The Dell U2723QE shows error NWC-203 on Android 14 in March."
+    )
+    _, key = question_terms(question)
+    assert key == {stem(word) for word in ("dell", "u2723qe", "nwc", "203", "android")}
 
 
 @pytest.mark.parametrize("model", [DEFAULT_MODEL, "fitted"])

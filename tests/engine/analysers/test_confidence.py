@@ -35,7 +35,7 @@ def test_the_focus_of_a_friendly_ticket_is_its_subject_and_its_question() -> Non
         "The old phone keeps working until I hand it in.\nThanks, Lukas"
     )
     assert question_focus(ticket) == (
-        "Moving Authenticator to new phone "
+        "Moving Authenticator to new phone\n"
         "How do I move the Microsoft Authenticator app over so I don't get locked out?"
     )
 
@@ -45,12 +45,14 @@ def test_a_question_that_says_too_little_alone_keeps_the_sentence_before_it() ->
         "Outlook on my iPhone\nOutlook on my personal iPhone says the device does not meet the requirements. "
         "My colleague has the same phone. Is there a way around this?"
     )
-    assert question_focus(ticket) == "Outlook on my iPhone My colleague has the same phone. Is there a way around this?"
+    assert question_focus(ticket) == (
+        "Outlook on my iPhone\nMy colleague has the same phone.\nIs there a way around this?"
+    )
 
 
 def test_a_report_without_a_question_is_focused_on_its_subject_and_first_sentence() -> None:
     ticket = "Monitors flicker\nBoth monitors go black every few minutes. It started last week. I use the dock."
-    assert question_focus(ticket) == "Monitors flicker Both monitors go black every few minutes."
+    assert question_focus(ticket) == "Monitors flicker\nBoth monitors go black every few minutes."
     assert question_focus("How do I connect the TV to Wi-Fi?") == "How do I connect the TV to Wi-Fi?"
 
 
@@ -101,7 +103,7 @@ def test_questions_people_answered_bind_the_ticket_and_the_passage_an_approved_d
         session.scalar(select(Action).where(Action.analysis_id == edited.id)).policy = {"edited_by": "ann"}
         session.commit()
         pairs = answered_questions(session)
-    question = "How do I reset my password? Please help."
+    question = "How do I reset my password?\nPlease help."
     assert sorted(pairs, key=lambda pair: pair.source) == [
         AnsweredQuestion(question, ("kb", 1)),
         AnsweredQuestion(question, ("ticket", approved.ticket_id)),
@@ -123,5 +125,6 @@ def test_a_draft_a_person_overrode_is_a_verdict_against_it_and_other_voided_draf
         assert session.get(Action, draft_id).state == ActionState.VOIDED
         verdicts = operator_verdicts(session)
         judged = judged_drafts(session)
-    assert [(question, label) for question, _, label in verdicts] == [("Refund Please refund the duplicate charge.", 0)]
+    refund = "Refund\nPlease refund the duplicate charge."
+    assert [(question, label) for question, _, label in verdicts] == [(refund, 0)]
     assert judged == 1, "the calibrate job's count of judged drafts counts the drafts the verdicts come from"
