@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, field_validator
 
-from engine.analysers.routing import RouteSuggestion, routing_text, served_suggestion
+from engine.analysers.routing import RouteSuggestion, served_suggestion, ticket_text
 from engine.core.analysis import TicketSnapshot
 from engine.core.desk_policy import DeskPolicy
 
@@ -110,7 +110,7 @@ def assess(ticket: TicketSnapshot, criteria: Criteria, policy: DeskPolicy) -> As
     if (ticket.category or "") in policy.always_escalate_categories:
         reasons.append(f"category {ticket.category} always goes to a person")
     team = policy.team_routes.get(ticket.category or "")
-    route = None if team else served_suggestion(routing_text(ticket.subject, ticket.description, ticket.email))
+    route = None if team else served_suggestion(ticket_text(ticket.subject, ticket.description, ticket.email))
     if route is not None and route.needs_specialist:
         reasons.append(
             f"needs a specialist team: probability {route.specialist_probability:.2f}, at or above "

@@ -4,7 +4,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from streamlit.testing.v1 import AppTest
 
-from engine.analysers.routing import TeamModel, routing_text, store_model
+from engine.analysers.routing import TeamModel, store_model, ticket_text
 from engine.core.desk_policy import current_policy
 from engine.core.enums import Role
 from engine.core.models import AuditEntry, KbDocument, Operator
@@ -228,7 +228,7 @@ def test_settings_show_the_routing_thresholds_beside_what_they_kept_on_the_newes
     assert "Not learned yet: it needs 300 resolved tickets." in texts(open_page(SETTINGS, "lee"))
     rows = routing_history(40)
     model = TeamModel(first_line="Service Desk", target_precision=0.85)
-    model.fit([routing_text(subject, description) for subject, description, _ in rows], [row[2] for row in rows])
+    model.fit([ticket_text(subject, description) for subject, description, _ in rows], [row[2] for row in rows])
     store_model(session_factory, model, seconds=1.0)
     shown = texts(open_page(SETTINGS, "lee"))
     assert "from 160 resolved tickets, 4 teams. Target precision 85%; for the specialist signal 95%." in shown

@@ -22,6 +22,7 @@ from engine.analysers.routing import (
     routing_text,
     serve,
     suggest_team,
+    ticket_text,
     train_routing,
 )
 from engine.core.analysis import TicketSnapshot
@@ -73,21 +74,21 @@ def snapshot(subject: str, description: str, category: str | None = None) -> Tic
 
 def fitted(per_team: int = 40) -> TeamModel:
     rows = routing_history(per_team)
-    texts = [routing_text(subject, description) for subject, description, _ in rows]
+    texts = [ticket_text(subject, description) for subject, description, _ in rows]
     return TeamModel(first_line="Service Desk", target_precision=0.85).fit(texts, [team for *_, team in rows])
 
 
 def test_routes_clear_tickets_and_leaves_ambiguous_ones_with_the_first_line() -> None:
     model = fitted()
     for team, (subject, description) in CLEAR.items():
-        suggestion = model.suggest(routing_text(subject, description))
+        suggestion = model.suggest(ticket_text(subject, description))
         assert suggestion.team == team, suggestion
         assert suggestion.probability >= model.threshold
         assert suggestion.specialist_probability > 0.5
-    unclear = model.suggest(routing_text(*AMBIGUOUS))
+    unclear = model.suggest(ticket_text(*AMBIGUOUS))
     assert unclear.team is None
     assert "first line" in unclear.reason
-    first_line = model.suggest(routing_text("how do i order", "general request: how do i order a new starter kit"))
+    first_line = model.suggest(ticket_text("how do i order", "general request: how do i order a new starter kit"))
     assert first_line.team is None
     assert first_line.specialist_probability < 0.5
 
@@ -100,6 +101,15 @@ def test_text_cleaning_drops_headers_signatures_and_repeated_subjects() -> None:
         "Anna Example",
     )
     assert text == "printer offline the printer on floor 0 is offline. caller_annaexample"
+
+
+def test_the_sentence_embedding_reads_the_ticket_as_written_and_the_ngrams_its_cleaned_words() -> None:
+    """The n-grams need the cleaned text (digits, addresses and the caller folded into tokens); the embedding reads
+    the customer's own sentences, which routed better (engine/analysers/routing.py's MEANING_WEIGHT)."""
+    subject, description = "VPN error 809", "Since Monday the VPN fails with error 809.\nKind regards,\nAnna"
+    text = ticket_text(subject, description, "Anna")
+    assert text.meaning == f"{subject}\n{description}"
+    assert text.words == "vpn error 0 since monday the vpn fails with error 0. caller_anna"
 
 
 def add_history(factory: sessionmaker[Session], rows: list[tuple[str, str, str]]) -> None:
@@ -120,14 +130,14 @@ def test_job_trains_once_enough_history_resolved_and_retrains_as_more_resolves(
     add_history(session_factory, history[:80])
     assert train_routing(session_factory, settings) == {"trained": False, "model": None, "history": 0}
     with session_factory() as session:
-        assert suggest_team(session, settings, routing_text(*CLEAR["Network"])) is None
+        assert suggest_team(session, settings, ticket_text(*CLEAR["Network"])) is None
 
     add_history(session_factory, history[80:120])
     outcome = train_routing(session_factory, settings)
     assert outcome["trained"] and outcome["history"] == 120
     with session_factory() as session:
-        assert suggest_team(session, settings, routing_text(*CLEAR["Network"])).team == "Network"
-        assert suggest_team(session, settings, routing_text(*AMBIGUOUS)).team is None
+        assert suggest_team(session, settings, ticket_text(*CLEAR["Network"])).team == "Network"
+        assert suggest_team(session, settings, ticket_text(*AMBIGUOUS)).team is None
 
     add_history(session_factory, history[120:150])
     assert train_routing(session_factory, settings)["trained"] is False  # 30 new < ROUTING_RETRAIN_AFTER
@@ -160,12 +170,13 @@ def test_a_stored_model_round_trips_and_a_planted_pickle_runs_no_code(
 ) -> None:
     model = fitted()
     again = TeamModel.from_bytes(model.to_bytes())
-    assert again.suggest(routing_text(*CLEAR["Network"])) == model.suggest(routing_text(*CLEAR["Network"]))
+    assert again.meaning_weight == model.meaning_weight > 0
+    assert again.suggest(ticket_text(*CLEAR["Network"])) == model.suggest(ticket_text(*CLEAR["Network"]))
     PLANTED_MARK.unlink(missing_ok=True)
     with transaction(session_factory) as session:
         session.add(RoutingModel(history=1, first_line="x", teams=["x"], details={}, model=pickle.dumps(_Planted())))
     with session_factory() as session:
-        assert suggest_team(session, settings, routing_text(*CLEAR["Network"])) is None
+        assert suggest_team(session, settings, ticket_text(*CLEAR["Network"])) is None
     assert not PLANTED_MARK.exists()
     assert "refused, not served" in caplog.text
 
