@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -13,6 +14,9 @@ from engine.runtime import Runtime, build_runtime
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
+
+log = logging.getLogger(__name__)
+STARTING_THREAD = "engine-start"
 
 
 @st.cache_resource(show_spinner="Opening the ticket store…", on_release=lambda runtime: runtime.engine.dispose())
@@ -51,3 +55,25 @@ def app_runtime() -> Runtime:
     except EngineAlreadyRunningError as error:
         st.caption(f"This dashboard runs no engine of its own: {error}.")
     return runtime
+
+
+def start_with_the_server() -> None:
+    """Build the runtime and start the engine's jobs when the server starts (app.py), not when the first page
+    opens: after a restart the sources are polled before anyone signs in, and the first page finds the runtime
+    built. Both are the pages' own cached resources, so a page arriving meanwhile waits for this build instead of
+    making another. A failure is logged here and not cached: the first page meets it again and shows it."""
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(_not_from_the_start)
+    try:
+        engine_scheduler()
+    except ConfigurationError as error:
+        log.error("the engine did not start with the server: %s", error)
+    except EngineAlreadyRunningError as error:
+        log.info("this server runs no engine of its own: %s", error)
+    except Exception:  # the first page retries and shows what failed; the server itself must come up
+        log.exception("the engine did not start with the server; the first page will try again")
+
+
+def _not_from_the_start(record: logging.LogRecord) -> bool:
+    """Streamlit warns that a cached resource is built outside a page ("missing ScriptRunContext"): here on
+    purpose, so not worth an operator's attention."""
+    return record.threadName != STARTING_THREAD
