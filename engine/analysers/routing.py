@@ -15,9 +15,11 @@ CLI: `python -m engine.routing evaluate --train TRAIN.csv --test TEST.csv` and `
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import re
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -70,6 +72,9 @@ instead of the ticket as written gained half as much."""
 MEANING_CHARS = 1000
 """The sentence embedding reads the subject and the description's start (MiniLM reads 256 tokens at most)."""
 MEANING_BATCH = 32
+MEANINGS_KEPT = 100_000
+"""Tickets whose embedding this process keeps (about 150 MB at most): a retraining embeds only the tickets it has
+not seen, and a ticket scored when it arrived is not embedded again when it joins the history."""
 
 HEADER_LINE = re.compile(
     r"^\s*(from|to|cc|bcc|sent|subject|date|importance|reply-to|von|an|gesendet|betreff)\s*:.*$", re.I | re.M
@@ -103,13 +108,41 @@ def ticket_text(subject: str, description: str, caller: str = "") -> TicketText:
     return TicketText(routing_text(subject, description, caller), meaning)
 
 
+class _Meanings:
+    """The process's embeddings of ticket texts, by the text's hash, oldest forgotten first beyond MEANINGS_KEPT."""
+
+    def __init__(self) -> None:
+        self.vectors: dict[str, np.ndarray] = {}
+        self.lock = threading.Lock()
+
+    def of(self, texts: Sequence[str]) -> np.ndarray:
+        from kb.embed import LocalEmbedder
+
+        keys = [hashlib.sha256(text.encode()).hexdigest() for text in texts]
+        with self.lock:
+            known = {key: self.vectors[key] for key in keys if key in self.vectors}
+        missing = list(dict.fromkeys(key for key in keys if key not in known))
+        if missing:
+            embedder = LocalEmbedder(MEANING_BATCH)
+            first = {key: text for key, text in zip(keys, texts, strict=True)}
+            known.update(zip(missing, embedder.embed_documents([first[key] for key in missing]), strict=True))
+            with self.lock:
+                self.vectors.update((key, known[key]) for key in missing)
+                for stale in list(self.vectors)[: max(0, len(self.vectors) - MEANINGS_KEPT)]:
+                    del self.vectors[stale]
+        if not keys:
+            return np.zeros((0, LocalEmbedder(MEANING_BATCH).dimension), dtype=np.float32)
+        return np.vstack([known[key] for key in keys])
+
+
+_meanings = _Meanings()
+
+
 def meaning_vectors(texts: Sequence[TicketText]) -> np.ndarray:
     """The tickets' sentence embeddings by the local MiniLM, whatever the knowledge base's embeddings provider: a
     remote one would be paid for every ticket of the history at every retraining, and a model must be served with
-    the embedding it was trained on."""
-    from kb.embed import LocalEmbedder
-
-    return LocalEmbedder(MEANING_BATCH).embed_documents([text.meaning for text in texts])
+    the embedding it was trained on. Kept per process (`_Meanings`), so a retraining embeds only new tickets."""
+    return _meanings.of([text.meaning for text in texts])
 
 
 def routing_text(subject: str, description: str, caller: str = "") -> str:

@@ -6,6 +6,7 @@ import csv
 import pickle
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from engine.analysers.escalation import assess, rule_criteria
 from engine.analysers.routing import (
     TeamModel,
     main,
+    meaning_vectors,
     precise_threshold,
     routing_text,
     serve,
@@ -30,6 +32,7 @@ from engine.core.db import transaction
 from engine.core.desk_policy import DeskPolicy
 from engine.core.models import RoutingModel
 from engine.core.settings import Settings
+from kb.embed import LocalEmbedder
 from tests.factories import resolved_ticket, routing_history
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -110,6 +113,29 @@ def test_the_sentence_embedding_reads_the_ticket_as_written_and_the_ngrams_its_c
     text = ticket_text(subject, description, "Anna")
     assert text.meaning == f"{subject}\n{description}"
     assert text.words == "vpn error 0 since monday the vpn fails with error 0. caller_anna"
+
+
+def test_a_ticket_is_embedded_once_per_process_however_often_the_model_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A retraining embeds only the tickets it has not met: the history of a large desk is not embedded again every
+    ROUTING_RETRAIN_AFTER tickets."""
+    embedded: list[str] = []
+    original = LocalEmbedder.embed_documents
+
+    def counting(self: LocalEmbedder, texts: list[str]) -> np.ndarray:
+        embedded.extend(texts)
+        return original(self, texts)
+
+    monkeypatch.setattr(LocalEmbedder, "embed_documents", counting)
+    unique = uuid.uuid4().hex  # texts no other test in this process embedded before
+    known = ticket_text(f"Printer jammed {unique}", "The printer on floor 2 shows a paper jam.")
+    new = ticket_text(f"Printer jammed {unique}", "The printer on floor 3 shows a paper jam.")
+    first = meaning_vectors([known, known])
+    again = meaning_vectors([new, known])
+    assert embedded == [known.meaning, new.meaning]
+    assert np.array_equal(first[0], again[1]) and first.shape == (2, 384)
+    assert meaning_vectors([]).shape == (0, 384)
 
 
 def add_history(factory: sessionmaker[Session], rows: list[tuple[str, str, str]]) -> None:
