@@ -15,8 +15,10 @@ from engine.core.templates import CATEGORY_DETAILS, DEFAULT_DETAILS, GAP_QUESTIO
 from engine.trust.requests import LANGUAGE_NAMES, requests_of, seeks_information
 
 HOW_TO = re.compile(
-    r"\b(how (do|can|to|should)|where (can|do|is)|is (there|it possible)|can (i|we|you)|what (is|are|does))\b", re.I
+    r"\b(how (do|can|to|should)|where (can|do|is)|is (there|it possible)|can (i|we)|what (is|are|does))\b", re.I
 )
+"""Asking how to do something. Not "can you …": that asks the desk to act ("My calendar is not right. Can you help?",
+"can you check?"), and such a request lacks what any fault report lacks."""
 HOW_TO_WORDS = 60
 """A how-to question of fewer words lacks nothing: its answer does not depend on the asker's particulars."""
 

@@ -58,3 +58,11 @@ def test_a_question_of_a_known_kind_is_still_asked_what_its_kind_needs() -> None
         text_snapshot("The dashboard is blank after the update, why does that happen?", category="product_bug")
     )
     assert gaps == ["error", "steps", "workspace", "browser"]
+
+
+def test_can_you_asks_the_desk_to_act_and_lacks_what_a_fault_report_lacks() -> None:
+    """ "Can you help?" is no how-to question: a vague plea on a known kind of request is asked its details."""
+    plea = text_snapshot("My calendar is not right. Can you help?", subject="Calendar", category="email")
+    gaps, _ = information_gaps(plea)
+    assert gaps == ["error", "since", "mailbox"]
+    assert information_gaps(text_snapshot("Can I share my calendar with my team?", category="email")) == ([], [])
