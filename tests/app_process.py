@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import requests
 
+from engine.core.settings import Settings
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,9 +33,30 @@ def answers(url: str) -> bool:
         return False
 
 
+def app_environment(settings: Settings, **more: str) -> dict[str, str]:
+    """The app's environment for a test: the test's database and data folder, no engine, no demo feed, quiet logs;
+    `more` adds or overrides variables."""
+    return {
+        "DATABASE_URL": settings.database_url,
+        "DATA_DIR": str(settings.DATA_DIR),
+        "ENGINE_ENABLED": "false",
+        "DEMO_FEED_ENABLED": "false",
+        "LOG_LEVEL": "WARNING",
+        **more,
+    }
+
+
 @contextmanager
-def streamlit_app(env: dict[str, str], log_path: Path, *, cwd: Path = ROOT, port: int | None = None) -> Iterator[str]:
+def streamlit_app(
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    cwd: Path = ROOT,
+    port: int | None = None,
+    stop: signal.Signals = signal.SIGTERM,
+) -> Iterator[str]:
     """The app with this environment (on top of ours) until the block ends; yields its URL once it is healthy.
+    The block's end sends `stop` (SIGKILL: the server dies as in a crash).
 
     Streamlit reads `.streamlit/` (config, secrets) from `cwd`.
     """
@@ -54,7 +77,7 @@ def streamlit_app(env: dict[str, str], log_path: Path, *, cwd: Path = ROOT, port
             wait_until(lambda: answers(f"{url}/_stcore/health"), timeout=60, what=f"the dashboard at {url}")
             yield url
         finally:
-            server.terminate()
+            server.send_signal(stop)
             server.wait(timeout=20)
 
 

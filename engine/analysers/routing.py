@@ -124,8 +124,8 @@ class _Meanings:
         missing = list(dict.fromkeys(key for key in keys if key not in known))
         if missing:
             embedder = LocalEmbedder(MEANING_BATCH)
-            first = {key: text for key, text in zip(keys, texts, strict=True)}
-            known.update(zip(missing, embedder.embed_documents([first[key] for key in missing]), strict=True))
+            text_of = dict(zip(keys, texts, strict=True))
+            known.update(zip(missing, embedder.embed_documents([text_of[key] for key in missing]), strict=True))
             with self.lock:
                 self.vectors.update((key, known[key]) for key in missing)
                 for stale in list(self.vectors)[: max(0, len(self.vectors) - MEANINGS_KEPT)]:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.settings import Settings
 from engine.operators.auth import create_first_admin
-from tests.app_process import streamlit_app
+from tests.app_process import app_environment, streamlit_app
 from tests.factories import drafted
 from tests.kb.embeddings_emulator import EmbeddingsEmulator
 from tests.pages.conftest import PASSWORD
@@ -36,16 +36,9 @@ def dashboard(settings: Settings, session_factory: sessionmaker[Session], tmp_pa
     scored(session_factory, ticket_id)
     escalated(session_factory, settings, subject="Printer on floor 3 shows E42")
     with EmbeddingsEmulator() as embeddings:
-        env = {
-            "DATABASE_URL": settings.database_url,
-            "DATA_DIR": str(settings.DATA_DIR),
-            "ENGINE_ENABLED": "false",
-            "DEMO_FEED_ENABLED": "false",
-            "EMBEDDINGS_PROVIDER": "openai",
-            "OPENAI_BASE_URL": embeddings.url + "/v1",
-            "OPENAI_API_KEY": "sk-test",
-            "LOG_LEVEL": "WARNING",
-        }
+        env = app_environment(
+            settings, EMBEDDINGS_PROVIDER="openai", OPENAI_BASE_URL=embeddings.url + "/v1", OPENAI_API_KEY="sk-test"
+        )
         with streamlit_app(env, tmp_path / "streamlit.log") as url:
             yield url, ticket_id
 

@@ -10,7 +10,7 @@ from playwright.sync_api import sync_playwright
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.settings import Settings
-from tests.app_process import streamlit_app
+from tests.app_process import app_environment, streamlit_app
 from tests.browser.conftest import CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -19,13 +19,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 def test_another_site_cannot_frame_the_dashboard(
     settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    env = {
-        "DATABASE_URL": settings.database_url,
-        "DATA_DIR": str(settings.DATA_DIR),
-        "ENGINE_ENABLED": "false",
-        "DEMO_FEED_ENABLED": "false",
-        "LOG_LEVEL": "WARNING",
-    }
+    env = app_environment(settings)
     with streamlit_app(env, tmp_path / "streamlit.log") as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page()

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.core.models import AuditEntry, Operator
 from engine.core.settings import Settings
 from engine.operators.auth import create_first_admin
-from tests.app_process import ROOT, free_port, streamlit_app
+from tests.app_process import ROOT, app_environment, free_port, streamlit_app
 from tests.browser.conftest import CHROMIUM_ARGS
 from tests.emulators.base import running
 from tests.emulators.oidc import OidcProvider
@@ -57,14 +57,7 @@ def test_sign_in_through_an_openid_connect_provider(
     with session_factory.begin() as session:
         create_first_admin(session, "ada", PASSWORD)
     port = free_port()
-    env = {
-        "DATABASE_URL": settings.database_url,
-        "DATA_DIR": str(settings.DATA_DIR),
-        "ENGINE_ENABLED": "false",
-        "DEMO_FEED_ENABLED": "false",
-        "DASHBOARD_SSO_DEFAULT_ROLE": "agent",
-        "LOG_LEVEL": "WARNING",
-    }
+    env = app_environment(settings, DASHBOARD_SSO_DEFAULT_ROLE="agent")
     folder = app_folder(tmp_path, provider, port)
     with (
         streamlit_app(env, tmp_path / "streamlit.log", cwd=folder, port=port),

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.core.settings import Settings
 from engine.operators.auth import create_first_admin
 from engine.operators.exports import FORMULA_PREFIXES
-from tests.app_process import streamlit_app
+from tests.app_process import app_environment, streamlit_app
 from tests.browser.conftest import CHROMIUM_ARGS, go
 from tests.factories import new_ticket
 from tests.pages.conftest import PASSWORD
@@ -50,13 +50,7 @@ def test_the_queue_tables_csv_download_never_carries_a_live_formula(
     with session_factory.begin() as session:
         create_first_admin(session, "ada", PASSWORD)
     new_ticket(session_factory, settings, subject=SUBJECT)
-    env = {
-        "DATABASE_URL": settings.database_url,
-        "DATA_DIR": str(settings.DATA_DIR),
-        "ENGINE_ENABLED": "false",
-        "DEMO_FEED_ENABLED": "false",
-        "LOG_LEVEL": "WARNING",
-    }
+    env = app_environment(settings)
     if not export_off:
         env["STREAMLIT_CLIENT_DISABLE_DATA_EXPORT"] = "false"
     with streamlit_app(env, tmp_path / "streamlit.log") as url, sync_playwright() as playwright:

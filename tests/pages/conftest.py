@@ -22,7 +22,7 @@ from engine.operators.auth import create_first_admin, create_operator
 from kb.store import reset_caches
 from tests.factories import operator_session
 from tests.kb.embeddings_emulator import EmbeddingsEmulator
-from tests.waiting import SCRIPT_RUN_DEADLINE
+from tests.waiting import SCRIPT_RUN_WAIT
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
@@ -86,7 +86,7 @@ def signed_in_state(user: str) -> dict[str, object]:
 
 def open_page(page: str, user: str | None = "ann", **query: str) -> AppTest:
     """Run `page` (e.g. "pages/1_Queue.py") signed in as `user`, or signed out with None."""
-    at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=SCRIPT_RUN_DEADLINE)
+    at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=SCRIPT_RUN_WAIT)
     if page != "Home.py":
         at.switch_page(page)
     if user:

@@ -12,7 +12,7 @@ import requests
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.settings import Settings
-from tests.app_process import streamlit_app
+from tests.app_process import app_environment, streamlit_app
 from ui.security_headers import SECURITY_HEADERS
 
 pytestmark = [pytest.mark.slow]
@@ -26,13 +26,7 @@ EXPECTED = {
 
 @pytest.fixture
 def dashboard_url(settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path) -> Iterator[str]:
-    env = {
-        "DATABASE_URL": settings.database_url,
-        "DATA_DIR": str(settings.DATA_DIR),
-        "ENGINE_ENABLED": "false",
-        "DEMO_FEED_ENABLED": "false",
-        "LOG_LEVEL": "WARNING",
-    }
+    env = app_environment(settings)
     with streamlit_app(env, tmp_path / "streamlit.log") as url:
         yield url
 

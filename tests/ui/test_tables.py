@@ -10,7 +10,7 @@ import pytest
 import streamlit
 from streamlit.testing.v1 import AppTest
 
-from tests.waiting import SCRIPT_RUN_DEADLINE
+from tests.waiting import SCRIPT_RUN_WAIT
 from ui.tables import EXPORT_OFF, short_headers
 
 FRAME = pd.DataFrame({"category": ["=1+1", "-vpn", "@team", "billing"], "floor": [0.5, -0.25, 0.7, 0.8]})
@@ -37,7 +37,7 @@ def table_export_off(request: pytest.FixtureRequest) -> Iterator[bool]:
 
 
 def test_tables_neutralise_text_only_while_their_csv_download_is_on(table_export_off: bool) -> None:
-    at = AppTest.from_function(tables_script, default_timeout=SCRIPT_RUN_DEADLINE).run()
+    at = AppTest.from_function(tables_script, default_timeout=SCRIPT_RUN_WAIT).run()
     assert not at.exception
     expected = list(FRAME["category"]) if table_export_off else ["'=1+1", "'-vpn", "'@team", "billing"]
     for table in at.dataframe:
