@@ -133,7 +133,11 @@ def test_only_messages_to_the_customer_are_public(session_factory: sessionmaker[
             )
         transition(session, ticket, TicketStatus.RESOLVED, reason="fixed")
         session.flush()
-        events = session.scalars(select(TimelineEvent).where(TimelineEvent.type.in_(["email_sent", "status_changed"])))
+        events = session.scalars(
+            select(TimelineEvent)
+            .where(TimelineEvent.type.in_(["email_sent", "status_changed"]))
+            .order_by(TimelineEvent.id)  # PostgreSQL returns rows in no promised order without it
+        )
         assert [(e.type, as_update(session, e, ticket).public) for e in events] == [
             ("email_sent", False),
             ("email_sent", True),
