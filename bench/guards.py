@@ -57,7 +57,8 @@ from engine.core.settings import Settings, load_settings
 from engine.delivery.outbox import DatabaseTransport, deliver_outbox
 from engine.intake.ingest import ingest
 from engine.jobs import run_index_job
-from engine.operators.actions import Actor, approve_draft, change_policy, override_decision
+from engine.operators.actions import approve_draft, change_policy, override_decision
+from engine.operators.permissions import Actor
 from engine.outcomes.teaching import index_resolved_tickets
 from engine.pipeline import process_pending
 from engine.runtime import build_analyser

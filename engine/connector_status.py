@@ -41,8 +41,7 @@ from engine.core.models import (
 from engine.core.settings import ConfigurationError, Settings
 from engine.core.timeline import record_audit, record_event
 from engine.delivery.sync import sync_backlog
-from engine.intake.ingest import ingest
-from engine.operators.actions import Actor, require
+from engine.operators.permissions import Actor, require
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +352,10 @@ def take_backlog(
     """A lead brings source `name`'s open records from before its start window in as tickets: stored, shown and
     analysed like new ones, acknowledged only when `acknowledge`, and never announced at the source (their
     arrival is no event that write-back sends). The poll's cursor does not move; one audit entry says who and how
-    many."""
+    many. (Ingest is imported here: it loads the trust rules and numpy, which the pages that only show the
+    connectors' status, Home's first of all, never need.)"""
+    from engine.intake.ingest import ingest
+
     require(actor, Role.LEAD)
     source = _backlog_source(name, settings)
     if source is None:

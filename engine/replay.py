@@ -47,7 +47,8 @@ from engine.delivery.outbox import deliver_outbox, make_transport
 from engine.evaluate import Case, build_scratch_knowledge, load_cases, names_expected
 from engine.intake.ingest import ingest
 from engine.jobs import calibrate_knowledge_if_changed, index_knowledge
-from engine.operators.actions import Actor, approve_draft, edit_draft, override_decision, send_manual_reply, set_status
+from engine.operators.actions import approve_draft, edit_draft, override_decision, send_manual_reply, set_status
+from engine.operators.permissions import Actor
 from engine.outcomes.learned import LEARNED
 from engine.outcomes.outcomes import advance_outcomes
 from engine.outcomes.teaching import TICKET_KIND

@@ -12,15 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors import registry
 from connectors.base import DeliveryEvents, MailTransport, SyncBack, TicketSource
 from engine.core.analysis import Analyser
-from engine.core.db import make_engine, make_session_factory, upgrade_database
-from engine.core.private_files import private_directory
 from engine.core.settings import ConfigurationError, Settings
+from engine.core.store import TicketStore, open_store
 from engine.delivery.outbox import make_transport
 
 log = logging.getLogger(__name__)
@@ -28,10 +26,7 @@ T = TypeVar("T")
 
 
 @dataclass
-class Runtime:
-    settings: Settings
-    engine: Engine
-    factory: sessionmaker[Session]
+class Runtime(TicketStore):
     worker: str
     analyser: Analyser
     transport: MailTransport
@@ -95,18 +90,15 @@ def build_analyser(settings: Settings, factory: sessionmaker[Session]) -> Analys
     return RetrievalAnalyser(factory, settings)
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    """Open the database (migrating it to the newest schema) and assemble the engine's parts."""
-    private_directory(settings.DATA_DIR)
-    engine = make_engine(settings.database_url)
-    upgrade_database(engine)
-    factory = make_session_factory(engine)
+def build_runtime(settings: Settings, *, store: TicketStore | None = None) -> Runtime:
+    """Assemble the engine's parts on `store` (opened here, migrating the database, when none is given)."""
+    store = store or open_store(settings)
     return Runtime(
         settings=settings,
-        engine=engine,
-        factory=factory,
+        engine=store.engine,
+        factory=store.factory,
         worker=settings.WORKER_ID or f"{socket.gethostname()}-{os.getpid()}",
-        analyser=build_analyser(settings, factory),
+        analyser=build_analyser(settings, store.factory),
         transport=make_transport(settings),
         sources=configured_sources(settings),
         sync_targets=configured_sync_targets(settings),

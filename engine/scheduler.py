@@ -10,6 +10,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -155,8 +156,9 @@ def run_all_once(runtime: Runtime) -> dict[str, object]:
     }
 
 
-def start_scheduler(runtime: Runtime) -> BackgroundScheduler:
-    """The engine's jobs on a timer; EngineAlreadyRunningError when another process runs them on this SQLite file.
+def start_scheduler(runtime: Runtime, *, first_runs_after: timedelta = timedelta(0)) -> BackgroundScheduler:
+    """The engine's jobs on a timer, each first run `first_runs_after` from now; EngineAlreadyRunningError when
+    another process runs them on this SQLite file.
 
     Tickets are analysed by one long-lived pool, stopped with the scheduler (its claims given back)."""
     claim_engine(runtime.settings)
@@ -174,7 +176,7 @@ def start_scheduler(runtime: Runtime) -> BackgroundScheduler:
             args=(runtime, name, interval, job),
             id=name,
             name=name,
-            next_run_time=utcnow(),
+            next_run_time=utcnow() + first_runs_after,
         )
     scheduler.start()
     return scheduler

@@ -21,11 +21,12 @@ import zipfile
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import PurePath
-from typing import Any
-
-from bs4 import BeautifulSoup
+from typing import TYPE_CHECKING, Any
 
 from kb.titles import clean_title, heading_line, markdown_title, meaningful_title, readable_name
+
+if TYPE_CHECKING:
+    from bs4 import BeautifulSoup
 
 log = logging.getLogger(__name__)
 
@@ -896,7 +897,11 @@ def _hidden_html(soup: BeautifulSoup) -> list[Section]:
 def _html(markup: str) -> tuple[list[Section], str]:
     """Scripts and styles dropped; headings become Markdown headings so sections follow them; hidden text apart.
 
-    The title: the page's `<title>`, else its first visible `<h1>` (or a first line that reads as a heading)."""
+    The title: the page's `<title>`, else its first visible `<h1>` (or a first line that reads as a heading).
+    BeautifulSoup is imported here, as Tag and Comment below: the server's first page loads this module's
+    Section type and never parses a page."""
+    from bs4 import BeautifulSoup
+
     soup = BeautifulSoup(markup, "lxml")
     title_tag = soup.find("title")
     title = title_tag.get_text(" ", strip=True) if title_tag else ""

@@ -15,9 +15,10 @@ import streamlit as st
 
 from engine.core.db import transaction
 from engine.core.enums import Role, TicketStatus
-from engine.operators.actions import PRIORITIES, Actor, bulk_approve, bulk_assign, bulk_close
+from engine.operators.actions import PRIORITIES, bulk_approve, bulk_assign, bulk_close
 from engine.operators.assignment import operator_team
 from engine.operators.merging import known_tags
+from engine.operators.permissions import Actor
 from engine.operators.queries import QueueFilter, held_draft_reasons, queue_page, sources, teams
 from engine.operators.sla import SlaTargets
 from ui import glossary

@@ -20,7 +20,6 @@ from engine.core.enums import Role, TicketStatus
 from engine.core.lifecycle import IllegalTransitionError
 from engine.operators.actions import (
     PRIORITIES,
-    PermissionDeniedError,
     StaleDraftError,
     approve_draft,
     assign,
@@ -33,6 +32,7 @@ from engine.operators.actions import (
     set_status,
     take_over,
 )
+from engine.operators.permissions import PermissionDeniedError
 from engine.operators.queries import TicketStory, sla_label, teams, ticket_story
 from engine.operators.reply_extras import MAX_CC, MAX_FILES, cc_addresses, reply_files
 from kb.search import search

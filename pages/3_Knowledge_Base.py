@@ -7,13 +7,8 @@ import streamlit as st
 
 from engine.core.db import transaction
 from engine.core.enums import Role
-from engine.operators.actions import (
-    PermissionDeniedError,
-    add_kb_document,
-    approve_kb_chunk,
-    reindex_kb_document,
-    remove_kb_document,
-)
+from engine.operators.actions import add_kb_document, approve_kb_chunk, reindex_kb_document, remove_kb_document
+from engine.operators.permissions import PermissionDeniedError
 from engine.operators.queries import kb_chunks, kb_documents
 from kb.calibration import calibration_summary
 from kb.chunk import describe_location

@@ -16,7 +16,7 @@ from engine.core.db import transaction
 from engine.core.desk_policy import SEED_WEIGHTS, DeskPolicy, current_policy
 from engine.core.enums import Role
 from engine.core.templates import SAMPLE_VALUES, TEMPLATES
-from engine.operators.actions import PermissionDeniedError, change_policy
+from engine.operators.actions import change_policy
 from engine.operators.auth import (
     OperatorError,
     create_operator,
@@ -25,6 +25,7 @@ from engine.operators.auth import (
     sign_in_wait_seconds,
     update_operator,
 )
+from engine.operators.permissions import PermissionDeniedError
 from engine.operators.queries import categories, job_statuses, policy_history, sources
 from ui import glossary
 from ui.auth import allowed, sessions_panel

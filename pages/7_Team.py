@@ -8,8 +8,8 @@ import streamlit as st
 
 from engine.core.db import transaction
 from engine.core.enums import Role
-from engine.operators.actions import PermissionDeniedError
 from engine.operators.assignment import operator_teams, set_operator_team
+from engine.operators.permissions import PermissionDeniedError
 from engine.operators.queries import teams
 from ui.auth import allowed
 from ui.components import flash, page, role_hint, show_flash

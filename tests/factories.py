@@ -39,8 +39,9 @@ from engine.core.timeline import record_event
 from engine.delivery.outbox import enqueue_email
 from engine.evaluate import Case
 from engine.intake.ingest import ingest
-from engine.operators.actions import Actor, send_manual_reply
+from engine.operators.actions import send_manual_reply
 from engine.operators.auth import create_first_admin, create_operator
+from engine.operators.permissions import Actor
 from engine.operators.sessions import StartedSession, exchange_handoff, start_session
 from engine.pipeline import process_pending
 from kb.self_test import SelfTestCorpus

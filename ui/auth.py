@@ -19,7 +19,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from engine.core.db import transaction
 from engine.core.enums import Role
-from engine.operators.actions import RANK, Actor, PermissionDeniedError
+from engine.core.store import TicketStore
 from engine.operators.auth import (
     MIN_PASSWORD_LENGTH,
     OperatorError,
@@ -31,6 +31,7 @@ from engine.operators.auth import (
     sign_out_everywhere,
     sso_actor,
 )
+from engine.operators.permissions import RANK, Actor, PermissionDeniedError
 from engine.operators.sessions import (
     LiveSession,
     end_session,
@@ -41,9 +42,8 @@ from engine.operators.sessions import (
     start_session,
 )
 from engine.operators.sign_in_throttle import client_address
-from engine.runtime import Runtime
 from ui import session_routes
-from ui.runtime import app_runtime
+from ui.runtime import app_store
 
 log = logging.getLogger(__name__)
 
@@ -79,17 +79,17 @@ def browser_cookie(name: str = COOKIE) -> str | None:
     return _text(st.context.cookies.get(name))
 
 
-def _address(runtime: Runtime) -> str | None:
+def _address(store: TicketStore) -> str | None:
     return client_address(
         _text(st.context.ip_address),
         _text(st.context.headers.get("X-Forwarded-For")),
-        runtime.settings.DASHBOARD_TRUSTED_PROXIES,
+        store.settings.DASHBOARD_TRUSTED_PROXIES,
     )
 
 
-def _client(runtime: Runtime) -> str:
+def _client(store: TicketStore) -> str:
     """Who is trying to sign in, for the back-off: the address, or this browser session when it is unknown."""
-    address = _address(runtime)
+    address = _address(store)
     if address:
         return address
     if CLIENT_KEY not in st.session_state:
@@ -97,9 +97,9 @@ def _client(runtime: Runtime) -> str:
     return f"browser session {st.session_state[CLIENT_KEY]}"
 
 
-def _client_hint(runtime: Runtime) -> str:
+def _client_hint(store: TicketStore) -> str:
     agent = _text(st.context.headers.get("User-Agent")) or "unknown browser"
-    return f"{_address(runtime) or 'this machine or a local proxy'} · {agent}"[:200]
+    return f"{_address(store) or 'this machine or a local proxy'} · {agent}"[:200]
 
 
 _ENDED = {
@@ -113,8 +113,8 @@ _ENDED = {
 }
 
 
-def _ended_notice(runtime: Runtime, reason: str | None) -> str:
-    settings = runtime.settings
+def _ended_notice(store: TicketStore, reason: str | None) -> str:
+    settings = store.settings
     text = _ENDED.get(reason or "", "You are signed out.")
     return text.format(idle=settings.DASHBOARD_SESSION_IDLE_MINUTES, hours=settings.DASHBOARD_SESSION_MAX_HOURS)
 
@@ -128,9 +128,9 @@ def _remember(live: LiveSession) -> None:
     }
 
 
-def _begin(runtime: Runtime, session: Session, actor: Actor, method: str) -> None:
+def _begin(store: TicketStore, session: Session, actor: Actor, method: str) -> None:
     """Start a server-side session for `actor` inside the caller's transaction."""
-    started = start_session(session, runtime.settings, actor.username, method, client_hint=_client_hint(runtime))
+    started = start_session(session, store.settings, actor.username, method, client_hint=_client_hint(store))
     st.session_state[SESSION_KEY] = {
         "username": actor.username,
         "role": actor.role.value,
@@ -161,28 +161,28 @@ def sign_out(notice: str = "You are signed out.") -> None:
     user = st.session_state.get(SESSION_KEY)
     if not user:
         return
-    with transaction(app_runtime().factory) as session:
+    with transaction(app_store().factory) as session:
         end_session(session, user["session_id"], by=user["username"])
     _forget(user["session_id"], notice)
 
 
-def _current(runtime: Runtime, *, touch: bool) -> LiveSession | None:
+def _current(store: TicketStore, *, touch: bool) -> LiveSession | None:
     """The session this browser signed in with, or the one its cookie names; None (with a notice) once it ended."""
     user = st.session_state.get(SESSION_KEY)
     if user:
-        with transaction(runtime.factory) as session:
-            live = resume_session(session, runtime.settings, user["session_id"], touch=touch)
+        with transaction(store.factory) as session:
+            live = resume_session(session, store.settings, user["session_id"], touch=touch)
             reason = None if live else session_end_reason(session, user["session_id"])
         if live is None:
-            _forget(user["session_id"], _ended_notice(runtime, reason))
+            _forget(user["session_id"], _ended_notice(store, reason))
         return live
     if st.session_state.get(SIGNED_OUT_KEY):
         return None
     token = browser_cookie()
     if not token:
         return None
-    with transaction(runtime.factory) as session:
-        live = resume_from_cookie(session, runtime.settings, token)
+    with transaction(store.factory) as session:
+        live = resume_from_cookie(session, store.settings, token)
     if live is not None:
         _remember(live)
     return live
@@ -214,12 +214,12 @@ def _cookie_calls(live: LiveSession | None) -> None:
         _post(session_routes.END, str(st.session_state.pop(FORGET_COOKIE_KEY)))
 
 
-def _first_admin_form(runtime: Runtime) -> None:
+def _first_admin_form(store: TicketStore) -> None:
     """First start: whoever can read the setup code on the server creates the first admin here."""
     st.title("No-Touch Support")
     st.subheader("Create the first admin")
     st.caption(
-        f"No one can sign in yet. The setup code is in `{setup_code_path(runtime.settings)}` on the server "
+        f"No one can sign in yet. The setup code is in `{setup_code_path(store.settings)}` on the server "
         "(readable only by the account running the app)."
     )
     left, _ = st.columns([2, 3])
@@ -237,8 +237,8 @@ def _first_admin_form(runtime: Runtime) -> None:
         left.error("The two passwords differ.")
         return
     try:
-        with transaction(runtime.factory) as session:
-            create_first_admin_with_code(session, runtime.settings, code, username, password)
+        with transaction(store.factory) as session:
+            create_first_admin_with_code(session, store.settings, code, username, password)
     except OperatorError as error:
         left.error(str(error))
         return
@@ -246,11 +246,11 @@ def _first_admin_form(runtime: Runtime) -> None:
     st.rerun()
 
 
-def _sign_in_form(runtime: Runtime) -> None:
-    with runtime.factory() as session:
-        needs_first_admin = pending_setup_code(session, runtime.settings) is not None
+def _sign_in_form(store: TicketStore) -> None:
+    with store.factory() as session:
+        needs_first_admin = pending_setup_code(session, store.settings) is not None
     if needs_first_admin:
-        _first_admin_form(runtime)
+        _first_admin_form(store)
         return
     st.title("No-Touch Support")
     st.caption("Sign in to see the support desk.")
@@ -262,11 +262,11 @@ def _sign_in_form(runtime: Runtime) -> None:
         password = st.text_input("Password", type="password", key="sign_in_password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        attempt = SignInAttempt(_client(runtime), browser_cookie(session_routes.DEVICE_COOKIE))
-        with transaction(runtime.factory) as session:
-            result = authenticate(session, runtime.settings, username, password, attempt)
+        attempt = SignInAttempt(_client(store), browser_cookie(session_routes.DEVICE_COOKIE))
+        with transaction(store.factory) as session:
+            result = authenticate(session, store.settings, username, password, attempt)
             if result.actor is not None:
-                _begin(runtime, session, result.actor, "password")
+                _begin(store, session, result.actor, "password")
         if result.actor is None:
             left.error(result.error or "Sign-in failed.")
         else:
@@ -277,27 +277,27 @@ def _sign_in_form(runtime: Runtime) -> None:
             st.login()
 
 
-def _sso_session(runtime: Runtime) -> LiveSession | None:
+def _sso_session(store: TicketStore) -> LiveSession | None:
     """A fresh single sign-on identity starts a session; an old one (Streamlit keeps it 30 days) is sent back to
     the provider."""
     if not sso_configured() or not st.user.is_logged_in:
         return None
     issued = st.user.get("iat")
-    with transaction(runtime.factory) as session:
+    with transaction(store.factory) as session:
         result = sso_actor(
             session,
-            runtime.settings,
+            store.settings,
             str(st.user.get("email") or ""),
             str(st.user.get("name") or ""),
             issued_at=float(issued) if isinstance(issued, int | float) else None,
         )
         if result.actor is not None:
-            _begin(runtime, session, result.actor, "sso")
+            _begin(store, session, result.actor, "sso")
     if result.actor is None:
         st.session_state[NOTICE_KEY] = result.error or "Single sign-on was refused."
         return None
-    with transaction(runtime.factory) as session:
-        return resume_session(session, runtime.settings, st.session_state[SESSION_KEY]["session_id"])
+    with transaction(store.factory) as session:
+        return resume_session(session, store.settings, st.session_state[SESSION_KEY]["session_id"])
 
 
 def session_alive() -> bool:
@@ -310,7 +310,7 @@ def live_actor(activity: bool) -> Actor | None:
     """For fragments, which rerun without the page's sign-in gate: the operator as the session now stands (a role
     changed since the page loaded counts), or None (and the page reloads to the sign-in form) once it has ended.
     A timed refresh is not activity; a click that reruns only its fragment is, as on a whole page."""
-    if st.session_state.get(SESSION_KEY) and (live := _current(app_runtime(), touch=activity)) is not None:
+    if st.session_state.get(SESSION_KEY) and (live := _current(app_store(), touch=activity)) is not None:
         return live.actor
     st.rerun()
     return None
@@ -318,25 +318,25 @@ def live_actor(activity: bool) -> Actor | None:
 
 def require_signed_in(min_role: Role = Role.VIEWER) -> Actor:
     """The signed-in operator with at least `min_role`; otherwise the sign-in form or a refusal, and stop."""
-    runtime = app_runtime()
-    live = _current(runtime, touch=True)
+    store = app_store()
+    live = _current(store, touch=True)
     if live is None and not st.session_state.get(SESSION_KEY):
-        live = _sso_session(runtime)
+        live = _sso_session(store)
     _cookie_calls(live)
     if live is None:
-        _sign_in_form(runtime)
+        _sign_in_form(store)
         st.stop()
     assert live is not None
     actor = live.actor
     _remember(live)
-    _sidebar(runtime, actor)
+    _sidebar(store, actor)
     if RANK[actor.role] < RANK[min_role]:
         st.error(f"This page needs the {min_role.value} role or above; you are signed in as {actor.role.value}.")
         st.stop()
     return actor
 
 
-def _sidebar(runtime: Runtime, actor: Actor) -> None:
+def _sidebar(store: TicketStore, actor: Actor) -> None:
     with st.sidebar:
         st.caption(f"Signed in as **{actor.username}** · {actor.role.value}")
         if st.button("Sign out", key="sign_out"):
@@ -351,7 +351,7 @@ def _sidebar(runtime: Runtime, actor: Actor) -> None:
             help="Ends your sessions in every browser, this one included (a lost laptop, a shared computer).",
         ):
             user = st.session_state[SESSION_KEY]
-            with transaction(runtime.factory) as session:
+            with transaction(store.factory) as session:
                 ended = sign_out_everywhere(session, actor, actor.username)
             _forget(user["session_id"], f"You are signed out in every browser ({ended} session(s) ended).")
             if user["method"] == "sso":
@@ -359,10 +359,10 @@ def _sidebar(runtime: Runtime, actor: Actor) -> None:
             st.rerun()
 
 
-def sessions_panel(runtime: Runtime, actor: Actor, username: str, container: DeltaGenerator) -> None:
+def sessions_panel(store: TicketStore, actor: Actor, username: str, container: DeltaGenerator) -> None:
     """An admin's view of one operator's open sessions, with "sign out everywhere" for them."""
-    with runtime.factory() as session:
-        rows = open_sessions(session, runtime.settings, username)
+    with store.factory() as session:
+        rows = open_sessions(session, store.settings, username)
     container.markdown(f"**Open sessions: {len(rows)}**")
     for row in rows:  # plain text: the browser's description is whatever the browser sent
         container.text(
@@ -371,7 +371,7 @@ def sessions_panel(runtime: Runtime, actor: Actor, username: str, container: Del
         )
     if container.button(f"Sign {username} out everywhere", key=f"operator_sign_out_everywhere_{username}"):
         try:
-            with transaction(runtime.factory) as session:
+            with transaction(store.factory) as session:
                 ended = sign_out_everywhere(session, actor, username)
         except (PermissionDeniedError, LookupError) as error:
             container.error(f"Not signed out: {error}")

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
 from engine.core.enums import Role
 from engine.core.models import utcnow
-from engine.operators.actions import Actor
-from engine.runtime import Runtime
+from engine.operators.permissions import Actor
 from kb.titles import FILE_EXTENSION, readable_name
 from ui import glossary
 from ui.auth import allowed, require_signed_in
 from ui.notifications import notification_bell
 from ui.runtime import app_runtime
+
+if TYPE_CHECKING:
+    from engine.runtime import Runtime
 
 FLASH_KEY = "flash"
 _AUTOLINK = re.compile(r"(\\:|www\\.)", re.IGNORECASE)
@@ -24,10 +26,12 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 
 def page(title: str, min_role: Role = Role.VIEWER) -> tuple[Runtime, Actor]:
-    """Configure the page, open the runtime and pass the sign-in gate: the first lines of every page."""
-    st.set_page_config(page_title=f"{title} · No-Touch Support", page_icon="🎫", layout="wide")
-    runtime = app_runtime()
+    """Configure the page, pass the sign-in gate and open the runtime: the first lines of every page. The gate needs
+    only the ticket store, so after a restart the sign-in form does not wait for the analyser and connectors. The
+    icon is a Material one: an emoji would load Streamlit's whole emoji catalogue on the first page."""
+    st.set_page_config(page_title=f"{title} · No-Touch Support", page_icon=":material/support_agent:", layout="wide")
     actor = require_signed_in(min_role)
+    runtime = app_runtime()
     with st.sidebar:
         notification_bell(runtime, actor)
     return runtime, actor

@@ -23,7 +23,7 @@ from engine.connector_status import (
 from engine.connector_status import connector_variables as variables
 from engine.connector_status import test_connection as probe
 from engine.core.enums import Role
-from engine.operators.actions import Actor, PermissionDeniedError
+from engine.operators.permissions import Actor, PermissionDeniedError
 from engine.runtime import Runtime
 from ui import glossary
 from ui.auth import allowed

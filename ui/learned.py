@@ -14,13 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.db import transaction
 from engine.core.enums import Role
-from engine.operators.actions import (
-    Actor,
-    PermissionDeniedError,
-    mark_learned_answer_general,
-    publish_learned_article,
-    restore_answer,
-)
+from engine.operators.actions import mark_learned_answer_general, publish_learned_article, restore_answer
+from engine.operators.permissions import Actor, PermissionDeniedError
 from engine.operators.queries import (
     LearnedAnswerView,
     cited_answer_records,

@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 
 from engine.core.db import transaction
 from engine.core.enums import Role
-from engine.operators.actions import Actor, PermissionDeniedError
 from engine.operators.macros import (
     PLACEHOLDERS,
     canned_replies,
@@ -18,6 +17,7 @@ from engine.operators.macros import (
     save_canned_reply,
     seed_from_approved_answers,
 )
+from engine.operators.permissions import Actor, PermissionDeniedError
 from engine.runtime import Runtime
 from ui.auth import allowed
 from ui.components import flash, role_hint

@@ -4,14 +4,17 @@ link to its ticket; it refreshes on its own and "Mark all read" clears the count
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from engine.core.db import transaction
-from engine.operators.actions import Actor
 from engine.operators.notifications import mark_notifications_read, notifications
-from engine.runtime import Runtime
+from engine.operators.permissions import Actor
 from ui.auth import session_alive
+
+if TYPE_CHECKING:
+    from engine.runtime import Runtime
 
 SHOWN = 8
 

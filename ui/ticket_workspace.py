@@ -13,7 +13,6 @@ import streamlit as st
 from engine.core.db import transaction
 from engine.core.enums import Role
 from engine.core.models import OutboxMessage, Ticket
-from engine.operators.actions import Actor
 from engine.operators.assignment import assign_to_person, assignable_operators
 from engine.operators.history import requester_history
 from engine.operators.macros import canned_replies, fill
@@ -27,6 +26,7 @@ from engine.operators.merging import (
     ticket_tags,
 )
 from engine.operators.notes import add_note, ticket_notes
+from engine.operators.permissions import Actor
 from engine.operators.presence import mark_viewing, others_viewing
 from engine.runtime import Runtime
 from ui import glossary

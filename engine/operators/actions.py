@@ -23,36 +23,14 @@ from engine.core.templates import EmailContent, conversation_subject, to_html
 from engine.core.timeline import record_audit, record_event
 from engine.delivery.execution import execute_action, void_open_drafts
 from engine.delivery.outbox import addressees, enqueue_email, resolve_uncertain
+from engine.operators.permissions import Actor, require
 from engine.operators.reply_extras import cc_addresses, reply_files
 from engine.outcomes.learned import article_markdown, person_decided, reusable, review_answer, reviewed_variants
 from kb.titles import knowledge_filename
 
-RANK = {Role.VIEWER: 0, Role.AGENT: 1, Role.LEAD: 2, Role.ADMIN: 3}
-
-
-@dataclass(frozen=True)
-class Actor:
-    """The signed-in person on whose behalf an action runs."""
-
-    username: str
-    role: Role
-
-    @property
-    def label(self) -> str:
-        return f"operator:{self.username}"
-
-
-class PermissionDeniedError(PermissionError):
-    pass
-
 
 class StaleDraftError(ValueError):
     """The draft changed (edited, re-analysed, decided) since the operator looked at it."""
-
-
-def require(actor: Actor, role: Role) -> None:
-    if RANK[actor.role] < RANK[role]:
-        raise PermissionDeniedError(f"{actor.username} ({actor.role}) may not do this: needs {role} or above")
 
 
 def _ticket(session: Session, ticket_id: int) -> Ticket:

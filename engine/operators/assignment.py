@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from engine.core.enums import Role
 from engine.core.models import Operator, Ticket, utcnow
 from engine.core.timeline import record_audit, record_event
-from engine.operators.actions import RANK, Actor, require
+from engine.operators.permissions import RANK, Actor, require
 
 
 def _ticket(session: Session, ticket_id: int) -> Ticket:

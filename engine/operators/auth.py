@@ -28,7 +28,7 @@ from engine.core.private_files import read_or_create_secret
 from engine.core.settings import Settings
 from engine.core.timeline import record_audit
 from engine.operators import sign_in_throttle
-from engine.operators.actions import Actor, PermissionDeniedError, require
+from engine.operators.permissions import Actor, PermissionDeniedError, require
 from engine.operators.sessions import all_sessions_ended_since, device_operator, end_all_sessions, keyed_digest
 
 log = logging.getLogger(__name__)

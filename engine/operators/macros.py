@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from engine.core.enums import OutcomeState, Role
 from engine.core.models import CannedReply, LearnedAnswer, ResolutionOutcome, Ticket
 from engine.core.timeline import record_audit
-from engine.operators.actions import Actor, require
+from engine.operators.permissions import Actor, require
 from engine.outcomes.learned import TrackRecord, learned_subject, reusable, track_records
 
 PLACEHOLDERS = {

@@ -19,7 +19,7 @@ from engine.core.lifecycle import transition
 from engine.core.models import EmailInteraction, Ticket, TicketLink, TicketTag, utcnow
 from engine.core.timeline import record_audit, record_event
 from engine.delivery.execution import void_open_drafts
-from engine.operators.actions import Actor, require
+from engine.operators.permissions import Actor, require
 
 TAG = re.compile(r"^[a-z0-9][a-z0-9 ._-]{0,49}$")
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from engine.core.enums import Role
 from engine.core.models import Operator, Ticket, TicketNote
 from engine.core.timeline import record_audit, record_event
-from engine.operators.actions import Actor, require
+from engine.operators.permissions import Actor, require
 
 MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_][A-Za-z0-9_.-]*)")
 MAX_NOTE = 20_000

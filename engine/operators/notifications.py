@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from engine.core.db import is_postgres
 from engine.core.models import Operator, Ticket, TicketNote, TimelineEvent, utcnow
-from engine.operators.actions import Actor
+from engine.operators.permissions import Actor
 
 REPLY_EVENTS = ("reply_received",)
 WINDOW = timedelta(days=7)

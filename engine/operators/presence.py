@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from engine.core.db import is_postgres
 from engine.core.models import TicketPresence, utcnow
-from engine.operators.actions import Actor
+from engine.operators.permissions import Actor
 
 FORGOTTEN_AFTER = timedelta(hours=1)
 """Rows older than this are deleted on the next heartbeat of anyone: the table holds only recent visits."""

@@ -394,11 +394,17 @@ def held_reason(reason: str) -> str:
 
 
 def held_draft_reasons(session: Session, limit: int = 5) -> list[tuple[str, int]]:
-    """Why drafts wait for a person, most frequent first: every reason of every draft counts once."""
+    """Why drafts wait for a person, most frequent first: every reason of every draft counts once. The database
+    counts the drafts per list of reasons (a few hundred kinds where 20,000 drafts wait), so the reasons are read
+    once per kind, not once per draft."""
     counts: Counter[str] = Counter()
-    policies = session.scalars(select(Action.policy).where(Action.state == ActionState.AWAITING_APPROVAL))
-    for policy in policies:
-        counts.update({held_reason(reason) for reason in (policy or {}).get("reasons", [])})
+    reasons = Action.policy["reasons"]
+    kinds = session.execute(
+        select(reasons, func.count()).where(Action.state == ActionState.AWAITING_APPROVAL).group_by(reasons)
+    )
+    for listed, drafts in kinds:
+        for reason in {held_reason(reason) for reason in listed or []}:
+            counts[reason] += drafts
     return counts.most_common(limit)
 
 

@@ -33,7 +33,7 @@ from engine.core.models import Operator, OperatorSession, utcnow
 from engine.core.private_files import read_or_create_secret
 from engine.core.settings import Settings
 from engine.core.timeline import record_audit
-from engine.operators.actions import Actor
+from engine.operators.permissions import Actor
 
 HANDOFF_LIFETIME = timedelta(seconds=60)
 TOUCH_EVERY = timedelta(seconds=60)

@@ -17,7 +17,7 @@ from engine.core.models import AuditEntry, OutboxMessage, Ticket, TimelineEvent
 from engine.core.settings import Settings
 from engine.delivery.sync import SYNCED_TYPES
 from engine.jobs import poll_source
-from engine.operators.actions import Actor, PermissionDeniedError
+from engine.operators.permissions import Actor, PermissionDeniedError
 from engine.pipeline import claim_pending_tickets
 from tests.connectors.conftest import Sleeps, jira_values, snow_values, with_settings
 from tests.emulators.jira import JiraEmulator

@@ -25,7 +25,7 @@ from engine.core.settings import Settings
 from engine.core.templates import acknowledgement
 from engine.delivery.outbox import deliver_outbox, enqueue_email
 from engine.jobs import poll_source
-from engine.operators.actions import Actor, PermissionDeniedError
+from engine.operators.permissions import Actor, PermissionDeniedError
 from tests.connectors.conftest import with_settings
 from tests.factories import customer_mail
 from tests.mail_servers import (

@@ -15,7 +15,8 @@ from engine import jobs
 from engine.core.enums import ActionKind, ActionState, Role, TicketStatus
 from engine.core.models import Action, Attachment, AuditEntry, Blob, EmailInteraction, KbChunk, KbDocument, Ticket
 from engine.core.settings import Settings
-from engine.operators.actions import Actor, add_kb_document, send_manual_reply
+from engine.operators.actions import add_kb_document, send_manual_reply
+from engine.operators.permissions import Actor
 from engine.outcomes import teaching
 from engine.outcomes.learned import learn_answer
 from kb import indexer, ledger

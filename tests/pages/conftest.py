@@ -17,8 +17,8 @@ from streamlit.testing.v1 import AppTest
 from engine.core.db import make_engine, make_session_factory
 from engine.core.enums import Role
 from engine.core.settings import Settings, get_settings
-from engine.operators.actions import Actor
 from engine.operators.auth import create_first_admin, create_operator
+from engine.operators.permissions import Actor
 from kb.store import reset_caches
 from tests.factories import operator_session
 from tests.kb.embeddings_emulator import EmbeddingsEmulator

@@ -9,7 +9,8 @@ from engine.core.desk_policy import current_policy
 from engine.core.enums import Role
 from engine.core.models import AuditEntry, KbDocument, Operator
 from engine.core.settings import Settings
-from engine.operators.actions import Actor, add_kb_document
+from engine.operators.actions import add_kb_document
+from engine.operators.permissions import Actor
 from kb.calibration import Calibration, Fusion, save_calibration
 from tests.factories import own_transactions, routing_history
 from tests.kb.files import make_pdf

@@ -7,7 +7,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.core.enums import Role
 from engine.core.models import Action, AuditEntry, Blob, KbDocument, LearnedAnswer
 from engine.core.settings import Settings
-from engine.operators.actions import Actor, approve_draft
+from engine.operators.actions import approve_draft
+from engine.operators.permissions import Actor
 from engine.outcomes.learned import count, learned_subject
 from tests.factories import answered_by_a_person, drafted
 from tests.pages.conftest import open_page, texts

@@ -4,9 +4,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.enums import Role
 from engine.core.settings import Settings
-from engine.operators.actions import Actor
 from engine.operators.assignment import assign_to_person
 from engine.operators.notes import add_note
+from engine.operators.permissions import Actor
 from tests.factories import new_ticket, reply
 from tests.pages.conftest import open_page
 

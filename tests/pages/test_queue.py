@@ -9,9 +9,10 @@ from streamlit.testing.v1.element_tree import Dataframe
 from engine.core.enums import ActionState, Role, TicketStatus
 from engine.core.models import Action, AuditEntry, OutboxMessage, Ticket
 from engine.core.settings import Settings
-from engine.operators.actions import Actor, assign, take_over
+from engine.operators.actions import assign, take_over
 from engine.operators.assignment import assign_to_person, set_operator_team
 from engine.operators.merging import set_tags
+from engine.operators.permissions import Actor
 from tests.factories import drafted, new_ticket, reply
 from tests.pages.conftest import open_page, texts
 from tests.pages.seed import escalated

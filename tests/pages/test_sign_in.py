@@ -10,12 +10,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+import engine.runtime
 from engine.core.enums import Role
 from engine.core.models import AuditEntry, OperatorSession, utcnow
-from engine.core.settings import Settings
+from engine.core.settings import ConfigurationError, Settings
 from engine.operators import sign_in_throttle
-from engine.operators.actions import Actor
 from engine.operators.auth import sign_out_everywhere, update_operator
+from engine.operators.permissions import Actor
 from tests.factories import age_session, session_cookie
 from tests.pages.conftest import PASSWORD, open_page, sign_in, texts
 from tests.pages.seed import escalated
@@ -275,3 +276,19 @@ def test_the_next_operator_in_the_same_tab_sees_nothing_the_last_one_left(app: S
     at = sign_in(at, "ada", PASSWORD)
     assert not at.exception and not signed_out(at)
     assert "Last upload" not in texts(at) and "kb_last_upload" not in at.session_state
+
+
+def test_the_sign_in_form_needs_only_the_ticket_store(app: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a restart the form is shown before the analyser and connectors are built: here they cannot be built
+    at all, and only the signed-in page says so."""
+
+    def broken(*_: object) -> None:
+        raise ConfigurationError("LLM_PROVIDER: the analyser cannot be built")
+
+    monkeypatch.setattr(engine.runtime, "build_analyser", broken)
+    at = open_page("Home.py", user=None)
+    assert not at.exception
+    assert not at.error
+    assert at.text_input(key="sign_in_username")
+    signed_in = sign_in(at, "ann", PASSWORD)
+    assert "The app cannot start: LLM_PROVIDER: the analyser cannot be built" in texts(signed_in)

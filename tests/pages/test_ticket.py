@@ -12,7 +12,8 @@ from engine.core.models import Action, AuditEntry, OutboxMessage, Ticket, Timeli
 from engine.core.settings import Settings
 from engine.delivery.delivery_events import record_delivery_event
 from engine.intake.ingest import ingest
-from engine.operators.actions import Actor, edit_draft
+from engine.operators.actions import edit_draft
+from engine.operators.permissions import Actor
 from tests.factories import drafted, email_in, new_ticket, queue
 from tests.pages.conftest import open_page, texts
 from tests.pages.seed import escalated, scored

@@ -8,10 +8,10 @@ from streamlit.testing.v1.element_tree import Selectbox
 from engine.core.enums import Role
 from engine.core.models import Ticket
 from engine.core.settings import Settings
-from engine.operators.actions import Actor
 from engine.operators.macros import save_canned_reply
 from engine.operators.merging import merge_ticket
 from engine.operators.notes import ticket_notes
+from engine.operators.permissions import Actor
 from tests.factories import new_ticket, reply
 from tests.pages.conftest import open_page, texts
 

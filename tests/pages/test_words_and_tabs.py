@@ -12,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 from engine.core.enums import Role
 from engine.core.models import AuditEntry, Ticket
 from engine.core.settings import Settings
-from engine.operators.actions import Actor, approve_draft
+from engine.operators.actions import approve_draft
+from engine.operators.permissions import Actor
 from tests.factories import drafted
 from tests.pages.conftest import open_page, texts
 from tests.pages.seed import scored

@@ -6,7 +6,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.core.enums import Role, TicketStatus
 from engine.core.models import Analysis, Ticket, TimelineEvent, utcnow
 from engine.core.settings import Settings
-from engine.operators.actions import Actor, set_status
+from engine.operators.actions import set_status
+from engine.operators.permissions import Actor
 from engine.pipeline import claim_pending_tickets, process_pending, requeue_stranded
 from tests.factories import Proposes, new_ticket
 

@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.enums import Role
 from engine.core.settings import Settings
-from engine.operators.actions import Actor, override_decision
+from engine.operators.actions import override_decision
 from engine.operators.auth import create_operator
 from engine.operators.exports import FORMULA_PREFIXES, neutralise, to_safe_csv
+from engine.operators.permissions import Actor
 from tests.factories import drafted, new_ticket
 from tests.pages.conftest import open_page
 from tests.pages.seed import scored

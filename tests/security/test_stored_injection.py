@@ -12,7 +12,8 @@ from engine.core.models import Action, KbChunk, Ticket
 from engine.core.settings import Settings
 from engine.intake.ingest import ingest
 from engine.jobs import run_index_job
-from engine.operators.actions import Actor, approve_draft
+from engine.operators.actions import approve_draft
+from engine.operators.permissions import Actor
 from engine.pipeline import execute_action
 from engine.trust.provenance import UntrustedTextError
 from kb.search import search

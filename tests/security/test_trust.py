@@ -23,7 +23,8 @@ from engine.core.enums import ActionKind, ActionState, MessageKind, Role, Ticket
 from engine.core.models import Action, OutboxMessage, ResolutionOutcome, Ticket, TimelineEvent
 from engine.core.settings import Settings
 from engine.intake.ingest import ingest
-from engine.operators.actions import Actor, approve_draft
+from engine.operators.actions import approve_draft
+from engine.operators.permissions import Actor
 from engine.outcomes.teaching import index_ticket
 from engine.pipeline import process_pending
 from kb.indexer import add_document, reindex_document

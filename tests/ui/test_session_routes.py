@@ -12,8 +12,8 @@ from starlette.testclient import TestClient
 
 from engine.core.enums import Role
 from engine.core.settings import Settings, get_settings
-from engine.operators.actions import Actor
 from engine.operators.auth import create_first_admin, create_operator
+from engine.operators.permissions import Actor
 from engine.operators.sessions import device_operator, resume_from_cookie, session_end_reason
 from tests.factories import operator_session
 from ui.session_routes import session_routes

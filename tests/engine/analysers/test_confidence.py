@@ -19,7 +19,8 @@ from engine.core.enums import ActionState, Role
 from engine.core.models import Action, Ticket
 from engine.core.settings import Settings, load_settings
 from engine.delivery.execution import void_open_drafts
-from engine.operators.actions import Actor, override_decision
+from engine.operators.actions import override_decision
+from engine.operators.permissions import Actor
 from engine.trust.requests import Request
 from kb.embed import get_embedder
 from kb.self_test import AnsweredQuestion

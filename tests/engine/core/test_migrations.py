@@ -3,9 +3,10 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 
-from engine.core.db import MIGRATIONS, upgrade_database
+from engine.core.db import MIGRATIONS, newest_revision, schema_is_current, upgrade_database
 from engine.core.fulltext import mapped_by_models
 from engine.core.models import Base, JSONType, UTCDateTime, utcnow
 
@@ -23,6 +24,31 @@ def test_upgrade_is_idempotent(engine: Engine) -> None:
     upgrade_database(engine)
     upgrade_database(engine)
     assert {"tickets", "timelines", "outbox", "actions", "audit_log"} <= set(inspect(engine).get_table_names())
+
+
+def test_the_newest_revision_read_off_the_file_names_is_alembics_head() -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert newest_revision() == ScriptDirectory.from_config(config).get_current_head()
+
+
+def test_a_start_skips_alembic_only_when_the_schema_is_current(engine: Engine) -> None:
+    """`engine` is migrated to the newest revision; one step back, a start must migrate again."""
+    assert schema_is_current(engine)
+    previous = f"{int(newest_revision()) - 1:04d}"
+    _migrate(engine, previous)
+    assert not schema_is_current(engine)
+    upgrade_database(engine)
+    with engine.connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() == newest_revision()
+    assert schema_is_current(engine)
+
+
+def test_an_empty_database_is_not_current() -> None:
+    empty = sa.create_engine("sqlite://")
+    assert not schema_is_current(empty)
+    upgrade_database(empty)
+    assert schema_is_current(empty)
 
 
 def _migrate(engine: Engine, revision: str) -> None:

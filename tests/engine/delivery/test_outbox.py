@@ -13,7 +13,8 @@ from engine.core.settings import Settings
 from engine.core.templates import acknowledgement
 from engine.delivery.outbox import DatabaseTransport, deliver_outbox, enqueue_email, resolve_uncertain
 from engine.intake.ingest import ingest
-from engine.operators.actions import Actor, send_manual_reply
+from engine.operators.actions import send_manual_reply
+from engine.operators.permissions import Actor
 from tests.factories import email_in, new_ticket
 from tests.mail_sink import Mailbox, free_port, send_through, smtp_sink
 from tests.waiting import wait_until

@@ -15,7 +15,8 @@ from engine.core.enums import ActionState, OutcomeState, Role, TicketStatus
 from engine.core.models import Action, EmailInteraction, ResolutionOutcome, Ticket, TimelineEvent
 from engine.core.settings import Settings
 from engine.intake.llm_reply_classifier import parse_verdict, read_unclear_replies, unclear_replies
-from engine.operators.actions import Actor, approve_draft
+from engine.operators.actions import approve_draft
+from engine.operators.permissions import Actor
 from engine.outcomes.outcome_calibration import category_outcomes
 from engine.outcomes.outcomes import outcome_labels
 from engine.pipeline import process_pending

@@ -6,8 +6,6 @@ from engine.core.enums import ActionState, Role, TicketStatus
 from engine.core.models import Action, Analysis, AuditEntry, OutboxMessage, Ticket, TimelineEvent
 from engine.core.settings import Settings
 from engine.operators.actions import (
-    Actor,
-    PermissionDeniedError,
     StaleDraftError,
     approve_draft,
     edit_draft,
@@ -18,6 +16,7 @@ from engine.operators.actions import (
     set_status,
     take_over,
 )
+from engine.operators.permissions import Actor, PermissionDeniedError
 from engine.pipeline import claim_pending_tickets, commit_analysis, process_pending
 from tests.factories import Proposes, drafted, new_ticket
 

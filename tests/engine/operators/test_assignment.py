@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.core.enums import Role
 from engine.core.models import AuditEntry, Ticket, TimelineEvent
 from engine.core.settings import Settings
-from engine.operators.actions import Actor, PermissionDeniedError, take_over
+from engine.operators.actions import take_over
 from engine.operators.assignment import (
     assign_to_person,
     assignable_operators,
@@ -15,6 +15,7 @@ from engine.operators.assignment import (
     operator_teams,
     set_operator_team,
 )
+from engine.operators.permissions import Actor, PermissionDeniedError
 from tests.factories import desk_operators, new_ticket
 
 ADA = Actor("ada", Role.ADMIN)

@@ -16,7 +16,6 @@ from engine.core.db import transaction
 from engine.core.enums import Role
 from engine.core.models import AuditEntry, Operator, utcnow
 from engine.core.settings import Settings
-from engine.operators.actions import Actor, PermissionDeniedError
 from engine.operators.auth import (
     WRONG_CREDENTIALS,
     OperatorError,
@@ -33,6 +32,7 @@ from engine.operators.auth import (
     sso_actor,
     update_operator,
 )
+from engine.operators.permissions import Actor, PermissionDeniedError
 from engine.operators.sessions import device_token, end_all_sessions
 from tests.waiting import wait_until
 

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.core.enums import OutcomeState, Role
 from engine.core.models import AuditEntry, CannedReply, ResolutionOutcome, Ticket
 from engine.core.settings import Settings
-from engine.operators.actions import Actor, PermissionDeniedError, approve_draft, edit_draft
+from engine.operators.actions import approve_draft, edit_draft
 from engine.operators.macros import (
     approved_answers,
     canned_replies,
@@ -18,6 +18,7 @@ from engine.operators.macros import (
     save_canned_reply,
     seed_from_approved_answers,
 )
+from engine.operators.permissions import Actor, PermissionDeniedError
 from tests.factories import drafted, new_ticket, resolved_automatically
 
 LEE = Actor("lee", Role.LEAD)

@@ -7,7 +7,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.core.enums import ActionState, Role, TicketStatus
 from engine.core.models import Action, AuditEntry, EmailInteraction, Ticket, TimelineEvent
 from engine.core.settings import Settings
-from engine.operators.actions import Actor, PermissionDeniedError
 from engine.operators.merging import (
     clean_tag,
     known_tags,
@@ -18,6 +17,7 @@ from engine.operators.merging import (
     set_tags,
     ticket_tags,
 )
+from engine.operators.permissions import Actor, PermissionDeniedError
 from tests.factories import drafted, new_ticket, reply
 
 ANN = Actor("ann", Role.AGENT)

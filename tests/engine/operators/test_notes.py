@@ -9,8 +9,9 @@ from engine.core.enums import Role
 from engine.core.models import AuditEntry, OutboxMessage, Ticket, TimelineEvent
 from engine.core.settings import Settings
 from engine.delivery.sync import as_update
-from engine.operators.actions import Actor, PermissionDeniedError, approve_draft, send_manual_reply
+from engine.operators.actions import approve_draft, send_manual_reply
 from engine.operators.notes import MAX_NOTE, add_note, mentioned_operators, ticket_notes
+from engine.operators.permissions import Actor, PermissionDeniedError
 from tests.factories import desk_operators, drafted, new_ticket
 
 ADA = Actor("ada", Role.ADMIN)

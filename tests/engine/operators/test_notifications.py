@@ -8,10 +8,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.core.enums import Role
 from engine.core.models import Ticket
 from engine.core.settings import Settings
-from engine.operators.actions import Actor
 from engine.operators.assignment import assign_to_person, set_operator_team
 from engine.operators.notes import add_note
 from engine.operators.notifications import mark_notifications_read, notifications
+from engine.operators.permissions import Actor
 from tests.factories import desk_operators, new_ticket, reply
 
 ADA = Actor("ada", Role.ADMIN)

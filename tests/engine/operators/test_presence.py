@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.core.enums import Role
 from engine.core.models import TicketPresence, utcnow
 from engine.core.settings import Settings
-from engine.operators.actions import Actor
+from engine.operators.permissions import Actor
 from engine.operators.presence import FORGOTTEN_AFTER, mark_viewing, others_viewing
 from tests.factories import new_ticket
 

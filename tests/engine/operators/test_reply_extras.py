@@ -8,7 +8,8 @@ from connectors.base import OutgoingAttachment
 from engine.core.enums import MessageKind, Role
 from engine.core.models import AuditEntry, OutboxMessage
 from engine.core.settings import Settings
-from engine.operators.actions import Actor, send_manual_reply
+from engine.operators.actions import send_manual_reply
+from engine.operators.permissions import Actor
 from engine.operators.reply_extras import MAX_CC, MAX_FILES, cc_addresses, reply_files
 from tests.factories import new_ticket
 

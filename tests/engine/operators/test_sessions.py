@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.core.enums import Role
 from engine.core.models import AuditEntry, OperatorSession, utcnow
 from engine.core.settings import Settings
-from engine.operators.actions import Actor
 from engine.operators.auth import create_first_admin, create_operator, update_operator
+from engine.operators.permissions import Actor
 from engine.operators.sessions import (
     DEVICE_LIFETIME,
     device_operator,

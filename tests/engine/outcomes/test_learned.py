@@ -27,14 +27,13 @@ from engine.core.settings import Settings
 from engine.core.templates import resolution_email
 from engine.operators import actions
 from engine.operators.actions import (
-    Actor,
-    PermissionDeniedError,
     approve_draft,
     mark_learned_answer_general,
     publish_learned_article,
     reject_draft,
     restore_answer,
 )
+from engine.operators.permissions import Actor, PermissionDeniedError
 from engine.outcomes.learned import (
     TICKET_KIND,
     article_candidates,

@@ -14,7 +14,8 @@ from engine.core.enums import OutcomeState, Role, TicketStatus
 from engine.core.models import Action, AuditEntry, DeskPolicyVersion, KbChunk, Ticket, TimelineEvent, utcnow
 from engine.core.settings import Settings
 from engine.delivery.sync import sync_back
-from engine.operators.actions import Actor, approve_draft
+from engine.operators.actions import approve_draft
+from engine.operators.permissions import Actor
 from engine.outcomes.outcomes import advance_outcomes, outcome_funnel, outcome_labels, record_reply_outcome
 from engine.outcomes.teaching import index_ticket, ticket_sections
 from engine.pipeline import process_pending

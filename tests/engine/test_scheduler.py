@@ -1,0 +1,28 @@
+"""The engine's timer: a dashboard's own engine lets the first page after a restart go first."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from engine.core.models import JobStatus, utcnow
+from engine.core.settings import Settings
+from engine.runtime import build_runtime
+from engine.scheduler import engine_jobs, start_scheduler, stop_scheduler
+
+
+def test_every_job_first_runs_when_asked_and_not_before(settings: Settings) -> None:
+    runtime = build_runtime(settings)
+    asked = timedelta(minutes=5)
+    began = utcnow()
+    scheduler = start_scheduler(runtime, first_runs_after=asked)
+    try:
+        jobs = scheduler.get_jobs()
+        assert {job.id for job in jobs} == set(engine_jobs(runtime))
+        assert all(job.next_run_time >= began + asked for job in jobs)
+    finally:
+        stop_scheduler(scheduler)
+    with runtime.factory() as session:
+        assert session.scalar(select(func.count()).select_from(JobStatus)) == 0
+    runtime.engine.dispose()
