@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -94,7 +95,7 @@ def knowledge_gaps(session: Session, since: datetime, *, max_topics: int = 12) -
         matrix = vectorizer.fit_transform([ticket.text for ticket in tickets])
     except ValueError:  # nothing but stop words and numbers
         return [_gap("unlabelled", tickets, range(len(tickets)))]
-    topics = max(1, min(max_topics, len(tickets), round(math.sqrt(len(tickets) / 2))))
+    topics = max(1, min(max_topics, _distinct_rows(matrix), round(math.sqrt(len(tickets) / 2))))
     model = KMeans(n_clusters=topics, n_init=4, random_state=0).fit(matrix)
     terms = vectorizer.get_feature_names_out()
     gaps = []
@@ -110,6 +111,12 @@ def knowledge_gaps(session: Session, since: datetime, *, max_topics: int = 12) -
         label = " ".join(tickets[members[0]].subject.split()) or terms_label
         gaps.append(_gap(label or "unlabelled", tickets, members))
     return sorted(gaps, key=lambda gap: -gap.tickets)
+
+
+def _distinct_rows(matrix: Any) -> int:
+    """How many different tickets the vectors tell apart: no more topics than that (tickets that read alike, as a
+    flood of one alert does, would leave K-means with empty clusters and a ConvergenceWarning in the log)."""
+    return len({(row.indices.tobytes(), row.data.round(6).tobytes()) for row in matrix})
 
 
 def _gap(label: str, tickets: list[GapTicket], members: list[int] | range) -> KnowledgeGap:

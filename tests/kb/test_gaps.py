@@ -1,3 +1,4 @@
+import warnings
 from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,3 +42,18 @@ def test_no_gaps_without_weak_answers(session_factory: sessionmaker[Session]) ->
         analysed_ticket(session, "How do I change my password", confidence=0.95, evidence=True)
     with session_factory() as session:
         assert knowledge_gaps(session, utcnow() - timedelta(days=1)) == []
+
+
+def test_a_flood_of_one_alert_is_one_topic_without_a_warning(session_factory: sessionmaker[Session]) -> None:
+    """Forty tickets that read alike, beside three that differ: no more topics than the vectors tell apart (K-means
+    asked for more would warn in the server's log and leave clusters empty)."""
+    with session_factory.begin() as session:
+        for _ in range(40):
+            analysed_ticket(session, "ALERT disk full on host-1", confidence=0.0, evidence=False)
+        for subject in VPN:
+            analysed_ticket(session, subject, confidence=0.0, evidence=False)
+    with session_factory() as session, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gaps = knowledge_gaps(session, utcnow() - timedelta(days=1))
+    assert sum(gap.tickets for gap in gaps) == 43
+    assert gaps[0].tickets == 40 and "disk full" in gaps[0].label.lower()
