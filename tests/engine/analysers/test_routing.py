@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.analysers import routing
 from engine.analysers.escalation import assess, rule_criteria
 from engine.analysers.routing import (
     TeamModel,
@@ -299,3 +300,31 @@ def test_a_ticket_the_specialist_signal_flags_escalates_and_says_why() -> None:
     ordinary = snapshot("how do i order", "Hello, how do i order since this morning and general request. Regards, Sam")
     kept = assess(ordinary, rule_criteria(ordinary), policy)
     assert not any(reason.startswith("needs a specialist team") for reason in kept.reasons)
+
+
+def test_a_rare_teams_tickets_that_read_alike_draw_their_like(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three old alerts of one form went to a small team: a fourth goes there too, and surer than on its words
+    alone (its nearest past tickets vote for the team, and a rare team's scores are raised)."""
+    rows = routing_history(40)
+    alerts = [
+        (f"event: critical host_{n} mountpoint", f"event: critical: host_{n} the value of mountpoint threshold is 9{n}")
+        for n in range(3)
+    ]
+    rows[10:10] = [(subject, description, "Storage") for subject, description in alerts]
+    texts, teams = [ticket_text(subject, description) for subject, description, _ in rows], [team for *_, team in rows]
+    alert = ticket_text(
+        "event: critical host_7 mountpoint", "event: critical: host_7 the value of mountpoint threshold"
+    )
+
+    def storage_probability() -> float:
+        model = TeamModel(first_line="Service Desk", target_precision=0.85).fit(texts, teams)
+        best, probabilities, _ = model.scored([alert])
+        assert model.teams[best[0]] == "Storage"
+        return float(probabilities[0, model.teams.index("Storage")])
+
+    model = TeamModel(first_line="Service Desk", target_precision=0.85).fit(texts, teams)
+    assert model.adjustment[model.teams.index("Storage")] > model.adjustment[model.teams.index("Service Desk")] == 0
+    both = storage_probability()
+    monkeypatch.setattr(routing, "LOGIT_ADJUSTMENT", 0.0)
+    monkeypatch.setattr(routing, "NEIGHBOUR_WEIGHT", 0.0)
+    assert storage_probability() < both
