@@ -64,7 +64,7 @@ def health_report(runtime: Runtime, *, test_connections: bool = False) -> dict[s
     checks["llm"] = {
         "status": "disabled" if runtime.settings.LLM_PROVIDER == "none" else "configured",
         "provider": runtime.settings.LLM_PROVIDER,
-        "analyser": runtime.analyser.name,
+        "analyser": runtime.analyser_name,
     }
     checks["mail_transport"] = {"status": "configured", "transport": runtime.transport.name}
     statuses = [status for status in check_connectors(runtime.settings) if status.configured or status.failing]

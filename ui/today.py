@@ -23,7 +23,7 @@ from ui.tables import show_table
 def show_today(runtime: Runtime) -> None:
     st.title("Today")
     st.caption(
-        f"Analyser **{runtime.analyser.name}** · mail transport **{runtime.transport.name}** · "
+        f"Analyser **{runtime.analyser_name}** · mail transport **{runtime.transport.name}** · "
         f"sources **{', '.join(source.name for source in runtime.sources) or 'none configured'}**"
     )
 

@@ -25,7 +25,7 @@ from engine.analysers.confidence import answers, desk_reading, learned_confidenc
 from engine.analysers.details import information_gaps, needed_details
 from engine.analysers.escalation import Assessment, assess, rule_criteria
 from engine.analysers.learned_match import LearnedIndex, LearnedMatch, learned_answer_for
-from engine.core.analysis import AnalysisResult, TicketSnapshot
+from engine.core.analysis import RETRIEVAL_ANALYSER, AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy, current_policy
 from engine.core.settings import Settings
 from engine.core.templates import request_info_email, resolution_email, summary_of
@@ -39,7 +39,7 @@ from kb.search import deterministic_queries, search
 from kb.titles import heading_line
 
 log = logging.getLogger(__name__)
-NAME = "retrieval-only"
+NAME = RETRIEVAL_ANALYSER
 NUMBERED = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*•])\s+(.+)$")
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 MAX_STEPS = 8

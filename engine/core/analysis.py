@@ -14,7 +14,9 @@ from engine.core.desk_policy import DeskPolicy
 from engine.core.models import Ticket
 
 Decision = Literal["resolve", "ask", "escalate"]
-RETRIEVAL_ONLY = ("none", "retrieval-only")
+RETRIEVAL_ANALYSER = "retrieval-only"
+"""The name of the analyser that answers from the knowledge base alone (no LLM_PROVIDER)."""
+RETRIEVAL_ONLY = ("none", RETRIEVAL_ANALYSER)
 
 
 def draft_label(analyser: str) -> str:

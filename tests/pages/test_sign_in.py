@@ -279,16 +279,16 @@ def test_the_next_operator_in_the_same_tab_sees_nothing_the_last_one_left(app: S
 
 
 def test_the_sign_in_form_needs_only_the_ticket_store(app: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    """After a restart the form is shown before the analyser and connectors are built: here they cannot be built
-    at all, and only the signed-in page says so."""
+    """After a restart the form is shown before the transport and connectors are built: here the transport cannot
+    be built at all, and only the signed-in page says so."""
 
     def broken(*_: object) -> None:
-        raise ConfigurationError("LLM_PROVIDER: the analyser cannot be built")
+        raise ConfigurationError("SMTP_HOST: the mail transport cannot be built")
 
-    monkeypatch.setattr(engine.runtime, "build_analyser", broken)
+    monkeypatch.setattr(engine.runtime, "make_transport", broken)
     at = open_page("Home.py", user=None)
     assert not at.exception
     assert not at.error
     assert at.text_input(key="sign_in_username")
     signed_in = sign_in(at, "ann", PASSWORD)
-    assert "The app cannot start: LLM_PROVIDER: the analyser cannot be built" in texts(signed_in)
+    assert "The app cannot start: SMTP_HOST: the mail transport cannot be built" in texts(signed_in)
