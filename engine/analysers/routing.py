@@ -891,7 +891,12 @@ def _load_newest(session: Session) -> int | None:
 
 
 def _readable(row: RoutingModel | None) -> TeamModel | None:
+    """The model in `row`; None for none, for one of an older format (the engine's next training replaces it: an
+    upgrade is no error), and for one that does not load."""
     if row is None:
+        return None
+    if (row.details or {}).get("format") != MODEL_FORMAT:
+        log.info("routing model %d is of an older format, not served: the next training replaces it", row.id)
         return None
     try:
         return TeamModel.from_bytes(row.model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import pickle
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.analysers import routing
 from engine.analysers.escalation import assess, rule_criteria
 from engine.analysers.routing import (
+    MODEL_FORMAT,
     TeamModel,
     main,
     meaning_vectors,
@@ -201,11 +203,40 @@ def test_a_stored_model_round_trips_and_a_planted_pickle_runs_no_code(
     assert again.suggest(ticket_text(*CLEAR["Network"])) == model.suggest(ticket_text(*CLEAR["Network"]))
     PLANTED_MARK.unlink(missing_ok=True)
     with transaction(session_factory) as session:
-        session.add(RoutingModel(history=1, first_line="x", teams=["x"], details={}, model=pickle.dumps(_Planted())))
+        session.add(
+            RoutingModel(
+                history=1,
+                first_line="x",
+                teams=["x"],
+                details={"format": MODEL_FORMAT},
+                model=pickle.dumps(_Planted()),
+            )
+        )
     with session_factory() as session:
         assert suggest_team(session, settings, ticket_text(*CLEAR["Network"])) is None
     assert not PLANTED_MARK.exists()
     assert "refused, not served" in caplog.text
+
+
+def test_a_model_of_an_older_format_waits_for_the_next_training_without_an_error(
+    session_factory: sessionmaker[Session], settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After an upgrade the stored model may lack what this version reads: not served, no error in the log."""
+    caplog.set_level(logging.INFO)
+    with transaction(session_factory) as session:
+        session.add(
+            RoutingModel(
+                history=1,
+                first_line="Service Desk",
+                teams=["Network", "Service Desk"],
+                details={"format": MODEL_FORMAT - 1},
+                model=fitted().to_bytes(),
+            )
+        )
+    with session_factory() as session:
+        assert suggest_team(session, settings, ticket_text(*CLEAR["Network"])) is None
+    assert "older format, not served" in caplog.text
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
 
 
 def test_assess_takes_the_learned_team_only_when_the_category_names_none() -> None:
