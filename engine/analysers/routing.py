@@ -81,7 +81,8 @@ NEIGHBOUR_WEIGHT = 1.0
 and NEIGHBOUR_WEIGHT × the votes / NEIGHBOURS joins the SVM's scores: a ticket much like a handful of old ones
 (one alert, one form) goes where they went, however rare their team."""
 NEIGHBOURS_KEPT = 20_000
-"""The newest tickets a model keeps to find neighbours among (float16: 15 MB at most per stored model)."""
+"""The newest tickets a model keeps to find neighbours among (stored as float16: 15 MB at most per stored model;
+float32 in memory, so scoring a ticket converts nothing)."""
 NEIGHBOUR_BATCH = 512
 """Tickets compared with the kept ones at a time (a similarity block of 512 × 20,000 floats, 40 MB)."""
 MEANING_CHARS = 1000
@@ -220,14 +221,14 @@ class TeamModel:
         self.calibration = np.zeros(2)
         self.specialist_calibration = np.zeros(2)
         self.adjustment = np.zeros(0, dtype=np.float32)
-        self.neighbours = np.zeros((0, 0), dtype=np.float16)
+        self.neighbours = np.zeros((0, 0), dtype=np.float32)
         self.neighbour_teams = np.zeros(0, dtype=np.int32)
 
     def to_bytes(self) -> bytes:
         """The model as skops data, never pickle: loading it can only build scikit-learn and numpy objects."""
         import skops.io
 
-        return skops.io.dumps(dict(vars(self)))
+        return skops.io.dumps({**vars(self), "neighbours": self.neighbours.astype(np.float16)})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TeamModel:
@@ -251,7 +252,7 @@ class TeamModel:
         model.calibration = np.asarray(state["calibration"], dtype=float)
         model.specialist_calibration = np.asarray(state["specialist_calibration"], dtype=float)
         model.adjustment = np.asarray(state["adjustment"], dtype=np.float32)
-        model.neighbours = np.asarray(state["neighbours"], dtype=np.float16)
+        model.neighbours = np.asarray(state["neighbours"], dtype=np.float32)
         model.neighbour_teams = np.asarray(state["neighbour_teams"], dtype=np.int32)
         return model
 
@@ -313,7 +314,7 @@ class TeamModel:
         self.adjustment = np.asarray(
             [LOGIT_ADJUSTMENT * np.log(largest / counts[team]) for team in self.svm.classes_], dtype=np.float32
         )
-        self.neighbours = meaning[-NEIGHBOURS_KEPT:].astype(np.float16)
+        self.neighbours = meaning[-NEIGHBOURS_KEPT:].astype(np.float16).astype(np.float32)  # as it will be stored
         self.neighbour_teams = np.searchsorted(self.svm.classes_, labels[-NEIGHBOURS_KEPT:]).astype(np.int32)
 
     def _neighbour_votes(self, meaning: np.ndarray) -> np.ndarray:
@@ -322,9 +323,8 @@ class TeamModel:
         votes = np.zeros((len(meaning), len(self.svm.classes_)), dtype=np.float32)
         if not meaning.shape[1] or len(self.neighbours) < NEIGHBOURS:
             return votes
-        kept = self.neighbours.astype(np.float32)
         for start in range(0, len(meaning), NEIGHBOUR_BATCH):
-            similarity = meaning[start : start + NEIGHBOUR_BATCH] @ kept.T
+            similarity = meaning[start : start + NEIGHBOUR_BATCH] @ self.neighbours.T
             nearest = np.argpartition(-similarity, NEIGHBOURS - 1, axis=1)[:, :NEIGHBOURS]
             rows = np.arange(len(similarity))[:, None]
             np.add.at(votes, (rows + start, self.neighbour_teams[nearest]), similarity[rows, nearest])

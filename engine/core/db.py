@@ -62,7 +62,7 @@ def is_postgres(session_or_engine: Session | Engine) -> bool:
 
 def newest_revision() -> str:
     """The newest migration's revision, read off the file names (each migration is named after its revision, and
-    tests/engine/core/test_db.py holds that true against Alembic's own head)."""
+    tests/engine/core/test_migrations.py holds that true against Alembic's own head)."""
     return max(path.name.split("_", 1)[0] for path in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
 
 

@@ -143,12 +143,9 @@ def test_sigterm_stops_an_engine_whose_reader_hangs_and_a_restart_does_not_stall
             what="the other tickets to be analysed while the reader hangs",
         )
         running.send_signal(signal.SIGTERM)
-        try:  # the engine finishes its running jobs first: generous, for a busy machine (60 s once fell short)
-            output, _ = running.communicate(timeout=180)
-        except subprocess.TimeoutExpired:
-            running.kill()
-            output, _ = running.communicate()
-            pytest.fail(f"the engine did not stop within 180 s of SIGTERM; its log ends:\n{output[-4000:]}")
+        # It finishes its running jobs first, however long that takes on a busy machine: only a hang fails the
+        # test, through its hang guard (pytest-timeout); how fast it stops is no assertion here.
+        output, _ = running.communicate()
     finally:
         if running.poll() is None:
             running.kill()
@@ -158,7 +155,7 @@ def test_sigterm_stops_an_engine_whose_reader_hangs_and_a_restart_does_not_stall
 
     for _ in range(2):  # the restart reads it once, to its limit; the next run has nothing to do
         once = engine("run", "--once", KB_EXTRACT_TIMEOUT_SECONDS=2)
-        output, _ = once.communicate(timeout=120)
+        output, _ = once.communicate()
         assert once.returncode == 0, output
         assert_read_once_as_too_complex(session_factory, hanging, 2)
 
