@@ -146,6 +146,7 @@ def test_keys_work_after_moving_between_pages_and_tabs_keep_their_place(dashboar
         expect(page.get_by_text(f"▶ TCKT-{ticket_id}")).to_be_visible()
         go(page, "Home", "Today")
         go(page, "Queue", "Queue")
+        expect(page.get_by_text(f"▶ TCKT-{ticket_id}")).to_be_visible()  # as a person would: the row, then the key
         page.get_by_role("heading", name="Queue").click()
         page.keyboard.press("k")
         expect(page.get_by_text("▶ TCKT-2")).to_be_visible()
