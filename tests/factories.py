@@ -32,7 +32,7 @@ from engine.analysers.llm_confidence import MODEL_CONFIDENCE_EVENT, calibrate
 from engine.core.analysis import AnalysisResult, TicketSnapshot
 from engine.core.desk_policy import DeskPolicy
 from engine.core.enums import ActionKind, ActionState, MessageKind, OutcomeState, Role, TicketStatus
-from engine.core.models import Action, Analysis, OperatorSession, ResolutionOutcome, Ticket, utcnow
+from engine.core.models import Action, Analysis, Escalation, OperatorSession, ResolutionOutcome, Ticket, utcnow
 from engine.core.settings import Settings
 from engine.core.templates import acknowledgement
 from engine.core.timeline import record_event
@@ -155,6 +155,32 @@ def resolved_ticket(session: Session, subject: str, description: str, team: str)
         resolved_at=utcnow(),
     )
     session.add(ticket)
+    return ticket
+
+
+def routed_ticket(
+    session: Session, *, routed_to: str | None, finished_with: str, status: TicketStatus = TicketStatus.RESOLVED
+) -> Ticket:
+    """A ticket the engine escalated to `routed_to` as the served routing model chose (None: the model left it
+    with the first line), that then reached `status` under `finished_with`."""
+    ticket = resolved_ticket(session, "vpn tunnel drops", "Hello, vpn tunnel drops. Regards, Sam", finished_with)
+    ticket.status = status
+    session.flush()
+    analysis = Analysis(ticket_id=ticket.id, analyser="test", decision="escalate", confidence=0.2, evidence=[])
+    session.add(analysis)
+    session.flush()
+    route = {"team": routed_to, "probability": 0.9, "specialist_probability": 0.9, "reason": "test"}
+    session.add(Escalation(ticket_id=ticket.id, analysis_id=analysis.id, team=routed_to, route=route))
+    session.add(
+        Action(
+            ticket_id=ticket.id,
+            analysis_id=analysis.id,
+            kind=ActionKind.ESCALATE,
+            state=ActionState.EXECUTED,
+            team=routed_to or "Service Desk",
+            decided_by="engine",
+        )
+    )
     return ticket
 
 

@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.core.db import transaction
-from engine.core.enums import TicketStatus
-from engine.core.models import RoutingModel, Ticket
+from engine.core.enums import ActionKind, TicketStatus
+from engine.core.models import Action, Escalation, RoutingModel, Ticket
 from engine.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -539,10 +539,15 @@ def precise_threshold(confidence: np.ndarray, correct: np.ndarray, target: float
 
 def wilson_lower_bound(precision: np.ndarray, counted: np.ndarray) -> np.ndarray:
     """The Wilson score interval's lower end at PRECISION_CONFIDENCE_Z for `precision` measured on `counted`."""
-    z = PRECISION_CONFIDENCE_Z
+    return wilson_interval(precision, counted, PRECISION_CONFIDENCE_Z)[0]
+
+
+def wilson_interval(precision: Any, counted: Any, z: float) -> tuple[Any, Any]:
+    """The Wilson score interval (low, high) at `z` for `precision` measured on `counted` (arrays or numbers)."""
     centre = precision + z * z / (2 * counted)
     spread = z * np.sqrt(precision * (1 - precision) / counted + z * z / (4 * counted * counted))
-    return (centre - spread) / (1 + z * z / counted)
+    scale = 1 + z * z / counted
+    return (centre - spread) / scale, (centre + spread) / scale
 
 
 # --- evaluation ------------------------------------------------------------------------------------------
@@ -770,6 +775,17 @@ class RoutingSummary:
     specialist_threshold: float | None
     specialist_precision: float
     validation: dict[str, float | None]
+    since_trained: RoutedOutcome | None = None
+
+
+@dataclass(frozen=True)
+class RoutedOutcome:
+    """What became of the tickets routing sent to a team on its own since the served model was learned: how many
+    are finished, and how many of those finished with that team (a person moved the others). This is the
+    precision routing actually gets on the desk's new tickets, where the validation figures only predict it."""
+
+    finished: int
+    kept: int
 
 
 def routing_summary(session: Session) -> RoutingSummary | None:
@@ -777,6 +793,7 @@ def routing_summary(session: Session) -> RoutingSummary | None:
     if row is None:
         return None
     details = row.details or {}
+    first = details.get("first_escalation")  # absent in models stored before it was kept: no figure until retrained
     return RoutingSummary(
         history=row.history,
         teams=len(row.teams or []),
@@ -786,7 +803,36 @@ def routing_summary(session: Session) -> RoutingSummary | None:
         specialist_threshold=details.get("specialist_threshold"),
         specialist_precision=float(details.get("specialist_precision", SPECIALIST_PRECISION)),
         validation=dict(details.get("validation") or {}),
+        since_trained=None if first is None else routed_outcome(session, first_escalation=int(first)),
     )
+
+
+def routed_outcome(session: Session, *, first_escalation: int) -> RoutedOutcome:
+    """Finished tickets that an analysis escalated to the team routing chose, from `first_escalation` on (the
+    first escalation after the model was stored: a primary-key range, however long the history), counting each
+    ticket's first such escalation, and how many of them still had that team when they finished."""
+    routed_team = Escalation.route["team"].as_string()
+    first_routed = (
+        select(func.min(Escalation.id).label("id"))
+        .join(
+            Action,
+            (Action.ticket_id == Escalation.ticket_id)
+            & (Action.analysis_id == Escalation.analysis_id)
+            & (Action.kind == ActionKind.ESCALATE.value)
+            & (Action.team == routed_team),
+        )
+        .where(Escalation.id >= first_escalation, routed_team.is_not(None))
+        .group_by(Escalation.ticket_id)
+        .subquery()
+    )
+    finished, kept = session.execute(
+        select(func.count(), func.coalesce(func.sum(case((Ticket.team == routed_team, 1), else_=0)), 0))
+        .select_from(first_routed)
+        .join(Escalation, Escalation.id == first_routed.c.id)
+        .join(Ticket, Ticket.id == Escalation.ticket_id)
+        .where(Ticket.status.in_(FINISHED))
+    ).one()
+    return RoutedOutcome(finished=int(finished), kept=int(kept))
 
 
 def retrain_due(session: Session, settings: Settings) -> bool:
@@ -842,6 +888,7 @@ def store_model(factory: sessionmaker[Session], model: TeamModel, *, seconds: fl
                 "specialist_threshold": _finite(model.specialist_threshold),
                 "specialist_precision": model.specialist_precision,
                 "format": MODEL_FORMAT,
+                "first_escalation": (session.scalar(select(func.max(Escalation.id))) or 0) + 1,
             },
             model=model.to_bytes(),
         )

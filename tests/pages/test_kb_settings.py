@@ -234,4 +234,5 @@ def test_settings_show_the_routing_thresholds_beside_what_they_kept_on_the_newes
     shown = texts(open_page(SETTINGS, "lee"))
     assert "from 160 resolved tickets, 4 teams. Target precision 85%; for the specialist signal 95%." in shown
     assert "checked on the newest 32 of those tickets (held back while the threshold was chosen)" in shown
-    assert f"right {model.validation['routed_precision']:.0%} of the time" in shown
+    assert f"right {model.validation['routed_precision']:.0%} of the time (90% interval " in shown
+    assert "On this desk since it was learned: no ticket it sent to a team has finished yet." in shown

@@ -20,12 +20,15 @@ from engine.analysers import routing
 from engine.analysers.escalation import assess, rule_criteria
 from engine.analysers.routing import (
     MODEL_FORMAT,
+    RoutedOutcome,
     TeamModel,
     main,
     meaning_vectors,
     precise_threshold,
+    routing_summary,
     routing_text,
     serve,
+    store_model,
     suggest_team,
     ticket_text,
     train_routing,
@@ -33,10 +36,11 @@ from engine.analysers.routing import (
 from engine.core.analysis import TicketSnapshot
 from engine.core.db import transaction
 from engine.core.desk_policy import DeskPolicy
+from engine.core.enums import TicketStatus
 from engine.core.models import RoutingModel
 from engine.core.settings import Settings
 from kb.embed import LocalEmbedder
-from tests.factories import resolved_ticket, routing_history
+from tests.factories import resolved_ticket, routed_ticket, routing_history
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -359,3 +363,23 @@ def test_a_rare_teams_tickets_that_read_alike_draw_their_like(monkeypatch: pytes
     monkeypatch.setattr(routing, "LOGIT_ADJUSTMENT", 0.0)
     monkeypatch.setattr(routing, "NEIGHBOUR_WEIGHT", 0.0)
     assert storage_probability() < both
+
+
+def test_what_routed_tickets_finished_with_since_the_model_was_learned(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """The precision routing actually got on the desk: of the finished tickets it escalated to a team, those still
+    with that team; a ticket a person moved counts against it, open ones and those routed before the served model
+    was learned not at all."""
+    with transaction(session_factory) as session:
+        routed_ticket(session, routed_to="Network", finished_with="Messaging")  # routed by an older model
+    store_model(session_factory, fitted(), seconds=1.0)
+    with transaction(session_factory) as session:
+        routed_ticket(session, routed_to="Network", finished_with="Network")
+        routed_ticket(session, routed_to="Network", finished_with="Network", status=TicketStatus.CLOSED)
+        routed_ticket(session, routed_to="Messaging", finished_with="Network")  # a person moved it
+        routed_ticket(session, routed_to="Network", finished_with="Network", status=TicketStatus.ESCALATED)
+        routed_ticket(session, routed_to=None, finished_with="Network")  # left with the first line
+    with session_factory() as session:
+        summary = routing_summary(session)
+    assert summary is not None and summary.since_trained == RoutedOutcome(finished=3, kept=2)
