@@ -258,10 +258,13 @@ class LlmAnalyser:
 
     @property
     def output_route(self) -> Literal["json_schema", "function_calling", "tools", "prompt"]:
-        """How structured answers are obtained: the API's json_schema or function calling, or JSON in the text."""
+        """How structured answers are obtained: the API's json_schema or function calling, or JSON in the text.
+
+        LLM_TOOL_CALLING says whether the agent may choose among tools; a forced function call is not a choice, and
+        is what llama-cpp-python's server needs without the agent (it parses a tool call only when one is forced and
+        honours no json_schema response format), so function calling stays whatever LLM_TOOL_CALLING says."""
         if isinstance(self.model, BaseChatOpenAI):
-            method = self.settings.LLM_STRUCTURED_OUTPUT
-            return "json_schema" if method == "function_calling" and not self.settings.LLM_TOOL_CALLING else method
+            return self.settings.LLM_STRUCTURED_OUTPUT
         return "tools" if self.uses_agent else "prompt"
 
     def analyse(self, ticket: TicketSnapshot, policy: DeskPolicy | None = None) -> AnalysisResult:

@@ -98,6 +98,20 @@ def test_openai_fixed_chain_uses_json_schema(
     assert body["max_tokens"] == body["max_completion_tokens"] == settings.LLM_MAX_OUTPUT_TOKENS
 
 
+def test_the_fixed_chain_forces_a_function_call_when_told_to_as_llama_cpp_needs(
+    factory: sessionmaker[Session], llm_settings: Settings, emulator: OpenAIEmulator
+) -> None:
+    """llama-cpp-python's server parses no tool call the model chose freely: without the agent, the decision is
+    one forced function call (constrained there by a grammar), not an agent's calls that cannot end."""
+    settings = openai_settings(llm_settings, emulator, LLM_TOOL_CALLING=False, LLM_STRUCTURED_OUTPUT="function_calling")
+    result = LlmAnalyser(factory, settings, search_kb=FakeKb()).analyse(snapshot())
+    assert (result.decision, result.error) == ("ask", None)
+    [body] = emulator.bodies
+    assert body["tool_choice"]["function"]["name"] == "LlmDecision"
+    assert [tool["function"]["name"] for tool in body["tools"]] == ["LlmDecision"]
+    assert "response_format" not in body
+
+
 def test_a_reply_without_a_tool_call_ends_the_agent_and_function_calling_retries(
     factory: sessionmaker[Session], llm_settings: Settings, emulator: OpenAIEmulator
 ) -> None:
