@@ -80,6 +80,8 @@ class Exchange:
     tool_arguments_valid: bool | None
     prompt_tokens: int
     completion_tokens: int
+    decision: str | None = None
+    """What the model decided in a decision answer (its `decision` field), before the desk's rules read it."""
 
 
 def judge(request: dict[str, Any], status: int, reply: dict[str, Any], seconds: float) -> Exchange:
@@ -100,6 +102,7 @@ def judge(request: dict[str, Any], status: int, reply: dict[str, Any], seconds: 
             for call in calls
         )
     usage = reply.get("usage") or {}
+    answers = [call["function"].get("arguments") for call in calls] or [message.get("content")]
     return Exchange(
         seconds=seconds,
         status=status,
@@ -110,7 +113,18 @@ def judge(request: dict[str, Any], status: int, reply: dict[str, Any], seconds: 
         tool_arguments_valid=arguments_valid,
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
         completion_tokens=int(usage.get("completion_tokens") or 0),
+        decision=next((found for found in map(decision_in, answers) if found), None),
     )
+
+
+def decision_in(text: str | None) -> str | None:
+    """The `decision` field of a JSON answer, if it is one that has it."""
+    try:
+        document = json.loads(text or "")
+    except json.JSONDecodeError:
+        return None
+    found = document.get("decision") if isinstance(document, dict) else None
+    return str(found) if found else None
 
 
 def valid(text: str | None, schema: dict[str, Any]) -> bool:
@@ -330,6 +344,9 @@ def print_wire(exchanges: list[Exchange]) -> None:
             f"  tool calls: {share(len(called), len(offered))} turns offered tools called one; arguments valid "
             f"{share(valid_arguments, len(called))}; tools called: {dict(finishing) or 'none'}"
         )
+    decided = Counter(exchange.decision for exchange in exchanges if exchange.decision)
+    if decided:
+        print(f"  the model's own decisions, before the desk's rules: {dict(decided)}")
     if exchanges:
         prompt = sum(exchange.prompt_tokens for exchange in exchanges)
         completion = sum(exchange.completion_tokens for exchange in exchanges)
