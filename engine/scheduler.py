@@ -10,7 +10,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime
 
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -156,9 +156,9 @@ def run_all_once(runtime: Runtime) -> dict[str, object]:
     }
 
 
-def start_scheduler(runtime: Runtime, *, first_runs_after: timedelta = timedelta(0)) -> BackgroundScheduler:
-    """The engine's jobs on a timer, each first run `first_runs_after` from now; EngineAlreadyRunningError when
-    another process runs them on this SQLite file.
+def start_scheduler(runtime: Runtime, *, first_run_at: datetime | None = None) -> BackgroundScheduler:
+    """The engine's jobs on a timer, each first run at `first_run_at` (now when None); EngineAlreadyRunningError
+    when another process runs them on this SQLite file.
 
     Tickets are analysed by one long-lived pool, stopped with the scheduler (its claims given back)."""
     claim_engine(runtime.settings)
@@ -168,6 +168,7 @@ def start_scheduler(runtime: Runtime, *, first_runs_after: timedelta = timedelta
     count_skipped_runs()
     pool = AnalysisPool(runtime.factory, runtime.settings.ANALYSIS_CONCURRENCY, runtime.settings.PROCESS_BATCH_SIZE)
     scheduler.add_listener(lambda _: pool.stop(), EVENT_SCHEDULER_SHUTDOWN)
+    first_run_at = first_run_at or utcnow()
     for name, (interval, job) in engine_jobs(runtime, pool).items():
         scheduler.add_job(
             run_scheduled,
@@ -176,7 +177,7 @@ def start_scheduler(runtime: Runtime, *, first_runs_after: timedelta = timedelta
             args=(runtime, name, interval, job),
             id=name,
             name=name,
-            next_run_time=utcnow() + first_runs_after,
+            next_run_time=first_run_at,
         )
     scheduler.start()
     return scheduler

@@ -158,13 +158,20 @@ def resolved_ticket(session: Session, subject: str, description: str, team: str)
     return ticket
 
 
-def routed_ticket(
-    session: Session, *, routed_to: str | None, finished_with: str, status: TicketStatus = TicketStatus.RESOLVED
-) -> Ticket:
-    """A ticket the engine escalated to `routed_to` as the served routing model chose (None: the model left it
-    with the first line), that then reached `status` under `finished_with`."""
-    ticket = resolved_ticket(session, "vpn tunnel drops", "Hello, vpn tunnel drops. Regards, Sam", finished_with)
-    ticket.status = status
+def routed_ticket(session: Session, *, routed_to: str | None) -> int:
+    """A ticket as the engine leaves it after escalating it to `routed_to`, the served routing model's choice (None:
+    the model left it with the first line): escalated, with that team; its id."""
+    number = next(_counter)
+    ticket = Ticket(
+        source="test",
+        external_id=f"ROUTED-{number}",
+        email=f"user{number}@customer.example",
+        subject="vpn tunnel drops",
+        description="Hello, vpn tunnel drops. Regards, Sam",
+        status=TicketStatus.ESCALATED,
+        team=routed_to or "Service Desk",
+    )
+    session.add(ticket)
     session.flush()
     analysis = Analysis(ticket_id=ticket.id, analyser="test", decision="escalate", confidence=0.2, evidence=[])
     session.add(analysis)
@@ -181,7 +188,8 @@ def routed_ticket(
             decided_by="engine",
         )
     )
-    return ticket
+    session.flush()
+    return ticket.id
 
 
 def resolution_outcome(

@@ -62,9 +62,10 @@ def engine_scheduler() -> BackgroundScheduler | None:
     runtime = engine_runtime()
     if not runtime.settings.ENGINE_ENABLED:
         return None
+    from engine.core.models import utcnow
     from engine.scheduler import start_scheduler
 
-    return start_scheduler(runtime, first_runs_after=FIRST_RUNS_AFTER)
+    return start_scheduler(runtime, first_run_at=utcnow() + FIRST_RUNS_AFTER)
 
 
 def _started(build: Callable[[], T]) -> T:

@@ -37,10 +37,11 @@ from engine.core.analysis import TicketSnapshot
 from engine.core.db import transaction
 from engine.core.desk_policy import DeskPolicy
 from engine.core.enums import TicketStatus
-from engine.core.models import RoutingModel
+from engine.core.models import RoutingModel, Ticket
 from engine.core.settings import Settings
+from engine.operators.actions import assign, set_status
 from kb.embed import LocalEmbedder
-from tests.factories import resolved_ticket, routed_ticket, routing_history
+from tests.factories import desk_operators, resolved_ticket, routed_ticket, routing_history
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -369,17 +370,24 @@ def test_what_routed_tickets_finished_with_since_the_model_was_learned(
     session_factory: sessionmaker[Session],
 ) -> None:
     """The precision routing actually got on the desk: of the finished tickets it escalated to a team, those still
-    with that team; a ticket a person moved counts against it, open ones and those routed before the served model
-    was learned not at all."""
+    with that team when a person resolved or closed them; one a person moved to another team first counts against
+    it, open ones and those routed before the served model was learned not at all."""
+    person = desk_operators(session_factory)
     with transaction(session_factory) as session:
-        routed_ticket(session, routed_to="Network", finished_with="Messaging")  # routed by an older model
+        older = routed_ticket(session, routed_to="Network")  # routed by an older model
     store_model(session_factory, fitted(), seconds=1.0)
     with transaction(session_factory) as session:
-        routed_ticket(session, routed_to="Network", finished_with="Network")
-        routed_ticket(session, routed_to="Network", finished_with="Network", status=TicketStatus.CLOSED)
-        routed_ticket(session, routed_to="Messaging", finished_with="Network")  # a person moved it
-        routed_ticket(session, routed_to="Network", finished_with="Network", status=TicketStatus.ESCALATED)
-        routed_ticket(session, routed_to=None, finished_with="Network")  # left with the first line
+        kept = [routed_ticket(session, routed_to="Network") for _ in range(2)]
+        moved = routed_ticket(session, routed_to="Messaging")
+        still_open = routed_ticket(session, routed_to="Network")
+        first_line = routed_ticket(session, routed_to=None)
+    with transaction(session_factory) as session:
+        assign(session, person, older, team="Messaging")
+        assign(session, person, moved, team="Network")
+        for ticket_id in (older, kept[0], moved, first_line):
+            set_status(session, person, ticket_id, TicketStatus.RESOLVED)
+        set_status(session, person, kept[1], TicketStatus.CLOSED)
     with session_factory() as session:
         summary = routing_summary(session)
+        assert session.get(Ticket, still_open).status == TicketStatus.ESCALATED
     assert summary is not None and summary.since_trained == RoutedOutcome(finished=3, kept=2)
