@@ -405,6 +405,7 @@ def product_desk(workdir: Path, *, calibrated: bool) -> ProductDesk:
         OUTGOING_ALLOWED_DOMAINS=",".join(ALLOWED_DOMAINS),
         OUTGOING_CONTACT_POINTS=",".join(CONTACT_POINTS),
         OUTBOX_TRANSPORT="database",
+        KB_READY_WAIT_SECONDS=0,  # uncalibrated, tickets are analysed as past the wait's bound, not held
     )
     engine = make_engine(settings.database_url)
     upgrade_database(engine)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.analysers.retrieval_analyser import RetrievalAnalyser
 from engine.core.enums import TicketStatus
-from engine.core.models import Analysis, KbDocument, Ticket, TimelineEvent, utcnow
+from engine.core.models import Analysis, KbDocument, OutboxMessage, Ticket, TimelineEvent, utcnow
 from engine.core.settings import Settings
 from engine.intake.ingest import ingest
 from engine.jobs import calibrate_knowledge_if_changed
@@ -64,6 +64,32 @@ def test_first_tickets_wait_for_the_first_calibration_then_are_answered_from_the
         assert all(ticket.waiting_reason is None for ticket in session.scalars(select(Ticket)))
         gaps = gap_tickets(session, utcnow() - timedelta(hours=1))
         assert not any(gap.why == "no evidence" for gap in gaps)
+    reset_caches()
+
+
+def test_a_backlog_larger_than_a_batch_is_acknowledged_and_told_to_wait_in_full(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """Tickets already waiting for the knowledge base are not claimed again while it is not ready: each run reaches
+    the next ones, so the newest ticket of a large backlog is acknowledged at once, not after the first batch's wait."""
+    reset_caches()
+    settings.KB_READY_WAIT_SECONDS, settings.PROCESS_BATCH_SIZE = 900, 2
+    add_document(session_factory, settings, "reset-password.md", (ARTICLES / "reset-password.md").read_bytes())
+    with session_factory.begin() as session:
+        for number in range(5):
+            ingest(session, ticket_in(subject=f"Password {number}", body="How do I reset my password?"), settings)
+    analyser = RetrievalAnalyser(session_factory, settings)
+    for _ in range(3):
+        process_pending(session_factory, settings, analyser, worker="w")
+    with session_factory() as session:
+        assert all(ticket.waiting_reason for ticket in session.scalars(select(Ticket)))
+        acknowledged = session.scalars(select(OutboxMessage.ticket_id).where(OutboxMessage.kind == "acknowledgement"))
+        assert sorted(acknowledged) == sorted(session.scalars(select(Ticket.id)))
+    with session_factory.begin() as session:
+        for ticket in session.scalars(select(Ticket)):
+            ticket.pending_since = utcnow() - timedelta(seconds=901)
+    report = process_pending(session_factory, settings, analyser, worker="w")
+    assert report.processed == 2, "past the bound they are claimed again, a batch at a time"
     reset_caches()
 
 
