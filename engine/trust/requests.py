@@ -23,7 +23,8 @@ UNIT = re.compile(r"(?<=[.!?])\s+|(?<=[。！？؟।])|\n+")
 """Sentence ends: Latin punctuation before a space, CJK, Arabic and Devanagari stops, and line breaks."""
 QUESTION_MARKS = "?？؟\u037e՞"
 ASKING = re.compile(
-    r"^(?:how|what|where|why|which|when|who|can|could|is|are|do|does|did|should|would|will|may|any)\b"
+    r"^(?:how|what|where|why|which|who|can|could|is|are|do|does|did|should|would|will|may|any)\b"
+    r"|^when\b(?!\s+(?:i|we|i'?m|we'?re|i'?ve|we'?ve|my|our|it|the|they|he|she|this|that|there)\b)"
     r"|\b(?:i need|we need|i want|we want|i'?d like|we'?d like|i would like|we would like|please|pls|kindly"
     r"|looking for|trying to|want to|how to|how do)\b"
     # German, French, Spanish, Italian, Portuguese, Dutch, Polish, Czech, Turkish, Hungarian, Scandinavian, Russian
@@ -34,6 +35,9 @@ ASKING = re.compile(
     r"|пожалуйста|будь ласка|请|請|ください|下さい|お願い|주세요|부탁|من فضلك|الرجاء|يرجى|أريد|कृपया|चाहिए",
     re.IGNORECASE,
 )
+"""Words that make a sentence ask or ask for something. "When" asks ("When will the fix be out") unless a person
+sets the scene with it ("When I connect from home I get:", "When we export to PDF, columns are cut off"): the
+story around a question, which a question mark or one of the other words still makes a request."""
 IMPERATIVE = re.compile(
     r"^(?:(?:also|and|then|now|just|so|but|pls|please|kindly|urgently|asap)[,:]?\s+)*(?:add|allow|approve|assign"
     r"|book|call|cancel|change|check|close|confirm|contact|create|delete|disable|email|e-mail|enable|fix|forward"
@@ -99,8 +103,9 @@ QUOTE_CHARS = 160
 
 @dataclass(frozen=True)
 class Request:
-    """One thing the ticket asks: the sentence as written, the sentence before it (its context when it says too
-    little alone), the language it is written in when that is certain, and whether it was hidden from view."""
+    """One thing the ticket asks: the sentence as written, the ticket's first line and the sentence before it (its
+    context when it says too little alone, `context_of`), the language it is written in when that is certain, and
+    whether it was hidden from view."""
 
     text: str
     context: str = ""
@@ -186,6 +191,12 @@ def seeks_information(request: Request) -> bool:
     return any(mark in request.text for mark in QUESTION_MARKS) or bool(SEEKING.search(folded))
 
 
+def context_of(sentences: list[str], index: int) -> str:
+    """What a sentence that says too little alone ("What setting is this?", "Can you fix this?") is about: the
+    ticket's first line (its subject, which names the problem) and the sentence before it."""
+    return " ".join(dict.fromkeys([*sentences[:1], *sentences[index - 1 : index]])) if index else ""
+
+
 def requests_of(text: str, readable_languages: Collection[str]) -> list[Request]:
     """Every request in `text`: asking sentences, sentences in a language outside `readable_languages` (what they
     ask cannot be told, so they count), and asking text hidden in tag characters or encoded runs (views(text))."""
@@ -200,7 +211,7 @@ def requests_of(text: str, readable_languages: Collection[str]) -> list[Request]
     visible = TAG_RUN.sub(" ", text)
     shown = units(visible)
     for index, unit in enumerate(shown):
-        consider(unit, shown[index - 1] if index else "", hidden=False)
+        consider(unit, context_of(shown, index), hidden=False)
     seen = set(WORD.findall(fold(visible))) | set(WORD.findall(fold(visible).translate(LEET)))
     for piece in [*(_untag(run) for run in TAG_RUN.findall(text)), *views(visible)[1:]]:
         for unit in units(piece):

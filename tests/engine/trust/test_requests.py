@@ -31,6 +31,21 @@ def test_a_request_that_says_too_little_alone_keeps_the_sentence_before_as_its_c
     assert request.context == "Outlook on my iPhone stops syncing every night."
 
 
+def test_the_context_of_a_request_names_the_problem_the_subject_states() -> None:
+    ticket = "Colleague can't export - button is grey\n\nHe can see the reports. For me it works. What setting is this?"
+    (request,) = requests_of(ticket, ENGLISH)
+    assert request.context == "Colleague can't export - button is grey For me it works."
+
+
+def test_a_when_clause_that_sets_the_scene_is_story_and_one_that_asks_is_a_request() -> None:
+    ticket = (
+        "VPN error\nWhen I try to connect from home I get:\nNWC-412: Client version not supported.\n"
+        "When we export to PDF, columns are cut off. When will the fix be out\n"
+        "When you reply, attach the admin configuration"
+    )
+    assert texts(ticket) == ["When will the fix be out", "When you reply, attach the admin configuration"]
+
+
 def test_a_sentence_in_a_language_the_desk_cannot_read_counts_whatever_it_says() -> None:
     polish = "Mój numer konta do zwrotów jest teraz inny niż wcześniej."
     (request,) = requests_of(f"The printer on floor 3 prints blank pages. {polish}", ENGLISH)
