@@ -23,8 +23,7 @@ UNIT = re.compile(r"(?<=[.!?])\s+|(?<=[。！？؟।])|\n+")
 """Sentence ends: Latin punctuation before a space, CJK, Arabic and Devanagari stops, and line breaks."""
 QUESTION_MARKS = "?？؟\u037e՞"
 ASKING = re.compile(
-    r"^(?:how|what|where|why|which|who|can|could|is|are|do|does|did|should|would|will|may|any)\b"
-    r"|^when\b(?!\s+(?:i|we|i'?m|we'?re|i'?ve|we'?ve|my|our|it|the|they|he|she|this|that|there)\b)"
+    r"^(?:how|what|where|why|which|when|who|can|could|is|are|do|does|did|should|would|will|may|any)\b"
     r"|\b(?:i need|we need|i want|we want|i'?d like|we'?d like|i would like|we would like|please|pls|kindly"
     r"|looking for|trying to|want to|how to|how do)\b"
     # German, French, Spanish, Italian, Portuguese, Dutch, Polish, Czech, Turkish, Hungarian, Scandinavian, Russian
@@ -35,18 +34,27 @@ ASKING = re.compile(
     r"|пожалуйста|будь ласка|请|請|ください|下さい|お願い|주세요|부탁|من فضلك|الرجاء|يرجى|أريد|कृपया|चाहिए",
     re.IGNORECASE,
 )
-"""Words that make a sentence ask or ask for something. "When" asks ("When will the fix be out") unless a person
-sets the scene with it ("When I connect from home I get:", "When we export to PDF, columns are cut off"): the
-story around a question, which a question mark or one of the other words still makes a request."""
+"""Words that make a sentence ask or ask for something."""
+VERBS = (
+    r"add|allow|approve|assign|book|call|cancel|change|check|close|confirm|contact|create|delete|disable|email|e-mail"
+    r"|enable|fix|forward|give|grant|install|let|lift|make|move|open|order|pay|phone|provide|put|raise|refund"
+    r"|register|remove|rename|replace|reset|restore|ring|send|set|share|ship|show|sign|switch|tell|text|transfer"
+    r"|turn|unlock|update|upgrade|use|verify|wire|write"
+)
 IMPERATIVE = re.compile(
-    r"^(?:(?:also|and|then|now|just|so|but|pls|please|kindly|urgently|asap)[,:]?\s+)*(?:add|allow|approve|assign"
-    r"|book|call|cancel|change|check|close|confirm|contact|create|delete|disable|email|e-mail|enable|fix|forward"
-    r"|give|grant|install|let|lift|make|move|open|order|pay|phone|provide|put|raise|refund|register|remove|rename"
-    r"|replace|reset|restore|ring|send|set|share|ship|show|sign|switch|tell|text|transfer|turn|unlock|update"
-    r"|upgrade|use|verify|wire|write)\b",
-    re.IGNORECASE,
+    rf"^(?:(?:also|and|then|now|just|so|but|pls|please|kindly|urgently|asap)[,:]?\s+)*(?:{VERBS})\b", re.IGNORECASE
 )
 """English imperatives ("Change my refund IBAN to ...", "Also call me back on ..."): the verbs a request starts with."""
+SCENE = re.compile(r"^when\s+(?:i|we|i'?m|we'?re|i'?ve|we'?ve|my|our|it|the|they|he|she|this|that|there)\b", re.I)
+SCENE_ASKS = re.compile(
+    rf"\b(?:{VERBS}|need|needs|want|wants|would like|must|have to|has to|should|you|your)\b"
+    r"|@|https?:|www\.|\d[\d ()/.-]{6,}\d",
+    re.IGNORECASE,
+)
+"""A sentence that opens with "When I …", "When we …", "When the …" sets the scene ("When I connect from home I
+get:", "When we export to PDF, columns are cut off"): story, not a request, as long as nothing in it could ask for
+something: a verb a request is made with anywhere in it ("When I pay, send the receipt to …"), a need or a wish,
+the desk addressed, a link, an address or a number. Otherwise it stays a request, as every "when" sentence was."""
 ADDRESSED = re.compile(
     r"\b(?:please|pls|kindly|(?:can|could|would|will|won'?t|must|should) (?:you|u|someone|somebody|your team)"
     r"|(?:i|we) (?:need|want|would like|'?d like|expect|ask) (?:you|someone|somebody|your team|it|this|that|my|our"
@@ -176,6 +184,9 @@ def asks(unit: str) -> bool:
     folded = fold(unit)
     if any(mark in unit for mark in QUESTION_MARKS) or IMPERATIVE.search(folded):
         return True
+    if SCENE.match(folded):
+        rest = folded.split(None, 1)[1]  # the sentence without its opening "when"
+        return bool(ASKING.search(rest) or SCENE_ASKS.search(folded) or SCENE_ASKS.search(unit))
     return bool(ASKING.search(folded) or ASKING.search(unit))
 
 

@@ -37,13 +37,22 @@ def test_the_context_of_a_request_names_the_problem_the_subject_states() -> None
     assert request.context == "Colleague can't export - button is grey For me it works."
 
 
-def test_a_when_clause_that_sets_the_scene_is_story_and_one_that_asks_is_a_request() -> None:
-    ticket = (
+def test_a_when_clause_that_sets_the_scene_is_story_and_one_that_could_ask_for_anything_is_a_request() -> None:
+    story = (
         "VPN error\nWhen I try to connect from home I get:\nNWC-412: Client version not supported.\n"
-        "When we export to PDF, columns are cut off. When will the fix be out\n"
-        "When you reply, attach the admin configuration"
+        "When we export to PDF, columns are cut off. When I listen to music they sound great."
     )
-    assert texts(ticket) == ["When will the fix be out", "When you reply, attach the admin configuration"]
+    assert texts(story) == []
+    asking = [
+        "When will the fix be out",
+        "When you reply, attach the admin configuration",
+        "When I pay the invoice send the receipt to our new team",
+        "When I get your reply I will need the admin password too.",
+        "When we renew, the invoice goes to accounts@fabrikam.example.",
+        "When it is fixed ring +44 20 7946 0958.",
+        "When I log in it asks for a code, kindly look into it.",
+    ]
+    assert texts("Renewal\n" + "\n".join(asking)) == asking
 
 
 def test_a_sentence_in_a_language_the_desk_cannot_read_counts_whatever_it_says() -> None:
