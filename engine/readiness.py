@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from connectors import registry
@@ -94,4 +94,15 @@ def not_waiting_for(reason: str, settings: Settings, now: datetime) -> ColumnEle
         Ticket.waiting_reason.is_(None),
         Ticket.waiting_reason != reason,
         Ticket.pending_since <= now - timedelta(seconds=settings.KB_READY_WAIT_SECONDS),
+    )
+
+
+def refresh_waiting(session: Session, reason: str) -> None:
+    """Every queued ticket already waiting shows the current reason ("2 articles still being read" after "3"), in one
+    statement: none is claimed again only to be told a new count, which would keep a changing reason's backlog in
+    front of the newest tickets. The timeline said when each began to wait; the queue shows the reason as it is."""
+    session.execute(
+        update(Ticket)
+        .where(Ticket.pending_since.is_not(None), Ticket.waiting_reason.is_not(None), Ticket.waiting_reason != reason)
+        .values(waiting_reason=reason)
     )

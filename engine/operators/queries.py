@@ -193,6 +193,7 @@ def queue_page(
             Ticket.action_required,
             Ticket.assignee,
             Ticket.waiting_reason,
+            Ticket.pending_since,
         )
         .where(*conditions)
         .order_by(*order)
@@ -222,7 +223,7 @@ def queue_page(
             "draft": drafts.get(row.id),
             "assignee": row.assignee or "",
             "attention": bool(row.action_required),
-            "waiting": row.waiting_reason or "",
+            "waiting": (row.waiting_reason or "") if row.pending_since else "",  # a person's action ends a wait
         }
         for row in rows
     ], total

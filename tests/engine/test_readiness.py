@@ -13,13 +13,14 @@ from engine.core.models import Analysis, KbDocument, OutboxMessage, Ticket, Time
 from engine.core.settings import Settings
 from engine.intake.ingest import ingest
 from engine.jobs import calibrate_knowledge_if_changed
+from engine.operators.actions import take_over
 from engine.operators.queries import QueueFilter, queue_page
 from engine.pipeline import process_pending
 from engine.readiness import knowledge_wait_reason, stall_seconds
 from kb.gaps import gap_tickets
 from kb.indexer import add_document
 from kb.store import reset_caches
-from tests.factories import ticket_in
+from tests.factories import desk_operators, ticket_in
 
 ARTICLES = Path(__file__).resolve().parents[2] / "connectors" / "demo_data" / "kb"
 QUESTIONS = (
@@ -85,11 +86,41 @@ def test_a_backlog_larger_than_a_batch_is_acknowledged_and_told_to_wait_in_full(
         assert all(ticket.waiting_reason for ticket in session.scalars(select(Ticket)))
         acknowledged = session.scalars(select(OutboxMessage.ticket_id).where(OutboxMessage.kind == "acknowledgement"))
         assert sorted(acknowledged) == sorted(session.scalars(select(Ticket.id)))
+
+    with session_factory.begin() as session:  # the reason changes: the backlog is not claimed again to learn it
+        session.add(KbDocument(filename="faq.md", status="pending"))
+        newest = ingest(session, ticket_in(subject="Password 5", body="How do I reset it?"), settings).ticket_id
+    process_pending(session_factory, settings, analyser, worker="w")
+    with session_factory() as session:
+        reasons = set(session.scalars(select(Ticket.waiting_reason)))
+        assert reasons == {"Waiting for the knowledge base: 1 article still being read"}
+        assert session.scalar(select(OutboxMessage.id).where(OutboxMessage.ticket_id == newest)) is not None
     with session_factory.begin() as session:
         for ticket in session.scalars(select(Ticket)):
             ticket.pending_since = utcnow() - timedelta(seconds=901)
     report = process_pending(session_factory, settings, analyser, worker="w")
     assert report.processed == 2, "past the bound they are claimed again, a batch at a time"
+    reset_caches()
+
+
+def test_a_ticket_a_person_takes_over_while_it_waits_no_longer_shows_as_waiting(
+    session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    reset_caches()
+    settings.KB_READY_WAIT_SECONDS = 900
+    add_document(session_factory, settings, "reset-password.md", (ARTICLES / "reset-password.md").read_bytes())
+    with session_factory.begin() as session:
+        first, second = (
+            ingest(session, ticket_in(subject=subject, body="How do I reset my password?"), settings).ticket_id
+            for subject in ("Password", "Password again")
+        )
+    process_pending(session_factory, settings, RetrievalAnalyser(session_factory, settings), worker="w")
+    with session_factory.begin() as session:
+        take_over(session, desk_operators(session_factory), first)
+    with session_factory() as session:
+        rows, _ = queue_page(session, QueueFilter())
+        reason = "Waiting for the knowledge base: its first self-check (calibration) is running"
+        assert {row["id"]: row["waiting"] for row in rows} == {first: "", second: reason}
     reset_caches()
 
 
