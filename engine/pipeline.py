@@ -42,7 +42,7 @@ from engine.intake.ingest import hold_for_review
 from engine.ops.failpoints import failpoint
 from engine.ops.observability import observe_analysis
 from engine.outcomes.outcome_calibration import describe_adjustment
-from engine.readiness import knowledge_wait_reason, not_waiting_for, refresh_waiting, waits
+from engine.readiness import knowledge_wait_reason, not_waiting, refresh_waiting, waits
 from engine.trust.decision import delivery_verdict
 from engine.trust.guards import injection_reasons, social_engineering_reasons
 from engine.trust.provenance import UntrustedTextError
@@ -350,7 +350,7 @@ def claim_pending_tickets(
             query = query.where(Ticket.id.not_in(list(exclude)))
         if waiting is not None:
             refresh_waiting(session, waiting)
-            query = query.where(not_waiting_for(waiting, settings, now))
+            query = query.where(not_waiting(settings, now))
         if is_postgres(session):
             query = query.with_for_update(skip_locked=True)
         claims = []

@@ -85,14 +85,13 @@ def waits(ticket: Ticket, reason: str | None, settings: Settings, now: datetime)
     return now - ticket.pending_since < timedelta(seconds=settings.KB_READY_WAIT_SECONDS)
 
 
-def not_waiting_for(reason: str, settings: Settings, now: datetime) -> ColumnElement[bool]:
-    """Tickets worth a claim while the knowledge base is not ready: not yet told to wait for `reason`, or queued
-    for longer than the bound (`waits`). One already waiting for it (acknowledged, its reason shown) would only be
-    given back, and a backlog of them larger than a batch would keep the newest from ever being claimed and
-    acknowledged."""
+def not_waiting(settings: Settings, now: datetime) -> ColumnElement[bool]:
+    """Tickets worth a claim while the knowledge base is not ready: not yet told to wait, or queued for longer than
+    the bound (`waits`). One already waiting (acknowledged, its reason shown and kept current by `refresh_waiting`)
+    would only be given back, and a backlog of them larger than a batch would keep the newest from ever being claimed
+    and acknowledged."""
     return or_(
         Ticket.waiting_reason.is_(None),
-        Ticket.waiting_reason != reason,
         Ticket.pending_since <= now - timedelta(seconds=settings.KB_READY_WAIT_SECONDS),
     )
 

@@ -45,7 +45,9 @@ IMPERATIVE = re.compile(
     rf"^(?:(?:also|and|then|now|just|so|but|pls|please|kindly|urgently|asap)[,:]?\s+)*(?:{VERBS})\b", re.IGNORECASE
 )
 """English imperatives ("Change my refund IBAN to ...", "Also call me back on ..."): the verbs a request starts with."""
-SCENE = re.compile(r"^when\s+(?:i|we|i'?m|we'?re|i'?ve|we'?ve|my|our|it|the|they|he|she|this|that|there)\b", re.I)
+SCENE = re.compile(
+    r"^when\s+(?:i|we|i'?m|we'?re|i'?ve|we'?ve|my|our|it|the|they|he|she|this|that|there)\b", re.IGNORECASE
+)
 SCENE_ASKS = re.compile(
     rf"\b(?:{VERBS}|need|needs|want|wants|would like|must|have to|has to|should|you|your)\b"
     r"|@|https?:|www\.|\d[\d ()/.-]{6,}\d",
@@ -111,8 +113,8 @@ QUOTE_CHARS = 160
 
 @dataclass(frozen=True)
 class Request:
-    """One thing the ticket asks: the sentence as written, the ticket's first line and the sentence before it (its
-    context when it says too little alone, `context_of`), the language it is written in when that is certain, and
+    """One thing the ticket asks: the sentence as written, what comes before it (its context when it says too little
+    alone, `context_of`), the language it is written in when that is certain, and
     whether it was hidden from view."""
 
     text: str
@@ -196,16 +198,26 @@ def seeks_information(request: Request) -> bool:
     is answered only by a passage that names what it asks for."""
     if request.hidden or request.language not in (None, *LANGUAGE_NAMES):
         return False
-    folded = fold(request.text)
+    return asks_to_know(request.text)
+
+
+def asks_to_know(sentence: str) -> bool:
+    """A sentence that asks to know something, not for something to be done (a question, "how do I ...")."""
+    folded = fold(sentence)
     if IMPERATIVE.search(folded) or ADDRESSED.search(folded):
         return False
-    return any(mark in request.text for mark in QUESTION_MARKS) or bool(SEEKING.search(folded))
+    return any(mark in sentence for mark in QUESTION_MARKS) or bool(SEEKING.search(folded))
 
 
 def context_of(sentences: list[str], index: int) -> str:
-    """What a sentence that says too little alone ("What setting is this?", "Can you fix this?") is about: the
-    ticket's first line (its subject, which names the problem) and the sentence before it."""
-    return " ".join(dict.fromkeys([*sentences[:1], *sentences[index - 1 : index]])) if index else ""
+    """What a sentence that says too little alone is about: the sentence before it, and for a question that asks to
+    know ("What setting is this?", "Is that a bug?") also the ticket's first line, its subject, which names the
+    problem. A request to act ("Please send it to them.") keeps the sentence before alone: a subject's words would
+    make any action look answered by the article the subject asks about."""
+    if not index:
+        return ""
+    before = sentences[index - 1]
+    return " ".join(dict.fromkeys([sentences[0], before])) if asks_to_know(sentences[index]) else before
 
 
 def requests_of(text: str, readable_languages: Collection[str]) -> list[Request]:

@@ -31,10 +31,13 @@ def test_a_request_that_says_too_little_alone_keeps_the_sentence_before_as_its_c
     assert request.context == "Outlook on my iPhone stops syncing every night."
 
 
-def test_the_context_of_a_request_names_the_problem_the_subject_states() -> None:
+def test_the_context_of_a_question_names_the_problem_the_subject_states_and_of_an_action_the_sentence_before() -> None:
     ticket = "Colleague can't export - button is grey\n\nHe can see the reports. For me it works. What setting is this?"
     (request,) = requests_of(ticket, ENGLISH)
     assert request.context == "Colleague can't export - button is grey For me it works."
+    action = "Export to PDF\n\nI exported the Q3 report. Please send it to them."
+    (request,) = requests_of(action, ENGLISH)
+    assert request.context == "I exported the Q3 report.", "a subject's words would make the action look answered"
 
 
 def test_a_when_clause_that_sets_the_scene_is_story_and_one_that_could_ask_for_anything_is_a_request() -> None:
